@@ -1,0 +1,107 @@
+//! `latchd`: the daemon. Parses argv, resolves and validates the config,
+//! sets up logging and metrics, then hands over to `latch::daemon::run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use latch::config::Config;
+
+#[derive(Parser)]
+#[command(name = "latchd", version, about = "latch authentication daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground (systemd Type=notify).
+    Serve {
+        /// Config file; else $LATCH_CONFIG, else /etc/latch/latch.toml if it exists, else built-in defaults.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file and exit 0, or 1 with `PATH:LINE: key: reason`.
+    CheckConfig {
+        #[arg(value_name = "PATH")]
+        path: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { path } => check_config(path),
+        Command::Serve { config } => serve(config),
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    let path = Config::locate(path);
+    match Config::load(path.as_deref()) {
+        Ok(_) => {
+            let shown = path.map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
+            println!("{shown}: ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Option<PathBuf>) -> ExitCode {
+    // Security: every file latchd creates (database, WAL, keys, backups) is
+    // private to its user unless a step widens it on purpose.
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe { libc::umask(0o077) };
+    let path = Config::locate(config);
+    let cfg = match Config::load(path.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    latch::telemetry::init_logging(cfg.log.format);
+    match &path {
+        Some(p) => tracing::info!(config = %p.display(), "config loaded"),
+        None => tracing::info!("no config file: using built-in defaults"),
+    }
+    let metrics = match latch::telemetry::init_metrics() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("metrics: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = actix_web::rt::System::new().block_on(latch::daemon::run(cfg, metrics));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let reason = one_line(&e);
+            tracing::error!(error = reason, "latchd stopped with an error");
+            eprintln!("latchd: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, skipping a cause whose text the
+/// line already holds (many messages embed their source).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.contains(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
+}

@@ -1,0 +1,112 @@
+//! Maps between positions in the config text and dotted key paths, so every
+//! config error can read `PATH:LINE: key: reason` whether it came from the
+//! TOML parser, from serde, or from a cross-field rule checked afterwards.
+
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// The 1-based line holding byte `offset` of `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// The dotted path of the deepest key whose key or value covers `offset`
+/// (`listener[1].addr`), or `None` when the offset is outside every key.
+pub fn key_at(doc: &Spanned<DeTable<'_>>, offset: usize) -> Option<String> {
+    let mut path = String::new();
+    walk_table(doc.get_ref(), offset, &mut path).then_some(path)
+}
+
+// Table spans may cover only a `[header]`, not the body below it, so every
+// child is searched rather than only those whose parent span covers `offset`.
+fn walk_table(table: &DeTable<'_>, offset: usize, path: &mut String) -> bool {
+    for (key, value) in table.iter() {
+        let mark = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key.get_ref());
+        if walk_value(value.get_ref(), offset, path)
+            || key.span().contains(&offset)
+            || value.span().contains(&offset)
+        {
+            return true;
+        }
+        path.truncate(mark);
+    }
+    false
+}
+
+fn walk_value(value: &DeValue<'_>, offset: usize, path: &mut String) -> bool {
+    match value {
+        DeValue::Table(t) => walk_table(t, offset, path),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let mark = path.len();
+                path.push_str(&format!("[{i}]"));
+                if walk_value(item.get_ref(), offset, path) || item.span().contains(&offset) {
+                    return true;
+                }
+                path.truncate(mark);
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+/// The span of the value at `path` (segments are keys or array indexes), or
+/// of its nearest ancestor present in the file.
+pub fn span_of(doc: &Spanned<DeTable<'_>>, path: &[&str]) -> Option<Range<usize>> {
+    let mut best = None;
+    let mut table = Some(doc.get_ref());
+    let mut current: Option<&Spanned<DeValue<'_>>> = None;
+    for seg in path {
+        let next = match (table, current) {
+            (Some(t), _) => t.get(*seg),
+            (None, Some(v)) => match (v.get_ref(), seg.parse::<usize>()) {
+                (DeValue::Array(items), Ok(i)) => items.get(i),
+                (DeValue::Table(t), _) => t.get(*seg),
+                _ => None,
+            },
+            (None, None) => None,
+        };
+        let Some(value) = next else { break };
+        best = Some(value.span());
+        table = None;
+        current = Some(value);
+        if let DeValue::Table(t) = value.get_ref() {
+            table = Some(t);
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "[server]\nstate_dir = \"/x\"\n\n[[listener]]\nkind = \"http\"\n\n[[listener]]\nkind = \"unix\"\npath = \"/s\"\n";
+
+    #[test]
+    fn finds_keys_inside_arrays_of_tables() {
+        let doc = DeTable::parse(TEXT).unwrap();
+        let at = TEXT.find("/s").unwrap();
+        assert_eq!(key_at(&doc, at).as_deref(), Some("listener[1].path"));
+        let span = span_of(&doc, &["listener", "1", "path"]).unwrap();
+        assert_eq!(line_of(TEXT, span.start), 9);
+        let span = span_of(&doc, &["server", "state_dir"]).unwrap();
+        assert_eq!(line_of(TEXT, span.start), 2);
+    }
+
+    #[test]
+    fn missing_keys_fall_back_to_the_nearest_ancestor() {
+        let doc = DeTable::parse(TEXT).unwrap();
+        let span = span_of(&doc, &["server", "public_url"]).unwrap();
+        assert_eq!(line_of(TEXT, span.start), 1);
+        assert!(span_of(&doc, &["tokens", "algorithm"]).is_none());
+    }
+}

@@ -1,0 +1,206 @@
+//! Cross-field rules and path resolution: turns a `RawConfig` that parsed
+//! into a `Config` that makes sense. Each failure names the key it is about;
+//! `Config::parse` adds the file and line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{
+    Config, ConfigError, DEFAULT_STATE_DIR, ListenAddr, Listener, ListenerKind, PACKAGED_STATE_DIR,
+    RawConfig, TlsFiles, TokenAlgorithm,
+};
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { path: String::new(), line: 0, key: key.into(), reason: reason.into() }
+}
+
+/// Makes `p` absolute against the working directory, so a later `chdir`
+/// (daemonize) cannot change which files are meant.
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    Some(s).filter(|s| !s.trim().is_empty())
+}
+
+pub(super) fn resolve(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError> {
+    let default_state = if source.is_some() { PACKAGED_STATE_DIR } else { DEFAULT_STATE_DIR };
+    let state_dir = absolute(raw.server.state_dir.as_deref().unwrap_or(Path::new(default_state)));
+    let public_url = raw.server.public_url.clone().unwrap_or_else(|| "https://localhost:8443".into());
+    let public_host = url_host(&public_url).ok_or_else(|| {
+        invalid(
+            "server.public_url",
+            "expected an absolute http(s) URL like \"https://auth.example.lan:8443\"",
+        )
+    })?;
+    let key_file = raw.server.key_file.as_deref().filter(|p| !p.as_os_str().is_empty());
+    let key_file = key_file.map_or_else(|| state_dir.join("keys/master.key"), absolute);
+    let listeners = listeners(&raw)?;
+    let tls = match (&raw.tls.cert, &raw.tls.key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert: absolute(cert), key: absolute(key) }),
+        (None, None) => None,
+        (Some(_), None) => return Err(invalid("tls.cert", "tls.key must be set together with tls.cert")),
+        (None, Some(_)) => return Err(invalid("tls.key", "tls.cert must be set together with tls.key")),
+    };
+    let admin_socket = raw.admin.socket.as_deref().map_or_else(|| state_dir.join("admin.sock"), absolute);
+    check_tokens(&raw)?;
+    check_passwords(&raw)?;
+    check_misc(&raw)?;
+    Ok(Config {
+        source: source.map(absolute),
+        state_dir,
+        public_url: public_url.trim_end_matches('/').to_string(),
+        public_host,
+        key_file,
+        listeners,
+        tls,
+        admin_socket,
+        admin_group: raw.admin.group,
+        tokens: raw.tokens,
+        passwords: raw.passwords,
+        accounts: raw.accounts,
+        email: raw.email,
+        smtp: raw.smtp,
+        rate_limits: raw.rate_limits,
+        defense: raw.defense,
+        http: raw.http,
+        log: raw.log,
+        audit: raw.audit,
+        backup: raw.backup,
+    })
+}
+
+/// The host of an absolute http(s) URL, without port or IPv6 brackets.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split_once(']')?.0
+    } else {
+        authority.split(':').next()?
+    };
+    Some(host.to_string()).filter(|h| !h.is_empty())
+}
+
+fn listeners(raw: &RawConfig) -> Result<Vec<Listener>, ConfigError> {
+    let Some(list) = &raw.listeners else {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 8443));
+        return Ok(vec![Listener { kind: ListenerKind::Https, addr: ListenAddr::Tcp(addr), metrics: false }]);
+    };
+    if list.is_empty() {
+        return Err(invalid("listener", "at least one [[listener]] is needed"));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, l) in list.iter().enumerate() {
+        let key = |k: &str| format!("listener[{i}].{k}");
+        let addr = match (l.kind, &l.addr, &l.path) {
+            (ListenerKind::Unix, None, Some(path)) => ListenAddr::Unix(absolute(path)),
+            (ListenerKind::Unix, _, _) => {
+                return Err(invalid(key("kind"), "a unix listener takes `path` (and no `addr`)"));
+            }
+            (_, Some(addr), None) => ListenAddr::Tcp(addr.parse().map_err(|_| {
+                invalid(key("addr"), format!("expected IP:PORT like \"127.0.0.1:8443\", got {addr:?}"))
+            })?),
+            (_, _, _) => {
+                return Err(invalid(key("kind"), "an http/https listener takes `addr` (and no `path`)"));
+            }
+        };
+        out.push(Listener { kind: l.kind, addr, metrics: l.metrics });
+    }
+    Ok(out)
+}
+
+fn check_tokens(raw: &RawConfig) -> Result<(), ConfigError> {
+    let t = &raw.tokens;
+    if t.algorithm == TokenAlgorithm::HS256 && non_empty(&t.secret_file).is_none() {
+        return Err(invalid(
+            "tokens.algorithm",
+            "HS256 needs tokens.secret_file (a file of at least 32 bytes)",
+        ));
+    }
+    if t.access_ttl.0 < Duration::from_secs(1) {
+        return Err(invalid("tokens.access_ttl", "must be at least 1s"));
+    }
+    if t.refresh_ttl.0 < t.access_ttl.0 {
+        return Err(invalid("tokens.refresh_ttl", "must not be shorter than tokens.access_ttl"));
+    }
+    if t.session_max_age.0 < t.refresh_ttl.0 {
+        return Err(invalid("tokens.session_max_age", "must not be shorter than tokens.refresh_ttl"));
+    }
+    if t.leeway.0 > Duration::from_secs(300) {
+        return Err(invalid("tokens.leeway", "must be at most 5m"));
+    }
+    if t.audience.trim().is_empty() {
+        return Err(invalid("tokens.audience", "must not be empty"));
+    }
+    Ok(())
+}
+
+fn check_passwords(raw: &RawConfig) -> Result<(), ConfigError> {
+    let p = &raw.passwords;
+    if p.min_length < 8 {
+        return Err(invalid("passwords.min_length", "must be at least 8 (NIST SP 800-63B)"));
+    }
+    if p.max_length < p.min_length || p.max_length > 1024 {
+        return Err(invalid("passwords.max_length", "must be between min_length and 1024"));
+    }
+    let a = &p.argon2;
+    if !(1..=16).contains(&a.parallelism) {
+        return Err(invalid("passwords.argon2", "parallelism must be between 1 and 16"));
+    }
+    if a.iterations == 0 || a.memory_kib < 8 * a.parallelism || a.memory_kib > 4 * 1024 * 1024 {
+        return Err(invalid(
+            "passwords.argon2",
+            "needs iterations >= 1 and 8*parallelism <= memory_kib <= 4 GiB",
+        ));
+    }
+    Ok(())
+}
+
+fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
+    for (key, url) in [("email.verify_url", &raw.email.verify_url), ("email.reset_url", &raw.email.reset_url)]
+    {
+        if !url.contains("{token}") || url_host(url).is_none() {
+            return Err(invalid(key, "expected an http(s) URL containing {token}"));
+        }
+    }
+    if let Some(smtp) = &raw.smtp {
+        if smtp.max_attempts == 0 {
+            return Err(invalid("smtp.max_attempts", "must be at least 1"));
+        }
+        if smtp.host.trim().is_empty() || smtp.port == 0 {
+            return Err(invalid("smtp.host", "needs a host and a port above 0"));
+        }
+    }
+    if !(1..=128).contains(&raw.defense.ipv6_prefix) {
+        return Err(invalid("defense.ipv6_prefix", "must be between 1 and 128"));
+    }
+    if let Some(r) = non_empty(&raw.audit.retention) {
+        r.parse::<super::HumanDuration>().map_err(|e| invalid("audit.retention", e))?;
+    }
+    if raw.backup.keep == 0 || raw.backup.interval.0.is_zero() {
+        return Err(invalid("backup.keep", "backup.keep and backup.interval must be above zero"));
+    }
+    let h = &raw.http;
+    if h.request_timeout.0.is_zero() || h.header_timeout.0.is_zero() || h.max_body.0 == 0 {
+        return Err(invalid("http", "timeouts and max_body must be above zero"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_hosts_are_extracted() {
+        assert_eq!(url_host("https://auth.example.lan:8443/x").as_deref(), Some("auth.example.lan"));
+        assert_eq!(url_host("http://[::1]:80").as_deref(), Some("::1"));
+        assert_eq!(url_host("https://localhost").as_deref(), Some("localhost"));
+        assert_eq!(url_host("ftp://x"), None);
+        assert_eq!(url_host("https://"), None);
+    }
+}

@@ -1,0 +1,152 @@
+//! Value types of the config file that carry their own syntax ("15m",
+//! "64KiB", "100/1m", CIDRs), parsed during deserialization so a bad value is
+//! reported with the span — and so the line — of the value itself.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::de::{self, Deserialize, Deserializer};
+
+/// A duration written as a number and a unit: `500ms`, `30s`, `15m`, `2h`, `7d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub const fn secs(s: u64) -> Self {
+        HumanDuration(Duration::from_secs(s))
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("expected a duration like \"30s\", \"15m\" or \"7d\", got {s:?}");
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().map_err(|_| err())?;
+        let unit_secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs);
+        let d = match unit {
+            "ms" => Some(Duration::from_millis(n)),
+            "s" => unit_secs(1),
+            "m" => unit_secs(60),
+            "h" => unit_secs(3600),
+            "d" => unit_secs(86_400),
+            _ => None,
+        };
+        d.map(HumanDuration).ok_or_else(err)
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0.as_millis())
+    }
+}
+
+/// A size in bytes: `65536`, `64KiB`, `1MiB`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("expected a size like \"64KiB\" or \"1MiB\", got {s:?}");
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().map_err(|_| err())?;
+        let mult = match unit {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => return Err(err()),
+        };
+        n.checked_mul(mult).map(ByteSize).ok_or_else(err)
+    }
+}
+
+/// A rate limit written `"N/period"`, e.g. `"100/1m"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub period: Duration,
+}
+
+impl FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("expected \"N/period\" like \"100/1m\", got {s:?}");
+        let (count, period) = s.split_once('/').ok_or_else(err)?;
+        let count: u32 = count.trim().parse().map_err(|_| err())?;
+        let period = HumanDuration::from_str(period).map_err(|_| err())?.0;
+        if count == 0 || period.is_zero() {
+            return Err(format!("a rate needs a count and a period above zero, got {s:?}"));
+        }
+        Ok(Rate { count, period })
+    }
+}
+
+/// An IP network in CIDR notation; a bare address means a single host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr(pub ipnet::IpNet);
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Ok(net) = s.parse::<ipnet::IpNet>() {
+            return Ok(Cidr(net.trunc()));
+        }
+        s.parse::<std::net::IpAddr>()
+            .map(|ip| Cidr(ipnet::IpNet::from(ip)))
+            .map_err(|_| format!("expected a CIDR like \"10.0.0.0/8\" or an address, got {s:?}"))
+    }
+}
+
+macro_rules! deserialize_from_str {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(de::Error::custom)
+            }
+        }
+    )*};
+}
+deserialize_from_str!(HumanDuration, ByteSize, Rate, Cidr);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!("15m".parse::<HumanDuration>().unwrap().0, Duration::from_secs(900));
+        assert_eq!("7d".parse::<HumanDuration>().unwrap().0, Duration::from_secs(604_800));
+        assert_eq!("250ms".parse::<HumanDuration>().unwrap().0, Duration::from_millis(250));
+        assert!("15".parse::<HumanDuration>().is_err());
+        assert!("m".parse::<HumanDuration>().is_err());
+        assert!("5w".parse::<HumanDuration>().is_err());
+    }
+
+    #[test]
+    fn sizes_and_rates_parse() {
+        assert_eq!("64KiB".parse::<ByteSize>().unwrap().0, 65_536);
+        assert_eq!("100".parse::<ByteSize>().unwrap().0, 100);
+        assert!("64KB".parse::<ByteSize>().is_err());
+        let r: Rate = "100/1m".parse().unwrap();
+        assert_eq!((r.count, r.period), (100, Duration::from_secs(60)));
+        assert!("100 per minute".parse::<Rate>().is_err());
+        assert!("0/1m".parse::<Rate>().is_err());
+    }
+
+    #[test]
+    fn cidrs_accept_bare_addresses() {
+        assert_eq!("10.1.2.3/8".parse::<Cidr>().unwrap().0.to_string(), "10.0.0.0/8");
+        assert_eq!("::1".parse::<Cidr>().unwrap().0.to_string(), "::1/128");
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+    }
+}

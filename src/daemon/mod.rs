@@ -1,0 +1,149 @@
+//! The daemon's life: start-up in a fixed order (lock the state dir, open and
+//! migrate the store, check the master key, bind every listener, write
+//! `ready.json`, tell systemd READY=1), the signal loop (SIGHUP reloads,
+//! SIGTERM/SIGINT stop), and the graceful stop (STOPPING=1, drain, stop
+//! tasks, checkpoint and close the store, remove `ready.json`).
+
+mod reload;
+pub mod state_dir;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix_web::web;
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::store::{Store, StoreOptions};
+
+/// Set to `1` only by benchmarks: runs the writer with `synchronous=OFF`
+/// to measure what fsync costs. Never for real data.
+pub const BENCH_NO_FSYNC_ENV: &str = "LATCH_BENCH_UNSAFE_NO_FSYNC";
+
+/// How long background tasks get to stop after the servers drained.
+const TASK_STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+fn notify(state: NotifyState<'_>) {
+    // Without systemd there is no socket to notify; that is not an error.
+    let _ = sd_notify::notify(false, &[state]);
+}
+
+pub fn backup_dir(cfg: &Config) -> PathBuf {
+    match cfg.backup.dir.trim() {
+        "" => cfg.state_dir.join("backups"),
+        dir => PathBuf::from(dir),
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Errors during start-up are
+/// returned (the caller prints them and exits 1).
+pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
+    let _lock = state_dir::lock(&cfg.state_dir)?;
+    state_dir::remove_ready(&cfg.state_dir);
+    let no_fsync = std::env::var(BENCH_NO_FSYNC_ENV).is_ok_and(|v| v == "1");
+    if no_fsync {
+        tracing::warn!("{BENCH_NO_FSYNC_ENV}=1: commits are not durable (benchmark mode)");
+    }
+    let db_path = cfg.database_path();
+    let store = Store::open(&StoreOptions {
+        path: &db_path,
+        backup_dir: &backup_dir(&cfg),
+        unsafe_no_fsync: no_fsync,
+    })
+    .with_context(|| format!("opening database {}", db_path.display()))?;
+    crate::keys::load_or_create(&store, &cfg.key_file).await?;
+
+    let shared = Arc::new(ArcSwap::from_pointee(cfg.clone()));
+    let draining = Arc::new(AtomicBool::new(false));
+    let state = web::Data::new(AppState {
+        config: Arc::clone(&shared),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        draining: Arc::clone(&draining),
+    });
+    let servers = http::bind_all(&cfg, state.clone())?;
+    state_dir::write_ready(&cfg.state_dir, &servers.bound, None).context("writing ready.json")?;
+    notify(NotifyState::Ready);
+    tracing::info!(version = crate::telemetry::VERSION, state_dir = %cfg.state_dir.display(), "ready");
+
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    spawn_housekeeping(&tracker, &cancel, &store, &metrics);
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut running = futures_util::future::join_all(servers.servers);
+    let ended_early = loop {
+        tokio::select! {
+            _ = term.recv() => break false,
+            _ = int.recv() => break false,
+            _ = hup.recv() => reload::apply(&shared, servers.certs.as_deref()),
+            _ = &mut running => break true,
+        }
+    };
+
+    notify(NotifyState::Stopping);
+    draining.store(true, Ordering::Relaxed);
+    tracing::info!("stopping: draining in-flight requests");
+    if !ended_early {
+        // The server futures must keep being polled while they stop.
+        let stops = futures_util::future::join_all(servers.handles.iter().map(|h| h.stop(true)));
+        futures_util::future::join(stops, running).await;
+    }
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(TASK_STOP_DEADLINE, tracker.wait()).await.is_err() {
+        tracing::warn!("background tasks did not stop in time");
+    }
+    drop(state);
+    store.close(Duration::from_secs(10));
+    state_dir::remove_ready(&cfg.state_dir);
+    tracing::info!("stopped");
+    if ended_early {
+        anyhow::bail!("a listener stopped unexpectedly");
+    }
+    Ok(())
+}
+
+/// Tasks that run for the daemon's whole life: the systemd watchdog (pinged
+/// only while the database answers) and the metrics upkeep.
+fn spawn_housekeeping(
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+    store: &Store,
+    metrics: &PrometheusHandle,
+) {
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) {
+        let (store, cancel) = (store.clone(), cancel.clone());
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(usec / 2));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => if store.ping().await { notify(NotifyState::Watchdog) },
+                }
+            }
+        });
+    }
+    let (metrics, cancel) = (metrics.clone(), cancel.clone());
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => metrics.run_upkeep(),
+            }
+        }
+    });
+}

@@ -1,0 +1,186 @@
+//! The outermost middleware: request id, request timeout, problem+json for
+//! every error (including the framework's own 404/405/413), security headers,
+//! metrics by route pattern and one access-log line per request.
+
+use std::future::{Ready, ready};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::error::InternalError;
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::Data;
+use futures_util::future::LocalBoxFuture;
+
+use super::AppState;
+use super::problem::{PROBLEM_JSON, Problem, REQUEST_ID};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Middleware factory; `tls` adds HSTS (only meaningful over HTTPS).
+pub struct RequestContext {
+    pub tls: bool,
+}
+
+impl<S, B> Transform<S, ServiceRequest> for RequestContext
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = RequestContextService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequestContextService { service: Rc::new(service), tls: self.tls }))
+    }
+}
+
+pub struct RequestContextService<S> {
+    service: Rc<S>,
+    tls: bool,
+}
+
+/// An incoming id is kept when it is 1–64 characters of `[A-Za-z0-9._-]`,
+/// so it cannot inject anything into logs or headers; otherwise a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string)
+}
+
+impl<S, B> Service<ServiceRequest> for RequestContextService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let tls = self.tls;
+        let id = request_id(req.headers());
+        let timeout = req
+            .app_data::<Data<AppState>>()
+            .map_or(Duration::from_secs(30), |s| s.config.load().http.request_timeout.0);
+        // Captured up front: the request itself moves into the inner service,
+        // and holding a clone of it would break actix's routing.
+        let seen = Seen {
+            method: method_label(req.method()),
+            route: req.match_pattern().unwrap_or_else(|| "unmatched".into()),
+            peer: req.peer_addr(),
+            started: Instant::now(),
+        };
+        Box::pin(REQUEST_ID.scope(id.clone(), async move {
+            let outcome = tokio::time::timeout(timeout, service.call(req)).await;
+            let error_response = match outcome {
+                Ok(Ok(res)) => {
+                    let mut res = as_problem_if_error(res);
+                    secure_headers(res.headers_mut(), &id, tls);
+                    seen.record(res.status().as_u16(), &id);
+                    return Ok(res);
+                }
+                Ok(Err(e)) => e.error_response(),
+                Err(_) => Problem::for_status(StatusCode::REQUEST_TIMEOUT).into_response(),
+            };
+            // Without the request we cannot build a ServiceResponse; hand
+            // actix the finished answer to send as is.
+            let mut res = error_response;
+            secure_headers(res.headers_mut(), &id, tls);
+            seen.record(res.status().as_u16(), &id);
+            Err(InternalError::from_response("request failed", res).into())
+        }))
+    }
+}
+
+/// What the access log and metrics need, taken before the request moves.
+struct Seen {
+    method: &'static str,
+    route: String,
+    peer: Option<std::net::SocketAddr>,
+    started: Instant,
+}
+
+/// Methods as a closed set of label values, so odd methods cannot grow the
+/// metric's cardinality.
+fn method_label(m: &Method) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    KNOWN.into_iter().find(|k| *k == m.as_str()).unwrap_or("OTHER")
+}
+
+/// Error answers made by the framework (no route, wrong method, codec
+/// limits) come without a body; give them the same problem+json as ours.
+fn as_problem_if_error<B: MessageBody + 'static>(res: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if status.as_u16() < 400 || is_problem {
+        return res.map_into_left_body();
+    }
+    let (req, old) = res.into_parts();
+    let mut new = Problem::for_status(status).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(v) = old.headers().get(&name) {
+            new.headers_mut().insert(name, v.clone());
+        }
+    }
+    ServiceResponse::new(req, new).map_into_right_body()
+}
+
+fn secure_headers(h: &mut HeaderMap, id: &str, tls: bool) {
+    let set = |h: &mut HeaderMap, name: &'static str, value: &'static str| {
+        h.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    };
+    if let Ok(v) = HeaderValue::from_str(id) {
+        h.insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
+    }
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "x-frame-options", "DENY");
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "content-security-policy", "default-src 'none'; frame-ancestors 'none'");
+    if !h.contains_key(header::CACHE_CONTROL) {
+        set(h, "cache-control", "no-store");
+    }
+    if tls {
+        set(h, "strict-transport-security", "max-age=63072000; includeSubDomains");
+    }
+}
+
+impl Seen {
+    /// Metrics and the access log. Only the route pattern is recorded, never
+    /// the raw path or query, which may carry tokens.
+    fn record(&self, status: u16, id: &str) {
+        let elapsed = self.started.elapsed();
+        let (method, route) = (self.method, self.route.clone());
+        metrics::counter!("latch_http_requests_total",
+            "method" => method, "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+        metrics::histogram!("latch_http_request_duration_seconds", "method" => method, "route" => route.clone())
+            .record(elapsed.as_secs_f64());
+        tracing::info!(
+            target: "latch::access",
+            request_id = id,
+            method,
+            route,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            peer = self.peer.map(|p| p.ip().to_string()),
+            "request"
+        );
+    }
+}

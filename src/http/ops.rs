@@ -1,0 +1,32 @@
+//! The operations surface: `/health` (the process answers), `/ready` (the
+//! database answers and we are not draining) and `/metrics` (Prometheus text,
+//! only on listeners marked `metrics = true`).
+
+use std::sync::atomic::Ordering;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::AppState;
+use super::problem::{ApiError, Problem};
+
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.draining.load(Ordering::Relaxed) {
+        let p = Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).with_retry_after(5);
+        return Err(Problem { detail: "The daemon is shutting down.".into(), ..p }.into());
+    }
+    if !state.store.ping().await {
+        let p = Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).with_retry_after(5);
+        return Err(Problem { detail: "The database does not answer.".into(), ..p }.into());
+    }
+    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
+}

@@ -1,0 +1,158 @@
+//! Binds every `[[listener]]` and builds one actix server per listener, so
+//! each knows its own kind (HSTS only over TLS) and whether it serves
+//! `/metrics`. Sockets are bound here, before `run`, so the caller learns the
+//! real addresses (port 0 works) before it reports ready.
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::KeepAlive;
+use actix_web::{App, HttpServer, web};
+use serde::Serialize;
+
+use super::context::RequestContext;
+use super::tls::{self, CertStore, TlsError};
+use super::{AppState, ops};
+use crate::config::{Config, ListenAddr, ListenerKind};
+
+/// How long a graceful stop waits for in-flight requests.
+pub const DRAIN_SECS: u64 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot bind {what}: {source}")]
+    Bind { what: String, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A bound listener as reported in `ready.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoundListener {
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+/// The running servers, not yet awaited.
+pub struct Servers {
+    pub bound: Vec<BoundListener>,
+    pub handles: Vec<ServerHandle>,
+    pub servers: Vec<Server>,
+    /// Present when an HTTPS listener exists; swapped on certificate reload.
+    pub certs: Option<Arc<CertStore>>,
+}
+
+fn kind_name(kind: ListenerKind) -> &'static str {
+    match kind {
+        ListenerKind::Https => "https",
+        ListenerKind::Http => "http",
+        ListenerKind::Unix => "unix",
+    }
+}
+
+/// Binds every listener of `cfg` and builds its server.
+pub fn bind_all(cfg: &Config, state: web::Data<AppState>) -> Result<Servers, HttpError> {
+    let needs_tls = cfg.listeners.iter().any(|l| l.kind == ListenerKind::Https);
+    let tls = if needs_tls { Some(tls::server_config(cfg)?) } else { None };
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut out = Servers { bound: Vec::new(), handles: Vec::new(), servers: Vec::new(), certs: None };
+    for listener in &cfg.listeners {
+        let is_tls = listener.kind == ListenerKind::Https;
+        let metrics = listener.metrics;
+        let st = state.clone();
+        let max_body = usize::try_from(cfg.http.max_body.0).unwrap_or(usize::MAX);
+        let factory = move || {
+            App::new()
+                .app_data(st.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(web::JsonConfig::default().limit(max_body))
+                .wrap(RequestContext { tls: is_tls })
+                .configure(|c| routes(c, metrics))
+        };
+        let server = HttpServer::new(factory)
+            .workers(workers)
+            .disable_signals()
+            .shutdown_timeout(DRAIN_SECS)
+            .client_request_timeout(cfg.http.header_timeout.0)
+            .client_disconnect_timeout(std::time::Duration::from_secs(1))
+            .keep_alive(KeepAlive::Timeout(std::time::Duration::from_secs(75)));
+        let bind_err = |what: String| move |source| HttpError::Bind { what, source };
+        let (server, bound) = match (&listener.addr, &tls) {
+            (ListenAddr::Tcp(addr), _) if listener.kind == ListenerKind::Http => {
+                let lst = TcpListener::bind(addr).map_err(bind_err(addr.to_string()))?;
+                let local = lst.local_addr().map_err(bind_err(addr.to_string()))?;
+                (server.listen(lst).map_err(bind_err(addr.to_string()))?, (Some(local), None))
+            }
+            (ListenAddr::Tcp(addr), Some((tls_config, _))) => {
+                let lst = TcpListener::bind(addr).map_err(bind_err(addr.to_string()))?;
+                let local = lst.local_addr().map_err(bind_err(addr.to_string()))?;
+                let server = server
+                    .listen_rustls_0_23(lst, (**tls_config).clone())
+                    .map_err(bind_err(addr.to_string()))?;
+                (server, (Some(local), None))
+            }
+            (ListenAddr::Unix(path), _) => {
+                let lst = bind_unix(path).map_err(bind_err(path.display().to_string()))?;
+                (
+                    server.listen_uds(lst).map_err(bind_err(path.display().to_string()))?,
+                    (None, Some(path.clone())),
+                )
+            }
+            (ListenAddr::Tcp(addr), None) => {
+                return Err(HttpError::Bind {
+                    what: addr.to_string(),
+                    source: std::io::Error::other("https listener without TLS configuration"),
+                });
+            }
+        };
+        let kind = kind_name(listener.kind);
+        let shown = bound
+            .0
+            .map_or_else(|| bound.1.clone().unwrap_or_default().display().to_string(), |a| a.to_string());
+        tracing::info!(kind, addr = %shown, metrics, "listening");
+        let running = server.run();
+        out.handles.push(running.handle());
+        out.servers.push(running);
+        out.bound.push(BoundListener { kind, addr: bound.0, path: bound.1 });
+    }
+    out.certs = tls.map(|(_, certs)| certs);
+    Ok(out)
+}
+
+/// Binds a Unix socket, replacing a stale socket file left by a crash but
+/// never one another process still answers on.
+fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another process is listening there",
+            ));
+        }
+        fs::remove_file(path)?;
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let lst = UnixListener::bind(path)?;
+    // Apps on the host connect as other users; the directory's permissions
+    // (or the group) decide who may.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o660))?;
+    Ok(lst)
+}
+
+fn routes(cfg: &mut web::ServiceConfig, metrics: bool) {
+    cfg.service(web::resource("/health").route(web::get().to(ops::health)))
+        .service(web::resource("/ready").route(web::get().to(ops::ready)));
+    if metrics {
+        cfg.service(web::resource("/metrics").route(web::get().to(ops::metrics)));
+    }
+}

@@ -1,0 +1,170 @@
+//! TLS: rustls with TLS 1.2 and 1.3 only, aws-lc-rs as the one crypto
+//! provider. The certificate sits behind a swappable resolver so a renewed
+//! file can be picked up without a restart; with no `[tls]` files a
+//! self-signed certificate is generated once into `state_dir/tls/` and reused.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::{Config, TlsFiles};
+
+/// Generated certificates are renewed at start when fewer days remain.
+const RENEW_GENERATED_DAYS: i64 = 30;
+const GENERATED_VALID_DAYS: i64 = 825;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: no usable PEM {what} found: {reason}")]
+    Pem { path: PathBuf, what: &'static str, reason: String },
+    #[error("certificate and key do not match or the key type is unsupported: {0}")]
+    Key(rustls::Error),
+    #[error("generating a self-signed certificate failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("TLS setup: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Certificate files in use: the configured ones, or the generated pair.
+pub fn cert_files(cfg: &Config) -> TlsFiles {
+    cfg.tls.clone().unwrap_or_else(|| TlsFiles {
+        cert: cfg.state_dir.join("tls/cert.pem"),
+        key: cfg.state_dir.join("tls/key.pem"),
+    })
+}
+
+/// Resolver holding the current certificate; `swap` replaces it atomically.
+#[derive(Debug)]
+pub struct CertStore {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl CertStore {
+    pub fn swap(&self, key: CertifiedKey) {
+        self.current.store(Arc::new(key));
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// Loads (generating first if needed) the certificate and builds the rustls
+/// server config shared by every HTTPS listener.
+pub fn server_config(cfg: &Config) -> Result<(Arc<ServerConfig>, Arc<CertStore>), TlsError> {
+    let files = cert_files(cfg);
+    if cfg.tls.is_none() {
+        ensure_generated(&files, &cfg.public_host)?;
+    }
+    let key = load_certified_key(&files)?;
+    let store = Arc::new(CertStore { current: ArcSwap::from_pointee(key) });
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(store.clone());
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((Arc::new(config), store))
+}
+
+/// Reads a PEM chain and key, checks they match, and exports the leaf's
+/// expiry as `latch_tls_cert_expiry_timestamp_seconds`.
+pub fn load_certified_key(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
+    let pem_err = |path: &Path, what, e: rustls_pki_types::pem::Error| TlsError::Pem {
+        path: path.to_path_buf(),
+        what,
+        reason: e.to_string(),
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| pem_err(&files.cert, "certificate", e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem_err(&files.cert, "certificate", e))?;
+    let Some(leaf) = chain.first() else {
+        return Err(TlsError::Pem {
+            path: files.cert.clone(),
+            what: "certificate",
+            reason: "file is empty".into(),
+        });
+    };
+    let expiry = not_after(leaf);
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| pem_err(&files.key, "private key", e))?;
+    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(TlsError::Key)?;
+    if let Some(expiry) = expiry {
+        metrics::gauge!("latch_tls_cert_expiry_timestamp_seconds").set(expiry as f64);
+    }
+    Ok(certified)
+}
+
+/// The leaf certificate's notAfter as Unix seconds.
+pub fn not_after(der: &CertificateDer<'_>) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// Creates `state_dir/tls/{cert,key}.pem` unless a usable pair is there.
+fn ensure_generated(files: &TlsFiles, host: &str) -> Result<(), TlsError> {
+    if files.cert.exists() && files.key.exists() {
+        let renew_by = crate::clock::now_unix() + RENEW_GENERATED_DAYS * 86_400;
+        let still_good = CertificateDer::pem_file_iter(&files.cert)
+            .ok()
+            .and_then(|mut it| it.next())
+            .and_then(Result::ok)
+            .and_then(|der| not_after(&der))
+            .is_some_and(|t| t > renew_by);
+        if still_good {
+            return Ok(());
+        }
+        tracing::info!(path = %files.cert.display(), "generated certificate expires soon; making a new one");
+    }
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if !names.iter().any(|n| n == host) {
+        names.insert(0, host.to_string());
+    }
+    let key_pair = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(names)?;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(GENERATED_VALID_DAYS);
+    params.distinguished_name.push(rcgen::DnType::CommonName, format!("latch self-signed ({host})"));
+    let cert = params.self_signed(&key_pair)?;
+    write_private(&files.key, key_pair.serialize_pem().as_bytes())?;
+    write_private(&files.cert, cert.pem().as_bytes())?;
+    tracing::warn!(
+        cert = %files.cert.display(),
+        "no [tls] certificate configured: generated a self-signed one (clients must trust it explicitly)"
+    );
+    Ok(())
+}
+
+/// Writes `data` to `path` with mode 0600 via a temporary file and rename,
+/// so a crash never leaves a half-written key behind.
+fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
+    let io = |source| TlsError::Io { path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io)?;
+    f.write_all(data).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
+}

@@ -1,0 +1,131 @@
+//! The master key: 256 random bits in `state_dir/keys/master.key` (or
+//! `[server].key_file`), created on first start. It encrypts and keys the
+//! secrets other features keep. The database stores a check value (an HMAC of
+//! a fixed label), so a database opened with the wrong key stops the start
+//! instead of silently failing to decrypt later.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::{constant_time, hmac, rand};
+use rusqlite::{OptionalExtension, params};
+
+use crate::store::{Store, StoreError};
+
+const CHECK_LABEL: &[u8] = b"latch master key check v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("master key {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("master key {path}: expected 64 hex characters (256 bits)")]
+    Malformed { path: PathBuf },
+    #[error(
+        "master key {path} does not match this database (check value differs); \
+         restore the right key file or point [server].key_file at it"
+    )]
+    Mismatch { path: PathBuf },
+    #[error(
+        "master key {path} is missing but the database was created with a master key; \
+         restore it (latchctl keys export-master printed it) instead of starting with a new one"
+    )]
+    Missing { path: PathBuf },
+    #[error("could not generate random bytes")]
+    Random,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The 256-bit master key. `Debug` never prints the bytes.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
+}
+
+impl MasterKey {
+    /// HMAC-SHA-256 of `data` under a key derived from the master key for
+    /// `purpose`, so each use has its own key.
+    pub fn hmac(&self, purpose: &[u8], data: &[u8]) -> [u8; 32] {
+        let base = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
+        let derived = hmac::sign(&base, purpose);
+        let key = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(hmac::sign(&key, data).as_ref());
+        out
+    }
+
+    fn check_value(&self) -> String {
+        hex::encode(self.hmac(b"check", CHECK_LABEL))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+fn read_key(path: &Path) -> Result<Option<MasterKey>, KeyError> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(KeyError::Io { path: path.into(), source }),
+    };
+    let bytes = hex::decode(text.trim()).map_err(|_| KeyError::Malformed { path: path.into() })?;
+    let key: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Malformed { path: path.into() })?;
+    Ok(Some(MasterKey(key)))
+}
+
+fn create_key(path: &Path) -> Result<MasterKey, KeyError> {
+    let io = |source| KeyError::Io { path: path.into(), source };
+    let mut key = [0u8; 32];
+    rand::fill(&mut key).map_err(|_| KeyError::Random)?;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    // Security: create_new + mode 0600 at open, so the key is never readable
+    // by others even for a moment and an existing file is never overwritten.
+    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+    file.write_all(format!("{}\n", hex::encode(key)).as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(MasterKey(key))
+}
+
+/// Loads (or on a fresh database creates) the master key and checks it
+/// against the database's check value.
+pub async fn load_or_create(store: &Store, path: &Path) -> Result<MasterKey, KeyError> {
+    let stored: Option<String> = store
+        .read(|c| {
+            Ok(c.query_row("SELECT value FROM meta WHERE key = 'master_key_check'", [], |r| r.get(0))
+                .optional()?)
+        })
+        .await?;
+    let key = match (read_key(path)?, &stored) {
+        (Some(key), _) => key,
+        (None, Some(_)) => return Err(KeyError::Missing { path: path.into() }),
+        (None, None) => create_key(path)?,
+    };
+    let check = key.check_value();
+    match stored {
+        // Security: constant-time compare, as for every secret-derived value.
+        Some(s) if constant_time::verify_slices_are_equal(s.as_bytes(), check.as_bytes()).is_ok() => {}
+        Some(_) => return Err(KeyError::Mismatch { path: path.into() }),
+        None => {
+            store
+                .write(move |c| {
+                    c.execute(
+                        "INSERT INTO meta (key, value) VALUES ('master_key_check', ?1)",
+                        params![check],
+                    )?;
+                    Ok(())
+                })
+                .await?;
+        }
+    }
+    Ok(key)
+}

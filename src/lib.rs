@@ -1,0 +1,20 @@
+//! latch: a self-hosted authentication and security daemon.
+//!
+//! Layers (features build on these, never the reverse):
+//! - [`config`]: the config file, validated whole, swapped on reload.
+//! - [`store`]: SQLite with one writer (group commit) and a read pool.
+//! - [`http`]: listeners, TLS, middleware, problem+json, ops routes.
+//! - [`telemetry`]: logs and metrics.
+//!
+//! [`daemon`] wires them together for `latchd serve`; [`keys`] holds the
+//! master key. See ARCHITECTURE.md for the map.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod keys;
+pub mod store;
+pub mod telemetry;

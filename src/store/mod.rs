@@ -1,0 +1,186 @@
+//! The SQLite store: one writer thread (group commit, `synchronous=FULL`) and
+//! an r2d2 pool of read-only connections, both over `state_dir/latch.db` in
+//! WAL mode. Callers hand closures to `write` and `read`; neither blocks the
+//! async runtime.
+
+mod migrations;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+pub use migrations::MigrationError;
+
+/// How long a caller waits for a pooled read connection or the busy lock.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const WRITE_QUEUE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("commit failed: {0}")]
+    Commit(Arc<rusqlite::Error>),
+    #[error("read pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("the writer has stopped")]
+    WriterGone,
+    #[error("a write closure panicked")]
+    Panicked,
+    #[error("blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Migration(#[from] MigrationError),
+}
+
+impl StoreError {
+    /// True when the database cannot take writes right now (disk full,
+    /// read-only file, lock held elsewhere): a 503, not a 500.
+    pub fn is_unavailable(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        let code = match self {
+            StoreError::Sqlite(e) => e.sqlite_error_code(),
+            StoreError::Commit(e) => e.sqlite_error_code(),
+            StoreError::WriterGone | StoreError::Pool(_) => return true,
+            _ => None,
+        };
+        matches!(
+            code,
+            Some(DiskFull | ReadOnly | DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure)
+        )
+    }
+}
+
+type Readers = r2d2::Pool<SqliteConnectionManager>;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: mpsc::Sender<Box<dyn writer::WriteJob>>,
+    readers: Readers,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Where the store lives and where a pre-migration backup goes.
+pub struct StoreOptions<'a> {
+    pub path: &'a Path,
+    pub backup_dir: &'a Path,
+    /// Bench-only: `synchronous=OFF` to measure the cost of fsync.
+    pub unsafe_no_fsync: bool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, applies pending migrations
+    /// (after a backup when the database already had a schema), and starts
+    /// the writer thread.
+    pub fn open(opts: &StoreOptions<'_>) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(opts.path)?;
+        let sync = if opts.unsafe_no_fsync { "OFF" } else { "FULL" };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
+        ))?;
+        conn.busy_timeout(ACQUIRE_TIMEOUT)?;
+        migrations::apply(&mut conn, opts.backup_dir)?;
+
+        let manager = SqliteConnectionManager::file(opts.path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|c| {
+                c.busy_timeout(ACQUIRE_TIMEOUT)?;
+                c.execute_batch("PRAGMA foreign_keys=ON;")
+            });
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+        let readers = r2d2::Pool::builder()
+            .max_size((cores * 2).max(4))
+            .min_idle(Some(1))
+            .connection_timeout(ACQUIRE_TIMEOUT)
+            .build(manager)?;
+
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("latch-writer".into())
+            .spawn(move || writer::run(conn, rx))
+            .map_err(|e| StoreError::Migration(MigrationError::Io(e)))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: opts.path.to_path_buf(),
+                writer: tx,
+                readers,
+                writer_thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on the writer inside a transaction; resolves after commit.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn writer::WriteJob> = Box::new(writer::Job { f, reply });
+        self.inner.writer.send(job).await.map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs `f` on a pooled read-only connection, in one read transaction so
+    /// every statement sees the same snapshot.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.inner.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let mut conn = pool.get()?;
+            let tx = conn.transaction()?;
+            let out = f(&tx);
+            metrics::histogram!("latch_db_query_duration_seconds", "op" => "read")
+                .record(started.elapsed().as_secs_f64());
+            out
+        })
+        .await?
+    }
+
+    /// True when a read answers; used by `/ready` and the watchdog.
+    pub async fn ping(&self) -> bool {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).await.is_ok()
+    }
+
+    /// Stops the writer after the queued jobs ran, checkpoints the WAL and
+    /// joins the thread. Other clones must be dropped for the queue to close,
+    /// so this waits at most `deadline` and then gives up quietly.
+    pub fn close(self, deadline: Duration) {
+        let Ok(inner) = Arc::try_unwrap(self.inner) else {
+            tracing::warn!("store still in use at shutdown; skipping final checkpoint");
+            return;
+        };
+        let handle = inner.writer_thread.lock().ok().and_then(|mut h| h.take());
+        drop(inner.writer);
+        drop(inner.readers);
+        if let Some(handle) = handle {
+            let start = Instant::now();
+            while !handle.is_finished() && start.elapsed() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+    }
+}

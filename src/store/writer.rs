@@ -1,0 +1,118 @@
+//! The single writer. SQLite allows one writer at a time, so one thread owns
+//! the only read-write connection and runs every write closure in turn.
+//!
+//! Group commit: the thread takes every job already queued (up to
+//! `MAX_BATCH`), runs each inside its own SAVEPOINT within one `BEGIN
+//! IMMEDIATE` transaction, commits once (one fsync for the batch), and only
+//! then answers each caller. A failing job rolls back to its savepoint without
+//! touching its neighbours; a failed commit fails every job of the batch.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+/// Upper bound on jobs committed together; keeps one batch's latency short.
+const MAX_BATCH: usize = 256;
+
+/// What runs after the batch's commit: delivers the job's result, or the
+/// commit's failure.
+type Completion = Box<dyn FnOnce(Option<&Arc<rusqlite::Error>>) + Send>;
+
+pub(super) trait WriteJob: Send {
+    /// Runs the job's closure inside the open batch transaction.
+    fn run(self: Box<Self>, conn: &Connection) -> Completion;
+    /// Answers without running (the batch could not start).
+    fn abort(self: Box<Self>, err: StoreError);
+}
+
+pub(super) struct Job<F, T> {
+    pub f: F,
+    pub reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> WriteJob for Job<F, T>
+where
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Completion {
+        let Job { f, reply } = *self;
+        let outcome = in_savepoint(conn, f);
+        Box::new(move |commit_failure| {
+            let result = match commit_failure {
+                Some(e) => Err(StoreError::Commit(Arc::clone(e))),
+                None => outcome,
+            };
+            // The caller may have gone away (request cancelled); nothing to do.
+            let _ = reply.send(result);
+        })
+    }
+
+    fn abort(self: Box<Self>, err: StoreError) {
+        let _ = self.reply.send(Err(err));
+    }
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let outcome = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Panicked),
+    };
+    if outcome.is_err() {
+        conn.execute_batch("ROLLBACK TO job")?;
+    }
+    conn.execute_batch("RELEASE job")?;
+    outcome
+}
+
+/// The writer thread's loop; returns when every sender is gone.
+pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&conn, batch);
+    }
+    // Security/durability: fold the WAL back into the main file so a copy of
+    // `latch.db` alone is complete after a clean stop.
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA optimize;") {
+        tracing::warn!(error = %e, "final checkpoint failed");
+    }
+}
+
+fn commit_batch(conn: &Connection, batch: Vec<Box<dyn WriteJob>>) {
+    metrics::histogram!("latch_db_commit_batch_size").record(batch.len() as f64);
+    let started = std::time::Instant::now();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let e = Arc::new(e);
+        for job in batch {
+            job.abort(StoreError::Commit(Arc::clone(&e)));
+        }
+        return;
+    }
+    let completions: Vec<Completion> = batch.into_iter().map(|job| job.run(conn)).collect();
+    let commit = conn.execute_batch("COMMIT").err().map(Arc::new);
+    if let Some(e) = &commit {
+        tracing::error!(error = %e, jobs = completions.len(), "commit failed; batch rolled back");
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+    metrics::histogram!("latch_db_query_duration_seconds", "op" => "commit")
+        .record(started.elapsed().as_secs_f64());
+    for complete in completions {
+        complete(commit.as_ref());
+    }
+}

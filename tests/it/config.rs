@@ -1,0 +1,95 @@
+//! Config files: errors name file, line and key; the shipped default file is
+//! valid and matches the built-in defaults.
+
+use crate::harness::{base_config, run_latchd, write_config};
+
+/// `latchd check-config` and `latchd serve` both reject `text` with exit 1
+/// and an error starting `PATH:LINE: key:`.
+fn assert_rejected(text: &str, line: usize, key: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), text);
+    let shown = path.display().to_string();
+    for args in [vec!["check-config", &shown], vec!["serve", "--config", &shown]] {
+        let out = run_latchd(&args, dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        let prefix = format!("{shown}:{line}: {key}: ");
+        assert!(stderr.starts_with(&prefix), "{args:?}: expected {prefix:?}, got {stderr:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    }
+    assert!(!dir.path().join("state").exists(), "a rejected config creates nothing");
+    String::from_utf8_lossy(&run_latchd(&["check-config", &shown], dir.path()).stderr).into_owned()
+}
+
+#[test]
+fn bad_values_name_their_line_and_key() {
+    let text = base_config("\n[rate_limits]\nglobal = \"10/1s\"\nip = \"100 per minute\"\n");
+    let line = text.lines().position(|l| l.starts_with("ip = ")).unwrap() + 1;
+    let err = assert_rejected(&text, line, "rate_limits.ip");
+    assert!(err.contains("expected \"N/period\" like \"100/1m\""), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let text = base_config("\n[http]\nrequest_timeout = \"10s\"\nmax_bodyy = \"1KiB\"\n");
+    let line = text.lines().position(|l| l.starts_with("max_bodyy")).unwrap() + 1;
+    let err = assert_rejected(&text, line, "http.max_bodyy");
+    assert!(err.contains("unknown field"), "{err}");
+}
+
+#[test]
+fn cross_field_rules_point_at_the_key() {
+    let text = base_config("\n[tokens]\nalgorithm = \"HS256\"\n");
+    let line = text.lines().position(|l| l.starts_with("algorithm")).unwrap() + 1;
+    let err = assert_rejected(&text, line, "tokens.algorithm");
+    assert!(err.contains("secret_file"), "{err}");
+    let bad = base_config("").replacen("addr = \"127.0.0.1:0\"", "addr = \"localhost\"", 1);
+    let line = bad.lines().position(|l| l.contains("\"localhost\"")).unwrap() + 1;
+    assert_rejected(&bad, line, "listener[0].addr");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let text = base_config("\n[http\nmax_body = 1\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &text);
+    let out = run_latchd(&["check-config", &path.display().to_string()], dir.path());
+    let line = text.lines().position(|l| l == "[http").unwrap() + 1;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.starts_with(&format!("{}:{line}: ", path.display())), "{stderr}");
+}
+
+#[test]
+fn shipped_default_file_is_valid_and_matches_built_in_defaults() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/latch.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_latchd(&["check-config", shipped], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = latch::config::Config::load(Some(std::path::Path::new(shipped))).unwrap();
+    let builtin = latch::config::Config::load(None).unwrap();
+    // Paths differ on purpose (FHS vs ./latch-data); every behaviour setting must not.
+    let behaviour = |c: &latch::config::Config| {
+        format!(
+            "{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}",
+            c.public_url,
+            c.listeners,
+            c.tls,
+            c.admin_group,
+            c.tokens,
+            c.passwords,
+            c.accounts,
+            c.email,
+            c.smtp,
+            c.rate_limits,
+            c.defense,
+            c.http,
+            c.log,
+            c.audit,
+            c.backup
+        )
+    };
+    assert_eq!(behaviour(&file), behaviour(&builtin));
+    assert_eq!(file.state_dir, std::path::Path::new("/var/lib/latch"));
+    assert_eq!(file.admin_socket, std::path::Path::new("/run/latch/admin.sock"));
+}

@@ -1,0 +1,260 @@
+//! Test harness: starts the real `latchd` binary in a temp directory on
+//! ephemeral ports, waits for `ready.json` and `/ready`, hands out an HTTPS
+//! client that trusts the generated certificate, and stops the daemon on drop.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde_json::Value;
+
+pub const LATCHD: &str = env!("CARGO_BIN_EXE_latchd");
+
+/// The default listeners of a test daemon: HTTPS with metrics, plain HTTP
+/// without, and a Unix socket.
+pub const LISTENERS: &str = r#"
+[[listener]]
+kind = "https"
+addr = "127.0.0.1:0"
+metrics = true
+
+[[listener]]
+kind = "http"
+addr = "127.0.0.1:0"
+
+[[listener]]
+kind = "unix"
+path = "STATE/api.sock"
+"#;
+
+pub struct Latchd {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub ready: Value,
+}
+
+/// Writes `body` as the config file (STATE is replaced by the state dir).
+pub fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let state = dir.join("state");
+    let text = body.replace("STATE", &state.display().to_string());
+    let path = dir.join("latch.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The config every test starts from; `extra` is appended (other sections).
+pub fn base_config(extra: &str) -> String {
+    format!(
+        "[server]\nstate_dir = \"STATE\"\npublic_url = \"https://localhost:8443\"\n{LISTENERS}\n[log]\nformat = \"json\"\n{extra}"
+    )
+}
+
+impl Latchd {
+    pub async fn start() -> Latchd {
+        Self::start_with(&base_config("")).await
+    }
+
+    /// Starts latchd with a full config text.
+    pub async fn start_with(config: &str) -> Latchd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_config(dir.path(), config);
+        Self::start_in(dir).await
+    }
+
+    /// Starts latchd on the config already in `dir/latch.toml`.
+    pub async fn start_in(dir: tempfile::TempDir) -> Latchd {
+        let child = spawn(dir.path());
+        let mut d = Latchd { dir, child: Some(child), ready: Value::Null };
+        d.wait_ready().await;
+        d
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("latchd.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    async fn wait_ready(&mut self) {
+        let ready_path = self.state_dir().join("ready.json");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("latchd exited with {status} before ready:\n{}", self.log());
+            }
+            if let Ok(text) = std::fs::read_to_string(&ready_path) {
+                self.ready = serde_json::from_str(&text).expect("ready.json is JSON");
+                break;
+            }
+            assert!(Instant::now() < deadline, "latchd not ready in 20 s:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let res = self.get("/ready").await;
+        assert_eq!(res.status(), 200, "/ready after ready.json");
+    }
+
+    /// The bound address of the first listener of `kind`.
+    pub fn addr(&self, kind: &str) -> SocketAddr {
+        self.listener(kind)["addr"].as_str().expect("addr").parse().expect("socket addr")
+    }
+
+    pub fn listener(&self, kind: &str) -> &Value {
+        self.ready["listeners"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["kind"] == kind))
+            .unwrap_or_else(|| panic!("no {kind} listener in {}", self.ready))
+    }
+
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr("https").port())
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr("http"))
+    }
+
+    pub fn cert_path(&self) -> PathBuf {
+        self.state_dir().join("tls/cert.pem")
+    }
+
+    /// An HTTPS client trusting exactly this daemon's certificate.
+    pub fn client(&self) -> reqwest::Client {
+        let tls = client_tls(&self.cert_path(), &[&rustls::version::TLS13, &rustls::version::TLS12]);
+        reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().expect("client")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client().get(self.https_url(path)).send().await.expect("GET")
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// SIGTERM, then wait up to `within` for the exit status.
+    pub fn stop_within(&mut self, within: Duration) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("latchd did not exit within {within:?} of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops and takes the temp dir back, to restart on the same state.
+    pub fn stop_keep_dir(mut self) -> tempfile::TempDir {
+        let status = self.stop_within(Duration::from_secs(10));
+        assert!(status.success(), "exit {status}:\n{}", self.log());
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for Latchd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: as in `signal`.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `latchd serve --config dir/latch.toml`, logs to `dir/latchd.log`.
+pub fn spawn(dir: &Path) -> Child {
+    let log = std::fs::File::create(dir.join("latchd.log")).expect("log file");
+    Command::new(LATCHD)
+        .args(["serve", "--config"])
+        .arg(dir.join("latch.toml"))
+        .env_remove("LATCH_CONFIG")
+        .env("RUST_LOG", "info")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn latchd")
+}
+
+/// Runs latchd to completion (for commands and failing starts).
+pub fn run_latchd(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(LATCHD)
+        .args(args)
+        .env_remove("LATCH_CONFIG")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run latchd")
+}
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A rustls client config trusting the PEM certificate at `cert`.
+pub fn client_tls(
+    cert: &Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_file_iter(cert).expect("cert pem") {
+        roots.add(der.expect("cert")).expect("add root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// One HTTP/1.1 request over a Unix socket; returns (status, headers+body text).
+pub fn unix_request(path: &Path, request_line: &str) -> (u16, String) {
+    let mut s = UnixStream::connect(path).expect("connect unix socket");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(s, "{request_line} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out)
+}
+
+/// Asserts `res` is an RFC 9457 problem with `status` and `slug`; returns its body.
+pub async fn assert_problem(res: reqwest::Response, status: u16, slug: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let ct = res.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_string());
+    assert_eq!(ct.as_deref(), Some("application/problem+json"));
+    let request_id = res.headers().get("x-request-id").expect("x-request-id").to_str().unwrap().to_string();
+    let body: Value = res.json().await.expect("problem body is JSON");
+    assert_eq!(body["type"], format!("urn:latch:problem:{slug}"), "{body}");
+    assert_eq!(body["status"], status);
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert_eq!(body["instance"], request_id, "instance is the request id");
+    body
+}

@@ -1,0 +1,102 @@
+//! Start-up, restart and stop: what persists, what is private, what refuses
+//! to start, and that SIGTERM is a clean exit.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use crate::harness::{Latchd, base_config, spawn, write_config};
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn state_files_are_private() {
+    let d = Latchd::start().await;
+    let state = d.state_dir();
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("latch.db")), 0o600);
+    assert_eq!(mode(&state.join("keys")), 0o700);
+    assert_eq!(mode(&state.join("keys/master.key")), 0o600);
+    assert_eq!(mode(&state.join("ready.json")), 0o600);
+    let key = std::fs::read_to_string(state.join("keys/master.key")).unwrap();
+    assert_eq!(key.trim().len(), 64, "256-bit key in hex");
+    assert!(!d.log().contains(key.trim()), "the master key never reaches the log");
+}
+
+#[tokio::test]
+async fn sigterm_exits_zero_and_removes_ready_file() {
+    let mut d = Latchd::start().await;
+    let status = d.stop_within(Duration::from_secs(10));
+    assert!(status.success(), "exit {status}:\n{}", d.log());
+    assert!(!d.state_dir().join("ready.json").exists());
+    let log = d.log();
+    assert!(log.contains("draining"), "{log}");
+    assert!(log.contains("\"stopped\""), "{log}");
+}
+
+#[tokio::test]
+async fn restart_reuses_certificate_database_and_key() {
+    let d = Latchd::start().await;
+    let state = d.state_dir();
+    let cert = std::fs::read(state.join("tls/cert.pem")).unwrap();
+    let key = std::fs::read(state.join("keys/master.key")).unwrap();
+    let dir = d.stop_keep_dir();
+    let conn = rusqlite::Connection::open(state.join("latch.db")).unwrap();
+    let applied: String = conn
+        .query_row("SELECT applied_at FROM schema_migrations WHERE version = 1", [], |r| r.get(0))
+        .unwrap();
+    drop(conn);
+
+    let d = Latchd::start_in(dir).await;
+    assert_eq!(std::fs::read(state.join("tls/cert.pem")).unwrap(), cert, "same certificate");
+    assert_eq!(std::fs::read(state.join("keys/master.key")).unwrap(), key, "same master key");
+    let conn = rusqlite::Connection::open(state.join("latch.db")).unwrap();
+    let again: String = conn
+        .query_row("SELECT applied_at FROM schema_migrations WHERE version = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(applied, again, "migrations are not re-applied");
+    assert_eq!(d.get("/health").await.status(), 200);
+}
+
+/// Starts latchd on `dir` and expects exit 1 with `needle` in its output.
+fn assert_start_fails(dir: &std::path::Path, needle: &str) {
+    let mut child = spawn(dir);
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(dir.join("latchd.log")).unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains(needle), "expected {needle:?} in:\n{log}");
+    assert!(!dir.join("state/ready.json").exists());
+}
+
+#[tokio::test]
+async fn wrong_master_key_stops_the_start() {
+    let d = Latchd::start().await;
+    let key_path = d.state_dir().join("keys/master.key");
+    let dir = d.stop_keep_dir();
+    std::fs::write(&key_path, format!("{}\n", "ab".repeat(32))).unwrap();
+    assert_start_fails(dir.path(), "does not match this database");
+    std::fs::remove_file(&key_path).unwrap();
+    assert_start_fails(dir.path(), "is missing but the database was created with a master key");
+}
+
+#[tokio::test]
+async fn a_changed_applied_migration_stops_the_start() {
+    let d = Latchd::start().await;
+    let db = d.state_dir().join("latch.db");
+    let dir = d.stop_keep_dir();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("UPDATE schema_migrations SET checksum = 'tampered' WHERE version = 1", []).unwrap();
+    drop(conn);
+    assert_start_fails(dir.path(), "was changed after it was applied");
+}
+
+#[tokio::test]
+async fn a_second_daemon_on_the_same_state_dir_is_refused() {
+    let d = Latchd::start().await;
+    let other = tempfile::tempdir().unwrap();
+    let cfg = base_config("").replace("STATE", &d.state_dir().display().to_string());
+    write_config(other.path(), &cfg);
+    assert_start_fails(other.path(), "in use by another latchd");
+    assert_eq!(d.get("/ready").await.status(), 200, "the first daemon is untouched");
+}

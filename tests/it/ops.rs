@@ -1,0 +1,116 @@
+//! The ops surface and the HTTP conventions every answer follows: request
+//! ids, problem+json errors, security headers, metrics.
+
+use crate::harness::{Latchd, assert_problem, unix_request};
+
+#[tokio::test]
+async fn health_and_ready_answer_json_with_request_ids() {
+    let d = Latchd::start().await;
+    let res = d.get("/health").await;
+    assert_eq!(res.status(), 200);
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 36, "generated ids are UUIDs: {id}");
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap(), serde_json::json!({"status": "ok"}));
+    let res = d.get("/ready").await;
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap(), serde_json::json!({"status": "ready"}));
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_only_when_safe() {
+    let d = Latchd::start().await;
+    let c = d.client();
+    let res = c.get(d.https_url("/health")).header("x-request-id", "trace-42.a_b").send().await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-42.a_b");
+    for bad in ["has space", "quote\"", &"x".repeat(65)] {
+        let res = c.get(d.https_url("/health")).header("x-request-id", bad).send().await.unwrap();
+        let got = res.headers()["x-request-id"].to_str().unwrap();
+        assert_ne!(got, bad);
+        assert!(uuid::Uuid::parse_str(got).is_ok(), "replaced by a UUID: {got}");
+    }
+}
+
+#[tokio::test]
+async fn framework_errors_are_problem_json() {
+    let d = Latchd::start().await;
+    let c = d.client();
+    assert_problem(d.get("/no/such/route").await, 404, "not-found").await;
+    let res = c.post(d.https_url("/health")).send().await.unwrap();
+    assert_problem(res, 405, "method-not-allowed").await;
+    // /metrics is only on listeners that ask for it: not on plain HTTP here.
+    let res = c.get(d.http_url("/metrics")).send().await.unwrap();
+    assert_problem(res, 404, "not-found").await;
+}
+
+#[tokio::test]
+async fn security_headers_are_on_every_answer() {
+    let d = Latchd::start().await;
+    let c = d.client();
+    for res in [d.get("/health").await, d.get("/missing").await] {
+        let h = res.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h["cache-control"], "no-store");
+        assert!(h["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
+    }
+    // HSTS means nothing over plain HTTP and must not be sent there.
+    let res = c.get(d.http_url("/health")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("strict-transport-security").is_none());
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn unix_socket_listener_serves_the_api() {
+    let d = Latchd::start().await;
+    let path = d.listener("unix")["path"].as_str().unwrap().to_string();
+    let (status, text) = unix_request(std::path::Path::new(&path), "GET /health");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#"{"status":"ok"}"#), "{text}");
+    let mode =
+        std::fs::metadata(&path).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions())).unwrap();
+    assert_eq!(mode & 0o777, 0o660);
+}
+
+/// Parses Prometheus text format strictly enough to catch a broken line:
+/// every sample is `name{labels} value` with a float value.
+fn parse_samples(text: &str) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'), "bad name: {line}");
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "unclosed labels: {line}");
+        }
+        out.push((series.to_string(), value));
+    }
+    out
+}
+
+#[tokio::test]
+async fn metrics_parse_and_count_requests_by_route_pattern() {
+    let d = Latchd::start().await;
+    d.get("/health").await;
+    d.get("/does-not-exist/12345").await;
+    let res = d.get("/metrics").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = res.text().await.unwrap();
+    let samples = parse_samples(&text);
+    let find = |series: &str| samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v);
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(find(&format!("latch_build_info{{version=\"{version}\"}}")), Some(1.0), "{text}");
+    let health = find(r#"latch_http_requests_total{method="GET",route="/health",status="200"}"#);
+    assert!(health.is_some_and(|v| v >= 1.0), "{text}");
+    // Unmatched paths share one label value so scanners cannot blow up cardinality.
+    assert!(
+        find(r#"latch_http_requests_total{method="GET",route="unmatched",status="404"}"#).is_some(),
+        "{text}"
+    );
+    assert!(!text.contains("12345"), "raw paths never become labels");
+    assert!(text.contains("# TYPE latch_http_request_duration_seconds histogram"), "{text}");
+    assert!(text.contains("latch_tls_cert_expiry_timestamp_seconds"), "{text}");
+}

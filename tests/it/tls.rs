@@ -1,0 +1,94 @@
+//! TLS: versions offered and refused, the generated certificate and its key.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use rustls_pki_types::ServerName;
+
+use crate::harness::{Latchd, client_tls};
+
+/// Completes a handshake offering `versions`; returns the negotiated one and
+/// the status line of GET /health.
+fn handshake(
+    d: &Latchd,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (rustls::ProtocolVersion, String) {
+    let config = client_tls(&d.cert_path(), versions);
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut sock = TcpStream::connect(d.addr("https")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = tls.read_to_string(&mut out);
+    let version = conn.protocol_version().expect("handshake done");
+    (version, out.lines().next().unwrap_or("").to_string())
+}
+
+#[tokio::test]
+async fn serves_tls13_by_default_and_tls12_when_asked() {
+    let d = Latchd::start().await;
+    let (v, status) = handshake(&d, &[&rustls::version::TLS13, &rustls::version::TLS12]);
+    assert_eq!(v, rustls::ProtocolVersion::TLSv1_3);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let (v, status) = handshake(&d, &[&rustls::version::TLS12]);
+    assert_eq!(v, rustls::ProtocolVersion::TLSv1_2);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+}
+
+/// A TLS 1.1 ClientHello (no supported_versions extension), as an old
+/// client would send it: legacy version 0x0302 and TLS 1.1-era suites.
+fn tls11_client_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x02];
+    body.extend_from_slice(&[7u8; 32]); // client random
+    body.push(0); // no session id
+    let suites: [u16; 4] = [0xc013, 0xc009, 0x002f, 0x0035];
+    body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+    for s in suites {
+        body.extend_from_slice(&s.to_be_bytes());
+    }
+    body.extend_from_slice(&[1, 0]); // null compression
+    // extensions: supported_groups (secp256r1), ec_point_formats (uncompressed)
+    let ext: &[u8] = &[0x00, 0x0a, 0x00, 0x04, 0x00, 0x02, 0x00, 0x17, 0x00, 0x0b, 0x00, 0x02, 0x01, 0x00];
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(ext);
+    let mut hs = vec![0x01];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 0x03, 0x02];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+#[tokio::test]
+async fn refuses_tls11_with_an_alert() {
+    let d = Latchd::start().await;
+    let mut sock = TcpStream::connect(d.addr("https")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.write_all(&tls11_client_hello()).unwrap();
+    let mut answer = Vec::new();
+    let _ = sock.read_to_end(&mut answer);
+    assert!(!answer.is_empty(), "server closed without an alert");
+    assert_eq!(answer[0], 0x15, "expected an alert record, got {answer:02x?}");
+    // A fatal alert (level 2): protocol_version (70) or handshake_failure (40).
+    assert_eq!(answer[5], 2, "{answer:02x?}");
+    assert!([40, 70].contains(&answer[6]), "{answer:02x?}");
+}
+
+#[tokio::test]
+async fn generated_certificate_is_private_and_names_localhost() {
+    let d = Latchd::start().await;
+    let tls_dir = d.state_dir().join("tls");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&tls_dir.join("key.pem")), 0o600);
+    assert_eq!(mode(&tls_dir), 0o700);
+    // The client verifies the name: a certificate without localhost fails.
+    assert_eq!(d.get("/health").await.status(), 200);
+    let by_ip = d.client().get(format!("https://{}/health", d.addr("https"))).send().await.unwrap();
+    assert_eq!(by_ip.status(), 200, "127.0.0.1 is in the certificate too");
+    assert!(d.log().contains("generated a self-signed"), "start-up says the certificate is self-signed");
+}
