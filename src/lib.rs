@@ -11,10 +11,29 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admin;
 pub mod clock;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod http;
 pub mod keys;
 pub mod store;
 pub mod telemetry;
+
+/// An error and its causes on one line for a CLI, skipping a cause whose
+/// text the line already holds (many messages embed their source).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.contains(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
+}

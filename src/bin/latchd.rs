@@ -81,27 +81,10 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let reason = one_line(&e);
+            let reason = latch::one_line(&e);
             tracing::error!(error = reason, "latchd stopped with an error");
             eprintln!("latchd: {reason}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line, skipping a cause whose text the
-/// line already holds (many messages embed their source).
-fn one_line(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let msg = cause.to_string();
-        if out.contains(&msg) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&msg);
-    }
-    out
 }

@@ -33,6 +33,16 @@ pub enum ConfigError {
     Syntax { path: String, line: usize, reason: String },
 }
 
+/// How a reload went: `error` set means nothing changed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadOutcome {
+    pub applied: bool,
+    pub error: Option<String>,
+    /// Restart-only settings that changed in the file and still run with
+    /// their old values.
+    pub needs_restart: Vec<&'static str>,
+}
+
 /// Where a listener accepts connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {

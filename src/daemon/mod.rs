@@ -8,9 +8,9 @@ mod reload;
 pub mod state_dir;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use actix_web::web;
 use anyhow::Context;
@@ -18,10 +18,11 @@ use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, ReloadOutcome};
 use crate::http::{self, AppState};
 use crate::store::{Store, StoreOptions};
 
@@ -44,6 +45,9 @@ pub fn backup_dir(cfg: &Config) -> PathBuf {
     }
 }
 
+/// The features' routes on every API listener.
+fn api_routes(_cfg: &mut web::ServiceConfig) {}
+
 /// Runs the daemon until SIGTERM or SIGINT. Errors during start-up are
 /// returned (the caller prints them and exits 1).
 pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
@@ -64,14 +68,21 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
 
     let shared = Arc::new(ArcSwap::from_pointee(cfg.clone()));
     let draining = Arc::new(AtomicBool::new(false));
+    let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<ReloadOutcome>>(4);
     let state = web::Data::new(AppState {
         config: Arc::clone(&shared),
         store: store.clone(),
         metrics: metrics.clone(),
         draining: Arc::clone(&draining),
+        started: Instant::now(),
+        bound: OnceLock::new(),
+        reload: reload_tx,
     });
-    let servers = http::bind_all(&cfg, state.clone())?;
-    state_dir::write_ready(&cfg.state_dir, &servers.bound, None).context("writing ready.json")?;
+    let servers = http::bind_all(&cfg, state.clone(), api_routes)?;
+    let admin = http::bind_admin(&cfg, state.clone(), crate::admin::routes)?;
+    let _ = state.bound.set(servers.bound.clone());
+    state_dir::write_ready(&cfg.state_dir, &servers.bound, Some(&admin.path))
+        .context("writing ready.json")?;
     notify(NotifyState::Ready);
     tracing::info!(version = crate::telemetry::VERSION, state_dir = %cfg.state_dir.display(), "ready");
 
@@ -82,12 +93,19 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let mut running = futures_util::future::join_all(servers.servers);
+    let mut handles = servers.handles.clone();
+    handles.push(admin.handle.clone());
+    let mut all = servers.servers;
+    all.push(admin.server);
+    let mut running = futures_util::future::join_all(all);
     let ended_early = loop {
         tokio::select! {
             _ = term.recv() => break false,
             _ = int.recv() => break false,
-            _ = hup.recv() => reload::apply(&shared, servers.certs.as_deref()),
+            _ = hup.recv() => { reload::apply(&shared, servers.certs.as_deref()); }
+            Some(reply) = reload_rx.recv() => {
+                let _ = reply.send(reload::apply(&shared, servers.certs.as_deref()));
+            }
             _ = &mut running => break true,
         }
     };
@@ -97,7 +115,7 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     tracing::info!("stopping: draining in-flight requests");
     if !ended_early {
         // The server futures must keep being polled while they stop.
-        let stops = futures_util::future::join_all(servers.handles.iter().map(|h| h.stop(true)));
+        let stops = futures_util::future::join_all(handles.iter().map(|h| h.stop(true)));
         futures_util::future::join(stops, running).await;
     }
     cancel.cancel();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use sd_notify::NotifyState;
 
-use crate::config::Config;
+use crate::config::{Config, ReloadOutcome};
 use crate::http::tls::{self, CertStore};
 
 fn count(result: &'static str) {
@@ -16,12 +16,13 @@ fn count(result: &'static str) {
 }
 
 /// Reloads the config file the daemon started with, and the certificate.
-pub fn apply(shared: &ArcSwap<Config>, certs: Option<&CertStore>) {
+pub fn apply(shared: &ArcSwap<Config>, certs: Option<&CertStore>) -> ReloadOutcome {
     let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
     let old = shared.load_full();
-    match Config::load(old.source.as_deref()) {
+    let outcome = match Config::load(old.source.as_deref()) {
         Ok(new) => {
-            for key in old.restart_only_changes(&new) {
+            let needs_restart = old.restart_only_changes(&new);
+            for key in &needs_restart {
                 tracing::warn!(key, "setting changed: needs restart (keeping the running value)");
             }
             let merged = new.keep_restart_only(&old);
@@ -36,11 +37,14 @@ pub fn apply(shared: &ArcSwap<Config>, certs: Option<&CertStore>) {
             shared.store(Arc::new(merged));
             count("success");
             tracing::info!(source = ?old.source, "config reloaded");
+            ReloadOutcome { applied: true, error: None, needs_restart }
         }
         Err(e) => {
             count("error");
             tracing::error!(error = %e, "config reload rejected; keeping the running config");
+            ReloadOutcome { applied: false, error: Some(e.to_string()), needs_restart: Vec::new() }
         }
-    }
+    };
     let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+    outcome
 }

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::http::KeepAlive;
 use actix_web::{App, HttpServer, web};
 use serde::Serialize;
 
@@ -41,6 +40,28 @@ pub struct BoundListener {
     pub path: Option<PathBuf>,
 }
 
+/// The admin socket's server, not yet awaited.
+pub struct BoundAdmin {
+    pub path: PathBuf,
+    pub handle: ServerHandle,
+    pub server: Server,
+}
+
+/// Settings every server shares: our own signal handling, the drain time
+/// and the client timeouts from `[http]`. A macro because `HttpServer`'s
+/// bounds name `actix_http` types that actix-web does not re-export.
+macro_rules! server_defaults {
+    ($server:expr, $cfg:expr) => {
+        $server
+            .disable_signals()
+            .shutdown_timeout($crate::http::server::DRAIN_SECS)
+            .client_request_timeout($cfg.http.header_timeout.0)
+            .client_disconnect_timeout(std::time::Duration::from_secs(1))
+            .keep_alive(actix_web::http::KeepAlive::Timeout(std::time::Duration::from_secs(75)))
+    };
+}
+pub(super) use server_defaults;
+
 /// The running servers, not yet awaited.
 pub struct Servers {
     pub bound: Vec<BoundListener>,
@@ -58,8 +79,13 @@ fn kind_name(kind: ListenerKind) -> &'static str {
     }
 }
 
-/// Binds every listener of `cfg` and builds its server.
-pub fn bind_all(cfg: &Config, state: web::Data<AppState>) -> Result<Servers, HttpError> {
+/// Binds every listener of `cfg` and builds its server; `api` registers the
+/// features' routes next to the ops routes.
+pub fn bind_all(
+    cfg: &Config,
+    state: web::Data<AppState>,
+    api: fn(&mut web::ServiceConfig),
+) -> Result<Servers, HttpError> {
     let needs_tls = cfg.listeners.iter().any(|l| l.kind == ListenerKind::Https);
     let tls = if needs_tls { Some(tls::server_config(cfg)?) } else { None };
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -76,14 +102,9 @@ pub fn bind_all(cfg: &Config, state: web::Data<AppState>) -> Result<Servers, Htt
                 .app_data(web::JsonConfig::default().limit(max_body))
                 .wrap(RequestContext { tls: is_tls })
                 .configure(|c| routes(c, metrics))
+                .configure(api)
         };
-        let server = HttpServer::new(factory)
-            .workers(workers)
-            .disable_signals()
-            .shutdown_timeout(DRAIN_SECS)
-            .client_request_timeout(cfg.http.header_timeout.0)
-            .client_disconnect_timeout(std::time::Duration::from_secs(1))
-            .keep_alive(KeepAlive::Timeout(std::time::Duration::from_secs(75)));
+        let server = server_defaults!(HttpServer::new(factory), cfg).workers(workers);
         let bind_err = |what: String| move |source| HttpError::Bind { what, source };
         let (server, bound) = match (&listener.addr, &tls) {
             (ListenAddr::Tcp(addr), _) if listener.kind == ListenerKind::Http => {
@@ -129,7 +150,7 @@ pub fn bind_all(cfg: &Config, state: web::Data<AppState>) -> Result<Servers, Htt
 
 /// Binds a Unix socket, replacing a stale socket file left by a crash but
 /// never one another process still answers on.
-fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
+pub(super) fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
             return Err(std::io::Error::new(

@@ -41,16 +41,9 @@ pub fn checksum(sql: &str) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, sql.as_bytes()))
 }
 
-/// Applies every pending migration; returns how many ran.
-pub fn apply(conn: &mut Connection, backup_dir: &Path) -> Result<usize, MigrationError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    INTEGER PRIMARY KEY,
-             name       TEXT NOT NULL,
-             checksum   TEXT NOT NULL,
-             applied_at TEXT NOT NULL
-         ) STRICT;",
-    )?;
+/// Reads the applied migrations and checks each against the embedded text;
+/// returns `(version, name, checksum)` rows in order.
+pub fn verify_applied(conn: &Connection) -> Result<Vec<(i64, String, String)>, MigrationError> {
     let applied: Vec<(i64, String, String)> = {
         let mut stmt =
             conn.prepare("SELECT version, name, checksum FROM schema_migrations ORDER BY version")?;
@@ -71,6 +64,20 @@ pub fn apply(conn: &mut Connection, backup_dir: &Path) -> Result<usize, Migratio
             });
         }
     }
+    Ok(applied)
+}
+
+/// Applies every pending migration; returns how many ran.
+pub fn apply(conn: &mut Connection, backup_dir: &Path) -> Result<usize, MigrationError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT NOT NULL,
+             checksum   TEXT NOT NULL,
+             applied_at TEXT NOT NULL
+         ) STRICT;",
+    )?;
+    let applied = verify_applied(conn)?;
     let pending: Vec<&Migration> =
         MIGRATIONS.iter().filter(|m| !applied.iter().any(|(v, _, _)| *v == m.version)).collect();
     if pending.is_empty() {

@@ -4,6 +4,7 @@
 //! async runtime.
 
 mod migrations;
+pub mod offline;
 mod writer;
 
 use std::path::{Path, PathBuf};

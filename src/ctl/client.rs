@@ -1,0 +1,116 @@
+//! A minimal blocking HTTP/1.1 client for the admin socket: one request per
+//! connection (`Connection: close`), JSON in and out.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach latchd at {path}: {source} (is it running? use --socket or --config)")]
+    Connect { path: PathBuf, source: std::io::Error },
+    #[error("talking to latchd: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("latchd sent a malformed answer: {0}")]
+    Malformed(String),
+    /// An RFC 9457 problem answer; `detail` is shown to the user.
+    #[error("{detail}")]
+    Problem { status: u16, slug: String, detail: String },
+}
+
+pub struct AdminClient {
+    pub socket: PathBuf,
+}
+
+impl AdminClient {
+    pub fn get(&self, path: &str) -> Result<Value, ClientError> {
+        self.request("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+        self.request("POST", path, body)
+    }
+
+    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+        let mut sock = UnixStream::connect(&self.socket)
+            .map_err(|source| ClientError::Connect { path: self.socket.clone(), source })?;
+        sock.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: latch-admin\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        sock.write_all(head.as_bytes())?;
+        sock.write_all(body.as_bytes())?;
+        let mut raw = Vec::new();
+        sock.read_to_end(&mut raw)?;
+        parse_response(&raw, &self.socket)
+    }
+}
+
+fn parse_response(raw: &[u8], socket: &Path) -> Result<Value, ClientError> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| ClientError::Malformed(format!("no header end from {}", socket.display())))?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ClientError::Malformed("no status line".into()))?;
+    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let value: Value = if body.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).map_err(|e| ClientError::Malformed(e.to_string()))?
+    };
+    if status >= 400 {
+        return Err(ClientError::Problem {
+            status,
+            slug: value["type"].as_str().unwrap_or("").rsplit(':').next().unwrap_or("").to_string(),
+            detail: value["detail"].as_str().unwrap_or("request failed").to_string(),
+        });
+    }
+    Ok(value)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_become_errors_with_their_detail() {
+        let raw = b"HTTP/1.1 422 Unprocessable Entity\r\ncontent-type: application/problem+json\r\n\r\n{\"type\":\"urn:latch:problem:config-invalid\",\"detail\":\"bad\"}";
+        match parse_response(raw, Path::new("s")) {
+            Err(ClientError::Problem { status: 422, slug, detail }) => {
+                assert_eq!((slug.as_str(), detail.as_str()), ("config-invalid", "bad"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n2\r\n1}\r\n0\r\n\r\n";
+        assert_eq!(parse_response(raw, Path::new("s")).unwrap(), serde_json::json!({"a": 1}));
+    }
+}

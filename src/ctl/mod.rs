@@ -1,0 +1,184 @@
+//! `latchctl`, the admin CLI. Online commands talk HTTP to the daemon over
+//! the admin socket; offline commands (`db *`) open the database directly
+//! and refuse while a daemon holds the state directory. Every failure is one
+//! line on stderr and a non-zero exit.
+
+mod client;
+mod offline;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::config::Config;
+pub use client::{AdminClient, ClientError};
+
+#[derive(Parser)]
+#[command(name = "latchctl", version, about = "Administer a running latchd")]
+pub struct Cli {
+    /// Admin socket of the daemon (default: from the config).
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Config file to find the socket and state dir in (default as latchd).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// State directory (its admin.sock, database and keys).
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the running daemon's version, listeners and database state.
+    Status,
+    /// Check or reload the config.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Offline database commands (the daemon must be stopped).
+    #[command(subcommand)]
+    Db(DbCmd),
+    /// Master key commands.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate a config file (default: the one latchd would use).
+    Check { path: Option<PathBuf> },
+    /// Ask the running daemon to reload its config and certificate.
+    Reload,
+}
+
+#[derive(Subcommand)]
+enum DbCmd {
+    /// Integrity, foreign keys and migration checksums (read-only).
+    Check,
+    /// Apply pending migrations, after a backup.
+    Migrate,
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Print the master key (hex) for safekeeping; it is not in backups.
+    ExportMaster,
+}
+
+/// Paths resolved from the global flags.
+pub struct Target {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub key_file: PathBuf,
+    pub backup_dir: PathBuf,
+}
+
+impl Cli {
+    fn target(&self) -> anyhow::Result<Target> {
+        let cfg = Config::load(Config::locate(self.config.clone()).as_deref())?;
+        let mut t = Target {
+            socket: cfg.admin_socket.clone(),
+            state_dir: cfg.state_dir.clone(),
+            key_file: cfg.key_file.clone(),
+            backup_dir: crate::daemon::backup_dir(&cfg),
+        };
+        if let Some(dir) = &self.state_dir {
+            let dir = std::path::absolute(dir)?;
+            t = Target {
+                socket: dir.join("admin.sock"),
+                key_file: dir.join("keys/master.key"),
+                backup_dir: dir.join("backups"),
+                state_dir: dir,
+            };
+        }
+        if let Some(socket) = &self.socket {
+            t.socket = socket.clone();
+        }
+        Ok(t)
+    }
+}
+
+/// Runs one command; `Ok(false)` means "ran, but the answer is a failure"
+/// (exit 1 without an extra message).
+pub fn run(cli: Cli) -> anyhow::Result<bool> {
+    if let Command::Config(ConfigCmd::Check { path }) = &cli.command {
+        let path = Config::locate(path.clone().or_else(|| cli.config.clone()));
+        Config::load(path.as_deref())?;
+        let shown = path.map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
+        println!("{shown}: ok");
+        return Ok(true);
+    }
+    let target = cli.target()?;
+    let client = AdminClient { socket: target.socket.clone() };
+    match &cli.command {
+        Command::Status => {
+            let status = client.get("/v1/admin/status")?;
+            print(cli.json, &status, human_status);
+            Ok(true)
+        }
+        Command::Config(ConfigCmd::Reload) => {
+            let answer = client.post("/v1/admin/config/reload", None)?;
+            print(cli.json, &answer, |a| {
+                let restart: Vec<&str> =
+                    a["needs_restart"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                if restart.is_empty() {
+                    "reloaded".to_string()
+                } else {
+                    format!("reloaded; needs restart for: {}", restart.join(", "))
+                }
+            });
+            Ok(true)
+        }
+        Command::Db(DbCmd::Check) => offline::db_check(&target, cli.json),
+        Command::Db(DbCmd::Migrate) => offline::db_migrate(&target, cli.json),
+        Command::Keys(KeysCmd::ExportMaster) => offline::export_master(&target),
+        Command::Config(ConfigCmd::Check { .. }) => Ok(true),
+    }
+}
+
+fn print(json: bool, value: &Value, human: impl Fn(&Value) -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", human(value));
+    }
+}
+
+fn human_status(s: &Value) -> String {
+    let listeners: Vec<String> = s["listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            let at = l["addr"].as_str().or_else(|| l["path"].as_str()).unwrap_or("?");
+            format!("{} {at}", l["kind"].as_str().unwrap_or("?"))
+        })
+        .collect();
+    let db = &s["database"];
+    let db_state = if db["ok"].as_bool() == Some(true) {
+        format!("ok (schema {})", db["schema_version"])
+    } else {
+        "NOT ANSWERING".to_string()
+    };
+    let rows = [
+        (
+            "daemon",
+            format!(
+                "latchd {} (pid {}), up {}s",
+                s["version"].as_str().unwrap_or("?"),
+                s["pid"],
+                s["uptime_seconds"]
+            ),
+        ),
+        ("state dir", s["state_dir"].as_str().unwrap_or("?").to_string()),
+        ("database", db_state),
+        ("listeners", listeners.join("; ")),
+        ("admin socket", s["admin_socket"].as_str().unwrap_or("?").to_string()),
+    ];
+    rows.iter().map(|(k, v)| format!("{k:<13}{v}")).collect::<Vec<_>>().join("\n")
+}

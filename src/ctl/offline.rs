@@ -1,0 +1,79 @@
+//! Offline commands: they open the state directory's files directly, refuse
+//! while a daemon holds it, and when run as root act as the directory's
+//! owner so latchd can still open every file they create.
+
+use std::os::unix::fs::MetadataExt;
+
+use anyhow::{Context, bail};
+use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+
+use super::Target;
+use crate::daemon::state_dir;
+use crate::store::offline;
+
+fn refuse_if_running(t: &Target) -> anyhow::Result<()> {
+    if state_dir::is_locked(&t.state_dir) {
+        bail!("latchd is running on {}; stop it first (this is an offline command)", t.state_dir.display());
+    }
+    Ok(())
+}
+
+/// As root, switch to the owner of the state directory.
+fn act_as_owner(t: &Target) -> anyhow::Result<()> {
+    if !Uid::effective().is_root() {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(&t.state_dir).with_context(|| format!("{}", t.state_dir.display()))?;
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    let gid = Gid::from_raw(meta.gid());
+    setgroups(&[gid]).context("dropping supplementary groups")?;
+    setgid(gid).context("switching group")?;
+    setuid(Uid::from_raw(meta.uid())).context("switching user")?;
+    Ok(())
+}
+
+fn database(t: &Target) -> anyhow::Result<std::path::PathBuf> {
+    let db = t.state_dir.join("latch.db");
+    if !db.exists() {
+        bail!("no database at {}", db.display());
+    }
+    Ok(db)
+}
+
+pub fn db_check(t: &Target, json: bool) -> anyhow::Result<bool> {
+    refuse_if_running(t)?;
+    act_as_owner(t)?;
+    let report = offline::check(&database(t)?)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("integrity     {}", report.integrity.join("; "));
+        println!("foreign keys  {} violation(s)", report.foreign_key_violations);
+        println!("schema        {} (this latchctl knows {})", report.schema_version, report.known_version);
+        if let Some(e) = &report.migration_error {
+            println!("migrations    {e}");
+        }
+    }
+    Ok(report.is_healthy())
+}
+
+pub fn db_migrate(t: &Target, json: bool) -> anyhow::Result<bool> {
+    refuse_if_running(t)?;
+    act_as_owner(t)?;
+    let _lock = state_dir::lock(&t.state_dir)?;
+    let applied = offline::migrate(&database(t)?, &t.backup_dir)?;
+    if json {
+        println!("{}", serde_json::json!({ "applied": applied }));
+    } else {
+        println!("{applied} migration(s) applied");
+    }
+    Ok(true)
+}
+
+pub fn export_master(t: &Target) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(&t.key_file).with_context(|| format!("{}", t.key_file.display()))?;
+    println!("{}", text.trim());
+    Ok(true)
+}

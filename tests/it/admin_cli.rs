@@ -1,0 +1,159 @@
+//! `latchctl` against a real daemon: status and reload over the admin socket
+//! (with its peer check), offline commands refusing while latchd runs.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::harness::{Latchd, base_config, write_config};
+
+pub const LATCHCTL: &str = env!("CARGO_BIN_EXE_latchctl");
+
+fn latchctl(d: &Latchd, args: &[&str]) -> Output {
+    let state = d.state_dir();
+    Command::new(LATCHCTL)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(args)
+        .env_remove("LATCH_CONFIG")
+        .output()
+        .expect("run latchctl")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn status_reports_the_running_daemon() {
+    let d = Latchd::start().await;
+    let out = latchctl(&d, &["--json", "status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["pid"], d.pid());
+    assert_eq!(status["database"]["ok"], true);
+    assert_eq!(status["database"]["schema_version"], 1);
+    assert_eq!(status["listeners"], d.ready["listeners"]);
+    assert_eq!(status["admin_socket"], d.ready["admin_socket"]);
+    let human = stdout(&latchctl(&d, &["status"]));
+    assert!(human.contains(&format!("(pid {})", d.pid())), "{human}");
+    assert!(human.contains("ok (schema 1)"), "{human}");
+    // No world access to the admin socket, whatever the host's groups.
+    let socket = d.ready["admin_socket"].as_str().unwrap();
+    let mode = std::fs::metadata(socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o007, 0, "mode {mode:o}");
+}
+
+#[tokio::test]
+async fn peers_outside_the_admin_group_are_refused() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root to act as another user");
+        return;
+    }
+    let d = Latchd::start().await;
+    let socket = d.ready["admin_socket"].as_str().unwrap().to_string();
+    // Open the file permissions so only the SO_PEERCRED check stands in the way.
+    std::fs::set_permissions(d.state_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new(LATCHCTL)
+        .args(["--socket", &socket, "status"])
+        .env_remove("LATCH_CONFIG")
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Only root, latchd's user and members of the admin group"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(d.log().contains("admin socket: peer refused"));
+}
+
+#[tokio::test]
+async fn reload_applies_a_valid_file_and_keeps_the_old_one_otherwise() {
+    let d = Latchd::start().await;
+    let dir = d.dir.path();
+    write_config(dir, &base_config("\n[rate_limits]\nip = \"50/1m\"\n"));
+    let out = latchctl(&d, &["config", "reload"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "reloaded");
+
+    let broken = base_config("\n[rate_limits]\nip = \"fifty\"\n");
+    write_config(dir, &broken);
+    let out = latchctl(&d, &["config", "reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = broken.lines().position(|l| l.starts_with("ip = ")).unwrap() + 1;
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!("latchctl: {}:{line}: rate_limits.ip: ", dir.join("latch.toml").display())),
+        "{err}"
+    );
+    assert!(err.contains("the running config stays"), "{err}");
+    assert_eq!(d.get("/ready").await.status(), 200, "still serving");
+
+    let moved = base_config("").replacen("127.0.0.1:0", "127.0.0.1:1", 1);
+    write_config(dir, &moved);
+    let out = latchctl(&d, &["config", "reload"]);
+    assert!(stdout(&out).contains("needs restart for: listener"), "{}", stdout(&out));
+    assert_eq!(d.get("/health").await.status(), 200, "listener kept");
+
+    let metrics = d.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(r#"latch_config_reloads_total{result="success"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"latch_config_reloads_total{result="error"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_rejects_a_broken_file() {
+    let d = Latchd::start().await;
+    write_config(d.dir.path(), &base_config("\n[http]\nmax_body = \"lots\"\n"));
+    d.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !d.log().contains("config reload rejected") {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(d.log().contains("http.max_body"), "the log names the key");
+    assert_eq!(d.get("/ready").await.status(), 200);
+}
+
+#[tokio::test]
+async fn offline_commands_refuse_while_the_daemon_runs() {
+    let d = Latchd::start().await;
+    let state = d.state_dir();
+    let out = latchctl(&d, &["db", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("latchctl: latchd is running on"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1);
+
+    let key = std::fs::read_to_string(state.join("keys/master.key")).unwrap();
+    assert_eq!(stdout(&latchctl(&d, &["keys", "export-master"])).trim(), key.trim());
+
+    let dir = d.stop_keep_dir();
+    let run = |args: &[&str]| {
+        Command::new(LATCHCTL)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(args)
+            .env_remove("LATCH_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["db", "check"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("integrity     ok"), "{}", stdout(&out));
+    let out = run(&["db", "migrate"]);
+    assert_eq!(stdout(&out).trim(), "0 migration(s) applied");
+    let out = run(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot reach latchd at"), "{}", stderr(&out));
+    drop(dir);
+}
