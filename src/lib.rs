@@ -11,13 +11,17 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accounts;
 pub mod admin;
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod email;
 pub mod http;
 pub mod keys;
+pub mod sessions;
 pub mod store;
 pub mod telemetry;
 

@@ -4,6 +4,7 @@
 //! SIGTERM/SIGINT stop), and the graceful stop (STOPPING=1, drain, stop
 //! tasks, checkpoint and close the store, remove `ready.json`).
 
+mod features;
 mod reload;
 pub mod state_dir;
 
@@ -45,9 +46,6 @@ pub fn backup_dir(cfg: &Config) -> PathBuf {
     }
 }
 
-/// The features' routes on every API listener.
-fn api_routes(_cfg: &mut web::ServiceConfig) {}
-
 /// Runs the daemon until SIGTERM or SIGINT. Errors during start-up are
 /// returned (the caller prints them and exits 1).
 pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
@@ -64,7 +62,7 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
         unsafe_no_fsync: no_fsync,
     })
     .with_context(|| format!("opening database {}", db_path.display()))?;
-    crate::keys::load_or_create(&store, &cfg.key_file).await?;
+    let master = crate::keys::load_or_create(&store, &cfg.key_file).await?;
 
     let shared = Arc::new(ArcSwap::from_pointee(cfg.clone()));
     let draining = Arc::new(AtomicBool::new(false));
@@ -78,7 +76,10 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
         bound: OnceLock::new(),
         reload: reload_tx,
     });
-    let servers = http::bind_all(&cfg, state.clone(), api_routes)?;
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let api = features::start(&shared, &store, master, &tracker, &cancel).await?;
+    let servers = http::bind_all(&cfg, state.clone(), api)?;
     let admin = http::bind_admin(&cfg, state.clone(), crate::admin::routes)?;
     let _ = state.bound.set(servers.bound.clone());
     state_dir::write_ready(&cfg.state_dir, &servers.bound, Some(&admin.path))
@@ -86,8 +87,6 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     notify(NotifyState::Ready);
     tracing::info!(version = crate::telemetry::VERSION, state_dir = %cfg.state_dir.display(), "ready");
 
-    let tracker = TaskTracker::new();
-    let cancel = CancellationToken::new();
     spawn_housekeeping(&tracker, &cancel, &store, &metrics);
 
     let mut term = signal(SignalKind::terminate())?;

@@ -3,7 +3,9 @@
 //! Features register their routes through `routes`.
 
 mod admin_socket;
+mod client;
 mod context;
+mod json;
 mod ops;
 pub mod problem;
 pub(crate) mod server;
@@ -22,8 +24,10 @@ use crate::config::{Config, ReloadOutcome};
 use crate::store::Store;
 
 pub use admin_socket::bind_admin;
+pub use client::ClientInfo;
+pub use json::ApiJson;
 pub use problem::{ApiError, Problem};
-pub use server::{BoundAdmin, BoundListener, HttpError, Servers, bind_all};
+pub use server::{ApiRoutes, BoundAdmin, BoundListener, HttpError, Servers, bind_all};
 
 /// What every handler can reach, shared by all workers of all listeners.
 pub struct AppState {

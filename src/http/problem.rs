@@ -6,6 +6,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::accounts::{AccountError, HashError};
+use crate::sessions::AuthError;
 use crate::store::StoreError;
 
 tokio::task_local! {
@@ -101,7 +103,7 @@ impl Problem {
         if let Some(secs) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.slug == "unauthorized" {
             res.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
         }
         res.body(serde_json::to_vec(&body).unwrap_or_default())
@@ -116,6 +118,123 @@ pub enum ApiError {
     Problem(Box<Problem>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+fn field(field: &str, message: &str) -> Vec<FieldError> {
+    vec![FieldError { field: field.to_string(), message: message.to_string() }]
+}
+
+fn store_problem(e: &StoreError) -> Problem {
+    if e.is_unavailable() {
+        Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).with_retry_after(5)
+    } else {
+        Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+fn hash_problem(e: &HashError) -> Problem {
+    match e {
+        HashError::Overloaded => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Overloaded",
+            "Too many password checks are waiting; retry shortly.",
+        )
+        .with_retry_after(1),
+        _ => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+// Security: every login failure shares this one type and detail.
+fn invalid_credentials() -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid-credentials",
+        "Invalid credentials",
+        "The email or password is wrong.",
+    )
+}
+
+fn account_problem(e: &AccountError) -> Problem {
+    use AccountError::*;
+    match e {
+        WeakPassword { field: f, reason } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "weak-password",
+            "Weak password",
+            format!("{f}: {reason}"),
+        )
+        .with_errors(field(f, reason)),
+        InvalidEmail => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "Invalid request",
+            "email: not a valid address",
+        )
+        .with_errors(field("email", "not a valid address")),
+        TooLong { field: f } => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "Invalid request",
+            format!("{f}: longer than 1 KiB"),
+        )
+        .with_errors(field(f, "longer than 1 KiB")),
+        InvalidToken => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-token",
+            "Invalid token",
+            "The token is unknown, already used or expired.",
+        ),
+        RegistrationClosed => Problem::new(
+            StatusCode::FORBIDDEN,
+            "registration-closed",
+            "Registration closed",
+            "New accounts are created by administrators.",
+        ),
+        InvalidCredentials => invalid_credentials(),
+        Hash(h) => hash_problem(h),
+        Store(s) => store_problem(s),
+        Email(_) | Key(_) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+fn auth_problem(e: &AuthError) -> Problem {
+    use AuthError::*;
+    let p = |status, slug, title, detail: &str| Problem::new(status, slug, title, detail);
+    match e {
+        InvalidCredentials => invalid_credentials(),
+        EmailNotVerified => p(
+            StatusCode::FORBIDDEN,
+            "email-not-verified",
+            "Email not verified",
+            "Confirm your email address first.",
+        ),
+        AccountDisabled => {
+            p(StatusCode::FORBIDDEN, "account-disabled", "Account disabled", "This account is disabled.")
+        }
+        InvalidToken => p(
+            StatusCode::UNAUTHORIZED,
+            "invalid-token",
+            "Invalid token",
+            "The token is unknown, expired or revoked.",
+        ),
+        RefreshReused => p(
+            StatusCode::UNAUTHORIZED,
+            "refresh-token-reused",
+            "Refresh token reused",
+            "This refresh token was already used; the session has been revoked.",
+        ),
+        Unauthorized => Problem::for_status(StatusCode::UNAUTHORIZED),
+        NotFound => Problem::for_status(StatusCode::NOT_FOUND),
+        Account(a) => account_problem(a),
+        Hash(h) => hash_problem(h),
+        Store(s) => store_problem(s),
+        Signing(_) | Key(_) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
+    }
 }
 
 impl std::fmt::Display for Problem {
@@ -134,10 +253,9 @@ impl ApiError {
     fn problem(&self) -> Problem {
         match self {
             ApiError::Problem(p) => (**p).clone(),
-            ApiError::Store(e) if e.is_unavailable() => {
-                Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).with_retry_after(5)
-            }
-            ApiError::Store(_) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
+            ApiError::Store(e) => store_problem(e),
+            ApiError::Account(e) => account_problem(e),
+            ApiError::Auth(e) => auth_problem(e),
         }
     }
 }

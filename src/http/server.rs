@@ -30,6 +30,9 @@ pub enum HttpError {
     Tls(#[from] TlsError),
 }
 
+/// Registers the features' routes and the app data they need.
+pub type ApiRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
 /// A bound listener as reported in `ready.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BoundListener {
@@ -81,11 +84,7 @@ fn kind_name(kind: ListenerKind) -> &'static str {
 
 /// Binds every listener of `cfg` and builds its server; `api` registers the
 /// features' routes next to the ops routes.
-pub fn bind_all(
-    cfg: &Config,
-    state: web::Data<AppState>,
-    api: fn(&mut web::ServiceConfig),
-) -> Result<Servers, HttpError> {
+pub fn bind_all(cfg: &Config, state: web::Data<AppState>, api: ApiRoutes) -> Result<Servers, HttpError> {
     let needs_tls = cfg.listeners.iter().any(|l| l.kind == ListenerKind::Https);
     let tls = if needs_tls { Some(tls::server_config(cfg)?) } else { None };
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -94,6 +93,7 @@ pub fn bind_all(
         let is_tls = listener.kind == ListenerKind::Https;
         let metrics = listener.metrics;
         let st = state.clone();
+        let api = Arc::clone(&api);
         let max_body = usize::try_from(cfg.http.max_body.0).unwrap_or(usize::MAX);
         let factory = move || {
             App::new()
@@ -102,7 +102,7 @@ pub fn bind_all(
                 .app_data(web::JsonConfig::default().limit(max_body))
                 .wrap(RequestContext { tls: is_tls })
                 .configure(|c| routes(c, metrics))
-                .configure(api)
+                .configure(|c| api(c))
         };
         let server = server_defaults!(HttpServer::new(factory), cfg).workers(workers);
         let bind_err = |what: String| move |source| HttpError::Bind { what, source };

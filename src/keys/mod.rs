@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use aws_lc_rs::{constant_time, hmac, rand};
+use aws_lc_rs::{aead, constant_time, hmac, rand};
 use rusqlite::{OptionalExtension, params};
 
 use crate::store::{Store, StoreError};
@@ -128,4 +128,82 @@ pub async fn load_or_create(store: &Store, path: &Path) -> Result<MasterKey, Key
         }
     }
     Ok(key)
+}
+
+/// AES-256-GCM under a per-purpose key derived from the master key. The
+/// purpose is also the associated data, so a ciphertext made for one use
+/// cannot be replayed into another column.
+impl MasterKey {
+    fn aead_key(&self, purpose: &[u8]) -> Result<aead::LessSafeKey, KeyError> {
+        let derived = self.hmac(b"aead", purpose);
+        let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, &derived).map_err(|_| KeyError::Random)?;
+        Ok(aead::LessSafeKey::new(unbound))
+    }
+
+    /// Encrypts `plain`; the result is `nonce ‖ ciphertext ‖ tag`.
+    pub fn seal(&self, purpose: &[u8], plain: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let key = self.aead_key(purpose)?;
+        let mut nonce = [0u8; aead::NONCE_LEN];
+        rand::fill(&mut nonce).map_err(|_| KeyError::Random)?;
+        let mut buf = plain.to_vec();
+        key.seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(purpose),
+            &mut buf,
+        )
+        .map_err(|_| KeyError::Random)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        Ok(out)
+    }
+
+    /// Decrypts what `seal` made for the same purpose; `None` if it was
+    /// tampered with or sealed under another key or purpose.
+    pub fn open(&self, purpose: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < aead::NONCE_LEN {
+            return None;
+        }
+        let (nonce, rest) = sealed.split_at(aead::NONCE_LEN);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let key = self.aead_key(purpose).ok()?;
+        let mut buf = rest.to_vec();
+        let plain = key.open_in_place(nonce, aead::Aad::from(purpose), &mut buf).ok()?;
+        Some(plain.to_vec())
+    }
+
+    #[cfg(test)]
+    pub fn for_tests(byte: u8) -> MasterKey {
+        MasterKey([byte; 32])
+    }
+}
+
+/// A fresh 256-bit random token, base64url without padding (43 chars).
+pub fn random_token() -> Result<String, KeyError> {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes).map_err(|_| KeyError::Random)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// SHA-256 of a token, as stored in the database instead of the token.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MasterKey;
+
+    #[test]
+    fn sealed_data_opens_only_with_the_same_key_and_purpose() {
+        let k = MasterKey::for_tests(1);
+        let sealed = k.seal(b"email", b"hello").unwrap();
+        assert_eq!(k.open(b"email", &sealed).as_deref(), Some(&b"hello"[..]));
+        assert_eq!(k.open(b"signing", &sealed), None);
+        assert_eq!(MasterKey::for_tests(2).open(b"email", &sealed), None);
+        let mut bad = sealed.clone();
+        bad[20] ^= 1;
+        assert_eq!(k.open(b"email", &bad), None);
+        assert_ne!(k.seal(b"email", b"hello").unwrap(), sealed, "fresh nonce each time");
+    }
 }

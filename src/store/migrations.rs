@@ -13,8 +13,10 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../../migrations/0001_init.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../../migrations/0001_init.sql") },
+    Migration { version: 2, name: "accounts", sql: include_str!("../../migrations/0002_accounts.sql") },
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {

@@ -139,6 +139,24 @@ impl Latchd {
         self.client().get(self.https_url(path)).send().await.expect("GET")
     }
 
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client().post(self.https_url(path)).json(&body).send().await.expect("POST")
+    }
+
+    pub async fn post_auth(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.client().post(self.https_url(path)).bearer_auth(token).json(&body).send().await.expect("POST")
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client().get(self.https_url(path)).bearer_auth(token).send().await.expect("GET")
+    }
+
+    /// A read-only connection to the daemon's database.
+    pub fn db(&self) -> rusqlite::Connection {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        rusqlite::Connection::open_with_flags(self.state_dir().join("latch.db"), flags).expect("open db")
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(self.pid(), sig) };

@@ -1,10 +1,14 @@
 //! Integration tests: every test starts the real `latchd` binary (see
 //! `harness.rs`) and talks to it over TLS, HTTP or its Unix socket.
 
+mod accounts;
 mod admin_cli;
 mod config;
+mod flows;
 mod harness;
 mod lifecycle;
+mod mail;
 mod ops;
 mod tidy;
 mod tls;
+mod tokens;

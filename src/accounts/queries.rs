@@ -1,0 +1,132 @@
+//! SQL for accounts and one-time tokens.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+pub fn user_id_by_email(c: &Connection, email_norm: &str) -> Result<Option<(String, bool)>, StoreError> {
+    Ok(c.query_row(
+        "SELECT id, email_verified_at IS NOT NULL FROM users WHERE email_norm = ?1",
+        params![email_norm],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?)
+}
+
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    pub password_hash: &'a str,
+    pub now: i64,
+}
+
+pub fn insert_user(c: &Connection, u: &NewUser<'_>) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO users (id, email, email_norm, name, password_hash, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![u.id, u.email, u.email.to_lowercase(), u.name, u.password_hash, u.now],
+    )?;
+    Ok(())
+}
+
+pub fn insert_one_time(
+    c: &Connection,
+    hash: &[u8],
+    user_id: &str,
+    purpose: &str,
+    now: i64,
+    ttl_secs: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO one_time_tokens (hash, user_id, purpose, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![hash, user_id, purpose, now, now + ttl_secs],
+    )?;
+    Ok(())
+}
+
+/// Spends a live one-time token of `purpose`; returns its user.
+pub fn spend_one_time(
+    c: &Connection,
+    hash: &[u8],
+    purpose: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let user: Option<String> = c
+        .query_row(
+            "SELECT user_id FROM one_time_tokens
+             WHERE hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3",
+            params![hash, purpose, now],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if user.is_some() {
+        c.execute("UPDATE one_time_tokens SET used_at = ?2 WHERE hash = ?1", params![hash, now])?;
+    }
+    Ok(user)
+}
+
+pub fn mark_verified(c: &Connection, user_id: &str, now: i64) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?2), updated_at = ?2 WHERE id = ?1",
+        params![user_id, now],
+    )?;
+    Ok(())
+}
+
+pub fn set_password(c: &Connection, user_id: &str, phc: &str, now: i64) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE users SET password_hash = ?2, locked_until = NULL, updated_at = ?3 WHERE id = ?1",
+        params![user_id, phc, now],
+    )?;
+    Ok(())
+}
+
+pub fn password_hash(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(c.query_row("SELECT password_hash FROM users WHERE id = ?1", params![user_id], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn delete_user(c: &Connection, user_id: &str) -> Result<(), StoreError> {
+    c.execute("DELETE FROM users WHERE id = ?1", params![user_id])?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+pub struct Mfa {
+    pub totp: bool,
+}
+
+/// `GET /v1/auth/me`.
+#[derive(Serialize)]
+pub struct Me {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub email_verified: bool,
+    pub roles: Vec<String>,
+    pub mfa: Mfa,
+    pub created_at: String,
+}
+
+pub fn me(c: &Connection, user_id: &str) -> Result<Option<Me>, StoreError> {
+    let row = c
+        .query_row(
+            "SELECT id, email, name, email_verified_at IS NOT NULL, created_at FROM users WHERE id = ?1",
+            params![user_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)?)),
+        )
+        .optional()?;
+    let Some((id, email, name, email_verified, created)) = row else { return Ok(None) };
+    let roles = crate::sessions::roles_of(c, user_id)?;
+    Ok(Some(Me {
+        id,
+        email,
+        name,
+        email_verified,
+        roles,
+        mfa: Mfa { totp: false },
+        created_at: crate::clock::rfc3339(created),
+    }))
+}

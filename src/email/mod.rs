@@ -1,0 +1,88 @@
+//! Email through a persisted outbox: features enqueue a sealed message
+//! inside their own write transaction; a background worker delivers it over
+//! SMTP (or, without `[smtp]`, writes it to `state_dir/mail/`) with retries
+//! and backoff, and marks it dead after `[smtp].max_attempts`. No request
+//! ever waits on SMTP.
+
+mod templates;
+mod worker;
+
+use std::sync::Arc;
+
+use lettre::Message;
+use lettre::message::header::ContentType;
+use rusqlite::{Connection, params};
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::keys::MasterKey;
+use crate::store::StoreError;
+
+pub use templates::Template;
+pub use worker::spawn as spawn_worker;
+
+/// The AEAD purpose for queued bodies.
+const SEAL_PURPOSE: &[u8] = b"outbox body";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmailError {
+    #[error("invalid address: {0}")]
+    Address(#[from] lettre::address::AddressError),
+    #[error("building the message: {0}")]
+    Build(#[from] lettre::error::Error),
+    #[error("sealing the message: {0}")]
+    Seal(#[from] crate::keys::KeyError),
+}
+
+/// Wakes the worker when something was queued.
+#[derive(Clone, Default)]
+pub struct Outbox {
+    pub wake: Arc<Notify>,
+}
+
+/// A message ready to be queued: built and sealed outside the write
+/// transaction, so the transaction only inserts a row.
+pub struct Prepared {
+    id: String,
+    recipient: String,
+    kind: &'static str,
+    sealed: Vec<u8>,
+}
+
+/// Builds and seals `template` for `to`.
+pub fn prepare(cfg: &Config, key: &MasterKey, to: &str, template: &Template) -> Result<Prepared, EmailError> {
+    let message = Message::builder()
+        .from(cfg.email.from.parse()?)
+        .to(to.parse()?)
+        .subject(template.subject())
+        .header(ContentType::TEXT_PLAIN)
+        .body(template.body(cfg))?;
+    Ok(Prepared {
+        id: uuid::Uuid::now_v7().to_string(),
+        recipient: to.to_ascii_lowercase(),
+        kind: template.kind(),
+        sealed: key.seal(SEAL_PURPOSE, &message.formatted())?,
+    })
+}
+
+/// Queues `msg` unless its recipient already got `max_per_recipient`
+/// messages in the past hour (then it is dropped silently and counted).
+/// Returns whether it was queued.
+pub fn enqueue(c: &Connection, cfg: &Config, msg: Prepared) -> Result<bool, StoreError> {
+    let now = crate::clock::now_unix();
+    let recent: i64 = c.query_row(
+        "SELECT COUNT(*) FROM outbox WHERE recipient = ?1 AND created_at > ?2",
+        params![msg.recipient, now - 3600],
+        |r| r.get(0),
+    )?;
+    if recent >= i64::from(cfg.email.max_per_recipient) {
+        metrics::counter!("latch_emails_total", "result" => "dropped").increment(1);
+        return Ok(false);
+    }
+    c.execute(
+        "INSERT INTO outbox (id, recipient, kind, body, status, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
+        params![msg.id, msg.recipient, msg.kind, msg.sealed, now],
+    )?;
+    Ok(true)
+}

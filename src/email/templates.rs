@@ -1,0 +1,51 @@
+//! The messages latch sends. Links are built from `[email].verify_url` and
+//! `[email].reset_url`; the one-time token is the `{token}` placeholder.
+
+use crate::config::Config;
+
+pub enum Template {
+    /// Confirms a new account's address.
+    VerifyEmail { token: String },
+    /// Someone tried to register an address that already has an account.
+    AlreadyRegistered,
+    /// A password-reset link.
+    PasswordReset { token: String },
+}
+
+impl Template {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Template::VerifyEmail { .. } => "verify_email",
+            Template::AlreadyRegistered => "already_registered",
+            Template::PasswordReset { .. } => "password_reset",
+        }
+    }
+
+    pub fn subject(&self) -> &'static str {
+        match self {
+            Template::VerifyEmail { .. } => "Confirm your email address",
+            Template::AlreadyRegistered => "Someone tried to sign up with your address",
+            Template::PasswordReset { .. } => "Reset your password",
+        }
+    }
+
+    pub fn body(&self, cfg: &Config) -> String {
+        match self {
+            Template::VerifyEmail { token } => format!(
+                "Welcome!\n\nConfirm your email address by opening this link within 24 hours:\n\n{}\n\n\
+                 If you did not sign up, ignore this message.\n",
+                cfg.email.verify_url.replace("{token}", token)
+            ),
+            Template::AlreadyRegistered => "Someone (perhaps you) tried to create an account with this address, \
+                 but it already has one.\n\nIf you forgot your password, use \"Forgot password\" to reset it. \
+                 If this was not you, you can ignore this message.\n"
+                .to_string(),
+            Template::PasswordReset { token } => format!(
+                "A password reset was requested for your account.\n\nOpen this link within 30 minutes to \
+                 choose a new password:\n\n{}\n\nIf you did not ask for this, ignore this message; your \
+                 password stays as it is.\n",
+                cfg.email.reset_url.replace("{token}", token)
+            ),
+        }
+    }
+}

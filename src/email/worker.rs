@@ -1,0 +1,186 @@
+//! The outbox worker: delivers due messages, retries failures with
+//! exponential backoff (1 s, 2 s, 4 s … capped at 1 h), marks a message dead
+//! after `[smtp].max_attempts`, and erases bodies once sent or dead.
+//! Without `[smtp]` each message becomes `state_dir/mail/<id>.eml` (0600).
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use rusqlite::params;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Outbox, SEAL_PURPOSE};
+use crate::config::{Config, SmtpSection, SmtpSecurity};
+use crate::keys::MasterKey;
+use crate::store::{Store, StoreError};
+
+const BATCH: i64 = 20;
+const MAX_BACKOFF_SECS: i64 = 3600;
+
+struct Due {
+    id: String,
+    recipient: String,
+    body: Vec<u8>,
+    attempts: i64,
+}
+
+/// Starts the worker on `tracker`; it stops when `cancel` fires.
+pub fn spawn(
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+    store: Store,
+    config: Arc<ArcSwap<Config>>,
+    key: MasterKey,
+    outbox: Outbox,
+) {
+    if config.load().smtp.is_none() {
+        tracing::warn!(
+            dir = %config.load().state_dir.join("mail").display(),
+            "email is not configured ([smtp] absent): messages are written to files instead"
+        );
+    }
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = outbox.wake.notified() => {},
+                _ = tick.tick() => {},
+            }
+            let cfg = config.load_full();
+            if let Err(e) = deliver_due(&store, &cfg, &key).await {
+                tracing::warn!(error = %e, "outbox: delivery round failed");
+            }
+        }
+    });
+}
+
+async fn deliver_due(store: &Store, cfg: &Config, key: &MasterKey) -> Result<(), StoreError> {
+    let now = crate::clock::now_unix();
+    let due: Vec<Due> = store
+        .read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, recipient, body, attempts FROM outbox
+                 WHERE status = 'queued' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now, BATCH], |r| {
+                Ok(Due { id: r.get(0)?, recipient: r.get(1)?, body: r.get(2)?, attempts: r.get(3)? })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await?;
+    let transport = cfg.smtp.as_ref().map(smtp_transport);
+    for msg in due {
+        let outcome = match key.open(SEAL_PURPOSE, &msg.body) {
+            None => Err("the stored message cannot be decrypted with this master key".to_string()),
+            Some(raw) => match &transport {
+                Some(Ok(t)) => send_smtp(t, cfg, &msg.recipient, &raw).await,
+                Some(Err(e)) => Err(e.clone()),
+                None => write_file(&cfg.state_dir.join("mail"), &msg.id, &raw),
+            },
+        };
+        record_outcome(store, cfg, &msg, outcome).await?;
+    }
+    let depth: i64 = store
+        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM outbox WHERE status = 'queued'", [], |r| r.get(0))?))
+        .await?;
+    metrics::gauge!("latch_email_queue_depth").set(depth as f64);
+    Ok(())
+}
+
+async fn record_outcome(
+    store: &Store,
+    cfg: &Config,
+    msg: &Due,
+    outcome: Result<(), String>,
+) -> Result<(), StoreError> {
+    let max_attempts = i64::from(cfg.smtp.as_ref().map_or(8, |s| s.max_attempts));
+    let id = msg.id.clone();
+    let attempts = msg.attempts + 1;
+    let now = crate::clock::now_unix();
+    let result = match &outcome {
+        Ok(()) => "sent",
+        Err(_) if attempts >= max_attempts => "dead",
+        Err(_) => "retry",
+    };
+    metrics::counter!("latch_emails_total", "result" => result).increment(1);
+    match &outcome {
+        Ok(()) => tracing::info!(id, "email delivered"),
+        Err(e) => tracing::warn!(id, attempts, error = %e, result, "email delivery failed"),
+    }
+    let error = outcome.err();
+    store
+        .write(move |c| {
+            match result {
+                "sent" => c.execute(
+                    "UPDATE outbox SET status = 'sent', body = NULL, attempts = ?2, sent_at = ?3, last_error = NULL WHERE id = ?1",
+                    params![id, attempts, now],
+                )?,
+                "dead" => c.execute(
+                    "UPDATE outbox SET status = 'dead', body = NULL, attempts = ?2, last_error = ?3 WHERE id = ?1",
+                    params![id, attempts, error],
+                )?,
+                _ => {
+                    let backoff = (1i64 << (attempts - 1).min(12)).min(MAX_BACKOFF_SECS);
+                    c.execute(
+                        "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1",
+                        params![id, attempts, now + backoff, error],
+                    )?
+                }
+            };
+            Ok(())
+        })
+        .await
+}
+
+fn smtp_transport(smtp: &SmtpSection) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let builder = match smtp.security {
+        SmtpSecurity::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)),
+        SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host),
+        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host),
+    }
+    .map_err(|e| format!("smtp {}: {e}", smtp.host))?;
+    let mut builder = builder.port(smtp.port).timeout(Some(Duration::from_secs(15)));
+    if !smtp.username.is_empty() {
+        let password = std::fs::read_to_string(&smtp.password_file)
+            .map_err(|e| format!("smtp.password_file {}: {e}", smtp.password_file))?;
+        builder =
+            builder.credentials(Credentials::new(smtp.username.clone(), password.trim_end().to_string()));
+    }
+    Ok(builder.build())
+}
+
+async fn send_smtp(
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    cfg: &Config,
+    recipient: &str,
+    raw: &[u8],
+) -> Result<(), String> {
+    let from: lettre::message::Mailbox = cfg.email.from.parse().map_err(|e| format!("email.from: {e}"))?;
+    let to: Address = recipient.parse().map_err(|e| format!("recipient: {e}"))?;
+    let envelope = Envelope::new(Some(from.email), vec![to]).map_err(|e| e.to_string())?;
+    transport.send_raw(&envelope, raw).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Security: the log names the file, never its content (it holds a token).
+fn write_file(dir: &Path, id: &str, raw: &[u8]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(format!("{id}.eml"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(raw).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", path.display()))?;
+    tracing::info!(file = %path.display(), "email not sent ([smtp] absent): written to file");
+    Ok(())
+}

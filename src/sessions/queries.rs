@@ -1,0 +1,219 @@
+//! SQL for sessions and refresh tokens.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::store::StoreError;
+
+/// What login needs to know about an account.
+pub struct LoginUser {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub active: bool,
+    pub verified: bool,
+}
+
+pub fn find_login_user(c: &Connection, email_norm: &str) -> Result<Option<LoginUser>, StoreError> {
+    Ok(c.query_row(
+        "SELECT id, email, password_hash, status, email_verified_at FROM users WHERE email_norm = ?1",
+        params![email_norm],
+        |r| {
+            Ok(LoginUser {
+                id: r.get(0)?,
+                email: r.get(1)?,
+                password_hash: r.get(2)?,
+                active: r.get::<_, String>(3)? == "active",
+                verified: r.get::<_, Option<i64>>(4)?.is_some(),
+            })
+        },
+    )
+    .optional()?)
+}
+
+pub fn roles_of(c: &Connection, user_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = c.prepare_cached("SELECT role FROM user_roles WHERE user_id = ?1 ORDER BY role")?;
+    let roles = stmt.query_map(params![user_id], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+    Ok(roles)
+}
+
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub device_name: Option<&'a str>,
+    pub ip: &'a str,
+    pub user_agent: Option<&'a str>,
+    pub amr: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+pub fn insert_session(c: &Connection, s: &NewSession<'_>) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO sessions (id, user_id, device_name, ip, user_agent, amr, created_at, last_seen_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+        params![s.id, s.user_id, s.device_name, s.ip, s.user_agent, s.amr, s.now, s.expires_at],
+    )?;
+    Ok(())
+}
+
+pub fn insert_refresh(
+    c: &Connection,
+    hash: &[u8],
+    session_id: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![hash, session_id, now, expires_at],
+    )?;
+    Ok(())
+}
+
+/// A refresh token with its session and user, as refresh needs them.
+pub struct RefreshRow {
+    pub session_id: String,
+    pub used_at: Option<i64>,
+    pub expires_at: i64,
+    pub session_live: bool,
+    pub session_expires_at: i64,
+    pub user_id: String,
+    pub email: String,
+    pub user_active: bool,
+    pub amr: String,
+}
+
+pub fn find_refresh(c: &Connection, hash: &[u8], now: i64) -> Result<Option<RefreshRow>, StoreError> {
+    Ok(c.query_row(
+        "SELECT t.session_id, t.used_at, t.expires_at,
+                s.revoked_at IS NULL AND s.expires_at > ?2, s.expires_at,
+                u.id, u.email, u.status = 'active', s.amr
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+         WHERE t.hash = ?1",
+        params![hash, now],
+        |r| {
+            Ok(RefreshRow {
+                session_id: r.get(0)?,
+                used_at: r.get(1)?,
+                expires_at: r.get(2)?,
+                session_live: r.get(3)?,
+                session_expires_at: r.get(4)?,
+                user_id: r.get(5)?,
+                email: r.get(6)?,
+                user_active: r.get(7)?,
+                amr: r.get(8)?,
+            })
+        },
+    )
+    .optional()?)
+}
+
+pub fn spend_refresh(c: &Connection, hash: &[u8], now: i64, successor: &[u8]) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE refresh_tokens SET used_at = ?2, replaced_by = ?3 WHERE hash = ?1",
+        params![hash, now, successor],
+    )?;
+    Ok(())
+}
+
+pub fn touch_session(c: &Connection, id: &str, now: i64, ip: &str) -> Result<(), StoreError> {
+    c.execute("UPDATE sessions SET last_seen_at = ?2, ip = ?3 WHERE id = ?1", params![id, now, ip])?;
+    Ok(())
+}
+
+/// Revokes one live session and drops its refresh tokens; true if it was live.
+pub fn revoke_session(c: &Connection, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
+    let n = c.execute(
+        "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
+        params![id, now, reason],
+    )?;
+    c.execute("DELETE FROM refresh_tokens WHERE session_id = ?1", params![id])?;
+    Ok(n > 0)
+}
+
+/// Revokes every live session of `user_id` except `keep`; returns how many.
+pub fn revoke_user_sessions(
+    c: &Connection,
+    user_id: &str,
+    keep: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let ids: Vec<String> = {
+        let mut stmt =
+            c.prepare("SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND id IS NOT ?2")?;
+        stmt.query_map(params![user_id, keep], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    for id in &ids {
+        revoke_session(c, id, reason, now)?;
+    }
+    Ok(ids.len())
+}
+
+/// The user of a live session, if the session is live and the user active.
+pub fn live_session_user(c: &Connection, sid: &str, now: i64) -> Result<Option<String>, StoreError> {
+    Ok(c.query_row(
+        "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 AND u.status = 'active'",
+        params![sid, now],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
+#[derive(serde::Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub device_name: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub current: bool,
+}
+
+pub fn list_live(
+    c: &Connection,
+    user_id: &str,
+    current: &str,
+    now: i64,
+) -> Result<Vec<SessionView>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT id, device_name, ip, user_agent, created_at, last_seen_at FROM sessions
+         WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 ORDER BY created_at DESC",
+    )?;
+    let rows = stmt.query_map(params![user_id, now], |r| {
+        let id: String = r.get(0)?;
+        Ok(SessionView {
+            current: id == current,
+            id,
+            device_name: r.get(1)?,
+            ip: r.get(2)?,
+            user_agent: r.get(3)?,
+            created_at: crate::clock::rfc3339(r.get(4)?),
+            last_seen_at: crate::clock::rfc3339(r.get(5)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The owner of session `id`, live or not.
+pub fn session_owner(c: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(c.query_row("SELECT user_id FROM sessions WHERE id = ?1 AND revoked_at IS NULL", params![id], |r| {
+        r.get(0)
+    })
+    .optional()?)
+}
+
+pub fn set_password_hash(c: &Connection, user_id: &str, phc: &str, now: i64) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+        params![user_id, phc, now],
+    )?;
+    Ok(())
+}
+
+pub fn set_last_login(c: &Connection, user_id: &str, now: i64) -> Result<(), StoreError> {
+    c.execute("UPDATE users SET last_login_at = ?2 WHERE id = ?1", params![user_id, now])?;
+    Ok(())
+}

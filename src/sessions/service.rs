@@ -1,0 +1,317 @@
+//! Login, refresh-token rotation with reuse detection, logout and session
+//! listing. Password checks and signing happen outside write transactions;
+//! each state change and its audit row commit together.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::queries::{self, NewSession, SessionView};
+use super::signing::{AccessClaims, TokenSigner, issuer};
+use super::{AuthError, Authenticated};
+use crate::accounts::{Hasher, normalize_email, reject_oversized};
+use crate::audit::{self, Entry};
+use crate::config::Config;
+use crate::http::ClientInfo;
+use crate::keys::{random_token, token_hash};
+use crate::store::Store;
+
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+    pub device_name: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct UserBrief {
+    pub id: String,
+    pub email: String,
+    pub roles: Vec<String>,
+}
+
+/// The `tokens` object of API.md.
+#[derive(Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+    pub session_id: String,
+    pub user: UserBrief,
+}
+
+fn count(kind: &'static str, result: &'static str) {
+    metrics::counter!("latch_auth_events_total", "kind" => kind, "result" => result).increment(1);
+}
+
+/// Everything needed to mint the token pair after the write committed.
+struct Issued {
+    user: UserBrief,
+    session_id: String,
+    amr: Vec<String>,
+    refresh_token: String,
+    refresh_expires_in: i64,
+}
+
+fn tokens(signer: &TokenSigner, cfg: &Config, issued: Issued) -> Result<TokenResponse, AuthError> {
+    let now = crate::clock::now_unix();
+    let ttl = cfg.tokens.access_ttl.0.as_secs();
+    let claims = AccessClaims {
+        iss: issuer(cfg),
+        aud: cfg.tokens.audience.clone(),
+        sub: issued.user.id.clone(),
+        sid: issued.session_id.clone(),
+        jti: uuid::Uuid::now_v7().to_string(),
+        iat: now,
+        exp: now + i64::try_from(ttl).unwrap_or(i64::MAX / 2),
+        roles: issued.user.roles.clone(),
+        amr: issued.amr,
+    };
+    Ok(TokenResponse {
+        access_token: signer.sign(&claims)?,
+        token_type: "Bearer",
+        expires_in: ttl,
+        refresh_token: issued.refresh_token,
+        refresh_expires_in: u64::try_from(issued.refresh_expires_in).unwrap_or(0),
+        session_id: issued.session_id,
+        user: issued.user,
+    })
+}
+
+pub async fn login(
+    store: &Store,
+    hasher: &Hasher,
+    signer: &TokenSigner,
+    cfg: &Config,
+    req: LoginRequest,
+    client: &ClientInfo,
+) -> Result<TokenResponse, AuthError> {
+    reject_oversized("password", &req.password)?;
+    let email_norm = normalize_email(&req.email);
+    let found = store.read(move |c| queries::find_login_user(c, &email_norm)).await?;
+    let params = cfg.passwords.argon2;
+    // Security: an unknown email costs one argon2 verification too, so the
+    // answer's timing does not tell whether the account exists.
+    let verified = match &found {
+        Some(u) => hasher.verify(params, req.password.clone(), u.password_hash.clone()).await?,
+        None => hasher.verify_dummy(params, req.password.clone()).await?,
+    };
+    let user = match found {
+        Some(u) if verified.ok => u,
+        other => {
+            count("login", "failure");
+            let subject = other.map(|u| u.id);
+            let client = client.clone();
+            store
+                .write(move |c| {
+                    let entry = Entry {
+                        action: "login_failed",
+                        actor_id: None,
+                        subject_id: subject.as_deref(),
+                        client: Some(&client),
+                        details: serde_json::Value::Null,
+                    };
+                    audit::record(c, &entry)
+                })
+                .await?;
+            return Err(AuthError::InvalidCredentials);
+        }
+    };
+    if !user.active {
+        count("login", "disabled");
+        return Err(AuthError::AccountDisabled);
+    }
+    if cfg.accounts.require_verified_email && !user.verified {
+        count("login", "unverified");
+        return Err(AuthError::EmailNotVerified);
+    }
+    let rehash = match verified.needs_rehash {
+        true => Some(hasher.hash(params, req.password).await?),
+        false => None,
+    };
+    let issued =
+        start_session(store, cfg, &user.id, &user.email, req.device_name, "pwd", rehash, client).await?;
+    count("login", "success");
+    tokens(signer, cfg, issued)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_session(
+    store: &Store,
+    cfg: &Config,
+    user_id: &str,
+    email: &str,
+    device_name: Option<String>,
+    amr: &'static str,
+    rehash: Option<String>,
+    client: &ClientInfo,
+) -> Result<Issued, AuthError> {
+    let refresh_token = random_token()?;
+    let refresh_hash = token_hash(&refresh_token);
+    let session_id = uuid::Uuid::now_v7().to_string();
+    let now = crate::clock::now_unix();
+    let session_expires = now + secs(cfg.tokens.session_max_age.0);
+    let refresh_expires = (now + secs(cfg.tokens.refresh_ttl.0)).min(session_expires);
+    let (uid, sid, client) = (user_id.to_string(), session_id.clone(), client.clone());
+    let device: Option<String> = device_name.map(|d| d.chars().take(128).collect());
+    let roles = store
+        .write(move |c| {
+            queries::insert_session(
+                c,
+                &NewSession {
+                    id: &sid,
+                    user_id: &uid,
+                    device_name: device.as_deref(),
+                    ip: &client.ip,
+                    user_agent: client.user_agent.as_deref(),
+                    amr,
+                    now,
+                    expires_at: session_expires,
+                },
+            )?;
+            queries::insert_refresh(c, &refresh_hash, &sid, now, refresh_expires)?;
+            queries::set_last_login(c, &uid, now)?;
+            if let Some(phc) = &rehash {
+                queries::set_password_hash(c, &uid, phc, now)?;
+            }
+            let details = json!({ "session_id": sid, "rehashed": rehash.is_some() });
+            audit::record(c, &Entry::by_user("login", &uid, &client).with(details))?;
+            queries::roles_of(c, &uid)
+        })
+        .await?;
+    Ok(Issued {
+        user: UserBrief { id: user_id.to_string(), email: email.to_string(), roles },
+        session_id,
+        amr: amr.split(' ').map(str::to_string).collect(),
+        refresh_token,
+        refresh_expires_in: refresh_expires - now,
+    })
+}
+
+fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
+/// What the rotation transaction decided.
+enum Rotation {
+    Invalid,
+    Reused,
+    Rotated(Issued),
+}
+
+/// Spends `token` and issues its successor in one write transaction. A
+/// token that was already spent revokes its whole session (reuse detection);
+/// that revocation commits even though the caller gets an error.
+pub async fn refresh(
+    store: &Store,
+    signer: &TokenSigner,
+    cfg: &Config,
+    token: &str,
+    client: &ClientInfo,
+) -> Result<TokenResponse, AuthError> {
+    let hash = token_hash(token);
+    let successor = random_token()?;
+    let successor_hash = token_hash(&successor);
+    let refresh_ttl = secs(cfg.tokens.refresh_ttl.0);
+    let client = client.clone();
+    let rotation = store
+        .write(move |c| {
+            let now = crate::clock::now_unix();
+            let Some(row) = queries::find_refresh(c, &hash, now)? else { return Ok(Rotation::Invalid) };
+            if !row.session_live || !row.user_active {
+                return Ok(Rotation::Invalid);
+            }
+            if row.used_at.is_some() {
+                queries::revoke_session(c, &row.session_id, "refresh_token_reused", now)?;
+                let details = json!({ "session_id": row.session_id });
+                audit::record(
+                    c,
+                    &Entry::by_user("refresh_token_reused", &row.user_id, &client).with(details),
+                )?;
+                return Ok(Rotation::Reused);
+            }
+            if row.expires_at <= now {
+                return Ok(Rotation::Invalid);
+            }
+            let expires = (now + refresh_ttl).min(row.session_expires_at);
+            queries::spend_refresh(c, &hash, now, &successor_hash)?;
+            queries::insert_refresh(c, &successor_hash, &row.session_id, now, expires)?;
+            queries::touch_session(c, &row.session_id, now, &client.ip)?;
+            let roles = queries::roles_of(c, &row.user_id)?;
+            Ok(Rotation::Rotated(Issued {
+                user: UserBrief { id: row.user_id, email: row.email, roles },
+                session_id: row.session_id,
+                amr: row.amr.split(' ').map(str::to_string).collect(),
+                refresh_token: successor,
+                refresh_expires_in: expires - now,
+            }))
+        })
+        .await?;
+    match rotation {
+        Rotation::Invalid => {
+            count("refresh", "failure");
+            Err(AuthError::InvalidToken)
+        }
+        Rotation::Reused => {
+            count("refresh", "reused");
+            Err(AuthError::RefreshReused)
+        }
+        Rotation::Rotated(issued) => {
+            count("refresh", "success");
+            tokens(signer, cfg, issued)
+        }
+    }
+}
+
+/// Revokes the caller's session (`all`: every session of the user).
+pub async fn logout(
+    store: &Store,
+    auth: &Authenticated,
+    all: bool,
+    client: &ClientInfo,
+) -> Result<(), AuthError> {
+    let (uid, sid, client) = (auth.user_id.clone(), auth.session_id.clone(), client.clone());
+    store
+        .write(move |c| {
+            let now = crate::clock::now_unix();
+            let (action, count) = if all {
+                ("logout_all", queries::revoke_user_sessions(c, &uid, None, "logout_all", now)?)
+            } else {
+                ("logout", usize::from(queries::revoke_session(c, &sid, "logout", now)?))
+            };
+            audit::record(c, &Entry::by_user(action, &uid, &client).with(json!({ "sessions": count })))
+        })
+        .await?;
+    count("logout", "success");
+    Ok(())
+}
+
+pub async fn list(store: &Store, auth: &Authenticated) -> Result<Vec<SessionView>, AuthError> {
+    let (uid, sid) = (auth.user_id.clone(), auth.session_id.clone());
+    Ok(store.read(move |c| queries::list_live(c, &uid, &sid, crate::clock::now_unix())).await?)
+}
+
+/// Revokes one of the caller's own sessions; another user's is "not found".
+pub async fn revoke_own(
+    store: &Store,
+    auth: &Authenticated,
+    id: String,
+    client: &ClientInfo,
+) -> Result<(), AuthError> {
+    let (uid, client) = (auth.user_id.clone(), client.clone());
+    let revoked = store
+        .write(move |c| {
+            if queries::session_owner(c, &id)?.as_deref() != Some(uid.as_str()) {
+                return Ok(false);
+            }
+            queries::revoke_session(c, &id, "revoked_by_user", crate::clock::now_unix())?;
+            audit::record(
+                c,
+                &Entry::by_user("session_revoked", &uid, &client).with(json!({ "session_id": id })),
+            )?;
+            Ok(true)
+        })
+        .await?;
+    if revoked { Ok(()) } else { Err(AuthError::NotFound) }
+}

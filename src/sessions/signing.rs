@@ -1,0 +1,193 @@
+//! Access-token signing and validation. EdDSA (Ed25519) by default: the key
+//! is generated on first start, kept in `signing_keys` with its private half
+//! sealed under the master key, and published in the JWKS by its RFC 7638
+//! thumbprint. HS256 uses the bytes of `[tokens].secret_file` instead.
+//! Validation is strict: signature, `typ`, `iss`, `aud`, `exp`, `iat`, with
+//! `[tokens].leeway` — never the library's default 60 s.
+
+use std::collections::HashMap;
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::config::{Config, TokenAlgorithm};
+use crate::keys::MasterKey;
+use crate::store::{Store, StoreError};
+
+const SEAL_PURPOSE: &[u8] = b"signing key";
+pub const ACCESS_TYP: &str = "at+jwt";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    #[error("tokens.secret_file {path}: {reason}")]
+    Secret { path: String, reason: String },
+    #[error("signing key {kid} cannot be decrypted with this master key")]
+    Sealed { kid: String },
+    #[error("key generation failed")]
+    Generate,
+    #[error("sealing: {0}")]
+    Key(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("jwt: {0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+}
+
+/// The claims of a latch access token (API.md "Login and tokens").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub sid: String,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub roles: Vec<String>,
+    pub amr: Vec<String>,
+}
+
+/// Signs and validates access tokens; built once at start.
+pub struct TokenSigner {
+    algorithm: Algorithm,
+    kid: Option<String>,
+    encoding: EncodingKey,
+    decoding: HashMap<String, DecodingKey>,
+    jwks: Vec<Value>,
+}
+
+fn thumbprint(x: &str) -> String {
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()))
+}
+
+impl TokenSigner {
+    /// Loads the signing keys (creating the first one) or the HS256 secret.
+    pub async fn load(store: &Store, key: &MasterKey, cfg: &Config) -> Result<TokenSigner, SigningError> {
+        match cfg.tokens.algorithm {
+            TokenAlgorithm::HS256 => Self::hs256(&cfg.tokens.secret_file),
+            TokenAlgorithm::EdDSA => Self::eddsa(store, key).await,
+        }
+    }
+
+    fn hs256(path: &str) -> Result<TokenSigner, SigningError> {
+        let err = |reason: String| SigningError::Secret { path: path.to_string(), reason };
+        let mut secret = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            secret.pop();
+        }
+        if secret.len() < 32 {
+            return Err(err(format!("holds {} bytes; HS256 needs at least 32", secret.len())));
+        }
+        let decoding = HashMap::from([(String::new(), DecodingKey::from_secret(&secret))]);
+        Ok(TokenSigner {
+            algorithm: Algorithm::HS256,
+            kid: None,
+            encoding: EncodingKey::from_secret(&secret),
+            decoding,
+            jwks: Vec::new(),
+        })
+    }
+
+    async fn eddsa(store: &Store, key: &MasterKey) -> Result<TokenSigner, SigningError> {
+        let rows: Vec<(String, Vec<u8>, Vec<u8>)> = store
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT kid, public_key, private_key FROM signing_keys
+                     WHERE algorithm = 'EdDSA' AND revoked_at IS NULL ORDER BY created_at DESC, kid",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?;
+        let rows = if rows.is_empty() { vec![Self::create_ed25519(store, key).await?] } else { rows };
+        let (kid, _, sealed) = &rows[0];
+        let pkcs8 =
+            key.open(SEAL_PURPOSE, sealed).ok_or_else(|| SigningError::Sealed { kid: kid.clone() })?;
+        let mut decoding = HashMap::new();
+        let mut jwks = Vec::new();
+        for (kid, public, _) in &rows {
+            decoding.insert(kid.clone(), DecodingKey::from_ed_der(public));
+            jwks.push(json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(public), "kid": kid, "alg": "EdDSA", "use": "sig"}));
+        }
+        Ok(TokenSigner {
+            algorithm: Algorithm::EdDSA,
+            kid: Some(kid.clone()),
+            encoding: EncodingKey::from_ed_der(&pkcs8),
+            decoding,
+            jwks,
+        })
+    }
+
+    async fn create_ed25519(
+        store: &Store,
+        key: &MasterKey,
+    ) -> Result<(String, Vec<u8>, Vec<u8>), SigningError> {
+        let pair = Ed25519KeyPair::generate().map_err(|_| SigningError::Generate)?;
+        let pkcs8 = pair.to_pkcs8().map_err(|_| SigningError::Generate)?;
+        let public = pair.public_key().as_ref().to_vec();
+        let kid = thumbprint(&B64.encode(&public));
+        let sealed = key.seal(SEAL_PURPOSE, pkcs8.as_ref())?;
+        let row = (kid.clone(), public.clone(), sealed.clone());
+        store
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO signing_keys (kid, algorithm, public_key, private_key, created_at)
+                     VALUES (?1, 'EdDSA', ?2, ?3, ?4)",
+                    params![kid, public, sealed, crate::clock::now_unix()],
+                )?;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(kid = %row.0, "generated the first EdDSA signing key");
+        Ok(row)
+    }
+
+    pub fn sign(&self, claims: &AccessClaims) -> Result<String, SigningError> {
+        let mut header = Header::new(self.algorithm);
+        header.typ = Some(ACCESS_TYP.into());
+        header.kid = self.kid.clone();
+        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+    }
+
+    /// Validates `token` per API.md; `None` for anything not a live,
+    /// well-formed latch access token.
+    pub fn validate(&self, token: &str, cfg: &Config) -> Option<AccessClaims> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != self.algorithm || header.typ.as_deref() != Some(ACCESS_TYP) {
+            return None;
+        }
+        let key = self.decoding.get(header.kid.as_deref().unwrap_or(""))?;
+        let mut v = Validation::new(self.algorithm);
+        v.leeway = cfg.tokens.leeway.0.as_secs();
+        v.set_issuer(&[issuer(cfg)]);
+        v.set_audience(&[&cfg.tokens.audience]);
+        v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &v).ok()?.claims;
+        // Security: a token "issued" in the future is forged or from a broken clock.
+        let leeway = i64::try_from(v.leeway).unwrap_or(0);
+        (claims.iat <= crate::clock::now_unix() + leeway).then_some(claims)
+    }
+
+    /// The JWKS document: every key that may still have signed a live token.
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": self.jwks })
+    }
+
+    pub fn algorithm_name(&self) -> &'static str {
+        match self.algorithm {
+            Algorithm::HS256 => "HS256",
+            _ => "EdDSA",
+        }
+    }
+}
+
+/// The `iss` claim: `[tokens].issuer`, else `public_url`.
+pub fn issuer(cfg: &Config) -> String {
+    if cfg.tokens.issuer.trim().is_empty() { cfg.public_url.clone() } else { cfg.tokens.issuer.clone() }
+}

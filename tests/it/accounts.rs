@@ -1,0 +1,258 @@
+//! Accounts over the real binary with a real SMTP conversation: register,
+//! verify, login, reset and change passwords, delete; no enumeration.
+
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::{Value, json};
+
+use crate::flows::{PASSWORD, login, register_verified, with_smtp};
+use crate::harness::{Latchd, assert_problem};
+use crate::mail::{subject_of, token_in, wait_for_files};
+
+/// Status, body (without `instance`) and headers (without per-request ones).
+async fn comparable(res: reqwest::Response) -> (u16, Vec<(String, String)>, Value) {
+    let status = res.status().as_u16();
+    let mut headers: Vec<(String, String)> = res
+        .headers()
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "x-request-id" | "date"))
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    headers.sort();
+    let mut body: Value = res.json().await.unwrap_or(Value::Null);
+    if let Some(o) = body.as_object_mut() {
+        o.remove("instance");
+    }
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn register_verify_and_login_over_real_smtp() {
+    let (d, smtp) = with_smtp("").await;
+    let res = d
+        .post(
+            "/v1/auth/register",
+            json!({"email": "Alice@Example.test", "password": PASSWORD, "name": "Alice"}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "verification_sent"}));
+    let mail = &smtp.wait_for(1).await[0];
+    assert!(mail.starts_with("X-Envelope-To: alice@example.test"), "{mail}");
+    assert_eq!(subject_of(mail), "Confirm your email address");
+    let token = token_in(mail);
+    assert_eq!(token.len(), 43, "256-bit token: {token}");
+
+    // Before verification the right password still gets 403, not tokens.
+    let res = d.post("/v1/auth/login", json!({"email": "alice@example.test", "password": PASSWORD})).await;
+    assert_problem(res, 403, "email-not-verified").await;
+    let res = d.post("/v1/auth/verify-email", json!({"token": token})).await;
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "verified"}));
+    let res = d.post("/v1/auth/verify-email", json!({"token": token})).await;
+    assert_problem(res, 400, "invalid-token").await;
+
+    let tokens = login(&d, "ALICE@example.test", PASSWORD).await;
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 900);
+    assert_eq!(tokens["refresh_expires_in"], 604_800);
+    assert_eq!(tokens["user"]["email"], "Alice@Example.test");
+    let me: Value =
+        d.get_auth("/v1/auth/me", tokens["access_token"].as_str().unwrap()).await.json().await.unwrap();
+    assert_eq!(me["email_verified"], true);
+    assert_eq!(me["name"], "Alice");
+    assert_eq!(me["mfa"], json!({"totp": false}));
+
+    // The outbox erased the body once sent; the token is stored hashed only.
+    let db = d.db();
+    let (status, body): (String, Option<Vec<u8>>) =
+        db.query_row("SELECT status, body FROM outbox", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((status.as_str(), body), ("sent", None));
+    let stored: i64 = db
+        .query_row("SELECT COUNT(*) FROM one_time_tokens WHERE hash = ?1", [token.as_bytes()], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 0, "no token in clear");
+    let actions: Vec<String> = db
+        .prepare("SELECT action FROM audit_log ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(actions, ["register", "email_verified", "login"]);
+    assert!(!d.log().contains(&token), "the token never reaches the log");
+}
+
+#[tokio::test]
+async fn register_answers_identically_for_existing_addresses() {
+    let (d, smtp) = with_smtp("").await;
+    let seen = register_verified(&d, &smtp, "bob@example.test", 0).await;
+    let existing = d
+        .post("/v1/auth/register", json!({"email": "bob@example.test", "password": "another long password"}))
+        .await;
+    let fresh = d
+        .post(
+            "/v1/auth/register",
+            json!({"email": "carol@example.test", "password": "another long password"}),
+        )
+        .await;
+    let (existing, fresh) = (comparable(existing).await, comparable(fresh).await);
+    assert_eq!(existing.0, 202, "{existing:?}\n{}", d.log());
+    assert_eq!(existing, fresh);
+    let mails = smtp.wait_for(seen + 2).await;
+    let subjects: Vec<String> = mails[seen..].iter().map(|m| subject_of(m)).collect();
+    assert!(subjects.contains(&"Someone tried to sign up with your address".to_string()), "{subjects:?}");
+    assert!(subjects.contains(&"Confirm your email address".to_string()), "{subjects:?}");
+    // Bob's password is unchanged by the second attempt.
+    login(&d, "bob@example.test", PASSWORD).await;
+
+    for path in ["/v1/auth/password/forgot", "/v1/auth/verify-email/resend"] {
+        let known = d.post(path, json!({"email": "bob@example.test"})).await;
+        let unknown = d.post(path, json!({"email": "nobody@example.test"})).await;
+        let (k, u) = (comparable(known).await, comparable(unknown).await);
+        assert_eq!(k, u, "{path}");
+        assert_eq!(k.0, 202);
+    }
+}
+
+#[tokio::test]
+async fn login_failures_do_not_reveal_accounts() {
+    let (d, smtp) = with_smtp("").await;
+    register_verified(&d, &smtp, "dave@example.test", 0).await;
+    let wrong =
+        d.post("/v1/auth/login", json!({"email": "dave@example.test", "password": "not the password"})).await;
+    let unknown =
+        d.post("/v1/auth/login", json!({"email": "eve@example.test", "password": "not the password"})).await;
+    let (w, u) = (comparable(wrong).await, comparable(unknown).await);
+    assert_eq!(w, u);
+    assert_eq!(w.0, 401);
+    assert_eq!(w.2["type"], "urn:latch:problem:invalid-credentials");
+    let metrics = d.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(r#"latch_auth_events_total{kind="login",result="failure"} 2"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn without_smtp_mail_goes_to_private_files() {
+    let d = Latchd::start().await;
+    assert!(d.log().contains("email is not configured"), "{}", d.log());
+    let res = d.post("/v1/auth/register", json!({"email": "frank@example.test", "password": PASSWORD})).await;
+    assert_eq!(res.status(), 202);
+    let mail_dir = d.state_dir().join("mail");
+    let mails = wait_for_files(mail_dir.clone(), 1, "eml").await;
+    let token = token_in(&mails[0]);
+    let file = std::fs::read_dir(&mail_dir).unwrap().flatten().next().unwrap().path();
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let log = d.log();
+    assert!(log.contains(&file.display().to_string()), "the log names the file");
+    assert!(!log.contains(&token), "but never the token");
+    assert_eq!(d.post("/v1/auth/verify-email", json!({"token": token})).await.status(), 200);
+}
+
+#[tokio::test]
+async fn password_reset_revokes_sessions_and_token_is_single_use() {
+    let (d, smtp) = with_smtp("").await;
+    let seen = register_verified(&d, &smtp, "grace@example.test", 0).await;
+    let old = login(&d, "grace@example.test", PASSWORD).await;
+    assert_eq!(
+        d.post("/v1/auth/password/forgot", json!({"email": "grace@example.test"})).await.status(),
+        202
+    );
+    let mail = smtp.wait_for(seen + 1).await.pop().unwrap();
+    assert_eq!(subject_of(&mail), "Reset your password");
+    let token = token_in(&mail);
+    let weak = d.post("/v1/auth/password/reset", json!({"token": token, "new_password": "short"})).await;
+    let body = assert_problem(weak, 422, "weak-password").await;
+    assert_eq!(body["errors"][0]["field"], "new_password");
+    let res = d
+        .post("/v1/auth/password/reset", json!({"token": token, "new_password": "a brand new passphrase"}))
+        .await;
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "password_reset"}));
+    let again = d
+        .post("/v1/auth/password/reset", json!({"token": token, "new_password": "yet another passphrase"}))
+        .await;
+    assert_problem(again, 400, "invalid-token").await;
+    assert_problem(
+        d.get_auth("/v1/auth/me", old["access_token"].as_str().unwrap()).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    let res = d.post("/v1/auth/refresh", json!({"refresh_token": old["refresh_token"]})).await;
+    assert_problem(res, 401, "invalid-token").await;
+    login(&d, "grace@example.test", "a brand new passphrase").await;
+}
+
+#[tokio::test]
+async fn change_password_keeps_this_session_and_delete_removes_the_account() {
+    let (d, smtp) = with_smtp("").await;
+    register_verified(&d, &smtp, "heidi@example.test", 0).await;
+    let other = login(&d, "heidi@example.test", PASSWORD).await;
+    let this = login(&d, "heidi@example.test", PASSWORD).await;
+    let at = this["access_token"].as_str().unwrap();
+    let bad = d
+        .post_auth(
+            "/v1/auth/password/change",
+            at,
+            json!({"current_password": "wrong one here", "new_password": "fresh passphrase 1"}),
+        )
+        .await;
+    assert_problem(bad, 401, "invalid-credentials").await;
+    let ok = d
+        .post_auth(
+            "/v1/auth/password/change",
+            at,
+            json!({"current_password": PASSWORD, "new_password": "fresh passphrase 1"}),
+        )
+        .await;
+    assert_eq!(ok.json::<Value>().await.unwrap(), json!({"status": "password_changed"}));
+    assert_eq!(d.get_auth("/v1/auth/me", at).await.status(), 200, "this session stays");
+    assert_eq!(d.get_auth("/v1/auth/me", other["access_token"].as_str().unwrap()).await.status(), 401);
+
+    let c = d.client();
+    let res = c
+        .delete(d.https_url("/v1/auth/me"))
+        .bearer_auth(at)
+        .json(&json!({"password": "fresh passphrase 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = d
+        .post("/v1/auth/login", json!({"email": "heidi@example.test", "password": "fresh passphrase 1"}))
+        .await;
+    assert_problem(res, 401, "invalid-credentials").await;
+    let db = d.db();
+    let users: i64 = db.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0)).unwrap();
+    let deleted: i64 = db
+        .query_row("SELECT COUNT(*) FROM audit_log WHERE action = 'account_deleted'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((users, deleted), (0, 1), "account gone, audit row kept");
+}
+
+#[tokio::test]
+async fn bad_bodies_get_specific_problems() {
+    let d = Latchd::start().await;
+    let c = d.client();
+    let url = d.https_url("/v1/auth/register");
+    let res =
+        c.post(&url).header("content-type", "application/json").body("{\"email\":").send().await.unwrap();
+    let body = assert_problem(res, 400, "invalid-request").await;
+    assert_eq!(body["errors"][0]["field"], "body");
+    let res = d.post("/v1/auth/register", json!({"email": "x@example.test"})).await;
+    let body = assert_problem(res, 400, "invalid-request").await;
+    assert_eq!(body["errors"][0], json!({"field": "password", "message": "is required"}));
+    let res = d.post("/v1/auth/register", json!({"email": "x@example.test", "password": 12})).await;
+    assert_eq!(assert_problem(res, 400, "invalid-request").await["errors"][0]["field"], "password");
+    let res = d.post("/v1/auth/register", json!({"email": "no-at-sign", "password": PASSWORD})).await;
+    assert_eq!(assert_problem(res, 400, "invalid-request").await["errors"][0]["field"], "email");
+    let res = c.post(&url).body("email=x").send().await.unwrap();
+    assert_problem(res, 415, "unsupported-media-type").await;
+    let big = json!({"email": "x@example.test", "password": "p".repeat(70_000)});
+    assert_problem(d.post("/v1/auth/register", big).await, 413, "payload-too-large").await;
+    let long = json!({"email": "x@example.test", "password": "p".repeat(2000)});
+    assert_eq!(
+        assert_problem(d.post("/v1/auth/login", long).await, 400, "invalid-request").await["errors"][0]["field"],
+        "password"
+    );
+    let res = d.post("/v1/auth/register", json!({"email": "x@example.test", "password": "too short"})).await;
+    assert_problem(res, 422, "weak-password").await;
+}

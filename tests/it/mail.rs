@@ -1,0 +1,103 @@
+//! Test mail: a real SMTP server (aiosmtpd, `tests/support/smtp_sink.py`) on
+//! loopback, and helpers to read the messages latch sent through it.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct SmtpSink {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl SmtpSink {
+    pub fn start() -> SmtpSink {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 with aiosmtpd (see .ci/run)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("port line");
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("smtp_sink did not start: {line:?}"));
+        SmtpSink { child, dir, port }
+    }
+
+    /// The `[smtp]` section pointing latch at this server.
+    pub fn config(&self) -> String {
+        format!("\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n", self.port)
+    }
+
+    /// Waits until `n` messages arrived; returns them in arrival order.
+    pub async fn wait_for(&self, n: usize) -> Vec<String> {
+        wait_for_files(self.dir.path().to_path_buf(), n, "eml").await
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `dir` holds `n` files ending in `ext`; returns their text.
+pub async fn wait_for_files(dir: PathBuf, n: usize, ext: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == ext)).collect()
+            })
+            .unwrap_or_default();
+        if files.len() >= n {
+            files.sort();
+            return files.iter().map(|p| std::fs::read_to_string(p).expect("read mail")).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} messages arrived in {}",
+            files.len(),
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Decodes a quoted-printable body (soft line breaks and `=XX`).
+fn decode_qp(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `token` query parameter of the link in a message.
+pub fn token_in(message: &str) -> String {
+    let body = decode_qp(message);
+    let start = body.find("token=").unwrap_or_else(|| panic!("no token link in:\n{body}")) + "token=".len();
+    body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
+}
+
+pub fn subject_of(message: &str) -> String {
+    message.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or("").trim().to_string()
+}

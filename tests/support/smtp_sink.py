@@ -1,0 +1,37 @@
+"""A loopback SMTP server for the integration tests (aiosmtpd).
+
+Usage: smtp_sink.py DIR. Binds 127.0.0.1 on a free port, prints the port on
+stdout, and stores every message it accepts as DIR/NNNN.eml (written to a
+temporary name, then renamed, so readers never see half a message).
+"""
+import asyncio
+import itertools
+import os
+import sys
+
+from aiosmtpd.smtp import SMTP
+
+
+class Store:
+    def __init__(self, directory):
+        self.directory = directory
+        self.counter = itertools.count()
+
+    async def handle_DATA(self, server, session, envelope):
+        path = os.path.join(self.directory, f"{next(self.counter):04d}.eml")
+        with open(path + ".tmp", "wb") as f:
+            f.write(b"X-Envelope-To: " + ",".join(envelope.rcpt_tos).encode() + b"\r\n")
+            f.write(envelope.original_content or envelope.content)
+        os.rename(path + ".tmp", path)
+        return "250 OK"
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    store = Store(sys.argv[1])  # one numbering for every connection
+    server = await loop.create_server(lambda: SMTP(store), "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+
+asyncio.run(main())
