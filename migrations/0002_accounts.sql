@@ -50,7 +50,8 @@ CREATE TABLE refresh_tokens (
     created_at  INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL,
     used_at     INTEGER,                             -- spent; kept to detect reuse
-    replaced_by BLOB
+    replaced_by BLOB,
+    successor   BLOB                                 -- the successor, sealed; only with refresh_reuse_grace > 0
 ) STRICT;
 CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
 

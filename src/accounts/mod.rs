@@ -10,7 +10,7 @@ pub mod service;
 
 use actix_web::web;
 
-pub use password::{HashError, Hasher, Verified};
+pub use password::{HashError, Hasher, Verified, hash_now};
 pub use policy::{BreachedList, normalize_email, reject_oversized};
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ use super::service::{self, LoginRequest};
 use super::{Authenticated, TokenSigner};
 use crate::accounts::Hasher;
 use crate::http::{ApiError, ApiJson, AppState, ClientInfo};
+use crate::keys::MasterKey;
 
 pub async fn login(
     state: web::Data<AppState>,
@@ -30,11 +31,12 @@ pub struct RefreshRequest {
 pub async fn refresh(
     state: web::Data<AppState>,
     signer: web::Data<TokenSigner>,
+    key: web::Data<MasterKey>,
     client: ClientInfo,
     body: ApiJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let cfg = state.config.load();
-    let tokens = service::refresh(&state.store, &signer, &cfg, &body.0.refresh_token, &client).await?;
+    let tokens = service::refresh(&state.store, &signer, &key, &cfg, &body.0.refresh_token, &client).await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
 

@@ -108,12 +108,32 @@ pub fn find_refresh(c: &Connection, hash: &[u8], now: i64) -> Result<Option<Refr
     .optional()?)
 }
 
-pub fn spend_refresh(c: &Connection, hash: &[u8], now: i64, successor: &[u8]) -> Result<(), StoreError> {
+/// Marks `hash` spent by `successor`; `sealed` keeps the successor itself
+/// (sealed) when a reuse grace window is configured.
+pub fn spend_refresh(
+    c: &Connection,
+    hash: &[u8],
+    now: i64,
+    successor: &[u8],
+    sealed: Option<&[u8]>,
+) -> Result<(), StoreError> {
     c.execute(
-        "UPDATE refresh_tokens SET used_at = ?2, replaced_by = ?3 WHERE hash = ?1",
-        params![hash, now, successor],
+        "UPDATE refresh_tokens SET used_at = ?2, replaced_by = ?3, successor = ?4 WHERE hash = ?1",
+        params![hash, now, successor, sealed],
     )?;
     Ok(())
+}
+
+/// The sealed successor of a spent token and the successor's expiry, while
+/// the successor is itself unspent.
+pub fn successor_of(c: &Connection, hash: &[u8]) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+    Ok(c.query_row(
+        "SELECT t.successor, n.expires_at FROM refresh_tokens t JOIN refresh_tokens n ON n.hash = t.replaced_by
+         WHERE t.hash = ?1 AND t.successor IS NOT NULL AND n.used_at IS NULL",
+        params![hash],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?)
 }
 
 pub fn touch_session(c: &Connection, id: &str, now: i64, ip: &str) -> Result<(), StoreError> {

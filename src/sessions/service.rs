@@ -12,7 +12,7 @@ use crate::accounts::{Hasher, normalize_email, reject_oversized};
 use crate::audit::{self, Entry};
 use crate::config::Config;
 use crate::http::ClientInfo;
-use crate::keys::{random_token, token_hash};
+use crate::keys::{MasterKey, random_token, token_hash};
 use crate::store::Store;
 
 #[derive(Deserialize)]
@@ -206,6 +206,7 @@ enum Rotation {
 pub async fn refresh(
     store: &Store,
     signer: &TokenSigner,
+    key: &MasterKey,
     cfg: &Config,
     token: &str,
     client: &ClientInfo,
@@ -214,7 +215,11 @@ pub async fn refresh(
     let successor = random_token()?;
     let successor_hash = token_hash(&successor);
     let refresh_ttl = secs(cfg.tokens.refresh_ttl.0);
-    let client = client.clone();
+    let grace = secs(cfg.tokens.refresh_reuse_grace.0);
+    // With a grace window the successor is kept (sealed) so a retry of the
+    // spent token can be answered with the same successor.
+    let sealed = if grace > 0 { Some(key.seal(SUCCESSOR_PURPOSE, successor.as_bytes())?) } else { None };
+    let (client, key) = (client.clone(), key.clone());
     let rotation = store
         .write(move |c| {
             let now = crate::clock::now_unix();
@@ -222,7 +227,17 @@ pub async fn refresh(
             if !row.session_live || !row.user_active {
                 return Ok(Rotation::Invalid);
             }
-            if row.used_at.is_some() {
+            if let Some(used_at) = row.used_at {
+                if let Some(retry) = within_grace(c, &key, &hash, now, used_at, grace)? {
+                    let roles = queries::roles_of(c, &row.user_id)?;
+                    return Ok(Rotation::Rotated(Issued {
+                        user: UserBrief { id: row.user_id, email: row.email, roles },
+                        session_id: row.session_id,
+                        amr: row.amr.split(' ').map(str::to_string).collect(),
+                        refresh_token: retry.0,
+                        refresh_expires_in: retry.1 - now,
+                    }));
+                }
                 queries::revoke_session(c, &row.session_id, "refresh_token_reused", now)?;
                 let details = json!({ "session_id": row.session_id });
                 audit::record(
@@ -235,7 +250,7 @@ pub async fn refresh(
                 return Ok(Rotation::Invalid);
             }
             let expires = (now + refresh_ttl).min(row.session_expires_at);
-            queries::spend_refresh(c, &hash, now, &successor_hash)?;
+            queries::spend_refresh(c, &hash, now, &successor_hash, sealed.as_deref())?;
             queries::insert_refresh(c, &successor_hash, &row.session_id, now, expires)?;
             queries::touch_session(c, &row.session_id, now, &client.ip)?;
             let roles = queries::roles_of(c, &row.user_id)?;
@@ -262,6 +277,27 @@ pub async fn refresh(
             tokens(signer, cfg, issued)
         }
     }
+}
+
+const SUCCESSOR_PURPOSE: &[u8] = b"refresh successor";
+
+/// The still-unused successor of a token spent less than `grace` seconds
+/// ago, with its expiry: a client retrying after a lost answer gets the
+/// same successor instead of having its session revoked.
+fn within_grace(
+    c: &rusqlite::Connection,
+    key: &MasterKey,
+    hash: &[u8],
+    now: i64,
+    used_at: i64,
+    grace: i64,
+) -> Result<Option<(String, i64)>, crate::store::StoreError> {
+    if grace <= 0 || now - used_at > grace {
+        return Ok(None);
+    }
+    let Some((sealed, expires_at)) = queries::successor_of(c, hash)? else { return Ok(None) };
+    let token = key.open(SUCCESSOR_PURPOSE, &sealed).and_then(|t| String::from_utf8(t).ok());
+    Ok(token.map(|t| (t, expires_at)))
 }
 
 /// Revokes the caller's session (`all`: every session of the user).

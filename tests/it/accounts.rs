@@ -141,8 +141,16 @@ async fn without_smtp_mail_goes_to_private_files() {
     let token = token_in(&mails[0]);
     let file = std::fs::read_dir(&mail_dir).unwrap().flatten().next().unwrap().path();
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    // The log line follows the file's creation; give it a moment.
+    let shown = file.display().to_string();
+    for _ in 0..100 {
+        if d.log().contains(&shown) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let log = d.log();
-    assert!(log.contains(&file.display().to_string()), "the log names the file");
+    assert!(log.contains(&shown), "the log names the file");
     assert!(!log.contains(&token), "but never the token");
     assert_eq!(d.post("/v1/auth/verify-email", json!({"token": token})).await.status(), 200);
 }

@@ -14,11 +14,17 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub fn start() -> SmtpSink {
+        Self::start_on(0)
+    }
+
+    /// Starts on `port` (0: any free port).
+    pub fn start_on(port: u16) -> SmtpSink {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
         let mut child = Command::new("python3")
             .arg(script)
             .arg(dir.path())
+            .arg(port.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -7,6 +7,7 @@ mod config;
 mod flows;
 mod harness;
 mod lifecycle;
+mod lifetimes;
 mod mail;
 mod ops;
 mod tidy;

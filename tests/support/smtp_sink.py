@@ -1,7 +1,7 @@
 """A loopback SMTP server for the integration tests (aiosmtpd).
 
-Usage: smtp_sink.py DIR. Binds 127.0.0.1 on a free port, prints the port on
-stdout, and stores every message it accepts as DIR/NNNN.eml (written to a
+Usage: smtp_sink.py DIR [PORT]. Binds 127.0.0.1 on PORT (default: a free
+one), prints the port on stdout, and stores every message it accepts as DIR/NNNN.eml (written to a
 temporary name, then renamed, so readers never see half a message).
 """
 import asyncio
@@ -29,7 +29,8 @@ class Store:
 async def main():
     loop = asyncio.get_running_loop()
     store = Store(sys.argv[1])  # one numbering for every connection
-    server = await loop.create_server(lambda: SMTP(store), "127.0.0.1", 0)
+    port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    server = await loop.create_server(lambda: SMTP(store), "127.0.0.1", port)
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 

@@ -1,0 +1,306 @@
+//! Login and refresh throughput of the real `latchd` over HTTPS, printed next
+//! to limits measured in the same run on the same machine:
+//!
+//! - raw argon2id hashes/s on all cores (a login is one hash),
+//! - raw EdDSA JWT signs/s on all cores (a refresh signs one token),
+//! - the same latchd with `synchronous=OFF` (what fsync costs a refresh),
+//! - and an interleaved timing report of wrong-password vs unknown-email
+//!   logins (they must not be told apart).
+//!
+//! Run: `cargo bench --bench auth` (about two minutes). `LATCH_BENCH_SECS`
+//! sets the seconds per measurement (default 8).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use latch::config::Argon2Params;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde_json::{Value, json};
+
+const LATCHD: &str = env!("CARGO_BIN_EXE_latchd");
+const PASSWORD: &str = "correct horse battery staple";
+
+fn secs() -> Duration {
+    Duration::from_secs(std::env::var("LATCH_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(8))
+}
+
+struct Daemon {
+    child: Child,
+    // Held so the state directory lives as long as the daemon.
+    _dir: tempfile::TempDir,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn start(no_fsync: bool) -> Daemon {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = format!(
+        "[server]\nstate_dir = \"{}/state\"\n[[listener]]\nkind = \"https\"\naddr = \"127.0.0.1:0\"\n\
+         [accounts]\nrequire_verified_email = false\n[email]\nmax_per_recipient = 1000\n\
+         [rate_limits]\nglobal = \"10000000/1m\"\nip = \"10000000/1m\"\nip_hourly = \"10000000/1h\"\n\
+         credential = \"10000000/1m\"\naccount = \"10000000/1m\"\n",
+        dir.path().display()
+    );
+    std::fs::write(dir.path().join("latch.toml"), cfg).expect("config");
+    let mut cmd = Command::new(LATCHD);
+    cmd.args(["serve", "--config"]).arg(dir.path().join("latch.toml"));
+    cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null());
+    if no_fsync {
+        cmd.env(latch::daemon::BENCH_NO_FSYNC_ENV, "1");
+    }
+    let child = cmd.spawn().expect("spawn latchd");
+    let ready = dir.path().join("state/ready.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "latchd not ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ready: Value = serde_json::from_str(&std::fs::read_to_string(&ready).expect("ready")).expect("json");
+    let port =
+        ready["listeners"][0]["addr"].as_str().expect("addr").rsplit(':').next().expect("port").to_string();
+    let client = client(&dir.path().join("state/tls/cert.pem"));
+    Daemon { child, base: format!("https://localhost:{port}"), client, _dir: dir }
+}
+
+fn client(cert: &Path) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_file_iter(cert).expect("cert") {
+        roots.add(der.expect("der")).expect("root");
+    }
+    let tls =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    reqwest::Client::builder().use_preconfigured_tls(tls).pool_max_idle_per_host(128).build().expect("client")
+}
+
+impl Daemon {
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let res = self.client.post(format!("{}{path}", self.base)).json(body).send().await.expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn register(&self, n: usize) -> Vec<String> {
+        let emails: Vec<String> = (0..n).map(|i| format!("user{i}@bench.test")).collect();
+        for e in &emails {
+            let (s, _) = self.post("/v1/auth/register", &json!({"email": e, "password": PASSWORD})).await;
+            assert_eq!(s, 202);
+        }
+        emails
+    }
+
+    async fn login(&self, email: &str) -> Value {
+        let (s, v) = self.post("/v1/auth/login", &json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+}
+
+/// Latencies of a closed-loop run: `clients` tasks each looping `op`.
+struct Run {
+    ops: usize,
+    elapsed: Duration,
+    lat: Vec<Duration>,
+}
+
+impl Run {
+    fn per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> f64 {
+        let mut l = self.lat.clone();
+        l.sort();
+        l.get(((l.len() as f64 - 1.0) * p) as usize).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    }
+}
+
+async fn closed_loop<F, Fut>(clients: usize, op: F) -> Run
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let until = started + secs();
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            let op = Arc::clone(&op);
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while Instant::now() < until {
+                    let t = Instant::now();
+                    op(i).await;
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("task"));
+    }
+    Run { ops: lat.len(), elapsed: started.elapsed(), lat }
+}
+
+async fn bench_logins(d: &Arc<Daemon>, emails: &Arc<Vec<String>>, clients: usize) -> Run {
+    let (d, emails) = (Arc::clone(d), Arc::clone(emails));
+    closed_loop(clients, move |i| {
+        let (d, email) = (Arc::clone(&d), emails[i % emails.len()].clone());
+        async move {
+            d.login(&email).await;
+        }
+    })
+    .await
+}
+
+async fn bench_refresh(d: &Arc<Daemon>, emails: &[String], clients: usize) -> Run {
+    let mut tokens = Vec::new();
+    for i in 0..clients {
+        tokens
+            .push(tokio::sync::Mutex::new(d.login(&emails[i % emails.len()]).await["refresh_token"].clone()));
+    }
+    let (d, tokens) = (Arc::clone(d), Arc::new(tokens));
+    closed_loop(clients, move |i| {
+        let (d, tokens) = (Arc::clone(&d), Arc::clone(&tokens));
+        async move {
+            let mut slot = tokens[i].lock().await;
+            let (s, v) = d.post("/v1/auth/refresh", &json!({"refresh_token": *slot})).await;
+            assert_eq!(s, 200, "{v}");
+            *slot = v["refresh_token"].clone();
+        }
+    })
+    .await
+}
+
+/// Operations per second of `work` on every core for the bench duration.
+fn on_all_cores(work: impl Fn() + Send + Sync + 'static) -> f64 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let work = Arc::new(work);
+    let started = Instant::now();
+    let until = started + secs();
+    let threads: Vec<_> = (0..cores)
+        .map(|_| {
+            let work = Arc::clone(&work);
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    work();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn raw_eddsa_signs() -> f64 {
+    let pair = aws_lc_rs::signature::Ed25519KeyPair::generate().expect("key");
+    let key = jsonwebtoken::EncodingKey::from_ed_der(pair.to_pkcs8().expect("pkcs8").as_ref());
+    let claims = json!({"iss": "https://localhost:8443", "aud": "latch", "sub": "0193", "sid": "0193", "jti": "x",
+                        "iat": 1_700_000_000, "exp": 1_700_000_900, "roles": [], "amr": ["pwd"]});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.typ = Some("at+jwt".into());
+    on_all_cores(move || {
+        jsonwebtoken::encode(&header, &claims, &key).expect("sign");
+    })
+}
+
+async fn login_timing(d: &Daemon, email: &str) -> (f64, f64) {
+    let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..150 {
+        for (target, sink) in [(email, &mut wrong), ("nobody@bench.test", &mut unknown)] {
+            let t = Instant::now();
+            let (s, _) =
+                d.post("/v1/auth/login", &json!({"email": target, "password": "not the password"})).await;
+            assert_eq!(s, 401);
+            sink.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(&mut wrong), median(&mut unknown))
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let params = Argon2Params::default();
+    println!(
+        "latch auth benchmark: {cores} CPUs, argon2id m={} t={} p={}, {:?} per run",
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        secs()
+    );
+    let hashes = on_all_cores(move || {
+        let _ = latch::accounts::hash_now(params, None, PASSWORD);
+    });
+    let signs = raw_eddsa_signs();
+    println!("raw argon2id hashes/s (all cores): {hashes:.1}; raw EdDSA signs/s (all cores): {signs:.0}");
+
+    let d = Arc::new(start(false));
+    let emails = Arc::new(d.register(64).await);
+    println!("\n| operation | clients | ops | ops/s | p50 ms | p99 ms | ratio |");
+    println!("|---|---|---|---|---|---|---|");
+    let row = |name: &str, c: usize, r: &Run, ratio: String| {
+        println!(
+            "| {name} | {c} | {} | {:.1} | {:.1} | {:.1} | {ratio} |",
+            r.ops,
+            r.per_sec(),
+            r.pct(0.5),
+            r.pct(0.99)
+        );
+    };
+    for c in [16, 64] {
+        let r = bench_logins(&d, &emails, c).await;
+        row("login", c, &r, format!("{:.0}% of raw argon2", 100.0 * r.per_sec() / hashes));
+    }
+    let mut durable = Vec::new();
+    for c in [16, 64] {
+        let r = bench_refresh(&d, &emails, c).await;
+        row(
+            "refresh (synchronous=FULL)",
+            c,
+            &r,
+            format!("{:.0}% of raw EdDSA signs", 100.0 * r.per_sec() / signs),
+        );
+        durable.push(r.per_sec());
+    }
+    let (wrong, unknown) = login_timing(&d, &emails[0]).await;
+    drop(d);
+    let fast = Arc::new(start(true));
+    let fast_emails = fast.register(64).await;
+    for (i, c) in [16, 64].into_iter().enumerate() {
+        let r = bench_refresh(&fast, &fast_emails, c).await;
+        row(
+            "refresh (synchronous=OFF)",
+            c,
+            &r,
+            format!("FULL is {:.0}% of this", 100.0 * durable[i] / r.per_sec()),
+        );
+    }
+    println!(
+        "\nlogin timing, 150 interleaved pairs: wrong password median {wrong:.2} ms, unknown email median {unknown:.2} ms, difference {:.2} ms ({:+.1}%)",
+        unknown - wrong,
+        100.0 * (unknown - wrong) / wrong
+    );
+}

@@ -1,0 +1,156 @@
+//! Token lifetimes and the outbox's retries: caps, expiry, the reuse grace
+//! window, SMTP outages and dead letters, hash upgrades and a full hash queue.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::flows::{PASSWORD, login, register_verified, with_smtp};
+use crate::harness::{Latchd, assert_problem, base_config, write_config};
+use crate::mail::SmtpSink;
+
+fn outbox_state(d: &Latchd) -> (String, i64, bool) {
+    d.db()
+        .query_row("SELECT status, attempts, body IS NULL FROM outbox ORDER BY created_at LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap_or(("none".into(), 0, true))
+}
+
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sessions_never_outlive_session_max_age_and_expired_tokens_fail() {
+    let cfg =
+        "\n[tokens]\naccess_ttl = \"1s\"\nrefresh_ttl = \"2s\"\nsession_max_age = \"2s\"\nleeway = \"0s\"\n";
+    let (d, smtp) = with_smtp(cfg).await;
+    register_verified(&d, &smtp, "nia@example.test", 0).await;
+    let t = login(&d, "nia@example.test", PASSWORD).await;
+    assert_eq!(t["refresh_expires_in"], 2);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let res = d.post("/v1/auth/refresh", json!({"refresh_token": t["refresh_token"]})).await;
+    let next: Value = res.json().await.unwrap();
+    assert!(next["refresh_expires_in"].as_i64().unwrap() <= 1, "capped at login + max age: {next}");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_problem(
+        d.get_auth("/v1/auth/me", next["access_token"].as_str().unwrap()).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    let res = d.post("/v1/auth/refresh", json!({"refresh_token": next["refresh_token"]})).await;
+    assert_problem(res, 401, "invalid-token").await;
+}
+
+#[tokio::test]
+async fn reuse_grace_answers_a_retry_with_the_same_successor() {
+    let (d, smtp) = with_smtp("\n[tokens]\nrefresh_reuse_grace = \"10s\"\n").await;
+    register_verified(&d, &smtp, "omar@example.test", 0).await;
+    let t = login(&d, "omar@example.test", PASSWORD).await;
+    let first: Value =
+        d.post("/v1/auth/refresh", json!({"refresh_token": t["refresh_token"]})).await.json().await.unwrap();
+    let retry: Value =
+        d.post("/v1/auth/refresh", json!({"refresh_token": t["refresh_token"]})).await.json().await.unwrap();
+    assert_eq!(retry["refresh_token"], first["refresh_token"], "{retry}");
+    // Once the successor itself is spent, the old token is plain reuse.
+    let third: Value = d
+        .post("/v1/auth/refresh", json!({"refresh_token": first["refresh_token"]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(third["refresh_token"].is_string());
+    let res = d.post("/v1/auth/refresh", json!({"refresh_token": t["refresh_token"]})).await;
+    assert_problem(res, 401, "refresh-token-reused").await;
+}
+
+#[tokio::test]
+async fn smtp_outages_are_retried_and_requests_never_wait() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let smtp_cfg = format!("\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\n");
+    let d = Latchd::start_with(&base_config(&smtp_cfg)).await;
+    let res = d.post("/v1/auth/register", json!({"email": "pia@example.test", "password": PASSWORD})).await;
+    assert_eq!(res.status(), 202, "answered with the SMTP server down");
+    wait_until("a failed attempt", || outbox_state(&d).1 >= 1).await;
+    assert_eq!(outbox_state(&d).0, "queued");
+    let smtp = SmtpSink::start_on(port);
+    let mails = smtp.wait_for(1).await;
+    assert!(mails[0].contains("Confirm your email address"));
+    wait_until("sent", || outbox_state(&d).0 == "sent").await;
+    let (_, attempts, erased) = outbox_state(&d);
+    assert!(attempts >= 2 && erased, "attempts {attempts}, body erased {erased}");
+    assert!(d.log().contains("email delivery failed"));
+}
+
+#[tokio::test]
+async fn undeliverable_mail_becomes_a_dead_letter() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let smtp_cfg = format!("\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nmax_attempts = 2\n");
+    let d = Latchd::start_with(&base_config(&smtp_cfg)).await;
+    d.post("/v1/auth/register", json!({"email": "quinn@example.test", "password": PASSWORD})).await;
+    wait_until("dead letter", || outbox_state(&d).0 == "dead").await;
+    assert_eq!(outbox_state(&d), ("dead".to_string(), 2, true));
+    let metrics = d.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(r#"latch_emails_total{result="dead"} 1"#), "{metrics}");
+    assert!(metrics.contains("latch_email_queue_depth 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn hashes_are_upgraded_at_login_when_parameters_change() {
+    let weak = "\n[passwords]\nargon2 = { memory_kib = 8192, iterations = 1, parallelism = 1 }\n";
+    let (d, smtp) = with_smtp(weak).await;
+    register_verified(&d, &smtp, "rui@example.test", 0).await;
+    let hash = |d: &Latchd| -> String {
+        d.db().query_row("SELECT password_hash FROM users", [], |r| r.get(0)).unwrap()
+    };
+    assert!(hash(&d).starts_with("$argon2id$v=19$m=8192,t=1,p=1$"), "{}", hash(&d));
+    write_config(d.dir.path(), &base_config(&smtp.config()));
+    d.signal(libc::SIGHUP);
+    wait_until("reload", || d.log().contains("config reloaded")).await;
+    login(&d, "rui@example.test", PASSWORD).await;
+    assert!(hash(&d).starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", hash(&d));
+    login(&d, "rui@example.test", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn a_full_hash_queue_answers_503_overloaded() {
+    let slow = "\n[passwords]\nargon2 = { memory_kib = 65536, iterations = 1, parallelism = 1 }\n";
+    let d = Latchd::start_with(&base_config(slow)).await;
+    let client = d.client();
+    let url = d.https_url("/v1/auth/login");
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let (c, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let res = c
+                    .post(url)
+                    .json(&json!({"email": "x@example.test", "password": "whatever it is"}))
+                    .send()
+                    .await
+                    .unwrap();
+                let retry = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                let body: Value = res.json().await.unwrap_or(Value::Null);
+                (body["status"].as_u64(), body["type"].as_str().unwrap_or("").to_string(), retry)
+            })
+        })
+        .collect();
+    let mut overloaded = 0;
+    for call in calls {
+        let (status, kind, retry) = call.await.unwrap();
+        match status {
+            Some(503) => {
+                assert_eq!(kind, "urn:latch:problem:overloaded");
+                assert_eq!(retry.as_deref(), Some("1"));
+                overloaded += 1;
+            }
+            other => assert_eq!(other, Some(401), "{kind}"),
+        }
+    }
+    assert!(overloaded > 0, "200 concurrent slow hashes must overflow the queue");
+}
