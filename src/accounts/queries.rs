@@ -3,10 +3,11 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, exec, row};
 
 pub fn user_id_by_email(c: &Connection, email_norm: &str) -> Result<Option<(String, bool)>, StoreError> {
-    Ok(c.query_row(
+    Ok(row(
+        c,
         "SELECT id, email_verified_at IS NOT NULL FROM users WHERE email_norm = ?1",
         params![email_norm],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -23,7 +24,8 @@ pub struct NewUser<'a> {
 }
 
 pub fn insert_user(c: &Connection, u: &NewUser<'_>) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "INSERT INTO users (id, email, email_norm, name, password_hash, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
         params![u.id, u.email, u.email.to_lowercase(), u.name, u.password_hash, u.now],
@@ -39,7 +41,8 @@ pub fn insert_one_time(
     now: i64,
     ttl_secs: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "INSERT INTO one_time_tokens (hash, user_id, purpose, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![hash, user_id, purpose, now, now + ttl_secs],
     )?;
@@ -62,13 +65,14 @@ pub fn spend_one_time(
         )
         .optional()?;
     if user.is_some() {
-        c.execute("UPDATE one_time_tokens SET used_at = ?2 WHERE hash = ?1", params![hash, now])?;
+        exec(c, "UPDATE one_time_tokens SET used_at = ?2 WHERE hash = ?1", params![hash, now])?;
     }
     Ok(user)
 }
 
 pub fn mark_verified(c: &Connection, user_id: &str, now: i64) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?2), updated_at = ?2 WHERE id = ?1",
         params![user_id, now],
     )?;
@@ -76,7 +80,8 @@ pub fn mark_verified(c: &Connection, user_id: &str, now: i64) -> Result<(), Stor
 }
 
 pub fn set_password(c: &Connection, user_id: &str, phc: &str, now: i64) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "UPDATE users SET password_hash = ?2, locked_until = NULL, updated_at = ?3 WHERE id = ?1",
         params![user_id, phc, now],
     )?;
@@ -84,12 +89,11 @@ pub fn set_password(c: &Connection, user_id: &str, phc: &str, now: i64) -> Resul
 }
 
 pub fn password_hash(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
-    Ok(c.query_row("SELECT password_hash FROM users WHERE id = ?1", params![user_id], |r| r.get(0))
-        .optional()?)
+    Ok(row(c, "SELECT password_hash FROM users WHERE id = ?1", params![user_id], |r| r.get(0)).optional()?)
 }
 
 pub fn delete_user(c: &Connection, user_id: &str) -> Result<(), StoreError> {
-    c.execute("DELETE FROM users WHERE id = ?1", params![user_id])?;
+    exec(c, "DELETE FROM users WHERE id = ?1", params![user_id])?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use rusqlite::{Connection, params};
 use serde_json::Value;
 
 use crate::http::ClientInfo;
-use crate::store::StoreError;
+use crate::store::{StoreError, exec};
 
 /// One audit row to write.
 pub struct Entry<'a> {
@@ -38,7 +38,8 @@ impl<'a> Entry<'a> {
 
 pub fn record(c: &Connection, e: &Entry<'_>) -> Result<(), StoreError> {
     let details = if e.details.is_null() { "{}".to_string() } else { e.details.to_string() };
-    c.execute(
+    exec(
+        c,
         "INSERT INTO audit_log (at, action, actor_id, subject_id, ip, user_agent, request_id, details)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::keys::MasterKey;
-use crate::store::StoreError;
+use crate::store::{StoreError, exec};
 
 pub use templates::Template;
 pub use worker::spawn as spawn_worker;
@@ -79,7 +79,8 @@ pub fn enqueue(c: &Connection, cfg: &Config, msg: Prepared) -> Result<bool, Stor
         metrics::counter!("latch_emails_total", "result" => "dropped").increment(1);
         return Ok(false);
     }
-    c.execute(
+    exec(
+        c,
         "INSERT INTO outbox (id, recipient, kind, body, status, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
         params![msg.id, msg.recipient, msg.kind, msg.sealed, now],

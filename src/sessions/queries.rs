@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::store::StoreError;
+use crate::store::{StoreError, exec, row};
 
 /// What login needs to know about an account.
 pub struct LoginUser {
@@ -14,7 +14,8 @@ pub struct LoginUser {
 }
 
 pub fn find_login_user(c: &Connection, email_norm: &str) -> Result<Option<LoginUser>, StoreError> {
-    Ok(c.query_row(
+    Ok(row(
+        c,
         "SELECT id, email, password_hash, status, email_verified_at FROM users WHERE email_norm = ?1",
         params![email_norm],
         |r| {
@@ -48,7 +49,7 @@ pub struct NewSession<'a> {
 }
 
 pub fn insert_session(c: &Connection, s: &NewSession<'_>) -> Result<(), StoreError> {
-    c.execute(
+    exec(c,
         "INSERT INTO sessions (id, user_id, device_name, ip, user_agent, amr, created_at, last_seen_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
         params![s.id, s.user_id, s.device_name, s.ip, s.user_agent, s.amr, s.now, s.expires_at],
@@ -63,7 +64,8 @@ pub fn insert_refresh(
     now: i64,
     expires_at: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
         params![hash, session_id, now, expires_at],
     )?;
@@ -84,7 +86,8 @@ pub struct RefreshRow {
 }
 
 pub fn find_refresh(c: &Connection, hash: &[u8], now: i64) -> Result<Option<RefreshRow>, StoreError> {
-    Ok(c.query_row(
+    Ok(row(
+        c,
         "SELECT t.session_id, t.used_at, t.expires_at,
                 s.revoked_at IS NULL AND s.expires_at > ?2, s.expires_at,
                 u.id, u.email, u.status = 'active', s.amr
@@ -117,7 +120,8 @@ pub fn spend_refresh(
     successor: &[u8],
     sealed: Option<&[u8]>,
 ) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "UPDATE refresh_tokens SET used_at = ?2, replaced_by = ?3, successor = ?4 WHERE hash = ?1",
         params![hash, now, successor, sealed],
     )?;
@@ -127,7 +131,7 @@ pub fn spend_refresh(
 /// The sealed successor of a spent token and the successor's expiry, while
 /// the successor is itself unspent.
 pub fn successor_of(c: &Connection, hash: &[u8]) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
-    Ok(c.query_row(
+    Ok(row(c,
         "SELECT t.successor, n.expires_at FROM refresh_tokens t JOIN refresh_tokens n ON n.hash = t.replaced_by
          WHERE t.hash = ?1 AND t.successor IS NOT NULL AND n.used_at IS NULL",
         params![hash],
@@ -137,17 +141,18 @@ pub fn successor_of(c: &Connection, hash: &[u8]) -> Result<Option<(Vec<u8>, i64)
 }
 
 pub fn touch_session(c: &Connection, id: &str, now: i64, ip: &str) -> Result<(), StoreError> {
-    c.execute("UPDATE sessions SET last_seen_at = ?2, ip = ?3 WHERE id = ?1", params![id, now, ip])?;
+    exec(c, "UPDATE sessions SET last_seen_at = ?2, ip = ?3 WHERE id = ?1", params![id, now, ip])?;
     Ok(())
 }
 
 /// Revokes one live session and drops its refresh tokens; true if it was live.
 pub fn revoke_session(c: &Connection, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
-    let n = c.execute(
+    let n = exec(
+        c,
         "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
         params![id, now, reason],
     )?;
-    c.execute("DELETE FROM refresh_tokens WHERE session_id = ?1", params![id])?;
+    exec(c, "DELETE FROM refresh_tokens WHERE session_id = ?1", params![id])?;
     Ok(n > 0)
 }
 
@@ -172,7 +177,8 @@ pub fn revoke_user_sessions(
 
 /// The user of a live session, if the session is live and the user active.
 pub fn live_session_user(c: &Connection, sid: &str, now: i64) -> Result<Option<String>, StoreError> {
-    Ok(c.query_row(
+    Ok(row(
+        c,
         "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 AND u.status = 'active'",
         params![sid, now],
@@ -219,14 +225,13 @@ pub fn list_live(
 
 /// The owner of session `id`, live or not.
 pub fn session_owner(c: &Connection, id: &str) -> Result<Option<String>, StoreError> {
-    Ok(c.query_row("SELECT user_id FROM sessions WHERE id = ?1 AND revoked_at IS NULL", params![id], |r| {
-        r.get(0)
-    })
-    .optional()?)
+    Ok(row(c, "SELECT user_id FROM sessions WHERE id = ?1 AND revoked_at IS NULL", params![id], |r| r.get(0))
+        .optional()?)
 }
 
 pub fn set_password_hash(c: &Connection, user_id: &str, phc: &str, now: i64) -> Result<(), StoreError> {
-    c.execute(
+    exec(
+        c,
         "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
         params![user_id, phc, now],
     )?;
@@ -234,6 +239,6 @@ pub fn set_password_hash(c: &Connection, user_id: &str, phc: &str, now: i64) -> 
 }
 
 pub fn set_last_login(c: &Connection, user_id: &str, now: i64) -> Result<(), StoreError> {
-    c.execute("UPDATE users SET last_login_at = ?2 WHERE id = ?1", params![user_id, now])?;
+    exec(c, "UPDATE users SET last_login_at = ?2 WHERE id = ?1", params![user_id, now])?;
     Ok(())
 }

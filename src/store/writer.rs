@@ -57,19 +57,26 @@ where
     }
 }
 
+/// Runs one fixed statement through the connection's statement cache; the
+/// writer runs these for every job, and preparing them each time would
+/// cost more than running them.
+fn exec(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    exec(conn, "SAVEPOINT job")?;
     let outcome = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
         Ok(result) => result,
         Err(_) => Err(StoreError::Panicked),
     };
     if outcome.is_err() {
-        conn.execute_batch("ROLLBACK TO job")?;
+        exec(conn, "ROLLBACK TO job")?;
     }
-    conn.execute_batch("RELEASE job")?;
+    exec(conn, "RELEASE job")?;
     outcome
 }
 
@@ -95,7 +102,7 @@ pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
 fn commit_batch(conn: &Connection, batch: Vec<Box<dyn WriteJob>>) {
     metrics::histogram!("latch_db_commit_batch_size").record(batch.len() as f64);
     let started = std::time::Instant::now();
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let e = Arc::new(e);
         for job in batch {
             job.abort(StoreError::Commit(Arc::clone(&e)));
@@ -103,11 +110,11 @@ fn commit_batch(conn: &Connection, batch: Vec<Box<dyn WriteJob>>) {
         return;
     }
     let completions: Vec<Completion> = batch.into_iter().map(|job| job.run(conn)).collect();
-    let commit = conn.execute_batch("COMMIT").err().map(Arc::new);
+    let commit = exec(conn, "COMMIT").err().map(Arc::new);
     if let Some(e) = &commit {
         tracing::error!(error = %e, jobs = completions.len(), "commit failed; batch rolled back");
         if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = exec(conn, "ROLLBACK");
         }
     }
     metrics::histogram!("latch_db_query_duration_seconds", "op" => "commit")
