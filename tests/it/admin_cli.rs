@@ -12,10 +12,14 @@ use crate::harness::{Latchd, base_config, write_config};
 pub const LATCHCTL: &str = env!("CARGO_BIN_EXE_latchctl");
 
 fn latchctl(d: &Latchd, args: &[&str]) -> Output {
-    let state = d.state_dir();
+    latchctl_on(&d.state_dir(), args)
+}
+
+/// `latchctl --state-dir STATE ARGS…`, also after the daemon stopped.
+fn latchctl_on(state: &std::path::Path, args: &[&str]) -> Output {
     Command::new(LATCHCTL)
         .arg("--state-dir")
-        .arg(&state)
+        .arg(state)
         .args(args)
         .env_remove("LATCH_CONFIG")
         .output()
@@ -138,15 +142,7 @@ async fn offline_commands_refuse_while_the_daemon_runs() {
     assert_eq!(stdout(&latchctl(&d, &["keys", "export-master"])).trim(), key.trim());
 
     let dir = d.stop_keep_dir();
-    let run = |args: &[&str]| {
-        Command::new(LATCHCTL)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(args)
-            .env_remove("LATCH_CONFIG")
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| latchctl_on(&state, args);
     let out = run(&["db", "check"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("integrity     ok"), "{}", stdout(&out));
