@@ -16,6 +16,7 @@ use crate::http::ClientInfo;
 use crate::keys::{MasterKey, random_token, token_hash};
 use crate::sessions::{Authenticated, revoke_user_sessions};
 use crate::store::Store;
+use crate::telemetry::auth_event as count;
 
 const VERIFY_TTL_SECS: i64 = 24 * 3600;
 const RESET_TTL_SECS: i64 = 30 * 60;
@@ -28,10 +29,6 @@ pub struct Deps<'a> {
     pub outbox: &'a Outbox,
     pub breached: &'a BreachedList,
     pub cfg: &'a Config,
-}
-
-fn count(kind: &'static str, result: &'static str) {
-    metrics::counter!("latch_auth_events_total", "kind" => kind, "result" => result).increment(1);
 }
 
 #[derive(Deserialize)]

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::http::ClientInfo;
 use crate::keys::{MasterKey, random_token, token_hash};
 use crate::store::Store;
+use crate::telemetry::auth_event as count;
 
 #[derive(Deserialize)]
 pub struct LoginRequest {
@@ -39,10 +40,6 @@ pub struct TokenResponse {
     pub refresh_expires_in: u64,
     pub session_id: String,
     pub user: UserBrief,
-}
-
-fn count(kind: &'static str, result: &'static str) {
-    metrics::counter!("latch_auth_events_total", "kind" => kind, "result" => result).increment(1);
 }
 
 /// Everything needed to mint the token pair after the write committed.

@@ -42,3 +42,8 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::gauge!("latch_build_info", "version" => VERSION).set(1.0);
     Ok(handle)
 }
+
+/// Counts one authentication attempt: `latch_auth_events_total{kind,result}`.
+pub fn auth_event(kind: &'static str, result: &'static str) {
+    metrics::counter!("latch_auth_events_total", "kind" => kind, "result" => result).increment(1);
+}
