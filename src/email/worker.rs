@@ -49,6 +49,7 @@ pub fn spawn(
     }
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_prune = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -58,6 +59,11 @@ pub fn spawn(
             let cfg = config.load_full();
             if let Err(e) = deliver_due(&store, &cfg, &key).await {
                 tracing::warn!(error = %e, "outbox: delivery round failed");
+            }
+            let retention = cfg.email.file_retention.0;
+            if last_prune.elapsed() >= retention.min(Duration::from_secs(60)) {
+                last_prune = std::time::Instant::now();
+                prune_mail_files(&cfg.state_dir.join("mail"), retention);
             }
         }
     });
@@ -168,6 +174,27 @@ async fn send_smtp(
     let to: Address = recipient.parse().map_err(|e| format!("recipient: {e}"))?;
     let envelope = Envelope::new(Some(from.email), vec![to]).map_err(|e| e.to_string())?;
     transport.send_raw(&envelope, raw).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Deletes `.eml` files older than `[email].file_retention`: they hold
+/// one-time tokens and should not pile up.
+fn prune_mail_files(dir: &Path, retention: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > retention));
+        if old && path.extension().is_some_and(|e| e == "eml") {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(file = %path.display(), "mail file past its retention removed"),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "could not remove an old mail file")
+                }
+            }
+        }
+    }
 }
 
 /// Security: the log names the file, never its content (it holds a token).

@@ -264,3 +264,17 @@ async fn bad_bodies_get_specific_problems() {
     let res = d.post("/v1/auth/register", json!({"email": "x@example.test", "password": "too short"})).await;
     assert_problem(res, 422, "weak-password").await;
 }
+
+#[tokio::test]
+async fn mail_files_are_removed_after_their_retention() {
+    let d = Latchd::start_with(&crate::harness::base_config("\n[email]\nfile_retention = \"1s\"\n")).await;
+    d.post("/v1/auth/register", json!({"email": "uma@example.test", "password": PASSWORD})).await;
+    let mail_dir = d.state_dir().join("mail");
+    wait_for_files(mail_dir.clone(), 1, "eml").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_dir(&mail_dir).unwrap().flatten().count() > 0 {
+        assert!(std::time::Instant::now() < deadline, "mail file still there");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(d.log().contains("mail file past its retention removed"));
+}
