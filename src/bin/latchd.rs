@@ -21,6 +21,12 @@ enum Command {
         /// Config file; else $LATCH_CONFIG, else /etc/latch/latch.toml if it exists, else built-in defaults.
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
+        /// Detach from the terminal (hosts without systemd); needs --pid-file.
+        #[arg(long, requires = "pid_file")]
+        daemon: bool,
+        /// With --daemon: where to write (and lock) the daemon's pid.
+        #[arg(long, value_name = "PATH", requires = "daemon")]
+        pid_file: Option<PathBuf>,
     },
     /// Validate a config file and exit 0, or 1 with `PATH:LINE: key: reason`.
     CheckConfig {
@@ -33,7 +39,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { path } => check_config(path),
-        Command::Serve { config } => serve(config),
+        Command::Serve { config, daemon: _, pid_file } => serve(config, pid_file),
     }
 }
 
@@ -52,7 +58,21 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn serve(config: Option<PathBuf>) -> ExitCode {
+/// Forks into the background (SysV/OpenRC hosts): the parent exits 0 once
+/// the pid file is written and locked; the child carries on.
+fn detach(pid_file: &std::path::Path, cfg: &Config) -> Result<(), String> {
+    if cfg.log.file.trim().is_empty() {
+        eprintln!("latchd: --daemon without [log].file: log output is discarded");
+    }
+    daemonize::Daemonize::new()
+        .pid_file(pid_file)
+        .working_directory("/")
+        .umask(0o077)
+        .start()
+        .map_err(|e| format!("latchd: cannot daemonize ({}): {e}", pid_file.display()))
+}
+
+fn serve(config: Option<PathBuf>, pid_file: Option<PathBuf>) -> ExitCode {
     // Security: every file latchd creates (database, WAL, keys, backups) is
     // private to its user unless a step widens it on purpose.
     // SAFETY: umask only changes this process's file-creation mask.
@@ -65,7 +85,17 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    latch::telemetry::init_logging(cfg.log.format);
+    let pid_file = pid_file.map(|p| std::path::absolute(&p).unwrap_or(p));
+    if let Some(pid_file) = &pid_file
+        && let Err(e) = detach(pid_file, &cfg)
+    {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = latch::telemetry::init_logging(&cfg.log) {
+        eprintln!("latchd: log.file {}: {e}", cfg.log.file);
+        return ExitCode::FAILURE;
+    }
     match &path {
         Some(p) => tracing::info!(config = %p.display(), "config loaded"),
         None => tracing::info!("no config file: using built-in defaults"),
@@ -78,6 +108,9 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         }
     };
     let result = actix_web::rt::System::new().block_on(latch::daemon::run(cfg, metrics));
+    if let Some(pid_file) = pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

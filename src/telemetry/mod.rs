@@ -3,29 +3,38 @@
 //! Prometheus recorder, rendered by our own `/metrics` route.
 
 use std::io::IsTerminal;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Mutex;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, LogSection};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Installs the global tracing subscriber. `RUST_LOG` overrides the level
-/// (default `info`). Safe to call once per process.
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match format {
+/// Installs the global tracing subscriber: to `[log].file` when set
+/// (appended, 0600), else stdout. `RUST_LOG` overrides the level (default
+/// `info`). Safe to call once per process.
+pub fn init_logging(log: &LogSection) -> std::io::Result<()> {
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let file = match log.file.trim() {
+        "" => None,
+        path => Some(std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?),
+    };
+    let json = match log.format {
         LogFormat::Json => true,
         LogFormat::Text => false,
-        LogFormat::Auto => !std::io::stdout().is_terminal(),
+        LogFormat::Auto => file.is_some() || !std::io::stdout().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
-    let _ = if json {
-        builder.json().flatten_event(true).with_current_span(false).try_init()
-    } else {
-        builder.try_init()
+    let builder = tracing_subscriber::fmt().with_env_filter(filter());
+    let _ = match (file, json) {
+        (Some(f), true) => builder.with_writer(Mutex::new(f)).json().flatten_event(true).try_init(),
+        (Some(f), false) => builder.with_writer(Mutex::new(f)).with_ansi(false).try_init(),
+        (None, true) => builder.with_writer(std::io::stdout).json().flatten_event(true).try_init(),
+        (None, false) => builder.with_writer(std::io::stdout).try_init(),
     };
+    Ok(())
 }
 
 /// Latency buckets in seconds: sub-millisecond reads up to slow logins.

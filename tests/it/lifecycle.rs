@@ -100,3 +100,50 @@ async fn a_second_daemon_on_the_same_state_dir_is_refused() {
     assert_start_fails(other.path(), "in use by another latchd");
     assert_eq!(d.get("/ready").await.status(), 200, "the first daemon is untouched");
 }
+
+/// SysV/OpenRC style: `--daemon --pid-file` detaches, logs to `[log].file`,
+/// and a SIGTERM to the pid in the file stops it and removes the file.
+#[tokio::test]
+async fn daemon_mode_detaches_and_writes_a_pid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("latchd-daemon.log");
+    let cfg =
+        base_config("").replace("[log]\nformat = \"json\"", &format!("[log]\nfile = \"{}\"", log.display()));
+    let config = write_config(dir.path(), &cfg);
+    let pid_file = dir.path().join("latchd.pid");
+    let out = std::process::Command::new(crate::harness::LATCHD)
+        .args(["serve", "--daemon", "--pid-file"])
+        .arg(&pid_file)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("LATCH_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the parent exits 0: {}", String::from_utf8_lossy(&out.stderr));
+    let ready_path = dir.path().join("state/ready.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ready_path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let ready: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ready_path).unwrap()).unwrap();
+    assert_eq!(ready["pid"], pid);
+    assert_eq!(mode(&log), 0o600);
+    assert!(std::fs::read_to_string(&log).unwrap().contains("\"ready\""), "logs go to [log].file");
+    // SAFETY: signalling the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // SAFETY: signal 0 only probes whether the process exists.
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(std::time::Instant::now() < deadline, "daemon did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!pid_file.exists(), "pid file removed on exit");
+    assert!(!ready_path.exists());
+}
