@@ -195,6 +195,17 @@ async fn sigterm_drains_an_in_flight_request() {
     let body = br#"{"email":"nobody@example.test","password":"whatever password"}"#;
     let mut sock = std::net::TcpStream::connect(d.addr("http")).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // First a whole request on the same connection, so the daemon has
+    // surely accepted it before the signal, however loaded the machine.
+    sock.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut first = Vec::new();
+    while !String::from_utf8_lossy(&first).ends_with(r#"{"status":"ok"}"#) {
+        let mut chunk = [0u8; 512];
+        let n = sock.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed: {}", String::from_utf8_lossy(&first));
+        first.extend_from_slice(&chunk[..n]);
+    }
+    assert!(first.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first));
     let head = format!(
         "POST /v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
