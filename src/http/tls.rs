@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -157,9 +157,10 @@ fn ensure_generated(files: &TlsFiles, host: &str) -> Result<(), TlsError> {
 /// so a crash never leaves a half-written key behind.
 fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
     let io = |source| TlsError::Io { path: path.to_path_buf(), source };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io)?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+    // A directory we create is private; an existing one (say /etc/latch
+    // for a configured key_file) keeps the mode its owner chose.
+    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
     }
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);

@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::{aead, constant_time, hmac, rand};
@@ -84,9 +84,10 @@ fn create_key(path: &Path) -> Result<MasterKey, KeyError> {
     let io = |source| KeyError::Io { path: path.into(), source };
     let mut key = [0u8; 32];
     rand::fill(&mut key).map_err(|_| KeyError::Random)?;
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io)?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+    // A directory we create is private; an existing one (say /etc/latch
+    // for a configured key_file) keeps the mode its owner chose.
+    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
     }
     // Security: create_new + mode 0600 at open, so the key is never readable
     // by others even for a moment and an existing file is never overwritten.
