@@ -7,6 +7,7 @@
 mod features;
 mod reload;
 pub mod state_dir;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,8 +98,25 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     let mut all = servers.servers;
     all.push(admin.server);
     let mut running = futures_util::future::join_all(all);
+    let mut watch = watch::start(&cfg);
     let ended_early = loop {
+        let file_changed = async {
+            match watch.as_mut() {
+                Some(w) => w.changes.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            Some(()) = file_changed => {
+                // Editors write in several steps; let them finish, then
+                // reload once for the whole burst.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if let Some(w) = watch.as_mut() {
+                    while w.changes.try_recv().is_ok() {}
+                }
+                tracing::info!("config or certificate file changed");
+                reload::apply(&shared, servers.certs.as_deref());
+            }
             _ = term.recv() => break false,
             _ = int.recv() => break false,
             _ = hup.recv() => { reload::apply(&shared, servers.certs.as_deref()); }
