@@ -41,6 +41,15 @@ pub async fn start(
 ) -> anyhow::Result<ApiRoutes> {
     let cfg = shared.load_full();
     let hasher = web::Data::new(Hasher::start(pepper(&cfg)?));
+    // Security: make the dummy hash now, off the request path; otherwise the
+    // first unknown-email login would pay for it and stand out by ~20 ms.
+    let primer = Hasher::clone(&hasher);
+    let params = cfg.passwords.argon2;
+    tracker.spawn(async move {
+        if let Err(e) = primer.verify_dummy(params, String::new()).await {
+            tracing::warn!(error = %e, "could not prepare the dummy password hash");
+        }
+    });
     let signer = web::Data::new(TokenSigner::load(store, &key, &cfg).await?);
     let breached = web::Data::new(
         BreachedList::load(&cfg)
