@@ -4,36 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use latch::config::Config;
-
-#[derive(Parser)]
-#[command(name = "latchd", version, about = "latch authentication daemon")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the daemon in the foreground (systemd Type=notify).
-    Serve {
-        /// Config file; else $LATCH_CONFIG, else /etc/latch/latch.toml if it exists, else built-in defaults.
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
-        /// Detach from the terminal (hosts without systemd); needs --pid-file.
-        #[arg(long, requires = "pid_file")]
-        daemon: bool,
-        /// With --daemon: where to write (and lock) the daemon's pid.
-        #[arg(long, value_name = "PATH", requires = "daemon")]
-        pid_file: Option<PathBuf>,
-    },
-    /// Validate a config file and exit 0, or 1 with `PATH:LINE: key: reason`.
-    CheckConfig {
-        #[arg(value_name = "PATH")]
-        path: Option<PathBuf>,
-    },
-}
+use latch::daemon::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -12,6 +12,10 @@ use serde_json::Value;
 pub enum ClientError {
     #[error("cannot reach latchd at {path}: {source} (is it running? use --socket or --config)")]
     Connect { path: PathBuf, source: std::io::Error },
+    #[error(
+        "permission denied on {path}: only root and members of the admin group (default latch-admin) may use it"
+    )]
+    Denied { path: PathBuf },
     #[error("talking to latchd: {0}")]
     Io(#[from] std::io::Error),
     #[error("latchd sent a malformed answer: {0}")]
@@ -35,8 +39,13 @@ impl AdminClient {
     }
 
     fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
-        let mut sock = UnixStream::connect(&self.socket)
-            .map_err(|source| ClientError::Connect { path: self.socket.clone(), source })?;
+        let mut sock = UnixStream::connect(&self.socket).map_err(|source| {
+            let path = self.socket.clone();
+            match source.kind() {
+                std::io::ErrorKind::PermissionDenied => ClientError::Denied { path },
+                _ => ClientError::Connect { path, source },
+            }
+        })?;
         sock.set_read_timeout(Some(Duration::from_secs(60)))?;
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let head = format!(

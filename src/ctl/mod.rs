@@ -15,7 +15,14 @@ use crate::config::Config;
 pub use client::{AdminClient, ClientError};
 
 #[derive(Parser)]
-#[command(name = "latchctl", version, about = "Administer a running latchd")]
+#[command(
+    name = "latchctl",
+    version,
+    about = "Administer a running latchd",
+    long_about = "latchctl administers latch. Online commands talk to the running latchd over its admin \
+                  socket (root and members of the admin group only); offline commands open the database \
+                  directly and refuse while a daemon holds the state directory."
+)]
 pub struct Cli {
     /// Admin socket of the daemon (default: from the config).
     #[arg(long, global = true, value_name = "PATH")]
@@ -51,7 +58,10 @@ enum Command {
 #[derive(Subcommand)]
 enum ConfigCmd {
     /// Validate a config file (default: the one latchd would use).
-    Check { path: Option<PathBuf> },
+    Check {
+        /// The file to check (default: the one latchd would read).
+        path: Option<PathBuf>,
+    },
     /// Ask the running daemon to reload its config and certificate.
     Reload,
 }

@@ -4,6 +4,7 @@
 //! SIGTERM/SIGINT stop), and the graceful stop (STOPPING=1, drain, stop
 //! tasks, checkpoint and close the store, remove `ready.json`).
 
+pub mod cli;
 mod features;
 mod reload;
 pub mod state_dir;
