@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the packaging stages need on a fresh Debian machine with only
-# the Rust toolchain: Debian's lintian, rpm, rpmlint, mandoc, promtool and
-# curl, and the cargo subcommands cargo-deb and cargo-generate-rpm (pinned;
+# the Rust toolchain: Debian's lintian, rpm, rpmlint, mandoc, promtool, curl
+# and strace, and the cargo subcommands cargo-deb and cargo-generate-rpm (pinned;
 # `cargo install` skips them when that version is already in ~/.cargo/bin).
 set -euo pipefail
 
 need_apt=()
-for tool in lintian:lintian rpm:rpm rpmlint:rpmlint mandoc:mandoc promtool:prometheus curl:curl; do
+for tool in lintian:lintian rpm:rpm rpmlint:rpmlint mandoc:mandoc promtool:prometheus curl:curl strace:strace; do
     command -v "${tool%%:*}" >/dev/null || need_apt+=("${tool#*:}")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

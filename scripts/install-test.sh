@@ -40,16 +40,19 @@ apt_get() {
         { cat "$work/apt.log"; fail "apt-get $*"; }
 }
 
-# Starts latchd exactly as the installed unit's ExecStartPre/ExecStart lines.
+# Starts latchd exactly as the installed unit's ExecStartPre/ExecStart lines;
+# with "traced", under strace (as latch too) to check the SystemCallFilter.
 start_daemon() {
-    local unit exec_pre exec_start
+    local unit exec_pre exec_start tracer=""
     unit=$(systemctl cat latch.service 2>/dev/null || cat /lib/systemd/system/latch.service)
     exec_pre=$(printf '%s\n' "$unit" | sed -n 's/^ExecStartPre=//p')
     exec_start=$(printf '%s\n' "$unit" | sed -n 's/^ExecStart=//p')
+    [ "${1:-}" = traced ] && tracer="strace -f -qq -o $work/trace"
     install -d -m 0755 -o latch -g latch /run/latch   # RuntimeDirectory=latch, Mode=0755
+    if [ -n "$tracer" ]; then chown latch "$work"; fi   # strace writes its log as latch
     rm -f /var/lib/latch/ready.json
     setpriv --reuid=latch --regid=latch --groups=latch-admin --inh-caps=-all \
-        sh -c "umask 0077; $exec_pre && exec $exec_start" >"$work/latchd.log" 2>&1 &
+        sh -c "umask 0077; $exec_pre && exec $tracer $exec_start" >"$work/latchd.log" 2>&1 &
     daemon_pid=$!
     for _ in $(seq 100); do
         [ -s /var/lib/latch/ready.json ] && return 0
@@ -60,9 +63,11 @@ start_daemon() {
     fail "latchd did not write ready.json within 10 s"
 }
 
+# SIGTERM to latchd itself (its pid from ready.json: the started process may
+# be strace), then wait for a clean exit.
 stop_daemon() {
-    kill -TERM "$daemon_pid"
-    wait "$daemon_pid" || fail "latchd exited non-zero on SIGTERM"
+    kill -TERM "$(python3 -c 'import json; print(json.load(open("/var/lib/latch/ready.json"))["pid"])')"
+    wait "$daemon_pid" || { cat "$work/latchd.log"; fail "latchd exited non-zero on SIGTERM"; }
     daemon_pid=
 }
 
@@ -111,13 +116,18 @@ verify_out=$(systemd-analyze verify latch.service 2>&1) || { echo "$verify_out";
 echo "enabled, not started; systemd-analyze verify: clean"
 useradd --no-create-home --shell /usr/sbin/nologin -G latch-admin "$admin_user"
 
-say "start as the unit would; /ready over TLS; latchctl permissions"
-start_daemon
+say "start as the unit would (traced); /ready over TLS; latchctl permissions"
+start_daemon traced
 check_running_install
 https -H 'content-type: application/json' \
     -d '{"email":"keep-me@example.org","password":"correct horse battery staple"}' \
     https://localhost:8443/v1/auth/register >/dev/null
+https -H 'content-type: application/json' -d '{"email":"keep-me@example.org","password":"wrong password!"}' \
+    https://localhost:8443/v1/auth/login -o /dev/null 2>/dev/null || true   # a 401, traced
+latchctl config reload >/dev/null || fail "latchctl config reload"
 stop_daemon
+python3 scripts/check_syscalls.py /lib/systemd/system/latch.service "$work/trace" ||
+    fail "the unit's SystemCallFilter would kill latchd"
 rows=$(count_users)
 [ "$rows" -ge 1 ] || fail "no user row after register"
 sed -i 's/^access_ttl = "15m"/access_ttl = "10m"/' /etc/latch/latch.toml
