@@ -8,7 +8,8 @@
 //!   logins (they must not be told apart).
 //!
 //! Run: `cargo bench --bench auth` (about two minutes). `LATCH_BENCH_SECS`
-//! sets the seconds per measurement (default 8).
+//! sets the seconds per measurement (default 8). Refreshes are driven by
+//! wrk with `benches/refresh.lua` when wrk is installed (`apt install wrk`).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -120,24 +121,21 @@ fn cpu_secs(pid: u32) -> f64 {
     (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / ticks
 }
 
-/// Latencies of a closed-loop run: `clients` tasks each looping `op`.
+/// A closed-loop run: operations done, wall time and latency percentiles.
 struct Run {
     ops: usize,
     elapsed: Duration,
-    lat: Vec<Duration>,
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
 impl Run {
     fn per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
-    fn pct(&self, p: f64) -> f64 {
-        let mut l = self.lat.clone();
-        l.sort();
-        l.get(((l.len() as f64 - 1.0) * p) as usize).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    }
 }
 
+/// `clients` tasks each looping `op` for the bench duration.
 async fn closed_loop<F, Fut>(clients: usize, op: F) -> Run
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
@@ -164,7 +162,10 @@ where
     for t in tasks {
         lat.extend(t.await.expect("task"));
     }
-    Run { ops: lat.len(), elapsed: started.elapsed(), lat }
+    lat.sort();
+    let pct =
+        |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    Run { ops: lat.len(), elapsed: started.elapsed(), p50_ms: pct(0.5), p99_ms: pct(0.99) }
 }
 
 async fn bench_logins(d: &Arc<Daemon>, emails: &Arc<Vec<String>>, clients: usize) -> Run {
@@ -178,12 +179,23 @@ async fn bench_logins(d: &Arc<Daemon>, emails: &Arc<Vec<String>>, clients: usize
     .await
 }
 
+/// Refresh rotations for the bench duration with `clients` connections:
+/// driven by wrk (C, one thread) when it is installed, so the client takes
+/// less of the two cores it shares with latchd; else by the reqwest client.
 async fn bench_refresh(d: &Arc<Daemon>, emails: &[String], clients: usize) -> Run {
+    // Spare tokens: wrk's per-thread queue must never run dry.
+    let sessions = if wrk_installed() { clients + 16 } else { clients };
     let mut tokens = Vec::new();
-    for i in 0..clients {
-        tokens
-            .push(tokio::sync::Mutex::new(d.login(&emails[i % emails.len()]).await["refresh_token"].clone()));
+    for i in 0..sessions {
+        tokens.push(
+            d.login(&emails[i % emails.len()]).await["refresh_token"].as_str().expect("token").to_string(),
+        );
     }
+    if wrk_installed() {
+        let (base, tokens) = (d.base.clone(), tokens.clone());
+        return tokio::task::spawn_blocking(move || wrk_refresh(&base, &tokens, clients)).await.expect("wrk");
+    }
+    let tokens: Vec<_> = tokens.into_iter().map(tokio::sync::Mutex::new).collect();
     let (d, tokens) = (Arc::clone(d), Arc::new(tokens));
     closed_loop(clients, move |i| {
         let (d, tokens) = (Arc::clone(&d), Arc::clone(&tokens));
@@ -191,10 +203,58 @@ async fn bench_refresh(d: &Arc<Daemon>, emails: &[String], clients: usize) -> Ru
             let mut slot = tokens[i].lock().await;
             let (s, v) = d.post("/v1/auth/refresh", &json!({"refresh_token": *slot})).await;
             assert_eq!(s, 200, "{v}");
-            *slot = v["refresh_token"].clone();
+            *slot = v["refresh_token"].as_str().expect("token").to_string();
         }
     })
     .await
+}
+
+fn wrk_installed() -> bool {
+    Command::new("wrk").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+/// Runs `benches/refresh.lua` under wrk and reads its summary.
+fn wrk_refresh(base: &str, tokens: &[String], clients: usize) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, tokens.join("\n") + "\n").expect("tokens");
+    let out = Command::new("wrk")
+        .args(["-t1", &format!("-c{clients}"), &format!("-d{}s", secs().as_secs()), "--latency", "-s"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/refresh.lua"))
+        .arg(format!("{base}/v1/auth/refresh"))
+        .env("LATCH_TOKENS", &file)
+        .env("LATCH_WRK_THREADS", "1")
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !text.contains("Non-2xx"), "wrk: a refresh failed:\n{text}");
+    let field = |label: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("wrk printed no {label}:\n{text}"))
+    };
+    let ms = |v: String| {
+        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+        let num: f64 = num.parse().expect("latency");
+        match unit {
+            "us" => num / 1e3,
+            "ms" => num,
+            "s" => num * 1e3,
+            other => panic!("wrk latency unit {other}"),
+        }
+    };
+    let requests: usize = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in ").map(|(n, _)| n.parse().expect("count")))
+        .expect("request count");
+    let rate: f64 = field("Requests/sec:").parse().expect("rate");
+    Run {
+        ops: requests,
+        elapsed: Duration::from_secs_f64(requests as f64 / rate),
+        p50_ms: ms(field("50%")),
+        p99_ms: ms(field("99%")),
+    }
 }
 
 /// Operations per second of `work` on every core for the bench duration.
@@ -273,7 +333,7 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     let row = |name: &str, c: usize, r: &Run, cpu: f64, ratio: String| {
         let us = 1e6 * cpu / r.ops.max(1) as f64;
-        let (ops, rate, p50, p99) = (r.ops, r.per_sec(), r.pct(0.5), r.pct(0.99));
+        let (ops, rate, p50, p99) = (r.ops, r.per_sec(), r.p50_ms, r.p99_ms);
         println!("| {name} | {c} | {ops} | {rate:.1} | {p50:.1} | {p99:.1} | {us:.0} | {ratio} |");
     };
     let pid = d.child.id();
@@ -307,8 +367,10 @@ async fn main() {
         let ratio = format!("FULL is {:.0}% of this", 100.0 * durable[i] / r.per_sec());
         row("refresh (synchronous=OFF)", c, &r, cpu_secs(pid) - cpu0, ratio);
     }
+    let client =
+        if wrk_installed() { "wrk, one thread" } else { "reqwest (install wrk for a lighter client)" };
     println!(
-        "(one EdDSA sign costs {:.0} µs of CPU; the benchmark client shares the same cores)",
+        "(one EdDSA sign costs {:.0} µs of CPU; refresh client: {client}, on the same cores as latchd)",
         1e6 * cores as f64 / signs
     );
     println!(

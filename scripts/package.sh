@@ -12,17 +12,19 @@ cd "$(dirname "$0")/.."
 say() { printf '== %s\n' "$*"; }
 fail() { printf 'package.sh: %s\n' "$*" >&2; exit 1; }
 
-say "cargo build --release (latchd, latchctl)"
+say "cargo build --release (latchd, latchctl) and the page generator"
 cargo build --release --locked --bins
+cargo build --locked --example package_assets
 
 # Reproducible page dates and archive timestamps: the last commit's time.
-# Set after the build: C build scripts (aws-lc-sys) rebuild when it changes.
+# Exported only after every cargo build: C build scripts (aws-lc-sys) watch
+# it, and a change would rebuild half the dependency tree.
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s)
 export SOURCE_DATE_EPOCH
 
 say "man pages and completions -> target/assets"
 rm -rf target/assets
-cargo run --quiet --locked --example package_assets -- target/assets
+target/debug/examples/package_assets target/assets
 cp man/latch.toml.5 target/assets/man/
 
 say "mandoc -T lint"
