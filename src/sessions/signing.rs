@@ -56,9 +56,21 @@ pub struct AccessClaims {
 pub struct TokenSigner {
     algorithm: Algorithm,
     kid: Option<String>,
-    encoding: EncodingKey,
+    signing: SigningKey,
     decoding: HashMap<String, DecodingKey>,
     jwks: Vec<Value>,
+}
+
+enum SigningKey {
+    /// Parsed once, with the token header already encoded. Performance:
+    /// `jsonwebtoken::encode` re-parses the PKCS#8 key on every call, and
+    /// aws-lc then derives the public key again: a second scalar
+    /// multiplication per token, as costly as the signature itself.
+    Ed25519 {
+        pair: Ed25519KeyPair,
+        header_b64: String,
+    },
+    Hs256(EncodingKey),
 }
 
 fn thumbprint(x: &str) -> String {
@@ -88,7 +100,7 @@ impl TokenSigner {
         Ok(TokenSigner {
             algorithm: Algorithm::HS256,
             kid: None,
-            encoding: EncodingKey::from_secret(&secret),
+            signing: SigningKey::Hs256(EncodingKey::from_secret(&secret)),
             decoding,
             jwks: Vec::new(),
         })
@@ -115,10 +127,16 @@ impl TokenSigner {
             decoding.insert(kid.clone(), DecodingKey::from_ed_der(public));
             jwks.push(json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(public), "kid": kid, "alg": "EdDSA", "use": "sig"}));
         }
+        let pair =
+            Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| SigningError::Sealed { kid: kid.clone() })?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some(ACCESS_TYP.into());
+        header.kid = Some(kid.clone());
+        let header_b64 = B64.encode(serde_json::to_vec(&header).map_err(jsonwebtoken::errors::Error::from)?);
         Ok(TokenSigner {
             algorithm: Algorithm::EdDSA,
             kid: Some(kid.clone()),
-            encoding: EncodingKey::from_ed_der(&pkcs8),
+            signing: SigningKey::Ed25519 { pair, header_b64 },
             decoding,
             jwks,
         })
@@ -148,11 +166,27 @@ impl TokenSigner {
         Ok(row)
     }
 
+    /// A compact JWS: base64url(header) "." base64url(claims) "." signature.
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, SigningError> {
-        let mut header = Header::new(self.algorithm);
-        header.typ = Some(ACCESS_TYP.into());
-        header.kid = self.kid.clone();
-        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+        match &self.signing {
+            SigningKey::Ed25519 { pair, header_b64 } => {
+                let claims = serde_json::to_vec(claims).map_err(jsonwebtoken::errors::Error::from)?;
+                let mut token = String::with_capacity(header_b64.len() + claims.len() * 4 / 3 + 92);
+                token.push_str(header_b64);
+                token.push('.');
+                B64.encode_string(&claims, &mut token);
+                let signature = pair.sign(token.as_bytes());
+                token.push('.');
+                B64.encode_string(signature.as_ref(), &mut token);
+                Ok(token)
+            }
+            SigningKey::Hs256(key) => {
+                let mut header = Header::new(self.algorithm);
+                header.typ = Some(ACCESS_TYP.into());
+                header.kid = self.kid.clone();
+                Ok(jsonwebtoken::encode(&header, claims, key)?)
+            }
+        }
     }
 
     /// Validates `token` per API.md; `None` for anything not a live,
