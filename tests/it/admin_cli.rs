@@ -54,6 +54,18 @@ async fn status_reports_the_running_daemon() {
     assert_eq!(mode & 0o007, 0, "mode {mode:o}");
 }
 
+/// `latchctl status` run as uid/gid 65534 (nobody), a user outside every group.
+fn status_as_nobody(socket: &str) -> std::process::Output {
+    Command::new(LATCHCTL)
+        .args(["--socket", socket, "status"])
+        .env_remove("LATCH_CONFIG")
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn peers_outside_the_admin_group_are_refused() {
     if !nix::unistd::Uid::effective().is_root() {
@@ -64,15 +76,16 @@ async fn peers_outside_the_admin_group_are_refused() {
     let socket = d.ready["admin_socket"].as_str().unwrap().to_string();
     // Open the file permissions so only the SO_PEERCRED check stands in the way.
     std::fs::set_permissions(d.state_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    // First the socket's own mode refuses, and latchctl says who may use it.
+    let out = status_as_nobody(&socket);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with(&format!("latchctl: permission denied on {socket}: only root and members")),
+        "{}",
+        stderr(&out)
+    );
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = Command::new(LATCHCTL)
-        .args(["--socket", &socket, "status"])
-        .env_remove("LATCH_CONFIG")
-        .current_dir("/")
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    let out = status_as_nobody(&socket);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("Only root, latchd's user and members of the admin group"),
