@@ -26,8 +26,16 @@ admin_user=latch-itest-admin
 other_user=latch-itest-other
 daemon_pid=
 
+# latchd's own pid, from ready.json (the process started may be strace).
+latchd_pid() { python3 -c 'import json; print(json.load(open("/var/lib/latch/ready.json"))["pid"])'; }
+
 cleanup() {
-    [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
+    if [ -n "$daemon_pid" ]; then
+        # latchd itself first: killing strace alone would leave it running.
+        [ -s /var/lib/latch/ready.json ] &&
+            kill "$(latchd_pid)" 2>/dev/null
+        kill "$daemon_pid" 2>/dev/null || true
+    fi
     userdel "$admin_user" 2>/dev/null || true
     userdel "$other_user" 2>/dev/null || true
     rm -rf "$work"
@@ -63,10 +71,9 @@ start_daemon() {
     fail "latchd did not write ready.json within 10 s"
 }
 
-# SIGTERM to latchd itself (its pid from ready.json: the started process may
-# be strace), then wait for a clean exit.
+# SIGTERM to latchd itself, then wait for a clean exit.
 stop_daemon() {
-    kill -TERM "$(python3 -c 'import json; print(json.load(open("/var/lib/latch/ready.json"))["pid"])')"
+    kill -TERM "$(latchd_pid)"
     wait "$daemon_pid" || { cat "$work/latchd.log"; fail "latchd exited non-zero on SIGTERM"; }
     daemon_pid=
 }
