@@ -28,6 +28,8 @@ pub enum SigningError {
     Secret { path: String, reason: String },
     #[error("signing key {kid} cannot be decrypted with this master key")]
     Sealed { kid: String },
+    #[error("signing key {kid} decrypts but is not a valid Ed25519 key")]
+    Corrupt { kid: String },
     #[error("key generation failed")]
     Generate,
     #[error("sealing: {0}")]
@@ -55,7 +57,6 @@ pub struct AccessClaims {
 /// Signs and validates access tokens; built once at start.
 pub struct TokenSigner {
     algorithm: Algorithm,
-    kid: Option<String>,
     signing: SigningKey,
     decoding: HashMap<String, DecodingKey>,
     jwks: Vec<Value>,
@@ -99,7 +100,6 @@ impl TokenSigner {
         let decoding = HashMap::from([(String::new(), DecodingKey::from_secret(&secret))]);
         Ok(TokenSigner {
             algorithm: Algorithm::HS256,
-            kid: None,
             signing: SigningKey::Hs256(EncodingKey::from_secret(&secret)),
             decoding,
             jwks: Vec::new(),
@@ -128,14 +128,13 @@ impl TokenSigner {
             jwks.push(json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(public), "kid": kid, "alg": "EdDSA", "use": "sig"}));
         }
         let pair =
-            Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| SigningError::Sealed { kid: kid.clone() })?;
+            Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| SigningError::Corrupt { kid: kid.clone() })?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(ACCESS_TYP.into());
         header.kid = Some(kid.clone());
         let header_b64 = B64.encode(serde_json::to_vec(&header).map_err(jsonwebtoken::errors::Error::from)?);
         Ok(TokenSigner {
             algorithm: Algorithm::EdDSA,
-            kid: Some(kid.clone()),
             signing: SigningKey::Ed25519 { pair, header_b64 },
             decoding,
             jwks,
@@ -183,7 +182,6 @@ impl TokenSigner {
             SigningKey::Hs256(key) => {
                 let mut header = Header::new(self.algorithm);
                 header.typ = Some(ACCESS_TYP.into());
-                header.kid = self.kid.clone();
                 Ok(jsonwebtoken::encode(&header, claims, key)?)
             }
         }
