@@ -198,16 +198,22 @@ fn prune_mail_files(dir: &Path, retention: Duration) {
 }
 
 /// Security: the log names the file, never its content (it holds a token).
+/// Written to a hidden temp file and renamed, so whoever picks mail up never
+/// reads half a message.
 fn write_file(dir: &Path, id: &str, raw: &[u8]) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join(format!("{id}.eml"));
+    let partial = dir.join(format!(".{id}.eml.partial"));
+    let fail = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .mode(0o600)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(raw).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", path.display()))?;
+        .open(&partial)
+        .map_err(|e| fail(&partial, e))?;
+    f.write_all(raw).and_then(|()| f.sync_all()).map_err(|e| fail(&partial, e))?;
+    std::fs::rename(&partial, &path).map_err(|e| fail(&path, e))?;
     tracing::info!(file = %path.display(), "email not sent ([smtp] absent): written to file");
     Ok(())
 }
