@@ -4,6 +4,8 @@
 //! - raw argon2id hashes/s on all cores (a login is one hash),
 //! - raw EdDSA JWT signs/s on all cores (a refresh signs one token),
 //! - the same latchd with `synchronous=OFF` (what fsync costs a refresh),
+//! - the HTTPS floor: `GET /health`, which does no work, through the same
+//!   client and TLS (with wrk only): no endpoint can be faster here,
 //! - and an interleaved timing report of wrong-password vs unknown-email
 //!   logins (they must not be told apart).
 //!
@@ -218,16 +220,27 @@ fn wrk_refresh(base: &str, tokens: &[String], clients: usize) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("tokens");
     std::fs::write(&file, tokens.join("\n") + "\n").expect("tokens");
-    let out = Command::new("wrk")
-        .args(["-t1", &format!("-c{clients}"), &format!("-d{}s", secs().as_secs()), "--latency", "-s"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/refresh.lua"))
-        .arg(format!("{base}/v1/auth/refresh"))
-        .env("LATCH_TOKENS", &file)
-        .env("LATCH_WRK_THREADS", "1")
-        .output()
-        .expect("run wrk");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/refresh.lua");
+    wrk(&format!("{base}/v1/auth/refresh"), clients, Some((script, &file)))
+}
+
+/// The HTTPS floor: `GET /health` does no work, so its rate over the same
+/// TLS connections and client bounds what any endpoint can reach here.
+fn wrk_floor(base: &str, clients: usize) -> Run {
+    wrk(&format!("{base}/health"), clients, None)
+}
+
+/// One wrk run (one thread, `clients` connections), optionally with a Lua
+/// script fed a token file; any non-2xx answer fails the bench.
+fn wrk(url: &str, clients: usize, script: Option<(&str, &Path)>) -> Run {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", &format!("-c{clients}"), &format!("-d{}s", secs().as_secs()), "--latency"]);
+    if let Some((script, tokens)) = script {
+        cmd.arg("-s").arg(script).env("LATCH_TOKENS", tokens).env("LATCH_WRK_THREADS", "1");
+    }
+    let out = cmd.arg(url).output().expect("run wrk");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && !text.contains("Non-2xx"), "wrk: a refresh failed:\n{text}");
+    assert!(out.status.success() && !text.contains("Non-2xx"), "wrk: a request failed:\n{text}");
     let field = |label: &str| {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(label))
@@ -354,6 +367,21 @@ async fn main() {
         row("refresh (synchronous=FULL)", c, &r, cpu_secs(pid) - cpu0, ratio);
         durable.push(r.per_sec());
     }
+    let mut floor = Vec::new();
+    if wrk_installed() {
+        for (i, c) in [16, 64].into_iter().enumerate() {
+            let cpu0 = cpu_secs(pid);
+            let base = d.base.clone();
+            let r = tokio::task::spawn_blocking(move || wrk_floor(&base, c)).await.expect("wrk");
+            let ratio = format!(
+                "{:.0}% of raw EdDSA signs; refresh is {:.0}% of this",
+                100.0 * r.per_sec() / signs,
+                100.0 * durable[i] / r.per_sec()
+            );
+            row("HTTPS floor: GET /health", c, &r, cpu_secs(pid) - cpu0, ratio);
+            floor.push(r.per_sec());
+        }
+    }
     let (wrong, unknown) = login_timing(&d, &emails[0]).await;
     drop(d);
     let fast = Arc::new(start(true));
@@ -371,6 +399,12 @@ async fn main() {
         "(one EdDSA sign costs {:.0} µs of CPU; refresh client: {client}, on the same cores as latchd)",
         1e6 * cores as f64 / signs
     );
+    if let Some(best) = floor.iter().copied().reduce(f64::max) {
+        println!(
+            "(refresh at 25% of raw EdDSA would be {:.0}/s; a request that does no work peaks at {best:.0}/s here)",
+            signs / 4.0
+        );
+    }
     println!(
         "\nlogin timing, 150 interleaved pairs: wrong password median {wrong:.2} ms, unknown email median {unknown:.2} ms, difference {:.2} ms ({:+.1}%)",
         unknown - wrong,
