@@ -1,6 +1,7 @@
 //! Builds the features' shared services (hashing pool, token signer, email
-//! outbox, breached list), starts their background workers, and returns the
-//! route registration every API listener applies.
+//! outbox, breached list), starts their background workers (the email
+//! worker, the refresh-token sweeper), and returns the route registration
+//! every API listener applies.
 
 use std::sync::Arc;
 
@@ -64,6 +65,7 @@ pub async fn start(
         key.clone(),
         outbox.clone(),
     );
+    sessions::spawn_sweeper(tracker, cancel.child_token(), store.clone());
     let outbox = web::Data::new(outbox);
     let key = web::Data::new(key);
     let tasks = web::Data::new(tracker.clone());

@@ -1,18 +1,21 @@
 //! Sessions and tokens: login, refresh-token rotation, logout, the user's
-//! session list, the access-token signer and the `Authenticated` extractor
-//! that guards latch's own endpoints.
+//! session list, the access-token signer, the `Authenticated` extractor
+//! that guards latch's own endpoints, and the sweeper that deletes the
+//! refresh tokens of ended sessions.
 
 mod auth;
 mod handlers;
 mod queries;
 pub mod service;
 pub mod signing;
+mod sweeper;
 
 use actix_web::web;
 
 pub use auth::Authenticated;
 pub use queries::{revoke_user_sessions, roles_of};
 pub use signing::TokenSigner;
+pub use sweeper::spawn as spawn_sweeper;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

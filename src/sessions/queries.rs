@@ -145,15 +145,48 @@ pub fn touch_session(c: &Connection, id: &str, now: i64, ip: &str) -> Result<(),
     Ok(())
 }
 
-/// Revokes one live session and drops its refresh tokens; true if it was live.
+/// Revokes one live session; true if it was live. Its refresh tokens stop
+/// working at once (the lookup joins the session) and the sweeper deletes
+/// them later: refresh_tokens has no index on session_id (migration 0003).
 pub fn revoke_session(c: &Connection, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
     let n = exec(
         c,
         "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
         params![id, now, reason],
     )?;
-    exec(c, "DELETE FROM refresh_tokens WHERE session_id = ?1", params![id])?;
     Ok(n > 0)
+}
+
+/// What one sweep step did.
+pub struct Swept {
+    /// Rows deleted.
+    pub deleted: usize,
+    /// Where the next step starts: the last rowid looked at, or 0 after
+    /// the end of the table.
+    pub next: i64,
+}
+
+/// Deletes the refresh tokens, among the `limit` rows after rowid `after`,
+/// whose session has ended: revoked, past its maximum age, or deleted.
+/// Spent tokens of a live session stay (reuse detection needs them).
+pub fn sweep_refresh_tokens(c: &Connection, after: i64, limit: i64, now: i64) -> Result<Swept, StoreError> {
+    let (last, rows): (Option<i64>, i64) = row(
+        c,
+        "SELECT max(rowid), count(*) FROM
+           (SELECT rowid FROM refresh_tokens WHERE rowid > ?1 ORDER BY rowid LIMIT ?2)",
+        params![after, limit],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let Some(last) = last else { return Ok(Swept { deleted: 0, next: 0 }) };
+    let deleted = exec(
+        c,
+        "DELETE FROM refresh_tokens WHERE rowid > ?1 AND rowid <= ?2 AND NOT EXISTS
+           (SELECT 1 FROM sessions s
+            WHERE s.id = refresh_tokens.session_id AND s.revoked_at IS NULL AND s.expires_at > ?3)",
+        params![after, last, now],
+    )?;
+    // A short step reached the end: start over from the beginning.
+    Ok(Swept { deleted, next: if rows < limit { 0 } else { last } })
 }
 
 /// Revokes every live session of `user_id` except `keep`; returns how many.
@@ -241,4 +274,74 @@ pub fn set_password_hash(c: &Connection, user_id: &str, phc: &str, now: i64) -> 
 pub fn set_last_login(c: &Connection, user_id: &str, now: i64) -> Result<(), StoreError> {
     exec(c, "UPDATE users SET last_login_at = ?2 WHERE id = ?1", params![user_id, now])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh schema with one user and three sessions at `now` = 1000:
+    /// "live", "revoked" and "expired", each with the given tokens.
+    fn schema() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("t.db")).unwrap();
+        crate::store::migrations::apply(&mut c, dir.path()).unwrap();
+        c.execute_batch(
+            "INSERT INTO users (id, email, email_norm, password_hash, created_at, updated_at)
+                 VALUES ('u', 'u@x', 'u@x', 'h', 0, 0);
+             INSERT INTO sessions (id, user_id, amr, created_at, last_seen_at, expires_at, revoked_at) VALUES
+                 ('live', 'u', 'pwd', 0, 0, 2000, NULL),
+                 ('revoked', 'u', 'pwd', 0, 0, 2000, 500),
+                 ('expired', 'u', 'pwd', 0, 0, 900, NULL);",
+        )
+        .unwrap();
+        // Interleaved, so every step of two rows meets a mix.
+        for (i, sid) in ["live", "revoked", "expired", "live", "revoked", "gone", "live"].iter().enumerate() {
+            let used = (i < 3).then_some(10);
+            c.execute(
+                "INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at, used_at)
+                 VALUES (?1, ?2, 0, 5000, ?3)",
+                params![vec![i as u8; 32], sid, used],
+            )
+            .unwrap();
+        }
+        (dir, c)
+    }
+
+    #[test]
+    fn sweeping_steps_through_the_table_and_keeps_only_live_sessions_tokens() {
+        let (_dir, c) = schema();
+        let mut after = 0;
+        let mut deleted = 0;
+        let mut steps = Vec::new();
+        loop {
+            let s = sweep_refresh_tokens(&c, after, 2, 1000).unwrap();
+            deleted += s.deleted;
+            steps.push(s.next);
+            if s.next == 0 {
+                break;
+            }
+            after = s.next;
+        }
+        assert_eq!(steps, [2, 4, 6, 0], "two rows a step, then back to the start");
+        assert_eq!(deleted, 4, "revoked x2, expired, and the orphan of a deleted session");
+        let left: Vec<String> = c
+            .prepare("SELECT session_id FROM refresh_tokens ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, ["live", "live", "live"], "spent or not, a live session's tokens stay");
+        let again = sweep_refresh_tokens(&c, 0, 2, 1000).unwrap();
+        assert_eq!((again.deleted, again.next), (0, 4), "live rows are rowids 1, 4 and 7");
+    }
+
+    #[test]
+    fn sweeping_an_empty_table_starts_over() {
+        let (_dir, c) = schema();
+        c.execute("DELETE FROM refresh_tokens", []).unwrap();
+        let s = sweep_refresh_tokens(&c, 7, 2, 1000).unwrap();
+        assert_eq!((s.deleted, s.next), (0, 0));
+    }
 }

@@ -16,6 +16,11 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../../migrations/0001_init.sql") },
     Migration { version: 2, name: "accounts", sql: include_str!("../../migrations/0002_accounts.sql") },
+    Migration {
+        version: 3,
+        name: "refresh_tokens_unindexed",
+        sql: include_str!("../../migrations/0003_refresh_tokens_unindexed.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

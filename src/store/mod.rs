@@ -3,7 +3,7 @@
 //! WAL mode. Callers hand closures to `write` and `read`; neither blocks the
 //! async runtime.
 
-mod migrations;
+pub(crate) mod migrations;
 pub mod offline;
 mod writer;
 

@@ -1,5 +1,6 @@
 //! Token lifetimes and the outbox's retries: caps, expiry, the reuse grace
-//! window, SMTP outages and dead letters, hash upgrades and a full hash queue.
+//! window, the sweeping of ended sessions' tokens, SMTP outages and dead
+//! letters, hash upgrades and a full hash queue.
 
 use std::time::Duration;
 
@@ -48,6 +49,76 @@ async fn sessions_never_outlive_session_max_age_and_expired_tokens_fail() {
     .await;
     let res = d.post("/v1/auth/refresh", json!({"refresh_token": next["refresh_token"]})).await;
     assert_problem(res, 401, "invalid-token").await;
+    // The sweeper then deletes the expired session's tokens, spent one included.
+    let sid = t["session_id"].as_str().unwrap().to_string();
+    wait_until("the expired session's tokens to be swept", || tokens_of(&d, &sid) == 0).await;
+}
+
+/// Rows in refresh_tokens for session `sid`.
+fn tokens_of(d: &Latchd, sid: &str) -> i64 {
+    d.db()
+        .query_row("SELECT count(*) FROM refresh_tokens WHERE session_id = ?1", [sid], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn revoked_sessions_lose_their_refresh_tokens_and_live_ones_keep_theirs() {
+    let (d, smtp) = with_smtp("").await;
+    register_verified(&d, &smtp, "ivo@example.test", 0).await;
+    let (gone, kept) =
+        (login(&d, "ivo@example.test", PASSWORD).await, login(&d, "ivo@example.test", PASSWORD).await);
+    for t in [&gone, &kept] {
+        let res = d.post("/v1/auth/refresh", json!({"refresh_token": t["refresh_token"]})).await;
+        assert_eq!(res.status(), 200);
+    }
+    let (gone_sid, kept_sid) = (gone["session_id"].as_str().unwrap(), kept["session_id"].as_str().unwrap());
+    assert_eq!((tokens_of(&d, gone_sid), tokens_of(&d, kept_sid)), (2, 2), "spent and current");
+    let res = d.post_auth("/v1/auth/logout", gone["access_token"].as_str().unwrap(), json!({})).await;
+    assert_eq!(res.status(), 204);
+    wait_until("the revoked session's tokens to be swept", || tokens_of(&d, gone_sid) == 0).await;
+    assert_eq!(tokens_of(&d, kept_sid), 2, "a live session keeps its spent token for reuse detection");
+    let res = d.post("/v1/auth/refresh", json!({"refresh_token": kept["refresh_token"]})).await;
+    assert_problem(res, 401, "refresh-token-reused").await;
+}
+
+/// Migration 0003 rebuilds refresh_tokens without its session index: a
+/// database from before it keeps every token working.
+#[tokio::test]
+async fn refresh_tokens_survive_the_migration_that_drops_their_index() {
+    let (d, smtp) = with_smtp("").await;
+    register_verified(&d, &smtp, "lea@example.test", 0).await;
+    let t = login(&d, "lea@example.test", PASSWORD).await;
+    let db = d.state_dir().join("latch.db");
+    let dir = d.stop_keep_dir();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    // Back to the table as migration 0002 made it.
+    conn.execute_batch(
+        "BEGIN;
+         CREATE TABLE v2 (hash BLOB PRIMARY KEY, session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+             created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER, replaced_by BLOB,
+             successor BLOB) STRICT;
+         INSERT INTO v2 SELECT hash, session_id, created_at, expires_at, used_at, replaced_by, successor
+             FROM refresh_tokens;
+         DROP TABLE refresh_tokens;
+         ALTER TABLE v2 RENAME TO refresh_tokens;
+         CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
+         DELETE FROM schema_migrations WHERE version = 3;
+         COMMIT;",
+    )
+    .unwrap();
+    drop(conn);
+
+    let d = Latchd::start_in(dir).await;
+    let index: i64 = d
+        .db()
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'refresh_tokens_by_session'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(index, 0, "migration 0003 ran");
+    let res = d.post("/v1/auth/refresh", json!({"refresh_token": t["refresh_token"]})).await;
+    assert_eq!(res.status(), 200, "a token from before the migration still refreshes");
+    drop(smtp);
 }
 
 #[tokio::test]
