@@ -177,7 +177,8 @@ async fn send_smtp(
 }
 
 /// Deletes `.eml` files older than `[email].file_retention`: they hold
-/// one-time tokens and should not pile up.
+/// one-time tokens and should not pile up. A `.partial` file is a write cut
+/// short (disk full, crash); it goes after the same time.
 fn prune_mail_files(dir: &Path, retention: Duration) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
@@ -186,7 +187,7 @@ fn prune_mail_files(dir: &Path, retention: Duration) {
             .metadata()
             .and_then(|m| m.modified())
             .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > retention));
-        if old && path.extension().is_some_and(|e| e == "eml") {
+        if old && path.extension().is_some_and(|e| e == "eml" || e == "partial") {
             match std::fs::remove_file(&path) {
                 Ok(()) => tracing::info!(file = %path.display(), "mail file past its retention removed"),
                 Err(e) => {
@@ -212,8 +213,13 @@ fn write_file(dir: &Path, id: &str, raw: &[u8]) -> Result<(), String> {
         .mode(0o600)
         .open(&partial)
         .map_err(|e| fail(&partial, e))?;
-    f.write_all(raw).and_then(|()| f.sync_all()).map_err(|e| fail(&partial, e))?;
-    std::fs::rename(&partial, &path).map_err(|e| fail(&path, e))?;
+    let written =
+        f.write_all(raw).and_then(|()| f.sync_all()).and_then(|()| std::fs::rename(&partial, &path));
+    if let Err(e) = written {
+        // Best effort: a leftover is pruned after file_retention anyway.
+        let _ = std::fs::remove_file(&partial);
+        return Err(fail(&path, e));
+    }
     tracing::info!(file = %path.display(), "email not sent ([smtp] absent): written to file");
     Ok(())
 }
