@@ -65,7 +65,7 @@ pub(super) fn resolve(raw: RawConfig, source: Option<&Path>) -> Result<Config, C
         smtp: raw.smtp,
         rate_limits: raw.rate_limits,
         defense: raw.defense,
-        http: raw.http,
+        http: http_names(raw.http)?,
         log: raw.log,
         audit: raw.audit,
         backup: raw.backup,
@@ -189,6 +189,42 @@ fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
         return Err(invalid("http", "timeouts and max_body must be above zero"));
     }
     Ok(())
+}
+
+/// Checks `[http].cors_origins` (`*` or `scheme://host[:port]`, nothing
+/// after) and `trusted_hosts` (a host name, `*.` + a domain, or an IP
+/// address, no port), and lower-cases both for matching.
+fn http_names(mut h: super::HttpSection) -> Result<super::HttpSection, ConfigError> {
+    for (i, origin) in h.cors_origins.iter_mut().enumerate() {
+        *origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        let rest = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+        let bare = rest.is_some_and(|r| !r.contains(['/', '?', '#', '@'])) && url_host(origin).is_some();
+        if origin != "*" && !bare {
+            return Err(invalid(
+                format!("http.cors_origins[{i}]"),
+                format!(
+                    "expected \"*\" or an origin like \"https://app.example.com\" (no path), got {origin:?}"
+                ),
+            ));
+        }
+    }
+    for (i, host) in h.trusted_hosts.iter_mut().enumerate() {
+        *host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        let name = host.strip_prefix("*.").unwrap_or(host);
+        let is_name = !name.is_empty()
+            && name
+                .split('.')
+                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if !is_name && host.parse::<std::net::IpAddr>().is_err() {
+            return Err(invalid(
+                format!("http.trusted_hosts[{i}]"),
+                format!(
+                    "expected a host name, \"*.\" and a domain, or an IP address (no port), got {host:?}"
+                ),
+            ));
+        }
+    }
+    Ok(h)
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ pub fn bind_admin(
         App::new()
             .app_data(state.clone())
             .wrap(PeerCheck { access: Rc::new(access.clone()) })
-            .wrap(RequestContext { tls: false })
+            .wrap(RequestContext { tls: false, check_host: false })
             .service(web::resource("/health").route(web::get().to(ops::health)))
             .configure(routes)
     };

@@ -1,6 +1,7 @@
-//! The outermost middleware: request id, request timeout, problem+json for
-//! every error (including the framework's own 404/405/413), security headers,
-//! metrics by route pattern and one access-log line per request.
+//! The outermost middleware: request id, request timeout, trusted hosts,
+//! problem+json for every error (including the framework's own 404/405/413),
+//! security headers, metrics by route pattern and one access-log line per
+//! request.
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
@@ -15,13 +16,17 @@ use actix_web::web::Data;
 use futures_util::future::LocalBoxFuture;
 
 use super::AppState;
+use super::origin;
 use super::problem::{PROBLEM_JSON, Problem, REQUEST_ID};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Middleware factory; `tls` adds HSTS (only meaningful over HTTPS).
+/// Middleware factory; `tls` adds HSTS (only meaningful over HTTPS),
+/// `check_host` refuses a Host outside `[http].trusted_hosts` (network
+/// listeners; a Unix socket has no Host to spoof).
 pub struct RequestContext {
     pub tls: bool,
+    pub check_host: bool,
 }
 
 impl<S, B> Transform<S, ServiceRequest> for RequestContext
@@ -36,13 +41,18 @@ where
     type Future = Ready<Result<Self::Transform, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(RequestContextService { service: Rc::new(service), tls: self.tls }))
+        ready(Ok(RequestContextService {
+            service: Rc::new(service),
+            tls: self.tls,
+            check_host: self.check_host,
+        }))
     }
 }
 
 pub struct RequestContextService<S> {
     service: Rc<S>,
     tls: bool,
+    check_host: bool,
 }
 
 /// An incoming id is kept when it is 1–64 characters of `[A-Za-z0-9._-]`,
@@ -73,9 +83,14 @@ where
         let service = Rc::clone(&self.service);
         let tls = self.tls;
         let id = request_id(req.headers());
-        let timeout = req
-            .app_data::<Data<AppState>>()
-            .map_or(Duration::from_secs(30), |s| s.config.load().http.request_timeout.0);
+        let config = req.app_data::<Data<AppState>>().map(|s| s.config.load_full());
+        let timeout = config.as_ref().map_or(Duration::from_secs(30), |c| c.http.request_timeout.0);
+        let untrusted_host = self.check_host
+            && config.is_some_and(|c| {
+                let named = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+                let host = origin::request_host(req.uri(), named);
+                !origin::host_allowed(&c.http.trusted_hosts, req.path(), host.as_deref())
+            });
         // Captured up front: the request itself moves into the inner service,
         // and holding a clone of it would break actix's routing.
         let seen = Seen {
@@ -84,6 +99,19 @@ where
             peer: req.peer_addr(),
             started: Instant::now(),
         };
+        if untrusted_host {
+            let refusal = Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                "Invalid request",
+                "The Host header names a host this server does not serve ([http].trusted_hosts).",
+            );
+            let mut res = REQUEST_ID.sync_scope(id.clone(), || refusal.into_response());
+            secure_headers(res.headers_mut(), &id, tls);
+            seen.record(res.status().as_u16(), &id);
+            let res = req.into_response(res).map_into_right_body();
+            return Box::pin(async move { Ok(res) });
+        }
         Box::pin(REQUEST_ID.scope(id.clone(), async move {
             let outcome = tokio::time::timeout(timeout, service.call(req)).await;
             let error_response = match outcome {
@@ -149,6 +177,7 @@ fn secure_headers(h: &mut HeaderMap, id: &str, tls: bool) {
     if let Ok(v) = HeaderValue::from_str(id) {
         h.insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
     }
+    origin::expose_headers(h);
     set(h, "x-content-type-options", "nosniff");
     set(h, "x-frame-options", "DENY");
     set(h, "referrer-policy", "no-referrer");

@@ -1,5 +1,6 @@
 //! The HTTP layer: listeners (HTTPS, HTTP, Unix socket), TLS, the
-//! request-context middleware, problem+json errors and the ops routes.
+//! request-context middleware, trusted hosts and CORS, problem+json errors
+//! and the ops routes.
 //! Features register their routes through `routes`.
 
 mod admin_socket;
@@ -7,6 +8,7 @@ mod client;
 mod context;
 mod json;
 mod ops;
+mod origin;
 pub mod problem;
 pub(crate) mod server;
 pub mod tls;

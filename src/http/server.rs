@@ -15,6 +15,7 @@ use actix_web::{App, HttpServer, web};
 use serde::Serialize;
 
 use super::context::RequestContext;
+use super::origin;
 use super::tls::{self, CertStore, TlsError};
 use super::{AppState, ops};
 use crate::config::{Config, ListenAddr, ListenerKind};
@@ -91,6 +92,7 @@ pub fn bind_all(cfg: &Config, state: web::Data<AppState>, api: ApiRoutes) -> Res
     let mut out = Servers { bound: Vec::new(), handles: Vec::new(), servers: Vec::new(), certs: None };
     for listener in &cfg.listeners {
         let is_tls = listener.kind == ListenerKind::Https;
+        let is_unix = listener.kind == ListenerKind::Unix;
         let metrics = listener.metrics;
         let st = state.clone();
         let api = Arc::clone(&api);
@@ -100,7 +102,8 @@ pub fn bind_all(cfg: &Config, state: web::Data<AppState>, api: ApiRoutes) -> Res
                 .app_data(st.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(web::JsonConfig::default().limit(max_body))
-                .wrap(RequestContext { tls: is_tls })
+                .wrap(origin::cors(st.config.clone()))
+                .wrap(RequestContext { tls: is_tls, check_host: !is_unix })
                 .configure(|c| routes(c, metrics))
                 .configure(|c| api(c))
         };

@@ -93,3 +93,17 @@ fn shipped_default_file_is_valid_and_matches_built_in_defaults() {
     assert_eq!(file.state_dir, std::path::Path::new("/var/lib/latch"));
     assert_eq!(file.admin_socket, std::path::Path::new("/run/latch/admin.sock"));
 }
+
+#[test]
+fn cors_origins_and_trusted_hosts_are_checked_entry_by_entry() {
+    let text = base_config(
+        "\n[http]\ncors_origins = [\n  \"https://app.example.test\",\n  \"https://app.example.test/login\",\n]\n",
+    );
+    let line = text.lines().position(|l| l.contains("/login")).unwrap() + 1;
+    let err = assert_rejected(&text, line, "http.cors_origins[1]");
+    assert!(err.contains("no path"), "{err}");
+    let text = base_config("\n[http]\ntrusted_hosts = [\"auth.example.test:8443\"]\n");
+    let line = text.lines().position(|l| l.starts_with("trusted_hosts")).unwrap() + 1;
+    let err = assert_rejected(&text, line, "http.trusted_hosts[0]");
+    assert!(err.contains("no port"), "{err}");
+}

@@ -10,6 +10,7 @@ mod lifecycle;
 mod lifetimes;
 mod mail;
 mod ops;
+mod origins;
 mod tidy;
 mod tls;
 mod tokens;

@@ -1,0 +1,121 @@
+//! Who may talk to latch over the network, by name: `[http].trusted_hosts`
+//! (the Host a request names) and `[http].cors_origins` (the browser origins
+//! whose pages may call the API). Both are read from the live config on each
+//! request, so a reload applies at once; empty lists mean "any host" and
+//! "no cross-origin browser access".
+
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, Uri};
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+
+/// Paths a load balancer or monitor probes by IP address; they answer
+/// whatever the Host, as they do with rate limits.
+const PROBES: [&str; 3] = ["/health", "/ready", "/metrics"];
+
+/// The host a request names (URI authority for HTTP/2 and absolute-form,
+/// else the Host header), lower-cased, without port or IPv6 brackets.
+pub fn request_host(uri: &Uri, host_header: Option<&str>) -> Option<String> {
+    let authority = uri.authority().map(|a| a.as_str()).or(host_header)?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.0,
+        None => authority.split(':').next()?,
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    Some(host).filter(|h| !h.is_empty())
+}
+
+/// Whether a request for `path` naming `host` may proceed. An entry
+/// `*.example.com` covers every subdomain of example.com, not example.com.
+pub fn host_allowed(trusted: &[String], path: &str, host: Option<&str>) -> bool {
+    if trusted.is_empty() || PROBES.contains(&path) {
+        return true;
+    }
+    let Some(host) = host else { return false };
+    trusted.iter().any(|entry| match entry.strip_prefix("*.") {
+        Some(suffix) => host.strip_suffix(suffix).is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+        None => entry == host,
+    })
+}
+
+/// Whether a browser page from `origin` may call the API: exact match
+/// (scheme, host and port; entries are lower-cased by the config rules),
+/// or any origin with `*`.
+fn origin_allowed(allowed: &[String], origin: &[u8]) -> bool {
+    allowed.iter().any(|a| a == "*" || a.as_bytes().eq_ignore_ascii_case(origin))
+}
+
+/// The CORS middleware. Bearer tokens travel in a header, not a cookie, so
+/// credentials mode stays off; preflights are cached for 10 minutes.
+pub fn cors(config: Arc<ArcSwap<Config>>) -> Cors {
+    let name = HeaderName::from_static;
+    Cors::default()
+        .allowed_origin_fn(move |origin, _| {
+            origin_allowed(&config.load().http.cors_origins, origin.as_bytes())
+        })
+        .allowed_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, name("x-request-id")])
+        .max_age(600)
+}
+
+/// Response headers a cross-origin page may read. Set here rather than with
+/// actix-cors' `expose_headers`, whose list comes out of a HashSet in a
+/// different order on each worker, so two answers would not be identical.
+const EXPOSED: &str =
+    "x-request-id, retry-after, www-authenticate, ratelimit-limit, ratelimit-remaining, ratelimit-reset";
+
+/// Adds `Access-Control-Expose-Headers` to an answer that CORS let through.
+pub fn expose_headers(h: &mut HeaderMap) {
+    if h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(entries: &[&str]) -> Vec<String> {
+        entries.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn hosts_are_read_without_port_brackets_or_case() {
+        let plain = Uri::from_static("/v1/auth/login");
+        assert_eq!(request_host(&plain, Some("Auth.Example.LAN:8443")).as_deref(), Some("auth.example.lan"));
+        assert_eq!(request_host(&plain, Some("[::1]:8443")).as_deref(), Some("::1"));
+        assert_eq!(request_host(&plain, Some("example.com.")).as_deref(), Some("example.com"));
+        assert_eq!(request_host(&plain, None), None);
+        let absolute = Uri::from_static("https://other.test/v1/auth/login");
+        assert_eq!(request_host(&absolute, Some("auth.example.lan")).as_deref(), Some("other.test"));
+    }
+
+    #[test]
+    fn trusted_hosts_match_exactly_or_by_subdomain_wildcard() {
+        let trusted = list(&["auth.example.lan", "*.example.com"]);
+        let ok = |host: &str| host_allowed(&trusted, "/v1/auth/login", Some(host));
+        assert!(ok("auth.example.lan"));
+        assert!(ok("a.example.com") && ok("b.a.example.com"));
+        assert!(!ok("example.com"), "the wildcard covers subdomains only");
+        assert!(!ok("evilexample.com") && !ok("auth.example.lan.evil.test"));
+        assert!(!host_allowed(&trusted, "/v1/auth/login", None), "no Host at all");
+        assert!(host_allowed(&trusted, "/health", Some("10.0.0.7")), "probes answer any Host");
+        assert!(host_allowed(&[], "/v1/auth/login", Some("anything")), "empty list: any host");
+    }
+
+    #[test]
+    fn origins_match_whole_and_any_with_star() {
+        let allowed = list(&["https://app.example.com"]);
+        assert!(origin_allowed(&allowed, b"https://app.example.com"));
+        assert!(origin_allowed(&allowed, b"HTTPS://APP.EXAMPLE.COM"));
+        assert!(!origin_allowed(&allowed, b"https://app.example.com:8443"));
+        assert!(!origin_allowed(&allowed, b"http://app.example.com"));
+        assert!(!origin_allowed(&[], b"https://app.example.com"));
+        assert!(origin_allowed(&list(&["*"]), b"https://anything.test"));
+    }
+}
