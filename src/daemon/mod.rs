@@ -143,6 +143,12 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     }
     drop(state);
     store.close(Duration::from_secs(10));
+    // Nothing listens on them any more; a socket file left behind would
+    // only look like a daemon that does not answer.
+    let sockets = servers.bound.iter().filter_map(|b| b.path.as_ref()).chain([&admin.path]);
+    for path in sockets {
+        let _ = std::fs::remove_file(path);
+    }
     state_dir::remove_ready(&cfg.state_dir);
     tracing::info!("stopped");
     if ended_early {

@@ -25,11 +25,15 @@ async fn state_files_are_private() {
 }
 
 #[tokio::test]
-async fn sigterm_exits_zero_and_removes_ready_file() {
+async fn sigterm_exits_zero_and_removes_ready_file_and_sockets() {
     let mut d = Latchd::start().await;
+    let sockets = [d.listener("unix")["path"].as_str().unwrap(), d.ready["admin_socket"].as_str().unwrap()]
+        .map(std::path::PathBuf::from);
+    assert!(sockets.iter().all(|s| s.exists()));
     let status = d.stop_within(Duration::from_secs(10));
     assert!(status.success(), "exit {status}:\n{}", d.log());
     assert!(!d.state_dir().join("ready.json").exists());
+    assert!(!sockets.iter().any(|s| s.exists()), "socket files are removed at a clean stop");
     let log = d.log();
     assert!(log.contains("draining"), "{log}");
     assert!(log.contains("\"stopped\""), "{log}");
