@@ -7,9 +7,11 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
-use actix_web::http::header::CONTENT_TYPE;
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
@@ -34,16 +36,35 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
         let limit = req
             .app_data::<web::Data<AppState>>()
             .map_or(64 * 1024, |s| usize::try_from(s.config.load().http.max_body.0).unwrap_or(usize::MAX));
-        let body = web::Bytes::from_request(req, payload);
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
         Box::pin(async move {
             if !is_json {
                 return Err(Problem::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE).into());
             }
-            let bytes = body.await.map_err(|_| Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE))?;
-            if bytes.len() > limit {
-                return Err(Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE).into());
+            let too_large = || ApiError::from(Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE));
+            if declared.is_some_and(|n| n > limit) {
+                return Err(too_large());
             }
-            parse(&bytes).map(ApiJson)
+            // Read against the limit of the config in force now, chunk by
+            // chunk, so a reload that raises or lowers max_body applies to
+            // the next request and an oversized body is never held whole.
+            let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| match e {
+                    PayloadError::Overflow => too_large(),
+                    _ => Problem::for_status(StatusCode::BAD_REQUEST).into(),
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse(&body).map(ApiJson)
         })
     }
 }

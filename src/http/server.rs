@@ -96,12 +96,9 @@ pub fn bind_all(cfg: &Config, state: web::Data<AppState>, api: ApiRoutes) -> Res
         let metrics = listener.metrics;
         let st = state.clone();
         let api = Arc::clone(&api);
-        let max_body = usize::try_from(cfg.http.max_body.0).unwrap_or(usize::MAX);
         let factory = move || {
             App::new()
                 .app_data(st.clone())
-                .app_data(web::PayloadConfig::new(max_body))
-                .app_data(web::JsonConfig::default().limit(max_body))
                 .wrap(origin::cors(st.config.clone()))
                 .wrap(RequestContext { tls: is_tls, check_host: !is_unix })
                 .configure(|c| routes(c, metrics))

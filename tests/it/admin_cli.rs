@@ -201,3 +201,60 @@ async fn editing_the_config_file_reloads_it_without_a_signal() {
     assert!(d.log().contains("config or certificate file changed"));
     assert_eq!(d.get("/ready").await.status(), 200, "still serving on the old config");
 }
+
+/// A register body `padding` bytes longer than its fields need; past the
+/// size check it fails at the email (400), so no account is made.
+fn padded(padding: usize) -> Value {
+    serde_json::json!({"email": "no-at-sign", "password": "x", "padding": "p".repeat(padding)})
+}
+
+/// Status of a register call over plain HTTP whose JSON body is sent
+/// chunked (no Content-Length), so only the streaming limit can stop it.
+fn chunked_register_status(d: &Latchd, padding: usize) -> u16 {
+    use std::io::{Read, Write};
+    let body = serde_json::to_string(&padded(padding)).unwrap();
+    let mut s = std::net::TcpStream::connect(d.addr("http")).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "POST /v1/auth/register HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    for piece in body.as_bytes().chunks(512) {
+        write!(s, "{:x}\r\n", piece.len()).unwrap();
+        s.write_all(piece).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    // The server may answer 413 and close before the last chunk.
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_reload_that_raises_or_lowers_max_body_applies_to_the_next_request() {
+    let small = base_config("\n[http]\nmax_body = \"1KiB\"\n");
+    let d = Latchd::start_with(&small).await;
+    let two_kib = || padded(2000);
+    assert_eq!(d.post("/v1/auth/register", two_kib()).await.status(), 413);
+    assert_eq!(chunked_register_status(&d, 2000), 413, "chunked, without Content-Length");
+
+    write_config(d.dir.path(), &base_config("\n[http]\nmax_body = \"8KiB\"\n"));
+    d.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while d.post("/v1/auth/register", two_kib()).await.status() != 400 {
+        assert!(std::time::Instant::now() < deadline, "raise not applied:\n{}", d.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(chunked_register_status(&d, 2000), 400);
+    assert_eq!(chunked_register_status(&d, 9000), 413);
+
+    write_config(d.dir.path(), &small);
+    d.signal(libc::SIGHUP);
+    while d.post("/v1/auth/register", two_kib()).await.status() != 413 {
+        assert!(std::time::Instant::now() < deadline, "lowering not applied:\n{}", d.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
