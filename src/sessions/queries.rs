@@ -157,6 +157,16 @@ pub fn revoke_session(c: &Connection, id: &str, reason: &str, now: i64) -> Resul
     Ok(n > 0)
 }
 
+/// Sessions neither revoked nor past their maximum age.
+pub fn count_live_sessions(c: &Connection, now: i64) -> Result<i64, StoreError> {
+    Ok(row(
+        c,
+        "SELECT count(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > ?1",
+        params![now],
+        |r| r.get(0),
+    )?)
+}
+
 /// What one sweep step did.
 pub struct Swept {
     /// Rows deleted.

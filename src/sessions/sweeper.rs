@@ -1,8 +1,9 @@
-//! Deletes the refresh tokens of ended sessions (revoked, past their maximum
-//! age, or deleted with their user). refresh_tokens has no index on
-//! session_id — one fewer page written per rotation — so instead of deleting
-//! by session, the sweeper walks the table by rowid, a bounded step at a
-//! time, and wraps around at the end.
+//! Session upkeep. Deletes the refresh tokens of ended sessions (revoked,
+//! past their maximum age, or deleted with their user): refresh_tokens has
+//! no index on session_id — one fewer page written per rotation — so instead
+//! of deleting by session, the sweeper walks the table by rowid, a bounded
+//! step at a time, and wraps around at the end. Also keeps the
+//! `latch_sessions_active` gauge.
 
 use std::time::Duration;
 
@@ -19,15 +20,27 @@ const STEP_ROWS: i64 = 2_000;
 /// full pass over a million tokens in about 17 minutes.
 const STEP_EVERY: Duration = Duration::from_secs(2);
 
+/// How often live sessions are counted (a scan of the sessions table on a
+/// reader connection).
+const COUNT_EVERY: Duration = Duration::from_secs(15);
+
 /// Starts the sweeper on `tracker`; it stops when `cancel` fires.
 pub fn spawn(tracker: &TaskTracker, cancel: CancellationToken, store: Store) {
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(STEP_EVERY);
         let mut cursor = 0;
+        let mut counted: Option<std::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {},
+            }
+            if counted.is_none_or(|t| t.elapsed() >= COUNT_EVERY) {
+                counted = Some(std::time::Instant::now());
+                match store.read(|c| queries::count_live_sessions(c, crate::clock::now_unix())).await {
+                    Ok(n) => metrics::gauge!("latch_sessions_active").set(n as f64),
+                    Err(e) => tracing::warn!(error = %e, "counting live sessions failed"),
+                }
             }
             let after = cursor;
             let step = store

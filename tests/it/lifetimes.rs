@@ -81,6 +81,35 @@ async fn revoked_sessions_lose_their_refresh_tokens_and_live_ones_keep_theirs() 
     assert_problem(res, 401, "refresh-token-reused").await;
 }
 
+/// `latch_sessions_active` as the daemon reports it, once it has counted.
+async fn sessions_active(d: &Latchd) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = d.get("/metrics").await.text().await.unwrap();
+        if let Some(line) = text.lines().find(|l| l.starts_with("latch_sessions_active ")) {
+            return line.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no latch_sessions_active in:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn live_sessions_are_counted_at_start_and_after() {
+    let (d, smtp) = with_smtp("").await;
+    register_verified(&d, &smtp, "ada@example.test", 0).await;
+    let (a, _b) =
+        (login(&d, "ada@example.test", PASSWORD).await, login(&d, "ada@example.test", PASSWORD).await);
+    // Counted when it starts, then every 15 s: a restart shows both at once.
+    let d = Latchd::start_in(d.stop_keep_dir()).await;
+    assert_eq!(sessions_active(&d).await, "latch_sessions_active 2");
+    let res = d.post_auth("/v1/auth/logout", a["access_token"].as_str().unwrap(), json!({})).await;
+    assert_eq!(res.status(), 204);
+    let d = Latchd::start_in(d.stop_keep_dir()).await;
+    assert_eq!(sessions_active(&d).await, "latch_sessions_active 1", "a revoked session is not live");
+    drop(smtp);
+}
+
 /// Migration 0003 rebuilds refresh_tokens without its session index: a
 /// database from before it keeps every token working.
 #[tokio::test]
