@@ -145,6 +145,11 @@ async fn refresh_tokens_survive_the_migration_that_drops_their_index() {
         })
         .unwrap();
     assert_eq!(index, 0, "migration 0003 ran");
+    let backups: Vec<String> = std::fs::read_dir(d.state_dir().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(backups.iter().any(|b| b.starts_with("pre-migrate-v2-")), "backed up first: {backups:?}");
     let res = d.post("/v1/auth/refresh", json!({"refresh_token": t["refresh_token"]})).await;
     assert_eq!(res.status(), 200, "a token from before the migration still refreshes");
     drop(smtp);
