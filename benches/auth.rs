@@ -9,7 +9,12 @@
 //! - and an interleaved timing report of wrong-password vs unknown-email
 //!   logins (they must not be told apart).
 //!
-//! Run: `cargo bench --bench auth` (about two minutes). `LATCH_BENCH_SECS`
+//! The raw limits are measured before and after the runs they are compared
+//! with (ratios use the mean), and FULL, OFF and the floor alternate per
+//! client count, so a drift in this shared machine's speed shows instead of
+//! skewing one side of a ratio. A short unreported warm-up comes first.
+//!
+//! Run: `cargo bench --bench auth` (about three minutes). `LATCH_BENCH_SECS`
 //! sets the seconds per measurement (default 8). Refreshes are driven by
 //! wrk with `benches/refresh.lua` when wrk is installed (`apt install wrk`).
 
@@ -26,7 +31,14 @@ use serde_json::{Value, json};
 const LATCHD: &str = env!("CARGO_BIN_EXE_latchd");
 const PASSWORD: &str = "correct horse battery staple";
 
+/// Set while warming up: every run then lasts `WARMUP_SECS`.
+static WARMING_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+const WARMUP_SECS: u64 = 2;
+
 fn secs() -> Duration {
+    if WARMING_UP.load(std::sync::atomic::Ordering::Relaxed) {
+        return Duration::from_secs(WARMUP_SECS);
+    }
     Duration::from_secs(std::env::var("LATCH_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(8))
 }
 
@@ -321,6 +333,22 @@ async fn login_timing(d: &Daemon, email: &str) -> (f64, f64) {
     (median(&mut wrong), median(&mut unknown))
 }
 
+/// One row of the results table.
+struct Row {
+    name: &'static str,
+    clients: usize,
+    run: Run,
+    cpu_secs: f64,
+    ratio: String,
+}
+
+/// `work` run under `pid`'s CPU meter.
+async fn metered<F: std::future::Future<Output = Run>>(pid: u32, work: F) -> (Run, f64) {
+    let cpu0 = cpu_secs(pid);
+    let run = work.await;
+    (run, cpu_secs(pid) - cpu0)
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -332,66 +360,89 @@ async fn main() {
         params.parallelism,
         secs()
     );
-    let hashes = on_all_cores(move || {
-        let _ = latch::accounts::hash_now(params, None, PASSWORD);
-    });
-    let signs = raw_eddsa_signs();
-    println!("raw argon2id hashes/s (all cores): {hashes:.1}; raw EdDSA signs/s (all cores): {signs:.0}");
-
+    let raw_argon2 = move || on_all_cores(move || drop(latch::accounts::hash_now(params, None, PASSWORD)));
+    // This machine's speed drifts: each limit is measured just before and
+    // just after the runs compared with it, and the ratios use the mean.
+    // FULL, OFF and the floor run interleaved for the same reason.
+    let hashes_before = raw_argon2();
     let d = Arc::new(start(false));
+    let fast = Arc::new(start(true));
     let emails = Arc::new(d.register(64).await);
-    println!("\n| operation | clients | ops | ops/s | p50 ms | p99 ms | latchd CPU µs/op | ratio |");
-    println!("|---|---|---|---|---|---|---|---|");
-    let row = |name: &str, c: usize, r: &Run, cpu: f64, ratio: String| {
-        let us = 1e6 * cpu / r.ops.max(1) as f64;
-        let (ops, rate, p50, p99) = (r.ops, r.per_sec(), r.p50_ms, r.p99_ms);
-        println!("| {name} | {c} | {ops} | {rate:.1} | {p50:.1} | {p99:.1} | {us:.0} | {ratio} |");
-    };
-    let pid = d.child.id();
+    let fast_emails = fast.register(64).await;
+    let (pid, fast_pid) = (d.child.id(), fast.child.id());
+    // Unreported warm-up: hash-pool memory, page caches, and a WAL that has
+    // grown to its working size (fsyncs while it still grows cost more).
+    WARMING_UP.store(true, std::sync::atomic::Ordering::Relaxed);
+    bench_logins(&d, &emails, 16).await;
+    bench_refresh(&d, &emails, 64).await;
+    bench_refresh(&fast, &fast_emails, 64).await;
+    WARMING_UP.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut logins = Vec::new();
     for c in [16, 64] {
-        let cpu0 = cpu_secs(pid);
-        let r = bench_logins(&d, &emails, c).await;
-        row(
-            "login",
-            c,
-            &r,
-            cpu_secs(pid) - cpu0,
-            format!("{:.0}% of raw argon2", 100.0 * r.per_sec() / hashes),
-        );
+        logins.push((c, metered(pid, bench_logins(&d, &emails, c)).await));
     }
-    let mut durable = Vec::new();
+    let hashes_after = raw_argon2();
+    let hashes = (hashes_before + hashes_after) / 2.0;
+
+    let signs_before = raw_eddsa_signs();
+    let mut refreshes = Vec::new();
     for c in [16, 64] {
-        let cpu0 = cpu_secs(pid);
-        let r = bench_refresh(&d, &emails, c).await;
-        let ratio = format!("{:.0}% of raw EdDSA signs", 100.0 * r.per_sec() / signs);
-        row("refresh (synchronous=FULL)", c, &r, cpu_secs(pid) - cpu0, ratio);
-        durable.push(r.per_sec());
-    }
-    let mut floor = Vec::new();
-    if wrk_installed() {
-        for (i, c) in [16, 64].into_iter().enumerate() {
-            let cpu0 = cpu_secs(pid);
+        let full = metered(pid, bench_refresh(&d, &emails, c)).await;
+        let off = metered(fast_pid, bench_refresh(&fast, &fast_emails, c)).await;
+        let floor = if wrk_installed() {
             let base = d.base.clone();
-            let r = tokio::task::spawn_blocking(move || wrk_floor(&base, c)).await.expect("wrk");
+            let floor =
+                async move { tokio::task::spawn_blocking(move || wrk_floor(&base, c)).await.expect("wrk") };
+            Some(metered(pid, floor).await)
+        } else {
+            None
+        };
+        refreshes.push((c, full, off, floor));
+    }
+    let signs_after = raw_eddsa_signs();
+    let signs = (signs_before + signs_after) / 2.0;
+    let (wrong, unknown) = login_timing(&d, &emails[0]).await;
+    drop((d, fast));
+
+    let mut rows = Vec::new();
+    for (c, (run, cpu_secs)) in logins {
+        let ratio = format!("{:.0}% of raw argon2", 100.0 * run.per_sec() / hashes);
+        rows.push(Row { name: "login", clients: c, run, cpu_secs, ratio });
+    }
+    let mut best_floor: f64 = 0.0;
+    for (c, full, off, floor) in refreshes {
+        let (full_rate, off_rate) = (full.0.per_sec(), off.0.per_sec());
+        let ratio = format!("{:.0}% of raw EdDSA signs", 100.0 * full_rate / signs);
+        rows.push(Row {
+            name: "refresh (synchronous=FULL)",
+            clients: c,
+            run: full.0,
+            cpu_secs: full.1,
+            ratio,
+        });
+        let ratio = format!("FULL is {:.0}% of this", 100.0 * full_rate / off_rate);
+        rows.push(Row { name: "refresh (synchronous=OFF)", clients: c, run: off.0, cpu_secs: off.1, ratio });
+        if let Some((run, cpu_secs)) = floor {
+            best_floor = best_floor.max(run.per_sec());
             let ratio = format!(
-                "{:.0}% of raw EdDSA signs; refresh is {:.0}% of this",
-                100.0 * r.per_sec() / signs,
-                100.0 * durable[i] / r.per_sec()
+                "{:.0}% of raw EdDSA signs; refresh FULL is {:.0}% of this",
+                100.0 * run.per_sec() / signs,
+                100.0 * full_rate / run.per_sec()
             );
-            row("HTTPS floor: GET /health", c, &r, cpu_secs(pid) - cpu0, ratio);
-            floor.push(r.per_sec());
+            rows.push(Row { name: "HTTPS floor: GET /health", clients: c, run, cpu_secs, ratio });
         }
     }
-    let (wrong, unknown) = login_timing(&d, &emails[0]).await;
-    drop(d);
-    let fast = Arc::new(start(true));
-    let fast_emails = fast.register(64).await;
-    let pid = fast.child.id();
-    for (i, c) in [16, 64].into_iter().enumerate() {
-        let cpu0 = cpu_secs(pid);
-        let r = bench_refresh(&fast, &fast_emails, c).await;
-        let ratio = format!("FULL is {:.0}% of this", 100.0 * durable[i] / r.per_sec());
-        row("refresh (synchronous=OFF)", c, &r, cpu_secs(pid) - cpu0, ratio);
+
+    println!(
+        "raw argon2id hashes/s (all cores): {hashes_before:.1} before the logins, {hashes_after:.1} after; \
+         raw EdDSA signs/s (all cores): {signs_before:.0} before the refreshes, {signs_after:.0} after"
+    );
+    println!("\n| operation | clients | ops | ops/s | p50 ms | p99 ms | latchd CPU µs/op | ratio |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for Row { name, clients, run, cpu_secs, ratio } in &rows {
+        let us = 1e6 * cpu_secs / run.ops.max(1) as f64;
+        let (ops, rate, p50, p99) = (run.ops, run.per_sec(), run.p50_ms, run.p99_ms);
+        println!("| {name} | {clients} | {ops} | {rate:.1} | {p50:.1} | {p99:.1} | {us:.0} | {ratio} |");
     }
     let client =
         if wrk_installed() { "wrk, one thread" } else { "reqwest (install wrk for a lighter client)" };
@@ -399,9 +450,9 @@ async fn main() {
         "(one EdDSA sign costs {:.0} µs of CPU; refresh client: {client}, on the same cores as latchd)",
         1e6 * cores as f64 / signs
     );
-    if let Some(best) = floor.iter().copied().reduce(f64::max) {
+    if best_floor > 0.0 {
         println!(
-            "(refresh at 25% of raw EdDSA would be {:.0}/s; a request that does no work peaks at {best:.0}/s here)",
+            "(refresh at 25% of raw EdDSA would be {:.0}/s; a request that does no work peaks at {best_floor:.0}/s here)",
             signs / 4.0
         );
     }
