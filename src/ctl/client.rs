@@ -12,8 +12,8 @@ use serde_json::Value;
 pub enum ClientError {
     #[error("cannot reach latchd at {path}: {source} (is it running? use --socket or --config)")]
     Connect { path: PathBuf, source: std::io::Error },
-    #[error("permission denied on {path}: only root and members of group {group} may use it")]
-    Denied { path: PathBuf, group: String },
+    #[error("permission denied on {path}: only root and {who} may use it")]
+    Denied { path: PathBuf, who: String },
     #[error("talking to latchd: {0}")]
     Io(#[from] std::io::Error),
     #[error("latchd sent a malformed answer: {0}")]
@@ -40,7 +40,9 @@ impl AdminClient {
         let mut sock = UnixStream::connect(&self.socket).map_err(|source| {
             let path = self.socket.clone();
             match source.kind() {
-                std::io::ErrorKind::PermissionDenied => ClientError::Denied { group: group_of(&path), path },
+                std::io::ErrorKind::PermissionDenied => {
+                    ClientError::Denied { who: group_members(&path), path }
+                }
                 _ => ClientError::Connect { path, source },
             }
         })?;
@@ -99,15 +101,15 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// The name of the group owning `path` (the `[admin].group` latchd gave
-/// the socket), or its number when it has no name here.
-fn group_of(path: &Path) -> String {
+/// Who may use the socket besides root: the members of the group owning
+/// it (the `[admin].group` latchd gave it), named when it can be read.
+fn group_members(path: &Path) -> String {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else { return "(unknown: cannot stat the socket)".into() };
+    let Ok(meta) = std::fs::metadata(path) else { return "members of the group that owns it".into() };
     let gid = nix::unistd::Gid::from_raw(meta.gid());
     match nix::unistd::Group::from_gid(gid) {
-        Ok(Some(g)) => g.name,
-        _ => gid.to_string(),
+        Ok(Some(g)) => format!("members of group {}", g.name),
+        _ => format!("members of group {gid}"),
     }
 }
 
