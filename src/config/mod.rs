@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub use defense::{AnomalyAction, DefenseSection};
 pub use file::*;
+pub use rules::authority_host;
 pub use values::{ByteSize, Cidr, HumanDuration, Rate};
 
 /// The system-wide config file, used when neither `--config` nor

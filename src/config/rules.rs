@@ -75,14 +75,18 @@ pub(super) fn resolve(raw: RawConfig, source: Option<&Path>) -> Result<Config, C
 /// The host of an absolute http(s) URL, without port or IPv6 brackets.
 fn url_host(url: &str) -> Option<String> {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
-    let authority = rest.split(['/', '?', '#']).next()?;
+    authority_host(rest.split(['/', '?', '#']).next()?).map(str::to_string)
+}
+
+/// The host of a URL authority (`user@host:port`, `[v6]:port`), without
+/// user info, port or IPv6 brackets; shared with the Host check in `http`.
+pub fn authority_host(authority: &str) -> Option<&str> {
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split_once(']')?.0
-    } else {
-        authority.split(':').next()?
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.0,
+        None => authority.split(':').next()?,
     };
-    Some(host.to_string()).filter(|h| !h.is_empty())
+    Some(host).filter(|h| !h.is_empty())
 }
 
 fn listeners(raw: &RawConfig) -> Result<Vec<Listener>, ConfigError> {

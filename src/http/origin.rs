@@ -11,7 +11,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, Uri};
 use arc_swap::ArcSwap;
 
-use crate::config::Config;
+use crate::config::{Config, authority_host};
 
 /// Paths a load balancer or monitor probes by IP address; they answer
 /// whatever the Host, as they do with rate limits.
@@ -21,12 +21,7 @@ const PROBES: [&str; 3] = ["/health", "/ready", "/metrics"];
 /// else the Host header), lower-cased, without port or IPv6 brackets.
 pub fn request_host(uri: &Uri, host_header: Option<&str>) -> Option<String> {
     let authority = uri.authority().map(|a| a.as_str()).or(host_header)?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split_once(']')?.0,
-        None => authority.split(':').next()?,
-    };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = authority_host(authority)?.trim_end_matches('.').to_ascii_lowercase();
     Some(host).filter(|h| !h.is_empty())
 }
 
