@@ -18,6 +18,9 @@
 //! sets the seconds per measurement (default 8). Refreshes are driven by
 //! wrk with `benches/refresh.lua` when wrk is installed (`apt install wrk`).
 
+// A panic here is a failed test or bench run, with its message: what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -360,7 +363,7 @@ async fn main() {
         params.parallelism,
         secs()
     );
-    let raw_argon2 = move || on_all_cores(move || drop(latch::accounts::hash_now(params, None, PASSWORD)));
+    let raw_argon2 = move || on_all_cores(move || drop(latch::auth::hash_now(params, None, PASSWORD)));
     // This machine's speed drifts: each limit is measured just before and
     // just after the runs compared with it, and the ratios use the mean.
     // FULL, OFF and the floor run interleaved for the same reason.

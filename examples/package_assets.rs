@@ -7,6 +7,9 @@
 //! The page date comes from `SOURCE_DATE_EPOCH` (reproducible builds), else
 //! today. `latch.toml(5)` is hand-written: see `man/latch.toml.5`.
 
+// A panic here is a failed test or bench run, with its message: what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

@@ -1,19 +1,28 @@
 //! latch: a self-hosted authentication and security daemon.
 //!
-//! Layers (features build on these, never the reverse):
+//! Layers, lowest first (a layer imports only layers below or beside it,
+//! never a feature):
+//! - [`clock`]: wall-clock time as the API and the database write it.
 //! - [`config`]: the config file, validated whole, swapped on reload.
+//! - [`state_dir`]: the state directory's files, its lock, private writes.
 //! - [`store`]: SQLite with one writer (group commit) and a read pool.
-//! - [`http`]: listeners, TLS, middleware, problem+json, ops routes.
 //! - [`telemetry`]: logs and metrics.
+//! - [`keys`]: the master key, sealing, random tokens.
+//! - [`http`]: listeners, TLS, middleware, the problem catalogue, ops routes.
+//! - [`audit`]: one audit row per state change, in the change's transaction.
+//! - [`email`]: the outbox and its delivery worker.
+//! - [`auth`]: the caller, token signing, password hashing and policy.
 //!
-//! [`daemon`] wires them together for `latchd serve`; [`keys`] holds the
-//! master key. See ARCHITECTURE.md for the map.
-
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+//! Features, each importing layers and never each other:
+//! [`accounts`], [`sessions`], [`admin`].
+//!
+//! Wiring: [`daemon`] runs `latchd serve`; [`ctl`] is `latchctl`. See
+//! ARCHITECTURE.md for the map and its invariants.
 
 pub mod accounts;
 pub mod admin;
 pub mod audit;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod ctl;
@@ -22,6 +31,7 @@ pub mod email;
 pub mod http;
 pub mod keys;
 pub mod sessions;
+pub mod state_dir;
 pub mod store;
 pub mod telemetry;
 

@@ -1,40 +1,32 @@
 //! Accounts: registration with email verification, password reset and
-//! change, the own account (`/v1/auth/me`), and argon2id password hashing
-//! on its own bounded pool.
+//! change, and the own account (`/v1/auth/me`).
 
+mod errors;
 mod handlers;
-mod password;
-mod policy;
 mod queries;
 pub mod service;
 
+use std::sync::Arc;
+
 use actix_web::web;
+use tokio_util::task::TaskTracker;
 
-pub use password::{HashError, Hasher, Verified, hash_now};
-pub use policy::{BreachedList, normalize_email, reject_oversized};
+use crate::auth::{BreachedList, Hasher};
+use crate::email::Outbox;
+use crate::keys::MasterKey;
+use crate::store::Store;
 
-#[derive(Debug, thiserror::Error)]
-pub enum AccountError {
-    #[error("{field}: {reason}")]
-    WeakPassword { field: &'static str, reason: String },
-    #[error("email: not a valid address")]
-    InvalidEmail,
-    #[error("{field}: longer than 1 KiB")]
-    TooLong { field: &'static str },
-    #[error("invalid, used or expired token")]
-    InvalidToken,
-    #[error("registration is closed")]
-    RegistrationClosed,
-    #[error("invalid credentials")]
-    InvalidCredentials,
-    #[error(transparent)]
-    Hash(#[from] HashError),
-    #[error(transparent)]
-    Email(#[from] crate::email::EmailError),
-    #[error(transparent)]
-    Key(#[from] crate::keys::KeyError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+pub use errors::AccountError;
+
+/// The services every account flow uses, built once at start.
+pub struct Deps {
+    pub store: Store,
+    pub hasher: Hasher,
+    pub key: MasterKey,
+    pub outbox: Outbox,
+    pub breached: Arc<BreachedList>,
+    /// Runs the address-only work (forgot, resend) after the answer.
+    pub tasks: TaskTracker,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -123,7 +123,7 @@ pub fn me(c: &Connection, user_id: &str) -> Result<Option<Me>, StoreError> {
         )
         .optional()?;
     let Some((id, email, name, email_verified, created)) = row else { return Ok(None) };
-    let roles = crate::sessions::roles_of(c, user_id)?;
+    let roles = crate::auth::queries::roles_of(c, user_id)?;
     Ok(Some(Me {
         id,
         email,

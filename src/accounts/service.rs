@@ -6,30 +6,20 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::policy::{BreachedList, check_password, normalize_email, validate_email};
 use super::queries::{self, Me, NewUser};
-use super::{AccountError, Hasher};
+use super::{AccountError, Deps};
 use crate::audit::{self, Entry};
+use crate::auth::queries::revoke_user_sessions;
+use crate::auth::{UserSession, check_password, normalize_email, reject_oversized, validate_email};
 use crate::config::{Config, Registration};
-use crate::email::{self, Outbox, Template};
+use crate::email::{self, Template};
 use crate::http::ClientInfo;
-use crate::keys::{MasterKey, random_token, token_hash};
-use crate::sessions::{Authenticated, revoke_user_sessions};
+use crate::keys::{random_token, token_hash};
 use crate::store::Store;
 use crate::telemetry::auth_event as count;
 
 const VERIFY_TTL_SECS: i64 = 24 * 3600;
 const RESET_TTL_SECS: i64 = 30 * 60;
-
-/// The shared parts every account flow needs.
-pub struct Deps<'a> {
-    pub store: &'a Store,
-    pub hasher: &'a Hasher,
-    pub key: &'a MasterKey,
-    pub outbox: &'a Outbox,
-    pub breached: &'a BreachedList,
-    pub cfg: &'a Config,
-}
 
 #[derive(Deserialize)]
 pub struct RegisterRequest {
@@ -40,26 +30,31 @@ pub struct RegisterRequest {
 
 /// Security: both branches hash once, seal one message and write once; the
 /// owner of an existing address gets a notice instead of a second account.
-pub async fn register(d: &Deps<'_>, req: RegisterRequest, client: &ClientInfo) -> Result<(), AccountError> {
-    if d.cfg.accounts.registration == Registration::Closed {
+pub async fn register(
+    d: &Deps,
+    cfg: &Config,
+    req: RegisterRequest,
+    client: &ClientInfo,
+) -> Result<(), AccountError> {
+    if cfg.accounts.registration == Registration::Closed {
         return Err(AccountError::RegistrationClosed);
     }
     let email = validate_email(&req.email)?;
-    check_password(d.cfg, d.breached, "password", &req.password)?;
+    check_password(cfg, &d.breached, "password", &req.password)?;
     let name: Option<String> =
         req.name.map(|n| n.trim().chars().take(128).collect()).filter(|n: &String| !n.is_empty());
-    let phc = d.hasher.hash(d.cfg.passwords.argon2, req.password).await?;
+    let phc = d.hasher.hash(cfg.passwords.argon2, req.password).await?;
     let token = random_token()?;
     let token_hash = token_hash(&token);
-    let welcome = email::prepare(d.cfg, d.key, &email, &Template::VerifyEmail { token })?;
-    let notice = email::prepare(d.cfg, d.key, &email, &Template::AlreadyRegistered)?;
-    let (cfg, client) = (d.cfg.clone(), client.clone());
+    let welcome = email::prepare(cfg, &d.key, &email, &Template::VerifyEmail { token })?;
+    let notice = email::prepare(cfg, &d.key, &email, &Template::AlreadyRegistered)?;
+    let (cap, client) = (cfg.email.max_per_recipient, client.clone());
     let created = d
         .store
         .write(move |c| {
             let now = crate::clock::now_unix();
             if let Some((existing, _)) = queries::user_id_by_email(c, &normalize_email(&email))? {
-                email::enqueue(c, &cfg, notice)?;
+                email::enqueue(c, cap, notice)?;
                 audit::record(c, &Entry::by_user("register_existing_email", &existing, &client))?;
                 return Ok(false);
             }
@@ -67,7 +62,7 @@ pub async fn register(d: &Deps<'_>, req: RegisterRequest, client: &ClientInfo) -
             let user = NewUser { id: &id, email: &email, name: name.as_deref(), password_hash: &phc, now };
             queries::insert_user(c, &user)?;
             queries::insert_one_time(c, &token_hash, &id, "verify_email", now, VERIFY_TTL_SECS)?;
-            email::enqueue(c, &cfg, welcome)?;
+            email::enqueue(c, cap, welcome)?;
             audit::record(c, &Entry::by_user("register", &id, &client))?;
             Ok(true)
         })
@@ -106,7 +101,8 @@ pub enum ByEmail {
 /// email happen here, off the request path, so the answer's timing cannot
 /// depend on whether the account exists.
 pub async fn send_by_email(
-    d: &Deps<'_>,
+    d: &Deps,
+    cfg: &Config,
     email: String,
     what: ByEmail,
     client: ClientInfo,
@@ -126,13 +122,13 @@ pub async fn send_by_email(
             }
         }
     };
-    let msg = email::prepare(d.cfg, d.key, &email, &template)?;
-    let (hash, cfg) = (token_hash(&token), d.cfg.clone());
+    let msg = email::prepare(cfg, &d.key, &email, &template)?;
+    let (hash, cap) = (token_hash(&token), cfg.email.max_per_recipient);
     d.store
         .write(move |c| {
             let now = crate::clock::now_unix();
             queries::insert_one_time(c, &hash, &user_id, purpose, now, ttl)?;
-            email::enqueue(c, &cfg, msg)?;
+            email::enqueue(c, cap, msg)?;
             let action =
                 if purpose == "verify_email" { "verification_resent" } else { "password_reset_requested" };
             audit::record(c, &Entry::by_user(action, &user_id, &client))
@@ -145,13 +141,14 @@ pub async fn send_by_email(
 /// Sets a new password from a reset token; revokes every session and
 /// clears the account lock. Proves the address, so it also verifies it.
 pub async fn reset_password(
-    d: &Deps<'_>,
+    d: &Deps,
+    cfg: &Config,
     token: &str,
     new_password: String,
     client: &ClientInfo,
 ) -> Result<(), AccountError> {
-    check_password(d.cfg, d.breached, "new_password", &new_password)?;
-    let phc = d.hasher.hash(d.cfg.passwords.argon2, new_password).await?;
+    check_password(cfg, &d.breached, "new_password", &new_password)?;
+    let phc = d.hasher.hash(cfg.passwords.argon2, new_password).await?;
     let (hash, client) = (token_hash(token), client.clone());
     let done = d
         .store
@@ -175,33 +172,34 @@ pub async fn reset_password(
     if done { Ok(()) } else { Err(AccountError::InvalidToken) }
 }
 
-async fn check_current(d: &Deps<'_>, user_id: &str, password: String) -> Result<(), AccountError> {
-    super::policy::reject_oversized("password", &password)?;
+async fn check_current(d: &Deps, cfg: &Config, user_id: &str, password: String) -> Result<(), AccountError> {
+    reject_oversized("password", &password)?;
     let uid = user_id.to_string();
     let phc = d
         .store
         .read(move |c| queries::password_hash(c, &uid))
         .await?
         .ok_or(AccountError::InvalidCredentials)?;
-    let verified = d.hasher.verify(d.cfg.passwords.argon2, password, phc).await?;
+    let verified = d.hasher.verify(cfg.passwords.argon2, password, phc).await?;
     if verified.ok { Ok(()) } else { Err(AccountError::InvalidCredentials) }
 }
 
 /// Changes the password; every other session of the user is revoked.
 pub async fn change_password(
-    d: &Deps<'_>,
-    auth: &Authenticated,
+    d: &Deps,
+    cfg: &Config,
+    user: &UserSession,
     current: String,
     new_password: String,
     client: &ClientInfo,
 ) -> Result<(), AccountError> {
-    check_password(d.cfg, d.breached, "new_password", &new_password)?;
-    if let Err(e) = check_current(d, &auth.user_id, current).await {
+    check_password(cfg, &d.breached, "new_password", &new_password)?;
+    if let Err(e) = check_current(d, cfg, &user.user_id, current).await {
         count("password_change", "failure");
         return Err(e);
     }
-    let phc = d.hasher.hash(d.cfg.passwords.argon2, new_password).await?;
-    let (uid, sid, client) = (auth.user_id.clone(), auth.session_id.clone(), client.clone());
+    let phc = d.hasher.hash(cfg.passwords.argon2, new_password).await?;
+    let (uid, sid, client) = (user.user_id.clone(), user.session_id.clone(), client.clone());
     d.store
         .write(move |c| {
             let now = crate::clock::now_unix();
@@ -218,20 +216,21 @@ pub async fn change_password(
     Ok(())
 }
 
-pub async fn me(store: &Store, auth: &Authenticated) -> Result<Me, AccountError> {
-    let uid = auth.user_id.clone();
+pub async fn me(store: &Store, user: &UserSession) -> Result<Me, AccountError> {
+    let uid = user.user_id.clone();
     store.read(move |c| queries::me(c, &uid)).await?.ok_or(AccountError::InvalidCredentials)
 }
 
 /// Deletes the account with its sessions and tokens; audit rows stay.
 pub async fn delete_me(
-    d: &Deps<'_>,
-    auth: &Authenticated,
+    d: &Deps,
+    cfg: &Config,
+    user: &UserSession,
     password: String,
     client: &ClientInfo,
 ) -> Result<(), AccountError> {
-    check_current(d, &auth.user_id, password).await?;
-    let (uid, client) = (auth.user_id.clone(), client.clone());
+    check_current(d, cfg, &user.user_id, password).await?;
+    let (uid, client) = (user.user_id.clone(), client.clone());
     d.store
         .write(move |c| {
             queries::delete_user(c, &uid)?;

@@ -1,14 +1,16 @@
-//! Admin handlers: `GET /v1/admin/status`, `POST /v1/admin/config/reload`.
+//! Admin handlers: `GET /v1/admin/status`, `GET /v1/admin/config` (the
+//! config in force) and `POST /v1/admin/config/reload`.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::queries;
-use crate::http::{ApiError, AppState, Problem};
+use super::{AdminError, queries};
+use crate::auth::Principal;
+use crate::http::{ApiError, AppState, LiveConfig};
 
-pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
     let cfg = state.config.load();
     let schema = state.store.read(queries::schema_version).await;
     Ok(HttpResponse::Ok().json(json!({
@@ -16,7 +18,7 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         "pid": std::process::id(),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "config": cfg.source,
-        "state_dir": cfg.state_dir,
+        "state_dir": cfg.state.root(),
         "listeners": state.bound.get(),
         "admin_socket": cfg.admin_socket,
         "database": {
@@ -27,22 +29,21 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     })))
 }
 
-pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn config(cfg: LiveConfig, who: Principal) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    Ok(HttpResponse::Ok().json(cfg.effective()))
+}
+
+pub async fn reload(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
     let (tx, rx) = oneshot::channel();
-    let unavailable = || Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).with_retry_after(1);
-    state.reload.send(tx).await.map_err(|_| unavailable())?;
-    let outcome = rx.await.map_err(|_| unavailable())?;
+    state.reload.send(tx).await.map_err(|_| AdminError::DaemonBusy)?;
+    let outcome = rx.await.map_err(|_| AdminError::DaemonBusy)?;
     match outcome.error {
         None => Ok(HttpResponse::Ok().json(json!({
             "status": "reloaded",
             "needs_restart": outcome.needs_restart,
         }))),
-        Some(error) => Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "config-invalid",
-            "Config rejected",
-            format!("{error}; the running config stays"),
-        )
-        .into()),
+        Some(error) => Err(AdminError::ConfigRejected(error).into()),
     }
 }

@@ -34,7 +34,7 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
 /// Forks into the background (SysV/OpenRC hosts): the parent exits 0 once
 /// the pid file is written and locked; the child carries on.
 fn detach(pid_file: &std::path::Path, cfg: &Config) -> Result<(), String> {
-    if cfg.log.file.trim().is_empty() {
+    if cfg.log.file.is_none() {
         eprintln!("latchd: --daemon without [log].file: log output is discarded");
     }
     daemonize::Daemonize::new()
@@ -66,7 +66,8 @@ fn serve(config: Option<PathBuf>, pid_file: Option<PathBuf>) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if let Err(e) = latch::telemetry::init_logging(&cfg.log) {
-        eprintln!("latchd: log.file {}: {e}", cfg.log.file);
+        let file = cfg.log.file.as_deref().unwrap_or(std::path::Path::new("")).display();
+        eprintln!("latchd: log.file {file}: {e}");
         return ExitCode::FAILURE;
     }
     match &path {

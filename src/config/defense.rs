@@ -1,11 +1,11 @@
 //! The `[defense]` section: client-address rules, brute-force thresholds and
 //! anomaly rules (API.md "Client address and defenses").
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::values::{Cidr, HumanDuration};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DefenseSection {
     pub trusted_proxies: Vec<Cidr>,
@@ -29,7 +29,7 @@ impl Default for DefenseSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IpBlock {
     pub failures: u32,
@@ -43,7 +43,7 @@ impl Default for IpBlock {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccountLock {
     pub failures: u32,
@@ -64,7 +64,7 @@ impl Default for AccountLock {
 }
 
 /// What an anomaly rule does when it fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AnomalyAction {
     Flag,
@@ -73,7 +73,7 @@ pub enum AnomalyAction {
     Email,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Anomaly {
     pub bot: BotRule,
@@ -103,7 +103,7 @@ impl Default for Anomaly {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BotRule {
     pub requests: u32,
@@ -123,7 +123,7 @@ impl Default for BotRule {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScannerRule {
     pub patterns: Vec<String>,
@@ -141,7 +141,7 @@ impl Default for ScannerRule {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CountRule {
     pub count: u32,
@@ -149,7 +149,7 @@ pub struct CountRule {
     pub action: AnomalyAction,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewIpRule {
     pub action: AnomalyAction,

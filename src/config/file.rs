@@ -4,12 +4,12 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::defense::DefenseSection;
-use super::values::{ByteSize, HumanDuration, Rate};
+use super::values::{ByteSize, HumanDuration, Rate, optional_duration, optional_path};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
     pub server: ServerSection,
@@ -30,7 +30,7 @@ pub struct RawConfig {
     pub backup: BackupSection,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     pub state_dir: Option<PathBuf>,
@@ -38,7 +38,7 @@ pub struct ServerSection {
     pub key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerKind {
     Https,
@@ -46,7 +46,7 @@ pub enum ListenerKind {
     Unix,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerSection {
     pub kind: ListenerKind,
@@ -56,14 +56,14 @@ pub struct ListenerSection {
     pub metrics: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSection {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
     pub socket: Option<PathBuf>,
@@ -76,20 +76,22 @@ impl Default for AdminSection {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum TokenAlgorithm {
     EdDSA,
     HS256,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokensSection {
     pub algorithm: TokenAlgorithm,
-    pub secret_file: String,
+    #[serde(deserialize_with = "optional_path")]
+    pub secret_file: Option<PathBuf>,
     pub access_ttl: HumanDuration,
     pub refresh_ttl: HumanDuration,
     pub session_max_age: HumanDuration,
+    pub ended_session_retention: HumanDuration,
     pub refresh_reuse_grace: HumanDuration,
     pub leeway: HumanDuration,
     pub issuer: String,
@@ -100,10 +102,11 @@ impl Default for TokensSection {
     fn default() -> Self {
         TokensSection {
             algorithm: TokenAlgorithm::EdDSA,
-            secret_file: String::new(),
+            secret_file: None,
             access_ttl: HumanDuration::secs(15 * 60),
             refresh_ttl: HumanDuration::secs(7 * 86_400),
             session_max_age: HumanDuration::secs(30 * 86_400),
+            ended_session_retention: HumanDuration::secs(30 * 86_400),
             refresh_reuse_grace: HumanDuration::secs(0),
             leeway: HumanDuration::secs(5),
             issuer: String::new(),
@@ -112,7 +115,7 @@ impl Default for TokensSection {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Argon2Params {
     pub memory_kib: u32,
@@ -126,14 +129,16 @@ impl Default for Argon2Params {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PasswordsSection {
     pub min_length: u32,
     pub max_length: u32,
     pub argon2: Argon2Params,
-    pub pepper_file: String,
-    pub breached_list: String,
+    #[serde(deserialize_with = "optional_path")]
+    pub pepper_file: Option<PathBuf>,
+    #[serde(deserialize_with = "optional_path")]
+    pub breached_list: Option<PathBuf>,
 }
 
 impl Default for PasswordsSection {
@@ -142,20 +147,20 @@ impl Default for PasswordsSection {
             min_length: 12,
             max_length: 128,
             argon2: Argon2Params::default(),
-            pepper_file: String::new(),
-            breached_list: String::new(),
+            pepper_file: None,
+            breached_list: None,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Registration {
     Open,
     Closed,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccountsSection {
     pub registration: Registration,
@@ -168,7 +173,7 @@ impl Default for AccountsSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmailSection {
     pub from: String,
@@ -190,7 +195,7 @@ impl Default for EmailSection {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpSecurity {
     None,
@@ -198,14 +203,15 @@ pub enum SmtpSecurity {
     Tls,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpSection {
     pub host: String,
     pub port: u16,
     pub security: SmtpSecurity,
     pub username: String,
-    pub password_file: String,
+    #[serde(deserialize_with = "optional_path")]
+    pub password_file: Option<PathBuf>,
     pub max_attempts: u32,
 }
 
@@ -216,13 +222,13 @@ impl Default for SmtpSection {
             port: 25,
             security: SmtpSecurity::None,
             username: String::new(),
-            password_file: String::new(),
+            password_file: None,
             max_attempts: 8,
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitsSection {
     pub global: Rate,
@@ -248,7 +254,7 @@ impl Default for RateLimitsSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
     pub cors_origins: Vec<String>,
@@ -270,7 +276,7 @@ impl Default for HttpSection {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -279,28 +285,32 @@ pub enum LogFormat {
     Text,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     pub format: LogFormat,
-    pub file: String,
+    #[serde(deserialize_with = "optional_path")]
+    pub file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSection {
-    /// Empty keeps audit rows forever.
-    pub retention: String,
+    /// `None` (empty in the file) keeps audit rows forever.
+    #[serde(deserialize_with = "optional_duration")]
+    pub retention: Option<HumanDuration>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupSection {
     pub interval: HumanDuration,
     pub keep: u32,
-    pub dir: String,
+    #[serde(deserialize_with = "optional_path")]
+    pub dir: Option<PathBuf>,
     pub wal_archive: bool,
-    pub archive_dir: String,
+    #[serde(deserialize_with = "optional_path")]
+    pub archive_dir: Option<PathBuf>,
 }
 
 impl Default for BackupSection {
@@ -308,9 +318,9 @@ impl Default for BackupSection {
         BackupSection {
             interval: HumanDuration::secs(15 * 60),
             keep: 96,
-            dir: String::new(),
+            dir: None,
             wal_archive: true,
-            archive_dir: String::new(),
+            archive_dir: None,
         }
     }
 }

@@ -8,13 +8,17 @@ mod locate;
 mod rules;
 mod values;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
 pub use defense::{AnomalyAction, DefenseSection};
 pub use file::*;
 pub use rules::authority_host;
 pub use values::{ByteSize, Cidr, HumanDuration, Rate};
+
+use crate::state_dir::StateDir;
 
 /// The system-wide config file, used when neither `--config` nor
 /// `$LATCH_CONFIG` names one and it exists.
@@ -44,6 +48,23 @@ pub struct ReloadOutcome {
     pub needs_restart: Vec<&'static str>,
 }
 
+/// Puts a prepared reload in force. Runs only after every service has
+/// prepared its part, so a reload applies whole or not at all.
+pub type Commit = Box<dyn FnOnce() + Send>;
+
+/// A `Reloadable::prepare` in progress.
+pub type Preparing<'a> = Pin<Box<dyn Future<Output = Result<Commit, String>> + Send + 'a>>;
+
+/// A service holding state derived from the config or from the files it
+/// names (signing keys, the pepper, the breached-password list): a reload
+/// rebuilds that state from `next`, re-reading the files even when their
+/// paths did not change (a rotated secret is a new file at the old path).
+pub trait Reloadable: Send + Sync {
+    /// Builds the state `next` asks for without applying it; the error
+    /// names the key and the file.
+    fn prepare<'a>(&'a self, next: &'a Config) -> Preparing<'a>;
+}
+
 /// Where a listener accepts connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
@@ -71,11 +92,11 @@ pub struct TlsFiles {
 pub struct Config {
     /// The file this came from; `None` for the built-in defaults.
     pub source: Option<PathBuf>,
-    pub state_dir: PathBuf,
+    /// The state directory and the master key file.
+    pub state: StateDir,
     pub public_url: String,
     /// Host part of `public_url`, put in a generated certificate.
     pub public_host: String,
-    pub key_file: PathBuf,
     pub listeners: Vec<Listener>,
     /// `None`: a self-signed certificate in `state_dir/tls`.
     pub tls: Option<TlsFiles>,
@@ -93,6 +114,39 @@ pub struct Config {
     pub audit: AuditSection,
     pub backup: BackupSection,
 }
+
+/// A setting read once at start: a reload that changes it reports the key
+/// as "needs restart" and keeps the running value, so nothing is half-applied.
+struct RestartOnly {
+    key: &'static str,
+    same: fn(&Config, &Config) -> bool,
+    keep: fn(&mut Config, &Config),
+}
+
+macro_rules! restart_only {
+    ($($key:literal => $($field:ident).+),* $(,)?) => {
+        &[$(RestartOnly {
+            key: $key,
+            same: |a, b| a.$($field).+ == b.$($field).+,
+            keep: |new, running| new.$($field).+ = running.$($field).+.clone(),
+        }),*]
+    };
+}
+
+/// The one list of restart-only keys: it drives both what a reload reports
+/// and what it keeps. Listeners, sockets and the state directory are bound
+/// or locked at start; logging is installed once per process; the header
+/// timeout is set on each server when it is built.
+const RESTART_ONLY: &[RestartOnly] = restart_only! {
+    "listener" => listeners,
+    "server.state_dir" => state,
+    "server.key_file" => state,
+    "admin.socket" => admin_socket,
+    "admin.group" => admin_group,
+    "http.header_timeout" => http.header_timeout,
+    "log.format" => log.format,
+    "log.file" => log.file,
+};
 
 impl Config {
     /// The config file to use: `--config`, else `$LATCH_CONFIG`, else the
@@ -114,7 +168,8 @@ impl Config {
         }
     }
 
-    /// Validates config `text` as if read from `path` (used in error messages).
+    /// Validates config `text` as if read from `path` (used in error
+    /// messages, and as the base of relative paths in the file).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
         let doc = toml::de::DeTable::parse(text).map_err(|e| ConfigError::Syntax {
@@ -147,36 +202,62 @@ impl Config {
         })
     }
 
-    /// Names of restart-only settings that differ between `self` and `next`.
+    /// Restart-only keys whose value differs between `self` and `next`.
     pub fn restart_only_changes(&self, next: &Config) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        if self.listeners != next.listeners {
-            changed.push("listener");
-        }
-        if self.state_dir != next.state_dir {
-            changed.push("server.state_dir");
-        }
-        if self.key_file != next.key_file {
-            changed.push("server.key_file");
-        }
-        if self.admin_socket != next.admin_socket || self.admin_group != next.admin_group {
-            changed.push("admin");
-        }
-        changed
+        RESTART_ONLY.iter().filter(|r| !(r.same)(self, next)).map(|r| r.key).collect()
     }
 
-    /// `self` with the restart-only settings taken from `running`, so a
-    /// reload never half-applies them.
+    /// `self` with the restart-only settings taken from `running`.
     pub fn keep_restart_only(mut self, running: &Config) -> Config {
-        self.listeners = running.listeners.clone();
-        self.state_dir = running.state_dir.clone();
-        self.key_file = running.key_file.clone();
-        self.admin_socket = running.admin_socket.clone();
-        self.admin_group = running.admin_group.clone();
+        for r in RESTART_ONLY {
+            (r.keep)(&mut self, running);
+        }
         self
     }
 
     pub fn database_path(&self) -> PathBuf {
-        self.state_dir.join("latch.db")
+        self.state.database()
+    }
+
+    /// Where scheduled and pre-migration backups go.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.backup.dir.clone().unwrap_or_else(|| self.state.backups())
+    }
+
+    /// The config in force, shaped like the file (sections and keys as in
+    /// API.md), with every default and path resolved: `latchctl config show`.
+    pub fn effective(&self) -> serde_json::Value {
+        let listeners: Vec<serde_json::Value> = self.listeners.iter().map(Listener::effective).collect();
+        serde_json::json!({
+            "server": {
+                "state_dir": self.state.root(),
+                "public_url": self.public_url,
+                "key_file": self.state.key_file(),
+            },
+            "listener": listeners,
+            "tls": self.tls.as_ref().map(|t| serde_json::json!({"cert": t.cert, "key": t.key})),
+            "admin": { "socket": self.admin_socket, "group": self.admin_group },
+            "tokens": self.tokens,
+            "passwords": self.passwords,
+            "accounts": self.accounts,
+            "email": self.email,
+            "smtp": self.smtp,
+            "rate_limits": self.rate_limits,
+            "defense": self.defense,
+            "http": self.http,
+            "log": self.log,
+            "audit": self.audit,
+            "backup": self.backup,
+        })
+    }
+}
+
+impl Listener {
+    fn effective(&self) -> serde_json::Value {
+        let (addr, path) = match &self.addr {
+            ListenAddr::Tcp(a) => (Some(a.to_string()), None),
+            ListenAddr::Unix(p) => (None, Some(p.clone())),
+        };
+        serde_json::json!({ "kind": self.kind, "addr": addr, "path": path, "metrics": self.metrics })
     }
 }

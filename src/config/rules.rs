@@ -10,24 +10,47 @@ use super::{
     Config, ConfigError, DEFAULT_STATE_DIR, ListenAddr, Listener, ListenerKind, PACKAGED_STATE_DIR,
     RawConfig, TlsFiles, TokenAlgorithm,
 };
+use crate::state_dir::StateDir;
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { path: String::new(), line: 0, key: key.into(), reason: reason.into() }
 }
 
-/// Makes `p` absolute against the working directory, so a later `chdir`
-/// (daemonize) cannot change which files are meant.
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+/// Resolves the paths a config names: absolute as written, else against
+/// the directory of the config file (against the working directory for the
+/// built-in defaults), so neither the directory latchd was started from nor
+/// a later `chdir` (daemonize) changes which files are meant.
+struct Paths {
+    base: PathBuf,
 }
 
-fn non_empty(s: &str) -> Option<&str> {
-    Some(s).filter(|s| !s.trim().is_empty())
+impl Paths {
+    fn new(source: Option<&Path>) -> Paths {
+        let cwd = || std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let base = match source.map(|s| std::path::absolute(s).unwrap_or_else(|_| s.to_path_buf())) {
+            Some(file) => file.parent().map_or_else(cwd, Path::to_path_buf),
+            None => cwd(),
+        };
+        Paths { base }
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+    }
+
+    fn resolve_opt(&self, p: &mut Option<PathBuf>) {
+        if let Some(path) = p {
+            *path = self.resolve(path);
+        }
+    }
 }
 
-pub(super) fn resolve(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError> {
+pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError> {
+    let paths = Paths::new(source);
     let default_state = if source.is_some() { PACKAGED_STATE_DIR } else { DEFAULT_STATE_DIR };
-    let state_dir = absolute(raw.server.state_dir.as_deref().unwrap_or(Path::new(default_state)));
+    let state_dir = paths.resolve(raw.server.state_dir.as_deref().unwrap_or(Path::new(default_state)));
+    let key_file = raw.server.key_file.as_deref().filter(|p| !p.as_os_str().is_empty());
+    let state = StateDir::new(state_dir, key_file.map(|p| paths.resolve(p)));
     let public_url = raw.server.public_url.clone().unwrap_or_else(|| "https://localhost:8443".into());
     let public_host = url_host(&public_url).ok_or_else(|| {
         invalid(
@@ -35,25 +58,35 @@ pub(super) fn resolve(raw: RawConfig, source: Option<&Path>) -> Result<Config, C
             "expected an absolute http(s) URL like \"https://auth.example.lan:8443\"",
         )
     })?;
-    let key_file = raw.server.key_file.as_deref().filter(|p| !p.as_os_str().is_empty());
-    let key_file = key_file.map_or_else(|| state_dir.join("keys/master.key"), absolute);
-    let listeners = listeners(&raw)?;
+    let listeners = listeners(&raw, &paths)?;
     let tls = match (&raw.tls.cert, &raw.tls.key) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert: absolute(cert), key: absolute(key) }),
+        (Some(cert), Some(key)) => Some(TlsFiles { cert: paths.resolve(cert), key: paths.resolve(key) }),
         (None, None) => None,
         (Some(_), None) => return Err(invalid("tls.cert", "tls.key must be set together with tls.cert")),
         (None, Some(_)) => return Err(invalid("tls.key", "tls.cert must be set together with tls.key")),
     };
-    let admin_socket = raw.admin.socket.as_deref().map_or_else(|| state_dir.join("admin.sock"), absolute);
+    let admin_socket = raw.admin.socket.as_deref().map_or_else(|| state.admin_socket(), |p| paths.resolve(p));
     check_tokens(&raw)?;
     check_passwords(&raw)?;
     check_misc(&raw)?;
+    for p in [
+        &mut raw.tokens.secret_file,
+        &mut raw.passwords.pepper_file,
+        &mut raw.passwords.breached_list,
+        &mut raw.log.file,
+        &mut raw.backup.dir,
+        &mut raw.backup.archive_dir,
+    ] {
+        paths.resolve_opt(p);
+    }
+    if let Some(smtp) = &mut raw.smtp {
+        paths.resolve_opt(&mut smtp.password_file);
+    }
     Ok(Config {
-        source: source.map(absolute),
-        state_dir,
+        source: source.map(|s| paths.resolve(s)),
+        state,
         public_url: public_url.trim_end_matches('/').to_string(),
         public_host,
-        key_file,
         listeners,
         tls,
         admin_socket,
@@ -89,7 +122,7 @@ pub fn authority_host(authority: &str) -> Option<&str> {
     Some(host).filter(|h| !h.is_empty())
 }
 
-fn listeners(raw: &RawConfig) -> Result<Vec<Listener>, ConfigError> {
+fn listeners(raw: &RawConfig, paths: &Paths) -> Result<Vec<Listener>, ConfigError> {
     let Some(list) = &raw.listeners else {
         let addr = SocketAddr::from(([127, 0, 0, 1], 8443));
         return Ok(vec![Listener { kind: ListenerKind::Https, addr: ListenAddr::Tcp(addr), metrics: false }]);
@@ -101,7 +134,7 @@ fn listeners(raw: &RawConfig) -> Result<Vec<Listener>, ConfigError> {
     for (i, l) in list.iter().enumerate() {
         let key = |k: &str| format!("listener[{i}].{k}");
         let addr = match (l.kind, &l.addr, &l.path) {
-            (ListenerKind::Unix, None, Some(path)) => ListenAddr::Unix(absolute(path)),
+            (ListenerKind::Unix, None, Some(path)) => ListenAddr::Unix(paths.resolve(path)),
             (ListenerKind::Unix, _, _) => {
                 return Err(invalid(key("kind"), "a unix listener takes `path` (and no `addr`)"));
             }
@@ -119,7 +152,7 @@ fn listeners(raw: &RawConfig) -> Result<Vec<Listener>, ConfigError> {
 
 fn check_tokens(raw: &RawConfig) -> Result<(), ConfigError> {
     let t = &raw.tokens;
-    if t.algorithm == TokenAlgorithm::HS256 && non_empty(&t.secret_file).is_none() {
+    if t.algorithm == TokenAlgorithm::HS256 && t.secret_file.is_none() {
         return Err(invalid(
             "tokens.algorithm",
             "HS256 needs tokens.secret_file (a file of at least 32 bytes)",
@@ -181,9 +214,6 @@ fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
     }
     if !(1..=128).contains(&raw.defense.ipv6_prefix) {
         return Err(invalid("defense.ipv6_prefix", "must be between 1 and 128"));
-    }
-    if let Some(r) = non_empty(&raw.audit.retention) {
-        r.parse::<super::HumanDuration>().map_err(|e| invalid("audit.retention", e))?;
     }
     if raw.backup.keep == 0 || raw.backup.interval.0.is_zero() {
         return Err(invalid("backup.keep", "backup.keep and backup.interval must be above zero"));

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer};
+use serde::{Serialize, Serializer};
 
 /// A duration written as a number and a unit: `500ms`, `30s`, `15m`, `2h`, `7d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,9 +40,27 @@ impl FromStr for HumanDuration {
     }
 }
 
+/// The largest unit that divides the duration evenly: "7d", "15m", "250ms".
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0.as_millis())
+        let ms = self.0.as_millis();
+        let (n, unit) = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")]
+            .into_iter()
+            .find(|(u, _)| ms > 0 && ms.is_multiple_of(*u))
+            .map_or((ms, "ms"), |(u, name)| (ms / u, name));
+        write!(f, "{n}{unit}")
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.count, HumanDuration(self.period))
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -106,6 +125,22 @@ impl FromStr for Cidr {
     }
 }
 
+/// A path where an empty string means "not set" (how the shipped file
+/// spells an unset path).
+pub(super) fn optional_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::path::PathBuf>, D::Error> {
+    let s = String::deserialize(d)?;
+    Ok(Some(s).filter(|s| !s.trim().is_empty()).map(std::path::PathBuf::from))
+}
+
+/// A duration where an empty string means "not set".
+pub(super) fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HumanDuration>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(de::Error::custom)
+}
+
 macro_rules! deserialize_from_str {
     ($($t:ty),*) => {$(
         impl<'de> Deserialize<'de> for $t {
@@ -117,6 +152,24 @@ macro_rules! deserialize_from_str {
     )*};
 }
 deserialize_from_str!(HumanDuration, ByteSize, Rate, Cidr);
+
+/// Values are shown as they are written in the file.
+macro_rules! serialize_display {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+serialize_display!(HumanDuration, Rate, Cidr);
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -130,6 +183,9 @@ mod tests {
         assert!("15".parse::<HumanDuration>().is_err());
         assert!("m".parse::<HumanDuration>().is_err());
         assert!("5w".parse::<HumanDuration>().is_err());
+        for shown in ["7d", "15m", "90s", "250ms", "0ms"] {
+            assert_eq!(shown.parse::<HumanDuration>().unwrap().to_string(), shown);
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::state_dir::StateDir;
 pub use client::{AdminClient, ClientError};
 
 #[derive(Parser)]
@@ -83,8 +84,7 @@ enum KeysCmd {
 /// Paths resolved from the global flags.
 pub struct Target {
     pub socket: PathBuf,
-    pub state_dir: PathBuf,
-    pub key_file: PathBuf,
+    pub state: StateDir,
     pub backup_dir: PathBuf,
 }
 
@@ -93,18 +93,12 @@ impl Cli {
         let cfg = Config::load(Config::locate(self.config.clone()).as_deref())?;
         let mut t = Target {
             socket: cfg.admin_socket.clone(),
-            state_dir: cfg.state_dir.clone(),
-            key_file: cfg.key_file.clone(),
-            backup_dir: crate::daemon::backup_dir(&cfg),
+            backup_dir: cfg.backup_dir(),
+            state: cfg.state.clone(),
         };
         if let Some(dir) = &self.state_dir {
-            let dir = std::path::absolute(dir)?;
-            t = Target {
-                socket: dir.join("admin.sock"),
-                key_file: dir.join("keys/master.key"),
-                backup_dir: dir.join("backups"),
-                state_dir: dir,
-            };
+            let state = StateDir::new(std::path::absolute(dir)?, None);
+            t = Target { socket: state.admin_socket(), backup_dir: state.backups(), state };
         }
         if let Some(socket) = &self.socket {
             t.socket = socket.clone();

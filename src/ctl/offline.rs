@@ -8,12 +8,12 @@ use anyhow::{Context, bail};
 use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
 
 use super::Target;
-use crate::daemon::state_dir;
 use crate::store::offline;
 
 fn refuse_if_running(t: &Target) -> anyhow::Result<()> {
-    if state_dir::is_locked(&t.state_dir) {
-        bail!("latchd is running on {}; stop it first (this is an offline command)", t.state_dir.display());
+    if t.state.is_locked() {
+        let dir = t.state.root().display();
+        bail!("latchd is running on {dir}; stop it first (this is an offline command)");
     }
     Ok(())
 }
@@ -23,7 +23,8 @@ fn act_as_owner(t: &Target) -> anyhow::Result<()> {
     if !Uid::effective().is_root() {
         return Ok(());
     }
-    let meta = std::fs::metadata(&t.state_dir).with_context(|| format!("{}", t.state_dir.display()))?;
+    let dir = t.state.root();
+    let meta = std::fs::metadata(dir).with_context(|| format!("{}", dir.display()))?;
     if meta.uid() == 0 {
         return Ok(());
     }
@@ -35,7 +36,7 @@ fn act_as_owner(t: &Target) -> anyhow::Result<()> {
 }
 
 fn database(t: &Target) -> anyhow::Result<std::path::PathBuf> {
-    let db = t.state_dir.join("latch.db");
+    let db = t.state.database();
     if !db.exists() {
         bail!("no database at {}", db.display());
     }
@@ -62,7 +63,7 @@ pub fn db_check(t: &Target, json: bool) -> anyhow::Result<bool> {
 pub fn db_migrate(t: &Target, json: bool) -> anyhow::Result<bool> {
     refuse_if_running(t)?;
     act_as_owner(t)?;
-    let _lock = state_dir::lock(&t.state_dir)?;
+    let _lock = t.state.lock()?;
     let applied = offline::migrate(&database(t)?, &t.backup_dir)?;
     if json {
         println!("{}", serde_json::json!({ "applied": applied }));
@@ -73,7 +74,8 @@ pub fn db_migrate(t: &Target, json: bool) -> anyhow::Result<bool> {
 }
 
 pub fn export_master(t: &Target) -> anyhow::Result<bool> {
-    let text = std::fs::read_to_string(&t.key_file).with_context(|| format!("{}", t.key_file.display()))?;
+    let key_file = t.state.key_file();
+    let text = std::fs::read_to_string(key_file).with_context(|| format!("{}", key_file.display()))?;
     println!("{}", text.trim());
     Ok(true)
 }

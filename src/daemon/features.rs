@@ -1,7 +1,8 @@
 //! Builds the features' shared services (hashing pool, token signer, email
 //! outbox, breached list), starts their background workers (the email
-//! worker, the refresh-token sweeper), and returns the route registration
-//! every API listener applies.
+//! worker, the session sweeper), and returns the route registration every
+//! API listener applies — one `Deps` bundle per feature — and the services
+//! a reload must rebuild.
 
 use std::sync::Arc;
 
@@ -11,26 +12,19 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accounts::{self, BreachedList, Hasher};
-use crate::config::Config;
+use crate::auth::{Authenticator, BreachedList, Hasher, Signer, read_pepper};
+use crate::config::{Config, Reloadable};
 use crate::email::{self, Outbox};
 use crate::http::ApiRoutes;
 use crate::keys::MasterKey;
-use crate::sessions::{self, TokenSigner};
 use crate::store::Store;
+use crate::{accounts, sessions};
 
-/// Reads `[passwords].pepper_file` (trailing newline trimmed), if set.
-fn pepper(cfg: &Config) -> anyhow::Result<Option<Vec<u8>>> {
-    let path = cfg.passwords.pepper_file.trim();
-    if path.is_empty() {
-        return Ok(None);
-    }
-    let mut bytes = std::fs::read(path).with_context(|| format!("passwords.pepper_file {path}"))?;
-    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        bytes.pop();
-    }
-    anyhow::ensure!(bytes.len() >= 16, "passwords.pepper_file {path}: needs at least 16 bytes");
-    Ok(Some(bytes))
+/// What `start` hands the daemon.
+pub struct Features {
+    pub routes: ApiRoutes,
+    /// Rebuilt by every reload before the new config is swapped in.
+    pub reloadable: Vec<Arc<dyn Reloadable>>,
 }
 
 pub async fn start(
@@ -39,23 +33,24 @@ pub async fn start(
     key: MasterKey,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
-) -> anyhow::Result<ApiRoutes> {
+) -> anyhow::Result<Features> {
     let cfg = shared.load_full();
-    let hasher = web::Data::new(Hasher::start(pepper(&cfg)?));
+    let hasher =
+        Hasher::start(read_pepper(cfg.passwords.pepper_file.as_deref()).map_err(anyhow::Error::msg)?);
     // Security: make the dummy hash now, off the request path; otherwise the
     // first unknown-email login would pay for it and stand out by ~20 ms.
-    let primer = Hasher::clone(&hasher);
+    let primer = hasher.clone();
     let params = cfg.passwords.argon2;
     tracker.spawn(async move {
         if let Err(e) = primer.verify_dummy(params, String::new()).await {
             tracing::warn!(error = %e, "could not prepare the dummy password hash");
         }
     });
-    let signer = web::Data::new(TokenSigner::load(store, &key, &cfg).await?);
-    let breached = web::Data::new(
-        BreachedList::load(&cfg)
-            .with_context(|| format!("passwords.breached_list {}", cfg.passwords.breached_list))?,
-    );
+    let signer = Arc::new(Signer::load(store, &key, &cfg).await?);
+    let list = cfg.passwords.breached_list.as_deref();
+    let breached = Arc::new(BreachedList::load(list).with_context(|| {
+        format!("passwords.breached_list {}", list.map_or_else(String::new, |p| p.display().to_string()))
+    })?);
     let outbox = Outbox::default();
     email::spawn_worker(
         tracker,
@@ -65,18 +60,24 @@ pub async fn start(
         key.clone(),
         outbox.clone(),
     );
-    sessions::spawn_sweeper(tracker, cancel.child_token(), store.clone());
-    let outbox = web::Data::new(outbox);
-    let key = web::Data::new(key);
-    let tasks = web::Data::new(tracker.clone());
-    Ok(Arc::new(move |c: &mut web::ServiceConfig| {
-        c.app_data(hasher.clone())
-            .app_data(signer.clone())
-            .app_data(breached.clone())
-            .app_data(outbox.clone())
-            .app_data(key.clone())
-            .app_data(tasks.clone());
+    sessions::spawn_sweeper(tracker, cancel.child_token(), store.clone(), Arc::clone(shared));
+
+    let reloadable: Vec<Arc<dyn Reloadable>> =
+        vec![Arc::new(hasher.clone()), Arc::new(Arc::clone(&breached)), Arc::new(Arc::clone(&signer))];
+    let auth = web::Data::new(Authenticator { store: store.clone(), signer: Arc::clone(&signer) });
+    let account_deps = web::Data::new(accounts::Deps {
+        store: store.clone(),
+        hasher: hasher.clone(),
+        key: key.clone(),
+        outbox,
+        breached,
+        tasks: tracker.clone(),
+    });
+    let session_deps = web::Data::new(sessions::Deps { store: store.clone(), hasher, signer, key });
+    let routes: ApiRoutes = Arc::new(move |c: &mut web::ServiceConfig| {
+        c.app_data(auth.clone()).app_data(account_deps.clone()).app_data(session_deps.clone());
         accounts::routes(c);
         sessions::routes(c);
-    }))
+    });
+    Ok(Features { routes, reloadable })
 }

@@ -7,10 +7,9 @@
 pub mod cli;
 mod features;
 mod reload;
-pub mod state_dir;
 mod watch;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ReloadOutcome};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, BoundListener};
 use crate::store::{Store, StoreOptions};
 
 /// Set to `1` only by benchmarks: runs the writer with `synchronous=OFF`
@@ -41,18 +40,21 @@ fn notify(state: NotifyState<'_>) {
     let _ = sd_notify::notify(false, &[state]);
 }
 
-pub fn backup_dir(cfg: &Config) -> PathBuf {
-    match cfg.backup.dir.trim() {
-        "" => cfg.state_dir.join("backups"),
-        dir => PathBuf::from(dir),
-    }
+/// `ready.json` (API.md "Command line"): what scripts and tests read to
+/// learn the bound addresses once the daemon is ready.
+#[derive(serde::Serialize)]
+struct Ready<'a> {
+    pid: u32,
+    version: &'a str,
+    listeners: &'a [BoundListener],
+    admin_socket: &'a Path,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Errors during start-up are
 /// returned (the caller prints them and exits 1).
 pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
-    let _lock = state_dir::lock(&cfg.state_dir)?;
-    state_dir::remove_ready(&cfg.state_dir);
+    let _lock = cfg.state.lock()?;
+    cfg.state.remove_ready();
     let no_fsync = std::env::var(BENCH_NO_FSYNC_ENV).is_ok_and(|v| v == "1");
     if no_fsync {
         tracing::warn!("{BENCH_NO_FSYNC_ENV}=1: commits are not durable (benchmark mode)");
@@ -60,11 +62,11 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     let db_path = cfg.database_path();
     let store = Store::open(&StoreOptions {
         path: &db_path,
-        backup_dir: &backup_dir(&cfg),
+        backup_dir: &cfg.backup_dir(),
         unsafe_no_fsync: no_fsync,
     })
     .with_context(|| format!("opening database {}", db_path.display()))?;
-    let master = crate::keys::load_or_create(&store, &cfg.key_file).await?;
+    let master = crate::keys::load_or_create(&store, cfg.state.key_file()).await?;
 
     let shared = Arc::new(ArcSwap::from_pointee(cfg.clone()));
     let draining = Arc::new(AtomicBool::new(false));
@@ -80,14 +82,20 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     });
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
-    let api = features::start(&shared, &store, master, &tracker, &cancel).await?;
-    let servers = http::bind_all(&cfg, state.clone(), api)?;
+    let features = features::start(&shared, &store, master, &tracker, &cancel).await?;
+    let reloadable = features.reloadable;
+    let servers = http::bind_all(&cfg, state.clone(), features.routes)?;
     let admin = http::bind_admin(&cfg, state.clone(), crate::admin::routes)?;
     let _ = state.bound.set(servers.bound.clone());
-    state_dir::write_ready(&cfg.state_dir, &servers.bound, Some(&admin.path))
-        .context("writing ready.json")?;
+    let ready = Ready {
+        pid: std::process::id(),
+        version: crate::telemetry::VERSION,
+        listeners: &servers.bound,
+        admin_socket: &admin.path,
+    };
+    cfg.state.write_ready(&serde_json::to_vec_pretty(&ready)?).context("writing ready.json")?;
     notify(NotifyState::Ready);
-    tracing::info!(version = crate::telemetry::VERSION, state_dir = %cfg.state_dir.display(), "ready");
+    tracing::info!(version = crate::telemetry::VERSION, state_dir = %cfg.state.root().display(), "ready");
 
     spawn_housekeeping(&tracker, &cancel, &store, &metrics);
 
@@ -116,13 +124,13 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
                     while w.changes.try_recv().is_ok() {}
                 }
                 tracing::info!("config or certificate file changed");
-                reload::apply(&shared, servers.certs.as_deref());
+                reload::apply(&shared, servers.certs.as_deref(), &reloadable).await;
             }
             _ = term.recv() => break false,
             _ = int.recv() => break false,
-            _ = hup.recv() => { reload::apply(&shared, servers.certs.as_deref()); }
+            _ = hup.recv() => { reload::apply(&shared, servers.certs.as_deref(), &reloadable).await; }
             Some(reply) = reload_rx.recv() => {
-                let _ = reply.send(reload::apply(&shared, servers.certs.as_deref()));
+                let _ = reply.send(reload::apply(&shared, servers.certs.as_deref(), &reloadable).await);
             }
             _ = &mut running => break true,
         }
@@ -149,7 +157,7 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     for path in sockets {
         let _ = std::fs::remove_file(path);
     }
-    state_dir::remove_ready(&cfg.state_dir);
+    cfg.state.remove_ready();
     tracing::info!("stopped");
     if ended_early {
         anyhow::bail!("a listener stopped unexpectedly");

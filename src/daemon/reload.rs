@@ -1,31 +1,36 @@
-//! Live reload (SIGHUP): read → parse → validate → swap, whole or not at all.
-//! Restart-only settings keep their running values and are logged as
-//! "needs restart"; the TLS certificate is re-read so a renewed file takes
-//! effect without dropping connections.
+//! Live reload, the one path SIGHUP, `latchctl config reload` and a changed
+//! file all take: read → parse → validate → rebuild the services that hold
+//! config-derived state → swap, whole or not at all. Restart-only settings
+//! keep their running values and are reported as "needs restart"; the TLS
+//! certificate is re-read so a renewed file takes effect without dropping
+//! connections.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use sd_notify::NotifyState;
 
-use crate::config::{Config, ReloadOutcome};
+use crate::config::{Commit, Config, ReloadOutcome, Reloadable};
 use crate::http::tls::{self, CertStore};
 
 fn count(result: &'static str) {
     metrics::counter!("latch_config_reloads_total", "result" => result).increment(1);
 }
 
-/// Reloads the config file the daemon started with, and the certificate.
-pub fn apply(shared: &ArcSwap<Config>, certs: Option<&CertStore>) -> ReloadOutcome {
+/// Reloads the config file the daemon started with, the files it names,
+/// and the certificate.
+pub async fn apply(
+    shared: &ArcSwap<Config>,
+    certs: Option<&CertStore>,
+    services: &[Arc<dyn Reloadable>],
+) -> ReloadOutcome {
     let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
     let old = shared.load_full();
-    let outcome = match Config::load(old.source.as_deref()) {
-        Ok(new) => {
-            let needs_restart = old.restart_only_changes(&new);
+    let outcome = match prepare(&old, services).await {
+        Ok((merged, needs_restart, commits)) => {
             for key in &needs_restart {
                 tracing::warn!(key, "setting changed: needs restart (keeping the running value)");
             }
-            let merged = new.keep_restart_only(&old);
             if let Some(certs) = certs {
                 match tls::load_certified_key(&tls::cert_files(&merged)) {
                     Ok(key) => certs.swap(key),
@@ -34,17 +39,36 @@ pub fn apply(shared: &ArcSwap<Config>, certs: Option<&CertStore>) -> ReloadOutco
                     }
                 }
             }
+            for commit in commits {
+                commit();
+            }
             shared.store(Arc::new(merged));
             count("success");
             tracing::info!(source = ?old.source, "config reloaded");
             ReloadOutcome { applied: true, error: None, needs_restart }
         }
-        Err(e) => {
+        Err(error) => {
             count("error");
-            tracing::error!(error = %e, "config reload rejected; keeping the running config");
-            ReloadOutcome { applied: false, error: Some(e.to_string()), needs_restart: Vec::new() }
+            tracing::error!(error, "config reload rejected; keeping the running config");
+            ReloadOutcome { applied: false, error: Some(error), needs_restart: Vec::new() }
         }
     };
     let _ = sd_notify::notify(false, &[NotifyState::Ready]);
     outcome
+}
+
+/// The new config (with the running restart-only values), the restart-only
+/// keys that changed, and every service's prepared part; or why not.
+async fn prepare(
+    old: &Config,
+    services: &[Arc<dyn Reloadable>],
+) -> Result<(Config, Vec<&'static str>, Vec<Commit>), String> {
+    let new = Config::load(old.source.as_deref()).map_err(|e| e.to_string())?;
+    let needs_restart = old.restart_only_changes(&new);
+    let merged = new.keep_restart_only(old);
+    let mut commits = Vec::with_capacity(services.len());
+    for service in services {
+        commits.push(service.prepare(&merged).await?);
+    }
+    Ok((merged, needs_restart, commits))
 }

@@ -66,16 +66,16 @@ pub fn prepare(cfg: &Config, key: &MasterKey, to: &str, template: &Template) -> 
 }
 
 /// Queues `msg` unless its recipient already got `max_per_recipient`
-/// messages in the past hour (then it is dropped silently and counted).
-/// Returns whether it was queued.
-pub fn enqueue(c: &Connection, cfg: &Config, msg: Prepared) -> Result<bool, StoreError> {
+/// (`[email]`) messages in the past hour (then it is dropped silently and
+/// counted). Returns whether it was queued.
+pub fn enqueue(c: &Connection, max_per_recipient: u32, msg: Prepared) -> Result<bool, StoreError> {
     let now = crate::clock::now_unix();
     let recent: i64 = c.query_row(
         "SELECT COUNT(*) FROM outbox WHERE recipient = ?1 AND created_at > ?2",
         params![msg.recipient, now - 3600],
         |r| r.get(0),
     )?;
-    if recent >= i64::from(cfg.email.max_per_recipient) {
+    if recent >= i64::from(max_per_recipient) {
         metrics::counter!("latch_emails_total", "result" => "dropped").increment(1);
         return Ok(false);
     }

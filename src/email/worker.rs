@@ -3,8 +3,6 @@
 //! after `[smtp].max_attempts`, and erases bodies once sent or dead.
 //! Without `[smtp]` each message becomes `state_dir/mail/<id>.eml` (0600).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +41,7 @@ pub fn spawn(
 ) {
     if config.load().smtp.is_none() {
         tracing::warn!(
-            dir = %config.load().state_dir.join("mail").display(),
+            dir = %config.load().state.mail().display(),
             "email is not configured ([smtp] absent): messages are written to files instead"
         );
     }
@@ -63,7 +61,7 @@ pub fn spawn(
             let retention = cfg.email.file_retention.0;
             if last_prune.elapsed() >= retention.min(Duration::from_secs(60)) {
                 last_prune = std::time::Instant::now();
-                prune_mail_files(&cfg.state_dir.join("mail"), retention);
+                prune_mail_files(&cfg.state.mail(), retention);
             }
         }
     });
@@ -90,7 +88,7 @@ async fn deliver_due(store: &Store, cfg: &Config, key: &MasterKey) -> Result<(),
             Some(raw) => match &transport {
                 Some(Ok(t)) => send_smtp(t, cfg, &msg.recipient, &raw).await,
                 Some(Err(e)) => Err(e.clone()),
-                None => write_file(&cfg.state_dir.join("mail"), &msg.id, &raw),
+                None => write_file(&cfg.state.mail(), &msg.id, &raw),
             },
         };
         record_outcome(store, cfg, &msg, outcome).await?;
@@ -156,8 +154,10 @@ fn smtp_transport(smtp: &SmtpSection) -> Result<AsyncSmtpTransport<Tokio1Executo
     .map_err(|e| format!("smtp {}: {e}", smtp.host))?;
     let mut builder = builder.port(smtp.port).timeout(Some(Duration::from_secs(15)));
     if !smtp.username.is_empty() {
-        let password = std::fs::read_to_string(&smtp.password_file)
-            .map_err(|e| format!("smtp.password_file {}: {e}", smtp.password_file))?;
+        let file =
+            smtp.password_file.as_deref().ok_or("smtp.username is set but smtp.password_file is not")?;
+        let password = std::fs::read_to_string(file)
+            .map_err(|e| format!("smtp.password_file {}: {e}", file.display()))?;
         builder =
             builder.credentials(Credentials::new(smtp.username.clone(), password.trim_end().to_string()));
     }
@@ -199,27 +199,11 @@ fn prune_mail_files(dir: &Path, retention: Duration) {
 }
 
 /// Security: the log names the file, never its content (it holds a token).
-/// Written to a hidden temp file and renamed, so whoever picks mail up never
-/// reads half a message.
+/// Written through a hidden temp file and renamed, so whoever picks mail up
+/// never reads half a message.
 fn write_file(dir: &Path, id: &str, raw: &[u8]) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join(format!("{id}.eml"));
-    let partial = dir.join(format!(".{id}.eml.partial"));
-    let fail = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&partial)
-        .map_err(|e| fail(&partial, e))?;
-    let written =
-        f.write_all(raw).and_then(|()| f.sync_all()).and_then(|()| std::fs::rename(&partial, &path));
-    if let Err(e) = written {
-        // Best effort: a leftover is pruned after file_retention anyway.
-        let _ = std::fs::remove_file(&partial);
-        return Err(fail(&path, e));
-    }
+    crate::state_dir::write_private(&path, raw).map_err(|e| format!("{}: {e}", path.display()))?;
     tracing::info!(file = %path.display(), "email not sent ([smtp] absent): written to file");
     Ok(())
 }

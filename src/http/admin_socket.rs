@@ -10,22 +10,22 @@ use std::rc::Rc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::StatusCode;
 use actix_web::{App, HttpServer, web};
 use futures_util::future::LocalBoxFuture;
 use nix::unistd::{Gid, Group, Uid, User};
 
 use super::context::RequestContext;
-use super::problem::Problem;
+use super::problem::{Kind, Problem};
 use super::server::{BoundAdmin, HttpError, bind_unix, server_defaults};
 use super::{AppState, ops};
 use crate::config::Config;
 
-/// The connecting process's credentials, recorded per connection.
+/// The connecting process's credentials, recorded per connection of the
+/// admin socket (and only there: its presence marks an admin-socket call).
 #[derive(Clone, Copy, Debug)]
-struct PeerCred {
-    uid: u32,
-    gid: u32,
+pub struct PeerCred {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Who may use the admin socket.
@@ -144,8 +144,8 @@ where
         // Security: no credentials means we cannot tell who this is: refuse.
         if !peer.is_some_and(|p| self.access.allows(p)) {
             tracing::warn!(?peer, "admin socket: peer refused");
-            let mut p = Problem::for_status(StatusCode::FORBIDDEN);
-            p.detail = "Only root, latchd's user and members of the admin group may use this socket.".into();
+            let p = Problem::new(Kind::Forbidden)
+                .with_detail("Only root, latchd's user and members of the admin group may use this socket.");
             let (req, _) = req.into_parts();
             return Box::pin(async move {
                 Ok(ServiceResponse::new(req, p.into_response()).map_into_right_body())

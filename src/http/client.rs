@@ -6,9 +6,9 @@ use std::future::{Ready, ready};
 use std::net::IpAddr;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpRequest};
 
-use super::AppState;
+use super::config_of;
 use super::problem::REQUEST_ID;
 use crate::config::Cidr;
 
@@ -59,10 +59,10 @@ impl FromRequest for ClientInfo {
     type Future = Ready<Result<Self, Infallible>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let proxies =
-            req.app_data::<web::Data<AppState>>().map(|s| s.config.load().defense.trusted_proxies.clone());
+        let cfg = config_of(req);
+        let proxies = cfg.as_ref().map_or(&[][..], |c| &c.defense.trusted_proxies[..]);
         let header = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
-        let ip = client_ip(req.peer_addr().map(|a| a.ip()), header, proxies.as_deref().unwrap_or(&[]));
+        let ip = client_ip(req.peer_addr().map(|a| a.ip()), header, proxies);
         let user_agent = req
             .headers()
             .get("user-agent")

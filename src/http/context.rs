@@ -1,23 +1,24 @@
-//! The outermost middleware: request id, request timeout, trusted hosts,
-//! problem+json for every error (including the framework's own 404/405/413),
-//! security headers, metrics by route pattern and one access-log line per
-//! request.
+//! The outermost middleware: request id, the request's config snapshot,
+//! request timeout, trusted hosts, problem+json for every error (including
+//! the framework's own 404/405/413), security headers, metrics by route
+//! pattern and one access-log line per request.
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use actix_web::HttpMessage;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::error::InternalError;
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
 use actix_web::web::Data;
 use futures_util::future::LocalBoxFuture;
 
-use super::AppState;
 use super::origin;
-use super::problem::{PROBLEM_JSON, Problem, REQUEST_ID};
+use super::problem::{Kind, PROBLEM_JSON, Problem, REQUEST_ID};
+use super::{AppState, LiveConfig};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -85,6 +86,9 @@ where
         let id = request_id(req.headers());
         let config = req.app_data::<Data<AppState>>().map(|s| s.config.load_full());
         let timeout = config.as_ref().map_or(Duration::from_secs(30), |c| c.http.request_timeout.0);
+        if let Some(config) = &config {
+            req.extensions_mut().insert(LiveConfig(std::sync::Arc::clone(config)));
+        }
         let untrusted_host = self.check_host
             && config.is_some_and(|c| {
                 let named = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
@@ -100,10 +104,7 @@ where
             started: Instant::now(),
         };
         if untrusted_host {
-            let refusal = Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-request",
-                "Invalid request",
+            let refusal = Problem::new(Kind::InvalidRequest).with_detail(
                 "The Host header names a host this server does not serve ([http].trusted_hosts).",
             );
             let mut res = REQUEST_ID.sync_scope(id.clone(), || refusal.into_response());
@@ -122,7 +123,7 @@ where
                     return Ok(res);
                 }
                 Ok(Err(e)) => e.error_response(),
-                Err(_) => Problem::for_status(StatusCode::REQUEST_TIMEOUT).into_response(),
+                Err(_) => Problem::new(Kind::RequestTimeout).into_response(),
             };
             // Without the request we cannot build a ServiceResponse; hand
             // actix the finished answer to send as is.

@@ -8,14 +8,13 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
-use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
-use super::AppState;
-use super::problem::{ApiError, FieldError, Problem};
+use super::config_of;
+use super::problem::{ApiError, FieldError, Kind, Problem};
 
 pub struct ApiJson<T>(pub T);
 
@@ -33,9 +32,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
                 let m = m.trim().to_ascii_lowercase();
                 m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
             });
-        let limit = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(64 * 1024, |s| usize::try_from(s.config.load().http.max_body.0).unwrap_or(usize::MAX));
+        let limit =
+            config_of(req).map_or(64 * 1024, |c| usize::try_from(c.http.max_body.0).unwrap_or(usize::MAX));
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
@@ -44,9 +42,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
         let mut payload = payload.take();
         Box::pin(async move {
             if !is_json {
-                return Err(Problem::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE).into());
+                return Err(Problem::new(Kind::UnsupportedMediaType).into());
             }
-            let too_large = || ApiError::from(Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE));
+            let too_large = || ApiError::from(Problem::new(Kind::PayloadTooLarge));
             if declared.is_some_and(|n| n > limit) {
                 return Err(too_large());
             }
@@ -57,7 +55,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|e| match e {
                     PayloadError::Overflow => too_large(),
-                    _ => Problem::for_status(StatusCode::BAD_REQUEST).into(),
+                    _ => Problem::new(Kind::InvalidRequest).into(),
                 })?;
                 if body.len() + chunk.len() > limit {
                     return Err(too_large());
@@ -81,9 +79,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             _ => (path.trim_start_matches('.').to_string(), strip_position(&inner.to_string())),
         };
         let field = if field.is_empty() { "body".to_string() } else { field };
-        let mut p = Problem::for_status(StatusCode::BAD_REQUEST);
-        p.detail = format!("{field}: {message}");
-        p.with_errors(vec![FieldError { field, message }]).into()
+        let detail = format!("{field}: {message}");
+        Problem::new(Kind::InvalidRequest)
+            .with_detail(detail)
+            .with_errors(vec![FieldError { field, message }])
+            .into()
     })
 }
 
@@ -109,8 +109,8 @@ mod tests {
 
     fn field_of(body: &str) -> String {
         match parse::<Login>(body.as_bytes()) {
-            Err(ApiError::Problem(p)) => p.errors[0].field.clone(),
-            other => panic!("{other:?}"),
+            Err(e) => e.problem().errors[0].field.clone(),
+            Ok(other) => panic!("{other:?}"),
         }
     }
 

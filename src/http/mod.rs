@@ -1,7 +1,7 @@
-//! The HTTP layer: listeners (HTTPS, HTTP, Unix socket), TLS, the
-//! request-context middleware, trusted hosts and CORS, problem+json errors
-//! and the ops routes.
-//! Features register their routes through `routes`.
+//! The HTTP layer: listeners (HTTPS, HTTP, Unix socket, admin socket), TLS,
+//! the request-context middleware, trusted hosts and CORS, the problem
+//! catalogue and the ops routes. Features register their routes through
+//! `ApiRoutes` and map their errors with `problem::ToProblem`.
 
 mod admin_socket;
 mod client;
@@ -13,25 +13,28 @@ pub mod problem;
 pub(crate) mod server;
 pub mod tls;
 
+use std::future::{Ready, ready};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
-
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, ReloadOutcome};
 use crate::store::Store;
 
-pub use admin_socket::bind_admin;
+pub use admin_socket::{PeerCred, bind_admin};
 pub use client::ClientInfo;
 pub use json::ApiJson;
-pub use problem::{ApiError, Problem};
+pub use problem::{ApiError, FieldError, Kind, Problem, ToProblem};
 pub use server::{ApiRoutes, BoundAdmin, BoundListener, HttpError, Servers, bind_all};
 
-/// What every handler can reach, shared by all workers of all listeners.
+/// What the ops and admin routes reach, shared by all workers of all
+/// listeners. Features get their own `Deps` bundle instead.
 pub struct AppState {
     pub config: Arc<ArcSwap<Config>>,
     pub store: Store,
@@ -43,4 +46,36 @@ pub struct AppState {
     pub bound: OnceLock<Vec<BoundListener>>,
     /// Asks the daemon loop to reload (as SIGHUP does) and answers how it went.
     pub reload: mpsc::Sender<oneshot::Sender<ReloadOutcome>>,
+}
+
+/// The config in force when the request arrived. The request-context
+/// middleware takes one snapshot per request and every later step (client
+/// address, body limit, authentication, the handler) reads that one, so a
+/// reload in the middle of a request never mixes two configs.
+#[derive(Clone)]
+pub struct LiveConfig(pub Arc<Config>);
+
+impl std::ops::Deref for LiveConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.0
+    }
+}
+
+/// The request's config snapshot (see `LiveConfig`); `None` only outside
+/// latch's own servers.
+pub fn config_of(req: &HttpRequest) -> Option<Arc<Config>> {
+    if let Some(snapshot) = req.extensions().get::<LiveConfig>() {
+        return Some(Arc::clone(&snapshot.0));
+    }
+    req.app_data::<web::Data<AppState>>().map(|s| s.config.load_full())
+}
+
+impl FromRequest for LiveConfig {
+    type Error = ApiError;
+    type Future = Ready<Result<LiveConfig, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(config_of(req).map(LiveConfig).ok_or_else(|| Problem::new(Kind::Internal).into()))
+    }
 }

@@ -4,12 +4,11 @@
 
 use std::sync::atomic::Ordering;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, Kind, Problem};
 
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
@@ -17,12 +16,10 @@ pub async fn health() -> HttpResponse {
 
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.draining.load(Ordering::Relaxed) {
-        let p = Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).with_retry_after(5);
-        return Err(Problem { detail: "The daemon is shutting down.".into(), ..p }.into());
+        return Err(Problem::new(Kind::Unavailable).with_detail("The daemon is shutting down.").into());
     }
     if !state.store.ping().await {
-        let p = Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).with_retry_after(5);
-        return Err(Problem { detail: "The database does not answer.".into(), ..p }.into());
+        return Err(Problem::new(Kind::Unavailable).with_detail("The database does not answer.").into());
     }
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
 }

@@ -1,13 +1,15 @@
-//! RFC 9457 problem documents and the one place that maps errors to HTTP
-//! status codes. Internal causes are logged with the request id, never sent.
+//! RFC 9457 problem documents and the one place that knows HTTP status codes
+//! for errors: the catalogue of problem kinds (one per API.md slug, with its
+//! status, title and default detail). Features never name a status: each
+//! implements `ToProblem` for its own error, saying which `Kind` it is, and
+//! `ApiError` is built from any such error. Internal causes are logged with
+//! the request id, never sent.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::accounts::{AccountError, HashError};
-use crate::sessions::AuthError;
 use crate::store::StoreError;
 
 tokio::task_local! {
@@ -18,18 +20,245 @@ tokio::task_local! {
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Every kind of problem latch answers with. The slug is stable API (add new
+/// ones, never rename); two kinds may share a slug when API.md gives the same
+/// failure a different status on different calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    InvalidRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    HeadersTooLarge,
+    RateLimited,
+    Internal,
+    Unavailable,
+    Overloaded,
+    WeakPassword,
+    RegistrationClosed,
+    /// A one-time token (email verification, password reset): 400.
+    InvalidToken,
+    /// A refresh token: 401.
+    InvalidRefreshToken,
+    InvalidCredentials,
+    EmailNotVerified,
+    AccountDisabled,
+    RefreshTokenReused,
+    LoginThrottled,
+    IpBlocked,
+    InvalidMfa,
+    MfaAlreadyEnabled,
+    ConfigInvalid,
+}
+
+/// One row of the catalogue.
+pub struct Entry {
+    pub status: u16,
+    pub slug: &'static str,
+    pub title: &'static str,
+    pub detail: &'static str,
+    /// `Retry-After` seconds every answer of this kind carries.
+    pub retry_after: Option<u64>,
+}
+
+const fn row(status: u16, slug: &'static str, title: &'static str, detail: &'static str) -> Entry {
+    Entry { status, slug, title, detail, retry_after: None }
+}
+
+impl Kind {
+    /// Every kind, for the catalogue checks in the tests.
+    pub const ALL: [Kind; 27] = {
+        use Kind::*;
+        [
+            InvalidRequest,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            MethodNotAllowed,
+            RequestTimeout,
+            Conflict,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            HeadersTooLarge,
+            RateLimited,
+            Internal,
+            Unavailable,
+            Overloaded,
+            WeakPassword,
+            RegistrationClosed,
+            InvalidToken,
+            InvalidRefreshToken,
+            InvalidCredentials,
+            EmailNotVerified,
+            AccountDisabled,
+            RefreshTokenReused,
+            LoginThrottled,
+            IpBlocked,
+            InvalidMfa,
+            MfaAlreadyEnabled,
+            ConfigInvalid,
+        ]
+    };
+
+    /// The catalogue: status, slug, title and default detail of each kind.
+    pub const fn entry(self) -> Entry {
+        use Kind::*;
+        match self {
+            InvalidRequest => {
+                row(400, "invalid-request", "Invalid request", "The request could not be understood.")
+            }
+            Unauthorized => {
+                row(401, "unauthorized", "Unauthorized", "A valid bearer credential is required.")
+            }
+            Forbidden => row(403, "forbidden", "Forbidden", "You may not do this."),
+            NotFound => row(404, "not-found", "Not found", "No such resource."),
+            MethodNotAllowed => row(
+                405,
+                "method-not-allowed",
+                "Method not allowed",
+                "This resource does not take that method.",
+            ),
+            RequestTimeout => row(408, "request-timeout", "Request timeout", "The request took too long."),
+            Conflict => row(409, "conflict", "Conflict", "The request conflicts with the current state."),
+            PayloadTooLarge => {
+                row(413, "payload-too-large", "Payload too large", "The request body is too large.")
+            }
+            UnsupportedMediaType => {
+                row(415, "unsupported-media-type", "Unsupported media type", "Send application/json.")
+            }
+            HeadersTooLarge => row(
+                431,
+                "headers-too-large",
+                "Request headers too large",
+                "The request line and headers are too large.",
+            ),
+            RateLimited => row(429, "rate-limited", "Too many requests", "Slow down."),
+            Internal => row(500, "internal", "Internal error", "Something went wrong on our side."),
+            Unavailable => Entry {
+                retry_after: Some(5),
+                ..row(503, "unavailable", "Service unavailable", "The service cannot answer right now.")
+            },
+            Overloaded => Entry {
+                retry_after: Some(1),
+                ..row(503, "overloaded", "Overloaded", "Too many password checks are waiting; retry shortly.")
+            },
+            WeakPassword => {
+                row(422, "weak-password", "Weak password", "The password does not meet the policy.")
+            }
+            RegistrationClosed => row(
+                403,
+                "registration-closed",
+                "Registration closed",
+                "New accounts are created by administrators.",
+            ),
+            InvalidToken => {
+                row(400, "invalid-token", "Invalid token", "The token is unknown, already used or expired.")
+            }
+            InvalidRefreshToken => {
+                row(401, "invalid-token", "Invalid token", "The token is unknown, expired or revoked.")
+            }
+            // Security: every login failure shares this one type and detail.
+            InvalidCredentials => {
+                row(401, "invalid-credentials", "Invalid credentials", "The email or password is wrong.")
+            }
+            EmailNotVerified => {
+                row(403, "email-not-verified", "Email not verified", "Confirm your email address first.")
+            }
+            AccountDisabled => row(403, "account-disabled", "Account disabled", "This account is disabled."),
+            RefreshTokenReused => row(
+                401,
+                "refresh-token-reused",
+                "Refresh token reused",
+                "This refresh token was already used; the session has been revoked.",
+            ),
+            LoginThrottled => row(
+                429,
+                "login-throttled",
+                "Login throttled",
+                "Too many failed logins; wait before trying again.",
+            ),
+            IpBlocked => row(403, "ip-blocked", "Address blocked", "Requests from this address are blocked."),
+            InvalidMfa => row(401, "invalid-mfa", "Invalid code", "The code is wrong, used or expired."),
+            MfaAlreadyEnabled => {
+                row(409, "mfa-already-enabled", "Second factor already enabled", "TOTP is already enabled.")
+            }
+            ConfigInvalid => row(422, "config-invalid", "Config rejected", "The config file is invalid."),
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        StatusCode::from_u16(self.entry().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn slug(self) -> &'static str {
+        self.entry().slug
+    }
+
+    /// The generic kind for a status produced outside our handlers
+    /// (routing, method matching, the HTTP codec, timeouts).
+    pub fn for_status(status: StatusCode) -> Kind {
+        match status.as_u16() {
+            400 => Kind::InvalidRequest,
+            401 => Kind::Unauthorized,
+            403 => Kind::Forbidden,
+            404 => Kind::NotFound,
+            405 => Kind::MethodNotAllowed,
+            408 => Kind::RequestTimeout,
+            409 => Kind::Conflict,
+            413 => Kind::PayloadTooLarge,
+            415 => Kind::UnsupportedMediaType,
+            431 => Kind::HeadersTooLarge,
+            429 => Kind::RateLimited,
+            503 => Kind::Unavailable,
+            s if s >= 500 => Kind::Internal,
+            _ => Kind::InvalidRequest,
+        }
+    }
+}
+
+/// An error a handler may return: it says which problem it is and, when
+/// safe to show, what exactly went wrong. Never the cause chain.
+pub trait ToProblem: std::error::Error + Send + Sync + 'static {
+    fn kind(&self) -> Kind;
+    /// Replaces the kind's default detail; must be safe to show.
+    fn detail(&self) -> Option<String> {
+        None
+    }
+    /// Field errors for `errors` (validation failures).
+    fn field_errors(&self) -> Vec<FieldError> {
+        Vec::new()
+    }
+}
+
+/// Busy or full disk is a 503 the client may retry; anything else is ours.
+impl ToProblem for StoreError {
+    fn kind(&self) -> Kind {
+        if self.is_unavailable() { Kind::Unavailable } else { Kind::Internal }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
 }
 
-/// One problem document. `slug` is the stable part of `type`.
+impl FieldError {
+    /// One field error, as validation failures report them.
+    pub fn one(field: &str, message: &str) -> Vec<FieldError> {
+        vec![FieldError { field: field.to_string(), message: message.to_string() }]
+    }
+}
+
+/// One problem document.
 #[derive(Debug, Clone)]
 pub struct Problem {
-    pub status: StatusCode,
-    pub slug: &'static str,
-    pub title: &'static str,
+    pub kind: Kind,
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after: Option<u64>,
@@ -49,34 +278,19 @@ struct Body<'a> {
 }
 
 impl Problem {
-    pub fn new(
-        status: StatusCode,
-        slug: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
-        Problem { status, slug, title, detail: detail.into(), errors: Vec::new(), retry_after: None }
+    /// The problem of `kind` with its catalogue detail and Retry-After.
+    pub fn new(kind: Kind) -> Self {
+        let e = kind.entry();
+        Problem { kind, detail: e.detail.to_string(), errors: Vec::new(), retry_after: e.retry_after }
     }
 
-    /// The generic problem for a status produced outside our handlers
-    /// (routing, method matching, the HTTP codec).
     pub fn for_status(status: StatusCode) -> Self {
-        let (slug, title, detail) = match status.as_u16() {
-            400 => ("invalid-request", "Invalid request", "The request could not be understood."),
-            401 => ("unauthorized", "Unauthorized", "A valid bearer credential is required."),
-            403 => ("forbidden", "Forbidden", "You may not do this."),
-            404 => ("not-found", "Not found", "No such resource."),
-            405 => ("method-not-allowed", "Method not allowed", "This resource does not take that method."),
-            408 => ("request-timeout", "Request timeout", "The request took too long."),
-            409 => ("conflict", "Conflict", "The request conflicts with the current state."),
-            413 => ("payload-too-large", "Payload too large", "The request body is too large."),
-            415 => ("unsupported-media-type", "Unsupported media type", "Send application/json."),
-            429 => ("rate-limited", "Too many requests", "Slow down."),
-            503 => ("unavailable", "Service unavailable", "The service cannot answer right now."),
-            s if s >= 500 => ("internal", "Internal error", "Something went wrong on our side."),
-            _ => ("invalid-request", "Invalid request", "The request could not be handled."),
-        };
-        Problem::new(status, slug, title, detail)
+        Problem::new(Kind::for_status(status))
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
     }
 
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
@@ -89,188 +303,121 @@ impl Problem {
         self
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
     pub fn into_response(self) -> HttpResponse {
+        let entry = self.kind.entry();
         let body = Body {
-            kind: format!("urn:latch:problem:{}", self.slug),
-            title: self.title,
-            status: self.status.as_u16(),
+            kind: format!("urn:latch:problem:{}", entry.slug),
+            title: entry.title,
+            status: entry.status,
             detail: &self.detail,
             instance: REQUEST_ID.try_with(Clone::clone).ok(),
             errors: &self.errors,
         };
-        let mut res = HttpResponse::build(self.status);
+        let mut res = HttpResponse::build(self.kind.status());
         res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         if let Some(secs) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        if self.slug == "unauthorized" {
+        // RFC 6750 §3: a missing or bad bearer credential names the scheme.
+        if self.kind == Kind::Unauthorized {
             res.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
         }
         res.body(serde_json::to_vec(&body).unwrap_or_default())
     }
 }
 
-/// Every error a handler can return. Features add their own variants here;
-/// only this file decides what they look like on the wire.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    Problem(Box<Problem>),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Account(#[from] AccountError),
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-}
-
-fn field(field: &str, message: &str) -> Vec<FieldError> {
-    vec![FieldError { field: field.to_string(), message: message.to_string() }]
-}
-
-fn store_problem(e: &StoreError) -> Problem {
-    if e.is_unavailable() {
-        Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).with_retry_after(5)
-    } else {
-        Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR)
-    }
-}
-
-fn hash_problem(e: &HashError) -> Problem {
-    match e {
-        HashError::Overloaded => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "Overloaded",
-            "Too many password checks are waiting; retry shortly.",
-        )
-        .with_retry_after(1),
-        _ => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
-    }
-}
-
-// Security: every login failure shares this one type and detail.
-fn invalid_credentials() -> Problem {
-    Problem::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid-credentials",
-        "Invalid credentials",
-        "The email or password is wrong.",
-    )
-}
-
-fn account_problem(e: &AccountError) -> Problem {
-    use AccountError::*;
-    match e {
-        WeakPassword { field: f, reason } => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "weak-password",
-            "Weak password",
-            format!("{f}: {reason}"),
-        )
-        .with_errors(field(f, reason)),
-        InvalidEmail => Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-request",
-            "Invalid request",
-            "email: not a valid address",
-        )
-        .with_errors(field("email", "not a valid address")),
-        TooLong { field: f } => Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-request",
-            "Invalid request",
-            format!("{f}: longer than 1 KiB"),
-        )
-        .with_errors(field(f, "longer than 1 KiB")),
-        InvalidToken => Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-token",
-            "Invalid token",
-            "The token is unknown, already used or expired.",
-        ),
-        RegistrationClosed => Problem::new(
-            StatusCode::FORBIDDEN,
-            "registration-closed",
-            "Registration closed",
-            "New accounts are created by administrators.",
-        ),
-        InvalidCredentials => invalid_credentials(),
-        Hash(h) => hash_problem(h),
-        Store(s) => store_problem(s),
-        Email(_) | Key(_) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
-    }
-}
-
-fn auth_problem(e: &AuthError) -> Problem {
-    use AuthError::*;
-    let p = |status, slug, title, detail: &str| Problem::new(status, slug, title, detail);
-    match e {
-        InvalidCredentials => invalid_credentials(),
-        EmailNotVerified => p(
-            StatusCode::FORBIDDEN,
-            "email-not-verified",
-            "Email not verified",
-            "Confirm your email address first.",
-        ),
-        AccountDisabled => {
-            p(StatusCode::FORBIDDEN, "account-disabled", "Account disabled", "This account is disabled.")
-        }
-        InvalidToken => p(
-            StatusCode::UNAUTHORIZED,
-            "invalid-token",
-            "Invalid token",
-            "The token is unknown, expired or revoked.",
-        ),
-        RefreshReused => p(
-            StatusCode::UNAUTHORIZED,
-            "refresh-token-reused",
-            "Refresh token reused",
-            "This refresh token was already used; the session has been revoked.",
-        ),
-        Unauthorized => Problem::for_status(StatusCode::UNAUTHORIZED),
-        NotFound => Problem::for_status(StatusCode::NOT_FOUND),
-        Account(a) => account_problem(a),
-        Hash(h) => hash_problem(h),
-        Store(s) => store_problem(s),
-        Signing(_) | Key(_) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
-    }
-}
-
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.slug, self.detail)
+        write!(f, "{} {}: {}", self.kind.entry().status, self.kind.slug(), self.detail)
+    }
+}
+
+/// What every handler returns on failure: the problem to send and, for
+/// server errors, the cause to log (never sent).
+#[derive(Debug)]
+pub struct ApiError {
+    problem: Problem,
+    cause: Option<String>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.cause {
+            Some(cause) => write!(f, "{}: {cause}", self.problem),
+            None => self.problem.fmt(f),
+        }
     }
 }
 
 impl From<Problem> for ApiError {
-    fn from(p: Problem) -> Self {
-        ApiError::Problem(Box::new(p))
+    fn from(problem: Problem) -> Self {
+        ApiError { problem, cause: None }
     }
 }
 
-impl ApiError {
-    fn problem(&self) -> Problem {
-        match self {
-            ApiError::Problem(p) => (**p).clone(),
-            ApiError::Store(e) => store_problem(e),
-            ApiError::Account(e) => account_problem(e),
-            ApiError::Auth(e) => auth_problem(e),
+impl<E: ToProblem> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        let kind = e.kind();
+        let mut problem = Problem::new(kind).with_errors(e.field_errors());
+        if let Some(detail) = e.detail() {
+            problem.detail = detail;
         }
+        let cause = kind.status().is_server_error().then(|| cause_chain(&e));
+        ApiError { problem, cause }
+    }
+}
+
+/// `e` and its sources on one line, for the log.
+fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+impl ApiError {
+    pub fn problem(&self) -> &Problem {
+        &self.problem
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.problem().status
+        self.problem.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let problem = self.problem();
-        if problem.status.is_server_error() {
+        if self.problem.status().is_server_error() {
             let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
             tracing::error!(request_id, error = %self, "request failed");
         }
-        problem.into_response()
+        self.problem.clone().into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_valid_and_only_shared_slugs_repeat() {
+        for kind in Kind::ALL {
+            assert_eq!(kind.status().as_u16(), kind.entry().status, "{kind:?}");
+            let same: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.slug() == kind.slug()).collect();
+            assert!(same.len() == 1 || kind.slug() == "invalid-token", "{same:?}");
+        }
+        assert_eq!(Kind::for_status(StatusCode::NOT_FOUND), Kind::NotFound);
+        assert_eq!(Kind::for_status(StatusCode::BAD_GATEWAY), Kind::Internal);
     }
 }

@@ -3,9 +3,6 @@
 //! file can be picked up without a restart; with no `[tls]` files a
 //! self-signed certificate is generated once into `state_dir/tls/` and reused.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +15,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{Config, TlsFiles};
+use crate::state_dir::write_private;
 
 /// Generated certificates are renewed at start when fewer days remain.
 const RENEW_GENERATED_DAYS: i64 = 30;
@@ -43,10 +41,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// Certificate files in use: the configured ones, or the generated pair.
 pub fn cert_files(cfg: &Config) -> TlsFiles {
-    cfg.tls.clone().unwrap_or_else(|| TlsFiles {
-        cert: cfg.state_dir.join("tls/cert.pem"),
-        key: cfg.state_dir.join("tls/key.pem"),
-    })
+    cfg.tls.clone().unwrap_or_else(|| TlsFiles { cert: cfg.state.tls_cert(), key: cfg.state.tls_key() })
 }
 
 /// Resolver holding the current certificate; `swap` replaces it atomically.
@@ -144,28 +139,15 @@ fn ensure_generated(files: &TlsFiles, host: &str) -> Result<(), TlsError> {
     params.not_after = now + time::Duration::days(GENERATED_VALID_DAYS);
     params.distinguished_name.push(rcgen::DnType::CommonName, format!("latch self-signed ({host})"));
     let cert = params.self_signed(&key_pair)?;
-    write_private(&files.key, key_pair.serialize_pem().as_bytes())?;
-    write_private(&files.cert, cert.pem().as_bytes())?;
+    let write = |path: &Path, data: String| {
+        write_private(path, data.as_bytes())
+            .map_err(|source| TlsError::Io { path: path.to_path_buf(), source })
+    };
+    write(&files.key, key_pair.serialize_pem())?;
+    write(&files.cert, cert.pem())?;
     tracing::warn!(
         cert = %files.cert.display(),
         "no [tls] certificate configured: generated a self-signed one (clients must trust it explicitly)"
     );
     Ok(())
-}
-
-/// Writes `data` to `path` with mode 0600 via a temporary file and rename,
-/// so a crash never leaves a half-written key behind.
-fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
-    let io = |source| TlsError::Io { path: path.to_path_buf(), source };
-    // A directory we create is private; an existing one (say /etc/latch
-    // for a configured key_file) keeps the mode its owner chose.
-    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)
 }

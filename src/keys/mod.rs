@@ -5,8 +5,6 @@
 //! instead of silently failing to decrypt later.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::{aead, constant_time, hmac, rand};
@@ -81,19 +79,12 @@ fn read_key(path: &Path) -> Result<Option<MasterKey>, KeyError> {
 }
 
 fn create_key(path: &Path) -> Result<MasterKey, KeyError> {
-    let io = |source| KeyError::Io { path: path.into(), source };
     let mut key = [0u8; 32];
     rand::fill(&mut key).map_err(|_| KeyError::Random)?;
-    // A directory we create is private; an existing one (say /etc/latch
-    // for a configured key_file) keeps the mode its owner chose.
-    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
-    }
-    // Security: create_new + mode 0600 at open, so the key is never readable
-    // by others even for a moment and an existing file is never overwritten.
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
-    file.write_all(format!("{}\n", hex::encode(key)).as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
+    // Security: written 0600 from the first byte, and never over an
+    // existing file: a key in use is never replaced by a new one.
+    crate::state_dir::create_private(path, format!("{}\n", hex::encode(key)).as_bytes())
+        .map_err(|source| KeyError::Io { path: path.into(), source })?;
     Ok(MasterKey(key))
 }
 

@@ -5,22 +5,20 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Deps;
 use super::service::{self, LoginRequest};
-use super::{Authenticated, TokenSigner};
-use crate::accounts::Hasher;
-use crate::http::{ApiError, ApiJson, AppState, ClientInfo};
-use crate::keys::MasterKey;
+use crate::auth::{UserSession, issuer};
+use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig};
+
+type D = web::Data<Deps>;
 
 pub async fn login(
-    state: web::Data<AppState>,
-    hasher: web::Data<Hasher>,
-    signer: web::Data<TokenSigner>,
+    d: D,
+    cfg: LiveConfig,
     client: ClientInfo,
     body: ApiJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let cfg = state.config.load();
-    let tokens = service::login(&state.store, &hasher, &signer, &cfg, body.0, &client).await?;
-    Ok(HttpResponse::Ok().json(tokens))
+    Ok(HttpResponse::Ok().json(service::login(&d, &cfg, body.0, &client).await?))
 }
 
 #[derive(Deserialize)]
@@ -29,68 +27,53 @@ pub struct RefreshRequest {
 }
 
 pub async fn refresh(
-    state: web::Data<AppState>,
-    signer: web::Data<TokenSigner>,
-    key: web::Data<MasterKey>,
+    d: D,
+    cfg: LiveConfig,
     client: ClientInfo,
     body: ApiJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let cfg = state.config.load();
-    let tokens = service::refresh(&state.store, &signer, &key, &cfg, &body.0.refresh_token, &client).await?;
-    Ok(HttpResponse::Ok().json(tokens))
+    Ok(HttpResponse::Ok().json(service::refresh(&d, &cfg, &body.0.refresh_token, &client).await?))
 }
 
-pub async fn logout(
-    state: web::Data<AppState>,
-    auth: Authenticated,
-    client: ClientInfo,
-) -> Result<HttpResponse, ApiError> {
-    service::logout(&state.store, &auth, false, &client).await?;
+pub async fn logout(d: D, user: UserSession, client: ClientInfo) -> Result<HttpResponse, ApiError> {
+    service::logout(&d.store, &user, false, &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn logout_all(
-    state: web::Data<AppState>,
-    auth: Authenticated,
-    client: ClientInfo,
-) -> Result<HttpResponse, ApiError> {
-    service::logout(&state.store, &auth, true, &client).await?;
+pub async fn logout_all(d: D, user: UserSession, client: ClientInfo) -> Result<HttpResponse, ApiError> {
+    service::logout(&d.store, &user, true, &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn sessions(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
-    let items = service::list(&state.store, &auth).await?;
+pub async fn sessions(d: D, user: UserSession) -> Result<HttpResponse, ApiError> {
+    let items = service::list(&d.store, &user).await?;
     Ok(HttpResponse::Ok().json(json!({ "items": items })))
 }
 
 pub async fn revoke_session(
-    state: web::Data<AppState>,
-    auth: Authenticated,
+    d: D,
+    user: UserSession,
     client: ClientInfo,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    service::revoke_own(&state.store, &auth, id.into_inner(), &client).await?;
+    service::revoke_own(&d.store, &user, id.into_inner(), &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// Apps may cache the key set for 5 minutes; a new key is published before
 /// it signs anything, so a cached set never misses a live key.
-pub async fn jwks(signer: web::Data<TokenSigner>) -> HttpResponse {
-    HttpResponse::Ok().insert_header((CACHE_CONTROL, "public, max-age=300")).json(signer.jwks())
+pub async fn jwks(d: D) -> HttpResponse {
+    HttpResponse::Ok().insert_header((CACHE_CONTROL, "public, max-age=300")).json(d.signer.jwks())
 }
 
-pub async fn openid_configuration(
-    state: web::Data<AppState>,
-    signer: web::Data<TokenSigner>,
-) -> HttpResponse {
-    let cfg = state.config.load();
+pub async fn openid_configuration(d: D, cfg: LiveConfig) -> HttpResponse {
     let base = &cfg.public_url;
     HttpResponse::Ok().insert_header((CACHE_CONTROL, "public, max-age=300")).json(json!({
-        "issuer": super::signing::issuer(&cfg),
+        "issuer": issuer(&cfg),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "token_endpoint": format!("{base}/v1/auth/login"),
         "introspection_endpoint": format!("{base}/v1/auth/introspect"),
-        "id_token_signing_alg_values_supported": [signer.algorithm_name()],
+        "id_token_signing_alg_values_supported": [d.signer.algorithm_name()],
         "grant_types_supported": ["password", "refresh_token"],
     }))
 }

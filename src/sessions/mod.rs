@@ -1,48 +1,30 @@
 //! Sessions and tokens: login, refresh-token rotation, logout, the user's
-//! session list, the access-token signer, the `Authenticated` extractor
-//! that guards latch's own endpoints, and the sweeper that deletes the
-//! refresh tokens of ended sessions.
+//! session list, the well-known documents apps verify tokens with, and the
+//! sweeper that deletes what ended sessions leave behind.
 
-mod auth;
+mod errors;
 mod handlers;
 mod queries;
 pub mod service;
-pub mod signing;
 mod sweeper;
+
+use std::sync::Arc;
 
 use actix_web::web;
 
-pub use auth::Authenticated;
-pub use queries::{revoke_user_sessions, roles_of};
-pub use signing::TokenSigner;
+use crate::auth::{Hasher, Signer};
+use crate::keys::MasterKey;
+use crate::store::Store;
+
+pub use errors::SessionError;
 pub use sweeper::spawn as spawn_sweeper;
 
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("invalid credentials")]
-    InvalidCredentials,
-    #[error("email address not verified")]
-    EmailNotVerified,
-    #[error("account disabled")]
-    AccountDisabled,
-    #[error("invalid or expired token")]
-    InvalidToken,
-    #[error("refresh token reused; session revoked")]
-    RefreshReused,
-    #[error("missing or invalid bearer credential")]
-    Unauthorized,
-    #[error("not found")]
-    NotFound,
-    #[error(transparent)]
-    Account(#[from] crate::accounts::AccountError),
-    #[error(transparent)]
-    Hash(#[from] crate::accounts::HashError),
-    #[error(transparent)]
-    Signing(#[from] signing::SigningError),
-    #[error(transparent)]
-    Key(#[from] crate::keys::KeyError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+/// The services every session flow uses, built once at start.
+pub struct Deps {
+    pub store: Store,
+    pub hasher: Hasher,
+    pub signer: Arc<Signer>,
+    pub key: MasterKey,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

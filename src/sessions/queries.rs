@@ -31,12 +31,6 @@ pub fn find_login_user(c: &Connection, email_norm: &str) -> Result<Option<LoginU
     .optional()?)
 }
 
-pub fn roles_of(c: &Connection, user_id: &str) -> Result<Vec<String>, StoreError> {
-    let mut stmt = c.prepare_cached("SELECT role FROM user_roles WHERE user_id = ?1 ORDER BY role")?;
-    let roles = stmt.query_map(params![user_id], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
-    Ok(roles)
-}
-
 pub struct NewSession<'a> {
     pub id: &'a str,
     pub user_id: &'a str,
@@ -145,18 +139,6 @@ pub fn touch_session(c: &Connection, id: &str, now: i64, ip: &str) -> Result<(),
     Ok(())
 }
 
-/// Revokes one live session; true if it was live. Its refresh tokens stop
-/// working at once (the lookup joins the session) and the sweeper deletes
-/// them later: refresh_tokens has no index on session_id (migration 0003).
-pub fn revoke_session(c: &Connection, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
-    let n = exec(
-        c,
-        "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
-        params![id, now, reason],
-    )?;
-    Ok(n > 0)
-}
-
 /// Sessions neither revoked nor past their maximum age.
 pub fn count_live_sessions(c: &Connection, now: i64) -> Result<i64, StoreError> {
     Ok(row(
@@ -165,6 +147,17 @@ pub fn count_live_sessions(c: &Connection, now: i64) -> Result<i64, StoreError> 
         params![now],
         |r| r.get(0),
     )?)
+}
+
+/// Deletes up to `limit` sessions that ended before `cutoff`: revoked then,
+/// or past their maximum age by then. Returns how many.
+pub fn delete_ended_sessions(c: &Connection, cutoff: i64, limit: i64) -> Result<usize, StoreError> {
+    exec(
+        c,
+        "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions
+           WHERE revoked_at < ?1 OR expires_at < ?1 LIMIT ?2)",
+        params![cutoff, limit],
+    )
 }
 
 /// What one sweep step did.
@@ -197,37 +190,6 @@ pub fn sweep_refresh_tokens(c: &Connection, after: i64, limit: i64, now: i64) ->
     )?;
     // A short step reached the end: start over from the beginning.
     Ok(Swept { deleted, next: if rows < limit { 0 } else { last } })
-}
-
-/// Revokes every live session of `user_id` except `keep`; returns how many.
-pub fn revoke_user_sessions(
-    c: &Connection,
-    user_id: &str,
-    keep: Option<&str>,
-    reason: &str,
-    now: i64,
-) -> Result<usize, StoreError> {
-    let ids: Vec<String> = {
-        let mut stmt =
-            c.prepare("SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND id IS NOT ?2")?;
-        stmt.query_map(params![user_id, keep], |r| r.get(0))?.collect::<Result<_, _>>()?
-    };
-    for id in &ids {
-        revoke_session(c, id, reason, now)?;
-    }
-    Ok(ids.len())
-}
-
-/// The user of a live session, if the session is live and the user active.
-pub fn live_session_user(c: &Connection, sid: &str, now: i64) -> Result<Option<String>, StoreError> {
-    Ok(row(
-        c,
-        "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 AND u.status = 'active'",
-        params![sid, now],
-        |r| r.get(0),
-    )
-    .optional()?)
 }
 
 #[derive(serde::Serialize)]

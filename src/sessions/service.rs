@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::queries::{self, NewSession, SessionView};
-use super::signing::{AccessClaims, TokenSigner, issuer};
-use super::{AuthError, Authenticated};
-use crate::accounts::{Hasher, normalize_email, reject_oversized};
+use super::{Deps, SessionError};
 use crate::audit::{self, Entry};
+use crate::auth::queries::{revoke_session, revoke_user_sessions, roles_of};
+use crate::auth::{AccessClaims, Signer, UserSession, issuer, normalize_email, reject_oversized};
 use crate::config::Config;
 use crate::http::ClientInfo;
 use crate::keys::{MasterKey, random_token, token_hash};
@@ -51,7 +51,7 @@ struct Issued {
     refresh_expires_in: i64,
 }
 
-fn tokens(signer: &TokenSigner, cfg: &Config, issued: Issued) -> Result<TokenResponse, AuthError> {
+fn tokens(signer: &Signer, cfg: &Config, issued: Issued) -> Result<TokenResponse, SessionError> {
     let now = crate::clock::now_unix();
     let ttl = cfg.tokens.access_ttl.0.as_secs();
     let claims = AccessClaims {
@@ -77,13 +77,12 @@ fn tokens(signer: &TokenSigner, cfg: &Config, issued: Issued) -> Result<TokenRes
 }
 
 pub async fn login(
-    store: &Store,
-    hasher: &Hasher,
-    signer: &TokenSigner,
+    d: &Deps,
     cfg: &Config,
     req: LoginRequest,
     client: &ClientInfo,
-) -> Result<TokenResponse, AuthError> {
+) -> Result<TokenResponse, SessionError> {
+    let (store, hasher) = (&d.store, &d.hasher);
     reject_oversized("password", &req.password)?;
     let email_norm = normalize_email(&req.email);
     let found = store.read(move |c| queries::find_login_user(c, &email_norm)).await?;
@@ -112,16 +111,16 @@ pub async fn login(
                     audit::record(c, &entry)
                 })
                 .await?;
-            return Err(AuthError::InvalidCredentials);
+            return Err(SessionError::InvalidCredentials);
         }
     };
     if !user.active {
         count("login", "disabled");
-        return Err(AuthError::AccountDisabled);
+        return Err(SessionError::AccountDisabled);
     }
     if cfg.accounts.require_verified_email && !user.verified {
         count("login", "unverified");
-        return Err(AuthError::EmailNotVerified);
+        return Err(SessionError::EmailNotVerified);
     }
     let rehash = match verified.needs_rehash {
         true => Some(hasher.hash(params, req.password).await?),
@@ -130,7 +129,7 @@ pub async fn login(
     let issued =
         start_session(store, cfg, &user.id, &user.email, req.device_name, "pwd", rehash, client).await?;
     count("login", "success");
-    tokens(signer, cfg, issued)
+    tokens(&d.signer, cfg, issued)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -143,7 +142,7 @@ async fn start_session(
     amr: &'static str,
     rehash: Option<String>,
     client: &ClientInfo,
-) -> Result<Issued, AuthError> {
+) -> Result<Issued, SessionError> {
     let refresh_token = random_token()?;
     let refresh_hash = token_hash(&refresh_token);
     let session_id = uuid::Uuid::now_v7().to_string();
@@ -174,7 +173,7 @@ async fn start_session(
             }
             let details = json!({ "session_id": sid, "rehashed": rehash.is_some() });
             audit::record(c, &Entry::by_user("login", &uid, &client).with(details))?;
-            queries::roles_of(c, &uid)
+            roles_of(c, &uid)
         })
         .await?;
     Ok(Issued {
@@ -201,13 +200,12 @@ enum Rotation {
 /// token that was already spent revokes its whole session (reuse detection);
 /// that revocation commits even though the caller gets an error.
 pub async fn refresh(
-    store: &Store,
-    signer: &TokenSigner,
-    key: &MasterKey,
+    d: &Deps,
     cfg: &Config,
     token: &str,
     client: &ClientInfo,
-) -> Result<TokenResponse, AuthError> {
+) -> Result<TokenResponse, SessionError> {
+    let (store, key) = (&d.store, &d.key);
     let hash = token_hash(token);
     let successor = random_token()?;
     let successor_hash = token_hash(&successor);
@@ -226,7 +224,7 @@ pub async fn refresh(
             }
             if let Some(used_at) = row.used_at {
                 if let Some(retry) = within_grace(c, &key, &hash, now, used_at, grace)? {
-                    let roles = queries::roles_of(c, &row.user_id)?;
+                    let roles = roles_of(c, &row.user_id)?;
                     return Ok(Rotation::Rotated(Issued {
                         user: UserBrief { id: row.user_id, email: row.email, roles },
                         session_id: row.session_id,
@@ -235,7 +233,7 @@ pub async fn refresh(
                         refresh_expires_in: retry.1 - now,
                     }));
                 }
-                queries::revoke_session(c, &row.session_id, "refresh_token_reused", now)?;
+                revoke_session(c, &row.session_id, "refresh_token_reused", now)?;
                 let details = json!({ "session_id": row.session_id });
                 audit::record(
                     c,
@@ -250,7 +248,7 @@ pub async fn refresh(
             queries::spend_refresh(c, &hash, now, &successor_hash, sealed.as_deref())?;
             queries::insert_refresh(c, &successor_hash, &row.session_id, now, expires)?;
             queries::touch_session(c, &row.session_id, now, &client.ip)?;
-            let roles = queries::roles_of(c, &row.user_id)?;
+            let roles = roles_of(c, &row.user_id)?;
             Ok(Rotation::Rotated(Issued {
                 user: UserBrief { id: row.user_id, email: row.email, roles },
                 session_id: row.session_id,
@@ -263,15 +261,15 @@ pub async fn refresh(
     match rotation {
         Rotation::Invalid => {
             count("refresh", "failure");
-            Err(AuthError::InvalidToken)
+            Err(SessionError::InvalidToken)
         }
         Rotation::Reused => {
             count("refresh", "reused");
-            Err(AuthError::RefreshReused)
+            Err(SessionError::RefreshReused)
         }
         Rotation::Rotated(issued) => {
             count("refresh", "success");
-            tokens(signer, cfg, issued)
+            tokens(&d.signer, cfg, issued)
         }
     }
 }
@@ -300,18 +298,18 @@ fn within_grace(
 /// Revokes the caller's session (`all`: every session of the user).
 pub async fn logout(
     store: &Store,
-    auth: &Authenticated,
+    user: &UserSession,
     all: bool,
     client: &ClientInfo,
-) -> Result<(), AuthError> {
-    let (uid, sid, client) = (auth.user_id.clone(), auth.session_id.clone(), client.clone());
+) -> Result<(), SessionError> {
+    let (uid, sid, client) = (user.user_id.clone(), user.session_id.clone(), client.clone());
     store
         .write(move |c| {
             let now = crate::clock::now_unix();
             let (action, count) = if all {
-                ("logout_all", queries::revoke_user_sessions(c, &uid, None, "logout_all", now)?)
+                ("logout_all", revoke_user_sessions(c, &uid, None, "logout_all", now)?)
             } else {
-                ("logout", usize::from(queries::revoke_session(c, &sid, "logout", now)?))
+                ("logout", usize::from(revoke_session(c, &sid, "logout", now)?))
             };
             audit::record(c, &Entry::by_user(action, &uid, &client).with(json!({ "sessions": count })))
         })
@@ -320,25 +318,25 @@ pub async fn logout(
     Ok(())
 }
 
-pub async fn list(store: &Store, auth: &Authenticated) -> Result<Vec<SessionView>, AuthError> {
-    let (uid, sid) = (auth.user_id.clone(), auth.session_id.clone());
+pub async fn list(store: &Store, user: &UserSession) -> Result<Vec<SessionView>, SessionError> {
+    let (uid, sid) = (user.user_id.clone(), user.session_id.clone());
     Ok(store.read(move |c| queries::list_live(c, &uid, &sid, crate::clock::now_unix())).await?)
 }
 
 /// Revokes one of the caller's own sessions; another user's is "not found".
 pub async fn revoke_own(
     store: &Store,
-    auth: &Authenticated,
+    user: &UserSession,
     id: String,
     client: &ClientInfo,
-) -> Result<(), AuthError> {
-    let (uid, client) = (auth.user_id.clone(), client.clone());
+) -> Result<(), SessionError> {
+    let (uid, client) = (user.user_id.clone(), client.clone());
     let revoked = store
         .write(move |c| {
             if queries::session_owner(c, &id)?.as_deref() != Some(uid.as_str()) {
                 return Ok(false);
             }
-            queries::revoke_session(c, &id, "revoked_by_user", crate::clock::now_unix())?;
+            revoke_session(c, &id, "revoked_by_user", crate::clock::now_unix())?;
             audit::record(
                 c,
                 &Entry::by_user("session_revoked", &uid, &client).with(json!({ "session_id": id })),
@@ -346,5 +344,5 @@ pub async fn revoke_own(
             Ok(true)
         })
         .await?;
-    if revoked { Ok(()) } else { Err(AuthError::NotFound) }
+    if revoked { Ok(()) } else { Err(SessionError::NotFound) }
 }

@@ -2,15 +2,19 @@
 //! past their maximum age, or deleted with their user): refresh_tokens has
 //! no index on session_id — one fewer page written per rotation — so instead
 //! of deleting by session, the sweeper walks the table by rowid, a bounded
-//! step at a time, and wraps around at the end. Also keeps the
-//! `latch_sessions_active` gauge.
+//! step at a time, and wraps around at the end. Also deletes sessions that
+//! ended more than `[tokens].ended_session_retention` ago (their tokens go
+//! with the next pass) and keeps the `latch_sessions_active` gauge.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::queries;
+use crate::config::Config;
 use crate::store::Store;
 
 /// Rows looked at per step: a step is one job in a write batch, so it must
@@ -21,11 +25,13 @@ const STEP_ROWS: i64 = 2_000;
 const STEP_EVERY: Duration = Duration::from_secs(2);
 
 /// How often live sessions are counted (a scan of the sessions table on a
-/// reader connection).
+/// reader connection) and long-ended ones pruned.
 const COUNT_EVERY: Duration = Duration::from_secs(15);
+/// Sessions deleted per prune: one short job in a write batch, like a step.
+const PRUNE_ROWS: i64 = 2_000;
 
 /// Starts the sweeper on `tracker`; it stops when `cancel` fires.
-pub fn spawn(tracker: &TaskTracker, cancel: CancellationToken, store: Store) {
+pub fn spawn(tracker: &TaskTracker, cancel: CancellationToken, store: Store, config: Arc<ArcSwap<Config>>) {
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(STEP_EVERY);
         let mut cursor = 0;
@@ -41,6 +47,7 @@ pub fn spawn(tracker: &TaskTracker, cancel: CancellationToken, store: Store) {
                     Ok(n) => metrics::gauge!("latch_sessions_active").set(n as f64),
                     Err(e) => tracing::warn!(error = %e, "counting live sessions failed"),
                 }
+                prune_ended(&store, config.load().tokens.ended_session_retention.0).await;
             }
             let after = cursor;
             let step = store
@@ -57,4 +64,15 @@ pub fn spawn(tracker: &TaskTracker, cancel: CancellationToken, store: Store) {
             }
         }
     });
+}
+
+/// Deletes up to `PRUNE_ROWS` sessions that ended (revoked or expired)
+/// more than `retention` ago; audit rows about them stay.
+async fn prune_ended(store: &Store, retention: Duration) {
+    let cutoff = crate::clock::now_unix() - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX / 2);
+    match store.write(move |c| queries::delete_ended_sessions(c, cutoff, PRUNE_ROWS)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "sessions past ended_session_retention deleted"),
+        Err(e) => tracing::warn!(error = %e, "pruning ended sessions failed; will retry"),
+    }
 }

@@ -18,9 +18,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `info`). Safe to call once per process.
 pub fn init_logging(log: &LogSection) -> std::io::Result<()> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let file = match log.file.trim() {
-        "" => None,
-        path => Some(std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?),
+    let file = match &log.file {
+        None => None,
+        Some(path) => Some(std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?),
     };
     let json = match log.format {
         LogFormat::Json => true,

@@ -90,7 +90,7 @@ fn shipped_default_file_is_valid_and_matches_built_in_defaults() {
         )
     };
     assert_eq!(behaviour(&file), behaviour(&builtin));
-    assert_eq!(file.state_dir, std::path::Path::new("/var/lib/latch"));
+    assert_eq!(file.state.root(), std::path::Path::new("/var/lib/latch"));
     assert_eq!(file.admin_socket, std::path::Path::new("/run/latch/admin.sock"));
 }
 

@@ -1,6 +1,9 @@
 //! Integration tests: every test starts the real `latchd` binary (see
 //! `harness.rs`) and talks to it over TLS, HTTP or its Unix socket.
 
+// A panic here is a failed test or bench run, with its message: what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod accounts;
 mod admin_cli;
 mod config;

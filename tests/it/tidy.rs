@@ -67,3 +67,174 @@ fn architecture_names_every_source_directory() {
     }
     assert!(missing.is_empty(), "ARCHITECTURE.md does not describe {missing:?}");
 }
+
+/// Which top-level modules each `src/` module may import (`crate::x`).
+/// Layers import only layers; features import layers and never each
+/// other; the wiring (`daemon`, `ctl`) may use anything.
+const LAYERS: &[&str] =
+    &["clock", "config", "state_dir", "store", "telemetry", "keys", "http", "audit", "email", "auth"];
+const FEATURES: &[&str] = &["accounts", "sessions", "admin", "mfa", "defense", "backup", "pages"];
+
+fn allowed_imports(module: &str) -> Option<Vec<&'static str>> {
+    let layers = |names: &[&'static str]| Some(names.to_vec());
+    match module {
+        "clock" | "state_dir" => layers(&[]),
+        "config" => layers(&["state_dir"]),
+        "store" => layers(&["clock"]),
+        "telemetry" => layers(&["config"]),
+        "keys" => layers(&["store", "state_dir", "clock"]),
+        "http" => layers(&["config", "store", "clock", "telemetry", "state_dir"]),
+        "audit" => layers(&["http", "store", "clock"]),
+        "email" => layers(&["config", "keys", "store", "clock", "state_dir"]),
+        "auth" => layers(&["config", "store", "keys", "http", "clock", "telemetry", "state_dir"]),
+        m if FEATURES.contains(&m) => Some(LAYERS.to_vec()),
+        "daemon" | "ctl" | "bin" | "lib" => None,
+        other => panic!("src/{other}: a module tidy.rs does not know; add it to the allow-list"),
+    }
+}
+
+/// The top-level modules `text` imports through `crate::`.
+fn crate_imports(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices("crate::") {
+        if text[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+            continue; // `latch_crate::`, not ours
+        }
+        let rest = &text[i + "crate::".len()..];
+        let names: Vec<&str> = match rest.strip_prefix('{') {
+            Some(group) => group.split('}').next().unwrap_or("").split(',').collect(),
+            None => vec![rest],
+        };
+        for name in names {
+            let first: String =
+                name.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            if !first.is_empty() && !first.chars().next().unwrap().is_uppercase() {
+                out.push(first);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn layers_and_features_import_only_what_they_may() {
+    let src = Path::new(ROOT).join("src");
+    let mut wrong = Vec::new();
+    for file in {
+        let mut f = Vec::new();
+        rust_files(&src, &mut f);
+        f
+    } {
+        let rel = file.strip_prefix(&src).unwrap();
+        let module = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        let Some(allowed) = allowed_imports(&module) else { continue };
+        let text = std::fs::read_to_string(&file).unwrap();
+        for import in crate_imports(&text) {
+            if import != module && !allowed.contains(&import.as_str()) {
+                wrong.push(format!("{} imports crate::{import}", rel.display()));
+            }
+        }
+    }
+    wrong.sort();
+    wrong.dedup();
+    assert!(wrong.is_empty(), "imports across the layering (ARCHITECTURE.md): {wrong:#?}");
+}
+
+#[test]
+fn the_import_scanner_sees_groups_and_paths() {
+    let text = "use crate::{auth::X, http::{A, B}};\nuse crate::store::Store;\nlet x = crate::clock::now();";
+    assert_eq!(crate_imports(text), ["auth", "http", "store", "clock"]);
+}
+
+#[test]
+fn only_http_names_status_codes() {
+    let mut found = Vec::new();
+    let mut files = Vec::new();
+    rust_files(&Path::new(ROOT).join("src"), &mut files);
+    for file in files {
+        if file.starts_with(Path::new(ROOT).join("src/http")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        if text.contains("StatusCode::") || text.contains("StatusCode::from_u16") {
+            found.push(file.display().to_string());
+        }
+    }
+    assert!(found.is_empty(), "map the error to a problem Kind instead: {found:?}");
+}
+
+/// The slugs API.md gives an HTTP status: "`401 `invalid-credentials``",
+/// chains like "403 `email-not-verified` / `account-disabled`".
+fn api_md_slugs(text: &str) -> std::collections::BTreeSet<String> {
+    let mut slugs = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let (mut pos, mut chained) = (0, false);
+    // Each turn: `gap` is the text since the previous token, then `token`.
+    while let Some(open) = bytes[pos..].iter().position(|b| *b == b'`').map(|o| pos + o) {
+        let Some(close) = bytes[open + 1..].iter().position(|b| *b == b'`').map(|c| open + 1 + c) else {
+            break;
+        };
+        let (gap, token) = (&bytes[pos..open], &bytes[open + 1..close]);
+        let is_slug = !token.is_empty() && token.iter().all(|b| b.is_ascii_lowercase() || *b == b'-');
+        let after_status = gap.len() >= 4 && {
+            let tail = &gap[gap.len() - 4..];
+            tail[..3].iter().all(u8::is_ascii_digit) && tail[3] == b' '
+        };
+        let continues = chained && [&b" / "[..], b", ", b" or "].contains(&gap);
+        chained = is_slug && (after_status || continues);
+        if chained {
+            slugs.insert(String::from_utf8_lossy(token).into_owned());
+        }
+        pos = close + 1;
+    }
+    slugs
+}
+
+#[test]
+fn problem_slugs_are_api_md_s() {
+    let docs = Path::new(ROOT).join("docs/API.md");
+    let api = std::fs::read_to_string(&docs).unwrap();
+    // docs/API.md is the shared contract, kept in the repository so this
+    // check runs everywhere; next to the shared folder it must be identical.
+    let shared = Path::new(ROOT).join("../shared/API.md");
+    if let Ok(current) = std::fs::read_to_string(&shared) {
+        assert!(current == api, "docs/API.md differs from {}: copy it over", shared.display());
+    }
+    let contract = api_md_slugs(&api);
+    assert!(contract.len() >= 20 && contract.contains("invalid-credentials"), "{contract:?}");
+    // Slugs latch adds (API.md: "add new ones, never rename"), each with why.
+    let added = [
+        "config-invalid",    // latchctl config reload: the file was rejected (422)
+        "headers-too-large", // 431 for a request head over the limit
+    ];
+    let code: std::collections::BTreeSet<String> =
+        latch::http::Kind::ALL.iter().map(|k| k.slug().to_string()).collect();
+    let missing: Vec<&String> = contract.iter().filter(|s| !code.contains(*s)).collect();
+    let unknown: Vec<&String> =
+        code.iter().filter(|s| !contract.contains(*s) && !added.contains(&s.as_str())).collect();
+    assert!(missing.is_empty(), "API.md slugs without a problem Kind: {missing:?}");
+    assert!(
+        unknown.is_empty(),
+        "problem slugs API.md does not name (add them to `added`, with why): {unknown:?}"
+    );
+}
+
+#[test]
+fn every_migration_file_is_embedded() {
+    let listed = std::fs::read_to_string(Path::new(ROOT).join("src/store/migrations.rs")).unwrap();
+    for entry in std::fs::read_dir(Path::new(ROOT).join("migrations")).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(name.ends_with(".sql"), "migrations/ holds only numbered .sql files: {name}");
+        let include = format!("include_str!(\"../../migrations/{name}\")");
+        assert!(listed.contains(&include), "migrations/{name} is not in MIGRATIONS");
+        let version: i64 = name.split('_').next().unwrap().parse().expect("NNNN_ prefix");
+        assert!(listed.contains(&format!("version: {version},")), "{name}: version {version} not listed");
+    }
+}

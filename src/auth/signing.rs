@@ -6,6 +6,10 @@
 //! `[tokens].leeway` — never the library's default 60 s.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
@@ -15,7 +19,8 @@ use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::config::{Config, TokenAlgorithm};
+use crate::config::{Commit, Config, Preparing, Reloadable, TokenAlgorithm};
+use crate::http::problem::{Kind, ToProblem};
 use crate::keys::MasterKey;
 use crate::store::{Store, StoreError};
 
@@ -40,6 +45,12 @@ pub enum SigningError {
     Jwt(#[from] jsonwebtoken::errors::Error),
 }
 
+impl ToProblem for SigningError {
+    fn kind(&self) -> Kind {
+        Kind::Internal
+    }
+}
+
 /// The claims of a latch access token (API.md "Login and tokens").
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessClaims {
@@ -54,7 +65,7 @@ pub struct AccessClaims {
     pub amr: Vec<String>,
 }
 
-/// Signs and validates access tokens; built once at start.
+/// Signs and validates access tokens with the keys of one config.
 pub struct TokenSigner {
     algorithm: Algorithm,
     signing: SigningKey,
@@ -83,13 +94,15 @@ impl TokenSigner {
     /// Loads the signing keys (creating the first one) or the HS256 secret.
     pub async fn load(store: &Store, key: &MasterKey, cfg: &Config) -> Result<TokenSigner, SigningError> {
         match cfg.tokens.algorithm {
-            TokenAlgorithm::HS256 => Self::hs256(&cfg.tokens.secret_file),
+            TokenAlgorithm::HS256 => Self::hs256(cfg.tokens.secret_file.as_deref()),
             TokenAlgorithm::EdDSA => Self::eddsa(store, key).await,
         }
     }
 
-    fn hs256(path: &str) -> Result<TokenSigner, SigningError> {
-        let err = |reason: String| SigningError::Secret { path: path.to_string(), reason };
+    fn hs256(path: Option<&Path>) -> Result<TokenSigner, SigningError> {
+        let shown = path.map_or_else(String::new, |p| p.display().to_string());
+        let err = |reason: String| SigningError::Secret { path: shown.clone(), reason };
+        let path = path.ok_or_else(|| err("not set".into()))?;
         let mut secret = std::fs::read(path).map_err(|e| err(e.to_string()))?;
         while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             secret.pop();
@@ -216,6 +229,59 @@ impl TokenSigner {
             Algorithm::HS256 => "HS256",
             _ => "EdDSA",
         }
+    }
+}
+
+/// The signer in force: built at start and rebuilt by a reload (a new
+/// algorithm, or a rotated HS256 secret file), so the change applies to the
+/// next request instead of silently waiting for a restart.
+pub struct Signer {
+    current: ArcSwap<TokenSigner>,
+    store: Store,
+    key: MasterKey,
+}
+
+impl Signer {
+    pub async fn load(store: &Store, key: &MasterKey, cfg: &Config) -> Result<Signer, SigningError> {
+        let current = ArcSwap::from_pointee(TokenSigner::load(store, key, cfg).await?);
+        Ok(Signer { current, store: store.clone(), key: key.clone() })
+    }
+
+    /// Builds the signer `cfg` asks for without putting it in force.
+    pub async fn build(&self, cfg: &Config) -> Result<Arc<TokenSigner>, SigningError> {
+        Ok(Arc::new(TokenSigner::load(&self.store, &self.key, cfg).await?))
+    }
+
+    pub fn replace(&self, next: Arc<TokenSigner>) {
+        self.current.store(next);
+    }
+
+    pub fn sign(&self, claims: &AccessClaims) -> Result<String, SigningError> {
+        self.current.load().sign(claims)
+    }
+
+    pub fn validate(&self, token: &str, cfg: &Config) -> Option<AccessClaims> {
+        self.current.load().validate(token, cfg)
+    }
+
+    pub fn jwks(&self) -> Value {
+        self.current.load().jwks()
+    }
+
+    pub fn algorithm_name(&self) -> &'static str {
+        self.current.load().algorithm_name()
+    }
+}
+
+/// A reload rebuilds the signer: `tokens.algorithm` and a rotated
+/// `tokens.secret_file` apply to the next token signed or checked.
+impl Reloadable for Arc<Signer> {
+    fn prepare<'a>(&'a self, next: &'a Config) -> Preparing<'a> {
+        Box::pin(async move {
+            let built = self.build(next).await.map_err(|e| e.to_string())?;
+            let signer = Arc::clone(self);
+            Ok(Box::new(move || signer.replace(built)) as Commit)
+        })
     }
 }
 

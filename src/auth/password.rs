@@ -3,15 +3,19 @@
 //! caller answers 503 `overloaded`) instead of growing latency without end.
 
 use std::cell::RefCell;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
 
 use argon2_rust::params::Memory;
 use argon2_rust::{Algorithm, Argon2, Params, Version, decode_phc};
 use tokio::sync::oneshot;
 
-use crate::config::Argon2Params;
+use crate::config::{Argon2Params, Commit, Config, Preparing, Reloadable};
+use crate::http::problem::{Kind, ToProblem};
 
 /// Queued hashes per core before new ones are refused.
 const QUEUE_PER_CORE: usize = 32;
@@ -29,6 +33,29 @@ pub enum HashError {
     Gone,
 }
 
+impl ToProblem for HashError {
+    fn kind(&self) -> Kind {
+        match self {
+            HashError::Overloaded => Kind::Overloaded,
+            HashError::Argon2(_) | HashError::Gone => Kind::Internal,
+        }
+    }
+}
+
+/// Reads `[passwords].pepper_file` (trailing newline trimmed), if set.
+pub fn read_pepper(path: Option<&Path>) -> Result<Option<Vec<u8>>, String> {
+    let Some(path) = path else { return Ok(None) };
+    let shown = path.display();
+    let mut bytes = std::fs::read(path).map_err(|e| format!("passwords.pepper_file {shown}: {e}"))?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.len() < 16 {
+        return Err(format!("passwords.pepper_file {shown}: needs at least 16 bytes"));
+    }
+    Ok(Some(bytes))
+}
+
 /// The outcome of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy)]
 pub struct Verified {
@@ -44,7 +71,8 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct Hasher {
     queue: mpsc::SyncSender<Job>,
     depth: Arc<AtomicUsize>,
-    pepper: Arc<Option<Vec<u8>>>,
+    /// Swapped by a reload; each hash takes the pepper in force when queued.
+    pepper: Arc<ArcSwapOption<Vec<u8>>>,
     /// A hash of a fixed string, verified when an account does not exist so
     /// the answer takes as long as for a wrong password.
     dummy: Arc<Mutex<Option<(Argon2Params, String)>>>,
@@ -138,7 +166,7 @@ impl Hasher {
         Hasher {
             queue: tx,
             depth: Arc::new(AtomicUsize::new(0)),
-            pepper: Arc::new(pepper),
+            pepper: Arc::new(ArcSwapOption::from(pepper.map(Arc::new))),
             dummy: Arc::new(Mutex::new(None)),
         }
     }
@@ -149,9 +177,9 @@ impl Hasher {
     ) -> Result<T, HashError> {
         let (tx, rx) = oneshot::channel();
         let depth = Arc::clone(&self.depth);
-        let pepper = Arc::clone(&self.pepper);
+        let pepper = self.pepper.load_full();
         let job: Job = Box::new(move || {
-            let out = work(pepper.as_deref());
+            let out = work(pepper.as_deref().map(Vec::as_slice));
             let now = depth.fetch_sub(1, Ordering::Relaxed) - 1;
             metrics::gauge!("latch_hash_queue_depth").set(now as f64);
             let _ = tx.send(out);
@@ -166,6 +194,11 @@ impl Hasher {
             });
         }
         rx.await.map_err(|_| HashError::Gone)
+    }
+
+    /// Puts a new pepper in force (a reload read a changed pepper file).
+    pub fn set_pepper(&self, pepper: Option<Vec<u8>>) {
+        self.pepper.store(pepper.map(Arc::new));
     }
 
     pub async fn hash(&self, params: Argon2Params, password: String) -> Result<String, HashError> {
@@ -197,6 +230,17 @@ impl Hasher {
         };
         let _ = self.verify(params, password, phc).await?;
         Ok(Verified { ok: false, needs_rehash: false })
+    }
+}
+
+/// A reload re-reads `[passwords].pepper_file`.
+impl Reloadable for Hasher {
+    fn prepare<'a>(&'a self, next: &'a Config) -> Preparing<'a> {
+        Box::pin(async move {
+            let pepper = read_pepper(next.passwords.pepper_file.as_deref())?;
+            let hasher = self.clone();
+            Ok(Box::new(move || hasher.set_pepper(pepper)) as Commit)
+        })
     }
 }
 

@@ -1,0 +1,52 @@
+//! What can go wrong in an account flow, and which problem each failure is.
+
+use crate::auth::{HashError, PolicyError};
+use crate::http::problem::{FieldError, Kind, ToProblem};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("invalid, used or expired token")]
+    InvalidToken,
+    #[error("registration is closed")]
+    RegistrationClosed,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error(transparent)]
+    Email(#[from] crate::email::EmailError),
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl ToProblem for AccountError {
+    fn kind(&self) -> Kind {
+        match self {
+            AccountError::InvalidToken => Kind::InvalidToken,
+            AccountError::RegistrationClosed => Kind::RegistrationClosed,
+            AccountError::InvalidCredentials => Kind::InvalidCredentials,
+            AccountError::Policy(e) => e.kind(),
+            AccountError::Hash(e) => e.kind(),
+            AccountError::Store(e) => e.kind(),
+            AccountError::Email(_) | AccountError::Key(_) => Kind::Internal,
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        match self {
+            AccountError::Policy(e) => e.detail(),
+            _ => None,
+        }
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            AccountError::Policy(e) => e.field_errors(),
+            _ => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The auth layer, under every feature: who is calling (`Principal`: a
+//! user's session, an API key, or a peer on the admin socket) and its
+//! extractors and guards; access-token signing and validation; the argon2id
+//! hashing pool and the password and email policy; and the few queries
+//! several features share (session liveness, roles, revoking a user's
+//! sessions). It imports only layers, never a feature.
+
+mod password;
+mod policy;
+mod principal;
+pub mod queries;
+mod signing;
+
+pub use password::{HashError, Hasher, Verified, hash_now, read_pepper};
+pub use policy::{
+    BreachedList, MAX_PASSWORD_BYTES, PolicyError, check_password, normalize_email, reject_oversized,
+    validate_email,
+};
+pub use principal::{Authenticator, Principal, UserSession};
+pub use signing::{ACCESS_TYP, AccessClaims, Signer, SigningError, issuer};
+
+use crate::http::problem::{Kind, ToProblem};
+use crate::store::StoreError;
+
+/// Why a caller was not let in.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing or invalid bearer credential")]
+    Unauthorized,
+    #[error("the caller lacks the role or scope this needs")]
+    Forbidden,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ToProblem for AuthError {
+    fn kind(&self) -> Kind {
+        match self {
+            AuthError::Unauthorized => Kind::Unauthorized,
+            AuthError::Forbidden => Kind::Forbidden,
+            AuthError::Store(e) => e.kind(),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Input rules shared by every feature that takes credentials: email syntax
+//! and normalization, the password length policy (no composition rules), the
+//! optional breached-password list, and the 1 KiB cap checked before any
+//! hashing.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use arc_swap::ArcSwap;
+use aws_lc_rs::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
+
+use crate::config::{Commit, Config, Preparing, Reloadable};
+use crate::http::problem::{FieldError, Kind, ToProblem};
+
+/// An input that breaks the rules, named by its field.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{field}: {reason}")]
+    WeakPassword { field: &'static str, reason: String },
+    #[error("email: not a valid address")]
+    InvalidEmail,
+    #[error("{field}: longer than 1 KiB")]
+    TooLong { field: &'static str },
+}
+
+impl ToProblem for PolicyError {
+    fn kind(&self) -> Kind {
+        match self {
+            PolicyError::WeakPassword { .. } => Kind::WeakPassword,
+            PolicyError::InvalidEmail | PolicyError::TooLong { .. } => Kind::InvalidRequest,
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            PolicyError::WeakPassword { field, reason } => FieldError::one(field, reason),
+            PolicyError::InvalidEmail => FieldError::one("email", "not a valid address"),
+            PolicyError::TooLong { field } => FieldError::one(field, "longer than 1 KiB"),
+        }
+    }
+}
+
+/// Any password field longer than this is refused before hashing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Lookup key for accounts and limits: trimmed and lower-cased.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// A syntactically valid address (as the mailer will accept it), trimmed.
+pub fn validate_email(email: &str) -> Result<String, PolicyError> {
+    let email = email.trim();
+    if email.len() > 254 || email.parse::<lettre::Address>().is_err() {
+        return Err(PolicyError::InvalidEmail);
+    }
+    Ok(email.to_string())
+}
+
+pub fn reject_oversized(field: &'static str, value: &str) -> Result<(), PolicyError> {
+    if value.len() > MAX_PASSWORD_BYTES {
+        return Err(PolicyError::TooLong { field });
+    }
+    Ok(())
+}
+
+/// SHA-1 digests of known-breached passwords (`[passwords].breached_list`:
+/// one password or 40-hex SHA-1 per line). A reload swaps in a fresh read
+/// of the file.
+#[derive(Default)]
+pub struct BreachedList {
+    sha1: ArcSwap<HashSet<[u8; 20]>>,
+}
+
+/// The digests of one read of a breached-password file.
+pub type BreachedEntries = HashSet<[u8; 20]>;
+
+impl BreachedList {
+    /// Reads `[passwords].breached_list`; empty when none is configured.
+    pub fn load(path: Option<&Path>) -> std::io::Result<BreachedList> {
+        Ok(BreachedList { sha1: ArcSwap::from_pointee(Self::read(path)?) })
+    }
+
+    /// Reads the file without putting it in force.
+    pub fn read(path: Option<&Path>) -> std::io::Result<BreachedEntries> {
+        let Some(path) = path else { return Ok(HashSet::new()) };
+        let text = std::fs::read_to_string(path)?;
+        let mut sha1 = HashSet::new();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let hashed = (line.len() == 40).then(|| hex::decode(line).ok()).flatten();
+            let entry = hashed
+                .unwrap_or_else(|| digest(&SHA1_FOR_LEGACY_USE_ONLY, line.as_bytes()).as_ref().to_vec());
+            if let Ok(arr) = <[u8; 20]>::try_from(entry.as_slice()) {
+                sha1.insert(arr);
+            }
+        }
+        tracing::info!(path = %path.display(), entries = sha1.len(), "breached-password list loaded");
+        Ok(sha1)
+    }
+
+    pub fn replace(&self, entries: BreachedEntries) {
+        self.sha1.store(std::sync::Arc::new(entries));
+    }
+
+    fn contains(&self, password: &str) -> bool {
+        let d = digest(&SHA1_FOR_LEGACY_USE_ONLY, password.as_bytes());
+        <[u8; 20]>::try_from(d.as_ref()).is_ok_and(|k| self.sha1.load().contains(&k))
+    }
+}
+
+/// A reload re-reads `[passwords].breached_list`.
+impl Reloadable for std::sync::Arc<BreachedList> {
+    fn prepare<'a>(&'a self, next: &'a Config) -> Preparing<'a> {
+        Box::pin(async move {
+            let path = next.passwords.breached_list.as_deref();
+            let entries = BreachedList::read(path).map_err(|e| {
+                let shown = path.map_or_else(String::new, |p| p.display().to_string());
+                format!("passwords.breached_list {shown}: {e}")
+            })?;
+            let list = std::sync::Arc::clone(self);
+            Ok(Box::new(move || list.replace(entries)) as Commit)
+        })
+    }
+}
+
+/// Length in characters within `[passwords]` bounds and not breached.
+pub fn check_password(
+    cfg: &Config,
+    breached: &BreachedList,
+    field: &'static str,
+    password: &str,
+) -> Result<(), PolicyError> {
+    reject_oversized(field, password)?;
+    let chars = password.chars().count();
+    let (min, max) = (cfg.passwords.min_length as usize, cfg.passwords.max_length as usize);
+    if chars < min {
+        return Err(PolicyError::WeakPassword {
+            field,
+            reason: format!("must be at least {min} characters"),
+        });
+    }
+    if chars > max {
+        return Err(PolicyError::WeakPassword { field, reason: format!("must be at most {max} characters") });
+    }
+    if breached.contains(password) {
+        return Err(PolicyError::WeakPassword {
+            field,
+            reason: "appears in a list of breached passwords; choose another".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_normalize_and_validate() {
+        assert_eq!(normalize_email("  Alice@Example.TEST "), "alice@example.test");
+        assert!(validate_email("alice@example.test").is_ok());
+        assert!(validate_email("not an email").is_err());
+        assert!(validate_email(&format!("{}@x.test", "a".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn passwords_follow_length_and_breach_rules() {
+        let cfg = Config::load(None).unwrap();
+        let list = BreachedList::default();
+        list.replace(HashSet::from([<[u8; 20]>::try_from(
+            digest(&SHA1_FOR_LEGACY_USE_ONLY, b"password1234").as_ref(),
+        )
+        .unwrap()]));
+        assert!(check_password(&cfg, &list, "password", "correct horse battery").is_ok());
+        assert!(matches!(
+            check_password(&cfg, &list, "password", "short"),
+            Err(PolicyError::WeakPassword { .. })
+        ));
+        assert!(matches!(
+            check_password(&cfg, &list, "password", "password1234"),
+            Err(PolicyError::WeakPassword { .. })
+        ));
+        let huge = "x".repeat(MAX_PASSWORD_BYTES + 1);
+        assert!(matches!(check_password(&cfg, &list, "password", &huge), Err(PolicyError::TooLong { .. })));
+    }
+}

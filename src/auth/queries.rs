@@ -1,0 +1,55 @@
+//! SQL several features share: a session's liveness, a user's roles, and
+//! revoking sessions (logout, password change and reset, admin actions).
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::store::{StoreError, exec, row};
+
+pub fn roles_of(c: &Connection, user_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = c.prepare_cached("SELECT role FROM user_roles WHERE user_id = ?1 ORDER BY role")?;
+    let roles = stmt.query_map(params![user_id], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+    Ok(roles)
+}
+
+/// The user of a session, if the session is live and the user active.
+pub fn live_session_user(c: &Connection, sid: &str, now: i64) -> Result<Option<String>, StoreError> {
+    Ok(row(
+        c,
+        "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 AND u.status = 'active'",
+        params![sid, now],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
+/// Revokes one live session; true if it was live. Its refresh tokens stop
+/// working at once (the lookup joins the session) and the sweeper deletes
+/// them later: refresh_tokens has no index on session_id (migration 0003).
+pub fn revoke_session(c: &Connection, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
+    let n = exec(
+        c,
+        "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
+        params![id, now, reason],
+    )?;
+    Ok(n > 0)
+}
+
+/// Revokes every live session of `user_id` except `keep`; returns how many.
+pub fn revoke_user_sessions(
+    c: &Connection,
+    user_id: &str,
+    keep: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let ids: Vec<String> = {
+        let mut stmt =
+            c.prepare("SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND id IS NOT ?2")?;
+        stmt.query_map(params![user_id, keep], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    for id in &ids {
+        revoke_session(c, id, reason, now)?;
+    }
+    Ok(ids.len())
+}

@@ -1,0 +1,62 @@
+//! What can go wrong in login, refresh and session management, and which
+//! problem each failure is.
+
+use crate::auth::{HashError, PolicyError, SigningError};
+use crate::http::problem::{FieldError, Kind, ToProblem};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("email address not verified")]
+    EmailNotVerified,
+    #[error("account disabled")]
+    AccountDisabled,
+    #[error("invalid or expired refresh token")]
+    InvalidToken,
+    #[error("refresh token reused; session revoked")]
+    RefreshReused,
+    #[error("no such session")]
+    NotFound,
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl ToProblem for SessionError {
+    fn kind(&self) -> Kind {
+        match self {
+            SessionError::InvalidCredentials => Kind::InvalidCredentials,
+            SessionError::EmailNotVerified => Kind::EmailNotVerified,
+            SessionError::AccountDisabled => Kind::AccountDisabled,
+            SessionError::InvalidToken => Kind::InvalidRefreshToken,
+            SessionError::RefreshReused => Kind::RefreshTokenReused,
+            SessionError::NotFound => Kind::NotFound,
+            SessionError::Policy(e) => e.kind(),
+            SessionError::Hash(e) => e.kind(),
+            SessionError::Store(e) => e.kind(),
+            SessionError::Signing(_) | SessionError::Key(_) => Kind::Internal,
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        match self {
+            SessionError::Policy(e) => e.detail(),
+            _ => None,
+        }
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            SessionError::Policy(e) => e.field_errors(),
+            _ => Vec::new(),
+        }
+    }
+}
