@@ -22,16 +22,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use latch::config::Argon2Params;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
-const LATCHD: &str = env!("CARGO_BIN_EXE_latchd");
 const PASSWORD: &str = "correct horse battery staple";
 
 /// Set while warming up: every run then lasts `WARMUP_SECS`.
@@ -45,64 +42,36 @@ fn secs() -> Duration {
     Duration::from_secs(std::env::var("LATCH_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(8))
 }
 
+// The daemons are started exactly as the integration tests start them.
+#[path = "../tests/it/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
 struct Daemon {
-    child: Child,
-    // Held so the state directory lives as long as the daemon.
-    _dir: tempfile::TempDir,
+    latchd: harness::Latchd,
     base: String,
     client: reqwest::Client,
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
-fn start(no_fsync: bool) -> Daemon {
+async fn start(no_fsync: bool) -> Daemon {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = format!(
-        "[server]\nstate_dir = \"{}/state\"\n[[listener]]\nkind = \"https\"\naddr = \"127.0.0.1:0\"\n\
+    let cfg = "[server]\nstate_dir = \"STATE\"\n[[listener]]\nkind = \"https\"\naddr = \"127.0.0.1:0\"\n\
          [accounts]\nrequire_verified_email = false\n[email]\nmax_per_recipient = 1000\n\
          [rate_limits]\nglobal = \"10000000/1m\"\nip = \"10000000/1m\"\nip_hourly = \"10000000/1h\"\n\
-         credential = \"10000000/1m\"\naccount = \"10000000/1m\"\n",
-        dir.path().display()
-    );
-    std::fs::write(dir.path().join("latch.toml"), cfg).expect("config");
-    let mut cmd = Command::new(LATCHD);
-    cmd.args(["serve", "--config"]).arg(dir.path().join("latch.toml"));
-    cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null());
+         credential = \"10000000/1m\"\naccount = \"10000000/1m\"\n";
+    harness::write_config(dir.path(), cfg);
+    let mut env = vec![("RUST_LOG", "warn")];
     if no_fsync {
-        cmd.env(latch::daemon::BENCH_NO_FSYNC_ENV, "1");
+        env.push((latch::daemon::BENCH_NO_FSYNC_ENV, "1"));
     }
-    let child = cmd.spawn().expect("spawn latchd");
-    let ready = dir.path().join("state/ready.json");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "latchd not ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let ready: Value = serde_json::from_str(&std::fs::read_to_string(&ready).expect("ready")).expect("json");
-    let port =
-        ready["listeners"][0]["addr"].as_str().expect("addr").rsplit(':').next().expect("port").to_string();
-    let client = client(&dir.path().join("state/tls/cert.pem"));
-    Daemon { child, base: format!("https://localhost:{port}"), client, _dir: dir }
-}
-
-fn client(cert: &Path) -> reqwest::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    for der in CertificateDer::pem_file_iter(cert).expect("cert") {
-        roots.add(der.expect("der")).expect("root");
-    }
-    let tls =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    reqwest::Client::builder().use_preconfigured_tls(tls).pool_max_idle_per_host(128).build().expect("client")
+    let latchd = harness::Latchd::start_in_with_env(dir, &env).await;
+    let tls = harness::client_tls(&latchd.cert_path(), &[&rustls::version::TLS13, &rustls::version::TLS12]);
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .pool_max_idle_per_host(128)
+        .build()
+        .expect("client");
+    Daemon { base: latchd.https_url(""), client, latchd }
 }
 
 impl Daemon {
@@ -368,11 +337,11 @@ async fn main() {
     // just after the runs compared with it, and the ratios use the mean.
     // FULL, OFF and the floor run interleaved for the same reason.
     let hashes_before = raw_argon2();
-    let d = Arc::new(start(false));
-    let fast = Arc::new(start(true));
+    let d = Arc::new(start(false).await);
+    let fast = Arc::new(start(true).await);
     let emails = Arc::new(d.register(64).await);
     let fast_emails = fast.register(64).await;
-    let (pid, fast_pid) = (d.child.id(), fast.child.id());
+    let (pid, fast_pid) = (d.latchd.pid() as u32, fast.latchd.pid() as u32);
     // Unreported warm-up: hash-pool memory, page caches, and a WAL that has
     // grown to its working size (fsyncs while it still grows cost more).
     WARMING_UP.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -10,38 +10,31 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-const LATCHD: &str = env!("CARGO_BIN_EXE_latchd");
+// The daemon is started exactly as the integration tests start it.
+#[path = "../tests/it/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
 const RUNS: usize = 10;
 
 fn config(dir: &Path) {
-    let text = format!(
-        "[server]\nstate_dir = \"{}/state\"\n[[listener]]\nkind = \"https\"\naddr = \"127.0.0.1:0\"\n\n[[listener]]\nkind = \"http\"\naddr = \"127.0.0.1:0\"\n",
-        dir.display()
-    );
-    std::fs::write(dir.join("latch.toml"), text).expect("config");
+    let text = "[server]\nstate_dir = \"STATE\"\n[[listener]]\nkind = \"https\"\naddr = \"127.0.0.1:0\"\n\n\
+                [[listener]]\nkind = \"http\"\naddr = \"127.0.0.1:0\"\n";
+    harness::write_config(dir, text);
 }
 
 fn spawn(dir: &Path) -> Child {
-    Command::new(LATCHD)
-        .args(["serve", "--config"])
-        .arg(dir.join("latch.toml"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn latchd")
+    harness::spawn_with_env(dir, &[("RUST_LOG", "warn")])
 }
 
 /// Waits for ready.json; returns the plain-HTTP address it names.
 fn wait_ready(dir: &Path) -> String {
-    let path = dir.join("state/ready.json");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        if let Some(v) = harness::read_ready(dir) {
             let http = v["listeners"].as_array().and_then(|l| l.iter().find(|l| l["kind"] == "http"));
             return http.and_then(|l| l["addr"].as_str()).expect("http addr").to_string();
         }

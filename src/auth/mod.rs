@@ -11,7 +11,9 @@ mod principal;
 pub mod queries;
 mod signing;
 
-pub use password::{HashError, Hasher, Verified, hash_now, read_pepper};
+pub use password::{
+    HashError, Hasher, QUEUE_PER_CORE as HASH_QUEUE_PER_CORE, Verified, hash_now, read_pepper,
+};
 pub use policy::{
     BreachedList, MAX_PASSWORD_BYTES, PolicyError, check_password, normalize_email, reject_oversized,
     validate_email,

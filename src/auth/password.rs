@@ -18,7 +18,7 @@ use crate::config::{Argon2Params, Commit, Config, Preparing, Reloadable};
 use crate::http::problem::{Kind, ToProblem};
 
 /// Queued hashes per core before new ones are refused.
-const QUEUE_PER_CORE: usize = 32;
+pub const QUEUE_PER_CORE: usize = 32;
 /// A hashing thread idle this long frees its argon2 memory (19 MiB at the
 /// default parameters), so an idle daemon stays small.
 const IDLE_RELEASE: Duration = Duration::from_secs(2);

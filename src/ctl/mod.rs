@@ -65,6 +65,9 @@ enum ConfigCmd {
     },
     /// Ask the running daemon to reload its config and certificate.
     Reload,
+    /// Print the config the running daemon uses, every default and path
+    /// resolved (JSON, shaped like the file).
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -136,6 +139,10 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
                     format!("reloaded; needs restart for: {}", restart.join(", "))
                 }
             });
+            Ok(true)
+        }
+        Command::Config(ConfigCmd::Show) => {
+            println!("{}", serde_json::to_string_pretty(&client.get("/v1/admin/config")?)?);
             Ok(true)
         }
         Command::Db(DbCmd::Check) => offline::db_check(&target, cli.json),

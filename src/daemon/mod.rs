@@ -50,11 +50,37 @@ struct Ready<'a> {
     admin_socket: &'a Path,
 }
 
+/// A started daemon: what the signal loop and the stop need.
+struct Running {
+    cfg: Config,
+    shared: Arc<ArcSwap<Config>>,
+    store: Store,
+    state: web::Data<AppState>,
+    draining: Arc<AtomicBool>,
+    reload_rx: mpsc::Receiver<oneshot::Sender<ReloadOutcome>>,
+    reloadable: Vec<Arc<dyn crate::config::Reloadable>>,
+    certs: Option<Arc<crate::http::tls::CertStore>>,
+    /// Socket files to remove at a clean stop.
+    sockets: Vec<std::path::PathBuf>,
+    /// Every server's stop handle, the admin socket's included.
+    handles: Vec<actix_web::dev::ServerHandle>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. Errors during start-up are
 /// returned (the caller prints them and exits 1).
 pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     let _lock = cfg.state.lock()?;
     cfg.state.remove_ready();
+    let (mut d, mut running) = start(cfg, metrics).await?;
+    let ended_early = serve_until_stopped(&mut d, &mut running).await?;
+    stop(d, running, ended_early).await
+}
+
+/// Start-up in order: store and migrations, master key, features, bind,
+/// `ready.json`, READY=1.
+async fn start(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<(Running, AllServers)> {
     let no_fsync = std::env::var(BENCH_NO_FSYNC_ENV).is_ok_and(|v| v == "1");
     if no_fsync {
         tracing::warn!("{BENCH_NO_FSYNC_ENV}=1: commits are not durable (benchmark mode)");
@@ -70,7 +96,7 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
 
     let shared = Arc::new(ArcSwap::from_pointee(cfg.clone()));
     let draining = Arc::new(AtomicBool::new(false));
-    let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<ReloadOutcome>>(4);
+    let (reload_tx, reload_rx) = mpsc::channel::<oneshot::Sender<ReloadOutcome>>(4);
     let state = web::Data::new(AppState {
         config: Arc::clone(&shared),
         store: store.clone(),
@@ -80,10 +106,8 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
         bound: OnceLock::new(),
         reload: reload_tx,
     });
-    let tracker = TaskTracker::new();
-    let cancel = CancellationToken::new();
+    let (tracker, cancel) = (TaskTracker::new(), CancellationToken::new());
     let features = features::start(&shared, &store, master, &tracker, &cancel).await?;
-    let reloadable = features.reloadable;
     let servers = http::bind_all(&cfg, state.clone(), features.routes)?;
     let admin = http::bind_admin(&cfg, state.clone(), crate::admin::routes)?;
     let _ = state.bound.set(servers.bound.clone());
@@ -96,68 +120,101 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     cfg.state.write_ready(&serde_json::to_vec_pretty(&ready)?).context("writing ready.json")?;
     notify(NotifyState::Ready);
     tracing::info!(version = crate::telemetry::VERSION, state_dir = %cfg.state.root().display(), "ready");
-
     spawn_housekeeping(&tracker, &cancel, &store, &metrics);
+    let sockets = servers.bound.iter().filter_map(|b| b.path.clone()).chain([admin.path]).collect();
+    let (mut handles, mut all) = (servers.handles, servers.servers);
+    handles.push(admin.handle);
+    all.push(admin.server);
+    let running = Running {
+        cfg,
+        shared,
+        store,
+        state,
+        draining,
+        reload_rx,
+        reloadable: features.reloadable,
+        certs: servers.certs,
+        sockets,
+        handles,
+        tracker,
+        cancel,
+    };
+    Ok((running, futures_util::future::join_all(all)))
+}
 
+type AllServers = futures_util::future::JoinAll<actix_web::dev::Server>;
+
+impl Running {
+    async fn reload(&self) -> ReloadOutcome {
+        reload::apply(&self.shared, self.certs.as_deref(), &self.reloadable).await
+    }
+}
+
+/// Editors and certbot write in several steps: a reload waits this long
+/// after the last change, so a burst of writes reloads once.
+const WATCH_SETTLE: Duration = Duration::from_millis(250);
+
+/// The signal loop: SIGHUP, `latchctl config reload` and file changes
+/// reload; SIGTERM/SIGINT stop. Returns true when a server ended by itself.
+async fn serve_until_stopped(d: &mut Running, running: &mut AllServers) -> anyhow::Result<bool> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let mut handles = servers.handles.clone();
-    handles.push(admin.handle.clone());
-    let mut all = servers.servers;
-    all.push(admin.server);
-    let mut running = futures_util::future::join_all(all);
-    let mut watch = watch::start(&cfg);
-    let ended_early = loop {
+    let mut watch = watch::start(&d.cfg);
+    let mut settle_until: Option<tokio::time::Instant> = None;
+    loop {
         let file_changed = async {
             match watch.as_mut() {
                 Some(w) => w.changes.recv().await,
                 None => std::future::pending().await,
             }
         };
+        let settled = async {
+            match settle_until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            Some(()) = file_changed => {
-                // Editors write in several steps; let them finish, then
-                // reload once for the whole burst.
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                if let Some(w) = watch.as_mut() {
-                    while w.changes.try_recv().is_ok() {}
-                }
+            Some(()) = file_changed => settle_until = Some(tokio::time::Instant::now() + WATCH_SETTLE),
+            () = settled => {
+                settle_until = None;
                 tracing::info!("config or certificate file changed");
-                reload::apply(&shared, servers.certs.as_deref(), &reloadable).await;
+                d.reload().await;
             }
-            _ = term.recv() => break false,
-            _ = int.recv() => break false,
-            _ = hup.recv() => { reload::apply(&shared, servers.certs.as_deref(), &reloadable).await; }
-            Some(reply) = reload_rx.recv() => {
-                let _ = reply.send(reload::apply(&shared, servers.certs.as_deref(), &reloadable).await);
-            }
-            _ = &mut running => break true,
+            _ = term.recv() => return Ok(false),
+            _ = int.recv() => return Ok(false),
+            _ = hup.recv() => { d.reload().await; }
+            Some(reply) = d.reload_rx.recv() => { let _ = reply.send(d.reload().await); }
+            _ = &mut *running => return Ok(true),
         }
-    };
+    }
+}
 
+/// The graceful stop: STOPPING=1, drain requests, stop background tasks,
+/// checkpoint and close the store, remove socket files and `ready.json`.
+async fn stop(d: Running, running: AllServers, ended_early: bool) -> anyhow::Result<()> {
     notify(NotifyState::Stopping);
-    draining.store(true, Ordering::Relaxed);
+    d.draining.store(true, Ordering::Relaxed);
     tracing::info!("stopping: draining in-flight requests");
     if !ended_early {
         // The server futures must keep being polled while they stop.
-        let stops = futures_util::future::join_all(handles.iter().map(|h| h.stop(true)));
+        let stops = futures_util::future::join_all(d.handles.iter().map(|h| h.stop(true)));
         futures_util::future::join(stops, running).await;
     }
-    cancel.cancel();
-    tracker.close();
-    if tokio::time::timeout(TASK_STOP_DEADLINE, tracker.wait()).await.is_err() {
+    d.cancel.cancel();
+    d.tracker.close();
+    if tokio::time::timeout(TASK_STOP_DEADLINE, d.tracker.wait()).await.is_err() {
         tracing::warn!("background tasks did not stop in time");
     }
-    drop(state);
-    store.close(Duration::from_secs(10));
+    drop(d.state);
+    d.store.close(Duration::from_secs(10));
     // Nothing listens on them any more; a socket file left behind would
     // only look like a daemon that does not answer.
-    let sockets = servers.bound.iter().filter_map(|b| b.path.as_ref()).chain([&admin.path]);
-    for path in sockets {
+    for path in &d.sockets {
         let _ = std::fs::remove_file(path);
     }
-    cfg.state.remove_ready();
+    d.cfg.state.remove_ready();
     tracing::info!("stopped");
     if ended_early {
         anyhow::bail!("a listener stopped unexpectedly");
@@ -166,7 +223,7 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
 }
 
 /// Tasks that run for the daemon's whole life: the systemd watchdog (pinged
-/// only while the database answers) and the metrics upkeep.
+/// only while a read answers and the writer commits) and the metrics upkeep.
 fn spawn_housekeeping(
     tracker: &TaskTracker,
     cancel: &CancellationToken,
@@ -176,12 +233,20 @@ fn spawn_housekeeping(
     let mut usec = 0;
     if sd_notify::watchdog_enabled(false, &mut usec) {
         let (store, cancel) = (store.clone(), cancel.clone());
+        let every = Duration::from_micros(usec / 2);
         tracker.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_micros(usec / 2));
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = tick.tick() => if store.ping().await { notify(NotifyState::Watchdog) },
+                    _ = tick.tick() => {
+                        // Reads alone keep answering while the writer is
+                        // stuck; systemd should restart us then too.
+                        if store.ping().await && store.writer_alive(every / 2).await {
+                            notify(NotifyState::Watchdog);
+                        }
+                    }
                 }
             }
         });

@@ -3,7 +3,7 @@
 //! whose text changed stops the start, and a database that already had a
 //! schema is backed up (`VACUUM INTO`) before anything new is applied.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rusqlite::{Connection, params};
 
@@ -36,8 +36,8 @@ pub enum MigrationError {
     TooNew { found: i64, known: i64 },
     #[error("migration {version} ({name}) failed: {source}")]
     Failed { version: i64, name: &'static str, source: rusqlite::Error },
-    #[error("backup before migration to {path} failed: {source}")]
-    Backup { path: PathBuf, source: rusqlite::Error },
+    #[error("backup before migration failed: {0}")]
+    Backup(#[from] super::backup::BackupError),
     #[error("schema_migrations: {0}")]
     Bookkeeping(#[from] rusqlite::Error),
     #[error("{0}")]
@@ -112,11 +112,9 @@ pub fn apply(conn: &mut Connection, backup_dir: &Path) -> Result<usize, Migratio
 
 /// A complete copy of the database as it was before migrating from `from`.
 fn backup_before(conn: &Connection, dir: &Path, from: i64) -> Result<(), MigrationError> {
-    std::fs::create_dir_all(dir)?;
     let stamp = crate::clock::now_unix();
     let path = dir.join(format!("pre-migrate-v{from}-{stamp}.db"));
-    conn.execute("VACUUM INTO ?1", params![path.to_string_lossy()])
-        .map_err(|source| MigrationError::Backup { path: path.clone(), source })?;
+    super::backup::copy_to(conn, &path)?;
     tracing::info!(path = %path.display(), "database backed up before migration");
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! WAL mode. Callers hand closures to `write` and `read`; neither blocks the
 //! async runtime.
 
+pub mod backup;
 pub(crate) mod migrations;
 pub mod offline;
 mod writer;
@@ -16,7 +17,9 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+pub use backup::BackupError;
 pub use migrations::MigrationError;
+pub use writer::BetweenBatches;
 
 /// How long a caller waits for a pooled read connection or the busy lock.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,6 +44,8 @@ pub enum StoreError {
     Join(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Migration(#[from] MigrationError),
+    #[error(transparent)]
+    Backup(#[from] BackupError),
 }
 
 impl StoreError {
@@ -88,7 +93,7 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
-    writer: mpsc::Sender<Box<dyn writer::WriteJob>>,
+    writer: mpsc::Sender<writer::Msg>,
     readers: Readers,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -156,7 +161,7 @@ impl Store {
     {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn writer::WriteJob> = Box::new(writer::Job { f, reply });
-        self.inner.writer.send(job).await.map_err(|_| StoreError::WriterGone)?;
+        self.inner.writer.send(writer::Msg::Job(job)).await.map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -185,6 +190,26 @@ impl Store {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).await.is_ok()
     }
 
+    /// The writer's heartbeat: true when an empty write job gets through
+    /// the queue, takes the write lock and commits within `within`. False
+    /// when the writer thread is stuck, the queue is jammed, or the lock is
+    /// held elsewhere — states in which reads still answer, so the watchdog
+    /// needs this too. (An empty transaction writes no WAL frame: no fsync.)
+    pub async fn writer_alive(&self, within: Duration) -> bool {
+        matches!(tokio::time::timeout(within, self.write(|_| Ok(()))).await, Ok(Ok(())))
+    }
+
+    /// Installs `hook` to run on the writer thread after every batch's
+    /// commit, outside any transaction (see `writer`).
+    pub async fn between_batches(&self, hook: BetweenBatches) -> Result<(), StoreError> {
+        self.inner.writer.send(writer::Msg::Hook(hook)).await.map_err(|_| StoreError::WriterGone)
+    }
+
+    /// An online copy of the database (one read snapshot) at `dest`.
+    pub async fn backup_to(&self, dest: PathBuf) -> Result<(), StoreError> {
+        self.read(move |c| Ok(backup::copy_to(c, &dest)?)).await
+    }
+
     /// Stops the writer after the queued jobs ran, checkpoints the WAL and
     /// joins the thread. Other clones must be dropped for the queue to close,
     /// so this waits at most `deadline` and then gives up quietly.
@@ -205,5 +230,54 @@ impl Store {
                 let _ = handle.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn open(dir: &Path) -> Store {
+        let path = dir.join("t.db");
+        Store::open(&StoreOptions { path: &path, backup_dir: dir, unsafe_no_fsync: false }).unwrap()
+    }
+
+    #[tokio::test]
+    async fn hooks_run_between_batches_outside_any_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let (ran, inside) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (r, i) = (Arc::clone(&ran), Arc::clone(&inside));
+        store
+            .between_batches(Box::new(move |c| {
+                r.fetch_add(1, Ordering::SeqCst);
+                if !c.is_autocommit() {
+                    i.fetch_add(1, Ordering::SeqCst);
+                }
+            }))
+            .await
+            .unwrap();
+        for n in 0..3 {
+            store
+                .write(move |c| Ok(c.execute("INSERT INTO meta VALUES (?1, 'v')", [n.to_string()])?))
+                .await
+                .unwrap();
+        }
+        assert!(ran.load(Ordering::SeqCst) >= 1, "a hook runs after a batch");
+        assert_eq!(inside.load(Ordering::SeqCst), 0, "never inside a transaction");
+        assert!(store.writer_alive(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_fails_while_another_process_holds_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let other = Connection::open(dir.path().join("t.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert!(!store.writer_alive(Duration::from_millis(300)).await, "the lock is held elsewhere");
+        other.execute_batch("ROLLBACK").unwrap();
+        assert!(store.writer_alive(Duration::from_secs(10)).await, "alive again once it is released");
     }
 }

@@ -6,6 +6,10 @@
 //! IMMEDIATE` transaction, commits once (one fsync for the batch), and only
 //! then answers each caller. A failing job rolls back to its savepoint without
 //! touching its neighbours; a failed commit fails every job of the batch.
+//!
+//! Between batches, with no transaction open, the thread runs the installed
+//! `BetweenBatches` hooks: the one moment something may checkpoint or copy
+//! the WAL without racing a commit (WAL archiving needs exactly that).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -27,6 +31,16 @@ pub(super) trait WriteJob: Send {
     fn run(self: Box<Self>, conn: &Connection) -> Completion;
     /// Answers without running (the batch could not start).
     fn abort(self: Box<Self>, err: StoreError);
+}
+
+/// Runs on the writer thread after each batch's commit, outside any
+/// transaction, with the only read-write connection.
+pub type BetweenBatches = Box<dyn FnMut(&Connection) + Send>;
+
+/// What the writer thread receives.
+pub(super) enum Msg {
+    Job(Box<dyn WriteJob>),
+    Hook(BetweenBatches),
 }
 
 pub(super) struct Job<F, T> {
@@ -81,16 +95,26 @@ fn in_savepoint<T>(
 }
 
 /// The writer thread's loop; returns when every sender is gone.
-pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
+    let mut hooks: Vec<BetweenBatches> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Job(job) => batch.push(job),
+                Msg::Hook(hook) => hooks.push(hook),
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
             }
         }
-        commit_batch(&conn, batch);
+        if !batch.is_empty() {
+            commit_batch(&conn, batch);
+            for hook in &mut hooks {
+                hook(&conn);
+            }
+        }
     }
     // Security/durability: fold the WAL back into the main file so a copy of
     // `latch.db` alone is complete after a clean stop.

@@ -1,6 +1,8 @@
 //! Test harness: starts the real `latchd` binary in a temp directory on
 //! ephemeral ports, waits for `ready.json` and `/ready`, hands out an HTTPS
-//! client that trusts the generated certificate, and stops the daemon on drop.
+//! client that trusts the generated certificate, and on drop stops the
+//! daemon with SIGTERM and fails the test unless it exits 0 in time (STYLE.md
+//! §7). The benchmarks start their daemons through this file too.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -69,7 +71,12 @@ impl Latchd {
 
     /// Starts latchd on the config already in `dir/latch.toml`.
     pub async fn start_in(dir: tempfile::TempDir) -> Latchd {
-        let child = spawn(dir.path());
+        Self::start_in_with_env(dir, &[]).await
+    }
+
+    /// As `start_in`, with extra environment variables for latchd.
+    pub async fn start_in_with_env(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Latchd {
+        let child = spawn_with_env(dir.path(), env);
         let mut d = Latchd { dir, child: Some(child), ready: Value::Null };
         d.wait_ready().await;
         d
@@ -88,14 +95,13 @@ impl Latchd {
     }
 
     async fn wait_ready(&mut self) {
-        let ready_path = self.state_dir().join("ready.json");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("latchd exited with {status} before ready:\n{}", self.log());
             }
-            if let Ok(text) = std::fs::read_to_string(&ready_path) {
-                self.ready = serde_json::from_str(&text).expect("ready.json is JSON");
+            if let Some(ready) = read_ready(self.dir.path()) {
+                self.ready = ready;
                 break;
             }
             assert!(Instant::now() < deadline, "latchd not ready in 20 s:\n{}", self.log());
@@ -188,35 +194,73 @@ impl Latchd {
     }
 }
 
+/// Every daemon a test started must stop cleanly: SIGTERM, exit 0 within
+/// 10 s. A test already failing just cleans up.
 impl Drop for Latchd {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: as in `signal`.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        let Some(mut child) = self.child.take() else { return };
+        // SAFETY: as in `signal`.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut status = None;
+        while status.is_none() && Instant::now() < deadline {
+            status = child.try_wait().ok().flatten();
+            if status.is_none() {
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        if status.is_none() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        match status {
+            Some(s) if s.success() => {}
+            Some(s) => panic!("latchd exited with {s} after SIGTERM:\n{}", self.log()),
+            None => panic!("latchd did not exit within 10 s of SIGTERM:\n{}", self.log()),
         }
     }
 }
 
 /// Runs `latchd serve --config dir/latch.toml`, logs to `dir/latchd.log`.
 pub fn spawn(dir: &Path) -> Child {
+    spawn_with_env(dir, &[])
+}
+
+/// As `spawn`, with extra environment variables (they may override
+/// `RUST_LOG`).
+pub fn spawn_with_env(dir: &Path, env: &[(&str, &str)]) -> Child {
     let log = std::fs::File::create(dir.join("latchd.log")).expect("log file");
-    Command::new(LATCHD)
-        .args(["serve", "--config"])
+    // systemd names the watched process in WATCHDOG_PID; a shell that execs
+    // latchd knows that pid before latchd starts.
+    let mut cmd = if env.iter().any(|(k, _)| *k == "WATCHDOG_USEC") {
+        let mut sh = Command::new("sh");
+        sh.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", LATCHD]);
+        sh
+    } else {
+        Command::new(LATCHD)
+    };
+    cmd.args(["serve", "--config"])
         .arg(dir.join("latch.toml"))
         .env_remove("LATCH_CONFIG")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
         .spawn()
         .expect("spawn latchd")
+}
+
+/// `state/ready.json` under `dir`, once latchd wrote it.
+pub fn read_ready(dir: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(dir.join("state/ready.json")).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// Runs latchd to completion (for commands and failing starts).

@@ -151,3 +151,101 @@ async fn daemon_mode_detaches_and_writes_a_pid_file() {
     assert!(!pid_file.exists(), "pid file removed on exit");
     assert!(!ready_path.exists());
 }
+
+/// Reads the systemd notifications latchd sends to `sock` for `for_`.
+fn notifications(sock: &std::os::unix::net::UnixDatagram, for_: Duration) -> Vec<String> {
+    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let (mut out, until) = (Vec::new(), std::time::Instant::now() + for_);
+    let mut buf = [0u8; 512];
+    while std::time::Instant::now() < until {
+        if let Ok(n) = sock.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    out
+}
+
+/// Under systemd's watchdog, WATCHDOG=1 keeps coming only while the writer
+/// can commit: a write lock held elsewhere (reads still answer) stops it,
+/// and releasing the lock brings it back.
+#[tokio::test]
+async fn the_watchdog_is_fed_only_while_the_writer_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &base_config(""));
+    let notify_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    let env = [("NOTIFY_SOCKET", notify_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")];
+    let d = Latchd::start_in_with_env(dir, &env).await;
+    let seen = notifications(&sock, Duration::from_millis(1500));
+    assert!(seen.iter().any(|m| m.contains("READY=1")), "{seen:?}");
+    assert!(seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2, "fed while healthy: {seen:?}");
+
+    let other = rusqlite::Connection::open(d.state_dir().join("latch.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    notifications(&sock, Duration::from_millis(500)); // a ping already under way may finish
+    let stuck = notifications(&sock, Duration::from_millis(1500));
+    assert!(!stuck.iter().any(|m| m.contains("WATCHDOG=1")), "starved while the writer is stuck: {stuck:?}");
+    assert_eq!(d.get("/ready").await.status(), 200, "reads still answer, which is why reads are not enough");
+    other.execute_batch("ROLLBACK").unwrap();
+    let back = notifications(&sock, Duration::from_millis(3000));
+    assert!(back.iter().any(|m| m.contains("WATCHDOG=1")), "fed again once the writer commits: {back:?}");
+}
+
+/// Relative paths in the config mean "next to the config file", whatever
+/// the working directory — also after `--daemon` changed it to `/`.
+#[tokio::test]
+async fn relative_paths_resolve_against_the_config_file_also_when_detached() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("breached.txt"), "correct horse battery staple\n").unwrap();
+    std::fs::write(dir.path().join("hs256.key"), "0123456789abcdef0123456789abcdef-relative\n").unwrap();
+    let cfg = base_config(
+        "\n[passwords]\nbreached_list = \"breached.txt\"\n\
+         [tokens]\nalgorithm = \"HS256\"\nsecret_file = \"hs256.key\"\n",
+    )
+    .replace("\"STATE", "\"state")
+    .replace("[log]\nformat = \"json\"", "[log]\nfile = \"daemon.log\"");
+    assert!(cfg.contains("state_dir = \"state\"") && cfg.contains("path = \"state/api.sock\""), "{cfg}");
+    let config = write_config(dir.path(), &cfg);
+    let out = std::process::Command::new(crate::harness::LATCHD)
+        .args(["serve", "--daemon", "--pid-file"])
+        .arg(dir.path().join("latchd.pid"))
+        .arg("--config")
+        .arg(&config)
+        .current_dir("/")
+        .env_remove("LATCH_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let ready = loop {
+        if let Some(r) = crate::harness::read_ready(dir.path()) {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(dir.path().join("daemon.log").exists(), "[log].file next to the config");
+    let http = ready["listeners"].as_array().unwrap().iter().find(|l| l["kind"] == "http").unwrap();
+    let base = format!("http://{}", http["addr"].as_str().unwrap());
+    let tls = crate::harness::client_tls(&dir.path().join("state/tls/cert.pem"), &[&rustls::version::TLS13]);
+    let c = reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().unwrap();
+    let jwks: serde_json::Value =
+        c.get(format!("{base}/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks, serde_json::json!({"keys": []}), "HS256 secret read from next to the config");
+    let res = c
+        .post(format!("{base}/v1/auth/register"))
+        .json(&serde_json::json!({"email": "rel@example.test", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422, "the breached list next to the config is in force");
+    let pid: i32 = std::fs::read_to_string(dir.path().join("latchd.pid")).unwrap().trim().parse().unwrap();
+    // SAFETY: signalling the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // SAFETY: signal 0 only probes whether the process exists.
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(std::time::Instant::now() < deadline, "daemon did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

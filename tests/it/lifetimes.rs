@@ -231,7 +231,11 @@ async fn a_full_hash_queue_answers_503_overloaded() {
     let d = Latchd::start_with(&base_config(slow)).await;
     let client = d.client();
     let url = d.https_url("/v1/auth/login");
-    let calls: Vec<_> = (0..200)
+    // Twice what the pool holds (a queue per core plus the one each thread
+    // is hashing), whatever the number of cores.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let burst = 2 * cores * (latch::auth::HASH_QUEUE_PER_CORE + 1);
+    let calls: Vec<_> = (0..burst)
         .map(|_| {
             let (c, url) = (client.clone(), url.clone());
             tokio::spawn(async move {
@@ -259,5 +263,5 @@ async fn a_full_hash_queue_answers_503_overloaded() {
             other => assert_eq!(other, Some(401), "{kind}"),
         }
     }
-    assert!(overloaded > 0, "200 concurrent slow hashes must overflow the queue");
+    assert!(overloaded > 0, "{burst} concurrent slow hashes must overflow the queue");
 }

@@ -80,7 +80,7 @@ fn allowed_imports(module: &str) -> Option<Vec<&'static str>> {
     match module {
         "clock" | "state_dir" => layers(&[]),
         "config" => layers(&["state_dir"]),
-        "store" => layers(&["clock"]),
+        "store" => layers(&["clock", "state_dir"]),
         "telemetry" => layers(&["config"]),
         "keys" => layers(&["store", "state_dir", "clock"]),
         "http" => layers(&["config", "store", "clock", "telemetry", "state_dir"]),
