@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The integration tests start the real latchd and
 # talk to it with outside clients: a real SMTP server (aiosmtpd) and a JWT
-# verifier (PyJWT); install them first if this machine lacks them. Tests named
+# verifier (PyJWT), promtool; install them first if this machine lacks them. Tests named
 # `*_as_root` act as other users; without root they are left out, visibly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! python3 -c 'import aiosmtpd, jwt, cryptography' >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check aiosmtpd PyJWT cryptography
+fi
+# promtool (Debian's prometheus package) checks the live /metrics text.
+if ! command -v promtool >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install --locked cargo-nextest

@@ -30,6 +30,7 @@ pub mod daemon;
 pub mod email;
 pub mod http;
 pub mod keys;
+pub mod pause;
 pub mod sessions;
 pub mod state_dir;
 pub mod store;

@@ -4,8 +4,9 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Deps;
-use super::service::{self, ByEmail, RegisterRequest};
+use super::mailer::ByEmail;
+use super::service::{self, RegisterRequest};
+use super::{Deps, passwords};
 use crate::auth::{UserSession, validate_email};
 use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig};
 
@@ -48,13 +49,7 @@ fn accept_by_email(
     email: &str,
     what: ByEmail,
 ) -> Result<HttpResponse, ApiError> {
-    let email = validate_email(email)?;
-    let tasks = d.tasks.clone();
-    tasks.spawn(async move {
-        if let Err(e) = service::send_by_email(&d, &cfg, email, what, client).await {
-            tracing::warn!(error = %e, "queued account email failed");
-        }
-    });
+    d.mailer.offer(validate_email(email)?, what, client, cfg.0);
     Ok(HttpResponse::Accepted().json(json!({ "status": "accepted" })))
 }
 
@@ -89,7 +84,7 @@ pub async fn reset(
     body: ApiJson<ResetRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ResetRequest { token, new_password } = body.0;
-    service::reset_password(&d, &cfg, &token, new_password, &client).await?;
+    passwords::reset_password(&d, &cfg, &token, new_password, &client).await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "password_reset" })))
 }
 
@@ -107,7 +102,7 @@ pub async fn change(
     body: ApiJson<ChangeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ChangeRequest { current_password, new_password } = body.0;
-    service::change_password(&d, &cfg, &user, current_password, new_password, &client).await?;
+    passwords::change_password(&d, &cfg, &user, current_password, new_password, &client).await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "password_changed" })))
 }
 

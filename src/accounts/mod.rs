@@ -3,13 +3,14 @@
 
 mod errors;
 mod handlers;
+mod mailer;
+mod passwords;
 mod queries;
 pub mod service;
 
 use std::sync::Arc;
 
 use actix_web::web;
-use tokio_util::task::TaskTracker;
 
 use crate::auth::{BreachedList, Hasher};
 use crate::email::Outbox;
@@ -17,6 +18,7 @@ use crate::keys::MasterKey;
 use crate::store::Store;
 
 pub use errors::AccountError;
+pub use mailer::{MailWork, Mailer, QUEUE_DEPTH as MAIL_QUEUE_DEPTH, start as start_mailer};
 
 /// The services every account flow uses, built once at start.
 pub struct Deps {
@@ -25,8 +27,8 @@ pub struct Deps {
     pub key: MasterKey,
     pub outbox: Outbox,
     pub breached: Arc<BreachedList>,
-    /// Runs the address-only work (forgot, resend) after the answer.
-    pub tasks: TaskTracker,
+    /// The address-only work (forgot, resend), done after the answer.
+    pub mailer: Mailer,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -3,14 +3,23 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use crate::auth::normalize_email;
 use crate::store::{StoreError, exec, row};
 
-pub fn user_id_by_email(c: &Connection, email_norm: &str) -> Result<Option<(String, bool)>, StoreError> {
+/// The account an address belongs to.
+pub struct Holder {
+    pub id: String,
+    /// The address as stored: where its mail goes.
+    pub email: String,
+    pub verified: bool,
+}
+
+pub fn holder_of(c: &Connection, email_norm: &str) -> Result<Option<Holder>, StoreError> {
     Ok(row(
         c,
-        "SELECT id, email_verified_at IS NOT NULL FROM users WHERE email_norm = ?1",
+        "SELECT id, email, email_verified_at IS NOT NULL FROM users WHERE email_norm = ?1",
         params![email_norm],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok(Holder { id: r.get(0)?, email: r.get(1)?, verified: r.get(2)? }),
     )
     .optional()?)
 }
@@ -28,7 +37,7 @@ pub fn insert_user(c: &Connection, u: &NewUser<'_>) -> Result<(), StoreError> {
         c,
         "INSERT INTO users (id, email, email_norm, name, password_hash, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![u.id, u.email, u.email.to_lowercase(), u.name, u.password_hash, u.now],
+        params![u.id, u.email, normalize_email(u.email), u.name, u.password_hash, u.now],
     )?;
     Ok(())
 }
@@ -47,6 +56,33 @@ pub fn insert_one_time(
         params![hash, user_id, purpose, now, now + ttl_secs],
     )?;
     Ok(())
+}
+
+/// The user of a live one-time token of `purpose`, without spending it.
+pub fn one_time_user(
+    c: &Connection,
+    hash: &[u8],
+    purpose: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    Ok(row(
+        c,
+        "SELECT user_id FROM one_time_tokens
+         WHERE hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3",
+        params![hash, purpose, now],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
+/// Voids every unspent one-time token of `purpose` the user holds (after
+/// a reset or a change, older reset links must not work); returns how many.
+pub fn void_one_time(c: &Connection, user_id: &str, purpose: &str, now: i64) -> Result<usize, StoreError> {
+    exec(
+        c,
+        "UPDATE one_time_tokens SET used_at = ?3 WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL",
+        params![user_id, purpose, now],
+    )
 }
 
 /// Spends a live one-time token of `purpose`; returns its user.
@@ -88,13 +124,30 @@ pub fn set_password(c: &Connection, user_id: &str, phc: &str, now: i64) -> Resul
     Ok(())
 }
 
+/// Replaces the password hash only if it is still `old` (the one the
+/// caller's current password was checked against); false if it changed.
+pub fn replace_password(
+    c: &Connection,
+    user_id: &str,
+    old: &str,
+    new: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let n = exec(
+        c,
+        "UPDATE users SET password_hash = ?3, updated_at = ?4 WHERE id = ?1 AND password_hash = ?2",
+        params![user_id, old, new, now],
+    )?;
+    Ok(n == 1)
+}
+
 pub fn password_hash(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
     Ok(row(c, "SELECT password_hash FROM users WHERE id = ?1", params![user_id], |r| r.get(0)).optional()?)
 }
 
-pub fn delete_user(c: &Connection, user_id: &str) -> Result<(), StoreError> {
-    exec(c, "DELETE FROM users WHERE id = ?1", params![user_id])?;
-    Ok(())
+/// Deletes the user if its password hash is still `phc`; false if not.
+pub fn delete_user(c: &Connection, user_id: &str, phc: &str) -> Result<bool, StoreError> {
+    Ok(exec(c, "DELETE FROM users WHERE id = ?1 AND password_hash = ?2", params![user_id, phc])? == 1)
 }
 
 #[derive(Serialize)]

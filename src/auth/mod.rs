@@ -5,12 +5,14 @@
 //! several features share (session liveness, roles, revoking a user's
 //! sessions). It imports only layers, never a feature.
 
+mod dummy;
 mod password;
 mod policy;
 mod principal;
 pub mod queries;
 mod signing;
 
+pub use dummy::{DummyParams, RECOUNT_EVERY as DUMMY_RECOUNT_EVERY};
 pub use password::{
     HashError, Hasher, QUEUE_PER_CORE as HASH_QUEUE_PER_CORE, Verified, hash_now, read_pepper,
 };

@@ -202,7 +202,9 @@ impl Hasher {
     }
 
     pub async fn hash(&self, params: Argon2Params, password: String) -> Result<String, HashError> {
-        self.run(move |pepper| hash_now(params, pepper, &password)).await?
+        let phc = self.run(move |pepper| hash_now(params, pepper, &password)).await??;
+        metrics::counter!("latch_password_hashes_total", "op" => "hash").increment(1);
+        Ok(phc)
     }
 
     pub async fn verify(
@@ -211,7 +213,9 @@ impl Hasher {
         password: String,
         phc: String,
     ) -> Result<Verified, HashError> {
-        self.run(move |pepper| verify_now(params, pepper, &password, &phc)).await
+        let verified = self.run(move |pepper| verify_now(params, pepper, &password, &phc)).await?;
+        metrics::counter!("latch_password_hashes_total", "op" => "verify").increment(1);
+        Ok(verified)
     }
 
     /// Verifies `password` against the dummy hash (made on first use, and

@@ -47,15 +47,23 @@ impl ToProblem for PolicyError {
 /// Any password field longer than this is refused before hashing.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
-/// Lookup key for accounts and limits: trimmed and lower-cased.
+/// The one key for an address everywhere: lookup, uniqueness, the mail cap
+/// and the limits. Trimmed, ASCII letters lower-cased, nothing else changed.
+///
+/// Security: Unicode case folding maps other characters onto ASCII ones
+/// (KELVIN SIGN lower-cases to `k`), so two different addresses would share
+/// one account key while mail went to whichever was typed. Addresses must
+/// therefore be ASCII (`validate_email`), and a lookup with anything else
+/// finds nothing.
 pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+    email.trim().to_ascii_lowercase()
 }
 
-/// A syntactically valid address (as the mailer will accept it), trimmed.
+/// A syntactically valid ASCII address (as the mailer will accept it),
+/// trimmed. Internationalized addresses are refused: see `normalize_email`.
 pub fn validate_email(email: &str) -> Result<String, PolicyError> {
     let email = email.trim();
-    if email.len() > 254 || email.parse::<lettre::Address>().is_err() {
+    if email.len() > 254 || !email.is_ascii() || email.parse::<lettre::Address>().is_err() {
         return Err(PolicyError::InvalidEmail);
     }
     Ok(email.to_string())
@@ -165,6 +173,8 @@ mod tests {
         assert!(validate_email("alice@example.test").is_ok());
         assert!(validate_email("not an email").is_err());
         assert!(validate_email(&format!("{}@x.test", "a".repeat(250))).is_err());
+        assert!(validate_email("\u{212A}ate@example.test").is_err(), "KELVIN SIGN is not k");
+        assert_eq!(normalize_email("\u{212A}ATE@x.test"), "\u{212A}ate@x.test", "never folded onto ASCII");
     }
 
     #[test]

@@ -53,3 +53,15 @@ pub fn revoke_user_sessions(
     }
     Ok(ids.len())
 }
+
+/// Calls `f` with every stored password hash (PHC string), streaming.
+pub fn each_password_hash(c: &Connection, mut f: impl FnMut(&str)) -> Result<(), StoreError> {
+    let mut stmt = c.prepare("SELECT password_hash FROM users")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        if let Ok(phc) = row.get_ref(0)?.as_str() {
+            f(phc);
+        }
+    }
+    Ok(())
+}

@@ -203,6 +203,10 @@ impl TokenSigner {
     /// Validates `token` per API.md; `None` for anything not a live,
     /// well-formed latch access token.
     pub fn validate(&self, token: &str, cfg: &Config) -> Option<AccessClaims> {
+        // Security: a huge bearer is refused before any decoding work.
+        if token.len() > MAX_TOKEN_BYTES || has_crit_header(token) {
+            return None;
+        }
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != self.algorithm || header.typ.as_deref() != Some(ACCESS_TYP) {
             return None;
@@ -210,6 +214,7 @@ impl TokenSigner {
         let key = self.decoding.get(header.kid.as_deref().unwrap_or(""))?;
         let mut v = Validation::new(self.algorithm);
         v.leeway = cfg.tokens.leeway.0.as_secs();
+        v.validate_nbf = true;
         v.set_issuer(&[issuer(cfg)]);
         v.set_audience(&[&cfg.tokens.audience]);
         v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
@@ -285,7 +290,60 @@ impl Reloadable for Arc<Signer> {
     }
 }
 
+/// Bearer tokens longer than this are refused unparsed (API.md): latch's
+/// own are under 1 KiB.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// RFC 7515 §4.1.11: a `crit` header names extensions the verifier must
+/// understand; latch understands none, so any `crit` refuses the token.
+/// (jsonwebtoken's `Header` drops unknown fields, so it is read here.)
+fn has_crit_header(token: &str) -> bool {
+    let Some(segment) = token.split('.').next() else { return true };
+    let Ok(bytes) = B64.decode(segment) else { return true };
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(header)) => header.contains_key("crit"),
+        _ => true,
+    }
+}
+
 /// The `iss` claim: `[tokens].issuer`, else `public_url`.
 pub fn issuer(cfg: &Config) -> String {
     if cfg.tokens.issuer.trim().is_empty() { cfg.public_url.clone() } else { cfg.tokens.issuer.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_and_crit_tokens_are_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("s");
+        std::fs::write(&secret, "0123456789abcdef0123456789abcdef").unwrap();
+        let signer = TokenSigner::hs256(Some(&secret)).unwrap();
+        let cfg = Config::load(None).unwrap();
+        let now = crate::clock::now_unix();
+        let claims = AccessClaims {
+            iss: issuer(&cfg),
+            aud: cfg.tokens.audience.clone(),
+            sub: "u".into(),
+            sid: "s".into(),
+            jti: "j".into(),
+            iat: now,
+            exp: now + 60,
+            roles: vec!["x".repeat(MAX_TOKEN_BYTES)],
+            amr: vec![],
+        };
+        let huge = signer.sign(&claims).unwrap();
+        assert!(huge.len() > MAX_TOKEN_BYTES);
+        assert!(signer.validate(&huge, &cfg).is_none());
+        let small = signer.sign(&AccessClaims { roles: vec![], ..claims }).unwrap();
+        assert!(signer.validate(&small, &cfg).is_some());
+        let crit = format!(
+            "{}.{}",
+            B64.encode(r#"{"alg":"HS256","typ":"at+jwt","crit":["x"]}"#),
+            small.split_once('.').unwrap().1
+        );
+        assert!(has_crit_header(&crit) && signer.validate(&crit, &cfg).is_none());
+    }
 }

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Security: files latchctl creates (a pre-migration backup, the WAL
+    // and lock files, a restored database) are private to their owner,
+    // whatever umask the calling shell has, as with latchd.
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe { libc::umask(0o077) };
     let cli = latch::ctl::Cli::parse();
     match latch::ctl::run(cli) {
         Ok(true) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{
     Config, ConfigError, DEFAULT_STATE_DIR, ListenAddr, Listener, ListenerKind, PACKAGED_STATE_DIR,
-    RawConfig, TlsFiles, TokenAlgorithm,
+    RawConfig, SmtpSecurity, TlsFiles, TokenAlgorithm,
 };
 use crate::state_dir::StateDir;
 
@@ -103,6 +103,13 @@ pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Confi
         audit: raw.audit,
         backup: raw.backup,
     })
+}
+
+/// `localhost` or a loopback address.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The host of an absolute http(s) URL, without port or IPv6 brackets.
@@ -210,6 +217,14 @@ fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
         }
         if smtp.host.trim().is_empty() || smtp.port == 0 {
             return Err(invalid("smtp.host", "needs a host and a port above 0"));
+        }
+        // Security: AUTH over a plaintext connection sends the password in
+        // clear to anyone on the path; only the same host is exempt.
+        if !smtp.username.is_empty() && smtp.security == SmtpSecurity::None && !is_loopback(&smtp.host) {
+            return Err(invalid(
+                "smtp.username",
+                "would send the SMTP password in clear: set security = \"starttls\" or \"tls\" (or use a loopback host)",
+            ));
         }
     }
     if !(1..=128).contains(&raw.defense.ipv6_prefix) {

@@ -36,9 +36,17 @@ impl FromStr for HumanDuration {
             "d" => unit_secs(86_400),
             _ => None,
         };
-        d.map(HumanDuration).ok_or_else(err)
+        let d = d.ok_or_else(err)?;
+        if d > MAX_DURATION {
+            return Err(format!("{s:?} is longer than the longest duration allowed, \"3650d\" (10 years)"));
+        }
+        Ok(HumanDuration(d))
     }
 }
+
+/// Every duration in the config is at most ten years, so `now + ttl` can
+/// never overflow and a typo of a few zeros is caught.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
 
 /// The largest unit that divides the duration evenly: "7d", "15m", "250ms".
 impl fmt::Display for HumanDuration {
@@ -183,6 +191,9 @@ mod tests {
         assert!("15".parse::<HumanDuration>().is_err());
         assert!("m".parse::<HumanDuration>().is_err());
         assert!("5w".parse::<HumanDuration>().is_err());
+        assert!("3650d".parse::<HumanDuration>().is_ok());
+        assert!("3651d".parse::<HumanDuration>().unwrap_err().contains("10 years"));
+        assert!("99999999999999999999s".parse::<HumanDuration>().is_err());
         for shown in ["7d", "15m", "90s", "250ms", "0ms"] {
             assert_eq!(shown.parse::<HumanDuration>().unwrap().to_string(), shown);
         }

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Authenticator, BreachedList, Hasher, Signer, read_pepper};
+use crate::auth::{Authenticator, BreachedList, DummyParams, Hasher, Signer, read_pepper};
 use crate::config::{Config, Reloadable};
 use crate::email::{self, Outbox};
 use crate::http::ApiRoutes;
@@ -37,10 +37,12 @@ pub async fn start(
     let cfg = shared.load_full();
     let hasher =
         Hasher::start(read_pepper(cfg.passwords.pepper_file.as_deref()).map_err(anyhow::Error::msg)?);
+    let dummy = Arc::new(DummyParams::default());
+    dummy.recount(store).await;
     // Security: make the dummy hash now, off the request path; otherwise the
     // first unknown-email login would pay for it and stand out by ~20 ms.
     let primer = hasher.clone();
-    let params = cfg.passwords.argon2;
+    let params = dummy.get(cfg.passwords.argon2);
     tracker.spawn(async move {
         if let Err(e) = primer.verify_dummy(params, String::new()).await {
             tracing::warn!(error = %e, "could not prepare the dummy password hash");
@@ -52,6 +54,8 @@ pub async fn start(
         format!("passwords.breached_list {}", list.map_or_else(String::new, |p| p.display().to_string()))
     })?);
     let outbox = Outbox::default();
+    let work = accounts::MailWork { store: store.clone(), key: key.clone(), outbox: outbox.clone() };
+    let mailer = accounts::start_mailer(tracker, cancel.child_token(), work);
     email::spawn_worker(
         tracker,
         cancel.child_token(),
@@ -60,7 +64,13 @@ pub async fn start(
         key.clone(),
         outbox.clone(),
     );
-    sessions::spawn_sweeper(tracker, cancel.child_token(), store.clone(), Arc::clone(shared));
+    let upkeep = sessions::Upkeep {
+        store: store.clone(),
+        config: Arc::clone(shared),
+        dummy: Arc::clone(&dummy),
+        hasher: hasher.clone(),
+    };
+    sessions::spawn_sweeper(tracker, cancel.child_token(), upkeep);
 
     let reloadable: Vec<Arc<dyn Reloadable>> =
         vec![Arc::new(hasher.clone()), Arc::new(Arc::clone(&breached)), Arc::new(Arc::clone(&signer))];
@@ -71,9 +81,9 @@ pub async fn start(
         key: key.clone(),
         outbox,
         breached,
-        tasks: tracker.clone(),
+        mailer,
     });
-    let session_deps = web::Data::new(sessions::Deps { store: store.clone(), hasher, signer, key });
+    let session_deps = web::Data::new(sessions::Deps { store: store.clone(), hasher, signer, key, dummy });
     let routes: ApiRoutes = Arc::new(move |c: &mut web::ServiceConfig| {
         c.app_data(auth.clone()).app_data(account_deps.clone()).app_data(session_deps.clone());
         accounts::routes(c);

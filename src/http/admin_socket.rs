@@ -12,7 +12,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{App, HttpServer, web};
 use futures_util::future::LocalBoxFuture;
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Gid, Group, Uid, User, getgrouplist};
 
 use super::context::RequestContext;
 use super::problem::{Kind, Problem};
@@ -28,28 +28,33 @@ pub struct PeerCred {
     pub gid: u32,
 }
 
-/// Who may use the admin socket.
+/// Who may use the admin socket: root, latchd's own user, and members of
+/// `[admin].group`. Membership is read from the group database at every
+/// request (getgrouplist: /etc/group, LDAP…), so removing someone from the
+/// group takes effect at once, without a restart.
 #[derive(Clone, Debug)]
 pub struct AdminAccess {
     own_uid: u32,
-    group: Option<(u32, Vec<String>)>,
+    group: String,
 }
 
 impl AdminAccess {
     fn for_group(name: &str) -> AdminAccess {
-        let group = Group::from_name(name).ok().flatten().map(|g| (g.gid.as_raw(), g.mem));
-        AdminAccess { own_uid: Uid::effective().as_raw(), group }
+        AdminAccess { own_uid: Uid::effective().as_raw(), group: name.to_string() }
     }
 
     fn allows(&self, peer: PeerCred) -> bool {
         if peer.uid == 0 || peer.uid == self.own_uid {
             return true;
         }
-        let Some((gid, members)) = &self.group else { return false };
-        if peer.gid == *gid {
+        let Some(group) = Group::from_name(&self.group).ok().flatten() else { return false };
+        // Running with the group as its own (newgrp, sg) counts too.
+        if peer.gid == group.gid.as_raw() {
             return true;
         }
-        User::from_uid(Uid::from_raw(peer.uid)).ok().flatten().is_some_and(|u| members.contains(&u.name))
+        let Some(user) = User::from_uid(Uid::from_raw(peer.uid)).ok().flatten() else { return false };
+        let Ok(name) = std::ffi::CString::new(user.name) else { return false };
+        getgrouplist(&name, user.gid).is_ok_and(|groups| groups.contains(&group.gid))
     }
 }
 

@@ -32,23 +32,47 @@ fn trusted(ip: IpAddr, proxies: &[Cidr]) -> bool {
     proxies.iter().any(|c| c.0.contains(&ip))
 }
 
+/// One `X-Forwarded-For` hop: an address, with or without a port
+/// (`203.0.113.9`, `203.0.113.9:4711`, `[2001:db8::1]:443`).
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .map(canonical)
+}
+
+/// A hop that is not an address, as a key that cannot inject anything:
+/// at most 64 characters of `[A-Za-z0-9.:_-]`.
+fn opaque_hop(hop: &str) -> String {
+    let kept: String =
+        hop.trim().chars().filter(|c| c.is_ascii_alphanumeric() || ".:_-".contains(*c)).take(64).collect();
+    format!("invalid:{kept}")
+}
+
 /// The TCP peer, unless it is a trusted proxy (or the call came over a Unix
-/// socket): then the right-most `X-Forwarded-For` entry that is not itself a
-/// trusted proxy. A header from an untrusted peer is ignored.
-pub fn client_ip(peer: Option<IpAddr>, forwarded_for: Option<&str>, proxies: &[Cidr]) -> String {
+/// socket): then the right-most `X-Forwarded-For` hop that is not itself a
+/// trusted proxy, reading every header line as one list (proxies append
+/// lines as well as entries). Walking right to left, a hop that is not an
+/// address ends the walk and is the client: whatever stands left of it was
+/// written by someone no trusted proxy vouches for. A header from an
+/// untrusted peer is ignored.
+pub fn client_ip(peer: Option<IpAddr>, forwarded_for: &[&str], proxies: &[Cidr]) -> String {
     let peer = peer.map(canonical);
     let believe_header = peer.is_none_or(|p| trusted(p, proxies));
-    if believe_header && let Some(header) = forwarded_for {
-        let hops = header.split(',').rev().filter_map(|h| h.trim().parse::<IpAddr>().ok().map(canonical));
+    if believe_header {
         let mut last = None;
-        for hop in hops {
-            last = Some(hop);
-            if !trusted(hop, proxies) {
-                return hop.to_string();
+        for hop in
+            forwarded_for.iter().rev().flat_map(|line| line.rsplit(',')).filter(|h| !h.trim().is_empty())
+        {
+            let Some(ip) = hop_address(hop) else { return opaque_hop(hop) };
+            last = Some(ip);
+            if !trusted(ip, proxies) {
+                return ip.to_string();
             }
         }
-        if let Some(hop) = last {
-            return hop.to_string();
+        if let Some(ip) = last {
+            return ip.to_string();
         }
     }
     peer.map_or_else(|| "unix".to_string(), |p| p.to_string())
@@ -61,8 +85,9 @@ impl FromRequest for ClientInfo {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let cfg = config_of(req);
         let proxies = cfg.as_ref().map_or(&[][..], |c| &c.defense.trusted_proxies[..]);
-        let header = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
-        let ip = client_ip(req.peer_addr().map(|a| a.ip()), header, proxies);
+        let lines: Vec<&str> =
+            req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
+        let ip = client_ip(req.peer_addr().map(|a| a.ip()), &lines, proxies);
         let user_agent = req
             .headers()
             .get("user-agent")
@@ -85,11 +110,25 @@ mod tests {
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let proxies = cidrs(&["10.0.0.0/8"]);
         let peer = Some("10.1.1.1".parse().unwrap());
-        assert_eq!(client_ip(peer, Some("203.0.113.9, 10.2.2.2"), &proxies), "203.0.113.9");
+        assert_eq!(client_ip(peer, &["203.0.113.9, 10.2.2.2"], &proxies), "203.0.113.9");
         let stranger = Some("198.51.100.7".parse().unwrap());
-        assert_eq!(client_ip(stranger, Some("203.0.113.9"), &proxies), "198.51.100.7");
-        assert_eq!(client_ip(None, None, &proxies), "unix");
-        assert_eq!(client_ip(None, Some("203.0.113.9"), &proxies), "203.0.113.9");
-        assert_eq!(client_ip(Some("::ffff:192.0.2.1".parse().unwrap()), None, &proxies), "192.0.2.1");
+        assert_eq!(client_ip(stranger, &["203.0.113.9"], &proxies), "198.51.100.7");
+        assert_eq!(client_ip(None, &[], &proxies), "unix");
+        assert_eq!(client_ip(None, &["203.0.113.9"], &proxies), "203.0.113.9");
+        assert_eq!(client_ip(Some("::ffff:192.0.2.1".parse().unwrap()), &[], &proxies), "192.0.2.1");
+    }
+
+    #[test]
+    fn every_line_counts_and_the_walk_stops_at_a_hop_that_is_no_address() {
+        let proxies = cidrs(&["10.0.0.0/8"]);
+        let peer = Some("10.1.1.1".parse().unwrap());
+        // A second line appended by the proxy holds the real client.
+        assert_eq!(client_ip(peer, &["1.1.1.1", "203.0.113.9, 10.2.2.2"], &proxies), "203.0.113.9");
+        // A proxy writing ip:port is still understood.
+        assert_eq!(client_ip(peer, &["1.1.1.1, 203.0.113.9:4711"], &proxies), "203.0.113.9");
+        assert_eq!(client_ip(peer, &["[2001:db8::1]:443"], &proxies), "2001:db8::1");
+        // Garbage is the client; what the attacker wrote left of it is not.
+        assert_eq!(client_ip(peer, &["1.1.1.1, unknown"], &proxies), "invalid:unknown");
+        assert_eq!(client_ip(peer, &["1.1.1.1, <script>"], &proxies), "invalid:script");
     }
 }

@@ -89,12 +89,7 @@ where
         if let Some(config) = &config {
             req.extensions_mut().insert(LiveConfig(std::sync::Arc::clone(config)));
         }
-        let untrusted_host = self.check_host
-            && config.is_some_and(|c| {
-                let named = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
-                let host = origin::request_host(req.uri(), named);
-                !origin::host_allowed(&c.http.trusted_hosts, req.path(), host.as_deref())
-            });
+        let refusal = refusal(&req, config.as_deref(), self.check_host);
         // Captured up front: the request itself moves into the inner service,
         // and holding a clone of it would break actix's routing.
         let seen = Seen {
@@ -103,10 +98,7 @@ where
             peer: req.peer_addr(),
             started: Instant::now(),
         };
-        if untrusted_host {
-            let refusal = Problem::new(Kind::InvalidRequest).with_detail(
-                "The Host header names a host this server does not serve ([http].trusted_hosts).",
-            );
+        if let Some(refusal) = refusal {
             let mut res = REQUEST_ID.sync_scope(id.clone(), || refusal.into_response());
             secure_headers(res.headers_mut(), &id, tls);
             seen.record(res.status().as_u16(), &id);
@@ -133,6 +125,52 @@ where
             Err(InternalError::from_response("request failed", res).into())
         }))
     }
+}
+
+/// Longest request line or header line served, and longest head in all
+/// (the customary 8 KiB / 16 KiB); beyond them: 431.
+const MAX_HEAD_LINE: usize = 8 * 1024;
+const MAX_HEAD: usize = 16 * 1024;
+
+/// The size of the request head as sent, within a few bytes: the request
+/// line and every `name: value` line with its CRLF.
+fn head_too_large(req: &ServiceRequest) -> bool {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 11;
+    let mut total = line;
+    for (name, value) in req.headers() {
+        let len = name.as_str().len() + value.len() + 4;
+        if len > MAX_HEAD_LINE {
+            return true;
+        }
+        total += len;
+    }
+    line > MAX_HEAD_LINE || total > MAX_HEAD
+}
+
+/// An answer given before any handler runs: a request head over the
+/// limits (431), or a Host outside `[http].trusted_hosts` (400).
+fn refusal(
+    req: &ServiceRequest,
+    config: Option<&crate::config::Config>,
+    check_host: bool,
+) -> Option<Problem> {
+    if head_too_large(req) {
+        return Some(Problem::new(Kind::HeadersTooLarge).with_detail(format!(
+            "The request line and each header must stay under {} KiB, the whole head under {} KiB.",
+            MAX_HEAD_LINE / 1024,
+            MAX_HEAD / 1024
+        )));
+    }
+    let untrusted_host = check_host
+        && config.is_some_and(|c| {
+            let named = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+            let host = origin::request_host(req.uri(), named);
+            !origin::host_allowed(&c.http.trusted_hosts, req.path(), host.as_deref())
+        });
+    untrusted_host.then(|| {
+        Problem::new(Kind::InvalidRequest)
+            .with_detail("The Host header names a host this server does not serve ([http].trusted_hosts).")
+    })
 }
 
 /// What the access log and metrics need, taken before the request moves.

@@ -149,9 +149,17 @@ pub fn bind_all(cfg: &Config, state: web::Data<AppState>, api: ApiRoutes) -> Res
 }
 
 /// Binds a Unix socket, replacing a stale socket file left by a crash but
-/// never one another process still answers on.
+/// never one another process still answers on, nor anything that is not a
+/// socket (a typo in the config must not delete a file).
 pub(super) fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
-    if path.exists() {
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is there; latchd will not delete it",
+            ));
+        }
         if UnixStream::connect(path).is_ok() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,

@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use actix_web::web;
 
-use crate::auth::{Hasher, Signer};
+use crate::auth::{DummyParams, Hasher, Signer};
 use crate::keys::MasterKey;
 use crate::store::Store;
 
 pub use errors::SessionError;
-pub use sweeper::spawn as spawn_sweeper;
+pub use sweeper::{Upkeep, spawn as spawn_sweeper};
 
 /// The services every session flow uses, built once at start.
 pub struct Deps {
@@ -25,6 +25,8 @@ pub struct Deps {
     pub hasher: Hasher,
     pub signer: Arc<Signer>,
     pub key: MasterKey,
+    /// The parameters unknown-email logins verify the dummy hash with.
+    pub dummy: Arc<DummyParams>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

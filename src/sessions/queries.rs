@@ -234,11 +234,32 @@ pub fn session_owner(c: &Connection, id: &str) -> Result<Option<String>, StoreEr
         .optional()?)
 }
 
-pub fn set_password_hash(c: &Connection, user_id: &str, phc: &str, now: i64) -> Result<(), StoreError> {
+/// True while the account is active and its password hash is still
+/// `checked` (no reset or change since the password was verified).
+pub fn may_still_log_in(c: &Connection, user_id: &str, checked: &str) -> Result<bool, StoreError> {
+    Ok(row(
+        c,
+        "SELECT 1 FROM users WHERE id = ?1 AND password_hash = ?2 AND status = 'active'",
+        params![user_id, checked],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
+/// Stores the same password hashed with the current parameters, but only
+/// over the hash it was checked against: never over a newer password.
+pub fn upgrade_password_hash(
+    c: &Connection,
+    user_id: &str,
+    old: &str,
+    new: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     exec(
         c,
-        "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
-        params![user_id, phc, now],
+        "UPDATE users SET password_hash = ?3, updated_at = ?4 WHERE id = ?1 AND password_hash = ?2",
+        params![user_id, old, new, now],
     )?;
     Ok(())
 }

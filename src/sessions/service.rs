@@ -87,32 +87,16 @@ pub async fn login(
     let email_norm = normalize_email(&req.email);
     let found = store.read(move |c| queries::find_login_user(c, &email_norm)).await?;
     let params = cfg.passwords.argon2;
-    // Security: an unknown email costs one argon2 verification too, so the
-    // answer's timing does not tell whether the account exists.
+    // Security: an unknown email costs one argon2 verification too, with
+    // the parameters most stored hashes use, so the answer's timing does not
+    // tell whether the account exists.
     let verified = match &found {
         Some(u) => hasher.verify(params, req.password.clone(), u.password_hash.clone()).await?,
-        None => hasher.verify_dummy(params, req.password.clone()).await?,
+        None => hasher.verify_dummy(d.dummy.get(params), req.password.clone()).await?,
     };
     let user = match found {
         Some(u) if verified.ok => u,
-        other => {
-            count("login", "failure");
-            let subject = other.map(|u| u.id);
-            let client = client.clone();
-            store
-                .write(move |c| {
-                    let entry = Entry {
-                        action: "login_failed",
-                        actor_id: None,
-                        subject_id: subject.as_deref(),
-                        client: Some(&client),
-                        details: serde_json::Value::Null,
-                    };
-                    audit::record(c, &entry)
-                })
-                .await?;
-            return Err(SessionError::InvalidCredentials);
-        }
+        other => return Err(failed(store, other.map(|u| u.id), client).await),
     };
     if !user.active {
         count("login", "disabled");
@@ -126,33 +110,84 @@ pub async fn login(
         true => Some(hasher.hash(params, req.password).await?),
         false => None,
     };
-    let issued =
-        start_session(store, cfg, &user.id, &user.email, req.device_name, "pwd", rehash, client).await?;
+    crate::pause::at("login_commit").await;
+    let start = SessionStart {
+        user_id: &user.id,
+        email: &user.email,
+        device_name: req.device_name,
+        amr: "pwd",
+        checked_hash: user.password_hash.clone(),
+        rehash,
+    };
+    let Some(issued) = start_session(store, cfg, start, client).await? else {
+        // The password changed (a reset) or the account was disabled while
+        // this login was being checked: the old password no longer counts.
+        return Err(failed(store, Some(user.id), client).await);
+    };
     count("login", "success");
     tokens(&d.signer, cfg, issued)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Counts and audits a failed login; the error to answer with.
+async fn failed(store: &Store, subject: Option<String>, client: &ClientInfo) -> SessionError {
+    count("login", "failure");
+    let client = client.clone();
+    let recorded = store
+        .write(move |c| {
+            let entry = Entry {
+                action: "login_failed",
+                actor_id: None,
+                subject_id: subject.as_deref(),
+                client: Some(&client),
+                details: serde_json::Value::Null,
+            };
+            audit::record(c, &entry)
+        })
+        .await;
+    match recorded {
+        Ok(()) => SessionError::InvalidCredentials,
+        Err(e) => e.into(),
+    }
+}
+
+/// What a new session is made from, once the credentials were checked.
+struct SessionStart<'a> {
+    user_id: &'a str,
+    email: &'a str,
+    device_name: Option<String>,
+    /// Space-separated methods: `pwd`, or `pwd otp`.
+    amr: &'static str,
+    /// The password hash the credentials were checked against: the write
+    /// insists it is still the account's.
+    checked_hash: String,
+    /// The same password hashed with the current parameters, if the stored
+    /// hash used others.
+    rehash: Option<String>,
+}
+
+/// Inserts the session and its first refresh token, in one write that
+/// first re-checks the account: `None` if its password changed or it was
+/// disabled since the check.
 async fn start_session(
     store: &Store,
     cfg: &Config,
-    user_id: &str,
-    email: &str,
-    device_name: Option<String>,
-    amr: &'static str,
-    rehash: Option<String>,
+    start: SessionStart<'_>,
     client: &ClientInfo,
-) -> Result<Issued, SessionError> {
+) -> Result<Option<Issued>, SessionError> {
     let refresh_token = random_token()?;
     let refresh_hash = token_hash(&refresh_token);
     let session_id = uuid::Uuid::now_v7().to_string();
     let now = crate::clock::now_unix();
     let session_expires = now + secs(cfg.tokens.session_max_age.0);
     let refresh_expires = (now + secs(cfg.tokens.refresh_ttl.0)).min(session_expires);
-    let (uid, sid, client) = (user_id.to_string(), session_id.clone(), client.clone());
-    let device: Option<String> = device_name.map(|d| d.chars().take(128).collect());
+    let (uid, sid, client) = (start.user_id.to_string(), session_id.clone(), client.clone());
+    let device: Option<String> = start.device_name.map(|d| d.chars().take(128).collect());
+    let (checked, rehash, amr) = (start.checked_hash, start.rehash, start.amr);
     let roles = store
         .write(move |c| {
+            if !queries::may_still_log_in(c, &uid, &checked)? {
+                return Ok(None);
+            }
             queries::insert_session(
                 c,
                 &NewSession {
@@ -169,20 +204,20 @@ async fn start_session(
             queries::insert_refresh(c, &refresh_hash, &sid, now, refresh_expires)?;
             queries::set_last_login(c, &uid, now)?;
             if let Some(phc) = &rehash {
-                queries::set_password_hash(c, &uid, phc, now)?;
+                queries::upgrade_password_hash(c, &uid, &checked, phc, now)?;
             }
             let details = json!({ "session_id": sid, "rehashed": rehash.is_some() });
             audit::record(c, &Entry::by_user("login", &uid, &client).with(details))?;
-            roles_of(c, &uid)
+            Ok(Some(roles_of(c, &uid)?))
         })
         .await?;
-    Ok(Issued {
-        user: UserBrief { id: user_id.to_string(), email: email.to_string(), roles },
+    Ok(roles.map(|roles| Issued {
+        user: UserBrief { id: start.user_id.to_string(), email: start.email.to_string(), roles },
         session_id,
         amr: amr.split(' ').map(str::to_string).collect(),
         refresh_token,
         refresh_expires_in: refresh_expires - now,
-    })
+    }))
 }
 
 fn secs(d: std::time::Duration) -> i64 {

@@ -4,7 +4,8 @@
 //! of deleting by session, the sweeper walks the table by rowid, a bounded
 //! step at a time, and wraps around at the end. Also deletes sessions that
 //! ended more than `[tokens].ended_session_retention` ago (their tokens go
-//! with the next pass) and keeps the `latch_sessions_active` gauge.
+//! with the next pass), keeps the `latch_sessions_active` gauge, and
+//! recounts the parameters of stored password hashes for the dummy hash.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::queries;
+use crate::auth::{DUMMY_RECOUNT_EVERY, DummyParams, Hasher};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -30,16 +32,36 @@ const COUNT_EVERY: Duration = Duration::from_secs(15);
 /// Sessions deleted per prune: one short job in a write batch, like a step.
 const PRUNE_ROWS: i64 = 2_000;
 
+/// What the sweeper works on.
+pub struct Upkeep {
+    pub store: Store,
+    pub config: Arc<ArcSwap<Config>>,
+    pub dummy: Arc<DummyParams>,
+    pub hasher: Hasher,
+}
+
 /// Starts the sweeper on `tracker`; it stops when `cancel` fires.
-pub fn spawn(tracker: &TaskTracker, cancel: CancellationToken, store: Store, config: Arc<ArcSwap<Config>>) {
+pub fn spawn(tracker: &TaskTracker, cancel: CancellationToken, upkeep: Upkeep) {
+    let Upkeep { store, config, dummy, hasher } = upkeep;
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(STEP_EVERY);
         let mut cursor = 0;
         let mut counted: Option<std::time::Instant> = None;
+        let mut recounted = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {},
+            }
+            if recounted.elapsed() >= DUMMY_RECOUNT_EVERY {
+                recounted = std::time::Instant::now();
+                dummy.recount(&store).await;
+                // Security: make a dummy for new parameters now, not on the
+                // next unknown-email login, which would stand out by a hash.
+                let params = dummy.get(config.load().passwords.argon2);
+                if let Err(e) = hasher.verify_dummy(params, String::new()).await {
+                    tracing::warn!(error = %e, "could not prepare the dummy password hash");
+                }
             }
             if counted.is_none_or(|t| t.elapsed() >= COUNT_EVERY) {
                 counted = Some(std::time::Instant::now());

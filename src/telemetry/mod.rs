@@ -1,6 +1,9 @@
 //! Logs and metrics. Logs are JSON lines for journald (plain text on a TTY),
 //! carrying the request id; metrics use the `metrics` facade with the
-//! Prometheus recorder, rendered by our own `/metrics` route.
+//! Prometheus recorder, rendered by our own `/metrics` route (`render`).
+//! `catalogue.rs` describes every metric.
+
+mod catalogue;
 
 use std::io::IsTerminal;
 use std::os::unix::fs::OpenOptionsExt;
@@ -48,8 +51,15 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), DURATION_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full("latch_db_commit_batch_size".into()), BATCH_BUCKETS)?
         .install_recorder()?;
+    catalogue::describe();
     metrics::gauge!("latch_build_info", "version" => VERSION).set(1.0);
     Ok(handle)
+}
+
+/// The Prometheus text of every metric, the process series freshly read.
+pub fn render(handle: &PrometheusHandle) -> String {
+    catalogue::process().collect();
+    handle.render()
 }
 
 /// Counts one authentication attempt: `latch_auth_events_total{kind,result}`.

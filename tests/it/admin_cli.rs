@@ -257,3 +257,88 @@ async fn a_reload_that_raises_or_lowers_max_body_applies_to_the_next_request() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// latchctl creates what it writes private (umask 0077), whatever the
+/// umask of the shell it was started from.
+#[tokio::test]
+async fn offline_commands_write_private_files_under_any_umask() {
+    let d = Latchd::start().await;
+    let state = d.state_dir();
+    let dir = d.stop_keep_dir();
+    let conn = rusqlite::Connection::open(state.join("latch.db")).unwrap();
+    // Pretend migration 3 is pending: it rebuilds a table, after a backup.
+    conn.execute("DELETE FROM schema_migrations WHERE version = 3", []).unwrap();
+    drop(conn);
+    let mut cmd = Command::new(LATCHCTL);
+    cmd.arg("--state-dir").arg(&state).args(["db", "migrate"]).env_remove("LATCH_CONFIG");
+    // SAFETY: umask in the child just before exec; no allocation, no locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o022);
+            Ok(())
+        })
+    };
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "1 migration(s) applied");
+    let backups = state.join("backups");
+    assert_eq!(std::fs::metadata(&backups).unwrap().permissions().mode() & 0o777, 0o700);
+    for entry in std::fs::read_dir(&backups).unwrap().flatten() {
+        assert_eq!(entry.metadata().unwrap().permissions().mode() & 0o777, 0o600, "{:?}", entry.path());
+    }
+    drop(dir);
+}
+
+/// Membership of the admin group is read at every request: adding a user
+/// lets them in, removing them shuts them out at once, no restart.
+#[tokio::test]
+async fn group_membership_is_read_at_every_request_as_root() {
+    assert!(nix::unistd::Uid::effective().is_root(), "needs root to manage groups");
+    let group = format!("latchtest{}", std::process::id());
+    let admin = |args: &[&str]| {
+        let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    admin(&["groupadd", &group]);
+    admin(&["gpasswd", "-a", "nobody", &group]);
+    let d = Latchd::start_with(&base_config(&format!("\n[admin]\ngroup = \"{group}\"\n"))).await;
+    std::fs::set_permissions(d.state_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let socket = d.ready["admin_socket"].as_str().unwrap().to_string();
+    let gid = nix::unistd::Group::from_name(&group).unwrap().unwrap().gid.as_raw();
+    // nobody, with the group among its supplementary groups (as after a login).
+    let as_member = || {
+        let mut cmd = Command::new(LATCHCTL);
+        cmd.args(["--socket", &socket, "status"]).env_remove("LATCH_CONFIG").current_dir("/");
+        // SAFETY: setgroups/setgid/setuid in the child before exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let groups = [gid];
+                if libc::setgroups(1, groups.as_ptr()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+        cmd.output().unwrap()
+    };
+    let out = as_member();
+    let result = std::panic::catch_unwind(|| {
+        assert!(out.status.success(), "a member is let in: {}", stderr(&out));
+        admin(&["gpasswd", "-d", "nobody", &group]);
+        let out = as_member();
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        assert!(
+            stderr(&out).contains("Only root, latchd's user and members of the admin group"),
+            "{}",
+            stderr(&out)
+        );
+    });
+    drop(d);
+    admin(&["groupdel", &group]);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -107,3 +107,28 @@ fn cors_origins_and_trusted_hosts_are_checked_entry_by_entry() {
     let err = assert_rejected(&text, line, "http.trusted_hosts[0]");
     assert!(err.contains("no port"), "{err}");
 }
+
+#[test]
+fn durations_have_an_upper_bound() {
+    let text = base_config("\n[tokens]\naccess_ttl = \"15m\"\nrefresh_ttl = \"4000d\"\n");
+    let line = text.lines().position(|l| l.starts_with("refresh_ttl")).unwrap() + 1;
+    let err = assert_rejected(&text, line, "tokens.refresh_ttl");
+    assert!(err.contains("10 years"), "{err}");
+}
+
+#[test]
+fn smtp_auth_over_plaintext_to_another_host_is_refused() {
+    let smtp =
+        "\n[smtp]\nhost = \"mail.example.test\"\nport = 25\nsecurity = \"none\"\nusername = \"latch\"\n";
+    let text = base_config(smtp);
+    let line = text.lines().position(|l| l.starts_with("username")).unwrap() + 1;
+    let err = assert_rejected(&text, line, "smtp.username");
+    assert!(err.contains("starttls"), "{err}");
+    // Loopback, or a protected connection, is fine.
+    for ok in [smtp.replace("mail.example.test", "127.0.0.1"), smtp.replace("\"none\"", "\"starttls\"")] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), &base_config(&ok));
+        let out = run_latchd(&["check-config", &path.display().to_string()], dir.path());
+        assert!(out.status.success(), "{ok}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

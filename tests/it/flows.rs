@@ -10,9 +10,25 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A daemon sending mail to a fresh SMTP sink; `extra` adds config.
 pub async fn with_smtp(extra: &str) -> (Latchd, SmtpSink) {
+    with_smtp_env(extra, &[]).await
+}
+
+/// As `with_smtp`, with extra environment variables for latchd.
+pub async fn with_smtp_env(extra: &str, env: &[(&str, &str)]) -> (Latchd, SmtpSink) {
     let smtp = SmtpSink::start();
-    let d = Latchd::start_with(&base_config(&format!("{}{extra}", smtp.config()))).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    crate::harness::write_config(dir.path(), &base_config(&format!("{}{extra}", smtp.config())));
+    let d = Latchd::start_in_with_env(dir, env).await;
     (d, smtp)
+}
+
+/// The value of one Prometheus series on `/metrics`, 0 when absent.
+pub async fn metric(d: &Latchd, series: &str) -> f64 {
+    let text = d.get("/metrics").await.text().await.expect("metrics");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(series))
+        .find_map(|rest| rest.strip_prefix(' ').and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
 }
 
 /// Registers `email`, follows the emailed link, and returns the message

@@ -265,3 +265,25 @@ async fn a_full_hash_queue_answers_503_overloaded() {
     }
     assert!(overloaded > 0, "{burst} concurrent slow hashes must overflow the queue");
 }
+
+/// After `[passwords].argon2` changes, accounts keep their old hashes until
+/// they log in, and a wrong password for them is verified with the old
+/// parameters; the dummy hash for unknown emails follows the stored
+/// majority, so both take the same time.
+#[tokio::test]
+async fn the_dummy_hash_follows_the_parameters_most_stored_hashes_use() {
+    let weak = "\n[passwords]\nargon2 = { memory_kib = 8192, iterations = 1, parallelism = 1 }\n";
+    let d = Latchd::start_with(&base_config(weak)).await;
+    for who in ["ann", "bob", "cy"] {
+        let body = json!({"email": format!("{who}@example.test"), "password": PASSWORD});
+        assert_eq!(d.post("/v1/auth/register", body).await.status(), 202);
+    }
+    let dir = d.stop_keep_dir();
+    write_config(dir.path(), &base_config(""));
+    let d = Latchd::start_in(dir).await;
+    let res = d.post("/v1/auth/login", json!({"email": "nobody@example.test", "password": PASSWORD})).await;
+    assert_eq!(res.status(), 401);
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains("dummy hash follows")).unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains(r#""memory_kib":8192"#) && line.contains(r#""stored_hashes":3"#), "{line}");
+}

@@ -14,6 +14,8 @@ mod lifetimes;
 mod mail;
 mod ops;
 mod origins;
+mod probes;
+mod races;
 mod reload;
 mod secrets;
 mod tidy;

@@ -71,14 +71,25 @@ fn architecture_names_every_source_directory() {
 /// Which top-level modules each `src/` module may import (`crate::x`).
 /// Layers import only layers; features import layers and never each
 /// other; the wiring (`daemon`, `ctl`) may use anything.
-const LAYERS: &[&str] =
-    &["clock", "config", "state_dir", "store", "telemetry", "keys", "http", "audit", "email", "auth"];
+const LAYERS: &[&str] = &[
+    "clock",
+    "pause",
+    "config",
+    "state_dir",
+    "store",
+    "telemetry",
+    "keys",
+    "http",
+    "audit",
+    "email",
+    "auth",
+];
 const FEATURES: &[&str] = &["accounts", "sessions", "admin", "mfa", "defense", "backup", "pages"];
 
 fn allowed_imports(module: &str) -> Option<Vec<&'static str>> {
     let layers = |names: &[&'static str]| Some(names.to_vec());
     match module {
-        "clock" | "state_dir" => layers(&[]),
+        "clock" | "state_dir" | "pause" => layers(&[]),
         "config" => layers(&["state_dir"]),
         "store" => layers(&["clock", "state_dir"]),
         "telemetry" => layers(&["config"]),

@@ -1,0 +1,119 @@
+//! Password reset (by emailed token) and change (by the current password).
+//! Both re-check in their write transaction that nothing changed since the
+//! password or token was checked, void every other outstanding reset link,
+//! and revoke sessions.
+
+use serde_json::json;
+
+use super::queries;
+use super::{AccountError, Deps};
+use crate::audit::{self, Entry};
+use crate::auth::queries::revoke_user_sessions;
+use crate::auth::{UserSession, check_password, reject_oversized};
+use crate::config::Config;
+use crate::http::ClientInfo;
+use crate::keys::token_hash;
+use crate::telemetry::auth_event as count;
+
+pub(super) const RESET_TTL_SECS: i64 = 30 * 60;
+const RESET: &str = "password_reset";
+
+/// Sets a new password from a reset token; revokes every session, voids
+/// the user's other reset links and clears the account lock. Proves the
+/// address, so it also verifies it.
+pub async fn reset_password(
+    d: &Deps,
+    cfg: &Config,
+    token: &str,
+    new_password: String,
+    client: &ClientInfo,
+) -> Result<(), AccountError> {
+    check_password(cfg, &d.breached, "new_password", &new_password)?;
+    // Performance: a garbage token must not cost an argon2 hash; look it
+    // up on a reader first and hash only for a live one.
+    let hash = token_hash(token);
+    let lookup = hash.clone();
+    let live =
+        d.store.read(move |c| queries::one_time_user(c, &lookup, RESET, crate::clock::now_unix())).await?;
+    if live.is_none() {
+        count("password_reset", "failure");
+        return Err(AccountError::InvalidToken);
+    }
+    let phc = d.hasher.hash(cfg.passwords.argon2, new_password).await?;
+    let client = client.clone();
+    let done = d
+        .store
+        .write(move |c| {
+            let now = crate::clock::now_unix();
+            let Some(user) = queries::spend_one_time(c, &hash, RESET, now)? else { return Ok(false) };
+            queries::set_password(c, &user, &phc, now)?;
+            queries::mark_verified(c, &user, now)?;
+            let voided = queries::void_one_time(c, &user, RESET, now)?;
+            let revoked = revoke_user_sessions(c, &user, None, RESET, now)?;
+            let details = json!({ "sessions_revoked": revoked, "reset_links_voided": voided });
+            audit::record(c, &Entry::by_user(RESET, &user, &client).with(details))?;
+            Ok(true)
+        })
+        .await?;
+    count("password_reset", if done { "success" } else { "failure" });
+    if done { Ok(()) } else { Err(AccountError::InvalidToken) }
+}
+
+/// Checks `password` against the user's stored hash; returns that hash, so
+/// the write that follows can insist it is still the one.
+pub(super) async fn check_current(
+    d: &Deps,
+    cfg: &Config,
+    user_id: &str,
+    password: String,
+) -> Result<String, AccountError> {
+    reject_oversized("password", &password)?;
+    let uid = user_id.to_string();
+    let phc = d
+        .store
+        .read(move |c| queries::password_hash(c, &uid))
+        .await?
+        .ok_or(AccountError::InvalidCredentials)?;
+    let verified = d.hasher.verify(cfg.passwords.argon2, password, phc.clone()).await?;
+    if verified.ok { Ok(phc) } else { Err(AccountError::InvalidCredentials) }
+}
+
+/// Changes the password; every other session of the user is revoked and
+/// outstanding reset links are voided. Refused if the password changed
+/// (a reset) after the current one was checked.
+pub async fn change_password(
+    d: &Deps,
+    cfg: &Config,
+    user: &UserSession,
+    current: String,
+    new_password: String,
+    client: &ClientInfo,
+) -> Result<(), AccountError> {
+    check_password(cfg, &d.breached, "new_password", &new_password)?;
+    let old = match check_current(d, cfg, &user.user_id, current).await {
+        Ok(old) => old,
+        Err(e) => {
+            count("password_change", "failure");
+            return Err(e);
+        }
+    };
+    let phc = d.hasher.hash(cfg.passwords.argon2, new_password).await?;
+    crate::pause::at("password_commit").await;
+    let (uid, sid, client) = (user.user_id.clone(), user.session_id.clone(), client.clone());
+    let changed = d
+        .store
+        .write(move |c| {
+            let now = crate::clock::now_unix();
+            if !queries::replace_password(c, &uid, &old, &phc, now)? {
+                return Ok(false);
+            }
+            let voided = queries::void_one_time(c, &uid, RESET, now)?;
+            let revoked = revoke_user_sessions(c, &uid, Some(&sid), "password_change", now)?;
+            let details = json!({ "sessions_revoked": revoked, "reset_links_voided": voided });
+            audit::record(c, &Entry::by_user("password_changed", &uid, &client).with(details))?;
+            Ok(true)
+        })
+        .await?;
+    count("password_change", if changed { "success" } else { "failure" });
+    if changed { Ok(()) } else { Err(AccountError::InvalidCredentials) }
+}

@@ -1,0 +1,30 @@
+//! Test-only pauses at named points, so an integration test can hold a
+//! request between two steps (say, between a login's password check and its
+//! write) and race another request against it. Debug builds only: in a
+//! release build `at` does nothing and reads no environment.
+//!
+//! `LATCH_TEST_PAUSE="login_commit:1500,account_email:800"` pauses each
+//! named point that many milliseconds.
+
+/// Waits at point `name` as long as `LATCH_TEST_PAUSE` asks (debug builds).
+pub async fn at(name: &str) {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = configured(name) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+#[cfg(debug_assertions)]
+fn configured(name: &str) -> Option<u64> {
+    static POINTS: std::sync::OnceLock<Vec<(String, u64)>> = std::sync::OnceLock::new();
+    let points = POINTS.get_or_init(|| {
+        let spec = std::env::var("LATCH_TEST_PAUSE").unwrap_or_default();
+        spec.split(',')
+            .filter_map(|p| p.split_once(':'))
+            .filter_map(|(n, ms)| Some((n.trim().to_string(), ms.trim().parse().ok()?)))
+            .collect()
+    });
+    points.iter().find(|(n, _)| n == name).map(|(_, ms)| *ms)
+}

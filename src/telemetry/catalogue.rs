@@ -1,0 +1,60 @@
+//! Every metric latch exports, with its unit and help text, in one place:
+//! Prometheus shows the help on every series, `promtool check metrics` finds
+//! nothing to say, and the dashboard and alert rules have a list to follow.
+//! The standard `process_*` series (memory, CPU, open files, start time)
+//! come from metrics-process, collected just before each scrape.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+/// Registers the help text and unit of every latch metric.
+pub fn describe() {
+    describe_counter!(
+        "latch_http_requests_total",
+        "HTTP requests answered, by method, route pattern (\"unmatched\" for 404s) and status."
+    );
+    describe_histogram!(
+        "latch_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request, by method and route pattern."
+    );
+    describe_counter!("latch_auth_events_total", "Authentication events, by kind and result.");
+    describe_gauge!("latch_hash_queue_depth", "Password hashes queued or running on the argon2 pool.");
+    describe_counter!(
+        "latch_password_hashes_total",
+        "Argon2id work done: hashes made (op=hash) and passwords checked (op=verify)."
+    );
+    describe_histogram!(
+        "latch_db_query_duration_seconds",
+        Unit::Seconds,
+        "Database work: read transactions (op=read) and write batches up to their commit (op=commit)."
+    );
+    describe_histogram!(
+        "latch_db_commit_batch_size",
+        Unit::Count,
+        "Write jobs committed together in one transaction (group commit)."
+    );
+    describe_gauge!("latch_email_queue_depth", "Emails in the outbox waiting to be delivered.");
+    describe_counter!(
+        "latch_emails_total",
+        "Emails by outcome: sent, retry, dead (gave up), dropped (per-recipient hourly cap)."
+    );
+    describe_counter!(
+        "latch_background_dropped_total",
+        "Deferred work dropped because its queue was full, by queue; the request was answered as usual."
+    );
+    describe_counter!("latch_config_reloads_total", "Config reloads, by result.");
+    describe_gauge!(
+        "latch_tls_cert_expiry_timestamp_seconds",
+        Unit::Seconds,
+        "When the served TLS certificate expires, as Unix time."
+    );
+    describe_gauge!("latch_build_info", "Always 1; the version label names the running latchd.");
+    describe_gauge!("latch_sessions_active", "Sessions neither revoked nor past their maximum age.");
+    process().describe();
+}
+
+/// The collector of the standard `process_*` series.
+pub fn process() -> &'static metrics_process::Collector {
+    static COLLECTOR: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
