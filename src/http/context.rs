@@ -18,6 +18,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::origin;
 use super::problem::{Kind, PROBLEM_JSON, Problem, REQUEST_ID};
+use super::server::ConnSocket;
 use super::{AppState, LiveConfig};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -90,6 +91,7 @@ where
             req.extensions_mut().insert(LiveConfig(std::sync::Arc::clone(config)));
         }
         let refusal = refusal(&req, config.as_deref(), self.check_host);
+        let _in_flight = req.conn_data::<ConnSocket>().map(InFlight::start);
         // Captured up front: the request itself moves into the inner service,
         // and holding a clone of it would break actix's routing.
         let seen = Seen {
@@ -106,6 +108,7 @@ where
             return Box::pin(async move { Ok(res) });
         }
         Box::pin(REQUEST_ID.scope(id.clone(), async move {
+            let _in_flight = _in_flight;
             let outcome = tokio::time::timeout(timeout, service.call(req)).await;
             let error_response = match outcome {
                 Ok(Ok(res)) => {
@@ -171,6 +174,22 @@ fn refusal(
         Problem::new(Kind::InvalidRequest)
             .with_detail("The Host header names a host this server does not serve ([http].trusted_hosts).")
     })
+}
+
+/// Counts a request as being answered on its connection until dropped.
+struct InFlight(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    fn start(conn: &ConnSocket) -> InFlight {
+        conn.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(std::sync::Arc::clone(&conn.in_flight))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// What the access log and metrics need, taken before the request moves.

@@ -12,6 +12,7 @@ mod origin;
 pub mod problem;
 pub(crate) mod server;
 pub mod tls;
+mod tls_listener;
 
 use std::future::{Ready, ready};
 use std::sync::atomic::AtomicBool;

@@ -29,3 +29,26 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::telemetry::render(&state.metrics))
 }
+
+/// Debug builds only: the socket options of this very connection, as the
+/// server set them (`{"tcp_nodelay": true}`), so a test can check them.
+#[cfg(debug_assertions)]
+pub async fn debug_tcp(req: actix_web::HttpRequest) -> HttpResponse {
+    let Some(socket) = req.conn_data::<super::server::ConnSocket>() else {
+        return HttpResponse::Ok().json(json!({ "tcp_nodelay": null }));
+    };
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt on the fd of the connection this request arrived
+    // on (open while the request is served), into a c_int of the right size.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    HttpResponse::Ok().json(json!({ "tcp_nodelay": (rc == 0).then_some(value != 0) }))
+}

@@ -23,6 +23,10 @@ use crate::config::{Config, ListenAddr, ListenerKind};
 /// How long a graceful stop waits for in-flight requests.
 pub const DRAIN_SECS: u64 = 10;
 
+/// How long an idle connection is kept (HTTP/1.1), or how often an idle
+/// HTTP/2 connection is pinged (and closed when the pong does not come).
+pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(75);
+
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("cannot bind {what}: {source}")]
@@ -61,7 +65,8 @@ macro_rules! server_defaults {
             .shutdown_timeout($crate::http::server::DRAIN_SECS)
             .client_request_timeout($cfg.http.header_timeout.0)
             .client_disconnect_timeout(std::time::Duration::from_secs(1))
-            .keep_alive(actix_web::http::KeepAlive::Timeout(std::time::Duration::from_secs(75)))
+            .keep_alive(actix_web::http::KeepAlive::Timeout($crate::http::server::KEEP_ALIVE))
+            .tcp_nodelay(true)
     };
 }
 pub(super) use server_defaults;
@@ -104,48 +109,98 @@ pub fn bind_all(cfg: &Config, state: web::Data<AppState>, api: ApiRoutes) -> Res
                 .configure(|c| routes(c, metrics))
                 .configure(|c| api(c))
         };
-        let server = server_defaults!(HttpServer::new(factory), cfg).workers(workers);
-        let bind_err = |what: String| move |source| HttpError::Bind { what, source };
-        let (server, bound) = match (&listener.addr, &tls) {
-            (ListenAddr::Tcp(addr), _) if listener.kind == ListenerKind::Http => {
-                let lst = TcpListener::bind(addr).map_err(bind_err(addr.to_string()))?;
-                let local = lst.local_addr().map_err(bind_err(addr.to_string()))?;
-                (server.listen(lst).map_err(bind_err(addr.to_string()))?, (Some(local), None))
-            }
-            (ListenAddr::Tcp(addr), Some((tls_config, _))) => {
-                let lst = TcpListener::bind(addr).map_err(bind_err(addr.to_string()))?;
-                let local = lst.local_addr().map_err(bind_err(addr.to_string()))?;
-                let server = server
-                    .listen_rustls_0_23(lst, (**tls_config).clone())
-                    .map_err(bind_err(addr.to_string()))?;
-                (server, (Some(local), None))
-            }
-            (ListenAddr::Unix(path), _) => {
-                let lst = bind_unix(path).map_err(bind_err(path.display().to_string()))?;
-                (
-                    server.listen_uds(lst).map_err(bind_err(path.display().to_string()))?,
-                    (None, Some(path.clone())),
-                )
-            }
-            (ListenAddr::Tcp(addr), None) => {
-                return Err(HttpError::Bind {
-                    what: addr.to_string(),
-                    source: std::io::Error::other("https listener without TLS configuration"),
-                });
-            }
-        };
-        let kind = kind_name(listener.kind);
+        let tls_config = tls.as_ref().map(|(config, _)| Arc::clone(config));
+        let (running, bound) = bind_one(listener, factory, tls_config, cfg, workers)?;
         let shown = bound
-            .0
-            .map_or_else(|| bound.1.clone().unwrap_or_default().display().to_string(), |a| a.to_string());
-        tracing::info!(kind, addr = %shown, metrics, "listening");
-        let running = server.run();
+            .addr
+            .map_or_else(|| bound.path.clone().unwrap_or_default().display().to_string(), |a| a.to_string());
+        tracing::info!(kind = bound.kind, addr = %shown, metrics, "listening");
         out.handles.push(running.handle());
         out.servers.push(running);
-        out.bound.push(BoundListener { kind, addr: bound.0, path: bound.1 });
+        out.bound.push(bound);
     }
     out.certs = tls.map(|(_, certs)| certs);
     Ok(out)
+}
+
+/// Binds one listener and builds (but does not await) its server.
+fn bind_one<F, I, S, B>(
+    listener: &crate::config::Listener,
+    factory: F,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    cfg: &Config,
+    workers: usize,
+) -> Result<(Server, BoundListener), HttpError>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: actix_service::IntoServiceFactory<S, actix_http::Request>,
+    S: actix_service::ServiceFactory<actix_http::Request, Config = actix_web::dev::AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<actix_http::Response<B>> + 'static,
+    <S::Service as actix_service::Service<actix_http::Request>>::Future: 'static,
+    S::Service: 'static,
+    B: actix_web::body::MessageBody + 'static,
+{
+    let kind = kind_name(listener.kind);
+    let what = match &listener.addr {
+        ListenAddr::Tcp(addr) => addr.to_string(),
+        ListenAddr::Unix(path) => path.display().to_string(),
+    };
+    let bind_err = |source| HttpError::Bind { what: what.clone(), source };
+    let http_server = || server_defaults!(HttpServer::new(factory.clone()), cfg).workers(workers);
+    match (&listener.addr, listener.kind, tls) {
+        (ListenAddr::Unix(path), _, _) => {
+            let lst = bind_unix(path).map_err(bind_err)?;
+            let server = http_server().listen_uds(lst).map_err(bind_err)?.run();
+            Ok((server, BoundListener { kind, addr: None, path: Some(path.clone()) }))
+        }
+        (ListenAddr::Tcp(addr), ListenerKind::Http, _) => {
+            let lst = TcpListener::bind(addr).map_err(bind_err)?;
+            let local = lst.local_addr().map_err(bind_err)?;
+            let server = http_server().on_connect(remember_socket).listen(lst).map_err(bind_err)?.run();
+            Ok((server, BoundListener { kind, addr: Some(local), path: None }))
+        }
+        (ListenAddr::Tcp(addr), _, Some(tls)) => {
+            let lst = TcpListener::bind(addr).map_err(bind_err)?;
+            let local = lst.local_addr().map_err(bind_err)?;
+            let settings = super::tls_listener::Settings {
+                workers,
+                header_timeout: cfg.http.header_timeout.0,
+                keep_alive: KEEP_ALIVE,
+            };
+            let server = super::tls_listener::https_server(lst, tls, factory, &settings).map_err(bind_err)?;
+            Ok((server, BoundListener { kind, addr: Some(local), path: None }))
+        }
+        (ListenAddr::Tcp(_), _, None) => {
+            Err(bind_err(std::io::Error::other("https listener without TLS configuration")))
+        }
+    }
+}
+
+/// What latch keeps of a connection, recorded when it is accepted: its raw
+/// socket (a debug-build route reports its options, `/debug/tcp`) and how
+/// many of its requests are being answered (an HTTP/2 connection closes at
+/// a graceful stop only once that is zero).
+#[derive(Clone, Debug)]
+pub struct ConnSocket {
+    /// Read only by the debug-build route.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
+    pub fd: std::os::fd::RawFd,
+    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ConnSocket {
+    pub fn new(fd: std::os::fd::RawFd) -> ConnSocket {
+        ConnSocket { fd, in_flight: Arc::default() }
+    }
+}
+
+fn remember_socket(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
+    use std::os::fd::AsRawFd;
+    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        ext.insert(ConnSocket::new(tcp.as_raw_fd()));
+    }
 }
 
 /// Binds a Unix socket, replacing a stale socket file left by a crash but
@@ -181,6 +236,9 @@ pub(super) fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
 fn routes(cfg: &mut web::ServiceConfig, metrics: bool) {
     cfg.service(web::resource("/health").route(web::get().to(ops::health)))
         .service(web::resource("/ready").route(web::get().to(ops::ready)));
+    // Tests read the options of the server's side of their connection.
+    #[cfg(debug_assertions)]
+    cfg.service(web::resource("/debug/tcp").route(web::get().to(ops::debug_tcp)));
     if metrics {
         cfg.service(web::resource("/metrics").route(web::get().to(ops::metrics)));
     }

@@ -75,7 +75,13 @@ pub fn server_config(cfg: &Config) -> Result<(Arc<ServerConfig>, Arc<CertStore>)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(store.clone());
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Resumption: one TLS 1.3 ticket per handshake (rustls sends two by
+    // default), backed by an in-memory cache of 1,024 sessions. A client
+    // that reconnects with it skips the certificate signature; one ticket is
+    // enough for that, and a stateful cache needs no ticket key to rotate.
+    config.send_tls13_tickets = 1;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
     Ok((Arc::new(config), store))
 }
 

@@ -7,6 +7,7 @@
 mod accounts;
 mod admin_cli;
 mod config;
+mod connections;
 mod flows;
 mod harness;
 mod lifecycle;

@@ -1,0 +1,357 @@
+//! The HTTPS listeners: HTTP/2 and HTTP/1.1 over TLS (ALPN), assembled from
+//! actix-web's own parts — the rustls acceptor, then `HttpService` — rather
+//! than `HttpServer::listen_rustls`, for two things that one cannot do:
+//!
+//! - `TCP_NODELAY` on every connection before the first response: after a
+//!   TLS 1.3 handshake the session ticket and the response are separate
+//!   writes, and Nagle would hold the response for the client's delayed
+//!   ACK (40 ms on Linux) on every fresh connection.
+//! - A deadline on every HTTP/2 frame (`FrameDeadline`): once a frame has
+//!   begun, it must be complete within `[http].header_timeout`, as a request
+//!   head must over HTTP/1.1; otherwise a client could hold a connection by
+//!   trickling a frame forever (slow loris over h2).
+
+use std::future::Future;
+use std::io;
+use std::net::TcpListener;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_http::{HttpService, Protocol, Request, Response, body::MessageBody};
+use actix_server::Server;
+use actix_service::{IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt, fn_service, map_config};
+use actix_tls::accept::rustls_0_23::{Acceptor, TlsStream};
+use actix_web::dev::AppConfig;
+use actix_web::rt::net::TcpStream;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use super::server::{ConnSocket, DRAIN_SECS};
+
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every HTTPS server shares with the others (see `server_defaults!`).
+pub struct Settings {
+    pub workers: usize,
+    pub header_timeout: Duration,
+    pub keep_alive: Duration,
+}
+
+/// Builds the server of one HTTPS listener around `factory` (the App).
+pub fn https_server<F, I, S, B>(
+    lst: TcpListener,
+    tls: Arc<ServerConfig>,
+    factory: F,
+    settings: &Settings,
+) -> io::Result<Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let addr = lst.local_addr()?;
+    let builder = Server::build();
+    let shutdown = builder.graceful_shutdown_signal();
+    let (header_timeout, keep_alive) = (settings.header_timeout, settings.keep_alive);
+    builder
+        .workers(settings.workers)
+        .disable_signals()
+        .shutdown_timeout(DRAIN_SECS)
+        .listen(format!("latch-https-{addr}"), lst, move || {
+            let (shutdown, drain) = (shutdown.clone(), shutdown.clone());
+            let app = factory().into_factory().map_err(|e| e.into().error_response());
+            let http = HttpService::build()
+                .keep_alive(keep_alive)
+                .client_request_timeout(header_timeout)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .secure()
+                .local_addr(addr)
+                .graceful_shutdown_signal(move || {
+                    let signal = shutdown.clone();
+                    async move { signal.notified().await }
+                })
+                .on_connect_ext(|io: &FrameDeadline<TlsStream<TcpStream>>, ext| {
+                    ext.insert(io.conn.clone());
+                })
+                .finish(map_config(app, move |_| AppConfig::__priv_test_new(true, addr.to_string(), addr)));
+            let mut acceptor = Acceptor::new((*tls).clone());
+            acceptor.set_handshake_timeout(HANDSHAKE_TIMEOUT);
+            acceptor
+                .map_init_err(|_| ())
+                .map_err(|e| tracing::debug!(error = ?e, "TLS handshake failed"))
+                .and_then(fn_service(move |io: TlsStream<TcpStream>| {
+                    let drain = drain.clone();
+                    async move {
+                        let (tcp, tls) = io.get_ref();
+                        // Before the first response is written (see the module doc).
+                        let _ = tcp.set_nodelay(true);
+                        let peer = tcp.peer_addr().ok();
+                        let conn = ConnSocket::new(std::os::fd::AsRawFd::as_raw_fd(tcp));
+                        let h2 = tls.alpn_protocol() == Some(b"h2");
+                        let proto = if h2 { Protocol::Http2 } else { Protocol::Http1 };
+                        let draining =
+                            h2.then(|| -> Draining { Box::pin(async move { drain.notified().await }) });
+                        Ok::<_, ()>((FrameDeadline::new(io, conn, draining, header_timeout), proto, peer))
+                    }
+                }))
+                .and_then(http.map_err(|e| tracing::debug!(error = ?e, "connection ended with an error")))
+        })
+        .map(|b| b.run())
+}
+
+/// Where an HTTP/2 connection's bytes stand: in the preface, in a frame
+/// header, or in a frame's payload. Only what was *begun* is timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unit {
+    Preface { got: usize },
+    Header { got: usize, len: [u8; 3] },
+    Payload { left: usize },
+}
+
+const PREFACE_LEN: usize = 24;
+const FRAME_HEADER_LEN: usize = 9;
+
+impl Unit {
+    fn begun(self) -> bool {
+        match self {
+            Unit::Preface { got } | Unit::Header { got, .. } => got > 0,
+            Unit::Payload { left } => left > 0,
+        }
+    }
+
+    /// Consumes `bytes`; returns the new position and whether a unit
+    /// completed on the way.
+    fn advance(mut self, mut bytes: &[u8]) -> (Unit, bool) {
+        let mut completed = false;
+        while !bytes.is_empty() {
+            let (next, used) = match self {
+                Unit::Preface { got } => {
+                    let used = bytes.len().min(PREFACE_LEN - got);
+                    let next = if got + used == PREFACE_LEN {
+                        Unit::Header { got: 0, len: [0; 3] }
+                    } else {
+                        Unit::Preface { got: got + used }
+                    };
+                    (next, used)
+                }
+                Unit::Header { got, mut len } => {
+                    let used = bytes.len().min(FRAME_HEADER_LEN - got);
+                    for (i, b) in bytes[..used].iter().enumerate() {
+                        if got + i < 3 {
+                            len[got + i] = *b;
+                        }
+                    }
+                    let next = if got + used < FRAME_HEADER_LEN {
+                        Unit::Header { got: got + used, len }
+                    } else {
+                        let payload =
+                            usize::from(len[0]) << 16 | usize::from(len[1]) << 8 | usize::from(len[2]);
+                        if payload == 0 {
+                            Unit::Header { got: 0, len: [0; 3] }
+                        } else {
+                            Unit::Payload { left: payload }
+                        }
+                    };
+                    (next, used)
+                }
+                Unit::Payload { left } => {
+                    let used = bytes.len().min(left);
+                    let next = if used == left {
+                        Unit::Header { got: 0, len: [0; 3] }
+                    } else {
+                        Unit::Payload { left: left - used }
+                    };
+                    (next, used)
+                }
+            };
+            completed |= !next.begun() || matches!((self, next), (Unit::Header { .. }, Unit::Payload { .. }));
+            self = next;
+            bytes = &bytes[used..];
+        }
+        (self, completed)
+    }
+}
+
+/// Resolves when the server begins a graceful stop.
+type Draining = Pin<Box<dyn Future<Output = ()>>>;
+
+/// How often a draining HTTP/2 connection looks whether its last request
+/// has been answered.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// An HTTP/2 connection's stream with a deadline per frame: a frame (or
+/// the connection preface) that has begun must be whole within `limit`, or
+/// reading fails and the connection closes. It also ends the connection at
+/// a graceful stop once no request on it is being answered (actix drains
+/// HTTP/1.1 connections itself but not HTTP/2 ones, which would hold the
+/// stop for the whole drain time). HTTP/1.1 streams pass through.
+pub struct FrameDeadline<IO> {
+    inner: IO,
+    conn: ConnSocket,
+    /// `None` for HTTP/1.1: actix times its request heads itself.
+    unit: Option<Unit>,
+    limit: Duration,
+    deadline: Pin<Box<Sleep>>,
+    armed: bool,
+    /// HTTP/2 only: the server's graceful stop, then a re-check timer.
+    draining: Option<Draining>,
+    stopping: bool,
+    /// When bytes were last written (responses still going out).
+    last_write: Option<Instant>,
+}
+
+impl<IO> FrameDeadline<IO> {
+    fn new(inner: IO, conn: ConnSocket, draining: Option<Draining>, limit: Duration) -> Self {
+        let unit = draining.is_some().then_some(Unit::Preface { got: 0 });
+        let deadline = Box::pin(tokio::time::sleep(limit));
+        FrameDeadline {
+            inner,
+            conn,
+            unit,
+            limit,
+            deadline,
+            armed: false,
+            draining,
+            stopping: false,
+            last_write: None,
+        }
+    }
+
+    /// Notes a write: a drain waits until responses have gone out.
+    fn wrote(&mut self) {
+        if self.draining.is_some() {
+            self.last_write = Some(Instant::now());
+        }
+    }
+
+    /// True once the server is stopping and no request on this
+    /// connection is still being answered: time to end it.
+    fn drained(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.stopping {
+            let Some(signal) = self.draining.as_mut() else { return false };
+            if signal.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            self.stopping = true;
+        }
+        // A finished request's response is written by the connection right
+        // after; wait until nothing has been written for a moment.
+        let quiet = self.last_write.is_none_or(|t| t.elapsed() >= DRAIN_POLL);
+        if quiet && self.conn.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            return true;
+        }
+        let mut recheck: Draining = Box::pin(tokio::time::sleep(DRAIN_POLL));
+        let _ = recheck.as_mut().poll(cx);
+        self.draining = Some(recheck);
+        false
+    }
+
+    /// Follows the bytes just read; (re)arms the deadline when a unit
+    /// begins, disarms it when none is in progress.
+    fn track(&mut self, bytes: &[u8]) {
+        let Some(unit) = self.unit else { return };
+        let (next, completed) = unit.advance(bytes);
+        self.unit = Some(next);
+        if !next.begun() {
+            self.armed = false;
+        } else if completed || !self.armed {
+            self.armed = true;
+            self.deadline.as_mut().reset(Instant::now() + self.limit);
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for FrameDeadline<IO> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.track(&buf.filled()[before..]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if this.armed && this.deadline.as_mut().poll(cx).is_ready() => {
+                tracing::info!("HTTP/2 frame not completed within header_timeout; closing the connection");
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "HTTP/2 frame too slow")))
+            }
+            // End of stream: the client sees the connection close.
+            Poll::Pending if this.drained(cx) => Poll::Ready(Ok(())),
+            other => other,
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for FrameDeadline<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.wrote();
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.wrote();
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.wrote();
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(len: usize) -> Vec<u8> {
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, 1, 4, 0, 0, 0, 1];
+        f.extend(std::iter::repeat_n(0u8, len));
+        f
+    }
+
+    #[test]
+    fn frames_are_followed_across_reads() {
+        let start = Unit::Preface { got: 0 };
+        assert!(!start.begun());
+        let (u, _) = start.advance(b"PRI * HTTP/2.0\r\n");
+        assert_eq!(u, Unit::Preface { got: 16 });
+        let (u, done) = u.advance(b"\r\nSM\r\n\r\n");
+        assert!(done && !u.begun(), "the preface is complete: {u:?}");
+        let whole = frame(5);
+        let (u, _) = u.advance(&whole[..4]);
+        assert!(u.begun());
+        let (u, _) = u.advance(&whole[4..12]);
+        assert_eq!(u, Unit::Payload { left: 2 });
+        let (u, done) = u.advance(&whole[12..]);
+        assert!(done && !u.begun());
+        // Two frames, one of them empty, in one read.
+        let mut two = frame(0);
+        two.extend(frame(3));
+        let (u, _) = u.advance(&two);
+        assert!(!u.begun());
+    }
+}

@@ -1,0 +1,203 @@
+//! Connections: every accepted TCP connection has TCP_NODELAY (no 40 ms
+//! Nagle stall after a TLS 1.3 handshake), the HTTPS listeners speak HTTP/2
+//! as they speak HTTP/1.1, and an HTTP/2 frame left unfinished is cut after
+//! `[http].header_timeout`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::ServerName;
+use serde_json::{Value, json};
+
+use crate::harness::{Latchd, base_config, client_tls, write_config};
+
+/// What the server reports of its side of a fresh connection.
+async fn nodelay(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json::<Value>().await.unwrap()["tcp_nodelay"].clone()
+}
+
+/// A client that opens a new connection for every request.
+fn fresh_client(d: &Latchd) -> reqwest::Client {
+    let tls = client_tls(&d.cert_path(), &[&rustls::version::TLS13]);
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_tcp_connection_has_nodelay_also_after_a_reload_and_a_certificate_swap() {
+    let d = Latchd::start().await;
+    let c = fresh_client(&d);
+    assert_eq!(nodelay(&c, d.https_url("/debug/tcp")).await, json!(true), "https");
+    assert_eq!(nodelay(&c, d.http_url("/debug/tcp")).await, json!(true), "http");
+
+    // A new certificate file and a reload that swaps it in.
+    let files = d.dir.path().join("tls");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::copy(d.cert_path(), files.join("cert.pem")).unwrap();
+    std::fs::copy(d.state_dir().join("tls/key.pem"), files.join("key.pem")).unwrap();
+    let tls = format!("\n[tls]\ncert = {:?}\nkey = {:?}\n", files.join("cert.pem"), files.join("key.pem"));
+    write_config(d.dir.path(), &base_config(&tls));
+    d.signal(libc::SIGHUP);
+    for _ in 0..100 {
+        if d.log().matches("config reloaded").count() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(d.log().contains("config reloaded"), "{}", d.log());
+    assert_eq!(nodelay(&c, d.https_url("/debug/tcp")).await, json!(true), "https after the swap");
+    assert_eq!(nodelay(&c, d.http_url("/debug/tcp")).await, json!(true), "http after the reload");
+}
+
+/// Status, body without `instance`, and the headers that matter.
+async fn shape(res: reqwest::Response) -> (u16, Vec<(String, String)>, Value) {
+    let status = res.status().as_u16();
+    let keep = [
+        "content-type",
+        "cache-control",
+        "retry-after",
+        "www-authenticate",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+        "content-security-policy",
+        "strict-transport-security",
+        "x-request-id",
+    ];
+    let mut headers: Vec<(String, String)> = res
+        .headers()
+        .iter()
+        .filter(|(k, _)| keep.contains(&k.as_str()))
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    headers.sort();
+    let mut body: Value = res.json().await.unwrap_or(Value::Null);
+    if let Some(o) = body.as_object_mut() {
+        o.remove("instance");
+    }
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn http2_answers_exactly_as_http11_does() {
+    let d = Latchd::start().await;
+    let h1 = d.client();
+    let mut tls = (*client_tls(&d.cert_path(), &[&rustls::version::TLS13])).clone();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let h2 = reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap();
+    let res = h2.get(d.https_url("/health")).send().await.unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2, "ALPN chose h2");
+
+    let big = json!({"email": "x@example.test", "password": "p".repeat(70_000)});
+    let login = json!({"email": "nobody@example.test", "password": "not a password"});
+    for (method, path, body) in [
+        ("GET", "/health", None),
+        ("GET", "/ready", None),
+        ("GET", "/no/such/route", None),
+        ("GET", "/v1/auth/me", None),
+        ("POST", "/v1/auth/login", Some(&login)),
+        ("POST", "/v1/auth/register", Some(&big)),
+    ] {
+        let send = |c: &reqwest::Client| {
+            let mut req =
+                c.request(method.parse().unwrap(), d.https_url(path)).header("x-request-id", "same-id-1");
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            req.send()
+        };
+        let (a, b) = (send(&h1).await.unwrap(), send(&h2).await.unwrap());
+        assert_eq!(b.version(), reqwest::Version::HTTP_2);
+        assert_eq!(shape(a).await, shape(b).await, "{method} {path}");
+    }
+    let big_header =
+        h2.get(d.https_url("/health")).header("x-big", "a".repeat(9 * 1024)).send().await.unwrap();
+    assert_eq!(big_header.status(), 431, "the head limit holds over HTTP/2 too");
+}
+
+/// A TLS connection to `d` that negotiated h2, for writing frames by hand.
+fn raw_h2(d: &Latchd) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut config = (*client_tls(&d.cert_path(), &[&rustls::version::TLS13])).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap();
+    let sock = TcpStream::connect(d.addr("https")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    tls.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap(); // an empty SETTINGS frame
+    tls.flush().unwrap();
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    tls
+}
+
+/// Reads until the server closes the connection or `within` passes;
+/// returns when it closed, if it did.
+fn closed_within(
+    tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    within: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < within {
+        match tls.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn an_http2_frame_left_unfinished_is_cut_after_the_header_timeout() {
+    let d = Latchd::start_with(&base_config("\n[http]\nheader_timeout = \"1s\"\n")).await;
+    // Whole frames, then silence: an idle connection is not cut.
+    let mut idle = raw_h2(&d);
+    assert_eq!(closed_within(&mut idle, Duration::from_millis(2500)), None, "whole frames are not timed");
+
+    // A HEADERS frame that announces 50 bytes and sends 5.
+    let mut loris = raw_h2(&d);
+    closed_within(&mut loris, Duration::from_millis(300));
+    loris.write_all(&[0, 0, 50, 1, 4, 0, 0, 0, 1, 1, 2, 3, 4, 5]).unwrap();
+    loris.flush().unwrap();
+    let cut =
+        closed_within(&mut loris, Duration::from_secs(6)).expect("the trickled frame's connection is closed");
+    assert!(cut >= Duration::from_millis(700) && cut < Duration::from_millis(2500), "cut after {cut:?}");
+    assert!(d.log().contains("HTTP/2 frame not completed within header_timeout"), "{}", d.log());
+}
+
+/// A graceful stop answers what an HTTP/2 connection has in flight, then
+/// closes it, and idle HTTP/2 connections do not hold the stop back.
+#[tokio::test]
+async fn a_stop_answers_http2_requests_in_flight_and_does_not_wait_for_idle_ones() {
+    let pause = [("LATCH_TEST_PAUSE", "login_commit:1500")];
+    let (mut d, smtp) = crate::flows::with_smtp_env("", &pause).await;
+    crate::flows::register_verified(&d, &smtp, "h2stop@example.test", 0).await;
+    let mut tls = (*client_tls(&d.cert_path(), &[&rustls::version::TLS13])).clone();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let idle = reqwest::Client::builder().use_preconfigured_tls(tls.clone()).build().unwrap();
+    assert_eq!(idle.get(d.https_url("/health")).send().await.unwrap().version(), reqwest::Version::HTTP_2);
+    let busy = reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap();
+    let url = d.https_url("/v1/auth/login");
+    let login = tokio::spawn(async move {
+        let body = json!({"email": "h2stop@example.test", "password": crate::flows::PASSWORD});
+        let res = busy.post(url).json(&body).send().await.unwrap();
+        (res.version(), res.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let stopping = Instant::now();
+    d.signal(libc::SIGTERM);
+    assert_eq!(login.await.unwrap(), (reqwest::Version::HTTP_2, 200), "answered before the stop");
+    let status = d.stop_within(Duration::from_secs(10));
+    assert!(status.success(), "exit {status}");
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(5), "idle HTTP/2 connections held the stop for {took:?}");
+    drop(idle);
+}
