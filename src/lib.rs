@@ -12,6 +12,7 @@
 //! - [`audit`]: one audit row per state change, in the change's transaction.
 //! - [`email`]: the outbox and its delivery worker.
 //! - [`auth`]: the caller, token signing, password hashing and policy.
+//! - [`defense`]: rate limits, IP blocks, login throttling, anomaly rules.
 //!
 //! Features, each importing layers and never each other:
 //! [`accounts`], [`sessions`], [`admin`].
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod defense;
 pub mod email;
 pub mod http;
 pub mod keys;

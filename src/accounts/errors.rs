@@ -1,7 +1,8 @@
 //! What can go wrong in an account flow, and which problem each failure is.
 
 use crate::auth::{HashError, PolicyError};
-use crate::http::problem::{FieldError, Kind, ToProblem};
+use crate::defense::LoginRefused;
+use crate::http::problem::{FieldError, Kind, RateLimitInfo, ToProblem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -11,6 +12,8 @@ pub enum AccountError {
     RegistrationClosed,
     #[error("invalid credentials")]
     InvalidCredentials,
+    #[error(transparent)]
+    Refused(#[from] LoginRefused),
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
@@ -29,6 +32,7 @@ impl ToProblem for AccountError {
             AccountError::InvalidToken => Kind::InvalidToken,
             AccountError::RegistrationClosed => Kind::RegistrationClosed,
             AccountError::InvalidCredentials => Kind::InvalidCredentials,
+            AccountError::Refused(e) => e.kind(),
             AccountError::Policy(e) => e.kind(),
             AccountError::Hash(e) => e.kind(),
             AccountError::Store(e) => e.kind(),
@@ -47,6 +51,20 @@ impl ToProblem for AccountError {
         match self {
             AccountError::Policy(e) => e.field_errors(),
             _ => Vec::new(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            AccountError::Refused(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
+    fn rate_limit(&self) -> Option<RateLimitInfo> {
+        match self {
+            AccountError::Refused(e) => e.rate_limit(),
+            _ => None,
         }
     }
 }

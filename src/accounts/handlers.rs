@@ -4,10 +4,11 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::AccountError;
 use super::mailer::ByEmail;
 use super::service::{self, RegisterRequest};
 use super::{Deps, passwords};
-use crate::auth::{UserSession, validate_email};
+use crate::auth::{UserSession, normalize_email, validate_email};
 use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig};
 
 type D = web::Data<Deps>;
@@ -49,7 +50,12 @@ fn accept_by_email(
     email: &str,
     what: ByEmail,
 ) -> Result<HttpResponse, ApiError> {
-    d.mailer.offer(validate_email(email)?, what, client, cfg.0);
+    let email = validate_email(email)?;
+    if matches!(what, ByEmail::PasswordReset) {
+        // A credential attempt by email: the per-email limit applies.
+        d.defense.check_account(&normalize_email(&email)).map_err(AccountError::from)?;
+    }
+    d.mailer.offer(email, what, client, cfg.0);
     Ok(HttpResponse::Accepted().json(json!({ "status": "accepted" })))
 }
 

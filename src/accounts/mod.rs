@@ -13,6 +13,7 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::auth::{BreachedList, Hasher};
+use crate::defense::Defense;
 use crate::email::Outbox;
 use crate::keys::MasterKey;
 use crate::store::Store;
@@ -29,6 +30,7 @@ pub struct Deps {
     pub breached: Arc<BreachedList>,
     /// The address-only work (forgot, resend), done after the answer.
     pub mailer: Mailer,
+    pub defense: Arc<Defense>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -45,18 +45,21 @@ pub async fn reset_password(
         .store
         .write(move |c| {
             let now = crate::clock::now_unix();
-            let Some(user) = queries::spend_one_time(c, &hash, RESET, now)? else { return Ok(false) };
+            let Some(user) = queries::spend_one_time(c, &hash, RESET, now)? else { return Ok(None) };
             queries::set_password(c, &user, &phc, now)?;
             queries::mark_verified(c, &user, now)?;
             let voided = queries::void_one_time(c, &user, RESET, now)?;
             let revoked = revoke_user_sessions(c, &user, None, RESET, now)?;
             let details = json!({ "sessions_revoked": revoked, "reset_links_voided": voided });
             audit::record(c, &Entry::by_user(RESET, &user, &client).with(details))?;
-            Ok(true)
+            queries::email_norm_of(c, &user)
         })
         .await?;
-    count("password_reset", if done { "success" } else { "failure" });
-    if done { Ok(()) } else { Err(AccountError::InvalidToken) }
+    count("password_reset", if done.is_some() { "success" } else { "failure" });
+    let Some(email_norm) = done else { return Err(AccountError::InvalidToken) };
+    // The reset proved the address: login throttling and locks for it end.
+    d.defense.clear_login_failures(&email_norm).await?;
+    Ok(())
 }
 
 /// Checks `password` against the user's stored hash; returns that hash, so

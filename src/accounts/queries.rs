@@ -141,6 +141,11 @@ pub fn replace_password(
     Ok(n == 1)
 }
 
+/// The normalized address of a user (`Some` for an existing one).
+pub fn email_norm_of(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(row(c, "SELECT email_norm FROM users WHERE id = ?1", params![user_id], |r| r.get(0)).optional()?)
+}
+
 pub fn password_hash(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
     Ok(row(c, "SELECT password_hash FROM users WHERE id = ?1", params![user_id], |r| r.get(0)).optional()?)
 }

@@ -2,12 +2,21 @@
 //! API): daemon status, the config in force, and config reload for
 //! `latchctl`.
 
+mod blocks;
 mod handlers;
 mod queries;
 
+use std::sync::Arc;
+
 use actix_web::web;
 
-use crate::http::problem::{Kind, ToProblem};
+use crate::defense::Defense;
+use crate::http::problem::{FieldError, Kind, ToProblem};
+
+/// What the admin API works with besides `AppState`.
+pub struct Deps {
+    pub defense: Arc<Defense>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -15,6 +24,8 @@ pub enum AdminError {
     DaemonBusy,
     #[error("{0}; the running config stays")]
     ConfigRejected(String),
+    #[error("duration: {0}")]
+    BadDuration(String),
 }
 
 impl ToProblem for AdminError {
@@ -22,11 +33,19 @@ impl ToProblem for AdminError {
         match self {
             AdminError::DaemonBusy => Kind::Unavailable,
             AdminError::ConfigRejected(_) => Kind::ConfigInvalid,
+            AdminError::BadDuration(_) => Kind::InvalidRequest,
         }
     }
 
     fn detail(&self) -> Option<String> {
-        matches!(self, AdminError::ConfigRejected(_)).then(|| self.to_string())
+        (!matches!(self, AdminError::DaemonBusy)).then(|| self.to_string())
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            AdminError::BadDuration(reason) => FieldError::one("duration", reason),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -34,5 +53,11 @@ impl ToProblem for AdminError {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/admin/status").route(web::get().to(handlers::status)))
         .service(web::resource("/v1/admin/config").route(web::get().to(handlers::config)))
-        .service(web::resource("/v1/admin/config/reload").route(web::post().to(handlers::reload)));
+        .service(web::resource("/v1/admin/config/reload").route(web::post().to(handlers::reload)))
+        .service(
+            web::resource("/v1/admin/blocked-ips")
+                .route(web::get().to(blocks::list))
+                .route(web::post().to(blocks::add)),
+        )
+        .service(web::resource("/v1/admin/blocked-ips/{id}").route(web::delete().to(blocks::remove)));
 }

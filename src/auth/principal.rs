@@ -72,6 +72,16 @@ impl Principal {
         if self.has_scope(scope) { Ok(()) } else { Err(AuthError::Forbidden) }
     }
 
+    /// Who this is, for an audit row's `actor_id`: a user id, or
+    /// `api_key:<id>`, or `admin_socket:<uid>`.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::User(u) => u.user_id.clone(),
+            Principal::ApiKey { id, .. } => format!("api_key:{id}"),
+            Principal::AdminPeer { uid } => format!("admin_socket:{uid}"),
+        }
+    }
+
     /// Admin calls: a user with role `admin`, an API key with scope
     /// `admin`, or the admin socket (API.md "Admin").
     pub fn require_admin(&self) -> Result<(), AuthError> {

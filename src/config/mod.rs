@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
-pub use defense::{AnomalyAction, DefenseSection};
+pub use defense::{
+    AccountLock, Anomaly, AnomalyAction, BotRule, CountRule, DefenseSection, IpBlock, NewIpRule, ScannerRule,
+};
 pub use file::*;
 pub use rules::authority_host;
 pub use values::{ByteSize, Cidr, HumanDuration, Rate};

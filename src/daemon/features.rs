@@ -15,17 +15,26 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Authenticator, BreachedList, DummyParams, Hasher, Signer, read_pepper};
 use crate::config::{Config, Reloadable};
 use crate::email::{self, Outbox};
-use crate::http::ApiRoutes;
+use crate::http::{ApiRoutes, Gate};
 use crate::keys::MasterKey;
 use crate::store::Store;
-use crate::{accounts, sessions};
+use crate::{accounts, admin, sessions};
 
 /// What `start` hands the daemon.
 pub struct Features {
     pub routes: ApiRoutes,
+    /// The admin API, served on the admin socket.
+    pub admin_routes: ApiRoutes,
     /// Rebuilt by every reload before the new config is swapped in.
     pub reloadable: Vec<Arc<dyn Reloadable>>,
+    /// The defenses every API request passes (`None` only in benchmarks
+    /// measuring what they cost).
+    pub gate: Option<Arc<dyn Gate>>,
 }
+
+/// Set to `1` only by benchmarks: runs without the defense gate to measure
+/// what the defenses add to a request. Never in production.
+pub const BENCH_NO_DEFENSE_ENV: &str = "LATCH_BENCH_UNSAFE_NO_DEFENSE";
 
 pub async fn start(
     shared: &Arc<ArcSwap<Config>>,
@@ -54,6 +63,15 @@ pub async fn start(
         format!("passwords.breached_list {}", list.map_or_else(String::new, |p| p.display().to_string()))
     })?);
     let outbox = Outbox::default();
+    let defense = crate::defense::start(
+        store,
+        Arc::clone(shared),
+        key.clone(),
+        outbox.clone(),
+        tracker,
+        cancel.child_token(),
+    )
+    .await?;
     let work = accounts::MailWork { store: store.clone(), key: key.clone(), outbox: outbox.clone() };
     let mailer = accounts::start_mailer(tracker, cancel.child_token(), work);
     email::spawn_worker(
@@ -72,8 +90,18 @@ pub async fn start(
     };
     sessions::spawn_sweeper(tracker, cancel.child_token(), upkeep);
 
-    let reloadable: Vec<Arc<dyn Reloadable>> =
-        vec![Arc::new(hasher.clone()), Arc::new(Arc::clone(&breached)), Arc::new(Arc::clone(&signer))];
+    let reloadable: Vec<Arc<dyn Reloadable>> = vec![
+        Arc::new(hasher.clone()),
+        Arc::new(Arc::clone(&breached)),
+        Arc::new(Arc::clone(&signer)),
+        Arc::new(Arc::clone(&defense)),
+    ];
+    let gate: Option<Arc<dyn Gate>> = if std::env::var(BENCH_NO_DEFENSE_ENV).is_ok_and(|v| v == "1") {
+        tracing::warn!("{BENCH_NO_DEFENSE_ENV}=1: no rate limits, blocks or anomaly rules (benchmark mode)");
+        None
+    } else {
+        Some(Arc::clone(&defense) as Arc<dyn Gate>)
+    };
     let auth = web::Data::new(Authenticator { store: store.clone(), signer: Arc::clone(&signer) });
     let account_deps = web::Data::new(accounts::Deps {
         store: store.clone(),
@@ -82,12 +110,25 @@ pub async fn start(
         outbox,
         breached,
         mailer,
+        defense: Arc::clone(&defense),
     });
-    let session_deps = web::Data::new(sessions::Deps { store: store.clone(), hasher, signer, key, dummy });
+    let session_deps = web::Data::new(sessions::Deps {
+        store: store.clone(),
+        hasher,
+        signer,
+        key,
+        dummy,
+        defense: Arc::clone(&defense),
+    });
     let routes: ApiRoutes = Arc::new(move |c: &mut web::ServiceConfig| {
         c.app_data(auth.clone()).app_data(account_deps.clone()).app_data(session_deps.clone());
         accounts::routes(c);
         sessions::routes(c);
     });
-    Ok(Features { routes, reloadable })
+    let admin_deps = web::Data::new(admin::Deps { defense });
+    let admin_routes: ApiRoutes = Arc::new(move |c: &mut web::ServiceConfig| {
+        c.app_data(admin_deps.clone());
+        admin::routes(c);
+    });
+    Ok(Features { routes, admin_routes, reloadable, gate })
 }

@@ -108,8 +108,8 @@ async fn start(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<(Runnin
     });
     let (tracker, cancel) = (TaskTracker::new(), CancellationToken::new());
     let features = features::start(&shared, &store, master, &tracker, &cancel).await?;
-    let servers = http::bind_all(&cfg, state.clone(), features.routes)?;
-    let admin = http::bind_admin(&cfg, state.clone(), crate::admin::routes)?;
+    let servers = http::bind_all(&cfg, state.clone(), features.routes, features.gate)?;
+    let admin = http::bind_admin(&cfg, state.clone(), features.admin_routes)?;
     let _ = state.bound.set(servers.bound.clone());
     let ready = Ready {
         pid: std::process::id(),

@@ -10,6 +10,8 @@ pub enum Template {
     AlreadyRegistered,
     /// A password-reset link.
     PasswordReset { token: String },
+    /// Someone signed in from a network this account was not used from.
+    NewSignIn { ip: String, device: String, at: String },
 }
 
 impl Template {
@@ -18,6 +20,7 @@ impl Template {
             Template::VerifyEmail { .. } => "verify_email",
             Template::AlreadyRegistered => "already_registered",
             Template::PasswordReset { .. } => "password_reset",
+            Template::NewSignIn { .. } => "new_sign_in",
         }
     }
 
@@ -26,6 +29,7 @@ impl Template {
             Template::VerifyEmail { .. } => "Confirm your email address",
             Template::AlreadyRegistered => "Someone tried to sign up with your address",
             Template::PasswordReset { .. } => "Reset your password",
+            Template::NewSignIn { .. } => "New sign-in to your account",
         }
     }
 
@@ -45,6 +49,11 @@ impl Template {
                  choose a new password:\n\n{}\n\nIf you did not ask for this, ignore this message; your \
                  password stays as it is.\n",
                 cfg.email.reset_url.replace("{token}", token)
+            ),
+            Template::NewSignIn { ip, device, at } => format!(
+                "Your account was just signed in to from an address it has not been used from before:\n\n\
+                 address: {ip}\ndevice: {device}\ntime: {at}\n\nIf this was you, nothing needs doing. If not, \
+                 change your password now: every other session is signed out when you do.\n"
             ),
         }
     }

@@ -62,7 +62,7 @@ impl AdminAccess {
 pub fn bind_admin(
     cfg: &Config,
     state: web::Data<AppState>,
-    routes: fn(&mut web::ServiceConfig),
+    routes: super::ApiRoutes,
 ) -> Result<BoundAdmin, HttpError> {
     let path = cfg.admin_socket.clone();
     let bind_err = |source| HttpError::Bind { what: path.display().to_string(), source };
@@ -75,7 +75,7 @@ pub fn bind_admin(
             .wrap(PeerCheck { access: Rc::new(access.clone()) })
             .wrap(RequestContext { tls: false, check_host: false })
             .service(web::resource("/health").route(web::get().to(ops::health)))
-            .configure(routes)
+            .configure(|c| routes(c))
     };
     let server = server_defaults!(HttpServer::new(factory), cfg)
         .workers(1)

@@ -6,7 +6,7 @@ use std::future::{Ready, ready};
 use std::net::IpAddr;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 
 use super::config_of;
 use super::problem::REQUEST_ID;
@@ -78,23 +78,40 @@ pub fn client_ip(peer: Option<IpAddr>, forwarded_for: &[&str], proxies: &[Cidr])
     peer.map_or_else(|| "unix".to_string(), |p| p.to_string())
 }
 
+impl ClientInfo {
+    /// Works out who is calling from the request head; the request-context
+    /// middleware does this once per request (see `of`).
+    pub fn read(
+        head: &actix_web::http::header::HeaderMap,
+        peer: Option<IpAddr>,
+        proxies: &[Cidr],
+        request_id: &str,
+    ) -> ClientInfo {
+        let lines: Vec<&str> = head.get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
+        let ip = client_ip(peer, &lines, proxies);
+        let user_agent =
+            head.get("user-agent").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect());
+        ClientInfo { ip, user_agent, request_id: request_id.to_string() }
+    }
+
+    /// The caller of `req`: as the middleware recorded it, else worked out.
+    pub fn of(req: &HttpRequest) -> ClientInfo {
+        if let Some(known) = req.extensions().get::<ClientInfo>() {
+            return known.clone();
+        }
+        let cfg = config_of(req);
+        let proxies = cfg.as_ref().map_or(&[][..], |c| &c.defense.trusted_proxies[..]);
+        let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
+        ClientInfo::read(req.headers(), req.peer_addr().map(|a| a.ip()), proxies, &request_id)
+    }
+}
+
 impl FromRequest for ClientInfo {
     type Error = Infallible;
     type Future = Ready<Result<Self, Infallible>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let cfg = config_of(req);
-        let proxies = cfg.as_ref().map_or(&[][..], |c| &c.defense.trusted_proxies[..]);
-        let lines: Vec<&str> =
-            req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
-        let ip = client_ip(req.peer_addr().map(|a| a.ip()), &lines, proxies);
-        let user_agent = req
-            .headers()
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect());
-        let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
-        ready(Ok(ClientInfo { ip, user_agent, request_id }))
+        ready(Ok(ClientInfo::of(req)))
     }
 }
 

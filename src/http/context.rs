@@ -19,7 +19,7 @@ use futures_util::future::LocalBoxFuture;
 use super::origin;
 use super::problem::{Kind, PROBLEM_JSON, Problem, REQUEST_ID};
 use super::server::ConnSocket;
-use super::{AppState, LiveConfig};
+use super::{AppState, ClientInfo, LiveConfig};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -89,6 +89,9 @@ where
         let timeout = config.as_ref().map_or(Duration::from_secs(30), |c| c.http.request_timeout.0);
         if let Some(config) = &config {
             req.extensions_mut().insert(LiveConfig(std::sync::Arc::clone(config)));
+            let peer = req.peer_addr().map(|a| a.ip());
+            let client = ClientInfo::read(req.headers(), peer, &config.defense.trusted_proxies, &id);
+            req.extensions_mut().insert(client);
         }
         let refusal = refusal(&req, config.as_deref(), self.check_host);
         let _in_flight = req.conn_data::<ConnSocket>().map(InFlight::start);

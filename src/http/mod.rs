@@ -6,6 +6,7 @@
 mod admin_socket;
 mod client;
 mod context;
+pub mod gate;
 mod json;
 mod ops;
 mod origin;
@@ -30,8 +31,9 @@ use crate::store::Store;
 
 pub use admin_socket::{PeerCred, bind_admin};
 pub use client::ClientInfo;
+pub use gate::{Admission, Gate};
 pub use json::ApiJson;
-pub use problem::{ApiError, FieldError, Kind, Problem, ToProblem};
+pub use problem::{ApiError, FieldError, Kind, Problem, RateLimitInfo, ToProblem};
 pub use server::{ApiRoutes, BoundAdmin, BoundListener, HttpError, Servers, bind_all};
 
 /// What the ops and admin routes reach, shared by all workers of all

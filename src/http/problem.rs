@@ -233,6 +233,39 @@ pub trait ToProblem: std::error::Error + Send + Sync + 'static {
     fn field_errors(&self) -> Vec<FieldError> {
         Vec::new()
     }
+    /// Replaces the kind's `Retry-After` (whole seconds).
+    fn retry_after(&self) -> Option<u64> {
+        None
+    }
+    /// The `RateLimit-*` headers of the bucket that refused.
+    fn rate_limit(&self) -> Option<RateLimitInfo> {
+        None
+    }
+}
+
+/// The `RateLimit-Limit`, `-Remaining` and `-Reset` headers of the tightest
+/// bucket that applied to a request (API.md "Client address and defenses").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitInfo {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Whole seconds until the bucket is full again.
+    pub reset_secs: u64,
+}
+
+impl RateLimitInfo {
+    pub fn apply(&self, headers: &mut actix_web::http::header::HeaderMap) {
+        use actix_web::http::header::HeaderName;
+        for (name, value) in [
+            ("ratelimit-limit", self.limit.to_string()),
+            ("ratelimit-remaining", self.remaining.to_string()),
+            ("ratelimit-reset", self.reset_secs.to_string()),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        }
+    }
 }
 
 /// Busy or full disk is a 503 the client may retry; anything else is ours.
@@ -262,6 +295,7 @@ pub struct Problem {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after: Option<u64>,
+    pub rate_limit: Option<RateLimitInfo>,
 }
 
 #[derive(Serialize)]
@@ -281,7 +315,13 @@ impl Problem {
     /// The problem of `kind` with its catalogue detail and Retry-After.
     pub fn new(kind: Kind) -> Self {
         let e = kind.entry();
-        Problem { kind, detail: e.detail.to_string(), errors: Vec::new(), retry_after: e.retry_after }
+        Problem {
+            kind,
+            detail: e.detail.to_string(),
+            errors: Vec::new(),
+            retry_after: e.retry_after,
+            rate_limit: None,
+        }
     }
 
     pub fn for_status(status: StatusCode) -> Self {
@@ -300,6 +340,11 @@ impl Problem {
 
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
+        self
+    }
+
+    pub fn with_rate_limit(mut self, info: RateLimitInfo) -> Self {
+        self.rate_limit = Some(info);
         self
     }
 
@@ -326,7 +371,11 @@ impl Problem {
         if self.kind == Kind::Unauthorized {
             res.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
         }
-        res.body(serde_json::to_vec(&body).unwrap_or_default())
+        let mut res = res.body(serde_json::to_vec(&body).unwrap_or_default());
+        if let Some(info) = self.rate_limit {
+            info.apply(res.headers_mut());
+        }
+        res
     }
 }
 
@@ -366,6 +415,10 @@ impl<E: ToProblem> From<E> for ApiError {
         if let Some(detail) = e.detail() {
             problem.detail = detail;
         }
+        if let Some(secs) = e.retry_after() {
+            problem.retry_after = Some(secs);
+        }
+        problem.rate_limit = e.rate_limit();
         let cause = kind.status().is_server_error().then(|| cause_chain(&e));
         ApiError { problem, cause }
     }

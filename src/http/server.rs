@@ -15,6 +15,7 @@ use actix_web::{App, HttpServer, web};
 use serde::Serialize;
 
 use super::context::RequestContext;
+use super::gate::GateMiddleware;
 use super::origin;
 use super::tls::{self, CertStore, TlsError};
 use super::{AppState, ops};
@@ -90,7 +91,12 @@ fn kind_name(kind: ListenerKind) -> &'static str {
 
 /// Binds every listener of `cfg` and builds its server; `api` registers the
 /// features' routes next to the ops routes.
-pub fn bind_all(cfg: &Config, state: web::Data<AppState>, api: ApiRoutes) -> Result<Servers, HttpError> {
+pub fn bind_all(
+    cfg: &Config,
+    state: web::Data<AppState>,
+    api: ApiRoutes,
+    gate: Option<Arc<dyn super::Gate>>,
+) -> Result<Servers, HttpError> {
     let needs_tls = cfg.listeners.iter().any(|l| l.kind == ListenerKind::Https);
     let tls = if needs_tls { Some(tls::server_config(cfg)?) } else { None };
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -101,9 +107,11 @@ pub fn bind_all(cfg: &Config, state: web::Data<AppState>, api: ApiRoutes) -> Res
         let metrics = listener.metrics;
         let st = state.clone();
         let api = Arc::clone(&api);
+        let gate = GateMiddleware(gate.clone());
         let factory = move || {
             App::new()
                 .app_data(st.clone())
+                .wrap(gate.clone())
                 .wrap(origin::cors(st.config.clone()))
                 .wrap(RequestContext { tls: is_tls, check_host: !is_unix })
                 .configure(|c| routes(c, metrics))

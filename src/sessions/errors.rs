@@ -2,7 +2,8 @@
 //! problem each failure is.
 
 use crate::auth::{HashError, PolicyError, SigningError};
-use crate::http::problem::{FieldError, Kind, ToProblem};
+use crate::defense::LoginRefused;
+use crate::http::problem::{FieldError, Kind, RateLimitInfo, ToProblem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -18,6 +19,8 @@ pub enum SessionError {
     RefreshReused,
     #[error("no such session")]
     NotFound,
+    #[error(transparent)]
+    Refused(#[from] LoginRefused),
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
@@ -39,6 +42,7 @@ impl ToProblem for SessionError {
             SessionError::InvalidToken => Kind::InvalidRefreshToken,
             SessionError::RefreshReused => Kind::RefreshTokenReused,
             SessionError::NotFound => Kind::NotFound,
+            SessionError::Refused(e) => e.kind(),
             SessionError::Policy(e) => e.kind(),
             SessionError::Hash(e) => e.kind(),
             SessionError::Store(e) => e.kind(),
@@ -57,6 +61,20 @@ impl ToProblem for SessionError {
         match self {
             SessionError::Policy(e) => e.field_errors(),
             _ => Vec::new(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            SessionError::Refused(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
+    fn rate_limit(&self) -> Option<RateLimitInfo> {
+        match self {
+            SessionError::Refused(e) => e.rate_limit(),
+            _ => None,
         }
     }
 }

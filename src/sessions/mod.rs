@@ -13,6 +13,7 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::auth::{DummyParams, Hasher, Signer};
+use crate::defense::Defense;
 use crate::keys::MasterKey;
 use crate::store::Store;
 
@@ -27,6 +28,7 @@ pub struct Deps {
     pub key: MasterKey,
     /// The parameters unknown-email logins verify the dummy hash with.
     pub dummy: Arc<DummyParams>,
+    pub defense: Arc<Defense>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

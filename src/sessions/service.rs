@@ -85,7 +85,11 @@ pub async fn login(
     let (store, hasher) = (&d.store, &d.hasher);
     reject_oversized("password", &req.password)?;
     let email_norm = normalize_email(&req.email);
-    let found = store.read(move |c| queries::find_login_user(c, &email_norm)).await?;
+    // Security: throttled or over the per-email limit, answered from
+    // memory before any lookup or hash, identically for every email.
+    d.defense.check_login(&email_norm, client, cfg)?;
+    let lookup = email_norm.clone();
+    let found = store.read(move |c| queries::find_login_user(c, &lookup)).await?;
     let params = cfg.passwords.argon2;
     // Security: an unknown email costs one argon2 verification too, with
     // the parameters most stored hashes use, so the answer's timing does not
@@ -96,8 +100,12 @@ pub async fn login(
     };
     let user = match found {
         Some(u) if verified.ok => u,
-        other => return Err(failed(store, other.map(|u| u.id), client).await),
+        other => {
+            d.defense.login_failed(&email_norm, client, cfg);
+            return Err(failed(store, other.map(|u| u.id), client).await);
+        }
     };
+    d.defense.login_succeeded(&email_norm, client, cfg);
     if !user.active {
         count("login", "disabled");
         return Err(SessionError::AccountDisabled);
@@ -119,12 +127,17 @@ pub async fn login(
         checked_hash: user.password_hash.clone(),
         rehash,
     };
+    let device = start.device_name.clone();
     let Some(issued) = start_session(store, cfg, start, client).await? else {
         // The password changed (a reset) or the account was disabled while
         // this login was being checked: the old password no longer counts.
         return Err(failed(store, Some(user.id), client).await);
     };
     count("login", "success");
+    let checked = d.defense.after_login(&user.id, &issued.session_id, client, device.as_deref(), cfg).await;
+    if let Err(e) = checked {
+        tracing::warn!(error = %e, "login anomaly rules could not run");
+    }
     tokens(&d.signer, cfg, issued)
 }
 
@@ -249,7 +262,7 @@ pub async fn refresh(
     // With a grace window the successor is kept (sealed) so a retry of the
     // spent token can be answered with the same successor.
     let sealed = if grace > 0 { Some(key.seal(SUCCESSOR_PURPOSE, successor.as_bytes())?) } else { None };
-    let (client, key) = (client.clone(), key.clone());
+    let (caller, key) = (client.clone(), key.clone());
     let rotation = store
         .write(move |c| {
             let now = crate::clock::now_unix();
@@ -272,7 +285,7 @@ pub async fn refresh(
                 let details = json!({ "session_id": row.session_id });
                 audit::record(
                     c,
-                    &Entry::by_user("refresh_token_reused", &row.user_id, &client).with(details),
+                    &Entry::by_user("refresh_token_reused", &row.user_id, &caller).with(details),
                 )?;
                 return Ok(Rotation::Reused);
             }
@@ -282,7 +295,7 @@ pub async fn refresh(
             let expires = (now + refresh_ttl).min(row.session_expires_at);
             queries::spend_refresh(c, &hash, now, &successor_hash, sealed.as_deref())?;
             queries::insert_refresh(c, &successor_hash, &row.session_id, now, expires)?;
-            queries::touch_session(c, &row.session_id, now, &client.ip)?;
+            queries::touch_session(c, &row.session_id, now, &caller.ip)?;
             let roles = roles_of(c, &row.user_id)?;
             Ok(Rotation::Rotated(Issued {
                 user: UserBrief { id: row.user_id, email: row.email, roles },
@@ -304,6 +317,7 @@ pub async fn refresh(
         }
         Rotation::Rotated(issued) => {
             count("refresh", "success");
+            d.defense.refreshed(&issued.session_id, &issued.user.id, client, cfg);
             tokens(&d.signer, cfg, issued)
         }
     }

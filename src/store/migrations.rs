@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "refresh_tokens_unindexed",
         sql: include_str!("../../migrations/0003_refresh_tokens_unindexed.sql"),
     },
+    Migration { version: 4, name: "defense", sql: include_str!("../../migrations/0004_defense.sql") },
 ];
 
 #[derive(Debug, thiserror::Error)]

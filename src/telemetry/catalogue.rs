@@ -50,6 +50,16 @@ pub fn describe() {
     );
     describe_gauge!("latch_build_info", "Always 1; the version label names the running latchd.");
     describe_gauge!("latch_sessions_active", "Sessions neither revoked nor past their maximum age.");
+    describe_counter!(
+        "latch_rate_limited_total",
+        "Requests refused by a rate limit (scope global, ip, ip_hourly, credential, account) or an IP block (scope ip_block)."
+    );
+    describe_gauge!("latch_blocked_ips", "IP blocks in force (automatic and by an admin).");
+    describe_gauge!(
+        "latch_locked_accounts",
+        "Emails locked for login from every address: their failures crossed max_failures_per_hour."
+    );
+    describe_counter!("latch_anomalies_total", "Anomaly rules that fired, by rule.");
     process().describe();
 }
 

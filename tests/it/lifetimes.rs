@@ -131,7 +131,9 @@ async fn refresh_tokens_survive_the_migration_that_drops_their_index() {
          DROP TABLE refresh_tokens;
          ALTER TABLE v2 RENAME TO refresh_tokens;
          CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
-         DELETE FROM schema_migrations WHERE version = 3;
+         DROP TABLE ip_blocks;
+         DROP TABLE login_locks;
+         DELETE FROM schema_migrations WHERE version IN (3, 4);
          COMMIT;",
     )
     .unwrap();

@@ -1,0 +1,52 @@
+//! `GET|POST /v1/admin/blocked-ips`, `DELETE /v1/admin/blocked-ips/{id}`:
+//! the IP blocks in force, and adding or lifting one by hand.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AdminError, Deps};
+use crate::auth::Principal;
+use crate::config::HumanDuration;
+use crate::defense::BlockRequest;
+use crate::http::{ApiError, ApiJson, ClientInfo};
+
+pub async fn list(d: web::Data<Deps>, who: Principal) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    Ok(HttpResponse::Ok().json(json!({ "items": d.defense.blocked_ips() })))
+}
+
+#[derive(Deserialize)]
+pub struct NewBlock {
+    cidr: String,
+    reason: String,
+    /// Like "1h"; absent: until removed.
+    duration: Option<String>,
+}
+
+pub async fn add(
+    d: web::Data<Deps>,
+    who: Principal,
+    client: ClientInfo,
+    body: ApiJson<NewBlock>,
+) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    let NewBlock { cidr, reason, duration } = body.0;
+    let duration = match duration {
+        Some(text) => Some(text.parse::<HumanDuration>().map_err(AdminError::BadDuration)?.0),
+        None => None,
+    };
+    let block = d.defense.block(BlockRequest { cidr, reason, duration }, &client, Some(&who.actor())).await?;
+    Ok(HttpResponse::Created().json(block))
+}
+
+pub async fn remove(
+    d: web::Data<Deps>,
+    who: Principal,
+    client: ClientInfo,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    d.defense.unblock(&id, &client, Some(&who.actor())).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
