@@ -36,6 +36,10 @@ impl AdminClient {
         self.request("POST", path, body)
     }
 
+    pub fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        self.request("DELETE", path, None)
+    }
+
     fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
         let mut sock = UnixStream::connect(&self.socket).map_err(|source| {
             let path = self.socket.clone();

@@ -3,6 +3,7 @@
 //! and refuse while a daemon holds the state directory. Every failure is one
 //! line on stderr and a non-zero exit.
 
+mod blocks;
 mod client;
 mod offline;
 
@@ -54,6 +55,9 @@ enum Command {
     /// Master key commands.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// IP blocks: list, add, remove.
+    #[command(subcommand, name = "blocked-ips")]
+    BlockedIps(blocks::BlockedIpsCmd),
 }
 
 #[derive(Subcommand)]
@@ -145,6 +149,7 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
             println!("{}", serde_json::to_string_pretty(&client.get("/v1/admin/config")?)?);
             Ok(true)
         }
+        Command::BlockedIps(cmd) => blocks::run(&client, cmd, cli.json),
         Command::Db(DbCmd::Check) => offline::db_check(&target, cli.json),
         Command::Db(DbCmd::Migrate) => offline::db_migrate(&target, cli.json),
         Command::Keys(KeysCmd::ExportMaster) => offline::export_master(&target),

@@ -147,6 +147,7 @@ impl Defense {
             expires_at: Some(now + secs),
         };
         self.blocks.insert(block.clone());
+        metrics::gauge!("latch_blocked_ips").set(self.blocks.list(now).len() as f64);
         self.send(Event::Persist(block.clone()));
         block
     }

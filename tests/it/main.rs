@@ -6,8 +6,10 @@
 
 mod accounts;
 mod admin_cli;
+mod anomalies;
 mod config;
 mod connections;
+mod defense;
 mod flows;
 mod harness;
 mod lifecycle;

@@ -1,0 +1,393 @@
+//! Rate limits, IP blocks and login throttling against the real binary,
+//! with small limits in the test configs (API.md "Client address and
+//! defenses"). Clients at other addresses come through a trusted proxy
+//! (`127.0.0.1`) naming them in `X-Forwarded-For`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::admin_cli::LATCHCTL;
+use crate::flows::{PASSWORD, login, metric, register_verified, with_smtp};
+use crate::harness::{Latchd, assert_problem, base_config};
+
+const BIG: &str = "1000000";
+
+/// A `[rate_limits]` section: `overrides` like `ip = "20/1m"`, the rest roomy.
+pub fn rate_limits(overrides: &str) -> String {
+    let mut out = String::from("\n[rate_limits]\n");
+    for (key, period) in
+        [("global", "1m"), ("ip", "1m"), ("ip_hourly", "1h"), ("credential", "1m"), ("account", "1m")]
+    {
+        match overrides.lines().find(|l| l.trim_start().starts_with(&format!("{key} "))) {
+            Some(line) => out.push_str(&format!("{}\n", line.trim())),
+            None => out.push_str(&format!("{key} = \"{BIG}/{period}\"\n")),
+        }
+    }
+    out
+}
+
+/// A `[defense]` section trusting 127.0.0.1 as a proxy, with `rules`.
+pub fn defense(rules: &str) -> String {
+    format!("\n[defense]\ntrusted_proxies = [\"127.0.0.1/32\"]\n{rules}\n")
+}
+
+/// POST /v1/auth/login as if from `from` (through the trusted proxy).
+pub async fn login_from(d: &Latchd, from: &str, email: &str, password: &str) -> reqwest::Response {
+    d.client()
+        .post(d.https_url("/v1/auth/login"))
+        .header("x-forwarded-for", from)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers().get(name).map(|v| v.to_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn twenty_a_minute_answers_exactly_twenty_then_429_with_headers() {
+    let d = Latchd::start_with(&base_config(&rate_limits("ip = \"20/1m\""))).await;
+    let mut statuses = Vec::new();
+    let mut remaining = Vec::new();
+    for _ in 0..25 {
+        let res = d.get("/.well-known/jwks.json").await;
+        statuses.push(res.status().as_u16());
+        if res.status() == 200 {
+            assert_eq!(
+                header(&res, "ratelimit-limit").as_deref(),
+                Some("20"),
+                "allowed answers carry the headers"
+            );
+            remaining.push(header(&res, "ratelimit-remaining").unwrap().parse::<u32>().unwrap());
+        } else {
+            let retry: u64 =
+                header(&res, "retry-after").expect("Retry-After").parse().expect("whole seconds");
+            assert!((1..=60).contains(&retry), "{retry}");
+            assert_eq!(header(&res, "ratelimit-remaining").as_deref(), Some("0"));
+            assert_problem(res, 429, "rate-limited").await;
+        }
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 20, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 5, "{statuses:?}");
+    assert!(remaining.windows(2).all(|w| w[0] > w[1]), "{remaining:?}");
+    assert_eq!(d.get("/health").await.status(), 200, "probes are never limited");
+    assert_eq!(metric(&d, r#"latch_rate_limited_total{scope="ip"}"#).await, 5.0);
+}
+
+#[tokio::test]
+async fn the_credential_class_the_per_email_limit_and_the_global_limit_apply() {
+    let limits = rate_limits("credential = \"3/1m\"\naccount = \"2/1m\"\nglobal = \"40/1m\"");
+    let d = Latchd::start_with(&base_config(&format!("{limits}{}", defense("")))).await;
+    // Three logins per minute per address, whatever the email.
+    for i in 0..3 {
+        let res = login_from(&d, "198.51.100.1", &format!("c{i}@example.test"), "a wrong password").await;
+        assert_eq!(res.status(), 401);
+    }
+    let res = login_from(&d, "198.51.100.1", "c9@example.test", "a wrong password").await;
+    assert_problem(res, 429, "rate-limited").await;
+    assert_eq!(d.get("/.well-known/jwks.json").await.status(), 200, "other routes are not credential routes");
+    // Two attempts per minute per email, whatever the address.
+    for from in ["198.51.100.2", "198.51.100.3"] {
+        assert_eq!(login_from(&d, from, "same@example.test", "a wrong password").await.status(), 401);
+    }
+    let res = login_from(&d, "198.51.100.4", "same@example.test", "a wrong password").await;
+    let body = assert_problem(res, 429, "rate-limited").await;
+    assert!(body["detail"].as_str().is_some());
+    assert_eq!(metric(&d, r#"latch_rate_limited_total{scope="account"}"#).await, 1.0);
+    // Everyone together: 40 a minute.
+    let mut refused = 0;
+    for i in 0..40 {
+        let res = d
+            .client()
+            .get(d.https_url("/.well-known/jwks.json"))
+            .header("x-forwarded-for", format!("192.0.2.{i}"))
+            .send()
+            .await
+            .unwrap();
+        refused += usize::from(res.status() == 429);
+    }
+    assert!(refused > 0 && metric(&d, r#"latch_rate_limited_total{scope="global"}"#).await >= 1.0);
+}
+
+async fn blocks(d: &Latchd) -> Vec<Value> {
+    let out = std::process::Command::new(LATCHCTL)
+        .arg("--state-dir")
+        .arg(d.state_dir())
+        .args(["--json", "blocked-ips", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["items"].as_array().unwrap().clone()
+}
+
+/// The seed system's rule: 5 failed logins in 5 minutes block the
+/// address for an hour, on every route but the probes, across a restart.
+#[tokio::test]
+async fn five_failed_logins_block_the_address_for_an_hour_across_a_restart() {
+    let rules = "ip_block = { failures = 5, window = \"5m\", duration = \"1h\" }";
+    let d = Latchd::start_with(&base_config(&format!("{}{}", rate_limits(""), defense(rules)))).await;
+    for i in 0..5 {
+        // Unknown emails count like any other; each a different one.
+        let res = login_from(&d, "203.0.113.50", &format!("guess{i}@example.test"), "a wrong password").await;
+        assert_eq!(res.status(), 401);
+    }
+    let res = d
+        .client()
+        .get(d.https_url("/v1/auth/me"))
+        .header("x-forwarded-for", "203.0.113.50")
+        .send()
+        .await
+        .unwrap();
+    let retry: u64 = header(&res, "retry-after").unwrap().parse().unwrap();
+    assert!((3500..=3600).contains(&retry), "{retry}");
+    assert_problem(res, 403, "ip-blocked").await;
+    let other = d
+        .client()
+        .get(d.https_url("/.well-known/jwks.json"))
+        .header("x-forwarded-for", "203.0.113.51")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200, "only that address");
+    let health = d
+        .client()
+        .get(d.https_url("/health"))
+        .header("x-forwarded-for", "203.0.113.50")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "probes answer");
+    let listed = blocks(&d).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0]["cidr"].as_str(), listed[0]["source"].as_str()),
+        (Some("203.0.113.50/32"), Some("auto"))
+    );
+    for _ in 0..100 {
+        if metric(&d, "latch_blocked_ips").await == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Written by the worker; wait for it, then restart.
+    let db_rows = || d.db().query_row("SELECT count(*) FROM ip_blocks", [], |r| r.get::<_, i64>(0)).unwrap();
+    for _ in 0..100 {
+        if db_rows() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dir = d.stop_keep_dir();
+    let d = Latchd::start_in(dir).await;
+    let res = d
+        .client()
+        .get(d.https_url("/v1/auth/me"))
+        .header("x-forwarded-for", "203.0.113.50")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 403, "ip-blocked").await;
+    let id = blocks(&d).await[0]["id"].as_str().unwrap().to_string();
+    let out = std::process::Command::new(LATCHCTL)
+        .arg("--state-dir")
+        .arg(d.state_dir())
+        .args(["blocked-ips", "remove", &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let res = d
+        .client()
+        .get(d.https_url("/.well-known/jwks.json"))
+        .header("x-forwarded-for", "203.0.113.50")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "lifted at once");
+    assert!(blocks(&d).await.is_empty());
+}
+
+#[tokio::test]
+async fn blocks_expire_by_themselves_and_the_allowlist_is_exempt() {
+    let rules =
+        "allowlist = [\"198.51.100.0/24\"]\nip_block = { failures = 2, window = \"5m\", duration = \"2s\" }";
+    let d = Latchd::start_with(&base_config(&format!("{}{}", rate_limits(""), defense(rules)))).await;
+    for i in 0..5 {
+        let res = login_from(&d, "198.51.100.9", &format!("a{i}@example.test"), "a wrong password").await;
+        assert_eq!(res.status(), 401, "the allowlisted address is never blocked");
+    }
+    for i in 0..2 {
+        login_from(&d, "203.0.113.70", &format!("b{i}@example.test"), "a wrong password").await;
+    }
+    let blocked = login_from(&d, "203.0.113.70", "b9@example.test", "a wrong password").await;
+    assert_problem(blocked, 403, "ip-blocked").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let again = login_from(&d, "203.0.113.70", "b9@example.test", "a wrong password").await;
+    assert_eq!(again.status(), 401, "the block expired");
+}
+
+#[tokio::test]
+async fn an_admin_blocks_and_lifts_a_network_with_latchctl() {
+    let d = Latchd::start_with(&base_config(&defense(""))).await;
+    let ctl = |args: &[&str]| {
+        std::process::Command::new(LATCHCTL)
+            .arg("--state-dir")
+            .arg(d.state_dir())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = ctl(&["blocked-ips", "add", "203.0.113.0/24", "--for", "1h", "--reason", "abuse report"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let res = d
+        .client()
+        .get(d.https_url("/.well-known/jwks.json"))
+        .header("x-forwarded-for", "203.0.113.200")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 403, "ip-blocked").await;
+    let listed = blocks(&d).await;
+    assert_eq!(
+        (listed[0]["source"].as_str(), listed[0]["reason"].as_str()),
+        (Some("admin"), Some("abuse report"))
+    );
+    let out = ctl(&["blocked-ips", "add", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cidr"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let human = String::from_utf8_lossy(&ctl(&["blocked-ips", "list"]).stdout).into_owned();
+    assert!(human.contains("203.0.113.0/24") && human.contains("abuse report"), "{human}");
+    let id = listed[0]["id"].as_str().unwrap();
+    assert!(ctl(&["blocked-ips", "remove", id]).status.success());
+    assert_eq!(ctl(&["blocked-ips", "remove", id]).status.code(), Some(1), "already gone");
+    let audited: i64 = d
+        .db()
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE action IN ('ip_block_added', 'ip_block_removed')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 2);
+}
+
+/// Status, problem body without `instance`, and headers but the
+/// per-request ones (API.md: identical but for instance, Date,
+/// X-Request-Id and RateLimit-*).
+async fn comparable(res: reqwest::Response) -> (u16, Vec<(String, String)>, Value) {
+    let status = res.status().as_u16();
+    let mut headers: Vec<(String, String)> = res
+        .headers()
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(k.as_str(), "x-request-id" | "date") && !k.as_str().starts_with("ratelimit-")
+        })
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    headers.sort();
+    let mut body: Value = res.json().await.unwrap_or(Value::Null);
+    body.as_object_mut().map(|o| o.remove("instance"));
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn throttled_logins_answer_the_same_for_known_and_unknown_emails_and_cost_nothing() {
+    let rules = "account_lock = { failures = 2, base_delay = \"30s\", max_delay = \"15m\", max_failures_per_hour = 100 }";
+    let (d, smtp) = with_smtp(&format!("{}{}", rate_limits(""), defense(rules))).await;
+    register_verified(&d, &smtp, "known@example.test", 0).await;
+    for email in ["known@example.test", "unknown@example.test"] {
+        for _ in 0..2 {
+            assert_eq!(login_from(&d, "203.0.113.80", email, "a wrong password").await.status(), 401);
+        }
+    }
+    let verifies = r#"latch_password_hashes_total{op="verify"}"#;
+    let (hashes, audit) = (metric(&d, verifies).await, audit_rows(&d));
+    let known = login_from(&d, "203.0.113.80", "known@example.test", PASSWORD).await;
+    let unknown = login_from(&d, "203.0.113.80", "unknown@example.test", PASSWORD).await;
+    let retry: u64 = header(&known, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+    let (known, unknown) = (comparable(known).await, comparable(unknown).await);
+    assert_eq!(known.0, 429);
+    assert_eq!(known.2["type"], "urn:latch:problem:login-throttled");
+    assert_eq!(known, unknown, "no difference tells which email exists");
+    // Refusals during a delay do not extend it, and cost no hash or write.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let later = login_from(&d, "203.0.113.80", "known@example.test", PASSWORD).await;
+    let later_retry: u64 = header(&later, "retry-after").unwrap().parse().unwrap();
+    assert!(later_retry < retry, "{later_retry} < {retry}");
+    assert_eq!(metric(&d, verifies).await, hashes, "no argon2 for a throttled attempt");
+    assert_eq!(audit_rows(&d), audit, "no audit row (no write) for a throttled attempt");
+}
+
+fn audit_rows(d: &Latchd) -> i64 {
+    d.db().query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test]
+async fn the_owner_logs_in_from_elsewhere_while_an_attacker_hammers_the_account() {
+    let rules = "account_lock = { failures = 3, base_delay = \"2s\", max_delay = \"15m\", max_failures_per_hour = 100 }";
+    let (d, smtp) = with_smtp(&format!("{}{}", rate_limits(""), defense(rules))).await;
+    register_verified(&d, &smtp, "victim@example.test", 0).await;
+    let mut throttled = 0;
+    for _ in 0..20 {
+        let res = login_from(&d, "203.0.113.66", "victim@example.test", "a guess at it").await;
+        throttled += usize::from(res.status() == 429);
+    }
+    assert!(throttled >= 16, "the attacker is slowed: {throttled} of 20 refused");
+    let owner = login_from(&d, "198.51.100.7", "victim@example.test", PASSWORD).await;
+    assert_eq!(owner.status(), 200, "the owner, elsewhere, is not locked out");
+}
+
+#[tokio::test]
+async fn many_addresses_lock_the_email_everywhere_until_a_password_reset() {
+    let rules = "account_lock = { failures = 100, base_delay = \"2s\", max_delay = \"15m\", max_failures_per_hour = 4 }";
+    let (d, smtp) = with_smtp(&format!("{}{}", rate_limits(""), defense(rules))).await;
+    let seen = register_verified(&d, &smtp, "target@example.test", 0).await;
+    for i in 0..4 {
+        let res = login_from(&d, &format!("203.0.113.{i}"), "target@example.test", "a guess at it").await;
+        assert_eq!(res.status(), 401);
+    }
+    let res = login_from(&d, "198.51.100.7", "target@example.test", PASSWORD).await;
+    assert_problem(res, 429, "login-throttled").await;
+    assert_eq!(metric(&d, "latch_locked_accounts").await, 1.0);
+    // The lock survives a restart (written by the worker; wait for it).
+    for _ in 0..100 {
+        let n: i64 = d.db().query_row("SELECT count(*) FROM login_locks", [], |r| r.get(0)).unwrap();
+        if n == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let smtp_config = smtp.config();
+    let dir = d.stop_keep_dir();
+    crate::harness::write_config(
+        dir.path(),
+        &base_config(&format!("{smtp_config}{}{}", rate_limits(""), defense(rules))),
+    );
+    let d = Latchd::start_in(dir).await;
+    let res = login_from(&d, "198.51.100.7", "target@example.test", PASSWORD).await;
+    assert_problem(res, 429, "login-throttled").await;
+    // A reset by email proves the owner and clears it.
+    assert_eq!(
+        d.post("/v1/auth/password/forgot", json!({"email": "target@example.test"})).await.status(),
+        202
+    );
+    let token = crate::mail::token_in(&smtp.wait_for(seen + 1).await.pop().unwrap());
+    let res = d
+        .post("/v1/auth/password/reset", json!({"token": token, "new_password": "the owner's new one"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        login_from(&d, "198.51.100.7", "target@example.test", "the owner's new one").await.status(),
+        200
+    );
+    assert_eq!(metric(&d, "latch_locked_accounts").await, 0.0);
+    login(&d, "target@example.test", "the owner's new one").await;
+}
