@@ -114,7 +114,7 @@ async fn send(w: &MailWork, job: Job) -> Result<(), super::AccountError> {
                 return Ok(());
             }
             let now = crate::clock::now_unix();
-            queries::insert_one_time(c, &hash, &user_id, purpose, now, ttl)?;
+            crate::auth::queries::insert_one_time(c, &hash, &user_id, purpose, now, ttl)?;
             audit::record(c, &Entry::by_user(action, &user_id, &client))
         })
         .await?;

@@ -3,7 +3,6 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::auth::normalize_email;
 use crate::store::{StoreError, exec, row};
 
 /// The account an address belongs to.
@@ -22,40 +21,6 @@ pub fn holder_of(c: &Connection, email_norm: &str) -> Result<Option<Holder>, Sto
         |r| Ok(Holder { id: r.get(0)?, email: r.get(1)?, verified: r.get(2)? }),
     )
     .optional()?)
-}
-
-pub struct NewUser<'a> {
-    pub id: &'a str,
-    pub email: &'a str,
-    pub name: Option<&'a str>,
-    pub password_hash: &'a str,
-    pub now: i64,
-}
-
-pub fn insert_user(c: &Connection, u: &NewUser<'_>) -> Result<(), StoreError> {
-    exec(
-        c,
-        "INSERT INTO users (id, email, email_norm, name, password_hash, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![u.id, u.email, normalize_email(u.email), u.name, u.password_hash, u.now],
-    )?;
-    Ok(())
-}
-
-pub fn insert_one_time(
-    c: &Connection,
-    hash: &[u8],
-    user_id: &str,
-    purpose: &str,
-    now: i64,
-    ttl_secs: i64,
-) -> Result<(), StoreError> {
-    exec(
-        c,
-        "INSERT INTO one_time_tokens (hash, user_id, purpose, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![hash, user_id, purpose, now, now + ttl_secs],
-    )?;
-    Ok(())
 }
 
 /// The user of a live one-time token of `purpose`, without spending it.

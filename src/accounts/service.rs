@@ -6,9 +6,10 @@
 
 use serde::Deserialize;
 
-use super::queries::{self, Me, NewUser};
+use super::queries::{self, Me};
 use super::{AccountError, Deps};
 use crate::audit::{self, Entry};
+use crate::auth::queries::{NewUser, insert_one_time, insert_user};
 use crate::auth::{UserSession, check_password, normalize_email, validate_email};
 use crate::config::{Config, Registration};
 use crate::email::{self, Template};
@@ -62,10 +63,10 @@ pub async fn register(
             }
             let id = uuid::Uuid::now_v7().to_string();
             let user = NewUser { id: &id, email: &email, name: name.as_deref(), password_hash: &phc, now };
-            queries::insert_user(c, &user)?;
+            insert_user(c, &user)?;
             // A link that was never sent (mail cap) is not kept.
             if email::enqueue(c, cap, welcome)? {
-                queries::insert_one_time(c, &token_hash, &id, "verify_email", now, VERIFY_TTL_SECS)?;
+                insert_one_time(c, &token_hash, &id, "verify_email", now, VERIFY_TTL_SECS)?;
             }
             audit::record(c, &Entry::by_user("register", &id, &client))
         })

@@ -33,7 +33,7 @@ pub async fn add(
     who.require_admin()?;
     let NewBlock { cidr, reason, duration } = body.0;
     let duration = match duration {
-        Some(text) => Some(text.parse::<HumanDuration>().map_err(AdminError::BadDuration)?.0),
+        Some(text) => Some(text.parse::<HumanDuration>().map_err(|e| AdminError::invalid("duration", e))?.0),
         None => None,
     };
     let block = d.defense.block(BlockRequest { cidr, reason, duration }, &client, Some(&who.actor())).await?;

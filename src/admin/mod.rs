@@ -3,53 +3,36 @@
 //! `latchctl`.
 
 mod blocks;
+mod errors;
 mod handlers;
 mod queries;
+mod roles;
+mod sessions;
+mod users;
 
 use std::sync::Arc;
 
 use actix_web::web;
 
+use crate::auth::{BreachedList, Hasher};
 use crate::defense::Defense;
-use crate::http::problem::{FieldError, Kind, ToProblem};
+use crate::email::Outbox;
+use crate::keys::MasterKey;
+use crate::store::Store;
+
+pub use errors::AdminError;
 
 /// What the admin API works with besides `AppState`.
 pub struct Deps {
+    pub store: Store,
+    pub hasher: Hasher,
+    pub breached: Arc<BreachedList>,
+    pub key: MasterKey,
+    pub outbox: Outbox,
     pub defense: Arc<Defense>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("the daemon is not taking reload requests (stopping?)")]
-    DaemonBusy,
-    #[error("{0}; the running config stays")]
-    ConfigRejected(String),
-    #[error("duration: {0}")]
-    BadDuration(String),
-}
-
-impl ToProblem for AdminError {
-    fn kind(&self) -> Kind {
-        match self {
-            AdminError::DaemonBusy => Kind::Unavailable,
-            AdminError::ConfigRejected(_) => Kind::ConfigInvalid,
-            AdminError::BadDuration(_) => Kind::InvalidRequest,
-        }
-    }
-
-    fn detail(&self) -> Option<String> {
-        (!matches!(self, AdminError::DaemonBusy)).then(|| self.to_string())
-    }
-
-    fn field_errors(&self) -> Vec<FieldError> {
-        match self {
-            AdminError::BadDuration(reason) => FieldError::one("duration", reason),
-            _ => Vec::new(),
-        }
-    }
-}
-
-/// Routes served on the admin socket.
+/// The admin API, on the admin socket and (for admins) every API listener.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/admin/status").route(web::get().to(handlers::status)))
         .service(web::resource("/v1/admin/config").route(web::get().to(handlers::config)))
@@ -59,5 +42,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(blocks::list))
                 .route(web::post().to(blocks::add)),
         )
-        .service(web::resource("/v1/admin/blocked-ips/{id}").route(web::delete().to(blocks::remove)));
+        .service(web::resource("/v1/admin/blocked-ips/{id}").route(web::delete().to(blocks::remove)))
+        .service(
+            web::resource("/v1/admin/users")
+                .route(web::get().to(users::list))
+                .route(web::post().to(users::create)),
+        )
+        .service(
+            web::resource("/v1/admin/users/{id}")
+                .route(web::get().to(users::show))
+                .route(web::patch().to(users::patch))
+                .route(web::delete().to(users::delete)),
+        )
+        .service(
+            web::resource("/v1/admin/roles")
+                .route(web::get().to(roles::list))
+                .route(web::post().to(roles::create)),
+        )
+        .service(web::resource("/v1/admin/roles/{name}").route(web::delete().to(roles::delete)))
+        .service(web::resource("/v1/admin/sessions").route(web::get().to(sessions::list)))
+        .service(web::resource("/v1/admin/sessions/{id}").route(web::delete().to(sessions::revoke)))
+        .service(web::resource("/v1/admin/outbox").route(web::get().to(sessions::outbox)));
 }

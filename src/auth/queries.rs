@@ -3,6 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::normalize_email;
 use crate::store::{StoreError, exec, row};
 
 pub fn roles_of(c: &Connection, user_id: &str) -> Result<Vec<String>, StoreError> {
@@ -63,5 +64,40 @@ pub fn each_password_hash(c: &Connection, mut f: impl FnMut(&str)) -> Result<(),
             f(phc);
         }
     }
+    Ok(())
+}
+
+/// A new account (registration, or created by an admin).
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    pub password_hash: &'a str,
+    pub now: i64,
+}
+
+pub fn insert_user(c: &Connection, u: &NewUser<'_>) -> Result<(), StoreError> {
+    exec(
+        c,
+        "INSERT INTO users (id, email, email_norm, name, password_hash, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![u.id, u.email, normalize_email(u.email), u.name, u.password_hash, u.now],
+    )?;
+    Ok(())
+}
+
+pub fn insert_one_time(
+    c: &Connection,
+    hash: &[u8],
+    user_id: &str,
+    purpose: &str,
+    now: i64,
+    ttl_secs: i64,
+) -> Result<(), StoreError> {
+    exec(
+        c,
+        "INSERT INTO one_time_tokens (hash, user_id, purpose, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![hash, user_id, purpose, now, now + ttl_secs],
+    )?;
     Ok(())
 }

@@ -40,7 +40,7 @@ impl AdminClient {
         self.request("DELETE", path, None)
     }
 
-    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
         let mut sock = UnixStream::connect(&self.socket).map_err(|source| {
             let path = self.socket.clone();
             match source.kind() {

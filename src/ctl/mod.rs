@@ -6,6 +6,7 @@
 mod blocks;
 mod client;
 mod offline;
+mod users;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,15 @@ enum Command {
     /// IP blocks: list, add, remove.
     #[command(subcommand, name = "blocked-ips")]
     BlockedIps(blocks::BlockedIpsCmd),
+    /// Accounts: add, list, show, disable, enable, unlock, delete.
+    #[command(subcommand)]
+    Users(users::UsersCmd),
+    /// Roles: list, add, remove.
+    #[command(subcommand)]
+    Roles(users::RolesCmd),
+    /// Sessions: list, revoke.
+    #[command(subcommand)]
+    Sessions(users::SessionsCmd),
 }
 
 #[derive(Subcommand)]
@@ -150,6 +160,9 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::BlockedIps(cmd) => blocks::run(&client, cmd, cli.json),
+        Command::Users(cmd) => users::users(&client, cmd, cli.json),
+        Command::Roles(cmd) => users::roles(&client, cmd, cli.json),
+        Command::Sessions(cmd) => users::sessions(&client, cmd, cli.json),
         Command::Db(DbCmd::Check) => offline::db_check(&target, cli.json),
         Command::Db(DbCmd::Migrate) => offline::db_migrate(&target, cli.json),
         Command::Keys(KeysCmd::ExportMaster) => offline::export_master(&target),

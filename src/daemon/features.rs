@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Authenticator, BreachedList, DummyParams, Hasher, Signer, read_pepper};
 use crate::config::{Config, Reloadable};
+use crate::defense::Defense;
 use crate::email::{self, Outbox};
 use crate::http::{ApiRoutes, Gate};
 use crate::keys::MasterKey;
@@ -36,13 +37,26 @@ pub struct Features {
 /// what the defenses add to a request. Never in production.
 pub const BENCH_NO_DEFENSE_ENV: &str = "LATCH_BENCH_UNSAFE_NO_DEFENSE";
 
-pub async fn start(
+/// The services the features share, built once at start.
+struct Services {
+    store: Store,
+    key: MasterKey,
+    hasher: Hasher,
+    dummy: Arc<DummyParams>,
+    signer: Arc<Signer>,
+    breached: Arc<BreachedList>,
+    outbox: Outbox,
+    defense: Arc<Defense>,
+}
+
+/// Builds the shared services and starts every background worker.
+async fn services(
     shared: &Arc<ArcSwap<Config>>,
     store: &Store,
     key: MasterKey,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
-) -> anyhow::Result<Features> {
+) -> anyhow::Result<Services> {
     let cfg = shared.load_full();
     let hasher =
         Hasher::start(read_pepper(cfg.passwords.pepper_file.as_deref()).map_err(anyhow::Error::msg)?);
@@ -50,8 +64,7 @@ pub async fn start(
     dummy.recount(store).await;
     // Security: make the dummy hash now, off the request path; otherwise the
     // first unknown-email login would pay for it and stand out by ~20 ms.
-    let primer = hasher.clone();
-    let params = dummy.get(cfg.passwords.argon2);
+    let (primer, params) = (hasher.clone(), dummy.get(cfg.passwords.argon2));
     tracker.spawn(async move {
         if let Err(e) = primer.verify_dummy(params, String::new()).await {
             tracing::warn!(error = %e, "could not prepare the dummy password hash");
@@ -72,8 +85,6 @@ pub async fn start(
         cancel.child_token(),
     )
     .await?;
-    let work = accounts::MailWork { store: store.clone(), key: key.clone(), outbox: outbox.clone() };
-    let mailer = accounts::start_mailer(tracker, cancel.child_token(), work);
     email::spawn_worker(
         tracker,
         cancel.child_token(),
@@ -89,46 +100,81 @@ pub async fn start(
         hasher: hasher.clone(),
     };
     sessions::spawn_sweeper(tracker, cancel.child_token(), upkeep);
+    Ok(Services { store: store.clone(), key, hasher, dummy, signer, breached, outbox, defense })
+}
 
+pub async fn start(
+    shared: &Arc<ArcSwap<Config>>,
+    store: &Store,
+    key: MasterKey,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Features> {
+    let s = services(shared, store, key, tracker, cancel).await?;
     let reloadable: Vec<Arc<dyn Reloadable>> = vec![
-        Arc::new(hasher.clone()),
-        Arc::new(Arc::clone(&breached)),
-        Arc::new(Arc::clone(&signer)),
-        Arc::new(Arc::clone(&defense)),
+        Arc::new(s.hasher.clone()),
+        Arc::new(Arc::clone(&s.breached)),
+        Arc::new(Arc::clone(&s.signer)),
+        Arc::new(Arc::clone(&s.defense)),
     ];
     let gate: Option<Arc<dyn Gate>> = if std::env::var(BENCH_NO_DEFENSE_ENV).is_ok_and(|v| v == "1") {
         tracing::warn!("{BENCH_NO_DEFENSE_ENV}=1: no rate limits, blocks or anomaly rules (benchmark mode)");
         None
     } else {
-        Some(Arc::clone(&defense) as Arc<dyn Gate>)
+        Some(Arc::clone(&s.defense) as Arc<dyn Gate>)
     };
-    let auth = web::Data::new(Authenticator { store: store.clone(), signer: Arc::clone(&signer) });
-    let account_deps = web::Data::new(accounts::Deps {
-        store: store.clone(),
-        hasher: hasher.clone(),
-        key: key.clone(),
-        outbox,
-        breached,
-        mailer,
-        defense: Arc::clone(&defense),
+    let admin_routes = admin_routes(&s);
+    let routes = api_routes(&s, tracker, cancel, Arc::clone(&admin_routes));
+    Ok(Features { routes, admin_routes, reloadable, gate })
+}
+
+/// The admin API with its dependencies.
+fn admin_routes(s: &Services) -> ApiRoutes {
+    let deps = web::Data::new(admin::Deps {
+        store: s.store.clone(),
+        hasher: s.hasher.clone(),
+        breached: Arc::clone(&s.breached),
+        key: s.key.clone(),
+        outbox: s.outbox.clone(),
+        defense: Arc::clone(&s.defense),
     });
-    let session_deps = web::Data::new(sessions::Deps {
-        store: store.clone(),
-        hasher,
-        signer,
-        key,
-        dummy,
-        defense: Arc::clone(&defense),
+    Arc::new(move |c: &mut web::ServiceConfig| {
+        c.app_data(deps.clone());
+        admin::routes(c);
+    })
+}
+
+/// Every route of the API listeners: the features' and, for admins, the
+/// admin API.
+fn api_routes(
+    s: &Services,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+    admin: ApiRoutes,
+) -> ApiRoutes {
+    let auth = web::Data::new(Authenticator { store: s.store.clone(), signer: Arc::clone(&s.signer) });
+    let work = accounts::MailWork { store: s.store.clone(), key: s.key.clone(), outbox: s.outbox.clone() };
+    let accounts = web::Data::new(accounts::Deps {
+        store: s.store.clone(),
+        hasher: s.hasher.clone(),
+        key: s.key.clone(),
+        outbox: s.outbox.clone(),
+        breached: Arc::clone(&s.breached),
+        mailer: accounts::start_mailer(tracker, cancel.child_token(), work),
+        defense: Arc::clone(&s.defense),
     });
-    let routes: ApiRoutes = Arc::new(move |c: &mut web::ServiceConfig| {
-        c.app_data(auth.clone()).app_data(account_deps.clone()).app_data(session_deps.clone());
+    let sessions = web::Data::new(sessions::Deps {
+        store: s.store.clone(),
+        hasher: s.hasher.clone(),
+        signer: Arc::clone(&s.signer),
+        key: s.key.clone(),
+        dummy: Arc::clone(&s.dummy),
+        defense: Arc::clone(&s.defense),
+    });
+    Arc::new(move |c: &mut web::ServiceConfig| {
+        c.app_data(auth.clone()).app_data(accounts.clone()).app_data(sessions.clone());
         accounts::routes(c);
         sessions::routes(c);
-    });
-    let admin_deps = web::Data::new(admin::Deps { defense });
-    let admin_routes: ApiRoutes = Arc::new(move |c: &mut web::ServiceConfig| {
-        c.app_data(admin_deps.clone());
-        admin::routes(c);
-    });
-    Ok(Features { routes, admin_routes, reloadable, gate })
+        admin(c);
+    })
 }

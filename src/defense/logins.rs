@@ -58,6 +58,12 @@ impl Defense {
         self.store.write(move |c| queries::delete_lock(c, &email)).await
     }
 
+    /// Until when `email` is locked for login from every address, if it is
+    /// (what admins see as a user's `locked_until`).
+    pub fn locked_until(&self, email: &str) -> Option<i64> {
+        self.throttle.locked_until(email, crate::clock::now_unix())
+    }
+
     /// After a login made session `session_id`: `new_ip` and `new_devices`.
     pub async fn after_login(
         &self,

@@ -105,6 +105,11 @@ impl Throttle {
         self.locks.write().map(|mut l| l.remove(email).is_some()).unwrap_or(false)
     }
 
+    /// Until when `email` is locked account-wide, if it is.
+    pub fn locked_until(&self, email: &str, now: i64) -> Option<i64> {
+        self.locks.read().ok()?.get(email).copied().filter(|u| *u > now)
+    }
+
     /// Emails locked account-wide right now.
     pub fn locked(&self, now: i64) -> usize {
         self.locks.read().map(|l| l.values().filter(|u| **u > now).count()).unwrap_or(0)

@@ -46,6 +46,10 @@ pub enum StoreError {
     Migration(#[from] MigrationError),
     #[error(transparent)]
     Backup(#[from] BackupError),
+    /// A write closure refused to go on; the writer rolled its changes
+    /// back. The caller downcasts the reason to its own error.
+    #[error("{0}")]
+    Refused(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl StoreError {

@@ -1,0 +1,78 @@
+//! What can go wrong in an admin call, and which problem each failure is.
+
+use crate::auth::{AuthError, HashError, PolicyError};
+use crate::defense::BlockError;
+use crate::http::problem::{FieldError, Kind, ToProblem};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("the daemon is not taking reload requests (stopping?)")]
+    DaemonBusy,
+    #[error("{0}; the running config stays")]
+    ConfigRejected(String),
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    #[error(transparent)]
+    Email(#[from] crate::email::EmailError),
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl AdminError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> AdminError {
+        AdminError::Invalid { field, message: message.into() }
+    }
+}
+
+impl ToProblem for AdminError {
+    fn kind(&self) -> Kind {
+        match self {
+            AdminError::DaemonBusy => Kind::Unavailable,
+            AdminError::ConfigRejected(_) => Kind::ConfigInvalid,
+            AdminError::Invalid { .. } => Kind::InvalidRequest,
+            AdminError::NotFound(_) => Kind::NotFound,
+            AdminError::Conflict(_) => Kind::Conflict,
+            AdminError::Auth(e) => e.kind(),
+            AdminError::Policy(e) => e.kind(),
+            AdminError::Hash(e) => e.kind(),
+            AdminError::Block(e) => e.kind(),
+            AdminError::Store(e) => e.kind(),
+            AdminError::Email(_) | AdminError::Key(_) => Kind::Internal,
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        match self {
+            AdminError::ConfigRejected(_)
+            | AdminError::Invalid { .. }
+            | AdminError::NotFound(_)
+            | AdminError::Conflict(_) => Some(self.to_string()),
+            AdminError::Policy(e) => e.detail(),
+            AdminError::Block(e) => e.detail(),
+            _ => None,
+        }
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            AdminError::Invalid { field, message } => FieldError::one(field, message),
+            AdminError::Policy(e) => e.field_errors(),
+            AdminError::Block(e) => e.field_errors(),
+            _ => Vec::new(),
+        }
+    }
+}

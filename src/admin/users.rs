@@ -1,0 +1,262 @@
+//! `/v1/admin/users`: list (search, status, pages), create, show, change
+//! (status, roles, unlock, email_verified) and delete accounts. Disabling
+//! revokes every session at once; no change may leave no active admin.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::queries::{self, AdminUser, UserFilter};
+use super::{AdminError, Deps};
+use crate::audit::{self, Entry};
+use crate::auth::queries::{NewUser, insert_one_time, insert_user, revoke_user_sessions};
+use crate::auth::{Principal, check_password, normalize_email, validate_email};
+use crate::email::{self, Template};
+use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig};
+use crate::keys::{random_token, token_hash};
+use crate::store::StoreError;
+
+type D = web::Data<Deps>;
+
+/// Reset links of invitations live as long as any other reset link.
+const INVITE_TTL_SECS: i64 = 30 * 60;
+
+fn with_lock(d: &Deps, mut user: AdminUser) -> AdminUser {
+    user.locked_until = d.defense.locked_until(&user.email_norm).map(crate::clock::rfc3339);
+    user
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    query: Option<String>,
+    status: Option<String>,
+    page: Option<i64>,
+    page_size: Option<i64>,
+}
+
+pub async fn list(d: D, who: Principal, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    let page = q.page.unwrap_or(1);
+    let size = q.page_size.unwrap_or(50);
+    if page < 1 {
+        return Err(AdminError::invalid("page", "must be 1 or more").into());
+    }
+    if !(1..=500).contains(&size) {
+        return Err(AdminError::invalid("page_size", "must be between 1 and 500").into());
+    }
+    if q.status.as_deref().is_some_and(|s| s != "active" && s != "disabled") {
+        return Err(AdminError::invalid("status", "must be active or disabled").into());
+    }
+    let filter = UserFilter {
+        query: q.query.clone().filter(|s| !s.trim().is_empty()),
+        status: q.status.clone(),
+        offset: (page - 1).saturating_mul(size),
+        limit: size,
+    };
+    let (items, total) = d.store.read(move |c| queries::users(c, &filter)).await?;
+    let items: Vec<AdminUser> = items.into_iter().map(|u| with_lock(&d, u)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "items": items, "page": page, "page_size": size, "total": total })))
+}
+
+async fn load(d: &Deps, id: String) -> Result<AdminUser, AdminError> {
+    let user = d.store.read(move |c| queries::user(c, &id)).await?.ok_or(AdminError::NotFound("user"))?;
+    Ok(with_lock(d, user))
+}
+
+pub async fn show(d: D, who: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    Ok(HttpResponse::Ok().json(load(&d, id.into_inner()).await?))
+}
+
+#[derive(Deserialize)]
+pub struct CreateUser {
+    email: String,
+    /// Absent: the user is mailed a link to choose one.
+    password: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    email_verified: bool,
+}
+
+/// Creates an account, with a password or an emailed invitation.
+pub async fn create(
+    d: D,
+    cfg: LiveConfig,
+    who: Principal,
+    client: ClientInfo,
+    body: ApiJson<CreateUser>,
+) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    let req = body.0;
+    let email = validate_email(&req.email)?;
+    let invite = req.password.is_none();
+    let password = match req.password {
+        Some(p) => {
+            check_password(&cfg, &d.breached, "password", &p)?;
+            p
+        }
+        // Nobody knows this one; the invitation's reset link sets the real one.
+        None => random_token().map_err(AdminError::from)?,
+    };
+    let phc = d.hasher.hash(cfg.passwords.argon2, password).await?;
+    let token = random_token().map_err(AdminError::from)?;
+    let mail = invite
+        .then(|| email::prepare(&cfg, &d.key, &email, &Template::PasswordReset { token: token.clone() }));
+    let mail = mail.transpose().map_err(AdminError::from)?;
+    let (id, actor, cap) = (uuid::Uuid::now_v7().to_string(), who.actor(), cfg.email.max_per_recipient);
+    let (uid, hash) = (id.clone(), token_hash(&token));
+    d.store
+        .write(move |c| {
+            let now = crate::clock::now_unix();
+            if queries::user_id_by_email(c, &normalize_email(&email))?.is_some() {
+                return Err(refuse(AdminError::Conflict("a user with that email exists".into())));
+            }
+            check_roles(c, &req.roles)?;
+            let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+            insert_user(c, &NewUser { id: &uid, email: &email, name, password_hash: &phc, now })?;
+            queries::set_roles(c, &uid, &req.roles)?;
+            queries::set_verified(c, &uid, req.email_verified, now)?;
+            if let Some(mail) = mail
+                && email::enqueue(c, cap, mail)?
+            {
+                insert_one_time(c, &hash, &uid, "password_reset", now, INVITE_TTL_SECS)?;
+            }
+            let details = json!({ "roles": req.roles, "invited": invite });
+            let entry = Entry {
+                action: "user_created",
+                actor_id: Some(&actor),
+                subject_id: Some(&uid),
+                client: Some(&client),
+                details,
+            };
+            audit::record(c, &entry)
+        })
+        .await
+        .map_err(refusal)?;
+    d.outbox.wake.notify_one();
+    Ok(HttpResponse::Created().json(load(&d, id).await?))
+}
+
+#[derive(Deserialize)]
+pub struct PatchUser {
+    status: Option<String>,
+    roles: Option<Vec<String>>,
+    unlock: Option<bool>,
+    email_verified: Option<bool>,
+}
+
+/// Inside a write: refuses (and so rolls back) the change with `e`.
+pub(super) fn refuse(e: AdminError) -> StoreError {
+    StoreError::Refused(Box::new(e))
+}
+
+/// The admin error a refused write carried, or the store's own.
+pub(super) fn refusal(e: StoreError) -> AdminError {
+    match e {
+        StoreError::Refused(reason) => match reason.downcast::<AdminError>() {
+            Ok(admin) => *admin,
+            Err(other) => AdminError::Conflict(other.to_string()),
+        },
+        other => AdminError::Store(other),
+    }
+}
+
+fn check_roles(c: &rusqlite::Connection, roles: &[String]) -> Result<(), StoreError> {
+    for role in roles {
+        if !queries::role_exists(c, role)? {
+            return Err(refuse(AdminError::invalid("roles", format!("no role named {role:?}"))));
+        }
+    }
+    Ok(())
+}
+
+/// Every change of an account must leave an active admin.
+fn keep_an_admin(c: &rusqlite::Connection) -> Result<(), StoreError> {
+    if queries::active_admins(c)? == 0 {
+        return Err(refuse(AdminError::Conflict("that would leave no active admin".into())));
+    }
+    Ok(())
+}
+
+/// Applies a PATCH inside one write; refused whole if it would leave no
+/// active admin.
+fn apply_patch(c: &rusqlite::Connection, id: &str, p: &PatchUser, now: i64) -> Result<(), StoreError> {
+    if queries::user(c, id)?.is_none() {
+        return Err(refuse(AdminError::NotFound("user")));
+    }
+    if let Some(roles) = &p.roles {
+        check_roles(c, roles)?;
+        queries::set_roles(c, id, roles)?;
+    }
+    match p.status.as_deref() {
+        None => {}
+        Some(status @ ("active" | "disabled")) => {
+            queries::set_status(c, id, status, now)?;
+            if status == "disabled" {
+                revoke_user_sessions(c, id, None, "disabled_by_admin", now)?;
+            }
+        }
+        Some(_) => return Err(refuse(AdminError::invalid("status", "must be active or disabled"))),
+    }
+    if let Some(verified) = p.email_verified {
+        queries::set_verified(c, id, verified, now)?;
+    }
+    keep_an_admin(c)
+}
+
+pub async fn patch(
+    d: D,
+    who: Principal,
+    client: ClientInfo,
+    id: web::Path<String>,
+    body: ApiJson<PatchUser>,
+) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    let (id, actor) = (id.into_inner(), who.actor());
+    let (uid, p) = (id.clone(), body.0);
+    let unlock = p.unlock == Some(true);
+    d.store
+        .write(move |c| {
+            apply_patch(c, &uid, &p, crate::clock::now_unix())?;
+            let details = json!({ "status": p.status, "roles": p.roles, "unlock": p.unlock, "email_verified": p.email_verified });
+            let entry = Entry { action: "user_updated", actor_id: Some(&actor), subject_id: Some(&uid), client: Some(&client), details };
+            audit::record(c, &entry)
+        })
+        .await
+        .map_err(refusal)?;
+    let user = load(&d, id).await?;
+    if unlock {
+        d.defense.clear_login_failures(&user.email_norm).await.map_err(AdminError::from)?;
+    }
+    Ok(HttpResponse::Ok().json(load(&d, user.id).await?))
+}
+
+pub async fn delete(
+    d: D,
+    who: Principal,
+    client: ClientInfo,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    let (uid, actor) = (id.into_inner(), who.actor());
+    d.store
+        .write(move |c| {
+            if !queries::delete_user(c, &uid)? {
+                return Err(refuse(AdminError::NotFound("user")));
+            }
+            keep_an_admin(c)?;
+            let entry = Entry {
+                action: "user_deleted",
+                actor_id: Some(&actor),
+                subject_id: Some(&uid),
+                client: Some(&client),
+                details: json!({}),
+            };
+            audit::record(c, &entry)
+        })
+        .await
+        .map_err(refusal)?;
+    Ok(HttpResponse::NoContent().finish())
+}

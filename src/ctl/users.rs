@@ -1,0 +1,240 @@
+//! `latchctl users|roles|sessions …`: accounts, roles and sessions through
+//! the admin API on the admin socket. Human tables by default, `--json`
+//! for scripts.
+
+use std::io::Read;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::{AdminClient, print};
+
+#[derive(Subcommand)]
+pub enum UsersCmd {
+    /// Create an account (the first admin: `users add EMAIL --role admin --password-stdin --verified`).
+    Add {
+        email: String,
+        /// A role to give (repeatable).
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Read the password from standard input; without it the user is
+        /// mailed a link to choose one.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Mark the address as verified.
+        #[arg(long)]
+        verified: bool,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List accounts (newest first).
+    List {
+        /// A part of the email or name.
+        #[arg(long)]
+        query: Option<String>,
+        /// active or disabled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        #[arg(long, default_value_t = 50)]
+        page_size: u32,
+    },
+    /// Show one account (by id or email).
+    Show { user: String },
+    /// Disable an account: it cannot log in, its sessions end at once.
+    Disable { user: String },
+    /// Enable a disabled account.
+    Enable { user: String },
+    /// Lift the login lock and throttling of an account's email.
+    Unlock { user: String },
+    /// Delete an account with its sessions (audit rows stay).
+    Delete { user: String },
+}
+
+#[derive(Subcommand)]
+pub enum RolesCmd {
+    List,
+    Add {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SessionsCmd {
+    /// Live sessions, of one user or of all.
+    List {
+        /// The user's id or email.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// End a session at once.
+    Revoke { id: String },
+}
+
+/// The id of `user` (an id, or an email looked up).
+fn user_id(client: &AdminClient, user: &str) -> anyhow::Result<String> {
+    if !user.contains('@') {
+        return Ok(user.to_string());
+    }
+    let found = client.get(&format!("/v1/admin/users?query={}&page_size=500", encode(user)))?;
+    let wanted = user.trim().to_ascii_lowercase();
+    let items = found["items"].as_array().cloned().unwrap_or_default();
+    match items.iter().find(|u| u["email"].as_str().is_some_and(|e| e.to_ascii_lowercase() == wanted)) {
+        Some(u) => Ok(u["id"].as_str().unwrap_or_default().to_string()),
+        None => bail!("no user with email {user}"),
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn user_line(u: &Value) -> String {
+    let roles: Vec<&str> = u["roles"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let verified = if u["email_verified"] == true { "verified" } else { "unverified" };
+    let locked = u["locked_until"].as_str().map(|t| format!(" locked until {t}")).unwrap_or_default();
+    format!(
+        "{:<38} {:<32} {:<9} {:<10} {}{locked}",
+        u["id"].as_str().unwrap_or("?"),
+        u["email"].as_str().unwrap_or("?"),
+        u["status"].as_str().unwrap_or("?"),
+        verified,
+        roles.join(",")
+    )
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(password)
+}
+
+pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result<bool> {
+    let patch = |user: &str, body: Value| -> anyhow::Result<Value> {
+        let id = user_id(client, user)?;
+        Ok(client.request("PATCH", &format!("/v1/admin/users/{id}"), Some(&body))?)
+    };
+    let answer = match cmd {
+        UsersCmd::Add { email, roles, password_stdin, verified, name } => {
+            let password = if *password_stdin { Some(read_password()?) } else { None };
+            let body = json!({ "email": email, "password": password, "roles": roles, "email_verified": verified, "name": name });
+            client.post("/v1/admin/users", Some(&body))?
+        }
+        UsersCmd::List { query, status, page, page_size } => {
+            let mut path = format!("/v1/admin/users?page={page}&page_size={page_size}");
+            if let Some(q) = query {
+                path.push_str(&format!("&query={}", encode(q)));
+            }
+            if let Some(s) = status {
+                path.push_str(&format!("&status={}", encode(s)));
+            }
+            let list = client.get(&path)?;
+            print(json, &list, |l| {
+                let items = l["items"].as_array().cloned().unwrap_or_default();
+                let mut lines: Vec<String> = items.iter().map(user_line).collect();
+                lines.push(format!("({} of {} users, page {})", items.len(), l["total"], l["page"]));
+                lines.join("\n")
+            });
+            return Ok(true);
+        }
+        UsersCmd::Show { user } => client.get(&format!("/v1/admin/users/{}", user_id(client, user)?))?,
+        UsersCmd::Disable { user } => patch(user, json!({ "status": "disabled" }))?,
+        UsersCmd::Enable { user } => patch(user, json!({ "status": "active" }))?,
+        UsersCmd::Unlock { user } => patch(user, json!({ "unlock": true }))?,
+        UsersCmd::Delete { user } => {
+            let id = user_id(client, user)?;
+            client.delete(&format!("/v1/admin/users/{id}"))?;
+            print(json, &json!({ "deleted": id }), |_| format!("deleted {id}"));
+            return Ok(true);
+        }
+    };
+    print(json, &answer, user_line);
+    Ok(true)
+}
+
+pub fn roles(client: &AdminClient, cmd: &RolesCmd, json: bool) -> anyhow::Result<bool> {
+    match cmd {
+        RolesCmd::List => {
+            let list = client.get("/v1/admin/roles")?;
+            print(json, &list, |l| {
+                let items = l["items"].as_array().cloned().unwrap_or_default();
+                items
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{:<24} {:>5} users  {}",
+                            r["name"].as_str().unwrap_or("?"),
+                            r["users"],
+                            r["description"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        RolesCmd::Add { name, description } => {
+            let role =
+                client.post("/v1/admin/roles", Some(&json!({ "name": name, "description": description })))?;
+            print(json, &role, |r| format!("added role {}", r["name"].as_str().unwrap_or("?")));
+        }
+        RolesCmd::Remove { name } => {
+            client.delete(&format!("/v1/admin/roles/{}", encode(name)))?;
+            print(json, &json!({ "removed": name }), |_| format!("removed role {name}"));
+        }
+    }
+    Ok(true)
+}
+
+pub fn sessions(client: &AdminClient, cmd: &SessionsCmd, json: bool) -> anyhow::Result<bool> {
+    match cmd {
+        SessionsCmd::List { user } => {
+            let path = match user {
+                Some(u) => format!("/v1/admin/sessions?user_id={}", encode(&user_id(client, u)?)),
+                None => "/v1/admin/sessions".to_string(),
+            };
+            let list = client.get(&path)?;
+            print(json, &list, |l| {
+                let items = l["items"].as_array().cloned().unwrap_or_default();
+                items
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{:<38} user {:<38} {:<16} since {}",
+                            s["id"].as_str().unwrap_or("?"),
+                            s["user_id"].as_str().unwrap_or("?"),
+                            s["ip"].as_str().unwrap_or("-"),
+                            s["created_at"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        SessionsCmd::Revoke { id } => {
+            client.delete(&format!("/v1/admin/sessions/{}", encode(id)))?;
+            print(json, &json!({ "revoked": id }), |_| format!("revoked {id}"));
+        }
+    }
+    Ok(true)
+}

@@ -1,0 +1,268 @@
+//! The admin API and its latchctl words against the real binaries: the
+//! first admin on a fresh install, users, roles, sessions and the outbox.
+//! The caller is an admin user over HTTPS or a peer on the admin socket.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::admin_cli::LATCHCTL;
+use crate::flows::{PASSWORD, login};
+use crate::harness::{Latchd, assert_problem, base_config};
+
+/// `latchctl --state-dir … ARGS` with `stdin`.
+pub fn ctl(d: &Latchd, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(LATCHCTL)
+        .arg("--state-dir")
+        .arg(d.state_dir())
+        .args(args)
+        .env_remove("LATCH_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub fn ok_json(out: Output) -> Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A fresh daemon with its first admin, logged in: (daemon, admin token).
+pub async fn with_admin() -> (Latchd, String) {
+    let d = Latchd::start_with(&base_config("\n[accounts]\nregistration = \"closed\"\n")).await;
+    let out = ctl(
+        &d,
+        &["users", "add", "root@example.test", "--role", "admin", "--password-stdin", "--verified"],
+        PASSWORD,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = login(&d, "root@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    (d, token)
+}
+
+async fn send(d: &Latchd, method: &str, path: &str, token: &str, body: Option<Value>) -> reqwest::Response {
+    let mut req = d.client().request(method.parse().unwrap(), d.https_url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.unwrap()
+}
+
+async fn create_user(d: &Latchd, admin: &str, email: &str, roles: &[&str]) -> Value {
+    let body = json!({"email": email, "password": PASSWORD, "roles": roles, "email_verified": true});
+    let res = send(d, "POST", "/v1/admin/users", admin, Some(body)).await;
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_first_admin_is_made_with_latchctl_and_uses_the_api_over_https() {
+    let (d, admin) = with_admin().await;
+    let res = send(&d, "GET", "/v1/admin/users", &admin, None).await;
+    assert_eq!(res.status(), 200);
+    let list: Value = res.json().await.unwrap();
+    assert_eq!(list["total"], 1);
+    let root = &list["items"][0];
+    assert_eq!(
+        (root["email"].as_str(), root["status"].as_str()),
+        (Some("root@example.test"), Some("active"))
+    );
+    assert_eq!(root["roles"], json!(["admin"]));
+    assert_eq!(root["email_verified"], true);
+    assert_eq!(root["mfa"], json!({"totp": false}));
+    // Registration is closed; admins create users; others may not admin.
+    let res = d.post("/v1/auth/register", json!({"email": "x@example.test", "password": PASSWORD})).await;
+    assert_problem(res, 403, "registration-closed").await;
+    create_user(&d, &admin, "plain@example.test", &[]).await;
+    let plain = login(&d, "plain@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    assert_problem(send(&d, "GET", "/v1/admin/users", &plain, None).await, 403, "forbidden").await;
+    assert_problem(d.get("/v1/admin/users").await, 401, "unauthorized").await;
+    let dup = send(
+        &d,
+        "POST",
+        "/v1/admin/users",
+        &admin,
+        Some(json!({"email": "PLAIN@example.test", "password": PASSWORD})),
+    )
+    .await;
+    assert_problem(dup, 409, "conflict").await;
+}
+
+#[tokio::test]
+async fn roles_are_managed_assigned_and_appear_in_the_next_token() {
+    let (d, admin) = with_admin().await;
+    let res =
+        send(&d, "POST", "/v1/admin/roles", &admin, Some(json!({"name": "ops", "description": "on call"})))
+            .await;
+    assert_eq!(res.status(), 201);
+    assert_problem(
+        send(&d, "POST", "/v1/admin/roles", &admin, Some(json!({"name": "ops"}))).await,
+        409,
+        "conflict",
+    )
+    .await;
+    let bob = create_user(&d, &admin, "bob@example.test", &[]).await;
+    let id = bob["id"].as_str().unwrap();
+    let res =
+        send(&d, "PATCH", &format!("/v1/admin/users/{id}"), &admin, Some(json!({"roles": ["ops"]}))).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["roles"], json!(["ops"]));
+    let tokens = login(&d, "bob@example.test", PASSWORD).await;
+    assert_eq!(tokens["user"]["roles"], json!(["ops"]));
+    let bad =
+        send(&d, "PATCH", &format!("/v1/admin/users/{id}"), &admin, Some(json!({"roles": ["nope"]}))).await;
+    assert_eq!(assert_problem(bad, 400, "invalid-request").await["errors"][0]["field"], "roles");
+    assert_problem(send(&d, "DELETE", "/v1/admin/roles/admin", &admin, None).await, 409, "conflict").await;
+    // The last active admin cannot lose the role, be disabled or deleted.
+    let roots: Value =
+        send(&d, "GET", "/v1/admin/users?query=root", &admin, None).await.json().await.unwrap();
+    let root = roots["items"][0]["id"].as_str().unwrap().to_string();
+    for body in [json!({"roles": []}), json!({"status": "disabled"})] {
+        let res = send(&d, "PATCH", &format!("/v1/admin/users/{root}"), &admin, Some(body)).await;
+        assert_problem(res, 409, "conflict").await;
+    }
+    assert_problem(
+        send(&d, "DELETE", &format!("/v1/admin/users/{root}"), &admin, None).await,
+        409,
+        "conflict",
+    )
+    .await;
+    let still: Value =
+        send(&d, "GET", &format!("/v1/admin/users/{root}"), &admin, None).await.json().await.unwrap();
+    assert_eq!(
+        (still["roles"].clone(), still["status"].clone()),
+        (json!(["admin"]), json!("active")),
+        "nothing half-applied"
+    );
+    assert_eq!(send(&d, "DELETE", "/v1/admin/roles/ops", &admin, None).await.status(), 204);
+    assert_problem(send(&d, "DELETE", "/v1/admin/roles/ops", &admin, None).await, 404, "not-found").await;
+}
+
+#[tokio::test]
+async fn users_are_searched_filtered_paged_and_disabled_at_once() {
+    let (d, admin) = with_admin().await;
+    for name in ["ann", "anton", "bea", "carl", "cara"] {
+        create_user(&d, &admin, &format!("{name}@example.test"), &[]).await;
+    }
+    let page: Value = send(&d, "GET", "/v1/admin/users?query=an&page=1&page_size=1", &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((page["total"].as_i64(), page["items"].as_array().unwrap().len()), (Some(2), 1), "{page}");
+    let page2: Value =
+        send(&d, "GET", "/v1/admin/users?page=2&page_size=4", &admin, None).await.json().await.unwrap();
+    assert_eq!((page2["total"].as_i64(), page2["items"].as_array().unwrap().len()), (Some(6), 2), "{page2}");
+    let too_big = send(&d, "GET", "/v1/admin/users?page_size=501", &admin, None).await;
+    assert_problem(too_big, 400, "invalid-request").await;
+
+    let carl = login(&d, "carl@example.test", PASSWORD).await;
+    let carl_id = carl["user"]["id"].as_str().unwrap();
+    let at = carl["access_token"].as_str().unwrap();
+    assert_eq!(d.get_auth("/v1/auth/me", at).await.status(), 200);
+    let res =
+        send(&d, "PATCH", &format!("/v1/admin/users/{carl_id}"), &admin, Some(json!({"status": "disabled"})))
+            .await;
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "disabled");
+    assert_problem(d.get_auth("/v1/auth/me", at).await, 401, "unauthorized").await;
+    let res = d.post("/v1/auth/refresh", json!({"refresh_token": carl["refresh_token"]})).await;
+    assert_problem(res, 401, "invalid-token").await;
+    let res = d.post("/v1/auth/login", json!({"email": "carl@example.test", "password": PASSWORD})).await;
+    assert_problem(res, 403, "account-disabled").await;
+    let disabled: Value =
+        send(&d, "GET", "/v1/admin/users?status=disabled", &admin, None).await.json().await.unwrap();
+    assert_eq!(disabled["total"], 1);
+    assert_eq!(send(&d, "DELETE", &format!("/v1/admin/users/{carl_id}"), &admin, None).await.status(), 204);
+    assert_problem(
+        send(&d, "GET", &format!("/v1/admin/users/{carl_id}"), &admin, None).await,
+        404,
+        "not-found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn admins_list_and_revoke_sessions_and_see_the_outbox() {
+    let (d, admin) = with_admin().await;
+    create_user(&d, &admin, "dora@example.test", &[]).await;
+    let dora = login(&d, "dora@example.test", PASSWORD).await;
+    let uid = dora["user"]["id"].as_str().unwrap();
+    let list: Value = send(&d, "GET", &format!("/v1/admin/sessions?user_id={uid}"), &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let sid = list["items"][0]["id"].as_str().unwrap();
+    assert_eq!(send(&d, "DELETE", &format!("/v1/admin/sessions/{sid}"), &admin, None).await.status(), 204);
+    assert_eq!(d.get_auth("/v1/auth/me", dora["access_token"].as_str().unwrap()).await.status(), 401);
+    assert_problem(
+        send(&d, "DELETE", &format!("/v1/admin/sessions/{sid}"), &admin, None).await,
+        404,
+        "not-found",
+    )
+    .await;
+    // An invitation (no password) is a queued or sent mail; never a body.
+    let res =
+        send(&d, "POST", "/v1/admin/users", &admin, Some(json!({"email": "invited@example.test"}))).await;
+    assert_eq!(res.status(), 201);
+    let queued: Value =
+        send(&d, "GET", "/v1/admin/outbox?status=queued", &admin, None).await.json().await.unwrap();
+    let dead: Value =
+        send(&d, "GET", "/v1/admin/outbox?status=dead", &admin, None).await.json().await.unwrap();
+    assert!(
+        queued["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(dead["items"].as_array().unwrap())
+            .all(|m| m.get("body").is_none())
+    );
+    assert_problem(
+        send(&d, "GET", "/v1/admin/outbox?status=sent", &admin, None).await,
+        400,
+        "invalid-request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn latchctl_speaks_tables_json_and_one_line_errors() {
+    let (d, _admin) = with_admin().await;
+    let out = ctl(
+        &d,
+        &["users", "add", "eve@example.test", "--password-stdin", "--verified"],
+        "a fine long passphrase",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&ctl(&d, &["users", "list"], "").stdout).into_owned();
+    assert!(table.contains("eve@example.test") && table.contains("(2 of 2 users, page 1)"), "{table}");
+    let shown = ok_json(ctl(&d, &["--json", "users", "show", "EVE@example.test"], ""));
+    assert_eq!(shown["email"], "eve@example.test");
+    assert_eq!(
+        ok_json(ctl(&d, &["--json", "users", "disable", "eve@example.test"], ""))["status"],
+        "disabled"
+    );
+    assert_eq!(ok_json(ctl(&d, &["--json", "users", "enable", "eve@example.test"], ""))["status"], "active");
+    assert!(ctl(&d, &["roles", "add", "auditor"], "").status.success());
+    let roles = String::from_utf8_lossy(&ctl(&d, &["roles", "list"], "").stdout).into_owned();
+    assert!(roles.contains("auditor") && roles.contains("admin"), "{roles}");
+    let out = ctl(&d, &["users", "show", "nobody@example.test"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim(), "latchctl: no user with email nobody@example.test");
+    let out = ctl(&d, &["users", "add", "weak@example.test", "--password-stdin"], "short");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("password"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ctl(&d, &["users", "delete", "eve@example.test"], "").status.success());
+    let sessions = ok_json(ctl(&d, &["--json", "sessions", "list"], ""));
+    assert!(sessions["items"].as_array().is_some());
+}
