@@ -2,6 +2,7 @@
 //! API): daemon status, the config in force, and config reload for
 //! `latchctl`.
 
+mod api_keys;
 mod blocks;
 mod errors;
 mod handlers;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 
-use crate::auth::{BreachedList, Hasher};
+use crate::auth::{ApiKeys, BreachedList, Hasher};
 use crate::defense::Defense;
 use crate::email::Outbox;
 use crate::keys::MasterKey;
@@ -30,6 +31,7 @@ pub struct Deps {
     pub key: MasterKey,
     pub outbox: Outbox,
     pub defense: Arc<Defense>,
+    pub api_keys: Arc<ApiKeys>,
 }
 
 /// The admin API, on the admin socket and (for admins) every API listener.
@@ -62,5 +64,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/admin/roles/{name}").route(web::delete().to(roles::delete)))
         .service(web::resource("/v1/admin/sessions").route(web::get().to(sessions::list)))
         .service(web::resource("/v1/admin/sessions/{id}").route(web::delete().to(sessions::revoke)))
-        .service(web::resource("/v1/admin/outbox").route(web::get().to(sessions::outbox)));
+        .service(web::resource("/v1/admin/outbox").route(web::get().to(sessions::outbox)))
+        .service(
+            web::resource("/v1/admin/api-keys")
+                .route(web::get().to(api_keys::list))
+                .route(web::post().to(api_keys::create)),
+        )
+        .service(web::resource("/v1/admin/api-keys/{id}").route(web::delete().to(api_keys::revoke)));
 }

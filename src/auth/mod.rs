@@ -5,6 +5,7 @@
 //! several features share (session liveness, roles, revoking a user's
 //! sessions). It imports only layers, never a feature.
 
+pub mod api_keys;
 mod dummy;
 mod password;
 mod policy;
@@ -12,6 +13,7 @@ mod principal;
 pub mod queries;
 mod signing;
 
+pub use api_keys::{ApiKey, ApiKeys};
 pub use dummy::{DummyParams, RECOUNT_EVERY as DUMMY_RECOUNT_EVERY};
 pub use password::{
     HashError, Hasher, QUEUE_PER_CORE as HASH_QUEUE_PER_CORE, Verified, hash_now, read_pepper,
@@ -21,7 +23,7 @@ pub use policy::{
     validate_email,
 };
 pub use principal::{Authenticator, Principal, UserSession};
-pub use signing::{ACCESS_TYP, AccessClaims, Signer, SigningError, issuer};
+pub use signing::{ACCESS_TYP, AccessClaims, MAX_TOKEN_BYTES, Signer, SigningError, issuer};
 
 use crate::http::problem::{Kind, ToProblem};
 use crate::store::StoreError;

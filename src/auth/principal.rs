@@ -15,6 +15,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
 
 use super::AuthError;
+use super::api_keys::ApiKeys;
 use super::queries;
 use super::signing::Signer;
 use crate::config::Config;
@@ -89,10 +90,12 @@ impl Principal {
     }
 }
 
-/// What the extractors need: the database and the token validator.
+/// What the extractors need: the database, the token validator and the
+/// API keys.
 pub struct Authenticator {
     pub store: Store,
     pub signer: Arc<Signer>,
+    pub api_keys: Arc<ApiKeys>,
 }
 
 impl Authenticator {
@@ -158,6 +161,14 @@ impl FromRequest for Principal {
         if let Some(peer) = req.conn_data::<PeerCred>() {
             let uid = peer.uid;
             return Box::pin(async move { Ok(Principal::AdminPeer { uid }) });
+        }
+        if let Some(token) = bearer(req).filter(|t| t.starts_with("latch_")) {
+            let auth = req.app_data::<web::Data<Authenticator>>().cloned();
+            let key = auth.and_then(|a| a.api_keys.check(&token));
+            return Box::pin(async move {
+                let key = key.ok_or(AuthError::Unauthorized)?;
+                Ok(Principal::ApiKey { id: key.id, scopes: key.scopes })
+            });
         }
         let user = user_of(req);
         Box::pin(async move { Ok(Principal::User(user.await?)) })

@@ -3,6 +3,7 @@
 //! and refuse while a daemon holds the state directory. Every failure is one
 //! line on stderr and a non-zero exit.
 
+mod api_keys;
 mod blocks;
 mod client;
 mod offline;
@@ -68,6 +69,9 @@ enum Command {
     /// Sessions: list, revoke.
     #[command(subcommand)]
     Sessions(users::SessionsCmd),
+    /// API keys: create, list, revoke.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(api_keys::ApiKeysCmd),
 }
 
 #[derive(Subcommand)]
@@ -163,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Users(cmd) => users::users(&client, cmd, cli.json),
         Command::Roles(cmd) => users::roles(&client, cmd, cli.json),
         Command::Sessions(cmd) => users::sessions(&client, cmd, cli.json),
+        Command::ApiKeys(cmd) => api_keys::run(&client, cmd, cli.json),
         Command::Db(DbCmd::Check) => offline::db_check(&target, cli.json),
         Command::Db(DbCmd::Migrate) => offline::db_migrate(&target, cli.json),
         Command::Keys(KeysCmd::ExportMaster) => offline::export_master(&target),

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Authenticator, BreachedList, DummyParams, Hasher, Signer, read_pepper};
+use crate::auth::{ApiKeys, Authenticator, BreachedList, DummyParams, Hasher, Signer, read_pepper};
 use crate::config::{Config, Reloadable};
 use crate::defense::Defense;
 use crate::email::{self, Outbox};
@@ -47,6 +47,7 @@ struct Services {
     breached: Arc<BreachedList>,
     outbox: Outbox,
     defense: Arc<Defense>,
+    api_keys: Arc<ApiKeys>,
 }
 
 /// Builds the shared services and starts every background worker.
@@ -76,15 +77,16 @@ async fn services(
         format!("passwords.breached_list {}", list.map_or_else(String::new, |p| p.display().to_string()))
     })?);
     let outbox = Outbox::default();
-    let defense = crate::defense::start(
-        store,
-        Arc::clone(shared),
-        key.clone(),
-        outbox.clone(),
-        tracker,
-        cancel.child_token(),
-    )
-    .await?;
+    let api_keys = Arc::new(ApiKeys::load(store).await?);
+    spawn_key_use_flusher(tracker, cancel.child_token(), Arc::clone(&api_keys));
+    let ctx = crate::defense::Context {
+        store: store.clone(),
+        config: Arc::clone(shared),
+        key: key.clone(),
+        outbox: outbox.clone(),
+        api_keys: Arc::clone(&api_keys),
+    };
+    let defense = crate::defense::start(ctx, tracker, cancel.child_token()).await?;
     email::spawn_worker(
         tracker,
         cancel.child_token(),
@@ -100,7 +102,7 @@ async fn services(
         hasher: hasher.clone(),
     };
     sessions::spawn_sweeper(tracker, cancel.child_token(), upkeep);
-    Ok(Services { store: store.clone(), key, hasher, dummy, signer, breached, outbox, defense })
+    Ok(Services { store: store.clone(), key, hasher, dummy, signer, breached, outbox, defense, api_keys })
 }
 
 pub async fn start(
@@ -137,6 +139,7 @@ fn admin_routes(s: &Services) -> ApiRoutes {
         key: s.key.clone(),
         outbox: s.outbox.clone(),
         defense: Arc::clone(&s.defense),
+        api_keys: Arc::clone(&s.api_keys),
     });
     Arc::new(move |c: &mut web::ServiceConfig| {
         c.app_data(deps.clone());
@@ -152,7 +155,11 @@ fn api_routes(
     cancel: &CancellationToken,
     admin: ApiRoutes,
 ) -> ApiRoutes {
-    let auth = web::Data::new(Authenticator { store: s.store.clone(), signer: Arc::clone(&s.signer) });
+    let auth = web::Data::new(Authenticator {
+        store: s.store.clone(),
+        signer: Arc::clone(&s.signer),
+        api_keys: Arc::clone(&s.api_keys),
+    });
     let work = accounts::MailWork { store: s.store.clone(), key: s.key.clone(), outbox: s.outbox.clone() };
     let accounts = web::Data::new(accounts::Deps {
         store: s.store.clone(),
@@ -177,4 +184,26 @@ fn api_routes(
         sessions::routes(c);
         admin(c);
     })
+}
+
+/// How often API-key uses (`last_used_at`) are written: one write for all
+/// the keys used since, instead of one per request.
+const KEY_USE_FLUSH: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn spawn_key_use_flusher(tracker: &TaskTracker, cancel: CancellationToken, keys: Arc<ApiKeys>) {
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(KEY_USE_FLUSH);
+        loop {
+            let stopping = tokio::select! {
+                _ = cancel.cancelled() => true,
+                _ = tick.tick() => false,
+            };
+            if let Err(e) = keys.flush_uses().await {
+                tracing::warn!(error = %e, "writing API-key uses failed");
+            }
+            if stopping {
+                break;
+            }
+        }
+    });
 }

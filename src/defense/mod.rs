@@ -25,6 +25,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
+use crate::auth::ApiKeys;
 use crate::config::{AnomalyAction, Commit, Config, Preparing, Reloadable};
 use crate::http::problem::{Kind, RateLimitInfo, ToProblem};
 use crate::http::{Admission, ClientInfo, Gate, Problem};
@@ -34,7 +35,7 @@ pub use admin::{BlockError, BlockRequest};
 pub use anomaly::Rule;
 pub use blocks::{Block, Source};
 pub use limits::{KeyedLimiter, Refused, Scope};
-pub use worker::start;
+pub use worker::{Context, start};
 
 use anomaly::Recent;
 use blocks::Blocks;
@@ -90,6 +91,7 @@ pub struct Defense {
     recent: Recent,
     events: mpsc::Sender<Event>,
     store: Store,
+    api_keys: Arc<ApiKeys>,
 }
 
 /// A client's key for limits and failure counts (its address, or its
@@ -166,7 +168,10 @@ impl Defense {
         let cfg = &adm.config;
         let rules = &cfg.defense.anomaly;
         let mut block = None;
-        if !adm.api_key
+        // Only a real key is exempt: anyone can send something that looks
+        // like one.
+        let api_key = adm.api_key.as_deref().is_some_and(|k| self.api_keys.check(k).is_some());
+        if !api_key
             && limits.bot.check(Scope::Ip, key).is_err()
             && self.recent.first_in(Rule::Bot, key, rules.bot.window.0)
         {

@@ -20,6 +20,7 @@ use super::limits::Limits;
 use super::throttle::Throttle;
 use super::{Defense, queries};
 use crate::audit::{self, Entry};
+use crate::auth::ApiKeys;
 use crate::config::Config;
 use crate::email::{self, Outbox, Template};
 use crate::http::ClientInfo;
@@ -49,14 +50,23 @@ struct Mail {
 }
 
 /// Loads the blocks and locks in force and starts the worker.
+/// What the defenses work with.
+pub struct Context {
+    pub store: Store,
+    pub config: Arc<ArcSwap<Config>>,
+    pub key: MasterKey,
+    pub outbox: Outbox,
+    /// So only real API keys are exempt from the bot rule.
+    pub api_keys: Arc<ApiKeys>,
+}
+
 pub async fn start(
-    store: &Store,
-    config: Arc<ArcSwap<Config>>,
-    key: MasterKey,
-    outbox: Outbox,
+    ctx: Context,
     tracker: &TaskTracker,
     cancel: CancellationToken,
 ) -> Result<Arc<Defense>, StoreError> {
+    let Context { store, config, key, outbox, api_keys } = ctx;
+    let store = &store;
     let now = crate::clock::now_unix();
     let blocks = store.read(move |c| queries::live_blocks(c, now)).await?;
     let locks: HashMap<String, i64> =
@@ -69,6 +79,7 @@ pub async fn start(
         recent: Recent::default(),
         events: tx,
         store: store.clone(),
+        api_keys,
     });
     gauges(&defense, now);
     let (d, mail) = (Arc::clone(&defense), Mail { config, key, outbox });

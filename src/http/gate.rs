@@ -25,8 +25,9 @@ pub struct Admission {
     pub client: ClientInfo,
     /// The route pattern (`/v1/auth/sessions/{id}`), or `unmatched`.
     pub route: String,
-    /// The bearer credential looks like an API key (`latch_…`).
-    pub api_key: bool,
+    /// The bearer credential, when it looks like an API key (`latch_…`);
+    /// the gate checks whether it is one.
+    pub api_key: Option<String>,
     pub config: Arc<Config>,
 }
 
@@ -74,9 +75,8 @@ fn admission(req: &ServiceRequest) -> Option<Admission> {
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
-        .is_some_and(|(scheme, token)| {
-            scheme.eq_ignore_ascii_case("bearer") && token.trim().starts_with("latch_")
-        });
+        .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && token.trim().starts_with("latch_"))
+        .map(|(_, token)| token.trim().to_string());
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     Some(Admission { client, route, api_key, config })
 }

@@ -66,14 +66,14 @@ pub async fn jwks(d: D) -> HttpResponse {
     HttpResponse::Ok().insert_header((CACHE_CONTROL, "public, max-age=300")).json(d.signer.jwks())
 }
 
-/// Only endpoints that exist are advertised (introspection comes with the
-/// admin work).
+/// Only endpoints that exist are advertised.
 pub async fn openid_configuration(d: D, cfg: LiveConfig) -> HttpResponse {
     let base = &cfg.public_url;
     HttpResponse::Ok().insert_header((CACHE_CONTROL, "public, max-age=300")).json(json!({
         "issuer": issuer(&cfg),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "token_endpoint": format!("{base}/v1/auth/login"),
+        "introspection_endpoint": format!("{base}/v1/auth/introspect"),
         "id_token_signing_alg_values_supported": [d.signer.algorithm_name()],
         "grant_types_supported": ["password", "refresh_token"],
     }))

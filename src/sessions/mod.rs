@@ -4,6 +4,7 @@
 
 mod errors;
 mod handlers;
+mod introspect;
 mod queries;
 pub mod service;
 mod sweeper;
@@ -38,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/auth/logout-all").route(web::post().to(handlers::logout_all)))
         .service(web::resource("/v1/auth/sessions").route(web::get().to(handlers::sessions)))
         .service(web::resource("/v1/auth/sessions/{id}").route(web::delete().to(handlers::revoke_session)))
+        .service(web::resource("/v1/auth/introspect").route(web::post().to(introspect::introspect)))
         .service(web::resource("/.well-known/jwks.json").route(web::get().to(handlers::jwks)))
         .service(
             web::resource("/.well-known/openid-configuration")

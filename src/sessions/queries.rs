@@ -105,6 +105,26 @@ pub fn find_refresh(c: &Connection, hash: &[u8], now: i64) -> Result<Option<Refr
     .optional()?)
 }
 
+/// A refresh token as introspection reports it: its user, session,
+/// issue and expiry, if it is unspent, unexpired, its session live and
+/// its user active.
+pub fn live_refresh(
+    c: &Connection,
+    hash: &[u8],
+    now: i64,
+) -> Result<Option<(String, String, i64, i64)>, StoreError> {
+    Ok(row(
+        c,
+        "SELECT s.user_id, t.session_id, t.created_at, t.expires_at
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+         WHERE t.hash = ?1 AND t.used_at IS NULL AND t.expires_at > ?2
+           AND s.revoked_at IS NULL AND s.expires_at > ?2 AND u.status = 'active'",
+        params![hash, now],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
+    .optional()?)
+}
+
 /// Marks `hash` spent by `successor`; `sealed` keeps the successor itself
 /// (sealed) when a reuse grace window is configured.
 pub fn spend_refresh(

@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0003_refresh_tokens_unindexed.sql"),
     },
     Migration { version: 4, name: "defense", sql: include_str!("../../migrations/0004_defense.sql") },
+    Migration { version: 5, name: "api_keys", sql: include_str!("../../migrations/0005_api_keys.sql") },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::apps::make_key;
 use crate::defense::{defense, login_from, rate_limits};
 use crate::flows::{PASSWORD, metric, register_verified, with_smtp};
 use crate::harness::{Latchd, assert_problem, base_config, write_config};
@@ -55,18 +56,23 @@ async fn fifty_requests_a_minute_block_a_bot_for_half_an_hour_but_not_api_keys()
     assert_problem(res, 403, "ip-blocked").await;
     assert_eq!(metric(&d, r#"latch_anomalies_total{rule="bot"}"#).await, 1.0);
     assert_eq!(audited(&d, "anomaly_bot").await, 1);
-    // API-key traffic is exempt from the bot count.
+    // Traffic with a real API key is exempt from the bot count; a made-up
+    // `latch_` bearer is not, or any bot could claim the exemption.
+    let key = make_key(&d, "crawler", &["introspect"], &[])["key"].as_str().unwrap().to_string();
     for _ in 0..60 {
-        let res = d
-            .client()
-            .get(d.https_url("/.well-known/jwks.json"))
-            .header("x-forwarded-for", "203.0.113.21")
-            .bearer_auth("latch_AbCd1234_notarealkey")
-            .send()
-            .await
-            .unwrap();
+        let res = jwks_with_key(&d, "203.0.113.21", &key).await;
         assert_eq!(res.status(), 200);
     }
+    let mut forged = Vec::new();
+    for _ in 0..51 {
+        forged.push(jwks_with_key(&d, "203.0.113.22", "latch_AbCd1234_notarealkey").await.status().as_u16());
+    }
+    assert_eq!(forged[50], 403, "{forged:?}");
+}
+
+async fn jwks_with_key(d: &Latchd, from: &str, key: &str) -> reqwest::Response {
+    let req = d.client().get(d.https_url("/.well-known/jwks.json")).header("x-forwarded-for", from);
+    req.bearer_auth(key).send().await.unwrap()
 }
 
 #[tokio::test]

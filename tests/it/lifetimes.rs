@@ -133,7 +133,8 @@ async fn refresh_tokens_survive_the_migration_that_drops_their_index() {
          CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
          DROP TABLE ip_blocks;
          DROP TABLE login_locks;
-         DELETE FROM schema_migrations WHERE version IN (3, 4);
+         DROP TABLE api_keys;
+         DELETE FROM schema_migrations WHERE version > 2;
          COMMIT;",
     )
     .unwrap();

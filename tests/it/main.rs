@@ -8,6 +8,7 @@ mod accounts;
 mod admin_api;
 mod admin_cli;
 mod anomalies;
+mod apps;
 mod config;
 mod connections;
 mod defense;

@@ -1,0 +1,128 @@
+//! `/v1/admin/api-keys`: list, create (the key is shown once, here),
+//! revoke.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::users::{refusal, refuse};
+use super::{AdminError, Deps, queries};
+use crate::audit::{self, Entry};
+use crate::auth::{ApiKeys, Principal, api_keys};
+use crate::http::{ApiError, ApiJson, ClientInfo};
+
+type D = web::Data<Deps>;
+
+pub async fn list(d: D, who: Principal) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    Ok(HttpResponse::Ok().json(json!({ "items": d.api_keys.list() })))
+}
+
+#[derive(Deserialize)]
+pub struct NewKey {
+    name: String,
+    scopes: Vec<String>,
+    /// RFC 3339; absent: never.
+    expires_at: Option<String>,
+    owner_id: Option<String>,
+}
+
+fn valid_scope(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b))
+}
+
+fn checked(req: &NewKey) -> Result<Option<i64>, AdminError> {
+    if req.name.trim().is_empty() || req.name.len() > 128 {
+        return Err(AdminError::invalid("name", "1 to 128 characters"));
+    }
+    if req.scopes.is_empty() || !req.scopes.iter().all(|s| valid_scope(s)) {
+        return Err(AdminError::invalid(
+            "scopes",
+            "one or more of a-z, 0-9, '_', '.', ':', '-' (like \"introspect\")",
+        ));
+    }
+    let Some(text) = &req.expires_at else { return Ok(None) };
+    let at = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|_| AdminError::invalid("expires_at", "an RFC 3339 time like 2027-01-31T00:00:00Z"))?
+        .unix_timestamp();
+    if at <= crate::clock::now_unix() {
+        return Err(AdminError::invalid("expires_at", "is in the past"));
+    }
+    Ok(Some(at))
+}
+
+pub async fn create(
+    d: D,
+    who: Principal,
+    client: ClientInfo,
+    body: ApiJson<NewKey>,
+) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    let req = body.0;
+    let expires_at = checked(&req)?;
+    let minted = ApiKeys::mint(req.name.trim().to_string(), req.scopes, req.owner_id, expires_at)
+        .map_err(AdminError::from)?;
+    let (row, actor) = (minted.key.clone(), who.actor());
+    d.store
+        .write(move |c| {
+            if let Some(owner) = &row.owner_id
+                && queries::user(c, owner)?.is_none()
+            {
+                return Err(refuse(AdminError::invalid("owner_id", "no such user")));
+            }
+            api_keys::insert(c, &row)?;
+            let details = json!({ "key_id": row.id, "name": row.name, "scopes": row.scopes });
+            let entry = Entry {
+                action: "api_key_created",
+                actor_id: Some(&actor),
+                subject_id: row.owner_id.as_deref(),
+                client: Some(&client),
+                details,
+            };
+            audit::record(c, &entry)
+        })
+        .await
+        .map_err(refusal)?;
+    let key = minted.key;
+    d.api_keys.remember(key.clone());
+    Ok(HttpResponse::Created().json(json!({
+        "id": key.id,
+        "name": key.name,
+        "scopes": key.scopes,
+        "key": minted.secret,
+        "expires_at": key.expires_at.map(crate::clock::rfc3339),
+        "created_at": crate::clock::rfc3339(key.created_at),
+    })))
+}
+
+pub async fn revoke(
+    d: D,
+    who: Principal,
+    client: ClientInfo,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    let (key_id, actor, now) = (id.into_inner(), who.actor(), crate::clock::now_unix());
+    let revoked = key_id.clone();
+    d.store
+        .write(move |c| {
+            if !api_keys::revoke(c, &revoked, now)? {
+                return Err(refuse(AdminError::NotFound("api key")));
+            }
+            let entry = Entry {
+                action: "api_key_revoked",
+                actor_id: Some(&actor),
+                subject_id: None,
+                client: Some(&client),
+                details: json!({ "key_id": revoked }),
+            };
+            audit::record(c, &entry)
+        })
+        .await
+        .map_err(refusal)?;
+    d.api_keys.forget(&key_id, now);
+    Ok(HttpResponse::NoContent().finish())
+}

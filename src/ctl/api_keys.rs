@@ -1,0 +1,69 @@
+//! `latchctl api-keys create|list|revoke`, through the admin API.
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::{AdminClient, print};
+
+#[derive(Subcommand)]
+pub enum ApiKeysCmd {
+    /// Make a key; it is printed once and never again.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A scope (repeatable): admin, introspect, or your app's own.
+        #[arg(long = "scope", value_name = "SCOPE", required = true)]
+        scopes: Vec<String>,
+        /// When it stops working (RFC 3339), default never.
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<String>,
+        /// The user it acts for.
+        #[arg(long, value_name = "USER_ID")]
+        owner: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id: refused from the next request on.
+    Revoke { id: String },
+}
+
+fn line(k: &Value) -> String {
+    let scopes: Vec<&str> = k["scopes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let state = if k["revoked_at"].is_string() { "revoked" } else { "active" };
+    format!(
+        "{:<10} {:<24} {:<8} {:<24} expires {:<22} last used {}",
+        k["id"].as_str().unwrap_or("?"),
+        k["name"].as_str().unwrap_or("?"),
+        state,
+        scopes.join(","),
+        k["expires_at"].as_str().unwrap_or("never"),
+        k["last_used_at"].as_str().unwrap_or("never")
+    )
+}
+
+pub fn run(client: &AdminClient, cmd: &ApiKeysCmd, json: bool) -> anyhow::Result<bool> {
+    match cmd {
+        ApiKeysCmd::Create { name, scopes, expires_at, owner } => {
+            let body = json!({ "name": name, "scopes": scopes, "expires_at": expires_at, "owner_id": owner });
+            let key = client.post("/v1/admin/api-keys", Some(&body))?;
+            print(json, &key, |k| {
+                format!(
+                    "{}\n(id {}; this is the only time the key is shown)",
+                    k["key"].as_str().unwrap_or("?"),
+                    k["id"].as_str().unwrap_or("?")
+                )
+            });
+        }
+        ApiKeysCmd::List => {
+            let list = client.get("/v1/admin/api-keys")?;
+            print(json, &list, |l| {
+                l["items"].as_array().into_iter().flatten().map(line).collect::<Vec<_>>().join("\n")
+            });
+        }
+        ApiKeysCmd::Revoke { id } => {
+            client.delete(&format!("/v1/admin/api-keys/{id}"))?;
+            print(json, &json!({ "revoked": id }), |_| format!("revoked {id}"));
+        }
+    }
+    Ok(true)
+}

@@ -1,0 +1,120 @@
+//! What apps use: API keys (shown once, stored hashed, scoped, expiring,
+//! revocable, their use recorded without a write per request) and
+//! introspection of access tokens, refresh tokens and keys.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::admin_api::{ctl, ok_json, with_admin};
+use crate::flows::{PASSWORD, login};
+use crate::harness::{Latchd, assert_problem};
+
+pub fn make_key(d: &Latchd, name: &str, scopes: &[&str], extra: &[&str]) -> Value {
+    let mut args = vec!["--json", "api-keys", "create", "--name", name];
+    for s in scopes {
+        args.extend(["--scope", s]);
+    }
+    args.extend(extra);
+    ok_json(ctl(d, &args, ""))
+}
+
+async fn introspect(d: &Latchd, key: &str, token: &str) -> reqwest::Response {
+    d.post_auth("/v1/auth/introspect", key, json!({ "token": token })).await
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_stored_hashed_scoped_and_revocable() {
+    let (d, _admin) = with_admin().await;
+    let made = make_key(&d, "reporting", &["admin"], &[]);
+    let key = made["key"].as_str().unwrap().to_string();
+    let id = made["id"].as_str().unwrap();
+    assert!(key.starts_with(&format!("latch_{id}_")) && key.len() == 64, "{key}");
+    let res = d.get_auth("/v1/admin/users", &key).await;
+    assert_eq!(res.status(), 200, "scope admin may administer");
+    let listed = ok_json(ctl(&d, &["--json", "api-keys", "list"], ""));
+    let item = listed["items"].as_array().unwrap().iter().find(|k| k["id"] == id).unwrap().clone();
+    assert!(item.get("key").is_none() && item["last_used_at"].is_string(), "{item}");
+    let stored: Vec<u8> =
+        d.db().query_row("SELECT secret_hash FROM api_keys WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    assert_eq!(stored.len(), 32, "only a SHA-256 is stored");
+    let raw = std::fs::read(d.state_dir().join("latch.db")).unwrap();
+    let wal = std::fs::read(d.state_dir().join("latch.db-wal")).unwrap_or_default();
+    let secret = &key[15..58];
+    assert!(
+        ![raw, wal].iter().any(|b| b.windows(secret.len()).any(|w| w == secret.as_bytes())),
+        "no secret at rest"
+    );
+    let used: Option<i64> =
+        d.db().query_row("SELECT last_used_at FROM api_keys WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    assert_eq!(used, None, "a use is not a write; it is flushed in batches");
+
+    let narrow = make_key(&d, "probe", &["introspect"], &[])["key"].as_str().unwrap().to_string();
+    assert_problem(d.get_auth("/v1/admin/users", &narrow).await, 403, "forbidden").await;
+    let mut forged = key.clone().into_bytes();
+    forged[30] = if forged[30] == b'A' { b'B' } else { b'A' };
+    assert_problem(
+        d.get_auth("/v1/admin/users", &String::from_utf8(forged).unwrap()).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+
+    assert!(ctl(&d, &["api-keys", "revoke", id], "").status.success());
+    assert_problem(d.get_auth("/v1/admin/users", &key).await, 401, "unauthorized").await;
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let expiring =
+        make_key(&d, "short", &["admin"], &["--expires-at", &soon])["key"].as_str().unwrap().to_string();
+    assert_eq!(d.get_auth("/v1/admin/users", &expiring).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_problem(d.get_auth("/v1/admin/users", &expiring).await, 401, "unauthorized").await;
+
+    let state = d.state_dir();
+    let dir = d.stop_keep_dir();
+    let conn = rusqlite::Connection::open(state.join("latch.db")).unwrap();
+    let used: Option<i64> =
+        conn.query_row("SELECT last_used_at FROM api_keys WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    assert!(used.is_some(), "written at the latest when latchd stops");
+    drop(dir);
+}
+
+#[tokio::test]
+async fn introspection_reports_live_tokens_and_keys_and_nothing_else() {
+    let (d, admin) = with_admin().await;
+    let key = make_key(&d, "gateway", &["introspect"], &[])["key"].as_str().unwrap().to_string();
+    let res = d
+        .post_auth(
+            "/v1/admin/users",
+            &admin,
+            json!({"email": "amy@example.test", "password": PASSWORD, "email_verified": true}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let amy = login(&d, "amy@example.test", PASSWORD).await;
+    let at = amy["access_token"].as_str().unwrap();
+    let rt = amy["refresh_token"].as_str().unwrap();
+
+    let a: Value = introspect(&d, &key, at).await.json().await.unwrap();
+    assert_eq!((a["active"].clone(), a["token_type"].clone()), (json!(true), json!("access_token")));
+    assert_eq!((a["sub"].clone(), a["sid"].clone()), (amy["user"]["id"].clone(), amy["session_id"].clone()));
+    assert_eq!(a["exp"].as_i64().unwrap() - a["iat"].as_i64().unwrap(), 900);
+    let r: Value = introspect(&d, &key, rt).await.json().await.unwrap();
+    assert_eq!((r["active"].clone(), r["token_type"].clone()), (json!(true), json!("refresh_token")));
+    let k: Value = introspect(&d, &key, &key).await.json().await.unwrap();
+    assert_eq!((k["token_type"].clone(), k["scope"].clone()), (json!("api_key"), json!("introspect")));
+    for junk in ["", "garbage", "a.b.c", "latch_12345678_nope", &"x".repeat(9000)] {
+        let res = introspect(&d, &key, junk).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.json::<Value>().await.unwrap(), json!({"active": false}), "{junk:.20}");
+    }
+    // Revocation shows at once, unlike for offline JWT verifiers.
+    let res = d.client().post(d.https_url("/v1/auth/logout")).bearer_auth(at).send().await.unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(introspect(&d, &key, at).await.json::<Value>().await.unwrap(), json!({"active": false}));
+    assert_eq!(introspect(&d, &key, rt).await.json::<Value>().await.unwrap(), json!({"active": false}));
+
+    assert_problem(d.post("/v1/auth/introspect", json!({"token": at})).await, 401, "unauthorized").await;
+    assert_problem(introspect(&d, &admin, at).await, 403, "forbidden").await;
+}
