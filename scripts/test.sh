@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The integration tests start the real latchd and
 # talk to it with outside clients: a real SMTP server (aiosmtpd) and a JWT
-# verifier (PyJWT), promtool; install them first if this machine lacks them. Tests named
+# verifier (PyJWT), promtool, the sqlite3 CLI; install them first if this machine lacks them. Tests named
 # `*_as_root` act as other users; without root they are left out, visibly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,11 +9,15 @@ cd "$(dirname "$0")/.."
 if ! python3 -c 'import aiosmtpd, jwt, cryptography' >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check aiosmtpd PyJWT cryptography
 fi
-# promtool (Debian's prometheus package) checks the live /metrics text.
-if ! command -v promtool >/dev/null 2>&1; then
+# promtool (Debian's prometheus package) checks the live /metrics text; the
+# sqlite3 CLI is how the audit tests tamper with a row, as an intruder would.
+need_apt=()
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+if [ ${#need_apt[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install --locked cargo-nextest

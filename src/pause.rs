@@ -16,6 +16,18 @@ pub async fn at(name: &str) {
     let _ = name;
 }
 
+/// A period a test sets in place of a worker's default through the same
+/// variable (`LATCH_TEST_PAUSE="audit_check_every:300"`); debug builds only.
+pub fn duration(name: &str) -> Option<std::time::Duration> {
+    #[cfg(debug_assertions)]
+    return configured(name).map(std::time::Duration::from_millis);
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = name;
+        None
+    }
+}
+
 #[cfg(debug_assertions)]
 fn configured(name: &str) -> Option<u64> {
     static POINTS: std::sync::OnceLock<Vec<(String, u64)>> = std::sync::OnceLock::new();

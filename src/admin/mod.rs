@@ -3,6 +3,7 @@
 //! `latchctl`.
 
 mod api_keys;
+mod audit;
 mod blocks;
 mod errors;
 mod handlers;
@@ -70,5 +71,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(api_keys::list))
                 .route(web::post().to(api_keys::create)),
         )
-        .service(web::resource("/v1/admin/api-keys/{id}").route(web::delete().to(api_keys::revoke)));
+        .service(web::resource("/v1/admin/api-keys/{id}").route(web::delete().to(api_keys::revoke)))
+        .service(web::resource("/v1/admin/audit-logs").route(web::get().to(audit::list)));
 }

@@ -1,13 +1,28 @@
 //! The audit log: one row per state change, written inside the same write
 //! transaction as the change itself, so a change is never without its row.
 //! Rows name actor and subject by id and carry the client address and
-//! request id; they never carry secrets.
+//! request id; they never carry secrets. Every row is a link of an HMAC
+//! chain (`chain.rs`); `upkeep.rs` applies `[audit].retention` and checks
+//! the chain periodically.
 
 use rusqlite::{Connection, params};
 use serde_json::Value;
 
 use crate::http::ClientInfo;
 use crate::store::{StoreError, exec};
+
+mod chain;
+mod rows;
+mod upkeep;
+
+pub use chain::{Break, CHECKPOINT_ACTION, ChainKey, Walk, install_key, seal_legacy};
+pub use rows::{AuditEntry, AuditRow, Filter};
+pub use upkeep::spawn as spawn_upkeep;
+
+/// Reads for the admin listing and exports.
+pub mod read {
+    pub use super::rows::{after, page};
+}
 
 /// One audit row to write.
 pub struct Entry<'a> {
@@ -36,21 +51,41 @@ impl<'a> Entry<'a> {
     }
 }
 
+/// Writes `e` as the next link of the chain. Runs inside the caller's write
+/// transaction, so the row commits or rolls back with its change.
 pub fn record(c: &Connection, e: &Entry<'_>) -> Result<(), StoreError> {
-    let details = if e.details.is_null() { "{}".to_string() } else { e.details.to_string() };
+    let key = chain::key()?;
+    let row = AuditRow {
+        id: 0,
+        at: crate::clock::now_unix(),
+        action: e.action.to_string(),
+        actor_id: e.actor_id.map(str::to_string),
+        subject_id: e.subject_id.map(str::to_string),
+        ip: e.client.map(|c| c.ip.clone()),
+        user_agent: e.client.and_then(|c| c.user_agent.clone()),
+        request_id: e.client.map(|c| c.request_id.clone()),
+        details: if e.details.is_null() { "{}".to_string() } else { e.details.to_string() },
+        prev_hash: None,
+        hash: None,
+    };
+    let prev = chain::tail(c)?;
+    let hash = key.link(&prev, &row);
     exec(
         c,
-        "INSERT INTO audit_log (at, action, actor_id, subject_id, ip, user_agent, request_id, details)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO audit_log (at, action, actor_id, subject_id, ip, user_agent, request_id, details,
+                                prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
-            crate::clock::now_unix(),
-            e.action,
-            e.actor_id,
-            e.subject_id,
-            e.client.map(|c| c.ip.as_str()),
-            e.client.and_then(|c| c.user_agent.as_deref()),
-            e.client.map(|c| c.request_id.as_str()),
-            details,
+            row.at,
+            row.action,
+            row.actor_id,
+            row.subject_id,
+            row.ip,
+            row.user_agent,
+            row.request_id,
+            row.details,
+            prev,
+            hash,
         ],
     )?;
     Ok(())

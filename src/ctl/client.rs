@@ -1,7 +1,7 @@
 //! A minimal blocking HTTP/1.1 client for the admin socket: one request per
 //! connection (`Connection: close`), JSON in and out.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +41,41 @@ impl AdminClient {
     }
 
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut sock = self.send(method, path, &body)?;
+        let mut raw = Vec::new();
+        sock.read_to_end(&mut raw)?;
+        parse_response(&raw, &self.socket)
+    }
+
+    /// GETs `path` and copies a successful body to `out` as it arrives
+    /// (exports can be larger than memory); an error answer is a `Problem`,
+    /// a body cut short an `Io` error.
+    pub fn download(&self, path: &str, out: &mut dyn Write) -> Result<(), ClientError> {
+        let mut sock = BufReader::new(self.send("GET", path, "")?);
+        let mut head = String::new();
+        loop {
+            let before = head.len();
+            if sock.read_line(&mut head)? == 0 || head[before..].trim_end().is_empty() {
+                break;
+            }
+        }
+        let status = head.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
+        if status != 200 {
+            let mut raw = head.into_bytes();
+            sock.read_to_end(&mut raw)?;
+            parse_response(&raw, &self.socket)?;
+            return Err(ClientError::Malformed(format!("status {status}")));
+        }
+        if head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked")) {
+            copy_chunks(&mut sock, out)
+        } else {
+            std::io::copy(&mut sock, out)?;
+            Ok(())
+        }
+    }
+
+    fn send(&self, method: &str, path: &str, body: &str) -> Result<UnixStream, ClientError> {
         let mut sock = UnixStream::connect(&self.socket).map_err(|source| {
             let path = self.socket.clone();
             match source.kind() {
@@ -51,7 +86,6 @@ impl AdminClient {
             }
         })?;
         sock.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: latch-admin\r\nConnection: close\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -59,10 +93,46 @@ impl AdminClient {
         );
         sock.write_all(head.as_bytes())?;
         sock.write_all(body.as_bytes())?;
-        let mut raw = Vec::new();
-        sock.read_to_end(&mut raw)?;
-        parse_response(&raw, &self.socket)
+        Ok(sock)
     }
+}
+
+/// Copies a chunked body to `out`; a body that ends before its last
+/// (empty) chunk was cut short by the server.
+fn copy_chunks(sock: &mut impl BufRead, out: &mut dyn Write) -> Result<(), ClientError> {
+    let cut = || {
+        ClientError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the answer was cut short"))
+    };
+    loop {
+        let mut size = String::new();
+        if sock.read_line(&mut size)? == 0 {
+            return Err(cut());
+        }
+        let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+            .map_err(|_| ClientError::Malformed(format!("bad chunk size {size:?}")))?;
+        let copied = std::io::copy(&mut sock.by_ref().take(n as u64), out)?;
+        let mut crlf = String::new();
+        if copied < n as u64 || sock.read_line(&mut crlf)? == 0 {
+            return Err(cut());
+        }
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn parse_response(raw: &[u8], socket: &Path) -> Result<Value, ClientError> {

@@ -4,6 +4,7 @@
 //! line on stderr and a non-zero exit.
 
 mod api_keys;
+mod audit;
 mod blocks;
 mod client;
 mod offline;
@@ -72,6 +73,9 @@ enum Command {
     /// API keys: create, list, revoke.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(api_keys::ApiKeysCmd),
+    /// The audit log: export, verify.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
 }
 
 #[derive(Subcommand)]
@@ -168,6 +172,7 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Roles(cmd) => users::roles(&client, cmd, cli.json),
         Command::Sessions(cmd) => users::sessions(&client, cmd, cli.json),
         Command::ApiKeys(cmd) => api_keys::run(&client, cmd, cli.json),
+        Command::Audit(cmd) => audit::run(&client, &target, cmd, cli.json),
         Command::Db(DbCmd::Check) => offline::db_check(&target, cli.json),
         Command::Db(DbCmd::Migrate) => offline::db_migrate(&target, cli.json),
         Command::Keys(KeysCmd::ExportMaster) => offline::export_master(&target),

@@ -43,6 +43,15 @@ fn database(t: &Target) -> anyhow::Result<std::path::PathBuf> {
     Ok(db)
 }
 
+/// The database opened read-only (a running latchd is no obstacle), as
+/// the state directory's owner when run as root.
+pub fn open_read_only(t: &Target) -> anyhow::Result<rusqlite::Connection> {
+    act_as_owner(t)?;
+    let db = database(t)?;
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    rusqlite::Connection::open_with_flags(&db, flags).with_context(|| format!("opening {}", db.display()))
+}
+
 pub fn db_check(t: &Target, json: bool) -> anyhow::Result<bool> {
     refuse_if_running(t)?;
     act_as_owner(t)?;

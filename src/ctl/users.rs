@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+use super::client::encode;
 use super::{AdminClient, print};
 
 #[derive(Subcommand)]
@@ -90,20 +91,6 @@ fn user_id(client: &AdminClient, user: &str) -> anyhow::Result<String> {
         Some(u) => Ok(u["id"].as_str().unwrap_or_default().to_string()),
         None => bail!("no user with email {user}"),
     }
-}
-
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn user_line(u: &Value) -> String {

@@ -102,6 +102,7 @@ async fn services(
         hasher: hasher.clone(),
     };
     sessions::spawn_sweeper(tracker, cancel.child_token(), upkeep);
+    crate::audit::spawn_upkeep(tracker, cancel.child_token(), store.clone(), Arc::clone(shared));
     Ok(Services { store: store.clone(), key, hasher, dummy, signer, breached, outbox, defense, api_keys })
 }
 

@@ -79,6 +79,19 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     stop(d, running, ended_early).await
 }
 
+/// Loads the audit chain's key before anything can write an audit row, and
+/// links rows written before the chain existed.
+async fn link_audit_chain(store: &Store, master: &crate::keys::MasterKey) -> anyhow::Result<()> {
+    crate::audit::install_key(master);
+    let key = crate::audit::ChainKey::new(master);
+    let sealed =
+        store.write(move |c| crate::audit::seal_legacy(c, &key)).await.context("linking the audit log")?;
+    if sealed > 0 {
+        tracing::info!(rows = sealed, "audit rows from before the chain linked into it");
+    }
+    Ok(())
+}
+
 /// Start-up in order: store and migrations, master key, features, bind,
 /// `ready.json`, READY=1.
 async fn start(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<(Running, AllServers)> {
@@ -94,6 +107,7 @@ async fn start(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<(Runnin
     })
     .with_context(|| format!("opening database {}", db_path.display()))?;
     let master = crate::keys::load_or_create(&store, cfg.state.key_file()).await?;
+    link_audit_chain(&store, &master).await?;
 
     let shared = Arc::new(ArcSwap::from_pointee(cfg.clone()));
     let draining = Arc::new(AtomicBool::new(false));

@@ -50,12 +50,17 @@ impl MasterKey {
     /// HMAC-SHA-256 of `data` under a key derived from the master key for
     /// `purpose`, so each use has its own key.
     pub fn hmac(&self, purpose: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(hmac::sign(&self.hmac_key(purpose), data).as_ref());
+        out
+    }
+
+    /// The derived HMAC key of `purpose`, for callers that sign many
+    /// messages (deriving costs two HMACs each time).
+    pub fn hmac_key(&self, purpose: &[u8]) -> hmac::Key {
         let base = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
         let derived = hmac::sign(&base, purpose);
-        let key = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(hmac::sign(&key, data).as_ref());
-        out
+        hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
     }
 
     fn check_value(&self) -> String {
@@ -120,6 +125,24 @@ pub async fn load_or_create(store: &Store, path: &Path) -> Result<MasterKey, Key
         }
     }
     Ok(key)
+}
+
+/// Reads an existing master key for an offline command and checks it
+/// against the database `c`; never creates one.
+pub fn load_existing(c: &rusqlite::Connection, path: &Path) -> Result<MasterKey, KeyError> {
+    let stored: Option<String> = c
+        .query_row("SELECT value FROM meta WHERE key = 'master_key_check'", [], |r| r.get(0))
+        .optional()
+        .map_err(StoreError::from)?;
+    let key = read_key(path)?.ok_or_else(|| KeyError::Missing { path: path.into() })?;
+    match stored {
+        Some(s)
+            if constant_time::verify_slices_are_equal(s.as_bytes(), key.check_value().as_bytes()).is_ok() =>
+        {
+            Ok(key)
+        }
+        _ => Err(KeyError::Mismatch { path: path.into() }),
+    }
 }
 
 /// AES-256-GCM under a per-purpose key derived from the master key. The

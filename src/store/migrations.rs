@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 4, name: "defense", sql: include_str!("../../migrations/0004_defense.sql") },
     Migration { version: 5, name: "api_keys", sql: include_str!("../../migrations/0005_api_keys.sql") },
+    Migration { version: 6, name: "audit_chain", sql: include_str!("../../migrations/0006_audit_chain.sql") },
 ];
 
 #[derive(Debug, thiserror::Error)]

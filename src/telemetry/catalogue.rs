@@ -48,6 +48,10 @@ pub fn describe() {
         Unit::Seconds,
         "When the served TLS certificate expires, as Unix time."
     );
+    describe_gauge!(
+        "latch_audit_chain_ok",
+        "1 when the last walk of the audit log's HMAC chain found it intact, 0 when a row was changed outside latch."
+    );
     describe_gauge!("latch_build_info", "Always 1; the version label names the running latchd.");
     describe_gauge!("latch_sessions_active", "Sessions neither revoked nor past their maximum age.");
     describe_counter!(

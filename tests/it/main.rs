@@ -9,6 +9,7 @@ mod admin_api;
 mod admin_cli;
 mod anomalies;
 mod apps;
+mod audit;
 mod config;
 mod connections;
 mod defense;

@@ -96,7 +96,7 @@ fn allowed_imports(module: &str) -> Option<Vec<&'static str>> {
         "telemetry" => layers(&["config"]),
         "keys" => layers(&["store", "state_dir", "clock"]),
         "http" => layers(&["config", "store", "clock", "telemetry", "state_dir"]),
-        "audit" => layers(&["http", "store", "clock"]),
+        "audit" => layers(&["config", "keys", "http", "store", "clock", "pause"]),
         "email" => layers(&["config", "keys", "store", "clock", "state_dir"]),
         "auth" => layers(&["config", "store", "keys", "http", "clock", "telemetry", "state_dir"]),
         "defense" => {

@@ -1,0 +1,242 @@
+//! The audit log as an admin and an intruder see it: every row a link of an
+//! HMAC chain, a row edited with the `sqlite3` CLI named by `latchctl audit
+//! verify` and flagged by the daemon's periodic check, retention that
+//! shortens the chain without breaking it, rows from before the chain linked
+//! on upgrade, filtered pages, and exports streamed without buffering.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::admin_api::ctl;
+use crate::flows::{PASSWORD, login, metric};
+use crate::harness::{Latchd, assert_problem, base_config, write_config};
+
+/// The daemon checks its chain every 300 ms instead of every 10 minutes.
+const FAST_CHECK: (&str, &str) = ("LATCH_TEST_PAUSE", "audit_check_every:300");
+
+/// A daemon with closed registration and a first admin: (daemon, token).
+async fn with_admin(extra: &str) -> (Latchd, String) {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &base_config(&format!("\n[accounts]\nregistration = \"closed\"\n{extra}")));
+    let d = Latchd::start_in_with_env(dir, &[FAST_CHECK]).await;
+    let args = ["users", "add", "root@example.test", "--role", "admin", "--password-stdin", "--verified"];
+    assert!(ctl(&d, &args, PASSWORD).status.success());
+    let token = login(&d, "root@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    (d, token)
+}
+
+fn sqlite3(d: &Latchd, sql: &str) {
+    let out = Command::new("sqlite3").arg(d.state_dir().join("latch.db")).arg(sql).output().unwrap();
+    assert!(out.status.success(), "sqlite3: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn verify(d: &Latchd) -> (bool, Value) {
+    let out = ctl(d, &["--json", "audit", "verify"], "");
+    (out.status.success(), serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
+}
+
+async fn logs(d: &Latchd, token: &str, query: &str) -> Value {
+    let res = d.get_auth(&format!("/v1/admin/audit-logs{query}"), token).await;
+    assert_eq!(res.status(), 200, "{query}");
+    res.json().await.unwrap()
+}
+
+/// Waits until `series` reads `want` (the periodic check runs every 300 ms).
+async fn metric_becomes(d: &Latchd, series: &str, want: f64) -> bool {
+    for _ in 0..50 {
+        if metric(d, series).await == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+async fn make_role(d: &Latchd, token: &str, name: &str) {
+    let res = d.post_auth("/v1/admin/roles", token, json!({ "name": name })).await;
+    assert_eq!(res.status(), 201);
+}
+
+#[tokio::test]
+async fn every_row_is_a_link_and_a_row_edited_with_sqlite3_is_named() {
+    let (d, admin) = with_admin("").await;
+    for role in ["ops", "billing", "support"] {
+        make_role(&d, &admin, role).await;
+    }
+    let items = logs(&d, &admin, "").await["items"].as_array().unwrap().clone();
+    assert!(items.len() >= 4, "{items:?}");
+    for pair in items.windows(2) {
+        assert_eq!(pair[0]["prev_hash"], pair[1]["hash"], "newest first, each follows the one before");
+        assert_eq!(pair[0]["hash"].as_str().unwrap().len(), 64);
+    }
+    assert_eq!(items.last().unwrap()["prev_hash"], "", "the first row follows nothing");
+    assert!(metric_becomes(&d, "latch_audit_chain_ok", 1.0).await);
+    let (ok, report) = verify(&d);
+    assert!(ok && report["checked"].as_u64() >= Some(4), "{report}");
+
+    let target = items[items.len() - 2]["id"].as_i64().unwrap();
+    sqlite3(&d, &format!("UPDATE audit_log SET ip = '198.51.100.7' WHERE id = {target}"));
+    let (ok, report) = verify(&d);
+    assert!(!ok, "exit 1");
+    assert_eq!(report["broken"]["id"], target, "{report}");
+    let human = ctl(&d, &["audit", "verify"], "");
+    let said = String::from_utf8_lossy(&human.stdout);
+    assert!(said.contains(&format!("broken at row {target}")), "{said}");
+    assert!(metric_becomes(&d, "latch_audit_chain_ok", 0.0).await, "the periodic check noticed");
+    assert!(d.log().contains("audit chain broken"), "and said so in the log");
+}
+
+#[tokio::test]
+async fn pages_filter_and_exports_stream_in_chain_order() {
+    let (d, admin) = with_admin("").await;
+    for role in ["ops", "billing"] {
+        make_role(&d, &admin, role).await;
+    }
+    let res = d
+        .client()
+        .post(d.https_url("/v1/auth/login"))
+        .header("user-agent", "=HYPERLINK(\"http://evil.example\")")
+        .json(&json!({"email": "root@example.test", "password": "wrong password here"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    let roles = logs(&d, &admin, "?action=role_created").await;
+    assert_eq!(roles["total"], 2);
+    assert!(roles["items"].as_array().unwrap().iter().all(|i| i["action"] == "role_created"));
+    let actor = roles["items"][0]["actor_id"].as_str().unwrap().to_string();
+    assert_eq!(logs(&d, &admin, &format!("?actor_id={actor}&action=role_created")).await["total"], 2);
+    assert_eq!(logs(&d, &admin, "?since=2999-01-01T00:00:00Z").await["total"], 0);
+    assert_eq!(logs(&d, &admin, "?until=1000").await["total"], 0);
+    let all = logs(&d, &admin, "").await;
+    let total = all["total"].as_i64().unwrap();
+    let second = logs(&d, &admin, "?page=2&page_size=1").await;
+    assert_eq!(
+        (second["total"].as_i64(), second["items"][0]["id"].clone()),
+        (Some(total), all["items"][1]["id"].clone())
+    );
+    let bad = d.get_auth("/v1/admin/audit-logs?since=yesterday", &admin).await;
+    assert_eq!(assert_problem(bad, 400, "invalid-request").await["errors"][0]["field"], "since");
+    assert_problem(d.get_auth("/v1/admin/audit-logs?format=xml", &admin).await, 400, "invalid-request").await;
+    assert_problem(d.get("/v1/admin/audit-logs").await, 401, "unauthorized").await;
+
+    let jsonl = ok_text(ctl(&d, &["audit", "export"], ""));
+    let ids: Vec<i64> =
+        jsonl.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len() as i64, total);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first: {ids:?}");
+    let csv = ok_text(ctl(&d, &["audit", "export", "--format", "csv", "--action", "login_failed"], ""));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "id,at,action,actor_id,subject_id,ip,user_agent,request_id,details,prev_hash,hash");
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[1].contains(",\"'=HYPERLINK(\"\"http://evil.example\"\")\","),
+        "a formula is defused: {csv}"
+    );
+}
+
+fn ok_text(out: std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_rows_export_without_the_daemon_growing() {
+    let (d, _admin) = with_admin("").await;
+    let mut db = rusqlite::Connection::open(d.state_dir().join("latch.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let tx = db.transaction().unwrap();
+    let details = json!({ "note": "x".repeat(1000) }).to_string();
+    {
+        let mut insert = tx
+            .prepare("INSERT INTO audit_log (at, action, ip, details) VALUES (1700000000, 'bulk', '192.0.2.1', ?1)")
+            .unwrap();
+        for _ in 0..100_000 {
+            insert.execute([&details]).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    drop(db);
+
+    let (pid, before) = (d.pid(), rss_kib(d.pid()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watching = Arc::clone(&stop);
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0;
+        while !watching.load(Ordering::SeqCst) {
+            peak = peak.max(rss_kib(pid));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    });
+    let out = ctl(&d, &["audit", "export", "--action", "bulk"], "");
+    stop.store(true, Ordering::SeqCst);
+    let peak = sampler.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.iter().filter(|b| **b == b'\n').count(), 100_000);
+    let exported_mib = out.stdout.len() / (1 << 20);
+    let grew_mib = peak.saturating_sub(before) / 1024;
+    eprintln!("latchd grew {grew_mib} MiB (from {} MiB) exporting {exported_mib} MiB", before / 1024);
+    assert!(exported_mib > 100, "{exported_mib} MiB");
+    assert!(grew_mib < 40, "latchd grew {grew_mib} MiB while exporting {exported_mib} MiB");
+}
+
+#[tokio::test]
+async fn retention_shortens_the_chain_from_the_old_end_and_says_so() {
+    let (d, admin) = with_admin("\n[audit]\nretention = \"2s\"\n").await;
+    make_role(&d, &admin, "ops").await;
+    // `at` is whole seconds: a row is past "2s" within 3 s at the latest.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let left = logs(&d, &admin, "?action=user_created").await;
+    assert_eq!(left["total"], 0, "the first admin's row is past retention");
+    let checkpoints = logs(&d, &admin, "?action=audit_checkpoint").await;
+    assert!(checkpoints["total"].as_i64() >= Some(1), "{checkpoints}");
+    assert!(metric_becomes(&d, "latch_audit_chain_ok", 1.0).await, "still intact");
+    let dir = d.stop_keep_dir();
+    let d = Latchd::start_in(dir).await;
+    for role in ["billing", "support"] {
+        make_role(&d, &admin, role).await;
+    }
+    let (ok, report) = verify(&d);
+    assert!(ok, "{report}");
+    // Cutting more off the old end is not retention: the checkpoint says
+    // where the chain must begin.
+    let rows: Vec<i64> = {
+        let db = d.db();
+        let mut stmt = db.prepare("SELECT id FROM audit_log ORDER BY id").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    sqlite3(&d, &format!("DELETE FROM audit_log WHERE id = {}", rows[0]));
+    let (ok, report) = verify(&d);
+    assert!(!ok);
+    assert_eq!(report["broken"]["id"], rows[1], "{report}");
+}
+
+#[tokio::test]
+async fn rows_from_before_the_chain_are_linked_on_upgrade() {
+    let (d, admin) = with_admin("").await;
+    make_role(&d, &admin, "ops").await;
+    let dir = d.stop_keep_dir();
+    let db = rusqlite::Connection::open(dir.path().join("state/latch.db")).unwrap();
+    db.execute_batch(
+        "UPDATE audit_log SET prev_hash = NULL, hash = NULL;
+         DELETE FROM schema_migrations WHERE version = 6;",
+    )
+    .unwrap();
+    drop(db);
+    let d = Latchd::start_in(dir).await;
+    let (ok, report) = verify(&d);
+    assert!(ok && report["checked"].as_u64() >= Some(3), "{report}");
+    assert!(d.log().contains("linked into it"), "{}", d.log());
+}
