@@ -7,7 +7,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::users::{refusal, refuse};
+use super::errors::{refusal, refuse};
 use super::{AdminError, Deps, queries};
 use crate::audit::{self, Entry};
 use crate::auth::{ApiKeys, Principal, api_keys};

@@ -3,6 +3,7 @@
 use crate::auth::{AuthError, HashError, PolicyError};
 use crate::defense::BlockError;
 use crate::http::problem::{FieldError, Kind, ToProblem};
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -29,6 +30,8 @@ pub enum AdminError {
     #[error(transparent)]
     Key(#[from] crate::keys::KeyError),
     #[error(transparent)]
+    Signing(#[from] crate::auth::SigningError),
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
 
@@ -51,7 +54,7 @@ impl ToProblem for AdminError {
             AdminError::Hash(e) => e.kind(),
             AdminError::Block(e) => e.kind(),
             AdminError::Store(e) => e.kind(),
-            AdminError::Email(_) | AdminError::Key(_) => Kind::Internal,
+            AdminError::Email(_) | AdminError::Key(_) | AdminError::Signing(_) => Kind::Internal,
         }
     }
 
@@ -74,5 +77,21 @@ impl ToProblem for AdminError {
             AdminError::Block(e) => e.field_errors(),
             _ => Vec::new(),
         }
+    }
+}
+
+/// Inside a write: refuses (and so rolls back) the change with `e`.
+pub(super) fn refuse(e: AdminError) -> StoreError {
+    StoreError::Refused(Box::new(e))
+}
+
+/// The admin error a refused write carried, or the store's own.
+pub(super) fn refusal(e: StoreError) -> AdminError {
+    match e {
+        StoreError::Refused(reason) => match reason.downcast::<AdminError>() {
+            Ok(admin) => *admin,
+            Err(other) => AdminError::Store(StoreError::Refused(other)),
+        },
+        other => AdminError::Store(other),
     }
 }

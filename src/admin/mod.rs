@@ -10,13 +10,14 @@ mod handlers;
 mod queries;
 mod roles;
 mod sessions;
+mod signing_keys;
 mod users;
 
 use std::sync::Arc;
 
 use actix_web::web;
 
-use crate::auth::{ApiKeys, BreachedList, Hasher};
+use crate::auth::{ApiKeys, BreachedList, Hasher, Signer};
 use crate::defense::Defense;
 use crate::email::Outbox;
 use crate::keys::MasterKey;
@@ -33,6 +34,7 @@ pub struct Deps {
     pub outbox: Outbox,
     pub defense: Arc<Defense>,
     pub api_keys: Arc<ApiKeys>,
+    pub signer: Arc<Signer>,
 }
 
 /// The admin API, on the admin socket and (for admins) every API listener.
@@ -72,5 +74,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(api_keys::create)),
         )
         .service(web::resource("/v1/admin/api-keys/{id}").route(web::delete().to(api_keys::revoke)))
-        .service(web::resource("/v1/admin/audit-logs").route(web::get().to(audit::list)));
+        .service(web::resource("/v1/admin/audit-logs").route(web::get().to(audit::list)))
+        .service(
+            web::resource("/v1/admin/signing-keys")
+                .route(web::get().to(signing_keys::list))
+                .route(web::post().to(signing_keys::rotate)),
+        )
+        .service(web::resource("/v1/admin/signing-keys/{kid}").route(web::delete().to(signing_keys::revoke)));
 }

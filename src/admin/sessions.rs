@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::users::{refusal, refuse};
+use super::errors::{refusal, refuse};
 use super::{AdminError, Deps, queries};
 use crate::audit::{self, Entry};
 use crate::auth::Principal;

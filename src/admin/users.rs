@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::errors::{refusal, refuse};
 use super::queries::{self, AdminUser, UserFilter};
 use super::{AdminError, Deps};
 use crate::audit::{self, Entry};
@@ -145,22 +146,6 @@ pub struct PatchUser {
     roles: Option<Vec<String>>,
     unlock: Option<bool>,
     email_verified: Option<bool>,
-}
-
-/// Inside a write: refuses (and so rolls back) the change with `e`.
-pub(super) fn refuse(e: AdminError) -> StoreError {
-    StoreError::Refused(Box::new(e))
-}
-
-/// The admin error a refused write carried, or the store's own.
-pub(super) fn refusal(e: StoreError) -> AdminError {
-    match e {
-        StoreError::Refused(reason) => match reason.downcast::<AdminError>() {
-            Ok(admin) => *admin,
-            Err(other) => AdminError::Conflict(other.to_string()),
-        },
-        other => AdminError::Store(other),
-    }
 }
 
 fn check_roles(c: &rusqlite::Connection, roles: &[String]) -> Result<(), StoreError> {

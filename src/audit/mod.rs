@@ -45,6 +45,11 @@ impl<'a> Entry<'a> {
         }
     }
 
+    /// An action an admin (or an admin-socket peer, or an API key) did.
+    pub fn by_admin(action: &'a str, actor: &'a str, client: &'a ClientInfo) -> Self {
+        Entry { action, actor_id: Some(actor), subject_id: None, client: Some(client), details: Value::Null }
+    }
+
     pub fn with(mut self, details: Value) -> Self {
         self.details = details;
         self

@@ -12,6 +12,7 @@ mod policy;
 mod principal;
 pub mod queries;
 mod signing;
+pub mod signing_keys;
 
 pub use api_keys::{ApiKey, ApiKeys};
 pub use dummy::{DummyParams, RECOUNT_EVERY as DUMMY_RECOUNT_EVERY};
@@ -24,6 +25,7 @@ pub use policy::{
 };
 pub use principal::{Authenticator, Principal, UserSession};
 pub use signing::{ACCESS_TYP, AccessClaims, MAX_TOKEN_BYTES, Signer, SigningError, issuer};
+pub use signing_keys::jwks_max_age;
 
 use crate::http::problem::{Kind, ToProblem};
 use crate::store::StoreError;

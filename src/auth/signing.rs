@@ -5,26 +5,24 @@
 //! Validation is strict: signature, `typ`, `iss`, `aud`, `exp`, `iat`, with
 //! `[tokens].leeway` — never the library's default 60 s.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use aws_lc_rs::signature::Ed25519KeyPair;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::signing_keys::{self, KeyRow, KeyState, Ring, RingKey, SEAL_PURPOSE, states};
 use crate::config::{Commit, Config, Preparing, Reloadable, TokenAlgorithm};
 use crate::http::problem::{Kind, ToProblem};
 use crate::keys::MasterKey;
 use crate::store::{Store, StoreError};
 
-const SEAL_PURPOSE: &[u8] = b"signing key";
 pub const ACCESS_TYP: &str = "at+jwt";
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +35,8 @@ pub enum SigningError {
     Corrupt { kid: String },
     #[error("key generation failed")]
     Generate,
+    #[error("no signing key is active")]
+    NoKey,
     #[error("sealing: {0}")]
     Key(#[from] crate::keys::KeyError),
     #[error(transparent)]
@@ -68,26 +68,19 @@ pub struct AccessClaims {
 /// Signs and validates access tokens with the keys of one config.
 pub struct TokenSigner {
     algorithm: Algorithm,
-    signing: SigningKey,
-    decoding: HashMap<String, DecodingKey>,
-    jwks: Vec<Value>,
+    keys: Keys,
 }
 
-enum SigningKey {
-    /// Parsed once, with the token header already encoded. Performance:
-    /// `jsonwebtoken::encode` re-parses the PKCS#8 key on every call, and
-    /// aws-lc then derives the public key again: a second scalar
-    /// multiplication per token, as costly as the signature itself.
-    Ed25519 {
-        pair: Ed25519KeyPair,
-        header_b64: String,
+enum Keys {
+    /// Parsed once, each with its token header already encoded.
+    /// Performance: `jsonwebtoken::encode` re-parses the PKCS#8 key on
+    /// every call, and aws-lc then derives the public key again: a second
+    /// scalar multiplication per token, as costly as the signature itself.
+    Ed25519(Ring),
+    Hs256 {
+        encoding: EncodingKey,
+        decoding: DecodingKey,
     },
-    Hs256(EncodingKey),
-}
-
-fn thumbprint(x: &str) -> String {
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-    B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()))
 }
 
 impl TokenSigner {
@@ -95,7 +88,13 @@ impl TokenSigner {
     pub async fn load(store: &Store, key: &MasterKey, cfg: &Config) -> Result<TokenSigner, SigningError> {
         match cfg.tokens.algorithm {
             TokenAlgorithm::HS256 => Self::hs256(cfg.tokens.secret_file.as_deref()),
-            TokenAlgorithm::EdDSA => Self::eddsa(store, key).await,
+            TokenAlgorithm::EdDSA => {
+                let retain = (cfg.tokens.access_ttl.0 + cfg.tokens.leeway.0).as_secs() as i64;
+                Ok(TokenSigner {
+                    algorithm: Algorithm::EdDSA,
+                    keys: Keys::Ed25519(ring(store, key, retain).await?),
+                })
+            }
         }
     }
 
@@ -110,78 +109,21 @@ impl TokenSigner {
         if secret.len() < 32 {
             return Err(err(format!("holds {} bytes; HS256 needs at least 32", secret.len())));
         }
-        let decoding = HashMap::from([(String::new(), DecodingKey::from_secret(&secret))]);
         Ok(TokenSigner {
             algorithm: Algorithm::HS256,
-            signing: SigningKey::Hs256(EncodingKey::from_secret(&secret)),
-            decoding,
-            jwks: Vec::new(),
+            keys: Keys::Hs256 {
+                encoding: EncodingKey::from_secret(&secret),
+                decoding: DecodingKey::from_secret(&secret),
+            },
         })
-    }
-
-    async fn eddsa(store: &Store, key: &MasterKey) -> Result<TokenSigner, SigningError> {
-        let rows: Vec<(String, Vec<u8>, Vec<u8>)> = store
-            .read(|c| {
-                let mut stmt = c.prepare(
-                    "SELECT kid, public_key, private_key FROM signing_keys
-                     WHERE algorithm = 'EdDSA' AND revoked_at IS NULL ORDER BY created_at DESC, kid",
-                )?;
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .await?;
-        let rows = if rows.is_empty() { vec![Self::create_ed25519(store, key).await?] } else { rows };
-        let (kid, _, sealed) = &rows[0];
-        let pkcs8 =
-            key.open(SEAL_PURPOSE, sealed).ok_or_else(|| SigningError::Sealed { kid: kid.clone() })?;
-        let mut decoding = HashMap::new();
-        let mut jwks = Vec::new();
-        for (kid, public, _) in &rows {
-            decoding.insert(kid.clone(), DecodingKey::from_ed_der(public));
-            jwks.push(json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(public), "kid": kid, "alg": "EdDSA", "use": "sig"}));
-        }
-        let pair =
-            Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| SigningError::Corrupt { kid: kid.clone() })?;
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some(ACCESS_TYP.into());
-        header.kid = Some(kid.clone());
-        let header_b64 = B64.encode(serde_json::to_vec(&header).map_err(jsonwebtoken::errors::Error::from)?);
-        Ok(TokenSigner {
-            algorithm: Algorithm::EdDSA,
-            signing: SigningKey::Ed25519 { pair, header_b64 },
-            decoding,
-            jwks,
-        })
-    }
-
-    async fn create_ed25519(
-        store: &Store,
-        key: &MasterKey,
-    ) -> Result<(String, Vec<u8>, Vec<u8>), SigningError> {
-        let pair = Ed25519KeyPair::generate().map_err(|_| SigningError::Generate)?;
-        let pkcs8 = pair.to_pkcs8().map_err(|_| SigningError::Generate)?;
-        let public = pair.public_key().as_ref().to_vec();
-        let kid = thumbprint(&B64.encode(&public));
-        let sealed = key.seal(SEAL_PURPOSE, pkcs8.as_ref())?;
-        let row = (kid.clone(), public.clone(), sealed.clone());
-        store
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO signing_keys (kid, algorithm, public_key, private_key, created_at)
-                     VALUES (?1, 'EdDSA', ?2, ?3, ?4)",
-                    params![kid, public, sealed, crate::clock::now_unix()],
-                )?;
-                Ok(())
-            })
-            .await?;
-        tracing::info!(kid = %row.0, "generated the first EdDSA signing key");
-        Ok(row)
     }
 
     /// A compact JWS: base64url(header) "." base64url(claims) "." signature.
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, SigningError> {
-        match &self.signing {
-            SigningKey::Ed25519 { pair, header_b64 } => {
+        match &self.keys {
+            Keys::Ed25519(ring) => {
+                let signing = ring.signing(crate::clock::now_unix()).and_then(|k| k.signing.as_ref());
+                let (pair, header_b64) = signing.ok_or(SigningError::NoKey)?;
                 let claims = serde_json::to_vec(claims).map_err(jsonwebtoken::errors::Error::from)?;
                 let mut token = String::with_capacity(header_b64.len() + claims.len() * 4 / 3 + 92);
                 token.push_str(header_b64);
@@ -192,10 +134,10 @@ impl TokenSigner {
                 B64.encode_string(signature.as_ref(), &mut token);
                 Ok(token)
             }
-            SigningKey::Hs256(key) => {
+            Keys::Hs256 { encoding, .. } => {
                 let mut header = Header::new(self.algorithm);
                 header.typ = Some(ACCESS_TYP.into());
-                Ok(jsonwebtoken::encode(&header, claims, key)?)
+                Ok(jsonwebtoken::encode(&header, claims, encoding)?)
             }
         }
     }
@@ -211,7 +153,13 @@ impl TokenSigner {
         if header.alg != self.algorithm || header.typ.as_deref() != Some(ACCESS_TYP) {
             return None;
         }
-        let key = self.decoding.get(header.kid.as_deref().unwrap_or(""))?;
+        let key = match &self.keys {
+            Keys::Ed25519(ring) => {
+                let kid = header.kid.as_deref()?;
+                &ring.published(crate::clock::now_unix()).find(|k| k.kid == kid)?.decoding
+            }
+            Keys::Hs256 { decoding, .. } => decoding,
+        };
         let mut v = Validation::new(self.algorithm);
         v.leeway = cfg.tokens.leeway.0.as_secs();
         v.validate_nbf = true;
@@ -226,7 +174,11 @@ impl TokenSigner {
 
     /// The JWKS document: every key that may still have signed a live token.
     pub fn jwks(&self) -> Value {
-        json!({ "keys": self.jwks })
+        let keys: Vec<&Value> = match &self.keys {
+            Keys::Ed25519(ring) => ring.published(crate::clock::now_unix()).map(|k| &k.jwk).collect(),
+            Keys::Hs256 { .. } => Vec::new(),
+        };
+        json!({ "keys": keys })
     }
 
     pub fn algorithm_name(&self) -> &'static str {
@@ -235,6 +187,50 @@ impl TokenSigner {
             _ => "EdDSA",
         }
     }
+}
+
+/// The EdDSA ring from the database: keys that sign now or will are
+/// decrypted; if none signs now (first start, or every key revoked
+/// offline), a new key is made that signs at once.
+async fn ring(store: &Store, master: &MasterKey, retain: i64) -> Result<Ring, SigningError> {
+    let now = crate::clock::now_unix();
+    let mut rows = store.read(signing_keys::live_rows).await?;
+    let activations: Vec<i64> = rows.iter().map(|r| r.activates_at).collect();
+    if !states(&activations, now, retain).contains(&KeyState::Signing) {
+        let fresh = signing_keys::generate(master, now)?;
+        let kid = fresh.kid.clone();
+        store.write(move |c| signing_keys::insert(c, &fresh)).await?;
+        tracing::info!(kid = %kid, "generated an EdDSA signing key");
+        rows = store.read(signing_keys::live_rows).await?;
+    }
+    let activations: Vec<i64> = rows.iter().map(|r| r.activates_at).collect();
+    let mut keys = Vec::new();
+    for (row, state) in rows.into_iter().zip(states(&activations, now, retain)) {
+        let signing = match state {
+            KeyState::Pending | KeyState::Signing => Some(open_pair(master, &row)?),
+            KeyState::Retired { .. } => None,
+            KeyState::Expired => continue,
+        };
+        keys.push(RingKey {
+            jwk: signing_keys::jwk(&row.kid, &row.public),
+            decoding: DecodingKey::from_ed_der(&row.public),
+            activates_at: row.activates_at,
+            kid: row.kid,
+            signing,
+        });
+    }
+    Ok(Ring { keys, retain })
+}
+
+fn open_pair(master: &MasterKey, row: &KeyRow) -> Result<(Ed25519KeyPair, String), SigningError> {
+    let kid = || row.kid.clone();
+    let pkcs8 = master.open(SEAL_PURPOSE, &row.sealed).ok_or_else(|| SigningError::Sealed { kid: kid() })?;
+    let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| SigningError::Corrupt { kid: kid() })?;
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.typ = Some(ACCESS_TYP.into());
+    header.kid = Some(row.kid.clone());
+    let header_b64 = B64.encode(serde_json::to_vec(&header).map_err(jsonwebtoken::errors::Error::from)?);
+    Ok((pair, header_b64))
 }
 
 /// The signer in force: built at start and rebuilt by a reload (a new
@@ -259,6 +255,13 @@ impl Signer {
 
     pub fn replace(&self, next: Arc<TokenSigner>) {
         self.current.store(next);
+    }
+
+    /// Rebuilds the ring from the database now: after a rotation or a
+    /// revocation, so it applies to the next request.
+    pub async fn refresh(&self, cfg: &Config) -> Result<(), SigningError> {
+        self.replace(self.build(cfg).await?);
+        Ok(())
     }
 
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, SigningError> {

@@ -7,6 +7,7 @@ mod api_keys;
 mod audit;
 mod blocks;
 mod client;
+mod keys;
 mod offline;
 mod users;
 
@@ -55,9 +56,9 @@ enum Command {
     /// Offline database commands (the daemon must be stopped).
     #[command(subcommand)]
     Db(DbCmd),
-    /// Master key commands.
+    /// Signing keys: list, rotate, revoke; the master key: export-master.
     #[command(subcommand)]
-    Keys(KeysCmd),
+    Keys(keys::KeysCmd),
     /// IP blocks: list, add, remove.
     #[command(subcommand, name = "blocked-ips")]
     BlockedIps(blocks::BlockedIpsCmd),
@@ -98,12 +99,6 @@ enum DbCmd {
     Check,
     /// Apply pending migrations, after a backup.
     Migrate,
-}
-
-#[derive(Subcommand)]
-enum KeysCmd {
-    /// Print the master key (hex) for safekeeping; it is not in backups.
-    ExportMaster,
 }
 
 /// Paths resolved from the global flags.
@@ -175,7 +170,7 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Audit(cmd) => audit::run(&client, &target, cmd, cli.json),
         Command::Db(DbCmd::Check) => offline::db_check(&target, cli.json),
         Command::Db(DbCmd::Migrate) => offline::db_migrate(&target, cli.json),
-        Command::Keys(KeysCmd::ExportMaster) => offline::export_master(&target),
+        Command::Keys(cmd) => keys::run(&client, &target, cmd, cli.json),
         Command::Config(ConfigCmd::Check { .. }) => Ok(true),
     }
 }

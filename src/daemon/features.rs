@@ -141,6 +141,7 @@ fn admin_routes(s: &Services) -> ApiRoutes {
         outbox: s.outbox.clone(),
         defense: Arc::clone(&s.defense),
         api_keys: Arc::clone(&s.api_keys),
+        signer: Arc::clone(&s.signer),
     });
     Arc::new(move |c: &mut web::ServiceConfig| {
         c.app_data(deps.clone());

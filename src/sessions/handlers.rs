@@ -63,7 +63,10 @@ pub async fn revoke_session(
 /// Apps may cache the key set for 5 minutes; a new key is published before
 /// it signs anything, so a cached set never misses a live key.
 pub async fn jwks(d: D) -> HttpResponse {
-    HttpResponse::Ok().insert_header((CACHE_CONTROL, "public, max-age=300")).json(d.signer.jwks())
+    // Apps may cache the JWKS this long; a rotated-in key waits as long
+    // before it signs (auth::signing_keys).
+    let max_age = format!("public, max-age={}", crate::auth::jwks_max_age());
+    HttpResponse::Ok().insert_header((CACHE_CONTROL, max_age)).json(d.signer.jwks())
 }
 
 /// Only endpoints that exist are advertised.

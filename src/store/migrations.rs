@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "defense", sql: include_str!("../../migrations/0004_defense.sql") },
     Migration { version: 5, name: "api_keys", sql: include_str!("../../migrations/0005_api_keys.sql") },
     Migration { version: 6, name: "audit_chain", sql: include_str!("../../migrations/0006_audit_chain.sql") },
+    Migration {
+        version: 7,
+        name: "key_rotation",
+        sql: include_str!("../../migrations/0007_key_rotation.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -134,6 +134,7 @@ async fn refresh_tokens_survive_the_migration_that_drops_their_index() {
          DROP TABLE ip_blocks;
          DROP TABLE login_locks;
          DROP TABLE api_keys;
+         ALTER TABLE signing_keys DROP COLUMN activates_at;
          DELETE FROM schema_migrations WHERE version > 2;
          COMMIT;",
     )

@@ -15,6 +15,7 @@ mod connections;
 mod defense;
 mod flows;
 mod harness;
+mod keys;
 mod lifecycle;
 mod lifetimes;
 mod mail;

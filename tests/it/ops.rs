@@ -94,7 +94,7 @@ fn parse_samples(text: &str) -> Vec<(String, f64)> {
 async fn metrics_parse_and_count_requests_by_route_pattern() {
     let d = Latchd::start().await;
     d.get("/health").await;
-    d.get("/does-not-exist/12345").await;
+    d.get("/does-not-exist/probe-zq7k").await;
     let res = d.get("/metrics").await;
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
@@ -110,7 +110,7 @@ async fn metrics_parse_and_count_requests_by_route_pattern() {
         find(r#"latch_http_requests_total{method="GET",route="unmatched",status="404"}"#).is_some(),
         "{text}"
     );
-    assert!(!text.contains("12345"), "raw paths never become labels");
+    assert!(!text.contains("probe-zq7k"), "raw paths never become labels");
     assert!(text.contains("# TYPE latch_http_request_duration_seconds histogram"), "{text}");
     assert!(text.contains("latch_tls_cert_expiry_timestamp_seconds"), "{text}");
 }

@@ -98,7 +98,7 @@ fn allowed_imports(module: &str) -> Option<Vec<&'static str>> {
         "http" => layers(&["config", "store", "clock", "telemetry", "state_dir"]),
         "audit" => layers(&["config", "keys", "http", "store", "clock", "pause"]),
         "email" => layers(&["config", "keys", "store", "clock", "state_dir"]),
-        "auth" => layers(&["config", "store", "keys", "http", "clock", "telemetry", "state_dir"]),
+        "auth" => layers(&["config", "store", "keys", "http", "clock", "telemetry", "state_dir", "pause"]),
         "defense" => {
             layers(&["config", "store", "keys", "http", "clock", "telemetry", "audit", "email", "auth"])
         }

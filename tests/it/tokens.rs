@@ -11,7 +11,7 @@ use crate::flows::{PASSWORD, login, register_verified, with_smtp};
 use crate::harness::{Latchd, assert_problem};
 
 /// Verifies `token` with PyJWT (`tests/support/verify_jwt.py`).
-fn pyjwt_verify(
+pub fn pyjwt_verify(
     d: &Latchd,
     token: &str,
     issuer: &str,
@@ -35,7 +35,7 @@ fn pyjwt_verify(
     }
 }
 
-fn header_of(jwt: &str) -> Value {
+pub fn header_of(jwt: &str) -> Value {
     use base64::Engine;
     let part = jwt.split('.').next().unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()

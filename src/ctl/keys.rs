@@ -1,0 +1,70 @@
+//! `latchctl keys list|rotate [--now]|revoke KID|export-master`. The signing
+//! keys go through the admin API (the running daemon must see a change at
+//! once); the master key is read from its file.
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::{AdminClient, Target, offline, print};
+
+#[derive(Subcommand)]
+pub enum KeysCmd {
+    /// The access-token signing keys and their states.
+    List,
+    /// Publish a new signing key now; it signs after the JWKS max-age
+    /// (300 s), once apps have fetched it.
+    Rotate {
+        /// Sign with it at once (apps with a cached JWKS refetch on the
+        /// unknown kid).
+        #[arg(long)]
+        now: bool,
+    },
+    /// Drop a key at once: its tokens stop verifying.
+    Revoke { kid: String },
+    /// Print the master key (hex) for safekeeping; it is not in backups.
+    ExportMaster,
+}
+
+fn line(k: &Value) -> String {
+    let s = |f: &str| k[f].as_str().unwrap_or("-").to_string();
+    let when = match k["state"].as_str() {
+        Some("pending") => format!("signs from {}", s("activates_at")),
+        Some("retired") => format!("published until {}", s("leaves_jwks_at")),
+        Some("revoked") => format!("revoked {}", s("revoked_at")),
+        _ => format!("since {}", s("activates_at")),
+    };
+    format!("{:<44} {:<6} {:<8} {when}", s("kid"), s("algorithm"), s("state"))
+}
+
+pub fn run(client: &AdminClient, target: &Target, cmd: &KeysCmd, json: bool) -> anyhow::Result<bool> {
+    match cmd {
+        KeysCmd::List => {
+            let list = client.get("/v1/admin/signing-keys")?;
+            print(json, &list, |l| {
+                let items: Vec<String> = l["items"].as_array().into_iter().flatten().map(line).collect();
+                if items.is_empty() {
+                    format!("{} signs with tokens.secret_file; there are no keys to list", l["algorithm"])
+                } else {
+                    items.join("\n")
+                }
+            });
+        }
+        KeysCmd::Rotate { now } => {
+            let key = client.post("/v1/admin/signing-keys", Some(&json!({ "now": now })))?;
+            print(json, &key, |k| match k["state"].as_str() {
+                Some("signing") => format!("{} signs from now on", k["kid"].as_str().unwrap_or("?")),
+                _ => format!(
+                    "{} published; signs from {}",
+                    k["kid"].as_str().unwrap_or("?"),
+                    k["activates_at"].as_str().unwrap_or("?")
+                ),
+            });
+        }
+        KeysCmd::Revoke { kid } => {
+            client.delete(&format!("/v1/admin/signing-keys/{}", super::client::encode(kid)))?;
+            print(json, &json!({ "revoked": kid }), |_| format!("revoked {kid}"));
+        }
+        KeysCmd::ExportMaster => return offline::export_master(target),
+    }
+    Ok(true)
+}
