@@ -2,17 +2,21 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::AccountError;
 use super::mailer::ByEmail;
+use super::queries::Me;
 use super::service::{self, RegisterRequest};
 use super::{Deps, passwords};
 use crate::auth::{UserSession, normalize_email, validate_email};
-use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig};
+use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig, StatusBody};
 
 type D = web::Data<Deps>;
 
+/// Creates an account and mails a verification link. An email already
+/// registered gets the same answer (its owner is told instead).
+#[utoipa::path(post, path = "/v1/auth/register", tag = "accounts", request_body = RegisterRequest,
+    responses((status = 202, description = "Verification mail queued", body = StatusBody)))]
 pub async fn register(
     d: D,
     cfg: LiveConfig,
@@ -20,24 +24,26 @@ pub async fn register(
     body: ApiJson<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     service::register(&d, &cfg, body.0, &client).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "status": "verification_sent" })))
+    Ok(HttpResponse::Accepted().json(StatusBody::of("verification_sent")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenRequest {
     token: String,
 }
 
+#[utoipa::path(post, path = "/v1/auth/verify-email", tag = "accounts", request_body = TokenRequest,
+    responses((status = 200, description = "Email verified", body = StatusBody)))]
 pub async fn verify_email(
     d: D,
     client: ClientInfo,
     body: ApiJson<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     service::verify_email(&d.store, &body.0.token, &client).await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "verified" })))
+    Ok(HttpResponse::Ok().json(StatusBody::of("verified")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct EmailRequest {
     email: String,
 }
@@ -56,9 +62,12 @@ fn accept_by_email(
         d.defense.check_account(&normalize_email(&email)).map_err(AccountError::from)?;
     }
     d.mailer.offer(email, what, client, cfg.0);
-    Ok(HttpResponse::Accepted().json(json!({ "status": "accepted" })))
+    Ok(HttpResponse::Accepted().json(StatusBody::of("accepted")))
 }
 
+/// Always 202 for a valid address, known or not.
+#[utoipa::path(post, path = "/v1/auth/verify-email/resend", tag = "accounts", request_body = EmailRequest,
+    responses((status = 202, description = "Accepted", body = StatusBody)))]
 pub async fn resend(
     d: D,
     cfg: LiveConfig,
@@ -68,6 +77,9 @@ pub async fn resend(
     accept_by_email(d, cfg, client, &body.0.email, ByEmail::ResendVerification)
 }
 
+/// Always 202 for a valid address, known or not.
+#[utoipa::path(post, path = "/v1/auth/password/forgot", tag = "accounts", request_body = EmailRequest,
+    responses((status = 202, description = "Accepted", body = StatusBody)))]
 pub async fn forgot(
     d: D,
     cfg: LiveConfig,
@@ -77,12 +89,14 @@ pub async fn forgot(
     accept_by_email(d, cfg, client, &body.0.email, ByEmail::PasswordReset)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResetRequest {
     token: String,
     new_password: String,
 }
 
+#[utoipa::path(post, path = "/v1/auth/password/reset", tag = "accounts", request_body = ResetRequest,
+    responses((status = 200, description = "Password set; every session revoked", body = StatusBody)))]
 pub async fn reset(
     d: D,
     cfg: LiveConfig,
@@ -91,15 +105,18 @@ pub async fn reset(
 ) -> Result<HttpResponse, ApiError> {
     let ResetRequest { token, new_password } = body.0;
     passwords::reset_password(&d, &cfg, &token, new_password, &client).await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "password_reset" })))
+    Ok(HttpResponse::Ok().json(StatusBody::of("password_reset")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ChangeRequest {
     current_password: String,
     new_password: String,
 }
 
+#[utoipa::path(post, path = "/v1/auth/password/change", tag = "accounts", request_body = ChangeRequest,
+    security(("bearer" = [])),
+    responses((status = 200, description = "Password changed; other sessions revoked", body = StatusBody)))]
 pub async fn change(
     d: D,
     cfg: LiveConfig,
@@ -109,18 +126,22 @@ pub async fn change(
 ) -> Result<HttpResponse, ApiError> {
     let ChangeRequest { current_password, new_password } = body.0;
     passwords::change_password(&d, &cfg, &user, current_password, new_password, &client).await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "password_changed" })))
+    Ok(HttpResponse::Ok().json(StatusBody::of("password_changed")))
 }
 
+#[utoipa::path(get, path = "/v1/auth/me", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, description = "The caller's account", body = Me)))]
 pub async fn me(d: D, user: UserSession) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(service::me(&d.store, &user).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct DeleteRequest {
     password: String,
 }
 
+#[utoipa::path(delete, path = "/v1/auth/me", tag = "accounts", request_body = DeleteRequest,
+    security(("bearer" = [])), responses((status = 204, description = "Account, sessions and tokens deleted")))]
 pub async fn delete_me(
     d: D,
     cfg: LiveConfig,

@@ -10,11 +10,10 @@ pub mod service;
 
 use std::sync::Arc;
 
-use actix_web::web;
-
 use crate::auth::{BreachedList, Hasher};
 use crate::defense::Defense;
 use crate::email::Outbox;
+use crate::http::Routes;
 use crate::keys::MasterKey;
 use crate::store::Store;
 
@@ -33,16 +32,14 @@ pub struct Deps {
     pub defense: Arc<Defense>,
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v1/auth/register").route(web::post().to(handlers::register)))
-        .service(web::resource("/v1/auth/verify-email").route(web::post().to(handlers::verify_email)))
-        .service(web::resource("/v1/auth/verify-email/resend").route(web::post().to(handlers::resend)))
-        .service(web::resource("/v1/auth/password/forgot").route(web::post().to(handlers::forgot)))
-        .service(web::resource("/v1/auth/password/reset").route(web::post().to(handlers::reset)))
-        .service(web::resource("/v1/auth/password/change").route(web::post().to(handlers::change)))
-        .service(
-            web::resource("/v1/auth/me")
-                .route(web::get().to(handlers::me))
-                .route(web::delete().to(handlers::delete_me)),
-        );
+pub fn routes(r: &mut Routes) {
+    use handlers::*;
+    r.add(__path_register, register)
+        .add(__path_verify_email, verify_email)
+        .add(__path_resend, resend)
+        .add(__path_forgot, forgot)
+        .add(__path_reset, reset)
+        .add(__path_change, change)
+        .add(__path_me, me)
+        .add(__path_delete_me, delete_me);
 }

@@ -120,13 +120,13 @@ pub fn delete_user(c: &Connection, user_id: &str, phc: &str) -> Result<bool, Sto
     Ok(exec(c, "DELETE FROM users WHERE id = ?1 AND password_hash = ?2", params![user_id, phc])? == 1)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Mfa {
     pub totp: bool,
 }
 
 /// `GET /v1/auth/me`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Me {
     pub id: String,
     pub email: String,

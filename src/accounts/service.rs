@@ -20,7 +20,7 @@ use crate::telemetry::auth_event as count;
 
 pub(super) const VERIFY_TTL_SECS: i64 = 24 * 3600;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterRequest {
     pub email: String,
     pub password: String,

@@ -10,19 +10,23 @@ use time::format_description::well_known::Rfc3339;
 use super::errors::{refusal, refuse};
 use super::{AdminError, Deps, queries};
 use crate::audit::{self, Entry};
-use crate::auth::{ApiKeys, Principal, api_keys};
-use crate::http::{ApiError, ApiJson, ClientInfo};
+use crate::auth::{ApiKey, ApiKeys, Principal, api_keys};
+use crate::http::{ApiError, ApiJson, ClientInfo, Items};
 
 type D = web::Data<Deps>;
 
+#[utoipa::path(get, path = "/v1/admin/api-keys", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Every key (never a secret)", body = Items<ApiKey>)))]
 pub async fn list(d: D, who: Principal) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    Ok(HttpResponse::Ok().json(json!({ "items": d.api_keys.list() })))
+    Ok(HttpResponse::Ok().json(Items { items: d.api_keys.list() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewKey {
+    #[schema(min_length = 1, max_length = 128)]
     name: String,
+    #[schema(min_items = 1)]
     scopes: Vec<String>,
     /// RFC 3339; absent: never.
     expires_at: Option<String>,
@@ -54,6 +58,19 @@ fn checked(req: &NewKey) -> Result<Option<i64>, AdminError> {
     Ok(Some(at))
 }
 
+/// The key as made: `key` is shown here and never again.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    id: String,
+    name: String,
+    scopes: Vec<String>,
+    key: String,
+    expires_at: Option<String>,
+    created_at: String,
+}
+
+#[utoipa::path(post, path = "/v1/admin/api-keys", tag = "admin", security(("bearer" = [])), request_body = NewKey,
+    responses((status = 201, description = "Created; the key is in this answer only", body = CreatedKey)))]
 pub async fn create(
     d: D,
     who: Principal,
@@ -88,16 +105,18 @@ pub async fn create(
         .map_err(refusal)?;
     let key = minted.key;
     d.api_keys.remember(key.clone());
-    Ok(HttpResponse::Created().json(json!({
-        "id": key.id,
-        "name": key.name,
-        "scopes": key.scopes,
-        "key": minted.secret,
-        "expires_at": key.expires_at.map(crate::clock::rfc3339),
-        "created_at": crate::clock::rfc3339(key.created_at),
-    })))
+    Ok(HttpResponse::Created().json(CreatedKey {
+        id: key.id,
+        name: key.name,
+        scopes: key.scopes,
+        key: minted.secret,
+        expires_at: key.expires_at.map(crate::clock::rfc3339),
+        created_at: crate::clock::rfc3339(key.created_at),
+    }))
 }
 
+#[utoipa::path(delete, path = "/v1/admin/api-keys/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204, description = "Revoked")))]
 pub async fn revoke(
     d: D,
     who: Principal,

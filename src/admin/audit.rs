@@ -8,12 +8,11 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{AdminError, Deps};
 use crate::audit::{self, AuditEntry, AuditRow, Filter};
 use crate::auth::Principal;
-use crate::http::ApiError;
+use crate::http::{ApiError, Page};
 use crate::store::Store;
 
 /// Rows per database read while streaming.
@@ -32,16 +31,25 @@ const CSV_COLUMNS: [&str; 11] = [
     "hash",
 ];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     action: Option<String>,
     actor_id: Option<String>,
     subject_id: Option<String>,
     ip: Option<String>,
+    /// From this time on: RFC 3339 or Unix seconds.
     since: Option<String>,
+    /// Up to this time: RFC 3339 or Unix seconds.
     until: Option<String>,
+    #[param(minimum = 1)]
     page: Option<i64>,
+    /// 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     page_size: Option<i64>,
+    /// json (pages, newest first), or jsonl or csv (every matching row,
+    /// oldest first, streamed).
+    #[param(pattern = "^(json|jsonl|csv)$")]
     format: Option<String>,
 }
 
@@ -74,6 +82,9 @@ fn filter(q: &ListQuery) -> Result<Filter, AdminError> {
     })
 }
 
+#[utoipa::path(get, path = "/v1/admin/audit-logs", tag = "admin", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, description = "A page of entries, or the export",
+        content((Page<AuditEntry> = "application/json"), (String = "application/x-ndjson"), (String = "text/csv")))))]
 pub async fn list(
     d: web::Data<Deps>,
     who: Principal,
@@ -81,12 +92,8 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let filter = filter(&q)?;
-    match q.format.as_deref().unwrap_or("json") {
-        "json" => {}
-        "jsonl" => return Ok(streamed(d.store.clone(), filter, Format::Jsonl)),
-        "csv" => return Ok(streamed(d.store.clone(), filter, Format::Csv)),
-        _ => return Err(AdminError::invalid("format", "must be json, jsonl or csv").into()),
-    }
+    // Checked for every format: an export ignores them, but a bad value is
+    // still a bad request.
     let (page, size) = (q.page.unwrap_or(1), q.page_size.unwrap_or(50));
     if page < 1 {
         return Err(AdminError::invalid("page", "must be 1 or more").into());
@@ -94,10 +101,16 @@ pub async fn list(
     if !(1..=500).contains(&size) {
         return Err(AdminError::invalid("page_size", "must be between 1 and 500").into());
     }
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => {}
+        "jsonl" => return Ok(streamed(d.store.clone(), filter, Format::Jsonl)),
+        "csv" => return Ok(streamed(d.store.clone(), filter, Format::Csv)),
+        _ => return Err(AdminError::invalid("format", "must be json, jsonl or csv").into()),
+    }
     let offset = (page - 1).saturating_mul(size);
     let (rows, total) = d.store.read(move |c| audit::read::page(c, &filter, offset, size)).await?;
     let items: Vec<AuditEntry> = rows.into_iter().map(AuditEntry::from).collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items, "page": page, "page_size": size, "total": total })))
+    Ok(HttpResponse::Ok().json(Page { items, page, page_size: size, total }))
 }
 
 fn streamed(store: Store, filter: Filter, format: Format) -> HttpResponse {

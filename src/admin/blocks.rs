@@ -3,20 +3,21 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{AdminError, Deps};
 use crate::auth::Principal;
 use crate::config::HumanDuration;
-use crate::defense::BlockRequest;
-use crate::http::{ApiError, ApiJson, ClientInfo};
+use crate::defense::{Block, BlockRequest};
+use crate::http::{ApiError, ApiJson, ClientInfo, Items};
 
+#[utoipa::path(get, path = "/v1/admin/blocked-ips", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Every block in force", body = Items<Block>)))]
 pub async fn list(d: web::Data<Deps>, who: Principal) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    Ok(HttpResponse::Ok().json(json!({ "items": d.defense.blocked_ips() })))
+    Ok(HttpResponse::Ok().json(Items { items: d.defense.blocked_ips() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewBlock {
     cidr: String,
     reason: String,
@@ -24,6 +25,8 @@ pub struct NewBlock {
     duration: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/admin/blocked-ips", tag = "admin", security(("bearer" = [])), request_body = NewBlock,
+    responses((status = 201, description = "Blocked", body = Block)))]
 pub async fn add(
     d: web::Data<Deps>,
     who: Principal,
@@ -40,6 +43,8 @@ pub async fn add(
     Ok(HttpResponse::Created().json(block))
 }
 
+#[utoipa::path(delete, path = "/v1/admin/blocked-ips/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204, description = "Lifted")))]
 pub async fn remove(
     d: web::Data<Deps>,
     who: Principal,

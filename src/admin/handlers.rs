@@ -9,6 +9,8 @@ use super::{AdminError, queries};
 use crate::auth::Principal;
 use crate::http::{ApiError, AppState, LiveConfig};
 
+#[utoipa::path(get, path = "/v1/admin/status", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Version, pid, uptime, listeners, database", body = Object)))]
 pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let cfg = state.config.load();
@@ -29,21 +31,31 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
     })))
 }
 
+#[utoipa::path(get, path = "/v1/admin/config", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "The config in force, every default and path resolved", body = Object)))]
 pub async fn config(cfg: LiveConfig, who: Principal) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     Ok(HttpResponse::Ok().json(cfg.effective()))
 }
 
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Reloaded {
+    status: &'static str,
+    /// Changed keys that only a restart applies.
+    needs_restart: Vec<&'static str>,
+}
+
+#[utoipa::path(post, path = "/v1/admin/config/reload", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Reloaded", body = Reloaded)))]
 pub async fn reload(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let (tx, rx) = oneshot::channel();
     state.reload.send(tx).await.map_err(|_| AdminError::DaemonBusy)?;
     let outcome = rx.await.map_err(|_| AdminError::DaemonBusy)?;
     match outcome.error {
-        None => Ok(HttpResponse::Ok().json(json!({
-            "status": "reloaded",
-            "needs_restart": outcome.needs_restart,
-        }))),
+        None => {
+            Ok(HttpResponse::Ok().json(Reloaded { status: "reloaded", needs_restart: outcome.needs_restart }))
+        }
         Some(error) => Err(AdminError::ConfigRejected(error).into()),
     }
 }

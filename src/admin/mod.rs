@@ -15,11 +15,10 @@ mod users;
 
 use std::sync::Arc;
 
-use actix_web::web;
-
 use crate::auth::{ApiKeys, BreachedList, Hasher, Signer};
 use crate::defense::Defense;
 use crate::email::Outbox;
+use crate::http::Routes;
 use crate::keys::MasterKey;
 use crate::store::Store;
 
@@ -38,47 +37,29 @@ pub struct Deps {
 }
 
 /// The admin API, on the admin socket and (for admins) every API listener.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v1/admin/status").route(web::get().to(handlers::status)))
-        .service(web::resource("/v1/admin/config").route(web::get().to(handlers::config)))
-        .service(web::resource("/v1/admin/config/reload").route(web::post().to(handlers::reload)))
-        .service(
-            web::resource("/v1/admin/blocked-ips")
-                .route(web::get().to(blocks::list))
-                .route(web::post().to(blocks::add)),
-        )
-        .service(web::resource("/v1/admin/blocked-ips/{id}").route(web::delete().to(blocks::remove)))
-        .service(
-            web::resource("/v1/admin/users")
-                .route(web::get().to(users::list))
-                .route(web::post().to(users::create)),
-        )
-        .service(
-            web::resource("/v1/admin/users/{id}")
-                .route(web::get().to(users::show))
-                .route(web::patch().to(users::patch))
-                .route(web::delete().to(users::delete)),
-        )
-        .service(
-            web::resource("/v1/admin/roles")
-                .route(web::get().to(roles::list))
-                .route(web::post().to(roles::create)),
-        )
-        .service(web::resource("/v1/admin/roles/{name}").route(web::delete().to(roles::delete)))
-        .service(web::resource("/v1/admin/sessions").route(web::get().to(sessions::list)))
-        .service(web::resource("/v1/admin/sessions/{id}").route(web::delete().to(sessions::revoke)))
-        .service(web::resource("/v1/admin/outbox").route(web::get().to(sessions::outbox)))
-        .service(
-            web::resource("/v1/admin/api-keys")
-                .route(web::get().to(api_keys::list))
-                .route(web::post().to(api_keys::create)),
-        )
-        .service(web::resource("/v1/admin/api-keys/{id}").route(web::delete().to(api_keys::revoke)))
-        .service(web::resource("/v1/admin/audit-logs").route(web::get().to(audit::list)))
-        .service(
-            web::resource("/v1/admin/signing-keys")
-                .route(web::get().to(signing_keys::list))
-                .route(web::post().to(signing_keys::rotate)),
-        )
-        .service(web::resource("/v1/admin/signing-keys/{kid}").route(web::delete().to(signing_keys::revoke)));
+pub fn routes(r: &mut Routes) {
+    r.add(handlers::__path_status, handlers::status)
+        .add(handlers::__path_config, handlers::config)
+        .add(handlers::__path_reload, handlers::reload)
+        .add(blocks::__path_list, blocks::list)
+        .add(blocks::__path_add, blocks::add)
+        .add(blocks::__path_remove, blocks::remove)
+        .add(users::__path_list, users::list)
+        .add(users::__path_create, users::create)
+        .add(users::__path_show, users::show)
+        .add(users::__path_patch, users::patch)
+        .add(users::__path_delete, users::delete)
+        .add(roles::__path_list, roles::list)
+        .add(roles::__path_create, roles::create)
+        .add(roles::__path_delete, roles::delete)
+        .add(sessions::__path_list, sessions::list)
+        .add(sessions::__path_revoke, sessions::revoke)
+        .add(sessions::__path_outbox, sessions::outbox)
+        .add(api_keys::__path_list, api_keys::list)
+        .add(api_keys::__path_create, api_keys::create)
+        .add(api_keys::__path_revoke, api_keys::revoke)
+        .add(audit::__path_list, audit::list)
+        .add(signing_keys::__path_list, signing_keys::list)
+        .add(signing_keys::__path_rotate, signing_keys::rotate)
+        .add(signing_keys::__path_revoke, signing_keys::revoke);
 }

@@ -12,13 +12,14 @@ pub fn schema_version(c: &Connection) -> Result<i64, StoreError> {
     Ok(c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AdminMfa)]
 pub struct Mfa {
     pub totp: bool,
 }
 
 /// A user as API.md "Admin" shows one.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AdminUser {
     pub id: String,
     pub email: String,
@@ -137,7 +138,7 @@ pub fn active_admins(c: &Connection) -> Result<i64, StoreError> {
     )?)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Role {
     pub name: String,
     pub description: String,
@@ -178,7 +179,7 @@ pub fn delete_role(c: &Connection, name: &str) -> Result<bool, StoreError> {
     Ok(exec(c, "DELETE FROM roles WHERE name = ?1", params![name])? == 1)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AdminSession {
     pub id: String,
     pub user_id: String,
@@ -221,7 +222,7 @@ pub fn session_user(c: &Connection, id: &str) -> Result<Option<String>, StoreErr
         .optional()?)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OutboxItem {
     pub id: String,
     pub recipient: String,

@@ -5,21 +5,25 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::errors::{refusal, refuse};
-use super::{AdminError, Deps, queries};
+use super::queries::{self, Role};
+use super::{AdminError, Deps};
 use crate::audit::{self, Entry};
 use crate::auth::Principal;
-use crate::http::{ApiError, ApiJson, ClientInfo};
+use crate::http::{ApiError, ApiJson, ClientInfo, Items};
 
 type D = web::Data<Deps>;
 
+#[utoipa::path(get, path = "/v1/admin/roles", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Every role", body = Items<Role>)))]
 pub async fn list(d: D, who: Principal) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let roles = d.store.read(queries::roles).await?;
-    Ok(HttpResponse::Ok().json(json!({ "items": roles })))
+    Ok(HttpResponse::Ok().json(Items { items: roles }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewRole {
+    #[schema(pattern = "^[a-z0-9_.-]{1,64}$")]
     name: String,
     description: Option<String>,
 }
@@ -31,6 +35,8 @@ fn valid_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
 }
 
+#[utoipa::path(post, path = "/v1/admin/roles", tag = "admin", security(("bearer" = [])), request_body = NewRole,
+    responses((status = 201, description = "Created", body = Role)))]
 pub async fn create(
     d: D,
     who: Principal,
@@ -65,6 +71,8 @@ pub async fn create(
     Ok(HttpResponse::Created().json(created))
 }
 
+#[utoipa::path(delete, path = "/v1/admin/roles/{name}", tag = "admin", security(("bearer" = [])),
+    params(("name" = String, Path)), responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     d: D,
     who: Principal,

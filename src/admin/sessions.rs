@@ -6,27 +6,33 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::errors::{refusal, refuse};
-use super::{AdminError, Deps, queries};
+use super::queries::{self, AdminSession, OutboxItem};
+use super::{AdminError, Deps};
 use crate::audit::{self, Entry};
 use crate::auth::Principal;
 use crate::auth::queries::revoke_session;
-use crate::http::{ApiError, ClientInfo};
+use crate::http::{ApiError, ClientInfo, Items};
 
 type D = web::Data<Deps>;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SessionQuery {
     user_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/admin/sessions", tag = "admin", security(("bearer" = [])), params(SessionQuery),
+    responses((status = 200, description = "Live sessions, newest first", body = Items<AdminSession>)))]
 pub async fn list(d: D, who: Principal, q: web::Query<SessionQuery>) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let user = q.into_inner().user_id;
     let items =
         d.store.read(move |c| queries::live_sessions(c, user.as_deref(), crate::clock::now_unix())).await?;
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }
 
+#[utoipa::path(delete, path = "/v1/admin/sessions/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204, description = "Revoked")))]
 pub async fn revoke(
     d: D,
     who: Principal,
@@ -55,11 +61,16 @@ pub async fn revoke(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OutboxQuery {
+    /// queued (default) or dead.
+    #[param(pattern = "^(queued|dead)$")]
     status: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/admin/outbox", tag = "admin", security(("bearer" = [])), params(OutboxQuery),
+    responses((status = 200, description = "Emails pending or failed for good (no bodies)", body = Items<OutboxItem>)))]
 pub async fn outbox(d: D, who: Principal, q: web::Query<OutboxQuery>) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let status = q.into_inner().status.unwrap_or_else(|| "queued".into());
@@ -67,5 +78,5 @@ pub async fn outbox(d: D, who: Principal, q: web::Query<OutboxQuery>) -> Result<
         return Err(AdminError::invalid("status", "must be queued or dead").into());
     }
     let items = d.store.read(move |c| queries::outbox(c, &status)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }

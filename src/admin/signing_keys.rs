@@ -10,7 +10,8 @@ use serde_json::json;
 use super::errors::{refusal, refuse};
 use super::{AdminError, Deps};
 use crate::audit::{self, Entry};
-use crate::auth::{Principal, signing_keys};
+use crate::auth::Principal;
+use crate::auth::signing_keys::{self, KeyInfo};
 use crate::config::{Config, TokenAlgorithm};
 use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig};
 
@@ -29,15 +30,24 @@ fn eddsa_only(cfg: &Config) -> Result<(), AdminError> {
     }
 }
 
+/// The algorithm in force and, for EdDSA, every key.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct KeyList {
+    algorithm: &'static str,
+    items: Vec<KeyInfo>,
+}
+
+#[utoipa::path(get, path = "/v1/admin/signing-keys", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "The signing keys, newest first, with their states", body = KeyList)))]
 pub async fn list(d: D, who: Principal, cfg: LiveConfig) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let (now, retain) = (crate::clock::now_unix(), retain(&cfg.0));
     let items = d.store.read(move |c| signing_keys::list(c, now, retain)).await.map_err(AdminError::from)?;
     let algorithm = d.signer.algorithm_name();
-    Ok(HttpResponse::Ok().json(json!({ "algorithm": algorithm, "items": items })))
+    Ok(HttpResponse::Ok().json(KeyList { algorithm, items }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
     /// Sign with the new key at once instead of after the JWKS max-age.
@@ -45,6 +55,18 @@ pub struct Rotate {
     now: bool,
 }
 
+/// The key a rotation made.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Rotated {
+    kid: String,
+    algorithm: &'static str,
+    /// pending, or signing with `now`.
+    state: &'static str,
+    activates_at: String,
+}
+
+#[utoipa::path(post, path = "/v1/admin/signing-keys", tag = "admin", security(("bearer" = [])), request_body = Rotate,
+    responses((status = 201, description = "The next key, published at once", body = Rotated)))]
 pub async fn rotate(
     d: D,
     who: Principal,
@@ -81,14 +103,16 @@ pub async fn rotate(
         .await
         .map_err(refusal)?;
     d.signer.refresh(&cfg.0).await.map_err(AdminError::from)?;
-    Ok(HttpResponse::Created().json(json!({
-        "kid": kid,
-        "algorithm": "EdDSA",
-        "state": if at_once { "signing" } else { "pending" },
-        "activates_at": crate::clock::rfc3339(activates_at),
-    })))
+    Ok(HttpResponse::Created().json(Rotated {
+        kid,
+        algorithm: "EdDSA",
+        state: if at_once { "signing" } else { "pending" },
+        activates_at: crate::clock::rfc3339(activates_at),
+    }))
 }
 
+#[utoipa::path(delete, path = "/v1/admin/signing-keys/{kid}", tag = "admin", security(("bearer" = [])),
+    params(("kid" = String, Path)), responses((status = 204, description = "Revoked; its tokens stop verifying")))]
 pub async fn revoke(
     d: D,
     who: Principal,

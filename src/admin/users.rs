@@ -13,7 +13,7 @@ use crate::audit::{self, Entry};
 use crate::auth::queries::{NewUser, insert_one_time, insert_user, revoke_user_sessions};
 use crate::auth::{Principal, check_password, normalize_email, validate_email};
 use crate::email::{self, Template};
-use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig};
+use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig, Page};
 use crate::keys::{random_token, token_hash};
 use crate::store::StoreError;
 
@@ -27,14 +27,21 @@ fn with_lock(d: &Deps, mut user: AdminUser) -> AdminUser {
     user
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// A substring of the email or name.
     query: Option<String>,
+    #[param(pattern = "^(active|disabled)$")]
     status: Option<String>,
+    #[param(minimum = 1)]
     page: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
     page_size: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, description = "One page of users, newest first", body = Page<AdminUser>)))]
 pub async fn list(d: D, who: Principal, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let page = q.page.unwrap_or(1);
@@ -56,7 +63,7 @@ pub async fn list(d: D, who: Principal, q: web::Query<ListQuery>) -> Result<Http
     };
     let (items, total) = d.store.read(move |c| queries::users(c, &filter)).await?;
     let items: Vec<AdminUser> = items.into_iter().map(|u| with_lock(&d, u)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items, "page": page, "page_size": size, "total": total })))
+    Ok(HttpResponse::Ok().json(Page { items, page, page_size: size, total }))
 }
 
 async fn load(d: &Deps, id: String) -> Result<AdminUser, AdminError> {
@@ -64,12 +71,14 @@ async fn load(d: &Deps, id: String) -> Result<AdminUser, AdminError> {
     Ok(with_lock(d, user))
 }
 
+#[utoipa::path(get, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, description = "The user", body = AdminUser)))]
 pub async fn show(d: D, who: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     Ok(HttpResponse::Ok().json(load(&d, id.into_inner()).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateUser {
     email: String,
     /// Absent: the user is mailed a link to choose one.
@@ -82,6 +91,8 @@ pub struct CreateUser {
 }
 
 /// Creates an account, with a password or an emailed invitation.
+#[utoipa::path(post, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])), request_body = CreateUser,
+    responses((status = 201, description = "Created", body = AdminUser)))]
 pub async fn create(
     d: D,
     cfg: LiveConfig,
@@ -140,8 +151,9 @@ pub async fn create(
     Ok(HttpResponse::Created().json(load(&d, id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PatchUser {
+    /// active or disabled (disabling revokes every session at once).
     status: Option<String>,
     roles: Option<Vec<String>>,
     unlock: Option<bool>,
@@ -191,6 +203,9 @@ fn apply_patch(c: &rusqlite::Connection, id: &str, p: &PatchUser, now: i64) -> R
     keep_an_admin(c)
 }
 
+#[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = PatchUser,
+    responses((status = 200, description = "The changed user", body = AdminUser)))]
 pub async fn patch(
     d: D,
     who: Principal,
@@ -218,6 +233,8 @@ pub async fn patch(
     Ok(HttpResponse::Ok().json(load(&d, user.id).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204, description = "Deleted (audit rows stay)")))]
 pub async fn delete(
     d: D,
     who: Principal,

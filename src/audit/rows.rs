@@ -26,7 +26,7 @@ pub struct AuditRow {
 }
 
 /// The API's shape of a row (API.md "Admin": audit entry).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: String,
@@ -36,6 +36,7 @@ pub struct AuditEntry {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    #[schema(value_type = Object)]
     pub details: Value,
     pub prev_hash: Option<String>,
     pub hash: Option<String>,

@@ -25,19 +25,23 @@ const CHECK_LEN: usize = 6;
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// One key as admins see it (never the secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: String,
     pub name: String,
     pub scopes: Vec<String>,
     pub owner_id: Option<String>,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String)]
     pub created_at: i64,
     #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>)]
     pub expires_at: Option<i64>,
     #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>)]
     pub revoked_at: Option<i64>,
     #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>)]
     pub last_used_at: Option<i64>,
     #[serde(skip)]
     secret_hash: Vec<u8>,

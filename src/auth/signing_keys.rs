@@ -201,7 +201,7 @@ pub fn revoke(
 }
 
 /// A key as `latchctl keys list` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     pub kid: String,
     pub algorithm: &'static str,

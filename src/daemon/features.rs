@@ -16,7 +16,7 @@ use crate::auth::{ApiKeys, Authenticator, BreachedList, DummyParams, Hasher, Sig
 use crate::config::{Config, Reloadable};
 use crate::defense::Defense;
 use crate::email::{self, Outbox};
-use crate::http::{ApiRoutes, Gate};
+use crate::http::{ApiDocument, ApiRoutes, Gate, Routes};
 use crate::keys::MasterKey;
 use crate::store::Store;
 use crate::{accounts, admin, sessions};
@@ -145,7 +145,9 @@ fn admin_routes(s: &Services) -> ApiRoutes {
     });
     Arc::new(move |c: &mut web::ServiceConfig| {
         c.app_data(deps.clone());
-        admin::routes(c);
+        let mut r = Routes::new();
+        admin::routes(&mut r);
+        r.register(c);
     })
 }
 
@@ -180,12 +182,39 @@ fn api_routes(
         dummy: Arc::clone(&s.dummy),
         defense: Arc::clone(&s.defense),
     });
+    let document = web::Data::new(ApiDocument(openapi_json().into()));
     Arc::new(move |c: &mut web::ServiceConfig| {
         c.app_data(auth.clone()).app_data(accounts.clone()).app_data(sessions.clone());
-        accounts::routes(c);
-        sessions::routes(c);
+        c.app_data(document.clone());
+        let mut r = Routes::new();
+        feature_routes(&mut r);
+        crate::http::document_routes(&mut r);
+        r.register(c);
         admin(c);
     })
+}
+
+/// The features' routes on the API listeners (the admin API is added
+/// apart: it also serves the admin socket).
+fn feature_routes(r: &mut Routes) {
+    accounts::routes(r);
+    sessions::routes(r);
+}
+
+/// The OpenAPI 3.1 document of every route an API listener serves, from
+/// the same registration calls that serve them.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut r = Routes::new();
+    crate::http::ops_routes(&mut r);
+    crate::http::document_routes(&mut r);
+    feature_routes(&mut r);
+    admin::routes(&mut r);
+    r.openapi()
+}
+
+fn openapi_json() -> Vec<u8> {
+    // Serializing plain data cannot fail; an empty document would show it.
+    serde_json::to_vec(&openapi()).unwrap_or_default()
 }
 
 /// How often API-key uses (`last_used_at`) are written: one write for all

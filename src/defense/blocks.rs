@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 /// Who created a block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Auto,
@@ -33,16 +33,19 @@ impl Source {
 }
 
 /// One block, as `GET /v1/admin/blocked-ips` lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Block {
     pub id: String,
     #[serde(serialize_with = "as_text")]
+    #[schema(value_type = String)]
     pub cidr: IpNet,
     pub reason: String,
     pub source: Source,
     #[serde(serialize_with = "as_rfc3339")]
+    #[schema(value_type = String)]
     pub created_at: i64,
     #[serde(serialize_with = "as_rfc3339_opt")]
+    #[schema(value_type = Option<String>)]
     pub expires_at: Option<i64>,
 }
 

@@ -74,7 +74,11 @@ pub fn bind_admin(
             .app_data(state.clone())
             .wrap(PeerCheck { access: Rc::new(access.clone()) })
             .wrap(RequestContext { tls: false, check_host: false })
-            .service(web::resource("/health").route(web::get().to(ops::health)))
+            .configure(|c| {
+                let mut r = super::Routes::new();
+                r.add(ops::__path_health, ops::health);
+                r.register(c);
+            })
             .configure(|c| routes(c))
     };
     let server = server_defaults!(HttpServer::new(factory), cfg)

@@ -11,6 +11,7 @@ mod json;
 mod ops;
 mod origin;
 pub mod problem;
+mod routes;
 pub(crate) mod server;
 pub mod tls;
 mod tls_listener;
@@ -33,7 +34,22 @@ pub use admin_socket::{PeerCred, bind_admin};
 pub use client::ClientInfo;
 pub use gate::{Admission, Gate};
 pub use json::ApiJson;
+pub use ops::ApiDocument;
 pub use problem::{ApiError, FieldError, Kind, Problem, RateLimitInfo, ToProblem};
+pub use routes::Routes;
+
+/// Adds `/v1/openapi.json` (the document must be in the app data as
+/// `web::Data<ApiDocument>`) and the ops routes, so the document lists
+/// them too.
+pub fn document_routes(r: &mut Routes) {
+    r.add(ops::__path_openapi, ops::openapi);
+}
+
+/// The ops routes as the document describes them (every listener serves
+/// `/health` and `/ready`; `/metrics` only where `metrics = true`).
+pub fn ops_routes(r: &mut Routes) {
+    ops::routes(r, true);
+}
 pub use server::{ApiRoutes, BoundAdmin, BoundListener, HttpError, Servers, bind_all};
 
 /// What the ops and admin routes reach, shared by all workers of all
@@ -49,6 +65,34 @@ pub struct AppState {
     pub bound: OnceLock<Vec<BoundListener>>,
     /// Asks the daemon loop to reload (as SIGHUP does) and answers how it went.
     pub reload: mpsc::Sender<oneshot::Sender<ReloadOutcome>>,
+}
+
+/// `{"status": "…"}`: the body of calls whose answer is only an outcome
+/// (`verification_sent`, `accepted`, `password_reset`, …).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct StatusBody {
+    pub status: &'static str,
+}
+
+impl StatusBody {
+    pub fn of(status: &'static str) -> StatusBody {
+        StatusBody { status }
+    }
+}
+
+/// `{"items": […]}`: a whole list.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
+/// One page of a longer list, and how many items there are in all.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: i64,
+    pub page_size: i64,
+    pub total: i64,
 }
 
 /// The config in force when the request arrived. The request-context

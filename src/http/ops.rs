@@ -7,13 +7,17 @@ use std::sync::atomic::Ordering;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::AppState;
 use super::problem::{ApiError, Kind, Problem};
+use super::{AppState, Routes, StatusBody};
 
+#[utoipa::path(get, path = "/health", tag = "ops",
+    responses((status = 200, description = "The process answers", body = StatusBody)))]
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(StatusBody::of("ok"))
 }
 
+#[utoipa::path(get, path = "/ready", tag = "ops",
+    responses((status = 200, description = "The database answers and latchd is not draining", body = StatusBody)))]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.draining.load(Ordering::Relaxed) {
         return Err(Problem::new(Kind::Unavailable).with_detail("The daemon is shutting down.").into());
@@ -21,13 +25,33 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     if !state.store.ping().await {
         return Err(Problem::new(Kind::Unavailable).with_detail("The database does not answer.").into());
     }
-    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+    Ok(HttpResponse::Ok().json(StatusBody::of("ready")))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text (listeners with metrics = true)", body = String,
+        content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::telemetry::render(&state.metrics))
+}
+
+/// The OpenAPI document of every route, rendered once at start.
+pub struct ApiDocument(pub actix_web::web::Bytes);
+
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "ops",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)))]
+pub async fn openapi(doc: web::Data<ApiDocument>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(doc.0.clone())
+}
+
+/// The ops routes every API listener serves (`/metrics` only where asked).
+pub fn routes(r: &mut Routes, with_metrics: bool) {
+    r.add(__path_health, health).add(__path_ready, ready);
+    if with_metrics {
+        r.add(__path_metrics, metrics);
+    }
 }
 
 /// Debug builds only: the socket options of this very connection, as the

@@ -275,7 +275,7 @@ impl ToProblem for StoreError {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -298,16 +298,22 @@ pub struct Problem {
     pub rate_limit: Option<RateLimitInfo>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every error answer (RFC 9457).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProblemBody<'a> {
+    /// `urn:latch:problem:<slug>`, one per entry of API.md's catalogue.
     #[serde(rename = "type")]
+    #[schema(rename = "type")]
     kind: String,
     title: &'a str,
     status: u16,
     detail: &'a str,
+    /// The request id, as in the `X-Request-Id` header.
     #[serde(skip_serializing_if = "Option::is_none")]
     instance: Option<String>,
+    /// Which fields of the request were wrong, and why.
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    #[schema(value_type = Vec<FieldError>)]
     errors: &'a [FieldError],
 }
 
@@ -354,7 +360,7 @@ impl Problem {
 
     pub fn into_response(self) -> HttpResponse {
         let entry = self.kind.entry();
-        let body = Body {
+        let body = ProblemBody {
             kind: format!("urn:latch:problem:{}", entry.slug),
             title: entry.title,
             status: entry.status,

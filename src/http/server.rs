@@ -242,12 +242,11 @@ pub(super) fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 fn routes(cfg: &mut web::ServiceConfig, metrics: bool) {
-    cfg.service(web::resource("/health").route(web::get().to(ops::health)))
-        .service(web::resource("/ready").route(web::get().to(ops::ready)));
+    let mut r = super::Routes::new();
+    ops::routes(&mut r, metrics);
+    r.register(cfg);
     // Tests read the options of the server's side of their connection.
+    // Debug builds only, so not in the OpenAPI document.
     #[cfg(debug_assertions)]
     cfg.service(web::resource("/debug/tcp").route(web::get().to(ops::debug_tcp)));
-    if metrics {
-        cfg.service(web::resource("/metrics").route(web::get().to(ops::metrics)));
-    }
 }

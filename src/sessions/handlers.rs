@@ -6,12 +6,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Deps;
-use super::service::{self, LoginRequest};
+use super::queries::SessionView;
+use super::service::{self, LoginRequest, TokenResponse};
 use crate::auth::{UserSession, issuer};
-use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig};
+use crate::http::{ApiError, ApiJson, ClientInfo, Items, LiveConfig};
 
 type D = web::Data<Deps>;
 
+#[utoipa::path(post, path = "/v1/auth/login", tag = "sessions", request_body = LoginRequest,
+    responses((status = 200, description = "A new session and its tokens", body = TokenResponse)))]
 pub async fn login(
     d: D,
     cfg: LiveConfig,
@@ -21,11 +24,14 @@ pub async fn login(
     Ok(HttpResponse::Ok().json(service::login(&d, &cfg, body.0, &client).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RefreshRequest {
     refresh_token: String,
 }
 
+/// Rotates the refresh token; a spent one revokes its whole session.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "sessions", request_body = RefreshRequest,
+    responses((status = 200, description = "New tokens for the same session", body = TokenResponse)))]
 pub async fn refresh(
     d: D,
     cfg: LiveConfig,
@@ -35,21 +41,30 @@ pub async fn refresh(
     Ok(HttpResponse::Ok().json(service::refresh(&d, &cfg, &body.0.refresh_token, &client).await?))
 }
 
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "sessions", security(("bearer" = [])),
+    responses((status = 204, description = "This session revoked")))]
 pub async fn logout(d: D, user: UserSession, client: ClientInfo) -> Result<HttpResponse, ApiError> {
     service::logout(&d.store, &user, false, &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(post, path = "/v1/auth/logout-all", tag = "sessions", security(("bearer" = [])),
+    responses((status = 204, description = "Every session of the caller revoked")))]
 pub async fn logout_all(d: D, user: UserSession, client: ClientInfo) -> Result<HttpResponse, ApiError> {
     service::logout(&d.store, &user, true, &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/v1/auth/sessions", tag = "sessions", security(("bearer" = [])),
+    responses((status = 200, description = "The caller's live sessions", body = Items<SessionView>)))]
 pub async fn sessions(d: D, user: UserSession) -> Result<HttpResponse, ApiError> {
     let items = service::list(&d.store, &user).await?;
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }
 
+#[utoipa::path(delete, path = "/v1/auth/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "A session id of the caller")),
+    responses((status = 204, description = "Revoked")))]
 pub async fn revoke_session(
     d: D,
     user: UserSession,
@@ -62,6 +77,9 @@ pub async fn revoke_session(
 
 /// Apps may cache the key set for 5 minutes; a new key is published before
 /// it signs anything, so a cached set never misses a live key.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "sessions",
+    responses((status = 200, description = "The public keys access tokens may be signed with (RFC 7517)",
+        body = Object)))]
 pub async fn jwks(d: D) -> HttpResponse {
     // Apps may cache the JWKS this long; a rotated-in key waits as long
     // before it signs (auth::signing_keys).
@@ -70,6 +88,8 @@ pub async fn jwks(d: D) -> HttpResponse {
 }
 
 /// Only endpoints that exist are advertised.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "sessions",
+    responses((status = 200, description = "Discovery metadata: issuer, jwks_uri, endpoints", body = Object)))]
 pub async fn openid_configuration(d: D, cfg: LiveConfig) -> HttpResponse {
     let base = &cfg.public_url;
     HttpResponse::Ok().insert_header((CACHE_CONTROL, "public, max-age=300")).json(json!({

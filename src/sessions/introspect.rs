@@ -6,8 +6,7 @@
 //! `{"active":false}`.
 
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::{Deps, SessionError, queries};
 use crate::auth::queries::{live_session_user, roles_of};
@@ -16,11 +15,37 @@ use crate::config::Config;
 use crate::http::{ApiError, ApiJson, LiveConfig};
 use crate::keys::token_hash;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct IntrospectRequest {
     token: String,
 }
 
+/// RFC 7662 §2.2. Only `active` is present when it is false.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct Introspection {
+    active: bool,
+    /// access_token, refresh_token or api_key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+    /// An API key's scopes, space-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/v1/auth/introspect", tag = "sessions", request_body = IntrospectRequest,
+    security(("bearer" = [])),
+    responses((status = 200, description = "Whether the token is active now (an API key with scope introspect asks)",
+        body = Introspection)))]
 pub async fn introspect(
     d: web::Data<Deps>,
     auth: web::Data<Authenticator>,
@@ -30,28 +55,32 @@ pub async fn introspect(
 ) -> Result<HttpResponse, ApiError> {
     who.require_scope("introspect")?;
     let answer = examine(&d, &auth, &cfg, &body.0.token).await?;
-    crate::telemetry::auth_event("introspect", if answer["active"] == true { "active" } else { "inactive" });
+    crate::telemetry::auth_event("introspect", if answer.active { "active" } else { "inactive" });
     Ok(HttpResponse::Ok().json(answer))
 }
 
-fn inactive() -> Value {
-    json!({ "active": false })
+fn inactive() -> Introspection {
+    Introspection::default()
 }
 
-async fn examine(d: &Deps, auth: &Authenticator, cfg: &Config, token: &str) -> Result<Value, SessionError> {
+async fn examine(
+    d: &Deps,
+    auth: &Authenticator,
+    cfg: &Config,
+    token: &str,
+) -> Result<Introspection, SessionError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Ok(inactive());
     }
     if token.starts_with("latch_") {
-        return Ok(auth.api_keys.peek(token).map_or_else(inactive, |k| {
-            json!({
-                "active": true,
-                "token_type": "api_key",
-                "sub": k.owner_id,
-                "scope": k.scopes.join(" "),
-                "exp": k.expires_at,
-                "iat": k.created_at,
-            })
+        return Ok(auth.api_keys.peek(token).map_or_else(inactive, |k| Introspection {
+            active: true,
+            token_type: Some("api_key"),
+            sub: k.owner_id,
+            scope: Some(k.scopes.join(" ")),
+            exp: k.expires_at,
+            iat: Some(k.created_at),
+            ..inactive()
         }));
     }
     if token.matches('.').count() == 2 {
@@ -67,21 +96,28 @@ async fn examine(d: &Deps, auth: &Authenticator, cfg: &Config, token: &str) -> R
             })
             .await?;
         return Ok(match live {
-            Some((roles, user)) if user == claims.sub => json!({
-                "active": true,
-                "token_type": "access_token",
-                "sub": claims.sub,
-                "sid": claims.sid,
-                "roles": roles,
-                "exp": claims.exp,
-                "iat": claims.iat,
-            }),
+            Some((roles, user)) if user == claims.sub => Introspection {
+                active: true,
+                token_type: Some("access_token"),
+                sub: Some(claims.sub),
+                sid: Some(claims.sid),
+                roles: Some(roles),
+                exp: Some(claims.exp),
+                iat: Some(claims.iat),
+                ..inactive()
+            },
             _ => inactive(),
         });
     }
     let hash = token_hash(token);
     let found = d.store.read(move |c| queries::live_refresh(c, &hash, crate::clock::now_unix())).await?;
-    Ok(found.map_or_else(inactive, |(sub, sid, iat, exp)| {
-        json!({ "active": true, "token_type": "refresh_token", "sub": sub, "sid": sid, "exp": exp, "iat": iat })
+    Ok(found.map_or_else(inactive, |(sub, sid, iat, exp)| Introspection {
+        active: true,
+        token_type: Some("refresh_token"),
+        sub: Some(sub),
+        sid: Some(sid),
+        exp: Some(exp),
+        iat: Some(iat),
+        ..inactive()
     }))
 }

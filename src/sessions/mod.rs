@@ -11,10 +11,9 @@ mod sweeper;
 
 use std::sync::Arc;
 
-use actix_web::web;
-
 use crate::auth::{DummyParams, Hasher, Signer};
 use crate::defense::Defense;
+use crate::http::Routes;
 use crate::keys::MasterKey;
 use crate::store::Store;
 
@@ -32,17 +31,15 @@ pub struct Deps {
     pub defense: Arc<Defense>,
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v1/auth/login").route(web::post().to(handlers::login)))
-        .service(web::resource("/v1/auth/refresh").route(web::post().to(handlers::refresh)))
-        .service(web::resource("/v1/auth/logout").route(web::post().to(handlers::logout)))
-        .service(web::resource("/v1/auth/logout-all").route(web::post().to(handlers::logout_all)))
-        .service(web::resource("/v1/auth/sessions").route(web::get().to(handlers::sessions)))
-        .service(web::resource("/v1/auth/sessions/{id}").route(web::delete().to(handlers::revoke_session)))
-        .service(web::resource("/v1/auth/introspect").route(web::post().to(introspect::introspect)))
-        .service(web::resource("/.well-known/jwks.json").route(web::get().to(handlers::jwks)))
-        .service(
-            web::resource("/.well-known/openid-configuration")
-                .route(web::get().to(handlers::openid_configuration)),
-        );
+pub fn routes(r: &mut Routes) {
+    use handlers::*;
+    r.add(__path_login, login)
+        .add(__path_refresh, refresh)
+        .add(__path_logout, logout)
+        .add(__path_logout_all, logout_all)
+        .add(__path_sessions, sessions)
+        .add(__path_revoke_session, revoke_session)
+        .add(introspect::__path_introspect, introspect::introspect)
+        .add(__path_jwks, jwks)
+        .add(__path_openid_configuration, openid_configuration);
 }

@@ -212,7 +212,7 @@ pub fn sweep_refresh_tokens(c: &Connection, after: i64, limit: i64, now: i64) ->
     Ok(Swept { deleted, next: if rows < limit { 0 } else { last } })
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: String,
     pub device_name: Option<String>,

@@ -16,14 +16,14 @@ use crate::keys::{MasterKey, random_token, token_hash};
 use crate::store::Store;
 use crate::telemetry::auth_event as count;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
     pub device_name: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserBrief {
     pub id: String,
     pub email: String,
@@ -31,7 +31,7 @@ pub struct UserBrief {
 }
 
 /// The `tokens` object of API.md.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,

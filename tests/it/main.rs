@@ -19,6 +19,7 @@ mod keys;
 mod lifecycle;
 mod lifetimes;
 mod mail;
+mod openapi;
 mod ops;
 mod origins;
 mod probes;

@@ -253,3 +253,30 @@ fn every_migration_file_is_embedded() {
         assert!(listed.contains(&format!("version: {version},")), "{name}: version {version} not listed");
     }
 }
+
+/// Routes are added only through `http::Routes`, which takes method and
+/// path from the handler's `#[utoipa::path]`: so the OpenAPI document
+/// lists exactly what is served. The one exception is a debug-build-only
+/// test route.
+#[test]
+fn routes_are_registered_only_through_the_documented_table() {
+    let allowed = |rel: &str, line: &str| {
+        rel == "src/http/routes.rs" || (rel == "src/http/server.rs" && line.contains("/debug/tcp"))
+    };
+    let mut offenders = Vec::new();
+    let mut files = Vec::new();
+    rust_files(&Path::new(ROOT).join("src"), &mut files);
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rel = path.strip_prefix(ROOT).unwrap().display().to_string();
+        for (n, line) in text.lines().enumerate() {
+            let registers = ["web::resource(", "web::get()", "web::post()", ".route(\"", "web::scope("]
+                .iter()
+                .any(|p| line.contains(p));
+            if registers && !allowed(&rel, line) {
+                offenders.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "add routes with http::Routes::add: {offenders:#?}");
+}
