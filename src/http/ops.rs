@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use actix_web::{HttpResponse, web};
+#[cfg(debug_assertions)]
 use serde_json::json;
 
 use super::problem::{ApiError, Kind, Problem};
