@@ -3,13 +3,16 @@
 //! Layers, lowest first (a layer imports only layers below or beside it,
 //! never a feature):
 //! - [`clock`]: wall-clock time as the API and the database write it.
+//! - [`pause`]: named pauses and periods a test may set (debug builds only).
 //! - [`config`]: the config file, validated whole, swapped on reload.
 //! - [`state_dir`]: the state directory's files, its lock, private writes.
 //! - [`store`]: SQLite with one writer (group commit) and a read pool.
 //! - [`telemetry`]: logs and metrics.
 //! - [`keys`]: the master key, sealing, random tokens.
-//! - [`http`]: listeners, TLS, middleware, the problem catalogue, ops routes.
-//! - [`audit`]: one audit row per state change, in the change's transaction.
+//! - [`http`]: listeners, TLS, middleware, the problem catalogue, the route
+//!   table and its OpenAPI document, ops routes.
+//! - [`audit`]: one audit row per state change, in the change's transaction,
+//!   each a link of an HMAC chain.
 //! - [`email`]: the outbox and its delivery worker.
 //! - [`auth`]: the caller, token signing, password hashing and policy.
 //! - [`defense`]: rate limits, IP blocks, login throttling, anomaly rules.
