@@ -3,7 +3,8 @@
 # talk to it with outside clients: a real SMTP server (aiosmtpd), a JWT
 # verifier (PyJWT), an API fuzzer (schemathesis), promtool and the sqlite3
 # CLI; install them first if this machine lacks them. Tests named
-# `*_as_root` act as other users; without root they are left out, visibly.
+# `*_as_root` act as other users or mount a small filesystem; without root
+# they are left out, visibly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +26,7 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
 fi
 filter=()
 if [ "$(id -u)" != 0 ]; then
-    echo "== not root: leaving out the tests named *_as_root (they run latchctl as another user)" >&2
+    echo "== not root: leaving out the tests named *_as_root (they act as another user or mount a filesystem)" >&2
     filter=(-E 'not test(/_as_root$/)')
 fi
 exec cargo nextest run "${filter[@]}" "$@"

@@ -18,7 +18,7 @@
 //! - [`defense`]: rate limits, IP blocks, login throttling, anomaly rules.
 //!
 //! Features, each importing layers and never each other:
-//! [`accounts`], [`sessions`], [`admin`].
+//! [`accounts`], [`sessions`], [`admin`], [`backup`].
 //!
 //! Wiring: [`daemon`] runs `latchd serve`; [`ctl`] is `latchctl`. See
 //! ARCHITECTURE.md for the map and its invariants.
@@ -27,6 +27,7 @@ pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod ctl;

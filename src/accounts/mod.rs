@@ -7,6 +7,7 @@ mod mailer;
 mod passwords;
 mod queries;
 pub mod service;
+mod upkeep;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::store::Store;
 
 pub use errors::AccountError;
 pub use mailer::{MailWork, Mailer, QUEUE_DEPTH as MAIL_QUEUE_DEPTH, start as start_mailer};
+pub use upkeep::spawn as spawn_upkeep;
 
 /// The services every account flow uses, built once at start.
 pub struct Deps {

@@ -1,10 +1,11 @@
 //! `latchctl`, the admin CLI. Online commands talk HTTP to the daemon over
-//! the admin socket; offline commands (`db *`) open the database directly
+//! the admin socket; offline commands (`db *`, `backup restore`) open the database directly
 //! and refuse while a daemon holds the state directory. Every failure is one
 //! line on stderr and a non-zero exit.
 
 mod api_keys;
 mod audit;
+mod backup;
 mod blocks;
 mod client;
 mod keys;
@@ -77,6 +78,9 @@ enum Command {
     /// The audit log: export, verify.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Backups: now, list, verify, restore.
+    #[command(subcommand)]
+    Backup(backup::BackupCmd),
 }
 
 #[derive(Subcommand)]
@@ -168,6 +172,7 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Sessions(cmd) => users::sessions(&client, cmd, cli.json),
         Command::ApiKeys(cmd) => api_keys::run(&client, cmd, cli.json),
         Command::Audit(cmd) => audit::run(&client, &target, cmd, cli.json),
+        Command::Backup(cmd) => backup::run(&client, &target, cmd, cli.json),
         Command::Db(DbCmd::Check) => offline::db_check(&target, cli.json),
         Command::Db(DbCmd::Migrate) => offline::db_migrate(&target, cli.json),
         Command::Keys(cmd) => keys::run(&client, &target, cmd, cli.json),

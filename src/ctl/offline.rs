@@ -69,10 +69,17 @@ pub fn db_check(t: &Target, json: bool) -> anyhow::Result<bool> {
     Ok(report.is_healthy())
 }
 
-pub fn db_migrate(t: &Target, json: bool) -> anyhow::Result<bool> {
+/// For a command that changes the state directory: refuses while a daemon
+/// runs, acts as the directory's owner, and holds the lock so no daemon
+/// starts meanwhile.
+pub fn lock_as_owner(t: &Target) -> anyhow::Result<crate::state_dir::StateDirLock> {
     refuse_if_running(t)?;
     act_as_owner(t)?;
-    let _lock = t.state.lock()?;
+    Ok(t.state.lock()?)
+}
+
+pub fn db_migrate(t: &Target, json: bool) -> anyhow::Result<bool> {
+    let _lock = lock_as_owner(t)?;
     let applied = offline::migrate(&database(t)?, &t.backup_dir)?;
     if json {
         println!("{}", serde_json::json!({ "applied": applied }));

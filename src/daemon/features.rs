@@ -19,7 +19,7 @@ use crate::email::{self, Outbox};
 use crate::http::{ApiDocument, ApiRoutes, Gate, Routes};
 use crate::keys::MasterKey;
 use crate::store::Store;
-use crate::{accounts, admin, sessions};
+use crate::{accounts, admin, backup, sessions};
 
 /// What `start` hands the daemon.
 pub struct Features {
@@ -48,6 +48,7 @@ struct Services {
     outbox: Outbox,
     defense: Arc<Defense>,
     api_keys: Arc<ApiKeys>,
+    backups: Arc<backup::Deps>,
 }
 
 /// Builds the shared services and starts every background worker.
@@ -102,8 +103,22 @@ async fn services(
         hasher: hasher.clone(),
     };
     sessions::spawn_sweeper(tracker, cancel.child_token(), upkeep);
+    accounts::spawn_upkeep(tracker, cancel.child_token(), store.clone());
     crate::audit::spawn_upkeep(tracker, cancel.child_token(), store.clone(), Arc::clone(shared));
-    Ok(Services { store: store.clone(), key, hasher, dummy, signer, breached, outbox, defense, api_keys })
+    let backups = Arc::new(backup::Deps::new(store.clone()));
+    backup::spawn_schedule(tracker, cancel.child_token(), Arc::clone(&backups), Arc::clone(shared));
+    Ok(Services {
+        store: store.clone(),
+        key,
+        hasher,
+        dummy,
+        signer,
+        breached,
+        outbox,
+        defense,
+        api_keys,
+        backups,
+    })
 }
 
 pub async fn start(
@@ -143,12 +158,19 @@ fn admin_routes(s: &Services) -> ApiRoutes {
         api_keys: Arc::clone(&s.api_keys),
         signer: Arc::clone(&s.signer),
     });
+    let backups = web::Data::from(Arc::clone(&s.backups));
     Arc::new(move |c: &mut web::ServiceConfig| {
-        c.app_data(deps.clone());
+        c.app_data(deps.clone()).app_data(backups.clone());
         let mut r = Routes::new();
-        admin::routes(&mut r);
+        admin_feature_routes(&mut r);
         r.register(c);
     })
+}
+
+/// The admin API's routes: administration proper and the backups.
+fn admin_feature_routes(r: &mut Routes) {
+    admin::routes(r);
+    backup::routes(r);
 }
 
 /// Every route of the API listeners: the features' and, for admins, the
@@ -208,7 +230,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     crate::http::ops_routes(&mut r);
     crate::http::document_routes(&mut r);
     feature_routes(&mut r);
-    admin::routes(&mut r);
+    admin_feature_routes(&mut r);
     r.openapi()
 }
 

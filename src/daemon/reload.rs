@@ -24,7 +24,11 @@ pub async fn apply(
     certs: Option<&CertStore>,
     services: &[Arc<dyn Reloadable>],
 ) -> ReloadOutcome {
-    let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
+    // systemd (Type=notify-reload) refuses a RELOADING=1 without the
+    // monotonic time the reload began at.
+    let mut reloading = vec![NotifyState::Reloading];
+    reloading.extend(NotifyState::monotonic_usec_now().ok());
+    let _ = sd_notify::notify(false, &reloading);
     let old = shared.load_full();
     let outcome = match prepare(&old, services).await {
         Ok((merged, needs_restart, commits)) => {

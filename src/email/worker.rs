@@ -62,9 +62,32 @@ pub fn spawn(
             if last_prune.elapsed() >= retention.min(Duration::from_secs(60)) {
                 last_prune = std::time::Instant::now();
                 prune_mail_files(&cfg.state.mail(), retention);
+                prune_finished(&store, retention).await;
             }
         }
     });
+}
+
+/// Rows deleted per prune: one short job in a write batch.
+const PRUNE_ROWS: i64 = 2_000;
+
+/// Deletes the rows of mail sent or given up more than `retention` ago
+/// (`[email].file_retention`), so the outbox does not grow by a row per
+/// email forever; the admin outbox shows the recent ones.
+async fn prune_finished(store: &Store, retention: Duration) {
+    let cutoff = crate::clock::now_unix() - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX / 2);
+    let deleted = store
+        .write(move |c| {
+            let sql = "DELETE FROM outbox WHERE rowid IN (SELECT rowid FROM outbox
+                       WHERE status IN ('sent', 'dead') AND created_at < ?1 LIMIT ?2)";
+            Ok(c.prepare_cached(sql)?.execute(params![cutoff, PRUNE_ROWS])?)
+        })
+        .await;
+    match deleted {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "outbox rows past file_retention deleted"),
+        Err(e) => tracing::warn!(error = %e, "pruning the outbox failed; will retry"),
+    }
 }
 
 async fn deliver_due(store: &Store, cfg: &Config, key: &MasterKey) -> Result<(), StoreError> {

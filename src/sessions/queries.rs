@@ -321,6 +321,24 @@ mod tests {
         (dir, c)
     }
 
+    /// The upkeep runs these every 15 s; on a table of millions of ended
+    /// sessions a full scan each time would be the daemon's biggest read.
+    #[test]
+    fn counting_and_pruning_sessions_read_indexes_not_the_table() {
+        let (_dir, c) = schema();
+        let plan = |sql: &str| -> String {
+            let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join(" | ")
+        };
+        let count = plan("SELECT count(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > 1000");
+        assert!(count.contains("USING INDEX sessions_live"), "{count}");
+        let prune = plan("SELECT rowid FROM sessions WHERE revoked_at < 1000 OR expires_at < 1000 LIMIT 10");
+        assert!(prune.contains("sessions_revoked") && prune.contains("sessions_by_expiry"), "{prune}");
+        assert_eq!(count_live_sessions(&c, 1000).unwrap(), 1);
+        assert_eq!(delete_ended_sessions(&c, 950, 10).unwrap(), 2, "revoked at 500 and expired at 900");
+    }
+
     #[test]
     fn sweeping_steps_through_the_table_and_keeps_only_live_sessions_tokens() {
         let (_dir, c) = schema();

@@ -1,62 +1,262 @@
-//! Online copies of the live database with SQLite's backup API: a complete,
-//! consistent copy of one read snapshot, taken while the writer goes on
-//! (WAL readers never block it). The copy is written to a hidden temp file,
-//! fsynced, made 0600 and renamed into place, so a reader of the backups
-//! folder never sees half a copy. Used before every migration, and by the
-//! scheduled and on-demand backups.
+//! Backups of the live database: one read snapshot copied with SQLite's
+//! online backup API while the writer goes on (WAL readers never block it),
+//! checked with `PRAGMA integrity_check`, compressed with zstd, written to a
+//! hidden temp name, fsynced and renamed — so the backups folder only ever
+//! holds whole, verified copies. Used before every migration and by the
+//! scheduled, on-demand and restore paths. The master key is a file apart
+//! from the database, so no backup ever holds it.
 
-use std::path::Path;
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
 use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags};
+use time::OffsetDateTime;
+use time::macros::format_description;
 
 use crate::state_dir::partial_name;
 
+/// Every backup file ends so; `backup list` shows these.
+pub const SUFFIX: &str = ".db.zst";
+/// Scheduled and on-demand backups; only these are pruned by `keep`.
+pub const SCHEDULED_PREFIX: &str = "latch-";
+/// zstd's default level: ~5× smaller for this schema at ~300 MB/s.
+const LEVEL: i32 = 3;
+/// The `meta` row a backup carries: when it was taken (Unix seconds).
+const TAKEN_AT_KEY: &str = "backup_taken_at";
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("backup to {path}: {source}")]
+    #[error("{path}: {source}")]
     Sqlite { path: String, source: rusqlite::Error },
-    #[error("backup to {path}: {source}")]
+    #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("backup to {path}: the copy did not complete ({step:?})")]
+    #[error("{path}: the copy did not complete ({step})")]
     Incomplete { path: String, step: String },
+    #[error("{path}: integrity check failed: {findings}")]
+    Corrupt { path: String, findings: String },
 }
 
-/// Copies the database behind `src` (its snapshot at the start of the
-/// copy) to `dest`, replacing any file there only once the copy is whole.
-pub fn copy_to(src: &Connection, dest: &Path) -> Result<(), BackupError> {
-    let shown = || dest.display().to_string();
-    let sqlite = |source| BackupError::Sqlite { path: shown(), source };
-    let io = |source| BackupError::Io { path: shown(), source };
-    if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> BackupError + '_ {
+    move |source| BackupError::Sqlite { path: path.display().to_string(), source }
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io { path: path.display().to_string(), source }
+}
+
+/// A backup file written by `take`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Taken {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub taken_at: i64,
+}
+
+/// What `inspect` finds in a (decompressed) database.
+#[derive(Debug, serde::Serialize)]
+pub struct Inspected {
+    /// `["ok"]` when SQLite's integrity check passes, else its findings.
+    pub integrity: Vec<String>,
+    pub schema_version: i64,
+    pub users: i64,
+    /// When the backup was taken (Unix seconds), if it says.
+    pub taken_at: Option<i64>,
+}
+
+impl Inspected {
+    pub fn is_ok(&self) -> bool {
+        self.integrity == ["ok"]
     }
-    let tmp = partial_name(dest);
-    let _ = std::fs::remove_file(&tmp);
-    let copied = (|| {
-        let mut to = Connection::open(&tmp).map_err(sqlite)?;
-        // One step over every page: one read snapshot, so the copy is
-        // consistent even while the writer commits (WAL).
-        let step = Backup::new(src, &mut to).map_err(sqlite)?.step(-1).map_err(sqlite)?;
-        if step != StepResult::Done {
-            return Err(BackupError::Incomplete { path: shown(), step: format!("{step:?}") });
+}
+
+/// Takes a verified, compressed backup of the database behind `src` (its
+/// read snapshot at the start of the copy) into `dir`, named `prefix`
+/// plus the time.
+pub fn take(src: &Connection, dir: &Path, prefix: &str) -> Result<Taken, BackupError> {
+    make_private_dir(dir)?;
+    let now = OffsetDateTime::now_utc();
+    let dest = dir.join(format!("{prefix}{}{SUFFIX}", stamp(now)));
+    let raw = dest.with_file_name(format!(".{}.raw", file_name(&dest)));
+    let taken = (|| {
+        copy_raw(src, &raw)?;
+        let conn = Connection::open(&raw).map_err(sqlite_err(&raw))?;
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            (TAKEN_AT_KEY, now.unix_timestamp().to_string()),
+        )
+        .map_err(sqlite_err(&raw))?;
+        let findings = integrity(&conn).map_err(sqlite_err(&raw))?;
+        if findings != ["ok"] {
+            return Err(BackupError::Corrupt {
+                path: raw.display().to_string(),
+                findings: findings.join("; "),
+            });
         }
-        drop(to);
-        let file = std::fs::File::open(&tmp).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        std::fs::rename(&tmp, dest).map_err(io)?;
-        if let Some(dir) = dest.parent() {
-            // The rename itself is durable only once the directory is.
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        }
-        Ok(())
+        drop(conn);
+        let size_bytes = compress(&raw, &dest)?;
+        Ok(Taken { path: dest.clone(), size_bytes, taken_at: now.unix_timestamp() })
     })();
-    if copied.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let _ = fs::remove_file(&raw);
+    taken
+}
+
+/// Decompresses the backup `input` (opened from `shown`) into `dest`
+/// (0600, fsynced) and checks the result.
+pub fn restore_copy(input: File, shown: &Path, dest: &Path) -> Result<Inspected, BackupError> {
+    let mut out = create_private(dest)?;
+    zstd::stream::copy_decode(BufReader::new(input), &mut out).map_err(io_err(shown))?;
+    out.sync_all().map_err(io_err(dest))?;
+    inspect(dest)
+}
+
+/// Decompresses `file` into a private temp file next to `scratch` and
+/// checks it: integrity, schema version, users, when it was taken.
+pub fn verify(file: &Path, scratch: &Path) -> Result<Inspected, BackupError> {
+    make_private_dir(scratch)?;
+    let tmp =
+        tempfile::Builder::new().prefix(".latch-verify-").tempfile_in(scratch).map_err(io_err(scratch))?;
+    restore_copy(File::open(file).map_err(io_err(file))?, file, tmp.path())
+}
+
+/// Integrity, schema version, user count and backup time of the database
+/// at `path`, opened read-only.
+pub fn inspect(path: &Path) -> Result<Inspected, BackupError> {
+    let conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite_err(path))?;
+    let integrity = integrity(&conn).map_err(sqlite_err(path))?;
+    if integrity != ["ok"] {
+        return Ok(Inspected { integrity, schema_version: 0, users: 0, taken_at: None });
     }
-    copied
+    let one = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0));
+    let schema_version = one("SELECT max(version) FROM schema_migrations").map_err(sqlite_err(path))?;
+    let users = one("SELECT count(*) FROM users").unwrap_or(Some(0));
+    let taken_at = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [TAKEN_AT_KEY], |r| r.get::<_, String>(0))
+        .ok()
+        .and_then(|v| v.parse().ok());
+    Ok(Inspected {
+        integrity,
+        schema_version: schema_version.unwrap_or(0),
+        users: users.unwrap_or(0),
+        taken_at,
+    })
+}
+
+/// SQLite's own check of every page and index: `["ok"]` or its findings.
+pub fn integrity(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("PRAGMA integrity_check")?;
+    stmt.query_map([], |r| r.get(0))?.collect()
+}
+
+/// One entry of `backup list`.
+#[derive(Debug, serde::Serialize)]
+pub struct Listed {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    /// The file's modification time (Unix seconds): when it was written.
+    pub written_at: i64,
+}
+
+/// The backups in `dir`, oldest first; an absent folder holds none.
+pub fn list(dir: &Path) -> Result<Vec<Listed>, BackupError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !name.ends_with(SUFFIX) {
+            continue;
+        }
+        let meta = entry.metadata().map_err(io_err(&entry.path()))?;
+        let written_at = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        found.push(Listed { path: entry.path(), size_bytes: meta.len(), written_at });
+    }
+    // Names carry the time to the millisecond, so they sort as they were taken.
+    found.sort_by(|a, b| (a.written_at, &a.path).cmp(&(b.written_at, &b.path)));
+    Ok(found)
+}
+
+/// Deletes the oldest scheduled backups beyond the newest `keep`; the
+/// pre-migration ones are left for the operator. Returns how many went.
+pub fn prune(dir: &Path, keep: usize) -> Result<usize, BackupError> {
+    let scheduled: Vec<Listed> =
+        list(dir)?.into_iter().filter(|l| file_name(&l.path).starts_with(SCHEDULED_PREFIX)).collect();
+    let excess = scheduled.len().saturating_sub(keep);
+    for old in &scheduled[..excess] {
+        fs::remove_file(&old.path).map_err(io_err(&old.path))?;
+    }
+    Ok(excess)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+/// `20261202T013000.123Z`: sorts as time does and is safe in any file name.
+fn stamp(t: OffsetDateTime) -> String {
+    let format = format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:3]Z");
+    t.format(&format).unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+fn make_private_dir(dir: &Path) -> Result<(), BackupError> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err(dir))
+}
+
+fn create_private(path: &Path) -> Result<File, BackupError> {
+    let _ = fs::remove_file(path);
+    fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_err(path))
+}
+
+/// One backup step over every page: one read snapshot, so the copy is
+/// consistent even while the writer commits.
+fn copy_raw(src: &Connection, dest: &Path) -> Result<(), BackupError> {
+    drop(create_private(dest)?);
+    let mut to = Connection::open(dest).map_err(sqlite_err(dest))?;
+    let step = Backup::new(src, &mut to).map_err(sqlite_err(dest))?.step(-1).map_err(sqlite_err(dest))?;
+    if step != StepResult::Done {
+        return Err(BackupError::Incomplete { path: dest.display().to_string(), step: format!("{step:?}") });
+    }
+    Ok(())
+}
+
+/// Compresses `raw` into `dest` through a hidden temp file: fsynced, 0600,
+/// renamed, and the folder fsynced so the rename itself is durable.
+fn compress(raw: &Path, dest: &Path) -> Result<u64, BackupError> {
+    let tmp = partial_name(dest);
+    let written = (|| {
+        let input = File::open(raw).map_err(io_err(raw))?;
+        let mut encoder =
+            zstd::stream::Encoder::new(BufWriter::new(create_private(&tmp)?), LEVEL).map_err(io_err(&tmp))?;
+        // A checksum per frame: a flipped bit fails `verify` even where
+        // SQLite's page checks would not notice it.
+        encoder.include_checksum(true).map_err(io_err(&tmp))?;
+        std::io::copy(&mut BufReader::new(input), &mut encoder).map_err(io_err(&tmp))?;
+        let mut out = encoder.finish().map_err(io_err(&tmp))?;
+        out.flush().map_err(io_err(&tmp))?;
+        let file = out.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        let size = file.metadata().map_err(io_err(&tmp))?.len();
+        fs::rename(&tmp, dest).map_err(io_err(dest))?;
+        if let Some(dir) = dest.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+        }
+        Ok(size)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -65,25 +265,62 @@ mod tests {
 
     use super::*;
 
+    fn live(dir: &Path) -> Connection {
+        let writer = Connection::open(dir.join("live.db")).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE schema_migrations (version INTEGER); INSERT INTO schema_migrations VALUES (7);
+                 CREATE TABLE users (x INTEGER);",
+            )
+            .unwrap();
+        writer.execute("INSERT INTO users VALUES (1)", []).unwrap();
+        writer
+    }
+
     #[test]
-    fn a_copy_is_whole_private_and_taken_while_writes_go_on() {
+    fn a_backup_is_one_snapshot_compressed_private_and_verifiable() {
         let dir = tempfile::tempdir().unwrap();
-        let live = dir.path().join("live.db");
-        let writer = Connection::open(&live).unwrap();
-        writer.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (x INTEGER);").unwrap();
-        writer.execute("INSERT INTO t VALUES (1)", []).unwrap();
-        let reader = Connection::open(&live).unwrap();
-        reader.execute_batch("BEGIN; SELECT count(*) FROM t;").unwrap();
+        let writer = live(dir.path());
+        let reader = Connection::open(dir.path().join("live.db")).unwrap();
+        reader.execute_batch("BEGIN; SELECT count(*) FROM users;").unwrap();
         // A write after the reader's snapshot began is not in its copy.
-        writer.execute("INSERT INTO t VALUES (2)", []).unwrap();
-        let dest = dir.path().join("backups/copy.db");
-        copy_to(&reader, &dest).unwrap();
-        let copy = Connection::open(&dest).unwrap();
-        let n: i64 = copy.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
-        assert_eq!(n, 1);
-        let ok: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-        assert_eq!(ok, "ok");
-        assert_eq!(std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(!partial_name(&dest).exists());
+        writer.execute("INSERT INTO users VALUES (2)", []).unwrap();
+        let backups = dir.path().join("backups");
+        let taken = take(&reader, &backups, SCHEDULED_PREFIX).unwrap();
+        assert!(file_name(&taken.path).starts_with("latch-") && file_name(&taken.path).ends_with(SUFFIX));
+        assert_eq!(fs::metadata(&taken.path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(&backups).unwrap().count(), 1, "no temp file is left behind");
+        let found = verify(&taken.path, dir.path()).unwrap();
+        assert!(found.is_ok());
+        assert_eq!((found.users, found.schema_version, found.taken_at), (1, 7, Some(taken.taken_at)));
+        let raw = fs::read(dir.path().join("live.db")).unwrap();
+        assert!(taken.size_bytes < raw.len() as u64 / 2, "compressed: {} of {}", taken.size_bytes, raw.len());
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_scheduled_and_every_other_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = live(dir.path());
+        let backups = dir.path().join("backups");
+        take(&conn, &backups, "pre-migrate-v1-").unwrap();
+        let taken: Vec<Taken> = (0..4).map(|_| take(&conn, &backups, SCHEDULED_PREFIX).unwrap()).collect();
+        assert_eq!(prune(&backups, 2).unwrap(), 2);
+        let left: Vec<PathBuf> = list(&backups).unwrap().into_iter().map(|l| l.path).collect();
+        assert_eq!(left.len(), 3);
+        assert!(left.contains(&taken[2].path) && left.contains(&taken[3].path));
+        assert!(left.iter().any(|p| file_name(p).starts_with("pre-migrate-v1-")));
+    }
+
+    #[test]
+    fn a_damaged_file_fails_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = live(dir.path());
+        let taken = take(&conn, &dir.path().join("b"), SCHEDULED_PREFIX).unwrap();
+        let mut bytes = fs::read(&taken.path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        fs::write(&taken.path, &bytes).unwrap();
+        assert!(!verify(&taken.path, dir.path()).map(|i| i.is_ok()).unwrap_or(false));
     }
 }

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "key_rotation",
         sql: include_str!("../../migrations/0007_key_rotation.sql"),
     },
+    Migration {
+        version: 8,
+        name: "housekeeping",
+        sql: include_str!("../../migrations/0008_housekeeping.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -120,10 +125,8 @@ pub fn apply(conn: &mut Connection, backup_dir: &Path) -> Result<usize, Migratio
 
 /// A complete copy of the database as it was before migrating from `from`.
 fn backup_before(conn: &Connection, dir: &Path, from: i64) -> Result<(), MigrationError> {
-    let stamp = crate::clock::now_unix();
-    let path = dir.join(format!("pre-migrate-v{from}-{stamp}.db"));
-    super::backup::copy_to(conn, &path)?;
-    tracing::info!(path = %path.display(), "database backed up before migration");
+    let taken = super::backup::take(conn, dir, &format!("pre-migrate-v{from}-"))?;
+    tracing::info!(path = %taken.path.display(), "database backed up before migration");
     Ok(())
 }
 

@@ -209,9 +209,10 @@ impl Store {
         self.inner.writer.send(writer::Msg::Hook(hook)).await.map_err(|_| StoreError::WriterGone)
     }
 
-    /// An online copy of the database (one read snapshot) at `dest`.
-    pub async fn backup_to(&self, dest: PathBuf) -> Result<(), StoreError> {
-        self.read(move |c| Ok(backup::copy_to(c, &dest)?)).await
+    /// A verified, compressed online backup (one read snapshot) in `dir`,
+    /// named `prefix` plus the time (see `backup`).
+    pub async fn backup(&self, dir: PathBuf, prefix: &'static str) -> Result<backup::Taken, StoreError> {
+        self.read(move |c| Ok(backup::take(c, &dir, prefix)?)).await
     }
 
     /// Stops the writer after the queued jobs ran, checkpoints the WAL and

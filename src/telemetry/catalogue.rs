@@ -64,6 +64,13 @@ pub fn describe() {
         "Emails locked for login from every address: their failures crossed max_failures_per_hour."
     );
     describe_counter!("latch_anomalies_total", "Anomaly rules that fired, by rule.");
+    describe_gauge!(
+        "latch_backup_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "When the last verified backup was taken, as Unix time."
+    );
+    describe_gauge!("latch_backup_duration_seconds", Unit::Seconds, "How long the last backup took.");
+    describe_gauge!("latch_backup_size_bytes", Unit::Bytes, "Size of the last backup file (compressed).");
     process().describe();
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::admin_cli::LATCHCTL;
 use crate::flows::{PASSWORD, login};
-use crate::harness::{Latchd, assert_problem, base_config};
+use crate::harness::{Latchd, assert_problem, base_config, write_config};
 
 /// `latchctl --state-dir … ARGS` with `stdin`.
 pub fn ctl(d: &Latchd, args: &[&str], stdin: &str) -> Output {
@@ -34,12 +34,16 @@ pub fn ok_json(out: Output) -> Value {
 
 /// A fresh daemon with its first admin, logged in: (daemon, admin token).
 pub async fn with_admin() -> (Latchd, String) {
-    let d = Latchd::start_with(&base_config("\n[accounts]\nregistration = \"closed\"\n")).await;
-    let out = ctl(
-        &d,
-        &["users", "add", "root@example.test", "--role", "admin", "--password-stdin", "--verified"],
-        PASSWORD,
-    );
+    admin_daemon("", &[]).await
+}
+
+/// As `with_admin`, with `extra` config sections and environment for latchd.
+pub async fn admin_daemon(extra: &str, env: &[(&str, &str)]) -> (Latchd, String) {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &base_config(&format!("\n[accounts]\nregistration = \"closed\"\n{extra}")));
+    let d = Latchd::start_in_with_env(dir, env).await;
+    let args = ["users", "add", "root@example.test", "--role", "admin", "--password-stdin", "--verified"];
+    let out = ctl(&d, &args, PASSWORD);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = login(&d, "root@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
     (d, token)

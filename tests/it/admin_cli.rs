@@ -16,7 +16,7 @@ fn latchctl(d: &Latchd, args: &[&str]) -> Output {
 }
 
 /// `latchctl --state-dir STATE ARGS…`, also after the daemon stopped.
-fn latchctl_on(state: &std::path::Path, args: &[&str]) -> Output {
+pub fn latchctl_on(state: &std::path::Path, args: &[&str]) -> Output {
     Command::new(LATCHCTL)
         .arg("--state-dir")
         .arg(state)

@@ -11,22 +11,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::admin_api::ctl;
-use crate::flows::{PASSWORD, login, metric};
-use crate::harness::{Latchd, assert_problem, base_config, write_config};
+use crate::admin_api::{admin_daemon, ctl};
+use crate::flows::metric;
+use crate::harness::{Latchd, assert_problem};
 
 /// The daemon checks its chain every 300 ms instead of every 10 minutes.
 const FAST_CHECK: (&str, &str) = ("LATCH_TEST_PAUSE", "audit_check_every:300");
 
 /// A daemon with closed registration and a first admin: (daemon, token).
 async fn with_admin(extra: &str) -> (Latchd, String) {
-    let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &base_config(&format!("\n[accounts]\nregistration = \"closed\"\n{extra}")));
-    let d = Latchd::start_in_with_env(dir, &[FAST_CHECK]).await;
-    let args = ["users", "add", "root@example.test", "--role", "admin", "--password-stdin", "--verified"];
-    assert!(ctl(&d, &args, PASSWORD).status.success());
-    let token = login(&d, "root@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
-    (d, token)
+    admin_daemon(extra, &[FAST_CHECK]).await
 }
 
 fn sqlite3(d: &Latchd, sql: &str) {

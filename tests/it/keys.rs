@@ -7,20 +7,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::admin_api::{ctl, ok_json};
+use crate::admin_api::{admin_daemon, ctl, ok_json};
 use crate::flows::{PASSWORD, login};
-use crate::harness::{Latchd, assert_problem, base_config, write_config};
+use crate::harness::{Latchd, assert_problem};
 use crate::tokens::{header_of, pyjwt_verify};
 
 const ISSUER: &str = "https://localhost:8443";
 
 async fn with_admin(extra: &str, env: &[(&str, &str)]) -> Latchd {
-    let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &base_config(&format!("\n[accounts]\nregistration = \"closed\"\n{extra}")));
-    let d = Latchd::start_in_with_env(dir, env).await;
-    let args = ["users", "add", "root@example.test", "--role", "admin", "--password-stdin", "--verified"];
-    assert!(ctl(&d, &args, PASSWORD).status.success());
-    d
+    admin_daemon(extra, env).await.0
 }
 
 async fn token(d: &Latchd) -> String {

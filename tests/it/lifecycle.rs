@@ -191,6 +191,27 @@ async fn the_watchdog_is_fed_only_while_the_writer_commits() {
     assert!(back.iter().any(|m| m.contains("WATCHDOG=1")), "fed again once the writer commits: {back:?}");
 }
 
+/// systemd hears RELOADING=1 with the monotonic time, then READY=1, around
+/// every reload, and STOPPING=1 as soon as SIGTERM arrives.
+#[tokio::test]
+async fn systemd_hears_reloading_ready_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &base_config(""));
+    let notify_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    let mut d = Latchd::start_in_with_env(dir, &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())]).await;
+    assert!(notifications(&sock, Duration::from_millis(300)).iter().any(|m| m.contains("READY=1")));
+    d.signal(libc::SIGHUP);
+    let reload = notifications(&sock, Duration::from_millis(1500));
+    let first = reload.first().map(String::as_str).unwrap_or("");
+    let usec: Option<u64> = first.lines().find_map(|l| l.strip_prefix("MONOTONIC_USEC=")?.parse().ok());
+    assert!(first.contains("RELOADING=1") && usec.is_some_and(|u| u > 0), "{reload:?}");
+    assert!(reload.get(1).is_some_and(|m| m.contains("READY=1")), "READY=1 after the reload: {reload:?}");
+    assert!(d.stop_within(Duration::from_secs(10)).success());
+    let stopping = notifications(&sock, Duration::from_millis(300));
+    assert!(stopping.first().is_some_and(|m| m.contains("STOPPING=1")), "{stopping:?}");
+}
+
 /// Relative paths in the config mean "next to the config file", whatever
 /// the working directory — also after `--daemon` changed it to `/`.
 #[tokio::test]

@@ -36,6 +36,8 @@ const BEYOND: &[&str] = &[
     "GET /v1/admin/signing-keys",
     "POST /v1/admin/signing-keys",
     "DELETE /v1/admin/signing-keys/{kid}",
+    "GET /v1/admin/backups",
+    "POST /v1/admin/backups",
 ];
 
 fn documented(doc: &Value) -> BTreeSet<String> {

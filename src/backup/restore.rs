@@ -1,0 +1,326 @@
+//! `latchctl backup restore FILE`: put a backup in place of the live
+//! database, offline, without reopening what the backup point left open.
+//!
+//! The backup is unpacked beside the database and checked; the replaced
+//! database is read for the security-tightening changes made after the
+//! backup (a restore would silently undo them, so it refuses unless told
+//! to accept the rollback); in the restored copy every session, refresh
+//! token, one-time token, `mfa_token` and queued email is voided, and the
+//! newest signing keys of both databases are kept. Only then is the live
+//! file moved aside (never deleted) and the copy renamed into its place.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::json;
+
+use crate::audit::{self, Entry};
+use crate::keys::MasterKey;
+use crate::state_dir::StateDir;
+use crate::store::StoreError;
+use crate::store::backup::{self, BackupError, Inspected};
+use crate::store::migrations;
+
+/// Audit actions that make an account or the install safer; a restore to
+/// before one of them undoes it.
+const TIGHTENING: &[&str] = &[
+    "password_changed",
+    "password_reset",
+    "user_updated",
+    "user_deleted",
+    "account_deleted",
+    "role_deleted",
+    "api_key_revoked",
+    "signing_key_revoked",
+    "ip_blocked",
+    "ip_block_added",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    #[error("{file} is damaged: {findings}; nothing was changed")]
+    Damaged { file: String, findings: String },
+    #[error("{0}; nothing was changed")]
+    Key(#[from] crate::keys::KeyError),
+    #[error(
+        "the live database has {} security change(s) made after this backup, which a restore would undo \
+         (first: {}); pass --accept-rollback to restore anyway; nothing was changed",
+        .0.len(), .0.first().map_or_else(String::new, |c| c.to_string())
+    )]
+    Rollback(Vec<Tightening>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Migration(#[from] migrations::MigrationError),
+}
+
+impl From<rusqlite::Error> for RestoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        RestoreError::Store(StoreError::Sqlite(e))
+    }
+}
+
+/// One change the restore would undo, from the replaced database's audit log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Tightening {
+    pub audit_id: i64,
+    pub at: String,
+    pub action: String,
+    pub subject_id: Option<String>,
+    pub details: String,
+}
+
+impl std::fmt::Display for Tightening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let subject = self.subject_id.as_deref().unwrap_or("-");
+        write!(f, "#{} {} {} {subject}", self.audit_id, self.at, self.action)
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, serde::Serialize)]
+pub struct Restored {
+    pub database: PathBuf,
+    /// Where the replaced database was kept (`None` when there was none).
+    pub replaced_kept_at: Option<PathBuf>,
+    pub backup: Inspected,
+    pub voided: Voided,
+    /// Changes undone, listed because `--accept-rollback` was given.
+    pub rolled_back: Vec<Tightening>,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Voided {
+    pub sessions: usize,
+    pub refresh_tokens: usize,
+    pub one_time_tokens: usize,
+    pub mfa_tokens: usize,
+    pub queued_emails: usize,
+}
+
+/// Restores `backup_file` (already open, so root may read it before acting
+/// as the state directory's owner) into `state`. The caller holds the
+/// state-directory lock.
+pub fn restore(
+    backup_file: File,
+    shown: &Path,
+    state: &StateDir,
+    backup_dir: &Path,
+    accept_rollback: bool,
+) -> Result<Restored, RestoreError> {
+    let live = state.database();
+    let staging = live.with_file_name(".latch.db.restoring");
+    let result = (|| {
+        let inspected = backup::restore_copy(backup_file, shown, &staging)?;
+        if !inspected.is_ok() {
+            let findings = inspected.integrity.join("; ");
+            return Err(RestoreError::Damaged { file: shown.display().to_string(), findings });
+        }
+        let mut conn = Connection::open(&staging)?;
+        let key = crate::keys::load_existing(&conn, state.key_file())?;
+        migrations::apply(&mut conn, backup_dir)?;
+        let replaced = open_replaced(&live);
+        let rolled_back = match &replaced {
+            Some(old) => tightenings_since(old, last_audit_id(&conn)?)?,
+            None => Vec::new(),
+        };
+        if !rolled_back.is_empty() && !accept_rollback {
+            return Err(RestoreError::Rollback(rolled_back));
+        }
+        drop(replaced);
+        let voided = seal_restored(&conn, &live, &key, &inspected, rolled_back.len())?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        drop(conn);
+        let replaced_kept_at = swap_in(&staging, &live)?;
+        Ok(Restored { database: live.clone(), replaced_kept_at, backup: inspected, voided, rolled_back })
+    })();
+    if result.is_err() {
+        remove_with_sidecars(&staging);
+    }
+    result
+}
+
+/// The live database, its WAL folded in so the file alone is complete;
+/// `None` when there is none or it cannot be read (then nothing can be
+/// compared, and the operator is restoring because of exactly that).
+fn open_replaced(live: &Path) -> Option<Connection> {
+    if !live.exists() {
+        return None;
+    }
+    let conn = Connection::open(live).ok()?;
+    let readable = conn
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .and_then(|()| conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get::<_, i64>(0)));
+    match readable {
+        Ok(_) => Some(conn),
+        Err(e) => {
+            tracing::warn!(error = %e, "the replaced database cannot be read; nothing to compare");
+            None
+        }
+    }
+}
+
+fn last_audit_id(c: &Connection) -> rusqlite::Result<i64> {
+    c.query_row("SELECT coalesce(max(id), 0) FROM audit_log", [], |r| r.get(0))
+}
+
+/// The tightening changes the replaced database logged after row `after`.
+fn tightenings_since(old: &Connection, after: i64) -> Result<Vec<Tightening>, RestoreError> {
+    let marks = vec!["?"; TIGHTENING.len()].join(", ");
+    let sql = format!(
+        "SELECT id, at, action, subject_id, details FROM audit_log WHERE id > ?1 AND action IN ({marks}) ORDER BY id"
+    );
+    let mut stmt = old.prepare(&sql)?;
+    let params: Vec<&dyn rusqlite::ToSql> = std::iter::once(&after as &dyn rusqlite::ToSql)
+        .chain(TIGHTENING.iter().map(|a| a as &dyn rusqlite::ToSql))
+        .collect();
+    let rows = stmt.query_map(params.as_slice(), |r| {
+        Ok(Tightening {
+            audit_id: r.get(0)?,
+            at: crate::clock::rfc3339(r.get(1)?),
+            action: r.get(2)?,
+            subject_id: r.get(3)?,
+            details: r.get(4)?,
+        })
+    })?;
+    let all: Vec<Tightening> = rows.collect::<Result<_, _>>()?;
+    // A user_updated row tightens only when it disabled or set roles.
+    Ok(all.into_iter().filter(|t| t.action != "user_updated" || changes_access(&t.details)).collect())
+}
+
+fn changes_access(details: &str) -> bool {
+    let v: serde_json::Value = serde_json::from_str(details).unwrap_or_default();
+    v["status"] == "disabled" || v["roles"].is_array()
+}
+
+/// In the restored copy: voids every credential the backup point left
+/// live, keeps the newest signing keys of both databases, and records the
+/// restore in the audit chain — one transaction.
+fn seal_restored(
+    c: &Connection,
+    live: &Path,
+    key: &MasterKey,
+    inspected: &Inspected,
+    rolled_back: usize,
+) -> Result<Voided, RestoreError> {
+    let now = crate::clock::now_unix();
+    // ATTACH and DETACH cannot run inside the transaction. A replaced
+    // database that cannot be attached has no keys to give.
+    let attached =
+        live.exists() && c.execute("ATTACH DATABASE ?1 AS replaced", [live.display().to_string()]).is_ok();
+    c.execute_batch("BEGIN IMMEDIATE")?;
+    let done = (|| {
+        let voided = Voided {
+            refresh_tokens: c.execute("DELETE FROM refresh_tokens", [])?,
+            sessions: c.execute(
+                "UPDATE sessions SET revoked_at = ?1, revoked_reason = 'restore' WHERE revoked_at IS NULL",
+                [now],
+            )?,
+            one_time_tokens: c.execute("DELETE FROM one_time_tokens WHERE used_at IS NULL", [])?,
+            mfa_tokens: if has_table(c, "mfa_tokens")? { c.execute("DELETE FROM mfa_tokens", [])? } else { 0 },
+            queued_emails: c.execute(
+                "UPDATE outbox SET status = 'dead', body = NULL, last_error = 'voided by a restore' WHERE status = 'queued'",
+                [],
+            )?,
+        };
+        if attached {
+            carry_signing_keys(c)?;
+        }
+        audit::install_key(key);
+        let details = json!({ "taken_at": inspected.taken_at.map(crate::clock::rfc3339), "voided": &voided, "rolled_back": rolled_back });
+        audit::record(
+            c,
+            &Entry { action: "backup_restored", actor_id: None, subject_id: None, client: None, details },
+        )?;
+        Ok::<_, RestoreError>(voided)
+    })();
+    let finished = match done {
+        Ok(voided) => c.execute_batch("COMMIT").map(|()| voided).map_err(RestoreError::from),
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    };
+    if attached {
+        c.execute_batch("DETACH DATABASE replaced")?;
+    }
+    finished
+}
+
+/// True when `name` (`table` or `schema.table`) exists.
+fn has_table(c: &Connection, name: &str) -> rusqlite::Result<bool> {
+    let (schema, table) = name.split_once('.').unwrap_or(("main", name));
+    let sql = format!("SELECT 1 FROM \"{schema}\".sqlite_schema WHERE type = 'table' AND name = ?1");
+    match c.query_row(&sql, [table], |_| Ok(())).optional() {
+        Ok(found) => Ok(found.is_some()),
+        // No such schema: nothing attached.
+        Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.starts_with("unknown database") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every signing key the replaced database knows, in its newest state:
+/// keys rotated in after the backup stay (apps may already have fetched
+/// them), and keys revoked after it stay revoked.
+fn carry_signing_keys(c: &Connection) -> Result<(), RestoreError> {
+    match has_table(c, "replaced.signing_keys") {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, "the replaced database's signing keys cannot be read; keeping the backup's");
+            return Ok(());
+        }
+    }
+    let columns: Vec<String> = {
+        let mut stmt = c.prepare(
+            "SELECT name FROM pragma_table_info('signing_keys') WHERE name IN \
+             (SELECT name FROM replaced.pragma_table_info('signing_keys'))",
+        )?;
+        stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    let list = columns.join(", ");
+    c.execute_batch(&format!(
+        "INSERT OR REPLACE INTO main.signing_keys ({list}) SELECT {list} FROM replaced.signing_keys;"
+    ))?;
+    Ok(())
+}
+
+/// Moves the live database aside (with a time in its name) and renames the
+/// restored copy into its place; returns where the old one went.
+fn swap_in(staging: &Path, live: &Path) -> Result<Option<PathBuf>, RestoreError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| RestoreError::Backup(BackupError::Io { path, source })
+    };
+    let kept = if live.exists() {
+        let aside = live.with_file_name(format!("latch.db.replaced-{}", crate::clock::now_unix()));
+        std::fs::rename(live, &aside).map_err(io(live))?;
+        for sidecar in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(with_suffix(live, sidecar));
+        }
+        Some(aside)
+    } else {
+        None
+    };
+    std::fs::rename(staging, live).map_err(io(staging))?;
+    remove_with_sidecars(staging);
+    if let Some(dir) = live.parent() {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    }
+    Ok(kept)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn remove_with_sidecars(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(with_suffix(path, suffix));
+    }
+}

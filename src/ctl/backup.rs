@@ -1,0 +1,120 @@
+//! `latchctl backup now|list|verify FILE|restore FILE`. `now` asks the
+//! running daemon (an online backup needs the writer to go on); `list` and
+//! `verify` read files and work with or without a daemon; `restore` is
+//! offline and refuses while a daemon holds the state directory.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::Value;
+
+use super::{AdminClient, Target, offline, print};
+use crate::backup::restore::{self, RestoreError};
+use crate::store::backup;
+
+#[derive(Subcommand)]
+pub enum BackupCmd {
+    /// Take a backup now (the daemon must run); prints the new file's path.
+    Now,
+    /// The backups in the backup folder, oldest first.
+    List,
+    /// Unpack FILE into a temp file and check it (integrity, schema).
+    Verify { file: PathBuf },
+    /// Replace the database with FILE (the daemon must be stopped).
+    Restore {
+        file: PathBuf,
+        /// Restore even though the live database has security changes
+        /// (password changes, disables, revocations, blocks) made after
+        /// the backup, which the restore undoes.
+        #[arg(long)]
+        accept_rollback: bool,
+    },
+}
+
+pub fn run(client: &AdminClient, t: &Target, cmd: &BackupCmd, json: bool) -> anyhow::Result<bool> {
+    match cmd {
+        BackupCmd::Now => {
+            let taken = client.post("/v1/admin/backups", None)?;
+            print(json, &taken, |t| t["path"].as_str().unwrap_or("?").to_string());
+            Ok(true)
+        }
+        BackupCmd::List => list(t, json),
+        BackupCmd::Verify { file } => verify(file, json),
+        BackupCmd::Restore { file, accept_rollback } => run_restore(t, file, *accept_rollback, json),
+    }
+}
+
+fn list(t: &Target, json: bool) -> anyhow::Result<bool> {
+    let listed = backup::list(&t.backup_dir)?;
+    let value = serde_json::to_value(&listed)?;
+    print(json, &value, |_| {
+        if listed.is_empty() {
+            return format!("no backups in {}", t.backup_dir.display());
+        }
+        let lines = listed.iter().map(|l| {
+            format!("{}  {:>12}  {}", crate::clock::rfc3339(l.written_at), l.size_bytes, l.path.display())
+        });
+        lines.collect::<Vec<_>>().join("\n")
+    });
+    Ok(true)
+}
+
+fn verify(file: &std::path::Path, json: bool) -> anyhow::Result<bool> {
+    let found = backup::verify(file, &std::env::temp_dir())?;
+    print(json, &serde_json::to_value(&found)?, |f| {
+        if found.is_ok() {
+            let taken = f["taken_at"].as_i64().map_or_else(|| "unknown".into(), crate::clock::rfc3339);
+            format!(
+                "{}: ok (schema {}, {} users, taken {taken})",
+                file.display(),
+                f["schema_version"],
+                f["users"]
+            )
+        } else {
+            format!("{}: DAMAGED: {}", file.display(), found.integrity.join("; "))
+        }
+    });
+    Ok(found.is_ok())
+}
+
+fn run_restore(
+    t: &Target,
+    file: &std::path::Path,
+    accept_rollback: bool,
+    json: bool,
+) -> anyhow::Result<bool> {
+    // Opened before acting as the state directory's owner: root may read
+    // a backup the owner cannot.
+    let input = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+    let _lock = offline::lock_as_owner(t)?;
+    let restored = match restore::restore(input, file, &t.state, &t.backup_dir, accept_rollback) {
+        Err(RestoreError::Rollback(changes)) if !json => {
+            for change in &changes {
+                eprintln!("  would undo: {change}");
+            }
+            return Err(RestoreError::Rollback(changes).into());
+        }
+        other => other?,
+    };
+    print(json, &serde_json::to_value(&restored)?, |r| human_restored(file, r));
+    Ok(true)
+}
+
+fn human_restored(file: &std::path::Path, r: &Value) -> String {
+    let v = &r["voided"];
+    let kept = r["replaced_kept_at"]
+        .as_str()
+        .map_or_else(String::new, |p| format!("; replaced database kept at {p}"));
+    let undone = r["rolled_back"].as_array().map_or(0, Vec::len);
+    format!(
+        "restored {} ({} users) into {}{kept}\nvoided {} sessions, {} refresh tokens, {} one-time tokens, {} queued emails; {undone} later security change(s) undone",
+        file.display(),
+        r["backup"]["users"],
+        r["database"].as_str().unwrap_or("?"),
+        v["sessions"],
+        v["refresh_tokens"],
+        v["one_time_tokens"],
+        v["queued_emails"],
+    )
+}

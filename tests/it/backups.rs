@@ -1,0 +1,200 @@
+//! Backups and restore as an operator meets them: scheduled and on-demand
+//! online backups taken while writes go on, checked, compressed, listed and
+//! pruned; a restore that refuses while latchd runs, refuses to undo a
+//! later security change unless told to, voids every session, keeps the
+//! replaced database, and leaves a database latchd starts on.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::admin_api::{admin_daemon, ok_json};
+use crate::admin_cli::latchctl_on;
+use crate::flows::{PASSWORD, login, metric};
+use crate::harness::Latchd;
+
+/// The roles (`r<N>`) a database holds, as numbers, sorted.
+fn roles_in(conn: &rusqlite::Connection) -> Vec<usize> {
+    let mut stmt = conn.prepare("SELECT name FROM roles WHERE name LIKE 'r%'").unwrap();
+    let mut found: Vec<usize> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .filter_map(|n| n.ok()?.strip_prefix('r')?.parse().ok())
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+/// Unpacks a backup with the zstd library (not latch's code) and opens it.
+fn unpack(file: &Path, into: &Path) -> rusqlite::Connection {
+    let bytes = zstd::decode_all(std::fs::File::open(file).unwrap()).unwrap();
+    std::fs::write(into, bytes).unwrap();
+    rusqlite::Connection::open(into).unwrap()
+}
+
+fn ctl(state: &Path, args: &[&str]) -> std::process::Output {
+    latchctl_on(state, args)
+}
+
+/// Creates roles r0, r1, … one after another until `stop`; counts the
+/// acknowledged ones in `acked`.
+fn role_load(
+    d: &Latchd,
+    admin: &str,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
+    let (client, url, admin) = (d.client(), d.https_url("/v1/admin/roles"), admin.to_string());
+    tokio::spawn(async move {
+        while !stop.load(Ordering::SeqCst) {
+            let n = acked.load(Ordering::SeqCst);
+            let res =
+                client.post(&url).bearer_auth(&admin).json(&json!({ "name": format!("r{n}") })).send().await;
+            assert_eq!(res.unwrap().status(), 201);
+            acked.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_backup_taken_during_writes_holds_every_acknowledged_row_and_is_pruned_by_keep() {
+    let (d, admin) = admin_daemon("\n[backup]\ninterval = \"1s\"\nkeep = 3\n", &[]).await;
+    let (stop, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let load = role_load(&d, &admin, Arc::clone(&stop), Arc::clone(&acked));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acked_before = acked.load(Ordering::SeqCst);
+    let state = d.state_dir();
+    let out = tokio::task::spawn_blocking(move || ctl(&state, &["backup", "now"])).await.unwrap();
+    let acked_after = acked.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    load.await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(file.starts_with(d.state_dir().join("backups")), "{file:?}");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let copy = unpack(&file, &scratch.path().join("copy.db"));
+    let ok: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ok, "ok");
+    let in_backup = roles_in(&copy);
+    assert!(in_backup.len() >= acked_before, "every role acknowledged before the backup is in it");
+    assert!(in_backup.len() <= acked_after + 1, "nothing from after it");
+    assert_eq!(in_backup, (0..in_backup.len()).collect::<Vec<_>>(), "one consistent snapshot: no gaps");
+    assert_eq!(roles_in(&d.db()).len(), acked.load(Ordering::SeqCst), "the live database has the rest");
+    assert!(acked.load(Ordering::SeqCst) > in_backup.len(), "writes went on past the backup");
+
+    // The master key is a file apart: no backup holds it, raw or in hex.
+    let key = std::fs::read(d.state_dir().join("keys/master.key")).unwrap();
+    let plain = std::fs::read(scratch.path().join("copy.db")).unwrap();
+    let needle = String::from_utf8_lossy(&key).trim().to_string();
+    assert!(needle.len() >= 32 && !plain.windows(needle.len()).any(|w| w == needle.as_bytes()));
+
+    let verified = ctl(&d.state_dir(), &["backup", "verify", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success() && text.contains(": ok (schema"), "{text}");
+    let mut damaged = std::fs::read(&file).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x55;
+    let bad = scratch.path().join("bad.db.zst");
+    std::fs::write(&bad, damaged).unwrap();
+    let refused = ctl(&d.state_dir(), &["backup", "verify", bad.to_str().unwrap()]);
+    assert!(!refused.status.success(), "a flipped byte fails verification");
+
+    // Scheduled every second, kept to three.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let listed = ok_json(ctl(&d.state_dir(), &["--json", "backup", "list"]));
+    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|l| l["path"].as_str().unwrap()).collect();
+    assert!(names.len() == 3, "pruned to keep = 3: {names:?}");
+    assert!(!names.contains(&file.to_str().unwrap()), "the oldest went first");
+    assert!(metric(&d, "latch_backup_last_success_timestamp_seconds").await > 1.7e9);
+    assert!(metric(&d, "latch_backup_size_bytes").await > 0.0);
+    assert!(d.log().contains("backup taken and verified"));
+}
+
+fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test]
+async fn a_restore_refuses_to_undo_a_password_change_unless_told_and_voids_every_session() {
+    let (d, admin) = admin_daemon("", &[]).await;
+    let body = json!({"email": "kim@example.test", "password": PASSWORD, "email_verified": true});
+    let res =
+        d.client().post(d.https_url("/v1/admin/users")).bearer_auth(&admin).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let kim = login(&d, "kim@example.test", PASSWORD).await;
+    let out = ctl(&d.state_dir(), &["backup", "now"]);
+    let file = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (users_at_backup, audit_at_backup) =
+        (count(&d.db(), "SELECT count(*) FROM users"), count(&d.db(), "SELECT max(id) FROM audit_log"));
+
+    // After the backup: a password change (tightening) and a new role.
+    let new_password = "a completely different passphrase";
+    let change = json!({"current_password": PASSWORD, "new_password": new_password});
+    let res = d.post_auth("/v1/auth/password/change", kim["access_token"].as_str().unwrap(), change).await;
+    assert_eq!(res.status(), 200);
+    let res = d.post_auth("/v1/admin/roles", &admin, json!({"name": "later"})).await;
+    assert_eq!(res.status(), 201);
+
+    let running = ctl(&d.state_dir(), &["backup", "restore", &file]);
+    assert!(!running.status.success());
+    assert!(String::from_utf8_lossy(&running.stderr).contains("stop it first"));
+
+    let state = d.state_dir();
+    let dir = d.stop_keep_dir();
+    let refused = ctl(&state, &["backup", "restore", &file]);
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{why}");
+    assert!(why.contains("password_changed") && why.contains("--accept-rollback"), "{why}");
+    let live = rusqlite::Connection::open(state.join("latch.db")).unwrap();
+    assert_eq!(count(&live, "SELECT count(*) FROM roles WHERE name = 'later'"), 1, "nothing was changed");
+    drop(live);
+
+    let restored = ok_json(ctl(&state, &["--json", "backup", "restore", &file, "--accept-rollback"]));
+    assert_eq!(restored["rolled_back"][0]["action"], "password_changed", "{restored}");
+    assert!(restored["voided"]["refresh_tokens"].as_u64() >= Some(2), "{restored}");
+    let aside = PathBuf::from(restored["replaced_kept_at"].as_str().unwrap());
+    let old = rusqlite::Connection::open(&aside).unwrap();
+    assert_eq!(
+        count(&old, "SELECT count(*) FROM roles WHERE name = 'later'"),
+        1,
+        "the replaced database is kept whole"
+    );
+
+    let d = Latchd::start_in(dir).await;
+    let db = d.db();
+    assert_eq!(count(&db, "SELECT count(*) FROM users"), users_at_backup, "every user of the backup");
+    assert_eq!(count(&db, "SELECT count(*) FROM roles WHERE name = 'later'"), 0, "nothing after it");
+    assert_eq!(count(&db, "SELECT count(*) FROM sessions WHERE revoked_at IS NULL"), 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM audit_log WHERE action = 'backup_restored'"), 1);
+    assert!(count(&db, "SELECT max(id) FROM audit_log") > audit_at_backup);
+    let res = d.post("/v1/auth/refresh", json!({"refresh_token": kim["refresh_token"]})).await;
+    assert_eq!(res.status(), 401, "a refresh token from before the restore is void");
+    let again: Value = login(&d, "kim@example.test", PASSWORD).await;
+    assert!(again["access_token"].is_string(), "the backup's password is the one in force");
+    let verify = ok_json(ctl(&d.state_dir(), &["--json", "audit", "verify"]));
+    assert_eq!(verify["ok"], true, "the audit chain goes on unbroken: {verify}");
+}
+
+#[tokio::test]
+async fn a_damaged_backup_is_refused_before_anything_changes() {
+    let (d, _admin) = admin_daemon("", &[]).await;
+    let file = String::from_utf8(ctl(&d.state_dir(), &["backup", "now"]).stdout).unwrap().trim().to_string();
+    let state = d.state_dir();
+    let _dir = d.stop_keep_dir();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&file, bytes).unwrap();
+    let before = std::fs::read(state.join("latch.db")).unwrap();
+    let out = ctl(&state, &["backup", "restore", &file, "--accept-rollback"]);
+    assert!(!out.status.success());
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(why.trim().lines().count(), 1, "one line: {why}");
+    assert_eq!(std::fs::read(state.join("latch.db")).unwrap(), before, "the live database is untouched");
+    let leftovers: Vec<_> = std::fs::read_dir(&state).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!leftovers.iter().any(|n| n.to_string_lossy().contains("restoring")), "{leftovers:?}");
+}
