@@ -8,6 +8,11 @@ pub fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// Milliseconds since the Unix epoch (WAL archive commit times).
+pub fn now_unix_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// Current time as RFC 3339 UTC with whole seconds, e.g. `2026-11-22T10:00:00Z`.
 pub fn now_rfc3339() -> String {
     rfc3339(now_unix())

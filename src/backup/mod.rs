@@ -4,8 +4,11 @@
 //! compressing is the store's (`store::backup`), shared with migrations
 //! and restore; this module decides when, where, and what to report.
 
+pub mod archive;
 mod handlers;
+mod replay;
 pub mod restore;
+mod wal;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -55,6 +55,17 @@ pub enum RestoreError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Migration(#[from] migrations::MigrationError),
+    #[error("{0}; nothing was changed")]
+    Replay(#[from] super::replay::ReplayError),
+}
+
+/// What to restore from.
+pub enum Source<'a> {
+    /// A backup file, already open (root may read it before acting as the
+    /// state directory's owner), and its name for messages.
+    File { file: File, shown: &'a Path },
+    /// The WAL archive under `archive`, as of `to_ms` (Unix milliseconds).
+    PointInTime { archive: &'a Path, to_ms: i64 },
 }
 
 impl From<rusqlite::Error> for RestoreError {
@@ -87,6 +98,8 @@ pub struct Restored {
     /// Where the replaced database was kept (`None` when there was none).
     pub replaced_kept_at: Option<PathBuf>,
     pub backup: Inspected,
+    /// For a point-in-time restore: what was replayed.
+    pub replayed: Option<super::replay::Rebuilt>,
     pub voided: Voided,
     /// Changes undone, listed because `--accept-rollback` was given.
     pub rolled_back: Vec<Tightening>,
@@ -101,12 +114,10 @@ pub struct Voided {
     pub queued_emails: usize,
 }
 
-/// Restores `backup_file` (already open, so root may read it before acting
-/// as the state directory's owner) into `state`. The caller holds the
-/// state-directory lock.
+/// Restores `source` into `state`. The caller holds the state-directory
+/// lock.
 pub fn restore(
-    backup_file: File,
-    shown: &Path,
+    source: Source<'_>,
     state: &StateDir,
     backup_dir: &Path,
     accept_rollback: bool,
@@ -114,10 +125,20 @@ pub fn restore(
     let live = state.database();
     let staging = live.with_file_name(".latch.db.restoring");
     let result = (|| {
-        let inspected = backup::restore_copy(backup_file, shown, &staging)?;
+        let (shown, replayed) = match source {
+            Source::File { file, shown } => {
+                backup::decompress(file, shown, &staging)?;
+                (shown.display().to_string(), None)
+            }
+            Source::PointInTime { archive, to_ms } => {
+                let rebuilt = super::replay::rebuild(archive, to_ms, &staging)?;
+                (rebuilt.generation.display().to_string(), Some(rebuilt))
+            }
+        };
+        let inspected = backup::inspect(&staging)?;
         if !inspected.is_ok() {
             let findings = inspected.integrity.join("; ");
-            return Err(RestoreError::Damaged { file: shown.display().to_string(), findings });
+            return Err(RestoreError::Damaged { file: shown, findings });
         }
         let mut conn = Connection::open(&staging)?;
         let key = crate::keys::load_existing(&conn, state.key_file())?;
@@ -135,7 +156,14 @@ pub fn restore(
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
         drop(conn);
         let replaced_kept_at = swap_in(&staging, &live)?;
-        Ok(Restored { database: live.clone(), replaced_kept_at, backup: inspected, voided, rolled_back })
+        Ok(Restored {
+            database: live.clone(),
+            replaced_kept_at,
+            backup: inspected,
+            replayed,
+            voided,
+            rolled_back,
+        })
     })();
     if result.is_err() {
         remove_with_sidecars(&staging);

@@ -226,6 +226,11 @@ impl Config {
         self.backup.dir.clone().unwrap_or_else(|| self.state.backups())
     }
 
+    /// Where the WAL archive's generations go.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.backup.archive_dir.clone().unwrap_or_else(|| self.state.archive())
+    }
+
     /// The config in force, shaped like the file (sections and keys as in
     /// API.md), with every default and path resolved: `latchctl config show`.
     pub fn effective(&self) -> serde_json::Value {

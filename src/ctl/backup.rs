@@ -3,14 +3,17 @@
 //! `verify` read files and work with or without a daemon; `restore` is
 //! offline and refuses while a daemon holds the state directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::Value;
 
 use super::{AdminClient, Target, offline, print};
-use crate::backup::restore::{self, RestoreError};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::backup::restore::{self, RestoreError, Source};
 use crate::store::backup;
 
 #[derive(Subcommand)]
@@ -21,9 +24,17 @@ pub enum BackupCmd {
     List,
     /// Unpack FILE into a temp file and check it (integrity, schema).
     Verify { file: PathBuf },
-    /// Replace the database with FILE (the daemon must be stopped).
+    /// Replace the database with FILE, or with the database as of
+    /// --to-time from the WAL archive (the daemon must be stopped).
     Restore {
-        file: PathBuf,
+        /// A backup file; with --to-time, the WAL archive folder (default:
+        /// `[backup].archive_dir`).
+        #[arg(required_unless_present = "to_time")]
+        file: Option<PathBuf>,
+        /// Restore the database as of this time (RFC 3339, e.g.
+        /// 2026-12-02T10:15:00Z): its last commit at or before it.
+        #[arg(long, value_name = "T")]
+        to_time: Option<String>,
         /// Restore even though the live database has security changes
         /// (password changes, disables, revocations, blocks) made after
         /// the backup, which the restore undoes.
@@ -41,7 +52,9 @@ pub fn run(client: &AdminClient, t: &Target, cmd: &BackupCmd, json: bool) -> any
         }
         BackupCmd::List => list(t, json),
         BackupCmd::Verify { file } => verify(file, json),
-        BackupCmd::Restore { file, accept_rollback } => run_restore(t, file, *accept_rollback, json),
+        BackupCmd::Restore { file, to_time, accept_rollback } => {
+            run_restore(t, file.as_deref(), to_time.as_deref(), *accept_rollback, json)
+        }
     }
 }
 
@@ -60,7 +73,7 @@ fn list(t: &Target, json: bool) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn verify(file: &std::path::Path, json: bool) -> anyhow::Result<bool> {
+fn verify(file: &Path, json: bool) -> anyhow::Result<bool> {
     let found = backup::verify(file, &std::env::temp_dir())?;
     print(json, &serde_json::to_value(&found)?, |f| {
         if found.is_ok() {
@@ -80,15 +93,33 @@ fn verify(file: &std::path::Path, json: bool) -> anyhow::Result<bool> {
 
 fn run_restore(
     t: &Target,
-    file: &std::path::Path,
+    file: Option<&Path>,
+    to_time: Option<&str>,
     accept_rollback: bool,
     json: bool,
 ) -> anyhow::Result<bool> {
-    // Opened before acting as the state directory's owner: root may read
-    // a backup the owner cannot.
-    let input = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+    let (input, archive, to_ms);
+    let source = match (to_time, file) {
+        (Some(at), _) => {
+            let at = OffsetDateTime::parse(at, &Rfc3339).map_err(|e| {
+                anyhow::anyhow!("--to-time {at}: expected RFC 3339 like 2026-12-02T10:15:00Z ({e})")
+            })?;
+            // 1 s granularity: every commit within the named second counts.
+            to_ms = at.unix_timestamp() * 1000 + 999;
+            archive = file.map_or_else(|| t.archive_dir.clone(), Path::to_path_buf);
+            Source::PointInTime { archive: &archive, to_ms }
+        }
+        (None, Some(file)) => {
+            // Opened before acting as the state directory's owner: root
+            // may read a backup the owner cannot.
+            input = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+            Source::File { file: input, shown: file }
+        }
+        (None, None) => anyhow::bail!("name a backup FILE or give --to-time"),
+    };
     let _lock = offline::lock_as_owner(t)?;
-    let restored = match restore::restore(input, file, &t.state, &t.backup_dir, accept_rollback) {
+    let shown = file.map_or_else(|| t.archive_dir.display().to_string(), |f| f.display().to_string());
+    let restored = match restore::restore(source, &t.state, &t.backup_dir, accept_rollback) {
         Err(RestoreError::Rollback(changes)) if !json => {
             for change in &changes {
                 eprintln!("  would undo: {change}");
@@ -97,19 +128,19 @@ fn run_restore(
         }
         other => other?,
     };
-    print(json, &serde_json::to_value(&restored)?, |r| human_restored(file, r));
+    print(json, &serde_json::to_value(&restored)?, |r| human_restored(&shown, r));
     Ok(true)
 }
 
-fn human_restored(file: &std::path::Path, r: &Value) -> String {
+fn human_restored(from: &str, r: &Value) -> String {
     let v = &r["voided"];
     let kept = r["replaced_kept_at"]
         .as_str()
         .map_or_else(String::new, |p| format!("; replaced database kept at {p}"));
     let undone = r["rolled_back"].as_array().map_or(0, Vec::len);
+    let through = r["replayed"]["through"].as_str().map_or_else(String::new, |t| format!(" as of {t}"));
     format!(
-        "restored {} ({} users) into {}{kept}\nvoided {} sessions, {} refresh tokens, {} one-time tokens, {} queued emails; {undone} later security change(s) undone",
-        file.display(),
+        "restored {from}{through} ({} users) into {}{kept}\nvoided {} sessions, {} refresh tokens, {} one-time tokens, {} queued emails; {undone} later security change(s) undone",
         r["backup"]["users"],
         r["database"].as_str().unwrap_or("?"),
         v["sessions"],

@@ -110,6 +110,7 @@ pub struct Target {
     pub socket: PathBuf,
     pub state: StateDir,
     pub backup_dir: PathBuf,
+    pub archive_dir: PathBuf,
 }
 
 impl Cli {
@@ -118,11 +119,17 @@ impl Cli {
         let mut t = Target {
             socket: cfg.admin_socket.clone(),
             backup_dir: cfg.backup_dir(),
+            archive_dir: cfg.archive_dir(),
             state: cfg.state.clone(),
         };
         if let Some(dir) = &self.state_dir {
             let state = StateDir::new(std::path::absolute(dir)?, None);
-            t = Target { socket: state.admin_socket(), backup_dir: state.backups(), state };
+            t = Target {
+                socket: state.admin_socket(),
+                backup_dir: state.backups(),
+                archive_dir: state.archive(),
+                state,
+            };
         }
         if let Some(socket) = &self.socket {
             t.socket = socket.clone();

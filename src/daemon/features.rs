@@ -105,6 +105,7 @@ async fn services(
     sessions::spawn_sweeper(tracker, cancel.child_token(), upkeep);
     accounts::spawn_upkeep(tracker, cancel.child_token(), store.clone());
     crate::audit::spawn_upkeep(tracker, cancel.child_token(), store.clone(), Arc::clone(shared));
+    backup::archive::install(store, Arc::clone(shared), tracker, cancel.child_token()).await?;
     let backups = Arc::new(backup::Deps::new(store.clone()));
     backup::spawn_schedule(tracker, cancel.child_token(), Arc::clone(&backups), Arc::clone(shared));
     Ok(Services {

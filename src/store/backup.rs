@@ -103,22 +103,14 @@ pub fn take(src: &Connection, dir: &Path, prefix: &str) -> Result<Taken, BackupE
     taken
 }
 
-/// Decompresses the backup `input` (opened from `shown`) into `dest`
-/// (0600, fsynced) and checks the result.
-pub fn restore_copy(input: File, shown: &Path, dest: &Path) -> Result<Inspected, BackupError> {
-    let mut out = create_private(dest)?;
-    zstd::stream::copy_decode(BufReader::new(input), &mut out).map_err(io_err(shown))?;
-    out.sync_all().map_err(io_err(dest))?;
-    inspect(dest)
-}
-
 /// Decompresses `file` into a private temp file next to `scratch` and
 /// checks it: integrity, schema version, users, when it was taken.
 pub fn verify(file: &Path, scratch: &Path) -> Result<Inspected, BackupError> {
     make_private_dir(scratch)?;
     let tmp =
         tempfile::Builder::new().prefix(".latch-verify-").tempfile_in(scratch).map_err(io_err(scratch))?;
-    restore_copy(File::open(file).map_err(io_err(file))?, file, tmp.path())
+    decompress(File::open(file).map_err(io_err(file))?, file, tmp.path())?;
+    inspect(tmp.path())
 }
 
 /// Integrity, schema version, user count and backup time of the database
@@ -209,7 +201,7 @@ fn stamp(t: OffsetDateTime) -> String {
     t.format(&format).unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-fn make_private_dir(dir: &Path) -> Result<(), BackupError> {
+pub fn make_private_dir(dir: &Path) -> Result<(), BackupError> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err(dir))
 }
 
@@ -230,18 +222,38 @@ fn copy_raw(src: &Connection, dest: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// Compresses `raw` into `dest` through a hidden temp file: fsynced, 0600,
-/// renamed, and the folder fsynced so the rename itself is durable.
-fn compress(raw: &Path, dest: &Path) -> Result<u64, BackupError> {
+/// Compresses the file `raw` into `dest` (see `write_zstd`); returns the
+/// compressed size.
+pub fn compress(raw: &Path, dest: &Path) -> Result<u64, BackupError> {
+    let input = File::open(raw).map_err(io_err(raw))?;
+    write_zstd(BufReader::new(input), dest)
+}
+
+/// Compresses `data` into `dest` (see `write_zstd`).
+pub fn compress_bytes(data: &[u8], dest: &Path) -> Result<u64, BackupError> {
+    write_zstd(data, dest)
+}
+
+/// Unpacks the zstd stream `input` (opened from `shown`) into `dest`
+/// (0600, fsynced).
+pub fn decompress(input: File, shown: &Path, dest: &Path) -> Result<(), BackupError> {
+    let mut out = create_private(dest)?;
+    zstd::stream::copy_decode(BufReader::new(input), &mut out).map_err(io_err(shown))?;
+    out.sync_all().map_err(io_err(dest))
+}
+
+/// Writes `source` zstd-compressed into `dest` through a hidden temp file:
+/// fsynced, 0600, renamed, and the folder fsynced so the rename itself is
+/// durable. Returns the compressed size.
+fn write_zstd(mut source: impl std::io::Read, dest: &Path) -> Result<u64, BackupError> {
     let tmp = partial_name(dest);
     let written = (|| {
-        let input = File::open(raw).map_err(io_err(raw))?;
         let mut encoder =
             zstd::stream::Encoder::new(BufWriter::new(create_private(&tmp)?), LEVEL).map_err(io_err(&tmp))?;
         // A checksum per frame: a flipped bit fails `verify` even where
         // SQLite's page checks would not notice it.
         encoder.include_checksum(true).map_err(io_err(&tmp))?;
-        std::io::copy(&mut BufReader::new(input), &mut encoder).map_err(io_err(&tmp))?;
+        std::io::copy(&mut source, &mut encoder).map_err(io_err(&tmp))?;
         let mut out = encoder.finish().map_err(io_err(&tmp))?;
         out.flush().map_err(io_err(&tmp))?;
         let file = out.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;

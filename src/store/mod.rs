@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use backup::BackupError;
 pub use migrations::MigrationError;
-pub use writer::BetweenBatches;
+pub use writer::{BetweenBatches, last_commit_unix_ms};
 
 /// How long a caller waits for a pooled read connection or the busy lock.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -207,6 +207,12 @@ impl Store {
     /// commit, outside any transaction (see `writer`).
     pub async fn between_batches(&self, hook: BetweenBatches) -> Result<(), StoreError> {
         self.inner.writer.send(writer::Msg::Hook(hook)).await.map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Runs the between-batches hooks now, without a batch: a hook that
+    /// could not finish (a full archive disk) tries again while idle.
+    pub async fn run_hooks(&self) -> Result<(), StoreError> {
+        self.inner.writer.send(writer::Msg::Tick).await.map_err(|_| StoreError::WriterGone)
     }
 
     /// A verified, compressed online backup (one read snapshot) in `dir`,

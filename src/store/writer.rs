@@ -13,6 +13,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -41,6 +42,17 @@ pub type BetweenBatches = Box<dyn FnMut(&Connection) + Send>;
 pub(super) enum Msg {
     Job(Box<dyn WriteJob>),
     Hook(BetweenBatches),
+    /// Run the hooks without a batch: lets a hook that failed (a full
+    /// archive disk) try again while no writes come.
+    Tick,
+}
+
+/// When the last batch committed (Unix milliseconds): the commit time a
+/// hook archiving the WAL labels the batch's frames with.
+static LAST_COMMIT_MS: AtomicI64 = AtomicI64::new(0);
+
+pub fn last_commit_unix_ms() -> i64 {
+    LAST_COMMIT_MS.load(Ordering::Acquire)
 }
 
 pub(super) struct Job<F, T> {
@@ -98,19 +110,23 @@ fn in_savepoint<T>(
 pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
     let mut hooks: Vec<BetweenBatches> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
-        let mut batch = Vec::new();
+        let (mut batch, mut ticked) = (Vec::new(), false);
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
                 Msg::Job(job) => batch.push(job),
                 Msg::Hook(hook) => hooks.push(hook),
+                Msg::Tick => ticked = true,
             }
             if batch.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
-        if !batch.is_empty() {
+        let had_jobs = !batch.is_empty();
+        if had_jobs {
             commit_batch(&conn, batch);
+        }
+        if had_jobs || ticked {
             for hook in &mut hooks {
                 hook(&conn);
             }
@@ -135,6 +151,9 @@ fn commit_batch(conn: &Connection, batch: Vec<Box<dyn WriteJob>>) {
     }
     let completions: Vec<Completion> = batch.into_iter().map(|job| job.run(conn)).collect();
     let commit = exec(conn, "COMMIT").err().map(Arc::new);
+    if commit.is_none() {
+        LAST_COMMIT_MS.store(crate::clock::now_unix_ms(), Ordering::Release);
+    }
     if let Some(e) = &commit {
         tracing::error!(error = %e, jobs = completions.len(), "commit failed; batch rolled back");
         if !conn.is_autocommit() {

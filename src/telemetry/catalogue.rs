@@ -71,6 +71,11 @@ pub fn describe() {
     );
     describe_gauge!("latch_backup_duration_seconds", Unit::Seconds, "How long the last backup took.");
     describe_gauge!("latch_backup_size_bytes", Unit::Bytes, "Size of the last backup file (compressed).");
+    describe_gauge!(
+        "latch_wal_archive_lag_seconds",
+        Unit::Seconds,
+        "Age of the oldest commit not yet copied into the WAL archive; 0 when it has every commit."
+    );
     process().describe();
 }
 
