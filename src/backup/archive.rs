@@ -1,9 +1,15 @@
 //! Continuous WAL archiving (`[backup].wal_archive`), in-process: latch owns
 //! the only writer, so after every batch — on the writer thread, with no
-//! transaction open — this hook copies the WAL frames committed since the
-//! last call into a checksummed, fsynced segment named by its sequence and
-//! commit time, and only then lets the log be checkpointed (SQLite's own
-//! autocheckpoint is off on the writer while archiving). As in Litestream,
+//! transaction open — this hook reads the WAL frames committed since its
+//! last call (from the page cache: microseconds) and hands them to the
+//! archive thread, which writes them as a checksummed, fsynced segment
+//! named by its sequence and commit time; batches that arrive within
+//! 100 ms of the last segment go into the next one together, so the writer
+//! never waits for the archive disk and the archive adds few fsyncs.
+//! SQLite's own autocheckpoint is off on the writer while archiving: the
+//! hook checkpoints after it has copied the frames out, so no frame is
+//! ever overwritten before the archive has it (in memory at once, durable
+//! within the recovery point the `archive` bench measures). As in Litestream,
 //! the archive is cut into generations: each starts with a snapshot of the
 //! database file taken right after a full checkpoint (so the file alone is
 //! the whole database) and holds every frame written after it; a restore
@@ -13,7 +19,8 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -34,15 +41,35 @@ pub const SNAPSHOT: &str = "snapshot.db.zst";
 pub const SEGMENT_SUFFIX: &str = ".wal.zst";
 /// A segment starts with this and the page size (big-endian u32).
 pub const SEGMENT_MAGIC: &[u8; 4] = b"LWA1";
-/// Frames in the current pass through the log before it is checkpointed.
+/// Bytes into the current pass through the log after which every batch
+/// checkpoints (PASSIVE) until a complete one lets the next write start
+/// the log over: SQLite's own autocheckpoint threshold (1,000 pages).
 const CHECKPOINT_AFTER: u64 = 4 << 20;
-/// While archiving fails, the log may grow to this before latch gives up
-/// on the generation and checkpoints anyway: the database stays available
-/// and the next success starts a new generation.
+/// While archiving fails, the archive thread holds up to this many bytes of
+/// frames before it gives them up (and the log may be checkpointed): the
+/// database stays available and a new generation starts.
 const GIVE_UP_AFTER: u64 = 256 << 20;
+/// At most one segment per this long: the recovery point stays well under
+/// a second while the archive's fsyncs stay few beside the commits'.
+const SEGMENT_EVERY: Duration = Duration::from_millis(100);
 /// How often the hooks run while no writes come, so a failed copy is
 /// retried and the lag gauge stays true.
 const TICK: Duration = Duration::from_secs(1);
+
+/// What the writer's hook and the archive thread share.
+#[derive(Default)]
+struct Progress {
+    /// Set by the thread when it gave frames up: the generation has a hole.
+    broken: AtomicBool,
+}
+
+/// Committed frames for the archive thread.
+struct Chunk {
+    generation: PathBuf,
+    page_size: usize,
+    commit_ms: i64,
+    frames: Vec<u8>,
+}
 
 struct Archiver {
     config: Arc<ArcSwap<Config>>,
@@ -51,17 +78,16 @@ struct Archiver {
     /// The current generation's folder.
     generation: Option<PathBuf>,
     next_generation: Instant,
-    /// The pass through the log being read, and where its unarchived part
-    /// begins.
+    /// The pass through the log being read, and where its unread part begins.
     pass: Option<WalHeader>,
     offset: u64,
-    seq: u64,
-    /// The first commit the archive failed to take (Unix ms).
-    failing_since: Option<i64>,
     archiving: Option<bool>,
+    to_thread: mpsc::Sender<Chunk>,
+    progress: Arc<Progress>,
 }
 
-/// Installs the archive hook on the writer and the idle tick.
+/// Installs the archive hook on the writer, the archive thread, and the
+/// idle tick.
 pub async fn install(
     store: &Store,
     config: Arc<ArcSwap<Config>>,
@@ -69,6 +95,13 @@ pub async fn install(
     cancel: CancellationToken,
 ) -> Result<(), StoreError> {
     let db = store.path().to_path_buf();
+    let (to_thread, chunks) = mpsc::channel();
+    let progress = Arc::new(Progress::default());
+    let shared = Arc::clone(&progress);
+    std::thread::Builder::new()
+        .name("latch-archive".into())
+        .spawn(move || write_segments(&chunks, &shared))
+        .map_err(|e| StoreError::Backup(BackupError::Io { path: "archive thread".into(), source: e }))?;
     let mut archiver = Archiver {
         config,
         wal: PathBuf::from(format!("{}-wal", db.display())),
@@ -77,9 +110,9 @@ pub async fn install(
         next_generation: Instant::now(),
         pass: None,
         offset: HEADER,
-        seq: 0,
-        failing_since: None,
         archiving: None,
+        to_thread,
+        progress,
     };
     store.between_batches(Box::new(move |c| archiver.run(c))).await?;
     let store = store.clone();
@@ -102,26 +135,24 @@ impl Archiver {
         if !cfg.backup.wal_archive {
             return;
         }
-        let due = self.generation.is_none() || Instant::now() >= self.next_generation;
-        // The old generation takes its last frames before the new one starts.
-        if due
-            && self.archive().is_ok()
-            && let Err(e) = self.start_generation(conn, &cfg)
-        {
-            tracing::warn!(error = %e, "WAL archive: could not start a generation; will retry");
+        if self.progress.broken.swap(false, Ordering::AcqRel) {
             self.generation = None;
         }
-        match self.archive() {
-            Ok(()) => {
-                if self.failing_since.take().is_some() {
-                    tracing::info!("WAL archive: caught up");
-                }
-                metrics::gauge!("latch_wal_archive_lag_seconds").set(0.0);
-                if self.offset > CHECKPOINT_AFTER {
-                    checkpoint(conn, "PASSIVE");
-                }
+        if self.generation.is_none() || Instant::now() >= self.next_generation {
+            // The old generation takes its last frames before the new one starts.
+            self.collect();
+            if let Err(e) = self.start_generation(conn, &cfg) {
+                tracing::warn!(error = %e, "WAL archive: could not start a generation; will retry");
+                self.generation = None;
             }
-            Err(e) => self.failed(conn, &e),
+        }
+        self.collect();
+        // As SQLite's autocheckpoint would after every commit, but only now
+        // that this pass's frames are copied out: a checkpoint never
+        // discards a frame, the log is overwritten only by the next write
+        // after a complete one, and that write comes after this hook.
+        if self.offset > CHECKPOINT_AFTER {
+            checkpoint(conn, "PASSIVE");
         }
     }
 
@@ -141,22 +172,6 @@ impl Archiver {
         self.archiving = Some(on);
     }
 
-    fn failed(&mut self, conn: &Connection, e: &BackupError) {
-        let since = *self.failing_since.get_or_insert_with(|| {
-            tracing::error!(error = %e, "WAL archive: copying committed frames failed; will retry");
-            last_commit_unix_ms()
-        });
-        let lag = (crate::clock::now_unix_ms() - since).max(0) as f64 / 1000.0;
-        metrics::gauge!("latch_wal_archive_lag_seconds").set(lag);
-        if wal_len(&self.wal) > GIVE_UP_AFTER {
-            tracing::error!(
-                "WAL archive: the log outgrew what may wait for the archive; checkpointing without it"
-            );
-            checkpoint(conn, "PASSIVE");
-            self.generation = None;
-        }
-    }
-
     /// Checkpoints the whole log into the database file (so the file alone
     /// is the database), snapshots the file, and starts a new generation.
     fn start_generation(&mut self, conn: &Connection, cfg: &Config) -> Result<(), BackupError> {
@@ -174,53 +189,138 @@ impl Archiver {
         tracing::info!(generation = %dir.display(), "WAL archive: new generation");
         self.generation = Some(dir);
         self.next_generation = Instant::now() + cfg.backup.interval.0;
-        (self.pass, self.offset, self.seq) = (None, HEADER, 0);
+        (self.pass, self.offset) = (None, HEADER);
         prune(&root, cfg.backup.keep as usize);
         Ok(())
     }
 
-    /// Copies the frames committed since the last call into a new segment.
-    fn archive(&mut self) -> Result<(), BackupError> {
-        let Some(dir) = self.generation.clone() else { return Ok(()) };
-        let io = |source| BackupError::Io { path: self.wal.display().to_string(), source };
+    /// Reads the frames committed since the last call and sends them to the
+    /// archive thread.
+    fn collect(&mut self) {
+        let Some(generation) = self.generation.clone() else { return };
+        match self.read_committed() {
+            Ok(Some((page_size, frames))) => {
+                let commit_ms = last_commit_unix_ms();
+                if self.to_thread.send(Chunk { generation, page_size, commit_ms, frames }).is_err() {
+                    tracing::error!("WAL archive: the archive thread is gone");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL archive: reading the log failed; will retry"),
+        }
+    }
+
+    /// The whole frames after `offset` through the last commit, if any.
+    fn read_committed(&mut self) -> std::io::Result<Option<(usize, Vec<u8>)>> {
         let file = match File::open(&self.wal) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
         };
-        let len = file.metadata().map_err(io)?.len();
+        let len = file.metadata()?.len();
         let mut head = [0u8; HEADER as usize];
         if len < HEADER || file.read_exact_at(&mut head, 0).is_err() {
-            return Ok(());
+            return Ok(None);
         }
-        let Some(h) = wal::header(&head) else { return Ok(()) };
+        let Some(h) = wal::header(&head) else { return Ok(None) };
         if self.pass != Some(h) {
             // The log restarted from its beginning (new salts).
             (self.pass, self.offset) = (Some(h), HEADER);
         }
         if len <= self.offset {
-            return Ok(());
+            return Ok(None);
         }
         let mut body = vec![0u8; (len - self.offset) as usize];
-        file.read_exact_at(&mut body, self.offset).map_err(io)?;
+        file.read_exact_at(&mut body, self.offset)?;
         let end = wal::committed_len(&body, &h);
         if end == 0 {
-            return Ok(());
+            return Ok(None);
         }
-        let mut segment = Vec::with_capacity(end + 8);
-        segment.extend_from_slice(SEGMENT_MAGIC);
-        segment.extend_from_slice(&(h.page_size as u32).to_be_bytes());
-        segment.extend_from_slice(&body[..end]);
-        let name = format!("{:010}-{:013}{SEGMENT_SUFFIX}", self.seq, last_commit_unix_ms());
-        copies::compress_bytes(&segment, &dir.join(name))?;
+        body.truncate(end);
         self.offset += end as u64;
-        self.seq += 1;
-        Ok(())
+        Ok(Some((h.page_size, body)))
     }
 }
 
-fn wal_len(wal: &Path) -> u64 {
-    std::fs::metadata(wal).map_or(0, |m| m.len())
+/// The archive thread: writes what the hook sends as segments, several
+/// batches to a segment when they queue up, retrying once a second while
+/// the archive cannot be written. It gives frames up (and marks the
+/// generation broken, so a new one starts) only past `GIVE_UP_AFTER`.
+fn write_segments(chunks: &mpsc::Receiver<Chunk>, progress: &Progress) {
+    let (mut pending, mut next_seq): (Vec<Chunk>, (PathBuf, u64)) = (Vec::new(), (PathBuf::new(), 0));
+    let (mut failing, mut last_write) = (false, Instant::now());
+    loop {
+        let first = if pending.is_empty() { chunks.recv().ok() } else { chunks.recv_timeout(TICK).ok() };
+        if first.is_none() && pending.is_empty() {
+            return; // the hook is gone: the daemon stopped
+        }
+        pending.extend(first);
+        // Each segment costs two fsyncs of the disk the commits need too:
+        // gather what commits in the next moment into the same segment.
+        std::thread::sleep(SEGMENT_EVERY.saturating_sub(last_write.elapsed()));
+        pending.extend(chunks.try_iter());
+        while !pending.is_empty() {
+            let run = pending.iter().take_while(|c| c.generation == pending[0].generation).count();
+            let (generation, page_size) = (pending[0].generation.clone(), pending[0].page_size);
+            if next_seq.0 != generation {
+                next_seq = (generation.clone(), 0);
+            }
+            let frames: Vec<u8> = pending[..run].iter().flat_map(|c| c.frames.iter().copied()).collect();
+            if !generation.exists() {
+                // Pruned meanwhile: a newer generation's snapshot holds these.
+                pending.drain(..run);
+                continue;
+            }
+            let last_commit = pending[run - 1].commit_ms;
+            match write_segment(&generation, next_seq.1, last_commit, page_size, &frames) {
+                Ok(()) => {
+                    last_write = Instant::now();
+                    next_seq.1 += 1;
+                    pending.drain(..run);
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("WAL archive: caught up");
+                    }
+                }
+                Err(e) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::error!(error = %e, "WAL archive: writing a segment failed; will retry");
+                    }
+                    give_up_if_too_much(&mut pending, progress);
+                    break;
+                }
+            }
+        }
+        let lag =
+            pending.first().map_or(0.0, |c| (crate::clock::now_unix_ms() - c.commit_ms).max(0) as f64 / 1e3);
+        metrics::gauge!("latch_wal_archive_lag_seconds").set(lag);
+    }
+}
+
+fn give_up_if_too_much(pending: &mut Vec<Chunk>, progress: &Progress) {
+    let held: usize = pending.iter().map(|c| c.frames.len()).sum();
+    if held as u64 > GIVE_UP_AFTER {
+        tracing::error!(
+            bytes = held,
+            "WAL archive: giving up frames the archive could not take; a new generation starts once it can"
+        );
+        progress.broken.store(true, Ordering::Release);
+        pending.clear();
+    }
+}
+
+fn write_segment(
+    dir: &Path,
+    seq: u64,
+    commit_ms: i64,
+    page_size: usize,
+    frames: &[u8],
+) -> Result<(), BackupError> {
+    let mut segment = Vec::with_capacity(frames.len() + 8);
+    segment.extend_from_slice(SEGMENT_MAGIC);
+    segment.extend_from_slice(&(page_size as u32).to_be_bytes());
+    segment.extend_from_slice(frames);
+    let name = format!("{seq:010}-{commit_ms:013}{SEGMENT_SUFFIX}");
+    copies::compress_bytes(&segment, &dir.join(name)).map(|_| ())
 }
 
 fn checkpoint(conn: &Connection, mode: &str) {

@@ -243,3 +243,24 @@ async fn a_restore_to_a_time_brings_back_exactly_the_rows_committed_by_then() {
     let ok: String = d.db().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
 }
+
+/// Run as root, a restore acts as the state directory's owner: every file
+/// it leaves is that user's, so an unprivileged latchd can open them.
+#[tokio::test]
+async fn a_restore_leaves_files_to_the_state_directorys_owner_as_root() {
+    use std::os::unix::fs::MetadataExt;
+    assert!(nix::unistd::Uid::effective().is_root(), "needs root to run latchctl as root for another owner");
+    let (d, _admin) = admin_daemon("", &[]).await;
+    let file = String::from_utf8(ctl(&d.state_dir(), &["backup", "now"]).stdout).unwrap().trim().to_string();
+    let state = d.state_dir();
+    let _dir = d.stop_keep_dir();
+    let nobody = 65534;
+    let chown =
+        std::process::Command::new("chown").arg("-R").arg("65534:65534").arg(&state).status().unwrap();
+    assert!(chown.success());
+    let restored = ok_json(ctl(&state, &["--json", "backup", "restore", &file]));
+    let aside = PathBuf::from(restored["replaced_kept_at"].as_str().unwrap());
+    for path in [state.join("latch.db"), aside] {
+        assert_eq!(std::fs::metadata(&path).unwrap().uid(), nobody, "{path:?}");
+    }
+}

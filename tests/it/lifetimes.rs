@@ -154,6 +154,12 @@ async fn refresh_tokens_survive_the_migration_that_drops_their_index() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(backups.iter().any(|b| b.starts_with("pre-migrate-v2-")), "backed up first: {backups:?}");
+    let listed = crate::admin_api::ok_json(crate::admin_cli::latchctl_on(
+        &d.state_dir(),
+        &["--json", "backup", "list"],
+    ));
+    let listed = listed.to_string();
+    assert!(listed.contains("pre-migrate-v2-"), "backup list shows it: {listed}");
     let res = d.post("/v1/auth/refresh", json!({"refresh_token": t["refresh_token"]})).await;
     assert_eq!(res.status(), 200, "a token from before the migration still refreshes");
     drop(smtp);

@@ -11,6 +11,7 @@ mod anomalies;
 mod apps;
 mod audit;
 mod backups;
+mod certs;
 mod config;
 mod connections;
 mod defense;

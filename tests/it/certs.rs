@@ -1,0 +1,88 @@
+//! A certificate renewed the way certbot renews one — new files in an
+//! archive folder, then the `live/` symlinks swapped by rename — is served
+//! to the next handshake without a signal or a restart, and the expiry
+//! metric follows it.
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::ServerName;
+
+use crate::flows::metric;
+use crate::harness::{Latchd, base_config, client_tls, write_config};
+
+/// A self-signed certificate for localhost valid until `year`: (cert, key) PEM.
+fn certificate(year: i32) -> (String, String) {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(year, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// Points `live/<name>` at `archive/<target>` the way certbot does: a new
+/// symlink under a temp name, renamed over the old one.
+fn relink(dir: &Path, name: &str, target: &str) {
+    let tmp = dir.join(format!("live/.{name}.new"));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("../archive/{target}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join(format!("live/{name}"))).unwrap();
+}
+
+/// The DER of the certificate the daemon presents to a new handshake.
+fn served(d: &Latchd, trust: &Path) -> Vec<u8> {
+    let config: Arc<rustls::ClientConfig> = client_tls(trust, &[&rustls::version::TLS13]);
+    let mut conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut sock = TcpStream::connect(d.addr("https")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn der(pem: &str) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().to_vec()
+}
+
+#[tokio::test]
+async fn a_certbot_style_renewal_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("archive")).unwrap();
+    std::fs::create_dir_all(root.join("live")).unwrap();
+    let (old, new) = (certificate(2030), certificate(2031));
+    for (n, (cert, key)) in [(1, &old), (2, &new)] {
+        std::fs::write(root.join(format!("archive/cert{n}.pem")), cert).unwrap();
+        std::fs::write(root.join(format!("archive/key{n}.pem")), key).unwrap();
+    }
+    std::fs::write(root.join("trust.pem"), format!("{}{}", old.0, new.0)).unwrap();
+    // The harness's own client trusts `state/tls/cert.pem`; with [tls] set
+    // latchd never touches that file, so it can hold both certificates.
+    std::fs::create_dir_all(root.join("state/tls")).unwrap();
+    std::fs::copy(root.join("trust.pem"), root.join("state/tls/cert.pem")).unwrap();
+    relink(root, "cert.pem", "cert1.pem");
+    relink(root, "key.pem", "key1.pem");
+    let tls =
+        format!("\n[tls]\ncert = {:?}\nkey = {:?}\n", root.join("live/cert.pem"), root.join("live/key.pem"));
+    write_config(root, &base_config(&tls));
+    let trust = root.join("trust.pem");
+    let d = Latchd::start_in(dir).await;
+    let trust_path = trust.as_path();
+    assert_eq!(served(&d, trust_path), der(&old.0));
+    let old_expiry = metric(&d, "latch_tls_cert_expiry_timestamp_seconds").await;
+
+    let root = d.dir.path().to_path_buf();
+    relink(&root, "cert.pem", "cert2.pem");
+    relink(&root, "key.pem", "key2.pem");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while served(&d, trust_path) != der(&new.0) {
+        assert!(Instant::now() < deadline, "the renewed certificate is served within seconds:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let new_expiry = metric(&d, "latch_tls_cert_expiry_timestamp_seconds").await;
+    assert!(new_expiry - old_expiry > 300.0 * 86400.0, "the metric follows: {old_expiry} → {new_expiry}");
+}
