@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The integration tests start the real latchd and
 # talk to it with outside clients: a real SMTP server (aiosmtpd), a JWT
-# verifier (PyJWT), an API fuzzer (schemathesis), promtool and the sqlite3
+# verifier (PyJWT), a TOTP implementation (pyotp), an API fuzzer
+# (schemathesis), promtool and the sqlite3
 # CLI; install them first if this machine lacks them. Tests named
 # `*_as_root` act as other users or mount a small filesystem; without root
 # they are left out, visibly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c 'import aiosmtpd, jwt, cryptography, schemathesis' >/dev/null 2>&1; then
-    python3 -m pip install --quiet --disable-pip-version-check aiosmtpd PyJWT cryptography 'schemathesis>=4.3,<5'
+if ! python3 -c 'import aiosmtpd, jwt, cryptography, schemathesis, pyotp' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check aiosmtpd PyJWT cryptography 'schemathesis>=4.3,<5' pyotp
 fi
 # promtool (Debian's prometheus package) checks the live /metrics text; the
 # sqlite3 CLI is how the audit tests tamper with a row, as an intruder would.

@@ -14,11 +14,12 @@
 //! - [`audit`]: one audit row per state change, in the change's transaction,
 //!   each a link of an HMAC chain.
 //! - [`email`]: the outbox and its delivery worker.
-//! - [`auth`]: the caller, token signing, password hashing and policy.
+//! - [`auth`]: the caller, token signing, password hashing and policy, the
+//!   second factor (TOTP, recovery codes).
 //! - [`defense`]: rate limits, IP blocks, login throttling, anomaly rules.
 //!
 //! Features, each importing layers and never each other:
-//! [`accounts`], [`sessions`], [`admin`], [`backup`].
+//! [`accounts`], [`sessions`], [`mfa`], [`admin`], [`backup`].
 //!
 //! Wiring: [`daemon`] runs `latchd serve`; [`ctl`] is `latchctl`. See
 //! ARCHITECTURE.md for the map and its invariants.
@@ -36,6 +37,7 @@ pub mod defense;
 pub mod email;
 pub mod http;
 pub mod keys;
+pub mod mfa;
 pub mod pause;
 pub mod sessions;
 pub mod state_dir;

@@ -74,7 +74,7 @@ pub(super) async fn check_current(
     let uid = user_id.to_string();
     let phc = d
         .store
-        .read(move |c| queries::password_hash(c, &uid))
+        .read(move |c| crate::auth::queries::password_hash(c, &uid))
         .await?
         .ok_or(AccountError::InvalidCredentials)?;
     let verified = d.hasher.verify(cfg.passwords.argon2, password, phc.clone()).await?;

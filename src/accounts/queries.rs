@@ -111,10 +111,6 @@ pub fn email_norm_of(c: &Connection, user_id: &str) -> Result<Option<String>, St
     Ok(row(c, "SELECT email_norm FROM users WHERE id = ?1", params![user_id], |r| r.get(0)).optional()?)
 }
 
-pub fn password_hash(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
-    Ok(row(c, "SELECT password_hash FROM users WHERE id = ?1", params![user_id], |r| r.get(0)).optional()?)
-}
-
 /// Deletes the user if its password hash is still `phc`; false if not.
 pub fn delete_user(c: &Connection, user_id: &str, phc: &str) -> Result<bool, StoreError> {
     Ok(exec(c, "DELETE FROM users WHERE id = ?1 AND password_hash = ?2", params![user_id, phc])? == 1)
@@ -140,12 +136,14 @@ pub struct Me {
 pub fn me(c: &Connection, user_id: &str) -> Result<Option<Me>, StoreError> {
     let row = c
         .query_row(
-            "SELECT id, email, name, email_verified_at IS NOT NULL, created_at FROM users WHERE id = ?1",
+            "SELECT id, email, name, email_verified_at IS NOT NULL, created_at, \
+             EXISTS (SELECT 1 FROM totp_credentials t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL) \
+             FROM users WHERE id = ?1",
             params![user_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)?, r.get(5)?)),
         )
         .optional()?;
-    let Some((id, email, name, email_verified, created)) = row else { return Ok(None) };
+    let Some((id, email, name, email_verified, created, totp)) = row else { return Ok(None) };
     let roles = crate::auth::queries::roles_of(c, user_id)?;
     Ok(Some(Me {
         id,
@@ -153,7 +151,7 @@ pub fn me(c: &Connection, user_id: &str) -> Result<Option<Me>, StoreError> {
         name,
         email_verified,
         roles,
-        mfa: Mfa { totp: false },
+        mfa: Mfa { totp },
         created_at: crate::clock::rfc3339(created),
     }))
 }

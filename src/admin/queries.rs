@@ -36,8 +36,8 @@ pub struct AdminUser {
     pub email_norm: String,
 }
 
-const USER_COLUMNS: &str =
-    "id, email, name, status, email_verified_at IS NOT NULL, created_at, last_login_at, email_norm";
+const USER_COLUMNS: &str = "id, email, name, status, email_verified_at IS NOT NULL, created_at, last_login_at, email_norm, \
+     EXISTS (SELECT 1 FROM totp_credentials t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL)";
 
 fn user_row(c: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<AdminUser> {
     let id: String = r.get(0)?;
@@ -48,7 +48,7 @@ fn user_row(c: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<AdminUser
         status: r.get(3)?,
         email_verified: r.get(4)?,
         roles,
-        mfa: Mfa { totp: false },
+        mfa: Mfa { totp: r.get(8)? },
         locked_until: None,
         created_at: crate::clock::rfc3339(r.get(5)?),
         last_login_at: r.get::<_, Option<i64>>(6)?.map(crate::clock::rfc3339),

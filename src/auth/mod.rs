@@ -1,7 +1,9 @@
 //! The auth layer, under every feature: who is calling (`Principal`: a
 //! user's session, an API key, or a peer on the admin socket) and its
 //! extractors and guards; access-token signing and validation; the argon2id
-//! hashing pool and the password and email policy; and the few queries
+//! hashing pool and the password and email policy; the second factor
+//! (TOTP and recovery codes, checked alike by login and by the mfa
+//! feature); and the few queries
 //! several features share (session liveness, roles, revoking a user's
 //! sessions). It imports only layers, never a feature.
 
@@ -11,6 +13,7 @@ mod password;
 mod policy;
 mod principal;
 pub mod queries;
+pub mod second_factor;
 mod signing;
 pub mod signing_keys;
 

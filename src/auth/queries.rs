@@ -101,3 +101,9 @@ pub fn insert_one_time(
     )?;
     Ok(())
 }
+
+/// The user's stored password hash (PHC string).
+pub fn password_hash(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(c.query_row("SELECT password_hash FROM users WHERE id = ?1", params![user_id], |r| r.get(0))
+        .optional()?)
+}

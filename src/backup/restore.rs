@@ -35,6 +35,8 @@ const TIGHTENING: &[&str] = &[
     "signing_key_revoked",
     "ip_blocked",
     "ip_block_added",
+    "totp_enabled",
+    "recovery_codes_regenerated",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub log: LogSection,
     pub audit: AuditSection,
     pub backup: BackupSection,
+    pub pages: PagesSection,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -299,6 +300,21 @@ pub struct AuditSection {
     /// `None` (empty in the file) keeps audit rows forever.
     #[serde(deserialize_with = "optional_duration")]
     pub retention: Option<HumanDuration>,
+}
+
+/// The pages for people; `product_name` also names latch to them
+/// elsewhere (the issuer an authenticator app shows next to a code).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagesSection {
+    pub enabled: bool,
+    pub product_name: String,
+}
+
+impl Default for PagesSection {
+    fn default() -> Self {
+        PagesSection { enabled: true, product_name: "latch".into() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -115,6 +115,7 @@ pub struct Config {
     pub log: LogSection,
     pub audit: AuditSection,
     pub backup: BackupSection,
+    pub pages: PagesSection,
 }
 
 /// A setting read once at start: a reload that changes it reports the key
@@ -255,6 +256,7 @@ impl Config {
             "log": self.log,
             "audit": self.audit,
             "backup": self.backup,
+            "pages": self.pages,
         })
     }
 }

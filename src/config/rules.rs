@@ -102,6 +102,7 @@ pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Confi
         log: raw.log,
         audit: raw.audit,
         backup: raw.backup,
+        pages: raw.pages,
     })
 }
 
@@ -229,6 +230,10 @@ fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
     }
     if !(1..=128).contains(&raw.defense.ipv6_prefix) {
         return Err(invalid("defense.ipv6_prefix", "must be between 1 and 128"));
+    }
+    let name = &raw.pages.product_name;
+    if name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(invalid("pages.product_name", "must be 1 to 64 printable characters"));
     }
     if raw.backup.keep == 0 || raw.backup.interval.0.is_zero() {
         return Err(invalid("backup.keep", "backup.keep and backup.interval must be above zero"));

@@ -19,7 +19,7 @@ use crate::email::{self, Outbox};
 use crate::http::{ApiDocument, ApiRoutes, Gate, Routes};
 use crate::keys::MasterKey;
 use crate::store::Store;
-use crate::{accounts, admin, backup, sessions};
+use crate::{accounts, admin, backup, mfa, sessions};
 
 /// What `start` hands the daemon.
 pub struct Features {
@@ -205,9 +205,11 @@ fn api_routes(
         dummy: Arc::clone(&s.dummy),
         defense: Arc::clone(&s.defense),
     });
+    let mfa =
+        web::Data::new(mfa::Deps { store: s.store.clone(), hasher: s.hasher.clone(), key: s.key.clone() });
     let document = web::Data::new(ApiDocument(openapi_json().into()));
     Arc::new(move |c: &mut web::ServiceConfig| {
-        c.app_data(auth.clone()).app_data(accounts.clone()).app_data(sessions.clone());
+        c.app_data(auth.clone()).app_data(accounts.clone()).app_data(sessions.clone()).app_data(mfa.clone());
         c.app_data(document.clone());
         let mut r = Routes::new();
         feature_routes(&mut r);
@@ -222,6 +224,7 @@ fn api_routes(
 fn feature_routes(r: &mut Routes) {
     accounts::routes(r);
     sessions::routes(r);
+    mfa::routes(r);
 }
 
 /// The OpenAPI 3.1 document of every route an API listener serves, from

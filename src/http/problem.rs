@@ -51,7 +51,10 @@ pub enum Kind {
     RefreshTokenReused,
     LoginThrottled,
     IpBlocked,
+    /// A second step or turning TOTP off: 401.
     InvalidMfa,
+    /// Confirming an enrolment: 400.
+    InvalidMfaCode,
     MfaAlreadyEnabled,
     ConfigInvalid,
 }
@@ -72,7 +75,7 @@ const fn row(status: u16, slug: &'static str, title: &'static str, detail: &'sta
 
 impl Kind {
     /// Every kind, for the catalogue checks in the tests.
-    pub const ALL: [Kind; 27] = {
+    pub const ALL: [Kind; 28] = {
         use Kind::*;
         [
             InvalidRequest,
@@ -100,6 +103,7 @@ impl Kind {
             LoginThrottled,
             IpBlocked,
             InvalidMfa,
+            InvalidMfaCode,
             MfaAlreadyEnabled,
             ConfigInvalid,
         ]
@@ -184,6 +188,12 @@ impl Kind {
             ),
             IpBlocked => row(403, "ip-blocked", "Address blocked", "Requests from this address are blocked."),
             InvalidMfa => row(401, "invalid-mfa", "Invalid code", "The code is wrong, used or expired."),
+            InvalidMfaCode => row(
+                400,
+                "invalid-mfa",
+                "Invalid code",
+                "The code does not match the new secret; check the device clock.",
+            ),
             MfaAlreadyEnabled => {
                 row(409, "mfa-already-enabled", "Second factor already enabled", "TOTP is already enabled.")
             }
@@ -474,7 +484,8 @@ mod tests {
         for kind in Kind::ALL {
             assert_eq!(kind.status().as_u16(), kind.entry().status, "{kind:?}");
             let same: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.slug() == kind.slug()).collect();
-            assert!(same.len() == 1 || kind.slug() == "invalid-token", "{same:?}");
+            let shared = ["invalid-token", "invalid-mfa"].contains(&kind.slug());
+            assert!(same.len() == 1 || shared, "{same:?}");
         }
         assert_eq!(Kind::for_status(StatusCode::NOT_FOUND), Kind::NotFound);
         assert_eq!(Kind::for_status(StatusCode::BAD_GATEWAY), Kind::Internal);

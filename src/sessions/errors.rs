@@ -19,6 +19,10 @@ pub enum SessionError {
     RefreshReused,
     #[error("no such session")]
     NotFound,
+    #[error("wrong code, or a spent, expired or foreign mfa_token")]
+    InvalidMfa,
+    #[error("send exactly one of code and recovery_code")]
+    OneProof,
     #[error(transparent)]
     Refused(#[from] LoginRefused),
     #[error(transparent)]
@@ -42,6 +46,8 @@ impl ToProblem for SessionError {
             SessionError::InvalidToken => Kind::InvalidRefreshToken,
             SessionError::RefreshReused => Kind::RefreshTokenReused,
             SessionError::NotFound => Kind::NotFound,
+            SessionError::InvalidMfa => Kind::InvalidMfa,
+            SessionError::OneProof => Kind::InvalidRequest,
             SessionError::Refused(e) => e.kind(),
             SessionError::Policy(e) => e.kind(),
             SessionError::Hash(e) => e.kind(),
@@ -59,6 +65,7 @@ impl ToProblem for SessionError {
 
     fn field_errors(&self) -> Vec<FieldError> {
         match self {
+            SessionError::OneProof => FieldError::one("code", "send exactly one of code and recovery_code"),
             SessionError::Policy(e) => e.field_errors(),
             _ => Vec::new(),
         }

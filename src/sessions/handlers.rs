@@ -7,14 +7,16 @@ use serde_json::json;
 
 use super::Deps;
 use super::queries::SessionView;
-use super::service::{self, LoginRequest, TokenResponse};
+use super::second_step::{self, SecondStepRequest};
+use super::service::{self, LoginAnswer, LoginRequest, TokenResponse};
 use crate::auth::{UserSession, issuer};
 use crate::http::{ApiError, ApiJson, ClientInfo, Items, LiveConfig};
 
 type D = web::Data<Deps>;
 
 #[utoipa::path(post, path = "/v1/auth/login", tag = "sessions", request_body = LoginRequest,
-    responses((status = 200, description = "A new session and its tokens", body = TokenResponse)))]
+    responses((status = 200, description = "A new session and its tokens, or (TOTP on) an mfa_token for the second step",
+        body = LoginAnswer)))]
 pub async fn login(
     d: D,
     cfg: LiveConfig,
@@ -22,6 +24,18 @@ pub async fn login(
     body: ApiJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(service::login(&d, &cfg, body.0, &client).await?))
+}
+
+/// The second step: the `mfa_token` from login and a TOTP or recovery code.
+#[utoipa::path(post, path = "/v1/auth/login/mfa", tag = "sessions", request_body = SecondStepRequest,
+    responses((status = 200, description = "A new session and its tokens (amr pwd, otp)", body = TokenResponse)))]
+pub async fn login_mfa(
+    d: D,
+    cfg: LiveConfig,
+    client: ClientInfo,
+    body: ApiJson<SecondStepRequest>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(second_step::login_mfa(&d, &cfg, body.0, &client).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

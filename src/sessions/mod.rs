@@ -1,4 +1,5 @@
-//! Sessions and tokens: login, refresh-token rotation, logout, the user's
+//! Sessions and tokens: login (with its second step when TOTP is on),
+//! refresh-token rotation, logout, the user's
 //! session list, the well-known documents apps verify tokens with, and the
 //! sweeper that deletes what ended sessions leave behind.
 
@@ -6,6 +7,7 @@ mod errors;
 mod handlers;
 mod introspect;
 mod queries;
+mod second_step;
 pub mod service;
 mod sweeper;
 
@@ -34,6 +36,7 @@ pub struct Deps {
 pub fn routes(r: &mut Routes) {
     use handlers::*;
     r.add(__path_login, login)
+        .add(__path_login_mfa, login_mfa)
         .add(__path_refresh, refresh)
         .add(__path_logout, logout)
         .add(__path_logout_all, logout_all)

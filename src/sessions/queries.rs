@@ -11,12 +11,16 @@ pub struct LoginUser {
     pub password_hash: String,
     pub active: bool,
     pub verified: bool,
+    /// TOTP is on: a correct password leads to the second step.
+    pub totp: bool,
 }
 
 pub fn find_login_user(c: &Connection, email_norm: &str) -> Result<Option<LoginUser>, StoreError> {
     Ok(row(
         c,
-        "SELECT id, email, password_hash, status, email_verified_at FROM users WHERE email_norm = ?1",
+        "SELECT id, email, password_hash, status, email_verified_at, \
+         EXISTS (SELECT 1 FROM totp_credentials t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL) \
+         FROM users WHERE email_norm = ?1",
         params![email_norm],
         |r| {
             Ok(LoginUser {
@@ -25,6 +29,7 @@ pub fn find_login_user(c: &Connection, email_norm: &str) -> Result<Option<LoginU
                 password_hash: r.get(2)?,
                 active: r.get::<_, String>(3)? == "active",
                 verified: r.get::<_, Option<i64>>(4)?.is_some(),
+                totp: r.get(5)?,
             })
         },
     )
@@ -287,6 +292,99 @@ pub fn upgrade_password_hash(
 pub fn set_last_login(c: &Connection, user_id: &str, now: i64) -> Result<(), StoreError> {
     exec(c, "UPDATE users SET last_login_at = ?2 WHERE id = ?1", params![user_id, now])?;
     Ok(())
+}
+
+/// A second step waiting for its code, as step one left it.
+pub struct PendingStep {
+    pub user_id: String,
+    pub email: String,
+    pub email_norm: String,
+    pub password_digest: Vec<u8>,
+    pub device_name: Option<String>,
+}
+
+pub fn insert_mfa_token(
+    c: &Connection,
+    hash: &[u8],
+    user_id: &str,
+    password_digest: &[u8],
+    device_name: Option<&str>,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    exec(
+        c,
+        "INSERT INTO mfa_tokens (token_hash, user_id, password_digest, device_name, failures, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+        params![hash, user_id, password_digest, device_name, now, expires_at],
+    )?;
+    Ok(())
+}
+
+/// The live second step of `hash`: unexpired, with wrong codes to spare.
+pub fn pending_step(
+    c: &Connection,
+    hash: &[u8],
+    now: i64,
+    max_failures: i64,
+) -> Result<Option<PendingStep>, StoreError> {
+    Ok(row(
+        c,
+        "SELECT m.user_id, u.email, u.email_norm, m.password_digest, m.device_name \
+         FROM mfa_tokens m JOIN users u ON u.id = m.user_id \
+         WHERE m.token_hash = ?1 AND m.expires_at > ?2 AND m.failures < ?3",
+        params![hash, now, max_failures],
+        |r| {
+            Ok(PendingStep {
+                user_id: r.get(0)?,
+                email: r.get(1)?,
+                email_norm: r.get(2)?,
+                password_digest: r.get(3)?,
+                device_name: r.get(4)?,
+            })
+        },
+    )
+    .optional()?)
+}
+
+/// Counts a wrong code; the step is void (deleted) at `max_failures`.
+/// Returns the failures so far.
+pub fn mfa_token_failed(c: &Connection, hash: &[u8], max_failures: i64) -> Result<i64, StoreError> {
+    let failures: i64 = c.query_row(
+        "UPDATE mfa_tokens SET failures = failures + 1 WHERE token_hash = ?1 RETURNING failures",
+        params![hash],
+        |r| r.get(0),
+    )?;
+    if failures >= max_failures {
+        delete_mfa_token(c, hash)?;
+    }
+    Ok(failures)
+}
+
+pub fn delete_mfa_token(c: &Connection, hash: &[u8]) -> Result<(), StoreError> {
+    exec(c, "DELETE FROM mfa_tokens WHERE token_hash = ?1", params![hash])?;
+    Ok(())
+}
+
+pub fn delete_expired_mfa_tokens(c: &Connection, now: i64) -> Result<usize, StoreError> {
+    exec(c, "DELETE FROM mfa_tokens WHERE expires_at <= ?1", params![now])
+}
+
+/// The account's password hash, if it is still the one whose SHA-256 is
+/// `digest` and the account is active.
+pub fn password_if_unchanged(
+    c: &Connection,
+    user_id: &str,
+    digest: &[u8],
+) -> Result<Option<String>, StoreError> {
+    let phc: Option<String> = row(
+        c,
+        "SELECT password_hash FROM users WHERE id = ?1 AND status = 'active'",
+        params![user_id],
+        |r| r.get(0),
+    )
+    .optional()?;
+    Ok(phc.filter(|p| crate::keys::token_hash(p) == digest))
 }
 
 #[cfg(test)]

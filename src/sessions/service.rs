@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::queries::{self, NewSession, SessionView};
-use super::{Deps, SessionError};
+use super::{Deps, SessionError, second_step};
 use crate::audit::{self, Entry};
 use crate::auth::queries::{revoke_session, revoke_user_sessions, roles_of};
 use crate::auth::{AccessClaims, Signer, UserSession, issuer, normalize_email, reject_oversized};
@@ -43,7 +43,7 @@ pub struct TokenResponse {
 }
 
 /// Everything needed to mint the token pair after the write committed.
-struct Issued {
+pub(super) struct Issued {
     user: UserBrief,
     session_id: String,
     amr: Vec<String>,
@@ -76,12 +76,21 @@ fn tokens(signer: &Signer, cfg: &Config, issued: Issued) -> Result<TokenResponse
     })
 }
 
+/// What a correct password gets: tokens, or (with TOTP on) the way to the
+/// second step.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    Tokens(TokenResponse),
+    SecondStep(second_step::Challenge),
+}
+
 pub async fn login(
     d: &Deps,
     cfg: &Config,
     req: LoginRequest,
     client: &ClientInfo,
-) -> Result<TokenResponse, SessionError> {
+) -> Result<LoginAnswer, SessionError> {
     let (store, hasher) = (&d.store, &d.hasher);
     reject_oversized("password", &req.password)?;
     let email_norm = normalize_email(&req.email);
@@ -105,7 +114,11 @@ pub async fn login(
             return Err(failed(store, other.map(|u| u.id), client).await);
         }
     };
-    d.defense.login_succeeded(&email_norm, client, cfg);
+    // Security: with TOTP on, the password alone does not end the
+    // per-address delay; the second step does.
+    if !user.totp {
+        d.defense.login_succeeded(&email_norm, client, cfg);
+    }
     if !user.active {
         count("login", "disabled");
         return Err(SessionError::AccountDisabled);
@@ -119,22 +132,42 @@ pub async fn login(
         false => None,
     };
     crate::pause::at("login_commit").await;
-    let start = SessionStart {
-        user_id: &user.id,
-        email: &user.email,
-        device_name: req.device_name,
-        amr: "pwd",
-        checked_hash: user.password_hash.clone(),
-        rehash,
+    if user.totp {
+        return second_step::challenge(d, &user, req.device_name, rehash, client)
+            .await
+            .map(LoginAnswer::SecondStep);
+    }
+    let mut login = NewLogin::new(cfg, &user.id, &user.email, "pwd", client)?;
+    (login.device_name, login.checked_hash, login.rehash) = (req.device_name, user.password_hash, rehash);
+    signed_in(d, cfg, login, client).await.map(LoginAnswer::Tokens)
+}
+
+/// Makes the session of a checked login and answers with its tokens, or
+/// with `invalid-credentials` if the account changed meanwhile.
+async fn signed_in(
+    d: &Deps,
+    cfg: &Config,
+    login: NewLogin,
+    client: &ClientInfo,
+) -> Result<TokenResponse, SessionError> {
+    let (user_id, device) = (login.user_id.clone(), login.device_name.clone());
+    let Some(issued) = d.store.write(move |c| login.insert(c)).await? else {
+        return Err(failed(&d.store, Some(user_id), client).await);
     };
-    let device = start.device_name.clone();
-    let Some(issued) = start_session(store, cfg, start, client).await? else {
-        // The password changed (a reset) or the account was disabled while
-        // this login was being checked: the old password no longer counts.
-        return Err(failed(store, Some(user.id), client).await);
-    };
-    count("login", "success");
-    let checked = d.defense.after_login(&user.id, &issued.session_id, client, device.as_deref(), cfg).await;
+    welcome(d, cfg, issued, device.as_deref(), client).await
+}
+
+/// After a login's session committed: counted, the login anomaly rules
+/// run, and the tokens signed.
+pub(super) async fn welcome(
+    d: &Deps,
+    cfg: &Config,
+    issued: Issued,
+    device: Option<&str>,
+    client: &ClientInfo,
+) -> Result<TokenResponse, SessionError> {
+    count(if issued.amr.len() > 1 { "login_mfa" } else { "login" }, "success");
+    let checked = d.defense.after_login(&issued.user.id, &issued.session_id, client, device, cfg).await;
     if let Err(e) = checked {
         tracing::warn!(error = %e, "login anomaly rules could not run");
     }
@@ -142,7 +175,7 @@ pub async fn login(
 }
 
 /// Counts and audits a failed login; the error to answer with.
-async fn failed(store: &Store, subject: Option<String>, client: &ClientInfo) -> SessionError {
+pub(super) async fn failed(store: &Store, subject: Option<String>, client: &ClientInfo) -> SessionError {
     count("login", "failure");
     let client = client.clone();
     let recorded = store
@@ -163,74 +196,98 @@ async fn failed(store: &Store, subject: Option<String>, client: &ClientInfo) -> 
     }
 }
 
-/// What a new session is made from, once the credentials were checked.
-struct SessionStart<'a> {
-    user_id: &'a str,
-    email: &'a str,
-    device_name: Option<String>,
+/// A session about to be made, once the credentials were checked: built
+/// before the write, inserted inside it.
+pub(super) struct NewLogin {
+    pub user_id: String,
+    pub email: String,
+    pub device_name: Option<String>,
     /// Space-separated methods: `pwd`, or `pwd otp`.
-    amr: &'static str,
+    pub amr: &'static str,
     /// The password hash the credentials were checked against: the write
     /// insists it is still the account's.
-    checked_hash: String,
+    pub checked_hash: String,
     /// The same password hashed with the current parameters, if the stored
     /// hash used others.
-    rehash: Option<String>,
+    pub rehash: Option<String>,
+    pub client: ClientInfo,
+    session_id: String,
+    refresh_token: String,
+    now: i64,
+    session_expires: i64,
+    refresh_expires: i64,
 }
 
-/// Inserts the session and its first refresh token, in one write that
-/// first re-checks the account: `None` if its password changed or it was
-/// disabled since the check.
-async fn start_session(
-    store: &Store,
-    cfg: &Config,
-    start: SessionStart<'_>,
-    client: &ClientInfo,
-) -> Result<Option<Issued>, SessionError> {
-    let refresh_token = random_token()?;
-    let refresh_hash = token_hash(&refresh_token);
-    let session_id = uuid::Uuid::now_v7().to_string();
-    let now = crate::clock::now_unix();
-    let session_expires = now + secs(cfg.tokens.session_max_age.0);
-    let refresh_expires = (now + secs(cfg.tokens.refresh_ttl.0)).min(session_expires);
-    let (uid, sid, client) = (start.user_id.to_string(), session_id.clone(), client.clone());
-    let device: Option<String> = start.device_name.map(|d| d.chars().take(128).collect());
-    let (checked, rehash, amr) = (start.checked_hash, start.rehash, start.amr);
-    let roles = store
-        .write(move |c| {
-            if !queries::may_still_log_in(c, &uid, &checked)? {
-                return Ok(None);
-            }
-            queries::insert_session(
-                c,
-                &NewSession {
-                    id: &sid,
-                    user_id: &uid,
-                    device_name: device.as_deref(),
-                    ip: &client.ip,
-                    user_agent: client.user_agent.as_deref(),
-                    amr,
-                    now,
-                    expires_at: session_expires,
-                },
-            )?;
-            queries::insert_refresh(c, &refresh_hash, &sid, now, refresh_expires)?;
-            queries::set_last_login(c, &uid, now)?;
-            if let Some(phc) = &rehash {
-                queries::upgrade_password_hash(c, &uid, &checked, phc, now)?;
-            }
-            let details = json!({ "session_id": sid, "rehashed": rehash.is_some() });
-            audit::record(c, &Entry::by_user("login", &uid, &client).with(details))?;
-            Ok(Some(roles_of(c, &uid)?))
+impl NewLogin {
+    pub fn new(
+        cfg: &Config,
+        user_id: &str,
+        email: &str,
+        amr: &'static str,
+        client: &ClientInfo,
+    ) -> Result<Self, SessionError> {
+        let now = crate::clock::now_unix();
+        let session_expires = now + secs(cfg.tokens.session_max_age.0);
+        Ok(NewLogin {
+            user_id: user_id.to_string(),
+            email: email.to_string(),
+            device_name: None,
+            amr,
+            checked_hash: String::new(),
+            rehash: None,
+            client: client.clone(),
+            session_id: uuid::Uuid::now_v7().to_string(),
+            refresh_token: random_token()?,
+            now,
+            session_expires,
+            refresh_expires: (now + secs(cfg.tokens.refresh_ttl.0)).min(session_expires),
         })
-        .await?;
-    Ok(roles.map(|roles| Issued {
-        user: UserBrief { id: start.user_id.to_string(), email: start.email.to_string(), roles },
-        session_id,
-        amr: amr.split(' ').map(str::to_string).collect(),
-        refresh_token,
-        refresh_expires_in: refresh_expires - now,
-    }))
+    }
+
+    /// In the caller's write transaction: re-checks the account, then
+    /// inserts the session and its first refresh token and audits the
+    /// login. `None` if the password changed (a reset) or the account was
+    /// disabled since the check: the old password no longer counts.
+    pub fn insert(self, c: &rusqlite::Connection) -> Result<Option<Issued>, crate::store::StoreError> {
+        let uid = &self.user_id;
+        if !queries::may_still_log_in(c, uid, &self.checked_hash)? {
+            return Ok(None);
+        }
+        let device: Option<String> = self.device_name.as_ref().map(|d| d.chars().take(128).collect());
+        let session = NewSession {
+            id: &self.session_id,
+            user_id: uid,
+            device_name: device.as_deref(),
+            ip: &self.client.ip,
+            user_agent: self.client.user_agent.as_deref(),
+            amr: self.amr,
+            now: self.now,
+            expires_at: self.session_expires,
+        };
+        queries::insert_session(c, &session)?;
+        queries::insert_refresh(
+            c,
+            &token_hash(&self.refresh_token),
+            &self.session_id,
+            self.now,
+            self.refresh_expires,
+        )?;
+        queries::set_last_login(c, uid, self.now)?;
+        if let Some(phc) = &self.rehash {
+            queries::upgrade_password_hash(c, uid, &self.checked_hash, phc, self.now)?;
+        }
+        let details =
+            json!({ "session_id": self.session_id, "rehashed": self.rehash.is_some(), "amr": self.amr });
+        audit::record(c, &Entry::by_user("login", uid, &self.client).with(details))?;
+        let roles = roles_of(c, uid)?;
+        Ok(Some(Issued {
+            user: UserBrief { id: self.user_id, email: self.email, roles },
+            session_id: self.session_id,
+            amr: self.amr.split(' ').map(str::to_string).collect(),
+            refresh_token: self.refresh_token,
+            refresh_expires_in: self.refresh_expires - self.now,
+        }))
+    }
 }
 
 fn secs(d: std::time::Duration) -> i64 {

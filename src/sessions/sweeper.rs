@@ -4,7 +4,7 @@
 //! of deleting by session, the sweeper walks the table by rowid, a bounded
 //! step at a time, and wraps around at the end. Also deletes sessions that
 //! ended more than `[tokens].ended_session_retention` ago (their tokens go
-//! with the next pass), keeps the `latch_sessions_active` gauge, and
+//! with the next pass) and second steps past their five minutes, keeps the `latch_sessions_active` gauge, and
 //! recounts the parameters of stored password hashes for the dummy hash.
 
 use std::sync::Arc;
@@ -92,7 +92,12 @@ pub fn spawn(tracker: &TaskTracker, cancel: CancellationToken, upkeep: Upkeep) {
 /// more than `retention` ago; audit rows about them stay.
 async fn prune_ended(store: &Store, retention: Duration) {
     let cutoff = crate::clock::now_unix() - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX / 2);
-    match store.write(move |c| queries::delete_ended_sessions(c, cutoff, PRUNE_ROWS)).await {
+    let pruned = store.write(move |c| {
+        // Second steps nobody finished: at most five minutes' worth.
+        queries::delete_expired_mfa_tokens(c, crate::clock::now_unix())?;
+        queries::delete_ended_sessions(c, cutoff, PRUNE_ROWS)
+    });
+    match pruned.await {
         Ok(0) => {}
         Ok(n) => tracing::info!(deleted = n, "sessions past ended_session_retention deleted"),
         Err(e) => tracing::warn!(error = %e, "pruning ended sessions failed; will retry"),

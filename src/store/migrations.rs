@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "housekeeping",
         sql: include_str!("../../migrations/0008_housekeeping.sql"),
     },
+    Migration {
+        version: 9,
+        name: "second_factor",
+        sql: include_str!("../../migrations/0009_second_factor.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

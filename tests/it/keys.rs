@@ -91,7 +91,8 @@ async fn rotate_now_switches_at_once_and_revoke_ends_a_keys_tokens() {
     assert_eq!(d.get_auth("/v1/auth/me", &first).await.status(), 200, "the retired key still verifies");
     assert_eq!(jwks_kids(&d).await, vec![k2.clone(), k1.clone()]);
 
-    assert!(ctl(&d, &["keys", "revoke", &k1], "").status.success());
+    let revoked = ctl(&d, &["keys", "revoke", &k1], "");
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
     assert_problem(d.get_auth("/v1/auth/me", &first).await, 401, "unauthorized").await;
     assert_eq!(jwks_kids(&d).await, vec![k2.clone()]);
 

@@ -22,6 +22,7 @@ mod keys;
 mod lifecycle;
 mod lifetimes;
 mod mail;
+mod mfa;
 mod openapi;
 mod ops;
 mod origins;

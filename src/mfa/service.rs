@@ -1,0 +1,216 @@
+//! Enrolment, confirmation, recovery-code renewal and turning TOTP off.
+//! Passwords are checked on the hashing pool before the write; each write
+//! then insists the password is still the one checked, and the code check
+//! and its consequences (activation, removal) commit together with their
+//! audit row.
+
+use rusqlite::OptionalExtension;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Deps, MfaError};
+use crate::audit::{self, Entry};
+use crate::auth::queries::{password_hash, revoke_user_sessions};
+use crate::auth::second_factor::{self, Checked, Enrolment, Proof};
+use crate::auth::{UserSession, reject_oversized};
+use crate::config::Config;
+use crate::http::ClientInfo;
+use crate::store::StoreError;
+use crate::telemetry::auth_event as count;
+
+/// What a person needs to set up their authenticator app.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NewEnrolment {
+    /// The 160-bit secret in base32, for typing in by hand.
+    pub secret: String,
+    /// `otpauth://totp/…` with issuer and account (SHA1, 6 digits, 30 s).
+    pub otpauth_uri: String,
+    /// The same URI as a QR code, an SVG document.
+    pub qr_svg: String,
+}
+
+/// Recovery codes, shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+/// Starts (or restarts) an enrolment; TOTP counts only once confirmed.
+pub async fn enrol(
+    d: &Deps,
+    cfg: &Config,
+    user: &UserSession,
+    client: &ClientInfo,
+) -> Result<NewEnrolment, MfaError> {
+    let uid = user.user_id.clone();
+    let email: Option<String> = d
+        .store
+        .read(move |c| {
+            Ok(c.query_row("SELECT email FROM users WHERE id = ?1", [&uid], |r| r.get(0)).optional()?)
+        })
+        .await?;
+    let email = email.ok_or(MfaError::InvalidCredentials)?;
+    let secret = second_factor::new_secret(&d.key, &cfg.pages.product_name, &email)?;
+    let qr_svg = qr_svg(&secret.otpauth_uri)?;
+    let (uid, sealed, client) = (user.user_id.clone(), secret.sealed, client.clone());
+    let stored = d
+        .store
+        .write(move |c| {
+            if !second_factor::store_pending(c, &uid, &sealed, crate::clock::now_unix())? {
+                return Ok(false);
+            }
+            audit::record(c, &Entry::by_user("totp_enrolment_started", &uid, &client))?;
+            Ok(true)
+        })
+        .await?;
+    if !stored {
+        return Err(MfaError::AlreadyEnabled);
+    }
+    count("totp_enroll", "started");
+    Ok(NewEnrolment { secret: secret.base32, otpauth_uri: secret.otpauth_uri, qr_svg })
+}
+
+/// The QR code of `uri` as an SVG document (error correction M: a phone
+/// camera reads it off a screen).
+fn qr_svg(uri: &str) -> Result<String, MfaError> {
+    let code = qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| MfaError::Qr(e.to_string()))?;
+    Ok(code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build())
+}
+
+/// What confirming found.
+enum Confirmation {
+    Done,
+    Wrong,
+    Nothing,
+    Already,
+}
+
+/// Confirms the pending enrolment with a first code: TOTP is on from now,
+/// and the ten recovery codes are returned.
+pub async fn confirm(
+    d: &Deps,
+    user: &UserSession,
+    code: String,
+    client: &ClientInfo,
+) -> Result<RecoveryCodes, MfaError> {
+    let codes = second_factor::new_recovery_codes()?;
+    let (uid, key, client, kept) = (user.user_id.clone(), d.key.clone(), client.clone(), codes.clone());
+    let found = d
+        .store
+        .write(move |c| {
+            let now = crate::clock::now_unix();
+            match second_factor::enrolment(c, &uid)? {
+                None => return Ok(Confirmation::Nothing),
+                Some(Enrolment::Active) => return Ok(Confirmation::Already),
+                Some(Enrolment::Pending) => {}
+            }
+            if second_factor::accept_code(c, &key, &uid, &code, Enrolment::Pending, now)? != Checked::Accepted
+            {
+                audit::record(c, &Entry::by_user("totp_confirm_failed", &uid, &client))?;
+                return Ok(Confirmation::Wrong);
+            }
+            second_factor::activate(c, &uid, now)?;
+            second_factor::store_recovery_codes(c, &key, &uid, &kept, now)?;
+            let details = json!({ "recovery_codes": kept.len() });
+            audit::record(c, &Entry::by_user("totp_enabled", &uid, &client).with(details))?;
+            Ok(Confirmation::Done)
+        })
+        .await?;
+    match found {
+        Confirmation::Done => {
+            count("totp_enroll", "success");
+            Ok(RecoveryCodes { recovery_codes: codes })
+        }
+        Confirmation::Wrong => {
+            count("totp_enroll", "failure");
+            Err(MfaError::WrongConfirmCode)
+        }
+        Confirmation::Nothing => Err(MfaError::NothingToConfirm),
+        Confirmation::Already => Err(MfaError::AlreadyEnabled),
+    }
+}
+
+/// Checks `password` as the caller's on the hashing pool: the hash it
+/// matched, which the write then insists is unchanged.
+async fn check_password(d: &Deps, cfg: &Config, user_id: &str, password: String) -> Result<String, MfaError> {
+    reject_oversized("password", &password)?;
+    let uid = user_id.to_string();
+    let phc = d.store.read(move |c| password_hash(c, &uid)).await?.ok_or(MfaError::InvalidCredentials)?;
+    let verified = d.hasher.verify(cfg.passwords.argon2, password, phc.clone()).await?;
+    if verified.ok { Ok(phc) } else { Err(MfaError::InvalidCredentials) }
+}
+
+/// The state a password-guarded write starts from.
+fn guarded(
+    c: &rusqlite::Connection,
+    user_id: &str,
+    checked: &str,
+) -> Result<Result<(), MfaError>, StoreError> {
+    if password_hash(c, user_id)?.as_deref() != Some(checked) {
+        return Ok(Err(MfaError::InvalidCredentials));
+    }
+    if second_factor::enrolment(c, user_id)? != Some(Enrolment::Active) {
+        return Ok(Err(MfaError::NotEnabled));
+    }
+    Ok(Ok(()))
+}
+
+/// Turns TOTP off with the password and a current code or a recovery code;
+/// every other session of the user is revoked.
+pub async fn disable(
+    d: &Deps,
+    cfg: &Config,
+    user: &UserSession,
+    password: String,
+    proof: Proof,
+    client: &ClientInfo,
+) -> Result<(), MfaError> {
+    let phc = check_password(d, cfg, &user.user_id, password).await?;
+    let (uid, sid, key, client) =
+        (user.user_id.clone(), user.session_id.clone(), d.key.clone(), client.clone());
+    d.store
+        .write(move |c| {
+            if let Err(refused) = guarded(c, &uid, &phc)? {
+                return Ok(Err(refused));
+            }
+            let now = crate::clock::now_unix();
+            let method = proof.method();
+            if second_factor::accept(c, &key, &uid, &proof, now)? != Checked::Accepted {
+                let details = json!({ "method": method });
+                audit::record(c, &Entry::by_user("totp_disable_failed", &uid, &client).with(details))?;
+                return Ok(Err(MfaError::WrongCode));
+            }
+            second_factor::remove(c, &uid)?;
+            let revoked = revoke_user_sessions(c, &uid, Some(&sid), "totp_disabled", now)?;
+            let details = json!({ "method": method, "sessions_revoked": revoked });
+            audit::record(c, &Entry::by_user("totp_disabled", &uid, &client).with(details))?;
+            Ok(Ok(()))
+        })
+        .await?
+}
+
+/// Replaces the recovery codes; the old ones stop working at once.
+pub async fn regenerate(
+    d: &Deps,
+    cfg: &Config,
+    user: &UserSession,
+    password: String,
+    client: &ClientInfo,
+) -> Result<RecoveryCodes, MfaError> {
+    let phc = check_password(d, cfg, &user.user_id, password).await?;
+    let codes = second_factor::new_recovery_codes()?;
+    let (uid, key, client, kept) = (user.user_id.clone(), d.key.clone(), client.clone(), codes.clone());
+    d.store
+        .write(move |c| {
+            if let Err(refused) = guarded(c, &uid, &phc)? {
+                return Ok(Err(refused));
+            }
+            second_factor::store_recovery_codes(c, &key, &uid, &kept, crate::clock::now_unix())?;
+            let details = json!({ "recovery_codes": kept.len() });
+            audit::record(c, &Entry::by_user("recovery_codes_regenerated", &uid, &client).with(details))?;
+            Ok(Ok(()))
+        })
+        .await??;
+    Ok(RecoveryCodes { recovery_codes: codes })
+}
