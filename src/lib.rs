@@ -19,7 +19,7 @@
 //! - [`defense`]: rate limits, IP blocks, login throttling, anomaly rules.
 //!
 //! Features, each importing layers and never each other:
-//! [`accounts`], [`sessions`], [`mfa`], [`admin`], [`backup`].
+//! [`accounts`], [`sessions`], [`mfa`], [`admin`], [`backup`], [`pages`].
 //!
 //! Wiring: [`daemon`] runs `latchd serve`; [`ctl`] is `latchctl`. See
 //! ARCHITECTURE.md for the map and its invariants.
@@ -38,6 +38,7 @@ pub mod email;
 pub mod http;
 pub mod keys;
 pub mod mfa;
+pub mod pages;
 pub mod pause;
 pub mod sessions;
 pub mod state_dir;

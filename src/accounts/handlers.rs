@@ -3,12 +3,11 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::AccountError;
 use super::mailer::ByEmail;
 use super::queries::Me;
 use super::service::{self, RegisterRequest};
 use super::{Deps, passwords};
-use crate::auth::{UserSession, normalize_email, validate_email};
+use crate::auth::UserSession;
 use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig, StatusBody};
 
 type D = web::Data<Deps>;
@@ -56,12 +55,7 @@ fn accept_by_email(
     email: &str,
     what: ByEmail,
 ) -> Result<HttpResponse, ApiError> {
-    let email = validate_email(email)?;
-    if matches!(what, ByEmail::PasswordReset) {
-        // A credential attempt by email: the per-email limit applies.
-        d.defense.check_account(&normalize_email(&email)).map_err(AccountError::from)?;
-    }
-    d.mailer.offer(email, what, client, cfg.0);
+    service::by_email(&d, &cfg.0, email, what, &client)?;
     Ok(HttpResponse::Accepted().json(StatusBody::of("accepted")))
 }
 

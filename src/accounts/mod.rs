@@ -4,7 +4,7 @@
 mod errors;
 mod handlers;
 mod mailer;
-mod passwords;
+pub mod passwords;
 mod queries;
 pub mod service;
 mod upkeep;
@@ -19,7 +19,7 @@ use crate::keys::MasterKey;
 use crate::store::Store;
 
 pub use errors::AccountError;
-pub use mailer::{MailWork, Mailer, QUEUE_DEPTH as MAIL_QUEUE_DEPTH, start as start_mailer};
+pub use mailer::{ByEmail, MailWork, Mailer, QUEUE_DEPTH as MAIL_QUEUE_DEPTH, start as start_mailer};
 pub use upkeep::spawn as spawn_upkeep;
 
 /// The services every account flow uses, built once at start.

@@ -124,3 +124,21 @@ pub async fn delete_me(
         .await?;
     if deleted { Ok(()) } else { Err(AccountError::InvalidCredentials) }
 }
+
+/// Resend and forgot: validates the address and hands the lookup, token
+/// and mail to the mailer, so the answer cannot depend on the account.
+pub fn by_email(
+    d: &Deps,
+    cfg: &std::sync::Arc<Config>,
+    email: &str,
+    what: super::ByEmail,
+    client: &ClientInfo,
+) -> Result<(), AccountError> {
+    let email = crate::auth::validate_email(email)?;
+    if matches!(what, super::ByEmail::PasswordReset) {
+        // A credential attempt by email: the per-email limit applies.
+        d.defense.check_account(&crate::auth::normalize_email(&email))?;
+    }
+    d.mailer.offer(email, what, client.clone(), std::sync::Arc::clone(cfg));
+    Ok(())
+}

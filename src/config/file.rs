@@ -188,8 +188,8 @@ impl Default for EmailSection {
     fn default() -> Self {
         EmailSection {
             from: "latch <noreply@localhost>".into(),
-            verify_url: "https://localhost:8443/verify-email?token={token}".into(),
-            reset_url: "https://localhost:8443/reset-password?token={token}".into(),
+            verify_url: "{public_url}/verify-email?token={token}".into(),
+            reset_url: "{public_url}/reset-password?token={token}".into(),
             max_per_recipient: 5,
             file_retention: HumanDuration::secs(7 * 86_400),
         }

@@ -66,6 +66,11 @@ pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Confi
         (None, Some(_)) => return Err(invalid("tls.key", "tls.cert must be set together with tls.key")),
     };
     let admin_socket = raw.admin.socket.as_deref().map_or_else(|| state.admin_socket(), |p| paths.resolve(p));
+    // The email links default to latch's own pages at `public_url`.
+    let base = public_url.trim_end_matches('/');
+    for url in [&mut raw.email.verify_url, &mut raw.email.reset_url] {
+        *url = url.replace("{public_url}", base);
+    }
     check_tokens(&raw)?;
     check_passwords(&raw)?;
     check_misc(&raw)?;

@@ -19,7 +19,7 @@ use crate::email::{self, Outbox};
 use crate::http::{ApiDocument, ApiRoutes, Gate, Routes};
 use crate::keys::MasterKey;
 use crate::store::Store;
-use crate::{accounts, admin, backup, mfa, sessions};
+use crate::{accounts, admin, backup, mfa, pages, sessions};
 
 /// What `start` hands the daemon.
 pub struct Features {
@@ -207,9 +207,20 @@ fn api_routes(
     });
     let mfa =
         web::Data::new(mfa::Deps { store: s.store.clone(), hasher: s.hasher.clone(), key: s.key.clone() });
+    let actions = super::page_actions::FeatureActions {
+        accounts: accounts.clone(),
+        sessions: sessions.clone(),
+        mfa: mfa.clone(),
+    };
+    let pages = web::Data::new(pages::Deps {
+        store: s.store.clone(),
+        key: s.key.clone(),
+        actions: Arc::new(actions),
+    });
     let document = web::Data::new(ApiDocument(openapi_json().into()));
     Arc::new(move |c: &mut web::ServiceConfig| {
         c.app_data(auth.clone()).app_data(accounts.clone()).app_data(sessions.clone()).app_data(mfa.clone());
+        c.app_data(pages.clone());
         c.app_data(document.clone());
         let mut r = Routes::new();
         feature_routes(&mut r);
@@ -225,6 +236,7 @@ fn feature_routes(r: &mut Routes) {
     accounts::routes(r);
     sessions::routes(r);
     mfa::routes(r);
+    pages::routes(r);
 }
 
 /// The OpenAPI 3.1 document of every route an API listener serves, from

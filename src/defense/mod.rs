@@ -46,9 +46,17 @@ use worker::Event;
 /// Probes answer whatever happens, as load balancers expect.
 const PROBES: [&str; 3] = ["/health", "/ready", "/metrics"];
 /// Routes of the stricter `credential` class (API.md: login, forgot,
-/// reset, mfa), per client address.
-const CREDENTIAL_ROUTES: [&str; 4] =
-    ["/v1/auth/login", "/v1/auth/login/mfa", "/v1/auth/password/forgot", "/v1/auth/password/reset"];
+/// reset, mfa), per client address — and the pages' forms that do the same.
+const CREDENTIAL_ROUTES: [&str; 8] = [
+    "/v1/auth/login",
+    "/v1/auth/login/mfa",
+    "/v1/auth/password/forgot",
+    "/v1/auth/password/reset",
+    "/account/login",
+    "/account/login/mfa",
+    "/account/forgot",
+    "/reset-password",
+];
 
 /// Why a login (or another credential attempt by email) was refused
 /// before any work was done.
@@ -244,8 +252,10 @@ impl Gate for Defense {
     /// token) count towards blocking the address.
     fn answered(&self, adm: &Admission, status: u16) {
         let failed = match adm.route.as_str() {
-            "/v1/auth/login" | "/v1/auth/login/mfa" => status == 401,
-            "/v1/auth/password/reset" => status == 400,
+            "/v1/auth/login" | "/v1/auth/login/mfa" | "/account/login" | "/account/login/mfa" => {
+                status == 401
+            }
+            "/v1/auth/password/reset" | "/reset-password" => status == 400,
             _ => false,
         };
         let cfg = &adm.config;

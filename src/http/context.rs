@@ -212,13 +212,14 @@ fn method_label(m: &Method) -> &'static str {
 
 /// Error answers made by the framework (no route, wrong method, codec
 /// limits) come without a body; give them the same problem+json as ours.
+/// The pages' HTML answers (a refused form, shown to a person) stay.
 fn as_problem_if_error<B: MessageBody + 'static>(res: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
     let status = res.status();
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if status.as_u16() < 400 || is_problem {
+    let kept = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"text/html")
+    });
+    if status.as_u16() < 400 || kept {
         return res.map_into_left_body();
     }
     let (req, old) = res.into_parts();
@@ -242,7 +243,10 @@ fn secure_headers(h: &mut HeaderMap, id: &str, tls: bool) {
     set(h, "x-content-type-options", "nosniff");
     set(h, "x-frame-options", "DENY");
     set(h, "referrer-policy", "no-referrer");
-    set(h, "content-security-policy", "default-src 'none'; frame-ancestors 'none'");
+    // Pages set their own (a stylesheet, the QR code's data URI, forms).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        set(h, "content-security-policy", "default-src 'none'; frame-ancestors 'none'");
+    }
     if !h.contains_key(header::CACHE_CONTROL) {
         set(h, "cache-control", "no-store");
     }

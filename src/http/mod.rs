@@ -35,7 +35,7 @@ pub use client::ClientInfo;
 pub use gate::{Admission, Gate};
 pub use json::ApiJson;
 pub use ops::ApiDocument;
-pub use problem::{ApiError, FieldError, Kind, Problem, RateLimitInfo, ToProblem};
+pub use problem::{ApiError, FieldError, Kind, Problem, RateLimitInfo, ToProblem, html_page};
 pub use routes::Routes;
 
 /// Adds `/v1/openapi.json` (the document must be in the app data as

@@ -475,6 +475,15 @@ impl ResponseError for ApiError {
     }
 }
 
+/// An HTML page for a person: 200, or the status of `refused` (a page
+/// explaining why a form was refused), with the page's own CSP.
+pub fn html_page(refused: Option<Kind>, csp: &'static str, body: String) -> HttpResponse {
+    HttpResponse::build(refused.map_or(StatusCode::OK, Kind::status))
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp))
+        .body(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

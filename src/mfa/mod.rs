@@ -6,7 +6,7 @@
 
 mod errors;
 mod handlers;
-mod service;
+pub mod service;
 
 use crate::auth::Hasher;
 use crate::http::Routes;

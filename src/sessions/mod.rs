@@ -7,7 +7,7 @@ mod errors;
 mod handlers;
 mod introspect;
 mod queries;
-mod second_step;
+pub mod second_step;
 pub mod service;
 mod sweeper;
 

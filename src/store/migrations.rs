@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "second_factor",
         sql: include_str!("../../migrations/0009_second_factor.sql"),
     },
+    Migration {
+        version: 10,
+        name: "browser_sessions",
+        sql: include_str!("../../migrations/0010_browser_sessions.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -77,7 +77,7 @@ pub async fn wait_for_files(dir: PathBuf, n: usize, ext: &str) -> Vec<String> {
 }
 
 /// Decodes a quoted-printable body (soft line breaks and `=XX`).
-fn decode_qp(text: &str) -> String {
+pub fn decode_qp(text: &str) -> String {
     let joined = text.replace("=\r\n", "").replace("=\n", "");
     let bytes = joined.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -26,6 +26,7 @@ mod mfa;
 mod openapi;
 mod ops;
 mod origins;
+mod pages;
 mod probes;
 mod races;
 mod reload;

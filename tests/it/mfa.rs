@@ -16,7 +16,7 @@ use crate::mail::token_in;
 
 /// The code pyotp computes for `secret` at `steps` 30-second steps from
 /// now (negative: earlier).
-fn code_at(secret: &str, steps: i64) -> String {
+pub fn code_at(secret: &str, steps: i64) -> String {
     let script = "import pyotp, sys, time; \
                   print(pyotp.TOTP(sys.argv[1]).at(int(time.time()) + 30 * int(sys.argv[2])))";
     let out = Command::new("python3").args(["-c", script, secret, &steps.to_string()]).output().unwrap();

@@ -1,0 +1,235 @@
+//! The pages' `Actions`, wired to the features' services: each page does
+//! exactly what the API call it mirrors does (limits, throttling, audit
+//! rows), and the pages feature imports no other feature.
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::auth::UserSession;
+use crate::config::Config;
+use crate::http::{ApiError, ClientInfo};
+use crate::pages::{AccountView, Actions, Answer, Enrolment, SessionRow, SignIn};
+use crate::sessions::second_step::SecondStepRequest;
+use crate::sessions::service::{LoginAnswer, LoginRequest};
+use crate::{accounts, mfa, sessions};
+
+pub struct FeatureActions {
+    pub accounts: web::Data<accounts::Deps>,
+    pub sessions: web::Data<sessions::Deps>,
+    pub mfa: web::Data<mfa::Deps>,
+}
+
+fn sign_in(answer: LoginAnswer) -> SignIn {
+    match answer {
+        LoginAnswer::Tokens(t) => SignIn::Session { session_id: t.session_id, user_id: t.user.id },
+        LoginAnswer::SecondStep(c) => SignIn::SecondStep { mfa_token: c.mfa_token },
+    }
+}
+
+/// A typed-in code: six digits (spaces allowed) is a TOTP code, anything
+/// else a recovery code.
+fn proof_fields(code: String) -> (Option<String>, Option<String>) {
+    let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    if digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        (Some(digits), None)
+    } else {
+        (None, Some(code))
+    }
+}
+
+/// `2026-12-02T05:24:37Z` as a person reads it: `2026-12-02 05:24 UTC`.
+fn minutes(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..16)) {
+        (Some(day), Some(time)) => format!("{day} {time} UTC"),
+        _ => rfc3339.to_string(),
+    }
+}
+
+fn api<T, E: Into<ApiError>>(r: Result<T, E>) -> Result<T, ApiError> {
+    r.map_err(Into::into)
+}
+
+impl Actions for FeatureActions {
+    fn verify_email<'a>(&'a self, token: &'a str, client: &'a ClientInfo) -> Answer<'a, ()> {
+        Box::pin(
+            async move { api(accounts::service::verify_email(&self.accounts.store, token, client).await) },
+        )
+    }
+
+    fn resend_verification<'a>(
+        &'a self,
+        cfg: &'a Arc<Config>,
+        email: &'a str,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()> {
+        Box::pin(async move {
+            api(accounts::service::by_email(
+                &self.accounts,
+                cfg,
+                email,
+                accounts::ByEmail::ResendVerification,
+                client,
+            ))
+        })
+    }
+
+    fn forgot_password<'a>(
+        &'a self,
+        cfg: &'a Arc<Config>,
+        email: &'a str,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()> {
+        Box::pin(async move {
+            api(accounts::service::by_email(
+                &self.accounts,
+                cfg,
+                email,
+                accounts::ByEmail::PasswordReset,
+                client,
+            ))
+        })
+    }
+
+    fn reset_password<'a>(
+        &'a self,
+        cfg: &'a Config,
+        token: &'a str,
+        new_password: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()> {
+        Box::pin(async move {
+            api(accounts::passwords::reset_password(&self.accounts, cfg, token, new_password, client).await)
+        })
+    }
+
+    fn sign_in<'a>(
+        &'a self,
+        cfg: &'a Config,
+        email: String,
+        password: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, SignIn> {
+        Box::pin(async move {
+            let req = LoginRequest { email, password, device_name: None };
+            api(sessions::service::login(&self.sessions, cfg, req, client).await).map(sign_in)
+        })
+    }
+
+    fn second_step<'a>(
+        &'a self,
+        cfg: &'a Config,
+        mfa_token: String,
+        code: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, SignIn> {
+        Box::pin(async move {
+            let (code, recovery_code) = proof_fields(code);
+            let req = SecondStepRequest { mfa_token, code, recovery_code };
+            let tokens = api(sessions::second_step::login_mfa(&self.sessions, cfg, req, client).await)?;
+            Ok(SignIn::Session { session_id: tokens.session_id, user_id: tokens.user.id })
+        })
+    }
+
+    fn account<'a>(&'a self, user: &'a UserSession) -> Answer<'a, AccountView> {
+        Box::pin(async move {
+            let me = api(accounts::service::me(&self.accounts.store, user).await)?;
+            Ok(AccountView { email: me.email, email_verified: me.email_verified, totp: me.mfa.totp })
+        })
+    }
+
+    fn sessions<'a>(&'a self, user: &'a UserSession) -> Answer<'a, Vec<SessionRow>> {
+        Box::pin(async move {
+            let list = api(sessions::service::list(&self.sessions.store, user).await)?;
+            Ok(list
+                .into_iter()
+                .map(|s| SessionRow {
+                    device: s.device_name.or(s.user_agent).unwrap_or_else(|| "Unknown device".into()),
+                    ip: s.ip.unwrap_or_default(),
+                    last_seen_at: minutes(&s.last_seen_at),
+                    current: s.current,
+                    id: s.id,
+                })
+                .collect())
+        })
+    }
+
+    fn revoke_session<'a>(
+        &'a self,
+        user: &'a UserSession,
+        id: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()> {
+        Box::pin(
+            async move { api(sessions::service::revoke_own(&self.sessions.store, user, id, client).await) },
+        )
+    }
+
+    fn sign_out<'a>(
+        &'a self,
+        user: &'a UserSession,
+        everywhere: bool,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()> {
+        Box::pin(async move {
+            api(sessions::service::logout(&self.sessions.store, user, everywhere, client).await)
+        })
+    }
+
+    fn change_password<'a>(
+        &'a self,
+        cfg: &'a Config,
+        user: &'a UserSession,
+        current: String,
+        new_password: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()> {
+        Box::pin(async move {
+            api(accounts::passwords::change_password(
+                &self.accounts,
+                cfg,
+                user,
+                current,
+                new_password,
+                client,
+            )
+            .await)
+        })
+    }
+
+    fn enrol_totp<'a>(
+        &'a self,
+        cfg: &'a Config,
+        user: &'a UserSession,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, Enrolment> {
+        Box::pin(async move {
+            let e = api(mfa::service::enrol(&self.mfa, cfg, user, client).await)?;
+            Ok(Enrolment { secret: e.secret, otpauth_uri: e.otpauth_uri, qr_svg: e.qr_svg })
+        })
+    }
+
+    fn confirm_totp<'a>(
+        &'a self,
+        user: &'a UserSession,
+        code: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, Vec<String>> {
+        Box::pin(async move {
+            api(mfa::service::confirm(&self.mfa, user, code, client).await).map(|c| c.recovery_codes)
+        })
+    }
+
+    fn new_recovery_codes<'a>(
+        &'a self,
+        cfg: &'a Config,
+        user: &'a UserSession,
+        password: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, Vec<String>> {
+        Box::pin(async move {
+            api(mfa::service::regenerate(&self.mfa, cfg, user, password, client).await)
+                .map(|c| c.recovery_codes)
+        })
+    }
+}

@@ -1,0 +1,242 @@
+//! The pages behind the links in latch's emails: confirm an address (a
+//! button; the POST confirms, because mail scanners open links), set a new
+//! password, and ask for a new link when one is used or expired.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::render::{Ask, EmailForm, Message, ResetPassword, VerifyEmail, refusal};
+use super::{Deps, Page};
+use crate::http::{ApiError, ClientInfo, Kind, LiveConfig, Routes};
+
+type D = web::Data<Deps>;
+
+pub fn routes(r: &mut Routes) {
+    r.add(__path_verify_page, verify_page)
+        .add(__path_verify, verify)
+        .add(__path_resend, resend)
+        .add(__path_reset_page, reset_page)
+        .add(__path_reset, reset)
+        .add(__path_forgot_page, forgot_page)
+        .add(__path_forgot, forgot);
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct TokenQuery {
+    /// The one-time token from the email.
+    token: Option<String>,
+}
+
+fn message(page: &Page, title: &'static str, lines: Vec<String>, ask: Option<Ask>) -> Message {
+    let link = ask.is_none().then_some(("/account/login", "Sign in"));
+    Message { product: page.product(), title, notice: None, lines, ask, link, csrf: page.csrf() }
+}
+
+/// `GET /verify-email?token=`: a page with a Confirm button.
+#[utoipa::path(get, path = "/verify-email", tag = "pages", params(TokenQuery),
+    responses((status = 200, description = "A page with a Confirm button", content_type = "text/html"),
+        (status = 400, description = "The link has no token: a page to ask for a new one", content_type = "text/html")))]
+pub async fn verify_page(
+    d: D,
+    cfg: LiveConfig,
+    req: HttpRequest,
+    q: web::Query<TokenQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::open(&d, &cfg, &req)?;
+    let Some(token) = q.into_inner().token.filter(|t| !t.is_empty()) else {
+        let lines = vec!["This link is incomplete. Ask for a new one below.".into()];
+        return Ok(page.answer(
+            Some(Kind::InvalidToken),
+            &message(&page, "Link incomplete", lines, Some(Ask::NewVerification)),
+        ));
+    };
+    let view = VerifyEmail {
+        product: page.product(),
+        title: "Confirm your email address",
+        notice: None,
+        token,
+        csrf: page.csrf(),
+    };
+    Ok(page.answer(None, &view))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct TokenForm {
+    csrf: String,
+    token: String,
+}
+
+/// `POST /verify-email`: confirms the address.
+#[utoipa::path(post, path = "/verify-email", tag = "pages",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Confirmed, or why not", content_type = "text/html")))]
+pub async fn verify(
+    d: D,
+    cfg: LiveConfig,
+    req: HttpRequest,
+    client: ClientInfo,
+    form: web::Form<TokenForm>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
+    match d.actions.verify_email(&form.token, &client).await {
+        Ok(()) => {
+            let lines = vec!["Your email address is confirmed. You can sign in now.".into()];
+            Ok(page.answer(None, &message(&page, "Address confirmed", lines, None)))
+        }
+        Err(e) => {
+            let (status, text) = refusal(&e);
+            let lines = vec![text, "A link works once, for 24 hours. Ask for a new one below.".into()];
+            let view = message(&page, "This link does not work", lines, Some(Ask::NewVerification));
+            Ok(page.answer(status, &view))
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct EmailFormBody {
+    csrf: String,
+    email: String,
+}
+
+/// The answer to "send me a link", the same whether or not the address
+/// has an account.
+async fn link_sent(page: &Page, sent: Result<(), ApiError>, email: &str) -> HttpResponse {
+    match sent {
+        Ok(()) => {
+            let lines = vec![format!(
+                "If {email} has an account, a message with a new link is on its way. It may take a minute."
+            )];
+            page.answer(None, &message(page, "Check your email", lines, None))
+        }
+        Err(e) => {
+            let (status, text) = refusal(&e);
+            page.answer(status, &message(page, "Could not send a link", vec![text], None))
+        }
+    }
+}
+
+/// `POST /verify-email/resend`: a new confirmation link.
+#[utoipa::path(post, path = "/verify-email/resend", tag = "pages",
+    request_body(content = EmailFormBody, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "A link is on its way, if the address has an account", content_type = "text/html")))]
+pub async fn resend(
+    d: D,
+    cfg: LiveConfig,
+    req: HttpRequest,
+    client: ClientInfo,
+    form: web::Form<EmailFormBody>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
+    let sent = d.actions.resend_verification(&cfg.0, &form.email, &client).await;
+    Ok(link_sent(&page, sent, &form.email).await)
+}
+
+fn reset_view(page: &Page, cfg: &LiveConfig, token: String, notice: Option<String>) -> ResetPassword {
+    ResetPassword {
+        product: page.product(),
+        title: "Choose a new password",
+        notice,
+        token,
+        csrf: page.csrf(),
+        min_length: cfg.passwords.min_length,
+        max_length: cfg.passwords.max_length,
+    }
+}
+
+/// `GET /reset-password?token=`: the new-password form.
+#[utoipa::path(get, path = "/reset-password", tag = "pages", params(TokenQuery),
+    responses((status = 200, description = "The new-password form", content_type = "text/html"),
+        (status = 400, description = "The link has no token: a page to ask for a new one", content_type = "text/html")))]
+pub async fn reset_page(
+    d: D,
+    cfg: LiveConfig,
+    req: HttpRequest,
+    q: web::Query<TokenQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::open(&d, &cfg, &req)?;
+    let Some(token) = q.into_inner().token.filter(|t| !t.is_empty()) else {
+        let lines = vec!["This link is incomplete. Ask for a new one below.".into()];
+        return Ok(page.answer(
+            Some(Kind::InvalidToken),
+            &message(&page, "Link incomplete", lines, Some(Ask::NewReset)),
+        ));
+    };
+    Ok(page.answer(None, &reset_view(&page, &cfg, token, None)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ResetForm {
+    csrf: String,
+    token: String,
+    new_password: String,
+    confirm_password: String,
+}
+
+/// `POST /reset-password`: sets the password; every session ends.
+#[utoipa::path(post, path = "/reset-password", tag = "pages",
+    request_body(content = ResetForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Password set, or why not", content_type = "text/html")))]
+pub async fn reset(
+    d: D,
+    cfg: LiveConfig,
+    req: HttpRequest,
+    client: ClientInfo,
+    form: web::Form<ResetForm>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
+    let ResetForm { token, new_password, confirm_password, .. } = form.into_inner();
+    if new_password != confirm_password {
+        let view = reset_view(&page, &cfg, token, Some("The two passwords differ.".into()));
+        return Ok(page.answer(Some(Kind::InvalidRequest), &view));
+    }
+    match d.actions.reset_password(&cfg, &token, new_password, &client).await {
+        Ok(()) => {
+            let lines = vec![
+                "Your new password is set.".into(),
+                "Every place you were signed in has been signed out.".into(),
+            ];
+            Ok(page.answer(None, &message(&page, "Password changed", lines, None)))
+        }
+        Err(e) if e.problem().kind == Kind::InvalidToken => {
+            let (status, text) = refusal(&e);
+            let lines = vec![text, "A link works once, for 30 minutes. Ask for a new one below.".into()];
+            Ok(page.answer(status, &message(&page, "This link does not work", lines, Some(Ask::NewReset))))
+        }
+        Err(e) => {
+            let (status, text) = refusal(&e);
+            Ok(page.answer(status, &reset_view(&page, &cfg, token, Some(text))))
+        }
+    }
+}
+
+/// `GET /account/forgot`: ask for a password-reset link.
+#[utoipa::path(get, path = "/account/forgot", tag = "pages",
+    responses((status = 200, description = "The forgot-password form", content_type = "text/html")))]
+pub async fn forgot_page(d: D, cfg: LiveConfig, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let page = Page::open(&d, &cfg, &req)?;
+    let view = EmailForm {
+        product: page.product(),
+        title: "Forgot your password?",
+        notice: None,
+        intro: "Enter your address and we will send a link to choose a new password.",
+        action: "/account/forgot",
+        csrf: page.csrf(),
+    };
+    Ok(page.answer(None, &view))
+}
+
+/// `POST /account/forgot`: sends the link (if the address has an account).
+#[utoipa::path(post, path = "/account/forgot", tag = "pages",
+    request_body(content = EmailFormBody, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "A link is on its way, if the address has an account", content_type = "text/html")))]
+pub async fn forgot(
+    d: D,
+    cfg: LiveConfig,
+    req: HttpRequest,
+    client: ClientInfo,
+    form: web::Form<EmailFormBody>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
+    let sent = d.actions.forgot_password(&cfg.0, &form.email, &client).await;
+    Ok(link_sent(&page, sent, &form.email).await)
+}

@@ -1,0 +1,158 @@
+//! Pages for people: the links in latch's emails (confirm an address, set
+//! a new password) and a person's own account in a browser (sign in with
+//! the second step, sessions, password, TOTP). Server-rendered with askama
+//! templates checked at compile time, no JavaScript, one stylesheet served
+//! by latchd, a strict CSP. Every form carries a CSRF token; the browser's
+//! session is a `__Host-` cookie bound to a latch session.
+//!
+//! The pages do what the API calls they mirror do — same limits, throttling
+//! and audit rows — through `Actions`, which the daemon implements over the
+//! other features' services (a feature never imports another).
+
+mod account;
+mod browser;
+mod csrf;
+mod links;
+mod page;
+mod render;
+mod totp;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::auth::UserSession;
+use crate::config::Config;
+use crate::http::{ApiError, ClientInfo, Routes};
+use crate::keys::MasterKey;
+use crate::store::Store;
+
+use page::Page;
+
+/// A boxed answer of an action: `Actions` is used as a trait object.
+pub type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
+
+/// What a correct password got.
+pub enum SignIn {
+    /// A new latch session.
+    Session { session_id: String, user_id: String },
+    /// TOTP is on: the second step's token.
+    SecondStep { mfa_token: String },
+}
+
+/// The account as its page shows it.
+pub struct AccountView {
+    pub email: String,
+    pub email_verified: bool,
+    pub totp: bool,
+}
+
+/// One live session on the account page.
+pub struct SessionRow {
+    pub id: String,
+    pub device: String,
+    pub ip: String,
+    pub last_seen_at: String,
+    pub current: bool,
+}
+
+/// A TOTP enrolment to show.
+pub struct Enrolment {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+}
+
+/// The API calls the pages mirror, as the daemon wires them to the
+/// features' services.
+pub trait Actions: Send + Sync {
+    fn verify_email<'a>(&'a self, token: &'a str, client: &'a ClientInfo) -> Answer<'a, ()>;
+    fn resend_verification<'a>(
+        &'a self,
+        cfg: &'a Arc<Config>,
+        email: &'a str,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()>;
+    fn forgot_password<'a>(
+        &'a self,
+        cfg: &'a Arc<Config>,
+        email: &'a str,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()>;
+    fn reset_password<'a>(
+        &'a self,
+        cfg: &'a Config,
+        token: &'a str,
+        new_password: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()>;
+    fn sign_in<'a>(
+        &'a self,
+        cfg: &'a Config,
+        email: String,
+        password: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, SignIn>;
+    fn second_step<'a>(
+        &'a self,
+        cfg: &'a Config,
+        mfa_token: String,
+        code: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, SignIn>;
+    fn account<'a>(&'a self, user: &'a UserSession) -> Answer<'a, AccountView>;
+    fn sessions<'a>(&'a self, user: &'a UserSession) -> Answer<'a, Vec<SessionRow>>;
+    fn revoke_session<'a>(
+        &'a self,
+        user: &'a UserSession,
+        id: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()>;
+    fn sign_out<'a>(
+        &'a self,
+        user: &'a UserSession,
+        everywhere: bool,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()>;
+    fn change_password<'a>(
+        &'a self,
+        cfg: &'a Config,
+        user: &'a UserSession,
+        current: String,
+        new_password: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()>;
+    fn enrol_totp<'a>(
+        &'a self,
+        cfg: &'a Config,
+        user: &'a UserSession,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, Enrolment>;
+    fn confirm_totp<'a>(
+        &'a self,
+        user: &'a UserSession,
+        code: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, Vec<String>>;
+    fn new_recovery_codes<'a>(
+        &'a self,
+        cfg: &'a Config,
+        user: &'a UserSession,
+        password: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, Vec<String>>;
+}
+
+/// What the page handlers use, built once at start.
+pub struct Deps {
+    pub store: Store,
+    pub key: MasterKey,
+    pub actions: Arc<dyn Actions>,
+}
+
+pub fn routes(r: &mut Routes) {
+    links::routes(r);
+    account::routes(r);
+    totp::routes(r);
+    r.add(render::__path_stylesheet, render::stylesheet);
+}

@@ -1,0 +1,64 @@
+//! What every page handler starts with: the pages are on (else 404), the
+//! product name, and the browser's CSRF seed — checked against the form's
+//! token on a POST before anything else happens.
+
+use actix_web::{HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::Deps;
+use super::csrf::{self, Seed};
+use super::render::html;
+use crate::config::Config;
+use crate::http::{ApiError, Kind, Problem};
+
+pub struct Page {
+    product: String,
+    seed: Seed,
+    csrf: String,
+}
+
+impl Page {
+    /// A page shown with GET.
+    pub fn open(d: &Deps, cfg: &Config, req: &HttpRequest) -> Result<Page, ApiError> {
+        if !cfg.pages.enabled {
+            return Err(Problem::new(Kind::NotFound).into());
+        }
+        let seed = Seed::of(req);
+        let csrf = seed.token(&d.key);
+        Ok(Page { product: cfg.pages.product_name.clone(), seed, csrf })
+    }
+
+    /// A form posted back: refused unless its CSRF token matches the
+    /// browser's cookie.
+    pub fn posted(d: &Deps, cfg: &Config, req: &HttpRequest, token: &str) -> Result<Page, ApiError> {
+        let page = Page::open(d, cfg, req)?;
+        if !csrf::valid(req, &d.key, token) {
+            let detail =
+                "This form has expired or did not come from this site. Reload the page and try again.";
+            return Err(Problem::new(Kind::Forbidden).with_detail(detail).into());
+        }
+        Ok(page)
+    }
+
+    pub fn product(&self) -> String {
+        self.product.clone()
+    }
+
+    pub fn csrf(&self) -> String {
+        self.csrf.clone()
+    }
+
+    /// `view` rendered with `status`, setting the CSRF cookie if new.
+    pub fn answer(&self, status: Option<Kind>, view: &impl Template) -> HttpResponse {
+        self.with_cookie(html(status, view))
+    }
+
+    pub fn with_cookie(&self, mut resp: HttpResponse) -> HttpResponse {
+        if let Some(cookie) = self.seed.cookie()
+            && let Err(e) = resp.add_cookie(&cookie)
+        {
+            tracing::warn!(error = %e, "could not set the CSRF cookie");
+        }
+        resp
+    }
+}

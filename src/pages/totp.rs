@@ -1,0 +1,131 @@
+//! TOTP on the account page: enrol (QR code and key), confirm with a first
+//! code (which shows the recovery codes once), and new recovery codes.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use serde::Deserialize;
+
+use super::account::{CsrfForm, account_page, user_or_login};
+use super::render::{Message, RecoveryCodes, TotpSetup, refusal};
+use super::{Deps, Page};
+use crate::http::{ApiError, ClientInfo, LiveConfig, Routes};
+
+type D = web::Data<Deps>;
+
+pub fn routes(r: &mut Routes) {
+    r.add(__path_enrol, enrol).add(__path_confirm, confirm).add(__path_recovery_codes, recovery_codes);
+}
+
+fn codes_page(page: &Page, codes: Vec<String>) -> HttpResponse {
+    let view = RecoveryCodes { product: page.product(), title: "Your recovery codes", notice: None, codes };
+    page.answer(None, &view)
+}
+
+/// `POST /account/totp`: a new secret, shown as a QR code and a key.
+#[utoipa::path(post, path = "/account/totp", tag = "pages",
+    request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The QR code and the confirm form", content_type = "text/html")))]
+pub async fn enrol(
+    d: D,
+    cfg: LiveConfig,
+    req: HttpRequest,
+    client: ClientInfo,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::posted(&d, &cfg, &req, &form.0.csrf)?;
+    let user = match user_or_login(&d, &req).await? {
+        Ok(user) => user,
+        Err(to_login) => return Ok(to_login),
+    };
+    match d.actions.enrol_totp(&cfg, &user, &client).await {
+        Ok(e) => {
+            let view = TotpSetup {
+                product: page.product(),
+                title: "Set up your authenticator app",
+                notice: None,
+                qr_base64: base64::engine::general_purpose::STANDARD.encode(e.qr_svg),
+                secret: e.secret,
+                csrf: page.csrf(),
+            };
+            Ok(page.answer(None, &view))
+        }
+        Err(e) => {
+            let (status, text) = refusal(&e);
+            account_page(&d, &cfg, &page, &user, status, Some(text)).await
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CodeForm {
+    csrf: String,
+    code: String,
+}
+
+/// `POST /account/totp/confirm`: turns TOTP on; the recovery codes, once.
+#[utoipa::path(post, path = "/account/totp/confirm", tag = "pages",
+    request_body(content = CodeForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The recovery codes", content_type = "text/html")))]
+pub async fn confirm(
+    d: D,
+    cfg: LiveConfig,
+    req: HttpRequest,
+    client: ClientInfo,
+    form: web::Form<CodeForm>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
+    let user = match user_or_login(&d, &req).await? {
+        Ok(user) => user,
+        Err(to_login) => return Ok(to_login),
+    };
+    match d.actions.confirm_totp(&user, form.into_inner().code, &client).await {
+        Ok(codes) => Ok(codes_page(&page, codes)),
+        Err(e) => {
+            let (status, text) = refusal(&e);
+            let view = Message {
+                product: page.product(),
+                title: "That code did not match",
+                notice: None,
+                lines: vec![
+                    text,
+                    "Check that your phone's clock is right, then set the app up again.".into(),
+                ],
+                ask: None,
+                link: Some(("/account", "Back to your account")),
+                csrf: page.csrf(),
+            };
+            Ok(page.answer(status, &view))
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct PasswordOnlyForm {
+    csrf: String,
+    password: String,
+}
+
+/// `POST /account/recovery-codes`: new codes; the old ones stop working.
+#[utoipa::path(post, path = "/account/recovery-codes", tag = "pages",
+    request_body(content = PasswordOnlyForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The new recovery codes", content_type = "text/html")))]
+pub async fn recovery_codes(
+    d: D,
+    cfg: LiveConfig,
+    req: HttpRequest,
+    client: ClientInfo,
+    form: web::Form<PasswordOnlyForm>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
+    let user = match user_or_login(&d, &req).await? {
+        Ok(user) => user,
+        Err(to_login) => return Ok(to_login),
+    };
+    match d.actions.new_recovery_codes(&cfg, &user, form.into_inner().password, &client).await {
+        Ok(codes) => Ok(codes_page(&page, codes)),
+        Err(e) => {
+            let (status, text) = refusal(&e);
+            account_page(&d, &cfg, &page, &user, status, Some(text)).await
+        }
+    }
+}

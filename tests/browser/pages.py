@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Drives latch's pages in a real browser (Debian's chromium through
+chromedriver and selenium) for tests/it/pages.rs. One phase per run; each
+prints one JSON object on its last line. Every page visited is checked with
+axe-core (no serious or critical violations) and saved as a screenshot.
+
+usage: pages.py PHASE BASE_URL SHOTS_DIR [ARGS...]
+"""
+import json
+import os
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+
+PHASE, BASE, SHOTS = sys.argv[1], sys.argv[2].rstrip("/"), sys.argv[3]
+ARGS = sys.argv[4:]
+AXE = open(os.environ["LATCH_AXE_JS"]).read()
+found = {"pages": []}
+
+
+def browser():
+    opts = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                 "--ignore-certificate-errors", "--window-size=1000,900"):
+        opts.add_argument(flag)
+    opts.binary_location = "/usr/bin/chromium"
+    return webdriver.Chrome(options=opts, service=webdriver.ChromeService("/usr/bin/chromedriver"))
+
+
+def check(d, name):
+    """axe-core on the page in view, a screenshot, and the phone width."""
+    d.execute_script(AXE)
+    violations = d.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document).then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact}))))"
+        ".catch(e => done([{id: 'axe-error: ' + e, impact: 'critical'}]));")
+    bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+    d.save_screenshot(os.path.join(SHOTS, name + ".png"))
+    d.set_window_size(390, 844)
+    overflow = d.execute_script("return document.documentElement.scrollWidth > window.innerWidth + 1")
+    d.set_window_size(1000, 900)
+    page = {"name": name, "serious": bad, "all": violations, "phone_overflow": overflow}
+    if bad:
+        page["source"] = d.page_source[:400]
+    found["pages"].append(page)
+
+
+def text(d):
+    mains = d.find_elements(By.TAG_NAME, "main")
+    return mains[0].text if mains else "no page: " + d.page_source[:600]
+
+
+def fill(d, field_id, value):
+    el = d.find_element(By.ID, field_id)
+    el.clear()
+    el.send_keys(value)
+
+
+def submit(d, form_action):
+    d.find_element(By.CSS_SELECTOR, f'form[action="{form_action}"] button[type="submit"]').click()
+    time.sleep(0.2)
+
+
+def sign_in(d, email, password):
+    d.get(BASE + "/account/login")
+    fill(d, "email", email)
+    fill(d, "password", password)
+    submit(d, "/account/login")
+
+
+def phase_verify(d):
+    (link,) = ARGS
+    d.get(link)
+    check(d, "verify-email")
+    submit(d, "/verify-email")
+    found["after_confirm"] = text(d)
+    check(d, "verify-email-done")
+    d.get(link)
+    submit(d, "/verify-email")
+    found["after_second_confirm"] = text(d)
+    check(d, "verify-email-used")
+
+
+def phase_reset(d):
+    link, new_password = ARGS
+    d.get(link)
+    check(d, "reset-password")
+    fill(d, "new_password", new_password)
+    fill(d, "confirm_password", new_password + "x")
+    submit(d, "/reset-password")
+    found["after_mismatch"] = text(d)
+    fill(d, "new_password", new_password)
+    fill(d, "confirm_password", new_password)
+    submit(d, "/reset-password")
+    found["after_reset"] = text(d)
+    check(d, "reset-password-done")
+
+
+def phase_account(d):
+    email, password, changed = ARGS
+    d.get(BASE + "/account/login")
+    check(d, "login")
+    sign_in(d, email, "not the password")
+    found["after_wrong_password"] = text(d)
+    sign_in(d, email, password)
+    found["url_after_login"] = d.current_url
+    found["sessions_before"] = len(d.find_elements(By.CSS_SELECTOR, "tbody tr"))
+    check(d, "account")
+    d.find_element(By.CSS_SELECTOR, 'form[action^="/account/sessions/"] button').click()
+    time.sleep(0.2)
+    found["sessions_after"] = len(d.find_elements(By.CSS_SELECTOR, "tbody tr"))
+    fill(d, "current_password", password)
+    fill(d, "new_password", changed)
+    fill(d, "confirm_password", changed)
+    submit(d, "/account/password")
+    found["after_change"] = text(d)
+    found["cookies"] = [{"name": c["name"], "secure": c.get("secure"), "httpOnly": c.get("httpOnly"),
+                         "sameSite": c.get("sameSite")} for c in d.get_cookies()]
+
+
+def phase_totp(d):
+    email, password = ARGS
+    # The codes come on stdin: the test computes them with pyotp from the
+    # key this page shows.
+    sign_in(d, email, password)
+    submit(d, "/account/totp")
+    check(d, "totp-setup")
+    found["totp_secret"] = d.find_element(By.CSS_SELECTOR, "main code").text
+    print(json.dumps({"need_code_for": found["totp_secret"]}), flush=True)
+    code = sys.stdin.readline().strip()
+    fill(d, "code", code)
+    submit(d, "/account/totp/confirm")
+    found["recovery_codes"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, ".codes code")]
+    check(d, "recovery-codes")
+    d.get(BASE + "/account")
+    submit(d, "/account/logout")
+    sign_in(d, email, password)
+    check(d, "second-step")
+    print(json.dumps({"need_code_for": found["totp_secret"], "next": True}), flush=True)
+    fill(d, "code", sys.stdin.readline().strip())
+    submit(d, "/account/login/mfa")
+    found["url_after_second_step"] = d.current_url
+
+
+def main():
+    os.makedirs(SHOTS, exist_ok=True)
+    d = browser()
+    try:
+        {"verify": phase_verify, "reset": phase_reset, "account": phase_account, "totp": phase_totp}[PHASE](d)
+    finally:
+        d.quit()
+    print(json.dumps(found))
+
+
+main()

@@ -1,0 +1,168 @@
+//! The pages for people, in a real browser: Debian's chromium driven by
+//! selenium (`tests/browser/pages.py`) against the real daemon. A person
+//! confirms their address from the emailed link, resets their password
+//! from another, signs in, revokes another session (whose refresh token the
+//! API then refuses), changes the password, and turns on TOTP with the
+//! second step at the next sign-in. axe-core checks every page; each is
+//! saved as a screenshot in `target/pages-screenshots/`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::flows::{PASSWORD, login, with_smtp};
+use crate::harness::Latchd;
+use crate::mail::{decode_qp, token_in};
+use crate::mfa::code_at;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/pages.py");
+
+fn shots_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/pages-screenshots"))
+}
+
+fn axe_js() -> String {
+    std::env::var("LATCH_AXE_JS").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/browser-tools/node_modules/axe-core/axe.min.js").into()
+    })
+}
+
+fn browser(d: &Latchd, phase: &str, args: &[&str]) -> std::process::Child {
+    Command::new("python3")
+        .arg(SCRIPT)
+        .args([phase, &d.https_url(""), &shots_dir().display().to_string()])
+        .args(args)
+        .env("LATCH_AXE_JS", axe_js())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3")
+}
+
+/// The phase's final JSON, after checking every page it saw.
+fn finished(child: std::process::Child) -> Value {
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "browser: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let found: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for page in found["pages"].as_array().unwrap() {
+        assert_eq!(page["serious"], json!([]), "axe on {}: {} {}", page["name"], page["all"], page["source"]);
+        assert_eq!(page["phone_overflow"], false, "{} is wider than a phone", page["name"]);
+    }
+    found
+}
+
+fn run(d: &Latchd, phase: &str, args: &[&str]) -> Value {
+    finished(browser(d, phase, args))
+}
+
+/// The link of the last message, as the person clicks it: from the mail's
+/// text, rebased from `public_url` onto this test daemon's address.
+fn link(d: &Latchd, mail: &str, page: &str) -> String {
+    let token = token_in(mail);
+    let sent = format!("https://localhost:8443/{page}?token={token}");
+    assert!(decode_qp(mail).contains(&sent), "the link is built from public_url: {mail}");
+    d.https_url(&format!("/{page}?token={token}"))
+}
+
+#[tokio::test]
+async fn a_person_confirms_resets_signs_in_and_looks_after_their_account_in_a_browser() {
+    let (d, smtp) = with_smtp("").await;
+    let email = "pat@example.test";
+    let res = d.post("/v1/auth/register", json!({"email": email, "password": PASSWORD})).await;
+    assert_eq!(res.status(), 202);
+    let verify = link(&d, &smtp.wait_for(1).await[0], "verify-email");
+    let found = run(&d, "verify", &[&verify]);
+    assert!(found["after_confirm"].as_str().unwrap().contains("confirmed"), "{found}");
+    assert!(found["after_second_confirm"].as_str().unwrap().contains("does not work"), "{found}");
+
+    assert_eq!(d.post("/v1/auth/password/forgot", json!({"email": email})).await.status(), 202);
+    let reset = link(&d, &smtp.wait_for(2).await[1], "reset-password");
+    let new_password = "a brand new passphrase";
+    let found = run(&d, "reset", &[&reset, new_password]);
+    assert!(found["after_mismatch"].as_str().unwrap().contains("differ"), "{found}");
+    assert!(found["after_reset"].as_str().unwrap().contains("signed out"), "{found}");
+
+    // Another session, made through the API, for the browser to revoke.
+    let other = login(&d, email, new_password).await;
+    let changed = "the third passphrase of pat";
+    let found = run(&d, "account", &[email, new_password, changed]);
+    assert!(found["after_wrong_password"].as_str().unwrap().contains("wrong"), "{found}");
+    assert!(found["url_after_login"].as_str().unwrap().ends_with("/account"), "{found}");
+    assert_eq!((found["sessions_before"].as_u64(), found["sessions_after"].as_u64()), (Some(2), Some(1)));
+    assert!(found["after_change"].as_str().unwrap().contains("Password changed"), "{found}");
+    let session_cookie = found["cookies"].as_array().unwrap().iter().find(|c| c["name"] == "__Host-latch");
+    assert_eq!(
+        session_cookie.map(|c| (&c["secure"], &c["httpOnly"], &c["sameSite"])),
+        Some((&json!(true), &json!(true), &json!("Strict"))),
+        "{found}"
+    );
+    let refused = d.post("/v1/auth/refresh", json!({"refresh_token": other["refresh_token"]})).await;
+    assert_eq!(refused.status(), 401, "the session revoked in the browser is over for the API too");
+
+    // TOTP from the account page; the next sign-in asks for a code.
+    let mut child = browser(&d, "totp", &[email, changed]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut rest = Vec::new();
+    for steps in [-1, 0] {
+        let asked: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let secret = asked["need_code_for"].as_str().unwrap();
+        writeln!(stdin, "{}", code_at(secret, steps)).unwrap();
+    }
+    for line in lines {
+        rest.push(line.unwrap());
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "browser: {rest:?}\n{}", String::from_utf8_lossy(&out.stderr));
+    let found: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
+    for page in found["pages"].as_array().unwrap() {
+        assert_eq!(page["serious"], json!([]), "axe on {}: {}", page["name"], page["all"]);
+    }
+    assert_eq!(found["recovery_codes"].as_array().unwrap().len(), 10, "{found}");
+    assert!(found["url_after_second_step"].as_str().unwrap().ends_with("/account"), "{found}");
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_are_refused_and_pages_can_be_turned_off() {
+    let (d, _smtp) = with_smtp("").await;
+    let page = d.get("/account/login").await;
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.starts_with("__Host-latch-csrf=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+    );
+    let body = page.text().await.unwrap();
+    let token_at = body.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    let token = &body[token_at..token_at + 64];
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let post = |form: Vec<(&'static str, String)>, with_cookie: bool| {
+        let mut req = d.client().post(d.https_url("/account/login")).form(&form);
+        if with_cookie {
+            req = req.header("cookie", pair.clone());
+        }
+        req.send()
+    };
+    let login = |csrf: &str| {
+        vec![
+            ("csrf", csrf.to_string()),
+            ("email", "x@example.test".into()),
+            ("password", "wrong password".into()),
+        ]
+    };
+    assert_eq!(post(login(""), true).await.unwrap().status(), 403, "no token");
+    assert_eq!(post(login(token), false).await.unwrap().status(), 403, "no cookie");
+    assert_eq!(post(login(&"0".repeat(64)), true).await.unwrap().status(), 403, "another token");
+    assert_eq!(post(login(token), true).await.unwrap().status(), 401, "the form itself is checked");
+
+    let (d, _smtp) = with_smtp("[pages]\nenabled = false\n").await;
+    assert_eq!(d.get("/account/login").await.status(), 404);
+    assert_eq!(d.get("/verify-email?token=abc").await.status(), 404);
+}
