@@ -33,7 +33,13 @@ impl Template {
         }
     }
 
+    /// The text, signed with `[pages].product_name` so the person knows
+    /// which service wrote.
     pub fn body(&self, cfg: &Config) -> String {
+        format!("{}\n-- \n{}\n", self.text(cfg), cfg.pages.product_name)
+    }
+
+    fn text(&self, cfg: &Config) -> String {
         match self {
             Template::VerifyEmail { token } => format!(
                 "Welcome!\n\nConfirm your email address by opening this link within 24 hours:\n\n{}\n\n\

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::browser;
 use super::render::{Account, Login, SecondStep, refusal, see_other};
-use super::{Deps, Page, SignIn};
+use super::{Deps, Page, SignIn, text};
 use crate::auth::UserSession;
 use crate::config::Config;
 use crate::http::{ApiError, ClientInfo, Kind, LiveConfig, Routes};
@@ -25,7 +25,7 @@ pub fn routes(r: &mut Routes) {
 }
 
 fn login_view(page: &Page, email: String, notice: Option<String>) -> Login {
-    Login { product: page.product(), title: "Sign in", notice, email, csrf: page.csrf() }
+    Login { product: page.product(), title: text::SIGN_IN, notice, email, csrf: page.csrf() }
 }
 
 /// `GET /account/login`.
@@ -53,7 +53,7 @@ async fn signed_in(d: &Deps, page: &Page, outcome: SignIn) -> Result<HttpRespons
         SignIn::SecondStep { mfa_token } => {
             let view = SecondStep {
                 product: page.product(),
-                title: "Enter your code",
+                title: text::ENTER_CODE,
                 notice: None,
                 mfa_token,
                 csrf: page.csrf(),
@@ -122,7 +122,7 @@ pub async fn second_step(
             let (status, text) = refusal(&e);
             let view = SecondStep {
                 product: page.product(),
-                title: "Enter your code",
+                title: text::ENTER_CODE,
                 notice: Some(text),
                 mfa_token,
                 csrf: page.csrf(),
@@ -151,7 +151,7 @@ pub async fn account_page(
 ) -> Result<HttpResponse, ApiError> {
     let view = Account {
         product: page.product(),
-        title: "Your account",
+        title: text::YOUR_ACCOUNT,
         notice,
         account: d.actions.account(user).await?,
         sessions: d.actions.sessions(user).await?,
@@ -274,10 +274,10 @@ pub async fn change_password(
     };
     let PasswordForm { current_password, new_password, confirm_password, .. } = form.into_inner();
     let (status, notice) = if new_password != confirm_password {
-        (Some(Kind::InvalidRequest), "The two new passwords differ.".to_string())
+        (Some(Kind::InvalidRequest), text::NEW_PASSWORDS_DIFFER.to_string())
     } else {
         match d.actions.change_password(&cfg, &user, current_password, new_password, &client).await {
-            Ok(()) => (None, "Password changed. Your other sessions were signed out.".to_string()),
+            Ok(()) => (None, text::PASSWORD_CHANGED_LINE.to_string()),
             Err(e) => refusal(&e),
         }
     };

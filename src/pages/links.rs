@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::render::{Ask, EmailForm, Message, ResetPassword, VerifyEmail, refusal};
-use super::{Deps, Page};
+use super::{Deps, Page, text};
 use crate::http::{ApiError, ClientInfo, Kind, LiveConfig, Routes};
 
 type D = web::Data<Deps>;
@@ -28,7 +28,7 @@ pub struct TokenQuery {
 }
 
 fn message(page: &Page, title: &'static str, lines: Vec<String>, ask: Option<Ask>) -> Message {
-    let link = ask.is_none().then_some(("/account/login", "Sign in"));
+    let link = ask.is_none().then_some(("/account/login", text::SIGN_IN));
     Message { product: page.product(), title, notice: None, lines, ask, link, csrf: page.csrf() }
 }
 
@@ -44,15 +44,15 @@ pub async fn verify_page(
 ) -> Result<HttpResponse, ApiError> {
     let page = Page::open(&d, &cfg, &req)?;
     let Some(token) = q.into_inner().token.filter(|t| !t.is_empty()) else {
-        let lines = vec!["This link is incomplete. Ask for a new one below.".into()];
+        let lines = vec![text::LINK_INCOMPLETE_LINE.into()];
         return Ok(page.answer(
             Some(Kind::InvalidToken),
-            &message(&page, "Link incomplete", lines, Some(Ask::NewVerification)),
+            &message(&page, text::LINK_INCOMPLETE, lines, Some(Ask::NewVerification)),
         ));
     };
     let view = VerifyEmail {
         product: page.product(),
-        title: "Confirm your email address",
+        title: text::CONFIRM_ADDRESS,
         notice: None,
         token,
         csrf: page.csrf(),
@@ -80,13 +80,13 @@ pub async fn verify(
     let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
     match d.actions.verify_email(&form.token, &client).await {
         Ok(()) => {
-            let lines = vec!["Your email address is confirmed. You can sign in now.".into()];
-            Ok(page.answer(None, &message(&page, "Address confirmed", lines, None)))
+            let lines = vec![text::ADDRESS_CONFIRMED_LINE.into()];
+            Ok(page.answer(None, &message(&page, text::ADDRESS_CONFIRMED, lines, None)))
         }
         Err(e) => {
             let (status, text) = refusal(&e);
-            let lines = vec![text, "A link works once, for 24 hours. Ask for a new one below.".into()];
-            let view = message(&page, "This link does not work", lines, Some(Ask::NewVerification));
+            let lines = vec![text, text::VERIFY_LINK_RULE.into()];
+            let view = message(&page, text::LINK_DEAD, lines, Some(Ask::NewVerification));
             Ok(page.answer(status, &view))
         }
     }
@@ -103,14 +103,12 @@ pub struct EmailFormBody {
 async fn link_sent(page: &Page, sent: Result<(), ApiError>, email: &str) -> HttpResponse {
     match sent {
         Ok(()) => {
-            let lines = vec![format!(
-                "If {email} has an account, a message with a new link is on its way. It may take a minute."
-            )];
-            page.answer(None, &message(page, "Check your email", lines, None))
+            let lines = vec![text::link_on_its_way(email)];
+            page.answer(None, &message(page, text::CHECK_EMAIL, lines, None))
         }
         Err(e) => {
             let (status, text) = refusal(&e);
-            page.answer(status, &message(page, "Could not send a link", vec![text], None))
+            page.answer(status, &message(page, text::NO_LINK_SENT, vec![text], None))
         }
     }
 }
@@ -134,7 +132,7 @@ pub async fn resend(
 fn reset_view(page: &Page, cfg: &LiveConfig, token: String, notice: Option<String>) -> ResetPassword {
     ResetPassword {
         product: page.product(),
-        title: "Choose a new password",
+        title: text::CHOOSE_PASSWORD,
         notice,
         token,
         csrf: page.csrf(),
@@ -155,10 +153,10 @@ pub async fn reset_page(
 ) -> Result<HttpResponse, ApiError> {
     let page = Page::open(&d, &cfg, &req)?;
     let Some(token) = q.into_inner().token.filter(|t| !t.is_empty()) else {
-        let lines = vec!["This link is incomplete. Ask for a new one below.".into()];
+        let lines = vec![text::LINK_INCOMPLETE_LINE.into()];
         return Ok(page.answer(
             Some(Kind::InvalidToken),
-            &message(&page, "Link incomplete", lines, Some(Ask::NewReset)),
+            &message(&page, text::LINK_INCOMPLETE, lines, Some(Ask::NewReset)),
         ));
     };
     Ok(page.answer(None, &reset_view(&page, &cfg, token, None)))
@@ -186,21 +184,18 @@ pub async fn reset(
     let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
     let ResetForm { token, new_password, confirm_password, .. } = form.into_inner();
     if new_password != confirm_password {
-        let view = reset_view(&page, &cfg, token, Some("The two passwords differ.".into()));
+        let view = reset_view(&page, &cfg, token, Some(text::PASSWORDS_DIFFER.into()));
         return Ok(page.answer(Some(Kind::InvalidRequest), &view));
     }
     match d.actions.reset_password(&cfg, &token, new_password, &client).await {
         Ok(()) => {
-            let lines = vec![
-                "Your new password is set.".into(),
-                "Every place you were signed in has been signed out.".into(),
-            ];
-            Ok(page.answer(None, &message(&page, "Password changed", lines, None)))
+            let lines = vec![text::NEW_PASSWORD_SET.into(), text::ALL_SIGNED_OUT.into()];
+            Ok(page.answer(None, &message(&page, text::PASSWORD_CHANGED, lines, None)))
         }
         Err(e) if e.problem().kind == Kind::InvalidToken => {
             let (status, text) = refusal(&e);
-            let lines = vec![text, "A link works once, for 30 minutes. Ask for a new one below.".into()];
-            Ok(page.answer(status, &message(&page, "This link does not work", lines, Some(Ask::NewReset))))
+            let lines = vec![text, text::RESET_LINK_RULE.into()];
+            Ok(page.answer(status, &message(&page, text::LINK_DEAD, lines, Some(Ask::NewReset))))
         }
         Err(e) => {
             let (status, text) = refusal(&e);
@@ -216,9 +211,9 @@ pub async fn forgot_page(d: D, cfg: LiveConfig, req: HttpRequest) -> Result<Http
     let page = Page::open(&d, &cfg, &req)?;
     let view = EmailForm {
         product: page.product(),
-        title: "Forgot your password?",
+        title: text::FORGOT,
         notice: None,
-        intro: "Enter your address and we will send a link to choose a new password.",
+        intro: text::FORGOT_INTRO,
         action: "/account/forgot",
         csrf: page.csrf(),
     };

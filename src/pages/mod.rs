@@ -15,6 +15,7 @@ mod csrf;
 mod links;
 mod page;
 mod render;
+mod text;
 mod totp;
 
 use std::future::Future;

@@ -5,9 +5,9 @@
 use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::Deps;
 use super::csrf::{self, Seed};
 use super::render::html;
+use super::{Deps, text};
 use crate::config::Config;
 use crate::http::{ApiError, Kind, Problem};
 
@@ -33,8 +33,7 @@ impl Page {
     pub fn posted(d: &Deps, cfg: &Config, req: &HttpRequest, token: &str) -> Result<Page, ApiError> {
         let page = Page::open(d, cfg, req)?;
         if !csrf::valid(req, &d.key, token) {
-            let detail =
-                "This form has expired or did not come from this site. Reload the page and try again.";
+            let detail = text::FORM_EXPIRED;
             return Err(Problem::new(Kind::Forbidden).with_detail(detail).into());
         }
         Ok(page)

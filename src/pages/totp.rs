@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::account::{CsrfForm, account_page, user_or_login};
 use super::render::{Message, RecoveryCodes, TotpSetup, refusal};
-use super::{Deps, Page};
+use super::{Deps, Page, text};
 use crate::http::{ApiError, ClientInfo, LiveConfig, Routes};
 
 type D = web::Data<Deps>;
@@ -17,7 +17,7 @@ pub fn routes(r: &mut Routes) {
 }
 
 fn codes_page(page: &Page, codes: Vec<String>) -> HttpResponse {
-    let view = RecoveryCodes { product: page.product(), title: "Your recovery codes", notice: None, codes };
+    let view = RecoveryCodes { product: page.product(), title: text::RECOVERY_CODES, notice: None, codes };
     page.answer(None, &view)
 }
 
@@ -41,7 +41,7 @@ pub async fn enrol(
         Ok(e) => {
             let view = TotpSetup {
                 product: page.product(),
-                title: "Set up your authenticator app",
+                title: text::SET_UP_APP,
                 notice: None,
                 qr_base64: base64::engine::general_purpose::STANDARD.encode(e.qr_svg),
                 secret: e.secret,
@@ -84,14 +84,11 @@ pub async fn confirm(
             let (status, text) = refusal(&e);
             let view = Message {
                 product: page.product(),
-                title: "That code did not match",
+                title: text::CODE_MISMATCH,
                 notice: None,
-                lines: vec![
-                    text,
-                    "Check that your phone's clock is right, then set the app up again.".into(),
-                ],
+                lines: vec![text, text::CODE_MISMATCH_LINE.into()],
                 ask: None,
-                link: Some(("/account", "Back to your account")),
+                link: Some(("/account", text::BACK_TO_ACCOUNT)),
                 csrf: page.csrf(),
             };
             Ok(page.answer(status, &view))

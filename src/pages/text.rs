@@ -1,0 +1,37 @@
+//! Every sentence the page handlers put on a page, in one place so it can
+//! be translated later (the templates in `templates/pages/` hold the rest).
+
+pub const SIGN_IN: &str = "Sign in";
+pub const LINK_INCOMPLETE: &str = "Link incomplete";
+pub const LINK_INCOMPLETE_LINE: &str = "This link is incomplete. Ask for a new one below.";
+pub const CONFIRM_ADDRESS: &str = "Confirm your email address";
+pub const ADDRESS_CONFIRMED: &str = "Address confirmed";
+pub const ADDRESS_CONFIRMED_LINE: &str = "Your email address is confirmed. You can sign in now.";
+pub const LINK_DEAD: &str = "This link does not work";
+pub const VERIFY_LINK_RULE: &str = "A link works once, for 24 hours. Ask for a new one below.";
+pub const RESET_LINK_RULE: &str = "A link works once, for 30 minutes. Ask for a new one below.";
+pub const CHECK_EMAIL: &str = "Check your email";
+pub const NO_LINK_SENT: &str = "Could not send a link";
+pub const CHOOSE_PASSWORD: &str = "Choose a new password";
+pub const PASSWORDS_DIFFER: &str = "The two passwords differ.";
+pub const NEW_PASSWORD_SET: &str = "Your new password is set.";
+pub const ALL_SIGNED_OUT: &str = "Every place you were signed in has been signed out.";
+pub const PASSWORD_CHANGED: &str = "Password changed";
+pub const FORGOT: &str = "Forgot your password?";
+pub const FORGOT_INTRO: &str = "Enter your address and we will send a link to choose a new password.";
+pub const RECOVERY_CODES: &str = "Your recovery codes";
+pub const SET_UP_APP: &str = "Set up your authenticator app";
+pub const CODE_MISMATCH: &str = "That code did not match";
+pub const CODE_MISMATCH_LINE: &str = "Check that your phone's clock is right, then set the app up again.";
+pub const BACK_TO_ACCOUNT: &str = "Back to your account";
+pub const FORM_EXPIRED: &str =
+    "This form has expired or did not come from this site. Reload the page and try again.";
+pub const ENTER_CODE: &str = "Enter your code";
+pub const YOUR_ACCOUNT: &str = "Your account";
+pub const NEW_PASSWORDS_DIFFER: &str = "The two new passwords differ.";
+pub const PASSWORD_CHANGED_LINE: &str = "Password changed. Your other sessions were signed out.";
+
+/// The answer to "send me a link", whether or not the address has an account.
+pub fn link_on_its_way(email: &str) -> String {
+    format!("If {email} has an account, a message with a new link is on its way. It may take a minute.")
+}
