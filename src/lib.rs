@@ -15,11 +15,12 @@
 //!   each a link of an HMAC chain.
 //! - [`email`]: the outbox and its delivery worker.
 //! - [`auth`]: the caller, token signing, password hashing and policy, the
-//!   second factor (TOTP, recovery codes).
-//! - [`defense`]: rate limits, IP blocks, login throttling, anomaly rules.
+//!   second factor (TOTP, recovery codes), the login guard.
 //!
 //! Features, each importing layers and never each other:
-//! [`accounts`], [`sessions`], [`mfa`], [`admin`], [`backup`], [`pages`].
+//! [`accounts`], [`sessions`], [`mfa`], [`admin`], [`defense`] (rate limits,
+//! IP blocks, login throttling, anomaly rules: met through `http::Gate` and
+//! `auth::LoginGuard`), [`backup`], [`pages`].
 //!
 //! Wiring: [`daemon`] runs `latchd serve`; [`ctl`] is `latchctl`. See
 //! ARCHITECTURE.md for the map and its invariants.

@@ -1,7 +1,6 @@
 //! What can go wrong in an account flow, and which problem each failure is.
 
-use crate::auth::{HashError, PolicyError};
-use crate::defense::LoginRefused;
+use crate::auth::{HashError, LoginRefused, PolicyError};
 use crate::http::problem::{FieldError, Kind, RateLimitInfo, ToProblem};
 
 #[derive(Debug, thiserror::Error)]

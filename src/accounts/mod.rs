@@ -11,8 +11,7 @@ mod upkeep;
 
 use std::sync::Arc;
 
-use crate::auth::{BreachedList, Hasher};
-use crate::defense::Defense;
+use crate::auth::{BreachedList, Hasher, LoginGuard};
 use crate::email::Outbox;
 use crate::http::Routes;
 use crate::keys::MasterKey;
@@ -31,7 +30,7 @@ pub struct Deps {
     pub breached: Arc<BreachedList>,
     /// The address-only work (forgot, resend), done after the answer.
     pub mailer: Mailer,
-    pub defense: Arc<Defense>,
+    pub defense: Arc<dyn LoginGuard>,
 }
 
 pub fn routes(r: &mut Routes) {

@@ -1,7 +1,6 @@
 //! What can go wrong in an admin call, and which problem each failure is.
 
 use crate::auth::{AuthError, HashError, PolicyError};
-use crate::defense::BlockError;
 use crate::http::problem::{FieldError, Kind, ToProblem};
 use crate::store::StoreError;
 
@@ -23,8 +22,6 @@ pub enum AdminError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Hash(#[from] HashError),
-    #[error(transparent)]
-    Block(#[from] BlockError),
     #[error(transparent)]
     Email(#[from] crate::email::EmailError),
     #[error(transparent)]
@@ -52,7 +49,6 @@ impl ToProblem for AdminError {
             AdminError::Auth(e) => e.kind(),
             AdminError::Policy(e) => e.kind(),
             AdminError::Hash(e) => e.kind(),
-            AdminError::Block(e) => e.kind(),
             AdminError::Store(e) => e.kind(),
             AdminError::Email(_) | AdminError::Key(_) | AdminError::Signing(_) => Kind::Internal,
         }
@@ -65,7 +61,6 @@ impl ToProblem for AdminError {
             | AdminError::NotFound(_)
             | AdminError::Conflict(_) => Some(self.to_string()),
             AdminError::Policy(e) => e.detail(),
-            AdminError::Block(e) => e.detail(),
             _ => None,
         }
     }
@@ -74,7 +69,6 @@ impl ToProblem for AdminError {
         match self {
             AdminError::Invalid { field, message } => FieldError::one(field, message),
             AdminError::Policy(e) => e.field_errors(),
-            AdminError::Block(e) => e.field_errors(),
             _ => Vec::new(),
         }
     }

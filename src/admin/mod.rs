@@ -4,7 +4,6 @@
 
 mod api_keys;
 mod audit;
-mod blocks;
 mod errors;
 mod handlers;
 mod queries;
@@ -15,8 +14,7 @@ mod users;
 
 use std::sync::Arc;
 
-use crate::auth::{ApiKeys, BreachedList, Hasher, Signer};
-use crate::defense::Defense;
+use crate::auth::{ApiKeys, BreachedList, Hasher, LoginGuard, Signer};
 use crate::email::Outbox;
 use crate::http::Routes;
 use crate::keys::MasterKey;
@@ -31,7 +29,7 @@ pub struct Deps {
     pub breached: Arc<BreachedList>,
     pub key: MasterKey,
     pub outbox: Outbox,
-    pub defense: Arc<Defense>,
+    pub defense: Arc<dyn LoginGuard>,
     pub api_keys: Arc<ApiKeys>,
     pub signer: Arc<Signer>,
 }
@@ -41,9 +39,6 @@ pub fn routes(r: &mut Routes) {
     r.add(handlers::__path_status, handlers::status)
         .add(handlers::__path_config, handlers::config)
         .add(handlers::__path_reload, handlers::reload)
-        .add(blocks::__path_list, blocks::list)
-        .add(blocks::__path_add, blocks::add)
-        .add(blocks::__path_remove, blocks::remove)
         .add(users::__path_list, users::list)
         .add(users::__path_create, users::create)
         .add(users::__path_show, users::show)

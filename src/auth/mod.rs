@@ -9,6 +9,7 @@
 
 pub mod api_keys;
 mod dummy;
+mod guard;
 mod password;
 mod policy;
 mod principal;
@@ -19,6 +20,7 @@ pub mod signing_keys;
 
 pub use api_keys::{ApiKey, ApiKeys};
 pub use dummy::{DummyParams, RECOUNT_EVERY as DUMMY_RECOUNT_EVERY};
+pub use guard::{LoginGuard, LoginRefused, Pending};
 pub use password::{
     HashError, Hasher, QUEUE_PER_CORE as HASH_QUEUE_PER_CORE, Verified, hash_now, read_pepper,
 };

@@ -12,14 +12,16 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{ApiKeys, Authenticator, BreachedList, DummyParams, Hasher, Signer, read_pepper};
+use crate::auth::{
+    ApiKeys, Authenticator, BreachedList, DummyParams, Hasher, LoginGuard, Signer, read_pepper,
+};
 use crate::config::{Config, Reloadable};
 use crate::defense::Defense;
 use crate::email::{self, Outbox};
 use crate::http::{ApiDocument, ApiRoutes, Gate, Routes};
 use crate::keys::MasterKey;
 use crate::store::Store;
-use crate::{accounts, admin, backup, mfa, pages, sessions};
+use crate::{accounts, admin, backup, defense, mfa, pages, sessions};
 
 /// What `start` hands the daemon.
 pub struct Features {
@@ -155,22 +157,25 @@ fn admin_routes(s: &Services) -> ApiRoutes {
         breached: Arc::clone(&s.breached),
         key: s.key.clone(),
         outbox: s.outbox.clone(),
-        defense: Arc::clone(&s.defense),
+        defense: Arc::clone(&s.defense) as Arc<dyn LoginGuard>,
         api_keys: Arc::clone(&s.api_keys),
         signer: Arc::clone(&s.signer),
     });
     let backups = web::Data::from(Arc::clone(&s.backups));
+    let defense = web::Data::from(Arc::clone(&s.defense));
     Arc::new(move |c: &mut web::ServiceConfig| {
-        c.app_data(deps.clone()).app_data(backups.clone());
+        c.app_data(deps.clone()).app_data(backups.clone()).app_data(defense.clone());
         let mut r = Routes::new();
         admin_feature_routes(&mut r);
         r.register(c);
     })
 }
 
-/// The admin API's routes: administration proper and the backups.
+/// The admin API's routes: administration proper, the IP blocks and the
+/// backups.
 fn admin_feature_routes(r: &mut Routes) {
     admin::routes(r);
+    defense::routes(r);
     backup::routes(r);
 }
 
@@ -195,7 +200,7 @@ fn api_routes(
         outbox: s.outbox.clone(),
         breached: Arc::clone(&s.breached),
         mailer: accounts::start_mailer(tracker, cancel.child_token(), work),
-        defense: Arc::clone(&s.defense),
+        defense: Arc::clone(&s.defense) as Arc<dyn LoginGuard>,
     });
     let sessions = web::Data::new(sessions::Deps {
         store: s.store.clone(),
@@ -203,7 +208,7 @@ fn api_routes(
         signer: Arc::clone(&s.signer),
         key: s.key.clone(),
         dummy: Arc::clone(&s.dummy),
-        defense: Arc::clone(&s.defense),
+        defense: Arc::clone(&s.defense) as Arc<dyn LoginGuard>,
     });
     let mfa =
         web::Data::new(mfa::Deps { store: s.store.clone(), hasher: s.hasher.clone(), key: s.key.clone() });

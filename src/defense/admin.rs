@@ -23,6 +23,8 @@ pub enum BlockError {
     InvalidCidr,
     #[error("no such block")]
     NotFound,
+    #[error("duration: {0}")]
+    InvalidDuration(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -30,14 +32,14 @@ pub enum BlockError {
 impl ToProblem for BlockError {
     fn kind(&self) -> Kind {
         match self {
-            BlockError::InvalidCidr => Kind::InvalidRequest,
+            BlockError::InvalidCidr | BlockError::InvalidDuration(_) => Kind::InvalidRequest,
             BlockError::NotFound => Kind::NotFound,
             BlockError::Store(e) => e.kind(),
         }
     }
 
     fn detail(&self) -> Option<String> {
-        matches!(self, BlockError::InvalidCidr).then(|| self.to_string())
+        matches!(self, BlockError::InvalidCidr | BlockError::InvalidDuration(_)).then(|| self.to_string())
     }
 
     fn field_errors(&self) -> Vec<FieldError> {
@@ -45,6 +47,7 @@ impl ToProblem for BlockError {
             BlockError::InvalidCidr => {
                 FieldError::one("cidr", "expected a network like \"203.0.113.0/24\" or an address")
             }
+            BlockError::InvalidDuration(e) => FieldError::one("duration", e),
             _ => Vec::new(),
         }
     }

@@ -6,7 +6,8 @@
 use super::anomaly::{self, Rule};
 use super::limits::Scope;
 use super::worker::Event;
-use super::{Defense, LoginRefused, client_key, queries, rate_limited};
+use super::{Defense, client_key, queries, rate_limited};
+use crate::auth::{LoginGuard, LoginRefused, Pending};
 use crate::config::{AnomalyAction, Config};
 use crate::http::ClientInfo;
 use crate::store::StoreError;
@@ -27,7 +28,7 @@ impl Defense {
     pub fn check_account(&self, email: &str) -> Result<(), LoginRefused> {
         self.limits.load().account.check(Scope::Account, email).map(|_| ()).map_err(|r| {
             rate_limited(Scope::Account.label());
-            LoginRefused::RateLimited(r)
+            LoginRefused::RateLimited { retry_after: r.retry_after, info: r.info }
         })
     }
 
@@ -145,5 +146,47 @@ impl Defense {
             }
             AnomalyAction::Flag | AnomalyAction::Email => {}
         }
+    }
+}
+
+/// What the features that log people in see of the defenses.
+impl LoginGuard for Defense {
+    fn check_login(&self, email: &str, client: &ClientInfo, cfg: &Config) -> Result<(), LoginRefused> {
+        Defense::check_login(self, email, client, cfg)
+    }
+
+    fn check_account(&self, email: &str) -> Result<(), LoginRefused> {
+        Defense::check_account(self, email)
+    }
+
+    fn login_failed(&self, email: &str, client: &ClientInfo, cfg: &Config) {
+        Defense::login_failed(self, email, client, cfg)
+    }
+
+    fn login_succeeded(&self, email: &str, client: &ClientInfo, cfg: &Config) {
+        Defense::login_succeeded(self, email, client, cfg)
+    }
+
+    fn clear_login_failures<'a>(&'a self, email: &'a str) -> Pending<'a, Result<(), StoreError>> {
+        Box::pin(Defense::clear_login_failures(self, email))
+    }
+
+    fn locked_until(&self, email: &str) -> Option<i64> {
+        Defense::locked_until(self, email)
+    }
+
+    fn after_login<'a>(
+        &'a self,
+        user_id: &'a str,
+        session_id: &'a str,
+        client: &'a ClientInfo,
+        device_name: Option<&'a str>,
+        cfg: &'a Config,
+    ) -> Pending<'a, Result<(), StoreError>> {
+        Box::pin(Defense::after_login(self, user_id, session_id, client, device_name, cfg))
+    }
+
+    fn refreshed(&self, session_id: &str, user_id: &str, client: &ClientInfo, cfg: &Config) {
+        Defense::refreshed(self, session_id, user_id, client, cfg)
     }
 }

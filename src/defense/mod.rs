@@ -12,6 +12,7 @@
 mod admin;
 mod anomaly;
 mod blocks;
+mod handlers;
 mod limits;
 mod logins;
 mod queries;
@@ -27,13 +28,14 @@ use tokio::sync::mpsc;
 
 use crate::auth::ApiKeys;
 use crate::config::{AnomalyAction, Commit, Config, Preparing, Reloadable};
-use crate::http::problem::{Kind, RateLimitInfo, ToProblem};
+use crate::http::problem::{Kind, RateLimitInfo};
 use crate::http::{Admission, ClientInfo, Gate, Problem};
 use crate::store::Store;
 
 pub use admin::{BlockError, BlockRequest};
 pub use anomaly::Rule;
 pub use blocks::{Block, Source};
+pub use handlers::routes;
 pub use limits::{KeyedLimiter, Refused, Scope};
 pub use worker::{Context, start};
 
@@ -57,39 +59,6 @@ const CREDENTIAL_ROUTES: [&str; 8] = [
     "/account/forgot",
     "/reset-password",
 ];
-
-/// Why a login (or another credential attempt by email) was refused
-/// before any work was done.
-#[derive(Debug, thiserror::Error)]
-pub enum LoginRefused {
-    #[error("too many failed logins for this email from this address; retry in {0} s")]
-    Throttled(u64),
-    #[error("rate limited ({})", .0.scope.label())]
-    RateLimited(Refused),
-}
-
-impl ToProblem for LoginRefused {
-    fn kind(&self) -> Kind {
-        match self {
-            LoginRefused::Throttled(_) => Kind::LoginThrottled,
-            LoginRefused::RateLimited(_) => Kind::RateLimited,
-        }
-    }
-
-    fn retry_after(&self) -> Option<u64> {
-        Some(match self {
-            LoginRefused::Throttled(secs) => *secs,
-            LoginRefused::RateLimited(r) => r.retry_after,
-        })
-    }
-
-    fn rate_limit(&self) -> Option<RateLimitInfo> {
-        match self {
-            LoginRefused::RateLimited(r) => Some(r.info),
-            LoginRefused::Throttled(_) => None,
-        }
-    }
-}
 
 /// The defenses' state; one per daemon, shared.
 pub struct Defense {

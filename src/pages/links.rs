@@ -32,6 +32,13 @@ fn message(page: &Page, title: &'static str, lines: Vec<String>, ask: Option<Ask
     Message { product: page.product(), title, notice: None, lines, ask, link, csrf: page.csrf() }
 }
 
+/// A link without its token (cut off in a mail client): the page that asks
+/// for a new one.
+fn incomplete(page: &Page, ask: Ask) -> HttpResponse {
+    let lines = vec![text::LINK_INCOMPLETE_LINE.into()];
+    page.answer(Some(Kind::InvalidToken), &message(page, text::LINK_INCOMPLETE, lines, Some(ask)))
+}
+
 /// `GET /verify-email?token=`: a page with a Confirm button.
 #[utoipa::path(get, path = "/verify-email", tag = "pages", params(TokenQuery),
     responses((status = 200, description = "A page with a Confirm button", content_type = "text/html"),
@@ -44,11 +51,7 @@ pub async fn verify_page(
 ) -> Result<HttpResponse, ApiError> {
     let page = Page::open(&d, &cfg, &req)?;
     let Some(token) = q.into_inner().token.filter(|t| !t.is_empty()) else {
-        let lines = vec![text::LINK_INCOMPLETE_LINE.into()];
-        return Ok(page.answer(
-            Some(Kind::InvalidToken),
-            &message(&page, text::LINK_INCOMPLETE, lines, Some(Ask::NewVerification)),
-        ));
+        return Ok(incomplete(&page, Ask::NewVerification));
     };
     let view = VerifyEmail {
         product: page.product(),
@@ -153,11 +156,7 @@ pub async fn reset_page(
 ) -> Result<HttpResponse, ApiError> {
     let page = Page::open(&d, &cfg, &req)?;
     let Some(token) = q.into_inner().token.filter(|t| !t.is_empty()) else {
-        let lines = vec![text::LINK_INCOMPLETE_LINE.into()];
-        return Ok(page.answer(
-            Some(Kind::InvalidToken),
-            &message(&page, text::LINK_INCOMPLETE, lines, Some(Ask::NewReset)),
-        ));
+        return Ok(incomplete(&page, Ask::NewReset));
     };
     Ok(page.answer(None, &reset_view(&page, &cfg, token, None)))
 }

@@ -1,8 +1,7 @@
 //! What can go wrong in login, refresh and session management, and which
 //! problem each failure is.
 
-use crate::auth::{HashError, PolicyError, SigningError};
-use crate::defense::LoginRefused;
+use crate::auth::{HashError, LoginRefused, PolicyError, SigningError};
 use crate::http::problem::{FieldError, Kind, RateLimitInfo, ToProblem};
 
 #[derive(Debug, thiserror::Error)]

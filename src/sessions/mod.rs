@@ -13,8 +13,7 @@ mod sweeper;
 
 use std::sync::Arc;
 
-use crate::auth::{DummyParams, Hasher, Signer};
-use crate::defense::Defense;
+use crate::auth::{DummyParams, Hasher, LoginGuard, Signer};
 use crate::http::Routes;
 use crate::keys::MasterKey;
 use crate::store::Store;
@@ -30,7 +29,7 @@ pub struct Deps {
     pub key: MasterKey,
     /// The parameters unknown-email logins verify the dummy hash with.
     pub dummy: Arc<DummyParams>,
-    pub defense: Arc<Defense>,
+    pub defense: Arc<dyn LoginGuard>,
 }
 
 pub fn routes(r: &mut Routes) {

@@ -1,20 +1,26 @@
 //! `GET|POST /v1/admin/blocked-ips`, `DELETE /v1/admin/blocked-ips/{id}`:
-//! the IP blocks in force, and adding or lifting one by hand.
+//! the IP blocks in force, and adding or lifting one by hand. Served with
+//! the admin API (admins only), owned here with the blocks themselves.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::{AdminError, Deps};
+use super::{Block, BlockError, BlockRequest, Defense};
 use crate::auth::Principal;
 use crate::config::HumanDuration;
-use crate::defense::{Block, BlockRequest};
-use crate::http::{ApiError, ApiJson, ClientInfo, Items};
+use crate::http::{ApiError, ApiJson, ClientInfo, Items, Routes};
+
+type D = web::Data<Defense>;
+
+pub fn routes(r: &mut Routes) {
+    r.add(__path_list, list).add(__path_add, add).add(__path_remove, remove);
+}
 
 #[utoipa::path(get, path = "/v1/admin/blocked-ips", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "Every block in force", body = Items<Block>)))]
-pub async fn list(d: web::Data<Deps>, who: Principal) -> Result<HttpResponse, ApiError> {
+pub async fn list(d: D, who: Principal) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    Ok(HttpResponse::Ok().json(Items { items: d.defense.blocked_ips() }))
+    Ok(HttpResponse::Ok().json(Items { items: d.blocked_ips() }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -28,7 +34,7 @@ pub struct NewBlock {
 #[utoipa::path(post, path = "/v1/admin/blocked-ips", tag = "admin", security(("bearer" = [])), request_body = NewBlock,
     responses((status = 201, description = "Blocked", body = Block)))]
 pub async fn add(
-    d: web::Data<Deps>,
+    d: D,
     who: Principal,
     client: ClientInfo,
     body: ApiJson<NewBlock>,
@@ -36,22 +42,22 @@ pub async fn add(
     who.require_admin()?;
     let NewBlock { cidr, reason, duration } = body.0;
     let duration = match duration {
-        Some(text) => Some(text.parse::<HumanDuration>().map_err(|e| AdminError::invalid("duration", e))?.0),
+        Some(text) => Some(text.parse::<HumanDuration>().map_err(BlockError::InvalidDuration)?.0),
         None => None,
     };
-    let block = d.defense.block(BlockRequest { cidr, reason, duration }, &client, Some(&who.actor())).await?;
+    let block = d.block(BlockRequest { cidr, reason, duration }, &client, Some(&who.actor())).await?;
     Ok(HttpResponse::Created().json(block))
 }
 
 #[utoipa::path(delete, path = "/v1/admin/blocked-ips/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 204, description = "Lifted")))]
 pub async fn remove(
-    d: web::Data<Deps>,
+    d: D,
     who: Principal,
     client: ClientInfo,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    d.defense.unblock(&id, &client, Some(&who.actor())).await?;
+    d.unblock(&id, &client, Some(&who.actor())).await?;
     Ok(HttpResponse::NoContent().finish())
 }
