@@ -63,6 +63,13 @@ struct Progress {
     broken: AtomicBool,
 }
 
+/// What the hook (and the stop) send the archive thread.
+enum Work {
+    Chunk(Chunk),
+    /// The daemon stops: write everything held, then answer and end.
+    Finish(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Committed frames for the archive thread.
 struct Chunk {
     generation: PathBuf,
@@ -82,18 +89,42 @@ struct Archiver {
     pass: Option<WalHeader>,
     offset: u64,
     archiving: Option<bool>,
-    to_thread: mpsc::Sender<Chunk>,
+    to_thread: mpsc::Sender<Work>,
     progress: Arc<Progress>,
 }
 
+/// Held by the daemon's stop, which calls it last before closing the store:
+/// without it the frames of the last moments before a clean stop would
+/// stay in memory, and the checkpoint at close would take them from the log.
+pub struct Finisher {
+    to_thread: mpsc::Sender<Work>,
+}
+
+impl Finisher {
+    /// Hands the archive thread the frames committed since the last batch
+    /// and waits (up to `within`) until it has written all it holds.
+    pub async fn finish(self, store: &Store, within: Duration) {
+        if let Err(e) = store.run_hooks().await {
+            tracing::warn!(error = %e, "WAL archive: could not collect the last frames");
+        }
+        let (done, finished) = tokio::sync::oneshot::channel();
+        if self.to_thread.send(Work::Finish(done)).is_err() {
+            return;
+        }
+        if tokio::time::timeout(within, finished).await.is_err() {
+            tracing::warn!("WAL archive: the last segments were not written before the stop");
+        }
+    }
+}
+
 /// Installs the archive hook on the writer, the archive thread, and the
-/// idle tick.
+/// idle tick; the stop's `Finisher`.
 pub async fn install(
     store: &Store,
     config: Arc<ArcSwap<Config>>,
     tracker: &TaskTracker,
     cancel: CancellationToken,
-) -> Result<(), StoreError> {
+) -> Result<Finisher, StoreError> {
     let db = store.path().to_path_buf();
     let (to_thread, chunks) = mpsc::channel();
     let progress = Arc::new(Progress::default());
@@ -102,6 +133,7 @@ pub async fn install(
         .name("latch-archive".into())
         .spawn(move || write_segments(&chunks, &shared))
         .map_err(|e| StoreError::Backup(BackupError::Io { path: "archive thread".into(), source: e }))?;
+    let finisher = Finisher { to_thread: to_thread.clone() };
     let mut archiver = Archiver {
         config,
         wal: PathBuf::from(format!("{}-wal", db.display())),
@@ -125,7 +157,7 @@ pub async fn install(
             }
         }
     });
-    Ok(())
+    Ok(finisher)
 }
 
 impl Archiver {
@@ -201,7 +233,11 @@ impl Archiver {
         match self.read_committed() {
             Ok(Some((page_size, frames))) => {
                 let commit_ms = last_commit_unix_ms();
-                if self.to_thread.send(Chunk { generation, page_size, commit_ms, frames }).is_err() {
+                if self
+                    .to_thread
+                    .send(Work::Chunk(Chunk { generation, page_size, commit_ms, frames }))
+                    .is_err()
+                {
                     tracing::error!("WAL archive: the archive thread is gone");
                 }
             }
@@ -246,53 +282,93 @@ impl Archiver {
 /// batches to a segment when they queue up, retrying once a second while
 /// the archive cannot be written. It gives frames up (and marks the
 /// generation broken, so a new one starts) only past `GIVE_UP_AFTER`.
-fn write_segments(chunks: &mpsc::Receiver<Chunk>, progress: &Progress) {
+fn write_segments(work: &mpsc::Receiver<Work>, progress: &Progress) {
     let (mut pending, mut next_seq): (Vec<Chunk>, (PathBuf, u64)) = (Vec::new(), (PathBuf::new(), 0));
     let (mut failing, mut last_write) = (false, Instant::now());
+    let mut finish = None;
     loop {
-        let first = if pending.is_empty() { chunks.recv().ok() } else { chunks.recv_timeout(TICK).ok() };
-        if first.is_none() && pending.is_empty() {
+        let first = if pending.is_empty() {
+            work.recv()
+        } else {
+            work.recv_timeout(TICK).map_err(|_| mpsc::RecvError)
+        };
+        let gone = first.is_err();
+        if gone && pending.is_empty() {
             return; // the hook is gone: the daemon stopped
         }
-        pending.extend(first);
-        // Each segment costs two fsyncs of the disk the commits need too:
-        // gather what commits in the next moment into the same segment.
-        std::thread::sleep(SEGMENT_EVERY.saturating_sub(last_write.elapsed()));
-        pending.extend(chunks.try_iter());
-        while !pending.is_empty() {
-            let run = pending.iter().take_while(|c| c.generation == pending[0].generation).count();
-            let (generation, page_size) = (pending[0].generation.clone(), pending[0].page_size);
-            if next_seq.0 != generation {
-                next_seq = (generation.clone(), 0);
-            }
-            let frames: Vec<u8> = pending[..run].iter().flat_map(|c| c.frames.iter().copied()).collect();
-            if !generation.exists() {
-                // Pruned meanwhile: a newer generation's snapshot holds these.
-                pending.drain(..run);
-                continue;
-            }
-            let last_commit = pending[run - 1].commit_ms;
-            match write_segment(&generation, next_seq.1, last_commit, page_size, &frames) {
-                Ok(()) => {
-                    last_write = Instant::now();
-                    next_seq.1 += 1;
-                    pending.drain(..run);
-                    if std::mem::take(&mut failing) {
-                        tracing::info!("WAL archive: caught up");
-                    }
-                }
-                Err(e) => {
-                    if !std::mem::replace(&mut failing, true) {
-                        tracing::error!(error = %e, "WAL archive: writing a segment failed; will retry");
-                    }
-                    give_up_if_too_much(&mut pending, progress);
-                    break;
-                }
-            }
+        if gone && failing {
+            // Nothing more can come; the wait between retries is ours.
+            std::thread::sleep(TICK);
         }
+        take(first.ok(), &mut pending, &mut finish);
+        if finish.is_none() {
+            // Each segment costs two fsyncs of the disk the commits need
+            // too: gather what commits in the next moment into one segment.
+            std::thread::sleep(SEGMENT_EVERY.saturating_sub(last_write.elapsed()));
+        }
+        for w in work.try_iter() {
+            take(Some(w), &mut pending, &mut finish);
+        }
+        write_pending(&mut pending, &mut next_seq, (&mut failing, &mut last_write), progress);
         let lag =
             pending.first().map_or(0.0, |c| (crate::clock::now_unix_ms() - c.commit_ms).max(0) as f64 / 1e3);
         metrics::gauge!("latch_wal_archive_lag_seconds").set(lag);
+        if let Some(done) = finish.take() {
+            if !pending.is_empty() {
+                tracing::error!(batches = pending.len(), "WAL archive: stopping with frames not archived");
+            }
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+fn take(w: Option<Work>, pending: &mut Vec<Chunk>, finish: &mut Option<tokio::sync::oneshot::Sender<()>>) {
+    match w {
+        Some(Work::Chunk(c)) => pending.push(c),
+        Some(Work::Finish(done)) => *finish = Some(done),
+        None => {}
+    }
+}
+
+/// Writes what is pending, a segment per run of one generation, until done
+/// or a write fails (then it is kept for the next try, within bounds).
+fn write_pending(
+    pending: &mut Vec<Chunk>,
+    next_seq: &mut (PathBuf, u64),
+    (failing, last_write): (&mut bool, &mut Instant),
+    progress: &Progress,
+) {
+    while !pending.is_empty() {
+        let run = pending.iter().take_while(|c| c.generation == pending[0].generation).count();
+        let (generation, page_size) = (pending[0].generation.clone(), pending[0].page_size);
+        if next_seq.0 != generation {
+            *next_seq = (generation.clone(), 0);
+        }
+        if !generation.exists() {
+            // Pruned meanwhile: a newer generation's snapshot holds these.
+            pending.drain(..run);
+            continue;
+        }
+        let frames = pending[..run].iter().map(|c| c.frames.as_slice()).collect::<Vec<_>>().concat();
+        let last_commit = pending[run - 1].commit_ms;
+        match write_segment(&generation, next_seq.1, last_commit, page_size, &frames) {
+            Ok(()) => {
+                *last_write = Instant::now();
+                next_seq.1 += 1;
+                pending.drain(..run);
+                if std::mem::take(failing) {
+                    tracing::info!("WAL archive: caught up");
+                }
+            }
+            Err(e) => {
+                if !std::mem::replace(failing, true) {
+                    tracing::error!(error = %e, "WAL archive: writing a segment failed; will retry");
+                }
+                give_up_if_too_much(pending, progress);
+                return;
+            }
+        }
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Features {
     /// The defenses every API request passes (`None` only in benchmarks
     /// measuring what they cost).
     pub gate: Option<Arc<dyn Gate>>,
+    /// The WAL archive's last flush, for the stop.
+    pub archive: backup::archive::Finisher,
 }
 
 /// Set to `1` only by benchmarks: runs without the defense gate to measure
@@ -53,14 +55,15 @@ struct Services {
     backups: Arc<backup::Deps>,
 }
 
-/// Builds the shared services and starts every background worker.
+/// Builds the shared services and starts every background worker; the
+/// WAL archive's finisher goes to the stop.
 async fn services(
     shared: &Arc<ArcSwap<Config>>,
     store: &Store,
     key: MasterKey,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
-) -> anyhow::Result<Services> {
+) -> anyhow::Result<(Services, backup::archive::Finisher)> {
     let cfg = shared.load_full();
     let hasher =
         Hasher::start(read_pepper(cfg.passwords.pepper_file.as_deref()).map_err(anyhow::Error::msg)?);
@@ -107,10 +110,10 @@ async fn services(
     sessions::spawn_sweeper(tracker, cancel.child_token(), upkeep);
     accounts::spawn_upkeep(tracker, cancel.child_token(), store.clone());
     crate::audit::spawn_upkeep(tracker, cancel.child_token(), store.clone(), Arc::clone(shared));
-    backup::archive::install(store, Arc::clone(shared), tracker, cancel.child_token()).await?;
+    let archive = backup::archive::install(store, Arc::clone(shared), tracker, cancel.child_token()).await?;
     let backups = Arc::new(backup::Deps::new(store.clone()));
     backup::spawn_schedule(tracker, cancel.child_token(), Arc::clone(&backups), Arc::clone(shared));
-    Ok(Services {
+    let services = Services {
         store: store.clone(),
         key,
         hasher,
@@ -121,7 +124,8 @@ async fn services(
         defense,
         api_keys,
         backups,
-    })
+    };
+    Ok((services, archive))
 }
 
 pub async fn start(
@@ -131,7 +135,7 @@ pub async fn start(
     tracker: &TaskTracker,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Features> {
-    let s = services(shared, store, key, tracker, cancel).await?;
+    let (s, archive) = services(shared, store, key, tracker, cancel).await?;
     let reloadable: Vec<Arc<dyn Reloadable>> = vec![
         Arc::new(s.hasher.clone()),
         Arc::new(Arc::clone(&s.breached)),
@@ -146,7 +150,7 @@ pub async fn start(
     };
     let admin_routes = admin_routes(&s);
     let routes = api_routes(&s, tracker, cancel, Arc::clone(&admin_routes));
-    Ok(Features { routes, admin_routes, reloadable, gate })
+    Ok(Features { routes, admin_routes, reloadable, gate, archive })
 }
 
 /// The admin API with its dependencies.

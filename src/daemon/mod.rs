@@ -68,6 +68,7 @@ struct Running {
     handles: Vec<actix_web::dev::ServerHandle>,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    archive: crate::backup::archive::Finisher,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Errors during start-up are
@@ -154,6 +155,7 @@ async fn start(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<(Runnin
         handles,
         tracker,
         cancel,
+        archive: features.archive,
     };
     Ok((running, futures_util::future::join_all(all)))
 }
@@ -207,6 +209,9 @@ async fn serve_until_stopped(d: &mut Running, running: &mut AllServers) -> anyho
     }
 }
 
+/// How long a stop waits for the WAL archive's last segments.
+const ARCHIVE_FINISH_DEADLINE: Duration = Duration::from_secs(10);
+
 /// The graceful stop: STOPPING=1, drain requests, stop background tasks,
 /// checkpoint and close the store, remove socket files and `ready.json`.
 async fn stop(d: Running, running: AllServers, ended_early: bool) -> anyhow::Result<()> {
@@ -224,6 +229,9 @@ async fn stop(d: Running, running: AllServers, ended_early: bool) -> anyhow::Res
         tracing::warn!("background tasks did not stop in time");
     }
     drop(d.state);
+    // Last, when nothing writes any more: the archive takes the final
+    // commits before the close checkpoints them out of the log.
+    d.archive.finish(&d.store, ARCHIVE_FINISH_DEADLINE).await;
     d.store.close(Duration::from_secs(10));
     // Nothing listens on them any more; a socket file left behind would
     // only look like a daemon that does not answer.

@@ -244,6 +244,31 @@ async fn a_restore_to_a_time_brings_back_exactly_the_rows_committed_by_then() {
     assert_eq!(ok, "ok");
 }
 
+#[tokio::test]
+async fn a_clean_stop_archives_the_commits_of_its_last_moments() {
+    let (d, admin) = admin_daemon("", &[]).await;
+    // A burst acknowledged just before SIGTERM: its frames are still on
+    // their way to the archive thread when the stop begins.
+    let names: Vec<String> = (0..20).map(|i| format!("last{i:02}")).collect();
+    let calls = names.iter().map(|n| d.post_auth("/v1/admin/roles", &admin, json!({ "name": n })));
+    for res in futures_util::future::join_all(calls).await {
+        assert_eq!(res.status(), 201);
+    }
+    let state = d.state_dir();
+    let dir = d.stop_keep_dir();
+    let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let t =
+        now.replace_nanosecond(0).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let restored = ok_json(ctl(&state, &["--json", "backup", "restore", "--to-time", &t]));
+    assert!(restored["replayed"]["segments"].as_u64() > Some(0), "{restored}");
+    let d = Latchd::start_in(dir).await;
+    let found: i64 = d
+        .db()
+        .query_row("SELECT COUNT(*) FROM roles WHERE name GLOB 'last[0-9][0-9]'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(found, 20, "every role acknowledged before the stop is in the archive");
+}
+
 /// Run as root, a restore acts as the state directory's owner: every file
 /// it leaves is that user's, so an unprivileged latchd can open them.
 #[tokio::test]
