@@ -97,8 +97,11 @@ async fn rotate_now_switches_at_once_and_revoke_ends_a_keys_tokens() {
     assert_eq!(jwks_kids(&d).await, vec![k2.clone()]);
 
     // Revoking the key that signs now puts a fresh one in its place.
-    assert!(ctl(&d, &["keys", "revoke", &k2], "").status.success());
-    assert_problem(d.get_auth("/v1/auth/me", &second).await, 401, "unauthorized").await;
+    let revoked = ctl(&d, &["keys", "revoke", &k2], "");
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    let after = d.get_auth("/v1/auth/me", &second).await.status();
+    let keys = String::from_utf8_lossy(&ctl(&d, &["--json", "keys", "list"], "").stdout).to_string();
+    assert_eq!(after, 401, "k2 {k2} revoked; keys now {keys}; JWKS {:?}", jwks_kids(&d).await);
     let third = token(&d).await;
     let k3 = kid(&third);
     assert!(k3 != k1 && k3 != k2);
