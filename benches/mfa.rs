@@ -40,7 +40,8 @@ impl Daemon {
              [rate_limits]\nglobal = \"10000000/1m\"\nip = \"10000000/1m\"\nip_hourly = \"10000000/1h\"\n\
              credential = \"10000000/1m\"\naccount = \"10000000/1m\"\n\
              [defense]\nip_block = { failures = 10000000, window = \"5m\", duration = \"1h\" }\n\
-             account_lock = { failures = 10000000, base_delay = \"1s\", max_delay = \"1s\", max_failures_per_hour = 10000000 }\n";
+             account_lock = { failures = 10000000, base_delay = \"1s\", max_delay = \"1s\", max_failures_per_hour = 10000000 }\n\
+             [defense.anomaly]\nbot = { requests = 10000000, window = \"1m\", action = \"flag\", block_for = \"1m\" }\n";
         harness::write_config(dir.path(), cfg);
         let latchd = harness::Latchd::start_in_with_env(dir, &[("RUST_LOG", "warn")]).await;
         let tls = harness::client_tls(&latchd.cert_path(), &[&rustls::version::TLS13]);
