@@ -103,7 +103,7 @@ pub struct EmailFormBody {
 
 /// The answer to "send me a link", the same whether or not the address
 /// has an account.
-async fn link_sent(page: &Page, sent: Result<(), ApiError>, email: &str) -> HttpResponse {
+fn link_sent(page: &Page, sent: Result<(), ApiError>, email: &str) -> HttpResponse {
     match sent {
         Ok(()) => {
             let lines = vec![text::link_on_its_way(email)];
@@ -129,7 +129,7 @@ pub async fn resend(
 ) -> Result<HttpResponse, ApiError> {
     let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
     let sent = d.actions.resend_verification(&cfg.0, &form.email, &client).await;
-    Ok(link_sent(&page, sent, &form.email).await)
+    Ok(link_sent(&page, sent, &form.email))
 }
 
 fn reset_view(page: &Page, cfg: &LiveConfig, token: String, notice: Option<String>) -> ResetPassword {
@@ -232,5 +232,5 @@ pub async fn forgot(
 ) -> Result<HttpResponse, ApiError> {
     let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
     let sent = d.actions.forgot_password(&cfg.0, &form.email, &client).await;
-    Ok(link_sent(&page, sent, &form.email).await)
+    Ok(link_sent(&page, sent, &form.email))
 }
