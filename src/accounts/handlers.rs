@@ -125,8 +125,8 @@ pub async fn change(
 
 #[utoipa::path(get, path = "/v1/auth/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, description = "The caller's account", body = Me)))]
-pub async fn me(d: D, user: UserSession) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service::me(&d.store, &user).await?))
+pub async fn me(user: UserSession) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(service::me(&user)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -133,25 +133,18 @@ pub struct Me {
     pub created_at: String,
 }
 
-pub fn me(c: &Connection, user_id: &str) -> Result<Option<Me>, StoreError> {
-    let row = c
-        .query_row(
-            "SELECT id, email, name, email_verified_at IS NOT NULL, created_at, \
-             EXISTS (SELECT 1 FROM totp_credentials t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL) \
-             FROM users WHERE id = ?1",
-            params![user_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)?, r.get(5)?)),
-        )
-        .optional()?;
-    let Some((id, email, name, email_verified, created, totp)) = row else { return Ok(None) };
-    let roles = crate::auth::queries::roles_of(c, user_id)?;
-    Ok(Some(Me {
-        id,
-        email,
-        name,
-        email_verified,
-        roles,
-        mfa: Mfa { totp },
-        created_at: crate::clock::rfc3339(created),
-    }))
+impl Me {
+    /// The caller's account from what the auth layer knows of them (the
+    /// live view mirrors the database exactly, so this reads nothing).
+    pub fn of(facts: &crate::auth::UserFacts) -> Me {
+        Me {
+            id: facts.user_id.clone(),
+            email: facts.email.clone(),
+            name: facts.name.clone(),
+            email_verified: facts.email_verified,
+            roles: facts.roles.clone(),
+            mfa: Mfa { totp: facts.totp },
+            created_at: crate::clock::rfc3339(facts.created_at),
+        }
+    }
 }

@@ -96,9 +96,8 @@ pub async fn verify_email(store: &Store, token: &str, client: &ClientInfo) -> Re
     if verified { Ok(()) } else { Err(AccountError::InvalidToken) }
 }
 
-pub async fn me(store: &Store, user: &UserSession) -> Result<Me, AccountError> {
-    let uid = user.user_id.clone();
-    store.read(move |c| queries::me(c, &uid)).await?.ok_or(AccountError::InvalidCredentials)
+pub fn me(user: &UserSession) -> Me {
+    Me::of(&user.facts)
 }
 
 /// Deletes the account with its sessions and tokens; audit rows stay. The

@@ -10,6 +10,7 @@
 pub mod api_keys;
 mod dummy;
 mod guard;
+pub mod live;
 mod password;
 mod policy;
 mod principal;
@@ -17,10 +18,12 @@ pub mod queries;
 pub mod second_factor;
 mod signing;
 pub mod signing_keys;
+mod verified;
 
 pub use api_keys::{ApiKey, ApiKeys};
 pub use dummy::{DummyParams, RECOUNT_EVERY as DUMMY_RECOUNT_EVERY};
 pub use guard::{LoginGuard, LoginRefused, Pending};
+pub use live::{LiveView, UserFacts};
 pub use password::{
     HashError, Hasher, QUEUE_PER_CORE as HASH_QUEUE_PER_CORE, Verified, hash_now, read_pepper,
 };

@@ -1,6 +1,7 @@
 //! Who is calling. A `Principal` is a user's live session (a bearer access
 //! token that is valid *and* whose session is live and user active, with
-//! roles read from the database, never from the token), an API key, or a
+//! roles from the database or the live view that mirrors it, never from the
+//! token), an API key, or a
 //! peer on the admin socket (already checked by SO_PEERCRED). Guards ask a
 //! principal for a role or scope, so admin calls have one code path whoever
 //! makes them. `UserSession` is the extractor for calls only a signed-in
@@ -16,7 +17,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 
 use super::AuthError;
 use super::api_keys::ApiKeys;
-use super::queries;
+use super::live::{LiveView, UserFacts};
 use super::signing::Signer;
 use crate::config::Config;
 use crate::http::{ApiError, PeerCred, config_of};
@@ -27,10 +28,11 @@ use crate::store::Store;
 pub struct UserSession {
     pub user_id: String,
     pub session_id: String,
-    /// From the database at the time of the request.
-    pub roles: Vec<String>,
     /// How the session was authenticated (`pwd`, `otp`).
     pub amr: Vec<String>,
+    /// The user as of the last write (roles included), never from the
+    /// token: from the live view or the database.
+    pub facts: Arc<UserFacts>,
 }
 
 /// Any caller latch knows.
@@ -51,7 +53,7 @@ pub enum Principal {
 impl Principal {
     pub fn has_role(&self, role: &str) -> bool {
         match self {
-            Principal::User(u) => u.roles.iter().any(|r| r == role),
+            Principal::User(u) => u.facts.roles.iter().any(|r| r == role),
             Principal::ApiKey { .. } => false,
             Principal::AdminPeer { .. } => true,
         }
@@ -90,11 +92,12 @@ impl Principal {
     }
 }
 
-/// What the extractors need: the database, the token validator and the
-/// API keys.
+/// What the extractors need: the database, the token validator, the live
+/// view of sessions and users, and the API keys.
 pub struct Authenticator {
     pub store: Store,
     pub signer: Arc<Signer>,
+    pub live: Arc<LiveView>,
     pub api_keys: Arc<ApiKeys>,
 }
 
@@ -102,20 +105,10 @@ impl Authenticator {
     /// The live session behind an access token, or `Unauthorized`.
     pub async fn user(&self, token: &str, cfg: &Config) -> Result<UserSession, AuthError> {
         let claims = self.signer.validate(token, cfg).ok_or(AuthError::Unauthorized)?;
-        let sid = claims.sid.clone();
-        let found = self
-            .store
-            .read(move |c| {
-                let Some(user) = queries::live_session_user(c, &sid, crate::clock::now_unix())? else {
-                    return Ok(None);
-                };
-                let roles = queries::roles_of(c, &user)?;
-                Ok(Some((user, roles)))
-            })
-            .await?;
-        match found {
-            Some((user_id, roles)) if user_id == claims.sub => {
-                Ok(UserSession { user_id, session_id: claims.sid, roles, amr: claims.amr })
+        let facts = self.live.session(&self.store, &claims.sid).await?;
+        match facts {
+            Some(facts) if facts.user_id == claims.sub => {
+                Ok(UserSession { user_id: claims.sub, session_id: claims.sid, amr: claims.amr, facts })
             }
             _ => Err(AuthError::Unauthorized),
         }

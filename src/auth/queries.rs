@@ -1,27 +1,15 @@
-//! SQL several features share: a session's liveness, a user's roles, and
+//! SQL several features share: a user's roles, and
 //! revoking sessions (logout, password change and reset, admin actions).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::normalize_email;
-use crate::store::{StoreError, exec, row};
+use crate::store::{StoreError, exec};
 
 pub fn roles_of(c: &Connection, user_id: &str) -> Result<Vec<String>, StoreError> {
     let mut stmt = c.prepare_cached("SELECT role FROM user_roles WHERE user_id = ?1 ORDER BY role")?;
     let roles = stmt.query_map(params![user_id], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
     Ok(roles)
-}
-
-/// The user of a session, if the session is live and the user active.
-pub fn live_session_user(c: &Connection, sid: &str, now: i64) -> Result<Option<String>, StoreError> {
-    Ok(row(
-        c,
-        "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 AND u.status = 'active'",
-        params![sid, now],
-        |r| r.get(0),
-    )
-    .optional()?)
 }
 
 /// Revokes one live session; true if it was live. Its refresh tokens stop

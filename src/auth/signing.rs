@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::signing_keys::{self, KeyRow, KeyState, Ring, RingKey, SEAL_PURPOSE, states};
+use super::verified::{VerifiedTokens, digest_of};
 use crate::config::{Commit, Config, Preparing, Reloadable, TokenAlgorithm};
 use crate::http::problem::{Kind, ToProblem};
 use crate::keys::MasterKey;
@@ -69,6 +70,8 @@ pub struct AccessClaims {
 pub struct TokenSigner {
     algorithm: Algorithm,
     keys: Keys,
+    /// Tokens this signer already verified; a new ring starts empty.
+    verified: VerifiedTokens,
 }
 
 enum Keys {
@@ -93,6 +96,7 @@ impl TokenSigner {
                 Ok(TokenSigner {
                     algorithm: Algorithm::EdDSA,
                     keys: Keys::Ed25519(ring(store, key, retain).await?),
+                    verified: VerifiedTokens::default(),
                 })
             }
         }
@@ -115,6 +119,7 @@ impl TokenSigner {
                 encoding: EncodingKey::from_secret(&secret),
                 decoding: DecodingKey::from_secret(&secret),
             },
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -146,7 +151,27 @@ impl TokenSigner {
     /// well-formed latch access token.
     pub fn validate(&self, token: &str, cfg: &Config) -> Option<AccessClaims> {
         // Security: a huge bearer is refused before any decoding work.
-        if token.len() > MAX_TOKEN_BYTES || has_crit_header(token) {
+        if token.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        let now = crate::clock::now_unix();
+        let digest = digest_of(token);
+        let published = |kid: &str| match &self.keys {
+            Keys::Ed25519(ring) => ring.published(now).any(|k| k.kid == kid),
+            Keys::Hs256 { .. } => false,
+        };
+        if let Some(claims) = self.verified.get(&digest, cfg, now, published) {
+            return Some(claims);
+        }
+        let (claims, kid) = self.verify(token, cfg)?;
+        self.verified.put(digest, claims.clone(), kid, now);
+        Some(claims)
+    }
+
+    /// The full check: header, key, signature and every claim; the claims
+    /// with the key id that verified them.
+    fn verify(&self, token: &str, cfg: &Config) -> Option<(AccessClaims, Option<String>)> {
+        if has_crit_header(token) {
             return None;
         }
         let header = jsonwebtoken::decode_header(token).ok()?;
@@ -169,7 +194,7 @@ impl TokenSigner {
         let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &v).ok()?.claims;
         // Security: a token "issued" in the future is forged or from a broken clock.
         let leeway = i64::try_from(v.leeway).unwrap_or(0);
-        (claims.iat <= crate::clock::now_unix() + leeway).then_some(claims)
+        (claims.iat <= crate::clock::now_unix() + leeway).then_some((claims, header.kid))
     }
 
     /// The JWKS document: every key that may still have signed a live token.

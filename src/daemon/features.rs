@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{
-    ApiKeys, Authenticator, BreachedList, DummyParams, Hasher, LoginGuard, Signer, read_pepper,
+    ApiKeys, Authenticator, BreachedList, DummyParams, Hasher, LiveView, LoginGuard, Signer, read_pepper,
 };
 use crate::config::{Config, Reloadable};
 use crate::defense::Defense;
@@ -52,6 +52,7 @@ struct Services {
     outbox: Outbox,
     defense: Arc<Defense>,
     api_keys: Arc<ApiKeys>,
+    live: Arc<LiveView>,
     backups: Arc<backup::Deps>,
 }
 
@@ -78,6 +79,7 @@ async fn services(
         }
     });
     let signer = Arc::new(Signer::load(store, &key, &cfg).await?);
+    let live = LiveView::watching(store).await?;
     let list = cfg.passwords.breached_list.as_deref();
     let breached = Arc::new(BreachedList::load(list).with_context(|| {
         format!("passwords.breached_list {}", list.map_or_else(String::new, |p| p.display().to_string()))
@@ -123,6 +125,7 @@ async fn services(
         outbox,
         defense,
         api_keys,
+        live,
         backups,
     };
     Ok((services, archive))
@@ -194,6 +197,7 @@ fn api_routes(
     let auth = web::Data::new(Authenticator {
         store: s.store.clone(),
         signer: Arc::clone(&s.signer),
+        live: Arc::clone(&s.live),
         api_keys: Arc::clone(&s.api_keys),
     });
     let work = accounts::MailWork { store: s.store.clone(), key: s.key.clone(), outbox: s.outbox.clone() };

@@ -133,7 +133,7 @@ impl Actions for FeatureActions {
 
     fn account<'a>(&'a self, user: &'a UserSession) -> Answer<'a, AccountView> {
         Box::pin(async move {
-            let me = api(accounts::service::me(&self.accounts.store, user).await)?;
+            let me = accounts::service::me(user);
             Ok(AccountView { email: me.email, email_verified: me.email_verified, totp: me.mfa.totp })
         })
     }

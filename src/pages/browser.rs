@@ -57,20 +57,20 @@ pub async fn current(store: &Store, req: &HttpRequest) -> Result<Option<UserSess
     store
         .read(move |c| {
             let now = crate::clock::now_unix();
-            let found: Option<(String, String, String)> = c
+            let found: Option<(String, String)> = c
                 .query_row(
-                    "SELECT s.id, s.user_id, s.amr FROM browser_sessions b \
-                     JOIN sessions s ON s.id = b.session_id JOIN users u ON u.id = s.user_id \
-                     WHERE b.token_hash = ?1 AND b.expires_at > ?2 AND s.revoked_at IS NULL \
-                     AND s.expires_at > ?2 AND u.status = 'active'",
+                    "SELECT session_id, s.amr FROM browser_sessions b JOIN sessions s ON s.id = b.session_id \
+                     WHERE b.token_hash = ?1 AND b.expires_at > ?2",
                     params![hash, now],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            let Some((session_id, user_id, amr)) = found else { return Ok(None) };
-            let roles = crate::auth::queries::roles_of(c, &user_id)?;
+            let Some((session_id, amr)) = found else { return Ok(None) };
+            // The same liveness rule as a bearer token's: live session, active user.
+            let Some(live) = crate::auth::live::live_session(c, &session_id, now)? else { return Ok(None) };
             let amr = amr.split(' ').map(str::to_string).collect();
-            Ok(Some(UserSession { user_id, session_id, roles, amr }))
+            let user_id = live.facts.user_id.clone();
+            Ok(Some(UserSession { user_id, session_id, amr, facts: live.facts }))
         })
         .await
 }

@@ -9,7 +9,6 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::{Deps, SessionError, queries};
-use crate::auth::queries::{live_session_user, roles_of};
 use crate::auth::{Authenticator, MAX_TOKEN_BYTES, Principal};
 use crate::config::Config;
 use crate::http::{ApiError, ApiJson, LiveConfig};
@@ -84,24 +83,15 @@ async fn examine(
         }));
     }
     if token.matches('.').count() == 2 {
-        let Some(claims) = d.signer.validate(token, cfg) else { return Ok(inactive()) };
-        let sid = claims.sid.clone();
-        let live = d
-            .store
-            .read(move |c| {
-                let Some(user) = live_session_user(c, &sid, crate::clock::now_unix())? else {
-                    return Ok(None);
-                };
-                Ok(Some((roles_of(c, &user)?, user)))
-            })
-            .await?;
+        let Some(claims) = auth.signer.validate(token, cfg) else { return Ok(inactive()) };
+        let live = auth.live.session(&d.store, &claims.sid).await?;
         return Ok(match live {
-            Some((roles, user)) if user == claims.sub => Introspection {
+            Some(facts) if facts.user_id == claims.sub => Introspection {
                 active: true,
                 token_type: Some("access_token"),
                 sub: Some(claims.sub),
                 sid: Some(claims.sid),
-                roles: Some(roles),
+                roles: Some(facts.roles.clone()),
                 exp: Some(claims.exp),
                 iat: Some(claims.iat),
                 ..inactive()

@@ -4,6 +4,7 @@
 //! async runtime.
 
 pub mod backup;
+mod changes;
 pub(crate) mod migrations;
 pub mod offline;
 mod writer;
@@ -18,6 +19,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 pub use backup::BackupError;
+pub use changes::{Listener, RowAction, RowChange};
 pub use migrations::MigrationError;
 pub use writer::{BetweenBatches, last_commit_unix_ms};
 
@@ -100,6 +102,7 @@ struct Inner {
     writer: mpsc::Sender<writer::Msg>,
     readers: Readers,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    feed: Arc<changes::Feed>,
 }
 
 /// Where the store lives and where a pre-migration backup goes.
@@ -138,10 +141,13 @@ impl Store {
             .connection_timeout(ACQUIRE_TIMEOUT)
             .build(manager)?;
 
+        let feed = Arc::new(changes::Feed::default());
+        feed.attach(&conn)?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let writer_feed = Arc::clone(&feed);
         let thread = std::thread::Builder::new()
             .name("latch-writer".into())
-            .spawn(move || writer::run(conn, rx))
+            .spawn(move || writer::run(conn, rx, writer_feed))
             .map_err(|e| StoreError::Migration(MigrationError::Io(e)))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -149,6 +155,7 @@ impl Store {
                 writer: tx,
                 readers,
                 writer_thread: Mutex::new(Some(thread)),
+                feed,
             }),
         })
     }
@@ -207,6 +214,23 @@ impl Store {
     /// commit, outside any transaction (see `writer`).
     pub async fn between_batches(&self, hook: BetweenBatches) -> Result<(), StoreError> {
         self.inner.writer.send(writer::Msg::Hook(hook)).await.map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Tells `listener` which rows of `tables` each later batch touched,
+    /// before the batch's callers are answered (see `changes`). Refuses a
+    /// table the update hook cannot see (missing, or WITHOUT ROWID).
+    pub async fn watch(&self, tables: &'static [&'static str], listener: Listener) -> Result<(), StoreError> {
+        let seen = self
+            .read(move |c| {
+                Ok(tables.iter().map(|t| changes::has_rowids(c, t)).collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await?;
+        if let Some((table, _)) = tables.iter().zip(seen).find(|(_, ok)| !ok) {
+            let why = format!("cannot watch table {table}: missing or WITHOUT ROWID");
+            return Err(StoreError::Refused(why.into()));
+        }
+        self.inner.feed.add(tables, listener);
+        Ok(())
     }
 
     /// Runs the between-batches hooks now, without a batch: a hook that
@@ -279,6 +303,55 @@ mod tests {
         assert!(ran.load(Ordering::SeqCst) >= 1, "a hook runs after a batch");
         assert_eq!(inside.load(Ordering::SeqCst), 0, "never inside a transaction");
         assert!(store.writer_alive(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn watchers_hear_every_row_a_write_touched_before_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let heard: Arc<Mutex<Vec<RowChange>>> = Arc::default();
+        let ear = Arc::clone(&heard);
+        let listener: Listener = Arc::new(move |changes| ear.lock().unwrap().extend_from_slice(changes));
+        store.watch(&["users", "sessions"], listener).await.unwrap();
+        let take = || std::mem::take(&mut *heard.lock().unwrap());
+        let (user, session) = store
+            .write(|c| {
+                c.execute(
+                    "INSERT INTO users (id, email, email_norm, password_hash, created_at, updated_at) \
+                     VALUES ('u', 'u@x', 'u@x', 'h', 0, 0)",
+                    [],
+                )?;
+                c.execute(
+                    "INSERT INTO sessions (id, user_id, amr, created_at, last_seen_at, expires_at) \
+                     VALUES ('s', 'u', 'pwd', 0, 0, 9)",
+                    [],
+                )?;
+                // Not watched: never reported.
+                c.execute("INSERT INTO meta VALUES ('k', 'v')", [])?;
+                let rowid =
+                    |t: &str| c.query_row(&format!("SELECT rowid FROM {t}"), [], |r| r.get::<_, i64>(0));
+                Ok((rowid("users")?, rowid("sessions")?))
+            })
+            .await
+            .unwrap();
+        let change = |table, action, rowid| RowChange { table, action, rowid };
+        assert_eq!(
+            take(),
+            [change("users", RowAction::Insert, user), change("sessions", RowAction::Insert, session)]
+        );
+        store.write(|c| Ok(c.execute("UPDATE sessions SET revoked_at = 1", [])?)).await.unwrap();
+        assert_eq!(take(), [change("sessions", RowAction::Update, session)]);
+        // Deleting the user deletes its session by cascade: both are told.
+        store.write(|c| Ok(c.execute("DELETE FROM users", [])?)).await.unwrap();
+        let mut heard = take();
+        heard.sort_by_key(|c| c.table);
+        assert_eq!(
+            heard,
+            [change("sessions", RowAction::Delete, session), change("users", RowAction::Delete, user)]
+        );
+        // A table the hook cannot see is refused, not silently missed.
+        let refused = store.watch(&["recovery_codes"], Arc::new(|_| {})).await;
+        assert!(refused.is_err(), "recovery_codes is WITHOUT ROWID");
     }
 
     #[tokio::test]

@@ -10,6 +10,9 @@
 //! Between batches, with no transaction open, the thread runs the installed
 //! `BetweenBatches` hooks: the one moment something may checkpoint or copy
 //! the WAL without racing a commit (WAL archiving needs exactly that).
+//!
+//! After each batch, before its callers are answered, the change feed
+//! tells in-memory views which watched rows the batch touched (`changes`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::changes::Feed;
 
 /// Upper bound on jobs committed together; keeps one batch's latency short.
 const MAX_BATCH: usize = 256;
@@ -107,7 +111,7 @@ fn in_savepoint<T>(
 }
 
 /// The writer thread's loop; returns when every sender is gone.
-pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
+pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, feed: Arc<Feed>) {
     let mut hooks: Vec<BetweenBatches> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let (mut batch, mut ticked) = (Vec::new(), false);
@@ -124,7 +128,7 @@ pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
         }
         let had_jobs = !batch.is_empty();
         if had_jobs {
-            commit_batch(&conn, batch);
+            commit_batch(&conn, batch, &feed);
         }
         if had_jobs || ticked {
             for hook in &mut hooks {
@@ -139,7 +143,7 @@ pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
     }
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Box<dyn WriteJob>>) {
+fn commit_batch(conn: &Connection, batch: Vec<Box<dyn WriteJob>>, feed: &Feed) {
     metrics::histogram!("latch_db_commit_batch_size").record(batch.len() as f64);
     let started = std::time::Instant::now();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
@@ -162,6 +166,8 @@ fn commit_batch(conn: &Connection, batch: Vec<Box<dyn WriteJob>>) {
     }
     metrics::histogram!("latch_db_query_duration_seconds", "op" => "commit")
         .record(started.elapsed().as_secs_f64());
+    // Views forget what the batch changed before anyone hears it is done.
+    feed.deliver();
     for complete in completions {
         complete(commit.as_ref());
     }

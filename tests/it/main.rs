@@ -21,6 +21,7 @@ mod harness;
 mod keys;
 mod lifecycle;
 mod lifetimes;
+mod live_view;
 mod mail;
 mod mfa;
 mod openapi;
