@@ -5,7 +5,8 @@
 //! - raw EdDSA JWT signs/s on all cores (a refresh signs one token),
 //! - the same latchd with `synchronous=OFF` (what fsync costs a refresh),
 //! - the HTTPS floor: `GET /health`, which does no work, through the same
-//!   client and TLS (with wrk only): no endpoint can be faster here,
+//!   client and TLS (with wrk only): no endpoint can be faster here, and
+//!   `GET /v1/auth/me` next to it (a signed-in call: the target is ≥ 50 %),
 //! - and an interleaved timing report of wrong-password vs unknown-email
 //!   logins (they must not be told apart).
 //!
@@ -58,7 +59,10 @@ async fn start(no_fsync: bool) -> Daemon {
     let cfg = "[server]\nstate_dir = \"STATE\"\n[[listener]]\nkind = \"https\"\naddr = \"127.0.0.1:0\"\n\
          [accounts]\nrequire_verified_email = false\n[email]\nmax_per_recipient = 1000\n\
          [rate_limits]\nglobal = \"10000000/1m\"\nip = \"10000000/1m\"\nip_hourly = \"10000000/1h\"\n\
-         credential = \"10000000/1m\"\naccount = \"10000000/1m\"\n";
+         credential = \"10000000/1m\"\naccount = \"10000000/1m\"\n\
+         [defense]\nip_block = { failures = 1000000, window = \"5m\", duration = \"1h\" }\n\
+         account_lock = { failures = 1000000, base_delay = \"2s\", max_delay = \"15m\", max_failures_per_hour = 1000000 }\n\
+         [defense.anomaly]\nbot = { requests = 100000000, window = \"1m\", action = \"flag\" }\n";
     harness::write_config(dir.path(), cfg);
     let mut env = vec![("RUST_LOG", "warn")];
     if no_fsync {
@@ -205,20 +209,30 @@ fn wrk_refresh(base: &str, tokens: &[String], clients: usize) -> Run {
     let file = dir.path().join("tokens");
     std::fs::write(&file, tokens.join("\n") + "\n").expect("tokens");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/refresh.lua");
-    wrk(&format!("{base}/v1/auth/refresh"), clients, Some((script, &file)))
+    wrk(&format!("{base}/v1/auth/refresh"), clients, Some((script, &file)), None)
+}
+
+/// `GET /v1/auth/me` with one access token on every connection: what a
+/// signed-in app call costs (token check, live session, user and roles).
+fn wrk_me(base: &str, access_token: &str, clients: usize) -> Run {
+    let header = format!("Authorization: Bearer {access_token}");
+    wrk(&format!("{base}/v1/auth/me"), clients, None, Some(&header))
 }
 
 /// The HTTPS floor: `GET /health` does no work, so its rate over the same
 /// TLS connections and client bounds what any endpoint can reach here.
 fn wrk_floor(base: &str, clients: usize) -> Run {
-    wrk(&format!("{base}/health"), clients, None)
+    wrk(&format!("{base}/health"), clients, None, None)
 }
 
 /// One wrk run (one thread, `clients` connections), optionally with a Lua
 /// script fed a token file; any non-2xx answer fails the bench.
-fn wrk(url: &str, clients: usize, script: Option<(&str, &Path)>) -> Run {
+fn wrk(url: &str, clients: usize, script: Option<(&str, &Path)>, header: Option<&str>) -> Run {
     let mut cmd = Command::new("wrk");
     cmd.args(["-t1", &format!("-c{clients}"), &format!("-d{}s", secs().as_secs()), "--latency"]);
+    if let Some(header) = header {
+        cmd.args(["-H", header]);
+    }
     if let Some((script, tokens)) = script {
         cmd.arg("-s").arg(script).env("LATCH_TOKENS", tokens).env("LATCH_WRK_THREADS", "1");
     }
@@ -365,7 +379,13 @@ async fn main() {
             let base = d.base.clone();
             let floor =
                 async move { tokio::task::spawn_blocking(move || wrk_floor(&base, c)).await.expect("wrk") };
-            Some(metered(pid, floor).await)
+            let floor = metered(pid, floor).await;
+            let (base, token) = (d.base.clone(), d.login(&emails[0]).await["access_token"].to_string());
+            let token = token.trim_matches('"').to_string();
+            let me = async move {
+                tokio::task::spawn_blocking(move || wrk_me(&base, &token, c)).await.expect("wrk")
+            };
+            Some((floor, metered(pid, me).await))
         } else {
             None
         };
@@ -394,14 +414,17 @@ async fn main() {
         });
         let ratio = format!("FULL is {:.0}% of this", 100.0 * full_rate / off_rate);
         rows.push(Row { name: "refresh (synchronous=OFF)", clients: c, run: off.0, cpu_secs: off.1, ratio });
-        if let Some((run, cpu_secs)) = floor {
-            best_floor = best_floor.max(run.per_sec());
+        if let Some(((run, cpu_secs), me)) = floor {
+            let floor_rate = run.per_sec();
+            best_floor = best_floor.max(floor_rate);
             let ratio = format!(
                 "{:.0}% of raw EdDSA signs; refresh FULL is {:.0}% of this",
-                100.0 * run.per_sec() / signs,
-                100.0 * full_rate / run.per_sec()
+                100.0 * floor_rate / signs,
+                100.0 * full_rate / floor_rate
             );
             rows.push(Row { name: "HTTPS floor: GET /health", clients: c, run, cpu_secs, ratio });
+            let ratio = format!("{:.0}% of the HTTPS floor", 100.0 * me.0.per_sec() / floor_rate);
+            rows.push(Row { name: "GET /v1/auth/me", clients: c, run: me.0, cpu_secs: me.1, ratio });
         }
     }
 

@@ -196,6 +196,16 @@ impl Latchd {
         }
     }
 
+    /// SIGKILL (no clean stop at all) and takes the temp dir back.
+    pub fn kill_keep_dir(mut self) -> tempfile::TempDir {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
     /// Stops and takes the temp dir back, to restart on the same state.
     pub fn stop_keep_dir(mut self) -> tempfile::TempDir {
         let status = self.stop_within(Duration::from_secs(10));
