@@ -2,16 +2,17 @@
 # Runs the whole test suite. The integration tests start the real latchd and
 # talk to it with outside clients: a real SMTP server (aiosmtpd), a JWT
 # verifier (PyJWT), a TOTP implementation (pyotp), an API fuzzer
-# (schemathesis), a browser (chromium, selenium, axe-core), promtool and the sqlite3
-# CLI; install them first if this machine lacks them. Tests named
+# (schemathesis), a browser (chromium, selenium, axe-core), a TLS scanner
+# (sslyze), promtool and the sqlite3 CLI; install them first if this machine
+# lacks them. Tests named
 # `*_as_root` act as other users or mount a small filesystem; without root
 # they are left out, visibly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c 'import aiosmtpd, jwt, cryptography, schemathesis, pyotp, selenium' >/dev/null 2>&1; then
+if ! python3 -c 'import aiosmtpd, jwt, cryptography, schemathesis, pyotp, selenium, sslyze' >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check aiosmtpd PyJWT cryptography 'schemathesis>=4.3,<5' \
-        pyotp selenium
+        pyotp selenium 'sslyze>=6,<7'
 fi
 # promtool (Debian's prometheus package) checks the live /metrics text; the
 # sqlite3 CLI is how the audit tests tamper with a row, as an intruder would.

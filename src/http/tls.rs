@@ -19,7 +19,9 @@ use crate::state_dir::write_private;
 
 /// Generated certificates are renewed at start when fewer days remain.
 const RENEW_GENERATED_DAYS: i64 = 30;
-const GENERATED_VALID_DAYS: i64 = 825;
+/// With the day of back-dating, a lifespan of 365 days: Mozilla's TLS
+/// guidelines (and sslyze's check of them) want less than 366.
+const GENERATED_VALID_DAYS: i64 = 364;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -144,6 +146,12 @@ fn ensure_generated(files: &TlsFiles, host: &str) -> Result<(), TlsError> {
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(GENERATED_VALID_DAYS);
     params.distinguished_name.push(rcgen::DnType::CommonName, format!("latch self-signed ({host})"));
+    // A server certificate that strict RFC 5280 verifiers accept once a
+    // client trusts it: key identifiers, not a CA, for TLS servers only.
+    params.use_authority_key_identifier_extension = true;
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let cert = params.self_signed(&key_pair)?;
     let write = |path: &Path, data: String| {
         write_private(path, data.as_bytes())

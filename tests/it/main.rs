@@ -35,6 +35,7 @@ mod races;
 mod reliability;
 mod reload;
 mod secrets;
+mod slow_clients;
 mod tidy;
 mod tls;
 mod tokens;

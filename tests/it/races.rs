@@ -193,3 +193,36 @@ async fn reset_mail_goes_to_the_stored_address_and_non_ascii_addresses_are_refus
         d.post("/v1/auth/login", json!({"email": "\u{212A}ate@example.test", "password": PASSWORD})).await;
     assert_problem(res, 401, "invalid-credentials").await;
 }
+
+/// One-time tokens are spent once: 20 parallel resets with one link and 20
+/// parallel confirmations with one verification link → exactly one
+/// success each; the others get the invalid-token answer.
+#[tokio::test]
+async fn twenty_parallel_uses_of_one_time_tokens_succeed_exactly_once() {
+    let weak = "\n[passwords]\nargon2 = { memory_kib = 1024, iterations = 1, parallelism = 1 }\n";
+    let (d, smtp) = with_smtp(weak).await;
+    let email = "once@example.test";
+    let res = d.post("/v1/auth/register", json!({"email": email, "password": PASSWORD})).await;
+    assert_eq!(res.status(), 202);
+    let verify = token_in(&smtp.wait_for(1).await[0]);
+    let (reset, _) = reset_token(&d, &smtp, email, 1).await;
+    let d = std::sync::Arc::new(d);
+    for (path, body) in [
+        ("/v1/auth/verify-email", json!({"token": verify})),
+        ("/v1/auth/password/reset", json!({"token": reset, "new_password": "one reset wins the race"})),
+    ] {
+        let calls: Vec<_> = (0..20)
+            .map(|_| {
+                let (d, body) = (std::sync::Arc::clone(&d), body.clone());
+                tokio::spawn(async move { d.post(path, body).await.status().as_u16() })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for call in calls {
+            statuses.push(call.await.unwrap());
+        }
+        let won = statuses.iter().filter(|s| **s == 200).count();
+        assert_eq!(won, 1, "{path}: {statuses:?}");
+        assert!(statuses.iter().all(|s| *s == 200 || *s == 400), "{path}: {statuses:?}");
+    }
+}

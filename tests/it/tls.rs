@@ -92,3 +92,53 @@ async fn generated_certificate_is_private_and_names_localhost() {
     assert_eq!(by_ip.status(), 200, "127.0.0.1 is in the certificate too");
     assert!(d.log().contains("generated a self-signed"), "start-up says the certificate is self-signed");
 }
+
+/// sslyze (PyPI), the scanner operators point at a server: Mozilla's
+/// "intermediate" guidelines hold for the generated certificate once it is
+/// trusted, no SSL or TLS below 1.2, no compression, secure renegotiation.
+#[tokio::test]
+async fn sslyze_finds_the_https_listener_mozilla_intermediate_compliant() {
+    let d = Latchd::start().await;
+    let out_dir = tempfile::tempdir().unwrap();
+    let report = out_dir.path().join("sslyze.json");
+    let target = format!("localhost:{}{{127.0.0.1}}", d.addr("https").port());
+    let out = std::process::Command::new("python3")
+        .args(["-m", "sslyze", "--mozilla_config=intermediate", "--certinfo_ca_file"])
+        .arg(d.cert_path())
+        .arg("--json_out")
+        .arg(&report)
+        .arg(&target)
+        .output()
+        .expect("python3 -m sslyze (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "sslyze: not compliant:\n{text}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let scan = &json["server_scan_results"][0]["scan_result"];
+    let accepted =
+        |suite: &str| scan[suite]["result"]["accepted_cipher_suites"].as_array().map_or(0, Vec::len);
+    let mut table =
+        crate::reliability::Table::new("TLS (sslyze, Mozilla intermediate)", &["check", "result"]);
+    for old in ["ssl_2_0", "ssl_3_0", "tls_1_0", "tls_1_1"] {
+        let n = accepted(&format!("{old}_cipher_suites"));
+        table.row(&[&format!("{old} suites accepted"), &n.to_string()]);
+        assert_eq!(n, 0, "{old} must be refused");
+    }
+    for new in ["tls_1_2", "tls_1_3"] {
+        let n = accepted(&format!("{new}_cipher_suites"));
+        table.row(&[&format!("{new} suites accepted"), &n.to_string()]);
+        assert!(n > 0, "{new} must be offered");
+    }
+    let compression = &scan["tls_compression"]["result"]["supports_compression"];
+    let renegotiation = &scan["session_renegotiation"]["result"];
+    table.row(&["compression", &compression.to_string()]);
+    table.row(&["secure renegotiation", &renegotiation["supports_secure_renegotiation"].to_string()]);
+    table.row(&[
+        "client renegotiation DoS",
+        &renegotiation["is_vulnerable_to_client_renegotiation_dos"].to_string(),
+    ]);
+    table.row(&["Mozilla intermediate", "compliant"]);
+    table.publish("tls");
+    assert_eq!(compression, false);
+    assert_eq!(renegotiation["supports_secure_renegotiation"], true);
+    assert_eq!(renegotiation["is_vulnerable_to_client_renegotiation_dos"], false);
+}
