@@ -4,44 +4,45 @@
 //! - raw argon2id hashes/s on all cores (a login is one hash),
 //! - raw EdDSA JWT signs/s on all cores (a refresh signs one token),
 //! - the same latchd with `synchronous=OFF` (what fsync costs a refresh),
-//! - the HTTPS floor: `GET /health`, which does no work, through the same
-//!   client and TLS (with wrk only): no endpoint can be faster here, and
-//!   `GET /v1/auth/me` next to it (a signed-in call: the target is ≥ 50 %),
-//! - and an interleaved timing report of wrong-password vs unknown-email
-//!   logins (they must not be told apart).
+//! - raw Ed25519 verifications/s on all cores (what checking a token costs
+//!   without the verified-token cache),
+//! - raw SQLite commits/s of one row with `synchronous=FULL` in WAL mode on
+//!   this disk (the fsync a write pays, without latch's group commit),
+//! - the HTTPS floor and the plain-HTTP floor: `GET /health`, which does no
+//!   work, through the same client (wrk only): no endpoint can be faster
+//!   here, and `GET /v1/auth/me` next to it (a signed-in call; target ≥ 50 %
+//!   of the HTTPS floor).
 //!
-//! The raw limits are measured before and after the runs they are compared
-//! with (ratios use the mean), and FULL, OFF and the floor alternate per
-//! client count, so a drift in this shared machine's speed shows instead of
-//! skewing one side of a ratio. A short unreported warm-up comes first.
+//! Every daemon measurement runs `LATCH_BENCH_ROUNDS` times (default 3),
+//! FULL, OFF, the floors and `me` interleaved in each round, and the table
+//! shows medians; the raw limits are measured before and after the rounds
+//! (ratios use the mean), so a drift in this shared machine's speed shows
+//! instead of skewing one side of a ratio. A short unreported warm-up
+//! comes first. Enumeration timing is `benches/enumeration.rs`.
 //!
-//! Run: `cargo bench --bench auth` (about three minutes). `LATCH_BENCH_SECS`
-//! sets the seconds per measurement (default 8). Refreshes are driven by
-//! wrk with `benches/refresh.lua` when wrk is installed (`apt install wrk`).
+//! Run: `cargo bench --bench auth` (about five minutes). `LATCH_BENCH_SECS`
+//! sets the seconds per measurement (default 8). Refreshes, floors and `me`
+//! are driven by wrk (`apt install wrk`); without it only logins and
+//! refreshes run, through reqwest.
 
 // A panic here is a failed test or bench run, with its message: what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use latch::config::Argon2Params;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// Set while warming up: every run then lasts `WARMUP_SECS`.
-static WARMING_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-const WARMUP_SECS: u64 = 2;
+#[path = "support/load.rs"]
+mod load;
+#[path = "support/stats.rs"]
+mod stats;
 
-fn secs() -> Duration {
-    if WARMING_UP.load(std::sync::atomic::Ordering::Relaxed) {
-        return Duration::from_secs(WARMUP_SECS);
-    }
-    Duration::from_secs(std::env::var("LATCH_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(8))
-}
+use load::{Run, WARMING_UP, closed_loop, cpu_secs, on_all_cores, secs, wrk, wrk_installed};
 
 // The daemons are started exactly as the integration tests start them.
 #[path = "../tests/it/harness.rs"]
@@ -63,7 +64,8 @@ async fn start(no_fsync: bool) -> Daemon {
          [defense]\nip_block = { failures = 1000000, window = \"5m\", duration = \"1h\" }\n\
          account_lock = { failures = 1000000, base_delay = \"2s\", max_delay = \"15m\", max_failures_per_hour = 1000000 }\n\
          [defense.anomaly]\nbot = { requests = 100000000, window = \"1m\", action = \"flag\" }\n";
-    harness::write_config(dir.path(), cfg);
+    let cfg = format!("{cfg}[[listener]]\nkind = \"http\"\naddr = \"127.0.0.1:0\"\n");
+    harness::write_config(dir.path(), &cfg);
     let mut env = vec![("RUST_LOG", "warn")];
     if no_fsync {
         env.push((latch::daemon::BENCH_NO_FSYNC_ENV, "1"));
@@ -99,63 +101,6 @@ impl Daemon {
         assert_eq!(s, 200, "{v}");
         v
     }
-}
-
-/// CPU seconds (user + system) the process `pid` has used so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-    let fields: Vec<f64> = after.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
-    // SAFETY: sysconf only reads a constant.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / ticks
-}
-
-/// A closed-loop run: operations done, wall time and latency percentiles.
-struct Run {
-    ops: usize,
-    elapsed: Duration,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-impl Run {
-    fn per_sec(&self) -> f64 {
-        self.ops as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-/// `clients` tasks each looping `op` for the bench duration.
-async fn closed_loop<F, Fut>(clients: usize, op: F) -> Run
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let started = Instant::now();
-    let until = started + secs();
-    let tasks: Vec<_> = (0..clients)
-        .map(|i| {
-            let op = Arc::clone(&op);
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                while Instant::now() < until {
-                    let t = Instant::now();
-                    op(i).await;
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.expect("task"));
-    }
-    lat.sort();
-    let pct =
-        |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).map_or(0.0, |d| d.as_secs_f64() * 1e3);
-    Run { ops: lat.len(), elapsed: started.elapsed(), p50_ms: pct(0.5), p99_ms: pct(0.99) }
 }
 
 async fn bench_logins(d: &Arc<Daemon>, emails: &Arc<Vec<String>>, clients: usize) -> Run {
@@ -199,10 +144,6 @@ async fn bench_refresh(d: &Arc<Daemon>, emails: &[String], clients: usize) -> Ru
     .await
 }
 
-fn wrk_installed() -> bool {
-    Command::new("wrk").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
-}
-
 /// Runs `benches/refresh.lua` under wrk and reads its summary.
 fn wrk_refresh(base: &str, tokens: &[String], clients: usize) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -219,76 +160,10 @@ fn wrk_me(base: &str, access_token: &str, clients: usize) -> Run {
     wrk(&format!("{base}/v1/auth/me"), clients, None, Some(&header))
 }
 
-/// The HTTPS floor: `GET /health` does no work, so its rate over the same
-/// TLS connections and client bounds what any endpoint can reach here.
+/// The floor: `GET /health` does no work, so its rate over the same
+/// connections and client bounds what any endpoint can reach here.
 fn wrk_floor(base: &str, clients: usize) -> Run {
     wrk(&format!("{base}/health"), clients, None, None)
-}
-
-/// One wrk run (one thread, `clients` connections), optionally with a Lua
-/// script fed a token file; any non-2xx answer fails the bench.
-fn wrk(url: &str, clients: usize, script: Option<(&str, &Path)>, header: Option<&str>) -> Run {
-    let mut cmd = Command::new("wrk");
-    cmd.args(["-t1", &format!("-c{clients}"), &format!("-d{}s", secs().as_secs()), "--latency"]);
-    if let Some(header) = header {
-        cmd.args(["-H", header]);
-    }
-    if let Some((script, tokens)) = script {
-        cmd.arg("-s").arg(script).env("LATCH_TOKENS", tokens).env("LATCH_WRK_THREADS", "1");
-    }
-    let out = cmd.arg(url).output().expect("run wrk");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && !text.contains("Non-2xx"), "wrk: a request failed:\n{text}");
-    let field = |label: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(label))
-            .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
-            .unwrap_or_else(|| panic!("wrk printed no {label}:\n{text}"))
-    };
-    let ms = |v: String| {
-        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
-        let num: f64 = num.parse().expect("latency");
-        match unit {
-            "us" => num / 1e3,
-            "ms" => num,
-            "s" => num * 1e3,
-            other => panic!("wrk latency unit {other}"),
-        }
-    };
-    let requests: usize = text
-        .lines()
-        .find_map(|l| l.trim().split_once(" requests in ").map(|(n, _)| n.parse().expect("count")))
-        .expect("request count");
-    let rate: f64 = field("Requests/sec:").parse().expect("rate");
-    Run {
-        ops: requests,
-        elapsed: Duration::from_secs_f64(requests as f64 / rate),
-        p50_ms: ms(field("50%")),
-        p99_ms: ms(field("99%")),
-    }
-}
-
-/// Operations per second of `work` on every core for the bench duration.
-fn on_all_cores(work: impl Fn() + Send + Sync + 'static) -> f64 {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let work = Arc::new(work);
-    let started = Instant::now();
-    let until = started + secs();
-    let threads: Vec<_> = (0..cores)
-        .map(|_| {
-            let work = Arc::clone(&work);
-            std::thread::spawn(move || {
-                let mut n = 0u64;
-                while Instant::now() < until {
-                    work();
-                    n += 1;
-                }
-                n
-            })
-        })
-        .collect();
-    let total: u64 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
-    total as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Ed25519 signatures/s with a parsed key over a message the size of an
@@ -301,31 +176,55 @@ fn raw_eddsa_signs() -> f64 {
     })
 }
 
-async fn login_timing(d: &Daemon, email: &str) -> (f64, f64) {
-    let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
-    for _ in 0..150 {
-        for (target, sink) in [(email, &mut wrong), ("nobody@bench.test", &mut unknown)] {
-            let t = Instant::now();
-            let (s, _) =
-                d.post("/v1/auth/login", &json!({"email": target, "password": "not the password"})).await;
-            assert_eq!(s, 401);
-            sink.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    (median(&mut wrong), median(&mut unknown))
+/// Ed25519 verifications/s of such a signature on all cores.
+fn raw_ed25519_verifies() -> f64 {
+    use aws_lc_rs::signature::{ED25519, KeyPair, UnparsedPublicKey};
+    let pair = aws_lc_rs::signature::Ed25519KeyPair::generate().expect("key");
+    let message = [b'x'; 440];
+    let signature = pair.sign(&message).as_ref().to_vec();
+    let public = UnparsedPublicKey::new(&ED25519, pair.public_key().as_ref().to_vec());
+    on_all_cores(move || {
+        let ok = public.verify(std::hint::black_box(&message), std::hint::black_box(&signature));
+        assert!(ok.is_ok());
+    })
 }
 
-/// One row of the results table.
-struct Row {
-    name: &'static str,
-    clients: usize,
-    run: Run,
-    cpu_secs: f64,
-    ratio: String,
+/// Single-row commits/s on this disk: WAL, `synchronous=FULL`, one INSERT
+/// per transaction, one thread (SQLite has one writer).
+fn raw_sqlite_commits() -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = rusqlite::Connection::open(dir.path().join("raw.db")).expect("open");
+    db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE t (v BLOB);")
+        .expect("schema");
+    let mut insert = db.prepare("INSERT INTO t VALUES (randomblob(64))").expect("prepare");
+    let (started, mut n) = (Instant::now(), 0u64);
+    while started.elapsed() < secs() {
+        insert.execute([]).expect("insert");
+        n += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The raw limits, measured once before and once after the rounds.
+#[derive(Default)]
+struct Limits {
+    argon2: Vec<f64>,
+    signs: Vec<f64>,
+    verifies: Vec<f64>,
+    commits: Vec<f64>,
+}
+
+impl Limits {
+    fn measure(&mut self, params: Argon2Params) {
+        self.argon2.push(on_all_cores(move || drop(latch::auth::hash_now(params, None, PASSWORD))));
+        self.signs.push(raw_eddsa_signs());
+        self.verifies.push(raw_ed25519_verifies());
+        self.commits.push(raw_sqlite_commits());
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
 /// `work` run under `pid`'s CPU meter.
@@ -335,27 +234,75 @@ async fn metered<F: std::future::Future<Output = Run>>(pid: u32, work: F) -> (Ru
     (run, cpu_secs(pid) - cpu0)
 }
 
+/// Runs of each (operation, clients) across rounds, with latchd CPU seconds.
+type Measured = BTreeMap<(&'static str, usize), Vec<(Run, f64)>>;
+
+/// One wrk run against `url` of `d` (floors and `me`), metered.
+async fn wrk_metered(pid: u32, work: impl FnOnce() -> Run + Send + 'static) -> (Run, f64) {
+    metered(pid, async move { tokio::task::spawn_blocking(work).await.expect("wrk") }).await
+}
+
+/// One round: logins, then per client count refresh FULL and OFF, the two
+/// floors and `me`, interleaved.
+async fn round(
+    d: &Arc<Daemon>,
+    fast: &Arc<Daemon>,
+    emails: &Arc<Vec<String>>,
+    fast_emails: &[String],
+    out: &mut Measured,
+) {
+    let (pid, fast_pid) = (d.latchd.pid() as u32, fast.latchd.pid() as u32);
+    for c in [16, 64] {
+        let run = metered(pid, bench_logins(d, emails, c)).await;
+        out.entry(("login", c)).or_default().push(run);
+    }
+    for c in [16, 64] {
+        out.entry(("refresh FULL", c)).or_default().push(metered(pid, bench_refresh(d, emails, c)).await);
+        let off = metered(fast_pid, bench_refresh(fast, fast_emails, c)).await;
+        out.entry(("refresh OFF", c)).or_default().push(off);
+        if !wrk_installed() {
+            continue;
+        }
+        let base = d.base.clone();
+        out.entry(("floor HTTPS", c)).or_default().push(wrk_metered(pid, move || wrk_floor(&base, c)).await);
+        let base = d.latchd.http_url("");
+        let base = base.trim_end_matches('/').to_string();
+        out.entry(("floor HTTP", c)).or_default().push(wrk_metered(pid, move || wrk_floor(&base, c)).await);
+        let token = d.login(&emails[0]).await["access_token"].as_str().expect("token").to_string();
+        let base = d.base.clone();
+        out.entry(("me", c)).or_default().push(wrk_metered(pid, move || wrk_me(&base, &token, c)).await);
+    }
+}
+
+/// Median rate, p50, p99 and CPU µs per operation of a set of runs.
+fn medians(runs: &[(Run, f64)]) -> (f64, f64, f64, f64) {
+    let pick = |f: &dyn Fn(&(Run, f64)) -> f64| stats::median(runs.iter().map(f).collect());
+    (
+        pick(&|(r, _)| r.per_sec()),
+        pick(&|(r, _)| r.p50_ms),
+        pick(&|(r, _)| r.p99_ms),
+        pick(&|(r, cpu)| 1e6 * cpu / r.ops.max(1) as f64),
+    )
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let rounds: usize = std::env::var("LATCH_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let params = Argon2Params::default();
     println!(
-        "latch auth benchmark: {cores} CPUs, argon2id m={} t={} p={}, {:?} per run",
+        "latch auth benchmark: {cores} CPUs, argon2id m={} t={} p={}, {:?} per run, {rounds} rounds (medians)",
         params.memory_kib,
         params.iterations,
         params.parallelism,
         secs()
     );
-    let raw_argon2 = move || on_all_cores(move || drop(latch::auth::hash_now(params, None, PASSWORD)));
-    // This machine's speed drifts: each limit is measured just before and
-    // just after the runs compared with it, and the ratios use the mean.
-    // FULL, OFF and the floor run interleaved for the same reason.
-    let hashes_before = raw_argon2();
+    let mut limits = Limits::default();
+    limits.measure(params);
     let d = Arc::new(start(false).await);
     let fast = Arc::new(start(true).await);
     let emails = Arc::new(d.register(64).await);
     let fast_emails = fast.register(64).await;
-    let (pid, fast_pid) = (d.latchd.pid() as u32, fast.latchd.pid() as u32);
     // Unreported warm-up: hash-pool memory, page caches, and a WAL that has
     // grown to its working size (fsyncs while it still grows cost more).
     WARMING_UP.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -363,97 +310,75 @@ async fn main() {
     bench_refresh(&d, &emails, 64).await;
     bench_refresh(&fast, &fast_emails, 64).await;
     WARMING_UP.store(false, std::sync::atomic::Ordering::Relaxed);
-    let mut logins = Vec::new();
-    for c in [16, 64] {
-        logins.push((c, metered(pid, bench_logins(&d, &emails, c)).await));
+    let pid = d.latchd.pid() as u32;
+    let idle = memory_kib(pid, "VmRSS:");
+    let mut measured = Measured::new();
+    for _ in 0..rounds {
+        round(&d, &fast, &emails, &fast_emails, &mut measured).await;
     }
-    let hashes_after = raw_argon2();
-    let hashes = (hashes_before + hashes_after) / 2.0;
-
-    let signs_before = raw_eddsa_signs();
-    let mut refreshes = Vec::new();
-    for c in [16, 64] {
-        let full = metered(pid, bench_refresh(&d, &emails, c)).await;
-        let off = metered(fast_pid, bench_refresh(&fast, &fast_emails, c)).await;
-        let floor = if wrk_installed() {
-            let base = d.base.clone();
-            let floor =
-                async move { tokio::task::spawn_blocking(move || wrk_floor(&base, c)).await.expect("wrk") };
-            let floor = metered(pid, floor).await;
-            let (base, token) = (d.base.clone(), d.login(&emails[0]).await["access_token"].to_string());
-            let token = token.trim_matches('"').to_string();
-            let me = async move {
-                tokio::task::spawn_blocking(move || wrk_me(&base, &token, c)).await.expect("wrk")
-            };
-            Some((floor, metered(pid, me).await))
-        } else {
-            None
-        };
-        refreshes.push((c, full, off, floor));
-    }
-    let signs_after = raw_eddsa_signs();
-    let signs = (signs_before + signs_after) / 2.0;
-    let (wrong, unknown) = login_timing(&d, &emails[0]).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (after, peak) = (memory_kib(pid, "VmRSS:"), memory_kib(pid, "VmHWM:"));
     drop((d, fast));
+    limits.measure(params);
+    report(&limits, &measured);
+    println!(
+        "\nlatchd memory (FULL daemon): RSS {:.1} MiB idle after start and warm-up, {:.1} MiB idle 2 s after \
+         the rounds, peak {:.1} MiB (targets: < 40, < 40, < 120)",
+        idle as f64 / 1024.0,
+        after as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+}
 
-    let mut rows = Vec::new();
-    for (c, (run, cpu_secs)) in logins {
-        let ratio = format!("{:.0}% of raw argon2", 100.0 * run.per_sec() / hashes);
-        rows.push(Row { name: "login", clients: c, run, cpu_secs, ratio });
-    }
-    let mut best_floor: f64 = 0.0;
-    for (c, full, off, floor) in refreshes {
-        let (full_rate, off_rate) = (full.0.per_sec(), off.0.per_sec());
-        let ratio = format!("{:.0}% of raw EdDSA signs", 100.0 * full_rate / signs);
-        rows.push(Row {
-            name: "refresh (synchronous=FULL)",
-            clients: c,
-            run: full.0,
-            cpu_secs: full.1,
-            ratio,
-        });
-        let ratio = format!("FULL is {:.0}% of this", 100.0 * full_rate / off_rate);
-        rows.push(Row { name: "refresh (synchronous=OFF)", clients: c, run: off.0, cpu_secs: off.1, ratio });
-        if let Some(((run, cpu_secs), me)) = floor {
-            let floor_rate = run.per_sec();
-            best_floor = best_floor.max(floor_rate);
-            let ratio = format!(
-                "{:.0}% of raw EdDSA signs; refresh FULL is {:.0}% of this",
-                100.0 * floor_rate / signs,
-                100.0 * full_rate / floor_rate
-            );
-            rows.push(Row { name: "HTTPS floor: GET /health", clients: c, run, cpu_secs, ratio });
-            let ratio = format!("{:.0}% of the HTTPS floor", 100.0 * me.0.per_sec() / floor_rate);
-            rows.push(Row { name: "GET /v1/auth/me", clients: c, run: me.0, cpu_secs: me.1, ratio });
-        }
-    }
+/// A `/proc/PID/status` figure in KiB (`VmRSS:` now, `VmHWM:` the peak).
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let value = status.lines().find_map(|l| l.strip_prefix(field)).unwrap_or("");
+    value.trim().trim_end_matches("kB").trim().parse().unwrap_or(0)
+}
 
-    println!(
-        "raw argon2id hashes/s (all cores): {hashes_before:.1} before the logins, {hashes_after:.1} after; \
-         raw EdDSA signs/s (all cores): {signs_before:.0} before the refreshes, {signs_after:.0} after"
-    );
-    println!("\n| operation | clients | ops | ops/s | p50 ms | p99 ms | latchd CPU µs/op | ratio |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for Row { name, clients, run, cpu_secs, ratio } in &rows {
-        let us = 1e6 * cpu_secs / run.ops.max(1) as f64;
-        let (ops, rate, p50, p99) = (run.ops, run.per_sec(), run.p50_ms, run.p99_ms);
-        println!("| {name} | {clients} | {ops} | {rate:.1} | {p50:.1} | {p99:.1} | {us:.0} | {ratio} |");
+fn report(limits: &Limits, measured: &Measured) {
+    let (hashes, signs, verifies, commits) =
+        (mean(&limits.argon2), mean(&limits.signs), mean(&limits.verifies), mean(&limits.commits));
+    println!("\n| physical limit (before / after the rounds) | per second |");
+    println!("|---|---|");
+    let show = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" / ");
+    println!("| argon2id hashes, all cores | {} |", show(&limits.argon2));
+    println!("| Ed25519 signs, all cores | {} |", show(&limits.signs));
+    println!("| Ed25519 verifications, all cores | {} |", show(&limits.verifies));
+    println!("| SQLite single-row commits, synchronous=FULL | {} |", show(&limits.commits));
+    let rate = |name: &'static str, c: usize| measured.get(&(name, c)).map(|r| medians(r).0);
+    println!("\n| operation | clients | ops/s | p50 ms | p99 ms | latchd CPU µs/op | ratio (same run) |");
+    println!("|---|---|---|---|---|---|---|");
+    for ((name, c), runs) in measured {
+        let (ops, p50, p99, cpu) = medians(runs);
+        let pct = |base: Option<f64>, of: &str| {
+            base.map_or(String::new(), |b| format!("{:.0} % of {of}", 100.0 * ops / b))
+        };
+        let ratio = match *name {
+            "login" => pct(Some(hashes), "raw argon2"),
+            "refresh FULL" => {
+                format!(
+                    "{}; {}",
+                    pct(rate("refresh OFF", *c), "OFF"),
+                    pct(rate("floor HTTPS", *c), "the HTTPS floor")
+                )
+            }
+            "me" => pct(rate("floor HTTPS", *c), "the HTTPS floor"),
+            "floor HTTPS" => pct(rate("floor HTTP", *c), "the HTTP floor"),
+            _ => String::new(),
+        };
+        println!("| {name} | {c} | {ops:.0} | {p50:.2} | {p99:.2} | {cpu:.0} | {ratio} |");
     }
-    let client =
-        if wrk_installed() { "wrk, one thread" } else { "reqwest (install wrk for a lighter client)" };
     println!(
-        "(one EdDSA sign costs {:.0} µs of CPU; refresh client: {client}, on the same cores as latchd)",
-        1e6 * cores as f64 / signs
+        "\n(one Ed25519 sign costs {:.0} µs of CPU, one verification {:.0} µs; a FULL commit {:.2} ms on one thread. \
+         Clients run on the same cores as latchd.)",
+        1e6 * num_cores() / signs,
+        1e6 * num_cores() / verifies,
+        1e3 / commits
     );
-    if best_floor > 0.0 {
-        println!(
-            "(refresh at 25% of raw EdDSA would be {:.0}/s; a request that does no work peaks at {best_floor:.0}/s here)",
-            signs / 4.0
-        );
-    }
-    println!(
-        "\nlogin timing, 150 interleaved pairs: wrong password median {wrong:.2} ms, unknown email median {unknown:.2} ms, difference {:.2} ms ({:+.1}%)",
-        unknown - wrong,
-        100.0 * (unknown - wrong) / wrong
-    );
+}
+
+fn num_cores() -> f64 {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) as f64
 }
