@@ -20,7 +20,12 @@ pub enum KeysCmd {
         now: bool,
     },
     /// Drop a key at once: its tokens stop verifying.
-    Revoke { kid: String },
+    Revoke {
+        /// A kid is a base64url thumbprint, so about one in 64 starts with
+        /// `-`: it must still be read as the kid, not as an option.
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
     /// Print the master key (hex) for safekeeping; it is not in backups.
     ExportMaster,
 }
@@ -67,4 +72,17 @@ pub fn run(client: &AdminClient, target: &Target, cmd: &KeysCmd, json: bool) -> 
         KeysCmd::ExportMaster => return offline::export_master(target),
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::Cli;
+
+    #[test]
+    fn a_kid_that_starts_with_a_dash_is_a_kid() {
+        let cli = Cli::try_parse_from(["latchctl", "keys", "revoke", "-kX9_thumbprint"]);
+        assert!(cli.is_ok(), "{:?}", cli.err().map(|e| e.to_string()));
+    }
 }
