@@ -1,11 +1,10 @@
 //! Who is calling. A `Principal` is a user's live session (a bearer access
 //! token that is valid *and* whose session is live and user active, with
 //! roles from the database or the live view that mirrors it, never from the
-//! token), an API key, or a
-//! peer on the admin socket (already checked by SO_PEERCRED). Guards ask a
-//! principal for a role or scope, so admin calls have one code path whoever
-//! makes them. `UserSession` is the extractor for calls only a signed-in
-//! user can make (`/v1/auth/*`).
+//! token), an API key, or a peer on the admin socket (already checked by
+//! SO_PEERCRED). Guards ask a principal for a role or scope, so admin calls
+//! have one code path whoever makes them. `UserSession` is the extractor for
+//! calls only a signed-in user can make (`/v1/auth/*`).
 
 use std::future::Future;
 use std::pin::Pin;
