@@ -24,20 +24,13 @@ use serde_json::{Value, json};
 #[path = "../tests/it/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+#[path = "support/roomy.rs"]
+mod roomy;
 #[path = "support/stats.rs"]
 #[allow(dead_code)]
 mod stats;
 
 const PASSWORD: &str = "correct horse battery staple";
-
-/// No limit, lock or mail cap in the way: the answers' timing is measured.
-const CONFIG: &str = "[server]\nstate_dir = \"STATE\"\n[[listener]]\nkind = \"https\"\naddr = \"127.0.0.1:0\"\n\
-     [accounts]\nrequire_verified_email = false\n[email]\nmax_per_recipient = 100000000\n\
-     [rate_limits]\nglobal = \"10000000/1m\"\nip = \"10000000/1m\"\nip_hourly = \"10000000/1h\"\n\
-     credential = \"10000000/1m\"\naccount = \"10000000/1m\"\n\
-     [defense]\nip_block = { failures = 10000000, window = \"5m\", duration = \"1h\" }\n\
-     account_lock = { failures = 10000000, base_delay = \"1s\", max_delay = \"1s\", max_failures_per_hour = 10000000 }\n\
-     [defense.anomaly]\nbot = { requests = 10000000, window = \"1m\", action = \"flag\", block_for = \"1m\" }\n";
 
 struct Daemon {
     _latchd: harness::Latchd,
@@ -47,13 +40,8 @@ struct Daemon {
 
 impl Daemon {
     async fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        harness::write_config(dir.path(), CONFIG);
-        let latchd = harness::Latchd::start_in_with_env(dir, &[("RUST_LOG", "warn")]).await;
-        let tls = harness::client_tls(&latchd.cert_path(), &[&rustls::version::TLS13]);
-        let client =
-            reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().expect("client");
-        Daemon { base: latchd.https_url(""), client, _latchd: latchd }
+        let (latchd, base, client) = roomy::start().await;
+        Daemon { _latchd: latchd, base, client }
     }
 
     /// Milliseconds for one POST answered with `want`.

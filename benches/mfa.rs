@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 #[path = "../tests/it/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+#[path = "support/roomy.rs"]
+mod roomy;
 #[path = "support/stats.rs"]
 mod stats;
 
@@ -33,21 +35,8 @@ struct Daemon {
 
 impl Daemon {
     async fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        // No limits or throttle in the way: wrong codes are what is measured.
-        let cfg = "[server]\nstate_dir = \"STATE\"\n[[listener]]\nkind = \"https\"\naddr = \"127.0.0.1:0\"\n\
-             [accounts]\nrequire_verified_email = false\n\
-             [rate_limits]\nglobal = \"10000000/1m\"\nip = \"10000000/1m\"\nip_hourly = \"10000000/1h\"\n\
-             credential = \"10000000/1m\"\naccount = \"10000000/1m\"\n\
-             [defense]\nip_block = { failures = 10000000, window = \"5m\", duration = \"1h\" }\n\
-             account_lock = { failures = 10000000, base_delay = \"1s\", max_delay = \"1s\", max_failures_per_hour = 10000000 }\n\
-             [defense.anomaly]\nbot = { requests = 10000000, window = \"1m\", action = \"flag\", block_for = \"1m\" }\n";
-        harness::write_config(dir.path(), cfg);
-        let latchd = harness::Latchd::start_in_with_env(dir, &[("RUST_LOG", "warn")]).await;
-        let tls = harness::client_tls(&latchd.cert_path(), &[&rustls::version::TLS13]);
-        let client =
-            reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().expect("client");
-        Daemon { base: latchd.https_url(""), client, _latchd: latchd }
+        let (latchd, base, client) = roomy::start().await;
+        Daemon { base, client, _latchd: latchd }
     }
 
     async fn post(&self, path: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {

@@ -21,17 +21,13 @@ use serde_json::json;
 #[path = "../tests/it/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+#[path = "support/roomy.rs"]
+mod roomy;
 #[path = "support/stats.rs"]
 #[allow(dead_code)]
 mod stats;
 
 const PASSWORD: &str = "correct horse battery staple";
-const CONFIG: &str = "[server]\nstate_dir = \"STATE\"\n[[listener]]\nkind = \"https\"\naddr = \"127.0.0.1:0\"\n\
-     [accounts]\nrequire_verified_email = false\n\
-     [rate_limits]\nglobal = \"10000000/1m\"\nip = \"10000000/1m\"\nip_hourly = \"10000000/1h\"\n\
-     credential = \"10000000/1m\"\naccount = \"10000000/1m\"\n\
-     [defense.anomaly]\nbot = { requests = 10000000, window = \"1m\", action = \"flag\", block_for = \"1m\" }\n";
-
 struct Daemon {
     _latchd: harness::Latchd,
     url: String,
@@ -58,12 +54,8 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let secs: u64 = std::env::var("LATCH_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
-    let dir = tempfile::tempdir().expect("tempdir");
-    harness::write_config(dir.path(), CONFIG);
-    let latchd = harness::Latchd::start_in_with_env(dir, &[("RUST_LOG", "warn")]).await;
-    let tls = harness::client_tls(&latchd.cert_path(), &[&rustls::version::TLS13]);
-    let client = reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().expect("client");
-    let url = latchd.https_url("/v1/auth/login");
+    let (latchd, base, client) = roomy::start().await;
+    let url = format!("{base}/v1/auth/login");
     let d = Arc::new(Daemon { _latchd: latchd, url, client });
     let emails: Arc<Vec<String>> = Arc::new((0..32).map(|i| format!("load{i}@bench.test")).collect());
     for e in emails.iter() {
