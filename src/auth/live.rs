@@ -19,6 +19,10 @@
 //! Bounded: past `CAPACITY` entries the view starts over (a burst of
 //! reads, never a wrong answer). Only live sessions of active users are
 //! remembered; a miss always reads.
+//!
+//! Rows are known by rowid, which stays put while the daemon runs: latch
+//! never runs a plain VACUUM on its live database (that may renumber the
+//! rowids of `sessions` and `users`); `tidy` checks it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -181,6 +181,28 @@ fn only_http_names_status_codes() {
     assert!(found.is_empty(), "map the error to a problem Kind instead: {found:?}");
 }
 
+/// The live view (src/auth/live.rs) tracks rows by rowid, and a plain
+/// VACUUM may renumber the rowids of tables without an INTEGER PRIMARY KEY
+/// (sessions, users): the running daemon must never VACUUM its own
+/// database. `VACUUM INTO` writes a copy and is fine.
+#[test]
+fn the_daemon_never_vacuums_in_place() {
+    let mut files = Vec::new();
+    rust_files(&Path::new(ROOT).join("src"), &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap().to_ascii_uppercase();
+        let code = text.lines().filter(|l| !l.trim_start().starts_with("//"));
+        let in_place = code
+            .into_iter()
+            .any(|l| l.match_indices("VACUUM").any(|(at, _)| !l[at..].starts_with("VACUUM INTO")));
+        if in_place {
+            found.push(file.display().to_string());
+        }
+    }
+    assert!(found.is_empty(), "VACUUM in place renumbers the rowids the live view keys on: {found:?}");
+}
+
 /// The slugs API.md gives an HTTP status: "`401 `invalid-credentials``",
 /// chains like "403 `email-not-verified` / `account-disabled`".
 fn api_md_slugs(text: &str) -> std::collections::BTreeSet<String> {
