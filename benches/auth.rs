@@ -39,6 +39,9 @@ const PASSWORD: &str = "correct horse battery staple";
 
 #[path = "support/load.rs"]
 mod load;
+#[path = "support/roomy.rs"]
+#[allow(dead_code)]
+mod roomy;
 #[path = "support/stats.rs"]
 mod stats;
 
@@ -57,14 +60,8 @@ struct Daemon {
 
 async fn start(no_fsync: bool) -> Daemon {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = "[server]\nstate_dir = \"STATE\"\n[[listener]]\nkind = \"https\"\naddr = \"127.0.0.1:0\"\n\
-         [accounts]\nrequire_verified_email = false\n[email]\nmax_per_recipient = 1000\n\
-         [rate_limits]\nglobal = \"10000000/1m\"\nip = \"10000000/1m\"\nip_hourly = \"10000000/1h\"\n\
-         credential = \"10000000/1m\"\naccount = \"10000000/1m\"\n\
-         [defense]\nip_block = { failures = 1000000, window = \"5m\", duration = \"1h\" }\n\
-         account_lock = { failures = 1000000, base_delay = \"2s\", max_delay = \"15m\", max_failures_per_hour = 1000000 }\n\
-         [defense.anomaly]\nbot = { requests = 100000000, window = \"1m\", action = \"flag\" }\n";
-    let cfg = format!("{cfg}[[listener]]\nkind = \"http\"\naddr = \"127.0.0.1:0\"\n");
+    // The same roomy daemon the single-request benches start, plus plain HTTP.
+    let cfg = format!("{}[[listener]]\nkind = \"http\"\naddr = \"127.0.0.1:0\"\n", roomy::CONFIG);
     harness::write_config(dir.path(), &cfg);
     let mut env = vec![("RUST_LOG", "warn")];
     if no_fsync {
