@@ -4,8 +4,9 @@
 //! last call (from the page cache: microseconds) and hands them to the
 //! archive thread, which writes them as a checksummed, fsynced segment
 //! named by its sequence and commit time; batches that arrive within
-//! 100 ms of the last segment go into the next one together, so the writer
-//! never waits for the archive disk and the archive adds few fsyncs.
+//! 100 ms of the last segment go into the next one together (only the last
+//! version of each page: replaying it ends the same), so the writer never
+//! waits for the archive disk and the archive adds few fsyncs.
 //! SQLite's own autocheckpoint is off on the writer while archiving: the
 //! hook checkpoints after it has copied the frames out, so no frame is
 //! ever overwritten before the archive has it (in memory at once, durable
@@ -263,18 +264,42 @@ impl Archiver {
             // The log restarted from its beginning (new salts).
             (self.pass, self.offset) = (Some(h), HEADER);
         }
-        if len <= self.offset {
-            return Ok(None);
-        }
-        let mut body = vec![0u8; (len - self.offset) as usize];
-        file.read_exact_at(&mut body, self.offset)?;
+        let body = read_live(&file, &h, self.offset, len)?;
         let end = wal::committed_len(&body, &h);
         if end == 0 {
             return Ok(None);
         }
-        body.truncate(end);
         self.offset += end as u64;
-        Ok(Some((h.page_size, body)))
+        Ok(Some((h.page_size, body[..end].to_vec())))
+    }
+}
+
+/// Frames read at a time: a batch's new frames are usually a few dozen.
+const READ_FRAMES: u64 = 64;
+
+/// The frames of the current pass from `offset` on, read a window at a time
+/// and only as far as they go. The file itself does not shrink when the log
+/// starts over, so everything after `offset` may be an earlier pass's
+/// frames: reading it all after every batch cost the writer megabytes of
+/// reads and the archive thread megabytes of memory per batch.
+fn read_live(file: &File, h: &WalHeader, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let frame = wal::frame_len(h) as u64;
+    let mut body = Vec::new();
+    let mut at = offset;
+    loop {
+        let want = ((len.saturating_sub(at)) / frame).min(READ_FRAMES) * frame;
+        if want == 0 {
+            return Ok(body);
+        }
+        let start = body.len();
+        body.resize(start + want as usize, 0);
+        file.read_exact_at(&mut body[start..], at)?;
+        let live = wal::live_len(&body[start..], h);
+        body.truncate(start + live);
+        if (live as u64) < want {
+            return Ok(body);
+        }
+        at += want;
     }
 }
 
@@ -350,7 +375,8 @@ fn write_pending(
             pending.drain(..run);
             continue;
         }
-        let frames = pending[..run].iter().map(|c| c.frames.as_slice()).collect::<Vec<_>>().concat();
+        let all = pending[..run].iter().map(|c| c.frames.as_slice()).collect::<Vec<_>>().concat();
+        let frames = wal::last_versions(&all, page_size);
         let last_commit = pending[run - 1].commit_ms;
         match write_segment(&generation, next_seq.1, last_commit, page_size, &frames) {
             Ok(()) => {

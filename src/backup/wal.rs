@@ -31,6 +31,19 @@ pub fn header(b: &[u8]) -> Option<WalHeader> {
     Some(WalHeader { page_size, salts: (be(b, 16), be(b, 20)) })
 }
 
+/// Bytes of one frame: its header and a page.
+pub fn frame_len(h: &WalHeader) -> usize {
+    FRAME_HEADER + h.page_size
+}
+
+/// How many bytes at the start of `frames` (which start at a frame
+/// boundary) are whole frames of the log with `h`'s salts: the rest is a
+/// torn frame or left over from an earlier pass.
+pub fn live_len(frames: &[u8], h: &WalHeader) -> usize {
+    let size = frame_len(h);
+    frames.chunks_exact(size).take_while(|f| (be(f, 8), be(f, 12)) == h.salts).count() * size
+}
+
 /// How many bytes of `frames` (which start at a frame boundary) are whole
 /// frames of the log with `h`'s salts, through the last commit frame.
 pub fn committed_len(frames: &[u8], h: &WalHeader) -> usize {
@@ -45,6 +58,28 @@ pub fn committed_len(frames: &[u8], h: &WalHeader) -> usize {
         }
     }
     end
+}
+
+/// Of the whole frames in `frames`, the last one to write each page, in
+/// their order. Replaying them leaves the database as replaying them all
+/// would: a page ends with its last version either way, and the run's last
+/// frame (its final commit, with the database size) is always kept. Under
+/// load a batch rewrites the same few pages (a table's last leaf, its
+/// indexes' hot pages) again and again; a segment of 100 ms of batches
+/// holds each page five to ten times over.
+pub fn last_versions(frames: &[u8], page_size: usize) -> Vec<u8> {
+    let size = FRAME_HEADER + page_size;
+    let mut last = std::collections::HashMap::new();
+    for (i, f) in frames.chunks_exact(size).enumerate() {
+        last.insert(be(f, 0), i);
+    }
+    let mut kept = Vec::with_capacity(last.len() * size);
+    for (i, f) in frames.chunks_exact(size).enumerate() {
+        if last.get(&be(f, 0)) == Some(&i) {
+            kept.extend_from_slice(f);
+        }
+    }
+    kept
 }
 
 /// One frame: the page it writes and, for a commit frame, the database
@@ -86,5 +121,29 @@ mod tests {
         assert_eq!(commits, 2);
         let stale = WalHeader { salts: (h.salts.0 + 1, h.salts.1), ..h };
         assert_eq!(committed_len(body, &stale), 0, "frames of another pass do not count");
+        assert_eq!(live_len(body, &h), body.len());
+        assert_eq!(
+            live_len(&body[..body.len() - 1], &h),
+            body.len() - frame_len(&h),
+            "a torn frame is not live"
+        );
+        assert_eq!(live_len(body, &stale), 0);
+    }
+
+    fn frame(page: u32, commit_size: u32, fill: u8) -> Vec<u8> {
+        let mut f = vec![fill; FRAME_HEADER + 16];
+        f[..4].copy_from_slice(&page.to_be_bytes());
+        f[4..8].copy_from_slice(&commit_size.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn only_the_last_version_of_each_page_is_kept_and_the_final_commit_with_it() {
+        let run = [frame(1, 0, 1), frame(2, 5, 2), frame(1, 0, 3), frame(3, 0, 4), frame(2, 6, 5)].concat();
+        let kept = last_versions(&run, 16);
+        let seen: Vec<(u32, u32, u8)> =
+            frames(&kept, 16).map(|f| (f.page, f.commit_size, f.data[0])).collect();
+        assert_eq!(seen, [(1, 0, 3), (3, 0, 4), (2, 6, 5)]);
+        assert!(last_versions(&[], 16).is_empty());
     }
 }

@@ -260,6 +260,53 @@ async fn a_restore_to_a_time_brings_back_exactly_the_rows_committed_by_then() {
     assert_eq!(ok, "ok");
 }
 
+/// Waits until the wall clock reads `at` (Unix seconds, fractional).
+async fn sleep_until_unix(at: f64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs_f64((at - now).max(0.0))).await;
+}
+
+/// Segments keep only the last version of each page their batches wrote;
+/// under a steady write load (the roles table's last leaf rewritten by
+/// every batch) a restore to a moment in the middle must still be a whole,
+/// gap-free database holding what was committed by then.
+#[tokio::test]
+async fn a_restore_to_a_moment_inside_a_write_load_is_whole_and_gap_free() {
+    let (d, admin) = admin_daemon("", &[]).await;
+    let (stop, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let load = role_load(&d, &admin, Arc::clone(&stop), Arc::clone(&acked));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let t = now as f64 + 2.0;
+    // A segment is named by its last commit: commits up to ~100 ms before
+    // `t` may share one with commits after it, so the lower bound is taken
+    // well before.
+    sleep_until_unix(t - 1.0).await;
+    let surely_in = acked.load(Ordering::SeqCst);
+    // `--to-time` names a whole second: every commit within it counts.
+    sleep_until_unix(t + 1.5).await;
+    let at_most = acked.load(Ordering::SeqCst);
+    sleep_until_unix(t + 2.0).await;
+    stop.store(true, Ordering::SeqCst);
+    load.await.unwrap();
+    let state = d.state_dir();
+    let dir = d.stop_keep_dir();
+    let to = time::OffsetDateTime::from_unix_timestamp(t as i64).unwrap();
+    let to = to.format(&time::format_description::well_known::Rfc3339).unwrap();
+    ok_json(ctl(&state, &["--json", "backup", "restore", "--to-time", &to]));
+    let db = rusqlite::Connection::open(state.join("latch.db")).unwrap();
+    let ok: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ok, "ok");
+    let restored = roles_in(&db);
+    assert_eq!(restored, (0..restored.len()).collect::<Vec<_>>(), "a prefix of the load, no gaps");
+    assert!(
+        restored.len() >= surely_in,
+        "{} roles; {surely_in} were acknowledged 1 s before",
+        restored.len()
+    );
+    assert!(restored.len() <= at_most, "{} roles; only {at_most} by 1.5 s after", restored.len());
+    drop(dir);
+}
+
 #[tokio::test]
 async fn a_clean_stop_archives_the_commits_of_its_last_moments() {
     let (d, admin) = admin_daemon("", &[]).await;
