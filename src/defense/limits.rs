@@ -74,7 +74,7 @@ impl Limiter<Keyed> {
     /// Takes one cell from `key`'s bucket.
     pub fn check(&self, scope: Scope, key: &str) -> Result<RateLimitInfo, Refused> {
         let key = key.to_string();
-        self.outcome(scope, self.limiter.check_key(&key))
+        self.outcome(scope, self.limiter.check_key(&key), self.limiter.clock())
     }
 
     /// Keys whose buckets are full again are forgotten: memory stays
@@ -96,7 +96,7 @@ impl Limiter<Direct> {
     }
 
     pub fn check(&self, scope: Scope) -> Result<RateLimitInfo, Refused> {
-        self.outcome(scope, self.limiter.check())
+        self.outcome(scope, self.limiter.check(), self.limiter.clock())
     }
 }
 
@@ -108,6 +108,10 @@ impl<L> Limiter<L> {
             governor::middleware::StateSnapshot,
             governor::NotUntil<<DefaultClock as Clock>::Instant>,
         >,
+        // The limiter's own clock: building a new one (`default()`) runs
+        // CPUID calibration, which traps to the hypervisor on a VM and cost
+        // a refused caller more than the rest of its request.
+        clock: &DefaultClock,
     ) -> Result<RateLimitInfo, Refused> {
         let limit = self.rate.count;
         let per_cell = self.rate.period.as_secs_f64() / f64::from(limit.max(1));
@@ -118,7 +122,7 @@ impl<L> Limiter<L> {
                 Ok(RateLimitInfo { limit, remaining, reset_secs })
             }
             Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let wait = not_until.wait_time_from(clock.now());
                 let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
                 let reset_secs = (f64::from(limit) * per_cell).ceil() as u64;
                 Err(Refused { scope, retry_after, info: RateLimitInfo { limit, remaining: 0, reset_secs } })
