@@ -89,6 +89,9 @@ struct Archiver {
     /// The pass through the log being read, and where its unread part begins.
     pass: Option<WalHeader>,
     offset: u64,
+    /// The log, open, and the buffer its new frames are read into.
+    log: Option<File>,
+    scratch: Vec<u8>,
     archiving: Option<bool>,
     to_thread: mpsc::Sender<Work>,
     progress: Arc<Progress>,
@@ -143,6 +146,8 @@ pub async fn install(
         next_generation: Instant::now(),
         pass: None,
         offset: HEADER,
+        log: None,
+        scratch: Vec::new(),
         archiving: None,
         to_thread,
         progress,
@@ -249,11 +254,16 @@ impl Archiver {
 
     /// The whole frames after `offset` through the last commit, if any.
     fn read_committed(&mut self) -> std::io::Result<Option<(usize, Vec<u8>)>> {
-        let file = match File::open(&self.wal) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
+        // Kept open between batches: SQLite truncates the log but never
+        // removes it while latch's connections are open.
+        if self.log.is_none() {
+            match File::open(&self.wal) {
+                Ok(f) => self.log = Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(file) = &self.log else { return Ok(None) };
         let len = file.metadata()?.len();
         let mut head = [0u8; HEADER as usize];
         if len < HEADER || file.read_exact_at(&mut head, 0).is_err() {
@@ -264,32 +274,36 @@ impl Archiver {
             // The log restarted from its beginning (new salts).
             (self.pass, self.offset) = (Some(h), HEADER);
         }
-        let body = read_live(&file, &h, self.offset, len)?;
-        let end = wal::committed_len(&body, &h);
+        read_live(file, &h, self.offset, len, &mut self.scratch)?;
+        let end = wal::committed_len(&self.scratch, &h);
         if end == 0 {
             return Ok(None);
         }
         self.offset += end as u64;
-        Ok(Some((h.page_size, body[..end].to_vec())))
+        Ok(Some((h.page_size, self.scratch[..end].to_vec())))
     }
 }
 
-/// Frames read at a time: a batch's new frames are usually a few dozen.
-const READ_FRAMES: u64 = 64;
+/// Frames read first; each further read doubles. A batch's new frames are
+/// a handful when quiet and a few dozen under load, and every byte read
+/// past them (an earlier pass's frames) is copied and thrown away.
+const FIRST_READ_FRAMES: u64 = 8;
 
-/// The frames of the current pass from `offset` on, read a window at a time
-/// and only as far as they go. The file itself does not shrink when the log
-/// starts over, so everything after `offset` may be an earlier pass's
-/// frames: reading it all after every batch cost the writer megabytes of
-/// reads and the archive thread megabytes of memory per batch.
-fn read_live(file: &File, h: &WalHeader, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+/// Reads into `body` the frames of the current pass from `offset` on, a
+/// growing window at a time and only as far as they go. The file does not
+/// shrink when the log starts over, so everything after `offset` may be an
+/// earlier pass's frames: reading it all after every batch cost the writer
+/// megabytes of reads and the archive thread megabytes of memory per
+/// batch. `body` is reused from batch to batch: a fresh buffer cost an
+/// allocation and zeroing per batch on the writer thread.
+fn read_live(file: &File, h: &WalHeader, offset: u64, len: u64, body: &mut Vec<u8>) -> std::io::Result<()> {
     let frame = wal::frame_len(h) as u64;
-    let mut body = Vec::new();
-    let mut at = offset;
+    body.clear();
+    let (mut at, mut window) = (offset, FIRST_READ_FRAMES);
     loop {
-        let want = ((len.saturating_sub(at)) / frame).min(READ_FRAMES) * frame;
+        let want = ((len.saturating_sub(at)) / frame).min(window) * frame;
         if want == 0 {
-            return Ok(body);
+            return Ok(());
         }
         let start = body.len();
         body.resize(start + want as usize, 0);
@@ -297,9 +311,10 @@ fn read_live(file: &File, h: &WalHeader, offset: u64, len: u64) -> std::io::Resu
         let live = wal::live_len(&body[start..], h);
         body.truncate(start + live);
         if (live as u64) < want {
-            return Ok(body);
+            return Ok(());
         }
         at += want;
+        window *= 2;
     }
 }
 
@@ -422,7 +437,7 @@ fn write_segment(
     segment.extend_from_slice(&(page_size as u32).to_be_bytes());
     segment.extend_from_slice(frames);
     let name = format!("{seq:010}-{commit_ms:013}{SEGMENT_SUFFIX}");
-    copies::compress_bytes(&segment, &dir.join(name)).map(|_| ())
+    copies::compress_bytes_fast(&segment, &dir.join(name)).map(|_| ())
 }
 
 fn checkpoint(conn: &Connection, mode: &str) {
