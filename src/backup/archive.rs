@@ -62,11 +62,16 @@ const TICK: Duration = Duration::from_secs(1);
 struct Progress {
     /// Set by the thread when it gave frames up: the generation has a hole.
     broken: AtomicBool,
+    /// Set by the hook when it sends a snapshot, cleared by the thread once
+    /// written: the next generation waits for it, since its TRUNCATE
+    /// checkpoint would wait on the pin with the writer thread.
+    snapshotting: AtomicBool,
 }
 
 /// What the hook (and the stop) send the archive thread.
 enum Work {
     Chunk(Chunk),
+    Snapshot(Box<Snapshot>),
     /// The daemon stops: write everything held, then answer and end.
     Finish(tokio::sync::oneshot::Sender<()>),
 }
@@ -77,6 +82,20 @@ struct Chunk {
     page_size: usize,
     commit_ms: i64,
     frames: Vec<u8>,
+}
+
+/// A new generation's snapshot, for the archive thread to write. `pin`
+/// holds a read transaction begun right after the full checkpoint: while
+/// it is open SQLite lets no checkpoint write the database file (they wait
+/// on the read lock of readers that use no log), so the file the thread
+/// compresses stays exactly the generation's start, however long it takes
+/// and even if the daemon stops meanwhile.
+struct Snapshot {
+    dir: PathBuf,
+    db: PathBuf,
+    pin: Connection,
+    root: PathBuf,
+    keep: usize,
 }
 
 struct Archiver {
@@ -176,7 +195,8 @@ impl Archiver {
         if self.progress.broken.swap(false, Ordering::AcqRel) {
             self.generation = None;
         }
-        if self.generation.is_none() || Instant::now() >= self.next_generation {
+        let due = self.generation.is_none() || Instant::now() >= self.next_generation;
+        if due && !self.progress.snapshotting.load(Ordering::Acquire) {
             // The old generation takes its last frames before the new one starts.
             self.collect();
             if let Err(e) = self.start_generation(conn, &cfg) {
@@ -211,7 +231,9 @@ impl Archiver {
     }
 
     /// Checkpoints the whole log into the database file (so the file alone
-    /// is the database), snapshots the file, and starts a new generation.
+    /// is the database), starts a new generation, and has the archive
+    /// thread snapshot the file: compressing it here would stall every
+    /// write for as long as that takes (seconds for a large database).
     fn start_generation(&mut self, conn: &Connection, cfg: &Config) -> Result<(), BackupError> {
         let busy: i64 = conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
@@ -220,15 +242,22 @@ impl Archiver {
             let source = std::io::Error::other("readers kept the log from being checkpointed");
             return Err(BackupError::Io { path: self.wal.display().to_string(), source });
         }
+        let pin = pin_database_file(&self.db)
+            .map_err(|source| BackupError::Sqlite { path: self.db.display().to_string(), source })?;
         let root = cfg.archive_dir();
         let dir = root.join(format!("{GENERATION_PREFIX}{:013}", crate::clock::now_unix_ms()));
         copies::make_private_dir(&dir)?;
-        copies::compress(&self.db, &dir.join(SNAPSHOT))?;
-        tracing::info!(generation = %dir.display(), "WAL archive: new generation");
+        let snapshot =
+            Snapshot { dir: dir.clone(), db: self.db.clone(), pin, root, keep: cfg.backup.keep as usize };
+        self.progress.snapshotting.store(true, Ordering::Release);
+        if self.to_thread.send(Work::Snapshot(Box::new(snapshot))).is_err() {
+            self.progress.snapshotting.store(false, Ordering::Release);
+            let source = std::io::Error::other("the archive thread is gone");
+            return Err(BackupError::Io { path: dir.display().to_string(), source });
+        }
         self.generation = Some(dir);
         self.next_generation = Instant::now() + cfg.backup.interval.0;
         (self.pass, self.offset) = (None, HEADER);
-        prune(&root, cfg.backup.keep as usize);
         Ok(())
     }
 
@@ -340,14 +369,14 @@ fn write_segments(work: &mpsc::Receiver<Work>, progress: &Progress) {
             // Nothing more can come; the wait between retries is ours.
             std::thread::sleep(TICK);
         }
-        take(first.ok(), &mut pending, &mut finish);
+        take(first.ok(), &mut pending, &mut finish, progress);
         if finish.is_none() {
             // Each segment costs two fsyncs of the disk the commits need
             // too: gather what commits in the next moment into one segment.
             std::thread::sleep(SEGMENT_EVERY.saturating_sub(last_write.elapsed()));
         }
         for w in work.try_iter() {
-            take(Some(w), &mut pending, &mut finish);
+            take(Some(w), &mut pending, &mut finish, progress);
         }
         write_pending(&mut pending, &mut next_seq, (&mut failing, &mut last_write), progress);
         let lag =
@@ -363,9 +392,43 @@ fn write_segments(work: &mpsc::Receiver<Work>, progress: &Progress) {
     }
 }
 
-fn take(w: Option<Work>, pending: &mut Vec<Chunk>, finish: &mut Option<tokio::sync::oneshot::Sender<()>>) {
+/// A read transaction on the database file, begun while the log is empty.
+fn pin_database_file(db: &Path) -> rusqlite::Result<Connection> {
+    let pin = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    pin.execute_batch("BEGIN")?;
+    pin.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+    Ok(pin)
+}
+
+/// Writes a generation's snapshot (before any of its segments: they come
+/// after it on the channel), then prunes old generations. A failed one
+/// takes its folder with it (its segments are then dropped) and has the
+/// hook start a new generation.
+fn write_snapshot(s: Snapshot, progress: &Progress) {
+    match copies::compress(&s.db, &s.dir.join(SNAPSHOT)) {
+        Ok(_) => {
+            tracing::info!(generation = %s.dir.display(), "WAL archive: new generation");
+            prune(&s.root, s.keep);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "WAL archive: the snapshot failed; a new generation will start");
+            let _ = std::fs::remove_dir_all(&s.dir);
+            progress.broken.store(true, Ordering::Release);
+        }
+    }
+    drop(s.pin);
+    progress.snapshotting.store(false, Ordering::Release);
+}
+
+fn take(
+    w: Option<Work>,
+    pending: &mut Vec<Chunk>,
+    finish: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    progress: &Progress,
+) {
     match w {
         Some(Work::Chunk(c)) => pending.push(c),
+        Some(Work::Snapshot(snapshot)) => write_snapshot(*snapshot, progress),
         Some(Work::Finish(done)) => *finish = Some(done),
         None => {}
     }
@@ -468,5 +531,38 @@ fn prune(root: &Path, keep: usize) {
         if let Err(e) = std::fs::remove_dir_all(old) {
             tracing::warn!(error = %e, generation = %old.display(), "WAL archive: pruning failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the snapshot relies on: while the pin's read transaction is
+    /// open, no checkpoint (not even TRUNCATE) writes the database file.
+    #[test]
+    fn a_pinned_database_file_stays_as_it_was_until_the_pin_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let w = Connection::open(&db).unwrap();
+        w.busy_timeout(Duration::ZERO).unwrap();
+        w.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t (x BLOB);")
+            .unwrap();
+        w.execute("INSERT INTO t VALUES (randomblob(50000))", []).unwrap();
+        w.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        let pin = pin_database_file(&db).unwrap();
+        let before = std::fs::read(&db).unwrap();
+        for _ in 0..20 {
+            w.execute("INSERT INTO t VALUES (randomblob(50000))", []).unwrap();
+        }
+        for mode in ["PASSIVE", "FULL", "TRUNCATE"] {
+            let _ = w.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
+        }
+        assert!(std::fs::read(&db).unwrap() == before, "the file moved under the pin");
+        let rows: i64 = pin.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 1, "the pin still sees the generation's start");
+        drop(pin);
+        w.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        assert!(std::fs::read(&db).unwrap() != before, "checkpoints go on once it is gone");
     }
 }

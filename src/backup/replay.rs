@@ -57,7 +57,10 @@ fn segments(dir: &Path) -> Vec<Segment> {
 /// Writes into `dest` the database as of its last commit at or before
 /// `to_ms` (Unix milliseconds), from the archive under `root`.
 pub fn rebuild(root: &Path, to_ms: i64, dest: &Path) -> Result<Rebuilt, ReplayError> {
-    let Some((start, generation)) = generations(root).into_iter().rfind(|(ms, _)| *ms <= to_ms) else {
+    // A generation whose snapshot was never finished (the daemon died while
+    // writing it) cannot be replayed; the one before it can.
+    let usable = |(ms, dir): &(i64, PathBuf)| *ms <= to_ms && dir.join(SNAPSHOT).exists();
+    let Some((start, generation)) = generations(root).into_iter().rfind(usable) else {
         let to = crate::clock::rfc3339(to_ms.div_euclid(1000));
         return Err(ReplayError::NoGeneration { root: root.display().to_string(), to });
     };

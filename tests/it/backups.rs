@@ -272,7 +272,9 @@ async fn sleep_until_unix(at: f64) {
 /// gap-free database holding what was committed by then.
 #[tokio::test]
 async fn a_restore_to_a_moment_inside_a_write_load_is_whole_and_gap_free() {
-    let (d, admin) = admin_daemon("", &[]).await;
+    // A generation a second: snapshots are taken (by the archive thread)
+    // while the load goes on, and the restore starts from one of them.
+    let (d, admin) = admin_daemon("\n[backup]\ninterval = \"1s\"\nkeep = 3\n", &[]).await;
     let (stop, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
     let load = role_load(&d, &admin, Arc::clone(&stop), Arc::clone(&acked));
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -283,13 +285,19 @@ async fn a_restore_to_a_moment_inside_a_write_load_is_whole_and_gap_free() {
     sleep_until_unix(t - 1.0).await;
     let surely_in = acked.load(Ordering::SeqCst);
     // `--to-time` names a whole second: every commit within it counts.
-    sleep_until_unix(t + 1.5).await;
+    // The load stops soon after, so that of the three newest generations
+    // (`keep`) one still starts by `t`.
+    sleep_until_unix(t + 1.1).await;
     let at_most = acked.load(Ordering::SeqCst);
-    sleep_until_unix(t + 2.0).await;
+    sleep_until_unix(t + 1.2).await;
     stop.store(true, Ordering::SeqCst);
     load.await.unwrap();
     let state = d.state_dir();
     let dir = d.stop_keep_dir();
+    let generations: Vec<PathBuf> =
+        std::fs::read_dir(state.join("archive")).unwrap().flatten().map(|e| e.path()).collect();
+    assert!((2..=3).contains(&generations.len()), "a new one each second, pruned to keep: {generations:?}");
+    assert!(generations.iter().all(|g| g.join("snapshot.db.zst").exists()), "{generations:?}");
     let to = time::OffsetDateTime::from_unix_timestamp(t as i64).unwrap();
     let to = to.format(&time::format_description::well_known::Rfc3339).unwrap();
     ok_json(ctl(&state, &["--json", "backup", "restore", "--to-time", &to]));
@@ -303,7 +311,7 @@ async fn a_restore_to_a_moment_inside_a_write_load_is_whole_and_gap_free() {
         "{} roles; {surely_in} were acknowledged 1 s before",
         restored.len()
     );
-    assert!(restored.len() <= at_most, "{} roles; only {at_most} by 1.5 s after", restored.len());
+    assert!(restored.len() <= at_most, "{} roles; only {at_most} by 1.1 s after", restored.len());
     drop(dir);
 }
 
