@@ -142,7 +142,11 @@ fn pool_thread(rx: &Mutex<mpsc::Receiver<Job>>) {
         };
         match job {
             Ok(job) => job(),
-            Err(mpsc::RecvTimeoutError::Timeout) => WORKSPACE.with(|w| drop(w.borrow_mut().take())),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if WORKSPACE.with(|w| w.borrow_mut().take()).is_some() {
+                    crate::telemetry::memory::return_free_memory();
+                }
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }

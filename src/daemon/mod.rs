@@ -247,7 +247,8 @@ async fn stop(d: Running, running: AllServers, ended_early: bool) -> anyhow::Res
 }
 
 /// Tasks that run for the daemon's whole life: the systemd watchdog (pinged
-/// only while a read answers and the writer commits) and the metrics upkeep.
+/// only while a read answers and the writer commits), the metrics upkeep and
+/// returning freed memory.
 fn spawn_housekeeping(
     tracker: &TaskTracker,
     cancel: &CancellationToken,
@@ -278,10 +279,14 @@ fn spawn_housekeeping(
     let (metrics, cancel) = (metrics.clone(), cancel.clone());
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
+        for n in 0u64.. {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => metrics.run_upkeep(),
+            }
+            // What a load freed goes back to the system within 30 s.
+            if n % 6 == 5 {
+                let _ = tokio::task::spawn_blocking(crate::telemetry::memory::return_free_memory).await;
             }
         }
     });

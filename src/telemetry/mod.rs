@@ -1,9 +1,11 @@
 //! Logs and metrics. Logs are JSON lines for journald (plain text on a TTY),
 //! carrying the request id; metrics use the `metrics` facade with the
 //! Prometheus recorder, rendered by our own `/metrics` route (`render`).
-//! `catalogue.rs` describes every metric.
+//! `catalogue.rs` describes every metric; `memory.rs` hands freed memory
+//! back to the system.
 
 mod catalogue;
+pub mod memory;
 
 use std::io::IsTerminal;
 use std::os::unix::fs::OpenOptionsExt;
