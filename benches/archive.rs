@@ -110,7 +110,7 @@ fn archive_delays(d: &Daemon) -> Vec<f64> {
     for generation in generations.flatten() {
         for seg in std::fs::read_dir(generation.path()).unwrap().flatten() {
             let name = seg.file_name().to_string_lossy().into_owned();
-            let Some(commit_ms) = name.strip_suffix(".wal.zst").and_then(|n| n.split_once('-')) else {
+            let Some(commit_ms) = name.strip_suffix(".wal").and_then(|n| n.split_once('-')) else {
                 continue;
             };
             let commit_ms: f64 = commit_ms.1.parse().unwrap();

@@ -29,6 +29,7 @@ use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::segment;
 use super::wal::{self, HEADER, WalHeader};
 use crate::config::Config;
 use crate::store::backup::{self as copies, BackupError};
@@ -38,10 +39,6 @@ use crate::store::{Store, StoreError, last_commit_unix_ms};
 pub const GENERATION_PREFIX: &str = "gen-";
 /// The generation's snapshot: the database file right after a checkpoint.
 pub const SNAPSHOT: &str = "snapshot.db.zst";
-/// Segments: `<sequence>-<commit Unix ms>.wal.zst`.
-pub const SEGMENT_SUFFIX: &str = ".wal.zst";
-/// A segment starts with this and the page size (big-endian u32).
-pub const SEGMENT_MAGIC: &[u8; 4] = b"LWA1";
 /// Bytes into the current pass through the log after which every batch
 /// checkpoints (PASSIVE) until a complete one lets the next write start
 /// the log over: SQLite's own autocheckpoint threshold (1,000 pages).
@@ -453,11 +450,11 @@ fn write_pending(
             pending.drain(..run);
             continue;
         }
-        let all = pending[..run].iter().map(|c| c.frames.as_slice()).collect::<Vec<_>>().concat();
-        let frames = wal::last_versions(&all, page_size);
-        let last_commit = pending[run - 1].commit_ms;
-        match write_segment(&generation, next_seq.1, last_commit, page_size, &frames) {
-            Ok(()) => {
+        let runs = pending[..run].iter().map(|c| c.frames.as_slice()).collect::<Vec<_>>();
+        let bytes = segment::encode(&runs, page_size);
+        let name = segment::file_name(next_seq.1, pending[run - 1].commit_ms);
+        match copies::write_bytes(&bytes, &generation.join(name)) {
+            Ok(_) => {
                 *last_write = Instant::now();
                 next_seq.1 += 1;
                 pending.drain(..run);
@@ -486,21 +483,6 @@ fn give_up_if_too_much(pending: &mut Vec<Chunk>, progress: &Progress) {
         progress.broken.store(true, Ordering::Release);
         pending.clear();
     }
-}
-
-fn write_segment(
-    dir: &Path,
-    seq: u64,
-    commit_ms: i64,
-    page_size: usize,
-    frames: &[u8],
-) -> Result<(), BackupError> {
-    let mut segment = Vec::with_capacity(frames.len() + 8);
-    segment.extend_from_slice(SEGMENT_MAGIC);
-    segment.extend_from_slice(&(page_size as u32).to_be_bytes());
-    segment.extend_from_slice(frames);
-    let name = format!("{seq:010}-{commit_ms:013}{SEGMENT_SUFFIX}");
-    copies::compress_bytes_fast(&segment, &dir.join(name)).map(|_| ())
 }
 
 fn checkpoint(conn: &Connection, mode: &str) {

@@ -8,6 +8,7 @@ pub mod archive;
 mod handlers;
 mod replay;
 pub mod restore;
+mod segment;
 mod wal;
 
 use std::path::PathBuf;

@@ -9,7 +9,8 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::archive::{SEGMENT_MAGIC, SEGMENT_SUFFIX, SNAPSHOT, generations};
+use super::archive::{SNAPSHOT, generations};
+use super::segment;
 use super::wal;
 use crate::store::backup::{self as copies, BackupError};
 
@@ -17,7 +18,7 @@ use crate::store::backup::{self as copies, BackupError};
 pub enum ReplayError {
     #[error("no WAL archive generation in {root} starts at or before {to}")]
     NoGeneration { root: String, to: String },
-    #[error("{0}: not a latch WAL archive segment")]
+    #[error("{0}: not a whole latch WAL archive segment (damaged or cut short)")]
     NotASegment(String),
     #[error("{generation}: segment {missing} is missing; the archive ends before the time asked for")]
     Gap { generation: String, missing: u64 },
@@ -45,9 +46,8 @@ fn segments(dir: &Path) -> Vec<Segment> {
     let mut found: Vec<Segment> = entries
         .flatten()
         .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let (seq, ms) = name.strip_suffix(SEGMENT_SUFFIX)?.split_once('-')?;
-            Some(Segment { seq: seq.parse().ok()?, commit_ms: ms.parse().ok()?, path: e.path() })
+            let (seq, commit_ms) = segment::parse_name(&e.file_name().to_string_lossy())?;
+            Some(Segment { seq, commit_ms, path: e.path() })
         })
         .collect();
     found.sort_by_key(|s| s.seq);
@@ -87,16 +87,10 @@ pub fn rebuild(root: &Path, to_ms: i64, dest: &Path) -> Result<Rebuilt, ReplayEr
 /// Writes one segment's pages into `db`; returns the database size (pages,
 /// page size) after its last commit.
 fn apply(db: &File, path: &Path) -> Result<Option<(u32, usize)>, ReplayError> {
-    let input = File::open(path).map_err(|source| io(path, source))?;
-    let bytes = zstd::decode_all(input).map_err(|source| io(path, source))?;
-    let shown = || path.display().to_string();
-    let (magic, rest) = bytes.split_at_checked(8).ok_or_else(|| ReplayError::NotASegment(shown()))?;
-    if &magic[..4] != SEGMENT_MAGIC {
-        return Err(ReplayError::NotASegment(shown()));
-    }
-    let page_size = u32::from_be_bytes([magic[4], magic[5], magic[6], magic[7]]) as usize;
+    let read = segment::read(path).map_err(|source| io(path, source))?;
+    let (page_size, frames) = read.ok_or_else(|| ReplayError::NotASegment(path.display().to_string()))?;
     let mut size = None;
-    for frame in wal::frames(rest, page_size) {
+    for frame in wal::frames(&frames, page_size) {
         let at = u64::from(frame.page.saturating_sub(1)) * page_size as u64;
         db.write_all_at(frame.data, at).map_err(|source| io(path, source))?;
         if frame.commit_size > 0 {

@@ -67,19 +67,22 @@ pub fn committed_len(frames: &[u8], h: &WalHeader) -> usize {
 /// load a batch rewrites the same few pages (a table's last leaf, its
 /// indexes' hot pages) again and again; a segment of 100 ms of batches
 /// holds each page five to ten times over.
-pub fn last_versions(frames: &[u8], page_size: usize) -> Vec<u8> {
+///
+/// `runs` are batches of whole frames, one after another; the kept frames
+/// are appended to `out`.
+pub fn last_versions(runs: &[&[u8]], page_size: usize, out: &mut Vec<u8>) {
     let size = FRAME_HEADER + page_size;
+    let all = || runs.iter().flat_map(move |run| run.chunks_exact(size));
     let mut last = std::collections::HashMap::new();
-    for (i, f) in frames.chunks_exact(size).enumerate() {
+    for (i, f) in all().enumerate() {
         last.insert(be(f, 0), i);
     }
-    let mut kept = Vec::with_capacity(last.len() * size);
-    for (i, f) in frames.chunks_exact(size).enumerate() {
+    out.reserve(last.len() * size);
+    for (i, f) in all().enumerate() {
         if last.get(&be(f, 0)) == Some(&i) {
-            kept.extend_from_slice(f);
+            out.extend_from_slice(f);
         }
     }
-    kept
 }
 
 /// One frame: the page it writes and, for a commit frame, the database
@@ -139,11 +142,17 @@ mod tests {
 
     #[test]
     fn only_the_last_version_of_each_page_is_kept_and_the_final_commit_with_it() {
-        let run = [frame(1, 0, 1), frame(2, 5, 2), frame(1, 0, 3), frame(3, 0, 4), frame(2, 6, 5)].concat();
-        let kept = last_versions(&run, 16);
+        let first = [frame(1, 0, 1), frame(2, 5, 2)].concat();
+        let second = [frame(1, 0, 3), frame(3, 0, 4), frame(2, 6, 5)].concat();
+        let mut kept = b"head".to_vec();
+        last_versions(&[&first, &second], 16, &mut kept);
+        assert_eq!(&kept[..4], b"head", "appended after what was there");
+        let kept = &kept[4..];
         let seen: Vec<(u32, u32, u8)> =
-            frames(&kept, 16).map(|f| (f.page, f.commit_size, f.data[0])).collect();
+            frames(kept, 16).map(|f| (f.page, f.commit_size, f.data[0])).collect();
         assert_eq!(seen, [(1, 0, 3), (3, 0, 4), (2, 6, 5)]);
-        assert!(last_versions(&[], 16).is_empty());
+        let mut none = Vec::new();
+        last_versions(&[], 16, &mut none);
+        assert!(none.is_empty());
     }
 }
