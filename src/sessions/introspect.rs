@@ -8,11 +8,11 @@
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use super::refresh_token::Presented;
 use super::{Deps, SessionError, queries};
 use crate::auth::{Authenticator, MAX_TOKEN_BYTES, Principal};
 use crate::config::Config;
 use crate::http::{ApiError, ApiJson, LiveConfig};
-use crate::keys::token_hash;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct IntrospectRequest {
@@ -99,8 +99,8 @@ async fn examine(
             _ => inactive(),
         });
     }
-    let hash = token_hash(token);
-    let found = d.store.read(move |c| queries::live_refresh(c, &hash, crate::clock::now_unix())).await?;
+    let presented = Presented::parse(token);
+    let found = d.store.read(move |c| queries::live_refresh(c, &presented, crate::clock::now_unix())).await?;
     Ok(found.map_or_else(inactive, |(sub, sid, iat, exp)| Introspection {
         active: true,
         token_type: Some("refresh_token"),

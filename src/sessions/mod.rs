@@ -7,6 +7,7 @@ mod errors;
 mod handlers;
 mod introspect;
 mod queries;
+pub mod refresh_token;
 pub mod second_step;
 pub mod service;
 mod sweeper;

@@ -2,6 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::refresh_token::Presented;
 use crate::store::{StoreError, exec, row};
 
 /// What login needs to know about an account.
@@ -56,23 +57,34 @@ pub fn insert_session(c: &Connection, s: &NewSession<'_>) -> Result<(), StoreErr
     Ok(())
 }
 
+/// Inserts a refresh token; returns its row id, which the token carries.
 pub fn insert_refresh(
     c: &Connection,
     hash: &[u8],
     session_id: &str,
     now: i64,
     expires_at: i64,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     exec(
         c,
         "INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
         params![hash, session_id, now, expires_at],
     )?;
-    Ok(())
+    Ok(c.last_insert_rowid())
+}
+
+/// The `WHERE` that finds a presented token's row (its stored hash and
+/// legacy flag still to be checked with `Presented::matches`).
+fn token_row(p: &Presented) -> (&'static str, rusqlite::types::Value) {
+    match p {
+        Presented::Row { id, .. } => ("t.id = ?1", (*id).into()),
+        Presented::Legacy { hash } => ("t.hash = ?1 AND t.legacy = 1", hash.clone().into()),
+    }
 }
 
 /// A refresh token with its session and user, as refresh needs them.
 pub struct RefreshRow {
+    pub id: i64,
     pub session_id: String,
     pub used_at: Option<i64>,
     pub expires_at: i64,
@@ -84,17 +96,20 @@ pub struct RefreshRow {
     pub amr: String,
 }
 
-pub fn find_refresh(c: &Connection, hash: &[u8], now: i64) -> Result<Option<RefreshRow>, StoreError> {
-    Ok(row(
-        c,
+pub fn find_refresh(c: &Connection, token: &Presented, now: i64) -> Result<Option<RefreshRow>, StoreError> {
+    let (found_by, key) = token_row(token);
+    let sql = format!(
         "SELECT t.session_id, t.used_at, t.expires_at,
                 s.revoked_at IS NULL AND s.expires_at > ?2, s.expires_at,
-                u.id, u.email, u.status = 'active', s.amr
+                u.id, u.email, u.status = 'active', s.amr, t.id, t.hash, t.legacy
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
-         WHERE t.hash = ?1",
-        params![hash, now],
-        |r| {
-            Ok(RefreshRow {
+         WHERE {found_by}"
+    );
+    let found = row(c, &sql, params![key, now], |r| {
+        let (hash, legacy): (Vec<u8>, bool) = (r.get(10)?, r.get(11)?);
+        Ok((
+            RefreshRow {
+                id: r.get(9)?,
                 session_id: r.get(0)?,
                 used_at: r.get(1)?,
                 expires_at: r.get(2)?,
@@ -104,10 +119,11 @@ pub fn find_refresh(c: &Connection, hash: &[u8], now: i64) -> Result<Option<Refr
                 email: r.get(6)?,
                 user_active: r.get(7)?,
                 amr: r.get(8)?,
-            })
-        },
-    )
-    .optional()?)
+            },
+            token.matches(&hash, legacy),
+        ))
+    });
+    Ok(found.optional()?.and_then(|(row, matches)| matches.then_some(row)))
 }
 
 /// A refresh token as introspection reports it: its user, session,
@@ -115,46 +131,50 @@ pub fn find_refresh(c: &Connection, hash: &[u8], now: i64) -> Result<Option<Refr
 /// its user active.
 pub fn live_refresh(
     c: &Connection,
-    hash: &[u8],
+    token: &Presented,
     now: i64,
 ) -> Result<Option<(String, String, i64, i64)>, StoreError> {
-    Ok(row(
-        c,
-        "SELECT s.user_id, t.session_id, t.created_at, t.expires_at
+    let (found_by, key) = token_row(token);
+    let sql = format!(
+        "SELECT s.user_id, t.session_id, t.created_at, t.expires_at, t.hash, t.legacy
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
-         WHERE t.hash = ?1 AND t.used_at IS NULL AND t.expires_at > ?2
-           AND s.revoked_at IS NULL AND s.expires_at > ?2 AND u.status = 'active'",
-        params![hash, now],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )
-    .optional()?)
+         WHERE {found_by} AND t.used_at IS NULL AND t.expires_at > ?2
+           AND s.revoked_at IS NULL AND s.expires_at > ?2 AND u.status = 'active'"
+    );
+    let found = row(c, &sql, params![key, now], |r| {
+        let matches = token.matches(&r.get::<_, Vec<u8>>(4)?, r.get(5)?);
+        Ok(matches.then_some((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    });
+    Ok(found.optional()?.flatten())
 }
 
-/// Marks `hash` spent by `successor`; `sealed` keeps the successor itself
-/// (sealed) when a reuse grace window is configured.
+/// Marks the token in row `id` spent by the one in row `successor`;
+/// `sealed` keeps the successor's secret (sealed) when a reuse grace window
+/// is configured.
 pub fn spend_refresh(
     c: &Connection,
-    hash: &[u8],
+    id: i64,
     now: i64,
-    successor: &[u8],
+    successor: i64,
     sealed: Option<&[u8]>,
 ) -> Result<(), StoreError> {
     exec(
         c,
-        "UPDATE refresh_tokens SET used_at = ?2, replaced_by = ?3, successor = ?4 WHERE hash = ?1",
-        params![hash, now, successor, sealed],
+        "UPDATE refresh_tokens SET used_at = ?2, replaced_by = ?3, successor = ?4 WHERE id = ?1",
+        params![id, now, successor, sealed],
     )?;
     Ok(())
 }
 
-/// The sealed successor of a spent token and the successor's expiry, while
-/// the successor is itself unspent.
-pub fn successor_of(c: &Connection, hash: &[u8]) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+/// The successor of the spent token in row `id` while it is itself
+/// unspent: its row id, sealed secret (before migration 0011: the whole
+/// token, sealed) and expiry.
+pub fn successor_of(c: &Connection, id: i64) -> Result<Option<(i64, Vec<u8>, i64)>, StoreError> {
     Ok(row(c,
-        "SELECT t.successor, n.expires_at FROM refresh_tokens t JOIN refresh_tokens n ON n.hash = t.replaced_by
-         WHERE t.hash = ?1 AND t.successor IS NOT NULL AND n.used_at IS NULL",
-        params![hash],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        "SELECT n.id, t.successor, n.expires_at FROM refresh_tokens t JOIN refresh_tokens n ON n.id = t.replaced_by
+         WHERE t.id = ?1 AND t.successor IS NOT NULL AND n.used_at IS NULL",
+        params![id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
     .optional()?)
 }

@@ -6,13 +6,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::queries::{self, NewSession, SessionView};
+use super::refresh_token::{Presented, Secret};
 use super::{Deps, SessionError, second_step};
 use crate::audit::{self, Entry};
 use crate::auth::queries::{revoke_session, revoke_user_sessions, roles_of};
 use crate::auth::{AccessClaims, Signer, UserSession, issuer, normalize_email, reject_oversized};
 use crate::config::Config;
 use crate::http::ClientInfo;
-use crate::keys::{MasterKey, random_token, token_hash};
+use crate::keys::MasterKey;
 use crate::store::Store;
 use crate::telemetry::auth_event as count;
 
@@ -212,7 +213,7 @@ pub(super) struct NewLogin {
     pub rehash: Option<String>,
     pub client: ClientInfo,
     session_id: String,
-    refresh_token: String,
+    refresh_secret: Secret,
     now: i64,
     session_expires: i64,
     refresh_expires: i64,
@@ -237,7 +238,7 @@ impl NewLogin {
             rehash: None,
             client: client.clone(),
             session_id: uuid::Uuid::now_v7().to_string(),
-            refresh_token: random_token()?,
+            refresh_secret: Secret::new()?,
             now,
             session_expires,
             refresh_expires: (now + secs(cfg.tokens.refresh_ttl.0)).min(session_expires),
@@ -265,9 +266,9 @@ impl NewLogin {
             expires_at: self.session_expires,
         };
         queries::insert_session(c, &session)?;
-        queries::insert_refresh(
+        let token_id = queries::insert_refresh(
             c,
-            &token_hash(&self.refresh_token),
+            &self.refresh_secret.hash(),
             &self.session_id,
             self.now,
             self.refresh_expires,
@@ -284,7 +285,7 @@ impl NewLogin {
             user: UserBrief { id: self.user_id, email: self.email, roles },
             session_id: self.session_id,
             amr: self.amr.split(' ').map(str::to_string).collect(),
-            refresh_token: self.refresh_token,
+            refresh_token: self.refresh_secret.token(token_id),
             refresh_expires_in: self.refresh_expires - self.now,
         }))
     }
@@ -311,24 +312,23 @@ pub async fn refresh(
     client: &ClientInfo,
 ) -> Result<TokenResponse, SessionError> {
     let (store, key) = (&d.store, &d.key);
-    let hash = token_hash(token);
-    let successor = random_token()?;
-    let successor_hash = token_hash(&successor);
+    let presented = Presented::parse(token);
+    let successor = Secret::new()?;
     let refresh_ttl = secs(cfg.tokens.refresh_ttl.0);
     let grace = secs(cfg.tokens.refresh_reuse_grace.0);
     // With a grace window the successor is kept (sealed) so a retry of the
     // spent token can be answered with the same successor.
-    let sealed = if grace > 0 { Some(key.seal(SUCCESSOR_PURPOSE, successor.as_bytes())?) } else { None };
+    let sealed = if grace > 0 { Some(key.seal(SUCCESSOR_PURPOSE, successor.bytes())?) } else { None };
     let (caller, key) = (client.clone(), key.clone());
     let rotation = store
         .write(move |c| {
             let now = crate::clock::now_unix();
-            let Some(row) = queries::find_refresh(c, &hash, now)? else { return Ok(Rotation::Invalid) };
+            let Some(row) = queries::find_refresh(c, &presented, now)? else { return Ok(Rotation::Invalid) };
             if !row.session_live || !row.user_active {
                 return Ok(Rotation::Invalid);
             }
             if let Some(used_at) = row.used_at {
-                if let Some(retry) = within_grace(c, &key, &hash, now, used_at, grace)? {
+                if let Some(retry) = within_grace(c, &key, row.id, now, used_at, grace)? {
                     let roles = roles_of(c, &row.user_id)?;
                     return Ok(Rotation::Rotated(Issued {
                         user: UserBrief { id: row.user_id, email: row.email, roles },
@@ -350,15 +350,15 @@ pub async fn refresh(
                 return Ok(Rotation::Invalid);
             }
             let expires = (now + refresh_ttl).min(row.session_expires_at);
-            queries::spend_refresh(c, &hash, now, &successor_hash, sealed.as_deref())?;
-            queries::insert_refresh(c, &successor_hash, &row.session_id, now, expires)?;
+            let successor_id = queries::insert_refresh(c, &successor.hash(), &row.session_id, now, expires)?;
+            queries::spend_refresh(c, row.id, now, successor_id, sealed.as_deref())?;
             queries::touch_session(c, &row.session_id, now, &caller.ip)?;
             let roles = roles_of(c, &row.user_id)?;
             Ok(Rotation::Rotated(Issued {
                 user: UserBrief { id: row.user_id, email: row.email, roles },
                 session_id: row.session_id,
                 amr: row.amr.split(' ').map(str::to_string).collect(),
-                refresh_token: successor,
+                refresh_token: successor.token(successor_id),
                 refresh_expires_in: expires - now,
             }))
         })
@@ -388,7 +388,7 @@ const SUCCESSOR_PURPOSE: &[u8] = b"refresh successor";
 fn within_grace(
     c: &rusqlite::Connection,
     key: &MasterKey,
-    hash: &[u8],
+    spent: i64,
     now: i64,
     used_at: i64,
     grace: i64,
@@ -396,8 +396,13 @@ fn within_grace(
     if grace <= 0 || now - used_at > grace {
         return Ok(None);
     }
-    let Some((sealed, expires_at)) = queries::successor_of(c, hash)? else { return Ok(None) };
-    let token = key.open(SUCCESSOR_PURPOSE, &sealed).and_then(|t| String::from_utf8(t).ok());
+    let Some((id, sealed, expires_at)) = queries::successor_of(c, spent)? else { return Ok(None) };
+    let Some(opened) = key.open(SUCCESSOR_PURPOSE, &sealed) else { return Ok(None) };
+    // A secret names its row; before migration 0011 the whole token was kept.
+    let token = match Secret::from_bytes(&opened) {
+        Some(secret) => Some(secret.token(id)),
+        None => String::from_utf8(opened).ok(),
+    };
     Ok(token.map(|t| (t, expires_at)))
 }
 

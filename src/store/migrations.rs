@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "browser_sessions",
         sql: include_str!("../../migrations/0010_browser_sessions.sql"),
     },
+    Migration {
+        version: 11,
+        name: "refresh_tokens_by_row",
+        sql: include_str!("../../migrations/0011_refresh_tokens_by_row.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use latch::sessions::refresh_token::Presented;
 use serde_json::{Value, json};
 
 use crate::harness::{Latchd, base_config, write_config};
@@ -131,13 +132,13 @@ async fn lost_writes(d: &Latchd, ledger: &mut Ledger) -> Vec<String> {
     // follows them (a later check would only repeat it).
     for (_, spent) in &ledger.chains {
         for token in spent {
-            let hash = latch::keys::token_hash(token);
-            if count(
-                &db,
-                "SELECT count(*) FROM refresh_tokens WHERE hash = ?1 AND used_at IS NOT NULL",
-                &hash,
-            ) != 1
-            {
+            let Presented::Row { id, hash } = Presented::parse(token) else {
+                lost.push(format!("a refresh token that names no row: {token}"));
+                continue;
+            };
+            let spent =
+                "SELECT count(*) FROM refresh_tokens WHERE id = ?1 AND hash = ?2 AND used_at IS NOT NULL";
+            if db.query_row(spent, rusqlite::params![id, hash], |r| r.get::<_, i64>(0)).unwrap() != 1 {
                 lost.push("a spent refresh token is not marked spent".into());
             }
         }

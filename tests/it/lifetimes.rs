@@ -110,25 +110,35 @@ async fn live_sessions_are_counted_at_start_and_after() {
     drop(smtp);
 }
 
-/// Migration 0003 rebuilds refresh_tokens without its session index: a
-/// database from before it keeps every token working.
+/// Migrations 0003 and 0011 rebuild refresh_tokens (without its session
+/// index, then keyed by row): a token issued before them keeps working,
+/// its successor names its row, and spending it twice is still reuse.
 #[tokio::test]
-async fn refresh_tokens_survive_the_migration_that_drops_their_index() {
+async fn refresh_tokens_survive_the_migrations_that_rebuild_their_table() {
     let (d, smtp) = with_smtp("").await;
     register_verified(&d, &smtp, "lea@example.test", 0).await;
-    let t = login(&d, "lea@example.test", PASSWORD).await;
+    login(&d, "lea@example.test", PASSWORD).await;
     let db = d.state_dir().join("latch.db");
     let dir = d.stop_keep_dir();
     let conn = rusqlite::Connection::open(&db).unwrap();
-    // Back to the table as migration 0002 made it.
+    // Back to the table as migration 0002 made it, holding a token as
+    // latch issued them then: 32 random bytes, found by the hash of it all.
+    let old = latch::keys::random_token().unwrap();
     conn.execute_batch(
         "BEGIN;
          CREATE TABLE v2 (hash BLOB PRIMARY KEY, session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
              created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER, replaced_by BLOB,
-             successor BLOB) STRICT;
-         INSERT INTO v2 SELECT hash, session_id, created_at, expires_at, used_at, replaced_by, successor
-             FROM refresh_tokens;
-         DROP TABLE refresh_tokens;
+             successor BLOB) STRICT;",
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO v2 (hash, session_id, created_at, expires_at)
+             SELECT ?1, session_id, created_at, expires_at FROM refresh_tokens",
+        [latch::keys::token_hash(&old)],
+    )
+    .unwrap();
+    conn.execute_batch(
+        "DROP TABLE refresh_tokens;
          ALTER TABLE v2 RENAME TO refresh_tokens;
          CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
          DROP TABLE ip_blocks;
@@ -160,8 +170,18 @@ async fn refresh_tokens_survive_the_migration_that_drops_their_index() {
     ));
     let listed = listed.to_string();
     assert!(listed.contains("pre-migrate-v2-"), "backup list shows it: {listed}");
-    let res = d.post("/v1/auth/refresh", json!({"refresh_token": t["refresh_token"]})).await;
-    assert_eq!(res.status(), 200, "a token from before the migration still refreshes");
+    let res = d.post("/v1/auth/refresh", json!({"refresh_token": old})).await;
+    assert_eq!(res.status(), 200, "a token from before the migrations still refreshes");
+    let next: Value = res.json().await.unwrap();
+    let next = next["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(next.len(), 54, "its successor names its row: {next}");
+    let res = d.post("/v1/auth/refresh", json!({"refresh_token": old})).await;
+    assert_problem(res, 401, "refresh-token-reused").await;
+    let res = d.post("/v1/auth/refresh", json!({"refresh_token": next})).await;
+    assert_problem(res, 401, "invalid-token").await;
+    let legacy: i64 =
+        d.db().query_row("SELECT count(*) FROM refresh_tokens WHERE legacy = 1", [], |r| r.get(0)).unwrap();
+    assert_eq!(legacy, 1, "only the token from before is in the legacy index");
     drop(smtp);
 }
 
