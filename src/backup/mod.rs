@@ -40,6 +40,7 @@ impl Deps {
     /// reports it in the log and the metrics.
     pub async fn take(&self, cfg: &Config) -> Result<Taken, StoreError> {
         let _one = self.running.lock().await;
+        crate::pause::at("backup_taking").await;
         let (dir, keep) = (cfg.backup_dir(), cfg.backup.keep as usize);
         let started = std::time::Instant::now();
         let taken = self.store.backup(dir.clone(), SCHEDULED_PREFIX).await.inspect_err(|e| {

@@ -46,7 +46,7 @@ pub enum BackupCmd {
 pub fn run(client: &AdminClient, t: &Target, cmd: &BackupCmd, json: bool) -> anyhow::Result<bool> {
     match cmd {
         BackupCmd::Now => {
-            let taken = client.post("/v1/admin/backups", None)?;
+            let taken = client.post_and_wait("/v1/admin/backups")?;
             print(json, &taken, |t| t["path"].as_str().unwrap_or("?").to_string());
             Ok(true)
         }

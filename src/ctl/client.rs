@@ -42,10 +42,22 @@ impl AdminClient {
 
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut sock = self.send(method, path, &body)?;
+        let sock = self.send(method, path, &body)?;
+        Self::answer(sock, &self.socket)
+    }
+
+    /// POSTs `path` and waits for the answer however long the daemon works
+    /// on it (taking a backup of a large database takes minutes).
+    pub fn post_and_wait(&self, path: &str) -> Result<Value, ClientError> {
+        let sock = self.send("POST", path, "")?;
+        sock.set_read_timeout(None)?;
+        Self::answer(sock, &self.socket)
+    }
+
+    fn answer(mut sock: UnixStream, socket: &Path) -> Result<Value, ClientError> {
         let mut raw = Vec::new();
         sock.read_to_end(&mut raw)?;
-        parse_response(&raw, &self.socket)
+        parse_response(&raw, socket)
     }
 
     /// GETs `path` and copies a successful body to `out` as it arrives

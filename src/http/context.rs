@@ -87,6 +87,7 @@ where
         let id = request_id(req.headers());
         let config = req.app_data::<Data<AppState>>().map(|s| s.config.load_full());
         let timeout = config.as_ref().map_or(Duration::from_secs(30), |c| c.http.request_timeout.0);
+        let timeout = if unbounded(&req) { None } else { Some(timeout) };
         if let Some(config) = &config {
             req.extensions_mut().insert(LiveConfig(std::sync::Arc::clone(config)));
             let peer = req.peer_addr().map(|a| a.ip());
@@ -112,7 +113,10 @@ where
         }
         Box::pin(REQUEST_ID.scope(id.clone(), async move {
             let _in_flight = _in_flight;
-            let outcome = tokio::time::timeout(timeout, service.call(req)).await;
+            let outcome = match timeout {
+                Some(timeout) => tokio::time::timeout(timeout, service.call(req)).await,
+                None => Ok(service.call(req).await),
+            };
             let error_response = match outcome {
                 Ok(Ok(res)) => {
                     let mut res = as_problem_if_error(res);
@@ -135,6 +139,16 @@ where
 
 /// Longest request line or header line served, and longest head in all
 /// (the customary 8 KiB / 16 KiB); beyond them: 431.
+/// Calls that `[http].request_timeout` does not cut: taking a backup of a
+/// large database (compress, then `integrity_check`) can take minutes, and
+/// an answer cut off at 30 s would leave the admin with an error while the
+/// backup goes on. It is admin-only and one at a time.
+const UNBOUNDED: &[(Method, &str)] = &[(Method::POST, "/v1/admin/backups")];
+
+fn unbounded(req: &ServiceRequest) -> bool {
+    UNBOUNDED.iter().any(|(method, path)| req.method() == method && req.path() == *path)
+}
+
 const MAX_HEAD_LINE: usize = 8 * 1024;
 const MAX_HEAD: usize = 16 * 1024;
 

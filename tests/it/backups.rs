@@ -360,3 +360,18 @@ async fn a_restore_leaves_files_to_the_state_directorys_owner_as_root() {
         assert_eq!(std::fs::metadata(&path).unwrap().uid(), nobody, "{path:?}");
     }
 }
+
+/// Taking a backup is not cut off by `[http].request_timeout`, and
+/// `latchctl backup now` waits for it: a database large enough to take
+/// longer than the timeout still gets its backup and the path.
+#[tokio::test]
+async fn backup_now_outlasts_the_request_timeout() {
+    let slow = [("LATCH_TEST_PAUSE", "backup_taking:2500")];
+    let (d, _) = admin_daemon("\n[http]\nrequest_timeout = \"1s\"\n", &slow).await;
+    let (state, started) = (d.state_dir(), std::time::Instant::now());
+    let out = tokio::task::spawn_blocking(move || ctl(&state, &["backup", "now"])).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() >= Duration::from_millis(2500), "it went through the pause");
+    let file = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(file.is_file(), "{file:?}");
+}
