@@ -278,14 +278,19 @@ fn spawn_housekeeping(
     }
     let (metrics, cancel) = (metrics.clone(), cancel.clone());
     tracker.spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut idle = crate::telemetry::memory::IdleTrim::default();
         for n in 0u64.. {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tick.tick() => metrics.run_upkeep(),
+                _ = tick.tick() => {},
             }
-            // What a load freed goes back to the system within 30 s.
-            if n % 6 == 5 {
+            if n % 5 == 0 {
+                metrics.run_upkeep();
+            }
+            // What a load freed goes back to the system a second after it
+            // ends, and every 30 s while it goes on.
+            if idle.due() || n % 30 == 29 {
                 let _ = tokio::task::spawn_blocking(crate::telemetry::memory::return_free_memory).await;
             }
         }

@@ -273,6 +273,7 @@ impl Seen {
     /// Metrics and the access log. Only the route pattern is recorded, never
     /// the raw path or query, which may carry tokens.
     fn record(&self, status: u16, id: &str) {
+        crate::telemetry::memory::note_request();
         let elapsed = self.started.elapsed();
         let (method, route) = (self.method, self.route.clone());
         metrics::counter!("latch_http_requests_total",
