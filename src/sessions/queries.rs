@@ -94,6 +94,9 @@ pub struct RefreshRow {
     pub email: String,
     pub user_active: bool,
     pub amr: String,
+    /// When the session was last refreshed, and from where.
+    pub last_seen_at: i64,
+    pub ip: Option<String>,
 }
 
 pub fn find_refresh(c: &Connection, token: &Presented, now: i64) -> Result<Option<RefreshRow>, StoreError> {
@@ -101,7 +104,7 @@ pub fn find_refresh(c: &Connection, token: &Presented, now: i64) -> Result<Optio
     let sql = format!(
         "SELECT t.session_id, t.used_at, t.expires_at,
                 s.revoked_at IS NULL AND s.expires_at > ?2, s.expires_at,
-                u.id, u.email, u.status = 'active', s.amr, t.id, t.hash, t.legacy
+                u.id, u.email, u.status = 'active', s.amr, t.id, t.hash, t.legacy, s.last_seen_at, s.ip
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
          WHERE {found_by}"
     );
@@ -119,6 +122,8 @@ pub fn find_refresh(c: &Connection, token: &Presented, now: i64) -> Result<Optio
                 email: r.get(6)?,
                 user_active: r.get(7)?,
                 amr: r.get(8)?,
+                last_seen_at: r.get(12)?,
+                ip: r.get(13)?,
             },
             token.matches(&hash, legacy),
         ))
@@ -177,6 +182,17 @@ pub fn successor_of(c: &Connection, id: i64) -> Result<Option<(i64, Vec<u8>, i64
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
     .optional()?)
+}
+
+/// How stale a session's `last_seen_at` may get before a refresh rewrites
+/// it (from the same address): people read it to the minute, and writing
+/// it on every refresh cost a statement and, with many sessions, a page at
+/// a random place in the sessions table.
+pub const LAST_SEEN_EVERY: i64 = 60;
+
+/// Whether a refresh at `now` from `ip` should record itself on the session.
+pub fn worth_touching(row: &RefreshRow, now: i64, ip: &str) -> bool {
+    now - row.last_seen_at >= LAST_SEEN_EVERY || row.ip.as_deref() != Some(ip)
 }
 
 pub fn touch_session(c: &Connection, id: &str, now: i64, ip: &str) -> Result<(), StoreError> {
@@ -437,6 +453,24 @@ mod tests {
             .unwrap();
         }
         (dir, c)
+    }
+
+    #[test]
+    fn a_refresh_records_itself_on_the_session_once_a_minute_or_from_a_new_address() {
+        let (_dir, c) = schema();
+        // Row 1 holds hash [0; 32] for the session "live", never seen from an address.
+        let token = Presented::Row { id: 1, hash: vec![0; 32] };
+        let row = find_refresh(&c, &token, 1000).unwrap().unwrap();
+        assert_eq!(row.session_id, "live");
+        assert!(worth_touching(&row, 1000, "192.0.2.1"), "no address recorded yet");
+        touch_session(&c, "live", 1000, "192.0.2.1").unwrap();
+        let row = find_refresh(&c, &token, 1030).unwrap().unwrap();
+        assert_eq!((row.last_seen_at, row.ip.as_deref()), (1000, Some("192.0.2.1")));
+        assert!(!worth_touching(&row, 1030, "192.0.2.1"), "same address within the minute");
+        assert!(worth_touching(&row, 1030, "192.0.2.2"), "a new address at once");
+        assert!(worth_touching(&row, 1060, "192.0.2.1"), "a minute later");
+        let forged = Presented::Row { id: 1, hash: vec![9; 32] };
+        assert!(find_refresh(&c, &forged, 1000).unwrap().is_none(), "the row's hash must match");
     }
 
     /// The upkeep runs these every 15 s; on a table of millions of ended

@@ -352,7 +352,9 @@ pub async fn refresh(
             let expires = (now + refresh_ttl).min(row.session_expires_at);
             let successor_id = queries::insert_refresh(c, &successor.hash(), &row.session_id, now, expires)?;
             queries::spend_refresh(c, row.id, now, successor_id, sealed.as_deref())?;
-            queries::touch_session(c, &row.session_id, now, &caller.ip)?;
+            if queries::worth_touching(&row, now, &caller.ip) {
+                queries::touch_session(c, &row.session_id, now, &caller.ip)?;
+            }
             let roles = roles_of(c, &row.user_id)?;
             Ok(Rotation::Rotated(Issued {
                 user: UserBrief { id: row.user_id, email: row.email, roles },
