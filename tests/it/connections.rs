@@ -191,7 +191,14 @@ async fn a_stop_answers_http2_requests_in_flight_and_does_not_wait_for_idle_ones
         let res = busy.post(url).json(&body).send().await.unwrap();
         (res.version(), res.status().as_u16())
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The stop must come while the login is in flight: once its password
+    // is checked it waits 1.5 s before its write (a fixed sleep here lost
+    // the race on a busy CI machine and stopped before the request came).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while crate::flows::metric(&d, r#"latch_password_hashes_total{op="verify"}"#).await < 1.0 {
+        assert!(Instant::now() < deadline, "the login never reached its password check");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let stopping = Instant::now();
     d.signal(libc::SIGTERM);
     assert_eq!(login.await.unwrap(), (reqwest::Version::HTTP_2, 200), "answered before the stop");
