@@ -186,9 +186,16 @@ impl Store {
         let pool = self.inner.readers.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let mut conn = pool.get()?;
-            let tx = conn.transaction()?;
-            let out = f(&tx);
+            let conn = pool.get()?;
+            // One snapshot for all of `f`'s statements. BEGIN and ROLLBACK
+            // through the statement cache: rusqlite's `transaction()`
+            // prepares both anew each time, which perf showed in every read.
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK")?; // left open by a failed end
+            }
+            conn.prepare_cached("BEGIN")?.execute([])?;
+            let out = f(&conn);
+            conn.prepare_cached("ROLLBACK")?.execute([])?;
             metrics::histogram!("latch_db_query_duration_seconds", "op" => "read")
                 .record(started.elapsed().as_secs_f64());
             out
