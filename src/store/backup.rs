@@ -262,7 +262,7 @@ fn write_zstd(mut source: impl std::io::Read, dest: &Path, level: i32) -> Result
     })
 }
 
-/// Writes `dest` through a hidden temp file that `fill` writes: fsynced,
+/// Writes `dest` through a hidden temp file that `fill` writes: synced,
 /// 0600, renamed, and the folder fsynced so the rename itself is durable.
 /// Returns the size written.
 fn write_atomically(
@@ -272,7 +272,9 @@ fn write_atomically(
     let tmp = partial_name(dest);
     let written = (|| {
         let file = fill(&tmp, create_private(&tmp)?)?;
-        file.sync_all().map_err(io_err(&tmp))?;
+        // fdatasync: the data and the size, what reading it back needs;
+        // the name is made durable by the folder's fsync after the rename.
+        file.sync_data().map_err(io_err(&tmp))?;
         let size = file.metadata().map_err(io_err(&tmp))?.len();
         fs::rename(&tmp, dest).map_err(io_err(dest))?;
         if let Some(dir) = dest.parent() {
