@@ -415,6 +415,8 @@ fn write_snapshot(s: Snapshot, progress: &Progress) {
     }
     drop(s.pin);
     progress.snapshotting.store(false, Ordering::Release);
+    // Compressing the database took zstd's window and buffers.
+    crate::telemetry::memory::return_free_memory();
 }
 
 fn take(

@@ -43,7 +43,11 @@ impl Deps {
         crate::pause::at("backup_taking").await;
         let (dir, keep) = (cfg.backup_dir(), cfg.backup.keep as usize);
         let started = std::time::Instant::now();
-        let taken = self.store.backup(dir.clone(), SCHEDULED_PREFIX).await.inspect_err(|e| {
+        let taken = self.store.backup(dir.clone(), SCHEDULED_PREFIX).await;
+        // The copy, its check and zstd's window held tens of MiB; an idle
+        // daemon should not keep them until the next timed trim.
+        let _ = tokio::task::spawn_blocking(crate::telemetry::memory::return_free_memory).await;
+        let taken = taken.inspect_err(|e| {
             tracing::error!(error = %e, dir = %dir.display(), "backup failed");
         })?;
         let elapsed = started.elapsed().as_secs_f64();

@@ -4,7 +4,8 @@
 //! refresh load latchd held 42 MB of which 6.6 MB was in use, and an argon2
 //! workspace (19 MiB) freed by an idle hashing thread stayed resident.
 //! `malloc_trim` returns the free pages; it takes the heaps' locks briefly,
-//! so it runs only when a thread goes idle, once when the daemon goes idle
+//! so it runs only when a thread goes idle or a backup or archive snapshot
+//! (tens of MiB of buffers) is done, once when the daemon goes idle
 //! after serving (`IdleTrim`: a second without a request), and on a slow
 //! timer under steady load.
 
