@@ -276,7 +276,7 @@ fn spawn_housekeeping(
             }
         });
     }
-    let (metrics, cancel) = (metrics.clone(), cancel.clone());
+    let (metrics, cancel, store) = (metrics.clone(), cancel.clone(), store.clone());
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut idle = crate::telemetry::memory::IdleTrim::default();
@@ -289,8 +289,13 @@ fn spawn_housekeeping(
                 metrics.run_upkeep();
             }
             // What a load freed goes back to the system a second after it
-            // ends, and every 30 s while it goes on.
-            if idle.due() || n % 30 == 29 {
+            // ends (with the database pages it cached), and every 30 s
+            // while it goes on.
+            let gone_idle = idle.due();
+            if gone_idle {
+                store.release_caches().await;
+            }
+            if gone_idle || n % 30 == 29 {
                 let _ = tokio::task::spawn_blocking(crate::telemetry::memory::return_free_memory).await;
             }
         }

@@ -71,8 +71,12 @@ pub fn live_locks(c: &Connection, now: i64) -> Result<Vec<(String, i64)>, StoreE
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// An account's sessions other than `except`, oldest first: when each
-/// began, from where, and on what device (device name, else user agent).
+/// Where and on what an account signed in before session `except`: one
+/// row per address and device (device name, else user agent), with when
+/// that pair was first seen, oldest first. Both login rules need only
+/// that, and a long-lived account has far more sessions than pairs: the
+/// grouping stays inside SQLite instead of a row per session crossing
+/// into Rust on every login.
 pub struct SeenSession {
     pub created_at: i64,
     pub ip: Option<String>,
@@ -81,8 +85,8 @@ pub struct SeenSession {
 
 pub fn other_sessions(c: &Connection, user_id: &str, except: &str) -> Result<Vec<SeenSession>, StoreError> {
     let mut stmt = c.prepare_cached(
-        "SELECT created_at, ip, COALESCE(device_name, user_agent) FROM sessions
-         WHERE user_id = ?1 AND id <> ?2 ORDER BY created_at",
+        "SELECT MIN(created_at), ip, COALESCE(device_name, user_agent) AS device FROM sessions
+         WHERE user_id = ?1 AND id <> ?2 GROUP BY ip, device ORDER BY 1",
     )?;
     let rows = stmt.query_map(params![user_id, except], |r| {
         Ok(SeenSession { created_at: r.get(0)?, ip: r.get(1)?, device: r.get(2)? })
@@ -94,4 +98,39 @@ pub fn other_sessions(c: &Connection, user_id: &str, except: &str) -> Result<Vec
 pub fn email_of(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
     use rusqlite::OptionalExtension;
     Ok(c.query_row("SELECT email FROM users WHERE id = ?1", params![user_id], |r| r.get(0)).optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earlier_sign_ins_come_back_once_per_address_and_device_with_their_first_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("t.db")).unwrap();
+        crate::store::migrations::apply(&mut c, dir.path()).unwrap();
+        c.execute_batch(
+            "INSERT INTO users (id, email, email_norm, password_hash, created_at, updated_at)
+                 VALUES ('u', 'u@x', 'u@x', 'h', 0, 0), ('v', 'v@x', 'v@x', 'h', 0, 0);
+             INSERT INTO sessions (id, user_id, ip, user_agent, device_name, amr, created_at, last_seen_at, expires_at) VALUES
+                 ('a', 'u', '192.0.2.1', 'curl', NULL, 'pwd', 30, 0, 9000),
+                 ('b', 'u', '192.0.2.1', 'curl', NULL, 'pwd', 10, 0, 9000),
+                 ('c', 'u', '192.0.2.1', 'curl', 'laptop', 'pwd', 20, 0, 9000),
+                 ('d', 'u', '198.51.100.7', 'curl', NULL, 'pwd', 40, 0, 9000),
+                 ('now', 'u', '203.0.113.5', 'phone', NULL, 'pwd', 5, 0, 9000),
+                 ('w', 'v', '192.0.2.1', 'watch', NULL, 'pwd', 1, 0, 9000);",
+        )
+        .unwrap();
+        let seen = other_sessions(&c, "u", "now").unwrap();
+        let rows: Vec<_> =
+            seen.iter().map(|s| (s.created_at, s.ip.as_deref().unwrap(), s.device.as_deref())).collect();
+        assert_eq!(
+            rows,
+            [
+                (10, "192.0.2.1", Some("curl")),
+                (20, "192.0.2.1", Some("laptop")),
+                (40, "198.51.100.7", Some("curl"))
+            ]
+        );
+    }
 }

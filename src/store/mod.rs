@@ -203,6 +203,21 @@ impl Store {
         .await?
     }
 
+    /// Empties the database page caches. Each connection keeps up to 2 MiB
+    /// of pages and a busy spell fills them; the operating system's page
+    /// cache still holds the file, so the next reads cost a `pread` each.
+    /// The bundled SQLite is built with `SQLITE_ENABLE_MEMORY_MANAGEMENT`,
+    /// which keeps every connection's pages in one group: one shrink on the
+    /// writer frees the unpinned pages of the readers too. For when the
+    /// daemon has gone idle, just before freed memory is handed back
+    /// (`telemetry::memory`).
+    pub async fn release_caches(&self) {
+        let shrunk = self.write(|c| Ok(c.execute_batch("PRAGMA shrink_memory")?)).await;
+        if let Err(e) = shrunk {
+            tracing::debug!(error = %e, "the page caches were kept");
+        }
+    }
+
     /// True when a read answers; used by `/ready` and the watchdog.
     pub async fn ping(&self) -> bool {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).await.is_ok()
@@ -359,6 +374,54 @@ mod tests {
         // A table the hook cannot see is refused, not silently missed.
         let refused = store.watch(&["recovery_codes"], Arc::new(|_| {})).await;
         assert!(refused.is_err(), "recovery_codes is WITHOUT ROWID");
+    }
+
+    /// Bytes of page cache connection `c` holds.
+    fn cache_used(c: &Connection) -> i64 {
+        let (mut current, mut highest) = (0, 0);
+        // SAFETY: a status query on a live connection's own handle, into
+        // two local integers.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_db_status(
+                c.handle(),
+                rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED,
+                &mut current,
+                &mut highest,
+                0,
+            )
+        };
+        assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
+        i64::from(current)
+    }
+
+    #[tokio::test]
+    async fn an_idle_reader_gives_back_the_pages_it_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store
+            .write(|c| {
+                let mut insert = c.prepare("INSERT INTO meta VALUES (?1, printf('%.900c', 'x'))")?;
+                for n in 0..2000 {
+                    insert.execute([format!("k{n}")])?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let scan =
+            |c: &Connection| c.query_row("SELECT sum(length(value)) FROM meta", [], |r| r.get::<_, i64>(0));
+        store.read(move |c| Ok(scan(c)?)).await.unwrap();
+        // The most any idle reader holds (the pool may have opened another).
+        let most_cached = |store: &Store| {
+            let pool = store.inner.readers.clone();
+            let held: Vec<_> = (0..pool.state().idle_connections).map_while(|_| pool.try_get()).collect();
+            held.iter().map(|c| cache_used(c)).max().unwrap_or(0)
+        };
+        let filled = most_cached(&store);
+        assert!(filled > 1 << 20, "a scan of ~2 MB fills a reader's cache: {filled}");
+        store.release_caches().await;
+        let after = most_cached(&store);
+        assert!(after < 256 << 10, "released: {after} bytes left of {filled}");
     }
 
     #[tokio::test]
