@@ -9,6 +9,7 @@ use latch::config::Config;
 use latch::daemon::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    latch::telemetry::memory::cap_heaps();
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { path } => check_config(path),

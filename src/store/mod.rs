@@ -195,7 +195,11 @@ impl Store {
             }
             conn.prepare_cached("BEGIN")?.execute([])?;
             let out = f(&conn);
-            conn.prepare_cached("ROLLBACK")?.execute([])?;
+            // What `f` read or failed with is the answer either way; a
+            // snapshot that would not end is ended at the next checkout.
+            if let Err(e) = conn.prepare_cached("ROLLBACK").and_then(|mut end| end.execute([])) {
+                tracing::warn!(error = %e, "a read snapshot did not end");
+            }
             metrics::histogram!("latch_db_query_duration_seconds", "op" => "read")
                 .record(started.elapsed().as_secs_f64());
             out

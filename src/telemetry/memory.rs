@@ -7,7 +7,8 @@
 //! so it runs only when a thread goes idle or a backup or archive snapshot
 //! (tens of MiB of buffers) is done, once when the daemon goes idle
 //! after serving (`IdleTrim`: a second without a request), and on a slow
-//! timer under steady load.
+//! timer under steady load. `cap_heaps` keeps glibc from spreading a
+//! load over more heaps than there are cores.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -40,6 +41,29 @@ impl IdleTrim {
             return true;
         }
         false
+    }
+}
+
+/// Caps glibc's heaps (arenas) at one per core, at least two, unless the
+/// operator chose with `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES`. glibc's
+/// default allows eight per core and gives each busy thread its own: after
+/// a load latchd held 16 heaps with 31 MB of address space for 5.8 MB in
+/// use, and their partly used pages (which `malloc_trim` cannot return)
+/// kept 21 MiB resident; capped at two, 12.6 MiB. Sharing costs little:
+/// each thread's small-allocation cache keeps the heaps' locks cold.
+/// Must run before any other thread starts.
+pub fn cap_heaps() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var_os("MALLOC_ARENA_MAX").is_some() || std::env::var_os("GLIBC_TUNABLES").is_some() {
+            return;
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+        // SAFETY: mallopt sets one glibc tunable; it takes no pointers and
+        // runs while latchd still has a single thread.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, i32::try_from(cores).unwrap_or(i32::MAX));
+        }
     }
 }
 
