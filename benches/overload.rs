@@ -6,9 +6,11 @@
 //!
 //! Measures, against the real `latchd` over HTTPS: the unloaded login
 //! (sequential), the capacity (16 closed-loop clients), then an open-loop
-//! offer of 3× that capacity for `LATCH_BENCH_SECS` (default 10).
+//! offer of 3× that capacity for `LATCH_BENCH_SECS` (default 10) twice:
+//! with the default `[passwords].max_queue_wait` (1 s), and after a reload
+//! that sets it to half the unloaded median login.
 //!
-//! Run: `cargo bench --bench overload` (about half a minute).
+//! Run: `cargo bench --bench overload` (about a minute).
 
 // A panic here is a failed test or bench run, with its message: what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -29,7 +31,8 @@ mod stats;
 
 const PASSWORD: &str = "correct horse battery staple";
 struct Daemon {
-    _latchd: harness::Latchd,
+    latchd: harness::Latchd,
+    base: String,
     url: String,
     client: reqwest::Client,
 }
@@ -44,6 +47,55 @@ impl Daemon {
         let _ = res.bytes().await;
         (status, started.elapsed().as_secs_f64() * 1e3)
     }
+
+    /// Sets `[passwords].max_queue_wait` by a reload and waits until it is
+    /// in force (the ok-reload counter moves).
+    async fn set_max_queue_wait(&self, ms: u64) {
+        let cfg = format!("{}[passwords]\nmax_queue_wait = \"{ms}ms\"\n", roomy::CONFIG);
+        harness::write_config(self.latchd.dir.path(), &cfg);
+        self.latchd.signal(libc::SIGHUP);
+        let done = "latch_config_reloads_total{result=\"ok\"} 1";
+        for _ in 0..500 {
+            let res = self.client.get(format!("{}/metrics", self.base)).send().await.expect("metrics");
+            if res.text().await.unwrap_or_default().contains(done) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the reload of max_queue_wait did not take effect");
+    }
+}
+
+/// What an open-loop offer got back: latencies in ms, sorted.
+struct Offer {
+    requests: usize,
+    accepted: Vec<f64>,
+    refused: Vec<f64>,
+    other: usize,
+}
+
+/// Logins at `rate` per second for `secs`, each sent on time whatever the
+/// answers before it (open loop).
+async fn offer(d: &Arc<Daemon>, emails: &Arc<Vec<String>>, rate: f64, secs: u64) -> Offer {
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut calls = Vec::new();
+    while Instant::now() < end {
+        ticker.tick().await;
+        let (d, email) = (Arc::clone(d), emails[calls.len() % emails.len()].clone());
+        calls.push(tokio::spawn(async move { d.login(&email).await }));
+    }
+    let requests = calls.len();
+    let (mut accepted, mut refused, mut other) = (Vec::new(), Vec::new(), 0usize);
+    for c in calls {
+        match c.await.unwrap() {
+            (200, ms) => accepted.push(ms),
+            (503, ms) => refused.push(ms),
+            _ => other += 1,
+        }
+    }
+    Offer { requests, accepted: sorted(accepted), refused: sorted(refused), other }
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -56,7 +108,7 @@ async fn main() {
     let secs: u64 = std::env::var("LATCH_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     let (latchd, base, client) = roomy::start().await;
     let url = format!("{base}/v1/auth/login");
-    let d = Arc::new(Daemon { _latchd: latchd, url, client });
+    let d = Arc::new(Daemon { latchd, base, url, client });
     let emails: Arc<Vec<String>> = Arc::new((0..32).map(|i| format!("load{i}@bench.test")).collect());
     for e in emails.iter() {
         let body = json!({"email": e, "password": PASSWORD});
@@ -71,13 +123,29 @@ async fn main() {
         unloaded.push(ms);
     }
     let unloaded = sorted(unloaded);
+    let capacity = capacity(&d, &emails).await;
 
-    // Capacity: 16 closed-loop clients for 5 s.
+    let offered = 3.0 * capacity;
+    let by_default = offer(&d, &emails, offered, secs).await;
+    let tight_ms = (stats::percentile(&unloaded, 0.5) / 2.0).round() as u64;
+    d.set_max_queue_wait(tight_ms).await;
+    let tight = offer(&d, &emails, offered, secs).await;
+    report(
+        &unloaded,
+        capacity,
+        offered,
+        secs,
+        &[("1 s (default)".into(), by_default), (format!("{tight_ms} ms"), tight)],
+    );
+}
+
+/// Logins per second that 16 closed-loop clients get through in 5 s.
+async fn capacity(d: &Arc<Daemon>, emails: &Arc<Vec<String>>) -> f64 {
     let until = Instant::now() + Duration::from_secs(5);
     let started = Instant::now();
     let clients: Vec<_> = (0..16)
         .map(|i| {
-            let (d, emails) = (Arc::clone(&d), Arc::clone(&emails));
+            let (d, emails) = (Arc::clone(d), Arc::clone(emails));
             tokio::spawn(async move {
                 let mut n = 0usize;
                 while Instant::now() < until {
@@ -91,45 +159,34 @@ async fn main() {
     for c in clients {
         done += c.await.unwrap();
     }
-    let capacity = done as f64 / started.elapsed().as_secs_f64();
+    done as f64 / started.elapsed().as_secs_f64()
+}
 
-    // Open loop at 3× capacity.
-    let offered = 3.0 * capacity;
-    let gap = Duration::from_secs_f64(1.0 / offered);
-    let mut ticker = tokio::time::interval(gap);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let end = Instant::now() + Duration::from_secs(secs);
-    let mut calls = Vec::new();
-    let mut i = 0usize;
-    while Instant::now() < end {
-        ticker.tick().await;
-        let (d, email) = (Arc::clone(&d), emails[i % emails.len()].clone());
-        calls.push(tokio::spawn(async move { d.login(&email).await }));
-        i += 1;
-    }
-    let (mut accepted, mut refused, mut other) = (Vec::new(), Vec::new(), 0usize);
-    for c in calls {
-        match c.await.unwrap() {
-            (200, ms) => accepted.push(ms),
-            (503, ms) => refused.push(ms),
-            _ => other += 1,
-        }
-    }
-    let (accepted, refused) = (sorted(accepted), sorted(refused));
+fn report(unloaded: &[f64], capacity: f64, offered: f64, secs: u64, offers: &[(String, Offer)]) {
     let p = stats::percentile;
     println!("latch overload: logins offered at 3× capacity, one HTTPS client process on the same cores");
-    println!("\n| measure | value |\n|---|---|");
-    println!("| unloaded login p50 / p99 ms | {:.1} / {:.1} |", p(&unloaded, 0.5), p(&unloaded, 0.99));
-    println!("| capacity (16 clients) | {capacity:.1} logins/s |");
-    println!("| offered | {offered:.1} logins/s for {secs} s ({i} requests) |");
-    println!("| accepted | {} ({:.1}/s) |", accepted.len(), accepted.len() as f64 / secs as f64);
+    println!("\nunloaded login p50 / p99: {:.1} / {:.1} ms", p(unloaded, 0.5), p(unloaded, 0.99));
     println!(
-        "| accepted p50 / p99 ms | {:.1} / {:.1} ({:.2}× the unloaded p99; target < 2×) |",
-        p(&accepted, 0.5),
-        p(&accepted, 0.99),
-        p(&accepted, 0.99) / p(&unloaded, 0.99)
+        "capacity (16 closed-loop clients): {capacity:.1} logins/s; offered {offered:.1}/s for {secs} s"
     );
-    println!("| refused 503 | {} |", refused.len());
-    println!("| refused p50 / p99 ms | {:.2} / {:.2} (target < 5) |", p(&refused, 0.5), p(&refused, 0.99));
-    println!("| other answers | {other} |");
+    println!(
+        "\n| max_queue_wait | requests | accepted (/s) | accepted p50 / p99 ms | p99 ÷ unloaded p99 (target < 2) | refused 503 | refused p50 / p99 ms (target < 5) | other |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (wait, o) in offers {
+        let (a, r) = (&o.accepted, &o.refused);
+        println!(
+            "| {wait} | {} | {} ({:.1}) | {:.1} / {:.1} | {:.2} | {} | {:.2} / {:.2} | {} |",
+            o.requests,
+            a.len(),
+            a.len() as f64 / secs as f64,
+            p(a, 0.5),
+            p(a, 0.99),
+            p(a, 0.99) / p(unloaded, 0.99),
+            r.len(),
+            p(r, 0.5),
+            p(r, 0.99),
+            o.other
+        );
+    }
 }

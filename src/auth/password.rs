@@ -1,12 +1,14 @@
 //! Password hashing (argon2id) on a bounded pool of threads sized to the
-//! cores, never on an actix worker. A full queue is refused at once (the
+//! cores, never on an actix worker. A check that would wait longer than
+//! `[passwords].max_queue_wait` for a thread (judged from the jobs ahead and
+//! the mean hash time), or find the queue full, is refused at once (the
 //! caller answers 503 `overloaded`) instead of growing latency without end.
 
 use std::cell::RefCell;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 
@@ -17,7 +19,8 @@ use tokio::sync::oneshot;
 use crate::config::{Argon2Params, Commit, Config, Preparing, Reloadable};
 use crate::http::problem::{Kind, ToProblem};
 
-/// Queued hashes per core before new ones are refused.
+/// Queued hashes per core before new ones are refused, however short the
+/// expected wait (a bound on memory when hashes are cheap).
 pub const QUEUE_PER_CORE: usize = 32;
 /// A hashing thread idle this long frees its argon2 memory (19 MiB at the
 /// default parameters), so an idle daemon stays small.
@@ -66,11 +69,47 @@ pub struct Verified {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// What admission needs to know: how busy the pool is and how long a hash
+/// takes here, which varies with the parameters and the machine's load.
+struct Admission {
+    threads: usize,
+    /// Jobs queued or running.
+    depth: AtomicUsize,
+    /// Mean wall time of one job on a pool thread, in nanoseconds (moving
+    /// average, 1/8 weight to the newest; 0 until the first job).
+    mean_job_nanos: AtomicU64,
+    /// `[passwords].max_queue_wait`, in nanoseconds.
+    max_wait_nanos: AtomicU64,
+}
+
+impl Admission {
+    fn admits(&self, depth: usize) -> bool {
+        let mean = Duration::from_nanos(self.mean_job_nanos.load(Ordering::Relaxed));
+        let limit = Duration::from_nanos(self.max_wait_nanos.load(Ordering::Relaxed));
+        expected_wait(depth, self.threads, mean) <= limit
+    }
+
+    fn record(&self, took: Duration) {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let old = self.mean_job_nanos.load(Ordering::Relaxed);
+        let new = if old == 0 { took } else { old - old / 8 + took / 8 };
+        self.mean_job_nanos.store(new, Ordering::Relaxed);
+    }
+}
+
+/// How long a job arriving when `depth` jobs are queued or running waits
+/// for a thread: nothing while one is free, else one mean job for every
+/// `threads` jobs ahead of it.
+fn expected_wait(depth: usize, threads: usize, mean_job: Duration) -> Duration {
+    let ahead = (depth + 1).saturating_sub(threads);
+    mean_job.mul_f64(ahead as f64 / threads.max(1) as f64)
+}
+
 /// Handle to the hashing pool; cheap to clone.
 #[derive(Clone)]
 pub struct Hasher {
     queue: mpsc::SyncSender<Job>,
-    depth: Arc<AtomicUsize>,
+    admission: Arc<Admission>,
     /// Swapped by a reload; each hash takes the pepper in force when queued.
     pepper: Arc<ArcSwapOption<Vec<u8>>>,
     /// A hash of a fixed string, verified when an account does not exist so
@@ -154,8 +193,9 @@ fn pool_thread(rx: &Mutex<mpsc::Receiver<Job>>) {
 
 impl Hasher {
     /// Starts one hashing thread per core. `pepper` is the secret mixed into
-    /// every hash (from `[passwords].pepper_file`), if any.
-    pub fn start(pepper: Option<Vec<u8>>) -> Hasher {
+    /// every hash (from `[passwords].pepper_file`), if any; `max_wait` is
+    /// `[passwords].max_queue_wait`.
+    pub fn start(pepper: Option<Vec<u8>>, max_wait: Duration) -> Hasher {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (tx, rx) = mpsc::sync_channel::<Job>(cores * QUEUE_PER_CORE);
         let rx = Arc::new(Mutex::new(rx));
@@ -167,12 +207,20 @@ impl Hasher {
                 tracing::error!(error = %e, "could not start a hashing thread");
             }
         }
-        Hasher {
+        let admission = Admission {
+            threads: cores,
+            depth: AtomicUsize::new(0),
+            mean_job_nanos: AtomicU64::new(0),
+            max_wait_nanos: AtomicU64::new(0),
+        };
+        let hasher = Hasher {
             queue: tx,
-            depth: Arc::new(AtomicUsize::new(0)),
+            admission: Arc::new(admission),
             pepper: Arc::new(ArcSwapOption::from(pepper.map(Arc::new))),
             dummy: Arc::new(Mutex::new(None)),
-        }
+        };
+        hasher.set_max_wait(max_wait);
+        hasher
     }
 
     async fn run<T: Send + 'static>(
@@ -180,18 +228,27 @@ impl Hasher {
         work: impl FnOnce(Option<&[u8]>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let (tx, rx) = oneshot::channel();
-        let depth = Arc::clone(&self.depth);
+        let admission = Arc::clone(&self.admission);
         let pepper = self.pepper.load_full();
         let job: Job = Box::new(move || {
+            let started = Instant::now();
             let out = work(pepper.as_deref().map(Vec::as_slice));
-            let now = depth.fetch_sub(1, Ordering::Relaxed) - 1;
+            admission.record(started.elapsed());
+            let now = admission.depth.fetch_sub(1, Ordering::Relaxed) - 1;
             metrics::gauge!("latch_hash_queue_depth").set(now as f64);
             let _ = tx.send(out);
         });
-        let now = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
-        metrics::gauge!("latch_hash_queue_depth").set(now as f64);
+        let depth = &self.admission.depth;
+        let before = depth.fetch_add(1, Ordering::Relaxed);
+        if !self.admission.admits(before) {
+            depth.fetch_sub(1, Ordering::Relaxed);
+            return Err(HashError::Overloaded);
+        }
+        // Set before the job can run, so its own update comes later.
+        metrics::gauge!("latch_hash_queue_depth").set((before + 1) as f64);
         if let Err(e) = self.queue.try_send(job) {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
+            let now = depth.fetch_sub(1, Ordering::Relaxed) - 1;
+            metrics::gauge!("latch_hash_queue_depth").set(now as f64);
             return Err(match e {
                 mpsc::TrySendError::Full(_) => HashError::Overloaded,
                 mpsc::TrySendError::Disconnected(_) => HashError::Gone,
@@ -203,6 +260,12 @@ impl Hasher {
     /// Puts a new pepper in force (a reload read a changed pepper file).
     pub fn set_pepper(&self, pepper: Option<Vec<u8>>) {
         self.pepper.store(pepper.map(Arc::new));
+    }
+
+    /// Puts a new `[passwords].max_queue_wait` in force.
+    pub fn set_max_wait(&self, max_wait: Duration) {
+        let nanos = u64::try_from(max_wait.as_nanos()).unwrap_or(u64::MAX);
+        self.admission.max_wait_nanos.store(nanos, Ordering::Relaxed);
     }
 
     pub async fn hash(&self, params: Argon2Params, password: String) -> Result<String, HashError> {
@@ -241,13 +304,17 @@ impl Hasher {
     }
 }
 
-/// A reload re-reads `[passwords].pepper_file`.
+/// A reload re-reads `[passwords].pepper_file` and takes the new
+/// `max_queue_wait`.
 impl Reloadable for Hasher {
     fn prepare<'a>(&'a self, next: &'a Config) -> Preparing<'a> {
         Box::pin(async move {
             let pepper = read_pepper(next.passwords.pepper_file.as_deref())?;
-            let hasher = self.clone();
-            Ok(Box::new(move || hasher.set_pepper(pepper)) as Commit)
+            let (hasher, max_wait) = (self.clone(), next.passwords.max_queue_wait.0);
+            Ok(Box::new(move || {
+                hasher.set_pepper(pepper);
+                hasher.set_max_wait(max_wait);
+            }) as Commit)
         })
     }
 }
@@ -269,6 +336,38 @@ mod tests {
         let v = verify_now(stronger, None, "correct horse battery", &phc);
         assert!(v.ok && v.needs_rehash);
         assert!(!verify_now(FAST, None, "x", "not a phc string").ok);
+    }
+
+    #[test]
+    fn a_job_waits_only_behind_the_jobs_that_outnumber_the_threads() {
+        let ms = Duration::from_millis;
+        // Two threads, 20 ms a hash.
+        assert_eq!(expected_wait(0, 2, ms(20)), Duration::ZERO);
+        assert_eq!(expected_wait(1, 2, ms(20)), Duration::ZERO, "a thread is free");
+        assert_eq!(expected_wait(2, 2, ms(20)), ms(10), "both busy: about half a hash");
+        assert_eq!(expected_wait(5, 2, ms(20)), ms(40));
+        // Before the first hash the pool knows no better than to admit.
+        assert_eq!(expected_wait(50, 2, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn admission_follows_the_mean_hash_time_and_the_configured_wait() {
+        let admission = Admission {
+            threads: 2,
+            depth: AtomicUsize::new(0),
+            mean_job_nanos: AtomicU64::new(0),
+            max_wait_nanos: AtomicU64::new(30_000_000),
+        };
+        assert!(admission.admits(100), "no hash timed yet");
+        admission.record(Duration::from_millis(20));
+        assert!(admission.admits(4), "three ahead of two threads: 30 ms");
+        assert!(!admission.admits(5), "four ahead: 40 ms");
+        for _ in 0..64 {
+            admission.record(Duration::from_millis(5));
+        }
+        assert!(admission.admits(12), "hashes got faster: 11 ahead wait 27.5 ms");
+        admission.max_wait_nanos.store(0, Ordering::Relaxed);
+        assert!(admission.admits(1) && !admission.admits(2), "0s: only while a thread is free");
     }
 
     #[test]

@@ -140,6 +140,9 @@ pub struct PasswordsSection {
     pub pepper_file: Option<PathBuf>,
     #[serde(deserialize_with = "optional_path")]
     pub breached_list: Option<PathBuf>,
+    /// A password check that would wait longer than this for a hashing
+    /// thread is refused at once with 503 `overloaded`.
+    pub max_queue_wait: HumanDuration,
 }
 
 impl Default for PasswordsSection {
@@ -150,6 +153,7 @@ impl Default for PasswordsSection {
             argon2: Argon2Params::default(),
             pepper_file: None,
             breached_list: None,
+            max_queue_wait: HumanDuration::secs(1),
         }
     }
 }

@@ -207,6 +207,9 @@ fn check_passwords(raw: &RawConfig) -> Result<(), ConfigError> {
             "needs iterations >= 1 and 8*parallelism <= memory_kib <= 4 GiB",
         ));
     }
+    if p.max_queue_wait.0 > Duration::from_secs(60) {
+        return Err(invalid("passwords.max_queue_wait", "must be at most 60s"));
+    }
     Ok(())
 }
 

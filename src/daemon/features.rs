@@ -66,8 +66,8 @@ async fn services(
     cancel: &CancellationToken,
 ) -> anyhow::Result<(Services, backup::archive::Finisher)> {
     let cfg = shared.load_full();
-    let hasher =
-        Hasher::start(read_pepper(cfg.passwords.pepper_file.as_deref()).map_err(anyhow::Error::msg)?);
+    let pepper = read_pepper(cfg.passwords.pepper_file.as_deref()).map_err(anyhow::Error::msg)?;
+    let hasher = Hasher::start(pepper, cfg.passwords.max_queue_wait.0);
     let dummy = Arc::new(DummyParams::default());
     dummy.recount(store).await;
     // Security: make the dummy hash now, off the request path; otherwise the

@@ -175,13 +175,15 @@ async fn refresh_tokens_survive_the_migrations_that_rebuild_their_table() {
     let next: Value = res.json().await.unwrap();
     let next = next["refresh_token"].as_str().unwrap().to_string();
     assert_eq!(next.len(), 54, "its successor names its row: {next}");
+    // Counted while the session is live: once reuse revokes it, the
+    // sweeper's next step (every 2 s) deletes its tokens.
+    let legacy: i64 =
+        d.db().query_row("SELECT count(*) FROM refresh_tokens WHERE legacy = 1", [], |r| r.get(0)).unwrap();
+    assert_eq!(legacy, 1, "only the token from before is in the legacy index");
     let res = d.post("/v1/auth/refresh", json!({"refresh_token": old})).await;
     assert_problem(res, 401, "refresh-token-reused").await;
     let res = d.post("/v1/auth/refresh", json!({"refresh_token": next})).await;
     assert_problem(res, 401, "invalid-token").await;
-    let legacy: i64 =
-        d.db().query_row("SELECT count(*) FROM refresh_tokens WHERE legacy = 1", [], |r| r.get(0)).unwrap();
-    assert_eq!(legacy, 1, "only the token from before is in the legacy index");
     drop(smtp);
 }
 
@@ -255,45 +257,74 @@ async fn hashes_are_upgraded_at_login_when_parameters_change() {
     login(&d, "rui@example.test", PASSWORD).await;
 }
 
-#[tokio::test]
-async fn a_full_hash_queue_answers_503_overloaded() {
-    let slow = "\n[passwords]\nargon2 = { memory_kib = 65536, iterations = 1, parallelism = 1 }\n";
-    let d = Latchd::start_with(&base_config(slow)).await;
-    let client = d.client();
-    let url = d.https_url("/v1/auth/login");
-    // Twice what the pool holds (a queue per core plus the one each thread
-    // is hashing), whatever the number of cores.
-    let cores = std::thread::available_parallelism().unwrap().get();
-    let burst = 2 * cores * (latch::auth::HASH_QUEUE_PER_CORE + 1);
-    let calls: Vec<_> = (0..burst)
+/// `n` simultaneous logins for an unknown email (each a dummy hash): per
+/// answer its problem status, type and Retry-After.
+async fn login_burst(d: &Latchd, n: usize) -> Vec<(Option<u64>, String, Option<String>)> {
+    let (client, url) = (d.client(), d.https_url("/v1/auth/login"));
+    let calls: Vec<_> = (0..n)
         .map(|_| {
             let (c, url) = (client.clone(), url.clone());
             tokio::spawn(async move {
-                let res = c
-                    .post(url)
-                    .json(&json!({"email": "x@example.test", "password": "whatever it is"}))
-                    .send()
-                    .await
-                    .unwrap();
+                let body = json!({"email": "x@example.test", "password": "whatever it is"});
+                let res = c.post(url).json(&body).send().await.unwrap();
                 let retry = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
                 let body: Value = res.json().await.unwrap_or(Value::Null);
                 (body["status"].as_u64(), body["type"].as_str().unwrap_or("").to_string(), retry)
             })
         })
         .collect();
-    let mut overloaded = 0;
+    let mut answers = Vec::new();
     for call in calls {
-        let (status, kind, retry) = call.await.unwrap();
+        answers.push(call.await.unwrap());
+    }
+    answers
+}
+
+/// How many of a burst's answers were 503 `overloaded` (with Retry-After:
+/// 1); every other one must be the 401 of a wrong login.
+fn refused(answers: &[(Option<u64>, String, Option<String>)]) -> usize {
+    let mut overloaded = 0;
+    for (status, kind, retry) in answers {
         match status {
             Some(503) => {
                 assert_eq!(kind, "urn:latch:problem:overloaded");
                 assert_eq!(retry.as_deref(), Some("1"));
                 overloaded += 1;
             }
-            other => assert_eq!(other, Some(401), "{kind}"),
+            other => assert_eq!(*other, Some(401), "{kind}"),
         }
     }
+    overloaded
+}
+
+const SLOW_HASHES: &str = "\n[passwords]\nargon2 = { memory_kib = 65536, iterations = 1, parallelism = 1 }\n";
+
+#[tokio::test]
+async fn a_full_hash_queue_answers_503_overloaded() {
+    // Twice what the pool holds (a queue per core plus the one each thread
+    // is hashing), whatever the number of cores; the wait allowed is the
+    // longest there is, so only the queue's size refuses.
+    let d = Latchd::start_with(&base_config(&format!("{SLOW_HASHES}max_queue_wait = \"60s\"\n"))).await;
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let burst = 2 * cores * (latch::auth::HASH_QUEUE_PER_CORE + 1);
+    let overloaded = refused(&login_burst(&d, burst).await);
     assert!(overloaded > 0, "{burst} concurrent slow hashes must overflow the queue");
+}
+
+/// A reload from the longest `max_queue_wait` to "0s" turns a burst of
+/// three checks per core, taken whole before, into one where a check is
+/// admitted only while a hashing thread is free and the surplus is refused.
+#[tokio::test]
+async fn checks_that_would_wait_past_max_queue_wait_are_refused_at_once() {
+    let wait = |w: &str| base_config(&format!("{SLOW_HASHES}max_queue_wait = \"{w}\"\n"));
+    let d = Latchd::start_with(&wait("60s")).await;
+    let burst = 3 * std::thread::available_parallelism().unwrap().get();
+    assert_eq!(refused(&login_burst(&d, burst).await), 0, "60 s absorbs {burst}");
+    write_config(d.dir.path(), &wait("0s"));
+    d.signal(libc::SIGHUP);
+    wait_until("reload", || d.log().contains("config reloaded")).await;
+    let overloaded = refused(&login_burst(&d, burst).await);
+    assert!(overloaded > 0 && overloaded < burst, "{overloaded} of {burst} refused");
 }
 
 /// After `[passwords].argon2` changes, accounts keep their old hashes until
