@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 #[allow(dead_code)]
 mod harness;
 #[path = "support/roomy.rs"]
+#[allow(dead_code)]
 mod roomy;
 #[path = "support/stats.rs"]
 mod stats;

@@ -24,15 +24,18 @@ use serde_json::json;
 #[allow(dead_code)]
 mod harness;
 #[path = "support/roomy.rs"]
+#[allow(dead_code)]
 mod roomy;
 #[path = "support/stats.rs"]
 #[allow(dead_code)]
 mod stats;
 
 const PASSWORD: &str = "correct horse battery staple";
+/// Added to the roomy daemon's config: a plain-HTTP listener with
+/// `/metrics`, to see a reload land.
+const METRICS_LISTENER: &str = "[[listener]]\nkind = \"http\"\naddr = \"127.0.0.1:0\"\nmetrics = true\n";
 struct Daemon {
     latchd: harness::Latchd,
-    base: String,
     url: String,
     client: reqwest::Client,
 }
@@ -49,20 +52,25 @@ impl Daemon {
     }
 
     /// Sets `[passwords].max_queue_wait` by a reload and waits until it is
-    /// in force (the ok-reload counter moves).
+    /// in force (the successful-reload counter appears).
     async fn set_max_queue_wait(&self, ms: u64) {
-        let cfg = format!("{}[passwords]\nmax_queue_wait = \"{ms}ms\"\n", roomy::CONFIG);
+        let cfg = format!("{}{METRICS_LISTENER}[passwords]\nmax_queue_wait = \"{ms}ms\"\n", roomy::CONFIG);
         harness::write_config(self.latchd.dir.path(), &cfg);
         self.latchd.signal(libc::SIGHUP);
-        let done = "latch_config_reloads_total{result=\"ok\"} 1";
+        let done = "latch_config_reloads_total{result=\"success\"} ";
+        let metrics = self.latchd.http_url("/metrics");
+        let mut text = String::new();
         for _ in 0..500 {
-            let res = self.client.get(format!("{}/metrics", self.base)).send().await.expect("metrics");
-            if res.text().await.unwrap_or_default().contains(done) {
+            let res = self.client.get(&metrics).send().await.expect("metrics");
+            text = res.text().await.unwrap_or_default();
+            let reloads = text.lines().find_map(|l| l.strip_prefix(done)).unwrap_or("0");
+            if reloads != "0" {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("the reload of max_queue_wait did not take effect");
+        let reloads: Vec<&str> = text.lines().filter(|l| l.contains("reload")).collect();
+        panic!("the reload of max_queue_wait did not take effect: {reloads:?}\n{}", self.latchd.log());
     }
 }
 
@@ -106,9 +114,9 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let secs: u64 = std::env::var("LATCH_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
-    let (latchd, base, client) = roomy::start().await;
+    let (latchd, base, client) = roomy::start_with(METRICS_LISTENER).await;
     let url = format!("{base}/v1/auth/login");
-    let d = Arc::new(Daemon { latchd, base, url, client });
+    let d = Arc::new(Daemon { latchd, url, client });
     let emails: Arc<Vec<String>> = Arc::new((0..32).map(|i| format!("load{i}@bench.test")).collect());
     for e in emails.iter() {
         let body = json!({"email": e, "password": PASSWORD});

@@ -14,8 +14,13 @@ pub const CONFIG: &str = "[server]\nstate_dir = \"STATE\"\n[[listener]]\nkind = 
 
 /// The daemon, its HTTPS base URL and a TLS 1.3 client for it.
 pub async fn start() -> (super::harness::Latchd, String, reqwest::Client) {
+    start_with("").await
+}
+
+/// As `start`, with `extra` appended to the config.
+pub async fn start_with(extra: &str) -> (super::harness::Latchd, String, reqwest::Client) {
     let dir = tempfile::tempdir().expect("tempdir");
-    super::harness::write_config(dir.path(), CONFIG);
+    super::harness::write_config(dir.path(), &format!("{CONFIG}{extra}"));
     let latchd = super::harness::Latchd::start_in_with_env(dir, &[("RUST_LOG", "warn")]).await;
     let tls = super::harness::client_tls(&latchd.cert_path(), &[&rustls::version::TLS13]);
     let client = reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().expect("client");

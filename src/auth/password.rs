@@ -28,7 +28,7 @@ const IDLE_RELEASE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
-    #[error("the password hashing queue is full")]
+    #[error("no password hashing thread would be free within max_queue_wait, or the queue is full")]
     Overloaded,
     #[error("password hashing failed: {0}")]
     Argon2(String),
@@ -260,6 +260,14 @@ impl Hasher {
     /// Puts a new pepper in force (a reload read a changed pepper file).
     pub fn set_pepper(&self, pepper: Option<Vec<u8>>) {
         self.pepper.store(pepper.map(Arc::new));
+    }
+
+    /// Whether a check queued now would be admitted: lets a flood be
+    /// refused before the work that comes ahead of its hash (a database
+    /// read for a login). The pool still decides when the job is queued.
+    pub fn has_room(&self) -> Result<(), HashError> {
+        let depth = self.admission.depth.load(Ordering::Relaxed);
+        if self.admission.admits(depth) { Ok(()) } else { Err(HashError::Overloaded) }
     }
 
     /// Puts a new `[passwords].max_queue_wait` in force.

@@ -467,7 +467,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.problem.status().is_server_error() {
+        // An overloaded refusal is the pool doing its job, one per request
+        // under a flood: the access log has each; an error line would not
+        // tell the operator anything more and would cost the CPU it saves.
+        if self.problem.status().is_server_error() && self.problem.kind != Kind::Overloaded {
             let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
             tracing::error!(request_id, error = %self, "request failed");
         }

@@ -98,6 +98,8 @@ pub async fn login(
     // Security: throttled or over the per-email limit, answered from
     // memory before any lookup or hash, identically for every email.
     d.defense.check_login(&email_norm, client, cfg)?;
+    // Under overload, refuse before the lookup (the same for every email).
+    hasher.has_room()?;
     let lookup = email_norm.clone();
     let found = store.read(move |c| queries::find_login_user(c, &lookup)).await?;
     let params = cfg.passwords.argon2;
