@@ -186,6 +186,15 @@ async fn a_stop_answers_http2_requests_in_flight_and_does_not_wait_for_idle_ones
     assert_eq!(idle.get(d.https_url("/health")).send().await.unwrap().version(), reqwest::Version::HTTP_2);
     let busy = reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap();
     let url = d.https_url("/v1/auth/login");
+    // The dummy hash made at start counts a verification too: let it be
+    // counted, then wait for one more.
+    let verifies = r#"latch_password_hashes_total{op="verify"}"#;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while crate::flows::metric(&d, verifies).await < 1.0 {
+        assert!(Instant::now() < deadline, "the dummy hash was never verified");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = crate::flows::metric(&d, verifies).await;
     let login = tokio::spawn(async move {
         let body = json!({"email": "h2stop@example.test", "password": crate::flows::PASSWORD});
         let res = busy.post(url).json(&body).send().await.unwrap();
@@ -194,8 +203,7 @@ async fn a_stop_answers_http2_requests_in_flight_and_does_not_wait_for_idle_ones
     // The stop must come while the login is in flight: once its password
     // is checked it waits 1.5 s before its write (a fixed sleep here lost
     // the race on a busy CI machine and stopped before the request came).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while crate::flows::metric(&d, r#"latch_password_hashes_total{op="verify"}"#).await < 1.0 {
+    while crate::flows::metric(&d, verifies).await <= before {
         assert!(Instant::now() < deadline, "the login never reached its password check");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
