@@ -1,7 +1,9 @@
-//! Login and refresh throughput of the real `latchd` over HTTPS, printed next
-//! to limits measured in the same run on the same machine:
+//! Login, registration, refresh, `me` and introspection throughput of the
+//! real `latchd` over HTTPS at 1, 16 and 64 connections, printed next to
+//! limits measured in the same run on the same machine:
 //!
-//! - raw argon2id hashes/s on all cores (a login is one hash),
+//! - raw argon2id hashes/s on all cores (a login or a registration is one
+//!   hash),
 //! - raw EdDSA JWT signs/s on all cores (a refresh signs one token),
 //! - the same latchd with `synchronous=OFF` (what fsync costs a refresh),
 //! - raw Ed25519 verifications/s on all cores (what checking a token costs
@@ -10,20 +12,22 @@
 //!   this disk (the fsync a write pays, without latch's group commit),
 //! - the HTTPS floor and the plain-HTTP floor: `GET /health`, which does no
 //!   work, through the same client (wrk only): no endpoint can be faster
-//!   here, and `GET /v1/auth/me` next to it (a signed-in call; target ≥ 50 %
-//!   of the HTTPS floor).
+//!   here, and next to it `GET /v1/auth/me` (a signed-in call; target ≥ 50 %
+//!   of the HTTPS floor) and `POST /v1/auth/introspect` of an access token
+//!   with an app's API key.
 //!
 //! Every daemon measurement runs `LATCH_BENCH_ROUNDS` times (default 3),
-//! FULL, OFF, the floors and `me` interleaved in each round, and the table
-//! shows medians; the raw limits are measured before and after the rounds
-//! (ratios use the mean), so a drift in this shared machine's speed shows
-//! instead of skewing one side of a ratio. A short unreported warm-up
-//! comes first. Enumeration timing is `benches/enumeration.rs`.
+//! FULL, OFF, the floors, `me` and introspection interleaved in each round,
+//! and the table shows medians; the raw limits are measured before and
+//! after the rounds (ratios use the mean), so a drift in this shared
+//! machine's speed shows instead of skewing one side of a ratio. A short
+//! unreported warm-up comes first. Enumeration timing is
+//! `benches/enumeration.rs`.
 //!
-//! Run: `cargo bench --bench auth` (about five minutes). `LATCH_BENCH_SECS`
-//! sets the seconds per measurement (default 8). Refreshes, floors and `me`
-//! are driven by wrk (`apt install wrk`); without it only logins and
-//! refreshes run, through reqwest.
+//! Run: `cargo bench --bench auth` (about twelve minutes). `LATCH_BENCH_SECS`
+//! sets the seconds per measurement (default 8). Refreshes, floors, `me`
+//! and introspection are driven by wrk (`apt install wrk`); without it only
+//! logins, registrations and refreshes run, through reqwest.
 
 // A panic here is a failed test or bench run, with its message: what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -45,7 +49,13 @@ mod roomy;
 #[path = "support/stats.rs"]
 mod stats;
 
-use load::{Run, WARMING_UP, closed_loop, cpu_secs, on_all_cores, secs, wrk, wrk_installed};
+use load::{Run, Script, WARMING_UP, closed_loop, cpu_secs, on_all_cores, secs, wrk, wrk_installed};
+
+/// Connections per measurement: one (latency alone), then two loads.
+const CLIENTS: [usize; 3] = [1, 16, 64];
+
+/// Registrations so far: each takes a new address.
+static REGISTERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Logins answered 503 `overloaded` (then retried).
 static OVERLOADED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -59,6 +69,8 @@ struct Daemon {
     latchd: harness::Latchd,
     base: String,
     client: reqwest::Client,
+    /// An API key with scope `introspect`, as an app holds one.
+    api_key: String,
 }
 
 async fn start(no_fsync: bool) -> Daemon {
@@ -77,7 +89,21 @@ async fn start(no_fsync: bool) -> Daemon {
         .pool_max_idle_per_host(128)
         .build()
         .expect("client");
-    Daemon { base: latchd.https_url(""), client, latchd }
+    let api_key = introspect_key(&latchd);
+    Daemon { base: latchd.https_url(""), client, latchd, api_key }
+}
+
+/// Creates an API key with scope `introspect` through `latchctl`.
+fn introspect_key(latchd: &harness::Latchd) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchctl"))
+        .arg("--state-dir")
+        .arg(latchd.state_dir())
+        .args(["--json", "api-keys", "create", "--name", "bench", "--scope", "introspect"])
+        .output()
+        .expect("run latchctl");
+    assert!(out.status.success(), "latchctl: {}", String::from_utf8_lossy(&out.stderr));
+    let made: Value = serde_json::from_slice(&out.stdout).expect("latchctl --json");
+    made["key"].as_str().expect("key").to_string()
 }
 
 impl Daemon {
@@ -124,6 +150,21 @@ async fn bench_logins(d: &Arc<Daemon>, emails: &Arc<Vec<String>>, clients: usize
     .await
 }
 
+/// Registrations of new addresses (one hash, one user row, one mail each).
+async fn bench_register(d: &Arc<Daemon>, clients: usize) -> Run {
+    let d = Arc::clone(d);
+    closed_loop(clients, move |_| {
+        let d = Arc::clone(&d);
+        let n = REGISTERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move {
+            let body = json!({"email": format!("new{n}@bench.test"), "password": PASSWORD});
+            let (s, v) = d.post("/v1/auth/register", &body).await;
+            assert_eq!(s, 202, "{v}");
+        }
+    })
+    .await
+}
+
 /// Refresh rotations for the bench duration with `clients` connections:
 /// driven by wrk (C, one thread) when it is installed, so the client takes
 /// less of the two cores it shares with latchd; else by the reqwest client.
@@ -160,7 +201,27 @@ fn wrk_refresh(base: &str, tokens: &[String], clients: usize) -> Run {
     let file = dir.path().join("tokens");
     std::fs::write(&file, tokens.join("\n") + "\n").expect("tokens");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/refresh.lua");
-    wrk(&format!("{base}/v1/auth/refresh"), clients, Some((script, &file)), None)
+    wrk(
+        &format!("{base}/v1/auth/refresh"),
+        clients,
+        Some(Script { path: script, var: "LATCH_TOKENS", file: &file }),
+        None,
+    )
+}
+
+/// `POST /v1/auth/introspect` of one access token with the app's API key:
+/// what an app's server-side check of a token costs.
+fn wrk_introspect(base: &str, api_key: &str, access_token: &str, clients: usize) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("body");
+    std::fs::write(&file, json!({ "token": access_token }).to_string()).expect("body");
+    let script = Script {
+        path: concat!(env!("CARGO_MANIFEST_DIR"), "/benches/post.lua"),
+        var: "LATCH_BODY",
+        file: &file,
+    };
+    let header = format!("Authorization: Bearer {api_key}");
+    wrk(&format!("{base}/v1/auth/introspect"), clients, Some(script), Some(&header))
 }
 
 /// `GET /v1/auth/me` with one access token on every connection: what a
@@ -252,8 +313,8 @@ async fn wrk_metered(pid: u32, work: impl FnOnce() -> Run + Send + 'static) -> (
     metered(pid, async move { tokio::task::spawn_blocking(work).await.expect("wrk") }).await
 }
 
-/// One round: logins, then per client count refresh FULL and OFF, the two
-/// floors and `me`, interleaved.
+/// One round: logins and registrations, then per client count refresh FULL
+/// and OFF, the two floors, `me` and introspection, interleaved.
 async fn round(
     d: &Arc<Daemon>,
     fast: &Arc<Daemon>,
@@ -262,26 +323,39 @@ async fn round(
     out: &mut Measured,
 ) {
     let (pid, fast_pid) = (d.latchd.pid() as u32, fast.latchd.pid() as u32);
-    for c in [16, 64] {
-        let run = metered(pid, bench_logins(d, emails, c)).await;
-        out.entry(("login", c)).or_default().push(run);
+    for c in CLIENTS {
+        out.entry(("login", c)).or_default().push(metered(pid, bench_logins(d, emails, c)).await);
+        out.entry(("register", c)).or_default().push(metered(pid, bench_register(d, c)).await);
     }
-    for c in [16, 64] {
+    for c in CLIENTS {
         out.entry(("refresh FULL", c)).or_default().push(metered(pid, bench_refresh(d, emails, c)).await);
         let off = metered(fast_pid, bench_refresh(fast, fast_emails, c)).await;
         out.entry(("refresh OFF", c)).or_default().push(off);
-        if !wrk_installed() {
-            continue;
+        if wrk_installed() {
+            signed_in_calls(d, emails, c, out).await;
         }
-        let base = d.base.clone();
-        out.entry(("floor HTTPS", c)).or_default().push(wrk_metered(pid, move || wrk_floor(&base, c)).await);
-        let base = d.latchd.http_url("");
-        let base = base.trim_end_matches('/').to_string();
-        out.entry(("floor HTTP", c)).or_default().push(wrk_metered(pid, move || wrk_floor(&base, c)).await);
-        let token = d.login(&emails[0]).await["access_token"].as_str().expect("token").to_string();
-        let base = d.base.clone();
-        out.entry(("me", c)).or_default().push(wrk_metered(pid, move || wrk_me(&base, &token, c)).await);
     }
+}
+
+/// The floors, `me` and introspection at `c` connections (wrk only).
+async fn signed_in_calls(d: &Arc<Daemon>, emails: &[String], c: usize, out: &mut Measured) {
+    let pid = d.latchd.pid() as u32;
+    let base = d.base.clone();
+    out.entry(("floor HTTPS", c)).or_default().push(wrk_metered(pid, move || wrk_floor(&base, c)).await);
+    let base = d.latchd.http_url("");
+    let base = base.trim_end_matches('/').to_string();
+    out.entry(("floor HTTP", c)).or_default().push(wrk_metered(pid, move || wrk_floor(&base, c)).await);
+    let token = d.login(&emails[0]).await["access_token"].as_str().expect("token").to_string();
+    let (base, me_token) = (d.base.clone(), token.clone());
+    out.entry(("me", c)).or_default().push(wrk_metered(pid, move || wrk_me(&base, &me_token, c)).await);
+    // wrk counts only the status: check once that the answer is `active`.
+    let check = d.client.post(format!("{}/v1/auth/introspect", d.base)).bearer_auth(&d.api_key);
+    let answer: Value =
+        check.json(&json!({ "token": token })).send().await.expect("introspect").json().await.expect("json");
+    assert_eq!(answer["active"], true, "{answer}");
+    let (base, key) = (d.base.clone(), d.api_key.clone());
+    let run = wrk_metered(pid, move || wrk_introspect(&base, &key, &token, c)).await;
+    out.entry(("introspect", c)).or_default().push(run);
 }
 
 /// Median rate, p50, p99 and CPU µs per operation of a set of runs.
@@ -370,7 +444,9 @@ fn report(limits: &Limits, measured: &Measured) {
             base.map_or(String::new(), |b| format!("{:.0} % of {of}", 100.0 * ops / b))
         };
         let ratio = match *name {
-            "login" => pct(Some(hashes), "raw argon2"),
+            // One client hashes on one core at a time: latency is its figure.
+            "login" | "register" if *c == 1 => String::new(),
+            "login" | "register" => pct(Some(hashes), "raw argon2"),
             "refresh FULL" => {
                 format!(
                     "{}; {}",
@@ -378,7 +454,7 @@ fn report(limits: &Limits, measured: &Measured) {
                     pct(rate("floor HTTPS", *c), "the HTTPS floor")
                 )
             }
-            "me" => pct(rate("floor HTTPS", *c), "the HTTPS floor"),
+            "me" | "introspect" => pct(rate("floor HTTPS", *c), "the HTTPS floor"),
             "floor HTTPS" => pct(rate("floor HTTP", *c), "the HTTP floor"),
             _ => String::new(),
         };

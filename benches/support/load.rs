@@ -80,16 +80,25 @@ pub fn wrk_installed() -> bool {
     Command::new("wrk").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
 
+/// A wrk Lua script under `benches/` and the file it reads, named by the
+/// environment variable `var`.
+pub struct Script<'a> {
+    pub path: &'a str,
+    pub var: &'a str,
+    pub file: &'a Path,
+}
+
 /// One wrk run (one thread, `clients` connections), optionally with a Lua
-/// script fed a token file; any non-2xx answer fails the bench.
-pub fn wrk(url: &str, clients: usize, script: Option<(&str, &Path)>, header: Option<&str>) -> Run {
+/// script fed a file (its path in the environment variable the script
+/// reads); any non-2xx answer fails the bench.
+pub fn wrk(url: &str, clients: usize, script: Option<Script>, header: Option<&str>) -> Run {
     let mut cmd = Command::new("wrk");
     cmd.args(["-t1", &format!("-c{clients}"), &format!("-d{}s", secs().as_secs()), "--latency"]);
     if let Some(header) = header {
         cmd.args(["-H", header]);
     }
-    if let Some((script, tokens)) = script {
-        cmd.arg("-s").arg(script).env("LATCH_TOKENS", tokens).env("LATCH_WRK_THREADS", "1");
+    if let Some(Script { path, var, file }) = script {
+        cmd.arg("-s").arg(path).env(var, file).env("LATCH_WRK_THREADS", "1");
     }
     let out = cmd.arg(url).output().expect("run wrk");
     let text = String::from_utf8_lossy(&out.stdout);
