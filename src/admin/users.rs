@@ -1,6 +1,7 @@
 //! `/v1/admin/users`: list (search, status, pages), create, show, change
-//! (status, roles, unlock, email_verified) and delete accounts. Disabling
-//! revokes every session at once; no change may leave no active admin.
+//! (status, roles, unlock, email_verified, turning off a lost second
+//! factor) and delete accounts. Disabling revokes every session at once; no
+//! change may leave no active admin.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
@@ -11,6 +12,7 @@ use super::queries::{self, AdminUser, UserFilter};
 use super::{AdminError, Deps};
 use crate::audit::{self, Entry};
 use crate::auth::queries::{NewUser, insert_one_time, insert_user, revoke_user_sessions};
+use crate::auth::second_factor::{self, Enrolment};
 use crate::auth::{Principal, check_password, normalize_email, validate_email};
 use crate::email::{self, Template};
 use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig, Page};
@@ -158,6 +160,16 @@ pub struct PatchUser {
     roles: Option<Vec<String>>,
     unlock: Option<bool>,
     email_verified: Option<bool>,
+    /// `{"totp": false}` turns off the account's TOTP and recovery codes
+    /// (a person who lost both) and signs it out everywhere; the person
+    /// then enrolls again. Beyond API.md.
+    mfa: Option<PatchMfa>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct PatchMfa {
+    /// Only `false`: nobody but the person can enroll a second factor.
+    totp: bool,
 }
 
 fn check_roles(c: &rusqlite::Connection, roles: &[String]) -> Result<(), StoreError> {
@@ -177,9 +189,21 @@ fn keep_an_admin(c: &rusqlite::Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Turns off the user's second factor when it was on (true then): its
+/// secret, recovery codes and pending second steps go, and every session
+/// ends, since a lost phone may hold one.
+fn turn_off_second_factor(c: &rusqlite::Connection, id: &str, now: i64) -> Result<bool, StoreError> {
+    if second_factor::enrolment(c, id)? != Some(Enrolment::Active) {
+        return Ok(false);
+    }
+    second_factor::remove(c, id)?;
+    revoke_user_sessions(c, id, None, "mfa_reset_by_admin", now)?;
+    Ok(true)
+}
+
 /// Applies a PATCH inside one write; refused whole if it would leave no
-/// active admin.
-fn apply_patch(c: &rusqlite::Connection, id: &str, p: &PatchUser, now: i64) -> Result<(), StoreError> {
+/// active admin. True when it turned a second factor off.
+fn apply_patch(c: &rusqlite::Connection, id: &str, p: &PatchUser, now: i64) -> Result<bool, StoreError> {
     if queries::user(c, id)?.is_none() {
         return Err(refuse(AdminError::NotFound("user")));
     }
@@ -200,7 +224,16 @@ fn apply_patch(c: &rusqlite::Connection, id: &str, p: &PatchUser, now: i64) -> R
     if let Some(verified) = p.email_verified {
         queries::set_verified(c, id, verified, now)?;
     }
-    keep_an_admin(c)
+    let second_factor_off = match &p.mfa {
+        None => false,
+        Some(PatchMfa { totp: true }) => {
+            let why = "can only be false: the person enrolls a second factor themselves";
+            return Err(refuse(AdminError::invalid("mfa.totp", why)));
+        }
+        Some(PatchMfa { totp: false }) => turn_off_second_factor(c, id, now)?,
+    };
+    keep_an_admin(c)?;
+    Ok(second_factor_off)
 }
 
 #[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
@@ -208,6 +241,7 @@ fn apply_patch(c: &rusqlite::Connection, id: &str, p: &PatchUser, now: i64) -> R
     responses((status = 200, description = "The changed user", body = AdminUser)))]
 pub async fn patch(
     d: D,
+    cfg: LiveConfig,
     who: Principal,
     client: ClientInfo,
     id: web::Path<String>,
@@ -217,15 +251,33 @@ pub async fn patch(
     let (id, actor) = (id.into_inner(), who.actor());
     let (uid, p) = (id.clone(), body.0);
     let unlock = p.unlock == Some(true);
+    // The person hears that their second factor was turned off: if they did
+    // not ask for it, an admin account is being misused.
+    let notice = match &p.mfa {
+        Some(PatchMfa { totp: false }) => {
+            let to = load(&d, id.clone()).await?.email;
+            Some(
+                email::prepare(&cfg, &d.key, &to, &Template::SecondFactorRemoved)
+                    .map_err(AdminError::from)?,
+            )
+        }
+        _ => None,
+    };
+    let cap = cfg.email.max_per_recipient;
     d.store
         .write(move |c| {
-            apply_patch(c, &uid, &p, crate::clock::now_unix())?;
-            let details = json!({ "status": p.status, "roles": p.roles, "unlock": p.unlock, "email_verified": p.email_verified });
+            let second_factor_off = apply_patch(c, &uid, &p, crate::clock::now_unix())?;
+            if let Some(notice) = notice.filter(|_| second_factor_off) {
+                email::enqueue(c, cap, notice)?;
+            }
+            let mfa = p.mfa.as_ref().map(|m| json!({ "totp": m.totp, "turned_off": second_factor_off }));
+            let details = json!({ "status": p.status, "roles": p.roles, "unlock": p.unlock, "email_verified": p.email_verified, "mfa": mfa });
             let entry = Entry { action: "user_updated", actor_id: Some(&actor), subject_id: Some(&uid), client: Some(&client), details };
             audit::record(c, &entry)
         })
         .await
         .map_err(refusal)?;
+    d.outbox.wake.notify_one();
     let user = load(&d, id).await?;
     if unlock {
         d.defense.clear_login_failures(&user.email_norm).await.map_err(AdminError::from)?;

@@ -50,6 +50,10 @@ pub enum UsersCmd {
     Enable { user: String },
     /// Lift the login lock and throttling of an account's email.
     Unlock { user: String },
+    /// Turn off an account's two-step verification (its person lost the
+    /// authenticator and the recovery codes): signs it out everywhere and
+    /// mails the person; they enroll again themselves.
+    ResetMfa { user: String },
     /// Delete an account with its sessions (audit rows stay).
     Delete { user: String },
 }
@@ -149,6 +153,7 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
         UsersCmd::Disable { user } => patch(user, json!({ "status": "disabled" }))?,
         UsersCmd::Enable { user } => patch(user, json!({ "status": "active" }))?,
         UsersCmd::Unlock { user } => patch(user, json!({ "unlock": true }))?,
+        UsersCmd::ResetMfa { user } => patch(user, json!({ "mfa": { "totp": false } }))?,
         UsersCmd::Delete { user } => {
             let id = user_id(client, user)?;
             client.delete(&format!("/v1/admin/users/{id}"))?;

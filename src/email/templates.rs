@@ -12,6 +12,8 @@ pub enum Template {
     PasswordReset { token: String },
     /// Someone signed in from a network this account was not used from.
     NewSignIn { ip: String, device: String, at: String },
+    /// An administrator turned off the account's second factor.
+    SecondFactorRemoved,
 }
 
 impl Template {
@@ -21,6 +23,7 @@ impl Template {
             Template::AlreadyRegistered => "already_registered",
             Template::PasswordReset { .. } => "password_reset",
             Template::NewSignIn { .. } => "new_sign_in",
+            Template::SecondFactorRemoved => "second_factor_removed",
         }
     }
 
@@ -30,6 +33,7 @@ impl Template {
             Template::AlreadyRegistered => "Someone tried to sign up with your address",
             Template::PasswordReset { .. } => "Reset your password",
             Template::NewSignIn { .. } => "New sign-in to your account",
+            Template::SecondFactorRemoved => "Two-step verification was turned off",
         }
     }
 
@@ -61,6 +65,12 @@ impl Template {
                  address: {ip}\ndevice: {device}\ntime: {at}\n\nIf this was you, nothing needs doing. If not, \
                  change your password now: every other session is signed out when you do.\n"
             ),
+            Template::SecondFactorRemoved => "An administrator turned off two-step verification for your \
+                 account: its authenticator app and recovery codes no longer work, and every session was \
+                 signed out. Signing in now needs only your password; you can set up two-step verification \
+                 again from your account.\n\nIf you did not ask for this, tell your administrator and change \
+                 your password now.\n"
+                .to_string(),
         }
     }
 }

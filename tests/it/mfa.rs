@@ -1,8 +1,9 @@
 //! The second factor, end to end against the real daemon: enrolment with a
 //! secret an independent TOTP implementation (Python's pyotp) agrees with,
 //! login's second step, no replay even for twenty parallel requests,
-//! recovery codes, turning TOTP off, what the database holds, and the
-//! defenses and counters it feeds.
+//! recovery codes, turning TOTP off (by the person, or by an admin for a
+//! person who lost it), what the database holds, and the defenses and
+//! counters it feeds.
 
 use std::process::Command;
 use std::time::Duration;
@@ -10,9 +11,10 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 
+use crate::admin_api::{ctl, ok_json};
 use crate::flows::{PASSWORD, login, metric, register_verified, with_smtp};
 use crate::harness::{Latchd, assert_problem};
-use crate::mail::token_in;
+use crate::mail::{subject_of, token_in};
 
 /// The code pyotp computes for `secret` at `steps` 30-second steps from
 /// now (negative: earlier).
@@ -355,4 +357,71 @@ async fn wrong_codes_feed_the_login_throttle_and_a_reset_keeps_totp() {
     let res =
         step_two(&d, body["mfa_token"].as_str().unwrap(), json!({"code": code_at(&user.secret, 1)})).await;
     assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn an_admin_turns_off_a_lost_second_factor_signs_the_account_out_and_tells_the_person() {
+    let (d, smtp) = with_smtp("").await;
+    let (ada, _) = enrolled(&d, &smtp, "ada@example.test", 0).await;
+    let root = ["users", "add", "root@example.test", "--role", "admin", "--password-stdin", "--verified"];
+    assert!(ctl(&d, &root, PASSWORD).status.success());
+    let admin = login(&d, "root@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    let id = me(&d, &ada.access).await["id"].as_str().unwrap().to_string();
+
+    // Nobody but the person enrolls: an admin can only turn it off.
+    let on = json!({"mfa": {"totp": true}});
+    let res = d.client().patch(d.https_url(&format!("/v1/admin/users/{id}"))).bearer_auth(&admin).json(&on);
+    let problem = assert_problem(res.send().await.unwrap(), 400, "invalid-request").await;
+    assert_eq!(problem["errors"][0]["field"], "mfa.totp", "{problem}");
+    assert_eq!(me(&d, &ada.access).await["mfa"], json!({"totp": true}), "a refused change changes nothing");
+
+    let user = ok_json(ctl(&d, &["--json", "users", "reset-mfa", "ada@example.test"], ""));
+    assert_eq!(user["mfa"], json!({"totp": false}), "{user}");
+    assert_eq!(d.get_auth("/v1/auth/me", &ada.access).await.status(), 401, "a lost phone's session ends");
+    let tokens = login(&d, "ada@example.test", PASSWORD).await;
+    assert!(tokens["access_token"].is_string(), "the password alone signs in now: {tokens}");
+    let db = d.db();
+    for table in ["totp_credentials", "recovery_codes", "mfa_tokens"] {
+        let left: i64 = db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 0, "{table}");
+    }
+    let notices = mails_titled(&smtp, "Two-step verification was turned off", 1).await;
+    assert!(notices[0].contains("To: ada@example.test"), "{}", notices[0]);
+
+    // Again: nothing to turn off, so no session ends and nobody is mailed.
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(ok_json(ctl(&d, &["--json", "users", "reset-mfa", &id], "")).is_object());
+    assert_eq!(me(&d, access).await["mfa"], json!({"totp": false}));
+    let details: Vec<String> = db
+        .prepare("SELECT details FROM audit_log WHERE action = 'user_updated' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let turned: Vec<Value> =
+        details.iter().map(|t| serde_json::from_str::<Value>(t).unwrap()["mfa"].clone()).collect();
+    assert_eq!(
+        turned,
+        [json!({"totp": false, "turned_off": true}), json!({"totp": false, "turned_off": false})]
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        mails_titled(&smtp, "Two-step verification was turned off", 1).await.len(),
+        1,
+        "one notice only"
+    );
+}
+
+/// The mails received so far with `subject`, once there are `at_least`.
+async fn mails_titled(smtp: &crate::mail::SmtpSink, subject: &str, at_least: usize) -> Vec<String> {
+    for _ in 0..150 {
+        let titled: Vec<String> =
+            smtp.wait_for(0).await.into_iter().filter(|m| subject_of(m) == subject).collect();
+        if titled.len() >= at_least {
+            return titled;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {at_least} mails titled {subject:?}");
 }
