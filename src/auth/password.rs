@@ -4,7 +4,6 @@
 //! the mean hash time), or find the queue full, is refused at once (the
 //! caller answers 503 `overloaded`) instead of growing latency without end.
 
-use std::cell::RefCell;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -22,8 +21,8 @@ use crate::http::problem::{Kind, ToProblem};
 /// Queued hashes per core before new ones are refused, however short the
 /// expected wait (a bound on memory when hashes are cheap).
 pub const QUEUE_PER_CORE: usize = 32;
-/// A hashing thread idle this long frees its argon2 memory (19 MiB at the
-/// default parameters), so an idle daemon stays small.
+/// With no hash for this long the pool frees its argon2 memory (19 MiB
+/// per workspace at the default parameters), so an idle daemon stays small.
 const IDLE_RELEASE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
@@ -117,10 +116,17 @@ pub struct Hasher {
     dummy: Arc<Mutex<Option<(Argon2Params, String)>>>,
 }
 
-thread_local! {
-    /// argon2-rust's workspace: the memory blocks, reused across hashes on
-    /// this thread instead of allocating and faulting in 19 MiB each time.
-    static WORKSPACE: RefCell<Option<argon2_rust::Hasher>> = const { RefCell::new(None) };
+/// argon2-rust's workspaces (the memory blocks), reused across hashes
+/// instead of allocating and faulting in 19 MiB each time: a hash borrows
+/// one and puts it back. They are shared, not kept per thread, because the
+/// pool's threads wait for work one at a time (one holds the queue, the
+/// others wait for it): only the waiting one learns that the pool went
+/// idle, and it must be able to free every thread's workspace. Kept per
+/// thread, a second thread's 19 MiB stayed resident on an idle daemon.
+static WORKSPACES: Mutex<Vec<argon2_rust::Hasher>> = Mutex::new(Vec::new());
+
+fn spare_workspace() -> Option<argon2_rust::Hasher> {
+    WORKSPACES.lock().ok()?.pop()
 }
 
 fn err(e: argon2_rust::Error) -> HashError {
@@ -138,12 +144,24 @@ fn argon(params: Argon2Params) -> Result<Argon2, HashError> {
 }
 
 fn with_workspace<T>(argon2: Argon2, f: impl FnOnce(&mut argon2_rust::Hasher) -> T) -> T {
-    WORKSPACE.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let hasher = slot.get_or_insert_with(|| argon2.hasher());
-        hasher.set_argon2(argon2);
-        f(hasher)
-    })
+    let mut hasher = match spare_workspace() {
+        Some(mut spare) => {
+            spare.set_argon2(argon2);
+            spare
+        }
+        None => argon2.hasher(),
+    };
+    let out = f(&mut hasher);
+    if let Ok(mut spares) = WORKSPACES.lock() {
+        spares.push(hasher);
+    }
+    out
+}
+
+/// Frees every spare workspace; true when there was one.
+fn free_workspaces() -> bool {
+    let spares = WORKSPACES.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
+    !spares.is_empty()
 }
 
 /// Hashes synchronously into a PHC string (pool threads, tests, benches).
@@ -171,8 +189,9 @@ pub fn verify_now(params: Argon2Params, pepper: Option<&[u8]>, password: &str, p
     Verified { ok, needs_rehash }
 }
 
-/// One pool thread: runs jobs; after `IDLE_RELEASE` without work it drops
-/// its workspace.
+/// One pool thread: runs jobs; after `IDLE_RELEASE` without work (every
+/// job would have come to this thread, which holds the queue) it frees the
+/// pool's workspaces.
 fn pool_thread(rx: &Mutex<mpsc::Receiver<Job>>) {
     loop {
         let job = match rx.lock() {
@@ -182,7 +201,7 @@ fn pool_thread(rx: &Mutex<mpsc::Receiver<Job>>) {
         match job {
             Ok(job) => job(),
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if WORKSPACE.with(|w| w.borrow_mut().take()).is_some() {
+                if free_workspaces() {
                     crate::telemetry::memory::return_free_memory();
                 }
             }

@@ -327,6 +327,29 @@ async fn checks_that_would_wait_past_max_queue_wait_are_refused_at_once() {
     assert!(overloaded > 0 && overloaded < burst, "{overloaded} of {burst} refused");
 }
 
+/// Once no hash has come for two seconds the pool frees every thread's
+/// argon2 memory, not only the memory of the thread waiting on the queue
+/// (which alone learns the pool went idle; another thread could free its
+/// own only after it took the queue and waited two seconds more): with
+/// 64 MiB hashes a workspace kept by any thread is plain in the heap.
+#[tokio::test]
+async fn an_idle_hashing_pool_frees_every_threads_memory() {
+    let d = Latchd::start_with(&base_config(&format!("{SLOW_HASHES}max_queue_wait = \"60s\"\n"))).await;
+    let burst = 3 * std::thread::available_parallelism().unwrap().get();
+    assert_eq!(refused(&login_burst(&d, burst).await), 0, "every thread hashed");
+    let mut heap_kib = 0;
+    for _ in 0..35 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap().to_string();
+        heap_kib = line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
+        if heap_kib < 32 * 1024 {
+            return;
+        }
+    }
+    panic!("heap {heap_kib} KiB 3.5 s after the last hash: a 64 MiB workspace is still held");
+}
+
 /// After `[passwords].argon2` changes, accounts keep their old hashes until
 /// they log in, and a wrong password for them is verified with the old
 /// parameters; the dummy hash for unknown emails follows the stored
