@@ -22,6 +22,8 @@ use latch::http::ClientInfo;
 use latch::store::{Store, StoreOptions};
 use serde_json::{Value, json};
 
+#[path = "support/api_key.rs"]
+mod api_key;
 #[path = "../tests/it/harness.rs"]
 #[allow(dead_code)]
 mod harness;
@@ -158,18 +160,6 @@ async fn daemon() -> harness::Latchd {
     harness::Latchd::start_in_with_env(dir, &[("RUST_LOG", "warn")]).await
 }
 
-fn api_key(d: &harness::Latchd) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchctl"))
-        .arg("--state-dir")
-        .arg(d.state_dir())
-        .args(["--json", "api-keys", "create", "--name", "bench", "--scope", "introspect"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
-    made["key"].as_str().unwrap().to_string()
-}
-
 /// (p50, p99) µs of `REQUESTS` sequential requests on one connection.
 async fn latency(req: impl Fn() -> reqwest::RequestBuilder, active: Option<bool>) -> (f64, f64) {
     let mut times = Vec::with_capacity(REQUESTS);
@@ -194,7 +184,7 @@ async fn introspection() {
     let tokens: Value = d.post("/v1/auth/login", body).await.json().await.unwrap();
     let (access, refresh) =
         (tokens["access_token"].as_str().unwrap(), tokens["refresh_token"].as_str().unwrap());
-    let key = api_key(&d);
+    let key = api_key::introspect_key(&d);
     let client = d.client();
     let introspect_url = d.https_url("/v1/auth/introspect");
     let me_url = d.https_url("/v1/auth/me");

@@ -41,6 +41,8 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery staple";
 
+#[path = "support/api_key.rs"]
+mod api_key;
 #[path = "support/load.rs"]
 mod load;
 #[path = "support/roomy.rs"]
@@ -89,21 +91,8 @@ async fn start(no_fsync: bool) -> Daemon {
         .pool_max_idle_per_host(128)
         .build()
         .expect("client");
-    let api_key = introspect_key(&latchd);
+    let api_key = api_key::introspect_key(&latchd);
     Daemon { base: latchd.https_url(""), client, latchd, api_key }
-}
-
-/// Creates an API key with scope `introspect` through `latchctl`.
-fn introspect_key(latchd: &harness::Latchd) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchctl"))
-        .arg("--state-dir")
-        .arg(latchd.state_dir())
-        .args(["--json", "api-keys", "create", "--name", "bench", "--scope", "introspect"])
-        .output()
-        .expect("run latchctl");
-    assert!(out.status.success(), "latchctl: {}", String::from_utf8_lossy(&out.stderr));
-    let made: Value = serde_json::from_slice(&out.stdout).expect("latchctl --json");
-    made["key"].as_str().expect("key").to_string()
 }
 
 impl Daemon {
