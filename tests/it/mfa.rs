@@ -86,10 +86,16 @@ async fn step_two(d: &Latchd, mfa_token: &str, proof: Value) -> reqwest::Respons
     d.post("/v1/auth/login/mfa", body).await
 }
 
-fn audit_actions(d: &Latchd) -> Vec<String> {
+/// One text column of the audit log, oldest row first (`what` is an SQL
+/// expression over a row, `which` a condition).
+fn audit_column(d: &Latchd, what: &str, which: &str) -> Vec<String> {
     let db = d.db();
-    let mut stmt = db.prepare("SELECT action FROM audit_log ORDER BY id").unwrap();
+    let mut stmt = db.prepare(&format!("SELECT {what} FROM audit_log WHERE {which} ORDER BY id")).unwrap();
     stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+fn audit_actions(d: &Latchd) -> Vec<String> {
+    audit_column(d, "action", "1")
 }
 
 #[tokio::test]
@@ -152,14 +158,7 @@ async fn enrolment_confirmed_by_pyotp_turns_on_the_second_step() {
     for action in ["totp_enrolment_started", "totp_enabled", "login_mfa_failed"] {
         assert!(actions.iter().any(|a| a == action), "{action} in {actions:?}");
     }
-    let logins: Vec<String> = d
-        .db()
-        .prepare("SELECT json_extract(details, '$.amr') FROM audit_log WHERE action = 'login'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let logins = audit_column(&d, "json_extract(details, '$.amr')", "action = 'login'");
     assert_eq!(logins.last().map(String::as_str), Some("pwd otp"), "{logins:?}");
 }
 
@@ -392,13 +391,7 @@ async fn an_admin_turns_off_a_lost_second_factor_signs_the_account_out_and_tells
     let access = tokens["access_token"].as_str().unwrap();
     assert!(ok_json(ctl(&d, &["--json", "users", "reset-mfa", &id], "")).is_object());
     assert_eq!(me(&d, access).await["mfa"], json!({"totp": false}));
-    let details: Vec<String> = db
-        .prepare("SELECT details FROM audit_log WHERE action = 'user_updated' ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let details = audit_column(&d, "details", "action = 'user_updated'");
     let turned: Vec<Value> =
         details.iter().map(|t| serde_json::from_str::<Value>(t).unwrap()["mfa"].clone()).collect();
     assert_eq!(
