@@ -23,6 +23,7 @@ pub async fn list(d: D, who: Principal) -> Result<HttpResponse, ApiError> {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewKey {
     #[schema(min_length = 1, max_length = 128)]
     name: String,

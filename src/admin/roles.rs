@@ -22,6 +22,7 @@ pub async fn list(d: D, who: Principal) -> Result<HttpResponse, ApiError> {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewRole {
     #[schema(pattern = "^[a-z0-9_.-]{1,64}$")]
     name: String,

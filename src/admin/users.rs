@@ -81,6 +81,7 @@ pub async fn show(d: D, who: Principal, id: web::Path<String>) -> Result<HttpRes
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateUser {
     email: String,
     /// Absent: the user is mailed a link to choose one.
@@ -154,6 +155,7 @@ pub async fn create(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PatchUser {
     /// active or disabled (disabling revokes every session at once).
     status: Option<String>,
@@ -167,6 +169,7 @@ pub struct PatchUser {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PatchMfa {
     /// Only `false`: nobody but the person can enroll a second factor.
     totp: bool,

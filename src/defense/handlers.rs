@@ -24,6 +24,7 @@ pub async fn list(d: D, who: Principal) -> Result<HttpResponse, ApiError> {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewBlock {
     cidr: String,
     reason: String,

@@ -73,8 +73,13 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let (field, message) = match missing_field(&inner.to_string()) {
-            Some(f) if path == "." => (f.to_string(), "is required".to_string()),
+        let text = inner.to_string();
+        let (field, message) = match (missing_field(&text), unknown_field(&text)) {
+            (Some(f), _) if path == "." => (f.to_string(), "is required".to_string()),
+            // The path already ends with the unknown key.
+            (_, Some(expected)) => {
+                (path.trim_start_matches('.').to_string(), format!("is not a field here ({expected})"))
+            }
             _ if inner.is_syntax() || inner.is_eof() => ("body".into(), "is not valid JSON".to_string()),
             _ => (path.trim_start_matches('.').to_string(), strip_position(&inner.to_string())),
         };
@@ -89,6 +94,14 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 fn missing_field(msg: &str) -> Option<&str> {
     msg.strip_prefix("missing field `")?.split('`').next()
+}
+
+/// What serde expected instead of an unknown field ("unknown field `x`,
+/// expected one of `a`, `b`"), from bodies that deny unknown fields so a
+/// misspelt key is never silently ignored.
+fn unknown_field(msg: &str) -> Option<String> {
+    let (_, rest) = msg.strip_prefix("unknown field `")?.split_once('`')?;
+    Some(strip_position(rest.trim_start_matches(", ")))
 }
 
 /// serde_json appends " at line L column C"; the field name says more.
@@ -112,6 +125,34 @@ mod tests {
             Err(e) => e.problem().errors[0].field.clone(),
             Ok(other) => panic!("{other:?}"),
         }
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Patch {
+        status: Option<String>,
+        mfa: Option<Mfa>,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Mfa {
+        totp: bool,
+    }
+
+    #[test]
+    fn a_misspelt_field_is_named_with_what_was_expected() {
+        let problem = |body: &str| match parse::<Patch>(body.as_bytes()) {
+            Err(e) => e.problem().errors[0].clone(),
+            Ok(other) => panic!("{other:?}"),
+        };
+        let top = problem(r#"{"statuss":"disabled"}"#);
+        assert_eq!(top.field, "statuss");
+        assert_eq!(top.message, "is not a field here (expected `status` or `mfa`)");
+        assert_eq!(problem(r#"{"mfa":{"totp":false,"topt":1}}"#).field, "mfa.topt");
+        assert!(parse::<Patch>(br#"{"mfa":{"totp":false}}"#).is_ok());
     }
 
     #[test]

@@ -120,6 +120,20 @@ async fn roles_are_managed_assigned_and_appear_in_the_next_token() {
     let bad =
         send(&d, "PATCH", &format!("/v1/admin/users/{id}"), &admin, Some(json!({"roles": ["nope"]}))).await;
     assert_eq!(assert_problem(bad, 400, "invalid-request").await["errors"][0]["field"], "roles");
+    // A misspelt key is named, not silently ignored next to one that is
+    // right: nothing of the body applies.
+    let typo = json!({"status": "disabled", "role": ["admin"]});
+    let bad = send(&d, "PATCH", &format!("/v1/admin/users/{id}"), &admin, Some(typo)).await;
+    let problem = assert_problem(bad, 400, "invalid-request").await;
+    assert_eq!(problem["errors"][0]["field"], "role", "{problem}");
+    let typo = json!({"email": "eve@example.test", "password": PASSWORD, "email_verifed": true});
+    let bad = send(&d, "POST", "/v1/admin/users", &admin, Some(typo)).await;
+    assert_eq!(assert_problem(bad, 400, "invalid-request").await["errors"][0]["field"], "email_verifed");
+    let bob: Value =
+        send(&d, "GET", &format!("/v1/admin/users/{id}"), &admin, None).await.json().await.unwrap();
+    assert_eq!((bob["status"].clone(), bob["roles"].clone()), (json!("active"), json!(["ops"])));
+    let eve: Value = send(&d, "GET", "/v1/admin/users?query=eve", &admin, None).await.json().await.unwrap();
+    assert_eq!(eve["total"], 0, "no account made from a refused body");
     assert_problem(send(&d, "DELETE", "/v1/admin/roles/admin", &admin, None).await, 409, "conflict").await;
     // The last active admin cannot lose the role, be disabled or deleted.
     let roots: Value =
