@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ReloadOutcome};
-use crate::http::{self, AppState, BoundListener};
+use crate::http::{self, AppState, BoundListener, tls};
 use crate::store::{Store, StoreOptions};
 
 /// Set to `1` only by benchmarks: runs the writer with `synchronous=OFF`
@@ -61,7 +61,7 @@ struct Running {
     draining: Arc<AtomicBool>,
     reload_rx: mpsc::Receiver<oneshot::Sender<ReloadOutcome>>,
     reloadable: Vec<Arc<dyn crate::config::Reloadable>>,
-    certs: Option<Arc<crate::http::tls::CertStore>>,
+    certs: Option<Arc<tls::CertStore>>,
     /// Socket files to remove at a clean stop.
     sockets: Vec<std::path::PathBuf>,
     /// Every server's stop handle, the admin socket's included.
@@ -166,7 +166,26 @@ impl Running {
     async fn reload(&self) -> ReloadOutcome {
         reload::apply(&self.shared, self.certs.as_deref(), &self.reloadable).await
     }
+
+    /// Renews a generated certificate that expires soon and serves the new
+    /// one, for a daemon that runs for months without a reload.
+    fn renew_generated_certificate(&self) {
+        let Some(certs) = &self.certs else { return };
+        let cfg = self.shared.load_full();
+        let renewed = match tls::renew_generated(&cfg) {
+            Ok(false) => return,
+            Ok(true) => tls::load_certified_key(&tls::cert_files(&cfg)),
+            Err(e) => Err(e),
+        };
+        match renewed {
+            Ok(key) => certs.swap(key),
+            Err(e) => tracing::warn!(error = %e, "renewing the generated certificate failed"),
+        }
+    }
 }
+
+/// How often a generated certificate's expiry is looked at.
+const CERT_CHECK_EVERY: Duration = Duration::from_secs(3600);
 
 /// Editors and certbot write in several steps: a reload waits this long
 /// after the last change, so a burst of writes reloads once.
@@ -180,6 +199,8 @@ async fn serve_until_stopped(d: &mut Running, running: &mut AllServers) -> anyho
     let mut hup = signal(SignalKind::hangup())?;
     let mut watch = watch::start(&d.cfg);
     let mut settle_until: Option<tokio::time::Instant> = None;
+    let first_check = tokio::time::Instant::now() + CERT_CHECK_EVERY;
+    let mut cert_check = tokio::time::interval_at(first_check, CERT_CHECK_EVERY);
     loop {
         let file_changed = async {
             match watch.as_mut() {
@@ -203,6 +224,7 @@ async fn serve_until_stopped(d: &mut Running, running: &mut AllServers) -> anyho
             _ = term.recv() => return Ok(false),
             _ = int.recv() => return Ok(false),
             _ = hup.recv() => { d.reload().await; }
+            _ = cert_check.tick() => d.renew_generated_certificate(),
             Some(reply) = d.reload_rx.recv() => { let _ = reply.send(d.reload().await); }
             _ = &mut *running => return Ok(true),
         }

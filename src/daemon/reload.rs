@@ -3,7 +3,7 @@
 //! config-derived state → swap, whole or not at all. Restart-only settings
 //! keep their running values and are reported as "needs restart"; the TLS
 //! certificate is re-read so a renewed file takes effect without dropping
-//! connections.
+//! connections (a generated one is renewed first when it expires soon).
 
 use std::sync::Arc;
 
@@ -36,6 +36,9 @@ pub async fn apply(
                 tracing::warn!(key, "setting changed: needs restart (keeping the running value)");
             }
             if let Some(certs) = certs {
+                if let Err(e) = tls::renew_generated(&merged) {
+                    tracing::warn!(error = %e, "renewing the generated certificate failed");
+                }
                 match tls::load_certified_key(&tls::cert_files(&merged)) {
                     Ok(key) => certs.swap(key),
                     Err(e) => {

@@ -1,7 +1,8 @@
 //! TLS: rustls with TLS 1.2 and 1.3 only, aws-lc-rs as the one crypto
 //! provider. The certificate sits behind a swappable resolver so a renewed
 //! file can be picked up without a restart; with no `[tls]` files a
-//! self-signed certificate is generated once into `state_dir/tls/` and reused.
+//! self-signed certificate is generated into `state_dir/tls/`, reused, and
+//! made anew a month before it expires.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::config::{Config, TlsFiles};
 use crate::state_dir::write_private;
 
-/// Generated certificates are renewed at start when fewer days remain.
+/// Generated certificates are renewed (at start, on a reload and by the
+/// daemon's hourly check) when fewer days remain.
 const RENEW_GENERATED_DAYS: i64 = 30;
 /// With the day of back-dating, a lifespan of 365 days: Mozilla's TLS
 /// guidelines (and sslyze's check of them) want less than 366.
@@ -67,11 +69,8 @@ impl ResolvesServerCert for CertStore {
 /// Loads (generating first if needed) the certificate and builds the rustls
 /// server config shared by every HTTPS listener.
 pub fn server_config(cfg: &Config) -> Result<(Arc<ServerConfig>, Arc<CertStore>), TlsError> {
-    let files = cert_files(cfg);
-    if cfg.tls.is_none() {
-        ensure_generated(&files, &cfg.public_host)?;
-    }
-    let key = load_certified_key(&files)?;
+    renew_generated(cfg)?;
+    let key = load_certified_key(&cert_files(cfg))?;
     let store = Arc::new(CertStore { current: ArcSwap::from_pointee(key) });
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -121,8 +120,20 @@ pub fn not_after(der: &CertificateDer<'_>) -> Option<i64> {
     Some(cert.validity().not_after.timestamp())
 }
 
-/// Creates `state_dir/tls/{cert,key}.pem` unless a usable pair is there.
-fn ensure_generated(files: &TlsFiles, host: &str) -> Result<(), TlsError> {
+/// With no `[tls]` files: makes a new self-signed pair when there is none
+/// or the one there expires within `RENEW_GENERATED_DAYS`. True when it
+/// wrote one (the caller then serves it). A daemon that runs for a year
+/// must not start serving an expired certificate.
+pub fn renew_generated(cfg: &Config) -> Result<bool, TlsError> {
+    if cfg.tls.is_some() {
+        return Ok(false);
+    }
+    ensure_generated(&cert_files(cfg), &cfg.public_host)
+}
+
+/// Creates `state_dir/tls/{cert,key}.pem` unless a usable pair is there;
+/// true when it did.
+fn ensure_generated(files: &TlsFiles, host: &str) -> Result<bool, TlsError> {
     if files.cert.exists() && files.key.exists() {
         let renew_by = crate::clock::now_unix() + RENEW_GENERATED_DAYS * 86_400;
         let still_good = CertificateDer::pem_file_iter(&files.cert)
@@ -132,7 +143,7 @@ fn ensure_generated(files: &TlsFiles, host: &str) -> Result<(), TlsError> {
             .and_then(|der| not_after(&der))
             .is_some_and(|t| t > renew_by);
         if still_good {
-            return Ok(());
+            return Ok(false);
         }
         tracing::info!(path = %files.cert.display(), "generated certificate expires soon; making a new one");
     }
@@ -163,5 +174,5 @@ fn ensure_generated(files: &TlsFiles, host: &str) -> Result<(), TlsError> {
         cert = %files.cert.display(),
         "no [tls] certificate configured: generated a self-signed one (clients must trust it explicitly)"
     );
-    Ok(())
+    Ok(true)
 }

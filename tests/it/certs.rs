@@ -1,7 +1,8 @@
 //! A certificate renewed the way certbot renews one — new files in an
 //! archive folder, then the `live/` symlinks swapped by rename — is served
 //! to the next handshake without a signal or a restart, and the expiry
-//! metric follows it.
+//! metric follows it; a generated certificate near its expiry is renewed
+//! by the running daemon.
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -85,4 +86,45 @@ async fn a_certbot_style_renewal_is_served_without_a_restart() {
     }
     let new_expiry = metric(&d, "latch_tls_cert_expiry_timestamp_seconds").await;
     assert!(new_expiry - old_expiry > 300.0 * 86400.0, "the metric follows: {old_expiry} → {new_expiry}");
+}
+
+/// The generated certificate is renewed while the daemon runs, not only at
+/// start: one that expires within 30 days (here written over it, as if the
+/// daemon had run for eleven months) is replaced by a new year-long one at
+/// the next reload and served at once, its key file private.
+#[tokio::test]
+async fn a_generated_certificate_near_its_expiry_is_renewed_without_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Latchd::start().await;
+    let (cert, key) = (d.state_dir().join("tls/cert.pem"), d.state_dir().join("tls/key.pem"));
+    let first = std::fs::read_to_string(&cert).unwrap();
+    assert_eq!(served(&d, &cert), der(&first));
+    let now = time::OffsetDateTime::now_utc();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_after = now + time::Duration::days(10);
+    let near_key = rcgen::KeyPair::generate().unwrap();
+    let near = params.self_signed(&near_key).unwrap().pem();
+    std::fs::write(&cert, &near).unwrap();
+    std::fs::write(&key, near_key.serialize_pem()).unwrap();
+
+    d.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let renewed = loop {
+        let now_on_disk = std::fs::read_to_string(&cert).unwrap();
+        if now_on_disk != near && served(&d, &cert) == der(&now_on_disk) {
+            break now_on_disk;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a new certificate is made and served within seconds:\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(renewed, first);
+    let expiry = metric(&d, "latch_tls_cert_expiry_timestamp_seconds").await;
+    let days_left = (expiry - now.unix_timestamp() as f64) / 86400.0;
+    assert!((360.0..366.0).contains(&days_left), "a year-long certificate: {days_left} days");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(d.log().contains("expires soon"), "the renewal is logged:\n{}", d.log());
 }
