@@ -200,7 +200,9 @@ impl Gate for Defense {
         if !exempt {
             take(limits.ip.check(Scope::Ip, &key));
             take(limits.ip_hourly.check(Scope::IpHourly, &key));
-            if CREDENTIAL_ROUTES.contains(&adm.route.as_str()) {
+            // Showing a page's form is not an attempt: only what it posts
+            // counts, so reloading the sign-in page spends nothing.
+            if !adm.reads && CREDENTIAL_ROUTES.contains(&adm.route.as_str()) {
                 take(limits.credential.check(Scope::Credential, &key));
             }
             if let Some(block) = self.screen(adm, &limits, &key, ip, now) {

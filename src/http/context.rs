@@ -19,7 +19,7 @@ use futures_util::future::LocalBoxFuture;
 use super::origin;
 use super::problem::{Kind, PROBLEM_JSON, Problem, REQUEST_ID};
 use super::server::ConnSocket;
-use super::{AppState, ClientInfo, LiveConfig};
+use super::{AppState, ClientInfo, LiveConfig, OverTls};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -88,6 +88,9 @@ where
         let config = req.app_data::<Data<AppState>>().map(|s| s.config.load_full());
         let timeout = config.as_ref().map_or(Duration::from_secs(30), |c| c.http.request_timeout.0);
         let timeout = if unbounded(&req) { None } else { Some(timeout) };
+        if tls {
+            req.extensions_mut().insert(OverTls);
+        }
         if let Some(config) = &config {
             req.extensions_mut().insert(LiveConfig(std::sync::Arc::clone(config)));
             let peer = req.peer_addr().map(|a| a.ip());

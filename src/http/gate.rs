@@ -25,6 +25,8 @@ pub struct Admission {
     pub client: ClientInfo,
     /// The route pattern (`/v1/auth/sessions/{id}`), or `unmatched`.
     pub route: String,
+    /// GET or HEAD: the request shows something and submits nothing.
+    pub reads: bool,
     /// The bearer credential, when it looks like an API key (`latch_…`);
     /// the gate checks whether it is one.
     pub api_key: Option<String>,
@@ -78,7 +80,8 @@ fn admission(req: &ServiceRequest) -> Option<Admission> {
         .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && token.trim().starts_with("latch_"))
         .map(|(_, token)| token.trim().to_string());
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-    Some(Admission { client, route, api_key, config })
+    let reads = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+    Some(Admission { client, route, reads, api_key, config })
 }
 
 impl<S, B> Service<ServiceRequest> for GateService<S>

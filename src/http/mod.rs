@@ -109,6 +109,17 @@ impl std::ops::Deref for LiveConfig {
     }
 }
 
+/// Marks a request that arrived on an HTTPS listener (set by the
+/// request-context middleware): the pages are served there only, as the
+/// browser cookies they set are `Secure`.
+#[derive(Clone, Copy)]
+pub struct OverTls;
+
+/// Whether `req` arrived on an HTTPS listener.
+pub fn over_tls(req: &HttpRequest) -> bool {
+    req.extensions().contains::<OverTls>()
+}
+
 /// The request's config snapshot (see `LiveConfig`); `None` only outside
 /// latch's own servers.
 pub fn config_of(req: &HttpRequest) -> Option<Arc<Config>> {

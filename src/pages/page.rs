@@ -1,4 +1,5 @@
-//! What every page handler starts with: the pages are on (else 404), the
+//! What every page handler starts with: the pages are on and this is an
+//! HTTPS listener (else 404), the
 //! product name, and the browser's CSRF seed — checked against the form's
 //! token on a POST before anything else happens.
 
@@ -20,7 +21,9 @@ pub struct Page {
 impl Page {
     /// A page shown with GET.
     pub fn open(d: &Deps, cfg: &Config, req: &HttpRequest) -> Result<Page, ApiError> {
-        if !cfg.pages.enabled {
+        // A plain-HTTP or Unix listener would take a password in clear, and
+        // the browser would drop the page's `Secure` cookies anyway.
+        if !cfg.pages.enabled || !crate::http::over_tls(req) {
             return Err(Problem::new(Kind::NotFound).into());
         }
         let seed = Seed::of(req);

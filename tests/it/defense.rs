@@ -81,6 +81,11 @@ async fn twenty_a_minute_answers_exactly_twenty_then_429_with_headers() {
 async fn the_credential_class_the_per_email_limit_and_the_global_limit_apply() {
     let limits = rate_limits("credential = \"3/1m\"\naccount = \"2/1m\"\nglobal = \"40/1m\"");
     let d = Latchd::start_with(&base_config(&format!("{limits}{}", defense("")))).await;
+    // Showing the sign-in page is no attempt: it spends none of the three.
+    for _ in 0..4 {
+        let page = d.client().get(d.https_url("/account/login")).header("x-forwarded-for", "198.51.100.1");
+        assert_eq!(page.send().await.unwrap().status(), 200);
+    }
     // Three logins per minute per address, whatever the email.
     for i in 0..3 {
         let res = login_from(&d, "198.51.100.1", &format!("c{i}@example.test"), "a wrong password").await;

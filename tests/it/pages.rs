@@ -7,13 +7,13 @@
 //! saved as a screenshot in `target/pages-screenshots/`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
 use crate::flows::{PASSWORD, login, with_smtp};
-use crate::harness::Latchd;
+use crate::harness::{Latchd, unix_request};
 use crate::mail::{decode_qp, token_in};
 use crate::mfa::code_at;
 
@@ -131,6 +131,12 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_can_be_turned_off() 
     let (d, _smtp) = with_smtp("").await;
     let page = d.get("/account/login").await;
     assert_eq!(page.status(), 200);
+    // Only HTTPS listeners serve the pages: a password is never typed into
+    // a form that travels in clear.
+    let plain = d.client().get(d.http_url("/account/login")).send().await.unwrap();
+    assert_eq!(plain.status(), 404, "plain HTTP");
+    let socket = d.listener("unix")["path"].as_str().unwrap().to_string();
+    assert_eq!(unix_request(Path::new(&socket), "GET /account/login").0, 404, "Unix socket");
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
     let cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
