@@ -1,7 +1,7 @@
 //! Password reset (by emailed token) and change (by the current password).
 //! Both re-check in their write transaction that nothing changed since the
 //! password or token was checked, void every other outstanding reset link,
-//! and revoke sessions.
+//! revoke sessions, and mail the owner that the password changed.
 
 use serde_json::json;
 
@@ -11,6 +11,7 @@ use crate::audit::{self, Entry};
 use crate::auth::queries::revoke_user_sessions;
 use crate::auth::{UserSession, check_password, reject_oversized};
 use crate::config::Config;
+use crate::email::{self, Prepared, Template};
 use crate::http::ClientInfo;
 use crate::keys::token_hash;
 use crate::telemetry::auth_event as count;
@@ -35,10 +36,12 @@ pub async fn reset_password(
     let lookup = hash.clone();
     let live =
         d.store.read(move |c| queries::one_time_user(c, &lookup, RESET, crate::clock::now_unix())).await?;
-    if live.is_none() {
+    let Some((_, owner)) = live else {
         count("password_reset", "failure");
         return Err(AccountError::InvalidToken);
-    }
+    };
+    let notice = changed_notice(d, cfg, &owner, client)?;
+    let cap = cfg.email.max_per_recipient;
     let phc = d.hasher.hash(cfg.passwords.argon2, new_password).await?;
     let client = client.clone();
     let done = d
@@ -52,9 +55,11 @@ pub async fn reset_password(
             let revoked = revoke_user_sessions(c, &user, None, RESET, now)?;
             let details = json!({ "sessions_revoked": revoked, "reset_links_voided": voided });
             audit::record(c, &Entry::by_user(RESET, &user, &client).with(details))?;
+            email::enqueue(c, cap, notice)?;
             queries::email_norm_of(c, &user)
         })
         .await?;
+    d.outbox.wake.notify_one();
     count("password_reset", if done.is_some() { "success" } else { "failure" });
     let Some(email_norm) = done else { return Err(AccountError::InvalidToken) };
     // The reset proved the address: login throttling and locks for it end.
@@ -101,6 +106,8 @@ pub async fn change_password(
         }
     };
     let phc = d.hasher.hash(cfg.passwords.argon2, new_password).await?;
+    let notice = changed_notice(d, cfg, &user.facts.email, client)?;
+    let cap = cfg.email.max_per_recipient;
     crate::pause::at("password_commit").await;
     let (uid, sid, client) = (user.user_id.clone(), user.session_id.clone(), client.clone());
     let changed = d
@@ -114,9 +121,18 @@ pub async fn change_password(
             let revoked = revoke_user_sessions(c, &uid, Some(&sid), "password_change", now)?;
             let details = json!({ "sessions_revoked": revoked, "reset_links_voided": voided });
             audit::record(c, &Entry::by_user("password_changed", &uid, &client).with(details))?;
+            email::enqueue(c, cap, notice)?;
             Ok(true)
         })
         .await?;
+    d.outbox.wake.notify_one();
     count("password_change", if changed { "success" } else { "failure" });
     if changed { Ok(()) } else { Err(AccountError::InvalidCredentials) }
+}
+
+/// The owner's notice that their password changed, built before the write
+/// that queues it with the change.
+fn changed_notice(d: &Deps, cfg: &Config, to: &str, client: &ClientInfo) -> Result<Prepared, AccountError> {
+    let template = Template::PasswordChanged { ip: client.ip.clone(), at: crate::clock::now_rfc3339() };
+    Ok(email::prepare(cfg, &d.key, to, &template)?)
 }

@@ -29,13 +29,13 @@ pub fn one_time_user(
     hash: &[u8],
     purpose: &str,
     now: i64,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<(String, String)>, StoreError> {
     Ok(row(
         c,
-        "SELECT user_id FROM one_time_tokens
-         WHERE hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3",
+        "SELECT t.user_id, u.email FROM one_time_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.hash = ?1 AND t.purpose = ?2 AND t.used_at IS NULL AND t.expires_at > ?3",
         params![hash, purpose, now],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )
     .optional()?)
 }

@@ -218,8 +218,12 @@ fn api_routes(
         dummy: Arc::clone(&s.dummy),
         defense: Arc::clone(&s.defense) as Arc<dyn LoginGuard>,
     });
-    let mfa =
-        web::Data::new(mfa::Deps { store: s.store.clone(), hasher: s.hasher.clone(), key: s.key.clone() });
+    let mfa = web::Data::new(mfa::Deps {
+        store: s.store.clone(),
+        hasher: s.hasher.clone(),
+        key: s.key.clone(),
+        outbox: s.outbox.clone(),
+    });
     let actions = super::page_actions::FeatureActions {
         accounts: accounts.clone(),
         sessions: sessions.clone(),

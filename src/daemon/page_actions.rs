@@ -211,12 +211,13 @@ impl Actions for FeatureActions {
 
     fn confirm_totp<'a>(
         &'a self,
+        cfg: &'a Config,
         user: &'a UserSession,
         code: String,
         client: &'a ClientInfo,
     ) -> Answer<'a, Vec<String>> {
         Box::pin(async move {
-            api(mfa::service::confirm(&self.mfa, user, code, client).await).map(|c| c.recovery_codes)
+            api(mfa::service::confirm(&self.mfa, cfg, user, code, client).await).map(|c| c.recovery_codes)
         })
     }
 

@@ -14,6 +14,11 @@ pub enum Template {
     NewSignIn { ip: String, device: String, at: String },
     /// An administrator turned off the account's second factor.
     SecondFactorRemoved,
+    /// The password was changed or reset: if the owner did not, they learn
+    /// it and can take the account back.
+    PasswordChanged { ip: String, at: String },
+    /// The person turned their second factor on or off themselves.
+    SecondFactorChanged { on: bool, ip: String, at: String },
 }
 
 impl Template {
@@ -24,6 +29,9 @@ impl Template {
             Template::PasswordReset { .. } => "password_reset",
             Template::NewSignIn { .. } => "new_sign_in",
             Template::SecondFactorRemoved => "second_factor_removed",
+            Template::PasswordChanged { .. } => "password_changed",
+            Template::SecondFactorChanged { on: true, .. } => "second_factor_on",
+            Template::SecondFactorChanged { on: false, .. } => "second_factor_off",
         }
     }
 
@@ -34,6 +42,9 @@ impl Template {
             Template::PasswordReset { .. } => "Reset your password",
             Template::NewSignIn { .. } => "New sign-in to your account",
             Template::SecondFactorRemoved => "Two-step verification was turned off",
+            Template::PasswordChanged { .. } => "Your password was changed",
+            Template::SecondFactorChanged { on: true, .. } => "Two-step verification was turned on",
+            Template::SecondFactorChanged { on: false, .. } => "Two-step verification was turned off",
         }
     }
 
@@ -71,6 +82,19 @@ impl Template {
                  again from your account.\n\nIf you did not ask for this, tell your administrator and change \
                  your password now.\n"
                 .to_string(),
+            Template::PasswordChanged { ip, at } => format!(
+                "The password of your account was just changed:\n\naddress: {ip}\ntime: {at}\n\nEvery \
+                 other session was signed out. If this was you, nothing needs doing. If not, choose a new \
+                 password now with \"Forgot password\" (that signs everyone out again) and tell your \
+                 administrator.\n"
+            ),
+            Template::SecondFactorChanged { on, ip, at } => format!(
+                "Two-step verification was just turned {} for your account:\n\naddress: {ip}\ntime: {at}\n\n\
+                 If this was you, nothing needs doing. If not, someone else is signed in to your account: \
+                 choose a new password now with \"Forgot password\" (that signs everyone out) and tell your \
+                 administrator.\n",
+                if *on { "on" } else { "off" }
+            ),
         }
     }
 }

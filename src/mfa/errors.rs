@@ -32,6 +32,8 @@ pub enum MfaError {
     #[error(transparent)]
     Key(#[from] crate::keys::KeyError),
     #[error(transparent)]
+    Email(#[from] crate::email::EmailError),
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
 
@@ -47,7 +49,9 @@ impl ToProblem for MfaError {
             MfaError::Policy(e) => e.kind(),
             MfaError::Hash(e) => e.kind(),
             MfaError::Store(e) => e.kind(),
-            MfaError::Qr(_) | MfaError::SecondFactor(_) | MfaError::Key(_) => Kind::Internal,
+            MfaError::Qr(_) | MfaError::SecondFactor(_) | MfaError::Key(_) | MfaError::Email(_) => {
+                Kind::Internal
+            }
         }
     }
 

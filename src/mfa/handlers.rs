@@ -34,11 +34,12 @@ pub struct ConfirmRequest {
     responses((status = 200, description = "TOTP is on; ten recovery codes", body = RecoveryCodes)))]
 pub async fn confirm(
     d: D,
+    cfg: LiveConfig,
     user: UserSession,
     client: ClientInfo,
     body: ApiJson<ConfirmRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service::confirm(&d, &user, body.0.code, &client).await?))
+    Ok(HttpResponse::Ok().json(service::confirm(&d, &cfg, &user, body.0.code, &client).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

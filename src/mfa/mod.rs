@@ -20,6 +20,8 @@ pub struct Deps {
     pub store: Store,
     pub hasher: Hasher,
     pub key: MasterKey,
+    /// Woken after a notice to the person was queued.
+    pub outbox: crate::email::Outbox,
 }
 
 pub fn routes(r: &mut Routes) {

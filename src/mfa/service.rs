@@ -14,6 +14,7 @@ use crate::auth::queries::{password_hash, revoke_user_sessions};
 use crate::auth::second_factor::{self, Checked, Enrolment, Proof};
 use crate::auth::{UserSession, reject_oversized};
 use crate::config::Config;
+use crate::email::{self, Prepared, Template};
 use crate::http::ClientInfo;
 use crate::store::StoreError;
 use crate::telemetry::auth_event as count;
@@ -90,11 +91,13 @@ enum Confirmation {
 /// and the ten recovery codes are returned.
 pub async fn confirm(
     d: &Deps,
+    cfg: &Config,
     user: &UserSession,
     code: String,
     client: &ClientInfo,
 ) -> Result<RecoveryCodes, MfaError> {
     let codes = second_factor::new_recovery_codes()?;
+    let (notice, cap) = (changed_notice(d, cfg, user, client, true)?, cfg.email.max_per_recipient);
     let (uid, key, client, kept) = (user.user_id.clone(), d.key.clone(), client.clone(), codes.clone());
     let found = d
         .store
@@ -114,9 +117,11 @@ pub async fn confirm(
             second_factor::store_recovery_codes(c, &key, &uid, &kept, now)?;
             let details = json!({ "recovery_codes": kept.len() });
             audit::record(c, &Entry::by_user("totp_enabled", &uid, &client).with(details))?;
+            email::enqueue(c, cap, notice)?;
             Ok(Confirmation::Done)
         })
         .await?;
+    d.outbox.wake.notify_one();
     match found {
         Confirmation::Done => {
             count("totp_enroll", "success");
@@ -167,9 +172,11 @@ pub async fn disable(
     client: &ClientInfo,
 ) -> Result<(), MfaError> {
     let phc = check_password(d, cfg, &user.user_id, password).await?;
+    let (notice, cap) = (changed_notice(d, cfg, user, client, false)?, cfg.email.max_per_recipient);
     let (uid, sid, key, client) =
         (user.user_id.clone(), user.session_id.clone(), d.key.clone(), client.clone());
-    d.store
+    let turned_off = d
+        .store
         .write(move |c| {
             if let Err(refused) = guarded(c, &uid, &phc)? {
                 return Ok(Err(refused));
@@ -185,9 +192,27 @@ pub async fn disable(
             let revoked = revoke_user_sessions(c, &uid, Some(&sid), "totp_disabled", now)?;
             let details = json!({ "method": method, "sessions_revoked": revoked });
             audit::record(c, &Entry::by_user("totp_disabled", &uid, &client).with(details))?;
+            email::enqueue(c, cap, notice)?;
             Ok(Ok(()))
         })
-        .await?
+        .await?;
+    d.outbox.wake.notify_one();
+    turned_off
+}
+
+/// The person's notice that their second factor was turned on or off,
+/// built before the write that queues it with the change: someone else
+/// signed in to the account could otherwise lock them out unnoticed.
+fn changed_notice(
+    d: &Deps,
+    cfg: &Config,
+    user: &UserSession,
+    client: &ClientInfo,
+    on: bool,
+) -> Result<Prepared, MfaError> {
+    let template =
+        Template::SecondFactorChanged { on, ip: client.ip.clone(), at: crate::clock::now_rfc3339() };
+    Ok(email::prepare(cfg, &d.key, &user.facts.email, &template)?)
 }
 
 /// Replaces the recovery codes; the old ones stop working at once.

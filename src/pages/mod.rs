@@ -131,6 +131,7 @@ pub trait Actions: Send + Sync {
     ) -> Answer<'a, Enrolment>;
     fn confirm_totp<'a>(
         &'a self,
+        cfg: &'a Config,
         user: &'a UserSession,
         code: String,
         client: &'a ClientInfo,

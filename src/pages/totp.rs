@@ -78,7 +78,7 @@ pub async fn confirm(
         Ok(user) => user,
         Err(to_login) => return Ok(to_login),
     };
-    match d.actions.confirm_totp(&user, form.into_inner().code, &client).await {
+    match d.actions.confirm_totp(&cfg, &user, form.into_inner().code, &client).await {
         Ok(codes) => Ok(codes_page(&page, codes)),
         Err(e) => {
             let (status, text) = refusal(&e);

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::flows::{PASSWORD, login, register_verified, with_smtp};
 use crate::harness::{Latchd, assert_problem};
-use crate::mail::{subject_of, token_in, wait_for_files};
+use crate::mail::{decode_qp, subject_of, token_in, wait_for_files};
 
 /// Status, body (without `instance`) and headers (without per-request ones:
 /// API.md's "identical" leaves out `instance`, `Date`, `X-Request-Id` and
@@ -178,6 +178,7 @@ async fn password_reset_revokes_sessions_and_token_is_single_use() {
         .post("/v1/auth/password/reset", json!({"token": token, "new_password": "a brand new passphrase"}))
         .await;
     assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "password_reset"}));
+    assert_password_changed_notice(&smtp.wait_for(seen + 2).await[seen + 1]);
     let again = d
         .post("/v1/auth/password/reset", json!({"token": token, "new_password": "yet another passphrase"}))
         .await;
@@ -196,7 +197,7 @@ async fn password_reset_revokes_sessions_and_token_is_single_use() {
 #[tokio::test]
 async fn change_password_keeps_this_session_and_delete_removes_the_account() {
     let (d, smtp) = with_smtp("").await;
-    register_verified(&d, &smtp, "heidi@example.test", 0).await;
+    let seen = register_verified(&d, &smtp, "heidi@example.test", 0).await;
     let other = login(&d, "heidi@example.test", PASSWORD).await;
     let this = login(&d, "heidi@example.test", PASSWORD).await;
     let at = this["access_token"].as_str().unwrap();
@@ -216,6 +217,9 @@ async fn change_password_keeps_this_session_and_delete_removes_the_account() {
         )
         .await;
     assert_eq!(ok.json::<Value>().await.unwrap(), json!({"status": "password_changed"}));
+    let mails = smtp.wait_for(seen + 1).await;
+    assert_eq!(mails.len(), seen + 1, "one notice, none for the refused change");
+    assert_password_changed_notice(&mails[seen]);
     assert_eq!(d.get_auth("/v1/auth/me", at).await.status(), 200, "this session stays");
     assert_eq!(d.get_auth("/v1/auth/me", other["access_token"].as_str().unwrap()).await.status(), 401);
 
@@ -285,4 +289,12 @@ async fn mail_files_are_removed_after_their_retention() {
         assert!(std::time::Instant::now() < deadline, "mail files still there:\n{}", d.log());
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The owner hears that the password changed, from where, and what to do
+/// if it was not them.
+fn assert_password_changed_notice(mail: &str) {
+    assert_eq!(subject_of(mail), "Your password was changed");
+    let text = decode_qp(mail);
+    assert!(text.contains("address: 127.0.0.1") && text.contains("Forgot password"), "{text}");
 }

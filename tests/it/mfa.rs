@@ -66,7 +66,11 @@ async fn enrolled(d: &Latchd, smtp: &crate::mail::SmtpSink, email: &str, seen: u
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     let codes = res.json::<Value>().await.unwrap()["recovery_codes"].as_array().unwrap().clone();
     let recovery = codes.iter().map(|c| c.as_str().unwrap().to_string()).collect();
-    (Enrolled { access, secret, recovery }, seen)
+    // The person hears of it: someone else in their account could lock them out.
+    let notice = smtp.wait_for(seen + 1).await.remove(seen);
+    assert_eq!(subject_of(&notice), "Two-step verification was turned on");
+    assert!(crate::mail::decode_qp(&notice).contains("address: 127.0.0.1"), "{notice}");
+    (Enrolled { access, secret, recovery }, seen + 1)
 }
 
 /// Step one for a TOTP account: the `mfa_token`.
@@ -285,6 +289,10 @@ async fn turning_totp_off_needs_password_and_code_and_revokes_other_sessions() {
     let res =
         disable(&d, &user.access, json!({"password": PASSWORD, "code": code_at(&user.secret, 1)})).await;
     assert_eq!(res.status(), 204);
+    let notices = mails_titled(&smtp, "Two-step verification was turned off", 1).await;
+    let text = crate::mail::decode_qp(&notices[0]);
+    assert!(text.contains("just turned off for your account"), "the person's own change: {text}");
+    assert_eq!(notices.len(), 1, "none for the refused tries");
 
     assert_eq!(d.get_auth("/v1/auth/me", &other).await.status(), 401, "the other session is revoked");
     assert_eq!(me(&d, &user.access).await["mfa"]["totp"], false, "this one stays");

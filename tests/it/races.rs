@@ -75,6 +75,9 @@ async fn a_reset_or_a_change_voids_every_other_reset_link() {
         .post("/v1/auth/password/reset", json!({"token": second, "new_password": "the newest passphrase"}))
         .await;
     assert_eq!(res.status(), 200);
+    let notice = smtp.wait_for(seen + 1).await.remove(seen);
+    assert_eq!(subject_of(&notice), "Your password was changed");
+    let seen = seen + 1;
     let res = d
         .post("/v1/auth/password/reset", json!({"token": first, "new_password": "an older link's try"}))
         .await;
