@@ -2,6 +2,7 @@
 //! API): daemon status, the config in force, and config reload for
 //! `latchctl`.
 
+mod address;
 mod api_keys;
 mod audit;
 mod errors;

@@ -1,12 +1,13 @@
 //! `/v1/admin/users`: list (search, status, pages), create, show, change
-//! (status, roles, unlock, email_verified, turning off a lost second
-//! factor) and delete accounts. Disabling revokes every session at once; no
+//! (status, roles, unlock, email_verified, and beyond API.md the address and
+//! turning off a lost second factor) and delete accounts. Disabling revokes every session at once; no
 //! change may leave no active admin.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::address::{AddressMails, NewAddress};
 use super::errors::{refusal, refuse};
 use super::queries::{self, AdminUser, UserFilter};
 use super::{AdminError, Deps};
@@ -14,7 +15,8 @@ use crate::audit::{self, Entry};
 use crate::auth::queries::{NewUser, insert_one_time, insert_user, revoke_user_sessions};
 use crate::auth::second_factor::{self, Enrolment};
 use crate::auth::{Principal, check_password, normalize_email, validate_email};
-use crate::email::{self, Template};
+use crate::config::Config;
+use crate::email::{self, Prepared, Template};
 use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig, Page};
 use crate::keys::{random_token, token_hash};
 use crate::store::StoreError;
@@ -162,6 +164,10 @@ pub struct PatchUser {
     roles: Option<Vec<String>>,
     unlock: Option<bool>,
     email_verified: Option<bool>,
+    /// A new address to sign in with: unverified (and sent a link to
+    /// confirm it) unless `email_verified` is true; the old address is told.
+    /// Beyond API.md.
+    email: Option<String>,
     /// `{"totp": false}` turns off the account's TOTP and recovery codes
     /// (a person who lost both) and signs it out everywhere; the person
     /// then enrolls again. Beyond API.md.
@@ -204,9 +210,71 @@ fn turn_off_second_factor(c: &rusqlite::Connection, id: &str, now: i64) -> Resul
     Ok(true)
 }
 
+/// What a PATCH did beyond setting fields: the mails depend on it.
+struct Applied {
+    second_factor_off: bool,
+    /// The address the account had, when the PATCH gave it another.
+    old_address: Option<String>,
+}
+
+/// The mails a PATCH may send, built before its write and queued by it
+/// only for what it did: the person's notice that their second factor was
+/// turned off, and an address change's mails.
+#[derive(Default)]
+struct PatchMails {
+    second_factor: Option<Prepared>,
+    address: Option<AddressMails>,
+}
+
+impl PatchMails {
+    async fn build(
+        d: &Deps,
+        cfg: &Config,
+        id: &str,
+        p: &PatchUser,
+        address: Option<&NewAddress>,
+    ) -> Result<PatchMails, AdminError> {
+        // The person hears that their second factor was turned off: if they
+        // did not ask for it, an admin account is being misused.
+        let turns_off = matches!(p.mfa, Some(PatchMfa { totp: false }));
+        if !turns_off && address.is_none() {
+            return Ok(PatchMails::default());
+        }
+        let current = load(d, id.to_string()).await?.email;
+        let removed =
+            turns_off.then(|| email::prepare(cfg, &d.key, &current, &Template::SecondFactorRemoved));
+        let verified = p.email_verified == Some(true);
+        let address = address.map(|new| AddressMails::build(cfg, &d.key, &current, new, verified));
+        Ok(PatchMails { second_factor: removed.transpose()?, address: address.transpose()? })
+    }
+
+    fn enqueue(
+        self,
+        c: &rusqlite::Connection,
+        cap: u32,
+        id: &str,
+        applied: &Applied,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if let Some(notice) = self.second_factor.filter(|_| applied.second_factor_off) {
+            email::enqueue(c, cap, notice)?;
+        }
+        match self.address.filter(|_| applied.old_address.is_some()) {
+            Some(mails) => mails.enqueue(c, cap, id, now),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Applies a PATCH inside one write; refused whole if it would leave no
-/// active admin. True when it turned a second factor off.
-fn apply_patch(c: &rusqlite::Connection, id: &str, p: &PatchUser, now: i64) -> Result<bool, StoreError> {
+/// active admin or the new address is taken.
+fn apply_patch(
+    c: &rusqlite::Connection,
+    id: &str,
+    p: &PatchUser,
+    address: Option<&NewAddress>,
+    now: i64,
+) -> Result<Applied, StoreError> {
     if queries::user(c, id)?.is_none() {
         return Err(refuse(AdminError::NotFound("user")));
     }
@@ -224,6 +292,10 @@ fn apply_patch(c: &rusqlite::Connection, id: &str, p: &PatchUser, now: i64) -> R
         }
         Some(_) => return Err(refuse(AdminError::invalid("status", "must be active or disabled"))),
     }
+    let old_address = match address {
+        Some(new) => super::address::change(c, id, new, p.email_verified == Some(true), now)?,
+        None => None,
+    };
     if let Some(verified) = p.email_verified {
         queries::set_verified(c, id, verified, now)?;
     }
@@ -236,7 +308,7 @@ fn apply_patch(c: &rusqlite::Connection, id: &str, p: &PatchUser, now: i64) -> R
         Some(PatchMfa { totp: false }) => turn_off_second_factor(c, id, now)?,
     };
     keep_an_admin(c)?;
-    Ok(second_factor_off)
+    Ok(Applied { second_factor_off, old_address })
 }
 
 #[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
@@ -254,27 +326,18 @@ pub async fn patch(
     let (id, actor) = (id.into_inner(), who.actor());
     let (uid, p) = (id.clone(), body.0);
     let unlock = p.unlock == Some(true);
-    // The person hears that their second factor was turned off: if they did
-    // not ask for it, an admin account is being misused.
-    let notice = match &p.mfa {
-        Some(PatchMfa { totp: false }) => {
-            let to = load(&d, id.clone()).await?.email;
-            Some(
-                email::prepare(&cfg, &d.key, &to, &Template::SecondFactorRemoved)
-                    .map_err(AdminError::from)?,
-            )
-        }
-        _ => None,
-    };
+    let address = p.email.as_deref().map(NewAddress::parse).transpose()?;
+    let mails = PatchMails::build(&d, &cfg, &id, &p, address.as_ref()).await?;
     let cap = cfg.email.max_per_recipient;
     d.store
         .write(move |c| {
-            let second_factor_off = apply_patch(c, &uid, &p, crate::clock::now_unix())?;
-            if let Some(notice) = notice.filter(|_| second_factor_off) {
-                email::enqueue(c, cap, notice)?;
-            }
-            let mfa = p.mfa.as_ref().map(|m| json!({ "totp": m.totp, "turned_off": second_factor_off }));
-            let details = json!({ "status": p.status, "roles": p.roles, "unlock": p.unlock, "email_verified": p.email_verified, "mfa": mfa });
+            let now = crate::clock::now_unix();
+            let applied = apply_patch(c, &uid, &p, address.as_ref(), now)?;
+            let moved = applied.old_address.as_ref().zip(address.as_ref());
+            let email = moved.map(|(from, to)| json!({ "from": from, "to": to.email() }));
+            let mfa = p.mfa.as_ref().map(|m| json!({ "totp": m.totp, "turned_off": applied.second_factor_off }));
+            mails.enqueue(c, cap, &uid, &applied, now)?;
+            let details = json!({ "status": p.status, "roles": p.roles, "unlock": p.unlock, "email_verified": p.email_verified, "email": email, "mfa": mfa });
             let entry = Entry { action: "user_updated", actor_id: Some(&actor), subject_id: Some(&uid), client: Some(&client), details };
             audit::record(c, &entry)
         })

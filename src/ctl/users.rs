@@ -54,6 +54,16 @@ pub enum UsersCmd {
     /// authenticator and the recovery codes): signs it out everywhere and
     /// mails the person; they enroll again themselves.
     ResetMfa { user: String },
+    /// Give an account another address to sign in with: the new one is
+    /// mailed a link to confirm it (unless --verified), the old one is told,
+    /// and links mailed to the old one stop working.
+    SetEmail {
+        user: String,
+        email: String,
+        /// The new address is known to be the person's: no confirmation.
+        #[arg(long)]
+        verified: bool,
+    },
     /// Delete an account with its sessions (audit rows stay).
     Delete { user: String },
 }
@@ -154,6 +164,10 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
         UsersCmd::Enable { user } => patch(user, json!({ "status": "active" }))?,
         UsersCmd::Unlock { user } => patch(user, json!({ "unlock": true }))?,
         UsersCmd::ResetMfa { user } => patch(user, json!({ "mfa": { "totp": false } }))?,
+        UsersCmd::SetEmail { user, email, verified } => {
+            let verified = verified.then_some(true);
+            patch(user, json!({ "email": email, "email_verified": verified }))?
+        }
         UsersCmd::Delete { user } => {
             let id = user_id(client, user)?;
             client.delete(&format!("/v1/admin/users/{id}"))?;

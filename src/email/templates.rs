@@ -19,6 +19,10 @@ pub enum Template {
     PasswordChanged { ip: String, at: String },
     /// The person turned their second factor on or off themselves.
     SecondFactorChanged { on: bool, ip: String, at: String },
+    /// To the old address: an administrator moved the account to another.
+    AddressChanged { new_address: String },
+    /// To the new address an administrator gave an account: confirm it.
+    ConfirmNewAddress { token: String },
 }
 
 impl Template {
@@ -32,6 +36,8 @@ impl Template {
             Template::PasswordChanged { .. } => "password_changed",
             Template::SecondFactorChanged { on: true, .. } => "second_factor_on",
             Template::SecondFactorChanged { on: false, .. } => "second_factor_off",
+            Template::AddressChanged { .. } => "address_changed",
+            Template::ConfirmNewAddress { .. } => "confirm_new_address",
         }
     }
 
@@ -45,6 +51,8 @@ impl Template {
             Template::PasswordChanged { .. } => "Your password was changed",
             Template::SecondFactorChanged { on: true, .. } => "Two-step verification was turned on",
             Template::SecondFactorChanged { on: false, .. } => "Two-step verification was turned off",
+            Template::AddressChanged { .. } => "Your account has a new email address",
+            Template::ConfirmNewAddress { .. } => "Confirm your new email address",
         }
     }
 
@@ -94,6 +102,16 @@ impl Template {
                  choose a new password now with \"Forgot password\" (that signs everyone out) and tell your \
                  administrator.\n",
                 if *on { "on" } else { "off" }
+            ),
+            Template::AddressChanged { new_address } => format!(
+                "An administrator changed the address your account signs in with from this one to \
+                 {new_address}. Messages about the account go there from now on, and links mailed here \
+                 earlier no longer work.\n\nIf you did not ask for this, tell your administrator.\n"
+            ),
+            Template::ConfirmNewAddress { token } => format!(
+                "An administrator gave your account this address. Confirm it by opening this link within \
+                 24 hours:\n\n{}\n\nIf you do not know this account, ignore this message.\n",
+                cfg.email.verify_url.replace("{token}", token)
             ),
         }
     }

@@ -8,8 +8,9 @@ use std::process::{Command, Output, Stdio};
 use serde_json::{Value, json};
 
 use crate::admin_cli::LATCHCTL;
-use crate::flows::{PASSWORD, login};
+use crate::flows::{PASSWORD, login, register_verified, with_smtp};
 use crate::harness::{Latchd, assert_problem, base_config, write_config};
+use crate::mail::{decode_qp, subject_of, token_in};
 
 /// `latchctl --state-dir … ARGS` with `stdin`.
 pub fn ctl(d: &Latchd, args: &[&str], stdin: &str) -> Output {
@@ -283,4 +284,56 @@ async fn latchctl_speaks_tables_json_and_one_line_errors() {
     assert!(ctl(&d, &["users", "delete", "eve@example.test"], "").status.success());
     let sessions = ok_json(ctl(&d, &["--json", "sessions", "list"], ""));
     assert!(sessions["items"].as_array().is_some());
+}
+
+/// The mail to `to` titled `subject` among `mails`.
+fn mail_to<'a>(mails: &'a [String], to: &str, subject: &str) -> &'a str {
+    let found = mails.iter().find(|m| m.contains(&format!("To: {to}")) && subject_of(m) == subject);
+    found.unwrap_or_else(|| panic!("no mail {subject:?} to {to} in {mails:#?}"))
+}
+
+#[tokio::test]
+async fn an_admin_moves_an_account_to_another_address_which_must_be_confirmed() {
+    let (d, smtp) = with_smtp("").await;
+    let seen = register_verified(&d, &smtp, "bob@example.test", 0).await;
+    let root = ["users", "add", "root@example.test", "--role", "admin", "--password-stdin", "--verified"];
+    assert!(ctl(&d, &root, PASSWORD).status.success());
+    let admin = login(&d, "root@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    let bob = login(&d, "bob@example.test", PASSWORD).await;
+    let (bob_access, id) = (bob["access_token"].as_str().unwrap(), bob["user"]["id"].as_str().unwrap());
+    assert_eq!(d.post("/v1/auth/password/forgot", json!({"email": "bob@example.test"})).await.status(), 202);
+    let reset_link = token_in(&smtp.wait_for(seen + 1).await[seen]);
+
+    let path = format!("/v1/admin/users/{id}");
+    let taken = send(&d, "PATCH", &path, &admin, Some(json!({"email": "ROOT@example.test"}))).await;
+    assert_problem(taken, 409, "conflict").await;
+    let bad = send(&d, "PATCH", &path, &admin, Some(json!({"email": "not an address"}))).await;
+    assert_eq!(assert_problem(bad, 400, "invalid-request").await["errors"][0]["field"], "email");
+    let moved =
+        ok_json(ctl(&d, &["--json", "users", "set-email", "bob@example.test", "robert@example.test"], ""));
+    assert_eq!(
+        (moved["email"].clone(), moved["email_verified"].clone()),
+        (json!("robert@example.test"), json!(false))
+    );
+
+    let mails = smtp.wait_for(seen + 3).await;
+    let notice = decode_qp(mail_to(&mails, "bob@example.test", "Your account has a new email address"));
+    assert!(notice.contains("robert@example.test"), "the old address learns the new one: {notice}");
+    let confirm = token_in(mail_to(&mails, "robert@example.test", "Confirm your new email address"));
+    let reset = json!({"token": reset_link, "new_password": "taken over by mail"});
+    assert_problem(d.post("/v1/auth/password/reset", reset).await, 400, "invalid-token").await;
+    let old = d.post("/v1/auth/login", json!({"email": "bob@example.test", "password": PASSWORD})).await;
+    assert_problem(old, 401, "invalid-credentials").await;
+    let new = d.post("/v1/auth/login", json!({"email": "robert@example.test", "password": PASSWORD})).await;
+    assert_problem(new, 403, "email-not-verified").await;
+    assert_eq!(d.post("/v1/auth/verify-email", json!({"token": confirm})).await.status(), 200);
+    login(&d, "robert@example.test", PASSWORD).await;
+    let me: Value = d.get_auth("/v1/auth/me", bob_access).await.json().await.unwrap();
+    assert_eq!(me["email"], "robert@example.test", "the session carries on under the new address");
+    let details: String = d
+        .db()
+        .query_row("SELECT details FROM audit_log WHERE action = 'user_updated'", [], |r| r.get(0))
+        .unwrap();
+    let details: Value = serde_json::from_str(&details).unwrap();
+    assert_eq!(details["email"], json!({"from": "bob@example.test", "to": "robert@example.test"}));
 }
