@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::keys::MasterKey;
 use crate::store::{StoreError, exec};
 
-pub use templates::Template;
+pub use templates::{SecondFactorChange, Template};
 pub use worker::spawn as spawn_worker;
 
 /// The AEAD purpose for queued bodies.

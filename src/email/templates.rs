@@ -17,12 +17,49 @@ pub enum Template {
     /// The password was changed or reset: if the owner did not, they learn
     /// it and can take the account back.
     PasswordChanged { ip: String, at: String },
-    /// The person turned their second factor on or off themselves.
-    SecondFactorChanged { on: bool, ip: String, at: String },
+    /// The person changed their second factor themselves.
+    SecondFactorChanged { change: SecondFactorChange, ip: String, at: String },
     /// To the old address: an administrator moved the account to another.
     AddressChanged { new_address: String },
     /// To the new address an administrator gave an account: confirm it.
     ConfirmNewAddress { token: String },
+}
+
+/// What a person did to their second factor.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactorChange {
+    TurnedOn,
+    TurnedOff,
+    /// New recovery codes; the old ones stopped working.
+    NewRecoveryCodes,
+}
+
+impl SecondFactorChange {
+    fn kind(self) -> &'static str {
+        match self {
+            SecondFactorChange::TurnedOn => "second_factor_on",
+            SecondFactorChange::TurnedOff => "second_factor_off",
+            SecondFactorChange::NewRecoveryCodes => "recovery_codes_renewed",
+        }
+    }
+
+    fn subject(self) -> &'static str {
+        match self {
+            SecondFactorChange::TurnedOn => "Two-step verification was turned on",
+            SecondFactorChange::TurnedOff => "Two-step verification was turned off",
+            SecondFactorChange::NewRecoveryCodes => "New recovery codes were made",
+        }
+    }
+
+    fn what_happened(self) -> &'static str {
+        match self {
+            SecondFactorChange::TurnedOn => "Two-step verification was just turned on for your account",
+            SecondFactorChange::TurnedOff => "Two-step verification was just turned off for your account",
+            SecondFactorChange::NewRecoveryCodes => {
+                "New recovery codes were just made for your account (the old ones no longer work)"
+            }
+        }
+    }
 }
 
 impl Template {
@@ -34,8 +71,7 @@ impl Template {
             Template::NewSignIn { .. } => "new_sign_in",
             Template::SecondFactorRemoved => "second_factor_removed",
             Template::PasswordChanged { .. } => "password_changed",
-            Template::SecondFactorChanged { on: true, .. } => "second_factor_on",
-            Template::SecondFactorChanged { on: false, .. } => "second_factor_off",
+            Template::SecondFactorChanged { change, .. } => change.kind(),
             Template::AddressChanged { .. } => "address_changed",
             Template::ConfirmNewAddress { .. } => "confirm_new_address",
         }
@@ -49,8 +85,7 @@ impl Template {
             Template::NewSignIn { .. } => "New sign-in to your account",
             Template::SecondFactorRemoved => "Two-step verification was turned off",
             Template::PasswordChanged { .. } => "Your password was changed",
-            Template::SecondFactorChanged { on: true, .. } => "Two-step verification was turned on",
-            Template::SecondFactorChanged { on: false, .. } => "Two-step verification was turned off",
+            Template::SecondFactorChanged { change, .. } => change.subject(),
             Template::AddressChanged { .. } => "Your account has a new email address",
             Template::ConfirmNewAddress { .. } => "Confirm your new email address",
         }
@@ -96,12 +131,11 @@ impl Template {
                  password now with \"Forgot password\" (that signs everyone out again) and tell your \
                  administrator.\n"
             ),
-            Template::SecondFactorChanged { on, ip, at } => format!(
-                "Two-step verification was just turned {} for your account:\n\naddress: {ip}\ntime: {at}\n\n\
-                 If this was you, nothing needs doing. If not, someone else is signed in to your account: \
-                 choose a new password now with \"Forgot password\" (that signs everyone out) and tell your \
-                 administrator.\n",
-                if *on { "on" } else { "off" }
+            Template::SecondFactorChanged { change, ip, at } => format!(
+                "{}:\n\naddress: {ip}\ntime: {at}\n\nIf this was you, nothing needs doing. If not, someone \
+                 else is signed in to your account: choose a new password now with \"Forgot password\" (that \
+                 signs everyone out) and tell your administrator.\n",
+                change.what_happened()
             ),
             Template::AddressChanged { new_address } => format!(
                 "An administrator changed the address your account signs in with from this one to \

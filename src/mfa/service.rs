@@ -14,7 +14,7 @@ use crate::auth::queries::{password_hash, revoke_user_sessions};
 use crate::auth::second_factor::{self, Checked, Enrolment, Proof};
 use crate::auth::{UserSession, reject_oversized};
 use crate::config::Config;
-use crate::email::{self, Prepared, Template};
+use crate::email::{self, Prepared, SecondFactorChange, Template};
 use crate::http::ClientInfo;
 use crate::store::StoreError;
 use crate::telemetry::auth_event as count;
@@ -97,7 +97,8 @@ pub async fn confirm(
     client: &ClientInfo,
 ) -> Result<RecoveryCodes, MfaError> {
     let codes = second_factor::new_recovery_codes()?;
-    let (notice, cap) = (changed_notice(d, cfg, user, client, true)?, cfg.email.max_per_recipient);
+    let (notice, cap) =
+        (changed_notice(d, cfg, user, client, SecondFactorChange::TurnedOn)?, cfg.email.max_per_recipient);
     let (uid, key, client, kept) = (user.user_id.clone(), d.key.clone(), client.clone(), codes.clone());
     let found = d
         .store
@@ -172,7 +173,8 @@ pub async fn disable(
     client: &ClientInfo,
 ) -> Result<(), MfaError> {
     let phc = check_password(d, cfg, &user.user_id, password).await?;
-    let (notice, cap) = (changed_notice(d, cfg, user, client, false)?, cfg.email.max_per_recipient);
+    let (notice, cap) =
+        (changed_notice(d, cfg, user, client, SecondFactorChange::TurnedOff)?, cfg.email.max_per_recipient);
     let (uid, sid, key, client) =
         (user.user_id.clone(), user.session_id.clone(), d.key.clone(), client.clone());
     let turned_off = d
@@ -200,18 +202,18 @@ pub async fn disable(
     turned_off
 }
 
-/// The person's notice that their second factor was turned on or off,
-/// built before the write that queues it with the change: someone else
-/// signed in to the account could otherwise lock them out unnoticed.
+/// The person's notice of a change to their second factor, built before
+/// the write that queues it with the change: someone else signed in to the
+/// account could otherwise lock them out, or keep a way back in, unnoticed.
 fn changed_notice(
     d: &Deps,
     cfg: &Config,
     user: &UserSession,
     client: &ClientInfo,
-    on: bool,
+    change: SecondFactorChange,
 ) -> Result<Prepared, MfaError> {
-    let template =
-        Template::SecondFactorChanged { on, ip: client.ip.clone(), at: crate::clock::now_rfc3339() };
+    let (ip, at) = (client.ip.clone(), crate::clock::now_rfc3339());
+    let template = Template::SecondFactorChanged { change, ip, at };
     Ok(email::prepare(cfg, &d.key, &user.facts.email, &template)?)
 }
 
@@ -225,6 +227,8 @@ pub async fn regenerate(
 ) -> Result<RecoveryCodes, MfaError> {
     let phc = check_password(d, cfg, &user.user_id, password).await?;
     let codes = second_factor::new_recovery_codes()?;
+    let notice = changed_notice(d, cfg, user, client, SecondFactorChange::NewRecoveryCodes)?;
+    let cap = cfg.email.max_per_recipient;
     let (uid, key, client, kept) = (user.user_id.clone(), d.key.clone(), client.clone(), codes.clone());
     d.store
         .write(move |c| {
@@ -234,8 +238,10 @@ pub async fn regenerate(
             second_factor::store_recovery_codes(c, &key, &uid, &kept, crate::clock::now_unix())?;
             let details = json!({ "recovery_codes": kept.len() });
             audit::record(c, &Entry::by_user("recovery_codes_regenerated", &uid, &client).with(details))?;
+            email::enqueue(c, cap, notice)?;
             Ok(Ok(()))
         })
         .await??;
+    d.outbox.wake.notify_one();
     Ok(RecoveryCodes { recovery_codes: codes })
 }

@@ -255,6 +255,8 @@ async fn recovery_codes_log_in_once_and_renewing_voids_the_old_set() {
     assert_eq!(res.status(), 200);
     let fresh = res.json::<Value>().await.unwrap()["recovery_codes"].as_array().unwrap().clone();
     assert_eq!(fresh.len(), 10);
+    let notices = mails_titled(&smtp, "New recovery codes were made", 1).await;
+    assert!(crate::mail::decode_qp(&notices[0]).contains("the old ones no longer work"), "{}", notices[0]);
     let old =
         step_two(&d, &step_one(&d, "cy@example.test").await, json!({"recovery_code": user.recovery[2]}))
             .await;
