@@ -78,6 +78,27 @@ pub fn client_ip(peer: Option<IpAddr>, forwarded_for: &[&str], proxies: &[Cidr])
     peer.map_or_else(|| "unix".to_string(), |p| p.to_string())
 }
 
+/// Whether a TLS-terminating proxy says the browser's connection is HTTPS:
+/// the peer is a trusted proxy (or the call came over a Unix socket) and
+/// every `X-Forwarded-Proto` value is `https`. A header from anyone else is
+/// ignored, as for `X-Forwarded-For`.
+pub fn forwarded_https(
+    head: &actix_web::http::header::HeaderMap,
+    peer: Option<IpAddr>,
+    proxies: &[Cidr],
+) -> bool {
+    if !peer.map(canonical).is_none_or(|p| trusted(p, proxies)) {
+        return false;
+    }
+    let mut values = head
+        .get_all("x-forwarded-proto")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .map(str::trim)
+        .peekable();
+    values.peek().is_some() && values.all(|v| v.eq_ignore_ascii_case("https"))
+}
+
 impl ClientInfo {
     /// Works out who is calling from the request head; the request-context
     /// middleware does this once per request (see `of`).
@@ -121,6 +142,27 @@ mod tests {
 
     fn cidrs(list: &[&str]) -> Vec<Cidr> {
         list.iter().map(|c| c.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn forwarded_https_is_believed_only_from_trusted_proxies_and_only_when_every_hop_says_so() {
+        use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+        let proxies = cidrs(&["10.0.0.0/8"]);
+        let head = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        let proxy = Some("10.1.1.1".parse().unwrap());
+        let stranger = Some("198.51.100.7".parse().unwrap());
+        assert!(forwarded_https(&head(&["https"]), proxy, &proxies));
+        assert!(forwarded_https(&head(&["HTTPS"]), None, &proxies), "a Unix-socket caller is a proxy");
+        assert!(!forwarded_https(&head(&["https"]), stranger, &proxies));
+        assert!(!forwarded_https(&head(&["https, http"]), proxy, &proxies));
+        assert!(!forwarded_https(&head(&["https", "http"]), proxy, &proxies));
+        assert!(!forwarded_https(&head(&[]), proxy, &proxies));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::web::Data;
 use futures_util::future::LocalBoxFuture;
 
+use super::client::forwarded_https;
 use super::origin;
 use super::problem::{Kind, PROBLEM_JSON, Problem, REQUEST_ID};
 use super::server::ConnSocket;
@@ -88,12 +89,15 @@ where
         let config = req.app_data::<Data<AppState>>().map(|s| s.config.load_full());
         let timeout = config.as_ref().map_or(Duration::from_secs(30), |c| c.http.request_timeout.0);
         let timeout = if unbounded(&req) { None } else { Some(timeout) };
-        if tls {
+        let peer = req.peer_addr().map(|a| a.ip());
+        let proxied_tls = || {
+            config.as_ref().is_some_and(|c| forwarded_https(req.headers(), peer, &c.defense.trusted_proxies))
+        };
+        if tls || proxied_tls() {
             req.extensions_mut().insert(OverTls);
         }
         if let Some(config) = &config {
             req.extensions_mut().insert(LiveConfig(std::sync::Arc::clone(config)));
-            let peer = req.peer_addr().map(|a| a.ip());
             let client = ClientInfo::read(req.headers(), peer, &config.defense.trusted_proxies, &id);
             req.extensions_mut().insert(client);
         }

@@ -109,13 +109,14 @@ impl std::ops::Deref for LiveConfig {
     }
 }
 
-/// Marks a request that arrived on an HTTPS listener (set by the
-/// request-context middleware): the pages are served there only, as the
-/// browser cookies they set are `Secure`.
+/// Marks a request that arrived on an HTTPS listener, or through a trusted
+/// proxy that terminated HTTPS (set by the request-context middleware): the
+/// pages are served there only, as the browser cookies they set are
+/// `Secure` and their forms carry passwords.
 #[derive(Clone, Copy)]
 pub struct OverTls;
 
-/// Whether `req` arrived on an HTTPS listener.
+/// Whether `req` arrived over HTTPS (see `OverTls`).
 pub fn over_tls(req: &HttpRequest) -> bool {
     req.extensions().contains::<OverTls>()
 }

@@ -100,7 +100,10 @@ pub fn bind_all(
     let needs_tls = cfg.listeners.iter().any(|l| l.kind == ListenerKind::Https);
     let tls = if needs_tls { Some(tls::server_config(cfg)?) } else { None };
     if cfg.pages.enabled && !needs_tls {
-        tracing::warn!("[pages] is enabled but no listener is https: the email links' pages are not served");
+        tracing::warn!(
+            "[pages] is enabled but no listener is https: the pages are served only through a trusted proxy \
+             that terminates HTTPS (X-Forwarded-Proto: https)"
+        );
     }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut out = Servers { bound: Vec::new(), handles: Vec::new(), servers: Vec::new(), certs: None };

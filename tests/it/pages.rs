@@ -137,6 +137,8 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_can_be_turned_off() 
     assert_eq!(plain.status(), 404, "plain HTTP");
     let socket = d.listener("unix")["path"].as_str().unwrap().to_string();
     assert_eq!(unix_request(Path::new(&socket), "GET /account/login").0, 404, "Unix socket");
+    let proxied = d.client().get(d.http_url("/account/login")).header("x-forwarded-proto", "https");
+    assert_eq!(proxied.send().await.unwrap().status(), 404, "from a peer that is no trusted proxy");
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
     let cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
@@ -167,6 +169,14 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_can_be_turned_off() 
     assert_eq!(post(login(token), false).await.unwrap().status(), 403, "no cookie");
     assert_eq!(post(login(&"0".repeat(64)), true).await.unwrap().status(), 403, "another token");
     assert_eq!(post(login(token), true).await.unwrap().status(), 401, "the form itself is checked");
+
+    // Behind a trusted proxy that terminated HTTPS, a plain-HTTP listener
+    // serves them.
+    let (d, _smtp) = with_smtp("[defense]\ntrusted_proxies = [\"127.0.0.1/32\"]\n").await;
+    let proxied = d.client().get(d.http_url("/account/login")).header("x-forwarded-proto", "https");
+    assert_eq!(proxied.send().await.unwrap().status(), 200);
+    let plain = d.client().get(d.http_url("/account/login")).header("x-forwarded-proto", "http");
+    assert_eq!(plain.send().await.unwrap().status(), 404);
 
     let (d, _smtp) = with_smtp("[pages]\nenabled = false\n").await;
     assert_eq!(d.get("/account/login").await.status(), 404);
