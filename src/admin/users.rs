@@ -1,7 +1,7 @@
 //! `/v1/admin/users`: list (search, status, pages), create, show, change
-//! (status, roles, unlock, email_verified, and beyond API.md the address and
-//! turning off a lost second factor) and delete accounts. Disabling revokes every session at once; no
-//! change may leave no active admin.
+//! (status, roles, unlock, email_verified, and beyond API.md the address
+//! and turning off a lost second factor) and delete accounts. Disabling
+//! revokes every session at once; no change may leave no active admin.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
