@@ -78,6 +78,7 @@ fn serve(config: Option<PathBuf>, pid_file: Option<PathBuf>) -> ExitCode {
     let metrics = match latch::telemetry::init_metrics() {
         Ok(m) => m,
         Err(e) => {
+            latch::telemetry::flush_logs();
             eprintln!("metrics: {e}");
             return ExitCode::FAILURE;
         }
@@ -86,7 +87,7 @@ fn serve(config: Option<PathBuf>, pid_file: Option<PathBuf>) -> ExitCode {
     if let Some(pid_file) = pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let reason = latch::one_line(&e);
@@ -94,5 +95,8 @@ fn serve(config: Option<PathBuf>, pid_file: Option<PathBuf>) -> ExitCode {
             eprintln!("latchd: {reason}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Log lines wait briefly to share a write; none may be left behind.
+    latch::telemetry::flush_logs();
+    code
 }

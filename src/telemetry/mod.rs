@@ -5,11 +5,11 @@
 //! back to the system.
 
 mod catalogue;
+mod log_output;
 pub mod memory;
 
 use std::io::IsTerminal;
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::Mutex;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -18,9 +18,12 @@ use crate::config::{LogFormat, LogSection};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub use log_output::flush as flush_logs;
+
 /// Installs the global tracing subscriber: to `[log].file` when set
-/// (appended, 0600), else stdout. `RUST_LOG` overrides the level (default
-/// `info`). Safe to call once per process.
+/// (appended, 0600), else stdout, in batches (`log_output`). `RUST_LOG`
+/// overrides the level (default `info`). Safe to call once per process;
+/// call `flush_logs` before the process exits.
 pub fn init_logging(log: &LogSection) -> std::io::Result<()> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let file = match &log.file {
@@ -32,13 +35,19 @@ pub fn init_logging(log: &LogSection) -> std::io::Result<()> {
         LogFormat::Text => false,
         LogFormat::Auto => file.is_some() || !std::io::stdout().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter());
-    let _ = match (file, json) {
-        (Some(f), true) => builder.with_writer(Mutex::new(f)).json().flatten_event(true).try_init(),
-        (Some(f), false) => builder.with_writer(Mutex::new(f)).with_ansi(false).try_init(),
-        (None, true) => builder.with_writer(std::io::stdout).json().flatten_event(true).try_init(),
-        (None, false) => builder.with_writer(std::io::stdout).try_init(),
+    let ansi = file.is_none() && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let output: log_output::Output = match file {
+        Some(f) => Box::new(f),
+        None => Box::new(std::io::stdout()),
     };
+    let output = log_output::BatchedOutput::start(output)?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(output).with_ansi(ansi);
+    let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
+    let earlier = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        log_output::flush_after_panic();
+        earlier(info);
+    }));
     Ok(())
 }
 

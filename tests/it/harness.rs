@@ -97,8 +97,23 @@ impl Latchd {
         self.dir.path().join("state")
     }
 
+    /// The log as written so far. `info` lines reach the file a moment
+    /// after they are logged (they share writes); `log_with` waits for one.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("latchd.log")).unwrap_or_default()
+    }
+
+    /// The log once it holds `needle`; fails the test after 10 s.
+    pub async fn log_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{log}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn pid(&self) -> i32 {

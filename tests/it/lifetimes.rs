@@ -367,7 +367,7 @@ async fn the_dummy_hash_follows_the_parameters_most_stored_hashes_use() {
     let d = Latchd::start_in(dir).await;
     let res = d.post("/v1/auth/login", json!({"email": "nobody@example.test", "password": PASSWORD})).await;
     assert_eq!(res.status(), 401);
-    let log = d.log();
+    let log = d.log_with("dummy hash follows").await;
     let line = log.lines().find(|l| l.contains("dummy hash follows")).unwrap_or_else(|| panic!("{log}"));
     assert!(line.contains(r#""memory_kib":8192"#) && line.contains(r#""stored_hashes":3"#), "{line}");
 }

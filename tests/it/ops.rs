@@ -114,3 +114,32 @@ async fn metrics_parse_and_count_requests_by_route_pattern() {
     assert!(text.contains("# TYPE latch_http_request_duration_seconds histogram"), "{text}");
     assert!(text.contains("latch_tls_cert_expiry_timestamp_seconds"), "{text}");
 }
+
+/// Access-log lines share writes under load; each request must still get
+/// exactly one whole JSON line, none lost or torn, and a clean stop writes
+/// whatever was still waiting.
+#[tokio::test]
+async fn every_request_gets_one_whole_access_log_line() {
+    let mut d = Latchd::start().await;
+    let c = d.client();
+    let ids: Vec<String> = (0..400).map(|i| format!("burst-{i}")).collect();
+    for chunk in ids.chunks(16) {
+        let calls = chunk.iter().map(|id| c.get(d.https_url("/health")).header("x-request-id", id).send());
+        for res in futures_util::future::join_all(calls).await {
+            assert_eq!(res.unwrap().status(), 200);
+        }
+    }
+    assert!(d.stop_within(std::time::Duration::from_secs(10)).success());
+    let log = d.log();
+    let mut seen = std::collections::HashMap::new();
+    for line in log.lines() {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not one whole JSON line ({e}): {line}"));
+        if entry["target"] == "latch::access" {
+            *seen.entry(entry["request_id"].as_str().unwrap().to_string()).or_insert(0) += 1;
+        }
+    }
+    for id in &ids {
+        assert_eq!(seen.get(id), Some(&1), "{id} in the access log once");
+    }
+}
