@@ -250,7 +250,9 @@ async fn stop(d: Running, running: AllServers, ended_early: bool) -> anyhow::Res
     if tokio::time::timeout(TASK_STOP_DEADLINE, d.tracker.wait()).await.is_err() {
         tracing::warn!("background tasks did not stop in time");
     }
-    drop(d.state);
+    // The store closes only once nothing else holds it (the signer and
+    // the defense service it reloads do).
+    drop((d.state, d.reloadable));
     // Last, when nothing writes any more: the archive takes the final
     // commits before the close checkpoints them out of the log.
     d.archive.finish(&d.store, ARCHIVE_FINISH_DEADLINE).await;

@@ -30,6 +30,8 @@ async fn sigterm_exits_zero_and_removes_ready_file_and_sockets() {
     let sockets = [d.listener("unix")["path"].as_str().unwrap(), d.ready["admin_socket"].as_str().unwrap()]
         .map(std::path::PathBuf::from);
     assert!(sockets.iter().all(|s| s.exists()));
+    let body = serde_json::json!({"email": "last@example.test", "password": "a long enough passphrase"});
+    assert_eq!(d.post("/v1/auth/register", body).await.status(), 202);
     let status = d.stop_within(Duration::from_secs(10));
     assert!(status.success(), "exit {status}:\n{}", d.log());
     assert!(!d.state_dir().join("ready.json").exists());
@@ -37,6 +39,17 @@ async fn sigterm_exits_zero_and_removes_ready_file_and_sockets() {
     let log = d.log();
     assert!(log.contains("draining"), "{log}");
     assert!(log.contains("\"stopped\""), "{log}");
+    let stopping = &log[log.find("draining").unwrap()..];
+    assert!(!stopping.contains("\"WARN\""), "a clean stop warns of nothing:\n{stopping}");
+    // The store was closed: the log folded into the database and removed,
+    // so a copy of latch.db alone holds the last write.
+    let state = d.state_dir();
+    assert!(!state.join("latch.db-wal").exists(), "the WAL is gone after a clean stop");
+    let copy = d.dir.path().join("copy.db");
+    std::fs::copy(state.join("latch.db"), &copy).unwrap();
+    let db = rusqlite::Connection::open(&copy).unwrap();
+    let users: i64 = db.query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
+    assert_eq!(users, 1, "latch.db alone has the registration");
 }
 
 #[tokio::test]
