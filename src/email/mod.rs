@@ -10,7 +10,8 @@ mod worker;
 use std::sync::Arc;
 
 use lettre::Message;
-use lettre::message::header::ContentType;
+use lettre::message::Body;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
 use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
@@ -56,13 +57,29 @@ pub fn prepare(cfg: &Config, key: &MasterKey, to: &str, template: &Template) -> 
         .to(to.parse()?)
         .subject(template.subject())
         .header(ContentType::TEXT_PLAIN)
-        .body(template.body(cfg))?;
+        .body(readable_body(template.body(cfg)))?;
     Ok(Prepared {
         id: uuid::Uuid::now_v7().to_string(),
         recipient: to.to_ascii_lowercase(),
         kind: template.kind(),
         sealed: key.seal(SEAL_PURPOSE, &message.formatted())?,
     })
+}
+
+/// The longest line RFC 5322 allows, without its CRLF.
+const MAX_LINE: usize = 998;
+
+/// The body as plain 7-bit text when it can be: lettre quoted-printable
+/// encodes any line over 76 characters, which breaks a long link into
+/// `token=3D…=` pieces — unreadable in a `mail/*.eml` file, where a
+/// newcomer copies the token from. RFC 5322 allows lines to 998.
+fn readable_body(text: String) -> Body {
+    let plain = text.is_ascii() && !text.contains(['\0', '\r']) && text.lines().all(|l| l.len() <= MAX_LINE);
+    if !plain {
+        return Body::new(text);
+    }
+    let crlf = text.replace('\n', "\r\n");
+    Body::dangerous_pre_encoded(crlf.into_bytes(), ContentTransferEncoding::SevenBit)
 }
 
 /// Queues `msg` unless its recipient already got `max_per_recipient`

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::flows::{PASSWORD, login, register_verified, with_smtp};
 use crate::harness::{Latchd, assert_problem};
-use crate::mail::{decode_qp, subject_of, token_in, wait_for_files};
+use crate::mail::{subject_of, text_of, token_in, wait_for_files};
 
 /// Status, body (without `instance`) and headers (without per-request ones:
 /// API.md's "identical" leaves out `instance`, `Date`, `X-Request-Id` and
@@ -145,6 +145,9 @@ async fn without_smtp_mail_goes_to_private_files() {
     let token = token_in(&mails[0]);
     let file = std::fs::read_dir(&mail_dir).unwrap().flatten().next().unwrap().path();
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    // A person copies the link out of the file as it stands: it must be whole.
+    let link = format!("https://localhost:8443/verify-email?token={token}\r\n");
+    assert!(mails[0].contains(&link), "the link is on one line, not encoded:\n{}", mails[0]);
     // The log line follows the file's creation; give it a moment.
     let shown = file.display().to_string();
     for _ in 0..100 {
@@ -295,6 +298,6 @@ async fn mail_files_are_removed_after_their_retention() {
 /// if it was not them.
 fn assert_password_changed_notice(mail: &str) {
     assert_eq!(subject_of(mail), "Your password was changed");
-    let text = decode_qp(mail);
+    let text = text_of(mail);
     assert!(text.contains("address: 127.0.0.1") && text.contains("Forgot password"), "{text}");
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::admin_cli::LATCHCTL;
 use crate::flows::{PASSWORD, login, register_verified, with_smtp};
 use crate::harness::{Latchd, assert_problem, base_config, write_config};
-use crate::mail::{decode_qp, subject_of, token_in};
+use crate::mail::{subject_of, text_of, token_in};
 
 /// `latchctl --state-dir … ARGS` with `stdin`.
 pub fn ctl(d: &Latchd, args: &[&str], stdin: &str) -> Output {
@@ -317,7 +317,7 @@ async fn an_admin_moves_an_account_to_another_address_which_must_be_confirmed() 
     );
 
     let mails = smtp.wait_for(seen + 3).await;
-    let notice = decode_qp(mail_to(&mails, "bob@example.test", "Your account has a new email address"));
+    let notice = text_of(mail_to(&mails, "bob@example.test", "Your account has a new email address"));
     assert!(notice.contains("robert@example.test"), "the old address learns the new one: {notice}");
     let confirm = token_in(mail_to(&mails, "robert@example.test", "Confirm your new email address"));
     let reset = json!({"token": reset_link, "new_password": "taken over by mail"});

@@ -76,8 +76,12 @@ pub async fn wait_for_files(dir: PathBuf, n: usize, ext: &str) -> Vec<String> {
     }
 }
 
-/// Decodes a quoted-printable body (soft line breaks and `=XX`).
-pub fn decode_qp(text: &str) -> String {
+/// A message as its reader sees it: decoded when its transfer encoding is
+/// quoted-printable (soft line breaks and `=XX`), else as it stands.
+pub fn text_of(text: &str) -> String {
+    if !text.contains("Content-Transfer-Encoding: quoted-printable") {
+        return text.to_string();
+    }
     let joined = text.replace("=\r\n", "").replace("=\n", "");
     let bytes = joined.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -99,7 +103,7 @@ pub fn decode_qp(text: &str) -> String {
 
 /// The `token` query parameter of the link in a message.
 pub fn token_in(message: &str) -> String {
-    let body = decode_qp(message);
+    let body = text_of(message);
     let start = body.find("token=").unwrap_or_else(|| panic!("no token link in:\n{body}")) + "token=".len();
     body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
 }

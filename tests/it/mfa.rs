@@ -69,7 +69,7 @@ async fn enrolled(d: &Latchd, smtp: &crate::mail::SmtpSink, email: &str, seen: u
     // The person hears of it: someone else in their account could lock them out.
     let notice = smtp.wait_for(seen + 1).await.remove(seen);
     assert_eq!(subject_of(&notice), "Two-step verification was turned on");
-    assert!(crate::mail::decode_qp(&notice).contains("address: 127.0.0.1"), "{notice}");
+    assert!(crate::mail::text_of(&notice).contains("address: 127.0.0.1"), "{notice}");
     (Enrolled { access, secret, recovery }, seen + 1)
 }
 
@@ -256,7 +256,7 @@ async fn recovery_codes_log_in_once_and_renewing_voids_the_old_set() {
     let fresh = res.json::<Value>().await.unwrap()["recovery_codes"].as_array().unwrap().clone();
     assert_eq!(fresh.len(), 10);
     let notices = mails_titled(&smtp, "New recovery codes were made", 1).await;
-    assert!(crate::mail::decode_qp(&notices[0]).contains("the old ones no longer work"), "{}", notices[0]);
+    assert!(crate::mail::text_of(&notices[0]).contains("the old ones no longer work"), "{}", notices[0]);
     let old =
         step_two(&d, &step_one(&d, "cy@example.test").await, json!({"recovery_code": user.recovery[2]}))
             .await;
@@ -292,7 +292,7 @@ async fn turning_totp_off_needs_password_and_code_and_revokes_other_sessions() {
         disable(&d, &user.access, json!({"password": PASSWORD, "code": code_at(&user.secret, 1)})).await;
     assert_eq!(res.status(), 204);
     let notices = mails_titled(&smtp, "Two-step verification was turned off", 1).await;
-    let text = crate::mail::decode_qp(&notices[0]);
+    let text = crate::mail::text_of(&notices[0]);
     assert!(text.contains("just turned off for your account"), "the person's own change: {text}");
     assert_eq!(notices.len(), 1, "none for the refused tries");
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::flows::{PASSWORD, login, with_smtp};
 use crate::harness::{Latchd, unix_request};
-use crate::mail::{decode_qp, token_in};
+use crate::mail::{text_of, token_in};
 use crate::mfa::code_at;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/pages.py");
@@ -64,7 +64,7 @@ fn run(d: &Latchd, phase: &str, args: &[&str]) -> Value {
 fn link(d: &Latchd, mail: &str, page: &str) -> String {
     let token = token_in(mail);
     let sent = format!("https://localhost:8443/{page}?token={token}");
-    assert!(decode_qp(mail).contains(&sent), "the link is built from public_url: {mail}");
+    assert!(text_of(mail).contains(&sent), "the link is built from public_url: {mail}");
     d.https_url(&format!("/{page}?token={token}"))
 }
 
