@@ -1,7 +1,8 @@
 //! Password reset (by emailed token) and change (by the current password).
 //! Both re-check in their write transaction that nothing changed since the
 //! password or token was checked, void every other outstanding reset link,
-//! revoke sessions, and mail the owner that the password changed.
+//! revoke sessions, and mail the owner that the password changed (unless
+//! an invitation's link chose the first one).
 
 use serde_json::json;
 
@@ -36,11 +37,15 @@ pub async fn reset_password(
     let lookup = hash.clone();
     let live =
         d.store.read(move |c| queries::one_time_user(c, &lookup, RESET, crate::clock::now_unix())).await?;
-    let Some((_, owner)) = live else {
+    let Some(owner) = live else {
         count("password_reset", "failure");
         return Err(AccountError::InvalidToken);
     };
-    let notice = changed_notice(d, cfg, &owner, client)?;
+    // Only an administrator's invitation makes a reset link live longer
+    // than a reset link: the person chooses their first password, and
+    // "your password was changed" would only alarm them.
+    let invited = owner.lifetime_secs > RESET_TTL_SECS;
+    let notice = if invited { None } else { Some(changed_notice(d, cfg, &owner.email, client)?) };
     let cap = cfg.email.max_per_recipient;
     let phc = d.hasher.hash(cfg.passwords.argon2, new_password).await?;
     let client = client.clone();
@@ -55,7 +60,9 @@ pub async fn reset_password(
             let revoked = revoke_user_sessions(c, &user, None, RESET, now)?;
             let details = json!({ "sessions_revoked": revoked, "reset_links_voided": voided });
             audit::record(c, &Entry::by_user(RESET, &user, &client).with(details))?;
-            email::enqueue(c, cap, notice)?;
+            if let Some(notice) = notice {
+                email::enqueue(c, cap, notice)?;
+            }
             queries::email_norm_of(c, &user)
         })
         .await?;

@@ -23,19 +23,26 @@ pub fn holder_of(c: &Connection, email_norm: &str) -> Result<Option<Holder>, Sto
     .optional()?)
 }
 
-/// The user of a live one-time token of `purpose`, without spending it.
+/// Who a live one-time token reaches, and how long it was made to live.
+pub struct TokenOwner {
+    pub email: String,
+    pub lifetime_secs: i64,
+}
+
+/// The owner of a live one-time token of `purpose`, without spending it.
 pub fn one_time_user(
     c: &Connection,
     hash: &[u8],
     purpose: &str,
     now: i64,
-) -> Result<Option<(String, String)>, StoreError> {
+) -> Result<Option<TokenOwner>, StoreError> {
     Ok(row(
         c,
-        "SELECT t.user_id, u.email FROM one_time_tokens t JOIN users u ON u.id = t.user_id
+        "SELECT u.email, t.expires_at - t.created_at FROM one_time_tokens t
+         JOIN users u ON u.id = t.user_id
          WHERE t.hash = ?1 AND t.purpose = ?2 AND t.used_at IS NULL AND t.expires_at > ?3",
         params![hash, purpose, now],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok(TokenOwner { email: r.get(0)?, lifetime_secs: r.get(1)? }),
     )
     .optional()?)
 }

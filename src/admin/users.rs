@@ -23,8 +23,11 @@ use crate::store::StoreError;
 
 type D = web::Data<Deps>;
 
-/// Reset links of invitations live as long as any other reset link.
-const INVITE_TTL_SECS: i64 = 30 * 60;
+/// An invitation's link (a reset link) lives a day, not a reset link's
+/// 30 minutes: the person may not read their mail at once. The reset that
+/// spends it sends no "password changed" notice (accounts tells the two
+/// apart by this longer life).
+const INVITE_TTL_SECS: i64 = 24 * 3600;
 
 fn with_lock(d: &Deps, mut user: AdminUser) -> AdminUser {
     user.locked_until = d.defense.locked_until(&user.email_norm).map(crate::clock::rfc3339);
@@ -119,8 +122,14 @@ pub async fn create(
     };
     let phc = d.hasher.hash(cfg.passwords.argon2, password).await?;
     let token = random_token().map_err(AdminError::from)?;
-    let mail = invite
-        .then(|| email::prepare(&cfg, &d.key, &email, &Template::PasswordReset { token: token.clone() }));
+    let mail = invite.then(|| {
+        email::prepare(
+            &cfg,
+            &d.key,
+            &email,
+            &Template::Invitation { token: token.clone(), hours: INVITE_TTL_SECS / 3600 },
+        )
+    });
     let mail = mail.transpose().map_err(AdminError::from)?;
     let (id, actor, cap) = (uuid::Uuid::now_v7().to_string(), who.actor(), cfg.email.max_per_recipient);
     let (uid, hash) = (id.clone(), token_hash(&token));

@@ -10,6 +10,9 @@ pub enum Template {
     AlreadyRegistered,
     /// A password-reset link.
     PasswordReset { token: String },
+    /// An administrator made the account without a password: a reset link
+    /// (living `hours`) to choose the first one.
+    Invitation { token: String, hours: i64 },
     /// Someone signed in from a network this account was not used from.
     NewSignIn { ip: String, device: String, at: String },
     /// An administrator turned off the account's second factor.
@@ -68,6 +71,7 @@ impl Template {
             Template::VerifyEmail { .. } => "verify_email",
             Template::AlreadyRegistered => "already_registered",
             Template::PasswordReset { .. } => "password_reset",
+            Template::Invitation { .. } => "invitation",
             Template::NewSignIn { .. } => "new_sign_in",
             Template::SecondFactorRemoved => "second_factor_removed",
             Template::PasswordChanged { .. } => "password_changed",
@@ -82,6 +86,7 @@ impl Template {
             Template::VerifyEmail { .. } => "Confirm your email address",
             Template::AlreadyRegistered => "Someone tried to sign up with your address",
             Template::PasswordReset { .. } => "Reset your password",
+            Template::Invitation { .. } => "Choose a password for your new account",
             Template::NewSignIn { .. } => "New sign-in to your account",
             Template::SecondFactorRemoved => "Two-step verification was turned off",
             Template::PasswordChanged { .. } => "Your password was changed",
@@ -112,6 +117,12 @@ impl Template {
                 "A password reset was requested for your account.\n\nOpen this link within 30 minutes to \
                  choose a new password:\n\n{}\n\nIf you did not ask for this, ignore this message; your \
                  password stays as it is.\n",
+                cfg.email.reset_url.replace("{token}", token)
+            ),
+            Template::Invitation { token, hours } => format!(
+                "An administrator made an account for you with this address.\n\nOpen this link within \
+                 {hours} hours to choose your password:\n\n{}\n\nIf you did not expect this, ignore this \
+                 message: nobody can sign in to the account until a password is chosen.\n",
                 cfg.email.reset_url.replace("{token}", token)
             ),
             Template::NewSignIn { ip, device, at } => format!(

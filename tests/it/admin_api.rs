@@ -337,3 +337,31 @@ async fn an_admin_moves_an_account_to_another_address_which_must_be_confirmed() 
     let details: Value = serde_json::from_str(&details).unwrap();
     assert_eq!(details["email"], json!({"from": "bob@example.test", "to": "robert@example.test"}));
 }
+
+#[tokio::test]
+async fn an_invited_person_has_a_day_to_choose_a_first_password_and_no_alarm_after() {
+    let (d, smtp) = with_smtp("").await;
+    let root = ["users", "add", "root@example.test", "--role", "admin", "--password-stdin", "--verified"];
+    assert!(ctl(&d, &root, PASSWORD).status.success());
+    let admin = login(&d, "root@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    let res = send(&d, "POST", "/v1/admin/users", &admin, Some(json!({"email": "ivy@example.test"}))).await;
+    assert_eq!(res.status(), 201);
+    let invitation = smtp.wait_for(1).await.remove(0);
+    let lifetime: i64 =
+        d.db().query_row("SELECT expires_at - created_at FROM one_time_tokens", [], |r| r.get(0)).unwrap();
+    assert_eq!(lifetime, 24 * 3600, "the link lives a day, not a reset link's 30 minutes");
+    let first = json!({"token": token_in(&invitation), "new_password": "ivy's own passphrase"});
+    assert_eq!(subject_of(&invitation), "Choose a password for your new account", "{invitation}");
+    assert!(text_of(&invitation).contains("within 24 hours"), "{invitation}");
+    assert_eq!(d.post("/v1/auth/password/reset", first).await.status(), 200);
+    login(&d, "ivy@example.test", "ivy's own passphrase").await;
+
+    // A real reset afterwards: its link comes next (no "password changed"
+    // notice was queued before it), and its own notice follows it.
+    assert_eq!(d.post("/v1/auth/password/forgot", json!({"email": "ivy@example.test"})).await.status(), 202);
+    let mails = smtp.wait_for(2).await;
+    assert_eq!(subject_of(&mails[1]), "Reset your password", "{mails:#?}");
+    let again = json!({"token": token_in(&mails[1]), "new_password": "ivy's second passphrase"});
+    assert_eq!(d.post("/v1/auth/password/reset", again).await.status(), 200);
+    assert_eq!(subject_of(&smtp.wait_for(3).await[2]), "Your password was changed");
+}
