@@ -3,7 +3,8 @@
 //! config-derived state → swap, whole or not at all. Restart-only settings
 //! keep their running values and are reported as "needs restart"; the TLS
 //! certificate is re-read so a renewed file takes effect without dropping
-//! connections (a generated one is renewed first when it expires soon).
+//! connections (a generated one is renewed first when it expires soon);
+//! `[log].file` is opened anew (after logrotate).
 
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ pub async fn apply(
     reloading.extend(NotifyState::monotonic_usec_now().ok());
     let _ = sd_notify::notify(false, &reloading);
     let old = shared.load_full();
+    // Whether or not the new config is good: logrotate sends SIGHUP too.
+    crate::telemetry::reopen_log_file(&old.log);
     let outcome = match prepare(&old, services).await {
         Ok((merged, needs_restart, commits)) => {
             for key in &needs_restart {

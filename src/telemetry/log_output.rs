@@ -111,6 +111,16 @@ pub fn flush() {
     }
 }
 
+/// Sends later lines to `output` (a log file opened anew after logrotate
+/// moved the old one away); what is pending goes to the old one first.
+pub fn replace(output: Output) {
+    if let Some(installed) = INSTALLED.get() {
+        let mut out = lock(&installed.0.output);
+        installed.write_batch(&mut out, None);
+        out.0 = output;
+    }
+}
+
 /// As `flush`, for the panic hook: skipped when the output is busy (the
 /// panic may have struck while this thread held it).
 pub fn flush_after_panic() {

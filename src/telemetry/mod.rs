@@ -10,6 +10,7 @@ pub mod memory;
 
 use std::io::IsTerminal;
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -26,10 +27,7 @@ pub use log_output::flush as flush_logs;
 /// call `flush_logs` before the process exits.
 pub fn init_logging(log: &LogSection) -> std::io::Result<()> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let file = match &log.file {
-        None => None,
-        Some(path) => Some(std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?),
-    };
+    let file = log.file.as_deref().map(open_log_file).transpose()?;
     let json = match log.format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -49,6 +47,23 @@ pub fn init_logging(log: &LogSection) -> std::io::Result<()> {
         earlier(info);
     }));
     Ok(())
+}
+
+fn open_log_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+/// Opens `[log].file` anew at every reload, so `logrotate` can move the
+/// file away and then send SIGHUP (or run `latchctl config reload`). If it
+/// cannot be opened, lines keep going to the file already open.
+pub fn reopen_log_file(log: &LogSection) {
+    let Some(path) = log.file.as_deref() else { return };
+    match open_log_file(path) {
+        Ok(file) => log_output::replace(Box::new(file)),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot reopen the log file; writing on to the old one")
+        }
+    }
 }
 
 /// Latency buckets in seconds: sub-millisecond reads up to slow logins.

@@ -261,3 +261,31 @@ async fn a_reload_whose_files_cannot_be_read_is_refused_whole() {
     assert!(err.contains("passwords.pepper_file") && err.contains("the running config stays"), "{err}");
     assert_eq!(ctl_json(&d, &["config", "show"]), before, "nothing of the file was applied");
 }
+
+/// logrotate moves `[log].file` away and sends SIGHUP: the lines after it
+/// go to a new file at the same path (0600), none to the moved one.
+#[tokio::test]
+async fn a_reload_starts_a_new_log_file_after_logrotate_moved_the_old_one() {
+    // The first line of `extra` lands in base_config's [log] table.
+    let d = Latchd::start_with(&base_config("file = \"daemon.log\"\n")).await;
+    let (path, moved) = (d.dir.path().join("daemon.log"), d.dir.path().join("daemon.log.1"));
+    std::fs::rename(&path, &moved).unwrap();
+    d.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&path).is_ok_and(|log| log.contains("config reloaded")) {
+        assert!(std::time::Instant::now() < deadline, "no new log file with the reload in it");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let res = d.client().get(d.https_url("/health")).header("x-request-id", "after-rotation").send().await;
+    assert_eq!(res.unwrap().status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&path).unwrap().contains("after-rotation") {
+        assert!(std::time::Instant::now() < deadline, "the request is not in the new file");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let old = std::fs::read_to_string(&moved).unwrap();
+    assert!(old.contains("listening") || old.contains("ready"), "the old file kept the start: {old}");
+    assert!(!old.contains("after-rotation"), "nothing after the rotation in the moved file");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}
