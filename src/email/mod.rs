@@ -47,6 +47,8 @@ pub struct Prepared {
     id: String,
     recipient: String,
     kind: &'static str,
+    /// Sent because someone asked (anyone may ask for these).
+    on_request: bool,
     sealed: Vec<u8>,
 }
 
@@ -62,6 +64,7 @@ pub fn prepare(cfg: &Config, key: &MasterKey, to: &str, template: &Template) -> 
         id: uuid::Uuid::now_v7().to_string(),
         recipient: to.to_ascii_lowercase(),
         kind: template.kind(),
+        on_request: template.anyone_can_ask(),
         sealed: key.seal(SEAL_PURPOSE, &message.formatted())?,
     })
 }
@@ -85,14 +88,23 @@ fn readable_body(text: String) -> Body {
 /// Queues `msg` unless its recipient already got `max_per_recipient`
 /// (`[email]`) messages in the past hour (then it is dropped silently and
 /// counted). Returns whether it was queued.
+///
+/// Security: mails anyone can ask for (verification, reset, "already
+/// registered") stop one short of the cap, so a flood of "forgot
+/// password" requests cannot use up the hour's last message and silence
+/// the notice that the password or second factor then changed.
 pub fn enqueue(c: &Connection, max_per_recipient: u32, msg: Prepared) -> Result<bool, StoreError> {
+    let cap = match msg.on_request {
+        true => max_per_recipient.saturating_sub(1).max(1),
+        false => max_per_recipient,
+    };
     let now = crate::clock::now_unix();
     let recent: i64 = c.query_row(
         "SELECT COUNT(*) FROM outbox WHERE recipient = ?1 AND created_at > ?2",
         params![msg.recipient, now - 3600],
         |r| r.get(0),
     )?;
-    if recent >= i64::from(max_per_recipient) {
+    if recent >= i64::from(cap) {
         metrics::counter!("latch_emails_total", "result" => "dropped").increment(1);
         return Ok(false);
     }

@@ -66,6 +66,15 @@ impl SecondFactorChange {
 }
 
 impl Template {
+    /// Whether anyone may make latch send this (by naming the address),
+    /// rather than a change to the account itself.
+    pub fn anyone_can_ask(&self) -> bool {
+        matches!(
+            self,
+            Template::VerifyEmail { .. } | Template::AlreadyRegistered | Template::PasswordReset { .. }
+        )
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Template::VerifyEmail { .. } => "verify_email",

@@ -84,7 +84,8 @@ impl BatchedOutput {
             batch.extend_from_slice(line);
         }
         if !batch.is_empty() {
-            // Nowhere to report a failed log write to; the next batch tries again.
+            // Nowhere to report a failed log write to: these lines are
+            // lost, and the next batch tries the output again.
             let _ = output.write_all(batch).and_then(|()| output.flush());
             batch.clear();
         }
@@ -104,7 +105,7 @@ impl BatchedOutput {
     }
 }
 
-/// Writes whatever lines are pending now (before exit; from the panic hook).
+/// Writes whatever lines are pending now (before the process exits).
 pub fn flush() {
     if let Some(installed) = INSTALLED.get() {
         installed.write_pending(None);
