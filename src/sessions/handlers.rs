@@ -70,7 +70,7 @@ pub async fn logout_all(d: D, user: UserSession, client: ClientInfo) -> Result<H
 }
 
 #[utoipa::path(get, path = "/v1/auth/sessions", tag = "sessions", security(("bearer" = [])),
-    responses((status = 200, description = "The caller's live sessions", body = Items<SessionView>)))]
+    responses((status = 200, description = "The caller's live sessions, newest first: the current one and the newest others, 1,000 at most", body = Items<SessionView>)))]
 pub async fn sessions(d: D, user: UserSession) -> Result<HttpResponse, ApiError> {
     let items = service::list(&d.store, &user).await?;
     Ok(HttpResponse::Ok().json(Items { items }))

@@ -264,29 +264,48 @@ pub struct SessionView {
     pub current: bool,
 }
 
+/// How many sessions a list shows at most: a script that signs in every
+/// minute and never signs out keeps ~43,000 live for 30 days, and listing
+/// them all made a response (and an account page) of many megabytes.
+/// "Sign out everywhere" still ends every one of them.
+pub const LISTED_SESSIONS: i64 = 1_000;
+
+/// Newest by rowid (sessions are inserted as they start): the `user_id`
+/// index walks them backwards, with no sort of every session.
+const LIST_LIVE: &str = "SELECT id, device_name, ip, user_agent, created_at, last_seen_at FROM sessions
+     WHERE id = ?3 AND user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2
+     UNION ALL
+     SELECT * FROM (SELECT id, device_name, ip, user_agent, created_at, last_seen_at FROM sessions
+       WHERE user_id = ?1 AND id <> ?3 AND revoked_at IS NULL AND expires_at > ?2
+       ORDER BY rowid DESC LIMIT ?4)";
+
+/// The caller's live sessions, newest first: the current one and the
+/// newest others, `LISTED_SESSIONS` in all.
 pub fn list_live(
     c: &Connection,
     user_id: &str,
     current: &str,
     now: i64,
 ) -> Result<Vec<SessionView>, StoreError> {
-    let mut stmt = c.prepare(
-        "SELECT id, device_name, ip, user_agent, created_at, last_seen_at FROM sessions
-         WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 ORDER BY created_at DESC",
-    )?;
-    let rows = stmt.query_map(params![user_id, now], |r| {
+    let mut stmt = c.prepare_cached(LIST_LIVE)?;
+    let rows = stmt.query_map(params![user_id, now, current, LISTED_SESSIONS - 1], |r| {
         let id: String = r.get(0)?;
-        Ok(SessionView {
-            current: id == current,
-            id,
-            device_name: r.get(1)?,
-            ip: r.get(2)?,
-            user_agent: r.get(3)?,
-            created_at: crate::clock::rfc3339(r.get(4)?),
-            last_seen_at: crate::clock::rfc3339(r.get(5)?),
-        })
+        Ok((
+            r.get::<_, i64>(4)?,
+            SessionView {
+                current: id == current,
+                id,
+                device_name: r.get(1)?,
+                ip: r.get(2)?,
+                user_agent: r.get(3)?,
+                created_at: crate::clock::rfc3339(r.get(4)?),
+                last_seen_at: crate::clock::rfc3339(r.get(5)?),
+            },
+        ))
     })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    let mut listed = rows.collect::<Result<Vec<_>, _>>()?;
+    listed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.id.cmp(&a.1.id)));
+    Ok(listed.into_iter().map(|(_, view)| view).collect())
 }
 
 /// The owner of session `id`, live or not.
@@ -487,6 +506,10 @@ mod tests {
         assert!(count.contains("USING INDEX sessions_live"), "{count}");
         let prune = plan("SELECT rowid FROM sessions WHERE revoked_at < 1000 OR expires_at < 1000 LIMIT 10");
         assert!(prune.contains("sessions_revoked") && prune.contains("sessions_by_expiry"), "{prune}");
+        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {LIST_LIVE}")).unwrap();
+        let rows = stmt.query_map(params!["u", 0, "s", 999], |r| r.get::<_, String>(3)).unwrap();
+        let listed = rows.map(Result::unwrap).collect::<Vec<_>>().join(" | ");
+        assert!(listed.contains("sessions_by_user") && !listed.contains("TEMP B-TREE"), "{listed}");
         assert_eq!(count_live_sessions(&c, 1000).unwrap(), 1);
         assert_eq!(delete_ended_sessions(&c, 950, 10).unwrap(), 2, "revoked at 500 and expired at 900");
     }

@@ -222,3 +222,39 @@ async fn sigterm_drains_an_in_flight_request() {
     let status = d.stop_within(Duration::from_secs(10));
     assert!(status.success(), "exit {status}");
 }
+
+/// A script that signs in every minute and never signs out keeps tens of
+/// thousands of sessions live: the list shows the current one and the
+/// newest others, 1,000 in all; signing out everywhere still ends all.
+#[tokio::test]
+async fn a_session_list_is_bounded_and_keeps_the_current_session() {
+    let (d, smtp) = with_smtp("").await;
+    register_verified(&d, &smtp, "bot@example.test", 0).await;
+    let first = login(&d, "bot@example.test", PASSWORD).await;
+    let (at, current) = (first["access_token"].as_str().unwrap(), first["session_id"].as_str().unwrap());
+    let user = first["user"]["id"].as_str().unwrap();
+    let db = rusqlite::Connection::open(d.state_dir().join("latch.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    db.execute_batch("BEGIN").unwrap();
+    for i in 0..1200 {
+        db.execute(
+            "INSERT INTO sessions (id, user_id, amr, created_at, last_seen_at, expires_at)
+             VALUES (?1, ?2, 'pwd', ?3, ?3, ?4)",
+            rusqlite::params![format!("script-{i:04}"), user, now + i, now + 86400],
+        )
+        .unwrap();
+    }
+    db.execute_batch("COMMIT").unwrap();
+    let list: Value = d.get_auth("/v1/auth/sessions", at).await.json().await.unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1000);
+    assert_eq!(items[0]["id"], "script-1199", "newest first");
+    assert_eq!(items[998]["id"], "script-0201", "the newest 999 others");
+    assert_eq!((items[999]["id"].as_str(), items[999]["current"].as_bool()), (Some(current), Some(true)));
+    let res = d.client().post(d.https_url("/v1/auth/logout-all")).bearer_auth(at).send().await.unwrap();
+    assert_eq!(res.status(), 204);
+    let live: i64 =
+        db.query_row("SELECT count(*) FROM sessions WHERE revoked_at IS NULL", [], |r| r.get(0)).unwrap();
+    assert_eq!(live, 0, "every one of the 1,201 ended");
+}
