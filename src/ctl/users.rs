@@ -140,7 +140,14 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
         UsersCmd::Add { email, roles, password_stdin, verified, name } => {
             let password = if *password_stdin { Some(read_password()?) } else { None };
             let body = json!({ "email": email, "password": password, "roles": roles, "email_verified": verified, "name": name });
-            client.post("/v1/admin/users", Some(&body))?
+            let user = client.post("/v1/admin/users", Some(&body))?;
+            // Without a password the admin should know what happens next.
+            let invited = !*password_stdin;
+            print(json, &user, |u| match invited {
+                true => format!("{}\ninvitation to choose a password mailed to {email}", user_line(u)),
+                false => user_line(u),
+            });
+            return Ok(true);
         }
         UsersCmd::List { query, status, page, page_size } => {
             let mut path = format!("/v1/admin/users?page={page}&page_size={page_size}");

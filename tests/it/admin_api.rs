@@ -364,4 +364,11 @@ async fn an_invited_person_has_a_day_to_choose_a_first_password_and_no_alarm_aft
     let again = json!({"token": token_in(&mails[1]), "new_password": "ivy's second passphrase"});
     assert_eq!(d.post("/v1/auth/password/reset", again).await.status(), 200);
     assert_eq!(subject_of(&smtp.wait_for(3).await[2]), "Your password was changed");
+
+    // latchctl says what it did: the admin learns the person was mailed.
+    let out = ctl(&d, &["users", "add", "jo@example.test"], "");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("invitation to choose a password mailed to jo@example.test"), "{said}");
+    let invitation = smtp.wait_for(4).await.remove(3);
+    assert_eq!(subject_of(&invitation), "Choose a password for your new account");
 }
