@@ -9,7 +9,8 @@ pub const ADDRESS_CONFIRMED: &str = "Address confirmed";
 pub const ADDRESS_CONFIRMED_LINE: &str = "Your email address is confirmed. You can sign in now.";
 pub const LINK_DEAD: &str = "This link does not work";
 pub const VERIFY_LINK_RULE: &str = "A link works once, for 24 hours. Ask for a new one below.";
-pub const RESET_LINK_RULE: &str = "A link works once, for 30 minutes. Ask for a new one below.";
+pub const RESET_LINK_RULE: &str =
+    "A link works once, for 30 minutes (an invitation's for 24 hours). Ask for a new one below.";
 pub const CHECK_EMAIL: &str = "Check your email";
 pub const NO_LINK_SENT: &str = "Could not send a link";
 pub const CHOOSE_PASSWORD: &str = "Choose a new password";
