@@ -146,12 +146,8 @@ async fn sighup_reloads_and_rejects_a_broken_file() {
     let d = Latchd::start().await;
     write_config(d.dir.path(), &base_config("\n[http]\nmax_body = \"lots\"\n"));
     d.signal(libc::SIGHUP);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !d.log().contains("config reload rejected") {
-        assert!(std::time::Instant::now() < deadline, "{}", d.log());
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(d.log().contains("http.max_body"), "the log names the key");
+    let log = d.log_with("config reload rejected").await;
+    assert!(log.contains("http.max_body"), "the log names the key");
     assert_eq!(d.get("/ready").await.status(), 200);
 }
 
@@ -183,21 +179,11 @@ async fn offline_commands_refuse_while_the_daemon_runs() {
 #[tokio::test]
 async fn editing_the_config_file_reloads_it_without_a_signal() {
     let d = Latchd::start().await;
-    let wait_for = |needle: &'static str| {
-        let d = &d;
-        async move {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while !d.log().contains(needle) {
-                assert!(std::time::Instant::now() < deadline, "no {needle:?} in:\n{}", d.log());
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    };
     write_config(d.dir.path(), &base_config("\n[rate_limits]\nip = \"60/1m\"\n"));
-    wait_for("config reloaded").await;
+    d.log_with("config reloaded").await;
     write_config(d.dir.path(), &base_config("\n[rate_limits]\nip = \"sixty\"\n"));
-    wait_for("config reload rejected").await;
-    assert!(d.log().contains("config or certificate file changed"));
+    let log = d.log_with("config reload rejected").await;
+    assert!(log.contains("config or certificate file changed"));
     assert_eq!(d.get("/ready").await.status(), 200, "still serving on the old config");
 }
 
