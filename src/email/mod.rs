@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use lettre::Message;
 use lettre::message::Body;
-use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::Mailbox;
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
@@ -54,20 +55,31 @@ pub struct Prepared {
 
 /// Builds and seals `template` for `to`.
 pub fn prepare(cfg: &Config, key: &MasterKey, to: &str, template: &Template) -> Result<Prepared, EmailError> {
+    let from: Mailbox = cfg.email.from.parse()?;
+    let id = uuid::Uuid::now_v7().to_string();
+    // RFC 5322 asks every message for a Message-ID, and spam filters score
+    // its absence when the relay does not add one; the outbox row's id
+    // keeps it the same across delivery retries. Auto-Submitted (RFC 3834)
+    // tells vacation responders not to answer a machine.
+    let message_id = format!("<{id}@{}>", from.email.domain());
     let message = Message::builder()
-        .from(cfg.email.from.parse()?)
+        .from(from)
         .to(to.parse()?)
         .subject(template.subject())
+        .message_id(Some(message_id))
+        .raw_header(HeaderValue::new(AUTO_SUBMITTED, "auto-generated".into()))
         .header(ContentType::TEXT_PLAIN)
         .body(readable_body(template.body(cfg)))?;
     Ok(Prepared {
-        id: uuid::Uuid::now_v7().to_string(),
+        id,
         recipient: to.to_ascii_lowercase(),
         kind: template.kind(),
         on_request: template.anyone_can_ask(),
         sealed: key.seal(SEAL_PURPOSE, &message.formatted())?,
     })
 }
+
+const AUTO_SUBMITTED: HeaderName = HeaderName::new_from_ascii_str("Auto-Submitted");
 
 /// The longest line RFC 5322 allows, without its CRLF.
 const MAX_LINE: usize = 998;

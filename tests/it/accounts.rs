@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::flows::{PASSWORD, login, register_verified, with_smtp};
 use crate::harness::{Latchd, assert_problem};
-use crate::mail::{subject_of, text_of, token_in, wait_for_files};
+use crate::mail::{header_of, subject_of, text_of, token_in, wait_for_files};
 
 /// Status, body (without `instance`) and headers (without per-request ones:
 /// API.md's "identical" leaves out `instance`, `Date`, `X-Request-Id` and
@@ -106,6 +106,12 @@ async fn register_answers_identically_for_existing_addresses() {
     let subjects: Vec<String> = mails[seen..].iter().map(|m| subject_of(m)).collect();
     assert!(subjects.contains(&"Someone tried to sign up with your address".to_string()), "{subjects:?}");
     assert!(subjects.contains(&"Confirm your email address".to_string()), "{subjects:?}");
+    // Every message names itself (RFC 5322: relays and spam filters expect
+    // it) and says a machine sent it (RFC 3834: no vacation replies).
+    let ids: std::collections::HashSet<String> = mails.iter().map(|m| header_of(m, "Message-ID")).collect();
+    assert_eq!(ids.len(), mails.len(), "one id per message: {ids:?}");
+    assert!(ids.iter().all(|id| id.starts_with('<') && id.ends_with("@localhost>")), "{ids:?}");
+    assert!(mails.iter().all(|m| header_of(m, "Auto-Submitted") == "auto-generated"), "{mails:?}");
     // Bob's password is unchanged by the second attempt.
     login(&d, "bob@example.test", PASSWORD).await;
 

@@ -109,5 +109,12 @@ pub fn token_in(message: &str) -> String {
 }
 
 pub fn subject_of(message: &str) -> String {
-    message.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or("").trim().to_string()
+    header_of(message, "Subject")
+}
+
+/// The value of the first header `name` (case as written), "" when absent.
+pub fn header_of(message: &str, name: &str) -> String {
+    let prefix = format!("{name}: ");
+    let mut head = message.lines().take_while(|l| !l.trim().is_empty());
+    head.find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or("").trim().to_string()
 }
