@@ -70,13 +70,19 @@ pub enum UsersCmd {
 
 #[derive(Subcommand)]
 pub enum RolesCmd {
+    /// The roles, with how many accounts hold each.
     List,
+    /// Define a role that admins can then give to accounts.
     Add {
+        /// The role's name, as access tokens carry it in `roles`.
         name: String,
+        /// What the role is for.
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// Delete a role: every account holding it loses it (`admin` stays).
     Remove {
+        /// The role's name.
         name: String,
     },
 }

@@ -328,3 +328,46 @@ async fn group_membership_is_read_at_every_request_as_root() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// The subcommand names under "Commands:" in a `--help` text, `help` aside.
+fn commands_in(help: &str) -> Vec<(String, String)> {
+    let listed = help.split("Commands:").nth(1).unwrap_or("").split("\n\n").next().unwrap_or("");
+    listed
+        .lines()
+        .filter_map(|l| {
+            let (name, about) = l.trim().split_once(' ').unwrap_or((l.trim(), ""));
+            (!name.is_empty()).then(|| (name.to_string(), about.trim().to_string()))
+        })
+        .filter(|(name, _)| name != "help")
+        .collect()
+}
+
+/// `latchctl --help` summarises each group as "What: a, b, c"; a command
+/// added to a group without its summary leaves operators reading the
+/// overview unaware of it (set-email once did), and every command says
+/// what it does (the roles commands once said nothing).
+#[test]
+fn group_summaries_name_every_subcommand() {
+    let top = Command::new(LATCHCTL).arg("help").output().expect("run latchctl");
+    let groups = commands_in(&stdout(&top));
+    assert!(groups.len() >= 10, "{groups:?}");
+    for (group, about) in &groups {
+        let out = Command::new(LATCHCTL).args([group.as_str(), "--help"]).output().expect("run latchctl");
+        let commands = commands_in(&stdout(&out));
+        let silent: Vec<&String> =
+            commands.iter().filter(|(_, about)| about.is_empty()).map(|(n, _)| n).collect();
+        assert!(silent.is_empty(), "`latchctl {group} --help` leaves {silent:?} unexplained");
+        if !about.contains(':') {
+            continue;
+        }
+        let mut summarised: Vec<String> = about
+            .split(';')
+            .filter_map(|part| part.split_once(':'))
+            .flat_map(|(_, names)| names.split(',').map(|n| n.trim().to_string()))
+            .collect();
+        let mut actual: Vec<String> = commands.into_iter().map(|(name, _)| name).collect();
+        summarised.sort();
+        actual.sort();
+        assert_eq!(summarised, actual, "`latchctl help` line for {group}: {about}");
+    }
+}
