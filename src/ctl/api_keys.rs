@@ -9,6 +9,7 @@ use super::{AdminClient, print};
 pub enum ApiKeysCmd {
     /// Make a key; it is printed once and never again.
     Create {
+        /// What the key is for, as `list` shows it (e.g. the app's name).
         #[arg(long)]
         name: String,
         /// A scope (repeatable): admin, introspect, or your app's own.
@@ -24,7 +25,10 @@ pub enum ApiKeysCmd {
     /// List keys (never their secrets).
     List,
     /// Revoke a key by id: refused from the next request on.
-    Revoke { id: String },
+    Revoke {
+        /// The key's id (see `list`), not its secret.
+        id: String,
+    },
 }
 
 fn line(k: &Value) -> String {

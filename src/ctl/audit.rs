@@ -16,15 +16,19 @@ use super::{AdminClient, Target, offline, print};
 pub enum AuditCmd {
     /// Write the audit log, oldest first, to stdout.
     Export {
+        /// One JSON object per line, or CSV with a header row.
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
         format: String,
         /// Only this action (e.g. login_failed).
         #[arg(long)]
         action: Option<String>,
+        /// Only rows of what this user did.
         #[arg(long, value_name = "USER_ID")]
         actor_id: Option<String>,
+        /// Only rows about this user (what was done to the account).
         #[arg(long, value_name = "USER_ID")]
         subject_id: Option<String>,
+        /// Only rows from this client address.
         #[arg(long)]
         ip: Option<String>,
         /// From this time on (RFC 3339 or Unix seconds).

@@ -23,7 +23,10 @@ pub enum BackupCmd {
     /// The backups in the backup folder, oldest first.
     List,
     /// Unpack FILE into a temp file and check it (integrity, schema).
-    Verify { file: PathBuf },
+    Verify {
+        /// A backup file (`.db.zst`, as `list` shows).
+        file: PathBuf,
+    },
     /// Replace the database with FILE, or with the database as of
     /// --to-time from the WAL archive (the daemon must be stopped).
     Restore {

@@ -22,7 +22,10 @@ pub enum BlockedIpsCmd {
         reason: String,
     },
     /// Lift a block by its id (see `list`).
-    Remove { id: String },
+    Remove {
+        /// The block's id.
+        id: String,
+    },
 }
 
 fn row(b: &Value) -> String {

@@ -15,6 +15,7 @@ use super::{AdminClient, print};
 pub enum UsersCmd {
     /// Create an account (the first admin: `users add EMAIL --role admin --password-stdin --verified`).
     Add {
+        /// The address the person signs in with.
         email: String,
         /// A role to give (repeatable).
         #[arg(long = "role", value_name = "ROLE")]
@@ -26,6 +27,7 @@ pub enum UsersCmd {
         /// Mark the address as verified.
         #[arg(long)]
         verified: bool,
+        /// The person's name, as `me` shows it.
         #[arg(long)]
         name: Option<String>,
     },
@@ -37,35 +39,57 @@ pub enum UsersCmd {
         /// active or disabled.
         #[arg(long)]
         status: Option<String>,
+        /// Which page of the list, from 1.
         #[arg(long, default_value_t = 1)]
         page: u32,
+        /// Accounts per page.
         #[arg(long, default_value_t = 50)]
         page_size: u32,
     },
     /// Show one account (by id or email).
-    Show { user: String },
+    Show {
+        /// The account's id or email.
+        user: String,
+    },
     /// Disable an account: it cannot log in, its sessions end at once.
-    Disable { user: String },
+    Disable {
+        /// The account's id or email.
+        user: String,
+    },
     /// Enable a disabled account.
-    Enable { user: String },
+    Enable {
+        /// The account's id or email.
+        user: String,
+    },
     /// Lift the login lock and throttling of an account's email.
-    Unlock { user: String },
+    Unlock {
+        /// The account's id or email.
+        user: String,
+    },
     /// Turn off an account's two-step verification (its person lost the
     /// authenticator and the recovery codes): signs it out everywhere and
     /// mails the person; they enroll again themselves.
-    ResetMfa { user: String },
+    ResetMfa {
+        /// The account's id or email.
+        user: String,
+    },
     /// Give an account another address to sign in with: the new one is
     /// mailed a link to confirm it (unless --verified), the old one is told,
     /// and links mailed to the old one stop working.
     SetEmail {
+        /// The account's id or its current email.
         user: String,
+        /// The new address.
         email: String,
         /// The new address is known to be the person's: no confirmation.
         #[arg(long)]
         verified: bool,
     },
     /// Delete an account with its sessions (audit rows stay).
-    Delete { user: String },
+    Delete {
+        /// The account's id or email.
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,7 +120,10 @@ pub enum SessionsCmd {
         user: Option<String>,
     },
     /// End a session at once.
-    Revoke { id: String },
+    Revoke {
+        /// The session's id (see `list`).
+        id: String,
+    },
 }
 
 /// The id of `user` (an id, or an email looked up).

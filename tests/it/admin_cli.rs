@@ -342,6 +342,16 @@ fn commands_in(help: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Argument and option lines of a `-h` text that carry no description.
+fn unexplained_arguments(help: &str) -> Vec<String> {
+    help.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with(['<', '[', '-']))
+        .filter(|l| !l.contains("  "))
+        .map(str::to_string)
+        .collect()
+}
+
 /// `latchctl --help` summarises each group as "What: a, b, c"; a command
 /// added to a group without its summary leaves operators reading the
 /// overview unaware of it (set-email once did), and every command says
@@ -357,6 +367,11 @@ fn group_summaries_name_every_subcommand() {
         let silent: Vec<&String> =
             commands.iter().filter(|(_, about)| about.is_empty()).map(|(n, _)| n).collect();
         assert!(silent.is_empty(), "`latchctl {group} --help` leaves {silent:?} unexplained");
+        for (command, _) in &commands {
+            let out = Command::new(LATCHCTL).args([group, command, "-h"]).output().expect("run latchctl");
+            let bare = unexplained_arguments(&stdout(&out));
+            assert!(bare.is_empty(), "`latchctl {group} {command} -h` leaves {bare:?} unexplained");
+        }
         if !about.contains(':') {
             continue;
         }
