@@ -235,6 +235,12 @@ fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
                 "would send the SMTP password in clear: set security = \"starttls\" or \"tls\" (or use a loopback host)",
             ));
         }
+        if !smtp.username.is_empty() && smtp.password_file.is_none() {
+            return Err(invalid(
+                "smtp.password_file",
+                "must be set when smtp.username is (a file holding the password)",
+            ));
+        }
     }
     if !(1..=128).contains(&raw.defense.ipv6_prefix) {
         return Err(invalid("defense.ipv6_prefix", "must be between 1 and 128"));

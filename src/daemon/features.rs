@@ -84,6 +84,7 @@ async fn services(
     let breached = Arc::new(BreachedList::load(list).with_context(|| {
         format!("passwords.breached_list {}", list.map_or_else(String::new, |p| p.display().to_string()))
     })?);
+    email::SmtpSettings::check(&cfg).map_err(anyhow::Error::msg)?;
     let outbox = Outbox::default();
     let api_keys = Arc::new(ApiKeys::load(store).await?);
     spawn_key_use_flusher(tracker, cancel.child_token(), Arc::clone(&api_keys));
@@ -144,6 +145,7 @@ pub async fn start(
         Arc::new(Arc::clone(&s.breached)),
         Arc::new(Arc::clone(&s.signer)),
         Arc::new(Arc::clone(&s.defense)),
+        Arc::new(email::SmtpSettings),
     ];
     let gate: Option<Arc<dyn Gate>> = if std::env::var(BENCH_NO_DEFENSE_ENV).is_ok_and(|v| v == "1") {
         tracing::warn!("{BENCH_NO_DEFENSE_ENV}=1: no rate limits, blocks or anomaly rules (benchmark mode)");

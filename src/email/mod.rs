@@ -21,7 +21,7 @@ use crate::keys::MasterKey;
 use crate::store::{StoreError, exec};
 
 pub use templates::{SecondFactorChange, Template};
-pub use worker::spawn as spawn_worker;
+pub use worker::{SmtpSettings, spawn as spawn_worker};
 
 /// The AEAD purpose for queued bodies.
 const SEAL_PURPOSE: &[u8] = b"outbox body";

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Outbox, SEAL_PURPOSE};
-use crate::config::{Config, SmtpSection, SmtpSecurity};
+use crate::config::{Commit, Config, Preparing, Reloadable, SmtpSection, SmtpSecurity};
 use crate::keys::MasterKey;
 use crate::store::{Store, StoreError};
 
@@ -104,7 +104,8 @@ async fn deliver_due(store: &Store, cfg: &Config, key: &MasterKey) -> Result<(),
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await?;
-    let transport = cfg.smtp.as_ref().map(smtp_transport);
+    // Built only when there is mail: it reads the password file.
+    let transport = if due.is_empty() { None } else { cfg.smtp.as_ref().map(smtp_transport) };
     for msg in due {
         let outcome = match key.open(SEAL_PURPOSE, &msg.body) {
             None => Err("the stored message cannot be decrypted with this master key".to_string()),
@@ -168,6 +169,24 @@ async fn record_outcome(
         .await
 }
 
+/// The SMTP settings as a reloadable service: a password file that cannot
+/// be read (or is empty) fails the start or rejects the reload, naming the
+/// file, instead of turning every message into a retry and then a dead
+/// letter while the daemon looks healthy.
+pub struct SmtpSettings;
+
+impl SmtpSettings {
+    pub fn check(cfg: &Config) -> Result<(), String> {
+        cfg.smtp.as_ref().map_or(Ok(()), |smtp| smtp_transport(smtp).map(drop))
+    }
+}
+
+impl Reloadable for SmtpSettings {
+    fn prepare<'a>(&'a self, next: &'a Config) -> Preparing<'a> {
+        Box::pin(async move { Self::check(next).map(|()| Box::new(|| {}) as Commit) })
+    }
+}
+
 fn smtp_transport(smtp: &SmtpSection) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
     let builder = match smtp.security {
         SmtpSecurity::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)),
@@ -181,8 +200,11 @@ fn smtp_transport(smtp: &SmtpSection) -> Result<AsyncSmtpTransport<Tokio1Executo
             smtp.password_file.as_deref().ok_or("smtp.username is set but smtp.password_file is not")?;
         let password = std::fs::read_to_string(file)
             .map_err(|e| format!("smtp.password_file {}: {e}", file.display()))?;
-        builder =
-            builder.credentials(Credentials::new(smtp.username.clone(), password.trim_end().to_string()));
+        let password = password.trim_end();
+        if password.is_empty() {
+            return Err(format!("smtp.password_file {}: is empty", file.display()));
+        }
+        builder = builder.credentials(Credentials::new(smtp.username.clone(), password.to_string()));
     }
     Ok(builder.build())
 }

@@ -43,6 +43,11 @@ fn cross_field_rules_point_at_the_key() {
     let line = text.lines().position(|l| l.starts_with("algorithm")).unwrap() + 1;
     let err = assert_rejected(&text, line, "tokens.algorithm");
     assert!(err.contains("secret_file"), "{err}");
+    // A user name with no password would fail every delivery at run time.
+    let text = base_config("\n[smtp]\nhost = \"127.0.0.1\"\nport = 2525\nusername = \"latch\"\n");
+    let line = text.lines().position(|l| l == "[smtp]").unwrap() + 1;
+    let err = assert_rejected(&text, line, "smtp.password_file");
+    assert!(err.contains("must be set when smtp.username is"), "{err}");
     let bad = base_config("").replacen("addr = \"127.0.0.1:0\"", "addr = \"localhost\"", 1);
     let line = bad.lines().position(|l| l.contains("\"localhost\"")).unwrap() + 1;
     assert_rejected(&bad, line, "listener[0].addr");
@@ -118,8 +123,7 @@ fn durations_have_an_upper_bound() {
 
 #[test]
 fn smtp_auth_over_plaintext_to_another_host_is_refused() {
-    let smtp =
-        "\n[smtp]\nhost = \"mail.example.test\"\nport = 25\nsecurity = \"none\"\nusername = \"latch\"\n";
+    let smtp = "\n[smtp]\nhost = \"mail.example.test\"\nport = 25\nsecurity = \"none\"\nusername = \"latch\"\npassword_file = \"pw\"\n";
     let text = base_config(smtp);
     let line = text.lines().position(|l| l.starts_with("username")).unwrap() + 1;
     let err = assert_rejected(&text, line, "smtp.username");

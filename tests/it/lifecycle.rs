@@ -79,11 +79,34 @@ async fn restart_reuses_certificate_database_and_key() {
 /// Starts latchd on `dir` and expects exit 1 with `needle` in its output.
 fn assert_start_fails(dir: &std::path::Path, needle: &str) {
     let mut child = spawn(dir);
-    let status = child.wait().unwrap();
+    // A start that does not fail must fail the test, not hang the suite.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let log = std::fs::read_to_string(dir.join("latchd.log")).unwrap();
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(log.contains(needle), "expected {needle:?} in:\n{log}");
     assert!(!dir.join("state/ready.json").exists());
+}
+
+/// An SMTP password file that cannot be read stops the start (naming the
+/// file) instead of letting every message fail until it is dead.
+#[test]
+fn an_unreadable_smtp_password_file_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = "\n[smtp]\nhost = \"127.0.0.1\"\nport = 2525\nusername = \"latch\"\npassword_file = \"smtp-password\"\n";
+    write_config(dir.path(), &base_config(smtp));
+    assert_start_fails(dir.path(), "smtp.password_file");
+    std::fs::write(dir.path().join("smtp-password"), "\n").unwrap();
+    assert_start_fails(dir.path(), "is empty");
 }
 
 #[tokio::test]

@@ -244,22 +244,24 @@ async fn a_rotated_hs256_secret_and_a_new_breached_list_apply_on_reload() {
 async fn a_reload_whose_files_cannot_be_read_is_refused_whole() {
     let d = Latchd::start().await;
     let before = ctl_json(&d, &["config", "show"]);
-    let missing = d.dir.path().join("no-such-pepper");
-    let extra = format!(
-        "\n[passwords]\npepper_file = {:?}\n[tokens]\naccess_ttl = \"20m\"\n",
-        missing.display().to_string()
-    );
-    write_config(d.dir.path(), &base_config(&extra));
-    let out = Command::new(LATCHCTL)
-        .arg("--state-dir")
-        .arg(d.state_dir())
-        .args(["config", "reload"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("passwords.pepper_file") && err.contains("the running config stays"), "{err}");
-    assert_eq!(ctl_json(&d, &["config", "show"]), before, "nothing of the file was applied");
+    let missing = d.dir.path().join("no-such-file").display().to_string();
+    let smtp = "[smtp]\nhost = \"127.0.0.1\"\nport = 2525\nusername = \"latch\"\npassword_file";
+    for (key, section) in
+        [("passwords.pepper_file", "[passwords]\npepper_file"), ("smtp.password_file", smtp)]
+    {
+        let extra = format!("\n{section} = {missing:?}\n[tokens]\naccess_ttl = \"20m\"\n");
+        write_config(d.dir.path(), &base_config(&extra));
+        let out = Command::new(LATCHCTL)
+            .arg("--state-dir")
+            .arg(d.state_dir())
+            .args(["config", "reload"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{key}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key) && err.contains("the running config stays"), "{err}");
+        assert_eq!(ctl_json(&d, &["config", "show"]), before, "nothing of the file was applied ({key})");
+    }
 }
 
 /// logrotate moves `[log].file` away and sends SIGHUP: the lines after it
