@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::{AdminClient, print};
+use super::{AdminClient, cell, print, table};
 
 #[derive(Subcommand)]
 pub enum ApiKeysCmd {
@@ -31,18 +31,17 @@ pub enum ApiKeysCmd {
     },
 }
 
-fn line(k: &Value) -> String {
+fn cells(k: &Value) -> Vec<String> {
     let scopes: Vec<&str> = k["scopes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let state = if k["revoked_at"].is_string() { "revoked" } else { "active" };
-    format!(
-        "{:<10} {:<24} {:<8} {:<24} expires {:<22} last used {}",
-        k["id"].as_str().unwrap_or("?"),
-        k["name"].as_str().unwrap_or("?"),
-        state,
+    vec![
+        cell(k, "id", "?"),
+        cell(k, "name", "?"),
+        state.into(),
         scopes.join(","),
-        k["expires_at"].as_str().unwrap_or("never"),
-        k["last_used_at"].as_str().unwrap_or("never")
-    )
+        cell(k, "expires_at", "never"),
+        cell(k, "last_used_at", "never"),
+    ]
 }
 
 pub fn run(client: &AdminClient, cmd: &ApiKeysCmd, json: bool) -> anyhow::Result<bool> {
@@ -61,7 +60,8 @@ pub fn run(client: &AdminClient, cmd: &ApiKeysCmd, json: bool) -> anyhow::Result
         ApiKeysCmd::List => {
             let list = client.get("/v1/admin/api-keys")?;
             print(json, &list, |l| {
-                l["items"].as_array().into_iter().flatten().map(line).collect::<Vec<_>>().join("\n")
+                let rows: Vec<Vec<String>> = l["items"].as_array().into_iter().flatten().map(cells).collect();
+                table(&["ID", "NAME", "STATE", "SCOPES", "EXPIRES", "LAST USED"], &rows, "no API keys")
             });
         }
         ApiKeysCmd::Revoke { id } => {

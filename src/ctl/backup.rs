@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::{AdminClient, Target, offline, print};
+use super::{AdminClient, Target, offline, print, table};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -68,10 +68,17 @@ fn list(t: &Target, json: bool) -> anyhow::Result<bool> {
         if listed.is_empty() {
             return format!("no backups in {}", t.backup_dir.display());
         }
-        let lines = listed.iter().map(|l| {
-            format!("{}  {:>12}  {}", crate::clock::rfc3339(l.written_at), l.size_bytes, l.path.display())
-        });
-        lines.collect::<Vec<_>>().join("\n")
+        let rows: Vec<Vec<String>> = listed
+            .iter()
+            .map(|l| {
+                vec![
+                    crate::clock::rfc3339(l.written_at),
+                    l.size_bytes.to_string(),
+                    l.path.display().to_string(),
+                ]
+            })
+            .collect();
+        table(&["WRITTEN", "BYTES", "FILE"], &rows, "")
     });
     Ok(true)
 }

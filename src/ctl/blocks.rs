@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::{AdminClient, print};
+use super::{AdminClient, cell, print, table};
 
 #[derive(Subcommand)]
 pub enum BlockedIpsCmd {
@@ -28,17 +28,9 @@ pub enum BlockedIpsCmd {
     },
 }
 
-fn row(b: &Value) -> String {
-    let text = |k: &str| b[k].as_str().unwrap_or("-").to_string();
-    let expires = b["expires_at"].as_str().unwrap_or("until removed");
-    format!(
-        "{:<38} {:<20} {:<6} {:<22} {}",
-        text("id"),
-        text("cidr"),
-        text("source"),
-        expires,
-        text("reason")
-    )
+fn cells(b: &Value) -> Vec<String> {
+    let expires = cell(b, "expires_at", "until removed");
+    vec![cell(b, "id", "-"), cell(b, "cidr", "-"), cell(b, "source", "-"), expires, cell(b, "reason", "-")]
 }
 
 pub fn run(client: &AdminClient, cmd: &BlockedIpsCmd, json: bool) -> anyhow::Result<bool> {
@@ -46,9 +38,8 @@ pub fn run(client: &AdminClient, cmd: &BlockedIpsCmd, json: bool) -> anyhow::Res
         BlockedIpsCmd::List => {
             let answer = client.get("/v1/admin/blocked-ips")?;
             print(json, &answer, |a| {
-                let items = a["items"].as_array().cloned().unwrap_or_default();
-                let head = format!("{:<38} {:<20} {:<6} {:<22} REASON", "ID", "CIDR", "SOURCE", "EXPIRES");
-                std::iter::once(head).chain(items.iter().map(row)).collect::<Vec<_>>().join("\n")
+                let rows: Vec<Vec<String>> = a["items"].as_array().into_iter().flatten().map(cells).collect();
+                table(&["ID", "CIDR", "SOURCE", "EXPIRES", "REASON"], &rows, "no blocked addresses")
             });
         }
         BlockedIpsCmd::Add { cidr, duration, reason } => {

@@ -5,7 +5,7 @@
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::{AdminClient, Target, offline, print};
+use super::{AdminClient, Target, offline, print, table};
 
 #[derive(Subcommand)]
 pub enum KeysCmd {
@@ -30,7 +30,7 @@ pub enum KeysCmd {
     ExportMaster,
 }
 
-fn line(k: &Value) -> String {
+fn cells(k: &Value) -> Vec<String> {
     let s = |f: &str| k[f].as_str().unwrap_or("-").to_string();
     let when = match k["state"].as_str() {
         Some("pending") => format!("signs from {}", s("activates_at")),
@@ -38,7 +38,7 @@ fn line(k: &Value) -> String {
         Some("revoked") => format!("revoked {}", s("revoked_at")),
         _ => format!("since {}", s("activates_at")),
     };
-    format!("{:<44} {:<6} {:<8} {when}", s("kid"), s("algorithm"), s("state"))
+    vec![s("kid"), s("algorithm"), s("state"), when]
 }
 
 pub fn run(client: &AdminClient, target: &Target, cmd: &KeysCmd, json: bool) -> anyhow::Result<bool> {
@@ -46,12 +46,10 @@ pub fn run(client: &AdminClient, target: &Target, cmd: &KeysCmd, json: bool) -> 
         KeysCmd::List => {
             let list = client.get("/v1/admin/signing-keys")?;
             print(json, &list, |l| {
-                let items: Vec<String> = l["items"].as_array().into_iter().flatten().map(line).collect();
-                if items.is_empty() {
-                    format!("{} signs with tokens.secret_file; there are no keys to list", l["algorithm"])
-                } else {
-                    items.join("\n")
-                }
+                let rows: Vec<Vec<String>> = l["items"].as_array().into_iter().flatten().map(cells).collect();
+                let none =
+                    format!("{} signs with tokens.secret_file; there are no keys to list", l["algorithm"]);
+                table(&["KID", "ALG", "STATE", "WHEN"], &rows, &none)
             });
         }
         KeysCmd::Rotate { now } => {

@@ -187,6 +187,35 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
     }
 }
 
+/// A human table: a header row in capitals, each column as wide as its
+/// widest cell (the last one unpadded), or `empty` when there are no rows,
+/// so an empty list says so instead of printing a blank line.
+fn table(head: &[&str], rows: &[Vec<String>], empty: &str) -> String {
+    if rows.is_empty() {
+        return empty.to_string();
+    }
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| rows.iter().map(|r| r.get(i).map_or(0, |c| c.chars().count())).chain([head[i].len()]).max())
+        .map(|w| w.unwrap_or(0))
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let padded = cells.iter().enumerate().map(|(i, c)| match i == last {
+            true => c.to_string(),
+            false => format!("{c:<w$}", w = widths[i]),
+        });
+        padded.collect::<Vec<_>>().join("  ")
+    };
+    let mut out = vec![line(head.to_vec())];
+    out.extend(rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
+    out.join("\n")
+}
+
+/// The string at `key` of a JSON row, or `missing`.
+fn cell(row: &Value, key: &str, missing: &str) -> String {
+    row[key].as_str().unwrap_or(missing).to_string()
+}
+
 fn print(json: bool, value: &Value, human: impl Fn(&Value) -> String) {
     if json {
         println!("{value}");

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::client::encode;
-use super::{AdminClient, print};
+use super::{AdminClient, cell, print, table};
 
 #[derive(Subcommand)]
 pub enum UsersCmd {
@@ -140,18 +140,19 @@ fn user_id(client: &AdminClient, user: &str) -> anyhow::Result<String> {
     }
 }
 
-fn user_line(u: &Value) -> String {
+/// id, email, status, verified, roles (and a lock, if any).
+fn user_cells(u: &Value) -> Vec<String> {
     let roles: Vec<&str> = u["roles"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let verified = if u["email_verified"] == true { "verified" } else { "unverified" };
-    let locked = u["locked_until"].as_str().map(|t| format!(" locked until {t}")).unwrap_or_default();
-    format!(
-        "{:<38} {:<32} {:<9} {:<10} {}{locked}",
-        u["id"].as_str().unwrap_or("?"),
-        u["email"].as_str().unwrap_or("?"),
-        u["status"].as_str().unwrap_or("?"),
-        verified,
-        roles.join(",")
-    )
+    let verified = if u["email_verified"] == true { "yes" } else { "no" };
+    let locked = u["locked_until"].as_str().map(|t| format!(" (locked until {t})")).unwrap_or_default();
+    let roles = if roles.is_empty() { "-".to_string() } else { roles.join(",") };
+    vec![cell(u, "id", "?"), cell(u, "email", "?"), cell(u, "status", "?"), verified.into(), roles + &locked]
+}
+
+const USER_HEAD: [&str; 5] = ["ID", "EMAIL", "STATUS", "VERIFIED", "ROLES"];
+
+fn user_line(u: &Value) -> String {
+    table(&USER_HEAD, &[user_cells(u)], "")
 }
 
 fn read_password() -> anyhow::Result<String> {
@@ -193,9 +194,9 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
             let list = client.get(&path)?;
             print(json, &list, |l| {
                 let items = l["items"].as_array().cloned().unwrap_or_default();
-                let mut lines: Vec<String> = items.iter().map(user_line).collect();
-                lines.push(format!("({} of {} users, page {})", items.len(), l["total"], l["page"]));
-                lines.join("\n")
+                let rows: Vec<Vec<String>> = items.iter().map(user_cells).collect();
+                let count = format!("({} of {} users, page {})", items.len(), l["total"], l["page"]);
+                format!("{}\n{count}", table(&USER_HEAD, &rows, "no users"))
             });
             return Ok(true);
         }
@@ -225,18 +226,11 @@ pub fn roles(client: &AdminClient, cmd: &RolesCmd, json: bool) -> anyhow::Result
             let list = client.get("/v1/admin/roles")?;
             print(json, &list, |l| {
                 let items = l["items"].as_array().cloned().unwrap_or_default();
-                items
+                let rows: Vec<Vec<String>> = items
                     .iter()
-                    .map(|r| {
-                        format!(
-                            "{:<24} {:>5} users  {}",
-                            r["name"].as_str().unwrap_or("?"),
-                            r["users"],
-                            r["description"].as_str().unwrap_or("")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                    .map(|r| vec![cell(r, "name", "?"), r["users"].to_string(), cell(r, "description", "")])
+                    .collect();
+                table(&["ROLE", "USERS", "DESCRIPTION"], &rows, "no roles")
             });
         }
         RolesCmd::Add { name, description } => {
@@ -262,19 +256,18 @@ pub fn sessions(client: &AdminClient, cmd: &SessionsCmd, json: bool) -> anyhow::
             let list = client.get(&path)?;
             print(json, &list, |l| {
                 let items = l["items"].as_array().cloned().unwrap_or_default();
-                items
+                let rows: Vec<Vec<String>> = items
                     .iter()
                     .map(|s| {
-                        format!(
-                            "{:<38} user {:<38} {:<16} since {}",
-                            s["id"].as_str().unwrap_or("?"),
-                            s["user_id"].as_str().unwrap_or("?"),
-                            s["ip"].as_str().unwrap_or("-"),
-                            s["created_at"].as_str().unwrap_or("?")
-                        )
+                        vec![
+                            cell(s, "id", "?"),
+                            cell(s, "user_id", "?"),
+                            cell(s, "ip", "-"),
+                            cell(s, "created_at", "?"),
+                        ]
                     })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                    .collect();
+                table(&["SESSION", "USER", "IP", "SINCE"], &rows, "no live sessions")
             });
         }
         SessionsCmd::Revoke { id } => {

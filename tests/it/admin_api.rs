@@ -260,6 +260,16 @@ async fn latchctl_speaks_tables_json_and_one_line_errors() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let table = String::from_utf8_lossy(&ctl(&d, &["users", "list"], "").stdout).into_owned();
     assert!(table.contains("eve@example.test") && table.contains("(2 of 2 users, page 1)"), "{table}");
+    let head: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(head, ["ID", "EMAIL", "STATUS", "VERIFIED", "ROLES"], "{table}");
+    // An empty list says so rather than printing a blank line.
+    let keys = String::from_utf8_lossy(&ctl(&d, &["api-keys", "list"], "").stdout).into_owned();
+    assert_eq!(keys.trim(), "no API keys");
+    let sessions = String::from_utf8_lossy(&ctl(&d, &["sessions", "list"], "").stdout).into_owned();
+    assert!(
+        sessions.starts_with("SESSION ") && sessions.lines().count() == 2,
+        "root's one session: {sessions}"
+    );
     let shown = ok_json(ctl(&d, &["--json", "users", "show", "EVE@example.test"], ""));
     assert_eq!(shown["email"], "eve@example.test");
     assert_eq!(
