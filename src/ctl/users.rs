@@ -85,6 +85,22 @@ pub enum UsersCmd {
         #[arg(long)]
         verified: bool,
     },
+    /// Give an account a role (see `roles list`). latch's own endpoints
+    /// see it at the account's next request; access tokens already issued
+    /// carry their old `roles` claim to apps until they expire.
+    AddRole {
+        /// The account's id or email.
+        user: String,
+        /// The role's name.
+        role: String,
+    },
+    /// Take a role from an account (as add-role, the other way).
+    RemoveRole {
+        /// The account's id or email.
+        user: String,
+        /// The role's name.
+        role: String,
+    },
     /// Delete an account with its sessions (audit rows stay).
     Delete {
         /// The account's id or email.
@@ -155,6 +171,28 @@ fn user_line(u: &Value) -> String {
     table(&USER_HEAD, &[user_cells(u)], "")
 }
 
+/// Adds `role` to the user's set or takes it out, through the PATCH that
+/// replaces the set (API.md); the answer is the user after the change.
+fn change_role(client: &AdminClient, user: &str, role: &str, add: bool) -> anyhow::Result<Value> {
+    let id = user_id(client, user)?;
+    let path = format!("/v1/admin/users/{}", encode(&id));
+    let current = client.get(&path)?;
+    let mut roles: Vec<String> = current["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    let has = roles.iter().any(|r| r == role);
+    match (add, has) {
+        (true, true) | (false, false) => return Ok(current),
+        (true, false) => roles.push(role.to_string()),
+        (false, true) => roles.retain(|r| r != role),
+    }
+    Ok(client.request("PATCH", &path, Some(&json!({ "roles": roles })))?)
+}
+
 fn read_password() -> anyhow::Result<String> {
     let mut password = String::new();
     std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
@@ -209,6 +247,8 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
             let verified = verified.then_some(true);
             patch(user, json!({ "email": email, "email_verified": verified }))?
         }
+        UsersCmd::AddRole { user, role } => change_role(client, user, role, true)?,
+        UsersCmd::RemoveRole { user, role } => change_role(client, user, role, false)?,
         UsersCmd::Delete { user } => {
             let id = user_id(client, user)?;
             client.delete(&format!("/v1/admin/users/{id}"))?;

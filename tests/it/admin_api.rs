@@ -280,6 +280,16 @@ async fn latchctl_speaks_tables_json_and_one_line_errors() {
     assert!(ctl(&d, &["roles", "add", "auditor"], "").status.success());
     let roles = String::from_utf8_lossy(&ctl(&d, &["roles", "list"], "").stdout).into_owned();
     assert!(roles.contains("auditor") && roles.contains("admin"), "{roles}");
+    // Roles are given and taken one at a time, twice is harmless.
+    for _ in 0..2 {
+        let eve = ok_json(ctl(&d, &["--json", "users", "add-role", "eve@example.test", "auditor"], ""));
+        assert_eq!(eve["roles"], serde_json::json!(["auditor"]));
+    }
+    let out = ctl(&d, &["users", "add-role", "eve@example.test", "auditr"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no role named \"auditr\""), "{out:?}");
+    let eve = ok_json(ctl(&d, &["--json", "users", "remove-role", "eve@example.test", "auditor"], ""));
+    assert_eq!(eve["roles"], serde_json::json!([]));
     let out = ctl(&d, &["users", "show", "nobody@example.test"], "");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
