@@ -20,6 +20,21 @@ use crate::telemetry::auth_event as count;
 pub(super) const RESET_TTL_SECS: i64 = 30 * 60;
 const RESET: &str = "password_reset";
 
+/// Only an administrator's invitation makes a password link live longer
+/// than a reset link.
+fn is_invitation(owner: &queries::TokenOwner) -> bool {
+    owner.lifetime_secs > RESET_TTL_SECS
+}
+
+/// Whether the password link `token` is an invitation (`Some(true)`) or a
+/// reset link (`Some(false)`) while it works; `None` once it does not.
+pub async fn live_reset_link(d: &Deps, token: &str) -> Result<Option<bool>, AccountError> {
+    let hash = token_hash(token);
+    let now = crate::clock::now_unix();
+    let owner = d.store.read(move |c| queries::one_time_user(c, &hash, RESET, now)).await?;
+    Ok(owner.as_ref().map(is_invitation))
+}
+
 /// Sets a new password from a reset token; revokes every session, voids
 /// the user's other reset links and clears the account lock. Proves the
 /// address, so it also verifies it.
@@ -41,10 +56,9 @@ pub async fn reset_password(
         count("password_reset", "failure");
         return Err(AccountError::InvalidToken);
     };
-    // Only an administrator's invitation makes a reset link live longer
-    // than a reset link: the person chooses their first password, and
-    // "your password was changed" would only alarm them.
-    let invited = owner.lifetime_secs > RESET_TTL_SECS;
+    // The person chooses their first password: "your password was
+    // changed" would only alarm them.
+    let invited = is_invitation(&owner);
     let notice = if invited { None } else { Some(changed_notice(d, cfg, &owner.email, client)?) };
     let cap = cfg.email.max_per_recipient;
     let phc = d.hasher.hash(cfg.passwords.argon2, new_password).await?;

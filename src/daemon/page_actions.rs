@@ -9,7 +9,7 @@ use actix_web::web;
 use crate::auth::UserSession;
 use crate::config::Config;
 use crate::http::{ApiError, ClientInfo};
-use crate::pages::{AccountView, Actions, Answer, Enrolment, SessionRow, SignIn};
+use crate::pages::{AccountView, Actions, Answer, Enrolment, ResetLink, SessionRow, SignIn};
 use crate::sessions::second_step::SecondStepRequest;
 use crate::sessions::service::{LoginAnswer, LoginRequest};
 use crate::{accounts, mfa, sessions};
@@ -88,6 +88,13 @@ impl Actions for FeatureActions {
                 accounts::ByEmail::PasswordReset,
                 client,
             ))
+        })
+    }
+
+    fn reset_link<'a>(&'a self, token: &'a str) -> Answer<'a, Option<ResetLink>> {
+        Box::pin(async move {
+            let invited = api(accounts::passwords::live_reset_link(&self.accounts, token).await)?;
+            Ok(invited.map(|i| if i { ResetLink::Invitation } else { ResetLink::Reset }))
         })
     }
 

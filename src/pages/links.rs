@@ -6,8 +6,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::render::{Ask, EmailForm, Message, ResetPassword, VerifyEmail, refusal};
-use super::{Deps, Page, text};
-use crate::http::{ApiError, ClientInfo, Kind, LiveConfig, Routes};
+use super::{Deps, Page, ResetLink, text};
+use crate::http::{ApiError, ClientInfo, Kind, LiveConfig, Problem, Routes};
 
 type D = web::Data<Deps>;
 
@@ -132,11 +132,19 @@ pub async fn resend(
     Ok(link_sent(&page, sent, &form.email))
 }
 
-fn reset_view(page: &Page, cfg: &LiveConfig, token: String, notice: Option<String>) -> ResetPassword {
+fn reset_view(
+    page: &Page,
+    cfg: &LiveConfig,
+    link: ResetLink,
+    token: String,
+    notice: Option<String>,
+) -> ResetPassword {
+    let first = link == ResetLink::Invitation;
     ResetPassword {
         product: page.product(),
-        title: text::CHOOSE_PASSWORD,
+        title: if first { text::CHOOSE_FIRST_PASSWORD } else { text::CHOOSE_PASSWORD },
         notice,
+        first,
         token,
         csrf: page.csrf(),
         min_length: cfg.passwords.min_length,
@@ -144,10 +152,18 @@ fn reset_view(page: &Page, cfg: &LiveConfig, token: String, notice: Option<Strin
     }
 }
 
-/// `GET /reset-password?token=`: the new-password form.
+/// A password link that no longer works, and how to get a new one.
+fn dead_reset_link(page: &Page, e: &ApiError) -> HttpResponse {
+    let (status, text) = refusal(e);
+    let lines = vec![text, text::RESET_LINK_RULE.into()];
+    page.answer(status, &message(page, text::LINK_DEAD, lines, Some(Ask::NewReset)))
+}
+
+/// `GET /reset-password?token=`: the new-password form — or, when the link
+/// no longer works, says so before the person types a password twice.
 #[utoipa::path(get, path = "/reset-password", tag = "pages", params(TokenQuery),
-    responses((status = 200, description = "The new-password form", content_type = "text/html"),
-        (status = 400, description = "The link has no token: a page to ask for a new one", content_type = "text/html")))]
+    responses((status = 200, description = "The new-password form (an invitation's: the first password)", content_type = "text/html"),
+        (status = 400, description = "The link has no token, or no longer works: a page to ask for a new one", content_type = "text/html")))]
 pub async fn reset_page(
     d: D,
     cfg: LiveConfig,
@@ -158,7 +174,10 @@ pub async fn reset_page(
     let Some(token) = q.into_inner().token.filter(|t| !t.is_empty()) else {
         return Ok(incomplete(&page, Ask::NewReset));
     };
-    Ok(page.answer(None, &reset_view(&page, &cfg, token, None)))
+    let Some(link) = d.actions.reset_link(&token).await? else {
+        return Ok(dead_reset_link(&page, &Problem::new(Kind::InvalidToken).into()));
+    };
+    Ok(page.answer(None, &reset_view(&page, &cfg, link, token, None)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -182,23 +201,27 @@ pub async fn reset(
 ) -> Result<HttpResponse, ApiError> {
     let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
     let ResetForm { token, new_password, confirm_password, .. } = form.into_inner();
+    // What the link is decides the words; the reset below spends it.
+    let Some(link) = d.actions.reset_link(&token).await? else {
+        return Ok(dead_reset_link(&page, &Problem::new(Kind::InvalidToken).into()));
+    };
     if new_password != confirm_password {
-        let view = reset_view(&page, &cfg, token, Some(text::PASSWORDS_DIFFER.into()));
+        let view = reset_view(&page, &cfg, link, token, Some(text::PASSWORDS_DIFFER.into()));
         return Ok(page.answer(Some(Kind::InvalidRequest), &view));
     }
     match d.actions.reset_password(&cfg, &token, new_password, &client).await {
+        Ok(()) if link == ResetLink::Invitation => {
+            let lines = vec![text::FIRST_PASSWORD_SET.into()];
+            Ok(page.answer(None, &message(&page, text::PASSWORD_SET, lines, None)))
+        }
         Ok(()) => {
             let lines = vec![text::NEW_PASSWORD_SET.into(), text::ALL_SIGNED_OUT.into()];
             Ok(page.answer(None, &message(&page, text::PASSWORD_CHANGED, lines, None)))
         }
-        Err(e) if e.problem().kind == Kind::InvalidToken => {
-            let (status, text) = refusal(&e);
-            let lines = vec![text, text::RESET_LINK_RULE.into()];
-            Ok(page.answer(status, &message(&page, text::LINK_DEAD, lines, Some(Ask::NewReset))))
-        }
+        Err(e) if e.problem().kind == Kind::InvalidToken => Ok(dead_reset_link(&page, &e)),
         Err(e) => {
             let (status, text) = refusal(&e);
-            Ok(page.answer(status, &reset_view(&page, &cfg, token, Some(text))))
+            Ok(page.answer(status, &reset_view(&page, &cfg, link, token, Some(text))))
         }
     }
 }

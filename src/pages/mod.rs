@@ -64,6 +64,15 @@ pub struct Enrolment {
     pub qr_svg: String,
 }
 
+/// What a password link that still works was mailed as.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ResetLink {
+    /// "Forgot password": the person has a password and chooses a new one.
+    Reset,
+    /// An administrator's invitation: the account's first password.
+    Invitation,
+}
+
 /// The API calls the pages mirror, as the daemon wires them to the
 /// features' services.
 pub trait Actions: Send + Sync {
@@ -80,6 +89,9 @@ pub trait Actions: Send + Sync {
         email: &'a str,
         client: &'a ClientInfo,
     ) -> Answer<'a, ()>;
+    /// What the password link `token` is while it works; `None` once it
+    /// is spent, expired or unknown. Spends nothing.
+    fn reset_link<'a>(&'a self, token: &'a str) -> Answer<'a, Option<ResetLink>>;
     fn reset_password<'a>(
         &'a self,
         cfg: &'a Config,

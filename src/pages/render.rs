@@ -53,6 +53,8 @@ pub struct ResetPassword {
     pub product: String,
     pub title: &'static str,
     pub notice: Option<String>,
+    /// An invitation's link: the account's first password.
+    pub first: bool,
     pub token: String,
     pub csrf: String,
     pub min_length: u32,

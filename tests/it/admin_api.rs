@@ -358,6 +358,12 @@ async fn an_admin_moves_an_account_to_another_address_which_must_be_confirmed() 
     assert_eq!(details["email"], json!({"from": "bob@example.test", "to": "robert@example.test"}));
 }
 
+/// Status and HTML of a page, as a browser GETs it.
+async fn page_at(d: &Latchd, path: &str) -> (u16, String) {
+    let res = d.get(path).await;
+    (res.status().as_u16(), res.text().await.unwrap_or_default())
+}
+
 #[tokio::test]
 async fn an_invited_person_has_a_day_to_choose_a_first_password_and_no_alarm_after() {
     let (d, smtp) = with_smtp("").await;
@@ -373,7 +379,16 @@ async fn an_invited_person_has_a_day_to_choose_a_first_password_and_no_alarm_aft
     let first = json!({"token": token_in(&invitation), "new_password": "ivy's own passphrase"});
     assert_eq!(subject_of(&invitation), "Choose a password for your new account", "{invitation}");
     assert!(text_of(&invitation).contains("within 24 hours"), "{invitation}");
+    // The page behind the link asks for a first password, not a new one.
+    let page = format!("/reset-password?token={}", token_in(&invitation));
+    let (status, html) = page_at(&d, &page).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Choose a password for your account") && !html.contains("signed out"), "{html}");
     assert_eq!(d.post("/v1/auth/password/reset", first).await.status(), 200);
+    // Spent, the link says so at once, before anyone types a password.
+    let (status, html) = page_at(&d, &page).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("This link does not work") && !html.contains("new_password"), "{html}");
     login(&d, "ivy@example.test", "ivy's own passphrase").await;
 
     // A real reset afterwards: its link comes next (no "password changed"
@@ -381,6 +396,8 @@ async fn an_invited_person_has_a_day_to_choose_a_first_password_and_no_alarm_aft
     assert_eq!(d.post("/v1/auth/password/forgot", json!({"email": "ivy@example.test"})).await.status(), 202);
     let mails = smtp.wait_for(2).await;
     assert_eq!(subject_of(&mails[1]), "Reset your password", "{mails:#?}");
+    let (_, html) = page_at(&d, &format!("/reset-password?token={}", token_in(&mails[1]))).await;
+    assert!(html.contains("Choose a new password") && html.contains("signed out"), "{html}");
     let again = json!({"token": token_in(&mails[1]), "new_password": "ivy's second passphrase"});
     assert_eq!(d.post("/v1/auth/password/reset", again).await.status(), 200);
     assert_eq!(subject_of(&smtp.wait_for(3).await[2]), "Your password was changed");
