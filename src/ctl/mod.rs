@@ -10,6 +10,7 @@ mod blocks;
 mod client;
 mod keys;
 mod offline;
+mod outbox;
 mod users;
 
 use std::path::PathBuf;
@@ -72,6 +73,9 @@ enum Command {
     /// Sessions: list, revoke.
     #[command(subcommand)]
     Sessions(users::SessionsCmd),
+    /// Outgoing mail: list.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCmd),
     /// API keys: create, list, revoke.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(api_keys::ApiKeysCmd),
@@ -178,6 +182,7 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Roles(cmd) => users::roles(&client, cmd, cli.json),
         Command::Sessions(cmd) => users::sessions(&client, cmd, cli.json),
         Command::ApiKeys(cmd) => api_keys::run(&client, cmd, cli.json),
+        Command::Outbox(cmd) => outbox::run(&client, cmd, cli.json),
         Command::Audit(cmd) => audit::run(&client, &target, cmd, cli.json),
         Command::Backup(cmd) => backup::run(&client, &target, cmd, cli.json),
         Command::Db(DbCmd::Check) => offline::db_check(&target, cli.json),

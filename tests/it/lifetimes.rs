@@ -238,6 +238,14 @@ async fn undeliverable_mail_becomes_a_dead_letter() {
     let metrics = d.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains(r#"latch_emails_total{result="dead"} 1"#), "{metrics}");
     assert!(metrics.contains("latch_email_queue_depth 0"), "{metrics}");
+    // The operator finds it, and why, without a token or SQL.
+    let dead = crate::admin_cli::latchctl_on(&d.state_dir(), &["outbox", "list", "--status", "dead"]);
+    let table = String::from_utf8_lossy(&dead.stdout).into_owned();
+    let row = table.lines().find(|l| l.contains("quinn@example.test")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("verify_email") && row.contains(" 2 "), "kind and attempts: {row}");
+    assert!(row.to_lowercase().contains("connection refused"), "the last error: {row}");
+    let queued = crate::admin_cli::latchctl_on(&d.state_dir(), &["outbox", "list"]);
+    assert_eq!(String::from_utf8_lossy(&queued.stdout).trim(), "no queued mail");
 }
 
 #[tokio::test]
