@@ -10,11 +10,17 @@ use crate::auth::Principal;
 use crate::http::{ApiError, AppState, LiveConfig};
 
 #[utoipa::path(get, path = "/v1/admin/status", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, description = "Version, pid, uptime, listeners, database", body = Object)))]
+    responses((status = 200, description = "Version, pid, uptime, listeners, database, mail queue, newest backup", body = Object)))]
 pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let cfg = state.config.load();
     let schema = state.store.read(queries::schema_version).await;
+    let mail = state.store.read(queries::outbox_counts).await.ok();
+    // What an operator checks first after "is it up": is mail stuck, and
+    // when was the last backup written.
+    let backup_dir = cfg.backup_dir();
+    let newest =
+        crate::store::backup::list(&backup_dir).ok().and_then(|l| l.iter().map(|b| b.written_at).max());
     Ok(HttpResponse::Ok().json(json!({
         "version": crate::telemetry::VERSION,
         "pid": std::process::id(),
@@ -28,6 +34,8 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
             "ok": schema.is_ok(),
             "schema_version": schema.ok(),
         },
+        "mail": mail.map(|(queued, dead)| json!({ "queued": queued, "dead": dead })),
+        "backups": { "dir": backup_dir, "newest": newest.map(crate::clock::rfc3339) },
     })))
 }
 

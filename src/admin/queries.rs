@@ -12,6 +12,16 @@ pub fn schema_version(c: &Connection) -> Result<i64, StoreError> {
     Ok(c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?)
 }
 
+/// Mail still being tried, and mail given up on (kept for
+/// `[email].file_retention`).
+pub fn outbox_counts(c: &Connection) -> Result<(i64, i64), StoreError> {
+    Ok(c.query_row(
+        "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'dead'), 0) FROM outbox",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = AdminMfa)]
 pub struct Mfa {

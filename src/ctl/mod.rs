@@ -229,6 +229,25 @@ fn print(json: bool, value: &Value, human: impl Fn(&Value) -> String) {
     }
 }
 
+/// "unknown" when the daemon did not say (an older latchd, or a failed read).
+fn human_mail(mail: &Value) -> String {
+    match (mail["queued"].as_i64(), mail["dead"].as_i64()) {
+        (Some(queued), Some(0)) => format!("{queued} queued, 0 dead"),
+        (Some(queued), Some(dead)) => {
+            format!("{queued} queued, {dead} dead (latchctl outbox list --status dead)")
+        }
+        _ => "unknown".to_string(),
+    }
+}
+
+fn human_backups(b: &Value) -> String {
+    match (b["dir"].as_str(), b["newest"].as_str()) {
+        (Some(dir), Some(at)) => format!("newest {at} in {dir}"),
+        (Some(dir), None) => format!("none yet in {dir}"),
+        _ => "unknown".to_string(),
+    }
+}
+
 fn human_status(s: &Value) -> String {
     let listeners: Vec<String> = s["listeners"]
         .as_array()
@@ -259,6 +278,8 @@ fn human_status(s: &Value) -> String {
         ("database", db_state),
         ("listeners", listeners.join("; ")),
         ("admin socket", s["admin_socket"].as_str().unwrap_or("?").to_string()),
+        ("mail", human_mail(&s["mail"])),
+        ("backups", human_backups(&s["backups"])),
     ];
     rows.iter().map(|(k, v)| format!("{k:<13}{v}")).collect::<Vec<_>>().join("\n")
 }

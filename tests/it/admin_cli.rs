@@ -50,6 +50,14 @@ async fn status_reports_the_running_daemon() {
     let human = stdout(&latchctl(&d, &["status"]));
     assert!(human.contains(&format!("(pid {})", d.pid())), "{human}");
     assert!(human.contains(&format!("ok (schema {schema})")), "{human}");
+    // Stuck mail and the age of the newest backup, at a glance.
+    assert_eq!(status["mail"], serde_json::json!({"queued": 0, "dead": 0}));
+    assert!(human.contains("0 queued, 0 dead") && human.contains("backups      none yet in "), "{human}");
+    let taken = latchctl(&d, &["backup", "now"]);
+    assert!(taken.status.success(), "{}", stderr(&taken));
+    let status: Value = serde_json::from_slice(&latchctl(&d, &["--json", "status"]).stdout).unwrap();
+    let newest = status["backups"]["newest"].as_str().unwrap_or_else(|| panic!("{status}"));
+    assert!(newest.starts_with("20") && newest.ends_with('Z'), "{newest}");
     // No world access to the admin socket, whatever the host's groups.
     let socket = d.ready["admin_socket"].as_str().unwrap();
     let mode = std::fs::metadata(socket).unwrap().permissions().mode();
