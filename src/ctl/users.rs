@@ -167,6 +167,25 @@ fn user_cells(u: &Value) -> Vec<String> {
 
 const USER_HEAD: [&str; 5] = ["ID", "EMAIL", "STATUS", "VERIFIED", "ROLES"];
 
+/// One account, a field a line: what an operator asks about a person.
+fn user_detail(u: &Value) -> String {
+    let roles: Vec<&str> = u["roles"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let yes_no = |v: &Value| if v == &Value::Bool(true) { "yes" } else { "no" };
+    let rows = [
+        ("id", cell(u, "id", "?")),
+        ("email", cell(u, "email", "?")),
+        ("verified", yes_no(&u["email_verified"]).to_string()),
+        ("name", cell(u, "name", "-")),
+        ("status", cell(u, "status", "?")),
+        ("roles", if roles.is_empty() { "-".to_string() } else { roles.join(", ") }),
+        ("two-step", if u["mfa"]["totp"] == true { "TOTP".to_string() } else { "off".to_string() }),
+        ("locked until", cell(u, "locked_until", "-")),
+        ("created", cell(u, "created_at", "?")),
+        ("last sign-in", cell(u, "last_login_at", "never")),
+    ];
+    rows.iter().map(|(k, v)| format!("{k:<13}{v}")).collect::<Vec<_>>().join("\n")
+}
+
 fn user_line(u: &Value) -> String {
     table(&USER_HEAD, &[user_cells(u)], "")
 }
@@ -238,7 +257,11 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
             });
             return Ok(true);
         }
-        UsersCmd::Show { user } => client.get(&format!("/v1/admin/users/{}", user_id(client, user)?))?,
+        UsersCmd::Show { user } => {
+            let shown = client.get(&format!("/v1/admin/users/{}", user_id(client, user)?))?;
+            print(json, &shown, user_detail);
+            return Ok(true);
+        }
         UsersCmd::Disable { user } => patch(user, json!({ "status": "disabled" }))?,
         UsersCmd::Enable { user } => patch(user, json!({ "status": "active" }))?,
         UsersCmd::Unlock { user } => patch(user, json!({ "unlock": true }))?,

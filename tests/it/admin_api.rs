@@ -272,6 +272,11 @@ async fn latchctl_speaks_tables_json_and_one_line_errors() {
     );
     let shown = ok_json(ctl(&d, &["--json", "users", "show", "EVE@example.test"], ""));
     assert_eq!(shown["email"], "eve@example.test");
+    let human =
+        String::from_utf8_lossy(&ctl(&d, &["users", "show", "eve@example.test"], "").stdout).into_owned();
+    for line in ["verified     yes", "two-step     off", "last sign-in never"] {
+        assert!(human.lines().any(|l| l == line), "{line:?} in:\n{human}");
+    }
     assert_eq!(
         ok_json(ctl(&d, &["--json", "users", "disable", "eve@example.test"], ""))["status"],
         "disabled"
