@@ -141,7 +141,9 @@ async fn record_outcome(
     };
     metrics::counter!("latch_emails_total", "result" => result).increment(1);
     match &outcome {
-        Ok(()) => tracing::info!(id, "email delivered"),
+        // Without [smtp] the file writer already said where it went.
+        Ok(()) if cfg.smtp.is_some() => tracing::info!(id, "email delivered"),
+        Ok(()) => {}
         Err(e) => tracing::warn!(id, attempts, error = %e, result, "email delivery failed"),
     }
     let error = outcome.err();
