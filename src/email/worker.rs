@@ -144,6 +144,11 @@ async fn record_outcome(
         // Without [smtp] the file writer already said where it went.
         Ok(()) if cfg.smtp.is_some() => tracing::info!(id, "email delivered"),
         Ok(()) => {}
+        // A dead message is lost mail (a reset link, a security notice): an
+        // error for the operator, where a retry is only a warning.
+        Err(e) if result == "dead" => {
+            tracing::error!(id, attempts, error = %e, "email given up after smtp.max_attempts")
+        }
         Err(e) => tracing::warn!(id, attempts, error = %e, result, "email delivery failed"),
     }
     let error = outcome.err();

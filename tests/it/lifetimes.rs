@@ -238,6 +238,12 @@ async fn undeliverable_mail_becomes_a_dead_letter() {
     let metrics = d.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains(r#"latch_emails_total{result="dead"} 1"#), "{metrics}");
     assert!(metrics.contains("latch_email_queue_depth 0"), "{metrics}");
+    let given_up = d.log().lines().find(|l| l.contains("email given up")).map(str::to_string);
+    assert!(
+        given_up.is_some_and(|l| l.contains("\"level\":\"ERROR\"")),
+        "an error, not a warning:\n{}",
+        d.log()
+    );
     // The operator finds it, and why, without a token or SQL.
     let dead = crate::admin_cli::latchctl_on(&d.state_dir(), &["outbox", "list", "--status", "dead"]);
     let table = String::from_utf8_lossy(&dead.stdout).into_owned();
