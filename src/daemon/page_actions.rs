@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::auth::UserSession;
+use crate::auth::second_factor::Proof;
 use crate::config::Config;
 use crate::http::{ApiError, ClientInfo};
 use crate::pages::{AccountView, Actions, Answer, Enrolment, ResetLink, SessionRow, SignIn};
@@ -238,6 +239,21 @@ impl Actions for FeatureActions {
         Box::pin(async move {
             api(mfa::service::regenerate(&self.mfa, cfg, user, password, client).await)
                 .map(|c| c.recovery_codes)
+        })
+    }
+
+    fn turn_off_totp<'a>(
+        &'a self,
+        cfg: &'a Config,
+        user: &'a UserSession,
+        password: String,
+        code: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()> {
+        Box::pin(async move {
+            let (code, recovery_code) = proof_fields(code);
+            let proof = api(Proof::from_fields(code, recovery_code).ok_or(mfa::MfaError::OneProof))?;
+            api(mfa::service::disable(&self.mfa, cfg, user, password, proof, client).await)
         })
     }
 }

@@ -155,6 +155,15 @@ pub trait Actions: Send + Sync {
         password: String,
         client: &'a ClientInfo,
     ) -> Answer<'a, Vec<String>>;
+    /// Turns TOTP off with the password and a code (or a recovery code).
+    fn turn_off_totp<'a>(
+        &'a self,
+        cfg: &'a Config,
+        user: &'a UserSession,
+        password: String,
+        code: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()>;
 }
 
 /// What the page handlers use, built once at start.

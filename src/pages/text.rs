@@ -31,6 +31,9 @@ pub const BACK_TO_ACCOUNT: &str = "Back to your account";
 pub const FORM_EXPIRED: &str =
     "This form has expired or did not come from this site. Reload the page and try again.";
 pub const ENTER_CODE: &str = "Enter your code";
+pub const TOTP_OFF: &str = "Two-step verification is off";
+pub const TOTP_OFF_LINE: &str = "Signing in asks only for your password now, and your other sessions were signed out. \
+     To use a new phone, set up the authenticator app again from your account page.";
 pub const YOUR_ACCOUNT: &str = "Your account";
 pub const NEW_PASSWORDS_DIFFER: &str = "The two new passwords differ.";
 pub const PASSWORD_CHANGED_LINE: &str = "Password changed. Your other sessions were signed out.";

@@ -1,5 +1,6 @@
 //! TOTP on the account page: enrol (QR code and key), confirm with a first
-//! code (which shows the recovery codes once), and new recovery codes.
+//! code (which shows the recovery codes once), new recovery codes, and
+//! turning it off (a new phone is set up after that).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
@@ -13,7 +14,10 @@ use crate::http::{ApiError, ClientInfo, LiveConfig, Routes};
 type D = web::Data<Deps>;
 
 pub fn routes(r: &mut Routes) {
-    r.add(__path_enrol, enrol).add(__path_confirm, confirm).add(__path_recovery_codes, recovery_codes);
+    r.add(__path_enrol, enrol)
+        .add(__path_confirm, confirm)
+        .add(__path_recovery_codes, recovery_codes)
+        .add(__path_turn_off, turn_off);
 }
 
 fn codes_page(page: &Page, codes: Vec<String>) -> HttpResponse {
@@ -120,6 +124,53 @@ pub async fn recovery_codes(
     };
     match d.actions.new_recovery_codes(&cfg, &user, form.into_inner().password, &client).await {
         Ok(codes) => Ok(codes_page(&page, codes)),
+        Err(e) => {
+            let (status, text) = refusal(&e);
+            account_page(&d, &cfg, &page, &user, status, Some(text)).await
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct TurnOffForm {
+    csrf: String,
+    password: String,
+    /// A code from the app, or a recovery code.
+    code: String,
+}
+
+/// `POST /account/totp/off`: turns TOTP off (password and a code, as
+/// `DELETE /v1/auth/mfa/totp`), so a person with a new phone can set the
+/// app up again; the other sessions end and the person is mailed.
+#[utoipa::path(post, path = "/account/totp/off", tag = "pages",
+    request_body(content = TurnOffForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Turned off, or the account page with the reason", content_type = "text/html")))]
+pub async fn turn_off(
+    d: D,
+    cfg: LiveConfig,
+    req: HttpRequest,
+    client: ClientInfo,
+    form: web::Form<TurnOffForm>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
+    let user = match user_or_login(&d, &req).await? {
+        Ok(user) => user,
+        Err(to_login) => return Ok(to_login),
+    };
+    let TurnOffForm { password, code, .. } = form.into_inner();
+    match d.actions.turn_off_totp(&cfg, &user, password, code, &client).await {
+        Ok(()) => {
+            let view = Message {
+                product: page.product(),
+                title: text::TOTP_OFF,
+                notice: None,
+                lines: vec![text::TOTP_OFF_LINE.into()],
+                ask: None,
+                link: Some(("/account", text::BACK_TO_ACCOUNT)),
+                csrf: page.csrf(),
+            };
+            Ok(page.answer(None, &view))
+        }
         Err(e) => {
             let (status, text) = refusal(&e);
             account_page(&d, &cfg, &page, &user, status, Some(text)).await

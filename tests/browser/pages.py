@@ -142,6 +142,15 @@ def phase_totp(d):
     fill(d, "code", sys.stdin.readline().strip())
     submit(d, "/account/login/mfa")
     found["url_after_second_step"] = d.current_url
+    # A new phone: turn it off with a recovery code, then it is offered again.
+    check(d, "account-with-totp")
+    fill(d, "off_password", password)
+    fill(d, "off_code", found["recovery_codes"][0])
+    submit(d, "/account/totp/off")
+    found["after_turn_off"] = text(d)
+    check(d, "totp-off")
+    d.get(BASE + "/account")
+    found["set_up_offered_again"] = len(d.find_elements(By.CSS_SELECTOR, 'form[action="/account/totp"]')) == 1
 
 
 def main():

@@ -45,6 +45,7 @@ const BEYOND: &[&str] = &[
     "POST /account/totp",
     "POST /account/totp/confirm",
     "POST /account/recovery-codes",
+    "POST /account/totp/off",
     "GET /assets/latch.css",
 ];
 
