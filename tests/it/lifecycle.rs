@@ -171,6 +171,8 @@ async fn daemon_mode_detaches_and_writes_a_pid_file() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    // A failed assertion below must not leave the detached daemon running.
+    let mut guard = KillOnDrop(Some(pid));
     let ready: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&ready_path).unwrap()).unwrap();
     assert_eq!(ready["pid"], pid);
@@ -189,8 +191,21 @@ async fn daemon_mode_detaches_and_writes_a_pid_file() {
         assert!(std::time::Instant::now() < deadline, "daemon did not stop");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    guard.0 = None; // gone: its pid may be someone else's from now on
     assert!(!pid_file.exists(), "pid file removed on exit");
     assert!(!ready_path.exists());
+}
+
+/// SIGKILLs a process this test detached, whatever happens to the test.
+struct KillOnDrop(Option<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: signalling the daemon this test started and saw alive.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
 }
 
 /// Reads the systemd notifications latchd sends to `sock` for `for_`.
