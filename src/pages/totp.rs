@@ -25,6 +25,12 @@ fn codes_page(page: &Page, codes: Vec<String>) -> HttpResponse {
     page.answer(None, &view)
 }
 
+/// A message page whose way on is back to the account page.
+fn to_account(page: &Page, title: &'static str, lines: Vec<String>) -> Message {
+    let link = Some(("/account", text::BACK_TO_ACCOUNT));
+    Message { product: page.product(), title, notice: None, lines, ask: None, link, csrf: page.csrf() }
+}
+
 /// `POST /account/totp`: a new secret, shown as a QR code and a key.
 #[utoipa::path(post, path = "/account/totp", tag = "pages",
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
@@ -86,15 +92,7 @@ pub async fn confirm(
         Ok(codes) => Ok(codes_page(&page, codes)),
         Err(e) => {
             let (status, text) = refusal(&e);
-            let view = Message {
-                product: page.product(),
-                title: text::CODE_MISMATCH,
-                notice: None,
-                lines: vec![text, text::CODE_MISMATCH_LINE.into()],
-                ask: None,
-                link: Some(("/account", text::BACK_TO_ACCOUNT)),
-                csrf: page.csrf(),
-            };
+            let view = to_account(&page, text::CODE_MISMATCH, vec![text, text::CODE_MISMATCH_LINE.into()]);
             Ok(page.answer(status, &view))
         }
     }
@@ -159,18 +157,7 @@ pub async fn turn_off(
     };
     let TurnOffForm { password, code, .. } = form.into_inner();
     match d.actions.turn_off_totp(&cfg, &user, password, code, &client).await {
-        Ok(()) => {
-            let view = Message {
-                product: page.product(),
-                title: text::TOTP_OFF,
-                notice: None,
-                lines: vec![text::TOTP_OFF_LINE.into()],
-                ask: None,
-                link: Some(("/account", text::BACK_TO_ACCOUNT)),
-                csrf: page.csrf(),
-            };
-            Ok(page.answer(None, &view))
-        }
+        Ok(()) => Ok(page.answer(None, &to_account(&page, text::TOTP_OFF, vec![text::TOTP_OFF_LINE.into()]))),
         Err(e) => {
             let (status, text) = refusal(&e);
             account_page(&d, &cfg, &page, &user, status, Some(text)).await
