@@ -78,6 +78,14 @@ pub async fn register(
     Ok(())
 }
 
+/// Whether the confirmation link `token` still works (a read; spends
+/// nothing), so the page can say a dead link is dead before the click.
+pub async fn live_verification(store: &Store, token: &str) -> Result<bool, AccountError> {
+    let hash = token_hash(token);
+    let now = crate::clock::now_unix();
+    Ok(store.read(move |c| queries::one_time_user(c, &hash, "verify_email", now)).await?.is_some())
+}
+
 pub async fn verify_email(store: &Store, token: &str, client: &ClientInfo) -> Result<(), AccountError> {
     let hash = token_hash(token);
     let client = client.clone();

@@ -52,6 +52,10 @@ fn api<T, E: Into<ApiError>>(r: Result<T, E>) -> Result<T, ApiError> {
 }
 
 impl Actions for FeatureActions {
+    fn verification_link<'a>(&'a self, token: &'a str) -> Answer<'a, bool> {
+        Box::pin(async move { api(accounts::service::live_verification(&self.accounts.store, token).await) })
+    }
+
     fn verify_email<'a>(&'a self, token: &'a str, client: &'a ClientInfo) -> Answer<'a, ()> {
         Box::pin(
             async move { api(accounts::service::verify_email(&self.accounts.store, token, client).await) },

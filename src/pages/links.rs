@@ -39,10 +39,19 @@ fn incomplete(page: &Page, ask: Ask) -> HttpResponse {
     page.answer(Some(Kind::InvalidToken), &message(page, text::LINK_INCOMPLETE, lines, Some(ask)))
 }
 
-/// `GET /verify-email?token=`: a page with a Confirm button.
+/// A confirmation link that no longer works, and how to get a new one.
+fn dead_verification_link(page: &Page, e: &ApiError) -> HttpResponse {
+    let (status, text) = refusal(e);
+    let lines = vec![text, text::VERIFY_LINK_RULE.into()];
+    page.answer(status, &message(page, text::LINK_DEAD, lines, Some(Ask::NewVerification)))
+}
+
+/// `GET /verify-email?token=`: a page with a Confirm button (the POST
+/// confirms, because mail scanners open links) — or, when the link no
+/// longer works, says so instead of offering a button that cannot work.
 #[utoipa::path(get, path = "/verify-email", tag = "pages", params(TokenQuery),
     responses((status = 200, description = "A page with a Confirm button", content_type = "text/html"),
-        (status = 400, description = "The link has no token: a page to ask for a new one", content_type = "text/html")))]
+        (status = 400, description = "The link has no token, or no longer works: a page to ask for a new one", content_type = "text/html")))]
 pub async fn verify_page(
     d: D,
     cfg: LiveConfig,
@@ -53,6 +62,9 @@ pub async fn verify_page(
     let Some(token) = q.into_inner().token.filter(|t| !t.is_empty()) else {
         return Ok(incomplete(&page, Ask::NewVerification));
     };
+    if !d.actions.verification_link(&token).await? {
+        return Ok(dead_verification_link(&page, &Problem::new(Kind::InvalidToken).into()));
+    }
     let view = VerifyEmail {
         product: page.product(),
         title: text::CONFIRM_ADDRESS,
@@ -86,12 +98,7 @@ pub async fn verify(
             let lines = vec![text::ADDRESS_CONFIRMED_LINE.into()];
             Ok(page.answer(None, &message(&page, text::ADDRESS_CONFIRMED, lines, None)))
         }
-        Err(e) => {
-            let (status, text) = refusal(&e);
-            let lines = vec![text, text::VERIFY_LINK_RULE.into()];
-            let view = message(&page, text::LINK_DEAD, lines, Some(Ask::NewVerification));
-            Ok(page.answer(status, &view))
-        }
+        Err(e) => Ok(dead_verification_link(&page, &e)),
     }
 }
 

@@ -76,6 +76,8 @@ pub enum ResetLink {
 /// The API calls the pages mirror, as the daemon wires them to the
 /// features' services.
 pub trait Actions: Send + Sync {
+    /// Whether the confirmation link `token` still works. Spends nothing.
+    fn verification_link<'a>(&'a self, token: &'a str) -> Answer<'a, bool>;
     fn verify_email<'a>(&'a self, token: &'a str, client: &'a ClientInfo) -> Answer<'a, ()>;
     fn resend_verification<'a>(
         &'a self,

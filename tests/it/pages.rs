@@ -78,7 +78,8 @@ async fn a_person_confirms_resets_signs_in_and_looks_after_their_account_in_a_br
     let verify = link(&d, &smtp.wait_for(1).await[0], "verify-email");
     let found = run(&d, "verify", &[&verify]);
     assert!(found["after_confirm"].as_str().unwrap().contains("confirmed"), "{found}");
-    assert!(found["after_second_confirm"].as_str().unwrap().contains("does not work"), "{found}");
+    assert!(found["after_reopen"].as_str().unwrap().contains("does not work"), "{found}");
+    assert_eq!(found["confirm_offered_again"], false, "{found}");
 
     assert_eq!(d.post("/v1/auth/password/forgot", json!({"email": email})).await.status(), 202);
     let reset = link(&d, &smtp.wait_for(2).await[1], "reset-password");
