@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
     about = "latch authentication daemon",
     long_about = "latchd serves latch's HTTPS, HTTP and Unix-socket API and its admin socket. \
                   It keeps all state in one SQLite file under the state directory and reloads \
-                  its config on SIGHUP, on `latchctl config reload` or when the file changes."
+                  its config on SIGHUP, on `latchctl config reload` or when the file changes.",
+    after_long_help = "Environment:\n  \
+                       LATCH_CONFIG  the config file when --config is not given\n  \
+                       RUST_LOG      log filter, e.g. `debug` or `info,latch::access=warn` \
+                       (default `info,actix_server=warn`); restart to change"
 )]
 pub struct Cli {
     #[command(subcommand)]

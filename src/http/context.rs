@@ -294,7 +294,8 @@ impl Seen {
             method,
             route,
             status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            // Whole microseconds: `0.092`, not `0.09162600000000001`.
+            duration_ms = elapsed.as_micros() as f64 / 1000.0,
             peer = self.peer.map(|p| p.ip().to_string()),
             "request"
         );

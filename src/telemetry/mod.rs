@@ -21,12 +21,18 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub use log_output::flush as flush_logs;
 
+/// `info`, less actix-server's own: it logs each worker starting and
+/// stopping and each listener twice over (a dozen lines a start and stop),
+/// which latch's "listening", "ready" and "stopped" lines already say.
+/// Its warnings and errors still show.
+const DEFAULT_FILTER: &str = "info,actix_server=warn";
+
 /// Installs the global tracing subscriber: to `[log].file` when set
 /// (appended, 0600), else stdout, in batches (`log_output`). `RUST_LOG`
-/// overrides the level (default `info`). Safe to call once per process;
-/// call `flush_logs` before the process exits.
+/// overrides the level (default `DEFAULT_FILTER`). Safe to call once per
+/// process; call `flush_logs` before the process exits.
 pub fn init_logging(log: &LogSection) -> std::io::Result<()> {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let file = log.file.as_deref().map(open_log_file).transpose()?;
     let json = match log.format {
         LogFormat::Json => true,

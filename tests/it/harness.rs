@@ -283,7 +283,8 @@ pub fn spawn_with_env(dir: &Path, env: &[(&str, &str)]) -> Child {
         .env_remove("LATCH_CONFIG")
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
-        .env("RUST_LOG", "info")
+        // The daemon's own default filter, as an operator runs it.
+        .env_remove("RUST_LOG")
         .envs(env.iter().copied())
         .current_dir(dir)
         .stdin(Stdio::null())

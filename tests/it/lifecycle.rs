@@ -41,6 +41,12 @@ async fn sigterm_exits_zero_and_removes_ready_file_and_sockets() {
     assert!(log.contains("\"stopped\""), "{log}");
     let stopping = &log[log.find("draining").unwrap()..];
     assert!(!stopping.contains("\"WARN\""), "a clean stop warns of nothing:\n{stopping}");
+    // What an operator reads in the journal: latch's own lines, not the web
+    // server's chatter about its workers, and request times in microseconds.
+    assert!(!log.contains("\"target\":\"actix_server"), "{log}");
+    let access = log.lines().find(|l| l.contains("\"route\":\"/v1/auth/register\"")).expect("access line");
+    let ms = access.split("\"duration_ms\":").nth(1).and_then(|r| r.split(',').next()).unwrap();
+    assert!(ms.split('.').nth(1).is_none_or(|decimals| decimals.len() <= 3), "{access}");
     // The store was closed: the log folded into the database and removed,
     // so a copy of latch.db alone holds the last write.
     let state = d.state_dir();
