@@ -18,9 +18,7 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
     let mail = state.store.read(queries::outbox_counts).await.ok();
     // What an operator checks first after "is it up": is mail stuck, and
     // when was the last backup written.
-    let backup_dir = cfg.backup_dir();
-    let newest =
-        crate::store::backup::list(&backup_dir).ok().and_then(|l| l.iter().map(|b| b.written_at).max());
+    let backups = backups_status(cfg.backup_dir()).await;
     Ok(HttpResponse::Ok().json(json!({
         "version": crate::telemetry::VERSION,
         "pid": std::process::id(),
@@ -35,8 +33,23 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
             "schema_version": schema.ok(),
         },
         "mail": mail.map(|(queued, dead)| json!({ "queued": queued, "dead": dead })),
-        "backups": { "dir": backup_dir, "newest": newest.map(crate::clock::rfc3339) },
+        "backups": backups,
     })))
+}
+
+/// The backup folder and its newest file — or why it cannot be read, which
+/// an operator must not take for "none yet". Listed off the worker.
+async fn backups_status(dir: std::path::PathBuf) -> serde_json::Value {
+    let listing = dir.clone();
+    let listed = tokio::task::spawn_blocking(move || crate::store::backup::list(&listing)).await;
+    match listed {
+        Ok(Ok(found)) => {
+            let newest = found.iter().map(|b| b.written_at).max().map(crate::clock::rfc3339);
+            json!({ "dir": dir, "newest": newest })
+        }
+        Ok(Err(e)) => json!({ "dir": dir, "newest": null, "error": e.to_string() }),
+        Err(e) => json!({ "dir": dir, "newest": null, "error": e.to_string() }),
+    }
 }
 
 #[utoipa::path(get, path = "/v1/admin/config", tag = "admin", security(("bearer" = [])),

@@ -241,6 +241,9 @@ fn human_mail(mail: &Value) -> String {
 }
 
 fn human_backups(b: &Value) -> String {
+    if let Some(error) = b["error"].as_str() {
+        return format!("cannot list: {error}");
+    }
     match (b["dir"].as_str(), b["newest"].as_str()) {
         (Some(dir), Some(at)) => format!("newest {at} in {dir}"),
         (Some(dir), None) => format!("none yet in {dir}"),

@@ -58,6 +58,14 @@ async fn status_reports_the_running_daemon() {
     let status: Value = serde_json::from_slice(&latchctl(&d, &["--json", "status"]).stdout).unwrap();
     let newest = status["backups"]["newest"].as_str().unwrap_or_else(|| panic!("{status}"));
     assert!(newest.starts_with("20") && newest.ends_with('Z'), "{newest}");
+    // A folder that cannot be listed is said to be so, not "none yet".
+    let backups = d.state_dir().join("backups");
+    std::fs::remove_dir_all(&backups).unwrap();
+    std::fs::write(&backups, "not a folder").unwrap();
+    let human = stdout(&latchctl(&d, &["status"]));
+    let line = human.lines().find(|l| l.starts_with("backups")).unwrap_or_else(|| panic!("{human}"));
+    assert!(line.contains("cannot list:") && line.contains("Not a directory"), "{human}");
+    std::fs::remove_file(&backups).unwrap();
     // No world access to the admin socket, whatever the host's groups.
     let socket = d.ready["admin_socket"].as_str().unwrap();
     let mode = std::fs::metadata(socket).unwrap().permissions().mode();
