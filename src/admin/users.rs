@@ -1,10 +1,11 @@
 //! `/v1/admin/users`: list (search, status, pages), create, show, change
 //! (status, roles, unlock, email_verified, and beyond API.md the address
 //! and turning off a lost second factor) and delete accounts. Disabling
-//! revokes every session at once; no change may leave no active admin.
+//! revokes every session at once; no change may remove the last active
+//! admin.
 
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::address::{AddressMails, NewAddress};
@@ -98,9 +99,21 @@ pub struct CreateUser {
     email_verified: bool,
 }
 
+/// A created account, and what became of its invitation.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedUser {
+    #[serde(flatten)]
+    user: AdminUser,
+    /// Without a password: `queued`, or `not_sent` when the address already
+    /// had `[email].max_per_recipient` messages this hour (its owner can
+    /// ask for a reset link once the hour has passed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invitation: Option<&'static str>,
+}
+
 /// Creates an account, with a password or an emailed invitation.
 #[utoipa::path(post, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])), request_body = CreateUser,
-    responses((status = 201, description = "Created", body = AdminUser)))]
+    responses((status = 201, description = "Created", body = CreatedUser)))]
 pub async fn create(
     d: D,
     cfg: LiveConfig,
@@ -133,7 +146,8 @@ pub async fn create(
     let mail = mail.transpose().map_err(AdminError::from)?;
     let (id, actor, cap) = (uuid::Uuid::now_v7().to_string(), who.actor(), cfg.email.max_per_recipient);
     let (uid, hash) = (id.clone(), token_hash(&token));
-    d.store
+    let queued = d
+        .store
         .write(move |c| {
             let now = crate::clock::now_unix();
             if queries::user_id_by_email(c, &normalize_email(&email))?.is_some() {
@@ -144,9 +158,11 @@ pub async fn create(
             insert_user(c, &NewUser { id: &uid, email: &email, name, password_hash: &phc, now })?;
             queries::set_roles(c, &uid, &req.roles)?;
             queries::set_verified(c, &uid, req.email_verified, now)?;
-            if let Some(mail) = mail
-                && email::enqueue(c, cap, mail)?
-            {
+            let queued = match mail {
+                Some(mail) => email::enqueue(c, cap, mail)?,
+                None => false,
+            };
+            if queued {
                 insert_one_time(c, &hash, &uid, "password_reset", now, INVITE_TTL_SECS)?;
             }
             let details = json!({ "roles": req.roles, "invited": invite });
@@ -157,12 +173,14 @@ pub async fn create(
                 client: Some(&client),
                 details,
             };
-            audit::record(c, &entry)
+            audit::record(c, &entry)?;
+            Ok(queued)
         })
         .await
         .map_err(refusal)?;
     d.outbox.wake.notify_one();
-    Ok(HttpResponse::Created().json(load(&d, id).await?))
+    let invitation = invite.then_some(if queued { "queued" } else { "not_sent" });
+    Ok(HttpResponse::Created().json(CreatedUser { user: load(&d, id).await?, invitation }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -199,9 +217,11 @@ fn check_roles(c: &rusqlite::Connection, roles: &[String]) -> Result<(), StoreEr
     Ok(())
 }
 
-/// Every change of an account must leave an active admin.
-fn keep_an_admin(c: &rusqlite::Connection) -> Result<(), StoreError> {
-    if queries::active_admins(c)? == 0 {
+/// Removing the last active admin is refused (API.md), checked after the
+/// change against `had`, the count before it. An install run only through
+/// the admin socket has no admin account, and may still change the others.
+fn keep_an_admin(c: &rusqlite::Connection, had: i64) -> Result<(), StoreError> {
+    if had > 0 && queries::active_admins(c)? == 0 {
         return Err(refuse(AdminError::Conflict("that would leave no active admin".into())));
     }
     Ok(())
@@ -287,6 +307,7 @@ fn apply_patch(
     if queries::user(c, id)?.is_none() {
         return Err(refuse(AdminError::NotFound("user")));
     }
+    let admins = queries::active_admins(c)?;
     if let Some(roles) = &p.roles {
         check_roles(c, roles)?;
         queries::set_roles(c, id, roles)?;
@@ -316,7 +337,7 @@ fn apply_patch(
         }
         Some(PatchMfa { totp: false }) => turn_off_second_factor(c, id, now)?,
     };
-    keep_an_admin(c)?;
+    keep_an_admin(c, admins)?;
     Ok(Applied { second_factor_off, old_address })
 }
 
@@ -372,10 +393,11 @@ pub async fn delete(
     let (uid, actor) = (id.into_inner(), who.actor());
     d.store
         .write(move |c| {
+            let admins = queries::active_admins(c)?;
             if !queries::delete_user(c, &uid)? {
                 return Err(refuse(AdminError::NotFound("user")));
             }
-            keep_an_admin(c)?;
+            keep_an_admin(c, admins)?;
             let entry = Entry {
                 action: "user_deleted",
                 actor_id: Some(&actor),

@@ -233,10 +233,16 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
             let body = json!({ "email": email, "password": password, "roles": roles, "email_verified": verified, "name": name });
             let user = client.post("/v1/admin/users", Some(&body))?;
             // Without a password the admin should know what happens next.
-            let invited = !*password_stdin;
-            print(json, &user, |u| match invited {
-                true => format!("{}\ninvitation to choose a password mailed to {email}", user_line(u)),
-                false => user_line(u),
+            print(json, &user, |u| match u["invitation"].as_str() {
+                Some("queued") => {
+                    format!("{}\ninvitation to choose a password mailed to {email}", user_line(u))
+                }
+                Some(_) => format!(
+                    "{}\ninvitation NOT sent: {email} already had [email].max_per_recipient messages this hour; \
+                     once the hour has passed they can use \"forgot password\" to choose one",
+                    user_line(u)
+                ),
+                None => user_line(u),
             });
             return Ok(true);
         }

@@ -414,3 +414,42 @@ async fn an_invited_person_has_a_day_to_choose_a_first_password_and_no_alarm_aft
     let invitation = smtp.wait_for(4).await.remove(3);
     assert_eq!(subject_of(&invitation), "Choose a password for your new account");
 }
+
+/// An invitation the hourly cap holds back is said to be held back: the
+/// admin must not be told a mail is on its way when none is.
+#[tokio::test]
+async fn latchctl_says_when_the_hourly_cap_held_an_invitation_back() {
+    let (d, smtp) = with_smtp("\n[email]\nmax_per_recipient = 1\n").await;
+    let out = ctl(&d, &["users", "add", "jo@example.test"], "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("invitation to choose a password mailed to"));
+    smtp.wait_for(1).await;
+    let out = ctl(&d, &["users", "delete", "jo@example.test"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ctl(&d, &["--json", "users", "add", "jo@example.test"], "");
+    assert_eq!(ok_json(out)["invitation"], "not_sent");
+    let out = ctl(&d, &["users", "delete", "jo@example.test"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ctl(&d, &["users", "add", "jo@example.test"], "");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("invitation NOT sent: jo@example.test"), "{said}");
+    assert!(!said.contains("mailed"), "{said}");
+}
+
+/// Only removing the last active admin is refused: an install with no
+/// admin account, run through the admin socket alone, still disables,
+/// changes and deletes its accounts.
+#[tokio::test]
+async fn an_install_without_an_admin_account_is_run_through_latchctl_alone() {
+    let d = Latchd::start().await;
+    let add = ["users", "add", "bob@example.test", "--password-stdin", "--verified"];
+    assert!(ctl(&d, &add, PASSWORD).status.success());
+    for args in [
+        &["users", "disable", "bob@example.test"][..],
+        &["users", "enable", "bob@example.test"],
+        &["users", "set-email", "bob@example.test", "robert@example.test"],
+        &["users", "delete", "robert@example.test"],
+    ] {
+        let out = ctl(&d, args, "");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
