@@ -42,13 +42,12 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
 async fn backups_status(dir: std::path::PathBuf) -> serde_json::Value {
     let listing = dir.clone();
     let listed = tokio::task::spawn_blocking(move || crate::store::backup::list(&listing)).await;
-    match listed {
-        Ok(Ok(found)) => {
+    match listed.map_err(|e| e.to_string()).and_then(|l| l.map_err(|e| e.to_string())) {
+        Ok(found) => {
             let newest = found.iter().map(|b| b.written_at).max().map(crate::clock::rfc3339);
             json!({ "dir": dir, "newest": newest })
         }
-        Ok(Err(e)) => json!({ "dir": dir, "newest": null, "error": e.to_string() }),
-        Err(e) => json!({ "dir": dir, "newest": null, "error": e.to_string() }),
+        Err(error) => json!({ "dir": dir, "newest": null, "error": error }),
     }
 }
 

@@ -39,11 +39,12 @@ fn incomplete(page: &Page, ask: Ask) -> HttpResponse {
     page.answer(Some(Kind::InvalidToken), &message(page, text::LINK_INCOMPLETE, lines, Some(ask)))
 }
 
-/// A confirmation link that no longer works, and how to get a new one.
-fn dead_verification_link(page: &Page, e: &ApiError) -> HttpResponse {
+/// A link that no longer works, its rule (how long such links live), and
+/// the form that asks for a new one.
+fn dead_link(page: &Page, e: &ApiError, rule: &str, ask: Ask) -> HttpResponse {
     let (status, text) = refusal(e);
-    let lines = vec![text, text::VERIFY_LINK_RULE.into()];
-    page.answer(status, &message(page, text::LINK_DEAD, lines, Some(Ask::NewVerification)))
+    let lines = vec![text, rule.into()];
+    page.answer(status, &message(page, text::LINK_DEAD, lines, Some(ask)))
 }
 
 /// `GET /verify-email?token=`: a page with a Confirm button (the POST
@@ -63,7 +64,12 @@ pub async fn verify_page(
         return Ok(incomplete(&page, Ask::NewVerification));
     };
     if !d.actions.verification_link(&token).await? {
-        return Ok(dead_verification_link(&page, &Problem::new(Kind::InvalidToken).into()));
+        return Ok(dead_link(
+            &page,
+            &Problem::new(Kind::InvalidToken).into(),
+            text::VERIFY_LINK_RULE,
+            Ask::NewVerification,
+        ));
     }
     let view = VerifyEmail {
         product: page.product(),
@@ -98,7 +104,7 @@ pub async fn verify(
             let lines = vec![text::ADDRESS_CONFIRMED_LINE.into()];
             Ok(page.answer(None, &message(&page, text::ADDRESS_CONFIRMED, lines, None)))
         }
-        Err(e) => Ok(dead_verification_link(&page, &e)),
+        Err(e) => Ok(dead_link(&page, &e, text::VERIFY_LINK_RULE, Ask::NewVerification)),
     }
 }
 
@@ -159,13 +165,6 @@ fn reset_view(
     }
 }
 
-/// A password link that no longer works, and how to get a new one.
-fn dead_reset_link(page: &Page, e: &ApiError) -> HttpResponse {
-    let (status, text) = refusal(e);
-    let lines = vec![text, text::RESET_LINK_RULE.into()];
-    page.answer(status, &message(page, text::LINK_DEAD, lines, Some(Ask::NewReset)))
-}
-
 /// `GET /reset-password?token=`: the new-password form — or, when the link
 /// no longer works, says so before the person types a password twice.
 #[utoipa::path(get, path = "/reset-password", tag = "pages", params(TokenQuery),
@@ -182,7 +181,12 @@ pub async fn reset_page(
         return Ok(incomplete(&page, Ask::NewReset));
     };
     let Some(link) = d.actions.reset_link(&token).await? else {
-        return Ok(dead_reset_link(&page, &Problem::new(Kind::InvalidToken).into()));
+        return Ok(dead_link(
+            &page,
+            &Problem::new(Kind::InvalidToken).into(),
+            text::RESET_LINK_RULE,
+            Ask::NewReset,
+        ));
     };
     Ok(page.answer(None, &reset_view(&page, &cfg, link, token, None)))
 }
@@ -210,7 +214,12 @@ pub async fn reset(
     let ResetForm { token, new_password, confirm_password, .. } = form.into_inner();
     // What the link is decides the words; the reset below spends it.
     let Some(link) = d.actions.reset_link(&token).await? else {
-        return Ok(dead_reset_link(&page, &Problem::new(Kind::InvalidToken).into()));
+        return Ok(dead_link(
+            &page,
+            &Problem::new(Kind::InvalidToken).into(),
+            text::RESET_LINK_RULE,
+            Ask::NewReset,
+        ));
     };
     if new_password != confirm_password {
         let view = reset_view(&page, &cfg, link, token, Some(text::PASSWORDS_DIFFER.into()));
@@ -225,7 +234,9 @@ pub async fn reset(
             let lines = vec![text::NEW_PASSWORD_SET.into(), text::ALL_SIGNED_OUT.into()];
             Ok(page.answer(None, &message(&page, text::PASSWORD_CHANGED, lines, None)))
         }
-        Err(e) if e.problem().kind == Kind::InvalidToken => Ok(dead_reset_link(&page, &e)),
+        Err(e) if e.problem().kind == Kind::InvalidToken => {
+            Ok(dead_link(&page, &e, text::RESET_LINK_RULE, Ask::NewReset))
+        }
         Err(e) => {
             let (status, text) = refusal(&e);
             Ok(page.answer(status, &reset_view(&page, &cfg, link, token, Some(text))))
