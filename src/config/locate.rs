@@ -85,6 +85,43 @@ pub fn span_of(doc: &Spanned<DeTable<'_>>, path: &[&str]) -> Option<Range<usize>
     best
 }
 
+/// Of the `|`-separated dotted keys a rule across keys names
+/// (`"tokens.refresh_ttl|tokens.access_ttl"`), the first one the file
+/// sets, and where; else the first key and the span of its nearest
+/// ancestor. So the error names the key the person wrote, on its line.
+pub fn first_set(doc: &Spanned<DeTable<'_>>, keys: &str) -> (String, Option<Range<usize>>) {
+    let segments = |key: &str| -> Vec<String> {
+        key.split(['.', '[', ']']).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    };
+    for key in keys.split('|') {
+        let path = segments(key);
+        let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+        if is_set(doc, &refs) {
+            return (key.to_string(), span_of(doc, &refs));
+        }
+    }
+    let first = keys.split('|').next().unwrap_or(keys);
+    let path = segments(first);
+    let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+    (first.to_string(), span_of(doc, &refs))
+}
+
+/// Whether every segment of `path` is in the file.
+fn is_set(doc: &Spanned<DeTable<'_>>, path: &[&str]) -> bool {
+    let mut value: Option<&DeValue<'_>> = None;
+    for seg in path {
+        let next = match value {
+            None => doc.get_ref().get(*seg),
+            Some(DeValue::Table(t)) => t.get(*seg),
+            Some(DeValue::Array(items)) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+            Some(_) => None,
+        };
+        let Some(next) = next else { return false };
+        value = Some(next.get_ref());
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +145,14 @@ mod tests {
         let span = span_of(&doc, &["server", "public_url"]).unwrap();
         assert_eq!(line_of(TEXT, span.start), 1);
         assert!(span_of(&doc, &["tokens", "algorithm"]).is_none());
+    }
+
+    #[test]
+    fn a_rule_across_keys_names_the_one_the_file_sets() {
+        let doc = DeTable::parse(TEXT).unwrap();
+        let (key, span) = first_set(&doc, "server.public_url|listener[1].path");
+        assert_eq!((key.as_str(), line_of(TEXT, span.unwrap().start)), ("listener[1].path", 9));
+        let (key, span) = first_set(&doc, "server.public_url|server.key_file");
+        assert_eq!((key.as_str(), line_of(TEXT, span.unwrap().start)), ("server.public_url", 1));
     }
 }

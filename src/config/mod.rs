@@ -192,8 +192,7 @@ impl Config {
             })?;
         rules::resolve(raw, Some(path)).map_err(|e| match e {
             ConfigError::Invalid { key, reason, .. } => {
-                let segments: Vec<&str> = key.split(['.', '[', ']']).filter(|s| !s.is_empty()).collect();
-                let span = locate::span_of(&doc, &segments);
+                let (key, span) = locate::first_set(&doc, &key);
                 ConfigError::Invalid {
                     path: shown.clone(),
                     line: span.map_or(1, |s| locate::line_of(text, s.start)),

@@ -12,6 +12,8 @@ use super::{
 };
 use crate::state_dir::StateDir;
 
+/// `key` may name several keys, `|`-separated, for a rule across them:
+/// the error then names the first one the file sets (`locate::first_set`).
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { path: String::new(), line: 0, key: key.into(), reason: reason.into() }
 }
@@ -175,10 +177,16 @@ fn check_tokens(raw: &RawConfig) -> Result<(), ConfigError> {
         return Err(invalid("tokens.access_ttl", "must be at least 1s"));
     }
     if t.refresh_ttl.0 < t.access_ttl.0 {
-        return Err(invalid("tokens.refresh_ttl", "must not be shorter than tokens.access_ttl"));
+        return Err(invalid(
+            "tokens.refresh_ttl|tokens.access_ttl",
+            "refresh_ttl must not be shorter than access_ttl",
+        ));
     }
     if t.session_max_age.0 < t.refresh_ttl.0 {
-        return Err(invalid("tokens.session_max_age", "must not be shorter than tokens.refresh_ttl"));
+        return Err(invalid(
+            "tokens.session_max_age|tokens.refresh_ttl",
+            "session_max_age must not be shorter than refresh_ttl",
+        ));
     }
     if t.leeway.0 > Duration::from_secs(300) {
         return Err(invalid("tokens.leeway", "must be at most 5m"));
@@ -194,16 +202,23 @@ fn check_passwords(raw: &RawConfig) -> Result<(), ConfigError> {
     if p.min_length < 8 {
         return Err(invalid("passwords.min_length", "must be at least 8 (NIST SP 800-63B)"));
     }
-    if p.max_length < p.min_length || p.max_length > 1024 {
-        return Err(invalid("passwords.max_length", "must be between min_length and 1024"));
+    if p.max_length > 1024 {
+        return Err(invalid("passwords.max_length", "must be at most 1024"));
+    }
+    if p.max_length < p.min_length {
+        let why = format!("min_length ({}) must not exceed max_length ({})", p.min_length, p.max_length);
+        return Err(invalid("passwords.min_length|passwords.max_length", why));
     }
     let a = &p.argon2;
     if !(1..=16).contains(&a.parallelism) {
-        return Err(invalid("passwords.argon2", "parallelism must be between 1 and 16"));
+        return Err(invalid(
+            "passwords.argon2.parallelism|passwords.argon2",
+            "parallelism must be between 1 and 16",
+        ));
     }
     if a.iterations == 0 || a.memory_kib < 8 * a.parallelism || a.memory_kib > 4 * 1024 * 1024 {
         return Err(invalid(
-            "passwords.argon2",
+            "passwords.argon2.memory_kib|passwords.argon2.iterations|passwords.argon2",
             "needs iterations >= 1 and 8*parallelism <= memory_kib <= 4 GiB",
         ));
     }
@@ -224,8 +239,11 @@ fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
         if smtp.max_attempts == 0 {
             return Err(invalid("smtp.max_attempts", "must be at least 1"));
         }
-        if smtp.host.trim().is_empty() || smtp.port == 0 {
-            return Err(invalid("smtp.host", "needs a host and a port above 0"));
+        if smtp.host.trim().is_empty() {
+            return Err(invalid("smtp.host", "must not be empty"));
+        }
+        if smtp.port == 0 {
+            return Err(invalid("smtp.port", "must be above 0"));
         }
         // Security: AUTH over a plaintext connection sends the password in
         // clear to anyone on the path; only the same host is exempt.
@@ -249,12 +267,17 @@ fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
     if name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(invalid("pages.product_name", "must be 1 to 64 printable characters"));
     }
-    if raw.backup.keep == 0 || raw.backup.interval.0.is_zero() {
-        return Err(invalid("backup.keep", "backup.keep and backup.interval must be above zero"));
-    }
     let h = &raw.http;
-    if h.request_timeout.0.is_zero() || h.header_timeout.0.is_zero() || h.max_body.0 == 0 {
-        return Err(invalid("http", "timeouts and max_body must be above zero"));
+    for (key, zero) in [
+        ("backup.keep", raw.backup.keep == 0),
+        ("backup.interval", raw.backup.interval.0.is_zero()),
+        ("http.request_timeout", h.request_timeout.0.is_zero()),
+        ("http.header_timeout", h.header_timeout.0.is_zero()),
+        ("http.max_body", h.max_body.0 == 0),
+    ] {
+        if zero {
+            return Err(invalid(key, "must be above zero"));
+        }
     }
     Ok(())
 }

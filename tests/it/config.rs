@@ -121,6 +121,24 @@ fn durations_have_an_upper_bound() {
     assert!(err.contains("10 years"), "{err}");
 }
 
+/// A rule across two keys names the one the file sets, on its line — not
+/// a key the person never wrote, on the line of the table header.
+#[test]
+fn a_rule_across_keys_names_the_key_the_file_sets() {
+    for (extra, key, said) in [
+        ("\n[passwords]\nmin_length = 200\n", "passwords.min_length", "must not exceed max_length (128)"),
+        ("\n[passwords]\nmax_length = 10\n", "passwords.max_length", "min_length (12) must not exceed"),
+        ("\n[tokens]\naccess_ttl = \"30d\"\n", "tokens.access_ttl", "shorter than access_ttl"),
+        ("\n[backup]\ninterval = \"0s\"\n", "backup.interval", "must be above zero"),
+    ] {
+        let text = base_config(extra);
+        let written = key.rsplit('.').next().unwrap();
+        let line = text.lines().position(|l| l.starts_with(written)).unwrap() + 1;
+        let err = assert_rejected(&text, line, key);
+        assert!(err.contains(said), "{err}");
+    }
+}
+
 #[test]
 fn smtp_auth_over_plaintext_to_another_host_is_refused() {
     let smtp = "\n[smtp]\nhost = \"mail.example.test\"\nport = 25\nsecurity = \"none\"\nusername = \"latch\"\npassword_file = \"pw\"\n";
