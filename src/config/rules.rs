@@ -235,6 +235,13 @@ fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
             return Err(invalid(key, "expected an http(s) URL containing {token}"));
         }
     }
+    // Every message is built from it: a bad one would fail each request
+    // that sends mail (register, forgot) instead of the start.
+    if raw.email.from.parse::<lettre::message::Mailbox>().is_err() {
+        let why =
+            format!("expected an address like \"latch <noreply@example.com>\", got {:?}", raw.email.from);
+        return Err(invalid("email.from", why));
+    }
     if let Some(smtp) = &raw.smtp {
         if smtp.max_attempts == 0 {
             return Err(invalid("smtp.max_attempts", "must be at least 1"));

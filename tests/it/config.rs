@@ -124,12 +124,15 @@ fn durations_have_an_upper_bound() {
 /// A rule across two keys names the one the file sets, on its line — not
 /// a key the person never wrote, on the line of the table header.
 #[test]
-fn a_rule_across_keys_names_the_key_the_file_sets() {
+fn checks_name_the_key_the_file_sets_on_its_line() {
     for (extra, key, said) in [
         ("\n[passwords]\nmin_length = 200\n", "passwords.min_length", "must not exceed max_length (128)"),
         ("\n[passwords]\nmax_length = 10\n", "passwords.max_length", "min_length (12) must not exceed"),
         ("\n[tokens]\naccess_ttl = \"30d\"\n", "tokens.access_ttl", "shorter than access_ttl"),
         ("\n[backup]\ninterval = \"0s\"\n", "backup.interval", "must be above zero"),
+        // Not a rule across keys, but one that failed every register with
+        // a 500 instead of the start.
+        ("\n[email]\nfrom = \"not an address\"\n", "email.from", "expected an address like"),
     ] {
         let text = base_config(extra);
         let written = key.rsplit('.').next().unwrap();
