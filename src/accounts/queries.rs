@@ -47,6 +47,20 @@ pub fn one_time_user(
     .optional()?)
 }
 
+/// For a confirmation link that no longer works: whether its account's
+/// address is confirmed by now (`None`: no such link, or no such account).
+pub fn confirmation_link_owner_verified(c: &Connection, hash: &[u8]) -> Result<Option<bool>, StoreError> {
+    Ok(row(
+        c,
+        "SELECT u.email_verified_at IS NOT NULL FROM one_time_tokens t
+         JOIN users u ON u.id = t.user_id
+         WHERE t.hash = ?1 AND t.purpose = 'verify_email'",
+        params![hash],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
 /// Voids every unspent one-time token of `purpose` the user holds (after
 /// a reset or a change, older reset links must not work); returns how many.
 pub fn void_one_time(c: &Connection, user_id: &str, purpose: &str, now: i64) -> Result<usize, StoreError> {

@@ -78,12 +78,34 @@ pub async fn register(
     Ok(())
 }
 
-/// Whether the confirmation link `token` still works (a read; spends
-/// nothing), so the page can say a dead link is dead before the click.
-pub async fn live_verification(store: &Store, token: &str) -> Result<bool, AccountError> {
+/// What a confirmation link is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmationLink {
+    /// It works: the page offers the Confirm button.
+    Live,
+    /// Spent or expired, and its address is confirmed (a second click).
+    AlreadyConfirmed,
+    /// Spent, expired or unknown, and nothing is confirmed.
+    Dead,
+}
+
+/// What the confirmation link `token` is (a read; spends nothing), so the
+/// page can answer before the click.
+pub async fn confirmation_link(store: &Store, token: &str) -> Result<ConfirmationLink, AccountError> {
     let hash = token_hash(token);
     let now = crate::clock::now_unix();
-    Ok(store.read(move |c| queries::one_time_user(c, &hash, "verify_email", now)).await?.is_some())
+    let state = store
+        .read(move |c| {
+            if queries::one_time_user(c, &hash, "verify_email", now)?.is_some() {
+                return Ok(ConfirmationLink::Live);
+            }
+            Ok(match queries::confirmation_link_owner_verified(c, &hash)? {
+                Some(true) => ConfirmationLink::AlreadyConfirmed,
+                _ => ConfirmationLink::Dead,
+            })
+        })
+        .await?;
+    Ok(state)
 }
 
 pub async fn verify_email(store: &Store, token: &str, client: &ClientInfo) -> Result<(), AccountError> {

@@ -10,7 +10,9 @@ use crate::auth::UserSession;
 use crate::auth::second_factor::Proof;
 use crate::config::Config;
 use crate::http::{ApiError, ClientInfo};
-use crate::pages::{AccountView, Actions, Answer, Enrolment, ResetLink, SessionRow, SignIn};
+use crate::pages::{
+    AccountView, Actions, Answer, ConfirmationLink, Enrolment, ResetLink, SessionRow, SignIn,
+};
 use crate::sessions::second_step::SecondStepRequest;
 use crate::sessions::service::{LoginAnswer, LoginRequest};
 use crate::{accounts, mfa, sessions};
@@ -52,8 +54,15 @@ fn api<T, E: Into<ApiError>>(r: Result<T, E>) -> Result<T, ApiError> {
 }
 
 impl Actions for FeatureActions {
-    fn verification_link<'a>(&'a self, token: &'a str) -> Answer<'a, bool> {
-        Box::pin(async move { api(accounts::service::live_verification(&self.accounts.store, token).await) })
+    fn confirmation_link<'a>(&'a self, token: &'a str) -> Answer<'a, ConfirmationLink> {
+        use accounts::service::ConfirmationLink as Found;
+        Box::pin(async move {
+            Ok(match api(accounts::service::confirmation_link(&self.accounts.store, token).await)? {
+                Found::Live => ConfirmationLink::Live,
+                Found::AlreadyConfirmed => ConfirmationLink::AlreadyConfirmed,
+                Found::Dead => ConfirmationLink::Dead,
+            })
+        })
     }
 
     fn verify_email<'a>(&'a self, token: &'a str, client: &'a ClientInfo) -> Answer<'a, ()> {

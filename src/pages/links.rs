@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::render::{Ask, EmailForm, Message, ResetPassword, VerifyEmail, refusal};
-use super::{Deps, Page, ResetLink, text};
+use super::{ConfirmationLink, Deps, Page, ResetLink, text};
 use crate::http::{ApiError, ClientInfo, Kind, LiveConfig, Problem, Routes};
 
 type D = web::Data<Deps>;
@@ -51,7 +51,7 @@ fn dead_link(page: &Page, e: &ApiError, rule: &str, ask: Ask) -> HttpResponse {
 /// confirms, because mail scanners open links) — or, when the link no
 /// longer works, says so instead of offering a button that cannot work.
 #[utoipa::path(get, path = "/verify-email", tag = "pages", params(TokenQuery),
-    responses((status = 200, description = "A page with a Confirm button", content_type = "text/html"),
+    responses((status = 200, description = "A page with a Confirm button, or: already confirmed", content_type = "text/html"),
         (status = 400, description = "The link has no token, or no longer works: a page to ask for a new one", content_type = "text/html")))]
 pub async fn verify_page(
     d: D,
@@ -63,13 +63,16 @@ pub async fn verify_page(
     let Some(token) = q.into_inner().token.filter(|t| !t.is_empty()) else {
         return Ok(incomplete(&page, Ask::NewVerification));
     };
-    if !d.actions.verification_link(&token).await? {
-        return Ok(dead_link(
-            &page,
-            &Problem::new(Kind::InvalidToken).into(),
-            text::VERIFY_LINK_RULE,
-            Ask::NewVerification,
-        ));
+    match d.actions.confirmation_link(&token).await? {
+        ConfirmationLink::Live => {}
+        ConfirmationLink::AlreadyConfirmed => {
+            let lines = vec![text::ALREADY_CONFIRMED_LINE.into()];
+            return Ok(page.answer(None, &message(&page, text::ADDRESS_CONFIRMED, lines, None)));
+        }
+        ConfirmationLink::Dead => {
+            let dead = Problem::new(Kind::InvalidToken).into();
+            return Ok(dead_link(&page, &dead, text::VERIFY_LINK_RULE, Ask::NewVerification));
+        }
     }
     let view = VerifyEmail {
         product: page.product(),

@@ -64,6 +64,17 @@ pub struct Enrolment {
     pub qr_svg: String,
 }
 
+/// What a confirmation link is when it is opened.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmationLink {
+    /// It works: the Confirm button.
+    Live,
+    /// It was used (or expired) and the address is confirmed: say so.
+    AlreadyConfirmed,
+    /// It does not work: ask for a new one.
+    Dead,
+}
+
 /// What a password link that still works was mailed as.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ResetLink {
@@ -76,8 +87,8 @@ pub enum ResetLink {
 /// The API calls the pages mirror, as the daemon wires them to the
 /// features' services.
 pub trait Actions: Send + Sync {
-    /// Whether the confirmation link `token` still works. Spends nothing.
-    fn verification_link<'a>(&'a self, token: &'a str) -> Answer<'a, bool>;
+    /// What the confirmation link `token` is now. Spends nothing.
+    fn confirmation_link<'a>(&'a self, token: &'a str) -> Answer<'a, ConfirmationLink>;
     fn verify_email<'a>(&'a self, token: &'a str, client: &'a ClientInfo) -> Answer<'a, ()>;
     fn resend_verification<'a>(
         &'a self,

@@ -7,6 +7,7 @@ pub const LINK_INCOMPLETE_LINE: &str = "This link is incomplete. Ask for a new o
 pub const CONFIRM_ADDRESS: &str = "Confirm your email address";
 pub const ADDRESS_CONFIRMED: &str = "Address confirmed";
 pub const ADDRESS_CONFIRMED_LINE: &str = "Your email address is confirmed. You can sign in now.";
+pub const ALREADY_CONFIRMED_LINE: &str = "Your email address is already confirmed. You can sign in.";
 pub const LINK_DEAD: &str = "This link does not work";
 pub const VERIFY_LINK_RULE: &str = "A link works once, for 24 hours. Ask for a new one below.";
 pub const RESET_LINK_RULE: &str =

@@ -77,7 +77,8 @@ def phase_verify(d):
     submit(d, "/verify-email")
     found["after_confirm"] = text(d)
     check(d, "verify-email-done")
-    # A used link says so at once: no Confirm button that cannot work.
+    # A used link says at once that the address is confirmed: no Confirm
+    # button that cannot work.
     d.get(link)
     found["after_reopen"] = text(d)
     found["confirm_offered_again"] = bool(d.find_elements(By.CSS_SELECTOR, "form[action='/verify-email']"))
