@@ -63,7 +63,12 @@ pub fn normalize_email(email: &str) -> String {
 /// trimmed. Internationalized addresses are refused: see `normalize_email`.
 pub fn validate_email(email: &str) -> Result<String, PolicyError> {
     let email = email.trim();
-    if email.len() > 254 || !email.is_ascii() || email.parse::<lettre::Address>().is_err() {
+    // Both of lettre's parsers: a bare address (no `Name <…>`) that a
+    // message can also be addressed to — the mailbox parser refuses some
+    // the address parser takes (`a@[127.0.0.1]`), and mail is built later.
+    let mailable =
+        email.parse::<lettre::Address>().is_ok() && email.parse::<lettre::message::Mailbox>().is_ok();
+    if email.len() > 254 || !email.is_ascii() || !mailable {
         return Err(PolicyError::InvalidEmail);
     }
     Ok(email.to_string())

@@ -259,8 +259,16 @@ async fn bad_bodies_get_specific_problems() {
     assert_eq!(body["errors"][0], json!({"field": "password", "message": "is required"}));
     let res = d.post("/v1/auth/register", json!({"email": "x@example.test", "password": 12})).await;
     assert_eq!(assert_problem(res, 400, "invalid-request").await["errors"][0]["field"], "password");
-    let res = d.post("/v1/auth/register", json!({"email": "no-at-sign", "password": PASSWORD})).await;
-    assert_eq!(assert_problem(res, 400, "invalid-request").await["errors"][0]["field"], "email");
+    // An address no message can be built for is refused as input, not
+    // answered with a 500 when the confirmation mail is made.
+    for email in ["no-at-sign", "a@[127.0.0.1]", "Bob <bob@example.test>"] {
+        let res = d.post("/v1/auth/register", json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(
+            assert_problem(res, 400, "invalid-request").await["errors"][0]["field"],
+            "email",
+            "{email}"
+        );
+    }
     let res = c.post(&url).body("email=x").send().await.unwrap();
     assert_problem(res, 415, "unsupported-media-type").await;
     let big = json!({"email": "x@example.test", "password": "p".repeat(70_000)});
