@@ -94,7 +94,7 @@ pub enum ConfirmationLink {
 pub async fn confirmation_link(store: &Store, token: &str) -> Result<ConfirmationLink, AccountError> {
     let hash = token_hash(token);
     let now = crate::clock::now_unix();
-    let state = store
+    Ok(store
         .read(move |c| {
             if queries::one_time_user(c, &hash, "verify_email", now)?.is_some() {
                 return Ok(ConfirmationLink::Live);
@@ -104,8 +104,7 @@ pub async fn confirmation_link(store: &Store, token: &str) -> Result<Confirmatio
                 _ => ConfirmationLink::Dead,
             })
         })
-        .await?;
-    Ok(state)
+        .await?)
 }
 
 pub async fn verify_email(store: &Store, token: &str, client: &ClientInfo) -> Result<(), AccountError> {

@@ -47,6 +47,13 @@ fn dead_link(page: &Page, e: &ApiError, rule: &str, ask: Ask) -> HttpResponse {
     page.answer(status, &message(page, text::LINK_DEAD, lines, Some(ask)))
 }
 
+/// A confirmation link whose address is confirmed already: opened again,
+/// or its Confirm pressed twice.
+fn already_confirmed(page: &Page) -> HttpResponse {
+    let lines = vec![text::ALREADY_CONFIRMED_LINE.into()];
+    page.answer(None, &message(page, text::ADDRESS_CONFIRMED, lines, None))
+}
+
 /// `GET /verify-email?token=`: a page with a Confirm button (the POST
 /// confirms, because mail scanners open links) — or, when the link no
 /// longer works, says so instead of offering a button that cannot work.
@@ -65,10 +72,7 @@ pub async fn verify_page(
     };
     match d.actions.confirmation_link(&token).await? {
         ConfirmationLink::Live => {}
-        ConfirmationLink::AlreadyConfirmed => {
-            let lines = vec![text::ALREADY_CONFIRMED_LINE.into()];
-            return Ok(page.answer(None, &message(&page, text::ADDRESS_CONFIRMED, lines, None)));
-        }
+        ConfirmationLink::AlreadyConfirmed => return Ok(already_confirmed(&page)),
         ConfirmationLink::Dead => {
             let dead = Problem::new(Kind::InvalidToken).into();
             return Ok(dead_link(&page, &dead, text::VERIFY_LINK_RULE, Ask::NewVerification));
@@ -107,7 +111,14 @@ pub async fn verify(
             let lines = vec![text::ADDRESS_CONFIRMED_LINE.into()];
             Ok(page.answer(None, &message(&page, text::ADDRESS_CONFIRMED, lines, None)))
         }
-        Err(e) => Ok(dead_link(&page, &e, text::VERIFY_LINK_RULE, Ask::NewVerification)),
+        Err(e) => {
+            let confirmed = e.problem().kind == Kind::InvalidToken
+                && d.actions.confirmation_link(&form.token).await? == ConfirmationLink::AlreadyConfirmed;
+            match confirmed {
+                true => Ok(already_confirmed(&page)),
+                false => Ok(dead_link(&page, &e, text::VERIFY_LINK_RULE, Ask::NewVerification)),
+            }
+        }
     }
 }
 

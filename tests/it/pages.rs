@@ -156,10 +156,8 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_can_be_turned_off() 
             && cookie.contains("HttpOnly")
             && cookie.contains("SameSite=Strict")
     );
-    let body = page.text().await.unwrap();
-    let token_at = body.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-    let token = &body[token_at..token_at + 64];
-    let pair = cookie.split(';').next().unwrap().to_string();
+    let (pair, token) = csrf_of(page).await;
+    let token = token.as_str();
     let post = |form: Vec<(&'static str, String)>, with_cookie: bool| {
         let mut req = d.client().post(d.https_url("/account/login")).form(&form);
         if with_cookie {
@@ -195,4 +193,34 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_can_be_turned_off() 
     let (d, _smtp) = with_smtp("[pages]\nenabled = false\n").await;
     assert_eq!(d.get("/account/login").await.status(), 404);
     assert_eq!(d.get("/verify-email?token=abc").await.status(), 404);
+}
+
+/// A page's CSRF cookie (as `name=value`) and the token in its form.
+async fn csrf_of(page: reqwest::Response) -> (String, String) {
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let body = page.text().await.unwrap();
+    let at = body.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    (cookie, body[at..at + 64].to_string())
+}
+
+/// Confirm pressed twice (a double click sends the form twice): the page
+/// the person is left on says the address is confirmed, not that the link
+/// is dead.
+#[tokio::test]
+async fn confirm_pressed_twice_still_says_the_address_is_confirmed() {
+    let (d, smtp) = with_smtp("").await;
+    let res = d.post("/v1/auth/register", json!({"email": "dee@example.test", "password": PASSWORD})).await;
+    assert_eq!(res.status(), 202);
+    let token = token_in(&smtp.wait_for(1).await[0]);
+    let (cookie, csrf) = csrf_of(d.get(&format!("/verify-email?token={token}")).await).await;
+    let confirm = || {
+        let form = [("csrf", csrf.clone()), ("token", token.clone())];
+        d.client().post(d.https_url("/verify-email")).header("cookie", cookie.clone()).form(&form).send()
+    };
+    let first = confirm().await.unwrap().text().await.unwrap();
+    assert!(first.contains("Your email address is confirmed"), "{first}");
+    let second = confirm().await.unwrap();
+    assert_eq!(second.status(), 200);
+    let second = second.text().await.unwrap();
+    assert!(second.contains("already confirmed") && !second.contains("does not work"), "{second}");
 }
