@@ -160,6 +160,14 @@ fn listeners(raw: &RawConfig, paths: &Paths) -> Result<Vec<Listener>, ConfigErro
                 return Err(invalid(key("kind"), "an http/https listener takes `addr` (and no `path`)"));
             }
         };
+        // Port 0 asks the system for a free port each time, so it may repeat.
+        let fixed = !matches!(addr, ListenAddr::Tcp(a) if a.port() == 0);
+        if let Some(j) = out.iter().position(|o: &Listener| fixed && o.addr == addr) {
+            return Err(invalid(
+                key(if l.kind == ListenerKind::Unix { "path" } else { "addr" }),
+                format!("listener[{j}] is there already"),
+            ));
+        }
         out.push(Listener { kind: l.kind, addr, metrics: l.metrics });
     }
     Ok(out)

@@ -170,6 +170,13 @@ where
             Ok((server, BoundListener { kind, addr: None, path: Some(path.clone()) }))
         }
         (ListenAddr::Tcp(addr), ListenerKind::Http, _) => {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(
+                    addr = %addr,
+                    "a plain http listener on a non-loopback address: passwords and tokens cross the network \
+                     in clear (use kind = \"https\", or keep plain http on 127.0.0.1 behind a proxy on this host)"
+                );
+            }
             let lst = TcpListener::bind(addr).map_err(bind_err)?;
             let local = lst.local_addr().map_err(bind_err)?;
             let server = http_server().on_connect(remember_socket).listen(lst).map_err(bind_err)?.run();

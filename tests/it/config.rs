@@ -142,6 +142,18 @@ fn checks_name_the_key_the_file_sets_on_its_line() {
     }
 }
 
+/// Two listeners on one address would fail the start with "address in
+/// use"; the file check says which two.
+#[test]
+fn two_listeners_on_one_address_are_refused() {
+    let twice = "\n[[listener]]\nkind = \"http\"\naddr = \"127.0.0.1:9\"\n\n[[listener]]\nkind = \"https\"\naddr = \"127.0.0.1:9\"\n";
+    let text = base_config(twice);
+    let lines: Vec<&str> = text.lines().collect();
+    let line = lines.iter().rposition(|l| *l == "addr = \"127.0.0.1:9\"").unwrap() + 1;
+    let err = assert_rejected(&text, line, "listener[4].addr");
+    assert!(err.contains("listener[3] is there already"), "{err}");
+}
+
 #[test]
 fn smtp_auth_over_plaintext_to_another_host_is_refused() {
     let smtp = "\n[smtp]\nhost = \"mail.example.test\"\nport = 25\nsecurity = \"none\"\nusername = \"latch\"\npassword_file = \"pw\"\n";

@@ -332,3 +332,15 @@ async fn relative_paths_resolve_against_the_config_file_also_when_detached() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Plain HTTP is for loopback; on any other address the start warns that
+/// passwords and tokens would cross the network in clear.
+#[tokio::test]
+async fn a_plain_http_listener_off_loopback_is_warned_about() {
+    let open = "\n[[listener]]\nkind = \"http\"\naddr = \"0.0.0.0:0\"\n";
+    let d = Latchd::start_with(&crate::harness::base_config(open)).await;
+    let log = d.log_with("non-loopback address").await;
+    let line = log.lines().find(|l| l.contains("non-loopback address")).unwrap();
+    assert!(line.contains("\"WARN\"") && line.contains("0.0.0.0:0"), "{line}");
+    assert_eq!(log.matches("non-loopback address").count(), 1, "only the open one:\n{log}");
+}
