@@ -32,6 +32,9 @@ pub const BACK_TO_ACCOUNT: &str = "Back to your account";
 pub const FORM_EXPIRED: &str =
     "This form has expired or did not come from this site. Reload the page and try again.";
 pub const ENTER_CODE: &str = "Enter your code";
+pub const TOTP_ALREADY_ON: &str = "Two-step verification is on";
+pub const TOTP_ALREADY_ON_LINE: &str = "It was already turned on (the form was sent twice). If you did not \
+     keep your recovery codes, make new ones on your account page.";
 pub const TOTP_OFF: &str = "Two-step verification is off";
 pub const TOTP_OFF_LINE: &str = "Signing in asks only for your password now, and your other sessions were signed out. \
      To use a new phone, set up the authenticator app again from your account page.";

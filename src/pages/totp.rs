@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::account::{CsrfForm, account_page, user_or_login};
 use super::render::{Message, RecoveryCodes, TotpSetup, refusal};
 use super::{Deps, Page, text};
-use crate::http::{ApiError, ClientInfo, LiveConfig, Routes};
+use crate::http::{ApiError, ClientInfo, Kind, LiveConfig, Routes};
 
 type D = web::Data<Deps>;
 
@@ -90,6 +90,12 @@ pub async fn confirm(
     };
     match d.actions.confirm_totp(&cfg, &user, form.into_inner().code, &client).await {
         Ok(codes) => Ok(codes_page(&page, codes)),
+        // Confirm pressed twice: the first press turned it on and showed
+        // the codes; "that code did not match" would be false and alarming.
+        Err(e) if e.problem().kind == Kind::MfaAlreadyEnabled => {
+            let view = to_account(&page, text::TOTP_ALREADY_ON, vec![text::TOTP_ALREADY_ON_LINE.into()]);
+            Ok(page.answer(None, &view))
+        }
         Err(e) => {
             let (status, text) = refusal(&e);
             let view = to_account(&page, text::CODE_MISMATCH, vec![text, text::CODE_MISMATCH_LINE.into()]);

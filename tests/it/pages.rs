@@ -224,3 +224,38 @@ async fn confirm_pressed_twice_still_says_the_address_is_confirmed() {
     let second = second.text().await.unwrap();
     assert!(second.contains("already confirmed") && !second.contains("does not work"), "{second}");
 }
+
+/// Confirm pressed twice on the TOTP set-up: the first press turned it on
+/// (and showed the recovery codes); the page left on screen says it is on
+/// and where to make new codes, not "that code did not match".
+#[tokio::test]
+async fn totp_confirm_pressed_twice_says_it_is_on() {
+    let (d, smtp) = with_smtp("").await;
+    crate::flows::register_verified(&d, &smtp, "tia@example.test", 0).await;
+    let tls = crate::harness::client_tls(&d.cert_path(), &[&rustls::version::TLS13]);
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (csrf_cookie, csrf) = csrf_of(d.get("/account/login").await).await;
+    let login = [("csrf", csrf.as_str()), ("email", "tia@example.test"), ("password", PASSWORD)];
+    let res = client.post(d.https_url("/account/login")).header("cookie", &csrf_cookie).form(&login).send();
+    let res = res.await.unwrap();
+    assert_eq!(res.status(), 303);
+    let session = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let cookies = format!("{csrf_cookie}; {session}");
+    let post = |path: &str, form: Vec<(&'static str, String)>| {
+        client.post(d.https_url(path)).header("cookie", &cookies).form(&form).send()
+    };
+    let enrol = post("/account/totp", vec![("csrf", csrf.clone())]).await.unwrap().text().await.unwrap();
+    let at = enrol.find("<code>").unwrap_or_else(|| panic!("{enrol}")) + "<code>".len();
+    let secret: String = enrol[at..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let confirm = vec![("csrf", csrf.clone()), ("code", code_at(&secret, 0))];
+    let first = post("/account/totp/confirm", confirm.clone()).await.unwrap().text().await.unwrap();
+    assert!(first.contains("Your recovery codes"), "{first}");
+    let second = post("/account/totp/confirm", confirm).await.unwrap();
+    assert_eq!(second.status(), 200);
+    let second = second.text().await.unwrap();
+    assert!(second.contains("Two-step verification is on") && !second.contains("did not match"), "{second}");
+}
