@@ -252,6 +252,17 @@ pub fn live_sessions(
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// How many sessions are live, of one user or of all (the list shows
+/// at most 1,000 of them).
+pub fn live_session_count(c: &Connection, user_id: Option<&str>, now: i64) -> Result<i64, StoreError> {
+    Ok(row(
+        c,
+        "SELECT count(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > ?2 AND (?1 IS NULL OR user_id = ?1)",
+        params![user_id, now],
+        |r| r.get(0),
+    )?)
+}
+
 pub fn session_user(c: &Connection, id: &str) -> Result<Option<String>, StoreError> {
     Ok(row(c, "SELECT user_id FROM sessions WHERE id = ?1 AND revoked_at IS NULL", params![id], |r| r.get(0))
         .optional()?)

@@ -2,7 +2,7 @@
 //! pending or failed for good, never their bodies).
 
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::errors::{refusal, refuse};
@@ -21,14 +21,29 @@ pub struct SessionQuery {
     user_id: Option<String>,
 }
 
+/// The newest live sessions and how many there are in all, so a list cut
+/// at 1,000 says so.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LiveSessions {
+    items: Vec<AdminSession>,
+    total: i64,
+}
+
 #[utoipa::path(get, path = "/v1/admin/sessions", tag = "admin", security(("bearer" = [])), params(SessionQuery),
-    responses((status = 200, description = "Live sessions, newest first", body = Items<AdminSession>)))]
+    responses((status = 200, description = "Live sessions, newest first (at most 1,000), and their total", body = LiveSessions)))]
 pub async fn list(d: D, who: Principal, q: web::Query<SessionQuery>) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let user = q.into_inner().user_id;
-    let items =
-        d.store.read(move |c| queries::live_sessions(c, user.as_deref(), crate::clock::now_unix())).await?;
-    Ok(HttpResponse::Ok().json(Items { items }))
+    let now = crate::clock::now_unix();
+    let list = d
+        .store
+        .read(move |c| {
+            let items = queries::live_sessions(c, user.as_deref(), now)?;
+            let total = queries::live_session_count(c, user.as_deref(), now)?;
+            Ok(LiveSessions { items, total })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
 }
 
 #[utoipa::path(delete, path = "/v1/admin/sessions/{id}", tag = "admin", security(("bearer" = [])),

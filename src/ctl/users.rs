@@ -336,7 +336,13 @@ pub fn sessions(client: &AdminClient, cmd: &SessionsCmd, json: bool) -> anyhow::
                         ]
                     })
                     .collect();
-                table(&["SESSION", "USER", "IP", "SINCE"], &rows, "no live sessions")
+                let shown = table(&["SESSION", "USER", "IP", "SINCE"], &rows, "no live sessions");
+                match l["total"].as_u64() {
+                    Some(total) if total > rows.len() as u64 => {
+                        format!("{shown}\n(the newest {} of {total} live sessions)", rows.len())
+                    }
+                    _ => shown,
+                }
             });
         }
         SessionsCmd::Revoke { id } => {

@@ -453,3 +453,34 @@ async fn an_install_without_an_admin_account_is_run_through_latchctl_alone() {
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// The session list shows the newest 1,000; when there are more, it says
+/// how many, instead of passing 1,000 off as all of them.
+#[tokio::test]
+async fn a_session_list_cut_at_a_thousand_says_how_many_there_are() {
+    let (d, _admin) = with_admin().await;
+    let uid = ok_json(ctl(&d, &["--json", "users", "show", "root@example.test"], ""))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Sessions of a script that signs in every minute for a day, written
+    // straight into the database (1,200 logins would take minutes).
+    let db = rusqlite::Connection::open(d.state_dir().join("latch.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200)
+         INSERT INTO sessions (id, user_id, amr, created_at, last_seen_at, expires_at)
+         SELECT 'bulk-' || i, ?1, 'pwd', unixepoch() - i * 60, unixepoch() - i * 60, unixepoch() + 86400 FROM n",
+        [&uid],
+    )
+    .unwrap();
+    let list = ok_json(ctl(&d, &["--json", "sessions", "list"], ""));
+    assert_eq!((list["items"].as_array().unwrap().len(), list["total"].as_u64()), (1000, Some(1201)));
+    let out = ctl(&d, &["sessions", "list", "--user", "root@example.test"], "");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.trim_end().ends_with("(the newest 1000 of 1201 live sessions)"),
+        "{}",
+        said.lines().last().unwrap_or("")
+    );
+}
