@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::auth::UserSession;
-use crate::auth::second_factor::Proof;
+use crate::auth::second_factor::{self, Proof};
 use crate::config::Config;
 use crate::http::{ApiError, ClientInfo};
 use crate::pages::{
@@ -155,7 +155,19 @@ impl Actions for FeatureActions {
     fn account<'a>(&'a self, user: &'a UserSession) -> Answer<'a, AccountView> {
         Box::pin(async move {
             let me = accounts::service::me(user);
-            Ok(AccountView { email: me.email, email_verified: me.email_verified, totp: me.mfa.totp })
+            let uid = user.user_id.clone();
+            let recovery_codes_left = match me.mfa.totp {
+                true => {
+                    api(self.accounts.store.read(move |c| second_factor::recovery_codes_left(c, &uid)).await)?
+                }
+                false => 0,
+            };
+            Ok(AccountView {
+                email: me.email,
+                email_verified: me.email_verified,
+                totp: me.mfa.totp,
+                recovery_codes_left,
+            })
         })
     }
 

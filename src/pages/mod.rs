@@ -46,6 +46,9 @@ pub struct AccountView {
     pub email: String,
     pub email_verified: bool,
     pub totp: bool,
+    /// Unused recovery codes, while TOTP is on: each sign-in with one
+    /// spends it, and the person should make new ones before none is left.
+    pub recovery_codes_left: i64,
 }
 
 /// One live session on the account page.

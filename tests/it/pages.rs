@@ -227,9 +227,10 @@ async fn confirm_pressed_twice_still_says_the_address_is_confirmed() {
 
 /// Confirm pressed twice on the TOTP set-up: the first press turned it on
 /// (and showed the recovery codes); the page left on screen says it is on
-/// and where to make new codes, not "that code did not match".
+/// and where to make new codes, not "that code did not match". The account
+/// page then counts the recovery codes left as they are used.
 #[tokio::test]
-async fn totp_confirm_pressed_twice_says_it_is_on() {
+async fn totp_confirm_pressed_twice_says_it_is_on_and_codes_are_counted() {
     let (d, smtp) = with_smtp("").await;
     crate::flows::register_verified(&d, &smtp, "tia@example.test", 0).await;
     let tls = crate::harness::client_tls(&d.cert_path(), &[&rustls::version::TLS13]);
@@ -258,4 +259,19 @@ async fn totp_confirm_pressed_twice_says_it_is_on() {
     assert_eq!(second.status(), 200);
     let second = second.text().await.unwrap();
     assert!(second.contains("Two-step verification is on") && !second.contains("did not match"), "{second}");
+
+    let account = || client.get(d.https_url("/account")).header("cookie", &cookies).send();
+    let page = account().await.unwrap().text().await.unwrap();
+    assert!(page.contains("You have 10 unused recovery codes."), "{page}");
+    let codes: Vec<&str> =
+        first.split("<li><code>").skip(1).filter_map(|s| s.split("</code>").next()).collect();
+    assert_eq!(codes.len(), 10, "{first}");
+    for (i, code) in codes.iter().take(8).enumerate() {
+        let body = json!({"email": "tia@example.test", "password": PASSWORD});
+        let step: Value = d.post("/v1/auth/login", body).await.json().await.unwrap();
+        let proof = json!({"mfa_token": step["mfa_token"], "recovery_code": code});
+        assert_eq!(d.post("/v1/auth/login/mfa", proof).await.status(), 200, "code {i}");
+    }
+    let page = account().await.unwrap().text().await.unwrap();
+    assert!(page.contains("You have 2 unused recovery codes.") && page.contains("Make new ones"), "{page}");
 }
