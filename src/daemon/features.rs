@@ -219,6 +219,7 @@ fn api_routes(
         key: s.key.clone(),
         dummy: Arc::clone(&s.dummy),
         defense: Arc::clone(&s.defense) as Arc<dyn LoginGuard>,
+        outbox: s.outbox.clone(),
     });
     let mfa = web::Data::new(mfa::Deps {
         store: s.store.clone(),

@@ -26,6 +26,9 @@ pub enum Template {
     AddressChanged { new_address: String },
     /// To the new address an administrator gave an account: confirm it.
     ConfirmNewAddress { token: String },
+    /// A recovery code signed in: the person without their phone, or
+    /// someone holding their codes. `left` unused codes remain.
+    RecoveryCodeUsed { ip: String, at: String, left: i64 },
 }
 
 /// What a person did to their second factor.
@@ -87,6 +90,7 @@ impl Template {
             Template::SecondFactorChanged { change, .. } => change.kind(),
             Template::AddressChanged { .. } => "address_changed",
             Template::ConfirmNewAddress { .. } => "confirm_new_address",
+            Template::RecoveryCodeUsed { .. } => "recovery_code_used",
         }
     }
 
@@ -102,6 +106,7 @@ impl Template {
             Template::SecondFactorChanged { change, .. } => change.subject(),
             Template::AddressChanged { .. } => "Your account has a new email address",
             Template::ConfirmNewAddress { .. } => "Confirm your new email address",
+            Template::RecoveryCodeUsed { .. } => "A recovery code was used to sign in",
         }
     }
 
@@ -166,6 +171,13 @@ impl Template {
                 "An administrator gave your account this address. Confirm it by opening this link within \
                  24 hours:\n\n{}\n\nIf you do not know this account, ignore this message.\n",
                 cfg.email.verify_url.replace("{token}", token)
+            ),
+            Template::RecoveryCodeUsed { ip, at, left } => format!(
+                "Your account was just signed in to with one of its recovery codes, instead of a code from \
+                 your authenticator app:\n\naddress: {ip}\ntime: {at}\nrecovery codes left: {left}\n\nIf this \
+                 was you, make new recovery codes on your account page when few are left. If not, someone has \
+                 your password and your codes: choose a new password now with \"Forgot password\" (that signs \
+                 everyone out), make new recovery codes, and tell your administrator.\n"
             ),
         }
     }

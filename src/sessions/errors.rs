@@ -33,6 +33,8 @@ pub enum SessionError {
     #[error(transparent)]
     Key(#[from] crate::keys::KeyError),
     #[error(transparent)]
+    Email(#[from] crate::email::EmailError),
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
 
@@ -51,7 +53,7 @@ impl ToProblem for SessionError {
             SessionError::Policy(e) => e.kind(),
             SessionError::Hash(e) => e.kind(),
             SessionError::Store(e) => e.kind(),
-            SessionError::Signing(_) | SessionError::Key(_) => Kind::Internal,
+            SessionError::Signing(_) | SessionError::Key(_) | SessionError::Email(_) => Kind::Internal,
         }
     }
 

@@ -15,6 +15,7 @@ mod sweeper;
 use std::sync::Arc;
 
 use crate::auth::{DummyParams, Hasher, LoginGuard, Signer};
+use crate::email::Outbox;
 use crate::http::Routes;
 use crate::keys::MasterKey;
 use crate::store::Store;
@@ -31,6 +32,8 @@ pub struct Deps {
     /// The parameters unknown-email logins verify the dummy hash with.
     pub dummy: Arc<DummyParams>,
     pub defense: Arc<dyn LoginGuard>,
+    /// Woken when a sign-in queued a mail (a recovery code was used).
+    pub outbox: Outbox,
 }
 
 pub fn routes(r: &mut Routes) {

@@ -8,13 +8,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::queries::{self, LoginUser};
+use super::queries::{self, LoginUser, PendingStep};
 use super::service::{Issued, NewLogin, TokenResponse, failed, welcome};
 use super::{Deps, SessionError};
 use crate::audit::{self, Entry};
 use crate::auth::reject_oversized;
 use crate::auth::second_factor::{self, Checked, Proof, RECOVERY_CODE_COUNT};
 use crate::config::Config;
+use crate::email::{self, Prepared, Template};
 use crate::http::ClientInfo;
 use crate::keys::{MasterKey, random_token, token_hash};
 use crate::store::{Store, StoreError};
@@ -112,10 +113,17 @@ pub async fn login_mfa(
     d.defense.check_login(&pending.email_norm, client, cfg)?;
     let (email_norm, device) = (pending.email_norm.clone(), pending.device_name.clone());
     let login = NewLogin::new(cfg, &pending.user_id, &pending.email, "pwd otp", client)?;
+    let notice = match proof {
+        Proof::RecoveryCode(_) => {
+            Some((recovery_notice(d, cfg, &pending, client).await?, cfg.email.max_per_recipient))
+        }
+        Proof::Code(_) => None,
+    };
     let key = d.key.clone();
-    let outcome = d.store.write(move |c| decide(c, &key, &hash, &proof, login)).await?;
+    let outcome = d.store.write(move |c| decide(c, &key, &hash, &proof, login, notice)).await?;
     match outcome {
         Outcome::Passed(issued) => {
+            d.outbox.wake.notify_one();
             d.defense.login_succeeded(&email_norm, client, cfg);
             welcome(d, cfg, issued, device.as_deref(), client).await
         }
@@ -131,8 +139,24 @@ pub async fn login_mfa(
     }
 }
 
+/// The mail telling the person a recovery code signed in, with the codes
+/// left after this one (built before the write, as every mail is).
+async fn recovery_notice(
+    d: &Deps,
+    cfg: &Config,
+    pending: &PendingStep,
+    client: &ClientInfo,
+) -> Result<Prepared, SessionError> {
+    let uid = pending.user_id.clone();
+    let left = d.store.read(move |c| second_factor::recovery_codes_left(c, &uid)).await?;
+    let (ip, at) = (client.ip.clone(), crate::clock::now_rfc3339());
+    let template = Template::RecoveryCodeUsed { ip, at, left: (left - 1).max(0) };
+    Ok(email::prepare(cfg, &d.key, &pending.email, &template)?)
+}
+
 /// The second step's one transaction: the `mfa_token` is live and the
-/// user's, the proof is accepted (and its step or recovery code used up),
+/// user's, the proof is accepted (and its step or recovery code used up,
+/// the person mailed for a recovery code: `notice`, under the hourly cap),
 /// the password is still the one step one checked, and the session is made.
 fn decide(
     c: &rusqlite::Connection,
@@ -140,6 +164,7 @@ fn decide(
     hash: &[u8],
     proof: &Proof,
     mut login: NewLogin,
+    notice: Option<(Prepared, u32)>,
 ) -> Result<Outcome, StoreError> {
     let now = crate::clock::now_unix();
     let client = login.client.clone();
@@ -161,6 +186,9 @@ fn decide(
         let left = second_factor::recovery_codes_left(c, &uid)?;
         let details = json!({"remaining": left, "of": RECOVERY_CODE_COUNT});
         audit::record(c, &Entry::by_user("recovery_code_used", &uid, &client).with(details))?;
+        if let Some((mail, cap)) = notice {
+            email::enqueue(c, cap, mail)?;
+        }
     }
     let Some(phc) = queries::password_if_unchanged(c, &uid, &step.password_digest)? else {
         record_failure(c, Some(&uid), &client, json!({"reason": "account_changed"}))?;

@@ -231,12 +231,19 @@ async fn an_mfa_token_takes_five_wrong_codes_expires_and_belongs_to_its_user() {
 
 #[tokio::test]
 async fn recovery_codes_log_in_once_and_renewing_voids_the_old_set() {
-    let (d, smtp) = with_smtp("").await;
+    // Each recovery-code sign-in mails the person: more than the default
+    // five mails in the hour.
+    let (d, smtp) = with_smtp("\n[email]\nmax_per_recipient = 20\n").await;
     let (user, _) = enrolled(&d, &smtp, "cy@example.test", 0).await;
     let res =
         step_two(&d, &step_one(&d, "cy@example.test").await, json!({"recovery_code": user.recovery[0]}))
             .await;
     assert_eq!(res.status(), 200);
+    // The person hears of it: it was them without their phone, or someone
+    // holding their password and codes.
+    let told = mails_titled(&smtp, "A recovery code was used to sign in", 1).await;
+    let text = crate::mail::text_of(&told[0]);
+    assert!(text.contains("recovery codes left: 9") && text.contains("address: 127.0.0.1"), "{text}");
     let access = res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
     assert_eq!(claims_of(&access)["amr"], json!(["pwd", "otp"]));
     let again =
