@@ -186,19 +186,17 @@ fn decide(
         let left = second_factor::recovery_codes_left(c, &uid)?;
         let details = json!({"remaining": left, "of": RECOVERY_CODE_COUNT});
         audit::record(c, &Entry::by_user("recovery_code_used", &uid, &client).with(details))?;
-        if let Some((mail, cap)) = notice {
-            email::enqueue(c, cap, mail)?;
-        }
     }
     let Some(phc) = queries::password_if_unchanged(c, &uid, &step.password_digest)? else {
         record_failure(c, Some(&uid), &client, json!({"reason": "account_changed"}))?;
         return Ok(Outcome::Void);
     };
     (login.checked_hash, login.device_name) = (phc, step.device_name);
-    Ok(match login.insert(c)? {
-        Some(issued) => Outcome::Passed(issued),
-        None => Outcome::Void,
-    })
+    let Some(issued) = login.insert(c)? else { return Ok(Outcome::Void) };
+    if let Some((mail, cap)) = notice {
+        email::enqueue(c, cap, mail)?;
+    }
+    Ok(Outcome::Passed(issued))
 }
 
 fn record_failure(
