@@ -47,6 +47,11 @@ fn dead_link(page: &Page, e: &ApiError, rule: &str, ask: Ask) -> HttpResponse {
     page.answer(status, &message(page, text::LINK_DEAD, lines, Some(ask)))
 }
 
+/// A link the lookup found spent, expired or unknown (nothing was tried).
+fn link_not_live(page: &Page, rule: &str, ask: Ask) -> HttpResponse {
+    dead_link(page, &Problem::new(Kind::InvalidToken).into(), rule, ask)
+}
+
 /// A confirmation link whose address is confirmed already: opened again,
 /// or its Confirm pressed twice.
 fn already_confirmed(page: &Page) -> HttpResponse {
@@ -74,8 +79,7 @@ pub async fn verify_page(
         ConfirmationLink::Live => {}
         ConfirmationLink::AlreadyConfirmed => return Ok(already_confirmed(&page)),
         ConfirmationLink::Dead => {
-            let dead = Problem::new(Kind::InvalidToken).into();
-            return Ok(dead_link(&page, &dead, text::VERIFY_LINK_RULE, Ask::NewVerification));
+            return Ok(link_not_live(&page, text::VERIFY_LINK_RULE, Ask::NewVerification));
         }
     }
     let view = VerifyEmail {
@@ -195,12 +199,7 @@ pub async fn reset_page(
         return Ok(incomplete(&page, Ask::NewReset));
     };
     let Some(link) = d.actions.reset_link(&token).await? else {
-        return Ok(dead_link(
-            &page,
-            &Problem::new(Kind::InvalidToken).into(),
-            text::RESET_LINK_RULE,
-            Ask::NewReset,
-        ));
+        return Ok(link_not_live(&page, text::RESET_LINK_RULE, Ask::NewReset));
     };
     Ok(page.answer(None, &reset_view(&page, &cfg, link, token, None)))
 }
@@ -228,12 +227,7 @@ pub async fn reset(
     let ResetForm { token, new_password, confirm_password, .. } = form.into_inner();
     // What the link is decides the words; the reset below spends it.
     let Some(link) = d.actions.reset_link(&token).await? else {
-        return Ok(dead_link(
-            &page,
-            &Problem::new(Kind::InvalidToken).into(),
-            text::RESET_LINK_RULE,
-            Ask::NewReset,
-        ));
+        return Ok(link_not_live(&page, text::RESET_LINK_RULE, Ask::NewReset));
     };
     if new_password != confirm_password {
         let view = reset_view(&page, &cfg, link, token, Some(text::PASSWORDS_DIFFER.into()));
