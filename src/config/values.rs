@@ -122,10 +122,20 @@ pub struct Cidr(pub ipnet::IpNet);
 
 impl FromStr for Cidr {
     type Err = String;
+    /// Refuses a network with bits set past its prefix: `203.0.113.7/2`
+    /// is more likely a typo than a wish to cover a quarter of IPv4, and
+    /// silently widening a block or a trusted range is the worse outcome.
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if let Ok(net) = s.parse::<ipnet::IpNet>() {
-            return Ok(Cidr(net.trunc()));
+            if net.trunc() != net {
+                return Err(format!(
+                    "{s:?} has bits set past its /{} prefix: the network is {}; write that, or the prefix you meant",
+                    net.prefix_len(),
+                    net.trunc()
+                ));
+            }
+            return Ok(Cidr(net));
         }
         s.parse::<std::net::IpAddr>()
             .map(|ip| Cidr(ipnet::IpNet::from(ip)))
@@ -197,6 +207,15 @@ mod tests {
         for shown in ["7d", "15m", "90s", "250ms", "0ms"] {
             assert_eq!(shown.parse::<HumanDuration>().unwrap().to_string(), shown);
         }
+    }
+
+    #[test]
+    fn networks_with_bits_past_their_prefix_are_refused() {
+        assert_eq!("10.0.0.0/8".parse::<Cidr>().unwrap().0.to_string(), "10.0.0.0/8");
+        assert_eq!("2001:db8::1".parse::<Cidr>().unwrap().0.to_string(), "2001:db8::1/128");
+        let typo = "10.0.0.0/4".parse::<Cidr>().unwrap_err();
+        assert!(typo.contains("/4 prefix") && typo.contains("0.0.0.0/4"), "{typo}");
+        assert!("2001:db8::1/32".parse::<Cidr>().unwrap_err().contains("2001:db8::/32"));
     }
 
     #[test]

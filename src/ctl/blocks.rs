@@ -5,6 +5,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::{AdminClient, cell, print, table};
+use crate::config::Cidr;
 
 #[derive(Subcommand)]
 pub enum BlockedIpsCmd {
@@ -21,10 +22,11 @@ pub enum BlockedIpsCmd {
         #[arg(long, default_value = "blocked by an admin")]
         reason: String,
     },
-    /// Lift a block by its id (see `list`).
+    /// Lift a block by its id (see `list`), or every block on exactly
+    /// that address or network.
     Remove {
-        /// The block's id.
-        id: String,
+        /// The block's id, or the address or network it blocks.
+        target: String,
     },
 }
 
@@ -49,10 +51,44 @@ pub fn run(client: &AdminClient, cmd: &BlockedIpsCmd, json: bool) -> anyhow::Res
                 format!("blocked {} ({})", b["cidr"].as_str().unwrap_or("?"), b["id"].as_str().unwrap_or("?"))
             });
         }
-        BlockedIpsCmd::Remove { id } => {
-            client.delete(&format!("/v1/admin/blocked-ips/{id}"))?;
-            print(json, &json!({ "removed": id }), |_| format!("removed {id}"));
+        BlockedIpsCmd::Remove { target } => {
+            let ids = match target.parse::<Cidr>() {
+                Ok(net) => ids_blocking(client, net)?,
+                Err(_) => vec![target.clone()],
+            };
+            for id in &ids {
+                client.delete(&format!("/v1/admin/blocked-ips/{id}"))?;
+            }
+            print(json, &json!({ "removed": ids }), |_| format!("removed {}", ids.join(", ")));
         }
     }
     Ok(true)
+}
+
+/// The ids of the blocks on exactly `net`; when there are none, an error
+/// that names the blocks whose networks hold it (lifting one of those is
+/// the operator's call, not ours).
+fn ids_blocking(client: &AdminClient, net: Cidr) -> anyhow::Result<Vec<String>> {
+    let answer = client.get("/v1/admin/blocked-ips")?;
+    let blocks = answer["items"].as_array().cloned().unwrap_or_default();
+    let network_of = |b: &Value| b["cidr"].as_str().and_then(|c| c.parse::<Cidr>().ok());
+    let exact: Vec<String> = blocks
+        .iter()
+        .filter(|b| network_of(b) == Some(net))
+        .filter_map(|b| b["id"].as_str().map(str::to_string))
+        .collect();
+    if !exact.is_empty() {
+        return Ok(exact);
+    }
+    let holding: Vec<String> = blocks
+        .iter()
+        .filter(|b| network_of(b).is_some_and(|n| n.0.contains(&net.0)))
+        .map(|b| format!("{} ({})", cell(b, "cidr", "?"), cell(b, "id", "?")))
+        .collect();
+    let host = net.0.prefix_len() == net.0.max_prefix_len();
+    let shown = if host { net.0.addr().to_string() } else { net.0.to_string() };
+    if holding.is_empty() {
+        anyhow::bail!("no block on {shown}");
+    }
+    anyhow::bail!("no block on {shown} itself; it lies inside {}", holding.join(", "))
 }

@@ -19,9 +19,9 @@ pub struct BlockRequest {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
-    #[error("cidr: expected a network like \"203.0.113.0/24\" or an address")]
-    InvalidCidr,
-    #[error("no such block")]
+    #[error("cidr: {0}")]
+    InvalidCidr(String),
+    #[error("no block with that id")]
     NotFound,
     #[error("duration: {0}")]
     InvalidDuration(String),
@@ -32,21 +32,19 @@ pub enum BlockError {
 impl ToProblem for BlockError {
     fn kind(&self) -> Kind {
         match self {
-            BlockError::InvalidCidr | BlockError::InvalidDuration(_) => Kind::InvalidRequest,
+            BlockError::InvalidCidr(_) | BlockError::InvalidDuration(_) => Kind::InvalidRequest,
             BlockError::NotFound => Kind::NotFound,
             BlockError::Store(e) => e.kind(),
         }
     }
 
     fn detail(&self) -> Option<String> {
-        matches!(self, BlockError::InvalidCidr | BlockError::InvalidDuration(_)).then(|| self.to_string())
+        (!matches!(self, BlockError::Store(_))).then(|| self.to_string())
     }
 
     fn field_errors(&self) -> Vec<FieldError> {
         match self {
-            BlockError::InvalidCidr => {
-                FieldError::one("cidr", "expected a network like \"203.0.113.0/24\" or an address")
-            }
+            BlockError::InvalidCidr(e) => FieldError::one("cidr", e),
             BlockError::InvalidDuration(e) => FieldError::one("duration", e),
             _ => Vec::new(),
         }
@@ -67,7 +65,7 @@ impl Defense {
         by: &ClientInfo,
         actor: Option<&str>,
     ) -> Result<Block, BlockError> {
-        let cidr: crate::config::Cidr = req.cidr.parse().map_err(|_| BlockError::InvalidCidr)?;
+        let cidr: crate::config::Cidr = req.cidr.parse().map_err(BlockError::InvalidCidr)?;
         let now = crate::clock::now_unix();
         let block = Block {
             id: uuid::Uuid::now_v7().to_string(),

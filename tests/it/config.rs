@@ -113,6 +113,20 @@ fn cors_origins_and_trusted_hosts_are_checked_entry_by_entry() {
     assert!(err.contains("no port"), "{err}");
 }
 
+/// `10.1.2.3/8` is a typo or a misunderstanding; taking it as 10.0.0.0/8
+/// would silently trust (or allow) far more than the person wrote.
+#[test]
+fn networks_with_bits_past_their_prefix_are_refused() {
+    for (key, value, network) in
+        [("trusted_proxies", "10.1.2.3/8", "10.0.0.0/8"), ("allowlist", "2001:db8::1/32", "2001:db8::/32")]
+    {
+        let text = base_config(&format!("\n[defense]\n{key} = [\"127.0.0.1\", \"{value}\"]\n"));
+        let line = text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+        let err = assert_rejected(&text, line, &format!("defense.{key}"));
+        assert!(err.contains(&format!("the network is {network}")), "{err}");
+    }
+}
+
 #[test]
 fn durations_have_an_upper_bound() {
     let text = base_config("\n[tokens]\naccess_ttl = \"15m\"\nrefresh_ttl = \"4000d\"\n");

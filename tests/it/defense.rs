@@ -267,11 +267,25 @@ async fn an_admin_blocks_and_lifts_a_network_with_latchctl() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A typo in the prefix would block far more than meant: refused, with
+    // the network it would have been.
+    let out = ctl(&["blocked-ips", "add", "198.51.100.7/2"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success() && said.contains("/2 prefix") && said.contains("192.0.0.0/2"), "{said}");
     let human = String::from_utf8_lossy(&ctl(&["blocked-ips", "list"]).stdout).into_owned();
     assert!(human.contains("203.0.113.0/24") && human.contains("abuse report"), "{human}");
+    assert!(!human.contains("192.0.0.0"), "{human}");
+    // Operators think in addresses: one inside the network is named, the
+    // network itself lifts the block.
+    let out = ctl(&["blocked-ips", "remove", "203.0.113.200"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success() && said.contains("inside 203.0.113.0/24"), "{said}");
     let id = listed[0]["id"].as_str().unwrap();
-    assert!(ctl(&["blocked-ips", "remove", id]).status.success());
-    assert_eq!(ctl(&["blocked-ips", "remove", id]).status.code(), Some(1), "already gone");
+    let out = ctl(&["blocked-ips", "remove", "203.0.113.0/24"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(id), "{out:?}");
+    let out = ctl(&["blocked-ips", "remove", id]);
+    assert_eq!(out.status.code(), Some(1), "already gone");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no block with that id"), "{out:?}");
     let audited: i64 = d
         .db()
         .query_row(
