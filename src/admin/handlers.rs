@@ -32,9 +32,18 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
             "ok": schema.is_ok(),
             "schema_version": schema.ok(),
         },
-        "mail": mail.map(|(queued, dead)| json!({ "queued": queued, "dead": dead })),
+        "mail": mail.map(|(queued, dead)| json!({ "queued": queued, "dead": dead, "delivery": delivery(&cfg) })),
         "backups": backups,
     })))
+}
+
+/// How mail leaves: by SMTP, or (without `[smtp]`) as files an operator
+/// must pick up — which an admin who just invited someone needs to know.
+fn delivery(cfg: &crate::config::Config) -> serde_json::Value {
+    match &cfg.smtp {
+        Some(smtp) => json!({ "via": "smtp", "host": smtp.host, "port": smtp.port }),
+        None => json!({ "via": "files", "dir": cfg.state.mail() }),
+    }
 }
 
 /// The backup folder and its newest file — or why it cannot be read, which

@@ -231,12 +231,35 @@ fn print(json: bool, value: &Value, human: impl Fn(&Value) -> String) {
 
 /// "unknown" when the daemon did not say (an older latchd, or a failed read).
 fn human_mail(mail: &Value) -> String {
-    match (mail["queued"].as_i64(), mail["dead"].as_i64()) {
+    let counts = match (mail["queued"].as_i64(), mail["dead"].as_i64()) {
         (Some(queued), Some(0)) => format!("{queued} queued, 0 dead"),
         (Some(queued), Some(dead)) => {
             format!("{queued} queued, {dead} dead (latchctl outbox list --status dead)")
         }
-        _ => "unknown".to_string(),
+        _ => return "unknown".to_string(),
+    };
+    match human_delivery(&mail["delivery"]) {
+        Some(how) => format!("{counts}; {how}"),
+        None => counts,
+    }
+}
+
+/// Where mail goes, from `mail.delivery` of `/v1/admin/status`.
+fn human_delivery(delivery: &Value) -> Option<String> {
+    match delivery["via"].as_str()? {
+        "smtp" => Some(format!("sent by SMTP to {}:{}", delivery["host"].as_str()?, delivery["port"])),
+        _ => Some(format!("written as files to {} (no [smtp])", delivery["dir"].as_str()?)),
+    }
+}
+
+/// Where a message just queued will end up, for a line after a command
+/// that sent one ("queued" when the daemon does not say).
+fn mail_destination(client: &AdminClient) -> String {
+    let status = client.get("/v1/admin/status").unwrap_or_default();
+    match status["mail"]["delivery"]["via"].as_str() {
+        Some("smtp") => "queued for SMTP delivery".to_string(),
+        Some(_) => format!("written to {} (no [smtp])", cell(&status["mail"]["delivery"], "dir", "mail/")),
+        None => "queued".to_string(),
     }
 }
 

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::client::encode;
-use super::{AdminClient, cell, print, table};
+use super::{AdminClient, cell, mail_destination, print, table};
 
 #[derive(Subcommand)]
 pub enum UsersCmd {
@@ -234,9 +234,11 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
             let user = client.post("/v1/admin/users", Some(&body))?;
             // Without a password the admin should know what happens next.
             print(json, &user, |u| match u["invitation"].as_str() {
-                Some("queued") => {
-                    format!("{}\ninvitation to choose a password mailed to {email}", user_line(u))
-                }
+                Some("queued") => format!(
+                    "{}\ninvitation to choose a password for {email}: {}",
+                    user_line(u),
+                    mail_destination(client)
+                ),
                 Some(_) => format!(
                     "{}\ninvitation NOT sent: {email} already had [email].max_per_recipient messages this hour; \
                      once the hour has passed they can use \"forgot password\" to choose one",

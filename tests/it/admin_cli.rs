@@ -50,9 +50,19 @@ async fn status_reports_the_running_daemon() {
     let human = stdout(&latchctl(&d, &["status"]));
     assert!(human.contains(&format!("(pid {})", d.pid())), "{human}");
     assert!(human.contains(&format!("ok (schema {schema})")), "{human}");
-    // Stuck mail and the age of the newest backup, at a glance.
-    assert_eq!(status["mail"], serde_json::json!({"queued": 0, "dead": 0}));
-    assert!(human.contains("0 queued, 0 dead") && human.contains("backups      none yet in "), "{human}");
+    // Stuck mail, where mail goes and the age of the newest backup, at a
+    // glance: without [smtp], an operator must know to look in mail/.
+    let mail_dir = d.state_dir().join("mail");
+    assert_eq!(
+        status["mail"],
+        serde_json::json!({"queued": 0, "dead": 0, "delivery": {"via": "files", "dir": mail_dir}})
+    );
+    let mail_line = format!("0 queued, 0 dead; written as files to {} (no [smtp])", mail_dir.display());
+    assert!(human.contains(&mail_line) && human.contains("backups      none yet in "), "{human}");
+    let said = stdout(&latchctl(&d, &["users", "add", "jo@example.test"]));
+    let invited =
+        format!("invitation to choose a password for jo@example.test: written to {}", mail_dir.display());
+    assert!(said.contains(&invited), "{said}");
     let taken = latchctl(&d, &["backup", "now"]);
     assert!(taken.status.success(), "{}", stderr(&taken));
     let status: Value = serde_json::from_slice(&latchctl(&d, &["--json", "status"]).stdout).unwrap();
