@@ -26,13 +26,31 @@ fn is_invitation(owner: &queries::TokenOwner) -> bool {
     owner.lifetime_secs > RESET_TTL_SECS
 }
 
-/// Whether the password link `token` is an invitation (`Some(true)`) or a
-/// reset link (`Some(false)`) while it works; `None` once it does not.
-pub async fn live_reset_link(d: &Deps, token: &str) -> Result<Option<bool>, AccountError> {
+/// What a password link is now; `invitation` says whether it was mailed
+/// as an administrator's invitation or as a reset link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordLink {
+    /// It works.
+    Live { invitation: bool },
+    /// Its own use set a password (a form sent twice meets this).
+    Used { invitation: bool },
+    /// Unknown, expired, or voided by a later reset or change.
+    Dead,
+}
+
+/// What the password link `token` is (a read; spends nothing).
+pub async fn password_link(d: &Deps, token: &str) -> Result<PasswordLink, AccountError> {
     let hash = token_hash(token);
     let now = crate::clock::now_unix();
-    let owner = d.store.read(move |c| queries::one_time_user(c, &hash, RESET, now)).await?;
-    Ok(owner.as_ref().map(is_invitation))
+    Ok(d.store
+        .read(move |c| {
+            if let Some(owner) = queries::one_time_user(c, &hash, RESET, now)? {
+                return Ok(PasswordLink::Live { invitation: is_invitation(&owner) });
+            }
+            let spent = queries::spent_link_owner(c, &hash, RESET)?;
+            Ok(spent.map_or(PasswordLink::Dead, |o| PasswordLink::Used { invitation: is_invitation(&o) }))
+        })
+        .await?)
 }
 
 /// Sets a new password from a reset token; revokes every session, voids

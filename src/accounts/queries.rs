@@ -61,12 +61,31 @@ pub fn confirmation_link_owner_verified(c: &Connection, hash: &[u8]) -> Result<O
     .optional()?)
 }
 
+/// The owner of a one-time token of `purpose` that was spent by its own
+/// use — not voided, and not yet deleted after its expiry.
+pub fn spent_link_owner(
+    c: &Connection,
+    hash: &[u8],
+    purpose: &str,
+) -> Result<Option<TokenOwner>, StoreError> {
+    Ok(row(
+        c,
+        "SELECT u.email, t.expires_at - t.created_at FROM one_time_tokens t
+         JOIN users u ON u.id = t.user_id
+         WHERE t.hash = ?1 AND t.purpose = ?2 AND t.used_at IS NOT NULL AND t.voided = 0",
+        params![hash, purpose],
+        |r| Ok(TokenOwner { email: r.get(0)?, lifetime_secs: r.get(1)? }),
+    )
+    .optional()?)
+}
+
 /// Voids every unspent one-time token of `purpose` the user holds (after
 /// a reset or a change, older reset links must not work); returns how many.
 pub fn void_one_time(c: &Connection, user_id: &str, purpose: &str, now: i64) -> Result<usize, StoreError> {
     exec(
         c,
-        "UPDATE one_time_tokens SET used_at = ?3 WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL",
+        "UPDATE one_time_tokens SET used_at = ?3, voided = 1
+         WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL",
         params![user_id, purpose, now],
     )
 }

@@ -134,7 +134,7 @@ pub fn set_email(
     )?;
     exec(
         c,
-        "UPDATE one_time_tokens SET used_at = ?2 WHERE user_id = ?1 AND used_at IS NULL",
+        "UPDATE one_time_tokens SET used_at = ?2, voided = 1 WHERE user_id = ?1 AND used_at IS NULL",
         params![id, now],
     )?;
     Ok(())

@@ -11,7 +11,7 @@ use crate::auth::second_factor::{self, Proof};
 use crate::config::Config;
 use crate::http::{ApiError, ClientInfo};
 use crate::pages::{
-    AccountView, Actions, Answer, ConfirmationLink, Enrolment, ResetLink, SessionRow, SignIn,
+    AccountView, Actions, Answer, ConfirmationLink, Enrolment, PasswordLink, ResetLink, SessionRow, SignIn,
 };
 use crate::sessions::second_step::SecondStepRequest;
 use crate::sessions::service::{LoginAnswer, LoginRequest};
@@ -105,10 +105,15 @@ impl Actions for FeatureActions {
         })
     }
 
-    fn reset_link<'a>(&'a self, token: &'a str) -> Answer<'a, Option<ResetLink>> {
+    fn reset_link<'a>(&'a self, token: &'a str) -> Answer<'a, PasswordLink> {
+        use accounts::passwords::PasswordLink as Found;
+        let kind = |invitation: bool| if invitation { ResetLink::Invitation } else { ResetLink::Reset };
         Box::pin(async move {
-            let invited = api(accounts::passwords::live_reset_link(&self.accounts, token).await)?;
-            Ok(invited.map(|i| if i { ResetLink::Invitation } else { ResetLink::Reset }))
+            Ok(match api(accounts::passwords::password_link(&self.accounts, token).await)? {
+                Found::Live { invitation } => PasswordLink::Live(kind(invitation)),
+                Found::Used { invitation } => PasswordLink::Used(kind(invitation)),
+                Found::Dead => PasswordLink::Dead,
+            })
         })
     }
 

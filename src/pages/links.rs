@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::render::{Ask, EmailForm, Message, ResetPassword, VerifyEmail, refusal};
-use super::{ConfirmationLink, Deps, Page, ResetLink, text};
+use super::{ConfirmationLink, Deps, Page, PasswordLink, ResetLink, text};
 use crate::http::{ApiError, ClientInfo, Kind, LiveConfig, Problem, Routes};
 
 type D = web::Data<Deps>;
@@ -50,6 +50,17 @@ fn dead_link(page: &Page, e: &ApiError, rule: &str, ask: Ask) -> HttpResponse {
 /// A link the lookup found spent, expired or unknown (nothing was tried).
 fn link_not_live(page: &Page, rule: &str, ask: Ask) -> HttpResponse {
     dead_link(page, &Problem::new(Kind::InvalidToken).into(), rule, ask)
+}
+
+/// A password link whose own use set a password: opened again, or its
+/// form sent twice (the person's password is set; "does not work" would
+/// send them for a new link).
+fn password_link_used(page: &Page, link: ResetLink) -> HttpResponse {
+    let line = match link {
+        ResetLink::Invitation => text::INVITATION_USED_LINE,
+        ResetLink::Reset => text::RESET_LINK_USED_LINE,
+    };
+    page.answer(None, &message(page, text::LINK_USED, vec![line.into()], None))
 }
 
 /// A confirmation link whose address is confirmed already: opened again,
@@ -184,9 +195,10 @@ fn reset_view(
 }
 
 /// `GET /reset-password?token=`: the new-password form — or, when the link
-/// no longer works, says so before the person types a password twice.
+/// no longer works, says so (or that it set the password already) before
+/// the person types a password twice.
 #[utoipa::path(get, path = "/reset-password", tag = "pages", params(TokenQuery),
-    responses((status = 200, description = "The new-password form (an invitation's: the first password)", content_type = "text/html"),
+    responses((status = 200, description = "The new-password form (an invitation's: the first password), or: this link already set the password", content_type = "text/html"),
         (status = 400, description = "The link has no token, or no longer works: a page to ask for a new one", content_type = "text/html")))]
 pub async fn reset_page(
     d: D,
@@ -198,10 +210,11 @@ pub async fn reset_page(
     let Some(token) = q.into_inner().token.filter(|t| !t.is_empty()) else {
         return Ok(incomplete(&page, Ask::NewReset));
     };
-    let Some(link) = d.actions.reset_link(&token).await? else {
-        return Ok(link_not_live(&page, text::RESET_LINK_RULE, Ask::NewReset));
-    };
-    Ok(page.answer(None, &reset_view(&page, &cfg, link, token, None)))
+    match d.actions.reset_link(&token).await? {
+        PasswordLink::Live(link) => Ok(page.answer(None, &reset_view(&page, &cfg, link, token, None))),
+        PasswordLink::Used(link) => Ok(password_link_used(&page, link)),
+        PasswordLink::Dead => Ok(link_not_live(&page, text::RESET_LINK_RULE, Ask::NewReset)),
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -226,8 +239,10 @@ pub async fn reset(
     let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
     let ResetForm { token, new_password, confirm_password, .. } = form.into_inner();
     // What the link is decides the words; the reset below spends it.
-    let Some(link) = d.actions.reset_link(&token).await? else {
-        return Ok(link_not_live(&page, text::RESET_LINK_RULE, Ask::NewReset));
+    let link = match d.actions.reset_link(&token).await? {
+        PasswordLink::Live(link) => link,
+        PasswordLink::Used(link) => return Ok(password_link_used(&page, link)),
+        PasswordLink::Dead => return Ok(link_not_live(&page, text::RESET_LINK_RULE, Ask::NewReset)),
     };
     if new_password != confirm_password {
         let view = reset_view(&page, &cfg, link, token, Some(text::PASSWORDS_DIFFER.into()));
@@ -242,9 +257,11 @@ pub async fn reset(
             let lines = vec![text::NEW_PASSWORD_SET.into(), text::ALL_SIGNED_OUT.into()];
             Ok(page.answer(None, &message(&page, text::PASSWORD_CHANGED, lines, None)))
         }
-        Err(e) if e.problem().kind == Kind::InvalidToken => {
-            Ok(dead_link(&page, &e, text::RESET_LINK_RULE, Ask::NewReset))
-        }
+        // The same form sent twice at once: the other one spent the link.
+        Err(e) if e.problem().kind == Kind::InvalidToken => match d.actions.reset_link(&token).await? {
+            PasswordLink::Used(link) => Ok(password_link_used(&page, link)),
+            _ => Ok(dead_link(&page, &e, text::RESET_LINK_RULE, Ask::NewReset)),
+        },
         Err(e) => {
             let (status, text) = refusal(&e);
             Ok(page.answer(status, &reset_view(&page, &cfg, link, token, Some(text))))

@@ -78,13 +78,25 @@ pub enum ConfirmationLink {
     Dead,
 }
 
-/// What a password link that still works was mailed as.
+/// What a password link was mailed as.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ResetLink {
     /// "Forgot password": the person has a password and chooses a new one.
     Reset,
     /// An administrator's invitation: the account's first password.
     Invitation,
+}
+
+/// What a password link is when it is opened or its form is sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PasswordLink {
+    /// It works: the new-password form.
+    Live(ResetLink),
+    /// Its own use set a password (opened again, or the form sent twice):
+    /// say so, and to sign in.
+    Used(ResetLink),
+    /// It does not work: ask for a new one.
+    Dead,
 }
 
 /// The API calls the pages mirror, as the daemon wires them to the
@@ -107,7 +119,8 @@ pub trait Actions: Send + Sync {
     ) -> Answer<'a, ()>;
     /// What the password link `token` is while it works; `None` once it
     /// is spent, expired or unknown. Spends nothing.
-    fn reset_link<'a>(&'a self, token: &'a str) -> Answer<'a, Option<ResetLink>>;
+    /// What the password link `token` is now. Spends nothing.
+    fn reset_link<'a>(&'a self, token: &'a str) -> Answer<'a, PasswordLink>;
     fn reset_password<'a>(
         &'a self,
         cfg: &'a Config,

@@ -12,6 +12,10 @@ pub const LINK_DEAD: &str = "This link does not work";
 pub const VERIFY_LINK_RULE: &str = "A link works once, for 24 hours. Ask for a new one below.";
 pub const RESET_LINK_RULE: &str =
     "A link works once, for 30 minutes (an invitation's for 24 hours). Ask for a new one below.";
+pub const LINK_USED: &str = "This link was already used";
+pub const RESET_LINK_USED_LINE: &str = "It already set a new password for your account: sign in with that \
+     password. If it was not you who chose it, ask for a new link with \"Forgot your password?\".";
+pub const INVITATION_USED_LINE: &str = "It already set the password for your account: sign in with it.";
 pub const CHECK_EMAIL: &str = "Check your email";
 pub const NO_LINK_SENT: &str = "Could not send a link";
 pub const CHOOSE_PASSWORD: &str = "Choose a new password";

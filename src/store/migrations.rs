@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "refresh_tokens_by_row",
         sql: include_str!("../../migrations/0011_refresh_tokens_by_row.sql"),
     },
+    Migration {
+        version: 12,
+        name: "one_time_tokens_voided",
+        sql: include_str!("../../migrations/0012_one_time_tokens_voided.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -275,3 +275,56 @@ async fn totp_confirm_pressed_twice_says_it_is_on_and_codes_are_counted() {
     let page = account().await.unwrap().text().await.unwrap();
     assert!(page.contains("You have 2 unused recovery codes.") && page.contains("Make new ones"), "{page}");
 }
+
+/// A new password's form sent twice at once (a double click): the page the
+/// person is left on says the link set their password, not that it does
+/// not work; so does the link opened again. A link that a later reset
+/// voided still does not work.
+#[tokio::test]
+async fn a_reset_form_sent_twice_says_the_link_set_the_password() {
+    let (d, smtp) = with_smtp("").await;
+    crate::flows::register_verified(&d, &smtp, "rue@example.test", 0).await;
+    for _ in 0..2 {
+        assert_eq!(
+            d.post("/v1/auth/password/forgot", json!({"email": "rue@example.test"})).await.status(),
+            202
+        );
+    }
+    let mails = smtp.wait_for(3).await;
+    let (older, token) = (token_in(&mails[1]), token_in(&mails[2]));
+    let (cookie, csrf) = csrf_of(d.get(&format!("/reset-password?token={token}")).await).await;
+    let new_password = "rue's brand new passphrase";
+    let send = || {
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("token", token.as_str()),
+            ("new_password", new_password),
+            ("confirm_password", new_password),
+        ];
+        let req =
+            d.client().post(d.https_url("/reset-password")).header("cookie", cookie.clone()).form(&form);
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    let (first, second) = tokio::join!(send(), send());
+    let (set, again) =
+        if first.1.contains("Your new password is set") { (first, second) } else { (second, first) };
+    assert_eq!(set.0, 200, "{}", set.1);
+    assert_eq!(again.0, 200, "{}", again.1);
+    assert!(
+        again.1.contains("already set a new password") && !again.1.contains("does not work"),
+        "{}",
+        again.1
+    );
+    let third = send().await;
+    assert!(third.1.contains("This link was already used"), "{}", third.1);
+    let opened = d.get(&format!("/reset-password?token={token}")).await;
+    assert_eq!(opened.status(), 200);
+    assert!(opened.text().await.unwrap().contains("already set a new password"));
+    let voided = d.get(&format!("/reset-password?token={older}")).await;
+    assert_eq!(voided.status(), 400);
+    assert!(voided.text().await.unwrap().contains("This link does not work"));
+    login(&d, "rue@example.test", new_password).await;
+}
