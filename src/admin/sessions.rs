@@ -11,7 +11,7 @@ use super::{AdminError, Deps};
 use crate::audit::{self, Entry};
 use crate::auth::Principal;
 use crate::auth::queries::revoke_session;
-use crate::http::{ApiError, ClientInfo, Items};
+use crate::http::{ApiError, ClientInfo};
 
 type D = web::Data<Deps>;
 
@@ -84,14 +84,29 @@ pub struct OutboxQuery {
     status: Option<String>,
 }
 
+/// Mail of one status, newest first, and how much there is in all, so a
+/// list cut at 1,000 says so.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OutboxList {
+    items: Vec<OutboxItem>,
+    total: i64,
+}
+
 #[utoipa::path(get, path = "/v1/admin/outbox", tag = "admin", security(("bearer" = [])), params(OutboxQuery),
-    responses((status = 200, description = "Emails pending or failed for good (no bodies)", body = Items<OutboxItem>)))]
+    responses((status = 200, description = "Emails pending or failed for good (no bodies; at most 1,000), and their total", body = OutboxList)))]
 pub async fn outbox(d: D, who: Principal, q: web::Query<OutboxQuery>) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let status = q.into_inner().status.unwrap_or_else(|| "queued".into());
     if status != "queued" && status != "dead" {
         return Err(AdminError::invalid("status", "must be queued or dead").into());
     }
-    let items = d.store.read(move |c| queries::outbox(c, &status)).await?;
-    Ok(HttpResponse::Ok().json(Items { items }))
+    let list = d
+        .store
+        .read(move |c| {
+            let (queued, dead) = queries::outbox_counts(c)?;
+            let total = if status == "dead" { dead } else { queued };
+            Ok(OutboxList { items: queries::outbox(c, &status)?, total })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
 }

@@ -216,6 +216,15 @@ fn table(head: &[&str], rows: &[Vec<String>], empty: &str) -> String {
     out.join("\n")
 }
 
+/// A table the daemon cut short (it lists at most 1,000), with a last line
+/// saying so: an operator must not take the newest thousand for all.
+fn with_total(shown: String, listed: usize, total: &Value, what: &str) -> String {
+    match total.as_u64() {
+        Some(total) if total > listed as u64 => format!("{shown}\n(the newest {listed} of {total} {what})"),
+        _ => shown,
+    }
+}
+
 /// The string at `key` of a JSON row, or `missing`.
 fn cell(row: &Value, key: &str, missing: &str) -> String {
     row[key].as_str().unwrap_or(missing).to_string()

@@ -5,7 +5,7 @@
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::{AdminClient, cell, print, table};
+use super::{AdminClient, cell, print, table, with_total};
 
 #[derive(Subcommand)]
 pub enum OutboxCmd {
@@ -33,7 +33,12 @@ pub fn run(client: &AdminClient, cmd: &OutboxCmd, json: bool) -> anyhow::Result<
     let list = client.get(&format!("/v1/admin/outbox?status={status}"))?;
     print(json, &list, |l| {
         let rows: Vec<Vec<String>> = l["items"].as_array().into_iter().flatten().map(cells).collect();
-        table(&["QUEUED AT", "TO", "KIND", "ATTEMPTS", "LAST ERROR"], &rows, &format!("no {status} mail"))
+        let shown = table(
+            &["QUEUED AT", "TO", "KIND", "ATTEMPTS", "LAST ERROR"],
+            &rows,
+            &format!("no {status} mail"),
+        );
+        with_total(shown, rows.len(), &l["total"], &format!("{status} messages"))
     });
     Ok(true)
 }

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::client::encode;
-use super::{AdminClient, cell, mail_destination, print, table};
+use super::{AdminClient, cell, mail_destination, print, table, with_total};
 
 #[derive(Subcommand)]
 pub enum UsersCmd {
@@ -339,12 +339,7 @@ pub fn sessions(client: &AdminClient, cmd: &SessionsCmd, json: bool) -> anyhow::
                     })
                     .collect();
                 let shown = table(&["SESSION", "USER", "IP", "SINCE"], &rows, "no live sessions");
-                match l["total"].as_u64() {
-                    Some(total) if total > rows.len() as u64 => {
-                        format!("{shown}\n(the newest {} of {total} live sessions)", rows.len())
-                    }
-                    _ => shown,
-                }
+                with_total(shown, rows.len(), &l["total"], "live sessions")
             });
         }
         SessionsCmd::Revoke { id } => {

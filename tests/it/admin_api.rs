@@ -459,10 +459,10 @@ async fn an_install_without_an_admin_account_is_run_through_latchctl_alone() {
     }
 }
 
-/// The session list shows the newest 1,000; when there are more, it says
-/// how many, instead of passing 1,000 off as all of them.
+/// The session and outbox lists show the newest 1,000; when there are
+/// more, they say how many, instead of passing 1,000 off as all of them.
 #[tokio::test]
-async fn a_session_list_cut_at_a_thousand_says_how_many_there_are() {
+async fn lists_cut_at_a_thousand_say_how_many_there_are() {
     let (d, _admin) = with_admin().await;
     let uid = ok_json(ctl(&d, &["--json", "users", "show", "root@example.test"], ""))["id"]
         .as_str()
@@ -488,4 +488,18 @@ async fn a_session_list_cut_at_a_thousand_says_how_many_there_are() {
         "{}",
         said.lines().last().unwrap_or("")
     );
+    // A day of mail to an address whose server refuses it, given up on.
+    db.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1001)
+         INSERT INTO outbox (id, recipient, kind, status, attempts, next_attempt_at, last_error, created_at)
+         SELECT 'dead-' || i, 'gone@example.test', 'password_reset', 'dead', 8, 0, '550 no such user',
+                unixepoch() - i * 60 FROM n",
+        [],
+    )
+    .unwrap();
+    let list = ok_json(ctl(&d, &["--json", "outbox", "list", "--status", "dead"], ""));
+    assert_eq!((list["items"].as_array().unwrap().len(), list["total"].as_u64()), (1000, Some(1001)));
+    let out = ctl(&d, &["outbox", "list", "--status", "dead"], "");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.trim_end().ends_with("(the newest 1000 of 1001 dead messages)"), "{said:.300}");
 }
