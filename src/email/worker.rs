@@ -1,5 +1,5 @@
-//! The outbox worker: delivers due messages, retries failures with
-//! exponential backoff (1 s, 2 s, 4 s … capped at 1 h), marks a message dead
+//! The outbox worker: delivers due messages, retries failures after 1 s,
+//! 10 s, 1 min, 5 min, 15 min, 30 min and then hourly, marks a message dead
 //! after `[smtp].max_attempts`, and erases bodies once sent or dead.
 //! Without `[smtp]` each message becomes `state_dir/mail/<id>.eml` (0600).
 
@@ -21,7 +21,16 @@ use crate::keys::MasterKey;
 use crate::store::{Store, StoreError};
 
 const BATCH: i64 = 20;
-const MAX_BACKOFF_SECS: i64 = 3600;
+
+/// Seconds before the next attempt after the `attempts`-th failure. A blip
+/// is retried at once; with the default 8 attempts the last is about two
+/// hours after the first, so a relay restarted or a password fixed within
+/// the hour still delivers (doubling from 1 s gave up after two minutes).
+fn retry_delay(attempts: i64) -> i64 {
+    const DELAYS: [i64; 7] = [1, 10, 60, 300, 900, 1800, 3600];
+    let i = usize::try_from(attempts.max(1) - 1).unwrap_or(usize::MAX);
+    DELAYS.get(i).copied().unwrap_or(3600)
+}
 
 struct Due {
     id: String,
@@ -164,10 +173,9 @@ async fn record_outcome(
                     params![id, attempts, error],
                 )?,
                 _ => {
-                    let backoff = (1i64 << (attempts - 1).min(12)).min(MAX_BACKOFF_SECS);
                     c.execute(
                         "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1",
-                        params![id, attempts, now + backoff, error],
+                        params![id, attempts, now + retry_delay(attempts), error],
                     )?
                 }
             };
@@ -258,4 +266,19 @@ fn write_file(dir: &Path, id: &str, raw: &[u8]) -> Result<(), String> {
     crate::state_dir::write_private(&path, raw).map_err(|e| format!("{}: {e}", path.display()))?;
     tracing::info!(file = %path.display(), "email not sent ([smtp] absent): written to file");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_delay;
+
+    #[test]
+    fn the_default_attempts_span_about_two_hours_and_start_quickly() {
+        assert_eq!(retry_delay(1), 1, "a blip is retried at once");
+        let default_attempts = 8;
+        let span: i64 = (1..default_attempts).map(retry_delay).sum();
+        assert!((6000..=7200).contains(&span), "last attempt {span} s after the first");
+        assert_eq!(retry_delay(100), 3600, "hourly once past the schedule");
+        assert_eq!(retry_delay(0), 1);
+    }
 }
