@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn networks_with_bits_past_their_prefix_are_refused() {
-        assert_eq!("10.0.0.0/8".parse::<Cidr>().unwrap().0.to_string(), "10.0.0.0/8");
+        assert!("10.1.2.3/8".parse::<Cidr>().unwrap_err().contains("the network is 10.0.0.0/8"));
         assert_eq!("2001:db8::1".parse::<Cidr>().unwrap().0.to_string(), "2001:db8::1/128");
         let typo = "10.0.0.0/4".parse::<Cidr>().unwrap_err();
         assert!(typo.contains("/4 prefix") && typo.contains("0.0.0.0/4"), "{typo}");
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn cidrs_accept_bare_addresses() {
-        assert_eq!("10.1.2.3/8".parse::<Cidr>().unwrap().0.to_string(), "10.0.0.0/8");
+        assert_eq!("10.0.0.0/8".parse::<Cidr>().unwrap().0.to_string(), "10.0.0.0/8");
         assert_eq!("::1".parse::<Cidr>().unwrap().0.to_string(), "::1/128");
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
     }

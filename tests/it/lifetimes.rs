@@ -145,6 +145,7 @@ async fn refresh_tokens_survive_the_migrations_that_rebuild_their_table() {
          DROP TABLE login_locks;
          DROP TABLE api_keys;
          ALTER TABLE signing_keys DROP COLUMN activates_at;
+         ALTER TABLE one_time_tokens DROP COLUMN voided;
          DELETE FROM schema_migrations WHERE version > 2;
          COMMIT;",
     )
