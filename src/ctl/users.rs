@@ -186,6 +186,11 @@ fn user_detail(u: &Value) -> String {
     rows.iter().map(|(k, v)| format!("{k:<13}{v}")).collect::<Vec<_>>().join("\n")
 }
 
+const UNLOCKED: &str = "unlocked: failed sign-ins on this address are forgotten; they can sign in at once";
+const MFA_TURNED_OFF: &str = "two-step verification turned off: its secret and recovery codes are gone and \
+     every session ended; they sign in with their password and can set it up again";
+const MFA_WAS_OFF: &str = "two-step verification was not on; nothing changed";
+
 fn user_line(u: &Value) -> String {
     table(&USER_HEAD, &[user_cells(u)], "")
 }
@@ -227,59 +232,38 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
         let id = user_id(client, user)?;
         Ok(client.request("PATCH", &format!("/v1/admin/users/{id}"), Some(&body))?)
     };
-    let answer = match cmd {
+    // The user after the command, and what the table alone would not say.
+    let (answer, said): (Value, Option<String>) = match cmd {
         UsersCmd::Add { email, roles, password_stdin, verified, name } => {
             let password = if *password_stdin { Some(read_password()?) } else { None };
             let body = json!({ "email": email, "password": password, "roles": roles, "email_verified": verified, "name": name });
             let user = client.post("/v1/admin/users", Some(&body))?;
-            // Without a password the admin should know what happens next.
-            print(json, &user, |u| match u["invitation"].as_str() {
-                Some("queued") => format!(
-                    "{}\ninvitation to choose a password for {email}: {}",
-                    user_line(u),
-                    mail_destination(client)
-                ),
-                Some(_) => format!(
-                    "{}\ninvitation NOT sent: {email} already had [email].max_per_recipient messages this hour; \
-                     once the hour has passed they can use \"forgot password\" to choose one",
-                    user_line(u)
-                ),
-                None => user_line(u),
-            });
-            return Ok(true);
+            let said = if json { None } else { invitation_said(client, &user, email) };
+            (user, said)
         }
         UsersCmd::List { query, status, page, page_size } => {
-            let mut path = format!("/v1/admin/users?page={page}&page_size={page_size}");
-            if let Some(q) = query {
-                path.push_str(&format!("&query={}", encode(q)));
-            }
-            if let Some(s) = status {
-                path.push_str(&format!("&status={}", encode(s)));
-            }
-            let list = client.get(&path)?;
-            print(json, &list, |l| {
-                let items = l["items"].as_array().cloned().unwrap_or_default();
-                let rows: Vec<Vec<String>> = items.iter().map(user_cells).collect();
-                let count = format!("({} of {} users, page {})", items.len(), l["total"], l["page"]);
-                format!("{}\n{count}", table(&USER_HEAD, &rows, "no users"))
-            });
-            return Ok(true);
+            return list(client, json, query.as_deref(), status.as_deref(), *page, *page_size);
         }
         UsersCmd::Show { user } => {
             let shown = client.get(&format!("/v1/admin/users/{}", user_id(client, user)?))?;
             print(json, &shown, user_detail);
             return Ok(true);
         }
-        UsersCmd::Disable { user } => patch(user, json!({ "status": "disabled" }))?,
-        UsersCmd::Enable { user } => patch(user, json!({ "status": "active" }))?,
-        UsersCmd::Unlock { user } => patch(user, json!({ "unlock": true }))?,
-        UsersCmd::ResetMfa { user } => patch(user, json!({ "mfa": { "totp": false } }))?,
+        UsersCmd::Disable { user } => (patch(user, json!({ "status": "disabled" }))?, None),
+        UsersCmd::Enable { user } => (patch(user, json!({ "status": "active" }))?, None),
+        UsersCmd::Unlock { user } => (patch(user, json!({ "unlock": true }))?, Some(UNLOCKED.into())),
+        UsersCmd::ResetMfa { user } => {
+            // The table has no two-step column: say what the reset did.
+            let before = client.get(&format!("/v1/admin/users/{}", user_id(client, user)?))?;
+            let said = if before["mfa"]["totp"] == json!(true) { MFA_TURNED_OFF } else { MFA_WAS_OFF };
+            (patch(user, json!({ "mfa": { "totp": false } }))?, Some(said.into()))
+        }
         UsersCmd::SetEmail { user, email, verified } => {
             let verified = verified.then_some(true);
-            patch(user, json!({ "email": email, "email_verified": verified }))?
+            (patch(user, json!({ "email": email, "email_verified": verified }))?, None)
         }
-        UsersCmd::AddRole { user, role } => change_role(client, user, role, true)?,
-        UsersCmd::RemoveRole { user, role } => change_role(client, user, role, false)?,
+        UsersCmd::AddRole { user, role } => (change_role(client, user, role, true)?, None),
+        UsersCmd::RemoveRole { user, role } => (change_role(client, user, role, false)?, None),
         UsersCmd::Delete { user } => {
             let id = user_id(client, user)?;
             client.delete(&format!("/v1/admin/users/{id}"))?;
@@ -287,7 +271,48 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
             return Ok(true);
         }
     };
-    print(json, &answer, user_line);
+    print(json, &answer, |u| match &said {
+        Some(said) => format!("{}\n{said}", user_line(u)),
+        None => user_line(u),
+    });
+    Ok(true)
+}
+
+/// Without a password the admin should know what happens next.
+fn invitation_said(client: &AdminClient, user: &Value, email: &str) -> Option<String> {
+    match user["invitation"].as_str()? {
+        "queued" => {
+            Some(format!("invitation to choose a password for {email}: {}", mail_destination(client)))
+        }
+        _ => Some(format!(
+            "invitation NOT sent: {email} already had [email].max_per_recipient messages this hour; \
+             once the hour has passed they can use \"forgot password\" to choose one"
+        )),
+    }
+}
+
+fn list(
+    client: &AdminClient,
+    json: bool,
+    query: Option<&str>,
+    status: Option<&str>,
+    page: u32,
+    page_size: u32,
+) -> anyhow::Result<bool> {
+    let mut path = format!("/v1/admin/users?page={page}&page_size={page_size}");
+    if let Some(q) = query {
+        path.push_str(&format!("&query={}", encode(q)));
+    }
+    if let Some(s) = status {
+        path.push_str(&format!("&status={}", encode(s)));
+    }
+    let list = client.get(&path)?;
+    print(json, &list, |l| {
+        let items = l["items"].as_array().cloned().unwrap_or_default();
+        let rows: Vec<Vec<String>> = items.iter().map(user_cells).collect();
+        let count = format!("({} of {} users, page {})", items.len(), l["total"], l["page"]);
+        format!("{}\n{count}", table(&USER_HEAD, &rows, "no users"))
+    });
     Ok(true)
 }
 

@@ -410,3 +410,27 @@ async fn many_addresses_lock_the_email_everywhere_until_a_password_reset() {
     assert_eq!(metric(&d, "latch_locked_accounts").await, 0.0);
     login(&d, "target@example.test", "the owner's new one").await;
 }
+
+/// The owner phones the team instead of waiting out a lock: `latchctl users
+/// unlock` lifts it at once and says so.
+#[tokio::test]
+async fn an_admin_unlocks_a_locked_account_with_latchctl() {
+    let rules = "account_lock = { failures = 100, base_delay = \"2s\", max_delay = \"15m\", max_failures_per_hour = 3 }";
+    let (d, smtp) = with_smtp(&format!("{}{}", rate_limits(""), defense(rules))).await;
+    register_verified(&d, &smtp, "kim@example.test", 0).await;
+    for i in 0..3 {
+        let res = login_from(&d, &format!("203.0.113.{i}"), "kim@example.test", "a guess at it").await;
+        assert_eq!(res.status(), 401);
+    }
+    assert_problem(
+        login_from(&d, "198.51.100.7", "kim@example.test", PASSWORD).await,
+        429,
+        "login-throttled",
+    )
+    .await;
+    let out = crate::admin_api::ctl(&d, &["users", "unlock", "kim@example.test"], "");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("unlocked: failed sign-ins"), "{said}");
+    assert_eq!(login_from(&d, "198.51.100.7", "kim@example.test", PASSWORD).await.status(), 200);
+    assert_eq!(metric(&d, "latch_locked_accounts").await, 0.0);
+}
