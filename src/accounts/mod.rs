@@ -31,6 +31,8 @@ pub struct Deps {
     /// The address-only work (forgot, resend), done after the answer.
     pub mailer: Mailer,
     pub defense: Arc<dyn LoginGuard>,
+    /// Sessions that just changed their password (a repeat is not an error).
+    pub recent_changes: passwords::RecentChanges,
 }
 
 pub fn routes(r: &mut Routes) {

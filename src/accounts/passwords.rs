@@ -4,6 +4,10 @@
 //! revoke sessions, and mail the owner that the password changed (unless
 //! an invitation's link chose the first one).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
 use super::queries;
@@ -19,6 +23,31 @@ use crate::telemetry::auth_event as count;
 
 pub(super) const RESET_TTL_SECS: i64 = 30 * 60;
 const RESET: &str = "password_reset";
+
+/// How long the same password change may be sent again and answered as
+/// the first was.
+const REPEAT_WINDOW: Duration = Duration::from_secs(60);
+
+/// The sessions that changed their password within `REPEAT_WINDOW`. The
+/// same change sent again — a double click on the account page, an app's
+/// retry after a timeout — found the current password changed and was
+/// told it was wrong, right after it worked. Kept in memory: a restart
+/// forgets a minute of repeats, which then fail as before.
+#[derive(Default)]
+pub struct RecentChanges(Mutex<HashMap<String, Instant>>);
+
+impl RecentChanges {
+    fn record(&self, session_id: &str) {
+        let mut changes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        changes.retain(|_, at| at.elapsed() < REPEAT_WINDOW);
+        changes.insert(session_id.to_string(), Instant::now());
+    }
+
+    fn just_changed(&self, session_id: &str) -> bool {
+        let changes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        changes.get(session_id).is_some_and(|at| at.elapsed() < REPEAT_WINDOW)
+    }
+}
 
 /// Only an administrator's invitation makes a password link live longer
 /// than a reset link.
@@ -140,10 +169,14 @@ pub async fn change_password(
     let old = match check_current(d, cfg, &user.user_id, current).await {
         Ok(old) => old,
         Err(e) => {
+            if is_repeat(d, cfg, user, new_password).await? {
+                return Ok(());
+            }
             count("password_change", "failure");
             return Err(e);
         }
     };
+    let repeat = new_password.clone();
     let phc = d.hasher.hash(cfg.passwords.argon2, new_password).await?;
     let notice = changed_notice(d, cfg, &user.facts.email, client)?;
     let cap = cfg.email.max_per_recipient;
@@ -165,8 +198,33 @@ pub async fn change_password(
         })
         .await?;
     d.outbox.wake.notify_one();
+    if changed {
+        d.recent_changes.record(&user.session_id);
+    } else if is_repeat(d, cfg, user, repeat).await? {
+        // Sent twice at once: the other request made this very change.
+        return Ok(());
+    }
     count("password_change", if changed { "success" } else { "failure" });
     if changed { Ok(()) } else { Err(AccountError::InvalidCredentials) }
+}
+
+/// Whether this session just changed the password to `new_password`: the
+/// same change sent again, answered as the first was. Only then is the
+/// stored hash checked against it, so no other caller gains a guess.
+async fn is_repeat(
+    d: &Deps,
+    cfg: &Config,
+    user: &UserSession,
+    new_password: String,
+) -> Result<bool, AccountError> {
+    if !d.recent_changes.just_changed(&user.session_id) {
+        return Ok(false);
+    }
+    match check_current(d, cfg, &user.user_id, new_password).await {
+        Ok(_) => Ok(true),
+        Err(AccountError::InvalidCredentials) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// The owner's notice that their password changed, built before the write

@@ -237,3 +237,35 @@ async fn twenty_parallel_uses_of_one_time_tokens_succeed_exactly_once() {
         assert!(statuses.iter().all(|s| *s == 200 || *s == 400), "{path}: {statuses:?}");
     }
 }
+
+/// The same password change sent twice — at once (a double click on the
+/// account page) and again just after (an app retrying after a timeout) —
+/// answers as the first did: one change, one notice. A different new
+/// password, or another session, is still refused.
+#[tokio::test]
+async fn the_same_password_change_sent_twice_answers_as_the_first() {
+    let (d, smtp) = with_smtp("").await;
+    let email = "twice@example.test";
+    let seen = register_verified(&d, &smtp, email, 0).await;
+    let other = login(&d, email, PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    let at = login(&d, email, PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    let body = json!({"current_password": PASSWORD, "new_password": "changed just once"});
+    let send = |body: Value, at: &String| {
+        let at = at.clone();
+        let d = &d;
+        async move { d.post_auth("/v1/auth/password/change", &at, body).await }
+    };
+    let (first, second) = tokio::join!(send(body.clone(), &at), send(body.clone(), &at));
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    assert_eq!(send(body.clone(), &at).await.status(), 200, "a retry just after");
+    let other_change = json!({"current_password": PASSWORD, "new_password": "something else again"});
+    assert_problem(send(other_change, &at).await, 401, "invalid-credentials").await;
+    assert_eq!(d.get_auth("/v1/auth/me", &other).await.status(), 401, "the other session ended");
+    let events = "SELECT count(*) FROM audit_log WHERE action = 'password_changed'";
+    assert_eq!(count(&d, events), 1, "one change");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let notices = smtp.wait_for(seen + 1).await;
+    assert_eq!(notices.iter().filter(|m| subject_of(m) == "Your password was changed").count(), 1);
+    let later = login(&d, email, "changed just once").await["access_token"].as_str().unwrap().to_string();
+    assert_problem(send(body, &later).await, 401, "invalid-credentials").await;
+}
