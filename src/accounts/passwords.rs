@@ -5,7 +5,7 @@
 //! an invitation's link chose the first one).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -33,8 +33,8 @@ const REPEAT_WINDOW: Duration = Duration::from_secs(60);
 /// retry after a timeout — found the current password changed and was
 /// told it was wrong, right after it worked. Kept in memory: a restart
 /// forgets a minute of repeats, which then fail as before.
-#[derive(Default)]
-pub struct RecentChanges(Mutex<HashMap<String, Instant>>);
+#[derive(Clone, Default)]
+pub struct RecentChanges(Arc<Mutex<HashMap<String, Instant>>>);
 
 impl RecentChanges {
     fn record(&self, session_id: &str) {
@@ -182,6 +182,7 @@ pub async fn change_password(
     let cap = cfg.email.max_per_recipient;
     crate::pause::at("password_commit").await;
     let (uid, sid, client) = (user.user_id.clone(), user.session_id.clone(), client.clone());
+    let recent = d.recent_changes.clone();
     let changed = d
         .store
         .write(move |c| {
@@ -194,13 +195,14 @@ pub async fn change_password(
             let details = json!({ "sessions_revoked": revoked, "reset_links_voided": voided });
             audit::record(c, &Entry::by_user("password_changed", &uid, &client).with(details))?;
             email::enqueue(c, cap, notice)?;
+            // Here on the writer, before a twin request's write can run
+            // and look for it.
+            recent.record(&sid);
             Ok(true)
         })
         .await?;
     d.outbox.wake.notify_one();
-    if changed {
-        d.recent_changes.record(&user.session_id);
-    } else if is_repeat(d, cfg, user, repeat).await? {
+    if !changed && is_repeat(d, cfg, user, repeat).await? {
         // Sent twice at once: the other request made this very change.
         return Ok(());
     }

@@ -254,9 +254,10 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
         UsersCmd::Unlock { user } => (patch(user, json!({ "unlock": true }))?, Some(UNLOCKED.into())),
         UsersCmd::ResetMfa { user } => {
             // The table has no two-step column: say what the reset did.
-            let before = client.get(&format!("/v1/admin/users/{}", user_id(client, user)?))?;
+            let id = user_id(client, user)?;
+            let before = client.get(&format!("/v1/admin/users/{id}"))?;
             let said = if before["mfa"]["totp"] == json!(true) { MFA_TURNED_OFF } else { MFA_WAS_OFF };
-            (patch(user, json!({ "mfa": { "totp": false } }))?, Some(said.into()))
+            (patch(&id, json!({ "mfa": { "totp": false } }))?, Some(said.into()))
         }
         UsersCmd::SetEmail { user, email, verified } => {
             let verified = verified.then_some(true);
