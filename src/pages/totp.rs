@@ -163,10 +163,14 @@ pub async fn turn_off(
     };
     let TurnOffForm { password, code, .. } = form.into_inner();
     match d.actions.turn_off_totp(&cfg, &user, password, code, &client).await {
-        Ok(()) => Ok(page.answer(None, &to_account(&page, text::TOTP_OFF, vec![text::TOTP_OFF_LINE.into()]))),
+        Ok(()) => {}
+        // Already off: the form sent twice (a double click), whose first
+        // send turned it off. Say it is off, not "TOTP is not enabled".
+        Err(e) if e.problem().kind == Kind::Conflict => {}
         Err(e) => {
             let (status, text) = refusal(&e);
-            account_page(&d, &cfg, &page, &user, status, Some(text)).await
+            return account_page(&d, &cfg, &page, &user, status, Some(text)).await;
         }
     }
+    Ok(page.answer(None, &to_account(&page, text::TOTP_OFF, vec![text::TOTP_OFF_LINE.into()])))
 }

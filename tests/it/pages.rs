@@ -228,7 +228,8 @@ async fn confirm_pressed_twice_still_says_the_address_is_confirmed() {
 /// Confirm pressed twice on the TOTP set-up: the first press turned it on
 /// (and showed the recovery codes); the page left on screen says it is on
 /// and where to make new codes, not "that code did not match". The account
-/// page then counts the recovery codes left as they are used.
+/// page then counts the recovery codes left as they are used; turning it
+/// off with the form sent twice says it is off both times.
 #[tokio::test]
 async fn totp_confirm_pressed_twice_says_it_is_on_and_codes_are_counted() {
     let (d, smtp) = with_smtp("").await;
@@ -274,6 +275,19 @@ async fn totp_confirm_pressed_twice_says_it_is_on_and_codes_are_counted() {
     }
     let page = account().await.unwrap().text().await.unwrap();
     assert!(page.contains("You have 2 unused recovery codes.") && page.contains("Make new ones"), "{page}");
+
+    // Turned off with the form sent twice: both answers say it is off.
+    let off =
+        vec![("csrf", csrf.clone()), ("password", PASSWORD.to_string()), ("code", codes[8].to_string())];
+    for press in ["first", "second"] {
+        let res = post("/account/totp/off", off.clone()).await.unwrap();
+        assert_eq!(res.status(), 200, "{press}");
+        let said = res.text().await.unwrap();
+        assert!(
+            said.contains("Two-step verification is off") && !said.contains("not enabled"),
+            "{press}: {said}"
+        );
+    }
 }
 
 /// A new password's form sent twice at once (a double click): the page the
