@@ -4,6 +4,7 @@
 //! the mean hash time), or find the queue full, is refused at once (the
 //! caller answers 503 `overloaded`) instead of growing latency without end.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -15,6 +16,7 @@ use argon2_rust::params::Memory;
 use argon2_rust::{Algorithm, Argon2, Params, Version, decode_phc};
 use tokio::sync::oneshot;
 
+use super::policy::password_form;
 use crate::config::{Argon2Params, Commit, Config, Preparing, Reloadable};
 use crate::http::problem::{Kind, ToProblem};
 
@@ -164,25 +166,40 @@ fn free_workspaces() -> bool {
     !spares.is_empty()
 }
 
-/// Hashes synchronously into a PHC string (pool threads, tests, benches).
+/// Hashes synchronously into a PHC string (pool threads, tests, benches),
+/// over the password's `password_form`.
 pub fn hash_now(params: Argon2Params, pepper: Option<&[u8]>, password: &str) -> Result<String, HashError> {
     let mut salt = [0u8; 16];
     aws_lc_rs::rand::fill(&mut salt).map_err(|_| HashError::Argon2("no randomness".into()))?;
     let argon2 = argon(params)?;
-    with_workspace(argon2, |h| h.hash_encoded_with_ad(password.as_bytes(), &salt, pepper.unwrap_or(&[]), &[]))
+    let form = password_form(password);
+    with_workspace(argon2, |h| h.hash_encoded_with_ad(form.as_bytes(), &salt, pepper.unwrap_or(&[]), &[]))
         .map_err(err)
 }
 
 /// Verifies synchronously; a malformed stored hash never matches. The
 /// comparison inside argon2-rust is constant-time.
+///
+/// Hashes made before passwords were normalized hold the bytes as typed:
+/// when the typed text is not in `password_form` and its normal form does
+/// not match, the text as typed is tried too, and a match asks for a
+/// rehash (into the normal form). That second hash runs for such text
+/// whether or not the account exists (the dummy hash goes through here).
 pub fn verify_now(params: Argon2Params, pepper: Option<&[u8]>, password: &str, phc: &str) -> Verified {
     let Ok(stored) = decode_phc(phc) else { return Verified { ok: false, needs_rehash: true } };
     let argon2 = Argon2::new(stored.algorithm, stored.version, stored.params);
-    let ok = with_workspace(argon2, |h| {
-        h.verify_with_ad(password.as_bytes(), &stored.salt, pepper.unwrap_or(&[]), &[], &stored.hash).is_ok()
-    });
+    let fits = |typed: &str| {
+        with_workspace(argon2, |h| {
+            h.verify_with_ad(typed.as_bytes(), &stored.salt, pepper.unwrap_or(&[]), &[], &stored.hash).is_ok()
+        })
+    };
+    let form = password_form(password);
+    let normal = fits(&form);
+    let as_typed = !normal && matches!(form, Cow::Owned(_)) && fits(password);
+    let ok = normal || as_typed;
     let p = stored.params;
-    let needs_rehash = stored.algorithm != Algorithm::Argon2id
+    let needs_rehash = as_typed
+        || stored.algorithm != Algorithm::Argon2id
         || stored.version != Version::V0x13
         || (p.memory_kib(), p.passes(), p.lanes())
             != (params.memory_kib, params.iterations, params.parallelism);
@@ -363,6 +380,37 @@ mod tests {
         let v = verify_now(stronger, None, "correct horse battery", &phc);
         assert!(v.ok && v.needs_rehash);
         assert!(!verify_now(FAST, None, "x", "not a phc string").ok);
+    }
+
+    /// `é` as one code point or as `e` and a combining accent, and `ﬁ` as a
+    /// ligature or two letters: one password either way.
+    const COMPOSED: &str = "cr\u{e8}me br\u{fb}l\u{e9}e finale";
+    const DECOMPOSED: &str = "cre\u{300}me bru\u{302}le\u{301}e \u{fb01}nale";
+
+    #[test]
+    fn a_password_is_one_password_in_any_unicode_form() {
+        let phc = hash_now(FAST, None, DECOMPOSED).unwrap();
+        for typed in [COMPOSED, DECOMPOSED] {
+            let v = verify_now(FAST, None, typed, &phc);
+            assert!(v.ok && !v.needs_rehash, "{typed:?}");
+        }
+        assert!(!verify_now(FAST, None, "creme brulee finale", &phc).ok, "accents still count");
+    }
+
+    /// A hash made before normalization holds the bytes as typed: the same
+    /// bytes still match, and ask to be hashed again in the normal form.
+    #[test]
+    fn a_hash_of_the_text_as_typed_still_verifies_and_asks_for_a_rehash() {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let rc_params =
+            argon2::Params::new(FAST.memory_kib, FAST.iterations, FAST.parallelism, None).unwrap();
+        let rc = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, rc_params);
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let legacy = rc.hash_password(DECOMPOSED.as_bytes(), &salt).unwrap().to_string();
+        let v = verify_now(FAST, None, DECOMPOSED, &legacy);
+        assert!(v.ok && v.needs_rehash);
+        assert!(!verify_now(FAST, None, COMPOSED, &legacy).ok, "another form was never hashed");
+        assert!(!verify_now(FAST, None, "cre\u{300}me", &legacy).ok);
     }
 
     #[test]

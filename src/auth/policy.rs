@@ -1,13 +1,15 @@
 //! Input rules shared by every feature that takes credentials: email syntax
-//! and normalization, the password length policy (no composition rules), the
-//! optional breached-password list, and the 1 KiB cap checked before any
-//! hashing.
+//! and normalization, the form a password is hashed in, the password length
+//! policy (no composition rules), the optional breached-password list, and
+//! the 1 KiB cap checked before any hashing.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::Path;
 
 use arc_swap::ArcSwap;
 use aws_lc_rs::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
+use unicode_normalization::UnicodeNormalization;
 
 use crate::config::{Commit, Config, Preparing, Reloadable};
 use crate::http::problem::{FieldError, Kind, ToProblem};
@@ -59,6 +61,19 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_ascii_lowercase()
 }
 
+/// The form a password is measured and hashed in: Unicode NFKC, as NIST SP
+/// 800-63B asks of a verifier that takes Unicode. One password typed on two
+/// systems — `é` as one code point or as `e` and a combining accent, a
+/// full-width letter from an East Asian input method — is then one
+/// password. Borrowed when the text is already in that form (all ASCII is).
+pub fn password_form(password: &str) -> Cow<'_, str> {
+    if unicode_normalization::is_nfkc(password) {
+        Cow::Borrowed(password)
+    } else {
+        Cow::Owned(password.nfkc().collect())
+    }
+}
+
 /// A syntactically valid ASCII address (as the mailer will accept it),
 /// trimmed. Internationalized addresses are refused: see `normalize_email`.
 pub fn validate_email(email: &str) -> Result<String, PolicyError> {
@@ -104,12 +119,14 @@ impl BreachedList {
         let text = std::fs::read_to_string(path)?;
         let mut sha1 = HashSet::new();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let hashed = (line.len() == 40).then(|| hex::decode(line).ok()).flatten();
-            let entry = hashed
-                .unwrap_or_else(|| digest(&SHA1_FOR_LEGACY_USE_ONLY, line.as_bytes()).as_ref().to_vec());
-            if let Ok(arr) = <[u8; 20]>::try_from(entry.as_slice()) {
-                sha1.insert(arr);
+            if let Some(hashed) = (line.len() == 40).then(|| hex::decode(line).ok()).flatten() {
+                sha1.extend(<[u8; 20]>::try_from(hashed.as_slice()));
+                continue;
             }
+            // A password listed as text is refused in the form it is
+            // written in and in the form a password is checked in.
+            sha1.insert(sha1_of(line));
+            sha1.insert(sha1_of(&password_form(line)));
         }
         tracing::info!(path = %path.display(), entries = sha1.len(), "breached-password list loaded");
         Ok(sha1)
@@ -120,9 +137,14 @@ impl BreachedList {
     }
 
     fn contains(&self, password: &str) -> bool {
-        let d = digest(&SHA1_FOR_LEGACY_USE_ONLY, password.as_bytes());
-        <[u8; 20]>::try_from(d.as_ref()).is_ok_and(|k| self.sha1.load().contains(&k))
+        self.sha1.load().contains(&sha1_of(password))
     }
+}
+
+fn sha1_of(text: &str) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    out.copy_from_slice(digest(&SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes()).as_ref());
+    out
 }
 
 /// A reload re-reads `[passwords].breached_list`.
@@ -140,7 +162,8 @@ impl Reloadable for std::sync::Arc<BreachedList> {
     }
 }
 
-/// Length in characters within `[passwords]` bounds and not breached.
+/// Length in characters (of `password_form`) within `[passwords]` bounds,
+/// and not breached in either form.
 pub fn check_password(
     cfg: &Config,
     breached: &BreachedList,
@@ -148,7 +171,8 @@ pub fn check_password(
     password: &str,
 ) -> Result<(), PolicyError> {
     reject_oversized(field, password)?;
-    let chars = password.chars().count();
+    let form = password_form(password);
+    let chars = form.chars().count();
     let (min, max) = (cfg.passwords.min_length as usize, cfg.passwords.max_length as usize);
     if chars < min {
         return Err(PolicyError::WeakPassword {
@@ -159,7 +183,7 @@ pub fn check_password(
     if chars > max {
         return Err(PolicyError::WeakPassword { field, reason: format!("must be at most {max} characters") });
     }
-    if breached.contains(password) {
+    if breached.contains(password) || breached.contains(&form) {
         return Err(PolicyError::WeakPassword {
             field,
             reason: "appears in a list of breached passwords; choose another".into(),
@@ -201,5 +225,27 @@ mod tests {
         ));
         let huge = "x".repeat(MAX_PASSWORD_BYTES + 1);
         assert!(matches!(check_password(&cfg, &list, "password", &huge), Err(PolicyError::TooLong { .. })));
+    }
+
+    /// Lengths count the normal form's characters, and a breached password
+    /// listed as text is refused however its accents were typed.
+    #[test]
+    fn passwords_are_measured_and_matched_in_their_normal_form() {
+        let cfg = Config::load(None).unwrap();
+        let list = BreachedList::default();
+        assert_eq!(password_form("cafe\u{301}"), "caf\u{e9}");
+        assert!(matches!(password_form("plain ascii"), Cow::Borrowed(_)));
+        // Eleven code points, twelve characters once the ligature is two.
+        let ligature = "\u{fb01}nal answer";
+        assert_eq!(ligature.chars().count(), 11);
+        assert!(check_password(&cfg, &list, "password", ligature).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("breached.txt");
+        std::fs::write(&path, "cre\u{300}me bru\u{302}le\u{301}e\n").unwrap();
+        list.replace(BreachedList::read(Some(&path)).unwrap());
+        for typed in ["cr\u{e8}me br\u{fb}l\u{e9}e", "cre\u{300}me bru\u{302}le\u{301}e"] {
+            let refused = check_password(&cfg, &list, "password", typed).unwrap_err().to_string();
+            assert!(refused.contains("breached"), "{typed:?}: {refused}");
+        }
     }
 }

@@ -195,6 +195,42 @@ async fn password_reset_revokes_sessions_and_token_is_single_use() {
     login(&d, "grace@example.test", "a brand new passphrase").await;
 }
 
+/// `é` and `û` as one code point (most phones) or as a letter and a
+/// combining accent (text from some Mac apps), `ﬁ` as a ligature or not.
+const COMPOSED: &str = "cr\u{e8}me br\u{fb}l\u{e9}e finale";
+const DECOMPOSED: &str = "cre\u{300}me bru\u{302}le\u{301}e \u{fb01}nale";
+
+/// One password typed in another Unicode form signs in; an account whose
+/// hash holds the text as typed (made before passwords were normalized)
+/// signs in with that text and is hashed again in the normal form.
+#[tokio::test]
+async fn a_password_signs_in_whichever_unicode_form_it_is_typed_in() {
+    let (d, smtp) = with_smtp("").await;
+    let email = "ines@example.test";
+    let res = d.post("/v1/auth/register", json!({"email": email, "password": DECOMPOSED})).await;
+    assert_eq!(res.status(), 202);
+    let token = token_in(&smtp.wait_for(1).await[0]);
+    assert_eq!(d.post("/v1/auth/verify-email", json!({"token": token})).await.status(), 200);
+    login(&d, email, COMPOSED).await;
+    login(&d, email, DECOMPOSED).await;
+
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+    let legacy = argon2::Argon2::default().hash_password(DECOMPOSED.as_bytes(), &salt).unwrap().to_string();
+    let set = "UPDATE users SET password_hash = ?1 WHERE email_norm = ?2";
+    let db = rusqlite::Connection::open(d.state_dir().join("latch.db")).unwrap();
+    assert_eq!(db.execute(set, rusqlite::params![legacy, email]).unwrap(), 1);
+    let stored = || -> String {
+        let get = "SELECT password_hash FROM users WHERE email_norm = ?1";
+        d.db().query_row(get, [email], |r| r.get(0)).unwrap()
+    };
+    let res = d.post("/v1/auth/login", json!({"email": email, "password": COMPOSED})).await;
+    assert_problem(res, 401, "invalid-credentials").await;
+    login(&d, email, DECOMPOSED).await;
+    assert_ne!(stored(), legacy, "rehashed at sign-in");
+    login(&d, email, COMPOSED).await;
+}
+
 #[tokio::test]
 async fn change_password_keeps_this_session_and_delete_removes_the_account() {
     let (d, smtp) = with_smtp("").await;
