@@ -32,7 +32,9 @@ pub use policy::{
     validate_email,
 };
 pub use principal::{Authenticator, Principal, UserSession};
-pub use signing::{ACCESS_TYP, AccessClaims, MAX_TOKEN_BYTES, Signer, SigningError, issuer};
+pub use signing::{
+    ACCESS_TYP, AccessClaims, MAX_TOKEN_BYTES, Signer, SigningError, check_secret_file, issuer,
+};
 pub use signing_keys::jwks_max_age;
 
 use crate::http::problem::{Kind, ToProblem};

@@ -86,6 +86,15 @@ enum Keys {
     },
 }
 
+/// Reads `[tokens].secret_file` as a start would (HS256 only), for
+/// `latchd check-config`.
+pub fn check_secret_file(cfg: &Config) -> Result<(), SigningError> {
+    match cfg.tokens.algorithm {
+        TokenAlgorithm::HS256 => TokenSigner::hs256(cfg.tokens.secret_file.as_deref()).map(drop),
+        TokenAlgorithm::EdDSA => Ok(()),
+    }
+}
+
 impl TokenSigner {
     /// Loads the signing keys (creating the first one) or the HS256 secret.
     pub async fn load(store: &Store, key: &MasterKey, cfg: &Config) -> Result<TokenSigner, SigningError> {

@@ -19,14 +19,16 @@ fn main() -> ExitCode {
 
 fn check_config(path: Option<PathBuf>) -> ExitCode {
     let path = Config::locate(path);
-    match Config::load(path.as_deref()) {
+    match latch::daemon::preflight::check(path.as_deref()) {
         Ok(_) => {
             let shown = path.map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
             println!("{shown}: ok");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("{e}");
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -204,6 +204,24 @@ impl Config {
         })
     }
 
+    /// A problem with `key` found after the file was read (a file it names
+    /// cannot be used), placed on the key's line like a parse error.
+    pub fn problem_at(&self, key: &str, reason: String) -> ConfigError {
+        let Some(path) = &self.source else {
+            return ConfigError::Invalid {
+                path: "built-in defaults".into(),
+                line: 0,
+                key: key.into(),
+                reason,
+            };
+        };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let doc = toml::de::DeTable::parse(&text).ok();
+        let (key, span) = doc.map_or((key.to_string(), None), |doc| locate::first_set(&doc, key));
+        let line = span.map_or(1, |s| locate::line_of(&text, s.start));
+        ConfigError::Invalid { path: path.display().to_string(), line, key, reason }
+    }
+
     /// Restart-only keys whose value differs between `self` and `next`.
     pub fn restart_only_changes(&self, next: &Config) -> Vec<&'static str> {
         RESTART_ONLY.iter().filter(|r| !(r.same)(self, next)).map(|r| r.key).collect()

@@ -89,7 +89,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// Validate a config file (default: the one latchd would use).
+    /// Validate a config file and open the files it names, as `latchd
+    /// check-config` does (default: the one latchd would use).
     Check {
         /// The file to check (default: the one latchd would read).
         path: Option<PathBuf>,
@@ -147,7 +148,12 @@ impl Cli {
 pub fn run(cli: Cli) -> anyhow::Result<bool> {
     if let Command::Config(ConfigCmd::Check { path }) = &cli.command {
         let path = Config::locate(path.clone().or_else(|| cli.config.clone()));
-        Config::load(path.as_deref())?;
+        if let Err(problems) = crate::daemon::preflight::check(path.as_deref()) {
+            for problem in problems {
+                eprintln!("latchctl: {problem}");
+            }
+            return Ok(false);
+        }
         let shown = path.map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
         println!("{shown}: ok");
         return Ok(true);

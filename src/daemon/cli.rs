@@ -38,7 +38,9 @@ pub enum Command {
         #[arg(long, value_name = "PATH", requires = "daemon")]
         pid_file: Option<PathBuf>,
     },
-    /// Validate a config file and exit 0, or 1 with `PATH:LINE: key: reason`.
+    /// Validate a config file and open the files it names (as the state
+    /// directory's owner when run as root); exit 0, or 1 with a
+    /// `PATH:LINE: key: reason` line per problem.
     CheckConfig {
         /// The file to check (default: the one `serve` would read).
         #[arg(value_name = "PATH")]

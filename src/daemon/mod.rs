@@ -7,6 +7,7 @@
 pub mod cli;
 mod features;
 mod page_actions;
+pub mod preflight;
 pub use features::BENCH_NO_DEFENSE_ENV;
 mod reload;
 mod watch;

@@ -178,8 +178,64 @@ fn smtp_auth_over_plaintext_to_another_host_is_refused() {
     // Loopback, or a protected connection, is fine.
     for ok in [smtp.replace("mail.example.test", "127.0.0.1"), smtp.replace("\"none\"", "\"starttls\"")] {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "an smtp password\n").unwrap();
         let path = write_config(dir.path(), &base_config(&ok));
         let out = run_latchd(&["check-config", &path.display().to_string()], dir.path());
         assert!(out.status.success(), "{ok}: {}", String::from_utf8_lossy(&out.stderr));
     }
+}
+
+/// check-config opens the files the config names, as latchd would: a key
+/// only root can read (when run as root, it reads as the state directory's
+/// owner, the user latchd runs as), a missing breached list and a pepper
+/// too short each get their line, where the file alone passed before and
+/// the daemon then stopped at start-up.
+#[test]
+fn files_the_config_names_are_opened_as_latchd_would() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "not read").unwrap();
+    let as_root = nix::unistd::Uid::effective().is_root();
+    if as_root {
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    } else {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    std::fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
+    std::fs::write(dir.path().join("pepper"), "short\n").unwrap();
+    let files = "\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+        [passwords]\npepper_file = \"pepper\"\nbreached_list = \"breached.txt\"\n";
+    let text = base_config(files);
+    let path = write_config(dir.path(), &text);
+    let line = |start: &str| text.lines().position(|l| l.starts_with(start)).unwrap() + 1;
+    let shown = path.display().to_string();
+    let out = run_latchd(&["check-config", &shown], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let denied = format!("{shown}:{}: tls.key: {}: Permission denied", line("key = "), key.display());
+    assert!(lines.iter().any(|l| l.starts_with(&denied)), "{denied}\n{stderr}");
+    if as_root {
+        assert!(stderr.contains("(checked as user nobody, the owner of "), "{stderr}");
+    }
+    let pepper = format!("{shown}:{}: passwords.pepper_file: ", line("pepper_file"));
+    assert!(
+        lines.iter().any(|l| l.starts_with(&pepper) && l.ends_with("needs at least 16 bytes")),
+        "{stderr}"
+    );
+    let breached = format!("{shown}:{}: passwords.breached_list: ", line("breached_list"));
+    assert!(lines.iter().any(|l| l.starts_with(&breached) && l.contains("No such file")), "{stderr}");
+    assert_eq!(lines.len(), 3, "the certificate is not parsed while its key cannot be read: {stderr}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run_latchd(&["check-config", &shown], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let cert = format!("{shown}:{}: tls.cert: ", line("cert = "));
+    assert!(
+        stderr.lines().any(|l| l.starts_with(&cert) && l.contains("no usable PEM certificate")),
+        "{stderr}"
+    );
 }

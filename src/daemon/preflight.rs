@@ -1,0 +1,130 @@
+//! What `latchd check-config` and `latchctl config check` look at beyond
+//! the file's syntax and rules: the files it names — certificate and key,
+//! HS256 secret, pepper, breached list, SMTP password, master key — are
+//! opened and checked as a start would, and each problem is put on its
+//! key's line. Run as root, the check reads them as the state directory's
+//! owner (the user latchd runs as, with that user's groups): a key that
+//! only root can read passes for root and then stops the daemon.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use nix::unistd::{Uid, User, getgrouplist, setgid, setgroups, setuid};
+
+use crate::auth::{check_secret_file, read_pepper};
+use crate::config::{Config, ConfigError};
+use crate::email::SmtpSettings;
+use crate::http::tls::{TlsError, load_certified_key};
+
+/// Loads the config at `path` and checks every file it names; each
+/// problem is one `PATH:LINE: key: reason`.
+pub fn check(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
+    let cfg = Config::load(path).map_err(|e| vec![e])?;
+    let reader = match read_as_state_owner(&cfg) {
+        Ok(name) => name,
+        Err(e) => return Err(vec![cfg.problem_at("server.state_dir", crate::one_line(&e))]),
+    };
+    let problems = file_problems(&cfg, &reader);
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(problems.into_iter().map(|(key, reason)| cfg.problem_at(key, reason)).collect())
+    }
+}
+
+/// As root, becomes the owner of an existing state directory that root
+/// does not own, with that user's groups. Says who reads the files.
+fn read_as_state_owner(cfg: &Config) -> anyhow::Result<String> {
+    let me = || {
+        let name =
+            User::from_uid(Uid::effective()).ok().flatten().map_or_else(|| "this user".into(), |u| u.name);
+        format!("user {name}")
+    };
+    let root = cfg.state.root();
+    if !Uid::effective().is_root() {
+        return Ok(me());
+    }
+    let Ok(meta) = std::fs::metadata(root) else { return Ok(me()) };
+    let uid = Uid::from_raw(std::os::unix::fs::MetadataExt::uid(&meta));
+    if uid.is_root() {
+        return Ok(me());
+    }
+    let user = User::from_uid(uid)?
+        .with_context(|| format!("{} is owned by uid {uid}, unknown here", root.display()))?;
+    let name = std::ffi::CString::new(user.name.clone())?;
+    let groups = getgrouplist(&name, user.gid).unwrap_or_else(|_| vec![user.gid]);
+    setgroups(&groups).context("dropping root's groups")?;
+    setgid(user.gid).context("switching group")?;
+    setuid(uid).context("switching user")?;
+    Ok(format!("user {}, the owner of {}", user.name, root.display()))
+}
+
+/// The files the config names, by key; a master key file only once it
+/// exists (latchd makes it at first start).
+fn named_files(cfg: &Config) -> Vec<(&'static str, PathBuf)> {
+    let mut files = Vec::new();
+    if let Some(tls) = &cfg.tls {
+        files.push(("tls.cert", tls.cert.clone()));
+        files.push(("tls.key", tls.key.clone()));
+    }
+    let optional = [
+        ("tokens.secret_file", cfg.tokens.secret_file.clone()),
+        ("passwords.pepper_file", cfg.passwords.pepper_file.clone()),
+        ("passwords.breached_list", cfg.passwords.breached_list.clone()),
+        ("smtp.password_file", cfg.smtp.as_ref().and_then(|s| s.password_file.clone())),
+    ];
+    files.extend(optional.into_iter().filter_map(|(key, path)| Some((key, path?))));
+    let master = cfg.state.key_file();
+    if master.exists() {
+        files.push(("server.key_file", master.to_path_buf()));
+    }
+    files
+}
+
+/// (key, reason) for each file that cannot be opened, then for each
+/// readable one that would not do. The breached list is only opened: it
+/// may be large, and a start reads it anyway.
+fn file_problems(cfg: &Config, reader: &str) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    for (key, path) in named_files(cfg) {
+        let opened = std::fs::File::open(&path).and_then(|f| f.metadata());
+        let reason = match opened {
+            Ok(meta) if meta.is_dir() => "is a directory, not a file".to_string(),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                format!("{e} (checked as {reader})")
+            }
+            Err(e) => e.to_string(),
+        };
+        problems.push((key, format!("{}: {reason}", path.display())));
+    }
+    let unreadable: Vec<&str> = problems.iter().map(|(key, _)| *key).collect();
+    if let Some(files) = &cfg.tls
+        && !unreadable.iter().any(|k| k.starts_with("tls."))
+        && let Err(e) = load_certified_key(files)
+    {
+        let key = match &e {
+            TlsError::Io { path, .. } | TlsError::Pem { path, .. } if *path == files.key => "tls.key",
+            TlsError::Key(_) => "tls.key",
+            _ => "tls.cert",
+        };
+        problems.push((key, e.to_string()));
+    }
+    let smtp = SmtpSettings::check(cfg).map_err(|reason| {
+        let key = ["smtp.password_file", "smtp.username"].into_iter().find(|k| reason.starts_with(k));
+        (key.unwrap_or("smtp.host"), reason)
+    });
+    let checks = [
+        check_secret_file(cfg).map_err(|e| ("tokens.secret_file", e.to_string())),
+        read_pepper(cfg.passwords.pepper_file.as_deref()).map(drop).map_err(|e| ("passwords.pepper_file", e)),
+        smtp,
+    ];
+    for (key, reason) in checks.into_iter().filter_map(Result::err) {
+        if !unreadable.contains(&key) {
+            // The readers name their key first; the line already does.
+            problems
+                .push((key, reason.strip_prefix(key).map_or(reason.as_str(), str::trim_start).to_string()));
+        }
+    }
+    problems
+}
