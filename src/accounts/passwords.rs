@@ -57,10 +57,11 @@ fn is_invitation(owner: &queries::TokenOwner) -> bool {
 
 /// What a password link is now; `invitation` says whether it was mailed
 /// as an administrator's invitation or as a reset link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PasswordLink {
-    /// It works.
-    Live { invitation: bool },
+    /// It works; `email` is the account's address (the link was mailed
+    /// there), so a password manager can file the new password under it.
+    Live { invitation: bool, email: String },
     /// Its own use set a password (a form sent twice meets this).
     Used { invitation: bool },
     /// Unknown, expired, or voided by a later reset or change.
@@ -74,7 +75,8 @@ pub async fn password_link(d: &Deps, token: &str) -> Result<PasswordLink, Accoun
     Ok(d.store
         .read(move |c| {
             if let Some(owner) = queries::one_time_user(c, &hash, RESET, now)? {
-                return Ok(PasswordLink::Live { invitation: is_invitation(&owner) });
+                let invitation = is_invitation(&owner);
+                return Ok(PasswordLink::Live { invitation, email: owner.email });
             }
             let spent = queries::spent_link_owner(c, &hash, RESET)?;
             Ok(spent.map_or(PasswordLink::Dead, |o| PasswordLink::Used { invitation: is_invitation(&o) }))

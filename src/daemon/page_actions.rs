@@ -110,7 +110,7 @@ impl Actions for FeatureActions {
         let kind = |invitation: bool| if invitation { ResetLink::Invitation } else { ResetLink::Reset };
         Box::pin(async move {
             Ok(match api(accounts::passwords::password_link(&self.accounts, token).await)? {
-                Found::Live { invitation } => PasswordLink::Live(kind(invitation)),
+                Found::Live { invitation, email } => PasswordLink::Live(kind(invitation), email),
                 Found::Used { invitation } => PasswordLink::Used(kind(invitation)),
                 Found::Dead => PasswordLink::Dead,
             })

@@ -174,20 +174,22 @@ pub async fn resend(
     Ok(link_sent(&page, sent, &form.email))
 }
 
-fn reset_view(
-    page: &Page,
-    cfg: &LiveConfig,
+/// A live link's form: what it was mailed as, and for which address.
+struct LiveLink {
     link: ResetLink,
+    email: String,
     token: String,
-    notice: Option<String>,
-) -> ResetPassword {
-    let first = link == ResetLink::Invitation;
+}
+
+fn reset_view(page: &Page, cfg: &LiveConfig, live: LiveLink, notice: Option<String>) -> ResetPassword {
+    let first = live.link == ResetLink::Invitation;
     ResetPassword {
         product: page.product(),
         title: if first { text::CHOOSE_FIRST_PASSWORD } else { text::CHOOSE_PASSWORD },
         notice,
         first,
-        token,
+        email: live.email,
+        token: live.token,
         csrf: page.csrf(),
         min_length: cfg.passwords.min_length,
         max_length: cfg.passwords.max_length,
@@ -211,7 +213,9 @@ pub async fn reset_page(
         return Ok(incomplete(&page, Ask::NewReset));
     };
     match d.actions.reset_link(&token).await? {
-        PasswordLink::Live(link) => Ok(page.answer(None, &reset_view(&page, &cfg, link, token, None))),
+        PasswordLink::Live(link, email) => {
+            Ok(page.answer(None, &reset_view(&page, &cfg, LiveLink { link, email, token }, None)))
+        }
         PasswordLink::Used(link) => Ok(password_link_used(&page, link)),
         PasswordLink::Dead => Ok(link_not_live(&page, text::RESET_LINK_RULE, Ask::NewReset)),
     }
@@ -239,13 +243,14 @@ pub async fn reset(
     let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
     let ResetForm { token, new_password, confirm_password, .. } = form.into_inner();
     // What the link is decides the words; the reset below spends it.
-    let link = match d.actions.reset_link(&token).await? {
-        PasswordLink::Live(link) => link,
+    let (link, email) = match d.actions.reset_link(&token).await? {
+        PasswordLink::Live(link, email) => (link, email),
         PasswordLink::Used(link) => return Ok(password_link_used(&page, link)),
         PasswordLink::Dead => return Ok(link_not_live(&page, text::RESET_LINK_RULE, Ask::NewReset)),
     };
     if new_password != confirm_password {
-        let view = reset_view(&page, &cfg, link, token, Some(text::PASSWORDS_DIFFER.into()));
+        let view =
+            reset_view(&page, &cfg, LiveLink { link, email, token }, Some(text::PASSWORDS_DIFFER.into()));
         return Ok(page.answer(Some(Kind::InvalidRequest), &view));
     }
     match d.actions.reset_password(&cfg, &token, new_password, &client).await {
@@ -264,7 +269,7 @@ pub async fn reset(
         },
         Err(e) => {
             let (status, text) = refusal(&e);
-            Ok(page.answer(status, &reset_view(&page, &cfg, link, token, Some(text))))
+            Ok(page.answer(status, &reset_view(&page, &cfg, LiveLink { link, email, token }, Some(text))))
         }
     }
 }

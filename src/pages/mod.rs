@@ -88,10 +88,10 @@ pub enum ResetLink {
 }
 
 /// What a password link is when it is opened or its form is sent.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum PasswordLink {
-    /// It works: the new-password form.
-    Live(ResetLink),
+    /// It works: the new-password form, for the account at this address.
+    Live(ResetLink, String),
     /// Its own use set a password (opened again, or the form sent twice):
     /// say so, and to sign in.
     Used(ResetLink),

@@ -55,6 +55,8 @@ pub struct ResetPassword {
     pub notice: Option<String>,
     /// An invitation's link: the account's first password.
     pub first: bool,
+    /// The account's address, for password managers (and the person).
+    pub email: String,
     pub token: String,
     pub csrf: String,
     pub min_length: u32,

@@ -70,6 +70,12 @@ def sign_in(d, email, password):
     submit(d, "/account/login")
 
 
+def username_for_password_managers(d, form_action):
+    """The address a password manager files the form's new password under."""
+    field = d.find_element(By.CSS_SELECTOR, f'form[action="{form_action}"] input[autocomplete="username"]')
+    return field.get_attribute("value")
+
+
 def phase_verify(d):
     (link,) = ARGS
     d.get(link)
@@ -89,6 +95,7 @@ def phase_reset(d):
     link, new_password = ARGS
     d.get(link)
     check(d, "reset-password")
+    found["reset_username"] = username_for_password_managers(d, "/reset-password")
     fill(d, "new_password", new_password)
     fill(d, "confirm_password", new_password + "x")
     submit(d, "/reset-password")
@@ -113,6 +120,7 @@ def phase_account(d):
     d.find_element(By.CSS_SELECTOR, 'form[action^="/account/sessions/"] button').click()
     time.sleep(0.2)
     found["sessions_after"] = len(d.find_elements(By.CSS_SELECTOR, "tbody tr"))
+    found["change_username"] = username_for_password_managers(d, "/account/password")
     fill(d, "current_password", password)
     fill(d, "new_password", changed)
     fill(d, "confirm_password", changed)

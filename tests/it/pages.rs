@@ -87,6 +87,7 @@ async fn a_person_confirms_resets_signs_in_and_looks_after_their_account_in_a_br
     let found = run(&d, "reset", &[&reset, new_password]);
     assert!(found["after_mismatch"].as_str().unwrap().contains("differ"), "{found}");
     assert!(found["after_reset"].as_str().unwrap().contains("signed out"), "{found}");
+    assert_eq!(found["reset_username"], email, "password managers file the new password under it");
 
     // Another session, made through the API, for the browser to revoke.
     let other = login(&d, email, new_password).await;
@@ -96,6 +97,7 @@ async fn a_person_confirms_resets_signs_in_and_looks_after_their_account_in_a_br
     assert!(found["url_after_login"].as_str().unwrap().ends_with("/account"), "{found}");
     assert_eq!((found["sessions_before"].as_u64(), found["sessions_after"].as_u64()), (Some(2), Some(1)));
     assert!(found["after_change"].as_str().unwrap().contains("Password changed"), "{found}");
+    assert_eq!(found["change_username"], email, "{found}");
     let session_cookie = found["cookies"].as_array().unwrap().iter().find(|c| c["name"] == "__Host-latch");
     assert_eq!(
         session_cookie.map(|c| (&c["secure"], &c["httpOnly"], &c["sameSite"])),
