@@ -10,7 +10,7 @@ use super::queries::{self, Me};
 use super::{AccountError, Deps};
 use crate::audit::{self, Entry};
 use crate::auth::queries::{NewUser, insert_one_time, insert_user};
-use crate::auth::{UserSession, check_password, normalize_email, validate_email};
+use crate::auth::{UserSession, check_password, display_text, normalize_email, validate_email};
 use crate::config::{Config, Registration};
 use crate::email::{self, Template};
 use crate::http::ClientInfo;
@@ -41,8 +41,7 @@ pub async fn register(
     }
     let email = validate_email(&req.email)?;
     check_password(cfg, &d.breached, "password", &req.password)?;
-    let name: Option<String> =
-        req.name.map(|n| n.trim().chars().take(128).collect()).filter(|n: &String| !n.is_empty());
+    let name = display_text("name", req.name)?;
     let norm = normalize_email(&email);
     let lookup = norm.clone();
     let holder = d.store.read(move |c| queries::holder_of(c, &lookup)).await?;

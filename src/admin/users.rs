@@ -15,7 +15,7 @@ use super::{AdminError, Deps};
 use crate::audit::{self, Entry};
 use crate::auth::queries::{NewUser, insert_one_time, insert_user, revoke_user_sessions};
 use crate::auth::second_factor::{self, Enrolment};
-use crate::auth::{Principal, check_password, normalize_email, validate_email};
+use crate::auth::{Principal, check_password, display_text, normalize_email, validate_email};
 use crate::config::Config;
 use crate::email::{self, Prepared, Template};
 use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig, Page};
@@ -122,8 +122,9 @@ pub async fn create(
     body: ApiJson<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    let req = body.0;
+    let mut req = body.0;
     let email = validate_email(&req.email)?;
+    let name = display_text("name", req.name.take())?;
     let invite = req.password.is_none();
     let password = match req.password {
         Some(p) => {
@@ -154,7 +155,7 @@ pub async fn create(
                 return Err(refuse(AdminError::Conflict("a user with that email exists".into())));
             }
             check_roles(c, &req.roles)?;
-            let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+            let name = name.as_deref();
             insert_user(c, &NewUser { id: &uid, email: &email, name, password_hash: &phc, now })?;
             queries::set_roles(c, &uid, &req.roles)?;
             queries::set_verified(c, &uid, req.email_verified, now)?;

@@ -28,8 +28,8 @@ pub use password::{
     HashError, Hasher, QUEUE_PER_CORE as HASH_QUEUE_PER_CORE, Verified, hash_now, read_pepper,
 };
 pub use policy::{
-    BreachedList, MAX_PASSWORD_BYTES, PolicyError, check_password, normalize_email, reject_oversized,
-    validate_email,
+    BreachedList, MAX_PASSWORD_BYTES, PolicyError, check_password, display_text, is_unshowable,
+    normalize_email, reject_oversized, validate_email,
 };
 pub use principal::{Authenticator, Principal, UserSession};
 pub use signing::{

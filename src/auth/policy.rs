@@ -23,13 +23,19 @@ pub enum PolicyError {
     InvalidEmail,
     #[error("{field}: longer than 1 KiB")]
     TooLong { field: &'static str },
+    #[error("{field}: {UNSHOWABLE}")]
+    Unshowable { field: &'static str },
 }
+
+const UNSHOWABLE: &str = "must not contain control characters or bidirectional overrides";
 
 impl ToProblem for PolicyError {
     fn kind(&self) -> Kind {
         match self {
             PolicyError::WeakPassword { .. } => Kind::WeakPassword,
-            PolicyError::InvalidEmail | PolicyError::TooLong { .. } => Kind::InvalidRequest,
+            PolicyError::InvalidEmail | PolicyError::TooLong { .. } | PolicyError::Unshowable { .. } => {
+                Kind::InvalidRequest
+            }
         }
     }
 
@@ -42,8 +48,30 @@ impl ToProblem for PolicyError {
             PolicyError::WeakPassword { field, reason } => FieldError::one(field, reason),
             PolicyError::InvalidEmail => FieldError::one("email", "not a valid address"),
             PolicyError::TooLong { field } => FieldError::one(field, "longer than 1 KiB"),
+            PolicyError::Unshowable { field } => FieldError::one(field, UNSHOWABLE),
         }
     }
+}
+
+/// Free text a person or an app gives about itself (a name, a device
+/// name), cleaned the one way: trimmed, cut to 128 characters, empty as
+/// none. Control characters and bidirectional overrides are refused: the
+/// text is shown in latchctl's tables and on pages, where an escape
+/// sequence in a self-chosen name would run in an administrator's terminal.
+pub fn display_text(field: &'static str, text: Option<String>) -> Result<Option<String>, PolicyError> {
+    let Some(text) = text else { return Ok(None) };
+    let text = text.trim();
+    if text.chars().any(is_unshowable) {
+        return Err(PolicyError::Unshowable { field });
+    }
+    Ok(Some(text.chars().take(128).collect()).filter(|t: &String| !t.is_empty()))
+}
+
+/// C0 and C1 controls (ESC starts a terminal's escape sequences), and the
+/// bidirectional embeddings, overrides and isolates that reorder what
+/// follows them on screen.
+pub fn is_unshowable(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Any password field longer than this is refused before hashing.
@@ -225,6 +253,19 @@ mod tests {
         ));
         let huge = "x".repeat(MAX_PASSWORD_BYTES + 1);
         assert!(matches!(check_password(&cfg, &list, "password", &huge), Err(PolicyError::TooLong { .. })));
+    }
+
+    #[test]
+    fn display_text_is_trimmed_cut_and_free_of_controls() {
+        let shown = |t: &str| display_text("name", Some(t.into()));
+        assert_eq!(shown("  Ann Lee \n").unwrap().as_deref(), Some("Ann Lee"));
+        assert_eq!(shown("   ").unwrap(), None);
+        assert_eq!(display_text("name", None).unwrap(), None);
+        assert_eq!(shown(&"é".repeat(200)).unwrap().unwrap().chars().count(), 128);
+        for bad in ["a\u{1b}[2J", "a\tb", "a\u{85}b", "a\u{202e}b", "a\u{2066}b"] {
+            assert!(matches!(shown(bad), Err(PolicyError::Unshowable { field: "name" })), "{bad:?}");
+        }
+        assert!(shown("Zoë \u{200f}عربي").is_ok(), "letters of any script, and marks, are fine");
     }
 
     /// Lengths count the normal form's characters, and a breached password

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+use crate::auth::is_unshowable;
 use crate::config::Config;
 use crate::state_dir::StateDir;
 pub use client::{AdminClient, ClientError};
@@ -217,9 +218,29 @@ fn table(head: &[&str], rows: &[Vec<String>], empty: &str) -> String {
         });
         padded.collect::<Vec<_>>().join("  ")
     };
+    let rows: Vec<Vec<String>> =
+        rows.iter().map(|r| r.iter().map(|c| printable(c, false)).collect()).collect();
     let mut out = vec![line(head.to_vec())];
     out.extend(rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
     out.join("\n")
+}
+
+/// Text from the daemon as a terminal may be given it: control characters
+/// and bidirectional overrides written out as `\u{1b}`, never sent, so a
+/// name chosen by whoever registered (before latch refused such names, or
+/// written behind its back) cannot run an escape sequence in an
+/// administrator's terminal or forge a line of a table. `lines` keeps line
+/// breaks (a whole answer), else they are escaped too (one cell).
+fn printable(text: &str, lines: bool) -> String {
+    let escape = |c: char| is_unshowable(c) && !(lines && c == '\n');
+    text.chars().fold(String::with_capacity(text.len()), |mut out, c| {
+        if escape(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+        out
+    })
 }
 
 /// A table the daemon cut short (it lists at most 1,000), with a last line
@@ -233,14 +254,14 @@ fn with_total(shown: String, listed: usize, total: &Value, what: &str) -> String
 
 /// The string at `key` of a JSON row, or `missing`.
 fn cell(row: &Value, key: &str, missing: &str) -> String {
-    row[key].as_str().unwrap_or(missing).to_string()
+    printable(row[key].as_str().unwrap_or(missing), false)
 }
 
 fn print(json: bool, value: &Value, human: impl Fn(&Value) -> String) {
     if json {
         println!("{value}");
     } else {
-        println!("{}", human(value));
+        println!("{}", printable(&human(value), true));
     }
 }
 

@@ -56,7 +56,6 @@ pub async fn challenge(
     let token = random_token()?;
     let hash = token_hash(&token);
     let (uid, checked) = (user.id.clone(), user.password_hash.clone());
-    let device: Option<String> = device_name.map(|d| d.chars().take(128).collect());
     let stored = d
         .store
         .write(move |c| {
@@ -69,7 +68,7 @@ pub async fn challenge(
             }
             let digest = token_hash(rehash.as_deref().unwrap_or(&checked));
             let expires = now + STEP_TTL_SECS;
-            queries::insert_mfa_token(c, &hash, &uid, &digest, device.as_deref(), now, expires)?;
+            queries::insert_mfa_token(c, &hash, &uid, &digest, device_name.as_deref(), now, expires)?;
             Ok(true)
         })
         .await?;

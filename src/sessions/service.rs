@@ -10,7 +10,9 @@ use super::refresh_token::{Presented, Secret};
 use super::{Deps, SessionError, second_step};
 use crate::audit::{self, Entry};
 use crate::auth::queries::{revoke_session, revoke_user_sessions, roles_of};
-use crate::auth::{AccessClaims, Signer, UserSession, issuer, normalize_email, reject_oversized};
+use crate::auth::{
+    AccessClaims, Signer, UserSession, display_text, issuer, normalize_email, reject_oversized,
+};
 use crate::config::Config;
 use crate::http::ClientInfo;
 use crate::keys::MasterKey;
@@ -94,6 +96,7 @@ pub async fn login(
 ) -> Result<LoginAnswer, SessionError> {
     let (store, hasher) = (&d.store, &d.hasher);
     reject_oversized("password", &req.password)?;
+    let device_name = display_text("device_name", req.device_name)?;
     let email_norm = normalize_email(&req.email);
     // Security: throttled or over the per-email limit, answered from
     // memory before any lookup or hash, identically for every email.
@@ -136,12 +139,12 @@ pub async fn login(
     };
     crate::pause::at("login_commit").await;
     if user.totp {
-        return second_step::challenge(d, &user, req.device_name, rehash, client)
+        return second_step::challenge(d, &user, device_name, rehash, client)
             .await
             .map(LoginAnswer::SecondStep);
     }
     let mut login = NewLogin::new(cfg, &user.id, &user.email, "pwd", client)?;
-    (login.device_name, login.checked_hash, login.rehash) = (req.device_name, user.password_hash, rehash);
+    (login.device_name, login.checked_hash, login.rehash) = (device_name, user.password_hash, rehash);
     signed_in(d, cfg, login, client).await.map(LoginAnswer::Tokens)
 }
 
@@ -256,11 +259,10 @@ impl NewLogin {
         if !queries::may_still_log_in(c, uid, &self.checked_hash)? {
             return Ok(None);
         }
-        let device: Option<String> = self.device_name.as_ref().map(|d| d.chars().take(128).collect());
         let session = NewSession {
             id: &self.session_id,
             user_id: uid,
-            device_name: device.as_deref(),
+            device_name: self.device_name.as_deref(),
             ip: &self.client.ip,
             user_agent: self.client.user_agent.as_deref(),
             amr: self.amr,

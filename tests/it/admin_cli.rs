@@ -5,9 +5,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::harness::{Latchd, base_config, write_config};
+use crate::harness::{Latchd, assert_problem, base_config, write_config};
 
 pub const LATCHCTL: &str = env!("CARGO_BIN_EXE_latchctl");
 
@@ -411,4 +411,33 @@ fn group_summaries_name_every_subcommand() {
         actual.sort();
         assert_eq!(summarised, actual, "`latchctl help` line for {group}: {about}");
     }
+}
+
+/// A self-chosen name or device name holding an escape sequence is refused
+/// at the API; one already stored (from before, or written behind latch's
+/// back) is shown escaped by latchctl, never sent raw to the terminal,
+/// where it could clear the screen, retitle the window or forge a row.
+#[tokio::test]
+async fn names_cannot_run_escape_sequences_in_an_admins_terminal() {
+    let d = Latchd::start().await;
+    let (email, password) = ("mal@example.test", "correct horse battery staple");
+    let sequence = "Mallory\u{1b}]0;owned\u{7}\u{1b}[2J";
+    let res =
+        d.post("/v1/auth/register", json!({"email": email, "password": password, "name": sequence})).await;
+    assert_eq!(assert_problem(res, 400, "invalid-request").await["errors"][0]["field"], "name");
+    let login = json!({"email": email, "password": password, "device_name": "Pixel\u{202e}7"});
+    let res = d.post("/v1/auth/login", login).await;
+    assert_eq!(assert_problem(res, 400, "invalid-request").await["errors"][0]["field"], "device_name");
+
+    let res =
+        d.post("/v1/auth/register", json!({"email": email, "password": password, "name": "Mallory"})).await;
+    assert_eq!(res.status(), 202);
+    let db = rusqlite::Connection::open(d.state_dir().join("latch.db")).unwrap();
+    let stored = format!("{sequence}\nforged row");
+    db.execute("UPDATE users SET name = ?1 WHERE email_norm = ?2", [&stored, email]).unwrap();
+    let out = latchctl(&d, &["users", "show", email]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!out.stdout.contains(&0x1b), "a raw ESC reached the terminal: {}", stdout(&out));
+    let shown = stdout(&out);
+    assert!(shown.contains("Mallory\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\u{a}forged row"), "{shown}");
 }
