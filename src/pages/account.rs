@@ -25,7 +25,14 @@ pub fn routes(r: &mut Routes) {
 }
 
 fn login_view(page: &Page, email: String, notice: Option<String>) -> Login {
-    Login { product: page.product(), title: text::SIGN_IN, notice, email, csrf: page.csrf() }
+    Login {
+        product: page.product(),
+        title: text::SIGN_IN,
+        notice,
+        email,
+        csrf: page.csrf(),
+        offer_new_link: false,
+    }
 }
 
 /// `GET /account/login`.
@@ -89,7 +96,10 @@ pub async fn login(
         Ok(outcome) => signed_in(&d, &page, outcome).await,
         Err(e) => {
             let (status, text) = refusal(&e);
-            Ok(page.answer(status, &login_view(&page, email, Some(text))))
+            let mut view = login_view(&page, email, Some(text));
+            // Only a correct password gets this far: it tells nothing.
+            view.offer_new_link = status == Some(Kind::EmailNotVerified);
+            Ok(page.answer(status, &view))
         }
     }
 }

@@ -82,6 +82,9 @@ pub struct Login {
     pub notice: Option<String>,
     pub email: String,
     pub csrf: String,
+    /// The password was right but the address is not confirmed yet: offer
+    /// a new confirmation link for it, the one way forward.
+    pub offer_new_link: bool,
 }
 
 #[derive(Template)]

@@ -344,3 +344,41 @@ async fn a_reset_form_sent_twice_says_the_link_set_the_password() {
     assert!(voided.text().await.unwrap().contains("This link does not work"));
     login(&d, "rue@example.test", new_password).await;
 }
+
+/// Signing in with the right password before confirming the address says
+/// so and offers a new confirmation link right there (the first may be lost
+/// or a day old), which confirms the address; a wrong password is offered
+/// nothing.
+#[tokio::test]
+async fn signing_in_before_confirming_offers_a_new_confirmation_link() {
+    let (d, smtp) = with_smtp("").await;
+    let email = "una@example.test";
+    assert_eq!(
+        d.post("/v1/auth/register", json!({"email": email, "password": PASSWORD})).await.status(),
+        202
+    );
+    smtp.wait_for(1).await;
+    let (cookie, csrf) = csrf_of(d.get("/account/login").await).await;
+    let tls = crate::harness::client_tls(&d.cert_path(), &[&rustls::version::TLS13]);
+    let client = reqwest::Client::builder().use_preconfigured_tls((*tls).clone());
+    let client = client.redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let post = |path: &str, form: Vec<(&str, &str)>| {
+        client.post(d.https_url(path)).header("cookie", cookie.clone()).form(&form).send()
+    };
+    let sign_in =
+        |password| post("/account/login", vec![("csrf", &csrf), ("email", email), ("password", password)]);
+    let wrong = sign_in("not the password at all").await.unwrap().text().await.unwrap();
+    assert!(!wrong.contains("/verify-email/resend"), "{wrong}");
+    let page = sign_in(PASSWORD).await.unwrap();
+    assert_eq!(page.status(), 403);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Confirm your email address first."), "{page}");
+    let offer = "action=\"/verify-email/resend\">\n<input type=\"hidden\" name=\"csrf\"";
+    assert!(page.contains(offer) && page.contains("name=\"email\" value=\"una@example.test\""), "{page}");
+
+    let sent = post("/verify-email/resend", vec![("csrf", &csrf), ("email", email)]).await.unwrap();
+    assert_eq!(sent.status(), 200);
+    let token = token_in(&smtp.wait_for(2).await[1]);
+    assert_eq!(d.post("/v1/auth/verify-email", json!({"token": token})).await.status(), 200);
+    assert_eq!(sign_in(PASSWORD).await.unwrap().status(), 303, "confirmed: signed in");
+}
