@@ -8,9 +8,10 @@ use tokio::sync::oneshot;
 use super::{AdminError, queries};
 use crate::auth::Principal;
 use crate::http::{ApiError, AppState, LiveConfig};
+use crate::telemetry::gauge_now;
 
 #[utoipa::path(get, path = "/v1/admin/status", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, description = "Version, pid, uptime, listeners, database, mail queue, newest backup", body = Object)))]
+    responses((status = 200, description = "Version, pid, uptime, listeners, database, mail queue, newest backup, certificate expiry, audit chain", body = Object)))]
 pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let cfg = state.config.load();
@@ -34,7 +35,20 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
         },
         "mail": mail.map(|(queued, dead)| json!({ "queued": queued, "dead": dead, "delivery": delivery(&cfg) })),
         "backups": backups,
+        "tls": tls_status(&state, &cfg),
+        "audit": { "chain_ok": gauge_now(&state.metrics, "latch_audit_chain_ok").map(|v| v == 1.0) },
     })))
+}
+
+/// When the certificate being served expires (the gauge is set whenever
+/// one is loaded), and whether latch made it; null without HTTPS.
+fn tls_status(state: &AppState, cfg: &crate::config::Config) -> serde_json::Value {
+    let Some(expiry) = gauge_now(&state.metrics, "latch_tls_cert_expiry_timestamp_seconds") else {
+        return serde_json::Value::Null;
+    };
+    let (expiry, now) = (expiry as i64, crate::clock::now_unix());
+    let days_left = (expiry - now).div_euclid(86_400);
+    json!({ "expires": crate::clock::rfc3339(expiry), "days_left": days_left, "generated": cfg.tls.is_none() })
 }
 
 /// How mail leaves: by SMTP, or (without `[smtp]`) as files an operator

@@ -310,6 +310,27 @@ fn human_backups(b: &Value) -> String {
     }
 }
 
+/// The served certificate's expiry, days left first: a certificate of
+/// one's own that nobody renews stops every client at once.
+fn human_certificate(tls: &Value) -> String {
+    let Some(expires) = tls["expires"].as_str() else { return "none (no HTTPS listener)".into() };
+    let days = tls["days_left"].as_i64();
+    let made = if tls["generated"].as_bool() == Some(true) { "; self-signed, renewed by latch" } else { "" };
+    match days {
+        Some(d) if d < 0 => format!("EXPIRED {expires}{made}"),
+        Some(d) => format!("expires {expires} (in {d} days){made}"),
+        None => format!("expires {expires}{made}"),
+    }
+}
+
+fn human_audit(ok: &Value) -> String {
+    match ok.as_bool() {
+        Some(true) => "intact at the last check (every 10 minutes)".into(),
+        Some(false) => "BROKEN: run `latchctl audit verify` to find the first altered row".into(),
+        None => "not checked yet (first check within 10 minutes of start)".into(),
+    }
+}
+
 fn human_status(s: &Value) -> String {
     let listeners: Vec<String> = s["listeners"]
         .as_array()
@@ -342,6 +363,8 @@ fn human_status(s: &Value) -> String {
         ("admin socket", s["admin_socket"].as_str().unwrap_or("?").to_string()),
         ("mail", human_mail(&s["mail"])),
         ("backups", human_backups(&s["backups"])),
+        ("certificate", human_certificate(&s["tls"])),
+        ("audit chain", human_audit(&s["audit"]["chain_ok"])),
     ];
     rows.iter().map(|(k, v)| format!("{k:<13}{v}")).collect::<Vec<_>>().join("\n")
 }

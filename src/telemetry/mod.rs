@@ -94,6 +94,13 @@ pub fn render(handle: &PrometheusHandle) -> String {
     handle.render()
 }
 
+/// The value of an unlabelled gauge as `/metrics` would show it now, if it
+/// was ever set: what the daemon exports is what `latchctl status` says.
+pub fn gauge_now(handle: &PrometheusHandle, name: &str) -> Option<f64> {
+    let text = handle.render();
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// Counts one authentication attempt: `latch_auth_events_total{kind,result}`.
 pub fn auth_event(kind: &'static str, result: &'static str) {
     metrics::counter!("latch_auth_events_total", "kind" => kind, "result" => result).increment(1);

@@ -47,7 +47,17 @@ async fn status_reports_the_running_daemon() {
     assert_eq!(status["database"]["schema_version"], schema);
     assert_eq!(status["listeners"], d.ready["listeners"]);
     assert_eq!(status["admin_socket"], d.ready["admin_socket"]);
+    // The served certificate's expiry and the audit chain, for an operator
+    // without Prometheus: the generated one lives 364 days.
+    assert_eq!(status["tls"]["generated"], true, "{status}");
+    let days = status["tls"]["days_left"].as_i64().unwrap_or_else(|| panic!("{status}"));
+    assert!((362..=364).contains(&days), "{status}");
     let human = stdout(&latchctl(&d, &["status"]));
+    let expires = status["tls"]["expires"].as_str().unwrap();
+    let certificate =
+        format!("certificate  expires {expires} (in {days} days); self-signed, renewed by latch");
+    assert!(human.contains(&certificate), "{human}");
+    assert!(human.lines().any(|l| l.starts_with("audit chain  ") && !l.contains("BROKEN")), "{human}");
     assert!(human.contains(&format!("(pid {})", d.pid())), "{human}");
     assert!(human.contains(&format!("ok (schema {schema})")), "{human}");
     // Stuck mail, where mail goes and the age of the newest backup, at a
