@@ -24,6 +24,13 @@ pub fn check(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
         Ok(name) => name,
         Err(e) => return Err(vec![cfg.problem_at("server.state_dir", crate::one_line(&e))]),
     };
+    // Read as root, the file itself may be closed to the user latchd is.
+    if let Some(file) = &cfg.source
+        && let Err(e) = std::fs::File::open(file)
+    {
+        let source = std::io::Error::new(e.kind(), format!("{e} (checked as {reader})"));
+        return Err(vec![ConfigError::Read { path: file.display().to_string(), source }]);
+    }
     let problems = file_problems(&cfg, &reader);
     if problems.is_empty() {
         Ok(cfg)

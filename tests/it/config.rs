@@ -238,4 +238,11 @@ fn files_the_config_names_are_opened_as_latchd_would() {
         stderr.lines().any(|l| l.starts_with(&cert) && l.contains("no usable PEM certificate")),
         "{stderr}"
     );
+    // The config file itself, closed to the user latchd runs as.
+    let closed = std::fs::Permissions::from_mode(if as_root { 0o600 } else { 0o000 });
+    std::fs::set_permissions(&path, closed).unwrap();
+    let out = run_latchd(&["check-config", &shown], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with(&format!("{shown}: cannot read config: Permission denied")), "{stderr}");
 }
