@@ -11,6 +11,12 @@ pub enum AccountError {
     RegistrationClosed,
     #[error("invalid credentials")]
     InvalidCredentials,
+    #[error("new_email: not a valid address")]
+    InvalidNewAddress,
+    #[error("new_email: is already the account's address")]
+    AddressUnchanged,
+    #[error("another account has taken this address since the link was sent")]
+    AddressTaken,
     #[error(transparent)]
     Refused(#[from] LoginRefused),
     #[error(transparent)]
@@ -31,6 +37,8 @@ impl ToProblem for AccountError {
             AccountError::InvalidToken => Kind::InvalidToken,
             AccountError::RegistrationClosed => Kind::RegistrationClosed,
             AccountError::InvalidCredentials => Kind::InvalidCredentials,
+            AccountError::InvalidNewAddress | AccountError::AddressUnchanged => Kind::InvalidRequest,
+            AccountError::AddressTaken => Kind::Conflict,
             AccountError::Refused(e) => e.kind(),
             AccountError::Policy(e) => e.kind(),
             AccountError::Hash(e) => e.kind(),
@@ -42,6 +50,9 @@ impl ToProblem for AccountError {
     fn detail(&self) -> Option<String> {
         match self {
             AccountError::Policy(e) => e.detail(),
+            AccountError::InvalidNewAddress | AccountError::AddressUnchanged | AccountError::AddressTaken => {
+                Some(self.to_string())
+            }
             _ => None,
         }
     }
@@ -49,6 +60,10 @@ impl ToProblem for AccountError {
     fn field_errors(&self) -> Vec<FieldError> {
         match self {
             AccountError::Policy(e) => e.field_errors(),
+            AccountError::InvalidNewAddress => FieldError::one("new_email", "not a valid address"),
+            AccountError::AddressUnchanged => {
+                FieldError::one("new_email", "is already the account's address")
+            }
             _ => Vec::new(),
         }
     }

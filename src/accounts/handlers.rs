@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::mailer::ByEmail;
 use super::queries::Me;
 use super::service::{self, RegisterRequest};
-use super::{Deps, passwords};
+use super::{Deps, address, passwords};
 use crate::auth::UserSession;
 use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig, StatusBody};
 
@@ -121,6 +121,29 @@ pub async fn change(
     let ChangeRequest { current_password, new_password } = body.0;
     passwords::change_password(&d, &cfg, &user, current_password, new_password, &client).await?;
     Ok(HttpResponse::Ok().json(StatusBody::of("password_changed")))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct EmailChangeRequest {
+    password: String,
+    new_email: String,
+}
+
+/// Mails the new address a link that makes the change; the account keeps
+/// its address until the link is opened (`POST /v1/auth/verify-email`).
+#[utoipa::path(post, path = "/v1/auth/email/change", tag = "accounts", request_body = EmailChangeRequest,
+    security(("bearer" = [])),
+    responses((status = 202, description = "Link mailed to the new address", body = StatusBody)))]
+pub async fn change_email(
+    d: D,
+    cfg: LiveConfig,
+    user: UserSession,
+    client: ClientInfo,
+    body: ApiJson<EmailChangeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let EmailChangeRequest { password, new_email } = body.0;
+    address::request_change(&d, &cfg, &user, password, &new_email, &client).await?;
+    Ok(HttpResponse::Accepted().json(StatusBody::of("verification_sent")))
 }
 
 #[utoipa::path(get, path = "/v1/auth/me", tag = "accounts", security(("bearer" = [])),

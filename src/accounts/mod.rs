@@ -1,6 +1,7 @@
 //! Accounts: registration with email verification, password reset and
-//! change, and the own account (`/v1/auth/me`).
+//! change, a change of address, and the own account (`/v1/auth/me`).
 
+pub mod address;
 mod errors;
 mod handlers;
 mod mailer;
@@ -43,6 +44,7 @@ pub fn routes(r: &mut Routes) {
         .add(__path_forgot, forgot)
         .add(__path_reset, reset)
         .add(__path_change, change)
+        .add(__path_change_email, change_email)
         .add(__path_me, me)
         .add(__path_delete_me, delete_me);
 }

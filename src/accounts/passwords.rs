@@ -1,7 +1,7 @@
 //! Password reset (by emailed token) and change (by the current password).
 //! Both re-check in their write transaction that nothing changed since the
-//! password or token was checked, void every other outstanding reset link,
-//! revoke sessions, and mail the owner that the password changed (unless
+//! password or token was checked, void every other outstanding reset link
+//! and a pending change of address, revoke sessions, and mail the owner that the password changed (unless
 //! an invitation's link chose the first one).
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use serde_json::json;
 use super::queries;
 use super::{AccountError, Deps};
 use crate::audit::{self, Entry};
-use crate::auth::queries::revoke_user_sessions;
+use crate::auth::queries::{revoke_user_sessions, void_email_change};
 use crate::auth::{UserSession, check_password, reject_oversized};
 use crate::config::Config;
 use crate::email::{self, Prepared, Template};
@@ -120,6 +120,7 @@ pub async fn reset_password(
             queries::set_password(c, &user, &phc, now)?;
             queries::mark_verified(c, &user, now)?;
             let voided = queries::void_one_time(c, &user, RESET, now)?;
+            void_email_change(c, &user, now)?;
             let revoked = revoke_user_sessions(c, &user, None, RESET, now)?;
             let details = json!({ "sessions_revoked": revoked, "reset_links_voided": voided });
             audit::record(c, &Entry::by_user(RESET, &user, &client).with(details))?;
@@ -193,6 +194,7 @@ pub async fn change_password(
                 return Ok(false);
             }
             let voided = queries::void_one_time(c, &uid, RESET, now)?;
+            void_email_change(c, &uid, now)?;
             let revoked = revoke_user_sessions(c, &uid, Some(&sid), "password_change", now)?;
             let details = json!({ "sessions_revoked": revoked, "reset_links_voided": voided });
             audit::record(c, &Entry::by_user("password_changed", &uid, &client).with(details))?;

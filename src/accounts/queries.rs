@@ -146,6 +146,11 @@ pub fn replace_password(
     Ok(n == 1)
 }
 
+/// The address of a user as stored (`None`: no such user).
+pub fn email_of(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(row(c, "SELECT email FROM users WHERE id = ?1", params![user_id], |r| r.get(0)).optional()?)
+}
+
 /// The normalized address of a user (`Some` for an existing one).
 pub fn email_norm_of(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
     Ok(row(c, "SELECT email_norm FROM users WHERE id = ?1", params![user_id], |r| r.get(0)).optional()?)

@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use super::address::{self, Confirmation};
 use super::queries::{self, Me};
 use super::{AccountError, Deps};
 use crate::audit::{self, Entry};
@@ -89,39 +90,47 @@ pub enum ConfirmationLink {
 }
 
 /// What the confirmation link `token` is (a read; spends nothing), so the
-/// page can answer before the click.
+/// page can answer before the click. A link that moves an account to a new
+/// address (`address.rs`) is a confirmation link too.
 pub async fn confirmation_link(store: &Store, token: &str) -> Result<ConfirmationLink, AccountError> {
     let hash = token_hash(token);
     let now = crate::clock::now_unix();
     Ok(store
         .read(move |c| {
-            if queries::one_time_user(c, &hash, "verify_email", now)?.is_some() {
+            if queries::one_time_user(c, &hash, "verify_email", now)?.is_some()
+                || address::is_live(c, &hash, now)?
+            {
                 return Ok(ConfirmationLink::Live);
             }
-            Ok(match queries::confirmation_link_owner_verified(c, &hash)? {
-                Some(true) => ConfirmationLink::AlreadyConfirmed,
-                _ => ConfirmationLink::Dead,
-            })
+            let confirmed = queries::confirmation_link_owner_verified(c, &hash)? == Some(true)
+                || address::was_applied(c, &hash)?;
+            Ok(if confirmed { ConfirmationLink::AlreadyConfirmed } else { ConfirmationLink::Dead })
         })
         .await?)
 }
 
+/// Confirms an address: a registration's (or an administrator's) link
+/// marks it verified; a change link moves the account to its address.
 pub async fn verify_email(store: &Store, token: &str, client: &ClientInfo) -> Result<(), AccountError> {
     let hash = token_hash(token);
     let client = client.clone();
-    let verified = store
+    let outcome = store
         .write(move |c| {
             let now = crate::clock::now_unix();
             let Some(user) = queries::spend_one_time(c, &hash, "verify_email", now)? else {
-                return Ok(false);
+                return address::apply_change(c, &hash, &client, now);
             };
             queries::mark_verified(c, &user, now)?;
             audit::record(c, &Entry::by_user("email_verified", &user, &client))?;
-            Ok(true)
+            Ok(Confirmation::Done)
         })
         .await?;
-    count("verify_email", if verified { "success" } else { "failure" });
-    if verified { Ok(()) } else { Err(AccountError::InvalidToken) }
+    count("verify_email", if matches!(outcome, Confirmation::Done) { "success" } else { "failure" });
+    match outcome {
+        Confirmation::Done => Ok(()),
+        Confirmation::NoLiveLink => Err(AccountError::InvalidToken),
+        Confirmation::AddressTaken => Err(AccountError::AddressTaken),
+    }
 }
 
 pub fn me(user: &UserSession) -> Me {

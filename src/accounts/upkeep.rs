@@ -1,5 +1,5 @@
-//! One-time token upkeep: verification and reset links are deleted once
-//! past their expiry, spent or not, so the table holds only links that
+//! One-time token upkeep: verification, reset and change-of-address links
+//! are deleted once past their expiry, spent or not, so the table holds only links that
 //! could still be in someone's inbox. A spent link and a deleted one get
 //! the same `invalid-token` answer.
 
@@ -29,12 +29,19 @@ pub fn spawn(tracker: &TaskTracker, cancel: CancellationToken, store: Store) {
             let now = crate::clock::now_unix();
             let step = store
                 .write(move |c| {
-                    exec(
+                    let links = exec(
                         c,
                         "DELETE FROM one_time_tokens WHERE rowid IN
                            (SELECT rowid FROM one_time_tokens WHERE expires_at < ?1 LIMIT ?2)",
                         params![now, STEP_ROWS],
-                    )
+                    )?;
+                    let changes = exec(
+                        c,
+                        "DELETE FROM email_changes WHERE rowid IN
+                           (SELECT rowid FROM email_changes WHERE expires_at < ?1 LIMIT ?2)",
+                        params![now, STEP_ROWS],
+                    )?;
+                    Ok(links + changes)
                 })
                 .await;
             match step {

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 
 use super::errors::refuse;
 use super::{AdminError, queries};
-use crate::auth::queries::insert_one_time;
+use crate::auth::queries::{insert_one_time, set_email};
 use crate::auth::{normalize_email, validate_email};
 use crate::config::Config;
 use crate::email::{self, Prepared, Template};
@@ -53,7 +53,7 @@ pub fn change(
     if queries::user_id_by_email(c, &new.norm)?.is_some() {
         return Err(refuse(AdminError::Conflict("a user with that email exists".into())));
     }
-    queries::set_email(c, id, &new.email, &new.norm, verified, now)?;
+    set_email(c, id, &new.email, verified, now)?;
     Ok(Some(current.email))
 }
 

@@ -115,31 +115,6 @@ pub fn set_status(c: &Connection, id: &str, status: &str, now: i64) -> Result<()
     Ok(())
 }
 
-/// Gives the user another address (verified now, or not) and voids every
-/// one-time link mailed to the old one: a verification link must not
-/// confirm the new address, nor a reset link sent there reach the account.
-pub fn set_email(
-    c: &Connection,
-    id: &str,
-    email: &str,
-    email_norm: &str,
-    verified: bool,
-    now: i64,
-) -> Result<(), StoreError> {
-    exec(
-        c,
-        "UPDATE users SET email = ?2, email_norm = ?3, email_verified_at = CASE WHEN ?4 THEN ?5 END,
-                          updated_at = ?5 WHERE id = ?1",
-        params![id, email, email_norm, verified, now],
-    )?;
-    exec(
-        c,
-        "UPDATE one_time_tokens SET used_at = ?2, voided = 1 WHERE user_id = ?1 AND used_at IS NULL",
-        params![id, now],
-    )?;
-    Ok(())
-}
-
 pub fn set_verified(c: &Connection, id: &str, verified: bool, now: i64) -> Result<(), StoreError> {
     exec(
         c,

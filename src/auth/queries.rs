@@ -1,5 +1,6 @@
-//! SQL several features share: a user's roles, and
-//! revoking sessions (logout, password change and reset, admin actions).
+//! SQL several features share: a user's roles, revoking sessions (logout,
+//! password change and reset, admin actions), and an account's address
+//! (the person's own change, an administrator's).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -88,6 +89,37 @@ pub fn insert_one_time(
         params![hash, user_id, purpose, now, now + ttl_secs],
     )?;
     Ok(())
+}
+
+/// Gives the user another address (verified now, or not) and voids every
+/// link mailed to the old one: a verification link must not confirm the
+/// new address, nor a reset link sent there reach the account, nor a
+/// pending change of the person's own (`email_changes`) undo this one.
+pub fn set_email(c: &Connection, id: &str, email: &str, verified: bool, now: i64) -> Result<(), StoreError> {
+    exec(
+        c,
+        "UPDATE users SET email = ?2, email_norm = ?3, email_verified_at = CASE WHEN ?4 THEN ?5 END,
+                          updated_at = ?5 WHERE id = ?1",
+        params![id, email, normalize_email(email), verified, now],
+    )?;
+    exec(
+        c,
+        "UPDATE one_time_tokens SET used_at = ?2, voided = 1 WHERE user_id = ?1 AND used_at IS NULL",
+        params![id, now],
+    )?;
+    void_email_change(c, id, now)?;
+    Ok(())
+}
+
+/// Voids the user's pending change of address, if any (`email_changes`):
+/// a password change or reset, an administrator's address change, or a
+/// newer request ends it.
+pub fn void_email_change(c: &Connection, user_id: &str, now: i64) -> Result<usize, StoreError> {
+    exec(
+        c,
+        "UPDATE email_changes SET used_at = ?2 WHERE user_id = ?1 AND used_at IS NULL",
+        params![user_id, now],
+    )
 }
 
 /// The user's stored password hash (PHC string).

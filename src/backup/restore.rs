@@ -249,7 +249,12 @@ fn seal_restored(
                 "UPDATE sessions SET revoked_at = ?1, revoked_reason = 'restore' WHERE revoked_at IS NULL",
                 [now],
             )?,
-            one_time_tokens: c.execute("DELETE FROM one_time_tokens WHERE used_at IS NULL", [])?,
+            one_time_tokens: c.execute("DELETE FROM one_time_tokens WHERE used_at IS NULL", [])?
+                + if has_table(c, "email_changes")? {
+                    c.execute("DELETE FROM email_changes WHERE used_at IS NULL", [])?
+                } else {
+                    0
+                },
             mfa_tokens: if has_table(c, "mfa_tokens")? { c.execute("DELETE FROM mfa_tokens", [])? } else { 0 },
             queued_emails: c.execute(
                 "UPDATE outbox SET status = 'dead', body = NULL, last_error = 'voided by a restore' WHERE status = 'queued'",

@@ -235,6 +235,20 @@ impl Actions for FeatureActions {
         })
     }
 
+    fn change_email<'a>(
+        &'a self,
+        cfg: &'a Config,
+        user: &'a UserSession,
+        password: String,
+        new_email: &'a str,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()> {
+        Box::pin(async move {
+            api(accounts::address::request_change(&self.accounts, cfg, user, password, new_email, client)
+                .await)
+        })
+    }
+
     fn enrol_totp<'a>(
         &'a self,
         cfg: &'a Config,

@@ -26,6 +26,11 @@ pub enum Template {
     AddressChanged { new_address: String },
     /// To the new address an administrator gave an account: confirm it.
     ConfirmNewAddress { token: String },
+    /// To the address a person asked to move their account to: the link
+    /// that makes the change.
+    ConfirmAddressChange { token: String },
+    /// To the account's address: someone signed in asked to move it.
+    AddressChangeAsked { new_address: String, ip: String, at: String },
     /// A recovery code signed in: the person without their phone, or
     /// someone holding their codes. `left` unused codes remain.
     RecoveryCodeUsed { ip: String, at: String, left: i64 },
@@ -69,12 +74,16 @@ impl SecondFactorChange {
 }
 
 impl Template {
-    /// Whether anyone may make latch send this (by naming the address),
-    /// rather than a change to the account itself.
+    /// Whether anyone may make latch send this (by naming the address;
+    /// any account holder may name a new address), rather than a change to
+    /// the account itself.
     pub fn anyone_can_ask(&self) -> bool {
         matches!(
             self,
-            Template::VerifyEmail { .. } | Template::AlreadyRegistered | Template::PasswordReset { .. }
+            Template::VerifyEmail { .. }
+                | Template::AlreadyRegistered
+                | Template::PasswordReset { .. }
+                | Template::ConfirmAddressChange { .. }
         )
     }
 
@@ -90,6 +99,8 @@ impl Template {
             Template::SecondFactorChanged { change, .. } => change.kind(),
             Template::AddressChanged { .. } => "address_changed",
             Template::ConfirmNewAddress { .. } => "confirm_new_address",
+            Template::ConfirmAddressChange { .. } => "confirm_address_change",
+            Template::AddressChangeAsked { .. } => "address_change_asked",
             Template::RecoveryCodeUsed { .. } => "recovery_code_used",
         }
     }
@@ -106,6 +117,8 @@ impl Template {
             Template::SecondFactorChanged { change, .. } => change.subject(),
             Template::AddressChanged { .. } => "Your account has a new email address",
             Template::ConfirmNewAddress { .. } => "Confirm your new email address",
+            Template::ConfirmAddressChange { .. } => "Confirm your new email address",
+            Template::AddressChangeAsked { .. } => "A change of your account's email address was asked for",
             Template::RecoveryCodeUsed { .. } => "A recovery code was used to sign in",
         }
     }
@@ -124,8 +137,8 @@ impl Template {
                 cfg.email.verify_url.replace("{token}", token)
             ),
             Template::AlreadyRegistered => "Someone (perhaps you) tried to create an account with this address, \
-                 but it already has one.\n\nIf you forgot your password, use \"Forgot password\" to reset it. \
-                 If this was not you, you can ignore this message.\n"
+                 or to move another account to it, but it already has one.\n\nIf you forgot your password, use \
+                 \"Forgot password\" to reset it. If this was not you, you can ignore this message.\n"
                 .to_string(),
             Template::PasswordReset { token } => format!(
                 "A password reset was requested for your account.\n\nOpen this link within 30 minutes to \
@@ -171,6 +184,19 @@ impl Template {
                 "An administrator gave your account this address. Confirm it by opening this link within \
                  24 hours:\n\n{}\n\nIf you do not know this account, ignore this message.\n",
                 cfg.email.verify_url.replace("{token}", token)
+            ),
+            Template::ConfirmAddressChange { token } => format!(
+                "You asked to move your account to this address. Confirm it by opening this link within 24 \
+                 hours:\n\n{}\n\nUntil then your account keeps its old address. If you did not ask for this, \
+                 ignore this message: nothing changes.\n",
+                cfg.email.verify_url.replace("{token}", token)
+            ),
+            Template::AddressChangeAsked { new_address, ip, at } => format!(
+                "Someone signed in to your account asked to change its email address from this one to \
+                 {new_address}:\n\naddress: {ip}\ntime: {at}\n\nThe change happens only when the link \
+                 mailed to {new_address} is opened. If this was you, nothing needs doing. If not, change your \
+                 password now (\"Forgot password\" works from here): that cancels the change and signs \
+                 everyone else out; then tell your administrator.\n"
             ),
             Template::RecoveryCodeUsed { ip, at, left } => format!(
                 "Your account was just signed in to with one of its recovery codes, instead of a code from \

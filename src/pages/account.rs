@@ -1,5 +1,6 @@
 //! Signing in (with the second step when TOTP is on) and the account page:
-//! sessions with revoke and sign out everywhere, and the password.
+//! sessions with revoke and sign out everywhere, the password and the
+//! address.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -21,7 +22,8 @@ pub fn routes(r: &mut Routes) {
         .add(__path_revoke, revoke)
         .add(__path_logout, logout)
         .add(__path_logout_all, logout_all)
-        .add(__path_change_password, change_password);
+        .add(__path_change_password, change_password)
+        .add(__path_change_email, change_email);
 }
 
 fn login_view(page: &Page, email: String, notice: Option<String>) -> Login {
@@ -290,6 +292,37 @@ pub async fn change_password(
             Ok(()) => (None, text::PASSWORD_CHANGED_LINE.to_string()),
             Err(e) => refusal(&e),
         }
+    };
+    account_page(&d, &cfg, &page, &user, status, Some(notice)).await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct EmailForm {
+    csrf: String,
+    new_email: String,
+    password: String,
+}
+
+/// `POST /account/email`: as `POST /v1/auth/email/change`.
+#[utoipa::path(post, path = "/account/email", tag = "pages",
+    request_body(content = EmailForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The account page, saying what happened", content_type = "text/html")))]
+pub async fn change_email(
+    d: D,
+    cfg: LiveConfig,
+    req: HttpRequest,
+    client: ClientInfo,
+    form: web::Form<EmailForm>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
+    let user = match user_or_login(&d, &req).await? {
+        Ok(user) => user,
+        Err(to_login) => return Ok(to_login),
+    };
+    let EmailForm { new_email, password, .. } = form.into_inner();
+    let (status, notice) = match d.actions.change_email(&cfg, &user, password, &new_email, &client).await {
+        Ok(()) => (None, text::address_change_sent(new_email.trim())),
+        Err(e) => refusal(&e),
     };
     account_page(&d, &cfg, &page, &user, status, Some(notice)).await
 }

@@ -164,6 +164,15 @@ pub trait Actions: Send + Sync {
         new_password: String,
         client: &'a ClientInfo,
     ) -> Answer<'a, ()>;
+    /// Mails `new_email` the link that moves the account there.
+    fn change_email<'a>(
+        &'a self,
+        cfg: &'a Config,
+        user: &'a UserSession,
+        password: String,
+        new_email: &'a str,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()>;
     fn enrol_totp<'a>(
         &'a self,
         cfg: &'a Config,

@@ -46,6 +46,14 @@ pub const YOUR_ACCOUNT: &str = "Your account";
 pub const NEW_PASSWORDS_DIFFER: &str = "The two new passwords differ.";
 pub const PASSWORD_CHANGED_LINE: &str = "Password changed. Your other sessions were signed out.";
 
+/// The answer to a change of address: nothing changes until the link.
+pub fn address_change_sent(email: &str) -> String {
+    format!(
+        "We sent a link to {email}. Your account moves to that address when you open it (within 24 hours); \
+         until then it keeps this one."
+    )
+}
+
 /// The answer to "send me a link", whether or not the address has an account.
 pub fn link_on_its_way(email: &str) -> String {
     format!("If {email} has an account, a message with a new link is on its way. It may take a minute.")

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "one_time_tokens_voided",
         sql: include_str!("../../migrations/0012_one_time_tokens_voided.sql"),
     },
+    Migration {
+        version: 13,
+        name: "email_changes",
+        sql: include_str!("../../migrations/0013_email_changes.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -146,6 +146,7 @@ async fn refresh_tokens_survive_the_migrations_that_rebuild_their_table() {
          DROP TABLE api_keys;
          ALTER TABLE signing_keys DROP COLUMN activates_at;
          ALTER TABLE one_time_tokens DROP COLUMN voided;
+         DROP TABLE email_changes;
          DELETE FROM schema_migrations WHERE version > 2;
          COMMIT;",
     )

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod address;
 mod admin_api;
 mod admin_cli;
 mod anomalies;

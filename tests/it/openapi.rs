@@ -29,6 +29,7 @@ const BEYOND: &[&str] = &[
     "DELETE /v1/admin/signing-keys/{kid}",
     "GET /v1/admin/backups",
     "POST /v1/admin/backups",
+    "POST /v1/auth/email/change",
     // The pages for people (API.md "Pages" names them without methods).
     "POST /verify-email",
     "POST /verify-email/resend",
@@ -42,6 +43,7 @@ const BEYOND: &[&str] = &[
     "POST /account/logout",
     "POST /account/logout-all",
     "POST /account/password",
+    "POST /account/email",
     "POST /account/totp",
     "POST /account/totp/confirm",
     "POST /account/recovery-codes",

@@ -198,7 +198,7 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_can_be_turned_off() 
 }
 
 /// A page's CSRF cookie (as `name=value`) and the token in its form.
-async fn csrf_of(page: reqwest::Response) -> (String, String) {
+pub async fn csrf_of(page: reqwest::Response) -> (String, String) {
     let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     let body = page.text().await.unwrap();
     let at = body.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();

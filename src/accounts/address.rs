@@ -1,0 +1,145 @@
+//! A person changes their own address (`POST /v1/auth/email/change`,
+//! beyond API.md; the account page's form). The account keeps its old
+//! address until the new one proves it is theirs: a link goes to the new
+//! address, and opening it (the same `verify-email` call and page as a
+//! registration's link) makes the change. So a typo cannot strand the
+//! account where no reset link reaches it, and a stolen session alone
+//! cannot move it: the password is asked, the old address is told at once,
+//! and a password change or reset voids the pending change.
+//!
+//! An address another account holds gets the same answer and the same
+//! shape of work (one mail to it, the "already has an account" notice), so
+//! the call does not tell a signed-in caller who else is registered.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+
+use super::queries;
+use super::{AccountError, Deps};
+use crate::audit::{self, Entry};
+use crate::auth::queries::{set_email, void_email_change};
+use crate::auth::{UserSession, normalize_email, validate_email};
+use crate::config::Config;
+use crate::email::{self, Template};
+use crate::http::ClientInfo;
+use crate::keys::{random_token, token_hash};
+use crate::store::{StoreError, exec, row};
+
+/// A change link lives as long as a registration's (API.md: 24 h).
+const CHANGE_TTL_SECS: i64 = 24 * 3600;
+
+/// Asks for the change: checks the password, mails the new address its
+/// link and the old one a notice, and keeps the pending change.
+pub async fn request_change(
+    d: &Deps,
+    cfg: &Config,
+    user: &UserSession,
+    password: String,
+    new_email: &str,
+    client: &ClientInfo,
+) -> Result<(), AccountError> {
+    let new_email = validate_email(new_email).map_err(|_| AccountError::InvalidNewAddress)?;
+    let norm = normalize_email(&new_email);
+    if norm == normalize_email(&user.facts.email) {
+        return Err(AccountError::AddressUnchanged);
+    }
+    super::passwords::check_current(d, cfg, &user.user_id, password).await?;
+    let lookup = norm.clone();
+    let holder = d.store.read(move |c| queries::holder_of(c, &lookup)).await?;
+    let token = random_token()?;
+    let hash = token_hash(&token);
+    let (to_new, free) = match holder {
+        None => (email::prepare(cfg, &d.key, &new_email, &Template::ConfirmAddressChange { token })?, true),
+        Some(h) => (email::prepare(cfg, &d.key, &h.email, &Template::AlreadyRegistered)?, false),
+    };
+    let asked = Template::AddressChangeAsked {
+        new_address: new_email.clone(),
+        ip: client.ip.clone(),
+        at: crate::clock::now_rfc3339(),
+    };
+    let to_old = email::prepare(cfg, &d.key, &user.facts.email, &asked)?;
+    let (uid, cap, client) = (user.user_id.clone(), cfg.email.max_per_recipient, client.clone());
+    d.store
+        .write(move |c| {
+            let now = crate::clock::now_unix();
+            void_email_change(c, &uid, now)?;
+            email::enqueue(c, cap, to_old)?;
+            // A link that was never sent (mail cap) is not kept.
+            if email::enqueue(c, cap, to_new)? && free {
+                exec(
+                    c,
+                    "INSERT INTO email_changes (hash, user_id, new_email, created_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![hash, uid, new_email, now, now + CHANGE_TTL_SECS],
+                )?;
+            }
+            let entry = Entry::by_user("email_change_requested", &uid, &client);
+            audit::record(c, &entry.with(json!({ "new_email": new_email })))
+        })
+        .await?;
+    d.outbox.wake.notify_one();
+    Ok(())
+}
+
+/// Whether `hash` is a live change link (for the page before the click).
+pub fn is_live(c: &Connection, hash: &[u8], now: i64) -> Result<bool, StoreError> {
+    let found = row(
+        c,
+        "SELECT 1 FROM email_changes WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+        params![hash, now],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()?;
+    Ok(found.is_some())
+}
+
+/// Whether `hash` is a change link that made its change (a second click).
+pub fn was_applied(c: &Connection, hash: &[u8]) -> Result<bool, StoreError> {
+    let found = row(
+        c,
+        "SELECT 1 FROM email_changes e JOIN users u ON u.id = e.user_id
+         WHERE e.hash = ?1 AND e.used_at IS NOT NULL AND u.email_norm = lower(e.new_email)",
+        params![hash],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()?;
+    Ok(found.is_some())
+}
+
+/// What a confirmation link did inside the confirming write.
+pub enum Confirmation {
+    /// It is no live link.
+    NoLiveLink,
+    /// Another account took the address meanwhile; the link is spent.
+    AddressTaken,
+    /// The address is confirmed (for a change link: the account has it now).
+    Done,
+}
+
+/// Inside the confirming write: spends a live change link and moves the
+/// account to its address. Every link mailed to the old address stops
+/// working, as after an administrator's change.
+pub fn apply_change(
+    c: &Connection,
+    hash: &[u8],
+    client: &ClientInfo,
+    now: i64,
+) -> Result<Confirmation, StoreError> {
+    let pending: Option<(String, String)> = row(
+        c,
+        "SELECT user_id, new_email FROM email_changes WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+        params![hash, now],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?;
+    let Some((user_id, new_email)) = pending else { return Ok(Confirmation::NoLiveLink) };
+    exec(c, "UPDATE email_changes SET used_at = ?2 WHERE hash = ?1", params![hash, now])?;
+    if queries::holder_of(c, &normalize_email(&new_email))?.is_some() {
+        return Ok(Confirmation::AddressTaken);
+    }
+    let old = queries::email_of(c, &user_id)?;
+    set_email(c, &user_id, &new_email, true, now)?;
+    let details = json!({ "from": old, "to": new_email });
+    audit::record(c, &Entry::by_user("email_changed", &user_id, client).with(details))?;
+    Ok(Confirmation::Done)
+}

@@ -1,0 +1,157 @@
+//! A person changes their own address: the account moves only when the
+//! link mailed to the new address is opened; the old address is told at
+//! once; a password change voids the pending change; an address another
+//! account holds gets the same answer as a free one.
+
+use serde_json::{Value, json};
+
+use crate::flows::{PASSWORD, login, register_verified, with_smtp};
+use crate::harness::{Latchd, assert_problem};
+use crate::mail::{SmtpSink, header_of, subject_of, text_of, token_in};
+
+const CHANGE: &str = "/v1/auth/email/change";
+
+/// The mails `seen..seen + n` by recipient (their order is not fixed).
+async fn mails_to(smtp: &SmtpSink, seen: usize, n: usize) -> Vec<(String, String)> {
+    let mails = smtp.wait_for(seen + n).await;
+    mails[seen..].iter().map(|m| (header_of(m, "X-Envelope-To"), m.clone())).collect()
+}
+
+fn mail_for<'a>(mails: &'a [(String, String)], to: &str) -> &'a str {
+    &mails.iter().find(|(rcpt, _)| rcpt == to).unwrap_or_else(|| panic!("no mail to {to}: {mails:?}")).1
+}
+
+async fn email_of(d: &Latchd, access: &str) -> Value {
+    let me: Value = d.get_auth("/v1/auth/me", access).await.json().await.unwrap();
+    json!([me["email"], me["email_verified"]])
+}
+
+#[tokio::test]
+async fn a_new_address_takes_effect_only_when_its_link_is_opened() {
+    let (d, smtp) = with_smtp("").await;
+    let seen = register_verified(&d, &smtp, "ada@example.test", 0).await;
+    let tokens = login(&d, "ada@example.test", PASSWORD).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let ask = |password: &str, new_email: &str| {
+        d.post_auth(CHANGE, access, json!({"password": password, "new_email": new_email}))
+    };
+    assert_problem(ask("not the password", "ada@new.example").await, 401, "invalid-credentials").await;
+    let same = assert_problem(ask(PASSWORD, " ADA@example.test").await, 400, "invalid-request").await;
+    assert_eq!(same["errors"][0]["field"], "new_email", "{same}");
+    let bad = assert_problem(ask(PASSWORD, "ada at new").await, 400, "invalid-request").await;
+    assert_eq!(bad["errors"][0]["field"], "new_email", "{bad}");
+
+    let res = ask(PASSWORD, "ada@new.example").await;
+    assert_eq!(res.status(), 202);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "verification_sent"}));
+    let mails = mails_to(&smtp, seen, 2).await;
+    let link = mail_for(&mails, "ada@new.example");
+    assert_eq!(subject_of(link), "Confirm your new email address");
+    let notice = mail_for(&mails, "ada@example.test");
+    assert!(text_of(notice).contains("to ada@new.example") && !notice.contains("token="), "{notice}");
+    assert_eq!(email_of(&d, access).await, json!(["ada@example.test", true]), "not moved before the link");
+
+    let token = token_in(link);
+    let res = d.post("/v1/auth/verify-email", json!({"token": token})).await;
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "verified"}));
+    assert_eq!(email_of(&d, access).await, json!(["ada@new.example", true]), "the same token sees it");
+    let old = d.post("/v1/auth/login", json!({"email": "ada@example.test", "password": PASSWORD})).await;
+    assert_problem(old, 401, "invalid-credentials").await;
+    login(&d, "ada@new.example", PASSWORD).await;
+    assert_problem(d.post("/v1/auth/verify-email", json!({"token": token})).await, 400, "invalid-token")
+        .await;
+    let details: String = d
+        .db()
+        .query_row("SELECT details FROM audit_log WHERE action = 'email_changed'", [], |r| r.get(0))
+        .unwrap();
+    let details: Value = serde_json::from_str(&details).unwrap();
+    assert_eq!(details, json!({"from": "ada@example.test", "to": "ada@new.example"}));
+}
+
+#[tokio::test]
+async fn a_taken_address_is_not_told_and_a_password_change_voids_the_link() {
+    let (d, smtp) = with_smtp("").await;
+    let seen = register_verified(&d, &smtp, "bob@example.test", 0).await;
+    let seen = register_verified(&d, &smtp, "cy@example.test", seen).await;
+    let tokens = login(&d, "bob@example.test", PASSWORD).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let ask =
+        |new_email: &str| d.post_auth(CHANGE, access, json!({"password": PASSWORD, "new_email": new_email}));
+
+    // Taken: the same answer; its holder is told, and no link exists.
+    let res = ask("cy@example.test").await;
+    assert_eq!(res.status(), 202);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "verification_sent"}));
+    let mails = mails_to(&smtp, seen, 2).await;
+    let held = mail_for(&mails, "cy@example.test");
+    assert!(text_of(held).contains("already has one") && !held.contains("token="), "{held}");
+    let rows: i64 = d.db().query_row("SELECT count(*) FROM email_changes", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 0, "no change waits for a taken address");
+
+    // A password change ends a pending change: its link no longer works.
+    assert_eq!(ask("bob@new.example").await.status(), 202);
+    let token = token_in(mail_for(&mails_to(&smtp, seen + 2, 2).await, "bob@new.example"));
+    let change = json!({"current_password": PASSWORD, "new_password": "another long passphrase"});
+    assert_eq!(d.post_auth("/v1/auth/password/change", access, change).await.status(), 200);
+    assert_problem(d.post("/v1/auth/verify-email", json!({"token": token})).await, 400, "invalid-token")
+        .await;
+    assert_eq!(email_of(&d, access).await, json!(["bob@example.test", true]));
+
+    // Taken after the link was sent: 409, and the account stays put.
+    let res = d.post_auth(
+        CHANGE,
+        access,
+        json!({"password": "another long passphrase", "new_email": "bob@new.example"}),
+    );
+    assert_eq!(res.await.status(), 202);
+    let token = token_in(mail_for(&mails_to(&smtp, seen + 5, 2).await, "bob@new.example"));
+    let res = d.post("/v1/auth/register", json!({"email": "bob@new.example", "password": PASSWORD})).await;
+    assert_eq!(res.status(), 202);
+    let res = d.post("/v1/auth/verify-email", json!({"token": token})).await;
+    let taken = assert_problem(res, 409, "conflict").await;
+    assert!(taken["detail"].as_str().unwrap().contains("another account"), "{taken}");
+    assert_eq!(email_of(&d, access).await, json!(["bob@example.test", true]));
+}
+
+/// On the account page: the form mails the link, the link's page confirms
+/// it (pressed twice: still "confirmed"), and the page shows the new address.
+#[tokio::test]
+async fn the_account_page_moves_the_account_through_the_mailed_link() {
+    let (d, smtp) = with_smtp("").await;
+    let seen = register_verified(&d, &smtp, "eve@example.test", 0).await;
+    let tls = crate::harness::client_tls(&d.cert_path(), &[&rustls::version::TLS13]);
+    let client = reqwest::Client::builder().use_preconfigured_tls((*tls).clone());
+    let client = client.redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let (csrf_cookie, csrf) = crate::pages::csrf_of(d.get("/account/login").await).await;
+    let login = [("csrf", csrf.as_str()), ("email", "eve@example.test"), ("password", PASSWORD)];
+    let res = client.post(d.https_url("/account/login")).header("cookie", &csrf_cookie).form(&login);
+    let res = res.send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let session = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let cookies = format!("{csrf_cookie}; {session}");
+    let post = |path: &str, form: Vec<(&'static str, String)>| {
+        client.post(d.https_url(path)).header("cookie", &cookies).form(&form).send()
+    };
+    let form = |password: &str| {
+        vec![("csrf", csrf.clone()), ("new_email", "eve@new.example".into()), ("password", password.into())]
+    };
+    let wrong = post("/account/email", form("not the password")).await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let said = post("/account/email", form(PASSWORD)).await.unwrap().text().await.unwrap();
+    assert!(
+        said.contains("We sent a link to eve@new.example") && said.contains("eve@example.test"),
+        "{said}"
+    );
+
+    let token = token_in(mail_for(&mails_to(&smtp, seen, 2).await, "eve@new.example"));
+    let page = d.get(&format!("/verify-email?token={token}")).await.text().await.unwrap();
+    assert!(page.contains("name=\"token\""), "the Confirm button: {page}");
+    for press in ["first", "second"] {
+        let confirm = vec![("csrf", csrf.clone()), ("token", token.clone())];
+        let said = post("/verify-email", confirm).await.unwrap().text().await.unwrap();
+        assert!(said.contains("confirmed") && !said.contains("does not work"), "{press}: {said}");
+    }
+    let account = client.get(d.https_url("/account")).header("cookie", &cookies).send().await.unwrap();
+    let account = account.text().await.unwrap();
+    assert!(account.contains("<p>eve@new.example — address confirmed"), "{account}");
+}
