@@ -1,8 +1,9 @@
 //! Password reset (by emailed token) and change (by the current password).
 //! Both re-check in their write transaction that nothing changed since the
 //! password or token was checked, void every other outstanding reset link
-//! and a pending change of address, revoke sessions, and mail the owner that the password changed (unless
-//! an invitation's link chose the first one).
+//! and a pending change of address, revoke sessions, and mail the owner
+//! that the password changed (unless an invitation's link chose the first
+//! one).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

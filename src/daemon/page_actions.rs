@@ -160,17 +160,20 @@ impl Actions for FeatureActions {
     fn account<'a>(&'a self, user: &'a UserSession) -> Answer<'a, AccountView> {
         Box::pin(async move {
             let me = accounts::service::me(user);
-            let uid = user.user_id.clone();
-            let recovery_codes_left = match me.mfa.totp {
-                true => {
-                    api(self.accounts.store.read(move |c| second_factor::recovery_codes_left(c, &uid)).await)?
-                }
-                false => 0,
-            };
+            let (uid, totp) = (user.user_id.clone(), me.mfa.totp);
+            let (recovery_codes_left, pending_email) = api(self
+                .accounts
+                .store
+                .read(move |c| {
+                    let left = if totp { second_factor::recovery_codes_left(c, &uid)? } else { 0 };
+                    Ok((left, accounts::address::pending(c, &uid, crate::clock::now_unix())?))
+                })
+                .await)?;
             Ok(AccountView {
                 email: me.email,
                 email_verified: me.email_verified,
-                totp: me.mfa.totp,
+                pending_email,
+                totp,
                 recovery_codes_left,
             })
         })

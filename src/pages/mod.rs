@@ -45,6 +45,8 @@ pub enum SignIn {
 pub struct AccountView {
     pub email: String,
     pub email_verified: bool,
+    /// The address a change asked for waits to be confirmed at.
+    pub pending_email: Option<String>,
     pub totp: bool,
     /// Unused recovery codes, while TOTP is on: each sign-in with one
     /// spends it, and the person should make new ones before none is left.

@@ -113,8 +113,9 @@ async fn a_taken_address_is_not_told_and_a_password_change_voids_the_link() {
     assert_eq!(email_of(&d, access).await, json!(["bob@example.test", true]));
 }
 
-/// On the account page: the form mails the link, the link's page confirms
-/// it (pressed twice: still "confirmed"), and the page shows the new address.
+/// On the account page: the form mails the link (the page says where it
+/// waits), the link's page confirms it (pressed twice: still "confirmed"),
+/// and the page shows the new address.
 #[tokio::test]
 async fn the_account_page_moves_the_account_through_the_mailed_link() {
     let (d, smtp) = with_smtp("").await;
@@ -143,6 +144,12 @@ async fn the_account_page_moves_the_account_through_the_mailed_link() {
         "{said}"
     );
 
+    let account = || async {
+        let page = client.get(d.https_url("/account")).header("cookie", &cookies).send().await.unwrap();
+        page.text().await.unwrap()
+    };
+    let waiting = account().await;
+    assert!(waiting.contains("A link was sent to eve@new.example.</strong>"), "{waiting}");
     let token = token_in(mail_for(&mails_to(&smtp, seen, 2).await, "eve@new.example"));
     let page = d.get(&format!("/verify-email?token={token}")).await.text().await.unwrap();
     assert!(page.contains("name=\"token\""), "the Confirm button: {page}");
@@ -151,7 +158,7 @@ async fn the_account_page_moves_the_account_through_the_mailed_link() {
         let said = post("/verify-email", confirm).await.unwrap().text().await.unwrap();
         assert!(said.contains("confirmed") && !said.contains("does not work"), "{press}: {said}");
     }
-    let account = client.get(d.https_url("/account")).header("cookie", &cookies).send().await.unwrap();
-    let account = account.text().await.unwrap();
-    assert!(account.contains("<p>eve@new.example — address confirmed"), "{account}");
+    let moved = account().await;
+    assert!(moved.contains("<p>eve@new.example — address confirmed"), "{moved}");
+    assert!(!moved.contains("A link was sent"), "{moved}");
 }
