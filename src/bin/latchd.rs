@@ -61,6 +61,12 @@ fn serve(config: Option<PathBuf>, pid_file: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(problems) = latch::daemon::preflight::check_files(&cfg) {
+        for problem in problems {
+            eprintln!("{problem}");
+        }
+        return ExitCode::FAILURE;
+    }
     let pid_file = pid_file.map(|p| std::path::absolute(&p).unwrap_or(p));
     if let Some(pid_file) = &pid_file
         && let Err(e) = detach(pid_file, &cfg)

@@ -1,8 +1,9 @@
 //! What `latchd check-config` and `latchctl config check` look at beyond
-//! the file's syntax and rules: the files it names — certificate and key,
-//! HS256 secret, pepper, breached list, SMTP password, master key — are
-//! opened and checked as a start would, and each problem is put on its
-//! key's line. Run as root, the check reads them as the state directory's
+//! the file's syntax and rules, and what `latchd serve` checks before
+//! anything else: the files the config names — certificate and key, HS256
+//! secret, pepper, breached list, SMTP password, master key — are opened
+//! and checked as a start would, and each problem is put on its key's
+//! line. Run as root, the check commands read them as the state directory's
 //! owner (the user latchd runs as, with that user's groups): a key that
 //! only root can read passes for root and then stops the daemon.
 
@@ -31,30 +32,41 @@ pub fn check(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
         let source = std::io::Error::new(e.kind(), format!("{e} (checked as {reader})"));
         return Err(vec![ConfigError::Read { path: file.display().to_string(), source }]);
     }
-    let problems = file_problems(&cfg, &reader);
+    files_checked(&cfg, &reader).map(|()| cfg)
+}
+
+/// `latchd serve`'s first step: every file `cfg` names, opened and checked
+/// as this process, so a start that cannot read its certificate stops
+/// before it touches the database, saying which key and line.
+pub fn check_files(cfg: &Config) -> Result<(), Vec<ConfigError>> {
+    files_checked(cfg, &current_user())
+}
+
+fn files_checked(cfg: &Config, reader: &str) -> Result<(), Vec<ConfigError>> {
+    let problems = file_problems(cfg, reader);
     if problems.is_empty() {
-        Ok(cfg)
+        Ok(())
     } else {
         Err(problems.into_iter().map(|(key, reason)| cfg.problem_at(key, reason)).collect())
     }
 }
 
+fn current_user() -> String {
+    let name = User::from_uid(Uid::effective()).ok().flatten().map_or_else(|| "this user".into(), |u| u.name);
+    format!("user {name}")
+}
+
 /// As root, becomes the owner of an existing state directory that root
 /// does not own, with that user's groups. Says who reads the files.
 fn read_as_state_owner(cfg: &Config) -> anyhow::Result<String> {
-    let me = || {
-        let name =
-            User::from_uid(Uid::effective()).ok().flatten().map_or_else(|| "this user".into(), |u| u.name);
-        format!("user {name}")
-    };
     let root = cfg.state.root();
     if !Uid::effective().is_root() {
-        return Ok(me());
+        return Ok(current_user());
     }
-    let Ok(meta) = std::fs::metadata(root) else { return Ok(me()) };
+    let Ok(meta) = std::fs::metadata(root) else { return Ok(current_user()) };
     let uid = Uid::from_raw(std::os::unix::fs::MetadataExt::uid(&meta));
     if uid.is_root() {
-        return Ok(me());
+        return Ok(current_user());
     }
     let user = User::from_uid(uid)?
         .with_context(|| format!("{} is owned by uid {uid}, unknown here", root.display()))?;

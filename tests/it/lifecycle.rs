@@ -115,6 +115,20 @@ fn an_unreadable_smtp_password_file_stops_the_start() {
     assert_start_fails(dir.path(), "is empty");
 }
 
+/// A certificate pair that cannot be read stops the start before the
+/// database is made or migrated, naming the key and its line (it used to
+/// name only the path, after the migrations ran).
+#[test]
+fn a_missing_certificate_key_stops_the_start_before_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), "not read: its key is missing").unwrap();
+    let text = base_config("\n[tls]\ncert = \"cert.pem\"\nkey = \"gone.pem\"\n");
+    let path = write_config(dir.path(), &text);
+    let line = text.lines().position(|l| l.starts_with("key = ")).unwrap() + 1;
+    assert_start_fails(dir.path(), &format!("{}:{line}: tls.key: ", path.display()));
+    assert!(!dir.path().join("state/latch.db").exists(), "no database was made");
+}
+
 #[tokio::test]
 async fn wrong_master_key_stops_the_start() {
     let d = Latchd::start().await;
