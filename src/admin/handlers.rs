@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use super::{AdminError, queries};
 use crate::auth::Principal;
 use crate::http::{ApiError, AppState, LiveConfig};
-use crate::telemetry::gauge_now;
+use crate::telemetry::gauges_now;
 
 #[utoipa::path(get, path = "/v1/admin/status", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "Version, pid, uptime, listeners, database, mail queue, newest backup, certificate expiry, audit chain", body = Object)))]
@@ -20,6 +20,8 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
     // What an operator checks first after "is it up": is mail stuck, and
     // when was the last backup written.
     let backups = backups_status(cfg.backup_dir()).await;
+    let [cert_expiry, chain_ok] =
+        gauges_now(&state.metrics, ["latch_tls_cert_expiry_timestamp_seconds", "latch_audit_chain_ok"]);
     Ok(HttpResponse::Ok().json(json!({
         "version": crate::telemetry::VERSION,
         "pid": std::process::id(),
@@ -35,17 +37,15 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
         },
         "mail": mail.map(|(queued, dead)| json!({ "queued": queued, "dead": dead, "delivery": delivery(&cfg) })),
         "backups": backups,
-        "tls": tls_status(&state, &cfg),
-        "audit": { "chain_ok": gauge_now(&state.metrics, "latch_audit_chain_ok").map(|v| v == 1.0) },
+        "tls": tls_status(cert_expiry, &cfg),
+        "audit": { "chain_ok": chain_ok.map(|v| v == 1.0) },
     })))
 }
 
 /// When the certificate being served expires (the gauge is set whenever
 /// one is loaded), and whether latch made it; null without HTTPS.
-fn tls_status(state: &AppState, cfg: &crate::config::Config) -> serde_json::Value {
-    let Some(expiry) = gauge_now(&state.metrics, "latch_tls_cert_expiry_timestamp_seconds") else {
-        return serde_json::Value::Null;
-    };
+fn tls_status(expiry: Option<f64>, cfg: &crate::config::Config) -> serde_json::Value {
+    let Some(expiry) = expiry else { return serde_json::Value::Null };
     let (expiry, now) = (expiry as i64, crate::clock::now_unix());
     let days_left = (expiry - now).div_euclid(86_400);
     json!({ "expires": crate::clock::rfc3339(expiry), "days_left": days_left, "generated": cfg.tls.is_none() })

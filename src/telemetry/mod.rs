@@ -94,11 +94,14 @@ pub fn render(handle: &PrometheusHandle) -> String {
     handle.render()
 }
 
-/// The value of an unlabelled gauge as `/metrics` would show it now, if it
-/// was ever set: what the daemon exports is what `latchctl status` says.
-pub fn gauge_now(handle: &PrometheusHandle, name: &str) -> Option<f64> {
+/// The values of unlabelled gauges as `/metrics` would show them now
+/// (`None` for one never set), from one rendering: what the daemon exports
+/// is what `latchctl status` says.
+pub fn gauges_now<const N: usize>(handle: &PrometheusHandle, names: [&str; N]) -> [Option<f64>; N] {
     let text = handle.render();
-    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    names.map(|name| {
+        text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    })
 }
 
 /// Counts one authentication attempt: `latch_auth_events_total{kind,result}`.
