@@ -1,6 +1,7 @@
 //! The outbox worker: delivers due messages, retries failures after 1 s,
 //! 10 s, 1 min, 5 min, 15 min, 30 min and then hourly, marks a message dead
-//! after `[smtp].max_attempts`, and erases bodies once sent or dead.
+//! after `[smtp].max_attempts` — or at once when the relay says the
+//! recipient's mailbox does not exist — and erases bodies once sent or dead.
 //! Without `[smtp]` each message becomes `state_dir/mail/<id>.eml` (0600).
 
 use std::path::Path;
@@ -30,6 +31,33 @@ fn retry_delay(attempts: i64) -> i64 {
     const DELAYS: [i64; 7] = [1, 10, 60, 300, 900, 1800, 3600];
     let i = usize::try_from(attempts.max(1) - 1).unwrap_or(usize::MAX);
     DELAYS.get(i).copied().unwrap_or(3600)
+}
+
+/// A delivery that failed: why, and whether the relay refused the
+/// recipient's mailbox for good, so that trying again cannot help.
+struct Failed {
+    reason: String,
+    mailbox_refused: bool,
+}
+
+impl From<String> for Failed {
+    fn from(reason: String) -> Failed {
+        Failed { reason, mailbox_refused: false }
+    }
+}
+
+/// RFC 3463 codes that say the recipient's mailbox itself is bad: unknown
+/// (5.1.1), its system unknown (5.1.2), its address malformed (5.1.3),
+/// moved (5.1.6), a domain that takes no mail (5.1.10, null MX), disabled
+/// (5.2.1). A mistyped address at registration gets one of these: retried,
+/// it stayed queued for two hours and then died anyway. Sender, policy
+/// and capacity codes (5.1.7, 5.1.8, 5.7.x, 5.2.2…) and replies without an
+/// enhanced code may be the operator's to fix, and are retried.
+const MAILBOX_REFUSED: [&str; 6] = ["5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1"];
+
+fn mailbox_refused(e: &lettre::transport::smtp::Error) -> bool {
+    let reply = std::error::Error::source(e).map(ToString::to_string).unwrap_or_default();
+    e.is_permanent() && reply.split_whitespace().next().is_some_and(|code| MAILBOX_REFUSED.contains(&code))
 }
 
 struct Due {
@@ -117,11 +145,11 @@ async fn deliver_due(store: &Store, cfg: &Config, key: &MasterKey) -> Result<(),
     let transport = if due.is_empty() { None } else { cfg.smtp.as_ref().map(smtp_transport) };
     for msg in due {
         let outcome = match key.open(SEAL_PURPOSE, &msg.body) {
-            None => Err("the stored message cannot be decrypted with this master key".to_string()),
+            None => Err("the stored message cannot be decrypted with this master key".to_string().into()),
             Some(raw) => match &transport {
                 Some(Ok(t)) => send_smtp(t, cfg, &msg.recipient, &raw).await,
-                Some(Err(e)) => Err(e.clone()),
-                None => write_file(&cfg.state.mail(), &msg.id, &raw),
+                Some(Err(e)) => Err(e.clone().into()),
+                None => write_file(&cfg.state.mail(), &msg.id, &raw).map_err(Failed::from),
             },
         };
         record_outcome(store, cfg, &msg, outcome).await?;
@@ -137,7 +165,7 @@ async fn record_outcome(
     store: &Store,
     cfg: &Config,
     msg: &Due,
-    outcome: Result<(), String>,
+    outcome: Result<(), Failed>,
 ) -> Result<(), StoreError> {
     let max_attempts = i64::from(cfg.smtp.as_ref().map_or(8, |s| s.max_attempts));
     let id = msg.id.clone();
@@ -145,6 +173,9 @@ async fn record_outcome(
     let now = crate::clock::now_unix();
     let result = match &outcome {
         Ok(()) => "sent",
+        // Counted apart from "dead": a mistyped address is not the relay's
+        // fault, and the dead-letter alert asks the operator to check it.
+        Err(f) if f.mailbox_refused => "refused",
         Err(_) if attempts >= max_attempts => "dead",
         Err(_) => "retry",
     };
@@ -155,12 +186,15 @@ async fn record_outcome(
         Ok(()) => {}
         // A dead message is lost mail (a reset link, a security notice): an
         // error for the operator, where a retry is only a warning.
-        Err(e) if result == "dead" => {
-            tracing::error!(id, attempts, error = %e, "email given up after smtp.max_attempts")
+        Err(f) if result == "refused" => {
+            tracing::warn!(id, error = %f.reason, "email not delivered: the relay says the mailbox does not exist")
         }
-        Err(e) => tracing::warn!(id, attempts, error = %e, result, "email delivery failed"),
+        Err(f) if result == "dead" => {
+            tracing::error!(id, attempts, error = %f.reason, "email given up after smtp.max_attempts")
+        }
+        Err(f) => tracing::warn!(id, attempts, error = %f.reason, result, "email delivery failed"),
     }
-    let error = outcome.err();
+    let error = outcome.err().map(|f| f.reason);
     store
         .write(move |c| {
             match result {
@@ -168,7 +202,7 @@ async fn record_outcome(
                     "UPDATE outbox SET status = 'sent', body = NULL, attempts = ?2, sent_at = ?3, last_error = NULL WHERE id = ?1",
                     params![id, attempts, now],
                 )?,
-                "dead" => c.execute(
+                "dead" | "refused" => c.execute(
                     "UPDATE outbox SET status = 'dead', body = NULL, attempts = ?2, last_error = ?3 WHERE id = ?1",
                     params![id, attempts, error],
                 )?,
@@ -229,11 +263,12 @@ async fn send_smtp(
     cfg: &Config,
     recipient: &str,
     raw: &[u8],
-) -> Result<(), String> {
+) -> Result<(), Failed> {
     let from: lettre::message::Mailbox = cfg.email.from.parse().map_err(|e| format!("email.from: {e}"))?;
     let to: Address = recipient.parse().map_err(|e| format!("recipient: {e}"))?;
     let envelope = Envelope::new(Some(from.email), vec![to]).map_err(|e| e.to_string())?;
-    transport.send_raw(&envelope, raw).await.map(|_| ()).map_err(|e| e.to_string())
+    let sent = transport.send_raw(&envelope, raw).await;
+    sent.map(drop).map_err(|e| Failed { mailbox_refused: mailbox_refused(&e), reason: e.to_string() })
 }
 
 /// Deletes `.eml` files older than `[email].file_retention`: they hold

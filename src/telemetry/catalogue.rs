@@ -36,7 +36,8 @@ pub fn describe() {
     describe_gauge!("latch_email_queue_depth", "Emails in the outbox waiting to be delivered.");
     describe_counter!(
         "latch_emails_total",
-        "Emails by outcome: sent, retry, dead (gave up), dropped (per-recipient hourly cap)."
+        "Emails by outcome: sent, retry, dead (gave up), refused (the relay says the mailbox does not exist), \
+         dropped (per-recipient hourly cap)."
     );
     describe_counter!(
         "latch_background_dropped_total",

@@ -256,6 +256,37 @@ async fn undeliverable_mail_becomes_a_dead_letter() {
     assert_eq!(String::from_utf8_lossy(&queued.stdout).trim(), "no queued mail");
 }
 
+/// A relay that says a mailbox does not exist (550 5.1.1: a mistyped
+/// address at registration) is believed at once: the message is dead after
+/// one attempt, where it used to wait two hours of retries, and counted as
+/// refused, not as a dead letter (whose alert says to check the relay). A
+/// full mailbox (552 5.2.2) may empty, and is retried.
+#[tokio::test]
+async fn mail_to_a_mailbox_the_relay_says_does_not_exist_dies_at_once() {
+    let (d, smtp) = with_smtp("").await;
+    for email in ["no-such-mailbox@example.test", "mailbox-full@example.test", "ok@example.test"] {
+        let res = d.post("/v1/auth/register", json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(res.status(), 202);
+    }
+    smtp.wait_for(1).await;
+    let row = |to: &str| -> (String, i64, String) {
+        let sql = "SELECT status, attempts, COALESCE(last_error, '') FROM outbox WHERE recipient = ?1";
+        d.db().query_row(sql, [to], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap()
+    };
+    wait_until("the refused mailbox", || row("no-such-mailbox@example.test").0 == "dead").await;
+    let (_, attempts, error) = row("no-such-mailbox@example.test");
+    assert_eq!(attempts, 1, "{error}");
+    assert!(error.contains("5.1.1") && error.contains("User unknown"), "{error}");
+    wait_until("the full mailbox tried", || row("mailbox-full@example.test").1 >= 1).await;
+    let (status, _, error) = row("mailbox-full@example.test");
+    assert_eq!(status, "queued", "retried: {error}");
+    assert!(d.log().contains("the relay says the mailbox does not exist"), "{}", d.log());
+    // Not a dead letter for the operator's alert: the relay is fine.
+    let metrics = d.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(r#"latch_emails_total{result="refused"} 1"#), "{metrics}");
+    assert!(!metrics.contains(r#"latch_emails_total{result="dead"}"#), "{metrics}");
+}
+
 #[tokio::test]
 async fn hashes_are_upgraded_at_login_when_parameters_change() {
     let weak = "\n[passwords]\nargon2 = { memory_kib = 8192, iterations = 1, parallelism = 1 }\n";
