@@ -44,6 +44,19 @@ impl SmtpSink {
     pub async fn wait_for(&self, n: usize) -> Vec<String> {
         wait_for_files(self.dir.path().to_path_buf(), n, "eml").await
     }
+
+    /// Waits for the first message to `rcpt` (however many came before).
+    pub async fn wait_for_mail_to(&self, rcpt: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mails = self.wait_for(1).await;
+            if let Some(mail) = mails.into_iter().find(|m| header_of(m, "X-Envelope-To") == rcpt) {
+                return mail;
+            }
+            assert!(Instant::now() < deadline, "no mail to {rcpt} within 15 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Drop for SmtpSink {

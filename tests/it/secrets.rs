@@ -1,9 +1,9 @@
 //! No secret rests in clear: after a full account life (register, verify,
 //! login, refresh, forgot, reset, login again, TOTP on, a login with a
-//! recovery code, an API key made and used), logged at debug level, the raw
-//! bytes of the database, its WAL and the log hold no password, one-time
-//! token, refresh or access token, TOTP secret, recovery code, mfa_token,
-//! API key, nor the master key.
+//! recovery code, an API key made and used, a change of address), logged at
+//! debug level, the raw bytes of the database, its WAL and the log hold no
+//! password, one-time token, refresh or access token, TOTP secret, recovery
+//! code, mfa_token, API key, nor the master key.
 
 use std::path::Path;
 
@@ -71,6 +71,11 @@ async fn secrets_never_rest_in_clear_in_the_database_wal_or_log() {
     assert_eq!(res.status(), 200);
     let third = login(&d, email, new_password).await;
     let more = second_factor_and_api_key(&d, email, new_password, &third).await;
+    let access = third["access_token"].as_str().unwrap();
+    let change = json!({"password": new_password, "new_email": "sam@new.example"});
+    assert_eq!(d.post_auth("/v1/auth/email/change", access, change).await.status(), 202);
+    let change_token = token_in(&smtp.wait_for_mail_to("sam@new.example").await);
+    assert_eq!(d.post("/v1/auth/verify-email", json!({"token": change_token})).await.status(), 200);
 
     let state = d.state_dir();
     let master = std::fs::read_to_string(state.join("keys/master.key")).unwrap().trim().to_string();
@@ -80,6 +85,7 @@ async fn secrets_never_rest_in_clear_in_the_database_wal_or_log() {
         ("new password", new_password.to_string()),
         ("verification token", verify_token),
         ("reset token", reset_token),
+        ("address change token", change_token),
         ("first refresh token", text(&first["refresh_token"])),
         ("second refresh token", text(&second["refresh_token"])),
         ("third refresh token", text(&third["refresh_token"])),
