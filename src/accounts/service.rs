@@ -137,7 +137,8 @@ pub fn me(user: &UserSession) -> Me {
     Me::of(&user.facts)
 }
 
-/// Deletes the account with its sessions and tokens; audit rows stay. The
+/// Deletes the account with its sessions and tokens; audit rows stay, and
+/// the address is told (a stolen session and password could do this). The
 /// delete happens only if the password checked is still the account's.
 pub async fn delete_me(
     d: &Deps,
@@ -147,7 +148,9 @@ pub async fn delete_me(
     client: &ClientInfo,
 ) -> Result<(), AccountError> {
     let phc = super::passwords::check_current(d, cfg, &user.user_id, password).await?;
-    let (uid, client) = (user.user_id.clone(), client.clone());
+    let gone = Template::AccountDeleted { ip: client.ip.clone(), at: crate::clock::now_rfc3339() };
+    let notice = email::prepare(cfg, &d.key, &user.facts.email, &gone)?;
+    let (uid, cap, client) = (user.user_id.clone(), cfg.email.max_per_recipient, client.clone());
     let deleted = d
         .store
         .write(move |c| {
@@ -155,9 +158,11 @@ pub async fn delete_me(
                 return Ok(false);
             }
             audit::record(c, &Entry::by_user("account_deleted", &uid, &client))?;
+            email::enqueue(c, cap, notice)?;
             Ok(true)
         })
         .await?;
+    d.outbox.wake.notify_one();
     if deleted { Ok(()) } else { Err(AccountError::InvalidCredentials) }
 }
 

@@ -238,6 +238,18 @@ impl Actions for FeatureActions {
         })
     }
 
+    fn delete_account<'a>(
+        &'a self,
+        cfg: &'a Config,
+        user: &'a UserSession,
+        password: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()> {
+        Box::pin(async move {
+            api(accounts::service::delete_me(&self.accounts, cfg, user, password, client).await)
+        })
+    }
+
     fn change_email<'a>(
         &'a self,
         cfg: &'a Config,

@@ -31,6 +31,9 @@ pub enum Template {
     ConfirmAddressChange { token: String },
     /// To the account's address: someone signed in asked to move it.
     AddressChangeAsked { new_address: String, ip: String, at: String },
+    /// The account was deleted (by its owner's password): if the owner did
+    /// not, they learn it while the audit rows can still tell who did.
+    AccountDeleted { ip: String, at: String },
     /// A recovery code signed in: the person without their phone, or
     /// someone holding their codes. `left` unused codes remain.
     RecoveryCodeUsed { ip: String, at: String, left: i64 },
@@ -102,6 +105,7 @@ impl Template {
             Template::ConfirmAddressChange { .. } => "confirm_address_change",
             Template::AddressChangeAsked { .. } => "address_change_asked",
             Template::RecoveryCodeUsed { .. } => "recovery_code_used",
+            Template::AccountDeleted { .. } => "account_deleted",
         }
     }
 
@@ -120,6 +124,7 @@ impl Template {
             Template::ConfirmAddressChange { .. } => "Confirm your new email address",
             Template::AddressChangeAsked { .. } => "A change of your account's email address was asked for",
             Template::RecoveryCodeUsed { .. } => "A recovery code was used to sign in",
+            Template::AccountDeleted { .. } => "Your account was deleted",
         }
     }
 
@@ -197,6 +202,11 @@ impl Template {
                  mailed to {new_address} is opened. If this was you, nothing needs doing. If not, change your \
                  password now (\"Forgot password\" works from here): that cancels the change and signs \
                  everyone else out; then tell your administrator.\n"
+            ),
+            Template::AccountDeleted { ip, at } => format!(
+                "Your account was just deleted, with its password:\n\naddress: {ip}\ntime: {at}\n\nIts \
+                 sessions ended and it can no longer sign in. If this was you, nothing needs doing. If not, \
+                 tell your administrator now: the record of who did it is kept.\n"
             ),
             Template::RecoveryCodeUsed { ip, at, left } => format!(
                 "Your account was just signed in to with one of its recovery codes, instead of a code from \

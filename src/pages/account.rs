@@ -1,12 +1,12 @@
 //! Signing in (with the second step when TOTP is on) and the account page:
 //! sessions with revoke and sign out everywhere, the password and the
-//! address.
+//! address, and deleting the account.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::browser;
-use super::render::{Account, Login, SecondStep, refusal, see_other};
+use super::render::{Account, Login, Message, SecondStep, refusal, see_other};
 use super::{Deps, Page, SignIn, text};
 use crate::auth::UserSession;
 use crate::config::Config;
@@ -23,7 +23,8 @@ pub fn routes(r: &mut Routes) {
         .add(__path_logout, logout)
         .add(__path_logout_all, logout_all)
         .add(__path_change_password, change_password)
-        .add(__path_change_email, change_email);
+        .add(__path_change_email, change_email)
+        .add(__path_delete_account, delete_account);
 }
 
 fn login_view(page: &Page, email: String, notice: Option<String>) -> Login {
@@ -325,4 +326,55 @@ pub async fn change_email(
         Err(e) => refusal(&e),
     };
     account_page(&d, &cfg, &page, &user, status, Some(notice)).await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct DeleteForm {
+    csrf: String,
+    password: String,
+    /// The box saying the person means it; absent when not ticked.
+    confirm: Option<String>,
+}
+
+/// `POST /account/delete`: as `DELETE /v1/auth/me`; the browser session
+/// ends with the account.
+#[utoipa::path(post, path = "/account/delete", tag = "pages",
+    request_body(content = DeleteForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Deleted, or the account page saying why not", content_type = "text/html")))]
+pub async fn delete_account(
+    d: D,
+    cfg: LiveConfig,
+    req: HttpRequest,
+    client: ClientInfo,
+    form: web::Form<DeleteForm>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
+    let user = match user_or_login(&d, &req).await? {
+        Ok(user) => user,
+        Err(to_login) => return Ok(to_login),
+    };
+    let DeleteForm { password, confirm, .. } = form.into_inner();
+    let refused = match confirm.as_deref() {
+        Some("yes") => {
+            d.actions.delete_account(&cfg, &user, password, &client).await.err().map(|e| refusal(&e))
+        }
+        _ => Some((Some(Kind::InvalidRequest), text::CONFIRM_DELETE.to_string())),
+    };
+    if let Some((status, notice)) = refused {
+        return account_page(&d, &cfg, &page, &user, status, Some(notice)).await;
+    }
+    let lines = vec![text::ACCOUNT_DELETED_LINE.to_string()];
+    let view = Message {
+        product: page.product(),
+        title: text::ACCOUNT_DELETED,
+        notice: None,
+        lines,
+        ask: None,
+        link: None,
+        csrf: page.csrf(),
+    };
+    let mut resp = page.answer(None, &view);
+    resp.add_cookie(&browser::ended())
+        .map_err(|_| ApiError::from(crate::http::Problem::new(Kind::Internal)))?;
+    Ok(resp)
 }

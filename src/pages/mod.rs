@@ -166,6 +166,14 @@ pub trait Actions: Send + Sync {
         new_password: String,
         client: &'a ClientInfo,
     ) -> Answer<'a, ()>;
+    /// Deletes the account, as `DELETE /v1/auth/me`.
+    fn delete_account<'a>(
+        &'a self,
+        cfg: &'a Config,
+        user: &'a UserSession,
+        password: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()>;
     /// Mails `new_email` the link that moves the account there.
     fn change_email<'a>(
         &'a self,

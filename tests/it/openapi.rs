@@ -44,6 +44,7 @@ const BEYOND: &[&str] = &[
     "POST /account/logout-all",
     "POST /account/password",
     "POST /account/email",
+    "POST /account/delete",
     "POST /account/totp",
     "POST /account/totp/confirm",
     "POST /account/recovery-codes",

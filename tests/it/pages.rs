@@ -382,3 +382,53 @@ async fn signing_in_before_confirming_offers_a_new_confirmation_link() {
     assert_eq!(d.post("/v1/auth/verify-email", json!({"token": token})).await.status(), 200);
     assert_eq!(sign_in(PASSWORD).await.unwrap().status(), 303, "confirmed: signed in");
 }
+
+/// Deleting the account from its page: without the box ticked, or with a
+/// wrong password, nothing happens and the page says why; with both, the
+/// account is gone, the browser's session ends with it, and the address
+/// is told (a stolen session and password could do this).
+#[tokio::test]
+async fn deleting_the_account_from_its_page_ends_it_and_tells_the_address() {
+    let (d, smtp) = with_smtp("").await;
+    let email = "vic@example.test";
+    let seen = crate::flows::register_verified(&d, &smtp, email, 0).await;
+    let tls = crate::harness::client_tls(&d.cert_path(), &[&rustls::version::TLS13]);
+    let client = reqwest::Client::builder().use_preconfigured_tls((*tls).clone());
+    let client = client.redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let (csrf_cookie, csrf) = csrf_of(d.get("/account/login").await).await;
+    let login = [("csrf", csrf.as_str()), ("email", email), ("password", PASSWORD)];
+    let res = client.post(d.https_url("/account/login")).header("cookie", &csrf_cookie).form(&login);
+    let res = res.send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let session = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let cookies = format!("{csrf_cookie}; {session}");
+    let delete = |form: Vec<(&'static str, &'static str)>| {
+        let mut form: Vec<(&str, &str)> = form;
+        form.push(("csrf", &csrf));
+        client.post(d.https_url("/account/delete")).header("cookie", &cookies).form(&form).send()
+    };
+    let unticked = delete(vec![("password", PASSWORD)]).await.unwrap();
+    assert_eq!(unticked.status(), 400);
+    assert!(unticked.text().await.unwrap().contains("Tick the box"));
+    let wrong = delete(vec![("password", "not the password"), ("confirm", "yes")]).await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    login_api(&d, email).await;
+
+    let done = delete(vec![("password", PASSWORD), ("confirm", "yes")]).await.unwrap();
+    assert_eq!(done.status(), 200);
+    let ended = done.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(ended.starts_with("__Host-latch=;") || ended.contains("Max-Age=0"), "{ended}");
+    assert!(done.text().await.unwrap().contains("Your account was deleted"));
+    let account = client.get(d.https_url("/account")).header("cookie", &cookies).send().await.unwrap();
+    assert_eq!(account.status(), 303, "the browser's session ended with the account");
+    let res = d.post("/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
+    assert_eq!(res.status(), 401);
+    let notice = smtp.wait_for(seen + 1).await.pop().unwrap();
+    assert_eq!(subject_of(&notice), "Your account was deleted");
+    assert!(text_of(&notice).contains("address: 127.0.0.1"), "{notice}");
+}
+
+async fn login_api(d: &Latchd, email: &str) {
+    let res = d.post("/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
+    assert_eq!(res.status(), 200, "the account is still there");
+}
