@@ -43,7 +43,7 @@ pub async fn request_change(
     if norm == normalize_email(&user.facts.email) {
         return Err(AccountError::AddressUnchanged);
     }
-    super::passwords::check_current(d, cfg, &user.user_id, password).await?;
+    super::passwords::check_current(d, cfg, user, password, client).await?;
     let lookup = norm.clone();
     let holder = d.store.read(move |c| queries::holder_of(c, &lookup)).await?;
     let token = random_token()?;

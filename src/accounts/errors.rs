@@ -1,6 +1,6 @@
 //! What can go wrong in an account flow, and which problem each failure is.
 
-use crate::auth::{HashError, LoginRefused, PolicyError};
+use crate::auth::{HashError, LoginRefused, PolicyError, ReauthError};
 use crate::http::problem::{FieldError, Kind, RateLimitInfo, ToProblem};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,18 @@ pub enum AccountError {
     Key(#[from] crate::keys::KeyError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+}
+
+impl From<ReauthError> for AccountError {
+    fn from(e: ReauthError) -> Self {
+        match e {
+            ReauthError::InvalidCredentials => AccountError::InvalidCredentials,
+            ReauthError::Refused(e) => AccountError::Refused(e),
+            ReauthError::Policy(e) => AccountError::Policy(e),
+            ReauthError::Hash(e) => AccountError::Hash(e),
+            ReauthError::Store(e) => AccountError::Store(e),
+        }
+    }
 }
 
 impl ToProblem for AccountError {

@@ -14,8 +14,8 @@ use serde_json::json;
 use super::queries;
 use super::{AccountError, Deps};
 use crate::audit::{self, Entry};
-use crate::auth::queries::{revoke_user_sessions, void_email_change};
-use crate::auth::{UserSession, check_password, reject_oversized};
+use crate::auth::queries::{password_hash, revoke_user_sessions, void_email_change};
+use crate::auth::{Reauth, UserSession, check_password, reject_oversized};
 use crate::config::Config;
 use crate::email::{self, Prepared, Template};
 use crate::http::ClientInfo;
@@ -139,23 +139,18 @@ pub async fn reset_password(
     Ok(())
 }
 
-/// Checks `password` against the user's stored hash; returns that hash, so
-/// the write that follows can insist it is still the one.
+/// Checks `password` as the caller's, through the same throttle and lock
+/// as a login (`auth::Reauth`); returns the stored hash it matched, so the
+/// write that follows can insist it is still the one.
 pub(super) async fn check_current(
     d: &Deps,
     cfg: &Config,
-    user_id: &str,
+    user: &UserSession,
     password: String,
+    client: &ClientInfo,
 ) -> Result<String, AccountError> {
-    reject_oversized("password", &password)?;
-    let uid = user_id.to_string();
-    let phc = d
-        .store
-        .read(move |c| crate::auth::queries::password_hash(c, &uid))
-        .await?
-        .ok_or(AccountError::InvalidCredentials)?;
-    let verified = d.hasher.verify(cfg.passwords.argon2, password, phc.clone()).await?;
-    if verified.ok { Ok(phc) } else { Err(AccountError::InvalidCredentials) }
+    let reauth = Reauth { store: &d.store, hasher: &d.hasher, guard: d.defense.as_ref() };
+    Ok(reauth.confirm(cfg, user, password, client).await?)
 }
 
 /// Changes the password; every other session of the user is revoked and
@@ -170,12 +165,14 @@ pub async fn change_password(
     client: &ClientInfo,
 ) -> Result<(), AccountError> {
     check_password(cfg, &d.breached, "new_password", &new_password)?;
-    let old = match check_current(d, cfg, &user.user_id, current).await {
+    // The same change sent again (its current password is now wrong) is
+    // answered as the first was, before it could count as a wrong guess.
+    if is_repeat(d, cfg, user, new_password.clone()).await? {
+        return Ok(());
+    }
+    let old = match check_current(d, cfg, user, current, client).await {
         Ok(old) => old,
         Err(e) => {
-            if is_repeat(d, cfg, user, new_password).await? {
-                return Ok(());
-            }
             count("password_change", "failure");
             return Err(e);
         }
@@ -217,7 +214,8 @@ pub async fn change_password(
 
 /// Whether this session just changed the password to `new_password`: the
 /// same change sent again, answered as the first was. Only then is the
-/// stored hash checked against it, so no other caller gains a guess.
+/// stored hash checked against it (not as a guess: the session has just
+/// proved the password), so no other caller gains a guess.
 async fn is_repeat(
     d: &Deps,
     cfg: &Config,
@@ -227,11 +225,10 @@ async fn is_repeat(
     if !d.recent_changes.just_changed(&user.session_id) {
         return Ok(false);
     }
-    match check_current(d, cfg, &user.user_id, new_password).await {
-        Ok(_) => Ok(true),
-        Err(AccountError::InvalidCredentials) => Ok(false),
-        Err(e) => Err(e),
-    }
+    reject_oversized("new_password", &new_password)?;
+    let uid = user.user_id.clone();
+    let Some(phc) = d.store.read(move |c| password_hash(c, &uid)).await? else { return Ok(false) };
+    Ok(d.hasher.verify(cfg.passwords.argon2, new_password, phc).await?.ok)
 }
 
 /// The owner's notice that their password changed, built before the write

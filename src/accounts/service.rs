@@ -147,7 +147,7 @@ pub async fn delete_me(
     password: String,
     client: &ClientInfo,
 ) -> Result<(), AccountError> {
-    let phc = super::passwords::check_current(d, cfg, &user.user_id, password).await?;
+    let phc = super::passwords::check_current(d, cfg, user, password, client).await?;
     let gone = Template::AccountDeleted { ip: client.ip.clone(), at: crate::clock::now_rfc3339() };
     let notice = email::prepare(cfg, &d.key, &user.facts.email, &gone)?;
     let (uid, cap, client) = (user.user_id.clone(), cfg.email.max_per_recipient, client.clone());

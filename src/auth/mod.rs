@@ -15,6 +15,7 @@ mod password;
 mod policy;
 mod principal;
 pub mod queries;
+mod reauth;
 pub mod second_factor;
 mod signing;
 pub mod signing_keys;
@@ -32,6 +33,7 @@ pub use policy::{
     normalize_email, reject_oversized, validate_email,
 };
 pub use principal::{Authenticator, Principal, UserSession};
+pub use reauth::{Reauth, ReauthError};
 pub use signing::{
     ACCESS_TYP, AccessClaims, MAX_TOKEN_BYTES, Signer, SigningError, check_secret_file, issuer,
 };

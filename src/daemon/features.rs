@@ -227,6 +227,7 @@ fn api_routes(
         hasher: s.hasher.clone(),
         key: s.key.clone(),
         outbox: s.outbox.clone(),
+        defense: Arc::clone(&s.defense) as Arc<dyn LoginGuard>,
     });
     let actions = super::page_actions::FeatureActions {
         accounts: accounts.clone(),

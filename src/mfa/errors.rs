@@ -2,8 +2,8 @@
 //! which problem each failure is.
 
 use crate::auth::second_factor::SecondFactorError;
-use crate::auth::{HashError, PolicyError};
-use crate::http::problem::{FieldError, Kind, ToProblem};
+use crate::auth::{HashError, LoginRefused, PolicyError, ReauthError};
+use crate::http::problem::{FieldError, Kind, RateLimitInfo, ToProblem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MfaError {
@@ -26,6 +26,8 @@ pub enum MfaError {
     #[error(transparent)]
     SecondFactor(#[from] SecondFactorError),
     #[error(transparent)]
+    Refused(#[from] LoginRefused),
+    #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Hash(#[from] HashError),
@@ -37,6 +39,18 @@ pub enum MfaError {
     Store(#[from] crate::store::StoreError),
 }
 
+impl From<ReauthError> for MfaError {
+    fn from(e: ReauthError) -> Self {
+        match e {
+            ReauthError::InvalidCredentials => MfaError::InvalidCredentials,
+            ReauthError::Refused(e) => MfaError::Refused(e),
+            ReauthError::Policy(e) => MfaError::Policy(e),
+            ReauthError::Hash(e) => MfaError::Hash(e),
+            ReauthError::Store(e) => MfaError::Store(e),
+        }
+    }
+}
+
 impl ToProblem for MfaError {
     fn kind(&self) -> Kind {
         match self {
@@ -46,6 +60,7 @@ impl ToProblem for MfaError {
             MfaError::WrongCode => Kind::InvalidMfa,
             MfaError::InvalidCredentials => Kind::InvalidCredentials,
             MfaError::OneProof => Kind::InvalidRequest,
+            MfaError::Refused(e) => e.kind(),
             MfaError::Policy(e) => e.kind(),
             MfaError::Hash(e) => e.kind(),
             MfaError::Store(e) => e.kind(),
@@ -68,6 +83,20 @@ impl ToProblem for MfaError {
             MfaError::OneProof => FieldError::one("code", "send exactly one of code and recovery_code"),
             MfaError::Policy(e) => e.field_errors(),
             _ => Vec::new(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            MfaError::Refused(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
+    fn rate_limit(&self) -> Option<RateLimitInfo> {
+        match self {
+            MfaError::Refused(e) => e.rate_limit(),
+            _ => None,
         }
     }
 }

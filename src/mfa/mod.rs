@@ -22,6 +22,8 @@ pub struct Deps {
     pub key: MasterKey,
     /// Woken after a notice to the person was queued.
     pub outbox: crate::email::Outbox,
+    /// A wrong password counts toward the login throttle and lock.
+    pub defense: std::sync::Arc<dyn crate::auth::LoginGuard>,
 }
 
 pub fn routes(r: &mut Routes) {

@@ -12,7 +12,7 @@ use super::{Deps, MfaError};
 use crate::audit::{self, Entry};
 use crate::auth::queries::{password_hash, revoke_user_sessions};
 use crate::auth::second_factor::{self, Checked, Enrolment, Proof};
-use crate::auth::{UserSession, reject_oversized};
+use crate::auth::{Reauth, UserSession};
 use crate::config::Config;
 use crate::email::{self, Prepared, SecondFactorChange, Template};
 use crate::http::ClientInfo;
@@ -137,14 +137,18 @@ pub async fn confirm(
     }
 }
 
-/// Checks `password` as the caller's on the hashing pool: the hash it
-/// matched, which the write then insists is unchanged.
-async fn check_password(d: &Deps, cfg: &Config, user_id: &str, password: String) -> Result<String, MfaError> {
-    reject_oversized("password", &password)?;
-    let uid = user_id.to_string();
-    let phc = d.store.read(move |c| password_hash(c, &uid)).await?.ok_or(MfaError::InvalidCredentials)?;
-    let verified = d.hasher.verify(cfg.passwords.argon2, password, phc.clone()).await?;
-    if verified.ok { Ok(phc) } else { Err(MfaError::InvalidCredentials) }
+/// Checks `password` as the caller's, through the same throttle and lock
+/// as a login: the hash it matched, which the write then insists is
+/// unchanged.
+async fn check_password(
+    d: &Deps,
+    cfg: &Config,
+    user: &UserSession,
+    password: String,
+    client: &ClientInfo,
+) -> Result<String, MfaError> {
+    let reauth = Reauth { store: &d.store, hasher: &d.hasher, guard: d.defense.as_ref() };
+    Ok(reauth.confirm(cfg, user, password, client).await?)
 }
 
 /// The state a password-guarded write starts from.
@@ -172,7 +176,7 @@ pub async fn disable(
     proof: Proof,
     client: &ClientInfo,
 ) -> Result<(), MfaError> {
-    let phc = check_password(d, cfg, &user.user_id, password).await?;
+    let phc = check_password(d, cfg, user, password, client).await?;
     let (notice, cap) =
         (changed_notice(d, cfg, user, client, SecondFactorChange::TurnedOff)?, cfg.email.max_per_recipient);
     let (uid, sid, key, client) =
@@ -225,7 +229,7 @@ pub async fn regenerate(
     password: String,
     client: &ClientInfo,
 ) -> Result<RecoveryCodes, MfaError> {
-    let phc = check_password(d, cfg, &user.user_id, password).await?;
+    let phc = check_password(d, cfg, user, password, client).await?;
     let codes = second_factor::new_recovery_codes()?;
     let notice = changed_notice(d, cfg, user, client, SecondFactorChange::NewRecoveryCodes)?;
     let cap = cfg.email.max_per_recipient;

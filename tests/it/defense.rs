@@ -434,3 +434,46 @@ async fn an_admin_unlocks_a_locked_account_with_latchctl() {
     assert_eq!(login_from(&d, "198.51.100.7", "kim@example.test", PASSWORD).await.status(), 200);
     assert_eq!(metric(&d, "latch_locked_accounts").await, 0.0);
 }
+
+/// A stolen session cannot guess its account's password through the calls
+/// that ask for it again (password and address change, deletion, the
+/// second factor's recovery codes): each wrong password counts toward the
+/// same throttle as a failed login, and a throttled attempt is refused
+/// before any hash — the right password included, as at `/login`.
+#[tokio::test]
+async fn a_stolen_session_cannot_guess_the_password_past_the_login_throttle() {
+    let rules = "account_lock = { failures = 3, base_delay = \"30s\", max_delay = \"15m\", max_failures_per_hour = 100 }";
+    let (d, smtp) = with_smtp(&format!("{}{}", rate_limits(""), defense(rules))).await;
+    register_verified(&d, &smtp, "stolen@example.test", 0).await;
+    let tokens = login(&d, "stolen@example.test", PASSWORD).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let send = |method: reqwest::Method, path: &str, body: Value| {
+        let req = d.client().request(method, d.https_url(path)).bearer_auth(access);
+        req.header("x-forwarded-for", "203.0.113.44").json(&body).send()
+    };
+    let guess = "a guess at the password";
+    let change = json!({"current_password": guess, "new_password": "the thief's own password"});
+    let guesses = [
+        (reqwest::Method::POST, "/v1/auth/password/change", change),
+        (
+            reqwest::Method::POST,
+            "/v1/auth/email/change",
+            json!({"password": guess, "new_email": "t@evil.example"}),
+        ),
+        (reqwest::Method::DELETE, "/v1/auth/me", json!({"password": guess})),
+    ];
+    for (method, path, body) in guesses {
+        assert_problem(send(method, path, body).await.unwrap(), 401, "invalid-credentials").await;
+    }
+    let verifies = r#"latch_password_hashes_total{op="verify"}"#;
+    let hashes = metric(&d, verifies).await;
+    let right = json!({"password": PASSWORD});
+    let res = send(reqwest::Method::POST, "/v1/auth/mfa/recovery-codes", right).await.unwrap();
+    assert!(header(&res, "retry-after").is_some_and(|s| s.parse::<u64>().is_ok_and(|s| s > 0)));
+    assert_problem(res, 429, "login-throttled").await;
+    assert_eq!(metric(&d, verifies).await, hashes, "refused before any hash");
+    let res = login_from(&d, "203.0.113.44", "stolen@example.test", PASSWORD).await;
+    assert_problem(res, 429, "login-throttled").await;
+    let owner = login_from(&d, "198.51.100.7", "stolen@example.test", PASSWORD).await;
+    assert_eq!(owner.status(), 200, "the owner, elsewhere, is not locked out");
+}

@@ -1,0 +1,105 @@
+//! Asking a signed-in person for their password again before a change that
+//! matters: a new password or address, deleting the account, the second
+//! factor. A wrong password here is a guess like a failed login, and meets
+//! the same defenses: a throttled or locked account is refused before any
+//! hash, and each wrong password counts toward its throttle and lock.
+//! Otherwise a stolen session could guess its password at the request
+//! rate limit's pace, never meeting the lock that guards `/login`.
+
+use super::guard::{LoginGuard, LoginRefused};
+use super::password::{HashError, Hasher};
+use super::policy::{PolicyError, normalize_email, reject_oversized};
+use super::principal::UserSession;
+use super::queries::password_hash;
+use crate::config::Config;
+use crate::http::ClientInfo;
+use crate::http::problem::{FieldError, Kind, RateLimitInfo, ToProblem};
+use crate::store::{Store, StoreError};
+
+/// Why the password was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ReauthError {
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error(transparent)]
+    Refused(#[from] LoginRefused),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ToProblem for ReauthError {
+    fn kind(&self) -> Kind {
+        match self {
+            ReauthError::InvalidCredentials => Kind::InvalidCredentials,
+            ReauthError::Refused(e) => e.kind(),
+            ReauthError::Policy(e) => e.kind(),
+            ReauthError::Hash(e) => e.kind(),
+            ReauthError::Store(e) => e.kind(),
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        match self {
+            ReauthError::Policy(e) => e.detail(),
+            _ => None,
+        }
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            ReauthError::Policy(e) => e.field_errors(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ReauthError::Refused(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
+    fn rate_limit(&self) -> Option<RateLimitInfo> {
+        match self {
+            ReauthError::Refused(e) => e.rate_limit(),
+            _ => None,
+        }
+    }
+}
+
+/// What checking a password again needs.
+pub struct Reauth<'a> {
+    pub store: &'a Store,
+    pub hasher: &'a Hasher,
+    pub guard: &'a dyn LoginGuard,
+}
+
+impl Reauth<'_> {
+    /// Checks `password` as the caller's; returns the stored hash it
+    /// matched, so the write that follows can insist it is unchanged.
+    pub async fn confirm(
+        &self,
+        cfg: &Config,
+        user: &UserSession,
+        password: String,
+        client: &ClientInfo,
+    ) -> Result<String, ReauthError> {
+        reject_oversized("password", &password)?;
+        let email = normalize_email(&user.facts.email);
+        self.guard.check_login(&email, client, cfg)?;
+        let uid = user.user_id.clone();
+        let phc =
+            self.store.read(move |c| password_hash(c, &uid)).await?.ok_or(ReauthError::InvalidCredentials)?;
+        if self.hasher.verify(cfg.passwords.argon2, password, phc.clone()).await?.ok {
+            self.guard.login_succeeded(&email, client, cfg);
+            Ok(phc)
+        } else {
+            self.guard.login_failed(&email, client, cfg);
+            Err(ReauthError::InvalidCredentials)
+        }
+    }
+}
