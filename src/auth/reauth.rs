@@ -88,6 +88,42 @@ impl Reauth<'_> {
         password: String,
         client: &ClientInfo,
     ) -> Result<String, ReauthError> {
+        let phc = self.check(cfg, user, password, client).await?;
+        self.guard.login_succeeded(&normalize_email(&user.facts.email), client, cfg);
+        Ok(phc)
+    }
+
+    /// As `confirm`, for a change that also asks for a second-factor code:
+    /// the right password does not end this address's delay, the code
+    /// decides (`code_checked`), as at login — or each right password
+    /// would wipe the count of wrong codes before it.
+    pub async fn confirm_before_code(
+        &self,
+        cfg: &Config,
+        user: &UserSession,
+        password: String,
+        client: &ClientInfo,
+    ) -> Result<String, ReauthError> {
+        self.check(cfg, user, password, client).await
+    }
+
+    /// The code after `confirm_before_code`: a wrong one counts like a
+    /// wrong password, a right one ends this address's delay.
+    pub fn code_checked(&self, cfg: &Config, user: &UserSession, client: &ClientInfo, right: bool) {
+        let email = normalize_email(&user.facts.email);
+        match right {
+            true => self.guard.login_succeeded(&email, client, cfg),
+            false => self.guard.login_failed(&email, client, cfg),
+        }
+    }
+
+    async fn check(
+        &self,
+        cfg: &Config,
+        user: &UserSession,
+        password: String,
+        client: &ClientInfo,
+    ) -> Result<String, ReauthError> {
         reject_oversized("password", &password)?;
         let email = normalize_email(&user.facts.email);
         self.guard.check_login(&email, client, cfg)?;
@@ -95,7 +131,6 @@ impl Reauth<'_> {
         let phc =
             self.store.read(move |c| password_hash(c, &uid)).await?.ok_or(ReauthError::InvalidCredentials)?;
         if self.hasher.verify(cfg.passwords.argon2, password, phc.clone()).await?.ok {
-            self.guard.login_succeeded(&email, client, cfg);
             Ok(phc)
         } else {
             self.guard.login_failed(&email, client, cfg);

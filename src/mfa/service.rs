@@ -147,8 +147,11 @@ async fn check_password(
     password: String,
     client: &ClientInfo,
 ) -> Result<String, MfaError> {
-    let reauth = Reauth { store: &d.store, hasher: &d.hasher, guard: d.defense.as_ref() };
-    Ok(reauth.confirm(cfg, user, password, client).await?)
+    Ok(reauth(d).confirm(cfg, user, password, client).await?)
+}
+
+fn reauth(d: &Deps) -> Reauth<'_> {
+    Reauth { store: &d.store, hasher: &d.hasher, guard: d.defense.as_ref() }
 }
 
 /// The state a password-guarded write starts from.
@@ -176,10 +179,12 @@ pub async fn disable(
     proof: Proof,
     client: &ClientInfo,
 ) -> Result<(), MfaError> {
-    let phc = check_password(d, cfg, user, password, client).await?;
+    // A wrong code counts toward the login throttle, like one at login:
+    // the password alone must not let a session guess codes until one fits.
+    let phc = reauth(d).confirm_before_code(cfg, user, password, client).await?;
     let (notice, cap) =
         (changed_notice(d, cfg, user, client, SecondFactorChange::TurnedOff)?, cfg.email.max_per_recipient);
-    let (uid, sid, key, client) =
+    let (uid, sid, key, asker) =
         (user.user_id.clone(), user.session_id.clone(), d.key.clone(), client.clone());
     let turned_off = d
         .store
@@ -191,18 +196,23 @@ pub async fn disable(
             let method = proof.method();
             if second_factor::accept(c, &key, &uid, &proof, now)? != Checked::Accepted {
                 let details = json!({ "method": method });
-                audit::record(c, &Entry::by_user("totp_disable_failed", &uid, &client).with(details))?;
+                audit::record(c, &Entry::by_user("totp_disable_failed", &uid, &asker).with(details))?;
                 return Ok(Err(MfaError::WrongCode));
             }
             second_factor::remove(c, &uid)?;
             let revoked = revoke_user_sessions(c, &uid, Some(&sid), "totp_disabled", now)?;
             let details = json!({ "method": method, "sessions_revoked": revoked });
-            audit::record(c, &Entry::by_user("totp_disabled", &uid, &client).with(details))?;
+            audit::record(c, &Entry::by_user("totp_disabled", &uid, &asker).with(details))?;
             email::enqueue(c, cap, notice)?;
             Ok(Ok(()))
         })
         .await?;
     d.outbox.wake.notify_one();
+    match &turned_off {
+        Ok(()) => reauth(d).code_checked(cfg, user, client, true),
+        Err(MfaError::WrongCode) => reauth(d).code_checked(cfg, user, client, false),
+        Err(_) => {}
+    }
     turned_off
 }
 

@@ -315,6 +315,25 @@ async fn turning_totp_off_needs_password_and_code_and_revokes_other_sessions() {
     }
 }
 
+/// With the password (a stolen session whose thief knows it), codes to
+/// turn TOTP off cannot be guessed until one fits: a wrong code counts
+/// toward the login throttle as one at login does, and while throttled
+/// even the right code is refused.
+#[tokio::test]
+async fn a_session_cannot_guess_codes_to_turn_totp_off() {
+    let defense = "[defense]\naccount_lock = { failures = 3, base_delay = \"1m\", max_delay = \"15m\", max_failures_per_hour = 100 }\n";
+    let (d, smtp) = with_smtp(defense).await;
+    let (user, _) = enrolled(&d, &smtp, "gil@example.test", 0).await;
+    for _ in 0..3 {
+        let res = disable(&d, &user.access, json!({"password": PASSWORD, "code": "000000"})).await;
+        assert_problem(res, 401, "invalid-mfa").await;
+    }
+    let res =
+        disable(&d, &user.access, json!({"password": PASSWORD, "code": code_at(&user.secret, 1)})).await;
+    assert_problem(res, 429, "login-throttled").await;
+    assert_eq!(me(&d, &user.access).await["mfa"]["totp"], true, "still on");
+}
+
 /// RFC 4648 base32 without padding, decoded.
 fn base32_decode(text: &str) -> Vec<u8> {
     let (mut bits, mut acc, mut out) = (0u32, 0u64, Vec::new());
