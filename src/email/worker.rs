@@ -184,11 +184,13 @@ async fn record_outcome(
         // Without [smtp] the file writer already said where it went.
         Ok(()) if cfg.smtp.is_some() => tracing::info!(id, "email delivered"),
         Ok(()) => {}
-        // A dead message is lost mail (a reset link, a security notice): an
-        // error for the operator, where a retry is only a warning.
+        // The address's owner (if any) cannot be reached: a warning, with
+        // the relay's words kept in last_error.
         Err(f) if result == "refused" => {
             tracing::warn!(id, error = %f.reason, "email not delivered: the relay says the mailbox does not exist")
         }
+        // A dead message is lost mail (a reset link, a security notice): an
+        // error for the operator, where a retry is only a warning.
         Err(f) if result == "dead" => {
             tracing::error!(id, attempts, error = %f.reason, "email given up after smtp.max_attempts")
         }
