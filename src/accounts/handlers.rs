@@ -153,6 +153,24 @@ pub async fn me(user: UserSession) -> Result<HttpResponse, ApiError> {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+pub struct RenameRequest {
+    /// The new display name; `null` or blank removes it.
+    name: Option<String>,
+}
+
+/// Changes the caller's display name (beyond API.md).
+#[utoipa::path(patch, path = "/v1/auth/me", tag = "accounts", request_body = RenameRequest,
+    security(("bearer" = [])), responses((status = 200, description = "The caller's account", body = Me)))]
+pub async fn rename(
+    d: D,
+    user: UserSession,
+    client: ClientInfo,
+    body: ApiJson<RenameRequest>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(service::rename(&d.store, &user, body.0.name, &client).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct DeleteRequest {
     password: String,
 }

@@ -46,5 +46,6 @@ pub fn routes(r: &mut Routes) {
         .add(__path_change, change)
         .add(__path_change_email, change_email)
         .add(__path_me, me)
+        .add(__path_rename, rename)
         .add(__path_delete_me, delete_me);
 }

@@ -137,6 +137,25 @@ pub fn me(user: &UserSession) -> Me {
     Me::of(&user.facts)
 }
 
+/// Gives the account another display name (`None` or blank: none), as the
+/// person chose it at registration; returns the account as it is now.
+pub async fn rename(
+    store: &Store,
+    user: &UserSession,
+    name: Option<String>,
+    client: &ClientInfo,
+) -> Result<Me, AccountError> {
+    let name = display_text("name", name)?;
+    let (uid, stored, client) = (user.user_id.clone(), name.clone(), client.clone());
+    store
+        .write(move |c| {
+            queries::set_name(c, &uid, stored.as_deref(), crate::clock::now_unix())?;
+            audit::record(c, &Entry::by_user("name_changed", &uid, &client))
+        })
+        .await?;
+    Ok(Me { name, ..Me::of(&user.facts) })
+}
+
 /// Deletes the account with its sessions and tokens; audit rows stay, and
 /// the address is told (a stolen session and password could do this). The
 /// delete happens only if the password checked is still the account's.

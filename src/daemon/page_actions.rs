@@ -170,6 +170,7 @@ impl Actions for FeatureActions {
                 })
                 .await)?;
             Ok(AccountView {
+                name: me.name,
                 email: me.email,
                 email_verified: me.email_verified,
                 pending_email,
@@ -235,6 +236,17 @@ impl Actions for FeatureActions {
                 client,
             )
             .await)
+        })
+    }
+
+    fn rename<'a>(
+        &'a self,
+        user: &'a UserSession,
+        name: Option<String>,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()> {
+        Box::pin(async move {
+            api(accounts::service::rename(&self.accounts.store, user, name, client).await).map(drop)
         })
     }
 

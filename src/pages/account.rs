@@ -1,6 +1,6 @@
 //! Signing in (with the second step when TOTP is on) and the account page:
-//! sessions with revoke and sign out everywhere, the password and the
-//! address, and deleting the account.
+//! sessions with revoke and sign out everywhere, the name, the password
+//! and the address, and deleting the account.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -24,7 +24,8 @@ pub fn routes(r: &mut Routes) {
         .add(__path_logout_all, logout_all)
         .add(__path_change_password, change_password)
         .add(__path_change_email, change_email)
-        .add(__path_delete_account, delete_account);
+        .add(__path_delete_account, delete_account)
+        .add(__path_rename, rename);
 }
 
 fn login_view(page: &Page, email: String, notice: Option<String>) -> Login {
@@ -377,4 +378,38 @@ pub async fn delete_account(
     resp.add_cookie(&browser::ended())
         .map_err(|_| ApiError::from(crate::http::Problem::new(Kind::Internal)))?;
     Ok(resp)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct NameForm {
+    csrf: String,
+    name: String,
+}
+
+/// `POST /account/name`: as `PATCH /v1/auth/me`.
+#[utoipa::path(post, path = "/account/name", tag = "pages",
+    request_body(content = NameForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The account page, saying what happened", content_type = "text/html")))]
+pub async fn rename(
+    d: D,
+    cfg: LiveConfig,
+    req: HttpRequest,
+    client: ClientInfo,
+    form: web::Form<NameForm>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
+    let user = match user_or_login(&d, &req).await? {
+        Ok(user) => user,
+        Err(to_login) => return Ok(to_login),
+    };
+    let (status, notice) = match d.actions.rename(&user, Some(form.into_inner().name), &client).await {
+        Ok(()) => (None, text::NAME_SAVED.to_string()),
+        Err(e) => refusal(&e),
+    };
+    // Read again: the page shows the name as stored now.
+    let user = match user_or_login(&d, &req).await? {
+        Ok(user) => user,
+        Err(to_login) => return Ok(to_login),
+    };
+    account_page(&d, &cfg, &page, &user, status, Some(notice)).await
 }

@@ -43,6 +43,7 @@ pub enum SignIn {
 
 /// The account as its page shows it.
 pub struct AccountView {
+    pub name: Option<String>,
     pub email: String,
     pub email_verified: bool,
     /// The address a change asked for waits to be confirmed at.
@@ -164,6 +165,13 @@ pub trait Actions: Send + Sync {
         user: &'a UserSession,
         current: String,
         new_password: String,
+        client: &'a ClientInfo,
+    ) -> Answer<'a, ()>;
+    /// Gives the account another display name (`None`: none).
+    fn rename<'a>(
+        &'a self,
+        user: &'a UserSession,
+        name: Option<String>,
         client: &'a ClientInfo,
     ) -> Answer<'a, ()>;
     /// Deletes the account, as `DELETE /v1/auth/me`.

@@ -45,6 +45,7 @@ pub const TOTP_OFF_LINE: &str = "Signing in asks only for your password now, and
 pub const YOUR_ACCOUNT: &str = "Your account";
 pub const NEW_PASSWORDS_DIFFER: &str = "The two new passwords differ.";
 pub const PASSWORD_CHANGED_LINE: &str = "Password changed. Your other sessions were signed out.";
+pub const NAME_SAVED: &str = "Your name is saved.";
 pub const CONFIRM_DELETE: &str = "Tick the box to say you want the account deleted.";
 pub const ACCOUNT_DELETED: &str = "Your account was deleted";
 pub const ACCOUNT_DELETED_LINE: &str = "It can no longer sign in, and every place it was signed in has been \

@@ -120,42 +120,24 @@ async fn a_taken_address_is_not_told_and_a_password_change_voids_the_link() {
 async fn the_account_page_moves_the_account_through_the_mailed_link() {
     let (d, smtp) = with_smtp("").await;
     let seen = register_verified(&d, &smtp, "eve@example.test", 0).await;
-    let tls = crate::harness::client_tls(&d.cert_path(), &[&rustls::version::TLS13]);
-    let client = reqwest::Client::builder().use_preconfigured_tls((*tls).clone());
-    let client = client.redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let (csrf_cookie, csrf) = crate::pages::csrf_of(d.get("/account/login").await).await;
-    let login = [("csrf", csrf.as_str()), ("email", "eve@example.test"), ("password", PASSWORD)];
-    let res = client.post(d.https_url("/account/login")).header("cookie", &csrf_cookie).form(&login);
-    let res = res.send().await.unwrap();
-    assert_eq!(res.status(), 303);
-    let session = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-    let cookies = format!("{csrf_cookie}; {session}");
-    let post = |path: &str, form: Vec<(&'static str, String)>| {
-        client.post(d.https_url(path)).header("cookie", &cookies).form(&form).send()
-    };
-    let form = |password: &str| {
-        vec![("csrf", csrf.clone()), ("new_email", "eve@new.example".into()), ("password", password.into())]
-    };
-    let wrong = post("/account/email", form("not the password")).await.unwrap();
+    let browser = crate::pages::signed_in(&d, "eve@example.test").await;
+    let form = |password| [("new_email", "eve@new.example"), ("password", password)];
+    let wrong = browser.post(&d, "/account/email", &form("not the password")).await;
     assert_eq!(wrong.status(), 401);
-    let said = post("/account/email", form(PASSWORD)).await.unwrap().text().await.unwrap();
+    let said = browser.post(&d, "/account/email", &form(PASSWORD)).await.text().await.unwrap();
     assert!(
         said.contains("We sent a link to eve@new.example") && said.contains("eve@example.test"),
         "{said}"
     );
 
-    let account = || async {
-        let page = client.get(d.https_url("/account")).header("cookie", &cookies).send().await.unwrap();
-        page.text().await.unwrap()
-    };
+    let account = || async { browser.get(&d, "/account").await.text().await.unwrap() };
     let waiting = account().await;
     assert!(waiting.contains("A link was sent to eve@new.example.</strong>"), "{waiting}");
     let token = token_in(mail_for(&mails_to(&smtp, seen, 2).await, "eve@new.example"));
     let page = d.get(&format!("/verify-email?token={token}")).await.text().await.unwrap();
     assert!(page.contains("name=\"token\""), "the Confirm button: {page}");
     for press in ["first", "second"] {
-        let confirm = vec![("csrf", csrf.clone()), ("token", token.clone())];
-        let said = post("/verify-email", confirm).await.unwrap().text().await.unwrap();
+        let said = browser.post(&d, "/verify-email", &[("token", &token)]).await.text().await.unwrap();
         assert!(said.contains("confirmed") && !said.contains("does not work"), "{press}: {said}");
     }
     let moved = account().await;

@@ -30,6 +30,7 @@ const BEYOND: &[&str] = &[
     "GET /v1/admin/backups",
     "POST /v1/admin/backups",
     "POST /v1/auth/email/change",
+    "PATCH /v1/auth/me",
     // The pages for people (API.md "Pages" names them without methods).
     "POST /verify-email",
     "POST /verify-email/resend",
@@ -45,6 +46,7 @@ const BEYOND: &[&str] = &[
     "POST /account/password",
     "POST /account/email",
     "POST /account/delete",
+    "POST /account/name",
     "POST /account/totp",
     "POST /account/totp/confirm",
     "POST /account/recovery-codes",

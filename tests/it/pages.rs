@@ -205,6 +205,42 @@ pub async fn csrf_of(page: reqwest::Response) -> (String, String) {
     (cookie, body[at..at + 64].to_string())
 }
 
+/// A browser signed in to /account as `email`: a client that does not
+/// follow redirects, the cookies to send (CSRF and session) and the CSRF
+/// token for forms.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub cookies: String,
+    pub csrf: String,
+}
+
+pub async fn signed_in(d: &Latchd, email: &str) -> Browser {
+    let tls = crate::harness::client_tls(&d.cert_path(), &[&rustls::version::TLS13]);
+    let client = reqwest::Client::builder().use_preconfigured_tls((*tls).clone());
+    let client = client.redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let (csrf_cookie, csrf) = csrf_of(d.get("/account/login").await).await;
+    let login = [("csrf", csrf.as_str()), ("email", email), ("password", PASSWORD)];
+    let res = client.post(d.https_url("/account/login")).header("cookie", &csrf_cookie).form(&login);
+    let res = res.send().await.unwrap();
+    assert_eq!(res.status(), 303, "signed in");
+    let session = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    Browser { client, cookies: format!("{csrf_cookie}; {session}"), csrf }
+}
+
+impl Browser {
+    /// POSTs `form` (the CSRF token added) to `path`.
+    pub async fn post(&self, d: &Latchd, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut form = form.to_vec();
+        form.push(("csrf", &self.csrf));
+        let req = self.client.post(d.https_url(path)).header("cookie", &self.cookies).form(&form);
+        req.send().await.unwrap()
+    }
+
+    pub async fn get(&self, d: &Latchd, path: &str) -> reqwest::Response {
+        self.client.get(d.https_url(path)).header("cookie", &self.cookies).send().await.unwrap()
+    }
+}
+
 /// Confirm pressed twice (a double click sends the form twice): the page
 /// the person is left on says the address is confirmed, not that the link
 /// is dead.
@@ -392,40 +428,53 @@ async fn deleting_the_account_from_its_page_ends_it_and_tells_the_address() {
     let (d, smtp) = with_smtp("").await;
     let email = "vic@example.test";
     let seen = crate::flows::register_verified(&d, &smtp, email, 0).await;
-    let tls = crate::harness::client_tls(&d.cert_path(), &[&rustls::version::TLS13]);
-    let client = reqwest::Client::builder().use_preconfigured_tls((*tls).clone());
-    let client = client.redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let (csrf_cookie, csrf) = csrf_of(d.get("/account/login").await).await;
-    let login = [("csrf", csrf.as_str()), ("email", email), ("password", PASSWORD)];
-    let res = client.post(d.https_url("/account/login")).header("cookie", &csrf_cookie).form(&login);
-    let res = res.send().await.unwrap();
-    assert_eq!(res.status(), 303);
-    let session = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-    let cookies = format!("{csrf_cookie}; {session}");
-    let delete = |form: Vec<(&'static str, &'static str)>| {
-        let mut form: Vec<(&str, &str)> = form;
-        form.push(("csrf", &csrf));
-        client.post(d.https_url("/account/delete")).header("cookie", &cookies).form(&form).send()
-    };
-    let unticked = delete(vec![("password", PASSWORD)]).await.unwrap();
+    let browser = signed_in(&d, email).await;
+    let unticked = browser.post(&d, "/account/delete", &[("password", PASSWORD)]).await;
     assert_eq!(unticked.status(), 400);
     assert!(unticked.text().await.unwrap().contains("Tick the box"));
-    let wrong = delete(vec![("password", "not the password"), ("confirm", "yes")]).await.unwrap();
-    assert_eq!(wrong.status(), 401);
+    let wrong = [("password", "not the password"), ("confirm", "yes")];
+    assert_eq!(browser.post(&d, "/account/delete", &wrong).await.status(), 401);
     login_api(&d, email).await;
 
-    let done = delete(vec![("password", PASSWORD), ("confirm", "yes")]).await.unwrap();
+    let done = browser.post(&d, "/account/delete", &[("password", PASSWORD), ("confirm", "yes")]).await;
     assert_eq!(done.status(), 200);
     let ended = done.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(ended.starts_with("__Host-latch=;") || ended.contains("Max-Age=0"), "{ended}");
     assert!(done.text().await.unwrap().contains("Your account was deleted"));
-    let account = client.get(d.https_url("/account")).header("cookie", &cookies).send().await.unwrap();
+    let account = browser.get(&d, "/account").await;
     assert_eq!(account.status(), 303, "the browser's session ended with the account");
     let res = d.post("/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
     assert_eq!(res.status(), 401);
     let notice = smtp.wait_for(seen + 1).await.pop().unwrap();
     assert_eq!(subject_of(&notice), "Your account was deleted");
     assert!(text_of(&notice).contains("address: 127.0.0.1"), "{notice}");
+}
+
+/// A name is changed on the page (and over the API, `PATCH /v1/auth/me`);
+/// one that would carry escape sequences to an admin's terminal is refused.
+#[tokio::test]
+async fn a_person_changes_their_name() {
+    let (d, smtp) = with_smtp("").await;
+    let email = "wren@example.test";
+    crate::flows::register_verified(&d, &smtp, email, 0).await;
+    let browser = signed_in(&d, email).await;
+    let saved = browser.post(&d, "/account/name", &[("name", "  Wren Ash ")]).await.text().await.unwrap();
+    assert!(saved.contains("Your name is saved.") && saved.contains("value=\"Wren Ash\""), "{saved}");
+    let access = login(&d, email, PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    let me: Value = d.get_auth("/v1/auth/me", &access).await.json().await.unwrap();
+    assert_eq!(me["name"], "Wren Ash");
+
+    let patch =
+        |body: Value| d.client().patch(d.https_url("/v1/auth/me")).bearer_auth(&access).json(&body).send();
+    let bad = patch(json!({"name": "Wren\u{1b}[2J"})).await.unwrap();
+    let bad = crate::harness::assert_problem(bad, 400, "invalid-request").await;
+    assert_eq!(bad["errors"][0]["field"], "name", "{bad}");
+    let renamed: Value = patch(json!({"name": "W. Ash"})).await.unwrap().json().await.unwrap();
+    assert_eq!((&renamed["name"], &renamed["email"]), (&json!("W. Ash"), &json!(email)));
+    let cleared: Value = patch(json!({"name": null})).await.unwrap().json().await.unwrap();
+    assert_eq!(cleared["name"], Value::Null);
+    let me: Value = d.get_auth("/v1/auth/me", &access).await.json().await.unwrap();
+    assert_eq!(me["name"], Value::Null, "the next call sees it");
 }
 
 async fn login_api(d: &Latchd, email: &str) {
