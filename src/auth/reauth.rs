@@ -13,10 +13,10 @@ use super::principal::UserSession;
 use super::queries::password_hash;
 use crate::config::Config;
 use crate::http::ClientInfo;
-use crate::http::problem::{FieldError, Kind, RateLimitInfo, ToProblem};
 use crate::store::{Store, StoreError};
 
-/// Why the password was not taken.
+/// Why the password was not taken; each feature maps it onto its own
+/// error (and so onto the problem catalogue).
 #[derive(Debug, thiserror::Error)]
 pub enum ReauthError {
     #[error("invalid credentials")]
@@ -29,46 +29,6 @@ pub enum ReauthError {
     Hash(#[from] HashError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl ToProblem for ReauthError {
-    fn kind(&self) -> Kind {
-        match self {
-            ReauthError::InvalidCredentials => Kind::InvalidCredentials,
-            ReauthError::Refused(e) => e.kind(),
-            ReauthError::Policy(e) => e.kind(),
-            ReauthError::Hash(e) => e.kind(),
-            ReauthError::Store(e) => e.kind(),
-        }
-    }
-
-    fn detail(&self) -> Option<String> {
-        match self {
-            ReauthError::Policy(e) => e.detail(),
-            _ => None,
-        }
-    }
-
-    fn field_errors(&self) -> Vec<FieldError> {
-        match self {
-            ReauthError::Policy(e) => e.field_errors(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn retry_after(&self) -> Option<u64> {
-        match self {
-            ReauthError::Refused(e) => e.retry_after(),
-            _ => None,
-        }
-    }
-
-    fn rate_limit(&self) -> Option<RateLimitInfo> {
-        match self {
-            ReauthError::Refused(e) => e.rate_limit(),
-            _ => None,
-        }
-    }
 }
 
 /// What checking a password again needs.
