@@ -37,6 +37,9 @@ const TIGHTENING: &[&str] = &[
     "ip_block_added",
     "totp_enabled",
     "recovery_codes_regenerated",
+    // A person who moved their account off an address they no longer
+    // hold: restored, its reset links would go to that mailbox again.
+    "email_changed",
 ];
 
 #[derive(Debug, thiserror::Error)]

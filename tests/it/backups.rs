@@ -156,6 +156,14 @@ async fn a_restore_refuses_to_undo_a_password_change_unless_told_and_voids_every
     assert_eq!(res.status(), 200);
     let res = d.post_auth("/v1/admin/roles", &admin, json!({"name": "later"})).await;
     assert_eq!(res.status(), 201);
+    // And a move off an address the person may no longer hold.
+    let access = kim["access_token"].as_str().unwrap();
+    let move_to = json!({"password": new_password, "new_email": "kim@new.example"});
+    assert_eq!(d.post_auth("/v1/auth/email/change", access, move_to).await.status(), 202);
+    let mails = d.state_dir().join("mail");
+    let link = crate::mail::wait_for_file_with(&mails, "To: kim@new.example").await;
+    let res = d.post("/v1/auth/verify-email", json!({"token": crate::mail::token_in(&link)})).await;
+    assert_eq!(res.status(), 200);
 
     let running = ctl(&d.state_dir(), &["backup", "restore", &file]);
     assert!(!running.status.success());
@@ -172,7 +180,9 @@ async fn a_restore_refuses_to_undo_a_password_change_unless_told_and_voids_every
     drop(live);
 
     let restored = ok_json(ctl(&state, &["--json", "backup", "restore", &file, "--accept-rollback"]));
-    assert_eq!(restored["rolled_back"][0]["action"], "password_changed", "{restored}");
+    let undone: Vec<&str> =
+        restored["rolled_back"].as_array().unwrap().iter().map(|t| t["action"].as_str().unwrap()).collect();
+    assert_eq!(undone, ["password_changed", "email_changed"], "{restored}");
     assert!(restored["voided"]["refresh_tokens"].as_u64() >= Some(2), "{restored}");
     let aside = PathBuf::from(restored["replaced_kept_at"].as_str().unwrap());
     let old = rusqlite::Connection::open(&aside).unwrap();

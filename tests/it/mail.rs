@@ -66,6 +66,22 @@ impl Drop for SmtpSink {
     }
 }
 
+/// Waits for a mail file (`*.eml`) in `dir` holding `needle`; its text.
+pub async fn wait_for_file_with(dir: &std::path::Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let found = std::fs::read_dir(dir).into_iter().flatten().flatten().find_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            (e.path().extension().is_some_and(|x| x == "eml") && text.contains(needle)).then_some(text)
+        });
+        if let Some(text) = found {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "no mail file with {needle:?} in {} within 15 s", dir.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until `dir` holds `n` files ending in `ext`; returns their text.
 pub async fn wait_for_files(dir: PathBuf, n: usize, ext: &str) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(15);
