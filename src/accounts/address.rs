@@ -7,9 +7,10 @@
 //! cannot move it: the password is asked, the old address is told at once,
 //! and a password change or reset voids the pending change.
 //!
-//! An address another account holds gets the same answer and the same
-//! shape of work (one mail to it, the "already has an account" notice), so
-//! the call does not tell a signed-in caller who else is registered.
+//! An address another account holds gets the same answer, the same shape
+//! of work (one mail to it, the "already has an account" notice) and the
+//! same pending change on the account page (whose link went nowhere), so
+//! nothing tells a signed-in caller who else is registered.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
@@ -48,9 +49,9 @@ pub async fn request_change(
     let holder = d.store.read(move |c| queries::holder_of(c, &lookup)).await?;
     let token = random_token()?;
     let hash = token_hash(&token);
-    let (to_new, free) = match holder {
-        None => (email::prepare(cfg, &d.key, &new_email, &Template::ConfirmAddressChange { token })?, true),
-        Some(h) => (email::prepare(cfg, &d.key, &h.email, &Template::AlreadyRegistered)?, false),
+    let to_new = match holder {
+        None => email::prepare(cfg, &d.key, &new_email, &Template::ConfirmAddressChange { token })?,
+        Some(h) => email::prepare(cfg, &d.key, &h.email, &Template::AlreadyRegistered)?,
     };
     let asked = Template::AddressChangeAsked {
         new_address: new_email.clone(),
@@ -64,8 +65,11 @@ pub async fn request_change(
             let now = crate::clock::now_unix();
             void_email_change(c, &uid, now)?;
             email::enqueue(c, cap, to_old)?;
-            // A link that was never sent (mail cap) is not kept.
-            if email::enqueue(c, cap, to_new)? && free {
+            // A link that was never sent (mail cap) is not kept. For a
+            // taken address the change is kept too, so the account page
+            // looks the same; its token was mailed nowhere, and confirming
+            // would find the address taken anyway.
+            if email::enqueue(c, cap, to_new)? {
                 exec(
                     c,
                     "INSERT INTO email_changes (hash, user_id, new_email, created_at, expires_at)
