@@ -9,10 +9,11 @@ usage: pages.py PHASE BASE_URL SHOTS_DIR [ARGS...]
 import json
 import os
 import sys
-import time
 
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 PHASE, BASE, SHOTS = sys.argv[1], sys.argv[2].rstrip("/"), sys.argv[3]
 ARGS = sys.argv[4:]
@@ -59,8 +60,13 @@ def fill(d, field_id, value):
 
 
 def submit(d, form_action):
+    """Sends the form and waits for the page it leads to: every form here
+    is a full-page POST, and a click returns before that page has loaded,
+    so the next step could otherwise act on the old page (or cut the POST
+    short by navigating away)."""
+    old = d.find_element(By.TAG_NAME, "html")
     d.find_element(By.CSS_SELECTOR, f'form[action="{form_action}"] button[type="submit"]').click()
-    time.sleep(0.2)
+    WebDriverWait(d, 15).until(expected_conditions.staleness_of(old))
 
 
 def sign_in(d, email, password):
@@ -117,8 +123,9 @@ def phase_account(d):
     found["url_after_login"] = d.current_url
     found["sessions_before"] = len(d.find_elements(By.CSS_SELECTOR, "tbody tr"))
     check(d, "account")
+    old = d.find_element(By.TAG_NAME, "html")
     d.find_element(By.CSS_SELECTOR, 'form[action^="/account/sessions/"] button').click()
-    time.sleep(0.2)
+    WebDriverWait(d, 15).until(expected_conditions.staleness_of(old))
     found["sessions_after"] = len(d.find_elements(By.CSS_SELECTOR, "tbody tr"))
     found["change_username"] = username_for_password_managers(d, "/account/password")
     fill(d, "current_password", password)
