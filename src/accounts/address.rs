@@ -127,8 +127,11 @@ pub enum Confirmation {
     NoLiveLink,
     /// Another account took the address meanwhile; the link is spent.
     AddressTaken,
-    /// The address is confirmed (for a change link: the account has it now).
-    Done,
+    /// A registration's (or an administrator's) link: the address is
+    /// confirmed.
+    Verified,
+    /// A change link: the account has its new address now.
+    Moved,
 }
 
 /// Inside the confirming write: spends a live change link and moves the
@@ -156,5 +159,5 @@ pub fn apply_change(
     set_email(c, &user_id, &new_email, true, now)?;
     let details = json!({ "from": old, "to": new_email });
     audit::record(c, &Entry::by_user("email_changed", &user_id, client).with(details))?;
-    Ok(Confirmation::Done)
+    Ok(Confirmation::Moved)
 }

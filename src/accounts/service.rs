@@ -109,9 +109,22 @@ pub async fn confirmation_link(store: &Store, token: &str) -> Result<Confirmatio
         .await?)
 }
 
+/// What a confirmation link confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmed {
+    /// The account's address (a registration's or an administrator's link).
+    Address,
+    /// A new address: the account has moved to it.
+    NewAddress,
+}
+
 /// Confirms an address: a registration's (or an administrator's) link
 /// marks it verified; a change link moves the account to its address.
-pub async fn verify_email(store: &Store, token: &str, client: &ClientInfo) -> Result<(), AccountError> {
+pub async fn verify_email(
+    store: &Store,
+    token: &str,
+    client: &ClientInfo,
+) -> Result<Confirmed, AccountError> {
     let hash = token_hash(token);
     let client = client.clone();
     let outcome = store
@@ -122,12 +135,14 @@ pub async fn verify_email(store: &Store, token: &str, client: &ClientInfo) -> Re
             };
             queries::mark_verified(c, &user, now)?;
             audit::record(c, &Entry::by_user("email_verified", &user, &client))?;
-            Ok(Confirmation::Done)
+            Ok(Confirmation::Verified)
         })
         .await?;
-    count("verify_email", if matches!(outcome, Confirmation::Done) { "success" } else { "failure" });
+    let done = matches!(outcome, Confirmation::Verified | Confirmation::Moved);
+    count("verify_email", if done { "success" } else { "failure" });
     match outcome {
-        Confirmation::Done => Ok(()),
+        Confirmation::Verified => Ok(Confirmed::Address),
+        Confirmation::Moved => Ok(Confirmed::NewAddress),
         Confirmation::NoLiveLink => Err(AccountError::InvalidToken),
         Confirmation::AddressTaken => Err(AccountError::AddressTaken),
     }

@@ -11,7 +11,8 @@ use crate::auth::second_factor::{self, Proof};
 use crate::config::Config;
 use crate::http::{ApiError, ClientInfo};
 use crate::pages::{
-    AccountView, Actions, Answer, ConfirmationLink, Enrolment, PasswordLink, ResetLink, SessionRow, SignIn,
+    AccountView, Actions, Answer, ConfirmationLink, Confirmed, Enrolment, PasswordLink, ResetLink,
+    SessionRow, SignIn,
 };
 use crate::sessions::second_step::SecondStepRequest;
 use crate::sessions::service::{LoginAnswer, LoginRequest};
@@ -65,10 +66,14 @@ impl Actions for FeatureActions {
         })
     }
 
-    fn verify_email<'a>(&'a self, token: &'a str, client: &'a ClientInfo) -> Answer<'a, ()> {
-        Box::pin(
-            async move { api(accounts::service::verify_email(&self.accounts.store, token, client).await) },
-        )
+    fn verify_email<'a>(&'a self, token: &'a str, client: &'a ClientInfo) -> Answer<'a, Confirmed> {
+        Box::pin(async move {
+            let confirmed = api(accounts::service::verify_email(&self.accounts.store, token, client).await)?;
+            Ok(match confirmed {
+                accounts::service::Confirmed::Address => Confirmed::Address,
+                accounts::service::Confirmed::NewAddress => Confirmed::NewAddress,
+            })
+        })
     }
 
     fn resend_verification<'a>(

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::render::{Ask, EmailForm, Message, ResetPassword, VerifyEmail, refusal};
-use super::{ConfirmationLink, Deps, Page, PasswordLink, ResetLink, text};
+use super::{ConfirmationLink, Confirmed, Deps, Page, PasswordLink, ResetLink, text};
 use crate::http::{ApiError, ClientInfo, Kind, LiveConfig, Problem, Routes};
 
 type D = web::Data<Deps>;
@@ -122,9 +122,12 @@ pub async fn verify(
 ) -> Result<HttpResponse, ApiError> {
     let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
     match d.actions.verify_email(&form.token, &client).await {
-        Ok(()) => {
-            let lines = vec![text::ADDRESS_CONFIRMED_LINE.into()];
-            Ok(page.answer(None, &message(&page, text::ADDRESS_CONFIRMED, lines, None)))
+        Ok(confirmed) => {
+            let (title, line) = match confirmed {
+                Confirmed::Address => (text::ADDRESS_CONFIRMED, text::ADDRESS_CONFIRMED_LINE),
+                Confirmed::NewAddress => (text::ADDRESS_CHANGED, text::ADDRESS_CHANGED_LINE),
+            };
+            Ok(page.answer(None, &message(&page, title, vec![line.into()], None)))
         }
         Err(e) => {
             let confirmed = e.problem().kind == Kind::InvalidToken

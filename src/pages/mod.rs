@@ -81,6 +81,15 @@ pub enum ConfirmationLink {
     Dead,
 }
 
+/// What pressing Confirm on a confirmation link did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Confirmed {
+    /// The account's address is confirmed.
+    Address,
+    /// The account moved to the address the link was mailed to.
+    NewAddress,
+}
+
 /// What a password link was mailed as.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ResetLink {
@@ -107,7 +116,7 @@ pub enum PasswordLink {
 pub trait Actions: Send + Sync {
     /// What the confirmation link `token` is now. Spends nothing.
     fn confirmation_link<'a>(&'a self, token: &'a str) -> Answer<'a, ConfirmationLink>;
-    fn verify_email<'a>(&'a self, token: &'a str, client: &'a ClientInfo) -> Answer<'a, ()>;
+    fn verify_email<'a>(&'a self, token: &'a str, client: &'a ClientInfo) -> Answer<'a, Confirmed>;
     fn resend_verification<'a>(
         &'a self,
         cfg: &'a Arc<Config>,
