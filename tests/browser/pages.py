@@ -11,8 +11,8 @@ import os
 import sys
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 PHASE, BASE, SHOTS = sys.argv[1], sys.argv[2].rstrip("/"), sys.argv[3]
@@ -60,13 +60,22 @@ def fill(d, field_id, value):
 
 
 def submit(d, form_action):
-    """Sends the form and waits for the page it leads to: every form here
-    is a full-page POST, and a click returns before that page has loaded,
-    so the next step could otherwise act on the old page (or cut the POST
-    short by navigating away)."""
-    old = d.find_element(By.TAG_NAME, "html")
-    d.find_element(By.CSS_SELECTOR, f'form[action="{form_action}"] button[type="submit"]').click()
-    WebDriverWait(d, 15).until(expected_conditions.staleness_of(old))
+    """Sends the form and waits for the page it leads to."""
+    click_and_wait(d, f'form[action="{form_action}"] button[type="submit"]')
+
+
+def click_and_wait(d, selector):
+    """Clicks and waits for the next page: every form here is a full-page
+    POST, and a click returns before that page has loaded, so the next step
+    could otherwise act on the old page (or cut the POST short by navigating
+    away). The old page is marked and the wait ends when a loaded page lacks
+    the mark. Waiting for the old element to go stale instead raced: while
+    the page is swapped chromium can answer "Node with given id does not
+    belong to the document", an error selenium does not take for stale."""
+    d.execute_script("window.latchOldPage = true")
+    d.find_element(By.CSS_SELECTOR, selector).click()
+    WebDriverWait(d, 15, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return !window.latchOldPage && document.readyState === 'complete'"))
 
 
 def sign_in(d, email, password):
@@ -123,9 +132,7 @@ def phase_account(d):
     found["url_after_login"] = d.current_url
     found["sessions_before"] = len(d.find_elements(By.CSS_SELECTOR, "tbody tr"))
     check(d, "account")
-    old = d.find_element(By.TAG_NAME, "html")
-    d.find_element(By.CSS_SELECTOR, 'form[action^="/account/sessions/"] button').click()
-    WebDriverWait(d, 15).until(expected_conditions.staleness_of(old))
+    click_and_wait(d, 'form[action^="/account/sessions/"] button')
     found["sessions_after"] = len(d.find_elements(By.CSS_SELECTOR, "tbody tr"))
     found["change_username"] = username_for_password_managers(d, "/account/password")
     fill(d, "current_password", password)

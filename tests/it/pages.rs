@@ -113,7 +113,11 @@ async fn a_person_confirms_resets_signs_in_and_looks_after_their_account_in_a_br
     let mut stdin = child.stdin.take().unwrap();
     let mut rest = Vec::new();
     for steps in [-1, 0] {
-        let asked: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let Some(Ok(line)) = lines.next() else {
+            let out = child.wait_with_output().unwrap();
+            panic!("the browser stopped before asking for a code: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let asked: Value = serde_json::from_str(&line).unwrap();
         let secret = asked["need_code_for"].as_str().unwrap();
         writeln!(stdin, "{}", code_at(secret, steps)).unwrap();
     }
