@@ -98,14 +98,18 @@ pub fn pending(c: &Connection, user_id: &str, now: i64) -> Result<Option<String>
 
 /// Whether `hash` is a live change link (for the page before the click).
 pub fn is_live(c: &Connection, hash: &[u8], now: i64) -> Result<bool, StoreError> {
-    let found = row(
+    Ok(live_change(c, hash, now)?.is_some())
+}
+
+/// The user and new address of the live change link `hash`, if it is one.
+fn live_change(c: &Connection, hash: &[u8], now: i64) -> Result<Option<(String, String)>, StoreError> {
+    Ok(row(
         c,
-        "SELECT 1 FROM email_changes WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+        "SELECT user_id, new_email FROM email_changes WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2",
         params![hash, now],
-        |r| r.get::<_, i64>(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )
-    .optional()?;
-    Ok(found.is_some())
+    .optional()?)
 }
 
 /// Whether `hash` is a change link that made its change (a second click).
@@ -143,13 +147,7 @@ pub fn apply_change(
     client: &ClientInfo,
     now: i64,
 ) -> Result<Confirmation, StoreError> {
-    let pending: Option<(String, String)> = row(
-        c,
-        "SELECT user_id, new_email FROM email_changes WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2",
-        params![hash, now],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()?;
+    let pending = live_change(c, hash, now)?;
     let Some((user_id, new_email)) = pending else { return Ok(Confirmation::NoLiveLink) };
     exec(c, "UPDATE email_changes SET used_at = ?2 WHERE hash = ?1", params![hash, now])?;
     if queries::holder_of(c, &normalize_email(&new_email))?.is_some() {
