@@ -152,9 +152,14 @@ pub async fn me(user: UserSession) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(service::me(&user)))
 }
 
+/// `name` must be present: a body without it (`{}`, or a misspelt key)
+/// would otherwise read as `null` and erase the stored name.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RenameRequest {
     /// The new display name; `null` or blank removes it.
+    #[serde(deserialize_with = "Option::deserialize")]
+    #[schema(required = true)]
     name: Option<String>,
 }
 

@@ -475,6 +475,15 @@ async fn a_person_changes_their_name() {
     assert_eq!(bad["errors"][0]["field"], "name", "{bad}");
     let renamed: Value = patch(json!({"name": "W. Ash"})).await.unwrap().json().await.unwrap();
     assert_eq!((&renamed["name"], &renamed["email"]), (&json!("W. Ash"), &json!(email)));
+    // Only `null` removes the name: a body without `name`, or with a
+    // misspelt key, is refused and the name stays.
+    for (body, field) in [(json!({}), "name"), (json!({"nmae": "Wren"}), "nmae")] {
+        let refused =
+            crate::harness::assert_problem(patch(body).await.unwrap(), 400, "invalid-request").await;
+        assert_eq!(refused["errors"][0]["field"], field, "{refused}");
+    }
+    let me: Value = d.get_auth("/v1/auth/me", &access).await.json().await.unwrap();
+    assert_eq!(me["name"], "W. Ash", "a refused PATCH changes nothing");
     let cleared: Value = patch(json!({"name": null})).await.unwrap().json().await.unwrap();
     assert_eq!(cleared["name"], Value::Null);
     let me: Value = d.get_auth("/v1/auth/me", &access).await.json().await.unwrap();
