@@ -1,6 +1,6 @@
 //! What can go wrong in an account flow, and which problem each failure is.
 
-use crate::auth::{HashError, LoginRefused, PolicyError, ReauthError};
+use crate::auth::{HashError, LoginRefused, PolicyError, ReauthError, WRONG_PASSWORD};
 use crate::http::problem::{FieldError, Kind, RateLimitInfo, ToProblem};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,8 @@ impl ToProblem for AccountError {
     fn detail(&self) -> Option<String> {
         match self {
             AccountError::Policy(e) => e.detail(),
+            // Only a password asked again is wrong here (login is sessions').
+            AccountError::InvalidCredentials => Some(WRONG_PASSWORD.to_string()),
             AccountError::InvalidNewAddress | AccountError::AddressUnchanged | AccountError::AddressTaken => {
                 Some(self.to_string())
             }

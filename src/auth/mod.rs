@@ -33,7 +33,7 @@ pub use policy::{
     normalize_email, reject_oversized, validate_email,
 };
 pub use principal::{Authenticator, Principal, UserSession};
-pub use reauth::{Reauth, ReauthError};
+pub use reauth::{Reauth, ReauthError, WRONG_PASSWORD};
 pub use signing::{
     ACCESS_TYP, AccessClaims, MAX_TOKEN_BYTES, Signer, SigningError, check_secret_file, issuer,
 };

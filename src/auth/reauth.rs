@@ -15,6 +15,11 @@ use crate::config::Config;
 use crate::http::ClientInfo;
 use crate::store::{Store, StoreError};
 
+/// The problem detail for a wrong password here: the caller named no
+/// address, so login's shared "The email or password is wrong." would
+/// only puzzle the person.
+pub const WRONG_PASSWORD: &str = "The password is wrong.";
+
 /// Why the password was not taken; each feature maps it onto its own
 /// error (and so onto the problem catalogue).
 #[derive(Debug, thiserror::Error)]

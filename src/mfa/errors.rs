@@ -2,7 +2,7 @@
 //! which problem each failure is.
 
 use crate::auth::second_factor::SecondFactorError;
-use crate::auth::{HashError, LoginRefused, PolicyError, ReauthError};
+use crate::auth::{HashError, LoginRefused, PolicyError, ReauthError, WRONG_PASSWORD};
 use crate::http::problem::{FieldError, Kind, RateLimitInfo, ToProblem};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +74,7 @@ impl ToProblem for MfaError {
         match self {
             MfaError::NotEnabled | MfaError::NothingToConfirm => Some(self.to_string()),
             MfaError::Policy(e) => e.detail(),
+            MfaError::InvalidCredentials => Some(WRONG_PASSWORD.to_string()),
             _ => None,
         }
     }

@@ -463,7 +463,9 @@ async fn a_stolen_session_cannot_guess_the_password_past_the_login_throttle() {
         (reqwest::Method::DELETE, "/v1/auth/me", json!({"password": guess})),
     ];
     for (method, path, body) in guesses {
-        assert_problem(send(method, path, body).await.unwrap(), 401, "invalid-credentials").await;
+        let wrong = assert_problem(send(method, path, body).await.unwrap(), 401, "invalid-credentials").await;
+        // The caller named no address: the detail speaks of the password.
+        assert_eq!(wrong["detail"], "The password is wrong.", "{path}");
     }
     let verifies = r#"latch_password_hashes_total{op="verify"}"#;
     let hashes = metric(&d, verifies).await;

@@ -257,7 +257,8 @@ async fn recovery_codes_log_in_once_and_renewing_voids_the_old_set() {
 
     let wrong =
         d.post_auth("/v1/auth/mfa/recovery-codes", &access, json!({"password": "not the password"})).await;
-    assert_problem(wrong, 401, "invalid-credentials").await;
+    let wrong = assert_problem(wrong, 401, "invalid-credentials").await;
+    assert_eq!(wrong["detail"], "The password is wrong.");
     let res = d.post_auth("/v1/auth/mfa/recovery-codes", &access, json!({"password": PASSWORD})).await;
     assert_eq!(res.status(), 200);
     let fresh = res.json::<Value>().await.unwrap()["recovery_codes"].as_array().unwrap().clone();
