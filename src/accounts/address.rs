@@ -85,17 +85,6 @@ pub async fn request_change(
     Ok(())
 }
 
-/// The address the user's live pending change would move the account to.
-pub fn pending(c: &Connection, user_id: &str, now: i64) -> Result<Option<String>, StoreError> {
-    Ok(row(
-        c,
-        "SELECT new_email FROM email_changes WHERE user_id = ?1 AND used_at IS NULL AND expires_at > ?2",
-        params![user_id, now],
-        |r| r.get(0),
-    )
-    .optional()?)
-}
-
 /// Whether `hash` is a live change link (for the page before the click).
 pub fn is_live(c: &Connection, hash: &[u8], now: i64) -> Result<bool, StoreError> {
     Ok(live_change(c, hash, now)?.is_some())

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::auth::queries::roles_of;
+use crate::auth::queries::{pending_email_change, roles_of};
 use crate::store::{StoreError, exec, row};
 
 /// The highest applied migration.
@@ -28,6 +28,15 @@ pub struct Mfa {
     pub totp: bool,
 }
 
+/// A change of address the person asked for and has not confirmed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EmailChange {
+    /// Where the link's click would move the account.
+    pub to: String,
+    /// When the link stops working.
+    pub expires_at: String,
+}
+
 /// A user as API.md "Admin" shows one.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AdminUser {
@@ -42,6 +51,9 @@ pub struct AdminUser {
     pub locked_until: Option<String>,
     pub created_at: String,
     pub last_login_at: Option<String>,
+    /// Beyond API.md: the person's pending change of address, so support
+    /// can see where a link went ("I never got it").
+    pub email_change: Option<EmailChange>,
     #[serde(skip)]
     pub email_norm: String,
 }
@@ -51,7 +63,11 @@ const USER_COLUMNS: &str = "id, email, name, status, email_verified_at IS NOT NU
 
 fn user_row(c: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<AdminUser> {
     let id: String = r.get(0)?;
-    let roles = roles_of(c, &id).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let lookup_failed = |e| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+    let roles = roles_of(c, &id).map_err(lookup_failed)?;
+    let email_change = pending_email_change(c, &id, crate::clock::now_unix())
+        .map_err(lookup_failed)?
+        .map(|p| EmailChange { to: p.new_email, expires_at: crate::clock::rfc3339(p.expires_at) });
     Ok(AdminUser {
         email: r.get(1)?,
         name: r.get(2)?,
@@ -62,6 +78,7 @@ fn user_row(c: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<AdminUser
         locked_until: None,
         created_at: crate::clock::rfc3339(r.get(5)?),
         last_login_at: r.get::<_, Option<i64>>(6)?.map(crate::clock::rfc3339),
+        email_change,
         email_norm: r.get(7)?,
         id,
     })

@@ -122,6 +122,27 @@ pub fn void_email_change(c: &Connection, user_id: &str, now: i64) -> Result<usiz
     )
 }
 
+/// The user's live pending change of address: where a confirmed link
+/// would move the account, and until when (Unix seconds) its link works.
+pub struct PendingAddress {
+    pub new_email: String,
+    pub expires_at: i64,
+}
+
+/// The user's pending change of address, if one is live at `now`.
+pub fn pending_email_change(
+    c: &Connection,
+    user_id: &str,
+    now: i64,
+) -> Result<Option<PendingAddress>, StoreError> {
+    Ok(c.query_row(
+        "SELECT new_email, expires_at FROM email_changes WHERE user_id = ?1 AND used_at IS NULL AND expires_at > ?2",
+        params![user_id, now],
+        |r| Ok(PendingAddress { new_email: r.get(0)?, expires_at: r.get(1)? }),
+    )
+    .optional()?)
+}
+
 /// The user's stored password hash (PHC string).
 pub fn password_hash(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
     Ok(c.query_row("SELECT password_hash FROM users WHERE id = ?1", params![user_id], |r| r.get(0))

@@ -183,7 +183,13 @@ fn user_detail(u: &Value) -> String {
         ("created", cell(u, "created_at", "?")),
         ("last sign-in", cell(u, "last_login_at", "never")),
     ];
-    rows.iter().map(|(k, v)| format!("{k:<13}{v}")).collect::<Vec<_>>().join("\n")
+    let mut lines: Vec<String> = rows.iter().map(|(k, v)| format!("{k:<13}{v}")).collect();
+    let change = &u["email_change"];
+    if change.is_object() {
+        let (to, until) = (cell(change, "to", "?"), cell(change, "expires_at", "?"));
+        lines.push(format!("{:<13}{to}, once its link is opened (it works until {until})", "moving to"));
+    }
+    lines.join("\n")
 }
 
 const UNLOCKED: &str = "unlocked: failed sign-ins on this address are forgotten; they can sign in at once";

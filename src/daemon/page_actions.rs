@@ -171,7 +171,9 @@ impl Actions for FeatureActions {
                 .store
                 .read(move |c| {
                     let left = if totp { second_factor::recovery_codes_left(c, &uid)? } else { 0 };
-                    Ok((left, accounts::address::pending(c, &uid, crate::clock::now_unix())?))
+                    let pending =
+                        crate::auth::queries::pending_email_change(c, &uid, crate::clock::now_unix())?;
+                    Ok((left, pending.map(|p| p.new_email)))
                 })
                 .await)?;
             Ok(AccountView {

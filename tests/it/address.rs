@@ -50,6 +50,14 @@ async fn a_new_address_takes_effect_only_when_its_link_is_opened() {
     let notice = mail_for(&mails, "ada@example.test");
     assert!(text_of(notice).contains("to ada@new.example") && !notice.contains("token="), "{notice}");
     assert_eq!(email_of(&d, access).await, json!(["ada@example.test", true]), "not moved before the link");
+    // Support sees where the link went.
+    let shown =
+        String::from_utf8(crate::admin_api::ctl(&d, &["users", "show", "ada@example.test"], "").stdout);
+    let moving = shown.unwrap().lines().find(|l| l.starts_with("moving to")).map(str::to_string);
+    assert!(
+        moving.as_ref().is_some_and(|l| l.contains("ada@new.example, once its link is opened")),
+        "{moving:?}"
+    );
 
     let token = token_in(link);
     let res = d.post("/v1/auth/verify-email", json!({"token": token})).await;
@@ -58,6 +66,9 @@ async fn a_new_address_takes_effect_only_when_its_link_is_opened() {
     let old = d.post("/v1/auth/login", json!({"email": "ada@example.test", "password": PASSWORD})).await;
     assert_problem(old, 401, "invalid-credentials").await;
     login(&d, "ada@new.example", PASSWORD).await;
+    let shown = crate::admin_api::ctl(&d, &["--json", "users", "show", "ada@new.example"], "");
+    let user: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(user["email_change"], Value::Null, "nothing pending once it is done: {user}");
     assert_problem(d.post("/v1/auth/verify-email", json!({"token": token})).await, 400, "invalid-token")
         .await;
     let details: String = d
