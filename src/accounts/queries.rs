@@ -146,11 +146,6 @@ pub fn replace_password(
     Ok(n == 1)
 }
 
-pub fn set_name(c: &Connection, user_id: &str, name: Option<&str>, now: i64) -> Result<(), StoreError> {
-    exec(c, "UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1", params![user_id, name, now])?;
-    Ok(())
-}
-
 /// The address of a user as stored (`None`: no such user).
 pub fn email_of(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
     Ok(row(c, "SELECT email FROM users WHERE id = ?1", params![user_id], |r| r.get(0)).optional()?)

@@ -10,7 +10,7 @@ use super::address::{self, Confirmation};
 use super::queries::{self, Me};
 use super::{AccountError, Deps};
 use crate::audit::{self, Entry};
-use crate::auth::queries::{NewUser, insert_one_time, insert_user};
+use crate::auth::queries::{NewUser, insert_one_time, insert_user, set_name};
 use crate::auth::{UserSession, check_password, display_text, normalize_email, validate_email};
 use crate::config::{Config, Registration};
 use crate::email::{self, Template};
@@ -164,7 +164,7 @@ pub async fn rename(
     let (uid, stored, client) = (user.user_id.clone(), name.clone(), client.clone());
     store
         .write(move |c| {
-            queries::set_name(c, &uid, stored.as_deref(), crate::clock::now_unix())?;
+            set_name(c, &uid, stored.as_deref(), crate::clock::now_unix())?;
             audit::record(c, &Entry::by_user("name_changed", &uid, &client))
         })
         .await?;

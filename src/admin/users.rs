@@ -13,7 +13,7 @@ use super::errors::{refusal, refuse};
 use super::queries::{self, AdminUser, UserFilter};
 use super::{AdminError, Deps};
 use crate::audit::{self, Entry};
-use crate::auth::queries::{NewUser, insert_one_time, insert_user, revoke_user_sessions};
+use crate::auth::queries::{NewUser, insert_one_time, insert_user, revoke_user_sessions, set_name};
 use crate::auth::second_factor::{self, Enrolment};
 use crate::auth::{Principal, check_password, display_text, normalize_email, validate_email};
 use crate::config::Config;
@@ -196,10 +196,21 @@ pub struct PatchUser {
     /// confirm it) unless `email_verified` is true; the old address is told.
     /// Beyond API.md.
     email: Option<String>,
+    /// A new display name; `null` or blank removes it (absent: unchanged).
+    /// Beyond API.md.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    name: Option<Option<String>>,
     /// `{"totp": false}` turns off the account's TOTP and recovery codes
     /// (a person who lost both) and signs it out everywhere; the person
     /// then enrolls again. Beyond API.md.
     mfa: Option<PatchMfa>,
+}
+
+/// A field that is there, `null` or not: `Some(None)` removes, absence
+/// (`None`, by `default`) leaves the value alone.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -330,6 +341,9 @@ fn apply_patch(
     if let Some(verified) = p.email_verified {
         queries::set_verified(c, id, verified, now)?;
     }
+    if let Some(name) = &p.name {
+        set_name(c, id, name.as_deref(), now)?;
+    }
     let second_factor_off = match &p.mfa {
         None => false,
         Some(PatchMfa { totp: true }) => {
@@ -355,7 +369,8 @@ pub async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let (id, actor) = (id.into_inner(), who.actor());
-    let (uid, p) = (id.clone(), body.0);
+    let (uid, mut p) = (id.clone(), body.0);
+    p.name = p.name.take().map(|name| display_text("name", name)).transpose()?;
     let unlock = p.unlock == Some(true);
     let address = p.email.as_deref().map(NewAddress::parse).transpose()?;
     let mails = PatchMails::build(&d, &cfg, &id, &p, address.as_ref()).await?;
@@ -368,7 +383,7 @@ pub async fn patch(
             let email = moved.map(|(from, to)| json!({ "from": from, "to": to.email() }));
             let mfa = p.mfa.as_ref().map(|m| json!({ "totp": m.totp, "turned_off": applied.second_factor_off }));
             mails.enqueue(c, cap, &uid, &applied, now)?;
-            let details = json!({ "status": p.status, "roles": p.roles, "unlock": p.unlock, "email_verified": p.email_verified, "email": email, "mfa": mfa });
+            let details = json!({ "status": p.status, "roles": p.roles, "unlock": p.unlock, "email_verified": p.email_verified, "email": email, "mfa": mfa, "name": p.name.is_some().then_some("changed") });
             let entry = Entry { action: "user_updated", actor_id: Some(&actor), subject_id: Some(&uid), client: Some(&client), details };
             audit::record(c, &entry)
         })

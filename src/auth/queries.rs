@@ -122,6 +122,13 @@ pub fn void_email_change(c: &Connection, user_id: &str, now: i64) -> Result<usiz
     )
 }
 
+/// Gives the user another display name (`None`: none), already cleaned
+/// by `display_text`.
+pub fn set_name(c: &Connection, user_id: &str, name: Option<&str>, now: i64) -> Result<(), StoreError> {
+    exec(c, "UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1", params![user_id, name, now])?;
+    Ok(())
+}
+
 /// The user's live pending change of address: where a confirmed link
 /// would move the account, and until when (Unix seconds) its link works.
 pub struct PendingAddress {

@@ -65,7 +65,7 @@ enum Command {
     /// IP blocks: list, add, remove.
     #[command(subcommand, name = "blocked-ips")]
     BlockedIps(blocks::BlockedIpsCmd),
-    /// Accounts: add, list, show, disable, enable, unlock, reset-mfa, set-email, add-role, remove-role, delete.
+    /// Accounts: add, list, show, disable, enable, unlock, reset-mfa, set-email, set-name, add-role, remove-role, delete.
     #[command(subcommand)]
     Users(users::UsersCmd),
     /// Roles: list, add, remove.

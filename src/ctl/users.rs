@@ -85,6 +85,14 @@ pub enum UsersCmd {
         #[arg(long)]
         verified: bool,
     },
+    /// Give an account another display name, or none (without NAME), as
+    /// the person can on their account page.
+    SetName {
+        /// The account's id or email.
+        user: String,
+        /// The new name; leave it out to remove the name.
+        name: Option<String>,
+    },
     /// Give an account a role (see `roles list`). latch's own endpoints
     /// see it at the account's next request; access tokens already issued
     /// carry their old `roles` claim to apps until they expire.
@@ -268,6 +276,12 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
         UsersCmd::SetEmail { user, email, verified } => {
             let verified = verified.then_some(true);
             (patch(user, json!({ "email": email, "email_verified": verified }))?, None)
+        }
+        UsersCmd::SetName { user, name } => {
+            // Shown as stored: trimmed, cut to 128 characters.
+            let changed = patch(user, json!({ "name": name }))?;
+            let said = format!("name: {}", cell(&changed, "name", "none"));
+            (changed, Some(said))
         }
         UsersCmd::AddRole { user, role } => (change_role(client, user, role, true)?, None),
         UsersCmd::RemoveRole { user, role } => (change_role(client, user, role, false)?, None),

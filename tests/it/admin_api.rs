@@ -503,3 +503,38 @@ async fn lists_cut_at_a_thousand_say_how_many_there_are() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.trim_end().ends_with("(the newest 1000 of 1001 dead messages)"), "{said:.300}");
 }
+
+/// An admin changes a person's display name (beyond API.md): `null`
+/// removes it, a PATCH without `name` leaves it alone, and the person's
+/// next call sees the change.
+#[tokio::test]
+async fn an_admin_renames_a_person_and_other_changes_leave_the_name_alone() {
+    let (d, admin) = with_admin().await;
+    let user = create_user(&d, &admin, "kim@example.test", &[]).await;
+    let path = format!("/v1/admin/users/{}", user["id"].as_str().unwrap());
+    let access = login(&d, "kim@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    let renamed = send(&d, "PATCH", &path, &admin, Some(json!({"name": "  Kim Park "}))).await;
+    assert_eq!(renamed.json::<Value>().await.unwrap()["name"], "Kim Park");
+    let me: Value = d.get_auth("/v1/auth/me", &access).await.json().await.unwrap();
+    assert_eq!(me["name"], "Kim Park", "the person's next call sees it");
+    let other = send(&d, "PATCH", &path, &admin, Some(json!({"email_verified": true}))).await;
+    assert_eq!(other.json::<Value>().await.unwrap()["name"], "Kim Park", "no name: unchanged");
+    let bad = send(&d, "PATCH", &path, &admin, Some(json!({"name": "Kim\u{1b}[2J"}))).await;
+    assert_eq!(assert_problem(bad, 400, "invalid-request").await["errors"][0]["field"], "name");
+
+    let out = ctl(&d, &["users", "set-name", "kim@example.test"], "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("name: none"), "{out:?}");
+    let shown = ok_json(ctl(&d, &["--json", "users", "show", "kim@example.test"], ""));
+    assert_eq!(shown["name"], Value::Null, "without NAME the name is removed: {shown}");
+    let details: Vec<String> = d
+        .db()
+        .prepare("SELECT details FROM audit_log WHERE action = 'user_updated' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let named: Vec<Value> =
+        details.iter().map(|d| serde_json::from_str::<Value>(d).unwrap()["name"].clone()).collect();
+    assert_eq!(named, [json!("changed"), Value::Null, json!("changed")], "the audit says when, not what");
+}
