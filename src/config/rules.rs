@@ -76,6 +76,7 @@ pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Confi
     check_tokens(&raw)?;
     check_passwords(&raw)?;
     check_misc(&raw)?;
+    check_defense(&raw)?;
     for p in [
         &mut raw.tokens.secret_file,
         &mut raw.passwords.pepper_file,
@@ -289,10 +290,70 @@ fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
         ("http.request_timeout", h.request_timeout.0.is_zero()),
         ("http.header_timeout", h.header_timeout.0.is_zero()),
         ("http.max_body", h.max_body.0 == 0),
+        // "0s" would delete every audit row at the next upkeep.
+        ("audit.retention", raw.audit.retention.is_some_and(|r| r.0.is_zero())),
+        // 0 would let through the mails anyone can ask for and drop every
+        // notice that the password or second factor changed.
+        ("email.max_per_recipient", raw.email.max_per_recipient == 0),
     ] {
         if zero {
             return Err(invalid(key, "must be above zero"));
         }
+    }
+    Ok(())
+}
+
+/// The brute-force and anomaly thresholds. A zero count would fire on the
+/// first event (a single mistyped password would block its address for
+/// `duration`; `bot.requests = 0` would block every client at its second
+/// request), though an operator writing 0 more likely meant "off"; a zero
+/// time would make the rule do nothing. Both are refused, named.
+fn check_defense(raw: &RawConfig) -> Result<(), ConfigError> {
+    let (block, lock, anomaly) = (&raw.defense.ip_block, &raw.defense.account_lock, &raw.defense.anomaly);
+    let counts = [
+        ("defense.ip_block.failures|defense.ip_block", block.failures),
+        ("defense.account_lock.failures|defense.account_lock", lock.failures),
+        ("defense.account_lock.max_failures_per_hour|defense.account_lock", lock.max_failures_per_hour),
+        ("defense.anomaly.bot.requests|defense.anomaly.bot", anomaly.bot.requests),
+        ("defense.anomaly.new_devices.count|defense.anomaly.new_devices", anomaly.new_devices.count),
+        ("defense.anomaly.rapid_refresh.count|defense.anomaly.rapid_refresh", anomaly.rapid_refresh.count),
+    ];
+    if let Some((key, _)) = counts.iter().find(|(_, n)| *n == 0) {
+        let why = "must be at least 1 (0 would act on the very first one; to soften an anomaly rule, set its action to \"flag\")";
+        return Err(invalid(*key, why));
+    }
+    let times = [
+        ("defense.ip_block.window|defense.ip_block", block.window.0),
+        ("defense.ip_block.duration|defense.ip_block", block.duration.0),
+        ("defense.account_lock.base_delay|defense.account_lock", lock.base_delay.0),
+        ("defense.anomaly.bot.window|defense.anomaly.bot", anomaly.bot.window.0),
+        ("defense.anomaly.bot.block_for|defense.anomaly.bot", anomaly.bot.block_for.0),
+        (
+            "defense.anomaly.scanner_user_agent.block_for|defense.anomaly.scanner_user_agent",
+            anomaly.scanner_user_agent.block_for.0,
+        ),
+        ("defense.anomaly.new_devices.window|defense.anomaly.new_devices", anomaly.new_devices.window.0),
+        (
+            "defense.anomaly.rapid_refresh.window|defense.anomaly.rapid_refresh",
+            anomaly.rapid_refresh.window.0,
+        ),
+    ];
+    if let Some((key, _)) = times.iter().find(|(_, t)| t.is_zero()) {
+        return Err(invalid(*key, "must be above zero"));
+    }
+    // Security: a proxy is believed about the client's address; trusting
+    // every address lets any client pick the address its limits, blocks
+    // and audit rows count against.
+    if raw.defense.trusted_proxies.iter().any(|p| p.0.prefix_len() == 0) {
+        let why = "must not contain a /0 network: every client could then choose its own address with X-Forwarded-For; list your proxies' addresses";
+        return Err(invalid("defense.trusted_proxies", why));
+    }
+    if lock.max_delay.0 < lock.base_delay.0 {
+        let why = format!(
+            "max_delay ({}) must not be shorter than base_delay ({})",
+            lock.max_delay, lock.base_delay
+        );
+        return Err(invalid("defense.account_lock.max_delay|defense.account_lock", why));
     }
     Ok(())
 }

@@ -156,6 +156,55 @@ fn checks_name_the_key_the_file_sets_on_its_line() {
     }
 }
 
+/// A zero threshold fired on the first event (one mistyped password
+/// blocked its address for an hour; `bot.requests = 0` blocked every
+/// client at its second request) and a zero time turned a rule off: both
+/// are refused on the line that sets them, as are a cap of no mail, an
+/// audit kept for no time and a proxy list that believes everyone.
+#[test]
+fn thresholds_of_zero_are_refused_on_their_line() {
+    for (extra, written, key, said) in [
+        (
+            "\n[defense]\nip_block = { failures = 0, window = \"5m\", duration = \"1h\" }\n",
+            "ip_block",
+            "defense.ip_block.failures",
+            "must be at least 1",
+        ),
+        (
+            "\n[defense.anomaly]\nbot = { requests = 0, window = \"1m\", action = \"block\", block_for = \"30m\" }\n",
+            "bot",
+            "defense.anomaly.bot.requests",
+            "set its action to \"flag\"",
+        ),
+        (
+            "\n[defense.account_lock]\nfailures = 5\nbase_delay = \"0s\"\n",
+            "base_delay",
+            "defense.account_lock.base_delay",
+            "must be above zero",
+        ),
+        (
+            "\n[defense]\naccount_lock = { base_delay = \"1m\", max_delay = \"10s\" }\n",
+            "account_lock",
+            "defense.account_lock.max_delay",
+            "must not be shorter than base_delay (1m)",
+        ),
+        ("\n[email]\nmax_per_recipient = 0\n", "max_per_recipient", "email.max_per_recipient", "above zero"),
+        // Not a threshold: "0s" deleted every audit row at the next upkeep.
+        ("\n[audit]\nretention = \"0s\"\n", "retention", "audit.retention", "above zero"),
+        (
+            "\n[defense]\ntrusted_proxies = [\"10.0.0.0/8\", \"::/0\"]\n",
+            "trusted_proxies",
+            "defense.trusted_proxies",
+            "choose its own address",
+        ),
+    ] {
+        let text = base_config(extra);
+        let line = text.lines().position(|l| l.starts_with(written)).unwrap() + 1;
+        let err = assert_rejected(&text, line, key);
+        assert!(err.contains(said), "{err}");
+    }
+}
+
 /// Two listeners on one address would fail the start with "address in
 /// use"; the file check says which two.
 #[test]
