@@ -200,6 +200,15 @@ fn check_tokens(raw: &RawConfig) -> Result<(), ConfigError> {
     if t.leeway.0 > Duration::from_secs(300) {
         return Err(invalid("tokens.leeway", "must be at most 5m"));
     }
+    // Security: the grace is for a client retrying a refresh whose answer
+    // it lost; a spent token that still works for minutes is a stolen one
+    // that reuse detection no longer catches.
+    if t.refresh_reuse_grace.0 > Duration::from_secs(60) {
+        return Err(invalid(
+            "tokens.refresh_reuse_grace",
+            "must be at most 1m (it covers a retried request; longer lets a stolen spent token keep working)",
+        ));
+    }
     if t.audience.trim().is_empty() {
         return Err(invalid("tokens.audience", "must not be empty"));
     }

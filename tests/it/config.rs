@@ -160,7 +160,8 @@ fn checks_name_the_key_the_file_sets_on_its_line() {
 /// blocked its address for an hour; `bot.requests = 0` blocked every
 /// client at its second request) and a zero time turned a rule off: both
 /// are refused on the line that sets them, as are a cap of no mail, an
-/// audit kept for no time and a proxy list that believes everyone.
+/// audit kept for no time, a proxy list that believes everyone and a reuse
+/// grace long enough to let a stolen spent refresh token through.
 #[test]
 fn thresholds_of_zero_are_refused_on_their_line() {
     for (extra, written, key, said) in [
@@ -189,6 +190,12 @@ fn thresholds_of_zero_are_refused_on_their_line() {
             "must not be shorter than base_delay (1m)",
         ),
         ("\n[email]\nmax_per_recipient = 0\n", "max_per_recipient", "email.max_per_recipient", "above zero"),
+        (
+            "\n[tokens]\nrefresh_reuse_grace = \"30d\"\n",
+            "refresh_reuse_grace",
+            "tokens.refresh_reuse_grace",
+            "must be at most 1m",
+        ),
         // Not a threshold: "0s" deleted every audit row at the next upkeep.
         ("\n[audit]\nretention = \"0s\"\n", "retention", "audit.retention", "above zero"),
         (
