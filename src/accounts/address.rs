@@ -25,6 +25,7 @@ use crate::email::{self, Template};
 use crate::http::ClientInfo;
 use crate::keys::{random_token, token_hash};
 use crate::store::{StoreError, exec, row};
+use crate::telemetry::auth_event as count;
 
 /// A change link lives as long as a registration's (API.md: 24 h).
 const CHANGE_TTL_SECS: i64 = 24 * 3600;
@@ -44,7 +45,7 @@ pub async fn request_change(
     if norm == normalize_email(&user.facts.email) {
         return Err(AccountError::AddressUnchanged);
     }
-    super::passwords::check_current(d, cfg, user, password, client).await?;
+    super::passwords::check_current(d, cfg, user, password, client, "email_change").await?;
     let lookup = norm.clone();
     let holder = d.store.read(move |c| queries::holder_of(c, &lookup)).await?;
     let token = random_token()?;
@@ -82,6 +83,7 @@ pub async fn request_change(
         })
         .await?;
     d.outbox.wake.notify_one();
+    count("email_change", "success");
     Ok(())
 }
 

@@ -141,16 +141,22 @@ pub async fn reset_password(
 
 /// Checks `password` as the caller's, through the same throttle and lock
 /// as a login (`auth::Reauth`); returns the stored hash it matched, so the
-/// write that follows can insist it is still the one.
+/// write that follows can insist it is still the one. A refusal counts as
+/// a failure of `kind` (`latch_auth_events_total`).
 pub(super) async fn check_current(
     d: &Deps,
     cfg: &Config,
     user: &UserSession,
     password: String,
     client: &ClientInfo,
+    kind: &'static str,
 ) -> Result<String, AccountError> {
     let reauth = Reauth { store: &d.store, hasher: &d.hasher, guard: d.defense.as_ref() };
-    Ok(reauth.confirm(cfg, user, password, client).await?)
+    let checked = reauth.confirm(cfg, user, password, client).await;
+    if checked.is_err() {
+        count(kind, "failure");
+    }
+    Ok(checked?)
 }
 
 /// Changes the password; every other session of the user is revoked and
@@ -170,13 +176,7 @@ pub async fn change_password(
     if is_repeat(d, cfg, user, new_password.clone()).await? {
         return Ok(());
     }
-    let old = match check_current(d, cfg, user, current, client).await {
-        Ok(old) => old,
-        Err(e) => {
-            count("password_change", "failure");
-            return Err(e);
-        }
-    };
+    let old = check_current(d, cfg, user, current, client, "password_change").await?;
     let repeat = new_password.clone();
     let phc = d.hasher.hash(cfg.passwords.argon2, new_password).await?;
     let notice = changed_notice(d, cfg, &user.facts.email, client)?;

@@ -181,7 +181,7 @@ pub async fn delete_me(
     password: String,
     client: &ClientInfo,
 ) -> Result<(), AccountError> {
-    let phc = super::passwords::check_current(d, cfg, user, password, client).await?;
+    let phc = super::passwords::check_current(d, cfg, user, password, client, "account_delete").await?;
     let gone = Template::AccountDeleted { ip: client.ip.clone(), at: crate::clock::now_rfc3339() };
     let notice = email::prepare(cfg, &d.key, &user.facts.email, &gone)?;
     let (uid, cap, client) = (user.user_id.clone(), cfg.email.max_per_recipient, client.clone());
@@ -197,6 +197,7 @@ pub async fn delete_me(
         })
         .await?;
     d.outbox.wake.notify_one();
+    count("account_delete", if deleted { "success" } else { "failure" });
     if deleted { Ok(()) } else { Err(AccountError::InvalidCredentials) }
 }
 

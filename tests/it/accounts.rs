@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use serde_json::{Value, json};
 
-use crate::flows::{PASSWORD, login, register_verified, with_smtp};
+use crate::flows::{PASSWORD, login, metric, register_verified, with_smtp};
 use crate::harness::{Latchd, assert_problem};
 use crate::mail::{header_of, subject_of, text_of, token_in, wait_for_files};
 
@@ -260,15 +260,21 @@ async fn change_password_keeps_this_session_and_delete_removes_the_account() {
     assert_eq!(d.get_auth("/v1/auth/me", at).await.status(), 200, "this session stays");
     assert_eq!(d.get_auth("/v1/auth/me", other["access_token"].as_str().unwrap()).await.status(), 401);
 
-    let c = d.client();
-    let res = c
-        .delete(d.https_url("/v1/auth/me"))
-        .bearer_auth(at)
-        .json(&json!({"password": "fresh passphrase 1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    let delete = |password: &str| {
+        d.client()
+            .delete(d.https_url("/v1/auth/me"))
+            .bearer_auth(at)
+            .json(&json!({"password": password}))
+            .send()
+    };
+    assert_problem(delete("not the password").await.unwrap(), 401, "invalid-credentials").await;
+    assert_eq!(delete("fresh passphrase 1").await.unwrap().status(), 204);
+    let deletes = r#"latch_auth_events_total{kind="account_delete",result="#;
+    let counted = (
+        metric(&d, &format!("{deletes}\"failure\"}}")).await,
+        metric(&d, &format!("{deletes}\"success\"}}")).await,
+    );
+    assert_eq!(counted, (1.0, 1.0), "an operator sees deletions and refused tries");
     let res = d
         .post("/v1/auth/login", json!({"email": "heidi@example.test", "password": "fresh passphrase 1"}))
         .await;

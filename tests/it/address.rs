@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::flows::{PASSWORD, login, register_verified, with_smtp};
+use crate::flows::{PASSWORD, login, metric, register_verified, with_smtp};
 use crate::harness::{Latchd, assert_problem};
 use crate::mail::{SmtpSink, header_of, subject_of, text_of, token_in};
 
@@ -71,6 +71,9 @@ async fn a_new_address_takes_effect_only_when_its_link_is_opened() {
     assert_eq!(user["email_change"], Value::Null, "nothing pending once it is done: {user}");
     assert_problem(d.post("/v1/auth/verify-email", json!({"token": token})).await, 400, "invalid-token")
         .await;
+    let asked = r#"latch_auth_events_total{kind="email_change",result="#;
+    let failures = metric(&d, &format!("{asked}\"failure\"}}")).await;
+    assert_eq!((failures, metric(&d, &format!("{asked}\"success\"}}")).await), (1.0, 1.0));
     let details: String = d
         .db()
         .query_row("SELECT details FROM audit_log WHERE action = 'email_changed'", [], |r| r.get(0))
