@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{
     Config, ConfigError, DEFAULT_STATE_DIR, ListenAddr, Listener, ListenerKind, PACKAGED_STATE_DIR,
-    RawConfig, SmtpSecurity, TlsFiles, TokenAlgorithm,
+    RawConfig, SmtpSection, SmtpSecurity, TlsFiles, TokenAlgorithm,
 };
 use crate::state_dir::StateDir;
 
@@ -246,6 +246,34 @@ fn check_passwords(raw: &RawConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The `[smtp]` section, when there is one.
+fn check_smtp(smtp: &SmtpSection) -> Result<(), ConfigError> {
+    if smtp.max_attempts == 0 {
+        return Err(invalid("smtp.max_attempts", "must be at least 1"));
+    }
+    if smtp.host.trim().is_empty() {
+        return Err(invalid("smtp.host", "must not be empty"));
+    }
+    if smtp.port == 0 {
+        return Err(invalid("smtp.port", "must be above 0"));
+    }
+    // Security: AUTH over a plaintext connection sends the password in
+    // clear to anyone on the path; only the same host is exempt.
+    if !smtp.username.is_empty() && smtp.security == SmtpSecurity::None && !is_loopback(&smtp.host) {
+        return Err(invalid(
+            "smtp.username",
+            "would send the SMTP password in clear: set security = \"starttls\" or \"tls\" (or use a loopback host)",
+        ));
+    }
+    if !smtp.username.is_empty() && smtp.password_file.is_none() {
+        return Err(invalid(
+            "smtp.password_file",
+            "must be set when smtp.username is (a file holding the password)",
+        ));
+    }
+    Ok(())
+}
+
 fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
     for (key, url) in [("email.verify_url", &raw.email.verify_url), ("email.reset_url", &raw.email.reset_url)]
     {
@@ -261,29 +289,7 @@ fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
         return Err(invalid("email.from", why));
     }
     if let Some(smtp) = &raw.smtp {
-        if smtp.max_attempts == 0 {
-            return Err(invalid("smtp.max_attempts", "must be at least 1"));
-        }
-        if smtp.host.trim().is_empty() {
-            return Err(invalid("smtp.host", "must not be empty"));
-        }
-        if smtp.port == 0 {
-            return Err(invalid("smtp.port", "must be above 0"));
-        }
-        // Security: AUTH over a plaintext connection sends the password in
-        // clear to anyone on the path; only the same host is exempt.
-        if !smtp.username.is_empty() && smtp.security == SmtpSecurity::None && !is_loopback(&smtp.host) {
-            return Err(invalid(
-                "smtp.username",
-                "would send the SMTP password in clear: set security = \"starttls\" or \"tls\" (or use a loopback host)",
-            ));
-        }
-        if !smtp.username.is_empty() && smtp.password_file.is_none() {
-            return Err(invalid(
-                "smtp.password_file",
-                "must be set when smtp.username is (a file holding the password)",
-            ));
-        }
+        check_smtp(smtp)?;
     }
     if !(1..=128).contains(&raw.defense.ipv6_prefix) {
         return Err(invalid("defense.ipv6_prefix", "must be between 1 and 128"));
