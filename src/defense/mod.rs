@@ -220,13 +220,16 @@ impl Gate for Defense {
     }
 
     /// Failed credentials (a wrong password or code, an unknown reset
-    /// token) count towards blocking the address.
-    fn answered(&self, adm: &Admission, status: u16) {
+    /// token) count towards blocking the address. On the reset routes only
+    /// a token that does not work counts: their other 400s are a person's
+    /// form mistakes ("the passwords differ") or an app's malformed body,
+    /// and ten of those from one office must not block it for an hour.
+    fn answered(&self, adm: &Admission, status: u16, kind: Option<Kind>) {
         let failed = match adm.route.as_str() {
             "/v1/auth/login" | "/v1/auth/login/mfa" | "/account/login" | "/account/login/mfa" => {
                 status == 401
             }
-            "/v1/auth/password/reset" | "/reset-password" => status == 400,
+            "/v1/auth/password/reset" | "/reset-password" => kind == Some(Kind::InvalidToken),
             _ => false,
         };
         let cfg = &adm.config;

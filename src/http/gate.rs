@@ -16,7 +16,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::header::AUTHORIZATION;
 use futures_util::future::LocalBoxFuture;
 
-use super::problem::{Problem, RateLimitInfo};
+use super::problem::{Kind, Problem, RateLimitInfo, answered_kind};
 use super::{ClientInfo, LiveConfig};
 use crate::config::Config;
 
@@ -38,8 +38,9 @@ pub struct Admission {
 pub trait Gate: Send + Sync + 'static {
     /// `Ok` with the tightest bucket's headers to add, or the refusal.
     fn admit(&self, request: &Admission) -> Result<Option<RateLimitInfo>, Problem>;
-    /// Called with the status every admitted request was answered with.
-    fn answered(&self, request: &Admission, status: u16);
+    /// Called with the status every admitted request was answered with,
+    /// and its problem kind when it was refused.
+    fn answered(&self, request: &Admission, status: u16, kind: Option<Kind>);
 }
 
 /// Middleware factory; without a gate every request passes (benchmarks
@@ -109,11 +110,11 @@ where
         };
         Box::pin(async move {
             let outcome = service.call(req).await;
-            let status = match &outcome {
-                Ok(res) => res.status().as_u16(),
-                Err(e) => e.as_response_error().status_code().as_u16(),
+            let (status, kind) = match &outcome {
+                Ok(res) => (res.status().as_u16(), answered_kind(res.response())),
+                Err(e) => (e.as_response_error().status_code().as_u16(), None),
             };
-            gate.answered(&adm, status);
+            gate.answered(&adm, status, kind);
             let mut res = outcome?;
             if let Some(info) = info {
                 info.apply(res.headers_mut());

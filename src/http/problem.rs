@@ -391,6 +391,7 @@ impl Problem {
         if let Some(info) = self.rate_limit {
             info.apply(res.headers_mut());
         }
+        res.extensions_mut().insert(self.kind);
         res
     }
 }
@@ -479,12 +480,23 @@ impl ResponseError for ApiError {
 }
 
 /// An HTML page for a person: 200, or the status of `refused` (a page
-/// explaining why a form was refused), with the page's own CSP.
+/// explaining why a form was refused), with the page's own CSP. Like a
+/// problem answer, it carries its kind for the gate (`answered_kind`).
 pub fn html_page(refused: Option<Kind>, csp: &'static str, body: String) -> HttpResponse {
-    HttpResponse::build(refused.map_or(StatusCode::OK, Kind::status))
+    let mut res = HttpResponse::build(refused.map_or(StatusCode::OK, Kind::status))
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
         .insert_header((header::CONTENT_SECURITY_POLICY, csp))
-        .body(body)
+        .body(body);
+    if let Some(kind) = refused {
+        res.extensions_mut().insert(kind);
+    }
+    res
+}
+
+/// The problem kind a response answered (problem JSON or a refused page),
+/// so the gate can tell a dead link from a mistyped form: both are 400.
+pub fn answered_kind<B>(res: &HttpResponse<B>) -> Option<Kind> {
+    res.extensions().get::<Kind>().copied()
 }
 
 #[cfg(test)]

@@ -479,3 +479,39 @@ async fn a_stolen_session_cannot_guess_the_password_past_the_login_throttle() {
     let owner = login_from(&d, "198.51.100.7", "stolen@example.test", PASSWORD).await;
     assert_eq!(owner.status(), 200, "the owner, elsewhere, is not locked out");
 }
+
+/// Only a reset token that does not work counts towards blocking the
+/// address: a person with a live link who types two different passwords,
+/// or an app sending a malformed body, guesses nothing — ten of those from
+/// one office blocked it for an hour.
+#[tokio::test]
+async fn only_dead_reset_tokens_count_toward_an_ip_block() {
+    let rules = "ip_block = { failures = 2, window = \"5m\", duration = \"1h\" }";
+    let (d, smtp) = with_smtp(&format!("{}{}", rate_limits(""), defense(rules))).await;
+    let seen = register_verified(&d, &smtp, "ren@example.test", 0).await;
+    assert_eq!(d.post("/v1/auth/password/forgot", json!({"email": "ren@example.test"})).await.status(), 202);
+    let token = crate::mail::token_in(&smtp.wait_for(seen + 1).await[seen]);
+    let page = d.get(&format!("/reset-password?token={token}")).await;
+    let (cookie, csrf) = crate::pages::csrf_of(page).await;
+    let differ = [
+        ("csrf", csrf.as_str()),
+        ("token", token.as_str()),
+        ("new_password", "a brand new passphrase"),
+        ("confirm_password", "a brand new passphrase!"),
+    ];
+    for _ in 0..3 {
+        let res = d.client().post(d.https_url("/reset-password")).header("cookie", &cookie).form(&differ);
+        let res = res.send().await.unwrap();
+        assert_eq!(res.status(), 400, "the form again, saying the passwords differ");
+        let malformed = d.post("/v1/auth/password/reset", json!({"token": token})).await;
+        assert_problem(malformed, 400, "invalid-request").await;
+    }
+    let reset = json!({"token": token, "new_password": "a brand new passphrase"});
+    assert_eq!(d.post("/v1/auth/password/reset", reset).await.status(), 200, "not blocked");
+
+    let dead = json!({"token": "no-such-token", "new_password": "a brand new passphrase"});
+    for _ in 0..2 {
+        assert_problem(d.post("/v1/auth/password/reset", dead.clone()).await, 400, "invalid-token").await;
+    }
+    assert_problem(d.post("/v1/auth/password/reset", dead).await, 403, "ip-blocked").await;
+}
