@@ -17,6 +17,10 @@ pub enum AccountError {
     AddressUnchanged,
     #[error("another account has taken this address since the link was sent")]
     AddressTaken,
+    #[error(
+        "This is the last active admin account: give another account the admin role first (latchctl users add-role EMAIL admin)."
+    )]
+    LastAdmin,
     #[error(transparent)]
     Refused(#[from] LoginRefused),
     #[error(transparent)]
@@ -50,7 +54,7 @@ impl ToProblem for AccountError {
             AccountError::RegistrationClosed => Kind::RegistrationClosed,
             AccountError::InvalidCredentials => Kind::InvalidCredentials,
             AccountError::InvalidNewAddress | AccountError::AddressUnchanged => Kind::InvalidRequest,
-            AccountError::AddressTaken => Kind::Conflict,
+            AccountError::AddressTaken | AccountError::LastAdmin => Kind::Conflict,
             AccountError::Refused(e) => e.kind(),
             AccountError::Policy(e) => e.kind(),
             AccountError::Hash(e) => e.kind(),
@@ -64,9 +68,10 @@ impl ToProblem for AccountError {
             AccountError::Policy(e) => e.detail(),
             // Only a password asked again is wrong here (login is sessions').
             AccountError::InvalidCredentials => Some(WRONG_PASSWORD.to_string()),
-            AccountError::InvalidNewAddress | AccountError::AddressUnchanged | AccountError::AddressTaken => {
-                Some(self.to_string())
-            }
+            AccountError::InvalidNewAddress
+            | AccountError::AddressUnchanged
+            | AccountError::AddressTaken
+            | AccountError::LastAdmin => Some(self.to_string()),
             _ => None,
         }
     }

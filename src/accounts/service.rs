@@ -10,7 +10,7 @@ use super::address::{self, Confirmation};
 use super::queries::{self, Me};
 use super::{AccountError, Deps};
 use crate::audit::{self, Entry};
-use crate::auth::queries::{NewUser, insert_one_time, insert_user, set_name};
+use crate::auth::queries::{NewUser, active_admins, insert_one_time, insert_user, roles_of, set_name};
 use crate::auth::{UserSession, check_password, display_text, normalize_email, validate_email};
 use crate::config::{Config, Registration};
 use crate::email::{self, Template};
@@ -185,20 +185,38 @@ pub async fn delete_me(
     let gone = Template::AccountDeleted { ip: client.ip.clone(), at: crate::clock::now_rfc3339() };
     let notice = email::prepare(cfg, &d.key, &user.facts.email, &gone)?;
     let (uid, cap, client) = (user.user_id.clone(), cfg.email.max_per_recipient, client.clone());
-    let deleted = d
+    let deletion = d
         .store
         .write(move |c| {
+            // As an admin may not delete the last active admin, neither
+            // may that admin: apps using its token would lose their admin.
+            if roles_of(c, &uid)?.iter().any(|r| r == "admin") && active_admins(c)? == 1 {
+                return Ok(Deletion::LastAdmin);
+            }
             if !queries::delete_user(c, &uid, &phc)? {
-                return Ok(false);
+                return Ok(Deletion::PasswordChanged);
             }
             audit::record(c, &Entry::by_user("account_deleted", &uid, &client))?;
             email::enqueue(c, cap, notice)?;
-            Ok(true)
+            Ok(Deletion::Done)
         })
         .await?;
     d.outbox.wake.notify_one();
+    let deleted = matches!(deletion, Deletion::Done);
     count("account_delete", if deleted { "success" } else { "failure" });
-    if deleted { Ok(()) } else { Err(AccountError::InvalidCredentials) }
+    match deletion {
+        Deletion::Done => Ok(()),
+        Deletion::PasswordChanged => Err(AccountError::InvalidCredentials),
+        Deletion::LastAdmin => Err(AccountError::LastAdmin),
+    }
+}
+
+/// What the deleting write found.
+enum Deletion {
+    Done,
+    /// The password checked is no longer the account's (a reset meanwhile).
+    PasswordChanged,
+    LastAdmin,
 }
 
 /// Resend and forgot: validates the address and hands the lookup, token

@@ -155,16 +155,6 @@ pub fn delete_user(c: &Connection, id: &str) -> Result<bool, StoreError> {
     Ok(exec(c, "DELETE FROM users WHERE id = ?1", params![id])? == 1)
 }
 
-/// Active users holding role `admin`.
-pub fn active_admins(c: &Connection) -> Result<i64, StoreError> {
-    Ok(c.query_row(
-        "SELECT count(*) FROM user_roles r JOIN users u ON u.id = r.user_id
-         WHERE r.role = 'admin' AND u.status = 'active'",
-        [],
-        |r| r.get(0),
-    )?)
-}
-
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Role {
     pub name: String,

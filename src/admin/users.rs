@@ -13,7 +13,9 @@ use super::errors::{refusal, refuse};
 use super::queries::{self, AdminUser, UserFilter};
 use super::{AdminError, Deps};
 use crate::audit::{self, Entry};
-use crate::auth::queries::{NewUser, insert_one_time, insert_user, revoke_user_sessions, set_name};
+use crate::auth::queries::{
+    NewUser, active_admins, insert_one_time, insert_user, revoke_user_sessions, set_name,
+};
 use crate::auth::second_factor::{self, Enrolment};
 use crate::auth::{Principal, check_password, display_text, normalize_email, validate_email};
 use crate::config::Config;
@@ -233,7 +235,7 @@ fn check_roles(c: &rusqlite::Connection, roles: &[String]) -> Result<(), StoreEr
 /// change against `had`, the count before it. An install run only through
 /// the admin socket has no admin account, and may still change the others.
 fn keep_an_admin(c: &rusqlite::Connection, had: i64) -> Result<(), StoreError> {
-    if had > 0 && queries::active_admins(c)? == 0 {
+    if had > 0 && active_admins(c)? == 0 {
         return Err(refuse(AdminError::Conflict("that would leave no active admin".into())));
     }
     Ok(())
@@ -319,7 +321,7 @@ fn apply_patch(
     if queries::user(c, id)?.is_none() {
         return Err(refuse(AdminError::NotFound("user")));
     }
-    let admins = queries::active_admins(c)?;
+    let admins = active_admins(c)?;
     if let Some(roles) = &p.roles {
         check_roles(c, roles)?;
         queries::set_roles(c, id, roles)?;
@@ -409,7 +411,7 @@ pub async fn delete(
     let (uid, actor) = (id.into_inner(), who.actor());
     d.store
         .write(move |c| {
-            let admins = queries::active_admins(c)?;
+            let admins = active_admins(c)?;
             if !queries::delete_user(c, &uid)? {
                 return Err(refuse(AdminError::NotFound("user")));
             }

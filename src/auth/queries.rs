@@ -150,6 +150,16 @@ pub fn pending_email_change(
     .optional()?)
 }
 
+/// Active users holding role `admin`.
+pub fn active_admins(c: &Connection) -> Result<i64, StoreError> {
+    Ok(c.query_row(
+        "SELECT count(*) FROM user_roles r JOIN users u ON u.id = r.user_id
+         WHERE r.role = 'admin' AND u.status = 'active'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
 /// The user's stored password hash (PHC string).
 pub fn password_hash(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
     Ok(c.query_row("SELECT password_hash FROM users WHERE id = ?1", params![user_id], |r| r.get(0))

@@ -538,3 +538,22 @@ async fn an_admin_renames_a_person_and_other_changes_leave_the_name_alone() {
         details.iter().map(|d| serde_json::from_str::<Value>(d).unwrap()["name"].clone()).collect();
     assert_eq!(named, [json!("changed"), Value::Null, json!("changed")], "the audit says when, not what");
 }
+
+/// The last active admin cannot delete their own account (as no admin may
+/// delete it): apps using its token would lose their admin. Once another
+/// account is an admin, it can.
+#[tokio::test]
+async fn the_last_admin_cannot_delete_their_own_account() {
+    let (d, admin) = with_admin().await;
+    let delete = || {
+        let req = d.client().delete(d.https_url("/v1/auth/me")).bearer_auth(&admin);
+        req.json(&json!({"password": PASSWORD})).send()
+    };
+    let refused = assert_problem(delete().await.unwrap(), 409, "conflict").await;
+    assert!(refused["detail"].as_str().unwrap().contains("last active admin"), "{refused}");
+    login(&d, "root@example.test", PASSWORD).await;
+    create_user(&d, &admin, "second@example.test", &["admin"]).await;
+    assert_eq!(delete().await.unwrap().status(), 204);
+    let gone = d.post("/v1/auth/login", json!({"email": "root@example.test", "password": PASSWORD})).await;
+    assert_problem(gone, 401, "invalid-credentials").await;
+}
