@@ -12,7 +12,7 @@ mod upkeep;
 
 use std::sync::Arc;
 
-use crate::auth::{BreachedList, Hasher, LoginGuard};
+use crate::auth::{ApiKeys, BreachedList, Hasher, LoginGuard};
 use crate::email::Outbox;
 use crate::http::Routes;
 use crate::keys::MasterKey;
@@ -32,6 +32,8 @@ pub struct Deps {
     /// The address-only work (forgot, resend), done after the answer.
     pub mailer: Mailer,
     pub defense: Arc<dyn LoginGuard>,
+    /// The in-memory keys, to drop a deleted account's.
+    pub api_keys: Arc<ApiKeys>,
     /// Sessions that just changed their password (a repeat is not an error).
     pub recent_changes: passwords::RecentChanges,
 }

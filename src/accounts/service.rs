@@ -203,6 +203,9 @@ pub async fn delete_me(
         .await?;
     d.outbox.wake.notify_one();
     let deleted = matches!(deletion, Deletion::Done);
+    if deleted {
+        d.api_keys.drop_owner(&user.user_id);
+    }
     count("account_delete", if deleted { "success" } else { "failure" });
     match deletion {
         Deletion::Done => Ok(()),

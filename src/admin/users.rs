@@ -374,6 +374,7 @@ pub async fn patch(
     let (uid, mut p) = (id.clone(), body.0);
     p.name = p.name.take().map(|name| display_text("name", name)).transpose()?;
     let unlock = p.unlock == Some(true);
+    let status_set = p.status.is_some();
     let address = p.email.as_deref().map(NewAddress::parse).transpose()?;
     let mails = PatchMails::build(&d, &cfg, &id, &p, address.as_ref()).await?;
     let cap = cfg.email.max_per_recipient;
@@ -393,6 +394,9 @@ pub async fn patch(
         .map_err(refusal)?;
     d.outbox.wake.notify_one();
     let user = load(&d, id).await?;
+    if status_set {
+        d.api_keys.suspend_owner(&user.id, user.status == "disabled");
+    }
     if unlock {
         d.defense.clear_login_failures(&user.email_norm).await.map_err(AdminError::from)?;
     }
@@ -408,7 +412,8 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    let (uid, actor) = (id.into_inner(), who.actor());
+    let (id, actor) = (id.into_inner(), who.actor());
+    let uid = id.clone();
     d.store
         .write(move |c| {
             let admins = active_admins(c)?;
@@ -427,5 +432,6 @@ pub async fn delete(
         })
         .await
         .map_err(refusal)?;
+    d.api_keys.drop_owner(&id);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -43,6 +43,9 @@ pub struct ApiKey {
     #[serde(serialize_with = "rfc3339_opt")]
     #[schema(value_type = Option<String>)]
     pub last_used_at: Option<i64>,
+    /// Beyond API.md: its owner is disabled, so it does not work until
+    /// they are enabled again (as their sessions ended with the disabling).
+    pub suspended: bool,
     #[serde(skip)]
     secret_hash: Vec<u8>,
 }
@@ -60,7 +63,7 @@ fn rfc3339_opt<S: serde::Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::
 
 impl ApiKey {
     pub fn live(&self, now: i64) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| t > now)
+        !self.suspended && self.revoked_at.is_none() && self.expires_at.is_none_or(|t| t > now)
     }
 }
 
@@ -165,6 +168,7 @@ impl ApiKeys {
             expires_at,
             revoked_at: None,
             last_used_at: None,
+            suspended: false,
             secret_hash: sha256(&secret),
         };
         Ok(Minted { key, secret })
@@ -183,6 +187,25 @@ impl ApiKeys {
             && let Some(k) = keys.get_mut(id)
         {
             k.revoked_at = Some(at);
+        }
+    }
+
+    /// After the write that deleted user `owner_id` committed: its keys
+    /// went with it (`ON DELETE CASCADE`), and must stop working now, not
+    /// at the next start.
+    pub fn drop_owner(&self, owner_id: &str) {
+        if let Ok(mut keys) = self.keys.write() {
+            keys.retain(|_, k| k.owner_id.as_deref() != Some(owner_id));
+        }
+    }
+
+    /// After the write that disabled (or enabled) user `owner_id`
+    /// committed: its keys stop (or start) working with it.
+    pub fn suspend_owner(&self, owner_id: &str, suspended: bool) {
+        if let Ok(mut keys) = self.keys.write() {
+            for k in keys.values_mut().filter(|k| k.owner_id.as_deref() == Some(owner_id)) {
+                k.suspended = suspended;
+            }
         }
     }
 
@@ -230,7 +253,9 @@ impl ApiKeys {
 
 fn all_keys(c: &Connection) -> Result<Vec<ApiKey>, StoreError> {
     let mut stmt = c.prepare(
-        "SELECT id, name, secret_hash, scopes, owner_id, created_at, expires_at, revoked_at, last_used_at FROM api_keys",
+        "SELECT k.id, k.name, k.secret_hash, k.scopes, k.owner_id, k.created_at, k.expires_at, k.revoked_at,
+                k.last_used_at, u.status IS 'disabled'
+         FROM api_keys k LEFT JOIN users u ON u.id = k.owner_id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(ApiKey {
@@ -243,6 +268,7 @@ fn all_keys(c: &Connection) -> Result<Vec<ApiKey>, StoreError> {
             expires_at: r.get(6)?,
             revoked_at: r.get(7)?,
             last_used_at: r.get(8)?,
+            suspended: r.get(9)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -33,7 +33,11 @@ pub enum ApiKeysCmd {
 
 fn cells(k: &Value) -> Vec<String> {
     let scopes: Vec<&str> = k["scopes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let state = if k["revoked_at"].is_string() { "revoked" } else { "active" };
+    let state = match (k["revoked_at"].is_string(), k["suspended"] == true) {
+        (true, _) => "revoked",
+        (false, true) => "suspended (owner disabled)",
+        (false, false) => "active",
+    };
     vec![
         cell(k, "id", "?"),
         cell(k, "name", "?"),

@@ -211,6 +211,7 @@ fn api_routes(
         breached: Arc::clone(&s.breached),
         mailer: accounts::start_mailer(tracker, cancel.child_token(), work),
         defense: Arc::clone(&s.defense) as Arc<dyn LoginGuard>,
+        api_keys: Arc::clone(&s.api_keys),
         recent_changes: Default::default(),
     });
     let sessions = web::Data::new(sessions::Deps {

@@ -19,6 +19,11 @@ pub fn make_key(d: &Latchd, name: &str, scopes: &[&str], extra: &[&str]) -> Valu
     ok_json(ctl(d, &args, ""))
 }
 
+/// The status `key` gets from an admin endpoint.
+async fn works(d: &Latchd, key: &str) -> u16 {
+    d.get_auth("/v1/admin/users", key).await.status().as_u16()
+}
+
 async fn introspect(d: &Latchd, key: &str, token: &str) -> reqwest::Response {
     d.post_auth("/v1/auth/introspect", key, json!({ "token": token })).await
 }
@@ -117,4 +122,38 @@ async fn introspection_reports_live_tokens_and_keys_and_nothing_else() {
 
     assert_problem(d.post("/v1/auth/introspect", json!({"token": at})).await, 401, "unauthorized").await;
     assert_problem(introspect(&d, &admin, at).await, 403, "forbidden").await;
+}
+
+/// A key made for a person works only while they do: disabling them
+/// suspends it (enabling brings it back), and deleting them (as an admin,
+/// or themselves) ends it at once — it stayed in force until the next
+/// start, its row already gone.
+#[tokio::test]
+async fn a_persons_keys_stop_when_they_are_disabled_or_deleted() {
+    let (d, admin) = with_admin().await;
+    let probe = make_key(&d, "probe", &["introspect"], &[])["key"].as_str().unwrap().to_string();
+    for (email, by_self) in [("kai@example.test", false), ("lou@example.test", true)] {
+        let body = json!({"email": email, "password": PASSWORD, "roles": [], "email_verified": true});
+        let user: Value = d.post_auth("/v1/admin/users", &admin, body).await.json().await.unwrap();
+        let owner = user["id"].as_str().unwrap();
+        let key =
+            make_key(&d, "reports", &["admin"], &["--owner", owner])["key"].as_str().unwrap().to_string();
+        assert_eq!(works(&d, &key).await, 200);
+        assert!(ctl(&d, &["users", "disable", email], "").status.success());
+        assert_eq!(works(&d, &key).await, 401, "suspended with its owner");
+        let listed = ok_json(ctl(&d, &["--json", "api-keys", "list"], ""));
+        let item = listed["items"].as_array().unwrap().iter().find(|k| k["name"] == "reports").cloned();
+        assert_eq!(item.map(|k| k["suspended"].clone()), Some(json!(true)));
+        assert!(ctl(&d, &["users", "enable", email], "").status.success());
+        assert_eq!(works(&d, &key).await, 200, "back with its owner");
+        if by_self {
+            let access = login(&d, email, PASSWORD).await["access_token"].as_str().unwrap().to_string();
+            let req = d.client().delete(d.https_url("/v1/auth/me")).bearer_auth(&access);
+            assert_eq!(req.json(&json!({"password": PASSWORD})).send().await.unwrap().status(), 204);
+        } else {
+            assert!(ctl(&d, &["users", "delete", email], "").status.success());
+        }
+        assert_eq!(works(&d, &key).await, 401, "gone with its owner");
+        assert_eq!(introspect(&d, &probe, &key).await.json::<Value>().await.unwrap()["active"], false);
+    }
 }
