@@ -84,13 +84,16 @@ pub async fn create(
     let minted = ApiKeys::mint(req.name.trim().to_string(), req.scopes, req.owner_id, expires_at)
         .map_err(AdminError::from)?;
     let (row, actor) = (minted.key.clone(), who.actor());
-    d.store
+    let owner_disabled = d
+        .store
         .write(move |c| {
-            if let Some(owner) = &row.owner_id
-                && queries::user(c, owner)?.is_none()
-            {
-                return Err(refuse(AdminError::invalid("owner_id", "no such user")));
-            }
+            let owner = match &row.owner_id {
+                Some(id) => match queries::user(c, id)? {
+                    Some(user) => Some(user),
+                    None => return Err(refuse(AdminError::invalid("owner_id", "no such user"))),
+                },
+                None => None,
+            };
             api_keys::insert(c, &row)?;
             let details = json!({ "key_id": row.id, "name": row.name, "scopes": row.scopes });
             let entry = Entry {
@@ -100,11 +103,14 @@ pub async fn create(
                 client: Some(&client),
                 details,
             };
-            audit::record(c, &entry)
+            audit::record(c, &entry)?;
+            Ok(owner.is_some_and(|u| u.status == "disabled"))
         })
         .await
         .map_err(refusal)?;
-    let key = minted.key;
+    // A key made for a disabled person waits for them, as theirs do.
+    let mut key = minted.key;
+    key.suspended = owner_disabled;
     d.api_keys.remember(key.clone());
     Ok(HttpResponse::Created().json(CreatedKey {
         id: key.id,

@@ -144,8 +144,11 @@ async fn a_persons_keys_stop_when_they_are_disabled_or_deleted() {
         let listed = ok_json(ctl(&d, &["--json", "api-keys", "list"], ""));
         let item = listed["items"].as_array().unwrap().iter().find(|k| k["name"] == "reports").cloned();
         assert_eq!(item.map(|k| k["suspended"].clone()), Some(json!(true)));
+        let late = make_key(&d, "late", &["admin"], &["--owner", owner])["key"].as_str().unwrap().to_string();
+        assert_eq!(works(&d, &late).await, 401, "one made meanwhile waits too");
         assert!(ctl(&d, &["users", "enable", email], "").status.success());
         assert_eq!(works(&d, &key).await, 200, "back with its owner");
+        assert_eq!(works(&d, &late).await, 200);
         if by_self {
             let access = login(&d, email, PASSWORD).await["access_token"].as_str().unwrap().to_string();
             let req = d.client().delete(d.https_url("/v1/auth/me")).bearer_auth(&access);
