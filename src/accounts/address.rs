@@ -50,6 +50,7 @@ pub async fn request_change(
     let holder = d.store.read(move |c| queries::holder_of(c, &lookup)).await?;
     let token = random_token()?;
     let hash = token_hash(&token);
+    let link_sent = holder.is_none();
     let to_new = match holder {
         None => email::prepare(cfg, &d.key, &new_email, &Template::ConfirmAddressChange { token })?,
         Some(h) => email::prepare(cfg, &d.key, &h.email, &Template::AlreadyRegistered)?,
@@ -73,9 +74,9 @@ pub async fn request_change(
             if email::enqueue(c, cap, to_new)? {
                 exec(
                     c,
-                    "INSERT INTO email_changes (hash, user_id, new_email, created_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![hash, uid, new_email, now, now + CHANGE_TTL_SECS],
+                    "INSERT INTO email_changes (hash, user_id, new_email, created_at, expires_at, link_sent)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![hash, uid, new_email, now, now + CHANGE_TTL_SECS, link_sent],
                 )?;
             }
             let entry = Entry::by_user("email_change_requested", &uid, &client);

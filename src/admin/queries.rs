@@ -35,6 +35,9 @@ pub struct EmailChange {
     pub to: String,
     /// When the link stops working.
     pub expires_at: String,
+    /// Whether the link was mailed: not when another account holds `to`
+    /// (its holder was told instead), so the change cannot happen.
+    pub link_sent: bool,
 }
 
 /// A user as API.md "Admin" shows one.
@@ -65,9 +68,12 @@ fn user_row(c: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<AdminUser
     let id: String = r.get(0)?;
     let lookup_failed = |e| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
     let roles = roles_of(c, &id).map_err(lookup_failed)?;
-    let email_change = pending_email_change(c, &id, crate::clock::now_unix())
-        .map_err(lookup_failed)?
-        .map(|p| EmailChange { to: p.new_email, expires_at: crate::clock::rfc3339(p.expires_at) });
+    let email_change =
+        pending_email_change(c, &id, crate::clock::now_unix()).map_err(lookup_failed)?.map(|p| EmailChange {
+            to: p.new_email,
+            expires_at: crate::clock::rfc3339(p.expires_at),
+            link_sent: p.link_sent,
+        });
     Ok(AdminUser {
         email: r.get(1)?,
         name: r.get(2)?,

@@ -130,10 +130,13 @@ pub fn set_name(c: &Connection, user_id: &str, name: Option<&str>, now: i64) -> 
 }
 
 /// The user's live pending change of address: where a confirmed link
-/// would move the account, and until when (Unix seconds) its link works.
+/// would move the account, until when (Unix seconds) its link works, and
+/// whether that link was mailed at all (not when another account holds
+/// the address).
 pub struct PendingAddress {
     pub new_email: String,
     pub expires_at: i64,
+    pub link_sent: bool,
 }
 
 /// The user's pending change of address, if one is live at `now`.
@@ -143,9 +146,10 @@ pub fn pending_email_change(
     now: i64,
 ) -> Result<Option<PendingAddress>, StoreError> {
     Ok(c.query_row(
-        "SELECT new_email, expires_at FROM email_changes WHERE user_id = ?1 AND used_at IS NULL AND expires_at > ?2",
+        "SELECT new_email, expires_at, link_sent FROM email_changes
+         WHERE user_id = ?1 AND used_at IS NULL AND expires_at > ?2",
         params![user_id, now],
-        |r| Ok(PendingAddress { new_email: r.get(0)?, expires_at: r.get(1)? }),
+        |r| Ok(PendingAddress { new_email: r.get(0)?, expires_at: r.get(1)?, link_sent: r.get(2)? }),
     )
     .optional()?)
 }

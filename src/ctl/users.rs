@@ -195,7 +195,14 @@ fn user_detail(u: &Value) -> String {
     let change = &u["email_change"];
     if change.is_object() {
         let (to, until) = (cell(change, "to", "?"), cell(change, "expires_at", "?"));
-        lines.push(format!("{:<13}{to}, once its link is opened (it works until {until})", "moving to"));
+        lines.push(if change["link_sent"] == false {
+            format!(
+                "{:<13}nowhere: they asked for {to}, which another account holds, so no link was sent",
+                "moving to"
+            )
+        } else {
+            format!("{:<13}{to}, once its link is opened (it works until {until})", "moving to")
+        });
     }
     lines.join("\n")
 }

@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "email_changes",
         sql: include_str!("../../migrations/0013_email_changes.sql"),
     },
+    Migration {
+        version: 14,
+        name: "email_changes_link_sent",
+        sql: include_str!("../../migrations/0014_email_changes_link_sent.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -104,6 +104,12 @@ async fn a_taken_address_is_not_told_and_a_password_change_voids_the_link() {
     let browser = crate::pages::signed_in(&d, "bob@example.test").await;
     let page = browser.get(&d, "/account").await.text().await.unwrap();
     assert!(page.contains("A link was sent to cy@example.test.</strong>"), "{page}");
+    // Support is told that no link went there (the person asking is not).
+    let shown = crate::admin_api::ctl(&d, &["users", "show", "bob@example.test"], "").stdout;
+    let shown = String::from_utf8(shown).unwrap();
+    let moving = shown.lines().find(|l| l.starts_with("moving to")).unwrap_or_default();
+    assert!(moving.contains("they asked for cy@example.test, which another account holds"), "{shown}");
+    assert!(moving.contains("no link was sent") && !moving.contains("once its link"), "{moving}");
 
     // A password change ends a pending change: its link no longer works.
     assert_eq!(ask("bob@new.example").await.status(), 202);
