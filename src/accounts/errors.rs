@@ -15,7 +15,7 @@ pub enum AccountError {
     InvalidNewAddress,
     #[error("new_email: is already the account's address")]
     AddressUnchanged,
-    #[error("another account has taken this address since the link was sent")]
+    #[error("Another account has taken this address since the link was sent.")]
     AddressTaken,
     #[error(
         "This is the last active admin account: give another account the admin role first (latchctl users add-role EMAIL admin)."

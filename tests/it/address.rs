@@ -132,7 +132,7 @@ async fn a_taken_address_is_not_told_and_a_password_change_voids_the_link() {
     assert_eq!(res.status(), 202);
     let res = d.post("/v1/auth/verify-email", json!({"token": token})).await;
     let taken = assert_problem(res, 409, "conflict").await;
-    assert!(taken["detail"].as_str().unwrap().contains("another account"), "{taken}");
+    assert!(taken["detail"].as_str().unwrap().contains("Another account has taken"), "{taken}");
     assert_eq!(email_of(&d, access).await, json!(["bob@example.test", true]));
 }
 
