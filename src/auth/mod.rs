@@ -10,6 +10,7 @@
 pub mod api_keys;
 mod dummy;
 mod guard;
+mod hash_memory;
 pub mod live;
 mod password;
 mod policy;
@@ -24,6 +25,7 @@ mod verified;
 pub use api_keys::{ApiKey, ApiKeys};
 pub use dummy::{DummyParams, RECOUNT_EVERY as DUMMY_RECOUNT_EVERY};
 pub use guard::{LoginGuard, LoginRefused, Pending};
+pub use hash_memory::workspaces_fit;
 pub use live::{LiveView, UserFacts};
 pub use password::{
     HashError, Hasher, QUEUE_PER_CORE as HASH_QUEUE_PER_CORE, Verified, hash_now, read_pepper,

@@ -232,7 +232,7 @@ impl Hasher {
     /// every hash (from `[passwords].pepper_file`), if any; `max_wait` is
     /// `[passwords].max_queue_wait`.
     pub fn start(pepper: Option<Vec<u8>>, max_wait: Duration) -> Hasher {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = super::hash_memory::hashing_threads();
         let (tx, rx) = mpsc::sync_channel::<Job>(cores * QUEUE_PER_CORE);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..cores {
@@ -354,6 +354,8 @@ impl Reloadable for Hasher {
     fn prepare<'a>(&'a self, next: &'a Config) -> Preparing<'a> {
         Box::pin(async move {
             let pepper = read_pepper(next.passwords.pepper_file.as_deref())?;
+            super::workspaces_fit(next.passwords.argon2)
+                .map_err(|e| format!("passwords.argon2.memory_kib: {e}"))?;
             let (hasher, max_wait) = (self.clone(), next.passwords.max_queue_wait.0);
             Ok(Box::new(move || {
                 hasher.set_pepper(pepper);

@@ -2,8 +2,9 @@
 //! the file's syntax and rules, and what `latchd serve` checks before
 //! anything else: the files the config names — certificate and key, HS256
 //! secret, pepper, breached list, SMTP password, master key — are opened
-//! and checked as a start would, and each problem is put on its key's
-//! line. Run as root, the check commands read them as the state directory's
+//! and checked as a start would, argon2's workspaces must fit in the
+//! memory latchd may use, and each problem is put on its key's line. Run
+//! as root, the check commands read them as the state directory's
 //! owner (the user latchd runs as, with that user's groups): a key that
 //! only root can read passes for root and then stops the daemon.
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use nix::unistd::{Uid, User, getgrouplist, setgid, setgroups, setuid};
 
-use crate::auth::{check_secret_file, read_pepper};
+use crate::auth::{check_secret_file, read_pepper, workspaces_fit};
 use crate::config::{Config, ConfigError};
 use crate::email::SmtpSettings;
 use crate::http::tls::{TlsError, load_certified_key};
@@ -136,6 +137,7 @@ fn file_problems(cfg: &Config, reader: &str) -> Vec<(&'static str, String)> {
     let checks = [
         check_secret_file(cfg).map_err(|e| ("tokens.secret_file", e.to_string())),
         read_pepper(cfg.passwords.pepper_file.as_deref()).map(drop).map_err(|e| ("passwords.pepper_file", e)),
+        workspaces_fit(cfg.passwords.argon2).map_err(|e| ("passwords.argon2.memory_kib", e)),
         smtp,
     ];
     for (key, reason) in checks.into_iter().filter_map(Result::err) {

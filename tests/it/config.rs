@@ -302,3 +302,49 @@ fn files_the_config_names_are_opened_as_latchd_would() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.starts_with(&format!("{shown}: cannot read config: Permission denied")), "{stderr}");
 }
+
+/// argon2 parameters whose workspaces (one per hashing thread, all busy
+/// under a burst of logins) do not fit in the memory latchd may use are
+/// refused before the start, not found by the first busy minute.
+#[test]
+fn argon2_memory_beyond_what_latchd_may_use_is_refused() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let run_limited = |memory_kib: u32, args: &[&str]| {
+        let text = base_config(&format!("\n[passwords.argon2]\nmemory_kib = {memory_kib}\n"));
+        let path = write_config(dir.path(), &text);
+        let line = text.lines().position(|l| l.starts_with("memory_kib")).unwrap() + 1;
+        let mut cmd = std::process::Command::new(crate::harness::LATCHD);
+        cmd.args(args).arg(&path).env_remove("LATCH_CONFIG").current_dir(dir.path());
+        // SAFETY: setrlimit in the child just before exec (`ulimit -v 1G`).
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit { rlim_cur: 1 << 30, rlim_max: 1 << 30 };
+                if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            format!("{}:{line}: ", path.display()),
+        )
+    };
+    for args in [&["check-config"][..], &["serve", "--config"]] {
+        let (code, stderr, at) = run_limited(2 * 1024 * 1024, args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        let said = format!("{at}passwords.argon2.memory_kib: ");
+        assert!(stderr.starts_with(&said), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("× 2048 MiB = ")
+                && stderr.contains("but the address-space limit (ulimit -v, LimitAS=) is 1024 MiB"),
+            "{stderr}"
+        );
+    }
+    assert!(!dir.path().join("state").exists(), "a refused start creates nothing");
+    let (code, stderr, _) = run_limited(19_456, &["check-config"]);
+    assert_eq!(code, Some(0), "the default fits in the same limit: {stderr}");
+}
