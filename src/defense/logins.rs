@@ -15,10 +15,11 @@ use crate::store::StoreError;
 impl Defense {
     /// Before a password is checked: the email's throttle for this
     /// address, then the per-email limit. Decided in memory, no database.
+    /// The caller counts a refusal under its own kind (a login's, or the
+    /// change that asked for the password again).
     pub fn check_login(&self, email: &str, client: &ClientInfo, cfg: &Config) -> Result<(), LoginRefused> {
         let (key, _) = client_key(&client.ip, cfg.defense.ipv6_prefix);
         if let Err(secs) = self.throttle.check(email, &key, crate::clock::now_unix()) {
-            crate::telemetry::auth_event("login", "locked");
             return Err(LoginRefused::Throttled(secs));
         }
         self.check_account(email)

@@ -109,7 +109,7 @@ pub async fn login_mfa(
     };
     // Security: wrong codes count toward the same per-address delay and
     // per-email limit as wrong passwords.
-    d.defense.check_login(&pending.email_norm, client, cfg)?;
+    d.defense.check_login(&pending.email_norm, client, cfg).inspect_err(super::service::count_refusal)?;
     let (email_norm, device) = (pending.email_norm.clone(), pending.device_name.clone());
     let login = NewLogin::new(cfg, &pending.user_id, &pending.email, "pwd otp", client)?;
     let notice = match proof {

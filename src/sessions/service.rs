@@ -11,7 +11,7 @@ use super::{Deps, SessionError, second_step};
 use crate::audit::{self, Entry};
 use crate::auth::queries::{revoke_session, revoke_user_sessions, roles_of};
 use crate::auth::{
-    AccessClaims, Signer, UserSession, display_text, issuer, normalize_email, reject_oversized,
+    AccessClaims, LoginRefused, Signer, UserSession, display_text, issuer, normalize_email, reject_oversized,
 };
 use crate::config::Config;
 use crate::http::ClientInfo;
@@ -100,7 +100,7 @@ pub async fn login(
     let email_norm = normalize_email(&req.email);
     // Security: throttled or over the per-email limit, answered from
     // memory before any lookup or hash, identically for every email.
-    d.defense.check_login(&email_norm, client, cfg)?;
+    d.defense.check_login(&email_norm, client, cfg).inspect_err(count_refusal)?;
     // Under overload, refuse before the lookup (the same for every email).
     hasher.has_room()?;
     let lookup = email_norm.clone();
@@ -178,6 +178,15 @@ pub(super) async fn welcome(
         tracing::warn!(error = %e, "login anomaly rules could not run");
     }
     tokens(&d.signer, cfg, issued)
+}
+
+/// Counts a login the defenses refused before its password was checked:
+/// a throttled email is `locked` on the dashboard; the per-email limit
+/// counts itself as a rate limit.
+pub(super) fn count_refusal(refused: &LoginRefused) {
+    if let LoginRefused::Throttled(_) = refused {
+        count("login", "locked");
+    }
 }
 
 /// Counts and audits a failed login; the error to answer with.

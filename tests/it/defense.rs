@@ -474,8 +474,12 @@ async fn a_stolen_session_cannot_guess_the_password_past_the_login_throttle() {
     assert!(header(&res, "retry-after").is_some_and(|s| s.parse::<u64>().is_ok_and(|s| s > 0)));
     assert_problem(res, 429, "login-throttled").await;
     assert_eq!(metric(&d, verifies).await, hashes, "refused before any hash");
+    // The dashboard's locked logins are logins, not the changes above.
+    let locked = r#"latch_auth_events_total{kind="login",result="locked"}"#;
+    assert_eq!(metric(&d, locked).await, 0.0);
     let res = login_from(&d, "203.0.113.44", "stolen@example.test", PASSWORD).await;
     assert_problem(res, 429, "login-throttled").await;
+    assert_eq!(metric(&d, locked).await, 1.0);
     let owner = login_from(&d, "198.51.100.7", "stolen@example.test", PASSWORD).await;
     assert_eq!(owner.status(), 200, "the owner, elsewhere, is not locked out");
 }
