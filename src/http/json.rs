@@ -67,8 +67,18 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     }
 }
 
-/// Deserializes `bytes`, naming the failing field in `errors`.
+/// Deserializes `bytes`, naming the failing field in `errors`. Every body
+/// is a JSON object: serde would also read an array as a struct's fields
+/// in order, so `["a@b.example", "pw", null]` registered an account.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        let message = "must be a JSON object".to_string();
+        return Err(Problem::new(Kind::InvalidRequest)
+            .with_detail(format!("body: {message}"))
+            .with_errors(vec![FieldError { field: "body".into(), message }])
+            .into());
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -81,7 +91,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 (path.trim_start_matches('.').to_string(), format!("is not a field here ({expected})"))
             }
             _ if inner.is_syntax() || inner.is_eof() => ("body".into(), "is not valid JSON".to_string()),
-            _ => (path.trim_start_matches('.').to_string(), strip_position(&inner.to_string())),
+            _ => (path.trim_start_matches('.').to_string(), plain(&strip_position(&inner.to_string()))),
         };
         let field = if field.is_empty() { "body".to_string() } else { field };
         let detail = format!("{field}: {message}");
@@ -102,6 +112,15 @@ fn missing_field(msg: &str) -> Option<&str> {
 fn unknown_field(msg: &str) -> Option<String> {
     let (_, rest) = msg.strip_prefix("unknown field `")?.split_once('`')?;
     Some(strip_position(rest.trim_start_matches(", ")))
+}
+
+/// serde names our Rust types ("expected struct Mfa"); a caller knows
+/// JSON, not them.
+fn plain(msg: &str) -> String {
+    match msg.split_once("expected struct ") {
+        Some((before, _)) => format!("{before}expected an object"),
+        None => msg.to_string(),
+    }
 }
 
 /// serde_json appends " at line L column C"; the field name says more.
@@ -161,5 +180,24 @@ mod tests {
         assert_eq!(field_of(r#"{"email":5,"password":"x"}"#), "email");
         assert_eq!(field_of(r#"{"email":"#), "body");
         assert!(parse::<Login>(br#"{"email":"a","password":"b"}"#).is_ok());
+    }
+
+    #[test]
+    fn a_body_is_an_object_and_messages_name_no_rust_type() {
+        let problem = |body: &str| match parse::<Patch>(body.as_bytes()) {
+            Err(e) => e.problem().errors[0].clone(),
+            Ok(other) => panic!("{other:?}"),
+        };
+        for body in [r#"["disabled", null]"#, "null", " 5", r#""x""#, "[1,", ""] {
+            let p = problem(body);
+            assert_eq!((p.field.as_str(), p.message.as_str()), ("body", "must be a JSON object"), "{body}");
+        }
+        assert_eq!(problem(r#"{"status":"#).message, "is not valid JSON");
+        let nested = problem(r#"{"mfa":"off"}"#);
+        assert_eq!(
+            (nested.field.as_str(), nested.message.as_str()),
+            ("mfa", "invalid type: string \"off\", expected an object")
+        );
+        assert!(parse::<Patch>(b" \n{}").is_ok());
     }
 }

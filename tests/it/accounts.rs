@@ -301,6 +301,12 @@ async fn bad_bodies_get_specific_problems() {
     assert_eq!(body["errors"][0], json!({"field": "password", "message": "is required"}));
     let res = d.post("/v1/auth/register", json!({"email": "x@example.test", "password": 12})).await;
     assert_eq!(assert_problem(res, 400, "invalid-request").await["errors"][0]["field"], "password");
+    // An array is no body, though serde would read it as the fields in order.
+    let res = d.post("/v1/auth/register", json!(["x@example.test", PASSWORD, null])).await;
+    let body = assert_problem(res, 400, "invalid-request").await;
+    assert_eq!(body["errors"][0], json!({"field": "body", "message": "must be a JSON object"}));
+    let users: i64 = d.db().query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
+    assert_eq!(users, 0);
     // An address no message can be built for is refused as input, not
     // answered with a 500 when the confirmation mail is made.
     for email in ["no-at-sign", "a@[127.0.0.1]", "Bob <bob@example.test>"] {
