@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::{AdminError, Deps};
 use crate::audit::{self, AuditEntry, AuditRow, Filter};
 use crate::auth::Principal;
-use crate::http::{ApiError, Page};
+use crate::http::{ApiError, ApiQuery, Page};
 use crate::store::Store;
 
 /// Rows per database read while streaming.
@@ -88,7 +88,7 @@ fn filter(q: &ListQuery) -> Result<Filter, AdminError> {
 pub async fn list(
     d: web::Data<Deps>,
     who: Principal,
-    q: web::Query<ListQuery>,
+    q: ApiQuery<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let filter = filter(&q)?;

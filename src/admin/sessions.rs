@@ -11,7 +11,7 @@ use super::{AdminError, Deps};
 use crate::audit::{self, Entry};
 use crate::auth::Principal;
 use crate::auth::queries::revoke_session;
-use crate::http::{ApiError, ClientInfo};
+use crate::http::{ApiError, ApiQuery, ClientInfo};
 
 type D = web::Data<Deps>;
 
@@ -31,9 +31,9 @@ pub struct LiveSessions {
 
 #[utoipa::path(get, path = "/v1/admin/sessions", tag = "admin", security(("bearer" = [])), params(SessionQuery),
     responses((status = 200, description = "Live sessions, newest first (at most 1,000), and their total", body = LiveSessions)))]
-pub async fn list(d: D, who: Principal, q: web::Query<SessionQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(d: D, who: Principal, q: ApiQuery<SessionQuery>) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    let user = q.into_inner().user_id;
+    let user = q.0.user_id;
     let now = crate::clock::now_unix();
     let list = d
         .store
@@ -94,9 +94,9 @@ pub struct OutboxList {
 
 #[utoipa::path(get, path = "/v1/admin/outbox", tag = "admin", security(("bearer" = [])), params(OutboxQuery),
     responses((status = 200, description = "Emails pending or failed for good (no bodies; at most 1,000), and their total", body = OutboxList)))]
-pub async fn outbox(d: D, who: Principal, q: web::Query<OutboxQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn outbox(d: D, who: Principal, q: ApiQuery<OutboxQuery>) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    let status = q.into_inner().status.unwrap_or_else(|| "queued".into());
+    let status = q.0.status.unwrap_or_else(|| "queued".into());
     if status != "queued" && status != "dead" {
         return Err(AdminError::invalid("status", "must be queued or dead").into());
     }

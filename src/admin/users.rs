@@ -20,7 +20,7 @@ use crate::auth::second_factor::{self, Enrolment};
 use crate::auth::{Principal, check_password, display_text, normalize_email, validate_email};
 use crate::config::Config;
 use crate::email::{self, Prepared, Template};
-use crate::http::{ApiError, ApiJson, ClientInfo, LiveConfig, Page};
+use crate::http::{ApiError, ApiJson, ApiQuery, ClientInfo, LiveConfig, Page};
 use crate::keys::{random_token, token_hash};
 use crate::store::StoreError;
 
@@ -52,7 +52,7 @@ pub struct ListQuery {
 
 #[utoipa::path(get, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])), params(ListQuery),
     responses((status = 200, description = "One page of users, newest first", body = Page<AdminUser>)))]
-pub async fn list(d: D, who: Principal, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(d: D, who: Principal, q: ApiQuery<ListQuery>) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let page = q.page.unwrap_or(1);
     let size = q.page_size.unwrap_or(50);

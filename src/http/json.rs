@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::config_of;
-use super::problem::{ApiError, FieldError, Kind, Problem};
+use super::problem::{ApiError, Kind, Problem};
 
 pub struct ApiJson<T>(pub T);
 
@@ -73,11 +73,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
-        let message = "must be a JSON object".to_string();
-        return Err(Problem::new(Kind::InvalidRequest)
-            .with_detail(format!("body: {message}"))
-            .with_errors(vec![FieldError { field: "body".into(), message }])
-            .into());
+        return Err(Problem::invalid_field("body", "must be a JSON object").into());
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -94,11 +90,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             _ => (path.trim_start_matches('.').to_string(), plain(&strip_position(&inner.to_string()))),
         };
         let field = if field.is_empty() { "body".to_string() } else { field };
-        let detail = format!("{field}: {message}");
-        Problem::new(Kind::InvalidRequest)
-            .with_detail(detail)
-            .with_errors(vec![FieldError { field, message }])
-            .into()
+        Problem::invalid_field(field, message).into()
     })
 }
 

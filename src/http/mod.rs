@@ -11,6 +11,7 @@ mod json;
 mod ops;
 mod origin;
 pub mod problem;
+mod query;
 mod routes;
 pub(crate) mod server;
 pub mod tls;
@@ -36,6 +37,7 @@ pub use gate::{Admission, Gate};
 pub use json::ApiJson;
 pub use ops::ApiDocument;
 pub use problem::{ApiError, FieldError, Kind, Problem, RateLimitInfo, ToProblem, html_page};
+pub use query::ApiQuery;
 pub use routes::Routes;
 
 /// Adds `/v1/openapi.json` (the document must be in the app data as

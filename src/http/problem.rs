@@ -344,6 +344,15 @@ impl Problem {
         Problem::new(Kind::for_status(status))
     }
 
+    /// 400 `invalid-request` about one field: `field: message` as the
+    /// detail and the one entry of `errors`.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let (field, message) = (field.into(), message.into());
+        Problem::new(Kind::InvalidRequest)
+            .with_detail(format!("{field}: {message}"))
+            .with_errors(vec![FieldError { field, message }])
+    }
+
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
         self

@@ -178,6 +178,10 @@ async fn users_are_searched_filtered_paged_and_disabled_at_once() {
     assert_eq!((page2["total"].as_i64(), page2["items"].as_array().unwrap().len()), (Some(6), 2), "{page2}");
     let too_big = send(&d, "GET", "/v1/admin/users?page_size=501", &admin, None).await;
     assert_problem(too_big, 400, "invalid-request").await;
+    // A parameter of the wrong kind is named, as a body's field is.
+    let not_a_number = send(&d, "GET", "/v1/admin/users?page=two", &admin, None).await;
+    let said = assert_problem(not_a_number, 400, "invalid-request").await;
+    assert_eq!(said["errors"][0], json!({"field": "page", "message": "must be a whole number"}), "{said}");
 
     let carl = login(&d, "carl@example.test", PASSWORD).await;
     let carl_id = carl["user"]["id"].as_str().unwrap();
