@@ -50,6 +50,9 @@ pub struct Prepared {
     kind: &'static str,
     /// Sent because someone asked (anyone may ask for these).
     on_request: bool,
+    /// The hash of the link's token: the worker sends the message only
+    /// while that link still works.
+    link_hash: Option<Vec<u8>>,
     sealed: Vec<u8>,
 }
 
@@ -75,6 +78,7 @@ pub fn prepare(cfg: &Config, key: &MasterKey, to: &str, template: &Template) -> 
         recipient: to.to_ascii_lowercase(),
         kind: template.kind(),
         on_request: template.anyone_can_ask(),
+        link_hash: template.link_token().map(crate::keys::token_hash),
         sealed: key.seal(SEAL_PURPOSE, &message.formatted())?,
     })
 }
@@ -122,9 +126,9 @@ pub fn enqueue(c: &Connection, max_per_recipient: u32, msg: Prepared) -> Result<
     }
     exec(
         c,
-        "INSERT INTO outbox (id, recipient, kind, body, status, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
-        params![msg.id, msg.recipient, msg.kind, msg.sealed, now],
+        "INSERT INTO outbox (id, recipient, kind, body, status, next_attempt_at, created_at, link_hash)
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5, ?6)",
+        params![msg.id, msg.recipient, msg.kind, msg.sealed, now, msg.link_hash],
     )?;
     Ok(true)
 }

@@ -90,6 +90,18 @@ impl Template {
         )
     }
 
+    /// The token of the link this message carries, if it carries one.
+    pub fn link_token(&self) -> Option<&str> {
+        match self {
+            Template::VerifyEmail { token }
+            | Template::PasswordReset { token }
+            | Template::Invitation { token, .. }
+            | Template::ConfirmNewAddress { token }
+            | Template::ConfirmAddressChange { token } => Some(token),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Template::VerifyEmail { .. } => "verify_email",

@@ -2,6 +2,7 @@
 //! 10 s, 1 min, 5 min, 15 min, 30 min and then hourly, marks a message dead
 //! after `[smtp].max_attempts` — or at once when the relay says the
 //! recipient's mailbox does not exist — and erases bodies once sent or dead.
+//! A message whose link stopped working while it waited is not sent.
 //! Without `[smtp]` each message becomes `state_dir/mail/<id>.eml` (0600).
 
 use std::path::Path;
@@ -65,7 +66,21 @@ struct Due {
     recipient: String,
     body: Vec<u8>,
     attempts: i64,
+    /// It carries a link that no longer works (expired, used or replaced).
+    link_dead: bool,
 }
+
+/// Whether a due message's link (`outbox.link_hash`) stopped working:
+/// neither a live one-time token nor a live change of address has it.
+const LINK_DEAD: &str = "link_hash IS NOT NULL
+    AND NOT EXISTS (SELECT 1 FROM one_time_tokens t
+                    WHERE t.hash = outbox.link_hash AND t.used_at IS NULL AND t.expires_at > ?1)
+    AND NOT EXISTS (SELECT 1 FROM email_changes e
+                    WHERE e.hash = outbox.link_hash AND e.used_at IS NULL AND e.expires_at > ?1)";
+
+/// What `latchctl outbox list` shows for a message not sent for that.
+const LINK_DEAD_ERROR: &str =
+    "not sent: its link stopped working while it waited (expired, used or replaced)";
 
 /// Starts the worker on `tracker`; it stops when `cancel` fires.
 pub fn spawn(
@@ -131,12 +146,13 @@ async fn deliver_due(store: &Store, cfg: &Config, key: &MasterKey) -> Result<(),
     let now = crate::clock::now_unix();
     let due: Vec<Due> = store
         .read(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT id, recipient, body, attempts FROM outbox
+            let mut stmt = c.prepare(&format!(
+                "SELECT id, recipient, body, attempts, {LINK_DEAD} FROM outbox
                  WHERE status = 'queued' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
-            )?;
+            ))?;
             let rows = stmt.query_map(params![now, BATCH], |r| {
-                Ok(Due { id: r.get(0)?, recipient: r.get(1)?, body: r.get(2)?, attempts: r.get(3)? })
+                let (id, recipient, body, attempts) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                Ok(Due { id, recipient, body, attempts, link_dead: r.get(4)? })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
@@ -144,6 +160,10 @@ async fn deliver_due(store: &Store, cfg: &Config, key: &MasterKey) -> Result<(),
     // Built only when there is mail: it reads the password file.
     let transport = if due.is_empty() { None } else { cfg.smtp.as_ref().map(smtp_transport) };
     for msg in due {
+        if msg.link_dead {
+            drop_dead_link(store, &msg).await?;
+            continue;
+        }
         let outcome = match key.open(SEAL_PURPOSE, &msg.body) {
             None => Err("the stored message cannot be decrypted with this master key".to_string().into()),
             Some(raw) => match &transport {
@@ -159,6 +179,28 @@ async fn deliver_due(store: &Store, cfg: &Config, key: &MasterKey) -> Result<(),
         .await?;
     metrics::gauge!("latch_email_queue_depth").set(depth as f64);
     Ok(())
+}
+
+/// A message whose link stopped working while it waited (an outage longer
+/// than a reset link lives) is not sent: the person would open a dead
+/// link, and can ask for a new one.
+async fn drop_dead_link(store: &Store, msg: &Due) -> Result<(), StoreError> {
+    metrics::counter!("latch_emails_total", "result" => "expired").increment(1);
+    tracing::warn!(
+        id = msg.id,
+        attempts = msg.attempts,
+        "email not sent: its link stopped working while it waited"
+    );
+    let id = msg.id.clone();
+    store
+        .write(move |c| {
+            c.execute(
+                "UPDATE outbox SET status = 'dead', body = NULL, last_error = ?2 WHERE id = ?1",
+                params![id, LINK_DEAD_ERROR],
+            )?;
+            Ok(())
+        })
+        .await
 }
 
 async fn record_outcome(

@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "email_changes_link_sent",
         sql: include_str!("../../migrations/0014_email_changes_link_sent.sql"),
     },
+    Migration {
+        version: 15,
+        name: "outbox_link_hash",
+        sql: include_str!("../../migrations/0015_outbox_link_hash.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

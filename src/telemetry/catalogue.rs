@@ -37,7 +37,7 @@ pub fn describe() {
     describe_counter!(
         "latch_emails_total",
         "Emails by outcome: sent, retry, dead (gave up), refused (the relay says the mailbox does not exist), \
-         dropped (per-recipient hourly cap)."
+         dropped (per-recipient hourly cap), expired (its link stopped working while it waited; not sent)."
     );
     describe_counter!(
         "latch_background_dropped_total",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::flows::{PASSWORD, login, register_verified, with_smtp};
+use crate::flows::{PASSWORD, login, metric, register_verified, with_smtp};
 use crate::harness::{Latchd, assert_problem, base_config, write_config};
 use crate::mail::SmtpSink;
 
@@ -146,6 +146,7 @@ async fn refresh_tokens_survive_the_migrations_that_rebuild_their_table() {
          DROP TABLE api_keys;
          ALTER TABLE signing_keys DROP COLUMN activates_at;
          ALTER TABLE one_time_tokens DROP COLUMN voided;
+         ALTER TABLE outbox DROP COLUMN link_hash;
          DROP TABLE email_changes;
          DELETE FROM schema_migrations WHERE version > 2;
          COMMIT;",
@@ -227,6 +228,52 @@ async fn smtp_outages_are_retried_and_requests_never_wait() {
     let (_, attempts, erased) = outbox_state(&d);
     assert!(attempts >= 2 && erased, "attempts {attempts}, body erased {erased}");
     assert!(d.log().contains("email delivery failed"));
+}
+
+/// A link mail that waited out its link (an outage longer than the link
+/// lives, here with the daemon stopped too) is not sent late: the person
+/// would open a dead link. Mail whose link still works goes as usual.
+#[tokio::test]
+async fn a_link_that_stopped_working_while_its_mail_waited_is_not_sent() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let d =
+        Latchd::start_with(&base_config(&format!("\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\n"))).await;
+    for email in ["pia@example.test", "quin@example.test"] {
+        let res = d.post("/v1/auth/register", json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(res.status(), 202);
+    }
+    wait_until("failed attempts", || outbox_state(&d).1 >= 1).await;
+    let dir = d.stop_keep_dir();
+    let db = rusqlite::Connection::open(dir.path().join("state/latch.db")).unwrap();
+    db.execute_batch(
+        "UPDATE one_time_tokens SET expires_at = 1
+           WHERE user_id = (SELECT id FROM users WHERE email = 'pia@example.test');
+         UPDATE outbox SET next_attempt_at = 0;",
+    )
+    .unwrap();
+    drop(db);
+    let smtp = SmtpSink::start_on(port);
+    let d = Latchd::start_in(dir).await;
+    let mails = smtp.wait_for(1).await;
+    assert!(mails[0].contains("quin@example.test"), "the live link goes: {}", mails[0]);
+    let pia = || {
+        d.db().query_row(
+            "SELECT status, last_error, body IS NULL FROM outbox WHERE recipient = 'pia@example.test'",
+            [],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?)),
+        )
+    };
+    wait_until("the dead link's mail dropped", || pia().is_ok_and(|(status, ..)| status == "dead")).await;
+    let (_, error, erased) = pia().unwrap();
+    assert!(error.contains("its link stopped working while it waited") && erased, "{error}");
+    assert_eq!(metric(&d, r#"latch_emails_total{result="expired"}"#).await, 1.0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let arrived = std::fs::read_dir(smtp.dir.path()).unwrap().flatten();
+    assert_eq!(
+        arrived.filter(|f| f.path().extension().is_some_and(|e| e == "eml")).count(),
+        1,
+        "none to pia"
+    );
 }
 
 #[tokio::test]
