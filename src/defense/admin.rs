@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::blocks::{Block, Source};
 use super::{Defense, queries};
 use crate::audit::{self, Entry};
+use crate::auth::{PolicyError, display_text};
 use crate::http::ClientInfo;
 use crate::http::problem::{FieldError, Kind, ToProblem};
 use crate::store::StoreError;
@@ -26,13 +27,17 @@ pub enum BlockError {
     #[error("duration: {0}")]
     InvalidDuration(String),
     #[error(transparent)]
+    Reason(#[from] PolicyError),
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl ToProblem for BlockError {
     fn kind(&self) -> Kind {
         match self {
-            BlockError::InvalidCidr(_) | BlockError::InvalidDuration(_) => Kind::InvalidRequest,
+            BlockError::InvalidCidr(_) | BlockError::InvalidDuration(_) | BlockError::Reason(_) => {
+                Kind::InvalidRequest
+            }
             BlockError::NotFound => Kind::NotFound,
             BlockError::Store(e) => e.kind(),
         }
@@ -46,6 +51,7 @@ impl ToProblem for BlockError {
         match self {
             BlockError::InvalidCidr(e) => FieldError::one("cidr", e),
             BlockError::InvalidDuration(e) => FieldError::one("duration", e),
+            BlockError::Reason(e) => e.field_errors(),
             _ => Vec::new(),
         }
     }
@@ -66,11 +72,18 @@ impl Defense {
         actor: Option<&str>,
     ) -> Result<Block, BlockError> {
         let cidr: crate::config::Cidr = req.cidr.parse().map_err(BlockError::InvalidCidr)?;
+        refuse_self_lockout(cidr.0, by)?;
+        if req.duration.is_some_and(|d| d.is_zero()) {
+            return Err(BlockError::InvalidDuration(
+                "must be at least 1s; leave it out to block until removed".into(),
+            ));
+        }
+        let reason = display_text("reason", Some(req.reason))?.unwrap_or_default();
         let now = crate::clock::now_unix();
         let block = Block {
             id: uuid::Uuid::now_v7().to_string(),
             cidr: cidr.0,
-            reason: req.reason,
+            reason,
             source: Source::Admin,
             created_at: now,
             expires_at: req.duration.map(|d| now + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)),
@@ -101,6 +114,27 @@ impl Defense {
         self.blocks.remove(id);
         metrics::gauge!("latch_blocked_ips").set(self.blocks.list(now).len() as f64);
         Ok(block)
+    }
+}
+
+/// A block the caller would regret at once: one on every address (`/0`
+/// shuts out every app and person, the admin API over HTTPS included), or
+/// one holding the address this very call comes from. The admin socket has
+/// no address, so `latchctl` can still block the admin's own network on
+/// purpose.
+fn refuse_self_lockout(net: ipnet::IpNet, by: &ClientInfo) -> Result<(), BlockError> {
+    if net.prefix_len() == 0 {
+        let why = format!(
+            "{net} blocks every address; to take latch off a network, change its [[listener]] addresses"
+        );
+        return Err(BlockError::InvalidCidr(why));
+    }
+    match by.ip.parse::<std::net::IpAddr>() {
+        Ok(own) if net.contains(&own) => Err(BlockError::InvalidCidr(format!(
+            "{net} holds {own}, the address this request comes from: it would shut you out; \
+             block it with latchctl on the admin socket if you mean it"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -297,6 +297,52 @@ async fn an_admin_blocks_and_lifts_a_network_with_latchctl() {
     assert_eq!(audited, 2);
 }
 
+/// Blocks an admin would regret at once are refused over HTTPS: every
+/// address (`/0`), or the network the call itself comes from. From the
+/// admin socket, which has no address, the admin's own network can still
+/// be blocked on purpose.
+#[tokio::test]
+async fn an_admin_cannot_shut_everyone_or_themselves_out() {
+    let d = Latchd::start_with(&base_config(&defense(""))).await;
+    let key = crate::apps::make_key(&d, "ops", &["admin"], &[]);
+    let key = key["key"].as_str().unwrap();
+    let add = |from: &'static str, body: Value| {
+        let url = d.https_url("/v1/admin/blocked-ips");
+        d.client().post(url).bearer_auth(key).header("x-forwarded-for", from).json(&body).send()
+    };
+    for cidr in ["0.0.0.0/0", "::/0"] {
+        let said = assert_problem(
+            add("203.0.113.9", json!({"cidr": cidr, "reason": "x"})).await.unwrap(),
+            400,
+            "invalid-request",
+        )
+        .await;
+        assert!(said["detail"].as_str().unwrap().contains("blocks every address"), "{said}");
+    }
+    let own = json!({"cidr": "198.51.100.0/24", "reason": "x"});
+    let said = assert_problem(add("198.51.100.9", own.clone()).await.unwrap(), 400, "invalid-request").await;
+    assert_eq!(said["errors"][0]["field"], "cidr");
+    assert!(
+        said["detail"].as_str().unwrap().contains("holds 198.51.100.9, the address this request comes from"),
+        "{said}"
+    );
+    let zero = json!({"cidr": "192.0.2.0/24", "reason": "x", "duration": "0s"});
+    let said = assert_problem(add("203.0.113.9", zero).await.unwrap(), 400, "invalid-request").await;
+    assert_eq!(said["errors"][0]["field"], "duration");
+    let escape = json!({"cidr": "192.0.2.0/24", "reason": "\u{1b}[2Jgone"});
+    let said = assert_problem(add("203.0.113.9", escape).await.unwrap(), 400, "invalid-request").await;
+    assert_eq!(said["errors"][0]["field"], "reason");
+    assert!(blocks(&d).await.is_empty(), "nothing was blocked");
+    // Someone else's network is fine; so is one's own from the socket.
+    assert_eq!(
+        add("198.51.100.9", json!({"cidr": "192.0.2.0/24", "reason": "x"})).await.unwrap().status(),
+        201
+    );
+    let out = crate::admin_api::ctl(&d, &["blocked-ips", "add", "198.51.100.0/24"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(blocks(&d).await.len(), 2);
+}
+
 /// Status, problem body without `instance`, and headers but the
 /// per-request ones (API.md: identical but for instance, Date,
 /// X-Request-Id and RateLimit-*).
