@@ -264,6 +264,27 @@ async fn a_reload_whose_files_cannot_be_read_is_refused_whole() {
     }
 }
 
+/// A reload asking argon2 for more memory than the daemon may use (here
+/// its address-space limit, set on the running process as `LimitAS=`
+/// would) is refused: applied, it would abort latchd at a login burst.
+#[tokio::test]
+async fn a_reload_asking_argon2_for_more_memory_than_latchd_may_use_is_refused() {
+    let d = Latchd::start().await;
+    let limit = libc::rlimit { rlim_cur: 1 << 30, rlim_max: 1 << 30 };
+    // SAFETY: prlimit on the child's pid with a valid struct; no memory is shared.
+    let set = unsafe { libc::prlimit(d.pid(), libc::RLIMIT_AS, &limit, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    let before = ctl_json(&d, &["config", "show"]);
+    write_config(d.dir.path(), &base_config("\n[passwords.argon2]\nmemory_kib = 2097152\n"));
+    let out =
+        Command::new(LATCHCTL).arg("--state-dir").arg(d.state_dir()).args(["config", "reload"]).output();
+    let out = out.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("passwords.argon2.memory_kib") && err.contains("the address-space limit"), "{err}");
+    assert_eq!(ctl_json(&d, &["config", "show"]), before, "the running config stays");
+}
+
 /// logrotate moves `[log].file` away and sends SIGHUP: the lines after it
 /// go to a new file at the same path (0600), none to the moved one.
 #[tokio::test]
