@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use super::errors::{refusal, refuse};
 use super::{AdminError, Deps, queries};
 use crate::audit::{self, Entry};
-use crate::auth::{ApiKey, ApiKeys, Principal, api_keys};
+use crate::auth::{ApiKey, ApiKeys, Principal, api_keys, display_text};
 use crate::http::{ApiError, ApiJson, ClientInfo, Items};
 
 type D = web::Data<Deps>;
@@ -43,6 +43,8 @@ fn checked(req: &NewKey) -> Result<Option<i64>, AdminError> {
     if req.name.trim().is_empty() || req.name.len() > 128 {
         return Err(AdminError::invalid("name", "1 to 128 characters"));
     }
+    // Shown in latchctl's table: no escape sequence reaches a terminal.
+    display_text("name", Some(req.name.clone()))?;
     if req.scopes.is_empty() || !req.scopes.iter().all(|s| valid_scope(s)) {
         return Err(AdminError::invalid(
             "scopes",

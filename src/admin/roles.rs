@@ -8,7 +8,7 @@ use super::errors::{refusal, refuse};
 use super::queries::{self, Role};
 use super::{AdminError, Deps};
 use crate::audit::{self, Entry};
-use crate::auth::Principal;
+use crate::auth::{Principal, display_text};
 use crate::http::{ApiError, ApiJson, ClientInfo, Items};
 
 type D = web::Data<Deps>;
@@ -49,6 +49,8 @@ pub async fn create(
     if !valid_name(&name) {
         return Err(AdminError::invalid("name", "1 to 64 of a-z, 0-9, '_', '.', '-'").into());
     }
+    // Shown in latchctl's table: no escape sequence reaches a terminal.
+    let description = display_text("description", description).map_err(AdminError::Policy)?;
     let (actor, role) = (who.actor(), name.clone());
     d.store
         .write(move |c| {

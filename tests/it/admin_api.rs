@@ -111,6 +111,19 @@ async fn roles_are_managed_assigned_and_appear_in_the_next_token() {
         "conflict",
     )
     .await;
+    // Texts latchctl prints in its tables carry no terminal escape sequence.
+    let escape = "\u{1b}]0;owned\u{7}on call";
+    let role = json!({"name": "dev", "description": escape});
+    let said =
+        assert_problem(send(&d, "POST", "/v1/admin/roles", &admin, Some(role)).await, 400, "invalid-request");
+    assert_eq!(said.await["errors"][0]["field"], "description");
+    let key = json!({"name": escape, "scopes": ["introspect"]});
+    let said = assert_problem(
+        send(&d, "POST", "/v1/admin/api-keys", &admin, Some(key)).await,
+        400,
+        "invalid-request",
+    );
+    assert_eq!(said.await["errors"][0]["field"], "name");
     let bob = create_user(&d, &admin, "bob@example.test", &[]).await;
     let id = bob["id"].as_str().unwrap();
     let res =
