@@ -60,6 +60,12 @@ pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Confi
             "expected an absolute http(s) URL like \"https://auth.example.lan:8443\"",
         )
     })?;
+    if let Some(part) = url_extra(&public_url) {
+        // Links are built by appending paths to it, and it is the tokens' `iss`.
+        let reason =
+            format!("must not have {part}: mail links are built by appending to it, and it is the `iss`");
+        return Err(invalid("server.public_url", reason));
+    }
     let listeners = listeners(&raw, &paths)?;
     let tls = match (&raw.tls.cert, &raw.tls.key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert: paths.resolve(cert), key: paths.resolve(key) }),
@@ -125,6 +131,22 @@ fn is_loopback(host: &str) -> bool {
 fn url_host(url: &str) -> Option<String> {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
     authority_host(rest.split(['/', '?', '#']).next()?).map(str::to_string)
+}
+
+/// What an absolute URL has that a base for links cannot: a query, a
+/// fragment or user info.
+fn url_extra(url: &str) -> Option<&'static str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        Some("user info (user@)")
+    } else if rest.contains('?') {
+        Some("a query (?…)")
+    } else if rest.contains('#') {
+        Some("a fragment (#…)")
+    } else {
+        None
+    }
 }
 
 /// The host of a URL authority (`user@host:port`, `[v6]:port`), without

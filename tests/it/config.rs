@@ -48,6 +48,12 @@ fn cross_field_rules_point_at_the_key() {
     let line = text.lines().position(|l| l == "[smtp]").unwrap() + 1;
     let err = assert_rejected(&text, line, "smtp.password_file");
     assert!(err.contains("must be set when smtp.username is"), "{err}");
+    // The links' base and the tokens' issuer: nothing a link cannot follow.
+    for (url, part) in [("https://a:b@auth.example", "user info"), ("https://auth.example/?x=1", "a query")] {
+        let text = base_config("").replace("https://localhost:8443", url);
+        let line = text.lines().position(|l| l.starts_with("public_url")).unwrap() + 1;
+        assert!(assert_rejected(&text, line, "server.public_url").contains(part), "{url}");
+    }
     let bad = base_config("").replacen("addr = \"127.0.0.1:0\"", "addr = \"localhost\"", 1);
     let line = bad.lines().position(|l| l.contains("\"localhost\"")).unwrap() + 1;
     assert_rejected(&bad, line, "listener[0].addr");
