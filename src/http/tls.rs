@@ -120,8 +120,26 @@ pub fn not_after(der: &CertificateDer<'_>) -> Option<i64> {
     Some(cert.validity().not_after.timestamp())
 }
 
-/// With no `[tls]` files: makes a new self-signed pair when there is none
-/// or the one there expires within `RENEW_GENERATED_DAYS`. True when it
+/// Whether the certificate's subject alternative names hold `host` (a DNS
+/// name, any case, or an IP address).
+fn names(der: &CertificateDer<'_>, host: &str) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else { return false };
+    let Ok(Some(san)) = cert.subject_alternative_name() else { return false };
+    let ip: Option<std::net::IpAddr> = host.parse().ok();
+    san.value.general_names.iter().any(|name| match name {
+        GeneralName::DNSName(dns) => dns.eq_ignore_ascii_case(host),
+        GeneralName::IPAddress(bytes) => ip.is_some_and(|ip| match ip {
+            std::net::IpAddr::V4(v4) => v4.octets().as_slice() == *bytes,
+            std::net::IpAddr::V6(v6) => v6.octets().as_slice() == *bytes,
+        }),
+        _ => false,
+    })
+}
+
+/// With no `[tls]` files: makes a new self-signed pair when there is none,
+/// the one there expires within `RENEW_GENERATED_DAYS`, or it does not
+/// name `public_url`'s host. True when it
 /// wrote one (the caller then serves it). A daemon that runs for a year
 /// must not start serving an expired certificate.
 pub fn renew_generated(cfg: &Config) -> Result<bool, TlsError> {
@@ -136,16 +154,22 @@ pub fn renew_generated(cfg: &Config) -> Result<bool, TlsError> {
 fn ensure_generated(files: &TlsFiles, host: &str) -> Result<bool, TlsError> {
     if files.cert.exists() && files.key.exists() {
         let renew_by = crate::clock::now_unix() + RENEW_GENERATED_DAYS * 86_400;
-        let still_good = CertificateDer::pem_file_iter(&files.cert)
-            .ok()
-            .and_then(|mut it| it.next())
-            .and_then(Result::ok)
-            .and_then(|der| not_after(&der))
-            .is_some_and(|t| t > renew_by);
-        if still_good {
-            return Ok(false);
+        let leaf =
+            CertificateDer::pem_file_iter(&files.cert).ok().and_then(|mut it| it.next()).and_then(Result::ok);
+        let lasts = leaf.as_ref().and_then(not_after).is_some_and(|t| t > renew_by);
+        // public_url moved to another name: clients reaching latch by it
+        // would refuse a certificate made for the old one.
+        let names_host = leaf.as_ref().is_some_and(|der| names(der, host));
+        match (lasts, names_host) {
+            (true, true) => return Ok(false),
+            (false, _) => {
+                tracing::info!(path = %files.cert.display(), "generated certificate expires soon; making a new one")
+            }
+            (true, false) => tracing::info!(
+                path = %files.cert.display(), host,
+                "generated certificate does not name server.public_url's host; making a new one"
+            ),
         }
-        tracing::info!(path = %files.cert.display(), "generated certificate expires soon; making a new one");
     }
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     if !names.iter().any(|n| n == host) {

@@ -93,6 +93,37 @@ async fn generated_certificate_is_private_and_names_localhost() {
     assert!(d.log().contains("generated a self-signed"), "start-up says the certificate is self-signed");
 }
 
+/// `public_url` moved to another name: the generated certificate follows
+/// at the reload (as at a start), so a client reaching latch by the new
+/// name can verify it; the old one named only localhost and loopback.
+#[tokio::test]
+async fn the_generated_certificate_follows_public_url_to_a_new_name() {
+    let d = Latchd::start().await;
+    let before = std::fs::read(d.cert_path()).unwrap();
+    let moved =
+        crate::harness::base_config("").replace("https://localhost:8443", "https://auth.example.test:8443");
+    crate::harness::write_config(d.dir.path(), &moved);
+    let out = std::process::Command::new(crate::admin_cli::LATCHCTL)
+        .arg("--state-dir")
+        .arg(d.state_dir())
+        .args(["config", "reload"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(d.cert_path()).unwrap() != before, "a new certificate");
+    assert!(d.log().contains("does not name server.public_url's host"), "{}", d.log());
+    let tls = client_tls(&d.cert_path(), &[&rustls::version::TLS13]);
+    let addr = d.addr("https");
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .resolve("auth.example.test", addr)
+        .build()
+        .unwrap();
+    let res = client.get(format!("https://auth.example.test:{}/health", addr.port())).send().await.unwrap();
+    assert_eq!(res.status(), 200, "served and verified by the new name");
+    assert_eq!(d.get("/health").await.status(), 200, "localhost still in it");
+}
+
 /// sslyze (PyPI), the scanner operators point at a server: Mozilla's
 /// "intermediate" guidelines hold for the generated certificate once it is
 /// trusted, no SSL or TLS below 1.2, no compression, secure renegotiation.
