@@ -12,7 +12,9 @@ pub enum OutboxCmd {
     /// Messages waiting for delivery (or given up on), newest first, with
     /// the last delivery error; never their bodies.
     List {
-        /// queued: still being tried; dead: given up after smtp.max_attempts.
+        /// queued: still being tried; dead: not delivered (given up after
+        /// smtp.max_attempts, refused by the relay, or its link stopped
+        /// working while it waited).
         #[arg(long, default_value = "queued", value_parser = ["queued", "dead"])]
         status: String,
     },
