@@ -122,7 +122,7 @@ pub fn not_after(der: &CertificateDer<'_>) -> Option<i64> {
 
 /// Whether the certificate's subject alternative names hold `host` (a DNS
 /// name, any case, or an IP address).
-fn names(der: &CertificateDer<'_>, host: &str) -> bool {
+fn holds_name(der: &CertificateDer<'_>, host: &str) -> bool {
     use x509_parser::extensions::GeneralName;
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else { return false };
     let Ok(Some(san)) = cert.subject_alternative_name() else { return false };
@@ -159,7 +159,7 @@ fn ensure_generated(files: &TlsFiles, host: &str) -> Result<bool, TlsError> {
         let lasts = leaf.as_ref().and_then(not_after).is_some_and(|t| t > renew_by);
         // public_url moved to another name: clients reaching latch by it
         // would refuse a certificate made for the old one.
-        let names_host = leaf.as_ref().is_some_and(|der| names(der, host));
+        let names_host = leaf.as_ref().is_some_and(|der| holds_name(der, host));
         match (lasts, names_host) {
             (true, true) => return Ok(false),
             (false, _) => {
