@@ -6,6 +6,7 @@ use super::blocks::{Block, Source};
 use super::{Defense, queries};
 use crate::audit::{self, Entry};
 use crate::auth::{PolicyError, display_text};
+use crate::config::Cidr;
 use crate::http::ClientInfo;
 use crate::http::problem::{FieldError, Kind, ToProblem};
 use crate::store::StoreError;
@@ -65,14 +66,24 @@ impl Defense {
 
     /// Blocks a network on an admin's word: in force at once, written (with
     /// its audit row, `by` being the admin's request) before the answer.
+    /// A network wholly inside `allowlist` is refused: blocks never apply
+    /// there, so it would be listed and change nothing.
     pub async fn block(
         &self,
         req: BlockRequest,
+        allowlist: &[Cidr],
         by: &ClientInfo,
         actor: Option<&str>,
     ) -> Result<Block, BlockError> {
-        let cidr: crate::config::Cidr = req.cidr.parse().map_err(BlockError::InvalidCidr)?;
+        let cidr: Cidr = req.cidr.parse().map_err(BlockError::InvalidCidr)?;
         refuse_self_lockout(cidr.0, by)?;
+        if let Some(allowed) = allowlist.iter().find(|a| a.0.contains(&cidr.0)) {
+            return Err(BlockError::InvalidCidr(format!(
+                "{} is inside [defense].allowlist entry {}, which blocks never apply to; \
+                 take it out of the allowlist first",
+                cidr.0, allowed.0
+            )));
+        }
         if req.duration.is_some_and(|d| d.is_zero()) {
             return Err(BlockError::InvalidDuration(
                 "must be at least 1s; leave it out to block until removed".into(),

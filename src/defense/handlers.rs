@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{Block, BlockError, BlockRequest, Defense};
 use crate::auth::Principal;
 use crate::config::HumanDuration;
-use crate::http::{ApiError, ApiJson, ClientInfo, Items, Routes};
+use crate::http::{ApiError, ApiJson, ClientInfo, Items, LiveConfig, Routes};
 
 type D = web::Data<Defense>;
 
@@ -38,6 +38,7 @@ pub async fn add(
     d: D,
     who: Principal,
     client: ClientInfo,
+    cfg: LiveConfig,
     body: ApiJson<NewBlock>,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
@@ -46,7 +47,8 @@ pub async fn add(
         Some(text) => Some(text.parse::<HumanDuration>().map_err(BlockError::InvalidDuration)?.0),
         None => None,
     };
-    let block = d.block(BlockRequest { cidr, reason, duration }, &client, Some(&who.actor())).await?;
+    let req = BlockRequest { cidr, reason, duration };
+    let block = d.block(req, &cfg.defense.allowlist, &client, Some(&who.actor())).await?;
     Ok(HttpResponse::Created().json(block))
 }
 

@@ -300,10 +300,10 @@ async fn an_admin_blocks_and_lifts_a_network_with_latchctl() {
 /// Blocks an admin would regret at once are refused over HTTPS: every
 /// address (`/0`), or the network the call itself comes from. From the
 /// admin socket, which has no address, the admin's own network can still
-/// be blocked on purpose.
+/// be blocked on purpose. A block inside the allowlist would do nothing.
 #[tokio::test]
 async fn an_admin_cannot_shut_everyone_or_themselves_out() {
-    let d = Latchd::start_with(&base_config(&defense(""))).await;
+    let d = Latchd::start_with(&base_config(&defense("allowlist = [\"198.18.0.0/15\"]"))).await;
     let key = crate::apps::make_key(&d, "ops", &["admin"], &[]);
     let key = key["key"].as_str().unwrap();
     let add = |from: &'static str, body: Value| {
@@ -332,6 +332,13 @@ async fn an_admin_cannot_shut_everyone_or_themselves_out() {
     let escape = json!({"cidr": "192.0.2.0/24", "reason": "\u{1b}[2Jgone"});
     let said = assert_problem(add("203.0.113.9", escape).await.unwrap(), 400, "invalid-request").await;
     assert_eq!(said["errors"][0]["field"], "reason");
+    // Blocks never apply inside the allowlist: one there would change nothing.
+    let allowed = json!({"cidr": "198.18.7.0/24", "reason": "x"});
+    let said = assert_problem(add("203.0.113.9", allowed).await.unwrap(), 400, "invalid-request").await;
+    assert!(
+        said["detail"].as_str().unwrap().contains("inside [defense].allowlist entry 198.18.0.0/15"),
+        "{said}"
+    );
     assert!(blocks(&d).await.is_empty(), "nothing was blocked");
     // Someone else's network is fine; so is one's own from the socket.
     assert_eq!(
