@@ -202,14 +202,17 @@ pub async fn delete_me(
         })
         .await?;
     d.outbox.wake.notify_one();
-    let deleted = matches!(deletion, Deletion::Done);
-    if deleted {
-        d.api_keys.drop_owner(&user.user_id);
-    }
-    count("account_delete", if deleted { "success" } else { "failure" });
+    // A refusal for the last admin is no failed password: not counted.
     match deletion {
-        Deletion::Done => Ok(()),
-        Deletion::PasswordChanged => Err(AccountError::InvalidCredentials),
+        Deletion::Done => {
+            d.api_keys.drop_owner(&user.user_id);
+            count("account_delete", "success");
+            Ok(())
+        }
+        Deletion::PasswordChanged => {
+            count("account_delete", "failure");
+            Err(AccountError::InvalidCredentials)
+        }
         Deletion::LastAdmin => Err(AccountError::LastAdmin),
     }
 }

@@ -568,6 +568,9 @@ async fn the_last_admin_cannot_delete_their_own_account() {
     };
     let refused = assert_problem(delete().await.unwrap(), 409, "conflict").await;
     assert!(refused["detail"].as_str().unwrap().contains("last active admin"), "{refused}");
+    // The right password was given: the dashboard's failures stay for wrong ones.
+    let failed = r#"latch_auth_events_total{kind="account_delete",result="failure"}"#;
+    assert_eq!(crate::flows::metric(&d, failed).await, 0.0);
     login(&d, "root@example.test", PASSWORD).await;
     create_user(&d, &admin, "second@example.test", &["admin"]).await;
     assert_eq!(delete().await.unwrap().status(), 204);
