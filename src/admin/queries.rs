@@ -114,8 +114,10 @@ fn like(needle: &str) -> String {
 
 /// One page of users, newest first, and how many match in all.
 pub fn users(c: &Connection, f: &UserFilter) -> Result<(Vec<AdminUser>, i64), StoreError> {
-    let needle = f.query.as_deref().map(|q| like(&q.to_lowercase()));
-    let filter = "(?1 IS NULL OR email_norm LIKE ?1 ESCAPE '\\' OR lower(name) LIKE ?1 ESCAPE '\\')
+    // Addresses are ASCII and kept lower-cased; names are folded on both
+    // sides, as SQLite's `lower` knows only ASCII.
+    let needle = f.query.as_deref().map(|q| like(&crate::store::fold::fold(q)));
+    let filter = "(?1 IS NULL OR email_norm LIKE ?1 ESCAPE '\\' OR latch_fold(name) LIKE ?1 ESCAPE '\\')
                   AND (?2 IS NULL OR status = ?2)";
     let total: i64 =
         c.query_row(&format!("SELECT count(*) FROM users WHERE {filter}"), params![needle, f.status], |r| {

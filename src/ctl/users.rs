@@ -151,17 +151,29 @@ pub enum SessionsCmd {
 }
 
 /// The id of `user` (an id, or an email looked up).
-fn user_id(client: &AdminClient, user: &str) -> anyhow::Result<String> {
+///
+/// The search matches parts of addresses, so on a large install a short
+/// address (`m@gmail.com`) is inside hundreds of others (`tom@gmail.com`):
+/// every page is read until the exact one turns up.
+pub(super) fn user_id(client: &AdminClient, user: &str) -> anyhow::Result<String> {
     if !user.contains('@') {
         return Ok(user.to_string());
     }
-    let found = client.get(&format!("/v1/admin/users?query={}&page_size=500", encode(user)))?;
     let wanted = user.trim().to_ascii_lowercase();
-    let items = found["items"].as_array().cloned().unwrap_or_default();
-    match items.iter().find(|u| u["email"].as_str().is_some_and(|e| e.to_ascii_lowercase() == wanted)) {
-        Some(u) => Ok(u["id"].as_str().unwrap_or_default().to_string()),
-        None => bail!("no user with email {user}"),
+    for page in 1.. {
+        let path = format!("/v1/admin/users?query={}&page={page}&page_size=500", encode(user.trim()));
+        let found = client.get(&path)?;
+        let items = found["items"].as_array().cloned().unwrap_or_default();
+        let exact =
+            items.iter().find(|u| u["email"].as_str().is_some_and(|e| e.to_ascii_lowercase() == wanted));
+        if let Some(u) = exact {
+            return Ok(u["id"].as_str().unwrap_or_default().to_string());
+        }
+        if items.len() < 500 {
+            break;
+        }
     }
+    bail!("no user with email {user}")
 }
 
 /// id, email, status, verified, roles (and a lock, if any).

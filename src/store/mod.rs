@@ -5,6 +5,7 @@
 
 pub mod backup;
 mod changes;
+pub mod fold;
 pub(crate) mod migrations;
 pub mod offline;
 mod writer;
@@ -125,6 +126,7 @@ impl Store {
         ))?;
         conn.busy_timeout(ACQUIRE_TIMEOUT)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        fold::install(&conn)?;
         migrations::apply(&mut conn, opts.backup_dir)?;
 
         let manager = SqliteConnectionManager::file(opts.path)
@@ -132,6 +134,7 @@ impl Store {
             .with_init(|c| {
                 c.busy_timeout(ACQUIRE_TIMEOUT)?;
                 c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                fold::install(c)?;
                 c.execute_batch("PRAGMA foreign_keys=ON;")
             });
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;

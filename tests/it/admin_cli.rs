@@ -451,3 +451,34 @@ async fn names_cannot_run_escape_sequences_in_an_admins_terminal() {
     let shown = stdout(&out);
     assert!(shown.contains("Mallory\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\u{a}forged row"), "{shown}");
 }
+
+/// An admin finds a person by the name as they spell it, accents and
+/// capitals included, and reaches an account by its address even when
+/// hundreds of newer addresses contain it (`m@…` inside `tom@…`).
+#[tokio::test]
+async fn users_are_found_by_their_own_spelling() {
+    let (d, _admin) = crate::admin_api::with_admin().await;
+    let add = ["users", "add", "m@example.test", "--name", "ÉMILE Zola", "--password-stdin", "--verified"];
+    let out = crate::admin_api::ctl(&d, &add, crate::flows::PASSWORD);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for spelling in ["Émile", "émile", "E\u{301}mile", "ＺＯＬＡ"] {
+        let out = latchctl(&d, &["--json", "users", "list", "--query", spelling]);
+        let found: Value = serde_json::from_str(&stdout(&out)).unwrap_or_default();
+        assert_eq!(found["total"], 1, "{spelling}: {} {}", stdout(&out), stderr(&out));
+    }
+    // 600 newer accounts whose addresses hold the one wanted, written
+    // straight into the file (hashing 600 passwords would take minutes).
+    let db = rusqlite::Connection::open(d.state_dir().join("latch.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    db.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600)
+         INSERT INTO users (id, email, email_norm, password_hash, created_at, updated_at)
+         SELECT printf('0190a000-0000-7000-8000-%012d', i), 'tom' || i || 'm@example.test',
+                'tom' || i || 'm@example.test', 'unused', unixepoch() + i, unixepoch() + i FROM n",
+    )
+    .unwrap();
+    let out = latchctl(&d, &["--json", "users", "show", "m@example.test"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(shown["email"], "m@example.test", "{shown}");
+}
