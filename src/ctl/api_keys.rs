@@ -18,8 +18,8 @@ pub enum ApiKeysCmd {
         /// When it stops working (RFC 3339), default never.
         #[arg(long, value_name = "TIME")]
         expires_at: Option<String>,
-        /// The user it acts for.
-        #[arg(long, value_name = "USER_ID")]
+        /// The user it acts for (id or email).
+        #[arg(long, value_name = "USER")]
         owner: Option<String>,
     },
     /// List keys (never their secrets).
@@ -51,7 +51,9 @@ fn cells(k: &Value) -> Vec<String> {
 pub fn run(client: &AdminClient, cmd: &ApiKeysCmd, json: bool) -> anyhow::Result<bool> {
     match cmd {
         ApiKeysCmd::Create { name, scopes, expires_at, owner } => {
-            let body = json!({ "name": name, "scopes": scopes, "expires_at": expires_at, "owner_id": owner });
+            let owner_id = owner.as_deref().map(|o| super::users::user_id(client, o)).transpose()?;
+            let body =
+                json!({ "name": name, "scopes": scopes, "expires_at": expires_at, "owner_id": owner_id });
             let key = client.post("/v1/admin/api-keys", Some(&body))?;
             print(json, &key, |k| {
                 format!(

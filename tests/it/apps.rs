@@ -144,7 +144,8 @@ async fn a_persons_keys_stop_when_they_are_disabled_or_deleted() {
         let listed = ok_json(ctl(&d, &["--json", "api-keys", "list"], ""));
         let item = listed["items"].as_array().unwrap().iter().find(|k| k["name"] == "reports").cloned();
         assert_eq!(item.map(|k| k["suspended"].clone()), Some(json!(true)));
-        let late = make_key(&d, "late", &["admin"], &["--owner", owner])["key"].as_str().unwrap().to_string();
+        // latchctl takes the owner's address, as every other command does.
+        let late = make_key(&d, "late", &["admin"], &["--owner", email])["key"].as_str().unwrap().to_string();
         assert_eq!(works(&d, &late).await, 401, "one made meanwhile waits too");
         assert!(ctl(&d, &["users", "enable", email], "").status.success());
         assert_eq!(works(&d, &key).await, 200, "back with its owner");
