@@ -70,13 +70,21 @@ fn instant(field: &'static str, value: &Option<String>) -> Result<Option<i64>, A
         .map_err(|_| AdminError::invalid(field, "expected an RFC 3339 time or Unix seconds"))
 }
 
+/// An address in the form rows keep it (`2001:db8::1`, an IPv4-mapped one
+/// as IPv4), so one copied from another tool's log in another spelling
+/// (`2001:DB8:0::1`, `::ffff:10.0.0.1`) still finds its rows. Anything else
+/// (`unix`) is matched as given.
+fn address_as_stored(ip: &str) -> String {
+    ip.trim().parse::<std::net::IpAddr>().map_or_else(|_| ip.to_string(), |a| a.to_canonical().to_string())
+}
+
 fn filter(q: &ListQuery) -> Result<Filter, AdminError> {
     let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     Ok(Filter {
         action: given(&q.action),
         actor_id: given(&q.actor_id),
         subject_id: given(&q.subject_id),
-        ip: given(&q.ip),
+        ip: given(&q.ip).map(|ip| address_as_stored(&ip)),
         since: instant("since", &q.since)?,
         until: instant("until", &q.until)?,
     })

@@ -107,6 +107,12 @@ async fn pages_filter_and_exports_stream_in_chain_order() {
     assert_eq!(logs(&d, &admin, &format!("?actor_id={actor}&action=role_created")).await["total"], 2);
     assert_eq!(logs(&d, &admin, "?since=2999-01-01T00:00:00Z").await["total"], 0);
     assert_eq!(logs(&d, &admin, "?until=1000").await["total"], 0);
+    // An address copied in another spelling finds the same rows.
+    let here = logs(&d, &admin, "?ip=127.0.0.1").await["total"].clone();
+    assert!(here.as_i64() > Some(0), "{here}");
+    for spelling in ["%3A%3Affff%3A127.0.0.1", "0%3A0%3A0%3A0%3A0%3AFFFF%3A7F00%3A1"] {
+        assert_eq!(logs(&d, &admin, &format!("?ip={spelling}")).await["total"], here, "{spelling}");
+    }
     let all = logs(&d, &admin, "").await;
     let total = all["total"].as_i64().unwrap();
     let second = logs(&d, &admin, "?page=2&page_size=1").await;
