@@ -66,7 +66,8 @@ pub async fn list(d: D, who: Principal, q: ApiQuery<ListQuery>) -> Result<HttpRe
         return Err(AdminError::invalid("status", "must be active or disabled").into());
     }
     let filter = UserFilter {
-        query: q.query.clone().filter(|s| !s.trim().is_empty()),
+        // A pasted address often carries a space at either end.
+        query: q.query.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(String::from),
         status: q.status.clone(),
         offset: (page - 1).saturating_mul(size),
         limit: size,
