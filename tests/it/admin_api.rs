@@ -233,6 +233,9 @@ async fn admins_list_and_revoke_sessions_and_see_the_outbox() {
         .await
         .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    // A filter left empty (a form's blank field) filters nothing.
+    let all: Value = send(&d, "GET", "/v1/admin/sessions?user_id=", &admin, None).await.json().await.unwrap();
+    assert_eq!(all["total"], 2, "root's and dora's: {all}");
     let sid = list["items"][0]["id"].as_str().unwrap();
     assert_eq!(send(&d, "DELETE", &format!("/v1/admin/sessions/{sid}"), &admin, None).await.status(), 204);
     assert_eq!(d.get_auth("/v1/auth/me", dora["access_token"].as_str().unwrap()).await.status(), 401);
