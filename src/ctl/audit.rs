@@ -22,11 +22,12 @@ pub enum AuditCmd {
         /// Only this action (e.g. login_failed).
         #[arg(long)]
         action: Option<String>,
-        /// Only rows of what this user did.
-        #[arg(long, value_name = "USER_ID")]
+        /// Only rows of what this user did (id, or the email of an account
+        /// that still exists).
+        #[arg(long, value_name = "USER")]
         actor_id: Option<String>,
         /// Only rows about this user (what was done to the account).
-        #[arg(long, value_name = "USER_ID")]
+        #[arg(long, value_name = "USER")]
         subject_id: Option<String>,
         /// Only rows from this client address.
         #[arg(long)]
@@ -46,6 +47,11 @@ pub fn run(client: &AdminClient, target: &Target, cmd: &AuditCmd, json: bool) ->
     match cmd {
         AuditCmd::Export { format, action, actor_id, subject_id, ip, since, until } => {
             let mut path = format!("/v1/admin/audit-logs?format={format}");
+            // Rows name users by id; an address is looked up, so one that
+            // names no account says so instead of exporting nothing.
+            let id_of =
+                |user: &Option<String>| user.as_deref().map(|u| super::users::user_id(client, u)).transpose();
+            let (actor_id, subject_id) = (&id_of(actor_id)?, &id_of(subject_id)?);
             let filters = [
                 ("action", action),
                 ("actor_id", actor_id),

@@ -130,6 +130,8 @@ async fn pages_filter_and_exports_stream_in_chain_order() {
         jsonl.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_i64().unwrap()).collect();
     assert_eq!(ids.len() as i64, total);
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first: {ids:?}");
+    let by_address = ["audit", "export", "--actor-id", "root@example.test", "--action", "role_created"];
+    assert_eq!(ok_text(ctl(&d, &by_address, "")).lines().count(), 2, "users are named by id or email");
     let csv = ok_text(ctl(&d, &["audit", "export", "--format", "csv", "--action", "login_failed"], ""));
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "id,at,action,actor_id,subject_id,ip,user_agent,request_id,details,prev_hash,hash");
