@@ -97,7 +97,9 @@ pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Confi
         paths.resolve_opt(&mut smtp.password_file);
     }
     Ok(Config {
-        source: source.map(|s| paths.resolve(s)),
+        // The file's own path is relative to the working directory, not to
+        // its folder (that is for the paths inside it).
+        source: source.map(|s| std::path::absolute(s).unwrap_or_else(|_| s.to_path_buf())),
         state,
         public_url: public_url.trim_end_matches('/').to_string(),
         public_host,
@@ -121,14 +123,14 @@ pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Confi
 }
 
 /// `localhost` or a loopback address.
-fn is_loopback(host: &str) -> bool {
+pub(super) fn is_loopback(host: &str) -> bool {
     let host = host.trim().trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The host of an absolute http(s) URL, without port or IPv6 brackets.
-fn url_host(url: &str) -> Option<String> {
+pub(super) fn url_host(url: &str) -> Option<String> {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
     authority_host(rest.split(['/', '?', '#']).next()?).map(str::to_string)
 }

@@ -354,3 +354,34 @@ fn argon2_memory_beyond_what_latchd_may_use_is_refused() {
     let (code, stderr, _) = run_limited(19_456, &["check-config"]);
     assert_eq!(code, Some(0), "the default fits in the same limit: {stderr}");
 }
+
+/// A config named by a relative path with a folder in it
+/// (`latchd serve --config conf/latch.toml`) is the file checked, watched
+/// and read again at a reload. It was resolved against its own folder a
+/// second time (`conf/conf/latch.toml`): check-config refused the file it
+/// had just read, and no reload of that daemon could ever succeed.
+#[tokio::test]
+async fn a_relative_config_path_is_the_file_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    write_config(&conf, &base_config(""));
+    let out = run_latchd(&["check-config", "conf/latch.toml"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut latchd = std::process::Command::new(crate::harness::LATCHD)
+        .args(["serve", "--config", "conf/latch.toml"])
+        .env_remove("LATCH_CONFIG")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while crate::harness::read_ready(&conf).is_none() && started.elapsed().as_secs() < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let reload = crate::admin_cli::latchctl_on(&conf.join("state"), &["config", "reload"]);
+    latchd.kill().unwrap();
+    latchd.wait().unwrap();
+    assert!(reload.status.success(), "{}", String::from_utf8_lossy(&reload.stderr));
+}
