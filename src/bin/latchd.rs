@@ -20,7 +20,10 @@ fn main() -> ExitCode {
 fn check_config(path: Option<PathBuf>) -> ExitCode {
     let path = Config::locate(path);
     match latch::daemon::preflight::check(path.as_deref()) {
-        Ok(_) => {
+        Ok(cfg) => {
+            for caution in cfg.cautions() {
+                eprintln!("warning: {caution}");
+            }
             let shown = path.map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
             println!("{shown}: ok");
             ExitCode::SUCCESS

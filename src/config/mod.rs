@@ -2,6 +2,7 @@
 //! and the resolved, immutable `Config` the daemon runs on. A bad file is an
 //! error naming `PATH:LINE: key: reason`; nothing is half-applied.
 
+mod cautions;
 mod defense;
 mod file;
 mod locate;

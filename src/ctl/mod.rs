@@ -149,11 +149,14 @@ impl Cli {
 pub fn run(cli: Cli) -> anyhow::Result<bool> {
     if let Command::Config(ConfigCmd::Check { path }) = &cli.command {
         let path = Config::locate(path.clone().or_else(|| cli.config.clone()));
-        if let Err(problems) = crate::daemon::preflight::check(path.as_deref()) {
-            for problem in problems {
-                eprintln!("latchctl: {problem}");
+        match crate::daemon::preflight::check(path.as_deref()) {
+            Ok(cfg) => cfg.cautions().iter().for_each(|caution| eprintln!("latchctl: warning: {caution}")),
+            Err(problems) => {
+                for problem in problems {
+                    eprintln!("latchctl: {problem}");
+                }
+                return Ok(false);
             }
-            return Ok(false);
         }
         let shown = path.map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
         println!("{shown}: ok");

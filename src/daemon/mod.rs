@@ -77,6 +77,9 @@ struct Running {
 pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     let _lock = cfg.state.lock()?;
     cfg.state.remove_ready();
+    for caution in cfg.cautions() {
+        tracing::warn!("{caution}");
+    }
     let (mut d, mut running) = start(cfg, metrics).await?;
     let ended_early = serve_until_stopped(&mut d, &mut running).await?;
     stop(d, running, ended_early).await

@@ -38,6 +38,9 @@ pub async fn apply(
             for key in &needs_restart {
                 tracing::warn!(key, "setting changed: needs restart (keeping the running value)");
             }
+            for caution in merged.cautions() {
+                tracing::warn!("{caution}");
+            }
             if let Some(certs) = certs {
                 if let Err(e) = tls::renew_generated(&merged) {
                     tracing::warn!(error = %e, "renewing the generated certificate failed");

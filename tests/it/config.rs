@@ -355,6 +355,38 @@ fn argon2_memory_beyond_what_latchd_may_use_is_refused() {
     assert_eq!(code, Some(0), "the default fits in the same limit: {stderr}");
 }
 
+/// Mail leaving this machine with links only this machine can open, or from
+/// a sender relays refuse, is said on the key's line — by check-config
+/// (which still passes it) and in the log of a start — and not refused: a
+/// sandbox relay and a browser on the same host may be what is meant.
+#[tokio::test]
+async fn mail_to_other_machines_with_local_links_is_cautioned() {
+    let text = base_config("\n[smtp]\nhost = \"smtp.example.test\"\nport = 2525\n");
+    let dir = tempfile::tempdir().unwrap();
+    let shown = write_config(dir.path(), &text).display().to_string();
+    let out = run_latchd(&["check-config", &shown], dir.path());
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{said}");
+    let line = text.lines().position(|l| l.starts_with("public_url")).unwrap() + 1;
+    let links = format!(
+        "warning: {shown}:{line}: server.public_url: mail goes out through smtp.example.test but its \
+         links point at localhost"
+    );
+    assert!(said.contains(&links), "{said}");
+    assert!(
+        said.contains("email.from: mail goes out through smtp.example.test from an address at \"localhost\"")
+    );
+    let d = crate::harness::Latchd::start_in(dir).await;
+    assert!(d.log().contains("server.public_url: mail goes out through"), "the start says it too");
+    // Named for the world, nothing is said.
+    let fixed = text.replace("https://localhost:8443", "https://auth.example.test")
+        + "\n[email]\nfrom = \"latch <noreply@example.test>\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let shown = write_config(dir.path(), &fixed).display().to_string();
+    let out = run_latchd(&["check-config", &shown], dir.path());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "nothing to say");
+}
+
 /// A config named by a relative path with a folder in it
 /// (`latchd serve --config conf/latch.toml`) is the file checked, watched
 /// and read again at a reload. It was resolved against its own folder a

@@ -1,0 +1,44 @@
+//! Settings the rules accept that are almost surely a mistake given the
+//! rest of the file: mail leaving this machine with links only this machine
+//! can open, or from a sender no relay takes. A developer may mean them (a
+//! sandbox relay, a browser on the same host), so they are said — by
+//! `check-config`, at start and at each reload, on the key's line — and
+//! never refused.
+
+use super::rules::{is_loopback, url_host};
+use super::{Config, ConfigError};
+
+impl Config {
+    /// Each caution as `PATH:LINE: key: reason`.
+    pub fn cautions(&self) -> Vec<ConfigError> {
+        let Some(smtp) = self.smtp.as_ref().filter(|s| !is_loopback(&s.host)) else { return Vec::new() };
+        let mut said = Vec::new();
+        let links =
+            [("email.verify_url", &self.email.verify_url), ("email.reset_url", &self.email.reset_url)];
+        let local_link = links.into_iter().find_map(|(key, url)| {
+            let host = url_host(url).filter(|h| is_loopback(h))?;
+            let from_base = url.starts_with(self.public_url.trim_end_matches('/'));
+            Some((if from_base { "server.public_url" } else { key }, host))
+        });
+        if let Some((key, host)) = local_link {
+            let reason = format!(
+                "mail goes out through {} but its links point at {host}, which only this machine can \
+                 open; set it to the name people reach latch by",
+                smtp.host
+            );
+            said.push(self.problem_at(key, reason));
+        }
+        let sender = self.email.from.parse::<lettre::message::Mailbox>().ok();
+        if let Some(domain) = sender.as_ref().map(|m| m.email.domain())
+            && (is_loopback(domain) || !domain.contains('.'))
+        {
+            let reason = format!(
+                "mail goes out through {} from an address at {domain:?}, which relays and receivers \
+                 refuse or file as spam; send from a domain of yours",
+                smtp.host
+            );
+            said.push(self.problem_at("email.from", reason));
+        }
+        said
+    }
+}
