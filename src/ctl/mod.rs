@@ -33,7 +33,8 @@ pub use client::{AdminClient, ClientError};
                   directly and refuse while a daemon holds the state directory."
 )]
 pub struct Cli {
-    /// Admin socket of the daemon (default: from the config).
+    /// Admin socket of the daemon (default: from the config). Given alone,
+    /// commands that read the state directory ask that daemon where it is.
     #[arg(long, global = true, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Config file to find the socket and state dir in (default as latchd).
@@ -142,6 +143,49 @@ impl Cli {
         }
         Ok(t)
     }
+
+    /// Whether the command reads the state directory itself (its database,
+    /// keys, backups) rather than asking the daemon.
+    fn reads_state(&self) -> bool {
+        match &self.command {
+            Command::Db(_) => true,
+            Command::Audit(cmd) => matches!(cmd, audit::AuditCmd::Verify),
+            Command::Backup(cmd) => {
+                matches!(cmd, backup::BackupCmd::List | backup::BackupCmd::Restore { .. })
+            }
+            Command::Keys(cmd) => matches!(cmd, keys::KeysCmd::ExportMaster),
+            _ => false,
+        }
+    }
+
+    /// With `--socket` alone and no config file to read, the state
+    /// directory is the daemon's on that socket, not `./latch-data`: ask it
+    /// which config (or, if that file is closed to us, which folder) it
+    /// uses. Without that, `backup list` said "no backups" of a folder that
+    /// was never the daemon's.
+    fn state_from_daemon(&self, t: &mut Target, client: &AdminClient) -> anyhow::Result<()> {
+        let located = Config::locate(self.config.clone());
+        if self.socket.is_none() || self.state_dir.is_some() || located.is_some() || !self.reads_state() {
+            return Ok(());
+        }
+        let status = client.get("/v1/admin/status").map_err(|e| {
+            anyhow::anyhow!(
+                "with --socket alone the state directory is the daemon's, and none answered ({e}): \
+                 give --config or --state-dir"
+            )
+        })?;
+        if let Some(cfg) = status["config"].as_str().and_then(|p| Config::load(Some(p.as_ref())).ok()) {
+            (t.state, t.backup_dir, t.archive_dir) = (cfg.state.clone(), cfg.backup_dir(), cfg.archive_dir());
+            return Ok(());
+        }
+        let Some(dir) = status["state_dir"].as_str() else {
+            anyhow::bail!("the daemon did not name its state")
+        };
+        t.state = StateDir::new(dir.into(), None);
+        t.backup_dir = status["backups"]["dir"].as_str().map_or_else(|| t.state.backups(), PathBuf::from);
+        t.archive_dir = t.state.archive();
+        Ok(())
+    }
 }
 
 /// Runs one command; `Ok(false)` means "ran, but the answer is a failure"
@@ -162,8 +206,9 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
         println!("{shown}: ok");
         return Ok(true);
     }
-    let target = cli.target()?;
+    let mut target = cli.target()?;
     let client = AdminClient { socket: target.socket.clone() };
+    cli.state_from_daemon(&mut target, &client)?;
     match &cli.command {
         Command::Status => {
             let status = client.get("/v1/admin/status")?;

@@ -482,3 +482,34 @@ async fn users_are_found_by_their_own_spelling() {
     let shown: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(shown["email"], "m@example.test", "{shown}");
 }
+
+/// `latchctl --socket PATH` with no config file works on the state of the
+/// daemon on that socket: `backup list` said "no backups in
+/// ./latch-data/backups" (the built-in default) while the daemon's folder
+/// held one, and `audit verify` could not open a database.
+#[tokio::test]
+async fn the_socket_alone_finds_the_daemons_state() {
+    let d = Latchd::start().await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let socket = d.ready["admin_socket"].as_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        Command::new(LATCHCTL)
+            .args(["--socket", &socket])
+            .args(args)
+            .env_remove("LATCH_CONFIG")
+            .current_dir(elsewhere.path())
+            .output()
+            .unwrap()
+    };
+    let made = run(&["backup", "now"]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let listed = run(&["backup", "list"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(stdout(&listed).contains(stdout(&made).trim()), "{}", stdout(&listed));
+    assert!(run(&["audit", "verify"]).status.success());
+    assert!(!elsewhere.path().join("latch-data").exists(), "nothing made where latchctl ran");
+    drop(d);
+    let out = run(&["backup", "list"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("give --config or --state-dir"), "{}", stderr(&out));
+}
