@@ -193,7 +193,10 @@ impl Actions for FeatureActions {
             Ok(list
                 .into_iter()
                 .map(|s| SessionRow {
-                    device: s.device_name.or(s.user_agent).unwrap_or_else(|| "Unknown device".into()),
+                    device: s
+                        .device_name
+                        .or_else(|| s.user_agent.as_deref().map(crate::http::device::describe))
+                        .unwrap_or_else(|| "Unknown device".into()),
                     ip: s.ip.unwrap_or_default(),
                     last_seen_at: minutes(&s.last_seen_at),
                     current: s.current,

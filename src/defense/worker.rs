@@ -189,7 +189,10 @@ async fn notify_new_sign_in(
     let cfg = mail.config.load_full();
     let template = Template::NewSignIn {
         ip: client.ip.clone(),
-        device: client.user_agent.clone().unwrap_or_else(|| "an unknown device".into()),
+        device: client
+            .user_agent
+            .as_deref()
+            .map_or_else(|| "an unknown device".into(), crate::http::device::describe),
         at: crate::clock::now_rfc3339(),
     };
     let message = match email::prepare(&cfg, &mail.key, &to, &template) {

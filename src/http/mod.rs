@@ -6,6 +6,7 @@
 mod admin_socket;
 mod client;
 mod context;
+pub mod device;
 pub mod gate;
 mod json;
 mod ops;

@@ -494,3 +494,25 @@ async fn login_api(d: &Latchd, email: &str) {
     let res = d.post("/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
     assert_eq!(res.status(), 200, "the account is still there");
 }
+
+/// The account page names each signed-in device as a person does ("Safari
+/// on iPhone"), not by its hundred-character User-Agent, so the row of a
+/// stranger's session can be told from their own phone; an app's own
+/// `device_name` is shown as the app gave it.
+#[tokio::test]
+async fn signed_in_devices_are_named_as_people_name_them() {
+    let (d, smtp) = with_smtp("").await;
+    let email = "ines@example.test";
+    crate::flows::register_verified(&d, &smtp, email, 0).await;
+    let phone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like \
+                 Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+    let body = json!({"email": email, "password": PASSWORD});
+    let res = d.client().post(d.https_url("/v1/auth/login")).header("user-agent", phone).json(&body);
+    assert_eq!(res.send().await.unwrap().status(), 200);
+    let body = json!({"email": email, "password": PASSWORD, "device_name": "Kitchen tablet"});
+    assert_eq!(d.post("/v1/auth/login", body).await.status(), 200);
+    let page = signed_in(&d, email).await.get(&d, "/account").await.text().await.unwrap();
+    assert!(page.contains("<td>Safari on iPhone</td>"), "{page}");
+    assert!(page.contains("<td>Kitchen tablet</td>"), "{page}");
+    assert!(!page.contains("Mozilla/5.0"), "{page}");
+}
