@@ -86,12 +86,23 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             (_, Some(expected)) => {
                 (path.trim_start_matches('.').to_string(), format!("is not a field here ({expected})"))
             }
+            // A key twice in one object: which value was meant is unknown.
+            _ if duplicate_field(&text).is_some() => {
+                let key = duplicate_field(&text).unwrap_or_default();
+                let at = path.trim_start_matches('.').trim_end_matches(key).trim_end_matches('.');
+                let field = if at.is_empty() { key.to_string() } else { format!("{at}.{key}") };
+                (field, "is given twice".to_string())
+            }
             _ if inner.is_syntax() || inner.is_eof() => ("body".into(), "is not valid JSON".to_string()),
             _ => (path.trim_start_matches('.').to_string(), plain(&strip_position(&inner.to_string()))),
         };
         let field = if field.is_empty() { "body".to_string() } else { field };
         Problem::invalid_field(field, message).into()
     })
+}
+
+fn duplicate_field(msg: &str) -> Option<&str> {
+    msg.strip_prefix("duplicate field `")?.split('`').next()
 }
 
 fn missing_field(msg: &str) -> Option<&str> {
@@ -164,6 +175,17 @@ mod tests {
         assert_eq!(top.message, "is not a field here (expected `status` or `mfa`)");
         assert_eq!(problem(r#"{"mfa":{"totp":false,"topt":1}}"#).field, "mfa.topt");
         assert!(parse::<Patch>(br#"{"mfa":{"totp":false}}"#).is_ok());
+    }
+
+    #[test]
+    fn a_key_given_twice_is_named() {
+        let problem = |body: &str| match parse::<Patch>(body.as_bytes()) {
+            Err(e) => e.problem().errors[0].clone(),
+            Ok(other) => panic!("{other:?}"),
+        };
+        let top = problem(r#"{"status":"active","status":"disabled"}"#);
+        assert_eq!((top.field.as_str(), top.message.as_str()), ("status", "is given twice"));
+        assert_eq!(problem(r#"{"mfa":{"totp":false,"totp":true}}"#).field, "mfa.totp");
     }
 
     #[test]

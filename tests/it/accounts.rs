@@ -305,6 +305,11 @@ async fn bad_bodies_get_specific_problems() {
     let res = d.post("/v1/auth/register", json!(["x@example.test", PASSWORD, null])).await;
     let body = assert_problem(res, 400, "invalid-request").await;
     assert_eq!(body["errors"][0], json!({"field": "body", "message": "must be a JSON object"}));
+    // Which of two addresses was meant is not guessed.
+    let twice = format!(r#"{{"email":"x@example.test","email":"y@example.test","password":"{PASSWORD}"}}"#);
+    let res = c.post(&url).header("content-type", "application/json").body(twice).send().await.unwrap();
+    let body = assert_problem(res, 400, "invalid-request").await;
+    assert_eq!(body["errors"][0], json!({"field": "email", "message": "is given twice"}));
     let users: i64 = d.db().query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
     assert_eq!(users, 0);
     // An address no message can be built for is refused as input, not
