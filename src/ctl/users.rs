@@ -176,16 +176,26 @@ pub(super) fn user_id(client: &AdminClient, user: &str) -> anyhow::Result<String
     bail!("no user with email {user}")
 }
 
-/// id, email, status, verified, roles (and a lock, if any).
+/// id, email, name, status, verified, roles (and a lock, if any). The
+/// name is there because a search matches names too: a row found by one
+/// must show why.
 fn user_cells(u: &Value) -> Vec<String> {
     let roles: Vec<&str> = u["roles"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let verified = if u["email_verified"] == true { "yes" } else { "no" };
     let locked = u["locked_until"].as_str().map(|t| format!(" (locked until {t})")).unwrap_or_default();
     let roles = if roles.is_empty() { "-".to_string() } else { roles.join(",") };
-    vec![cell(u, "id", "?"), cell(u, "email", "?"), cell(u, "status", "?"), verified.into(), roles + &locked]
+    let name = cell(u, "name", "-");
+    let name = match name.chars().count() > NAME_WIDTH {
+        true => name.chars().take(NAME_WIDTH - 1).chain(['…']).collect(),
+        false => name,
+    };
+    let (id, email, status) = (cell(u, "id", "?"), cell(u, "email", "?"), cell(u, "status", "?"));
+    vec![id, email, name, status, verified.into(), roles + &locked]
 }
 
-const USER_HEAD: [&str; 5] = ["ID", "EMAIL", "STATUS", "VERIFIED", "ROLES"];
+/// Names longer than this are cut in tables (`show` prints them whole).
+const NAME_WIDTH: usize = 24;
+const USER_HEAD: [&str; 6] = ["ID", "EMAIL", "NAME", "STATUS", "VERIFIED", "ROLES"];
 
 /// One account, a field a line: what an operator asks about a person.
 fn user_detail(u: &Value) -> String {

@@ -281,7 +281,7 @@ async fn latchctl_speaks_tables_json_and_one_line_errors() {
     let table = String::from_utf8_lossy(&ctl(&d, &["users", "list"], "").stdout).into_owned();
     assert!(table.contains("eve@example.test") && table.contains("(2 of 2 users, page 1)"), "{table}");
     let head: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
-    assert_eq!(head, ["ID", "EMAIL", "STATUS", "VERIFIED", "ROLES"], "{table}");
+    assert_eq!(head, ["ID", "EMAIL", "NAME", "STATUS", "VERIFIED", "ROLES"], "{table}");
     // An empty list says so rather than printing a blank line.
     let keys = String::from_utf8_lossy(&ctl(&d, &["api-keys", "list"], "").stdout).into_owned();
     assert_eq!(keys.trim(), "no API keys");

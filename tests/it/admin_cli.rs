@@ -461,6 +461,8 @@ async fn users_are_found_by_their_own_spelling() {
     let add = ["users", "add", "m@example.test", "--name", "ÉMILE Zola", "--password-stdin", "--verified"];
     let out = crate::admin_api::ctl(&d, &add, crate::flows::PASSWORD);
     assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&latchctl(&d, &["users", "list", "--query", "zola"]));
+    assert!(table.lines().nth(1).is_some_and(|row| row.contains("ÉMILE Zola")), "why it matched: {table}");
     for spelling in ["Émile", "émile", "E\u{301}mile", "ＺＯＬＡ", " m@example.test "] {
         let out = latchctl(&d, &["--json", "users", "list", "--query", spelling]);
         let found: Value = serde_json::from_str(&stdout(&out)).unwrap_or_default();
