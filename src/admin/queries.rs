@@ -208,6 +208,8 @@ pub fn delete_role(c: &Connection, name: &str) -> Result<bool, StoreError> {
 pub struct AdminSession {
     pub id: String,
     pub user_id: String,
+    /// The owner's address, so a person reading the list needs no lookup.
+    pub email: String,
     pub device_name: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -223,14 +225,17 @@ pub fn live_sessions(
     now: i64,
 ) -> Result<Vec<AdminSession>, StoreError> {
     let mut stmt = c.prepare(
-        "SELECT id, user_id, device_name, ip, user_agent, created_at, last_seen_at, expires_at FROM sessions
-         WHERE revoked_at IS NULL AND expires_at > ?2 AND (?1 IS NULL OR user_id = ?1)
-         ORDER BY created_at DESC LIMIT 1000",
+        "SELECT s.id, s.user_id, s.device_name, s.ip, s.user_agent, s.created_at, s.last_seen_at, s.expires_at,
+                u.email
+         FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.revoked_at IS NULL AND s.expires_at > ?2 AND (?1 IS NULL OR s.user_id = ?1)
+         ORDER BY s.created_at DESC LIMIT 1000",
     )?;
     let rows = stmt.query_map(params![user_id, now], |r| {
         Ok(AdminSession {
             id: r.get(0)?,
             user_id: r.get(1)?,
+            email: r.get(8)?,
             device_name: r.get(2)?,
             ip: r.get(3)?,
             user_agent: r.get(4)?,

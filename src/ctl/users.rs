@@ -392,6 +392,16 @@ pub fn roles(client: &AdminClient, cmd: &RolesCmd, json: bool) -> anyhow::Result
     Ok(true)
 }
 
+/// A session as its owner would recognise it: the app's device name, else
+/// its browser and system ("Firefox on Windows"), as the account page says.
+fn session_cells(s: &Value) -> Vec<String> {
+    let device = s["device_name"].as_str().map(str::to_string);
+    let device = device.or_else(|| s["user_agent"].as_str().map(crate::http::device::describe));
+    let (id, user, ip) = (cell(s, "id", "?"), cell(s, "email", "?"), cell(s, "ip", "-"));
+    let (since, seen) = (cell(s, "created_at", "?"), cell(s, "last_seen_at", "?"));
+    vec![id, user, device.unwrap_or_else(|| "-".into()), ip, since, seen]
+}
+
 pub fn sessions(client: &AdminClient, cmd: &SessionsCmd, json: bool) -> anyhow::Result<bool> {
     match cmd {
         SessionsCmd::List { user } => {
@@ -402,18 +412,9 @@ pub fn sessions(client: &AdminClient, cmd: &SessionsCmd, json: bool) -> anyhow::
             let list = client.get(&path)?;
             print(json, &list, |l| {
                 let items = l["items"].as_array().cloned().unwrap_or_default();
-                let rows: Vec<Vec<String>> = items
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            cell(s, "id", "?"),
-                            cell(s, "user_id", "?"),
-                            cell(s, "ip", "-"),
-                            cell(s, "created_at", "?"),
-                        ]
-                    })
-                    .collect();
-                let shown = table(&["SESSION", "USER", "IP", "SINCE"], &rows, "no live sessions");
+                let rows: Vec<Vec<String>> = items.iter().map(session_cells).collect();
+                let head = ["SESSION", "USER", "DEVICE", "IP", "SINCE", "LAST SEEN"];
+                let shown = table(&head, &rows, "no live sessions");
                 with_total(shown, rows.len(), &l["total"], "live sessions")
             });
         }

@@ -233,6 +233,7 @@ async fn admins_list_and_revoke_sessions_and_see_the_outbox() {
         .await
         .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["email"], "dora@example.test", "{list}");
     // A filter left empty (a form's blank field) filters nothing.
     let all: Value = send(&d, "GET", "/v1/admin/sessions?user_id=", &admin, None).await.json().await.unwrap();
     assert_eq!(all["total"], 2, "root's and dora's: {all}");
@@ -287,8 +288,10 @@ async fn latchctl_speaks_tables_json_and_one_line_errors() {
     assert_eq!(keys.trim(), "no API keys");
     let sessions = String::from_utf8_lossy(&ctl(&d, &["sessions", "list"], "").stdout).into_owned();
     assert!(
-        sessions.starts_with("SESSION ") && sessions.lines().count() == 2,
-        "root's one session: {sessions}"
+        sessions.starts_with("SESSION ")
+            && sessions.lines().count() == 2
+            && sessions.contains("root@example.test"),
+        "root's one session, named by address: {sessions}"
     );
     let shown = ok_json(ctl(&d, &["--json", "users", "show", "EVE@example.test"], ""));
     assert_eq!(shown["email"], "eve@example.test");
