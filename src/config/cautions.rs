@@ -1,16 +1,40 @@
 //! Settings the rules accept that are almost surely a mistake given the
 //! rest of the file: mail leaving this machine with links only this machine
-//! can open, or from a sender no relay takes. A developer may mean them (a
-//! sandbox relay, a browser on the same host), so they are said — by
+//! can open, or from a sender no relay takes; plain HTTP open beyond this
+//! machine. Each may be meant (a sandbox relay, a browser on the same host,
+//! a TLS proxy on a private network), so they are said — by
 //! `check-config`, at start and at each reload, on the key's line — and
 //! never refused.
 
 use super::rules::{is_loopback, url_host};
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, ListenAddr, ListenerKind};
 
 impl Config {
     /// Each caution as `PATH:LINE: key: reason`.
     pub fn cautions(&self) -> Vec<ConfigError> {
+        let mut said = self.plain_http_beyond_loopback();
+        said.extend(self.mail_for_other_machines());
+        said
+    }
+
+    /// Passwords and tokens cross a plain HTTP listener unencrypted; the
+    /// design has it on loopback, behind a proxy on the same host.
+    fn plain_http_beyond_loopback(&self) -> Vec<ConfigError> {
+        let open = self.listeners.iter().enumerate().filter_map(|(i, l)| match (&l.kind, &l.addr) {
+            (ListenerKind::Http, ListenAddr::Tcp(addr)) if !addr.ip().is_loopback() => Some((i, addr)),
+            _ => None,
+        });
+        open.map(|(i, addr)| {
+            let reason = format!(
+                "plain http on {addr} carries passwords and tokens unencrypted to any host that reaches \
+                 it; bind it to 127.0.0.1 behind a proxy on this machine, or use kind = \"https\""
+            );
+            self.problem_at(&format!("listener[{i}].addr"), reason)
+        })
+        .collect()
+    }
+
+    fn mail_for_other_machines(&self) -> Vec<ConfigError> {
         let Some(smtp) = self.smtp.as_ref().filter(|s| !is_loopback(&s.host)) else { return Vec::new() };
         let mut said = Vec::new();
         let links =

@@ -355,13 +355,18 @@ fn argon2_memory_beyond_what_latchd_may_use_is_refused() {
     assert_eq!(code, Some(0), "the default fits in the same limit: {stderr}");
 }
 
-/// Mail leaving this machine with links only this machine can open, or from
-/// a sender relays refuse, is said on the key's line — by check-config
-/// (which still passes it) and in the log of a start — and not refused: a
-/// sandbox relay and a browser on the same host may be what is meant.
+/// Mail leaving this machine with links only this machine can open, from a
+/// sender relays refuse, or plain HTTP open beyond loopback, is said on the
+/// key's line — by check-config (which still passes it) and in the log of a
+/// start — and not refused: a sandbox relay, a browser on the same host or
+/// a proxy on a private network may be what is meant.
 #[tokio::test]
-async fn mail_to_other_machines_with_local_links_is_cautioned() {
-    let text = base_config("\n[smtp]\nhost = \"smtp.example.test\"\nport = 2525\n");
+async fn likely_mistakes_are_cautioned_not_refused() {
+    let text = base_config("\n[smtp]\nhost = \"smtp.example.test\"\nport = 2525\n").replacen(
+        "kind = \"http\"\naddr = \"127.0.0.1:0\"",
+        "kind = \"http\"\naddr = \"0.0.0.0:0\"",
+        1,
+    );
     let dir = tempfile::tempdir().unwrap();
     let shown = write_config(dir.path(), &text).display().to_string();
     let out = run_latchd(&["check-config", &shown], dir.path());
@@ -376,10 +381,16 @@ async fn mail_to_other_machines_with_local_links_is_cautioned() {
     assert!(
         said.contains("email.from: mail goes out through smtp.example.test from an address at \"localhost\"")
     );
+    let line = text.lines().position(|l| l == "addr = \"0.0.0.0:0\"").unwrap() + 1;
+    let open =
+        format!("warning: {shown}:{line}: listener[1].addr: plain http on 0.0.0.0:0 carries passwords");
+    assert!(said.contains(&open), "{said}");
     let d = crate::harness::Latchd::start_in(dir).await;
     assert!(d.log().contains("server.public_url: mail goes out through"), "the start says it too");
     // Named for the world, nothing is said.
-    let fixed = text.replace("https://localhost:8443", "https://auth.example.test")
+    let fixed = text
+        .replace("https://localhost:8443", "https://auth.example.test")
+        .replace("0.0.0.0:0", "127.0.0.1:0")
         + "\n[email]\nfrom = \"latch <noreply@example.test>\"\n";
     let dir = tempfile::tempdir().unwrap();
     let shown = write_config(dir.path(), &fixed).display().to_string();
