@@ -165,8 +165,9 @@ impl Template {
             ),
             Template::Invitation { token, hours } => format!(
                 "An administrator made an account for you with this address.\n\nOpen this link within \
-                 {hours} hours to choose your password:\n\n{}\n\nIf you did not expect this, ignore this \
-                 message: nobody can sign in to the account until a password is chosen.\n",
+                 {hours} hours to choose your password:\n\n{}\n\nIf it has stopped working, ask for a new \
+                 one with \"Forgot password\" at sign-in. If you did not expect this, ignore this message: \
+                 nobody can sign in to the account until a password is chosen.\n",
                 cfg.email.reset_url.replace("{token}", token)
             ),
             Template::NewSignIn { ip, device, at } => format!(

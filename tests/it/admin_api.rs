@@ -407,6 +407,7 @@ async fn an_invited_person_has_a_day_to_choose_a_first_password_and_no_alarm_aft
     let first = json!({"token": token_in(&invitation), "new_password": "ivy's own passphrase"});
     assert_eq!(subject_of(&invitation), "Choose a password for your new account", "{invitation}");
     assert!(text_of(&invitation).contains("within 24 hours"), "{invitation}");
+    assert!(text_of(&invitation).contains("with \"Forgot password\""), "a late reader is not stuck");
     // The page behind the link asks for a first password, not a new one.
     let page = format!("/reset-password?token={}", token_in(&invitation));
     let (status, html) = page_at(&d, &page).await;
