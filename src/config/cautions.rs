@@ -13,8 +13,35 @@ impl Config {
     /// Each caution as `PATH:LINE: key: reason`.
     pub fn cautions(&self) -> Vec<ConfigError> {
         let mut said = self.plain_http_beyond_loopback();
+        said.extend(self.links_to_pages_turned_off());
         said.extend(self.mail_for_other_machines());
         said
+    }
+
+    /// With the pages off, the default mail links open latch's own pages,
+    /// which then answer 404 (unless a proxy sends those paths to an app).
+    fn links_to_pages_turned_off(&self) -> Option<ConfigError> {
+        if self.pages.enabled {
+            return None;
+        }
+        let base = self.public_url.trim_end_matches('/');
+        let own = [
+            ("email.verify_url", &self.email.verify_url, "/verify-email"),
+            ("email.reset_url", &self.email.reset_url, "/reset-password"),
+        ];
+        let left: Vec<&str> = own
+            .iter()
+            .filter(|(_, url, page)| **url == format!("{base}{page}?token={{token}}"))
+            .map(|(key, _, _)| *key)
+            .collect();
+        let reason = format!(
+            "the pages are off, but {} still point{} at them, so each mailed link opens a 404 page; \
+             point {} at your app's pages",
+            left.join(" and "),
+            if left.len() == 1 { "s" } else { "" },
+            if left.len() == 1 { "it" } else { "them" },
+        );
+        (!left.is_empty()).then(|| self.problem_at("pages.enabled", reason))
     }
 
     /// Passwords and tokens cross a plain HTTP listener unencrypted; the

@@ -396,6 +396,19 @@ async fn likely_mistakes_are_cautioned_not_refused() {
     let shown = write_config(dir.path(), &fixed).display().to_string();
     let out = run_latchd(&["check-config", &shown], dir.path());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "nothing to say");
+    // Pages turned off while the reset link still opens latch's own page.
+    let off = format!(
+        "{fixed}\nreset_url = \"https://app.example.test/reset?t={{token}}\"\n[pages]\nenabled = false\n"
+    )
+    .replace("[email]\n", "[email]\nverify_url = \"https://auth.example.test/verify-email?token={token}\"\n");
+    let shown = write_config(dir.path(), &off).display().to_string();
+    let said =
+        String::from_utf8_lossy(&run_latchd(&["check-config", &shown], dir.path()).stderr).into_owned();
+    let line = off.lines().position(|l| l == "enabled = false").unwrap() + 1;
+    let pages = format!(
+        "{shown}:{line}: pages.enabled: the pages are off, but email.verify_url still points at them"
+    );
+    assert!(said.contains(&pages) && said.lines().count() == 1, "{said}");
 }
 
 /// A config named by a relative path with a folder in it
