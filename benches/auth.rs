@@ -20,11 +20,13 @@
 //! FULL, OFF, the floors, `me` and introspection interleaved in each round,
 //! and the table shows medians; the raw limits are measured before and
 //! after the rounds (ratios use the mean), so a drift in this shared
-//! machine's speed shows instead of skewing one side of a ratio. A short
-//! unreported warm-up comes first. Enumeration timing is
-//! `benches/enumeration.rs`.
+//! machine's speed shows instead of skewing one side of a ratio. Logins
+//! and registrations are set against raw argon2 measured in the same
+//! round just before them (the median of the per-round ratios): hashing
+//! speed drifted by a fifth within one run. A short unreported warm-up
+//! comes first. Enumeration timing is `benches/enumeration.rs`.
 //!
-//! Run: `cargo bench --bench auth` (about twelve minutes). `LATCH_BENCH_SECS`
+//! Run: `cargo bench --bench auth` (about fourteen minutes). `LATCH_BENCH_SECS`
 //! sets the seconds per measurement (default 8). Refreshes, floors, `me`
 //! and introspection are driven by wrk (`apt install wrk`); without it only
 //! logins, registrations and refreshes run, through reqwest.
@@ -297,6 +299,16 @@ async fn metered<F: std::future::Future<Output = Run>>(pid: u32, work: F) -> (Ru
 /// Runs of each (operation, clients) across rounds, with latchd CPU seconds.
 type Measured = BTreeMap<(&'static str, usize), Vec<(Run, f64)>>;
 
+/// Raw argon2id hashes/s on all cores, measured in each round right before
+/// the logins at that client count: the login guard's baseline. This
+/// machine's speed drifts by a fifth within one run, so a ratio to the
+/// mean of two far-apart measurements measured the drift as much as latch.
+type RawBeside = BTreeMap<usize, Vec<f64>>;
+
+fn raw_argon2(params: Argon2Params) -> f64 {
+    on_all_cores(move || drop(latch::auth::hash_now(params, None, PASSWORD)))
+}
+
 /// One wrk run against `url` of `d` (floors and `me`), metered.
 async fn wrk_metered(pid: u32, work: impl FnOnce() -> Run + Send + 'static) -> (Run, f64) {
     metered(pid, async move { tokio::task::spawn_blocking(work).await.expect("wrk") }).await
@@ -310,9 +322,13 @@ async fn round(
     emails: &Arc<Vec<String>>,
     fast_emails: &[String],
     out: &mut Measured,
+    raw: &mut RawBeside,
 ) {
     let (pid, fast_pid) = (d.latchd.pid() as u32, fast.latchd.pid() as u32);
     for c in CLIENTS {
+        if c > 1 {
+            raw.entry(c).or_default().push(raw_argon2(Argon2Params::default()));
+        }
         out.entry(("login", c)).or_default().push(metered(pid, bench_logins(d, emails, c)).await);
         out.entry(("register", c)).or_default().push(metered(pid, bench_register(d, c)).await);
     }
@@ -395,9 +411,9 @@ async fn main() {
     // Idle means idle: hashing threads free their argon2 workspace after 2 s.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let idle = memory_kib(pid, "VmRSS:");
-    let mut measured = Measured::new();
+    let (mut measured, mut raw) = (Measured::new(), RawBeside::new());
     for _ in 0..rounds {
-        round(&d, &fast, &emails, &fast_emails, &mut measured).await;
+        round(&d, &fast, &emails, &fast_emails, &mut measured, &mut raw).await;
     }
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let (after, peak) = (memory_kib(pid, "VmRSS:"), memory_kib(pid, "VmHWM:"));
@@ -410,7 +426,7 @@ async fn main() {
     let (later, later_parts) = (memory_kib(pid, "VmRSS:"), parts(pid));
     drop((d, fast));
     limits.measure(params);
-    report(&limits, &measured);
+    report(&limits, &measured, &raw);
     let overloaded = OVERLOADED.load(std::sync::atomic::Ordering::Relaxed);
     println!("\nlogins refused 503 `overloaded` and retried after 1 s: {overloaded}");
     let mib = |kib: u64| kib as f64 / 1024.0;
@@ -436,9 +452,17 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
     value.trim().trim_end_matches("kB").trim().parse().unwrap_or(0)
 }
 
-fn report(limits: &Limits, measured: &Measured) {
-    let (hashes, signs, verifies, commits) =
-        (mean(&limits.argon2), mean(&limits.signs), mean(&limits.verifies), mean(&limits.commits));
+/// The median over rounds of each round's rate against the raw argon2
+/// rate measured just before it, and the range of those raw rates.
+fn beside_raw(runs: &[(Run, f64)], raw: Option<&Vec<f64>>) -> Option<(f64, f64, f64)> {
+    let raw = raw.filter(|r| r.len() == runs.len())?;
+    let ratios = runs.iter().zip(raw).map(|((run, _), base)| run.per_sec() / base).collect();
+    let (low, high) = raw.iter().fold((f64::MAX, 0.0f64), |(l, h), r| (l.min(*r), h.max(*r)));
+    Some((stats::median(ratios), low, high))
+}
+
+fn report(limits: &Limits, measured: &Measured, raw: &RawBeside) {
+    let (signs, verifies, commits) = (mean(&limits.signs), mean(&limits.verifies), mean(&limits.commits));
     println!("\n| physical limit (before / after the rounds) | per second |");
     println!("|---|---|");
     let show = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" / ");
@@ -457,7 +481,9 @@ fn report(limits: &Limits, measured: &Measured) {
         let ratio = match *name {
             // One client hashes on one core at a time: latency is its figure.
             "login" | "register" if *c == 1 => String::new(),
-            "login" | "register" => pct(Some(hashes), "raw argon2"),
+            "login" | "register" => beside_raw(runs, raw.get(c)).map_or(String::new(), |(r, low, high)| {
+                format!("{:.0} % of raw argon2 beside it ({low:.0}–{high:.0}/s)", 100.0 * r)
+            }),
             "refresh FULL" => {
                 format!(
                     "{}; {}",
