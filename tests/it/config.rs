@@ -356,8 +356,8 @@ fn argon2_memory_beyond_what_latchd_may_use_is_refused() {
 }
 
 /// Mail leaving this machine with links only this machine can open, from a
-/// sender relays refuse, or plain HTTP open beyond loopback, is said on the
-/// key's line — by check-config (which still passes it) and in the log of a
+/// sender relays refuse, plain HTTP open beyond loopback, or mail links to
+/// pages turned off, is said on the key's line — by check-config (which still passes it) and in the log of a
 /// start — and not refused: a sandbox relay, a browser on the same host or
 /// a proxy on a private network may be what is meant.
 #[tokio::test]
@@ -396,7 +396,8 @@ async fn likely_mistakes_are_cautioned_not_refused() {
     let shown = write_config(dir.path(), &fixed).display().to_string();
     let out = run_latchd(&["check-config", &shown], dir.path());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "nothing to say");
-    // Pages turned off while the reset link still opens latch's own page.
+    // Pages turned off: the reset link moved to the app, the verify link
+    // still opens latch's own page.
     let off = format!(
         "{fixed}\nreset_url = \"https://app.example.test/reset?t={{token}}\"\n[pages]\nenabled = false\n"
     )
