@@ -27,9 +27,10 @@
 //! comes first. Enumeration timing is `benches/enumeration.rs`.
 //!
 //! Run: `cargo bench --bench auth` (about fourteen minutes). `LATCH_BENCH_SECS`
-//! sets the seconds per measurement (default 8). Refreshes, floors, `me`
-//! and introspection are driven by wrk (`apt install wrk`); without it only
-//! logins, registrations and refreshes run, through reqwest.
+//! sets the seconds per measurement (default 8). Every operation is driven
+//! by wrk (`apt install wrk`), the lightest client at hand on the cores
+//! latchd uses; without it only logins, registrations and refreshes run,
+//! through reqwest.
 
 // A panic here is a failed test or bench run, with its message: what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -113,6 +114,14 @@ impl Daemon {
         emails
     }
 
+    /// Returns once the hashes a wrk run left queued are done: wrk drops
+    /// the requests in flight at its deadline, latchd still works them off,
+    /// and the next measurement must not start behind them (it would get
+    /// 503 `overloaded`). One more login queues behind them all.
+    async fn settle(&self, email: &str) {
+        self.login(email).await;
+    }
+
     /// A login; a 503 `overloaded` (the hash queue's wait would pass
     /// `max_queue_wait`) is counted and retried after its Retry-After, as a
     /// well-behaved app would.
@@ -130,7 +139,16 @@ impl Daemon {
     }
 }
 
+/// Logins for the bench duration with `clients` connections, round robin
+/// over `emails`: driven by wrk when it is installed (as every other
+/// operation here: a reqwest client took a few percent of the two cores a
+/// login's hash needs), else by reqwest.
 async fn bench_logins(d: &Arc<Daemon>, emails: &Arc<Vec<String>>, clients: usize) -> Run {
+    if wrk_installed() {
+        let (base, list) = (d.base.clone(), emails.join("\n") + "\n");
+        let run = move || wrk_scripted(&base, "/v1/auth/login", clients, "login.lua", "LATCH_EMAILS", &list);
+        return tokio::task::spawn_blocking(run).await.expect("wrk");
+    }
     let (d, emails) = (Arc::clone(d), Arc::clone(emails));
     closed_loop(clients, move |i| {
         let (d, email) = (Arc::clone(&d), emails[i % emails.len()].clone());
@@ -141,8 +159,18 @@ async fn bench_logins(d: &Arc<Daemon>, emails: &Arc<Vec<String>>, clients: usize
     .await
 }
 
-/// Registrations of new addresses (one hash, one user row, one mail each).
+/// Registrations of new addresses (one hash, one user row, one mail each),
+/// through wrk when it is installed.
 async fn bench_register(d: &Arc<Daemon>, clients: usize) -> Run {
+    if wrk_installed() {
+        // A prefix no earlier run used: every address is new.
+        let n = REGISTERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (base, prefix) = (d.base.clone(), format!("wrk{n}-\n"));
+        let run = move || {
+            wrk_scripted(&base, "/v1/auth/register", clients, "register.lua", "LATCH_PREFIX", &prefix)
+        };
+        return tokio::task::spawn_blocking(run).await.expect("wrk");
+    }
     let d = Arc::clone(d);
     closed_loop(clients, move |_| {
         let d = Arc::clone(&d);
@@ -186,17 +214,25 @@ async fn bench_refresh(d: &Arc<Daemon>, emails: &[String], clients: usize) -> Ru
     .await
 }
 
+/// One wrk run of `POST base+path` through `benches/<script>`, which reads
+/// `contents` from the file its variable `var` names.
+fn wrk_scripted(base: &str, path: &str, clients: usize, script: &str, var: &str, contents: &str) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("input");
+    std::fs::write(&file, contents).expect("script input");
+    let script = format!("{}/benches/{script}", env!("CARGO_MANIFEST_DIR"));
+    wrk(&format!("{base}{path}"), clients, Some(Script { path: &script, var, file: &file }), None)
+}
+
 /// Runs `benches/refresh.lua` under wrk and reads its summary.
 fn wrk_refresh(base: &str, tokens: &[String], clients: usize) -> Run {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("tokens");
-    std::fs::write(&file, tokens.join("\n") + "\n").expect("tokens");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/refresh.lua");
-    wrk(
-        &format!("{base}/v1/auth/refresh"),
+    wrk_scripted(
+        base,
+        "/v1/auth/refresh",
         clients,
-        Some(Script { path: script, var: "LATCH_TOKENS", file: &file }),
-        None,
+        "refresh.lua",
+        "LATCH_TOKENS",
+        &(tokens.join("\n") + "\n"),
     )
 }
 
@@ -330,7 +366,9 @@ async fn round(
             raw.entry(c).or_default().push(raw_argon2(Argon2Params::default()));
         }
         out.entry(("login", c)).or_default().push(metered(pid, bench_logins(d, emails, c)).await);
+        d.settle(&emails[0]).await;
         out.entry(("register", c)).or_default().push(metered(pid, bench_register(d, c)).await);
+        d.settle(&emails[0]).await;
     }
     for c in CLIENTS {
         out.entry(("refresh FULL", c)).or_default().push(metered(pid, bench_refresh(d, emails, c)).await);
@@ -391,7 +429,7 @@ async fn main() {
         // and a reqwest client costs more CPU than wrk on the same cores.
         println!(
             "wrk is not installed (apt install wrk): the floors, `me` and introspection are not measured, \
-             and refreshes run through reqwest, a heavier client than wrk"
+             and logins, registrations and refreshes run through reqwest, a heavier client than wrk"
         );
     }
     let mut limits = Limits::default();
