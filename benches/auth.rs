@@ -54,7 +54,9 @@ mod roomy;
 #[path = "support/stats.rs"]
 mod stats;
 
-use load::{Run, Script, WARMING_UP, closed_loop, cpu_secs, on_all_cores, secs, wrk, wrk_installed};
+use load::{
+    Run, Script, WARMING_UP, closed_loop, cpu_by_thread, cpu_secs, on_all_cores, secs, wrk, wrk_installed,
+};
 
 /// Connections per measurement: one (latency alone), then two loads.
 const CLIENTS: [usize; 3] = [1, 16, 64];
@@ -341,6 +343,17 @@ type Measured = BTreeMap<(&'static str, usize), Vec<(Run, f64)>>;
 /// mean of two far-apart measurements measured the drift as much as latch.
 type RawBeside = BTreeMap<usize, Vec<f64>>;
 
+/// latchd's CPU seconds by thread kind over each round's logins at a
+/// client count, with the logins done: where a login's CPU goes beside
+/// its hash, measured in the bench's own daemon.
+type LoginThreads = BTreeMap<usize, Vec<(usize, BTreeMap<String, f64>)>>;
+
+/// Each thread kind's CPU seconds since `before` (a new thread's all).
+fn cpu_since(pid: u32, before: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    let now = cpu_by_thread(pid);
+    now.into_iter().map(|(kind, secs)| (kind.clone(), secs - before.get(&kind).unwrap_or(&0.0))).collect()
+}
+
 fn raw_argon2(params: Argon2Params) -> f64 {
     on_all_cores(move || drop(latch::auth::hash_now(params, None, PASSWORD)))
 }
@@ -359,13 +372,17 @@ async fn round(
     fast_emails: &[String],
     out: &mut Measured,
     raw: &mut RawBeside,
+    threads: &mut LoginThreads,
 ) {
     let (pid, fast_pid) = (d.latchd.pid() as u32, fast.latchd.pid() as u32);
     for c in CLIENTS {
         if c > 1 {
             raw.entry(c).or_default().push(raw_argon2(Argon2Params::default()));
         }
-        out.entry(("login", c)).or_default().push(metered(pid, bench_logins(d, emails, c)).await);
+        let before = cpu_by_thread(pid);
+        let logins = metered(pid, bench_logins(d, emails, c)).await;
+        threads.entry(c).or_default().push((logins.0.ops, cpu_since(pid, &before)));
+        out.entry(("login", c)).or_default().push(logins);
         d.settle(&emails[0]).await;
         out.entry(("register", c)).or_default().push(metered(pid, bench_register(d, c)).await);
         d.settle(&emails[0]).await;
@@ -449,9 +466,9 @@ async fn main() {
     // Idle means idle: hashing threads free their argon2 workspace after 2 s.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let idle = memory_kib(pid, "VmRSS:");
-    let (mut measured, mut raw) = (Measured::new(), RawBeside::new());
+    let (mut measured, mut raw, mut threads) = (Measured::new(), RawBeside::new(), LoginThreads::new());
     for _ in 0..rounds {
-        round(&d, &fast, &emails, &fast_emails, &mut measured, &mut raw).await;
+        round(&d, &fast, &emails, &fast_emails, &mut measured, &mut raw, &mut threads).await;
     }
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let (after, peak) = (memory_kib(pid, "VmRSS:"), memory_kib(pid, "VmHWM:"));
@@ -465,6 +482,7 @@ async fn main() {
     drop((d, fast));
     limits.measure(params);
     report(&limits, &measured, &raw);
+    report_login_threads(&threads);
     let overloaded = OVERLOADED.load(std::sync::atomic::Ordering::Relaxed);
     println!("\nlogins refused 503 `overloaded` and retried after 1 s: {overloaded}");
     let mib = |kib: u64| kib as f64 / 1024.0;
@@ -546,4 +564,35 @@ fn report(limits: &Limits, measured: &Measured, raw: &RawBeside) {
 
 fn num_cores() -> f64 {
     std::thread::available_parallelism().map_or(2, |n| n.get()) as f64
+}
+
+/// A login's latchd CPU by thread kind, µs, the median of the rounds, one
+/// column per client count: the hashing threads against the rest.
+fn report_login_threads(threads: &LoginThreads) {
+    let kinds: std::collections::BTreeSet<&String> =
+        threads.values().flatten().flat_map(|(_, spent)| spent.keys()).collect();
+    let counts: Vec<usize> = threads.keys().copied().collect();
+    let heads: Vec<String> =
+        counts.iter().map(|c| format!("{c} client{}", if *c == 1 { "" } else { "s" })).collect();
+    println!(
+        "
+| latchd CPU a login, µs (median of rounds) | {} |",
+        heads.join(" | ")
+    );
+    println!("|---|{}", "---|".repeat(counts.len()));
+    for kind in kinds {
+        let cells: Vec<String> = counts
+            .iter()
+            .map(|c| {
+                let per_login = threads[c]
+                    .iter()
+                    .map(|(ops, spent)| 1e6 * spent.get(kind).unwrap_or(&0.0) / (*ops).max(1) as f64);
+                format!("{:.0}", stats::median(per_login.collect()))
+            })
+            .collect();
+        if cells.iter().any(|c| c != "0") {
+            // actix names its threads `actix-rt|system`: no `|` in a table.
+            println!("| {} | {} |", kind.replace('|', "/"), cells.join(" | "));
+        }
+    }
 }

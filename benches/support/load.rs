@@ -20,7 +20,26 @@ pub fn secs() -> Duration {
 
 /// CPU seconds (user + system) the process `pid` has used so far.
 pub fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_secs(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// CPU seconds so far of each kind of `pid`'s threads: by thread name,
+/// with a numbered pool's number dropped (`latch-hash-0` and `-1` are
+/// `latch-hash`), from `/proc/PID/task`.
+pub fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    for task in tasks {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let name = stat.split_once(" (").and_then(|(_, rest)| rest.rsplit_once(") ")).map_or("", |(n, _)| n);
+        let kind = name.trim_end_matches(|c: char| c.is_ascii_digit()).trim_end_matches('-');
+        *out.entry(kind.to_string()).or_insert(0.0) += stat_cpu_secs(&stat);
+    }
+    out
+}
+
+/// User + system CPU seconds from a `/proc/.../stat` line.
+fn stat_cpu_secs(stat: &str) -> f64 {
     let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
     let fields: Vec<f64> = after.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
     // SAFETY: sysconf only reads a constant.
