@@ -10,12 +10,33 @@ use latch::daemon::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     latch::telemetry::memory::cap_heaps();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return misused(e),
+    };
     match cli.command {
         Command::CheckConfig { path } => check_config(path),
         Command::Serve { config, daemon: _, pid_file } => serve(config, pid_file),
     }
 }
+
+/// clap's answer to a line it cannot parse, except for `latchd --config
+/// PATH` (how many daemons start): said plainly, with the command meant.
+fn misused(e: clap::Error) -> ExitCode {
+    let first = std::env::args().nth(1).unwrap_or_default();
+    let option = first.split('=').next().unwrap_or_default();
+    if e.kind() == clap::error::ErrorKind::UnknownArgument && SERVE_OPTIONS.contains(&option) {
+        eprintln!(
+            "latchd: {option} belongs to a command: `latchd serve {option} …` runs the daemon \
+             (`latchd check-config PATH` checks a config file)"
+        );
+        return ExitCode::from(2);
+    }
+    e.exit()
+}
+
+/// `serve`'s options, as someone might give them without the command.
+const SERVE_OPTIONS: [&str; 3] = ["--config", "--daemon", "--pid-file"];
 
 fn check_config(path: Option<PathBuf>) -> ExitCode {
     let path = Config::locate(path);

@@ -442,3 +442,29 @@ async fn a_relative_config_path_is_the_file_read_again() {
     latchd.wait().unwrap();
     assert!(reload.status.success(), "{}", String::from_utf8_lossy(&reload.stderr));
 }
+
+/// `latchd --config PATH`, as many daemons start, names no command: the
+/// answer says which command was meant instead of clap's bare "unexpected
+/// argument", and starts nothing.
+#[test]
+fn serve_options_without_the_command_say_which_command_was_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let shown = write_config(dir.path(), &base_config("")).display().to_string();
+    let joined = format!("--config={shown}");
+    for args in [vec!["--config", shown.as_str()], vec![joined.as_str()], vec!["--daemon"]] {
+        let out = run_latchd(&args, dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let option = args[0].split('=').next().unwrap();
+        let meant =
+            format!("latchd: {option} belongs to a command: `latchd serve {option} …` runs the daemon");
+        assert!(stderr.starts_with(&meant), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    }
+    // Any other mistake keeps clap's own answer.
+    let out = run_latchd(&["--frobnicate"], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unexpected argument '--frobnicate'"), "{stderr}");
+    assert!(!dir.path().join("state").exists(), "nothing started");
+}
