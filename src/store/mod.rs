@@ -141,6 +141,10 @@ impl Store {
         let readers = r2d2::Pool::builder()
             .max_size((cores * 2).max(4))
             .min_idle(Some(1))
+            // r2d2 would run `SELECT 1;` (parsed anew) at every checkout to
+            // test the connection: a local file's connection does not go
+            // stale as a socket does, and every read paid for the parse.
+            .test_on_check_out(false)
             .connection_timeout(ACQUIRE_TIMEOUT)
             .build(manager)?;
 
