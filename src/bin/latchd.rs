@@ -23,7 +23,9 @@ fn main() -> ExitCode {
 /// clap's answer to a line it cannot parse, except for `latchd --config
 /// PATH` (how many daemons start): said plainly, with the command meant.
 fn misused(e: clap::Error) -> ExitCode {
-    let first = std::env::args().nth(1).unwrap_or_default();
+    // args_os: a word that is not UTF-8 is clap's to report, not a panic.
+    let first = std::env::args_os().nth(1).unwrap_or_default();
+    let first = first.to_string_lossy();
     let option = first.split('=').next().unwrap_or_default();
     if e.kind() == clap::error::ErrorKind::UnknownArgument && SERVE_OPTIONS.contains(&option) {
         eprintln!(
