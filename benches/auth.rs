@@ -143,8 +143,8 @@ impl Daemon {
 
 /// Logins for the bench duration with `clients` connections, round robin
 /// over `emails`: driven by wrk when it is installed (as every other
-/// operation here: a reqwest client took a few percent of the two cores a
-/// login's hash needs), else by reqwest.
+/// operation here, the lightest client at hand on latchd's cores), else
+/// by reqwest.
 async fn bench_logins(d: &Arc<Daemon>, emails: &Arc<Vec<String>>, clients: usize) -> Run {
     if wrk_installed() {
         let (base, list) = (d.base.clone(), emails.join("\n") + "\n");
@@ -574,11 +574,7 @@ fn report_login_threads(threads: &LoginThreads) {
     let counts: Vec<usize> = threads.keys().copied().collect();
     let heads: Vec<String> =
         counts.iter().map(|c| format!("{c} client{}", if *c == 1 { "" } else { "s" })).collect();
-    println!(
-        "
-| latchd CPU a login, µs (median of rounds) | {} |",
-        heads.join(" | ")
-    );
+    println!("\n| latchd CPU a login, µs (median of rounds) | {} |", heads.join(" | "));
     println!("|---|{}", "---|".repeat(counts.len()));
     for kind in kinds {
         let cells: Vec<String> = counts
