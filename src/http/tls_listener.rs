@@ -208,6 +208,9 @@ pub struct FrameDeadline<IO> {
     stopping: bool,
     /// When bytes were last written (responses still going out).
     last_write: Option<Instant>,
+    /// When this draining connection was first seen with no request being
+    /// answered (`None` while one is).
+    idle_since: Option<Instant>,
 }
 
 impl<IO> FrameDeadline<IO> {
@@ -224,6 +227,7 @@ impl<IO> FrameDeadline<IO> {
             draining,
             stopping: false,
             last_write: None,
+            idle_since: None,
         }
     }
 
@@ -244,11 +248,19 @@ impl<IO> FrameDeadline<IO> {
             }
             self.stopping = true;
         }
-        // A finished request's response is written by the connection right
-        // after; wait until nothing has been written for a moment.
-        let quiet = self.last_write.is_none_or(|t| t.elapsed() >= DRAIN_POLL);
-        if quiet && self.conn.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            return true;
+        // A request counts as answered once its handler returns, but the
+        // connection writes the response only after that: end it only when
+        // no request has been in flight for a moment and nothing has been
+        // written for a moment. (Ending it at the first sight of none in
+        // flight cut a response that had not gone out yet.)
+        if self.conn.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            self.idle_since = None;
+        } else {
+            let idle_since = *self.idle_since.get_or_insert_with(Instant::now);
+            let quiet = self.last_write.is_none_or(|t| t.elapsed() >= DRAIN_POLL);
+            if quiet && idle_since.elapsed() >= DRAIN_POLL {
+                return true;
+            }
         }
         let mut recheck: Draining = Box::pin(tokio::time::sleep(DRAIN_POLL));
         let _ = recheck.as_mut().poll(cx);
