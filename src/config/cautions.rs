@@ -34,6 +34,9 @@ impl Config {
             .filter(|(_, url, page)| **url == format!("{base}{page}?token={{token}}"))
             .map(|(key, _, _)| *key)
             .collect();
+        if left.is_empty() {
+            return None;
+        }
         let reason = format!(
             "the pages are off, but {} still point{} at them, so each mailed link opens a 404 page; \
              point {} at your app's pages",
@@ -41,7 +44,7 @@ impl Config {
             if left.len() == 1 { "s" } else { "" },
             if left.len() == 1 { "it" } else { "them" },
         );
-        (!left.is_empty()).then(|| self.problem_at("pages.enabled", reason))
+        Some(self.problem_at("pages.enabled", reason))
     }
 
     /// Passwords and tokens cross a plain HTTP listener unencrypted; the

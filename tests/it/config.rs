@@ -357,9 +357,10 @@ fn argon2_memory_beyond_what_latchd_may_use_is_refused() {
 
 /// Mail leaving this machine with links only this machine can open, from a
 /// sender relays refuse, plain HTTP open beyond loopback, or mail links to
-/// pages turned off, is said on the key's line — by check-config (which still passes it) and in the log of a
-/// start — and not refused: a sandbox relay, a browser on the same host or
-/// a proxy on a private network may be what is meant.
+/// pages turned off, is said on the key's line — by check-config (which
+/// still passes it) and in the log of a start — and not refused: a sandbox
+/// relay, a browser on the same host or a proxy on a private network may be
+/// what is meant.
 #[tokio::test]
 async fn likely_mistakes_are_cautioned_not_refused() {
     let text = base_config("\n[smtp]\nhost = \"smtp.example.test\"\nport = 2525\n").replacen(
