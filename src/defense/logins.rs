@@ -3,8 +3,9 @@
 //! succeeded, a reset cleared the email, and the anomaly rules that look at
 //! logins (`new_ip`, `new_devices`) and refreshes (`rapid_refresh`).
 
-use super::anomaly::{self, Rule};
+use super::anomaly::Rule;
 use super::limits::Scope;
+use super::places::{Login, Verdict};
 use super::worker::Event;
 use super::{Defense, client_key, queries, rate_limited};
 use crate::auth::{LoginGuard, LoginRefused, Pending};
@@ -75,11 +76,11 @@ impl Defense {
         device_name: Option<&str>,
         cfg: &Config,
     ) -> Result<(), StoreError> {
-        let (uid, sid) = (user_id.to_string(), session_id.to_string());
-        let earlier = self.store.read(move |c| queries::other_sessions(c, &uid, &sid)).await?;
         let rules = &cfg.defense.anomaly;
-        let now = crate::clock::now_unix();
-        if anomaly::new_network(&client.ip, &earlier, cfg.defense.ipv6_prefix) {
+        let device = device_name.or(client.user_agent.as_deref());
+        let login = Login { ip: &client.ip, device, at: crate::clock::now_unix() };
+        let verdict = self.judge(user_id, session_id, &login, cfg).await?;
+        if verdict.new_network {
             self.fired(
                 Rule::NewIp,
                 client,
@@ -94,9 +95,8 @@ impl Defense {
                 action => self.act(action, session_id, user_id, client, cfg, rules.bot.block_for.0),
             }
         }
-        let device = device_name.or(client.user_agent.as_deref());
         let rule = &rules.new_devices;
-        let devices = anomaly::new_devices(device, &earlier, now, rule.window.0);
+        let devices = verdict.new_devices;
         if devices >= rule.count as usize && self.recent.first_in(Rule::NewDevices, user_id, rule.window.0) {
             let details =
                 serde_json::json!({"action": rule.action, "devices": devices, "window": rule.window});
@@ -104,6 +104,24 @@ impl Defense {
             self.act(rule.action, session_id, user_id, client, cfg, rules.bot.block_for.0);
         }
         Ok(())
+    }
+
+    /// What the login rules make of `login`: from memory when its account
+    /// is there, else from the account's other sessions in the store.
+    async fn judge(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        login: &Login<'_>,
+        cfg: &Config,
+    ) -> Result<Verdict, StoreError> {
+        let (window, v6_prefix) = (cfg.defense.anomaly.new_devices.window.0, cfg.defense.ipv6_prefix);
+        if let Some(verdict) = self.places.judge(user_id, login, window, v6_prefix) {
+            return Ok(verdict);
+        }
+        let (uid, sid) = (user_id.to_string(), session_id.to_string());
+        let earlier = self.store.read(move |c| queries::other_sessions(c, &uid, &sid)).await?;
+        Ok(self.places.judge_read(user_id, &earlier, login, window, v6_prefix))
     }
 
     /// After session `session_id` refreshed: `rapid_refresh`.

@@ -15,6 +15,7 @@ mod blocks;
 mod handlers;
 mod limits;
 mod logins;
+mod places;
 mod queries;
 mod throttle;
 mod worker;
@@ -42,6 +43,7 @@ pub use worker::{Context, start};
 use anomaly::Recent;
 use blocks::Blocks;
 use limits::{Limits, tighter};
+use places::Places;
 use throttle::Throttle;
 use worker::Event;
 
@@ -66,6 +68,7 @@ pub struct Defense {
     blocks: Blocks,
     throttle: Throttle,
     recent: Recent,
+    places: Places,
     events: mpsc::Sender<Event>,
     store: Store,
     api_keys: Arc<ApiKeys>,

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use super::anomaly::{Recent, Rule};
 use super::blocks::{Block, Blocks};
 use super::limits::Limits;
+use super::places::Places;
 use super::throttle::Throttle;
 use super::{Defense, queries};
 use crate::audit::{self, Entry};
@@ -77,6 +78,7 @@ pub async fn start(
         blocks: Blocks::new(blocks),
         throttle: Throttle::new(locks),
         recent: Recent::default(),
+        places: Places::new(),
         events: tx,
         store: store.clone(),
         api_keys,
@@ -111,6 +113,7 @@ async fn upkeep(d: &Defense) {
     d.limits.load().evict_idle();
     d.blocks.evict_idle(IDLE);
     d.recent.evict(IDLE);
+    d.places.evict();
     let expired = !d.blocks.expire(now).is_empty();
     let ended = d.throttle.evict(now, IDLE);
     gauges(d, now);
