@@ -33,7 +33,7 @@ use super::segment;
 use super::wal::{self, HEADER, WalHeader};
 use crate::config::Config;
 use crate::store::backup::{self as copies, BackupError};
-use crate::store::{Store, StoreError, last_commit_unix_ms};
+use crate::store::{DatabaseFile, FileReader, Store, StoreError, last_commit_unix_ms};
 
 /// A generation's folder: `gen-<start, Unix ms>`.
 pub const GENERATION_PREFIX: &str = "gen-";
@@ -89,7 +89,7 @@ struct Chunk {
 /// and even if the daemon stops meanwhile.
 struct Snapshot {
     dir: PathBuf,
-    db: PathBuf,
+    db: FileReader,
     pin: Connection,
     root: PathBuf,
     keep: usize,
@@ -98,6 +98,8 @@ struct Snapshot {
 struct Archiver {
     config: Arc<ArcSwap<Config>>,
     db: PathBuf,
+    /// The database file, read through the store's own descriptor.
+    file: DatabaseFile,
     wal: PathBuf,
     /// The current generation's folder.
     generation: Option<PathBuf>,
@@ -158,6 +160,7 @@ pub async fn install(
         config,
         wal: PathBuf::from(format!("{}-wal", db.display())),
         db,
+        file: store.file(),
         generation: None,
         next_generation: Instant::now(),
         pass: None,
@@ -245,7 +248,7 @@ impl Archiver {
         let dir = root.join(format!("{GENERATION_PREFIX}{:013}", crate::clock::now_unix_ms()));
         copies::make_private_dir(&dir)?;
         let snapshot =
-            Snapshot { dir: dir.clone(), db: self.db.clone(), pin, root, keep: cfg.backup.keep as usize };
+            Snapshot { dir: dir.clone(), db: self.file.reader(), pin, root, keep: cfg.backup.keep as usize };
         self.progress.snapshotting.store(true, Ordering::Release);
         if self.to_thread.send(Work::Snapshot(Box::new(snapshot))).is_err() {
             self.progress.snapshotting.store(false, Ordering::Release);
@@ -402,7 +405,7 @@ fn pin_database_file(db: &Path) -> rusqlite::Result<Connection> {
 /// takes its folder with it (its segments are then dropped) and has the
 /// hook start a new generation.
 fn write_snapshot(s: Snapshot, progress: &Progress) {
-    match copies::compress(&s.db, &s.dir.join(SNAPSHOT)) {
+    match copies::compress_from(s.db, &s.dir.join(SNAPSHOT)) {
         Ok(_) => {
             tracing::info!(generation = %s.dir.display(), "WAL archive: new generation");
             prune(&s.root, s.keep);

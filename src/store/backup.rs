@@ -223,10 +223,16 @@ fn copy_raw(src: &Connection, dest: &Path) -> Result<(), BackupError> {
 }
 
 /// Compresses the file `raw` into `dest` (see `write_zstd`); returns the
-/// compressed size.
+/// compressed size. Never the live database: `compress_from` its
+/// `Store::file()` (store/file.rs says why).
 pub fn compress(raw: &Path, dest: &Path) -> Result<u64, BackupError> {
     let input = File::open(raw).map_err(io_err(raw))?;
-    write_zstd(BufReader::new(input), dest, LEVEL)
+    compress_from(input, dest)
+}
+
+/// Compresses what `source` reads into `dest`; returns the compressed size.
+pub fn compress_from(source: impl std::io::Read, dest: &Path) -> Result<u64, BackupError> {
+    write_zstd(BufReader::new(source), dest, LEVEL)
 }
 
 /// Writes `data` as it is into `dest` (see `write_atomically`): WAL

@@ -5,6 +5,7 @@
 
 pub mod backup;
 mod changes;
+mod file;
 pub mod fold;
 pub(crate) mod migrations;
 pub mod offline;
@@ -21,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use backup::BackupError;
 pub use changes::{Listener, RowAction, RowChange};
+pub use file::{DatabaseFile, FileReader};
 pub use migrations::MigrationError;
 pub use writer::{BetweenBatches, last_commit_unix_ms};
 
@@ -104,6 +106,8 @@ struct Inner {
     readers: Readers,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     feed: Arc<changes::Feed>,
+    /// Last: closed after the connections (see `file.rs`).
+    file: DatabaseFile,
 }
 
 /// Where the store lives and where a pre-migration backup goes.
@@ -120,6 +124,8 @@ impl Store {
     /// the writer thread.
     pub fn open(opts: &StoreOptions<'_>) -> Result<Store, StoreError> {
         let mut conn = Connection::open(opts.path)?;
+        let file = DatabaseFile::open(opts.path)
+            .map_err(|source| BackupError::Io { path: opts.path.display().to_string(), source })?;
         let sync = if opts.unsafe_no_fsync { "OFF" } else { "FULL" };
         conn.execute_batch(&format!(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
@@ -163,12 +169,19 @@ impl Store {
                 readers,
                 writer_thread: Mutex::new(Some(thread)),
                 feed,
+                file,
             }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The database file, to read as bytes: never open and close it
+    /// directly while the store is open (`file.rs` says why).
+    pub fn file(&self) -> DatabaseFile {
+        self.inner.file.clone()
     }
 
     /// Runs `f` on the writer inside a transaction; resolves after commit.
