@@ -22,11 +22,13 @@
 //! after the rounds (ratios use the mean), so a drift in this shared
 //! machine's speed shows instead of skewing one side of a ratio. Logins
 //! and registrations are set against raw argon2 measured in the same
-//! round just before them (the median of the per-round ratios): hashing
-//! speed drifted by a fifth within one run. A short unreported warm-up
+//! round around them (the median of the per-round ratios): hashing speed
+//! drifted by a fifth within one run. Raw argon2 runs right before the
+//! logins and again between them and the registrations: a login round is
+//! set against the mean of the two, registrations against the second. A short unreported warm-up
 //! comes first. Enumeration timing is `benches/enumeration.rs`.
 //!
-//! Run: `cargo bench --bench auth` (about fourteen minutes). `LATCH_BENCH_SECS`
+//! Run: `cargo bench --bench auth` (about sixteen minutes). `LATCH_BENCH_SECS`
 //! sets the seconds per measurement (default 8). Every operation is driven
 //! by wrk (`apt install wrk`), the lightest client at hand on the cores
 //! latchd uses; without it only logins, registrations and refreshes run,
@@ -338,10 +340,19 @@ async fn metered<F: std::future::Future<Output = Run>>(pid: u32, work: F) -> (Ru
 type Measured = BTreeMap<(&'static str, usize), Vec<(Run, f64)>>;
 
 /// Raw argon2id hashes/s on all cores, measured in each round right before
-/// the logins at that client count: the login guard's baseline. This
-/// machine's speed drifts by a fifth within one run, so a ratio to the
-/// mean of two far-apart measurements measured the drift as much as latch.
-type RawBeside = BTreeMap<usize, Vec<f64>>;
+/// the logins at that client count and again right after them (before
+/// the registrations): the login guard's baseline. This machine's speed
+/// drifts by a fifth within one run, so a ratio to the mean of two
+/// far-apart measurements measured the drift as much as latch, and one
+/// taken only before the logins half of it.
+type RawBeside = BTreeMap<usize, Vec<RawAround>>;
+
+/// Raw argon2 around one round's logins at one client count, per second.
+#[derive(Clone, Copy)]
+struct RawAround {
+    before: f64,
+    after: f64,
+}
 
 /// latchd's CPU seconds by thread kind over each round's logins at a
 /// client count, with the logins done: where a login's CPU goes beside
@@ -376,14 +387,16 @@ async fn round(
 ) {
     let (pid, fast_pid) = (d.latchd.pid() as u32, fast.latchd.pid() as u32);
     for c in CLIENTS {
-        if c > 1 {
-            raw.entry(c).or_default().push(raw_argon2(Argon2Params::default()));
-        }
+        let raw_before = (c > 1).then(|| raw_argon2(Argon2Params::default()));
         let before = cpu_by_thread(pid);
         let logins = metered(pid, bench_logins(d, emails, c)).await;
         threads.entry(c).or_default().push((logins.0.ops, cpu_since(pid, &before)));
         out.entry(("login", c)).or_default().push(logins);
         d.settle(&emails[0]).await;
+        if let Some(before) = raw_before {
+            let after = raw_argon2(Argon2Params::default());
+            raw.entry(c).or_default().push(RawAround { before, after });
+        }
         out.entry(("register", c)).or_default().push(metered(pid, bench_register(d, c)).await);
         d.settle(&emails[0]).await;
     }
@@ -508,13 +521,29 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
     value.trim().trim_end_matches("kB").trim().parse().unwrap_or(0)
 }
 
-/// The median over rounds of each round's rate against the raw argon2
-/// rate measured just before it, and the range of those raw rates.
-fn beside_raw(runs: &[(Run, f64)], raw: Option<&Vec<f64>>) -> Option<(f64, f64, f64)> {
+/// The median over rounds of each round's rate against its raw argon2
+/// baseline (`base` of the raw rates around it), and the range of every
+/// raw rate measured at that client count.
+fn beside_raw(
+    runs: &[(Run, f64)],
+    raw: Option<&Vec<RawAround>>,
+    base: fn(&RawAround) -> f64,
+) -> Option<(f64, f64, f64)> {
     let raw = raw.filter(|r| r.len() == runs.len())?;
-    let ratios = runs.iter().zip(raw).map(|((run, _), base)| run.per_sec() / base).collect();
-    let (low, high) = raw.iter().fold((f64::MAX, 0.0f64), |(l, h), r| (l.min(*r), h.max(*r)));
+    let ratios = runs.iter().zip(raw).map(|((run, _), around)| run.per_sec() / base(around)).collect();
+    let all = raw.iter().flat_map(|r| [r.before, r.after]);
+    let (low, high) = all.fold((f64::MAX, 0.0f64), |(l, h), r| (l.min(r), h.max(r)));
     Some((stats::median(ratios), low, high))
+}
+
+/// Logins ran between the two raw measurements: their mean.
+fn around_logins(r: &RawAround) -> f64 {
+    (r.before + r.after) / 2.0
+}
+
+/// Registrations ran right after the second one.
+fn before_registrations(r: &RawAround) -> f64 {
+    r.after
 }
 
 fn report(limits: &Limits, measured: &Measured, raw: &RawBeside) {
@@ -537,9 +566,12 @@ fn report(limits: &Limits, measured: &Measured, raw: &RawBeside) {
         let ratio = match *name {
             // One client hashes on one core at a time: latency is its figure.
             "login" | "register" if *c == 1 => String::new(),
-            "login" | "register" => beside_raw(runs, raw.get(c)).map_or(String::new(), |(r, low, high)| {
-                format!("{:.0} % of raw argon2 beside it ({low:.0}–{high:.0}/s)", 100.0 * r)
-            }),
+            "login" | "register" => {
+                let base = if *name == "login" { around_logins } else { before_registrations };
+                beside_raw(runs, raw.get(c), base).map_or(String::new(), |(r, low, high)| {
+                    format!("{:.0} % of raw argon2 beside it ({low:.0}–{high:.0}/s)", 100.0 * r)
+                })
+            }
             "refresh FULL" => {
                 format!(
                     "{}; {}",
