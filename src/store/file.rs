@@ -35,6 +35,7 @@ impl DatabaseFile {
     }
 }
 
+/// `Read` over the database file from its start; keeps the file open.
 pub struct FileReader {
     file: Arc<File>,
     at: u64,
