@@ -24,11 +24,16 @@ use super::queries::SeenSession;
 
 /// How long an account's places are kept before they are read again.
 const KEPT_FOR: Duration = Duration::from_secs(15 * 60);
-/// Accounts kept at once (a few hundred bytes each).
+/// Accounts kept at once (most take a few hundred bytes).
 const MAX_ACCOUNTS: usize = 10_000;
 /// Networks and devices kept for one account; an account past it is read
 /// from the database again (where only the newest 1,000 sessions count).
 const MAX_PLACES: usize = 2_000;
+/// Networks and devices kept for all accounts together (about 50 bytes
+/// each), checked as an account is kept (the logins of kept accounts add
+/// a few more until the next): accounts made to sign in from a thousand
+/// places each cannot grow the daemon by more than ~10 MB.
+const MAX_KEPT_PLACES: usize = 200_000;
 
 /// One login, as the rules see it.
 pub struct Login<'a> {
@@ -50,10 +55,17 @@ pub struct Verdict {
 
 /// Every account's known places; one per daemon.
 pub struct Places {
-    accounts: Mutex<HashMap<String, Known>>,
+    kept: Mutex<Kept>,
     /// Devices are kept as keyed hashes: a user agent can be long, and
     /// only equality matters.
     keys: RandomState,
+}
+
+/// The accounts kept, and how many places they hold together.
+#[derive(Default)]
+struct Kept {
+    accounts: HashMap<String, Known>,
+    places: usize,
 }
 
 /// One account's earlier sign-ins.
@@ -69,23 +81,26 @@ struct Known {
 
 impl Places {
     pub fn new() -> Self {
-        Self { accounts: Mutex::new(HashMap::new()), keys: RandomState::new() }
+        Self { kept: Mutex::new(Kept::default()), keys: RandomState::new() }
     }
 
     /// The verdict on `login`, which is then remembered — if the account
     /// is in memory, for networks as `v6_prefix` groups them.
     pub fn judge(&self, user_id: &str, login: &Login, window: Duration, v6_prefix: u8) -> Option<Verdict> {
-        let mut accounts = self.accounts.lock().ok()?;
-        let known = accounts.get_mut(user_id)?;
+        let mut kept = self.kept.lock().ok()?;
+        let known = kept.accounts.get_mut(user_id)?;
         if known.v6_prefix != v6_prefix || known.loaded.elapsed() >= KEPT_FOR {
-            accounts.remove(user_id);
+            kept.remove(user_id);
             return None;
         }
         let device = login.device.map(|d| self.keys.hash_one(d));
         let verdict = known.judge(login, device, since(login.at, window));
+        let before = known.size();
         known.add(login, device);
-        if known.networks.len() + known.devices.len() > MAX_PLACES {
-            accounts.remove(user_id);
+        let after = known.size();
+        kept.places += after - before;
+        if after > MAX_PLACES {
+            kept.remove(user_id);
         }
         Some(verdict)
     }
@@ -111,30 +126,59 @@ impl Places {
     /// Keeps `known` for `user_id`, merged with what another login of the
     /// same account kept meanwhile (both saw only sessions that exist).
     fn keep(&self, user_id: &str, known: Known) {
-        let Ok(mut accounts) = self.accounts.lock() else { return };
-        if let Some(kept) = accounts.get_mut(user_id)
-            && kept.v6_prefix == known.v6_prefix
+        let Ok(mut kept) = self.kept.lock() else { return };
+        if let Some(earlier) = kept.accounts.get_mut(user_id)
+            && earlier.v6_prefix == known.v6_prefix
         {
-            kept.merge(known);
+            let before = earlier.size();
+            earlier.merge(known);
+            let after = earlier.size();
+            kept.places += after - before;
+            if after > MAX_PLACES {
+                kept.remove(user_id);
+            }
             return;
         }
-        if accounts.len() >= MAX_ACCOUNTS {
-            accounts.retain(|_, k| k.loaded.elapsed() < KEPT_FOR);
+        kept.remove(user_id);
+        if known.size() > MAX_PLACES {
+            return;
         }
-        if accounts.len() >= MAX_ACCOUNTS {
+        if kept.full(known.size()) {
+            kept.retain_fresh();
+        }
+        if kept.full(known.size()) {
             // All recent: start over rather than scan for the oldest on
             // every login; each account costs one read to come back.
-            accounts.clear();
+            *kept = Kept::default();
         }
-        accounts.insert(user_id.to_string(), known);
+        kept.places += known.size();
+        kept.accounts.insert(user_id.to_string(), known);
     }
 
     /// Forgets accounts loaded more than `KEPT_FOR` ago.
     pub fn evict(&self) {
-        if let Ok(mut accounts) = self.accounts.lock() {
-            accounts.retain(|_, k| k.loaded.elapsed() < KEPT_FOR);
-            accounts.shrink_to_fit();
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.retain_fresh();
+            kept.accounts.shrink_to_fit();
         }
+    }
+}
+
+impl Kept {
+    fn remove(&mut self, user_id: &str) {
+        if let Some(known) = self.accounts.remove(user_id) {
+            self.places -= known.size();
+        }
+    }
+
+    fn retain_fresh(&mut self) {
+        self.accounts.retain(|_, k| k.loaded.elapsed() < KEPT_FOR);
+        self.places = self.accounts.values().map(Known::size).sum();
+    }
+
+    /// No room for one more account with `places`.
+    fn full(&self, places: usize) -> bool {
+        self.accounts.len() >= MAX_ACCOUNTS || self.places + places > MAX_KEPT_PLACES
     }
 }
 
@@ -179,6 +223,11 @@ impl Known {
             new_devices += 1;
         }
         Verdict { new_network, new_devices }
+    }
+
+    /// Networks and devices kept.
+    fn size(&self) -> usize {
+        self.networks.len() + self.devices.len()
     }
 
     fn add(&mut self, login: &Login, device: Option<u64>) {
@@ -274,6 +323,22 @@ mod tests {
         assert!(!next.new_network, "the first login's network is known");
         let next = places.judge("u", &login("203.0.113.10", "tablet", 10_021), HOUR, 64).unwrap();
         assert_eq!(next, Verdict { new_network: false, new_devices: 2 });
+    }
+
+    #[test]
+    fn all_accounts_together_keep_a_bounded_number_of_places() {
+        let places = Places::new();
+        let earlier: Vec<SeenSession> =
+            (0..1000).map(|i| seen(i, &format!("10.{}.{}.1", i / 256, i % 256), "tv")).collect();
+        let accounts = MAX_KEPT_PLACES / 1002 + 1;
+        for a in 0..accounts {
+            places.judge_read(&format!("u{a}"), &earlier, &login("192.0.2.1", "tv", 5000), HOUR, 64);
+        }
+        let kept = places.kept.lock().unwrap();
+        assert!(kept.places <= MAX_KEPT_PLACES, "{} places kept", kept.places);
+        assert_eq!(kept.places, kept.accounts.values().map(Known::size).sum::<usize>());
+        assert!(kept.accounts.contains_key(&format!("u{}", accounts - 1)), "the newest is kept");
+        assert!(!kept.accounts.contains_key("u0"), "the oldest were let go");
     }
 
     #[test]
