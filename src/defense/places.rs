@@ -93,10 +93,8 @@ impl Places {
             kept.remove(user_id);
             return None;
         }
-        let device = login.device.map(|d| self.keys.hash_one(d));
-        let verdict = known.judge(login, device, since(login.at, window));
         let before = known.size();
-        known.add(login, device);
+        let verdict = known.judge_and_add(login, window, &self.keys);
         let after = known.size();
         kept.places += after - before;
         if after > MAX_PLACES {
@@ -116,9 +114,7 @@ impl Places {
         v6_prefix: u8,
     ) -> Verdict {
         let mut known = Known::read(earlier, v6_prefix, &self.keys);
-        let device = login.device.map(|d| self.keys.hash_one(d));
-        let verdict = known.judge(login, device, since(login.at, window));
-        known.add(login, device);
+        let verdict = known.judge_and_add(login, window, &self.keys);
         self.keep(user_id, known);
         verdict
     }
@@ -211,6 +207,14 @@ impl Known {
             }
         }
         known
+    }
+
+    /// The verdict on `login` against what is known, which then includes it.
+    fn judge_and_add(&mut self, login: &Login, window: Duration, keys: &RandomState) -> Verdict {
+        let device = login.device.map(|d| keys.hash_one(d));
+        let verdict = self.judge(login, device, since(login.at, window));
+        self.add(login, device);
+        verdict
     }
 
     /// A device is new within the window when it was first seen at or
