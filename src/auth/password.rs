@@ -115,7 +115,7 @@ pub struct Hasher {
     pepper: Arc<ArcSwapOption<Vec<u8>>>,
     /// A hash of a fixed string, verified when an account does not exist so
     /// the answer takes as long as for a wrong password.
-    dummy: Arc<Mutex<Option<(Argon2Params, String)>>>,
+    dummy: Arc<DummyHash>,
 }
 
 /// argon2-rust's workspaces (the memory blocks), reused across hashes
@@ -332,20 +332,68 @@ impl Hasher {
     /// Verifies `password` against the dummy hash (made on first use, and
     /// again when the parameters change) and reports failure.
     pub async fn verify_dummy(&self, params: Argon2Params, password: String) -> Result<Verified, HashError> {
-        let cached = self.dummy.lock().ok().and_then(|d| d.clone()).filter(|(p, _)| *p == params);
-        let phc = match cached {
-            Some((_, phc)) => phc,
-            None => {
-                let phc = self.hash(params, "latch dummy password for timing".into()).await?;
-                if let Ok(mut d) = self.dummy.lock() {
-                    *d = Some((params, phc.clone()));
-                }
-                phc
-            }
-        };
-        let _ = self.verify(params, password, phc).await?;
-        Ok(Verified { ok: false, needs_rehash: false })
+        let dummy = Arc::clone(&self.dummy);
+        self.run(move |pepper| verify_against_dummy(&dummy, params, pepper, &password)).await?
     }
+
+    /// Looks an account up and checks `password` against its hash (`phc_of`)
+    /// in one job on a hashing thread; with no account, against the dummy
+    /// hash with `dummy` parameters, so the answer takes as long as a wrong
+    /// password. One job, not a read on the blocking pool and then a hash:
+    /// each hand-over between threads wakes one, which cost a login more
+    /// CPU than the read itself. The lookup runs on the hashing thread,
+    /// so it must be a short read (`Store::read_now`).
+    pub async fn verify_found<T, E>(
+        &self,
+        (params, dummy): (Argon2Params, Argon2Params),
+        password: String,
+        lookup: impl FnOnce() -> Result<Option<T>, E> + Send + 'static,
+        phc_of: fn(&T) -> &str,
+    ) -> Result<(Option<T>, Verified), E>
+    where
+        T: Send + 'static,
+        E: From<HashError> + Send + 'static,
+    {
+        let dummy_hash = Arc::clone(&self.dummy);
+        self.run(move |pepper| {
+            let found = lookup()?;
+            let Some(account) = &found else {
+                return Ok((None, verify_against_dummy(&dummy_hash, dummy, pepper, &password)?));
+            };
+            let verified = verify_now(params, pepper, &password, phc_of(account));
+            metrics::counter!("latch_password_hashes_total", "op" => "verify").increment(1);
+            Ok((found, verified))
+        })
+        .await?
+    }
+}
+
+/// The dummy hash made on first use, and again when the parameters change.
+type DummyHash = Mutex<Option<(Argon2Params, String)>>;
+
+/// On a hashing thread: verifies `password` against the dummy hash (making
+/// it first if it is missing or has other parameters) and reports failure.
+fn verify_against_dummy(
+    dummy: &DummyHash,
+    params: Argon2Params,
+    pepper: Option<&[u8]>,
+    password: &str,
+) -> Result<Verified, HashError> {
+    let cached = dummy.lock().ok().and_then(|d| d.clone()).filter(|(p, _)| *p == params);
+    let phc = match cached {
+        Some((_, phc)) => phc,
+        None => {
+            let phc = hash_now(params, pepper, "latch dummy password for timing")?;
+            metrics::counter!("latch_password_hashes_total", "op" => "hash").increment(1);
+            if let Ok(mut d) = dummy.lock() {
+                *d = Some((params, phc.clone()));
+            }
+            phc
+        }
+    };
+    let _ = verify_now(params, pepper, password, &phc);
+    metrics::counter!("latch_password_hashes_total", "op" => "verify").increment(1);
+    Ok(Verified { ok: false, needs_rehash: false })
 }
 
 /// A reload re-reads `[passwords].pepper_file` and takes the new
@@ -495,5 +543,36 @@ mod tests {
             assert!(verify_now(params, pepper, "correct horse battery", &theirs).ok);
             assert!(!verify_now(params, pepper, "wrong", &theirs).ok);
         }
+    }
+
+    /// A login's lookup and check in one job: the account's own hash
+    /// decides; no account verifies the dummy hash (made on first use) and
+    /// fails, even with the dummy's own text; a failed lookup is the
+    /// caller's error.
+    #[tokio::test]
+    async fn one_job_looks_the_account_up_and_checks_its_password() {
+        let hasher = Hasher::start(None, Duration::from_secs(30));
+        let phc = hash_now(FAST, None, "right").unwrap();
+        let check = |typed: &str, stored: Option<&str>| {
+            let stored = stored.map(str::to_string);
+            hasher.verify_found(
+                (FAST, FAST),
+                typed.into(),
+                move || Ok::<_, HashError>(stored),
+                |p: &String| p.as_str(),
+            )
+        };
+        let (found, v) = check("right", Some(&phc)).await.unwrap();
+        assert!(found.is_some() && v.ok && !v.needs_rehash);
+        assert!(!check("wrong", Some(&phc)).await.unwrap().1.ok);
+        assert!(hasher.dummy.lock().unwrap().is_none(), "no dummy until an account is missing");
+        for typed in ["right", "latch dummy password for timing"] {
+            let (found, v) = check(typed, None).await.unwrap();
+            assert!(found.is_none() && !v.ok, "{typed}");
+        }
+        assert!(hasher.dummy.lock().unwrap().as_ref().is_some_and(|(p, _)| *p == FAST));
+        let failed =
+            hasher.verify_found((FAST, FAST), "right".into(), || Err(HashError::Gone), |p: &String| p);
+        assert!(matches!(failed.await, Err(HashError::Gone)));
     }
 }

@@ -103,16 +103,16 @@ pub async fn login(
     d.defense.check_login(&email_norm, client, cfg).inspect_err(count_refusal)?;
     // Under overload, refuse before the lookup (the same for every email).
     hasher.has_room()?;
-    let lookup = email_norm.clone();
-    let found = store.read(move |c| queries::find_login_user(c, &lookup)).await?;
+    let (lookup, reader) = (email_norm.clone(), store.clone());
+    let find = move || reader.read_now(|c| queries::find_login_user(c, &lookup)).map_err(SessionError::from);
     let params = cfg.passwords.argon2;
     // Security: an unknown email costs one argon2 verification too, with
     // the parameters most stored hashes use, so the answer's timing does not
     // tell whether the account exists.
-    let verified = match &found {
-        Some(u) => hasher.verify(params, req.password.clone(), u.password_hash.clone()).await?,
-        None => hasher.verify_dummy(d.dummy.get(params), req.password.clone()).await?,
-    };
+    let both = (params, d.dummy.get(params));
+    let (found, verified) = hasher
+        .verify_found(both, req.password.clone(), find, |u: &queries::LoginUser| &u.password_hash)
+        .await?;
     let user = match found {
         Some(u) if verified.ok => u,
         other => {

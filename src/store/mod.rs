@@ -203,28 +203,31 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.inner.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let conn = pool.get()?;
-            // One snapshot for all of `f`'s statements. BEGIN and ROLLBACK
-            // through the statement cache: rusqlite's `transaction()`
-            // prepares both anew each time, which perf showed in every read.
-            if !conn.is_autocommit() {
-                conn.execute_batch("ROLLBACK")?; // left open by a failed end
-            }
-            conn.prepare_cached("BEGIN")?.execute([])?;
-            let out = f(&conn);
-            // What `f` read or failed with is the answer either way; a
-            // snapshot that would not end is ended at the next checkout.
-            if let Err(e) = conn.prepare_cached("ROLLBACK").and_then(|mut end| end.execute([])) {
-                tracing::warn!(error = %e, "a read snapshot did not end");
-            }
-            metrics::histogram!("latch_db_query_duration_seconds", "op" => "read")
-                .record(started.elapsed().as_secs_f64());
-            out
-        })
-        .await?
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_now(f)).await?
+    }
+
+    /// `read` on the calling thread, which it blocks: for work already on a
+    /// thread of its own (a hashing job), never for an async task.
+    pub fn read_now<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let conn = self.inner.readers.get()?;
+        // One snapshot for all of `f`'s statements. BEGIN and ROLLBACK
+        // through the statement cache: rusqlite's `transaction()`
+        // prepares both anew each time, which perf showed in every read.
+        if !conn.is_autocommit() {
+            conn.execute_batch("ROLLBACK")?; // left open by a failed end
+        }
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        let out = f(&conn);
+        // What `f` read or failed with is the answer either way; a
+        // snapshot that would not end is ended at the next checkout.
+        if let Err(e) = conn.prepare_cached("ROLLBACK").and_then(|mut end| end.execute([])) {
+            tracing::warn!(error = %e, "a read snapshot did not end");
+        }
+        metrics::histogram!("latch_db_query_duration_seconds", "op" => "read")
+            .record(started.elapsed().as_secs_f64());
+        out
     }
 
     /// Empties the database page caches. Each connection keeps up to 2 MiB
