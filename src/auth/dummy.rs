@@ -1,4 +1,4 @@
-//! Which argon2 parameters the dummy hash uses. An unknown email is
+//! The dummy hash, and which argon2 parameters it uses. An unknown email is
 //! answered after verifying a dummy hash, so it takes as long as a wrong
 //! password for a real account — but a real account is verified with the
 //! parameters *its* hash was made with. After `[passwords].argon2` changes,
@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::password::{HashError, Verified, hash_now, verify_now};
 use crate::config::Argon2Params;
 use crate::store::Store;
 
@@ -98,6 +99,34 @@ fn params_of(phc: &str) -> Option<Argon2Params> {
         }
     }
     (p.memory_kib > 0 && p.iterations > 0 && p.parallelism > 0).then_some(p)
+}
+
+/// The dummy hash made on first use, and again when the parameters change.
+pub(super) type DummyHash = Mutex<Option<(Argon2Params, String)>>;
+
+/// On a hashing thread: verifies `password` against the dummy hash (making
+/// it first if it is missing or has other parameters) and reports failure.
+pub(super) fn verify_against_dummy(
+    dummy: &DummyHash,
+    params: Argon2Params,
+    pepper: Option<&[u8]>,
+    password: &str,
+) -> Result<Verified, HashError> {
+    let cached = dummy.lock().ok().and_then(|d| d.clone()).filter(|(p, _)| *p == params);
+    let phc = match cached {
+        Some((_, phc)) => phc,
+        None => {
+            let phc = hash_now(params, pepper, "latch dummy password for timing")?;
+            metrics::counter!("latch_password_hashes_total", "op" => "hash").increment(1);
+            if let Ok(mut d) = dummy.lock() {
+                *d = Some((params, phc.clone()));
+            }
+            phc
+        }
+    };
+    let _ = verify_now(params, pepper, password, &phc);
+    metrics::counter!("latch_password_hashes_total", "op" => "verify").increment(1);
+    Ok(Verified { ok: false, needs_rehash: false })
 }
 
 #[cfg(test)]

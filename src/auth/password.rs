@@ -16,6 +16,7 @@ use argon2_rust::params::Memory;
 use argon2_rust::{Algorithm, Argon2, Params, Version, decode_phc};
 use tokio::sync::oneshot;
 
+use super::dummy::{DummyHash, verify_against_dummy};
 use super::policy::password_form;
 use crate::config::{Argon2Params, Commit, Config, Preparing, Reloadable};
 use crate::http::problem::{Kind, ToProblem};
@@ -206,10 +207,35 @@ pub fn verify_now(params: Argon2Params, pepper: Option<&[u8]>, password: &str, p
     Verified { ok, needs_rehash }
 }
 
+/// The niceness of a hashing thread: a hash is milliseconds of CPU a
+/// request can wait behind, while a refresh, `/v1/auth/me` or a 503
+/// `overloaded` is microseconds that should not. At 10 the scheduler runs
+/// request handling first whenever both want a core and still gives the
+/// hashes every cycle nothing else wants, so logins lose no throughput.
+/// A login flood then slows logins, not every other call.
+pub const HASH_NICE: i32 = 10;
+
+/// Lowers this thread's priority to `HASH_NICE` (lowering needs no
+/// privilege; the systemd unit's syscall filter allows `setpriority`).
+fn yield_to_requests() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take no pointers; the id is this
+        // thread's own.
+        let lowered =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, HASH_NICE) };
+        if lowered != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::warn!(%error, "could not lower a hashing thread's priority; hashes compete with requests");
+        }
+    }
+}
+
 /// One pool thread: runs jobs; after `IDLE_RELEASE` without work (every
 /// job would have come to this thread, which holds the queue) it frees the
 /// pool's workspaces.
 fn pool_thread(rx: &Mutex<mpsc::Receiver<Job>>) {
+    yield_to_requests();
     loop {
         let job = match rx.lock() {
             Ok(guard) => guard.recv_timeout(IDLE_RELEASE),
@@ -366,34 +392,6 @@ impl Hasher {
         })
         .await?
     }
-}
-
-/// The dummy hash made on first use, and again when the parameters change.
-type DummyHash = Mutex<Option<(Argon2Params, String)>>;
-
-/// On a hashing thread: verifies `password` against the dummy hash (making
-/// it first if it is missing or has other parameters) and reports failure.
-fn verify_against_dummy(
-    dummy: &DummyHash,
-    params: Argon2Params,
-    pepper: Option<&[u8]>,
-    password: &str,
-) -> Result<Verified, HashError> {
-    let cached = dummy.lock().ok().and_then(|d| d.clone()).filter(|(p, _)| *p == params);
-    let phc = match cached {
-        Some((_, phc)) => phc,
-        None => {
-            let phc = hash_now(params, pepper, "latch dummy password for timing")?;
-            metrics::counter!("latch_password_hashes_total", "op" => "hash").increment(1);
-            if let Ok(mut d) = dummy.lock() {
-                *d = Some((params, phc.clone()));
-            }
-            phc
-        }
-    };
-    let _ = verify_now(params, pepper, password, &phc);
-    metrics::counter!("latch_password_hashes_total", "op" => "verify").increment(1);
-    Ok(Verified { ok: false, needs_rehash: false })
 }
 
 /// A reload re-reads `[passwords].pepper_file` and takes the new

@@ -465,3 +465,37 @@ async fn the_dummy_hash_follows_the_parameters_most_stored_hashes_use() {
     let line = log.lines().find(|l| l.contains("dummy hash follows")).unwrap_or_else(|| panic!("{log}"));
     assert!(line.contains(r#""memory_kib":8192"#) && line.contains(r#""stored_hashes":3"#), "{line}");
 }
+
+/// Each thread of `pid`: its name and its niceness (`/proc`, field 19).
+fn niceness_by_thread(pid: i32) -> Vec<(String, i64)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let stat = |t: std::fs::DirEntry| std::fs::read_to_string(t.path().join("stat")).ok();
+    let parse = |s: String| {
+        let (name, rest) = s.split_once(" (")?.1.rsplit_once(") ")?;
+        Some((name.to_string(), rest.split(' ').nth(16)?.parse().ok()?))
+    };
+    tasks.flatten().filter_map(stat).filter_map(parse).collect()
+}
+
+/// A login flood must not slow every other call: the hashing threads run
+/// at a lower priority (niceness 10) than the threads that answer requests
+/// and commit (0), so the scheduler serves a refresh first when both want
+/// a core.
+#[tokio::test]
+async fn hashing_threads_yield_the_cores_to_request_handling() {
+    let d = Latchd::start().await;
+    let mut threads = Vec::new();
+    for _ in 0..50 {
+        threads = niceness_by_thread(d.pid());
+        let hashing: Vec<i64> =
+            threads.iter().filter(|(n, _)| n.starts_with("latch-hash")).map(|t| t.1).collect();
+        if !hashing.is_empty() && hashing.iter().all(|nice| *nice == 10) {
+            let serving = threads.iter().filter(|(n, _)| n.starts_with("actix") || n == "latch-writer");
+            assert!(serving.clone().count() >= 2, "{threads:?}");
+            assert!(serving.into_iter().all(|(_, nice)| *nice == 0), "{threads:?}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    panic!("the hashing threads did not lower their priority: {threads:?}");
+}
