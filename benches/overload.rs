@@ -8,7 +8,9 @@
 //! (sequential), the capacity (16 closed-loop clients), then an open-loop
 //! offer of 3× that capacity for `LATCH_BENCH_SECS` (default 10) twice:
 //! with the default `[passwords].max_queue_wait` (1 s), and after a reload
-//! that sets it to half the unloaded median login.
+//! that sets it to half the unloaded median login. Beside each offer a
+//! probe calls `/v1/auth/me` every 5 ms, as an app would during a login
+//! flood; its latency is set against the same probe with no logins.
 //!
 //! Run: `cargo bench --bench overload` (about a minute).
 
@@ -51,6 +53,33 @@ impl Daemon {
         (status, started.elapsed().as_secs_f64() * 1e3)
     }
 
+    /// One `GET /v1/auth/me` with `token`: milliseconds.
+    async fn me(&self, token: &str) -> f64 {
+        let started = Instant::now();
+        let res =
+            self.client.get(self.url.replace("login", "me")).bearer_auth(token).send().await.expect("me");
+        assert_eq!(res.status(), 200, "a probe of /v1/auth/me failed");
+        let _ = res.bytes().await;
+        started.elapsed().as_secs_f64() * 1e3
+    }
+
+    /// `/v1/auth/me` every `PROBE_EVERY` until `until`: an app's calls
+    /// beside the logins. Latencies in ms, sorted.
+    async fn probe_me(self: Arc<Self>, token: Arc<String>, until: Instant) -> Vec<f64> {
+        let mut ticker = tokio::time::interval(PROBE_EVERY);
+        let mut calls = Vec::new();
+        while Instant::now() < until {
+            ticker.tick().await;
+            let (d, token) = (Arc::clone(&self), Arc::clone(&token));
+            calls.push(tokio::spawn(async move { d.me(&token).await }));
+        }
+        let mut took = Vec::new();
+        for c in calls {
+            took.push(c.await.unwrap());
+        }
+        sorted(took)
+    }
+
     /// Sets `[passwords].max_queue_wait` by a reload and waits until it is
     /// in force (the successful-reload counter appears).
     async fn set_max_queue_wait(&self, ms: u64) {
@@ -74,20 +103,32 @@ impl Daemon {
     }
 }
 
+/// How often the probe beside the logins calls `/v1/auth/me`.
+const PROBE_EVERY: Duration = Duration::from_millis(5);
+
 /// What an open-loop offer got back: latencies in ms, sorted.
 struct Offer {
     requests: usize,
     accepted: Vec<f64>,
     refused: Vec<f64>,
     other: usize,
+    /// `/v1/auth/me` meanwhile.
+    me: Vec<f64>,
 }
 
 /// Logins at `rate` per second for `secs`, each sent on time whatever the
-/// answers before it (open loop).
-async fn offer(d: &Arc<Daemon>, emails: &Arc<Vec<String>>, rate: f64, secs: u64) -> Offer {
+/// answers before it (open loop), with `/v1/auth/me` probed beside them.
+async fn offer(
+    d: &Arc<Daemon>,
+    emails: &Arc<Vec<String>>,
+    token: &Arc<String>,
+    rate: f64,
+    secs: u64,
+) -> Offer {
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let end = Instant::now() + Duration::from_secs(secs);
+    let probe = tokio::spawn(Arc::clone(d).probe_me(Arc::clone(token), end));
     let mut calls = Vec::new();
     while Instant::now() < end {
         ticker.tick().await;
@@ -103,7 +144,8 @@ async fn offer(d: &Arc<Daemon>, emails: &Arc<Vec<String>>, rate: f64, secs: u64)
             _ => other += 1,
         }
     }
-    Offer { requests, accepted: sorted(accepted), refused: sorted(refused), other }
+    let me = probe.await.unwrap();
+    Offer { requests, accepted: sorted(accepted), refused: sorted(refused), other, me }
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -131,20 +173,25 @@ async fn main() {
         unloaded.push(ms);
     }
     let unloaded = sorted(unloaded);
+    let token = Arc::new(access_token(&d, &emails[0]).await);
+    let me_alone = Arc::clone(&d).probe_me(Arc::clone(&token), Instant::now() + Duration::from_secs(3)).await;
     let capacity = capacity(&d, &emails).await;
 
     let offered = 3.0 * capacity;
-    let by_default = offer(&d, &emails, offered, secs).await;
+    let by_default = offer(&d, &emails, &token, offered, secs).await;
     let tight_ms = (stats::percentile(&unloaded, 0.5) / 2.0).round() as u64;
     d.set_max_queue_wait(tight_ms).await;
-    let tight = offer(&d, &emails, offered, secs).await;
-    report(
-        &unloaded,
-        capacity,
-        offered,
-        secs,
-        &[("1 s (default)".into(), by_default), (format!("{tight_ms} ms"), tight)],
-    );
+    let tight = offer(&d, &emails, &token, offered, secs).await;
+    let offers = [("1 s (default)".into(), by_default), (format!("{tight_ms} ms"), tight)];
+    report(&unloaded, capacity, offered, secs, &offers);
+    report_probe(&me_alone, &offers);
+}
+
+async fn access_token(d: &Daemon, email: &str) -> String {
+    let body = json!({"email": email, "password": PASSWORD});
+    let answer: serde_json::Value =
+        d.client.post(&d.url).json(&body).send().await.unwrap().json().await.unwrap();
+    answer["access_token"].as_str().expect("a login answers an access token").to_string()
 }
 
 /// Logins per second that 16 closed-loop clients get through in 5 s.
@@ -195,6 +242,28 @@ fn report(unloaded: &[f64], capacity: f64, offered: f64, secs: u64, offers: &[(S
             p(r, 0.5),
             p(r, 0.99),
             o.other
+        );
+    }
+}
+
+/// `/v1/auth/me` beside the logins, against the same probe with no logins.
+fn report_probe(alone: &[f64], offers: &[(String, Offer)]) {
+    let p = stats::percentile;
+    println!(
+        "\n/v1/auth/me every {} ms beside the logins (an app's calls during a login flood):",
+        PROBE_EVERY.as_millis()
+    );
+    println!("\n| logins | max_queue_wait | me calls | me p50 / p99 ms | p99 ÷ no-login p99 |");
+    println!("|---|---|---|---|---|");
+    println!("| none | | {} | {:.2} / {:.2} | 1.00 |", alone.len(), p(alone, 0.5), p(alone, 0.99));
+    for (wait, o) in offers {
+        let me = &o.me;
+        let ratio = p(me, 0.99) / p(alone, 0.99);
+        println!(
+            "| 3× capacity | {wait} | {} | {:.2} / {:.2} | {ratio:.2} |",
+            me.len(),
+            p(me, 0.5),
+            p(me, 0.99)
         );
     }
 }
