@@ -285,10 +285,16 @@ type Measured = BTreeMap<(&'static str, usize), Vec<(Run, f64)>>;
 /// its hash, measured in the bench's own daemon.
 type LoginThreads = BTreeMap<usize, Vec<(usize, BTreeMap<String, f64>)>>;
 
-/// Each thread kind's CPU seconds since `before` (a new thread's all).
-fn cpu_since(pid: u32, before: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
-    let now = cpu_by_thread(pid);
-    now.into_iter().map(|(kind, secs)| (kind.clone(), secs - before.get(&kind).unwrap_or(&0.0))).collect()
+/// Each thread kind's CPU seconds since `before`, thread by thread: a new
+/// thread counts all of its own, and one that ended meanwhile (tokio's
+/// blocking threads end after 10 s idle) takes nothing away from the rest.
+fn cpu_since(pid: u32, before: &BTreeMap<u32, (String, f64)>) -> BTreeMap<String, f64> {
+    let mut by_kind = BTreeMap::new();
+    for (tid, (kind, secs)) in cpu_by_thread(pid) {
+        let earlier = before.get(&tid).map_or(0.0, |(_, secs)| *secs);
+        *by_kind.entry(kind).or_insert(0.0) += secs - earlier;
+    }
+    by_kind
 }
 
 /// One wrk run against `url` of `d` (floors and `me`), metered.

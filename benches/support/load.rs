@@ -23,17 +23,18 @@ pub fn cpu_secs(pid: u32) -> f64 {
     stat_cpu_secs(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
 }
 
-/// CPU seconds so far of each kind of `pid`'s threads: by thread name,
-/// with a numbered pool's number dropped (`latch-hash-0` and `-1` are
-/// `latch-hash`), from `/proc/PID/task`.
-pub fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {
+/// CPU seconds so far of each of `pid`'s threads, by thread id: its kind
+/// (the thread name with a numbered pool's number dropped: `latch-hash-0`
+/// and `-1` are `latch-hash`) and its seconds, from `/proc/PID/task`.
+pub fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<u32, (String, f64)> {
     let mut out = std::collections::BTreeMap::new();
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
     for task in tasks {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
         let name = stat.split_once(" (").and_then(|(_, rest)| rest.rsplit_once(") ")).map_or("", |(n, _)| n);
         let kind = name.trim_end_matches(|c: char| c.is_ascii_digit()).trim_end_matches('-');
-        *out.entry(kind.to_string()).or_insert(0.0) += stat_cpu_secs(&stat);
+        out.insert(tid, (kind.to_string(), stat_cpu_secs(&stat)));
     }
     out
 }

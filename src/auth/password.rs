@@ -211,9 +211,11 @@ pub fn verify_now(params: Argon2Params, pepper: Option<&[u8]>, password: &str, p
 /// request can wait behind, while a refresh, `/v1/auth/me` or a 503
 /// `overloaded` is microseconds that should not. At 10 the scheduler runs
 /// request handling first whenever both want a core and still gives the
-/// hashes every cycle nothing else wants, so logins lose no throughput.
-/// A login flood then slows logins, not every other call.
-pub const HASH_NICE: i32 = 10;
+/// hashes every cycle nothing else wants: logins at capacity kept their
+/// rate (within noise), and a login flood slows logins, not every other
+/// call. Under a tight `max_queue_wait` a few more logins are refused,
+/// since preempted hashes take longer on average.
+const HASH_NICE: i32 = 10;
 
 /// Lowers this thread's priority to `HASH_NICE` (lowering needs no
 /// privilege; the systemd unit's syscall filter allows `setpriority`).
