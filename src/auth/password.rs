@@ -207,25 +207,35 @@ pub fn verify_now(params: Argon2Params, pepper: Option<&[u8]>, password: &str, p
     Verified { ok, needs_rehash }
 }
 
-/// The niceness of a hashing thread: a hash is milliseconds of CPU a
-/// request can wait behind, while a refresh, `/v1/auth/me` or a 503
-/// `overloaded` is microseconds that should not. At 10 the scheduler runs
-/// request handling first whenever both want a core and still gives the
-/// hashes every cycle nothing else wants: logins at capacity kept their
-/// rate (within noise), and a login flood slows logins, not every other
-/// call. Under a tight `max_queue_wait` a few more logins are refused,
-/// since preempted hashes take longer on average.
+/// How much nicer than the daemon a hashing thread runs: a hash is
+/// milliseconds of CPU a request can wait behind, while a refresh,
+/// `/v1/auth/me` or a 503 `overloaded` is microseconds that should not.
+/// Ten steps down, the scheduler runs request handling first whenever
+/// both want a core and still gives the hashes every cycle nothing else
+/// wants: logins at capacity kept their rate (within noise), and a login
+/// flood slows logins, not every other call. Under a tight
+/// `max_queue_wait` a few more logins are refused, since preempted hashes
+/// take longer on average. Relative, so a daemon an operator runs at
+/// `Nice=5` keeps the same order (hashes at 15).
 const HASH_NICE: i32 = 10;
 
-/// Lowers this thread's priority to `HASH_NICE` (lowering needs no
-/// privilege; the systemd unit's syscall filter allows `setpriority`).
+/// Lowers this thread's priority by `HASH_NICE` (to 19 at most; lowering
+/// needs no privilege, and the systemd unit's syscall filter allows
+/// `setpriority`).
 fn yield_to_requests() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid and setpriority take no pointers; the id is this
-        // thread's own.
-        let lowered =
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, HASH_NICE) };
+        // SAFETY: errno is this thread's own; gettid, getpriority and
+        // setpriority take no pointers, and the id is this thread's.
+        let lowered = unsafe {
+            let tid = libc::gettid() as libc::id_t;
+            *libc::__errno_location() = 0;
+            let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+            match now == -1 && *libc::__errno_location() != 0 {
+                true => -1,
+                false => libc::setpriority(libc::PRIO_PROCESS, tid, (now + HASH_NICE).min(19)),
+            }
+        };
         if lowered != 0 {
             let error = std::io::Error::last_os_error();
             tracing::warn!(%error, "could not lower a hashing thread's priority; hashes compete with requests");

@@ -478,21 +478,22 @@ fn niceness_by_thread(pid: i32) -> Vec<(String, i64)> {
 }
 
 /// A login flood must not slow every other call: the hashing threads run
-/// at a lower priority (niceness 10) than the threads that answer requests
-/// and commit (0), so the scheduler serves a refresh first when both want
-/// a core.
+/// ten steps nicer than the threads that answer requests and commit (the
+/// daemon's own niceness, 0 unless the test runner's is not), so the
+/// scheduler serves a refresh first when both want a core.
 #[tokio::test]
 async fn hashing_threads_yield_the_cores_to_request_handling() {
     let d = Latchd::start().await;
     let mut threads = Vec::new();
     for _ in 0..50 {
         threads = niceness_by_thread(d.pid());
+        let main = threads.iter().find(|(n, _)| n == "latchd").map(|t| t.1).expect("the main thread");
         let hashing: Vec<i64> =
             threads.iter().filter(|(n, _)| n.starts_with("latch-hash")).map(|t| t.1).collect();
-        if !hashing.is_empty() && hashing.iter().all(|nice| *nice == 10) {
+        if !hashing.is_empty() && hashing.iter().all(|nice| *nice == (main + 10).min(19)) {
             let serving = threads.iter().filter(|(n, _)| n.starts_with("actix") || n == "latch-writer");
             assert!(serving.clone().count() >= 2, "{threads:?}");
-            assert!(serving.into_iter().all(|(_, nice)| *nice == 0), "{threads:?}");
+            assert!(serving.into_iter().all(|(_, nice)| *nice == main), "{threads:?}");
             return;
         }
         tokio::time::sleep(Duration::from_millis(40)).await;
