@@ -53,8 +53,10 @@ pub async fn register(
     let owner = holder.map_or_else(|| email.clone(), |h| h.email);
     let notice = email::prepare(cfg, &d.key, &owner, &Template::AlreadyRegistered)?;
     let (cap, client) = (cfg.email.max_per_recipient, client.clone());
+    // Like a login's session: other registrations hashing now may share
+    // this commit.
     d.store
-        .write(move |c| {
+        .write_with_company(d.hasher.company_due(), move |c| {
             let now = crate::clock::now_unix();
             // Checked again in the write: another registration may have won.
             if let Some(existing) = queries::holder_of(c, &norm)? {

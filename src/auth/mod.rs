@@ -7,6 +7,7 @@
 //! several features share (session liveness, roles, revoking a user's
 //! sessions). It imports only layers, never a feature.
 
+mod admission;
 pub mod api_keys;
 mod dummy;
 mod guard;

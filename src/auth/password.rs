@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use argon2_rust::params::Memory;
 use argon2_rust::{Algorithm, Argon2, Params, Version, decode_phc};
 use tokio::sync::oneshot;
 
+use super::admission::Admission;
 use super::dummy::{DummyHash, verify_against_dummy};
 use super::policy::password_form;
 use crate::config::{Argon2Params, Commit, Config, Preparing, Reloadable};
@@ -27,6 +28,12 @@ pub const QUEUE_PER_CORE: usize = 32;
 /// With no hash for this long the pool frees its argon2 memory (19 MiB
 /// per workspace at the default parameters), so an idle daemon stays small.
 const IDLE_RELEASE: Duration = Duration::from_secs(2);
+/// The longest a write that follows a hash waits for another to share its
+/// commit (`company_due`). A commit alone costs a login about 0.3–0.5 ms of
+/// CPU here; a few milliseconds on a login that took a hash of 7 ms and
+/// queued behind others is not felt, and keeps an accepted login's p99
+/// under twice an unloaded one in the overload bench.
+const COMPANY_WAIT_MOST: Duration = Duration::from_millis(4);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -70,42 +77,6 @@ pub struct Verified {
 }
 
 type Job = Box<dyn FnOnce() + Send>;
-
-/// What admission needs to know: how busy the pool is and how long a hash
-/// takes here, which varies with the parameters and the machine's load.
-struct Admission {
-    threads: usize,
-    /// Jobs queued or running.
-    depth: AtomicUsize,
-    /// Mean wall time of one job on a pool thread, in nanoseconds (moving
-    /// average, 1/8 weight to the newest; 0 until the first job).
-    mean_job_nanos: AtomicU64,
-    /// `[passwords].max_queue_wait`, in nanoseconds.
-    max_wait_nanos: AtomicU64,
-}
-
-impl Admission {
-    fn admits(&self, depth: usize) -> bool {
-        let mean = Duration::from_nanos(self.mean_job_nanos.load(Ordering::Relaxed));
-        let limit = Duration::from_nanos(self.max_wait_nanos.load(Ordering::Relaxed));
-        expected_wait(depth, self.threads, mean) <= limit
-    }
-
-    fn record(&self, took: Duration) {
-        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let old = self.mean_job_nanos.load(Ordering::Relaxed);
-        let new = if old == 0 { took } else { old - old / 8 + took / 8 };
-        self.mean_job_nanos.store(new, Ordering::Relaxed);
-    }
-}
-
-/// How long a job arriving when `depth` jobs are queued or running waits
-/// for a thread: nothing while one is free, else one mean job for every
-/// `threads` jobs ahead of it.
-fn expected_wait(depth: usize, threads: usize, mean_job: Duration) -> Duration {
-    let ahead = (depth + 1).saturating_sub(threads);
-    mean_job.mul_f64(ahead as f64 / threads.max(1) as f64)
-}
 
 /// Handle to the hashing pool; cheap to clone.
 #[derive(Clone)]
@@ -281,12 +252,7 @@ impl Hasher {
                 tracing::error!(error = %e, "could not start a hashing thread");
             }
         }
-        let admission = Admission {
-            threads: cores,
-            depth: AtomicUsize::new(0),
-            mean_job_nanos: AtomicU64::new(0),
-            max_wait_nanos: AtomicU64::new(0),
-        };
+        let admission = Admission::new(cores);
         let hasher = Hasher {
             queue: tx,
             admission: Arc::new(admission),
@@ -342,6 +308,15 @@ impl Hasher {
     pub fn has_room(&self) -> Result<(), HashError> {
         let depth = self.admission.depth.load(Ordering::Relaxed);
         if self.admission.admits(depth) { Ok(()) } else { Err(HashError::Overloaded) }
+    }
+
+    /// How long the write that follows a finished job (a login's session)
+    /// may wait for the write of the pool's next job, so that one commit
+    /// (one fsync) serves both: about the time until the pool finishes
+    /// another job, at most `COMPANY_WAIT_MOST`; zero while no other job
+    /// is queued or running, so a lone login commits at once.
+    pub fn company_due(&self) -> Duration {
+        self.admission.next_finish().map_or(Duration::ZERO, |due| due.min(COMPANY_WAIT_MOST))
     }
 
     /// Puts a new `[passwords].max_queue_wait` in force.
@@ -471,38 +446,6 @@ mod tests {
         assert!(v.ok && v.needs_rehash);
         assert!(!verify_now(FAST, None, COMPOSED, &legacy).ok, "another form was never hashed");
         assert!(!verify_now(FAST, None, "cre\u{300}me", &legacy).ok);
-    }
-
-    #[test]
-    fn a_job_waits_only_behind_the_jobs_that_outnumber_the_threads() {
-        let ms = Duration::from_millis;
-        // Two threads, 20 ms a hash.
-        assert_eq!(expected_wait(0, 2, ms(20)), Duration::ZERO);
-        assert_eq!(expected_wait(1, 2, ms(20)), Duration::ZERO, "a thread is free");
-        assert_eq!(expected_wait(2, 2, ms(20)), ms(10), "both busy: about half a hash");
-        assert_eq!(expected_wait(5, 2, ms(20)), ms(40));
-        // Before the first hash the pool knows no better than to admit.
-        assert_eq!(expected_wait(50, 2, Duration::ZERO), Duration::ZERO);
-    }
-
-    #[test]
-    fn admission_follows_the_mean_hash_time_and_the_configured_wait() {
-        let admission = Admission {
-            threads: 2,
-            depth: AtomicUsize::new(0),
-            mean_job_nanos: AtomicU64::new(0),
-            max_wait_nanos: AtomicU64::new(30_000_000),
-        };
-        assert!(admission.admits(100), "no hash timed yet");
-        admission.record(Duration::from_millis(20));
-        assert!(admission.admits(4), "three ahead of two threads: 30 ms");
-        assert!(!admission.admits(5), "four ahead: 40 ms");
-        for _ in 0..64 {
-            admission.record(Duration::from_millis(5));
-        }
-        assert!(admission.admits(12), "hashes got faster: 11 ahead wait 27.5 ms");
-        admission.max_wait_nanos.store(0, Ordering::Relaxed);
-        assert!(admission.admits(1) && !admission.admits(2), "0s: only while a thread is free");
     }
 
     #[test]

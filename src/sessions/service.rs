@@ -157,7 +157,10 @@ async fn signed_in(
     client: &ClientInfo,
 ) -> Result<TokenResponse, SessionError> {
     let (user_id, device) = (login.user_id.clone(), login.device_name.clone());
-    let Some(issued) = d.store.write(move |c| login.insert(c)).await? else {
+    // Other logins hashing now will write in a few milliseconds: waiting
+    // for one lets a single commit serve both.
+    let company = d.hasher.company_due();
+    let Some(issued) = d.store.write_with_company(company, move |c| login.insert(c)).await? else {
         return Err(failed(&d.store, Some(user_id), client).await);
     };
     welcome(d, cfg, issued, device.as_deref(), client).await

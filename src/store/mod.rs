@@ -190,8 +190,19 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
+        self.write_with_company(Duration::ZERO, f).await
+    }
+
+    /// `write`, whose commit may wait up to `wait` for another job to share
+    /// it when this one would commit alone: for a caller that expects
+    /// another write within that time and can spare it (see `writer`).
+    pub async fn write_with_company<T, F>(&self, wait: Duration, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        let job: Box<dyn writer::WriteJob> = Box::new(writer::Job { f, reply });
+        let job: Box<dyn writer::WriteJob> = Box::new(writer::Job { f, reply, company_wait: wait });
         self.inner.writer.send(writer::Msg::Job(job)).await.map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
@@ -352,6 +363,34 @@ mod tests {
         assert!(ran.load(Ordering::SeqCst) >= 1, "a hook runs after a batch");
         assert_eq!(inside.load(Ordering::SeqCst), 0, "never inside a transaction");
         assert!(store.writer_alive(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn a_lone_job_may_wait_for_another_to_share_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        // The feed speaks once a batch, before its callers hear: the rows
+        // each commit inserted.
+        let commits: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let ear = Arc::clone(&commits);
+        let listener: Listener = Arc::new(move |changes| ear.lock().unwrap().push(changes.len()));
+        store.watch(&["meta"], listener).await.unwrap();
+        let insert =
+            |k: &'static str| move |c: &Connection| Ok(c.execute("INSERT INTO meta VALUES (?1, 'v')", [k])?);
+        let waiting = store.clone();
+        let first =
+            tokio::spawn(
+                async move { waiting.write_with_company(Duration::from_secs(60), insert("a")).await },
+            );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!first.is_finished(), "still waiting for company");
+        store.write(insert("b")).await.unwrap();
+        let answered = tokio::time::timeout(Duration::from_secs(10), first).await;
+        answered.expect("the second job ended the wait").unwrap().unwrap();
+        assert_eq!(*commits.lock().unwrap(), [2], "both rows in one commit");
+        // With no company coming, it commits alone once its wait is over.
+        store.write_with_company(Duration::from_millis(50), insert("c")).await.unwrap();
+        assert_eq!(*commits.lock().unwrap(), [2, 1]);
     }
 
     #[tokio::test]

@@ -13,10 +13,18 @@
 //!
 //! After each batch, before its callers are answered, the change feed
 //! tells in-memory views which watched rows the batch touched (`changes`).
+//!
+//! Company: a job may say how long its commit can wait for another job to
+//! share it (`company_wait`). A batch of that one job alone waits up to then
+//! for the next message; any job arriving ends the wait. Logins use it while
+//! other hashes are under way: their writes come a few milliseconds apart,
+//! never queued together, and each commit's fsync is CPU on this kind of
+//! virtual disk. Every other write commits at once, as before.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +44,8 @@ pub(super) trait WriteJob: Send {
     fn run(self: Box<Self>, conn: &Connection) -> Completion;
     /// Answers without running (the batch could not start).
     fn abort(self: Box<Self>, err: StoreError);
+    /// How long this job's commit may wait for another job to share it.
+    fn company_wait(&self) -> Duration;
 }
 
 /// Runs on the writer thread after each batch's commit, outside any
@@ -62,6 +72,7 @@ pub fn last_commit_unix_ms() -> i64 {
 pub(super) struct Job<F, T> {
     pub f: F,
     pub reply: oneshot::Sender<Result<T, StoreError>>,
+    pub company_wait: Duration,
 }
 
 impl<F, T> WriteJob for Job<F, T>
@@ -70,7 +81,7 @@ where
     T: Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection) -> Completion {
-        let Job { f, reply } = *self;
+        let Job { f, reply, .. } = *self;
         let outcome = in_savepoint(conn, f);
         Box::new(move |commit_failure| {
             let result = match commit_failure {
@@ -84,6 +95,10 @@ where
 
     fn abort(self: Box<Self>, err: StoreError) {
         let _ = self.reply.send(Err(err));
+    }
+
+    fn company_wait(&self) -> Duration {
+        self.company_wait
     }
 }
 
@@ -113,24 +128,14 @@ fn in_savepoint<T>(
 /// The writer thread's loop; returns when every sender is gone.
 pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, feed: Arc<Feed>) {
     let mut hooks: Vec<BetweenBatches> = Vec::new();
+    let timer = company_timer();
     while let Some(first) = rx.blocking_recv() {
-        let (mut batch, mut ticked) = (Vec::new(), false);
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Job(job) => batch.push(job),
-                Msg::Hook(hook) => hooks.push(hook),
-                Msg::Tick => ticked = true,
-            }
-            if batch.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        let had_jobs = !batch.is_empty();
+        let gathered = gather(&mut rx, first, &mut hooks, timer.as_ref());
+        let had_jobs = !gathered.batch.is_empty();
         if had_jobs {
-            commit_batch(&conn, batch, &feed);
+            commit_batch(&conn, gathered.batch, &feed);
         }
-        if had_jobs || ticked {
+        if had_jobs || gathered.ticked {
             for hook in &mut hooks {
                 hook(&conn);
             }
@@ -141,6 +146,62 @@ pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, feed: Arc<Feed>
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA optimize;") {
         tracing::warn!(error = %e, "final checkpoint failed");
     }
+}
+
+/// What one turn of the loop collected.
+#[derive(Default)]
+struct Gathered {
+    batch: Vec<Box<dyn WriteJob>>,
+    ticked: bool,
+}
+
+/// Takes `first` and every message already queued (up to `MAX_BATCH`
+/// jobs), installing hooks as they come; a lone job that may wait for
+/// company waits for the next message, then takes what queued meanwhile.
+fn gather(
+    rx: &mut mpsc::Receiver<Msg>,
+    first: Msg,
+    hooks: &mut Vec<BetweenBatches>,
+    timer: Option<&tokio::runtime::Runtime>,
+) -> Gathered {
+    let (mut gathered, mut next, mut until) = (Gathered::default(), Some(first), None);
+    loop {
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Job(job) => gathered.batch.push(job),
+                Msg::Hook(hook) => hooks.push(hook),
+                Msg::Tick => gathered.ticked = true,
+            }
+            if gathered.batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        let [lone] = gathered.batch.as_slice() else { return gathered };
+        let wait = lone.company_wait();
+        let deadline = *until.get_or_insert_with(|| Instant::now() + wait);
+        next = next_before(rx, deadline, timer);
+        if next.is_none() {
+            return gathered;
+        }
+    }
+}
+
+/// The next message if one comes before `deadline`; `None` once it passed
+/// (at once for a zero wait), or without a timer.
+fn next_before(
+    rx: &mut mpsc::Receiver<Msg>,
+    deadline: Instant,
+    timer: Option<&tokio::runtime::Runtime>,
+) -> Option<Msg> {
+    let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+    timer?.block_on(async { tokio::time::timeout(left, rx.recv()).await }).ok().flatten()
+}
+
+/// A clock for waiting on the channel with a timeout (tokio's receiver has
+/// no blocking variant with one). Without it, jobs never wait for company.
+fn company_timer() -> Option<tokio::runtime::Runtime> {
+    let built = tokio::runtime::Builder::new_current_thread().enable_time().build();
+    built.inspect_err(|e| tracing::warn!(error = %e, "writes will not wait to share a commit")).ok()
 }
 
 fn commit_batch(conn: &Connection, batch: Vec<Box<dyn WriteJob>>, feed: &Feed) {
