@@ -34,15 +34,20 @@ impl Admission {
         expected_wait(depth, self.threads, mean) <= limit
     }
 
-    /// About how long until the pool finishes another job, while others
-    /// are queued or running: a mean job over the threads (its next finish
-    /// comes sooner the more threads share the work). `None` when no other
-    /// job is in the pool, or before the first job was timed.
-    pub(super) fn next_finish(&self) -> Option<Duration> {
+    /// How long the write after a finished job may wait for the next
+    /// job's write, to share its commit: about the time until the pool
+    /// finishes another (a mean job over the threads), at most `most` and
+    /// a quarter of `max_queue_wait` (an operator who keeps a login's wait
+    /// for a thread short wants this short too). Zero while no other job is
+    /// queued or running, and before the first job was timed.
+    pub(super) fn company_wait(&self, most: Duration) -> Duration {
+        if self.depth.load(Ordering::Relaxed) == 0 {
+            return Duration::ZERO;
+        }
         let mean = Duration::from_nanos(self.mean_job_nanos.load(Ordering::Relaxed));
-        let busy = self.depth.load(Ordering::Relaxed) > 0;
         let threads = u32::try_from(self.threads.max(1)).unwrap_or(u32::MAX);
-        (busy && !mean.is_zero()).then(|| mean / threads)
+        let quarter = Duration::from_nanos(self.max_wait_nanos.load(Ordering::Relaxed) / 4);
+        (mean / threads).min(most).min(quarter)
     }
 
     pub(super) fn record(&self, took: Duration) {
@@ -94,13 +99,19 @@ mod tests {
     }
 
     #[test]
-    fn the_next_finish_is_due_only_while_other_jobs_are_in_the_pool() {
+    fn a_write_waits_for_company_only_while_other_jobs_are_in_the_pool() {
+        let (ms, most) = (Duration::from_millis, Duration::from_millis(4));
         let admission = Admission::new(2);
+        admission.max_wait_nanos.store(1_000_000_000, Ordering::Relaxed);
         admission.depth.store(1, Ordering::Relaxed);
-        assert_eq!(admission.next_finish(), None, "no job timed yet");
-        admission.record(Duration::from_millis(8));
-        assert_eq!(admission.next_finish(), Some(Duration::from_millis(4)), "two threads, 8 ms a job");
+        assert_eq!(admission.company_wait(most), Duration::ZERO, "no job timed yet");
+        admission.record(ms(6));
+        assert_eq!(admission.company_wait(most), ms(3), "two threads, 6 ms a job");
+        admission.record(ms(1000));
+        assert_eq!(admission.company_wait(most), most, "never longer than the most");
+        admission.max_wait_nanos.store(8_000_000, Ordering::Relaxed);
+        assert_eq!(admission.company_wait(most), ms(2), "a quarter of a tight max_queue_wait");
         admission.depth.store(0, Ordering::Relaxed);
-        assert_eq!(admission.next_finish(), None, "nothing else hashing: nothing is coming");
+        assert_eq!(admission.company_wait(most), Duration::ZERO, "nothing else hashing: nothing is coming");
     }
 }

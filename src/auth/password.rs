@@ -31,8 +31,8 @@ const IDLE_RELEASE: Duration = Duration::from_secs(2);
 /// The longest a write that follows a hash waits for another to share its
 /// commit (`company_due`). A commit alone costs a login about 0.3–0.5 ms of
 /// CPU here; a few milliseconds on a login that took a hash of 7 ms and
-/// queued behind others is not felt, and keeps an accepted login's p99
-/// under twice an unloaded one in the overload bench.
+/// queued behind others is not felt (a quarter of a tight `max_queue_wait`
+/// caps it lower, see `Admission::company_wait`).
 const COMPANY_WAIT_MOST: Duration = Duration::from_millis(4);
 
 #[derive(Debug, thiserror::Error)]
@@ -313,10 +313,11 @@ impl Hasher {
     /// How long the write that follows a finished job (a login's session)
     /// may wait for the write of the pool's next job, so that one commit
     /// (one fsync) serves both: about the time until the pool finishes
-    /// another job, at most `COMPANY_WAIT_MOST`; zero while no other job
-    /// is queued or running, so a lone login commits at once.
+    /// another job, at most `COMPANY_WAIT_MOST` and a quarter of
+    /// `max_queue_wait`; zero while no other job is queued or running, so a
+    /// lone login commits at once.
     pub fn company_due(&self) -> Duration {
-        self.admission.next_finish().map_or(Duration::ZERO, |due| due.min(COMPANY_WAIT_MOST))
+        self.admission.company_wait(COMPANY_WAIT_MOST)
     }
 
     /// Puts a new `[passwords].max_queue_wait` in force.
