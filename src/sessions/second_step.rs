@@ -73,7 +73,7 @@ pub async fn challenge(
         })
         .await?;
     if !stored {
-        return Err(failed(&d.store, Some(user.id.clone()), client).await);
+        return Err(failed(d, Some(user.id.clone()), client).await);
     }
     count("login", "mfa_required");
     Ok(Challenge { mfa_required: true, mfa_token: token, methods: ["totp", "recovery_code"] })

@@ -117,7 +117,7 @@ pub async fn login(
         Some(u) if verified.ok => u,
         other => {
             d.defense.login_failed(&email_norm, client, cfg);
-            return Err(failed(store, other.map(|u| u.id), client).await);
+            return Err(failed(d, other.map(|u| u.id), client).await);
         }
     };
     // Security: with TOTP on, the password alone does not end the
@@ -161,7 +161,7 @@ async fn signed_in(
     // for one lets a single commit serve both.
     let company = d.hasher.company_due();
     let Some(issued) = d.store.write_with_company(company, move |c| login.insert(c)).await? else {
-        return Err(failed(&d.store, Some(user_id), client).await);
+        return Err(failed(d, Some(user_id), client).await);
     };
     welcome(d, cfg, issued, device.as_deref(), client).await
 }
@@ -192,12 +192,14 @@ pub(super) fn count_refusal(refused: &LoginRefused) {
     }
 }
 
-/// Counts and audits a failed login; the error to answer with.
-pub(super) async fn failed(store: &Store, subject: Option<String>, client: &ClientInfo) -> SessionError {
+/// Counts and audits a failed login; the error to answer with. It comes
+/// after a password check, so it may share its commit like a session's.
+pub(super) async fn failed(d: &Deps, subject: Option<String>, client: &ClientInfo) -> SessionError {
     count("login", "failure");
     let client = client.clone();
-    let recorded = store
-        .write(move |c| {
+    let recorded = d
+        .store
+        .write_with_company(d.hasher.company_due(), move |c| {
             let entry = Entry {
                 action: "login_failed",
                 actor_id: None,
