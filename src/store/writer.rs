@@ -179,6 +179,9 @@ fn gather(
         }
         let [lone] = gathered.batch.as_slice() else { return gathered };
         let wait = lone.company_wait();
+        if wait.is_zero() {
+            return gathered;
+        }
         let deadline = *until.get_or_insert_with(|| Instant::now() + wait);
         next = next_before(rx, deadline, timer);
         if next.is_none() {
@@ -187,8 +190,8 @@ fn gather(
     }
 }
 
-/// The next message if one comes before `deadline`; `None` once it passed
-/// (at once for a zero wait), or without a timer.
+/// The next message if one comes before `deadline`; `None` once it passed,
+/// or without a timer.
 fn next_before(
     rx: &mut mpsc::Receiver<Msg>,
     deadline: Instant,
