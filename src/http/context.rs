@@ -82,7 +82,7 @@ where
 
     forward_ready!(service);
 
-    fn call(&self, req: ServiceRequest) -> Self::Future {
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
         let service = Rc::clone(&self.service);
         let tls = self.tls;
         let id = request_id(req.headers());
@@ -111,6 +111,7 @@ where
             peer: req.peer_addr(),
             started: Instant::now(),
         };
+        answer_head_as_get(&mut req);
         if let Some(refusal) = refusal {
             let mut res = REQUEST_ID.sync_scope(id.clone(), || refusal.into_response());
             secure_headers(res.headers_mut(), &id, tls);
@@ -231,6 +232,28 @@ fn method_label(m: &Method) -> &'static str {
     KNOWN.into_iter().find(|k| *k == m.as_str()).unwrap_or("OTHER")
 }
 
+/// HEAD is answered wherever GET is (RFC 9110 asks every server to; an
+/// operator's `curl -I /health` and load balancers' checks use it): routed
+/// as GET, while actix, which noted the method as it decoded the request,
+/// sends the head and its `Content-Length` without the body. Called after
+/// `Seen` took the method, so the access log and metrics still say HEAD.
+fn answer_head_as_get(req: &mut ServiceRequest) {
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
+}
+
+/// `Allow` as the framework wrote it, with HEAD wherever GET is (see
+/// `answer_head_as_get`).
+fn allow_with_head(allow: &HeaderValue) -> HeaderValue {
+    let text = allow.to_str().unwrap_or_default();
+    let methods: Vec<&str> = text.split(',').map(str::trim).collect();
+    if !methods.contains(&"GET") || methods.contains(&"HEAD") {
+        return allow.clone();
+    }
+    HeaderValue::from_str(&format!("{text}, HEAD")).unwrap_or_else(|_| allow.clone())
+}
+
 /// Error answers made by the framework (no route, wrong method, codec
 /// limits) come without a body; give them the same problem+json as ours.
 /// The pages' HTML answers (a refused form, shown to a person) stay.
@@ -245,10 +268,11 @@ fn as_problem_if_error<B: MessageBody + 'static>(res: ServiceResponse<B>) -> Ser
     }
     let (req, old) = res.into_parts();
     let mut new = Problem::for_status(status).into_response();
-    for name in [header::ALLOW, header::RETRY_AFTER] {
-        if let Some(v) = old.headers().get(&name) {
-            new.headers_mut().insert(name, v.clone());
-        }
+    if let Some(v) = old.headers().get(header::ALLOW) {
+        new.headers_mut().insert(header::ALLOW, allow_with_head(v));
+    }
+    if let Some(v) = old.headers().get(header::RETRY_AFTER) {
+        new.headers_mut().insert(header::RETRY_AFTER, v.clone());
     }
     ServiceResponse::new(req, new).map_into_right_body()
 }

@@ -41,6 +41,37 @@ async fn framework_errors_are_problem_json() {
     assert_problem(res, 404, "not-found").await;
 }
 
+/// HEAD is answered wherever GET is (an operator's `curl -I`, a load
+/// balancer's check): the GET's status and headers without its body, on a
+/// connection that then serves the next request; the access log keeps the
+/// method as sent, and a 405 names HEAD beside GET.
+#[tokio::test]
+async fn head_is_answered_wherever_get_is() {
+    let mut d = Latchd::start().await;
+    let c = d.client();
+    let get = d.get("/health").await;
+    let length = get.headers()["content-length"].clone();
+    let res = c.head(d.https_url("/health")).header("x-request-id", "head-probe").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-length"], length, "the length the GET's body has");
+    assert_eq!(res.headers()["content-type"], "application/json");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert!(res.bytes().await.unwrap().is_empty());
+    let res = c.head(d.https_url("/v1/auth/me")).send().await.unwrap();
+    assert_eq!(res.status(), 401, "a GET's refusal too");
+    assert!(res.bytes().await.unwrap().is_empty());
+    let res = c.head(d.https_url("/v1/auth/login")).send().await.unwrap();
+    assert_eq!((res.status().as_u16(), res.headers()["allow"].to_str().unwrap()), (405, "POST"));
+    let res = c.put(d.https_url("/health")).send().await.unwrap();
+    assert_eq!(res.headers()["allow"], "GET, HEAD");
+    assert_problem(res, 405, "method-not-allowed").await;
+    assert_eq!(d.get("/health").await.json::<serde_json::Value>().await.unwrap()["status"], "ok");
+    assert!(d.stop_within(std::time::Duration::from_secs(10)).success());
+    let line = d.log().lines().find(|l| l.contains("\"head-probe\"")).map(str::to_string);
+    let entry: serde_json::Value = serde_json::from_str(&line.expect("an access-log line")).unwrap();
+    assert_eq!((entry["method"].as_str(), entry["status"].as_u64()), (Some("HEAD"), Some(200)));
+}
+
 #[tokio::test]
 async fn security_headers_are_on_every_answer() {
     let d = Latchd::start().await;
