@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand};
     after_long_help = "Environment:\n  \
                        LATCH_CONFIG  the config file when --config is not given\n  \
                        RUST_LOG      log filter, e.g. `debug` or `info,latch::access=warn` \
-                       (default `info,actix_server=warn`); restart to change"
+                       (default `info`, with actix-server at `warn` and actix-http's HTTP/1 reader, \
+                       which reports clients' malformed requests as errors, off); restart to change"
 )]
 pub struct Cli {
     #[command(subcommand)]

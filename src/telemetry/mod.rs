@@ -24,8 +24,13 @@ pub use log_output::flush as flush_logs;
 /// `info`, less actix-server's own: it logs each worker starting and
 /// stopping and each listener twice over (a dozen lines a start and stop),
 /// which latch's "listening", "ready" and "stopped" lines already say.
-/// Its warnings and errors still show.
-const DEFAULT_FILTER: &str = "info,actix_server=warn";
+/// Its warnings and errors still show. Nothing from actix-http's HTTP/1
+/// reader: it logs at ERROR every request it cannot parse and every
+/// client that resets mid-request, so anyone could fill the log with
+/// errors that are not the daemon's (the client gets its 400; latch's own
+/// lines say when one of its answers is cut short).
+const DEFAULT_FILTER: &str =
+    "info,actix_server=warn,actix_http::h1::dispatcher=off,actix_http::h1::decoder=off";
 
 /// Installs the global tracing subscriber: to `[log].file` when set
 /// (appended, 0600), else stdout, in batches (`log_output`). `RUST_LOG`

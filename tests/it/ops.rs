@@ -72,6 +72,33 @@ async fn head_is_answered_wherever_get_is() {
     assert_eq!((entry["method"].as_str(), entry["status"].as_u64()), (Some("HEAD"), Some(200)));
 }
 
+/// A request the HTTP reader cannot take (both a length and chunked: a
+/// smuggling attempt) gets a bare 400 and its connection closed; the
+/// client's mistake is not the daemon's error, and the log (anyone could
+/// send these) carries no ERROR line for it.
+#[tokio::test]
+async fn a_malformed_request_gets_400_and_no_error_line() {
+    use std::io::{Read, Write};
+    let mut d = Latchd::start().await;
+    let url = d.http_url("");
+    let addr = url.trim_start_matches("http://").to_string();
+    let smuggled = "POST /v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\
+                    Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    for _ in 0..3 {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        s.write_all(smuggled.as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+    assert_eq!(d.get("/health").await.status(), 200);
+    assert!(d.stop_within(std::time::Duration::from_secs(10)).success());
+    let log = d.log();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("\"level\":\"ERROR\"")).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
 #[tokio::test]
 async fn security_headers_are_on_every_answer() {
     let d = Latchd::start().await;
