@@ -377,7 +377,8 @@ impl Problem {
         self.kind.status()
     }
 
-    pub fn into_response(self) -> HttpResponse {
+    /// The document as sent: JSON bytes, with the request id when there is one.
+    pub fn json(&self) -> Vec<u8> {
         let entry = self.kind.entry();
         let body = ProblemBody {
             kind: format!("urn:latch:problem:{}", entry.slug),
@@ -387,6 +388,11 @@ impl Problem {
             instance: REQUEST_ID.try_with(Clone::clone).ok(),
             errors: &self.errors,
         };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    pub fn into_response(self) -> HttpResponse {
+        let body = self.json();
         let mut res = HttpResponse::build(self.kind.status());
         res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         if let Some(secs) = self.retry_after {
@@ -396,7 +402,7 @@ impl Problem {
         if self.kind == Kind::Unauthorized {
             res.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
         }
-        let mut res = res.body(serde_json::to_vec(&body).unwrap_or_default());
+        let mut res = res.body(body);
         if let Some(info) = self.rate_limit {
             info.apply(res.headers_mut());
         }

@@ -29,6 +29,7 @@ use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::problem::{Kind, PROBLEM_JSON, Problem};
 use super::server::{ConnSocket, DRAIN_SECS};
 
 /// How long a client may take over its TLS handshake.
@@ -86,9 +87,12 @@ where
                 .finish(map_config(app, move |_| AppConfig::__priv_test_new(true, addr.to_string(), addr)));
             let mut acceptor = Acceptor::new((*tls).clone());
             acceptor.set_handshake_timeout(HANDSHAKE_TIMEOUT);
-            acceptor
-                .map_init_err(|_| ())
-                .map_err(|e| tracing::debug!(error = ?e, "TLS handshake failed"))
+            fn_service(refuse_plain_http)
+                .and_then(
+                    acceptor
+                        .map_init_err(|_| ())
+                        .map_err(|e| tracing::debug!(error = ?e, "TLS handshake failed")),
+                )
                 .and_then(fn_service(move |io: TlsStream<TcpStream>| {
                     let drain = drain.clone();
                     async move {
@@ -107,6 +111,46 @@ where
                 .and_then(http.map_err(|e| tracing::debug!(error = ?e, "connection ended with an error")))
         })
         .map(|b| b.run())
+}
+
+/// A client speaking plain HTTP to an HTTPS port (`curl http://…:8443`)
+/// gets a plain 400 that says so, where a TLS alert would reach it as
+/// garbage ("Received HTTP/0.9"). A TLS handshake begins with the byte
+/// 0x16, a request line with an uppercase method; all but the latter goes
+/// on to the handshake, which has as long again to finish.
+async fn refuse_plain_http(tcp: TcpStream) -> Result<TcpStream, ()> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0].is_ascii_uppercase() => {}
+        Ok(Ok(1)) => return Ok(tcp),
+        _ => return Err(()),
+    }
+    tracing::debug!(peer = ?tcp.peer_addr().ok(), "plain HTTP on an HTTPS listener");
+    answer_plain_http(tcp).await;
+    Err(())
+}
+
+async fn answer_plain_http(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = Problem::new(Kind::InvalidRequest)
+        .with_detail("This port speaks HTTPS: call it with https://, not http://.")
+        .json();
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {}\r\n\
+         cache-control: no-store\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    // The request is read first and the client's close awaited after: a
+    // socket closed with unread bytes resets the connection, and the client
+    // may lose the answer to the reset.
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(100), tcp.read(&mut sink)).await;
+    if tcp.write_all(head.as_bytes()).await.is_err() || tcp.write_all(&body).await.is_err() {
+        return;
+    }
+    let _ = tcp.shutdown().await;
+    let drained = async { while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
 }
 
 /// Where an HTTP/2 connection's bytes stand: in the preface, in a frame

@@ -79,6 +79,26 @@ async fn refuses_tls11_with_an_alert() {
     assert!([40, 70].contains(&answer[6]), "{answer:02x?}");
 }
 
+/// `curl http://` at an HTTPS port: a plain-HTTP 400 that says to use
+/// https, as problem JSON, instead of a TLS alert the client shows as
+/// garbage; the listener goes on serving TLS.
+#[tokio::test]
+async fn plain_http_at_an_https_port_is_told_to_use_https() {
+    let d = Latchd::start().await;
+    let mut sock = TcpStream::connect(d.addr("https")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    sock.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{answer:?}"));
+    assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+    assert!(head.contains("content-type: application/problem+json"), "{head}");
+    let problem: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(problem["type"], "urn:latch:problem:invalid-request");
+    assert!(problem["detail"].as_str().unwrap().contains("https://"), "{problem}");
+    assert_eq!(d.get("/health").await.status(), 200);
+}
+
 #[tokio::test]
 async fn generated_certificate_is_private_and_names_localhost() {
     let d = Latchd::start().await;
