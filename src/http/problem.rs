@@ -418,11 +418,13 @@ impl std::fmt::Display for Problem {
 }
 
 /// What every handler returns on failure: the problem to send and, for
-/// server errors, the cause to log (never sent).
+/// server errors, the cause to log (never sent); for a person's form, the
+/// page that explains it instead (a browser shows problem JSON as text).
 #[derive(Debug)]
 pub struct ApiError {
     problem: Problem,
-    cause: Option<String>,
+    cause: Option<Box<str>>,
+    page: Option<Box<(&'static str, String)>>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -436,7 +438,7 @@ impl std::fmt::Display for ApiError {
 
 impl From<Problem> for ApiError {
     fn from(problem: Problem) -> Self {
-        ApiError { problem, cause: None }
+        ApiError { problem, cause: None, page: None }
     }
 }
 
@@ -451,8 +453,8 @@ impl<E: ToProblem> From<E> for ApiError {
             problem.retry_after = Some(secs);
         }
         problem.rate_limit = e.rate_limit();
-        let cause = kind.status().is_server_error().then(|| cause_chain(&e));
-        ApiError { problem, cause }
+        let cause = kind.status().is_server_error().then(|| cause_chain(&e).into_boxed_str());
+        ApiError { problem, cause, page: None }
     }
 }
 
@@ -472,6 +474,11 @@ fn cause_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl ApiError {
+    /// `problem`, answered as the HTML `body` with its own `csp`.
+    pub fn page(problem: Problem, csp: &'static str, body: String) -> ApiError {
+        ApiError { problem, cause: None, page: Some(Box::new((csp, body))) }
+    }
+
     pub fn problem(&self) -> &Problem {
         &self.problem
     }
@@ -489,6 +496,9 @@ impl ResponseError for ApiError {
         if self.problem.status().is_server_error() && self.problem.kind != Kind::Overloaded {
             let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
             tracing::error!(request_id, error = %self, "request failed");
+        }
+        if let Some(page) = &self.page {
+            return html_page(Some(self.problem.kind), page.0, page.1.clone());
         }
         self.problem.clone().into_response()
     }

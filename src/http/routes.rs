@@ -115,7 +115,8 @@ fn resource(path: &str, routes: Vec<actix_web::Route>) -> impl HttpServiceFactor
 
 /// Every operation may answer with a problem document (a rate limit, a
 /// block, a full queue, a bad body): the catalogue's shape is its default
-/// response.
+/// response. A form (a person's page posting back) refused for its CSRF
+/// token answers with a page instead.
 fn with_problems(mut op: Operation) -> Operation {
     if !op.responses.responses.contains_key("default") {
         let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ProblemBody"))).build();
@@ -123,5 +124,14 @@ fn with_problems(mut op: Operation) -> Operation {
             ResponseBuilder::new().description("A problem (RFC 9457)").content(PROBLEM_JSON, content);
         op.responses.responses.insert("default".into(), problem.into());
     }
+    let form = op.request_body.as_ref().is_some_and(|b| b.content.contains_key(FORM));
+    if form && !op.responses.responses.contains_key("403") {
+        let page = ResponseBuilder::new()
+            .description("The form's token does not match the browser's cookie: a page that says so")
+            .content("text/html", ContentBuilder::new().build());
+        op.responses.responses.insert("403".into(), page.into());
+    }
     op
 }
+
+const FORM: &str = "application/x-www-form-urlencoded";

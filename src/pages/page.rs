@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::csrf::{self, Seed};
-use super::render::html;
+use super::render::{Message, PAGE_CSP, html};
 use super::{Deps, text};
 use crate::config::Config;
 use crate::http::{ApiError, Kind, Problem};
@@ -36,10 +36,33 @@ impl Page {
     pub fn posted(d: &Deps, cfg: &Config, req: &HttpRequest, token: &str) -> Result<Page, ApiError> {
         let page = Page::open(d, cfg, req)?;
         if !csrf::valid(req, &d.key, token) {
-            let detail = text::FORM_EXPIRED;
-            return Err(Problem::new(Kind::Forbidden).with_detail(detail).into());
+            return Err(page.form_expired());
         }
         Ok(page)
+    }
+
+    /// A form whose token does not match its browser's cookie (the cookie
+    /// went with a browser restart, or the form came from elsewhere): 403,
+    /// as a page that says what to do, where problem JSON would show a
+    /// person raw text. Opening the form again sets a new cookie.
+    fn form_expired(&self) -> ApiError {
+        let problem = Problem::new(Kind::Forbidden).with_detail(text::FORM_EXPIRED);
+        let view = Message {
+            product: self.product(),
+            title: text::FORM_EXPIRED_TITLE,
+            notice: None,
+            lines: vec![text::FORM_EXPIRED.into()],
+            ask: None,
+            link: Some(("/account", text::YOUR_ACCOUNT)),
+            csrf: self.csrf(),
+        };
+        match view.render() {
+            Ok(body) => ApiError::page(problem, PAGE_CSP, body),
+            Err(e) => {
+                tracing::error!(error = %e, "a page template failed to render");
+                problem.into()
+            }
+        }
     }
 
     pub fn product(&self) -> String {

@@ -35,8 +35,9 @@ pub const SET_UP_APP: &str = "Set up your authenticator app";
 pub const CODE_MISMATCH: &str = "That code did not match";
 pub const CODE_MISMATCH_LINE: &str = "Check that your phone's clock is right, then set the app up again.";
 pub const BACK_TO_ACCOUNT: &str = "Back to your account";
-pub const FORM_EXPIRED: &str =
-    "This form has expired or did not come from this site. Reload the page and try again.";
+pub const FORM_EXPIRED_TITLE: &str = "This form has expired";
+pub const FORM_EXPIRED: &str = "This form has expired or did not come from this site. Open the page again and \
+                                send the form from there.";
 pub const ENTER_CODE: &str = "Enter your code";
 pub const TOTP_ALREADY_ON: &str = "Two-step verification is on";
 pub const TOTP_ALREADY_ON_LINE: &str = "It was already turned on (the form was sent twice). If you did not \

@@ -178,9 +178,20 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_can_be_turned_off() 
             ("password", "wrong password".into()),
         ]
     };
-    assert_eq!(post(login(""), true).await.unwrap().status(), 403, "no token");
-    assert_eq!(post(login(token), false).await.unwrap().status(), 403, "no cookie");
-    assert_eq!(post(login(&"0".repeat(64)), true).await.unwrap().status(), 403, "another token");
+    // Refused with a page a person can read (a browser shows JSON as text).
+    for (refused, case) in [
+        (post(login(""), true).await.unwrap(), "no token"),
+        (post(login(token), false).await.unwrap(), "no cookie"),
+        (post(login(&"0".repeat(64)), true).await.unwrap(), "another token"),
+    ] {
+        assert_eq!(refused.status(), 403, "{case}");
+        assert!(refused.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "{case}");
+        let html = refused.text().await.unwrap();
+        assert!(
+            html.contains("This form has expired") && html.contains("href=\"/account\""),
+            "{case}: {html}"
+        );
+    }
     assert_eq!(post(login(token), true).await.unwrap().status(), 401, "the form itself is checked");
     // A confirmation link that never worked says so when opened.
     let dead = d.get("/verify-email?token=never-issued").await;
