@@ -16,11 +16,11 @@
 //!
 //! Company: a job may say how long its commit can wait for another job to
 //! share it (`company_wait`). A batch of that one job alone waits up to then
-//! for the next message; any job arriving ends the wait. Logins and
-//! registrations use it while other hashes are under way: their writes come
-//! a few milliseconds apart, never queued together, and each commit's fsync
-//! is CPU on a virtual disk (the doorbells are VM exits). Every other write
-//! commits at once.
+//! for the next message; any job arriving ends the wait. Logins (and a
+//! failed login's audit row) and registrations use it while other hashes
+//! are under way: their writes come a few milliseconds apart, never queued
+//! together, and each commit's fsync is CPU on a virtual disk (the
+//! doorbells are VM exits). Every other write commits at once.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
