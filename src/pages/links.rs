@@ -28,7 +28,7 @@ pub struct TokenQuery {
 }
 
 fn message(page: &Page, title: &'static str, lines: Vec<String>, ask: Option<Ask>) -> Message {
-    let link = ask.is_none().then_some(("/account/login", text::SIGN_IN));
+    let link = ask.is_none().then_some(("/account/login".into(), text::SIGN_IN));
     Message { product: page.product(), title, notice: None, lines, ask, link, csrf: page.csrf() }
 }
 
@@ -120,7 +120,7 @@ pub async fn verify(
     client: ClientInfo,
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
+    let page = Page::posted_from(&d, &cfg, &req, &form.csrf, Some(("/verify-email", &form.token)))?;
     match d.actions.verify_email(&form.token, &client).await {
         Ok(confirmed) => {
             let (title, line) = match confirmed {
@@ -243,7 +243,7 @@ pub async fn reset(
     client: ClientInfo,
     form: web::Form<ResetForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = Page::posted(&d, &cfg, &req, &form.csrf)?;
+    let page = Page::posted_from(&d, &cfg, &req, &form.csrf, Some(("/reset-password", &form.token)))?;
     let ResetForm { token, new_password, confirm_password, .. } = form.into_inner();
     // What the link is decides the words; the reset below spends it.
     let (link, email) = match d.actions.reset_link(&token).await? {

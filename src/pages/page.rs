@@ -3,6 +3,8 @@
 //! product name, and the browser's CSRF seed — checked against the form's
 //! token on a POST before anything else happens.
 
+use std::borrow::Cow;
+
 use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 
@@ -33,10 +35,28 @@ impl Page {
 
     /// A form posted back: refused unless its CSRF token matches the
     /// browser's cookie.
-    pub fn posted(d: &Deps, cfg: &Config, req: &HttpRequest, token: &str) -> Result<Page, ApiError> {
+    pub fn posted(d: &Deps, cfg: &Config, req: &HttpRequest, form_csrf: &str) -> Result<Page, ApiError> {
+        Page::posted_from(d, cfg, req, form_csrf, None)
+    }
+
+    /// As `posted`, for a form an email's link opened: `link` is that
+    /// page's path and the link's token, so a refusal can offer the form
+    /// again (the account page would ask a person who forgot their
+    /// password to sign in).
+    pub fn posted_from(
+        d: &Deps,
+        cfg: &Config,
+        req: &HttpRequest,
+        form_csrf: &str,
+        link: Option<(&str, &str)>,
+    ) -> Result<Page, ApiError> {
         let page = Page::open(d, cfg, req)?;
-        if !csrf::valid(req, &d.key, token) {
-            return Err(page.form_expired());
+        if !csrf::valid(req, &d.key, form_csrf) {
+            let again = link.map(|(path, link_token)| {
+                let query: String = form_urlencoded::byte_serialize(link_token.as_bytes()).collect();
+                (format!("{path}?token={query}").into(), text::OPEN_FORM_AGAIN)
+            });
+            return Err(page.form_expired(again.unwrap_or(("/account".into(), text::YOUR_ACCOUNT))));
         }
         Ok(page)
     }
@@ -45,7 +65,7 @@ impl Page {
     /// went with a browser restart, or the form came from elsewhere): 403,
     /// as a page that says what to do, where problem JSON would show a
     /// person raw text. Opening the form again sets a new cookie.
-    fn form_expired(&self) -> ApiError {
+    fn form_expired(&self, link: (Cow<'static, str>, &'static str)) -> ApiError {
         let problem = Problem::new(Kind::Forbidden).with_detail(text::FORM_EXPIRED);
         let view = Message {
             product: self.product(),
@@ -53,7 +73,7 @@ impl Page {
             notice: None,
             lines: vec![text::FORM_EXPIRED.into()],
             ask: None,
-            link: Some(("/account", text::YOUR_ACCOUNT)),
+            link: Some(link),
             csrf: self.csrf(),
         };
         match view.render() {

@@ -5,6 +5,8 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use std::borrow::Cow;
+
 use askama::Template;
 
 use super::{AccountView, SessionRow};
@@ -33,7 +35,8 @@ pub struct Message {
     pub notice: Option<String>,
     pub lines: Vec<String>,
     pub ask: Option<Ask>,
-    pub link: Option<(&'static str, &'static str)>,
+    /// Where the page sends the person next, and the link's words.
+    pub link: Option<(Cow<'static, str>, &'static str)>,
     pub csrf: String,
 }
 

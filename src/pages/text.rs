@@ -36,6 +36,7 @@ pub const CODE_MISMATCH: &str = "That code did not match";
 pub const CODE_MISMATCH_LINE: &str = "Check that your phone's clock is right, then set the app up again.";
 pub const BACK_TO_ACCOUNT: &str = "Back to your account";
 pub const FORM_EXPIRED_TITLE: &str = "This form has expired";
+pub const OPEN_FORM_AGAIN: &str = "Open the form again";
 pub const FORM_EXPIRED: &str = "This form has expired or did not come from this site. Open the page again and \
                                 send the form from there.";
 pub const ENTER_CODE: &str = "Enter your code";

@@ -27,7 +27,7 @@ fn codes_page(page: &Page, codes: Vec<String>) -> HttpResponse {
 
 /// A message page whose way on is back to the account page.
 fn to_account(page: &Page, title: &'static str, lines: Vec<String>) -> Message {
-    let link = Some(("/account", text::BACK_TO_ACCOUNT));
+    let link = Some(("/account".into(), text::BACK_TO_ACCOUNT));
     Message { product: page.product(), title, notice: None, lines, ask: None, link, csrf: page.csrf() }
 }
 

@@ -193,6 +193,17 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_can_be_turned_off() 
         );
     }
     assert_eq!(post(login(token), true).await.unwrap().status(), 401, "the form itself is checked");
+    // A form an email's link opened offers that form again: the account
+    // page would ask a person who forgot their password to sign in.
+    let form = [("csrf", token), ("token", "tok en&1"), ("new_password", "x"), ("confirm_password", "x")];
+    let refused = d.client().post(d.https_url("/reset-password")).form(&form).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("href=\"/reset-password?token=tok+en%261\""), "{html}");
+    let form = [("csrf", token), ("token", "abc")];
+    let refused = d.client().post(d.https_url("/verify-email")).form(&form).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("href=\"/verify-email?token=abc\""));
     // A confirmation link that never worked says so when opened.
     let dead = d.get("/verify-email?token=never-issued").await;
     assert_eq!(dead.status(), 400);
