@@ -300,6 +300,28 @@ fn secure_headers(h: &mut HeaderMap, id: &str, tls: bool) {
     }
 }
 
+/// An answer written below actix (plain HTTP at an HTTPS port, see
+/// `tls_listener`): counted and logged as every answer is, under the
+/// route "unmatched" since no route saw it. Returns the header lines every
+/// answer carries (a new request id, the security headers; no HSTS, which
+/// a browser ignores over plain HTTP), each ending in CRLF.
+pub(crate) fn answered_outside(request: &[u8], peer: Option<std::net::SocketAddr>, status: u16) -> String {
+    let method = request.split(|b| *b == b' ').next().and_then(|m| Method::from_bytes(m).ok());
+    let seen = Seen {
+        method: method.as_ref().map_or("OTHER", method_label),
+        route: "unmatched".into(),
+        peer,
+        started: Instant::now(),
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut headers = HeaderMap::new();
+    secure_headers(&mut headers, &id, false);
+    seen.record(status, &id);
+    let lines =
+        headers.iter().filter_map(|(name, value)| Some(format!("{name}: {}\r\n", value.to_str().ok()?)));
+    lines.collect()
+}
+
 impl Seen {
     /// Metrics and the access log. Only the route pattern is recorded, never
     /// the raw path or query, which may carry tokens.

@@ -125,7 +125,6 @@ async fn refuse_plain_http(tcp: TcpStream) -> Result<TcpStream, ()> {
         Ok(Ok(1)) => return Ok(tcp),
         _ => return Err(()),
     }
-    tracing::debug!(peer = ?tcp.peer_addr().ok(), "plain HTTP on an HTTPS listener");
     answer_plain_http(tcp).await;
     Err(())
 }
@@ -135,16 +134,18 @@ async fn answer_plain_http(mut tcp: TcpStream) {
     let body = Problem::new(Kind::InvalidRequest)
         .with_detail("This port speaks HTTPS: call it with https://, not http://.")
         .json();
-    let head = format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {}\r\n\
-         cache-control: no-store\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
     // The request is read first and the client's close awaited after: a
     // socket closed with unread bytes resets the connection, and the client
     // may lose the answer to the reset.
     let mut sink = [0u8; 4096];
-    let _ = tokio::time::timeout(Duration::from_millis(100), tcp.read(&mut sink)).await;
+    let read = tokio::time::timeout(Duration::from_millis(100), tcp.read(&mut sink)).await;
+    let request = &sink[..read.ok().and_then(Result::ok).unwrap_or(0)];
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {}\r\n{}\
+         connection: close\r\n\r\n",
+        body.len(),
+        super::context::answered_outside(request, tcp.peer_addr().ok(), 400),
+    );
     if tcp.write_all(head.as_bytes()).await.is_err() || tcp.write_all(&body).await.is_err() {
         return;
     }

@@ -84,7 +84,7 @@ async fn refuses_tls11_with_an_alert() {
 /// garbage; the listener goes on serving TLS.
 #[tokio::test]
 async fn plain_http_at_an_https_port_is_told_to_use_https() {
-    let d = Latchd::start().await;
+    let mut d = Latchd::start().await;
     let mut sock = TcpStream::connect(d.addr("https")).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     sock.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
@@ -97,6 +97,13 @@ async fn plain_http_at_an_https_port_is_told_to_use_https() {
     assert_eq!(problem["type"], "urn:latch:problem:invalid-request");
     assert!(problem["detail"].as_str().unwrap().contains("https://"), "{problem}");
     assert_eq!(d.get("/health").await.status(), 200);
+    // Like every answer: a request id, the security headers, an access-log line.
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    let id = head.lines().find_map(|l| l.strip_prefix("x-request-id: ")).unwrap_or_else(|| panic!("{head}"));
+    assert!(d.stop_within(Duration::from_secs(10)).success());
+    let line = d.log().lines().find(|l| l.contains(id) && l.contains("\"request\"")).map(str::to_string);
+    let entry: serde_json::Value = serde_json::from_str(&line.expect("an access-log line")).unwrap();
+    assert_eq!((entry["method"].as_str(), entry["status"].as_u64()), (Some("GET"), Some(400)), "{entry}");
 }
 
 #[tokio::test]
