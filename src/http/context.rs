@@ -20,7 +20,7 @@ use super::client::forwarded_https;
 use super::origin;
 use super::problem::{Kind, PROBLEM_JSON, Problem, REQUEST_ID};
 use super::server::ConnSocket;
-use super::{AppState, ClientInfo, LiveConfig, OverTls};
+use super::{AppState, ClientInfo, HeadOnly, LiveConfig, OverTls};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -240,6 +240,7 @@ fn method_label(m: &Method) -> &'static str {
 fn answer_head_as_get(req: &mut ServiceRequest) {
     if req.method() == Method::HEAD {
         req.head_mut().method = Method::GET;
+        req.extensions_mut().insert(HeadOnly);
     }
 }
 

@@ -124,6 +124,17 @@ pub fn over_tls(req: &HttpRequest) -> bool {
     req.extensions().contains::<OverTls>()
 }
 
+/// Marks a HEAD request, which the request-context middleware routes as
+/// GET (actix drops the body): a handler whose body costs work to make (a
+/// streamed export) can leave it out.
+#[derive(Clone, Copy)]
+pub struct HeadOnly;
+
+/// Whether `req` came as HEAD (see `HeadOnly`).
+pub fn head_only(req: &HttpRequest) -> bool {
+    req.extensions().contains::<HeadOnly>()
+}
+
 /// The request's config snapshot (see `LiveConfig`); `None` only outside
 /// latch's own servers.
 pub fn config_of(req: &HttpRequest) -> Option<Arc<Config>> {
