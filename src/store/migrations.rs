@@ -153,7 +153,16 @@ pub fn apply(conn: &mut Connection, backup_dir: &Path) -> Result<usize, Migratio
             params![m.version, m.name, checksum(m.sql), crate::clock::now_rfc3339()],
         )?;
         tx.commit()?;
-        tracing::info!(version = m.version, name = m.name, "migration applied");
+        // A new database says so once below; an upgrade names each step.
+        if applied.is_empty() {
+            tracing::debug!(version = m.version, name = m.name, "migration applied");
+        } else {
+            tracing::info!(version = m.version, name = m.name, "migration applied");
+        }
+    }
+    if applied.is_empty() {
+        let version = pending.last().map_or(0, |m| m.version);
+        tracing::info!(path = %conn.path().unwrap_or_default(), schema = version, "database created");
     }
     Ok(pending.len())
 }

@@ -64,6 +64,9 @@ async fn restart_reuses_certificate_database_and_key() {
     let state = d.state_dir();
     let cert = std::fs::read(state.join("tls/cert.pem")).unwrap();
     let key = std::fs::read(state.join("keys/master.key")).unwrap();
+    // A first start says it made the database, once, not each step that
+    // built its schema; a start on an existing one says nothing of it.
+    let first_log = d.log();
     let dir = d.stop_keep_dir();
     let conn = rusqlite::Connection::open(state.join("latch.db")).unwrap();
     let applied: String = conn
@@ -80,6 +83,9 @@ async fn restart_reuses_certificate_database_and_key() {
         .unwrap();
     assert_eq!(applied, again, "migrations are not re-applied");
     assert_eq!(d.get("/health").await.status(), 200);
+    let said = |log: &str, what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!((said(&d.log(), "database created"), said(&d.log(), "migration applied")), (0, 0));
+    assert_eq!((said(&first_log, "database created"), said(&first_log, "migration applied")), (1, 0));
 }
 
 /// Starts latchd on `dir` and expects exit 1 with `needle` in its output.
