@@ -203,8 +203,9 @@ async fn serve_until_stopped(d: &mut Running, running: &mut AllServers) -> anyho
     let mut hup = signal(SignalKind::hangup())?;
     let mut watch = watch::start(&d.cfg);
     let mut settle_until: Option<tokio::time::Instant> = None;
-    let first_check = tokio::time::Instant::now() + CERT_CHECK_EVERY;
-    let mut cert_check = tokio::time::interval_at(first_check, CERT_CHECK_EVERY);
+    // A test shortens the period: LATCH_TEST_PAUSE="cert_check_every:300".
+    let every = crate::pause::duration("cert_check_every").unwrap_or(CERT_CHECK_EVERY);
+    let mut cert_check = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         let file_changed = async {
             match watch.as_mut() {

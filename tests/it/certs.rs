@@ -91,11 +91,21 @@ async fn a_certbot_style_renewal_is_served_without_a_restart() {
 /// The generated certificate is renewed while the daemon runs, not only at
 /// start: one that expires within 30 days (here written over it, as if the
 /// daemon had run for eleven months) is replaced by a new year-long one at
-/// the next reload and served at once, its key file private.
+/// the next reload, or by the daemon's own hourly check of it for one that
+/// never reloads, and served at once, its key file private.
 #[tokio::test]
 async fn a_generated_certificate_near_its_expiry_is_renewed_without_a_restart() {
+    renewed_near_expiry(true).await;
+    renewed_near_expiry(false).await;
+}
+
+async fn renewed_near_expiry(by_reload: bool) {
     use std::os::unix::fs::PermissionsExt;
-    let d = Latchd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &base_config(""));
+    // Without a reload, the check comes every 300 ms instead of hourly.
+    let every = if by_reload { vec![] } else { vec![("LATCH_TEST_PAUSE", "cert_check_every:300")] };
+    let d = Latchd::start_in_with_env(dir, &every).await;
     let (cert, key) = (d.state_dir().join("tls/cert.pem"), d.state_dir().join("tls/key.pem"));
     let first = std::fs::read_to_string(&cert).unwrap();
     assert_eq!(served(&d, &cert), der(&first));
@@ -107,7 +117,9 @@ async fn a_generated_certificate_near_its_expiry_is_renewed_without_a_restart() 
     std::fs::write(&cert, &near).unwrap();
     std::fs::write(&key, near_key.serialize_pem()).unwrap();
 
-    d.signal(libc::SIGHUP);
+    if by_reload {
+        d.signal(libc::SIGHUP);
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
     let renewed = loop {
         let now_on_disk = std::fs::read_to_string(&cert).unwrap();
