@@ -3,10 +3,10 @@
 //! that allows only that stylesheet, data-URI images (the QR code) and
 //! forms posting back here — no script at all.
 
-use actix_web::HttpResponse;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use std::borrow::Cow;
 
+use actix_web::HttpResponse;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use askama::Template;
 
 use super::{AccountView, SessionRow};
