@@ -360,8 +360,14 @@ fn list(
     print(json, &list, |l| {
         let items = l["items"].as_array().cloned().unwrap_or_default();
         let rows: Vec<Vec<String>> = items.iter().map(user_cells).collect();
+        // Nothing to count when nothing matched; a page past the end says
+        // how many there are.
+        let empty = if query.is_some() || status.is_some() { "no users match" } else { "no users" };
+        if l["total"].as_u64() == Some(0) {
+            return empty.to_string();
+        }
         let count = format!("({} of {} users, page {})", items.len(), l["total"], l["page"]);
-        format!("{}\n{count}", table(&USER_HEAD, &rows, "no users"))
+        format!("{}\n{count}", table(&USER_HEAD, &rows, empty))
     });
     Ok(true)
 }

@@ -283,6 +283,11 @@ async fn latchctl_speaks_tables_json_and_one_line_errors() {
     assert!(table.contains("eve@example.test") && table.contains("(2 of 2 users, page 1)"), "{table}");
     let head: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
     assert_eq!(head, ["ID", "EMAIL", "NAME", "STATUS", "VERIFIED", "ROLES"], "{table}");
+    let none =
+        String::from_utf8_lossy(&ctl(&d, &["users", "list", "--query", "nobody"], "").stdout).into_owned();
+    assert_eq!(none.trim(), "no users match");
+    let past = String::from_utf8_lossy(&ctl(&d, &["users", "list", "--page", "3"], "").stdout).into_owned();
+    assert!(past.contains("no users") && past.contains("(0 of 2 users, page 3)"), "{past}");
     // An empty list says so rather than printing a blank line.
     let keys = String::from_utf8_lossy(&ctl(&d, &["api-keys", "list"], "").stdout).into_owned();
     assert_eq!(keys.trim(), "no API keys");
