@@ -236,7 +236,8 @@ fn method_label(m: &Method) -> &'static str {
 /// operator's `curl -I /health` and load balancers' checks use it): routed
 /// as GET, while actix, which noted the method as it decoded the request,
 /// sends the head and its `Content-Length` without the body. Called after
-/// `Seen` took the method, so the access log and metrics still say HEAD.
+/// `Seen` took the method, so the access log and metrics still say HEAD;
+/// marked `HeadOnly` for a handler whose body costs work to make.
 fn answer_head_as_get(req: &mut ServiceRequest) {
     if req.method() == Method::HEAD {
         req.head_mut().method = Method::GET;
