@@ -362,12 +362,11 @@ fn list(
         let rows: Vec<Vec<String>> = items.iter().map(user_cells).collect();
         // Nothing to count when nothing matched; a page past the end says
         // how many there are.
-        let empty = if query.is_some() || status.is_some() { "no users match" } else { "no users" };
         if l["total"].as_u64() == Some(0) {
-            return empty.to_string();
+            return if query.is_some() || status.is_some() { "no users match" } else { "no users" }.into();
         }
         let count = format!("({} of {} users, page {})", items.len(), l["total"], l["page"]);
-        format!("{}\n{count}", table(&USER_HEAD, &rows, empty))
+        format!("{}\n{count}", table(&USER_HEAD, &rows, "no users on this page"))
     });
     Ok(true)
 }
