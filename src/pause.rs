@@ -16,6 +16,16 @@ pub async fn at(name: &str) {
     let _ = name;
 }
 
+/// As `at`, for a thread that is not async (`latchctl`).
+pub fn blocking(name: &str) {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = configured(name) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
 /// A period a test sets in place of a worker's default through the same
 /// variable (`LATCH_TEST_PAUSE="audit_check_every:300"`); debug builds only.
 pub fn duration(name: &str) -> Option<std::time::Duration> {

@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::{AdminClient, cell, print, table};
+use super::{AdminClient, ClientError, cell, print, table};
 use crate::config::Cidr;
 
 #[derive(Subcommand)]
@@ -51,18 +51,41 @@ pub fn run(client: &AdminClient, cmd: &BlockedIpsCmd, json: bool) -> anyhow::Res
                 format!("blocked {} ({})", b["cidr"].as_str().unwrap_or("?"), b["id"].as_str().unwrap_or("?"))
             });
         }
-        BlockedIpsCmd::Remove { target } => {
-            let ids = match target.parse::<Cidr>() {
-                Ok(net) => ids_blocking(client, net)?,
-                Err(_) => vec![target.clone()],
-            };
-            for id in &ids {
-                client.delete(&format!("/v1/admin/blocked-ips/{id}"))?;
+        BlockedIpsCmd::Remove { target } => match target.parse::<Cidr>() {
+            Ok(net) => remove_all_on(client, net, json)?,
+            Err(_) => {
+                client.delete(&format!("/v1/admin/blocked-ips/{target}"))?;
+                print(json, &json!({ "removed": [target] }), |_| format!("removed {target}"));
             }
-            print(json, &json!({ "removed": ids }), |_| format!("removed {}", ids.join(", ")));
-        }
+        },
     }
     Ok(true)
+}
+
+/// Lifts every block on exactly `net`. A block that ends between the list
+/// and its delete answers 404: it is gone either way, so the others are
+/// still lifted and the output says which had already ended.
+fn remove_all_on(client: &AdminClient, net: Cidr, json: bool) -> anyhow::Result<()> {
+    let ids = ids_blocking(client, net)?;
+    crate::pause::blocking("ctl_block_delete");
+    let (mut removed, mut ended) = (Vec::new(), Vec::new());
+    for id in ids {
+        match client.delete(&format!("/v1/admin/blocked-ips/{id}")) {
+            Ok(_) => removed.push(id),
+            Err(ClientError::Problem { status: 404, .. }) => ended.push(id),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    print(json, &json!({ "removed": removed, "already_ended": ended }), |_| {
+        let mut said =
+            if removed.is_empty() { String::new() } else { format!("removed {}", removed.join(", ")) };
+        if !ended.is_empty() {
+            let sep = if said.is_empty() { "" } else { "; " };
+            said += &format!("{sep}already ended: {}", ended.join(", "));
+        }
+        said
+    });
+    Ok(())
 }
 
 /// The ids of the blocks on exactly `net`; when there are none, an error

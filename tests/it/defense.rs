@@ -295,6 +295,23 @@ async fn an_admin_blocks_and_lifts_a_network_with_latchctl() {
         )
         .unwrap();
     assert_eq!(audited, 2);
+    // Two blocks on one network, one ending while latchctl is between its
+    // list and its deletes: the other is still lifted.
+    assert!(ctl(&["blocked-ips", "add", "198.51.100.0/24", "--for", "2s"]).status.success());
+    assert!(ctl(&["blocked-ips", "add", "198.51.100.0/24"]).status.success());
+    let lasting = blocks(&d).await.into_iter().find(|b| b["expires_at"].is_null()).unwrap();
+    let lasting = lasting["id"].as_str().unwrap().to_string();
+    let out = std::process::Command::new(LATCHCTL)
+        .arg("--state-dir")
+        .arg(d.state_dir())
+        .args(["blocked-ips", "remove", "198.51.100.0/24"])
+        .env("LATCH_TEST_PAUSE", "ctl_block_delete:3000")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(said.starts_with(&format!("removed {lasting}; already ended: ")), "{said}");
+    assert!(blocks(&d).await.is_empty());
 }
 
 /// Blocks an admin would regret at once are refused over HTTPS: every
