@@ -93,12 +93,20 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 let field = if at.is_empty() { key.to_string() } else { format!("{at}.{key}") };
                 (field, "is given twice".to_string())
             }
-            _ if inner.is_syntax() || inner.is_eof() => ("body".into(), "is not valid JSON".to_string()),
+            _ if inner.is_syntax() || inner.is_eof() => ("body".into(), not_json(&inner)),
             _ => (path.trim_start_matches('.').to_string(), plain(&strip_position(&inner.to_string()))),
         };
         let field = if field.is_empty() { "body".to_string() } else { field };
         Problem::invalid_field(field, message).into()
     })
+}
+
+/// Where the body stops being JSON, and why in serde_json's words (which
+/// never quote the body): a raw newline from a shell's quoting or a
+/// trailing comma is then found at once, not by bisecting the request.
+fn not_json(e: &serde_json::Error) -> String {
+    let why = strip_position(&e.to_string());
+    format!("is not valid JSON at line {}, column {}: {why}", e.line(), e.column())
 }
 
 fn duplicate_field(msg: &str) -> Option<&str> {
@@ -206,7 +214,19 @@ mod tests {
             let p = problem(body);
             assert_eq!((p.field.as_str(), p.message.as_str()), ("body", "must be a JSON object"), "{body}");
         }
-        assert_eq!(problem(r#"{"status":"#).message, "is not valid JSON");
+        assert_eq!(
+            problem(r#"{"status":"#).message,
+            "is not valid JSON at line 1, column 10: EOF while parsing a value"
+        );
+        let carriage_return = problem("{\"status\":\"disabled\r\"}");
+        assert_eq!(
+            carriage_return.message,
+            "is not valid JSON at line 1, column 20: control character (\\u0000-\\u001F) found while parsing a string"
+        );
+        assert_eq!(
+            problem("{\"status\":\"disabled\",}").message,
+            "is not valid JSON at line 1, column 22: trailing comma"
+        );
         let nested = problem(r#"{"mfa":"off"}"#);
         assert_eq!(
             (nested.field.as_str(), nested.message.as_str()),
