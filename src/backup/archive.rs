@@ -33,13 +33,10 @@ use tokio_util::task::TaskTracker;
 use super::segment;
 use super::wal::{self, HEADER, WalHeader};
 use crate::config::Config;
+use crate::store::archive_layout::{GENERATION_PREFIX, SNAPSHOT, generations};
 use crate::store::backup::{self as copies, BackupError};
 use crate::store::{DatabaseFile, FileReader, Store, StoreError, last_commit_unix_ms};
 
-/// A generation's folder: `gen-<start, Unix ms>`.
-pub const GENERATION_PREFIX: &str = "gen-";
-/// The generation's snapshot: the database file right after a checkpoint.
-pub const SNAPSHOT: &str = "snapshot.db.zst";
 /// Bytes into the current pass through the log after which every batch
 /// checkpoints (PASSIVE) until a complete one lets the next write start
 /// the log over: SQLite's own autocheckpoint threshold (1,000 pages).
@@ -500,21 +497,6 @@ fn checkpoint(conn: &Connection, mode: &str) {
     if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
         tracing::warn!(error = %e, "WAL checkpoint failed");
     }
-}
-
-/// The generations under `root`, oldest first: (start Unix ms, folder).
-pub fn generations(root: &Path) -> Vec<(i64, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
-    let mut found: Vec<(i64, PathBuf)> = entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let ms = name.strip_prefix(GENERATION_PREFIX)?.parse().ok()?;
-            Some((ms, e.path()))
-        })
-        .collect();
-    found.sort();
-    found
 }
 
 /// Deletes the oldest generations beyond the newest `keep`.

@@ -9,9 +9,9 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::archive::{SNAPSHOT, generations};
 use super::segment;
 use super::wal;
+use crate::store::archive_layout::{SNAPSHOT, generations};
 use crate::store::backup::{self as copies, BackupError};
 
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::backup::restore::{self, RestoreError, Source};
-use crate::store::backup;
+use crate::store::{archive_layout, backup};
 
 #[derive(Subcommand)]
 pub enum BackupCmd {
@@ -65,22 +65,34 @@ fn list(t: &Target, json: bool) -> anyhow::Result<bool> {
     let listed = backup::list(&t.backup_dir)?;
     let value = serde_json::to_value(&listed)?;
     print(json, &value, |_| {
-        if listed.is_empty() {
-            return format!("no backups in {}", t.backup_dir.display());
-        }
-        let rows: Vec<Vec<String>> = listed
-            .iter()
-            .map(|l| {
-                vec![
-                    crate::clock::rfc3339(l.written_at),
-                    l.size_bytes.to_string(),
-                    l.path.display().to_string(),
-                ]
-            })
-            .collect();
-        table(&["WRITTEN", "BYTES", "FILE"], &rows, "")
+        let files = backup_files(&listed, &t.backup_dir);
+        // The archive restores to any moment it covers: worth naming beside
+        // the files, above all when there are none yet.
+        let shown = t.archive_dir.display();
+        let archive = match archive_layout::restorable_from(&t.archive_dir) {
+            Ok(Some(from)) => format!(
+                "WAL archive in {shown}: restorable to any moment since {} (restore --to-time T)",
+                crate::clock::rfc3339(from)
+            ),
+            Ok(None) => format!("no WAL archive in {shown}"),
+            Err(e) => format!("WAL archive in {shown}: cannot list: {e}"),
+        };
+        format!("{files}\n{archive}")
     });
     Ok(true)
+}
+
+fn backup_files(listed: &[backup::Listed], dir: &Path) -> String {
+    if listed.is_empty() {
+        return format!("no backups in {}", dir.display());
+    }
+    let rows: Vec<Vec<String>> = listed
+        .iter()
+        .map(|l| {
+            vec![crate::clock::rfc3339(l.written_at), l.size_bytes.to_string(), l.path.display().to_string()]
+        })
+        .collect();
+    table(&["WRITTEN", "BYTES", "FILE"], &rows, "")
 }
 
 fn verify(file: &Path, json: bool) -> anyhow::Result<bool> {

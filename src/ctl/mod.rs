@@ -358,6 +358,28 @@ fn human_backups(b: &Value) -> String {
     }
 }
 
+/// Where a point-in-time restore can reach, beside the backup files: with
+/// the archive on, "no backups yet" does not mean nothing can be restored.
+fn human_archive(a: &Value) -> String {
+    let dir = cell(a, "dir", "?");
+    match a["enabled"].as_bool() {
+        None => return "unknown".to_string(),
+        Some(false) => return "off ([backup].wal_archive): no restore to a chosen moment".to_string(),
+        Some(true) => {}
+    }
+    if let Some(error) = a["error"].as_str() {
+        return format!("cannot list {dir}: {error}");
+    }
+    let Some(from) = a["restorable_from"].as_str() else {
+        return format!("on, first snapshot not written yet, in {dir}");
+    };
+    let lag = a["lag_seconds"].as_f64().unwrap_or(0.0);
+    // A segment is written at most every 100 ms: under a second is current.
+    let through =
+        if lag >= 1.0 { format!("{lag:.0} s behind the last commit") } else { "the last commit".into() };
+    format!("restorable from {from} to {through}, in {dir}")
+}
+
 /// The served certificate's expiry, days left first: a certificate of
 /// one's own that nobody renews stops every client at once.
 fn human_certificate(tls: &Value) -> String {
@@ -411,6 +433,7 @@ fn human_status(s: &Value) -> String {
         ("admin socket", s["admin_socket"].as_str().unwrap_or("?").to_string()),
         ("mail", human_mail(&s["mail"])),
         ("backups", human_backups(&s["backups"])),
+        ("WAL archive", human_archive(&s["archive"])),
         ("certificate", human_certificate(&s["tls"])),
         ("audit chain", human_audit(&s["audit"]["chain_ok"])),
     ];

@@ -3,6 +3,7 @@
 //! WAL mode. Callers hand closures to `write` and `read`; neither blocks the
 //! async runtime.
 
+pub mod archive_layout;
 pub mod backup;
 mod changes;
 mod file;

@@ -69,6 +69,25 @@ async fn status_reports_the_running_daemon() {
     );
     let mail_line = format!("0 queued, 0 dead; written as files to {} (no [smtp])", mail_dir.display());
     assert!(human.contains(&mail_line) && human.contains("backups      none yet in "), "{human}");
+    // With no backup file yet, the WAL archive (on by default) can still
+    // restore: status says from when, once the first snapshot is written.
+    let archive = d.state_dir().join("archive");
+    let mut status = status;
+    for _ in 0..50 {
+        if status["archive"]["restorable_from"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        status = serde_json::from_slice(&latchctl(&d, &["--json", "status"]).stdout).unwrap();
+    }
+    assert_eq!(
+        (&status["archive"]["enabled"], &status["archive"]["dir"]),
+        (&Value::from(true), &json!(archive))
+    );
+    let from = status["archive"]["restorable_from"].as_str().unwrap_or_else(|| panic!("{status}"));
+    let human = stdout(&latchctl(&d, &["status"]));
+    let line = format!("WAL archive  restorable from {from} to the last commit, in {}", archive.display());
+    assert!(human.contains(&line), "{human}");
     let said = stdout(&latchctl(&d, &["users", "add", "jo@example.test"]));
     let invited =
         format!("invitation to choose a password for jo@example.test: written to {}", mail_dir.display());
@@ -508,6 +527,9 @@ async fn the_socket_alone_finds_the_daemons_state() {
     let listed = run(&["backup", "list"]);
     assert!(listed.status.success(), "{}", stderr(&listed));
     assert!(stdout(&listed).contains(stdout(&made).trim()), "{}", stdout(&listed));
+    let archive =
+        format!("WAL archive in {}/archive: restorable to any moment since 20", d.state_dir().display());
+    assert!(stdout(&listed).contains(&archive), "{}", stdout(&listed));
     assert!(run(&["audit", "verify"]).status.success());
     assert!(!elsewhere.path().join("latch-data").exists(), "nothing made where latchctl ran");
     drop(d);
