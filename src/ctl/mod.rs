@@ -183,7 +183,7 @@ impl Cli {
         };
         t.state = StateDir::new(dir.into(), None);
         t.backup_dir = status["backups"]["dir"].as_str().map_or_else(|| t.state.backups(), PathBuf::from);
-        t.archive_dir = t.state.archive();
+        t.archive_dir = status["archive"]["dir"].as_str().map_or_else(|| t.state.archive(), PathBuf::from);
         Ok(())
     }
 }
