@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 
 use super::segment;
 use super::wal;
-use crate::store::archive_layout::{SNAPSHOT, generations};
+use crate::store::archive_layout::{SNAPSHOT, generations, restorable_from};
 use crate::store::backup::{self as copies, BackupError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("no WAL archive generation in {root} starts at or before {to}")]
-    NoGeneration { root: String, to: String },
+    #[error("no WAL archive generation in {root} starts at or before {to}; {reach}")]
+    NoGeneration { root: String, to: String, reach: String },
     #[error("{0}: not a whole latch WAL archive segment (damaged or cut short)")]
     NotASegment(String),
     #[error("{generation}: segment {missing} is missing; the archive ends before the time asked for")]
@@ -62,7 +62,13 @@ pub fn rebuild(root: &Path, to_ms: i64, dest: &Path) -> Result<Rebuilt, ReplayEr
     let usable = |(ms, dir): &(i64, PathBuf)| *ms <= to_ms && dir.join(SNAPSHOT).exists();
     let Some((start, generation)) = generations(root).into_iter().rfind(usable) else {
         let to = crate::clock::rfc3339(to_ms.div_euclid(1000));
-        return Err(ReplayError::NoGeneration { root: root.display().to_string(), to });
+        // Where it does reach, so the operator's next try is not a guess.
+        let reach = match restorable_from(root) {
+            Ok(Some(from)) => format!("it reaches back to {}", crate::clock::rfc3339(from)),
+            Ok(None) => "it holds no finished snapshot".to_string(),
+            Err(e) => format!("it cannot be listed: {e}"),
+        };
+        return Err(ReplayError::NoGeneration { root: root.display().to_string(), to, reach });
     };
     let snapshot = generation.join(SNAPSHOT);
     let input = File::open(&snapshot).map_err(|source| io(&snapshot, source))?;

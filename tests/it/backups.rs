@@ -259,6 +259,12 @@ async fn a_restore_to_a_time_brings_back_exactly_the_rows_committed_by_then() {
     let too_early = ctl(&state, &["backup", "restore", "--to-time", "2001-01-01T00:00:00Z"]);
     let why = String::from_utf8_lossy(&too_early.stderr);
     assert!(!too_early.status.success() && why.contains("no WAL archive generation"), "{why}");
+    // The refusal says how far back the archive does reach.
+    let name = generations[0].file_name().unwrap().to_string_lossy().into_owned();
+    let started_ms: i64 = name.strip_prefix("gen-").unwrap().parse().unwrap();
+    let reach = time::OffsetDateTime::from_unix_timestamp((started_ms + 999).div_euclid(1000)).unwrap();
+    let reach = reach.format(&time::format_description::well_known::Rfc3339).unwrap();
+    assert!(why.contains(&format!("; it reaches back to {reach}")), "{why}");
     let d = Latchd::start_in(dir).await;
     let names: Vec<String> = {
         let db = d.db();
