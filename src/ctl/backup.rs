@@ -20,7 +20,8 @@ use crate::store::{archive_layout, backup};
 pub enum BackupCmd {
     /// Take a backup now (the daemon must run); prints the new file's path.
     Now,
-    /// The backups in the backup folder, oldest first.
+    /// The backups in the backup folder, oldest first, and how far back
+    /// the WAL archive can restore to.
     List,
     /// Unpack FILE into a temp file and check it (integrity, schema).
     Verify {
