@@ -296,8 +296,9 @@ async fn an_admin_blocks_and_lifts_a_network_with_latchctl() {
         .unwrap();
     assert_eq!(audited, 2);
     // Two blocks on one network, one ending while latchctl is between its
-    // list and its deletes: the other is still lifted.
-    assert!(ctl(&["blocked-ips", "add", "198.51.100.0/24", "--for", "2s"]).status.success());
+    // list and its deletes: the other is still lifted. (A block lives to
+    // the whole second, so "3s" is live for at least 2 s after it is made.)
+    assert!(ctl(&["blocked-ips", "add", "198.51.100.0/24", "--for", "3s"]).status.success());
     assert!(ctl(&["blocked-ips", "add", "198.51.100.0/24"]).status.success());
     let lasting = blocks(&d).await.into_iter().find(|b| b["expires_at"].is_null()).unwrap();
     let lasting = lasting["id"].as_str().unwrap().to_string();
@@ -305,7 +306,7 @@ async fn an_admin_blocks_and_lifts_a_network_with_latchctl() {
         .arg("--state-dir")
         .arg(d.state_dir())
         .args(["blocked-ips", "remove", "198.51.100.0/24"])
-        .env("LATCH_TEST_PAUSE", "ctl_block_delete:3000")
+        .env("LATCH_TEST_PAUSE", "ctl_block_delete:4000")
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
