@@ -68,8 +68,7 @@ fn delivery(cfg: &crate::config::Config) -> serde_json::Value {
 /// an operator must not take for "none yet". Listed off the worker.
 async fn backups_status(dir: std::path::PathBuf) -> serde_json::Value {
     let listing = dir.clone();
-    let listed = tokio::task::spawn_blocking(move || crate::store::backup::list(&listing)).await;
-    match listed.map_err(|e| e.to_string()).and_then(|l| l.map_err(|e| e.to_string())) {
+    match off_worker(move || crate::store::backup::list(&listing)).await {
         Ok(found) => {
             let newest = found.iter().map(|b| b.written_at).max().map(crate::clock::rfc3339);
             json!({ "dir": dir, "newest": newest })
@@ -87,15 +86,22 @@ async fn archive_status(cfg: &crate::config::Config, lag: Option<f64>) -> serde_
         return json!({ "enabled": false, "dir": root });
     }
     let listing = root.clone();
-    let listed =
-        tokio::task::spawn_blocking(move || crate::store::archive_layout::restorable_from(&listing)).await;
-    match listed.map_err(|e| e.to_string()).and_then(|l| l.map_err(|e| e.to_string())) {
+    match off_worker(move || crate::store::archive_layout::restorable_from(&listing)).await {
         Ok(from) => {
             let from = from.map(crate::clock::rfc3339);
             json!({ "enabled": true, "dir": root, "restorable_from": from, "lag_seconds": lag.unwrap_or(0.0) })
         }
         Err(error) => json!({ "enabled": true, "dir": root, "restorable_from": null, "error": error }),
     }
+}
+
+/// Runs a folder listing on the blocking pool (a slow disk must not stall
+/// the worker), its failure as text for the status answer.
+async fn off_worker<T: Send + 'static, E: std::fmt::Display>(
+    list: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, String> {
+    let listed = tokio::task::spawn_blocking(move || list().map_err(|e| e.to_string())).await;
+    listed.map_err(|e| e.to_string())?
 }
 
 #[utoipa::path(get, path = "/v1/admin/config", tag = "admin", security(("bearer" = [])),
