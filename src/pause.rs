@@ -16,7 +16,7 @@ pub async fn at(name: &str) {
     let _ = name;
 }
 
-/// As `at`, for a thread that is not async (`latchctl`).
+/// As `at`, for a thread that is not async (`latchctl`, the archive thread).
 pub fn blocking(name: &str) {
     #[cfg(debug_assertions)]
     if let Some(ms) = configured(name) {

@@ -405,9 +405,12 @@ fn pin_database_file(db: &Path) -> rusqlite::Result<Connection> {
 
 /// Writes a generation's snapshot (before any of its segments: they come
 /// after it on the channel), then prunes old generations. A failed one
-/// takes its folder with it (its segments are then dropped) and has the
-/// hook start a new generation.
+/// leaves its folder empty (its segments are then dropped) and has the
+/// hook start a new generation: the empty folder is what tells a restore
+/// that the archive holds none of the commits from its start to the next.
 fn write_snapshot(s: Snapshot, progress: &Progress) {
+    // Tests stop the daemon here, as a crash or a stop's timeout would.
+    crate::pause::blocking("archive_snapshot");
     match copies::compress_from(s.db, &s.dir.join(SNAPSHOT)) {
         Ok(_) => {
             tracing::info!(generation = %s.dir.display(), "WAL archive: new generation");
@@ -415,7 +418,6 @@ fn write_snapshot(s: Snapshot, progress: &Progress) {
         }
         Err(e) => {
             tracing::warn!(error = %e, "WAL archive: the snapshot failed; a new generation will start");
-            let _ = std::fs::remove_dir_all(&s.dir);
             progress.broken.store(true, Ordering::Release);
         }
     }
@@ -453,8 +455,9 @@ fn write_pending(
         if next_seq.0 != generation {
             *next_seq = (generation.clone(), 0);
         }
-        if !generation.exists() {
-            // Pruned meanwhile: a newer generation's snapshot holds these.
+        if !generation.join(SNAPSHOT).exists() {
+            // Pruned meanwhile (a newer generation's snapshot holds these),
+            // or its snapshot failed: nothing could replay them.
             pending.drain(..run);
             continue;
         }

@@ -3,7 +3,9 @@
 //! write the pages of every archived segment whose commit time is at or
 //! before the target onto it, in order — the same thing SQLite's own
 //! checkpoint does with a log. Segments end on commits, so the result is
-//! the database exactly as of its last commit at or before the target.
+//! the database exactly as of its last commit at or before the target. A
+//! target past the start of a generation whose snapshot was never finished
+//! is refused: the archive holds none of that generation's commits.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -18,6 +20,13 @@ use crate::store::backup::{self as copies, BackupError};
 pub enum ReplayError {
     #[error("no WAL archive generation in {root} starts at or before {to}; {reach}")]
     NoGeneration { root: String, to: String, reach: String },
+    #[error(
+        "the WAL archive cannot restore {to}: generation {generation} began at {began} and its snapshot \
+         was never finished (the daemon stopped, or the write failed), so the archive holds none of the \
+         commits made from then until a later generation began; the latest moment before it that \
+         the archive restores is --to-time {before}"
+    )]
+    Unfinished { to: String, generation: String, began: String, before: String },
     #[error("{0}: not a whole latch WAL archive segment (damaged or cut short)")]
     NotASegment(String),
     #[error("{generation}: segment {missing} is missing; the archive ends before the time asked for")]
@@ -58,9 +67,11 @@ fn segments(dir: &Path) -> Vec<Segment> {
 /// `to_ms` (Unix milliseconds), from the archive under `root`.
 pub fn rebuild(root: &Path, to_ms: i64, dest: &Path) -> Result<Rebuilt, ReplayError> {
     // A generation whose snapshot was never finished (the daemon died while
-    // writing it) cannot be replayed; the one before it can.
-    let usable = |(ms, dir): &(i64, PathBuf)| *ms <= to_ms && dir.join(SNAPSHOT).exists();
-    let Some((start, generation)) = generations(root).into_iter().rfind(usable) else {
+    // writing it, or the write failed) cannot be replayed; the one before it
+    // can, up to that one's start.
+    let all = generations(root);
+    let usable = |(ms, dir): &&(i64, PathBuf)| *ms <= to_ms && dir.join(SNAPSHOT).exists();
+    let Some((start, generation)) = all.iter().rfind(usable).cloned() else {
         let to = crate::clock::rfc3339(to_ms.div_euclid(1000));
         // Where it does reach, so the operator's next try is not a guess.
         let reach = match restorable_from(root) {
@@ -70,6 +81,18 @@ pub fn rebuild(root: &Path, to_ms: i64, dest: &Path) -> Result<Rebuilt, ReplayEr
         };
         return Err(ReplayError::NoGeneration { root: root.display().to_string(), to, reach });
     };
+    // Any generation begun after that one and by the target is unfinished:
+    // replaying the one before would end at its last commit, silently short
+    // of the moment asked for.
+    if let Some((began, unfinished)) = all.iter().find(|(ms, _)| *ms > start && *ms <= to_ms) {
+        return Err(ReplayError::Unfinished {
+            to: crate::clock::rfc3339(to_ms.div_euclid(1000)),
+            generation: unfinished.display().to_string(),
+            began: rfc3339_ms(*began),
+            // `--to-time` counts every commit within its second.
+            before: crate::clock::rfc3339((began - 1000).div_euclid(1000)),
+        });
+    }
     let snapshot = generation.join(SNAPSHOT);
     let input = File::open(&snapshot).map_err(|source| io(&snapshot, source))?;
     copies::decompress(input, &snapshot, dest)?;

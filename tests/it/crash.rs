@@ -160,13 +160,6 @@ async fn lost_writes(d: &Latchd, ledger: &mut Ledger) -> Vec<String> {
     lost
 }
 
-fn kill_and_keep(d: Latchd) -> tempfile::TempDir {
-    let dir = d.kill_keep_dir();
-    // The supervisor's part: a killed daemon leaves its ready.json behind.
-    let _ = std::fs::remove_file(dir.path().join("state/ready.json"));
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_sigkills_under_write_load_lose_no_acknowledged_write() {
     let cycles: usize = std::env::var("LATCH_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
@@ -195,7 +188,7 @@ async fn fifty_sigkills_under_write_load_lose_no_acknowledged_write() {
             client.await.unwrap();
         }
         ledger = std::mem::take(&mut *shared.lock().unwrap());
-        dir = Some(kill_and_keep(Arc::into_inner(d).expect("clients are done")));
+        dir = Some(Arc::into_inner(d).expect("clients are done").kill_keep_dir());
     }
     let d = Latchd::start_in(dir.take().unwrap()).await;
     for what in lost_writes(&d, &mut ledger).await {
@@ -253,7 +246,7 @@ async fn an_outside_reader_of_the_live_database_takes_no_commit_with_it() {
         let answer = post(&d, "/v1/auth/register", None, body).await;
         assert!(answer.as_ref().is_some_and(|(s, _)| *s < 300), "{answer:?}");
     }
-    let d = Latchd::start_in(kill_and_keep(d)).await;
+    let d = Latchd::start_in(d.kill_keep_dir()).await;
     let after = count(&d.db(), "SELECT count(*) FROM users WHERE email GLOB ?1", &"after-reader-*");
     assert_eq!((before, after), (0, 3), "every registration acknowledged after the outside read");
 }

@@ -211,12 +211,15 @@ impl Latchd {
         }
     }
 
-    /// SIGKILL (no clean stop at all) and takes the temp dir back.
+    /// SIGKILL (no clean stop at all) and takes the temp dir back, without
+    /// the ready.json the killed daemon left (a supervisor's part), so a
+    /// restart in it waits for the new daemon's.
     pub fn kill_keep_dir(mut self) -> tempfile::TempDir {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = std::fs::remove_file(self.state_dir().join("ready.json"));
         let dir = tempfile::tempdir().expect("tempdir");
         std::mem::replace(&mut self.dir, dir)
     }
