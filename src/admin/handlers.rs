@@ -78,18 +78,24 @@ async fn backups_status(dir: std::path::PathBuf) -> serde_json::Value {
 }
 
 /// Whether the WAL archive is on, where, from when a restore can reach
-/// and how far it trails the last commit: with it on, "no backups yet"
-/// does not mean nothing could be restored. Listed off the worker.
+/// (and the stretches since that it cannot: `gaps`, each from a second up
+/// to another) and how far it trails the last commit: with it on, "no
+/// backups yet" does not mean nothing could be restored. Listed off the
+/// worker.
 async fn archive_status(cfg: &crate::config::Config, lag: Option<f64>) -> serde_json::Value {
     let root = cfg.archive_dir();
     if !cfg.backup.wal_archive {
         return json!({ "enabled": false, "dir": root });
     }
     let listing = root.clone();
-    match off_worker(move || crate::store::archive_layout::restorable_from(&listing)).await {
-        Ok(from) => {
-            let from = from.map(crate::clock::rfc3339);
-            json!({ "enabled": true, "dir": root, "restorable_from": from, "lag_seconds": lag.unwrap_or(0.0) })
+    match off_worker(move || crate::store::archive_layout::reach(&listing)).await {
+        Ok(reach) => {
+            let from = reach.as_ref().map(|r| crate::clock::rfc3339(r.from));
+            let gaps: Vec<_> = reach.iter().flat_map(|r| &r.gaps).map(|(from, until)| {
+                json!({ "from": crate::clock::rfc3339(*from), "until": crate::clock::rfc3339(*until) })
+            }).collect();
+            json!({ "enabled": true, "dir": root, "restorable_from": from, "gaps": gaps,
+                "lag_seconds": lag.unwrap_or(0.0) })
         }
         Err(error) => json!({ "enabled": true, "dir": root, "restorable_from": null, "error": error }),
     }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::segment;
 use super::wal;
-use crate::store::archive_layout::{SNAPSHOT, generations, restorable_from};
+use crate::store::archive_layout::{SNAPSHOT, generations, reach};
 use crate::store::backup::{self as copies, BackupError};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,8 +74,8 @@ pub fn rebuild(root: &Path, to_ms: i64, dest: &Path) -> Result<Rebuilt, ReplayEr
     let Some((start, generation)) = all.iter().rfind(usable).cloned() else {
         let to = crate::clock::rfc3339(to_ms.div_euclid(1000));
         // Where it does reach, so the operator's next try is not a guess.
-        let reach = match restorable_from(root) {
-            Ok(Some(from)) => format!("it reaches back to {}", crate::clock::rfc3339(from)),
+        let reach = match reach(root) {
+            Ok(Some(reach)) => format!("it reaches back to {}", crate::clock::rfc3339(reach.from)),
             Ok(None) => "it holds no finished snapshot".to_string(),
             Err(e) => format!("it cannot be listed: {e}"),
         };

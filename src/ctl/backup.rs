@@ -70,11 +70,16 @@ fn list(t: &Target, json: bool) -> anyhow::Result<bool> {
         // The archive restores to any moment it covers: worth naming beside
         // the files, above all when there are none yet.
         let shown = t.archive_dir.display();
-        let archive = match archive_layout::restorable_from(&t.archive_dir) {
-            Ok(Some(from)) => format!(
-                "WAL archive in {shown}: restorable to any moment since {} (restore --to-time T)",
-                crate::clock::rfc3339(from)
-            ),
+        let archive = match archive_layout::reach(&t.archive_dir) {
+            Ok(Some(reach)) => {
+                let gaps =
+                    reach.gaps.iter().map(|(a, b)| (crate::clock::rfc3339(*a), crate::clock::rfc3339(*b)));
+                format!(
+                    "WAL archive in {shown}: restorable to any moment since {}{} (restore --to-time T)",
+                    crate::clock::rfc3339(reach.from),
+                    super::except_gaps(gaps)
+                )
+            }
             Ok(None) => format!("no WAL archive in {shown}"),
             Err(e) => format!("WAL archive in {shown}: cannot list: {e}"),
         };

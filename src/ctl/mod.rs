@@ -377,7 +377,17 @@ fn human_archive(a: &Value) -> String {
     // A segment is written at most every 100 ms: under a second is current.
     let through =
         if lag >= 1.0 { format!("{lag:.0} s behind the last commit") } else { "the last commit".into() };
-    format!("restorable from {from} to {through}, in {dir}")
+    let gaps =
+        a["gaps"].as_array().into_iter().flatten().map(|g| (cell(g, "from", "?"), cell(g, "until", "?")));
+    format!("restorable from {from} to {through}{}, in {dir}", except_gaps(gaps))
+}
+
+/// The stretches a restore cannot reach, as a clause: ", except from A
+/// until B" (`--to-time` A is refused, B works).
+pub(crate) fn except_gaps<T: std::fmt::Display>(gaps: impl IntoIterator<Item = (T, T)>) -> String {
+    let each: Vec<String> =
+        gaps.into_iter().map(|(from, until)| format!("from {from} until {until}")).collect();
+    if each.is_empty() { String::new() } else { format!(", except {}", each.join(" and ")) }
 }
 
 /// The served certificate's expiry, days left first: a certificate of

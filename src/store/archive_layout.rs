@@ -29,47 +29,102 @@ fn listed(root: &Path) -> std::io::Result<Vec<(i64, PathBuf)>> {
     Ok(found)
 }
 
-/// The first whole second (Unix) a restore from the archive under `root`
-/// can reach: the start of its oldest generation whose snapshot was
-/// finished, rounded up so that `restore --to-time` at it works. None while
-/// there is none (archiving off, or the first snapshot still being
-/// written); an error when the folder cannot be read, which an operator
-/// must not take for "no archive".
-pub fn restorable_from(root: &Path) -> std::io::Result<Option<i64>> {
+/// How far a restore from the archive reaches, in the whole seconds (Unix)
+/// `restore --to-time` names.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reach {
+    /// The first second: the start of the oldest generation whose snapshot
+    /// was finished, rounded up.
+    pub from: i64,
+    /// Seconds refused since then, each `[from, until)`: a generation whose
+    /// snapshot was never finished (the daemon died while writing it, or
+    /// the write failed) holds none of the commits made until the next
+    /// finished one began. The newest generation is not counted: its
+    /// snapshot may be the one a running daemon is writing.
+    pub gaps: Vec<(i64, i64)>,
+}
+
+/// The reach of the archive under `root`: None while it has no finished
+/// snapshot (archiving off, or the first snapshot still being written);
+/// an error when the folder cannot be read, which an operator must not
+/// take for "no archive".
+pub fn reach(root: &Path) -> std::io::Result<Option<Reach>> {
     let all = match listed(root) {
         Ok(all) => all,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let first = all.into_iter().find(|(_, dir)| dir.join(SNAPSHOT).exists());
-    Ok(first.map(|(ms, _)| (ms + 999).div_euclid(1000)))
+    let finished: Vec<bool> = all.iter().map(|(_, dir)| dir.join(SNAPSHOT).exists()).collect();
+    let Some(first) = finished.iter().position(|f| *f) else { return Ok(None) };
+    let (mut gaps, mut unfinished_since) = (Vec::new(), None);
+    for (i, (ms, _)) in all.iter().enumerate().skip(first + 1) {
+        let newest = i + 1 == all.len();
+        if let Some(since) = unfinished_since.filter(|_| finished[i] || newest) {
+            // `--to-time S` counts every commit within S: the second a
+            // generation began in already reaches it.
+            let (from, until) = (i64::div_euclid(since, 1000), ms.div_euclid(1000));
+            if from < until {
+                gaps.push((from, until));
+            }
+            unfinished_since = None;
+        } else if !finished[i] && !newest {
+            unfinished_since = unfinished_since.or(Some(*ms));
+        }
+    }
+    Ok(Some(Reach { from: (all[first].0 + 999).div_euclid(1000), gaps }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn generation(root: &Path, ms: i64, snapshot: bool) {
+        let dir = root.join(format!("{GENERATION_PREFIX}{ms:013}"));
+        std::fs::create_dir(&dir).unwrap();
+        if snapshot {
+            std::fs::write(dir.join(SNAPSHOT), b"").unwrap();
+        }
+    }
+
     #[test]
     fn the_oldest_generation_with_a_snapshot_is_where_a_restore_can_start() {
         let root = tempfile::tempdir().unwrap();
-        assert_eq!(restorable_from(root.path()).unwrap(), None);
-        assert_eq!(restorable_from(&root.path().join("absent")).unwrap(), None);
+        assert_eq!(reach(root.path()).unwrap(), None);
+        assert_eq!(reach(&root.path().join("absent")).unwrap(), None);
         for (ms, snapshot) in [(3_000, true), (1_000, false), (2_000_001, true)] {
-            let dir = root.path().join(format!("{GENERATION_PREFIX}{ms:013}"));
-            std::fs::create_dir(&dir).unwrap();
-            if snapshot {
-                std::fs::write(dir.join(SNAPSHOT), b"").unwrap();
-            }
+            generation(root.path(), ms, snapshot);
         }
         std::fs::create_dir(root.path().join("not-a-generation")).unwrap();
         let starts: Vec<i64> = generations(root.path()).into_iter().map(|(ms, _)| ms).collect();
         assert_eq!(starts, [1_000, 3_000, 2_000_001]);
         // 1,000's snapshot was never finished; 3,000 ms is second 3 exactly.
-        assert_eq!(restorable_from(root.path()).unwrap(), Some(3));
+        assert_eq!(reach(root.path()).unwrap(), Some(Reach { from: 3, gaps: vec![] }));
         std::fs::remove_dir_all(root.path().join(format!("{GENERATION_PREFIX}{:013}", 3_000))).unwrap();
-        assert_eq!(restorable_from(root.path()).unwrap(), Some(2_001), "rounded up to a whole second");
+        let from = reach(root.path()).unwrap().map(|r| r.from);
+        assert_eq!(from, Some(2_001), "rounded up to a whole second");
         let not_a_folder = root.path().join("file");
         std::fs::write(&not_a_folder, b"").unwrap();
-        assert!(restorable_from(&not_a_folder).is_err());
+        assert!(reach(&not_a_folder).is_err());
+    }
+
+    #[test]
+    fn unfinished_generations_after_the_first_finished_one_are_gaps_until_the_next_one() {
+        let root = tempfile::tempdir().unwrap();
+        let runs = [(10_500, true), (20_400, false), (25_000, false), (30_700, true), (40_000, true)];
+        for (ms, snapshot) in runs {
+            generation(root.path(), ms, snapshot);
+        }
+        // 20.4 s and 25 s: one gap, from the second 20.4 s is in to the one
+        // the next finished generation began in.
+        assert_eq!(reach(root.path()).unwrap(), Some(Reach { from: 11, gaps: vec![(20, 30)] }));
+        // The newest unfinished one may be a running daemon's: no gap yet,
+        // but it ends one that is open.
+        generation(root.path(), 50_000, false);
+        assert_eq!(reach(root.path()).unwrap().unwrap().gaps, [(20, 30)]);
+        // 50 s and 50.1 s share a second: `--to-time` 50 reaches 50.1 s.
+        generation(root.path(), 50_100, true);
+        generation(root.path(), 60_000, false);
+        generation(root.path(), 70_000, false);
+        assert_eq!(reach(root.path()).unwrap().unwrap().gaps, [(20, 30), (60, 70)]);
     }
 }

@@ -356,11 +356,20 @@ async fn a_restore_into_the_stretch_a_failed_snapshot_left_unarchived_is_refused
     .await;
     assert!(d.log().contains("the snapshot failed"), "{}", d.log());
     assert!(failing.exists(), "the failed generation's folder stays, marking the stretch");
-    let name = failing.file_name().unwrap().to_string_lossy().into_owned();
-    let started_ms: i64 = name.strip_prefix("gen-").unwrap().parse().unwrap();
-    // The second it began in: the next generation began 1.5 s later at least.
-    let t = time::OffsetDateTime::from_unix_timestamp(started_ms.div_euclid(1000)).unwrap();
-    let t = t.format(&time::format_description::well_known::Rfc3339).unwrap();
+    // From the second it began in (the next one began 1.5 s later at
+    // least) to the second the next one began in.
+    let second = |folder: &Path| {
+        let name = folder.file_name().unwrap().to_string_lossy().into_owned();
+        let started_ms: i64 = name.strip_prefix("gen-").unwrap().parse().unwrap();
+        let at = time::OffsetDateTime::from_unix_timestamp(started_ms.div_euclid(1000)).unwrap();
+        at.format(&time::format_description::well_known::Rfc3339).unwrap()
+    };
+    let (t, until) = (second(&failing), second(&generation_folders(&state)[2]));
+    // Status and the backup list name the stretch before a restore meets it.
+    let status = ok_json(ctl(&state, &["--json", "status"]));
+    assert_eq!(status["archive"]["gaps"], json!([{ "from": t, "until": until }]), "{status}");
+    let listed = String::from_utf8_lossy(&ctl(&state, &["backup", "list"]).stdout).into_owned();
+    assert!(listed.contains(&format!(", except from {t} until {until} (restore --to-time T)")), "{listed}");
     refused_then_restored_before(&state, d.stop_keep_dir(), &t).await;
 }
 
