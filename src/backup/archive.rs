@@ -405,9 +405,10 @@ fn pin_database_file(db: &Path) -> rusqlite::Result<Connection> {
 
 /// Writes a generation's snapshot (before any of its segments: they come
 /// after it on the channel), then prunes old generations. A failed one
-/// leaves its folder empty (its segments are then dropped) and has the
-/// hook start a new generation: the empty folder is what tells a restore
-/// that the archive holds none of the commits from its start to the next.
+/// has the hook start a new generation, and its segments are dropped; its
+/// folder stays, empty, when it is the first failure after a finished
+/// generation: it tells a restore that the archive holds none of the
+/// commits from its start to the next finished one.
 fn write_snapshot(s: Snapshot, progress: &Progress) {
     // Tests stop the daemon here, as a crash or a stop's timeout would.
     crate::pause::blocking("archive_snapshot");
@@ -418,6 +419,9 @@ fn write_snapshot(s: Snapshot, progress: &Progress) {
         }
         Err(e) => {
             tracing::warn!(error = %e, "WAL archive: the snapshot failed; a new generation will start");
+            if !marks_a_gap(&s.root, &s.dir) {
+                let _ = std::fs::remove_dir_all(&s.dir);
+            }
             progress.broken.store(true, Ordering::Release);
         }
     }
@@ -425,6 +429,17 @@ fn write_snapshot(s: Snapshot, progress: &Progress) {
     progress.snapshotting.store(false, Ordering::Release);
     // Compressing the database took zstd's window and buffers.
     crate::telemetry::memory::return_free_memory();
+}
+
+/// Whether the folder of a generation whose snapshot failed is worth
+/// keeping: only when the generation before it was finished. A run of
+/// failures (a full disk, retried every second) marks the same stretch
+/// with its first folder and adds none; a failure before any finished
+/// generation is outside what a restore can reach anyway.
+fn marks_a_gap(root: &Path, failed: &Path) -> bool {
+    let before =
+        generations(root).into_iter().map(|(_, dir)| dir).take_while(|dir| dir.as_path() != failed).last();
+    before.is_some_and(|dir| dir.join(SNAPSHOT).exists())
 }
 
 fn take(
@@ -515,6 +530,26 @@ fn prune(root: &Path, keep: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_first_failed_generation_after_a_finished_one_is_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let folder = |ms: i64, snapshot: bool| {
+            let dir = root.path().join(format!("{GENERATION_PREFIX}{ms:013}"));
+            std::fs::create_dir(&dir).unwrap();
+            if snapshot {
+                std::fs::write(dir.join(SNAPSHOT), b"").unwrap();
+            }
+            dir
+        };
+        let first = folder(1_000, false);
+        assert!(!marks_a_gap(root.path(), &first), "nothing finished before it");
+        folder(2_000, true);
+        let failed = folder(3_000, false);
+        assert!(marks_a_gap(root.path(), &failed), "the stretch from 3 s on is not archived");
+        let again = folder(4_000, false);
+        assert!(!marks_a_gap(root.path(), &again), "3 s already marks it");
+    }
 
     /// What the snapshot relies on: while the pin's read transaction is
     /// open, no checkpoint (not even TRUNCATE) writes the database file.
