@@ -16,12 +16,13 @@
 //! the whole database) and holds every frame written after it; a restore
 //! replays one generation's frames onto its snapshot (`replay.rs`). A new
 //! generation starts every `[backup].interval`; `keep` of them are kept.
+//! The archive thread's side is `archive_thread.rs`.
 
 use std::fs::File;
 use std::io::Seek;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -30,68 +31,20 @@ use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::segment;
+use super::archive_thread::{Chunk, Progress, Snapshot, Work, write_segments};
 use super::wal::{self, HEADER, WalHeader};
 use crate::config::Config;
-use crate::store::archive_layout::{GENERATION_PREFIX, SNAPSHOT, generations};
+use crate::store::archive_layout::GENERATION_PREFIX;
 use crate::store::backup::{self as copies, BackupError};
-use crate::store::{DatabaseFile, FileReader, Store, StoreError, last_commit_unix_ms};
+use crate::store::{DatabaseFile, Store, StoreError, last_commit_unix_ms};
 
 /// Bytes into the current pass through the log after which every batch
 /// checkpoints (PASSIVE) until a complete one lets the next write start
 /// the log over: SQLite's own autocheckpoint threshold (1,000 pages).
 const CHECKPOINT_AFTER: u64 = 4 << 20;
-/// While archiving fails, the archive thread holds up to this many bytes of
-/// frames before it gives them up (and the log may be checkpointed): the
-/// database stays available and a new generation starts.
-const GIVE_UP_AFTER: u64 = 256 << 20;
-/// At most one segment per this long: the recovery point stays well under
-/// a second while the archive's fsyncs stay few beside the commits'.
-const SEGMENT_EVERY: Duration = Duration::from_millis(100);
 /// How often the hooks run while no writes come, so a failed copy is
 /// retried and the lag gauge stays true.
-const TICK: Duration = Duration::from_secs(1);
-
-/// What the writer's hook and the archive thread share.
-#[derive(Default)]
-struct Progress {
-    /// Set by the thread when it gave frames up: the generation has a hole.
-    broken: AtomicBool,
-    /// Set by the hook when it sends a snapshot, cleared by the thread once
-    /// written: the next generation waits for it, since its TRUNCATE
-    /// checkpoint would wait on the pin with the writer thread.
-    snapshotting: AtomicBool,
-}
-
-/// What the hook (and the stop) send the archive thread.
-enum Work {
-    Chunk(Chunk),
-    Snapshot(Box<Snapshot>),
-    /// The daemon stops: write everything held, then answer and end.
-    Finish(tokio::sync::oneshot::Sender<()>),
-}
-
-/// Committed frames for the archive thread.
-struct Chunk {
-    generation: PathBuf,
-    page_size: usize,
-    commit_ms: i64,
-    frames: Vec<u8>,
-}
-
-/// A new generation's snapshot, for the archive thread to write. `pin`
-/// holds a read transaction begun right after the full checkpoint: while
-/// it is open SQLite lets no checkpoint write the database file (they wait
-/// on the read lock of readers that use no log), so the file the thread
-/// compresses stays exactly the generation's start, however long it takes
-/// and even if the daemon stops meanwhile.
-struct Snapshot {
-    dir: PathBuf,
-    db: FileReader,
-    pin: Connection,
-    root: PathBuf,
-    keep: usize,
-}
+pub(super) const TICK: Duration = Duration::from_secs(1);
 
 struct Archiver {
     config: Arc<ArcSwap<Config>>,
@@ -243,10 +196,11 @@ impl Archiver {
         let pin = pin_database_file(&self.db)
             .map_err(|source| BackupError::Sqlite { path: self.db.display().to_string(), source })?;
         let root = cfg.archive_dir();
-        let dir = root.join(format!("{GENERATION_PREFIX}{:013}", crate::clock::now_unix_ms()));
+        let started_ms = crate::clock::now_unix_ms();
+        let dir = root.join(format!("{GENERATION_PREFIX}{started_ms:013}"));
         copies::make_private_dir(&dir)?;
-        let snapshot =
-            Snapshot { dir: dir.clone(), db: self.file.reader(), pin, root, keep: cfg.backup.keep as usize };
+        let (db, keep) = (Box::new(self.file.reader()), cfg.backup.keep as usize);
+        let snapshot = Snapshot { dir: dir.clone(), started_ms, db, pin, root, keep };
         self.progress.snapshotting.store(true, Ordering::Release);
         if self.to_thread.send(Work::Snapshot(Box::new(snapshot))).is_err() {
             self.progress.snapshotting.store(false, Ordering::Release);
@@ -350,51 +304,6 @@ fn read_live(file: &File, h: &WalHeader, offset: u64, len: u64, body: &mut Vec<u
     }
 }
 
-/// The archive thread: writes what the hook sends as segments, several
-/// batches to a segment when they queue up, retrying once a second while
-/// the archive cannot be written. It gives frames up (and marks the
-/// generation broken, so a new one starts) only past `GIVE_UP_AFTER`.
-fn write_segments(work: &mpsc::Receiver<Work>, progress: &Progress) {
-    let (mut pending, mut next_seq): (Vec<Chunk>, (PathBuf, u64)) = (Vec::new(), (PathBuf::new(), 0));
-    let (mut failing, mut last_write) = (false, Instant::now());
-    let mut finish = None;
-    loop {
-        let first = if pending.is_empty() {
-            work.recv()
-        } else {
-            work.recv_timeout(TICK).map_err(|_| mpsc::RecvError)
-        };
-        let gone = first.is_err();
-        if gone && pending.is_empty() {
-            return; // the hook is gone: the daemon stopped
-        }
-        if gone && failing {
-            // Nothing more can come; the wait between retries is ours.
-            std::thread::sleep(TICK);
-        }
-        take(first.ok(), &mut pending, &mut finish, progress);
-        if finish.is_none() {
-            // Each segment costs two fsyncs of the disk the commits need
-            // too: gather what commits in the next moment into one segment.
-            std::thread::sleep(SEGMENT_EVERY.saturating_sub(last_write.elapsed()));
-        }
-        for w in work.try_iter() {
-            take(Some(w), &mut pending, &mut finish, progress);
-        }
-        write_pending(&mut pending, &mut next_seq, (&mut failing, &mut last_write), progress);
-        let lag =
-            pending.first().map_or(0.0, |c| (crate::clock::now_unix_ms() - c.commit_ms).max(0) as f64 / 1e3);
-        metrics::gauge!("latch_wal_archive_lag_seconds").set(lag);
-        if let Some(done) = finish.take() {
-            if !pending.is_empty() {
-                tracing::error!(batches = pending.len(), "WAL archive: stopping with frames not archived");
-            }
-            let _ = done.send(());
-            return;
-        }
-    }
-}
-
 /// A read transaction on the database file, begun while the log is empty.
 fn pin_database_file(db: &Path) -> rusqlite::Result<Connection> {
     let pin = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
@@ -403,153 +312,15 @@ fn pin_database_file(db: &Path) -> rusqlite::Result<Connection> {
     Ok(pin)
 }
 
-/// Writes a generation's snapshot (before any of its segments: they come
-/// after it on the channel), then prunes old generations. A failed one
-/// has the hook start a new generation, and its segments are dropped; its
-/// folder stays, empty, when it is the first failure after a finished
-/// generation: it tells a restore that the archive holds none of the
-/// commits from its start to the next finished one.
-fn write_snapshot(s: Snapshot, progress: &Progress) {
-    // Tests stop the daemon here, as a crash or a stop's timeout would.
-    crate::pause::blocking("archive_snapshot");
-    match copies::compress_from(s.db, &s.dir.join(SNAPSHOT)) {
-        Ok(_) => {
-            tracing::info!(generation = %s.dir.display(), "WAL archive: new generation");
-            prune(&s.root, s.keep);
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "WAL archive: the snapshot failed; a new generation will start");
-            if !marks_a_gap(&s.root, &s.dir) {
-                let _ = std::fs::remove_dir_all(&s.dir);
-            }
-            progress.broken.store(true, Ordering::Release);
-        }
-    }
-    drop(s.pin);
-    progress.snapshotting.store(false, Ordering::Release);
-    // Compressing the database took zstd's window and buffers.
-    crate::telemetry::memory::return_free_memory();
-}
-
-/// Whether the folder of a generation whose snapshot failed is worth
-/// keeping: only when the generation before it was finished. A run of
-/// failures (a full disk, retried every second) marks the same stretch
-/// with its first folder and adds none; a failure before any finished
-/// generation is outside what a restore can reach anyway.
-fn marks_a_gap(root: &Path, failed: &Path) -> bool {
-    let before =
-        generations(root).into_iter().map(|(_, dir)| dir).take_while(|dir| dir.as_path() != failed).last();
-    before.is_some_and(|dir| dir.join(SNAPSHOT).exists())
-}
-
-fn take(
-    w: Option<Work>,
-    pending: &mut Vec<Chunk>,
-    finish: &mut Option<tokio::sync::oneshot::Sender<()>>,
-    progress: &Progress,
-) {
-    match w {
-        Some(Work::Chunk(c)) => pending.push(c),
-        Some(Work::Snapshot(snapshot)) => write_snapshot(*snapshot, progress),
-        Some(Work::Finish(done)) => *finish = Some(done),
-        None => {}
-    }
-}
-
-/// Writes what is pending, a segment per run of one generation, until done
-/// or a write fails (then it is kept for the next try, within bounds).
-fn write_pending(
-    pending: &mut Vec<Chunk>,
-    next_seq: &mut (PathBuf, u64),
-    (failing, last_write): (&mut bool, &mut Instant),
-    progress: &Progress,
-) {
-    while !pending.is_empty() {
-        let run = pending.iter().take_while(|c| c.generation == pending[0].generation).count();
-        let (generation, page_size) = (pending[0].generation.clone(), pending[0].page_size);
-        if next_seq.0 != generation {
-            *next_seq = (generation.clone(), 0);
-        }
-        if !generation.join(SNAPSHOT).exists() {
-            // Pruned meanwhile (a newer generation's snapshot holds these),
-            // or its snapshot failed: nothing could replay them.
-            pending.drain(..run);
-            continue;
-        }
-        let runs = pending[..run].iter().map(|c| c.frames.as_slice()).collect::<Vec<_>>();
-        let bytes = segment::encode(&runs, page_size);
-        let name = segment::file_name(next_seq.1, pending[run - 1].commit_ms);
-        match copies::write_bytes(&bytes, &generation.join(name)) {
-            Ok(_) => {
-                *last_write = Instant::now();
-                next_seq.1 += 1;
-                pending.drain(..run);
-                if std::mem::take(failing) {
-                    tracing::info!("WAL archive: caught up");
-                }
-            }
-            Err(e) => {
-                if !std::mem::replace(failing, true) {
-                    tracing::error!(error = %e, "WAL archive: writing a segment failed; will retry");
-                }
-                give_up_if_too_much(pending, progress);
-                return;
-            }
-        }
-    }
-}
-
-fn give_up_if_too_much(pending: &mut Vec<Chunk>, progress: &Progress) {
-    let held: usize = pending.iter().map(|c| c.frames.len()).sum();
-    if held as u64 > GIVE_UP_AFTER {
-        tracing::error!(
-            bytes = held,
-            "WAL archive: giving up frames the archive could not take; a new generation starts once it can"
-        );
-        progress.broken.store(true, Ordering::Release);
-        pending.clear();
-    }
-}
-
 fn checkpoint(conn: &Connection, mode: &str) {
     if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
         tracing::warn!(error = %e, "WAL checkpoint failed");
     }
 }
 
-/// Deletes the oldest generations beyond the newest `keep`.
-fn prune(root: &Path, keep: usize) {
-    let all = generations(root);
-    for (_, old) in &all[..all.len().saturating_sub(keep)] {
-        if let Err(e) = std::fs::remove_dir_all(old) {
-            tracing::warn!(error = %e, generation = %old.display(), "WAL archive: pruning failed");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_first_failed_generation_after_a_finished_one_is_kept() {
-        let root = tempfile::tempdir().unwrap();
-        let folder = |ms: i64, snapshot: bool| {
-            let dir = root.path().join(format!("{GENERATION_PREFIX}{ms:013}"));
-            std::fs::create_dir(&dir).unwrap();
-            if snapshot {
-                std::fs::write(dir.join(SNAPSHOT), b"").unwrap();
-            }
-            dir
-        };
-        let first = folder(1_000, false);
-        assert!(!marks_a_gap(root.path(), &first), "nothing finished before it");
-        folder(2_000, true);
-        let failed = folder(3_000, false);
-        assert!(marks_a_gap(root.path(), &failed), "the stretch from 3 s on is not archived");
-        let again = folder(4_000, false);
-        assert!(!marks_a_gap(root.path(), &again), "3 s already marks it");
-    }
 
     /// What the snapshot relies on: while the pin's read transaction is
     /// open, no checkpoint (not even TRUNCATE) writes the database file.

@@ -5,6 +5,7 @@
 //! and restore; this module decides when, where, and what to report.
 
 pub mod archive;
+mod archive_thread;
 mod handlers;
 mod replay;
 pub mod restore;
