@@ -45,6 +45,12 @@ const CHECKPOINT_AFTER: u64 = 4 << 20;
 /// How often the hooks run while no writes come, so a failed copy is
 /// retried and the lag gauge stays true.
 pub(super) const TICK: Duration = Duration::from_secs(1);
+/// After a generation failed to start or broke (a failed snapshot, frames
+/// given up), the next starts no sooner than this: a failing archive disk
+/// is not retried at every batch, each try a full checkpoint that holds up
+/// the writer and a warning in the log. Meanwhile the log grows unarchived
+/// and the lag gauge counts it.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
 struct Archiver {
     config: Arc<ArcSwap<Config>>,
@@ -55,6 +61,8 @@ struct Archiver {
     /// The current generation's folder.
     generation: Option<PathBuf>,
     next_generation: Instant,
+    /// While there is no generation: when the next may start.
+    retry_at: Instant,
     /// The pass through the log being read, and where its unread part begins.
     pass: Option<WalHeader>,
     offset: u64,
@@ -114,6 +122,7 @@ pub async fn install(
         file: store.file(),
         generation: None,
         next_generation: Instant::now(),
+        retry_at: Instant::now(),
         pass: None,
         offset: HEADER,
         log: None,
@@ -144,15 +153,16 @@ impl Archiver {
             return;
         }
         if self.progress.broken.swap(false, Ordering::AcqRel) {
-            self.generation = None;
+            self.failed();
         }
-        let due = self.generation.is_none() || Instant::now() >= self.next_generation;
+        let now = Instant::now();
+        let due = if self.generation.is_none() { now >= self.retry_at } else { now >= self.next_generation };
         if due && !self.progress.snapshotting.load(Ordering::Acquire) {
             // The old generation takes its last frames before the new one starts.
             self.collect();
             if let Err(e) = self.start_generation(conn, &cfg) {
                 tracing::warn!(error = %e, "WAL archive: could not start a generation; will retry");
-                self.generation = None;
+                self.failed();
             }
         }
         self.collect();
@@ -163,6 +173,13 @@ impl Archiver {
         if self.offset > CHECKPOINT_AFTER {
             checkpoint(conn, "PASSIVE");
         }
+    }
+
+    /// No generation until the retry is due.
+    fn failed(&mut self) {
+        self.generation = None;
+        self.retry_at =
+            Instant::now() + crate::pause::duration("archive_retry").unwrap_or(RETRY_AFTER_FAILURE);
     }
 
     /// Hands checkpoints to this hook while archiving, back to SQLite when not.

@@ -90,27 +90,29 @@ pub(super) struct Snapshot {
 
 /// The archive thread: writes what the hook sends as segments, several
 /// batches to a segment when they queue up, retrying once a second while
-/// the archive cannot be written. It gives frames up (and marks the
+/// the archive cannot be written, and sets the lag gauge. It gives frames up (and marks the
 /// generation broken, so a new one starts) only past `GIVE_UP_AFTER`.
 pub(super) fn write_segments(work: &mpsc::Receiver<Work>, progress: &Progress) {
     let (mut pending, mut next_seq): (Vec<Chunk>, (PathBuf, u64)) = (Vec::new(), (PathBuf::new(), 0));
     let (mut failing, mut last_write) = (false, Instant::now());
     let mut finish = None;
     loop {
-        let first = if pending.is_empty() {
-            work.recv()
-        } else {
-            work.recv_timeout(TICK).map_err(|_| mpsc::RecvError)
+        // A wake-up at least once a second, work or not: a failed copy is
+        // retried, and the lag gauge keeps counting while nothing comes.
+        let first = match work.recv_timeout(TICK) {
+            Ok(w) => Some(w),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            // The hook is gone: the daemon stopped.
+            Err(mpsc::RecvTimeoutError::Disconnected) if pending.is_empty() => return,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // Nothing more can come; the wait between retries is ours.
+                if failing {
+                    std::thread::sleep(TICK);
+                }
+                None
+            }
         };
-        let gone = first.is_err();
-        if gone && pending.is_empty() {
-            return; // the hook is gone: the daemon stopped
-        }
-        if gone && failing {
-            // Nothing more can come; the wait between retries is ours.
-            std::thread::sleep(TICK);
-        }
-        take(first.ok(), &mut pending, &mut finish, progress);
+        take(first, &mut pending, &mut finish, progress);
         if finish.is_none() {
             // Each segment costs two fsyncs of the disk the commits need
             // too: gather what commits in the next moment into one segment.

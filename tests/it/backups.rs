@@ -295,17 +295,17 @@ async fn wait_for(what: &str, ready: impl Fn() -> bool) {
 }
 
 /// A first run whose generation holds roles p1 and p2 (finished: that run
-/// stopped cleanly), then a second run whose new generation's snapshot is
-/// held `hold_ms`. Returns the second run, its admin token, its state dir.
-async fn restarted_with_snapshot_held(hold_ms: u64) -> (Latchd, String, PathBuf) {
+/// stopped cleanly), then a second run with `pauses` (`LATCH_TEST_PAUSE`),
+/// which hold its new generation's snapshot. Returns the second run, its
+/// admin token, its state dir.
+async fn restarted_with_snapshot_held(pauses: &str) -> (Latchd, String, PathBuf) {
     let (d, admin) = admin_daemon("", &[]).await;
     create_roles(&d, &admin, &["p1", "p2"]).await;
     let state = d.state_dir();
     let dir = d.stop_keep_dir();
     // So that the last second before the restart is after p1 and p2.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let held = format!("archive_snapshot:{hold_ms}");
-    let d = Latchd::start_in_with_env(dir, &[("LATCH_TEST_PAUSE", &held)]).await;
+    let d = Latchd::start_in_with_env(dir, &[("LATCH_TEST_PAUSE", pauses)]).await;
     wait_for("the restart began a second generation", || generation_folders(&state).len() == 2).await;
     (d, admin, state)
 }
@@ -331,7 +331,7 @@ async fn refused_then_restored_before(state: &Path, dir: tempfile::TempDir, t: &
 #[tokio::test]
 async fn a_restore_past_a_generation_whose_snapshot_never_finished_is_refused() {
     // The restart's snapshot is held until the kill, as a crash would end it.
-    let (d, admin, state) = restarted_with_snapshot_held(60_000).await;
+    let (d, admin, state) = restarted_with_snapshot_held("archive_snapshot:60000").await;
     create_roles(&d, &admin, &["q1"]).await;
     let dir = d.kill_keep_dir();
     let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
@@ -345,15 +345,31 @@ async fn a_restore_past_a_generation_whose_snapshot_never_finished_is_refused() 
 /// and a restore to a moment among them must say so.
 #[tokio::test]
 async fn a_restore_into_the_stretch_a_failed_snapshot_left_unarchived_is_refused() {
-    let (d, admin, state) = restarted_with_snapshot_held(1500).await;
+    // Each snapshot held 1.5 s; the next generation 3 s after a failure.
+    let (d, admin, state) = restarted_with_snapshot_held("archive_snapshot:1500,archive_retry:3000").await;
     let failing = generation_folders(&state)[1].clone();
     // Where the snapshot's temp file goes: creating it fails.
     std::fs::create_dir(failing.join(".snapshot.db.zst.partial")).unwrap();
     create_roles(&d, &admin, &["q1"]).await;
+    // The commits since the failed generation began are in no usable one:
+    // the lag gauge counts them, and keeps counting while nothing is sent
+    // to the archive (a failure 1.5 s in, the retry 3 s later).
+    let lag = "latch_wal_archive_lag_seconds";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metric(&d, lag).await < 3.0 {
+        assert!(std::time::Instant::now() < deadline, "{lag} {}", metric(&d, lag).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(generation_folders(&state).len(), 2, "no new generation before the retry is due");
     wait_for("a third generation with its snapshot", || {
         generation_folders(&state).get(2).is_some_and(|g| g.join("snapshot.db.zst").exists())
     })
     .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while metric(&d, lag).await >= 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the new snapshot holds every commit before it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(d.log().contains("the snapshot failed"), "{}", d.log());
     assert!(failing.exists(), "the failed generation's folder stays, marking the stretch");
     // From the second it began in (the next one began 1.5 s later at
