@@ -46,10 +46,11 @@ const CHECKPOINT_AFTER: u64 = 4 << 20;
 /// retried and the lag gauge stays true.
 pub(super) const TICK: Duration = Duration::from_secs(1);
 /// After a generation failed to start or broke (a failed snapshot, frames
-/// given up), the next starts no sooner than this: a failing archive disk
-/// is not retried at every batch, each try a full checkpoint that holds up
-/// the writer and a warning in the log. Meanwhile the log grows unarchived
-/// and the lag gauge counts it.
+/// given up), the next is tried no sooner than this: a failing archive
+/// disk is not retried at every batch, each try a full checkpoint that
+/// holds up the writer and a warning in the log. A generation that was
+/// going on goes on meanwhile; a broken one leaves the log unarchived
+/// meanwhile, and the lag gauge counts it.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
 struct Archiver {
@@ -60,9 +61,9 @@ struct Archiver {
     wal: PathBuf,
     /// The current generation's folder.
     generation: Option<PathBuf>,
+    /// When the next generation is due (at once while there is none, unless
+    /// a failure put it off).
     next_generation: Instant,
-    /// While there is no generation: when the next may start.
-    retry_at: Instant,
     /// The pass through the log being read, and where its unread part begins.
     pass: Option<WalHeader>,
     offset: u64,
@@ -122,7 +123,6 @@ pub async fn install(
         file: store.file(),
         generation: None,
         next_generation: Instant::now(),
-        retry_at: Instant::now(),
         pass: None,
         offset: HEADER,
         log: None,
@@ -153,16 +153,17 @@ impl Archiver {
             return;
         }
         if self.progress.broken.swap(false, Ordering::AcqRel) {
-            self.failed();
+            self.generation = None;
+            self.retry_later();
         }
-        let now = Instant::now();
-        let due = if self.generation.is_none() { now >= self.retry_at } else { now >= self.next_generation };
+        let due = Instant::now() >= self.next_generation;
         if due && !self.progress.snapshotting.load(Ordering::Acquire) {
             // The old generation takes its last frames before the new one starts.
             self.collect();
             if let Err(e) = self.start_generation(conn, &cfg) {
                 tracing::warn!(error = %e, "WAL archive: could not start a generation; will retry");
-                self.failed();
+                // One going on goes on: its frames still replay onto its snapshot.
+                self.retry_later();
             }
         }
         self.collect();
@@ -175,11 +176,10 @@ impl Archiver {
         }
     }
 
-    /// No generation until the retry is due.
-    fn failed(&mut self) {
-        self.generation = None;
-        self.retry_at =
-            Instant::now() + crate::pause::duration("archive_retry").unwrap_or(RETRY_AFTER_FAILURE);
+    /// Puts the next generation off by `RETRY_AFTER_FAILURE`.
+    fn retry_later(&mut self) {
+        let wait = crate::pause::duration("archive_retry").unwrap_or(RETRY_AFTER_FAILURE);
+        self.next_generation = Instant::now() + wait;
     }
 
     /// Hands checkpoints to this hook while archiving, back to SQLite when not.
@@ -192,7 +192,9 @@ impl Archiver {
             tracing::warn!(error = %e, "WAL archive: setting wal_autocheckpoint failed");
         }
         if !on {
-            self.generation = None;
+            // Turned on again later, it starts a generation at once.
+            (self.generation, self.next_generation) = (None, Instant::now());
+            self.progress.forget_lost();
             metrics::gauge!("latch_wal_archive_lag_seconds").set(0.0);
         }
         self.archiving = Some(on);

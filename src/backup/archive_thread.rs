@@ -33,9 +33,10 @@ pub(super) struct Progress {
     /// written: the next generation waits for it, since its TRUNCATE
     /// checkpoint would wait on the pin with the writer thread.
     pub(super) snapshotting: AtomicBool,
-    /// The thread's own: since when (Unix ms) commits have gone into no
+    /// Set by the thread: since when (Unix ms) commits have gone into no
     /// usable generation (a failed snapshot, frames given up), 0 while none
-    /// have. Cleared by the next finished snapshot, which holds them all.
+    /// have. Cleared by the next finished snapshot, which holds them all,
+    /// or by the hook when archiving is turned off.
     unarchived_since_ms: AtomicI64,
 }
 
@@ -44,6 +45,11 @@ impl Progress {
     /// stays: the stretch began then).
     fn lost_from(&self, ms: i64) {
         let _ = self.unarchived_since_ms.compare_exchange(0, ms.max(1), Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Archiving was turned off: nothing is owed to the archive any more.
+    pub(super) fn forget_lost(&self) {
+        self.unarchived_since_ms.store(0, Ordering::Release);
     }
 
     /// The lag gauge's value: the age of the oldest commit the archive does

@@ -36,7 +36,7 @@ fn unpack(file: &Path, into: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(into).unwrap()
 }
 
-fn ctl(state: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn ctl(state: &Path, args: &[&str]) -> std::process::Output {
     latchctl_on(state, args)
 }
 
@@ -227,7 +227,7 @@ async fn a_damaged_backup_is_refused_before_anything_changes() {
 }
 
 /// Creates roles named `names` as the admin.
-async fn create_roles(d: &Latchd, admin: &str, names: &[&str]) {
+pub(crate) async fn create_roles(d: &Latchd, admin: &str, names: &[&str]) {
     for name in names {
         let res = d.post_auth("/v1/admin/roles", admin, json!({ "name": name })).await;
         assert_eq!(res.status(), 201);
@@ -235,7 +235,7 @@ async fn create_roles(d: &Latchd, admin: &str, names: &[&str]) {
 }
 
 /// The roles named a letter p or q and a digit, sorted.
-fn pq_roles(d: &Latchd) -> Vec<String> {
+pub(crate) fn pq_roles(d: &Latchd) -> Vec<String> {
     let db = d.db();
     let mut stmt = db.prepare("SELECT name FROM roles WHERE name GLOB '[pq][0-9]' ORDER BY name").unwrap();
     stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
@@ -276,117 +276,6 @@ async fn a_restore_to_a_time_brings_back_exactly_the_rows_committed_by_then() {
     assert_eq!(pq_roles(&d), ["p1", "p2", "p3"], "exactly the rows committed by {t}");
     let ok: String = d.db().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
-}
-
-/// The archive's generation folders, oldest first.
-fn generation_folders(state: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(state.join("archive"))
-        .map_or_else(|_| Vec::new(), |e| e.flatten().map(|e| e.path()).collect());
-    found.sort();
-    found
-}
-
-async fn wait_for(what: &str, ready: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !ready() {
-        assert!(std::time::Instant::now() < deadline, "still not: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A first run whose generation holds roles p1 and p2 (finished: that run
-/// stopped cleanly), then a second run with `pauses` (`LATCH_TEST_PAUSE`),
-/// which hold its new generation's snapshot. Returns the second run, its
-/// admin token, its state dir.
-async fn restarted_with_snapshot_held(pauses: &str) -> (Latchd, String, PathBuf) {
-    let (d, admin) = admin_daemon("", &[]).await;
-    create_roles(&d, &admin, &["p1", "p2"]).await;
-    let state = d.state_dir();
-    let dir = d.stop_keep_dir();
-    // So that the last second before the restart is after p1 and p2.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let d = Latchd::start_in_with_env(dir, &[("LATCH_TEST_PAUSE", pauses)]).await;
-    wait_for("the restart began a second generation", || generation_folders(&state).len() == 2).await;
-    (d, admin, state)
-}
-
-/// Restoring to `t` is refused for the unfinished generation, naming the
-/// latest earlier moment; restoring to that one brings back p1 and p2 only.
-async fn refused_then_restored_before(state: &Path, dir: tempfile::TempDir, t: &str) {
-    let refused = ctl(state, &["backup", "restore", "--to-time", t]);
-    let why = String::from_utf8_lossy(&refused.stderr).into_owned();
-    assert!(!refused.status.success() && why.contains("snapshot was never finished"), "{why}");
-    assert!(why.contains(&format!("cannot restore {t}")), "{why}");
-    let after = why.rsplit("--to-time ").next().unwrap();
-    let before: String = after.chars().take_while(|c| !c.is_whitespace() && *c != ';').collect();
-    ok_json(ctl(state, &["--json", "backup", "restore", "--to-time", &before]));
-    let d = Latchd::start_in(dir).await;
-    assert_eq!(pq_roles(&d), ["p1", "p2"], "the first run's rows, as of {before}");
-}
-
-/// A daemon that dies while writing a new generation's snapshot leaves a
-/// folder no restore can use: a target past its start must be refused with
-/// the last moment that can be restored, not answered with the older
-/// generation's end as if that were the moment asked for.
-#[tokio::test]
-async fn a_restore_past_a_generation_whose_snapshot_never_finished_is_refused() {
-    // The restart's snapshot is held until the kill, as a crash would end it.
-    let (d, admin, state) = restarted_with_snapshot_held("archive_snapshot:60000").await;
-    create_roles(&d, &admin, &["q1"]).await;
-    let dir = d.kill_keep_dir();
-    let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
-    let t =
-        now.replace_nanosecond(0).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
-    refused_then_restored_before(&state, dir, &t).await;
-}
-
-/// A snapshot that fails (a failing archive disk) starts a new generation
-/// soon after; the commits between the two are in no usable generation,
-/// and a restore to a moment among them must say so.
-#[tokio::test]
-async fn a_restore_into_the_stretch_a_failed_snapshot_left_unarchived_is_refused() {
-    // Each snapshot held 1.5 s; the next generation 3 s after a failure.
-    let (d, admin, state) = restarted_with_snapshot_held("archive_snapshot:1500,archive_retry:3000").await;
-    let failing = generation_folders(&state)[1].clone();
-    // Where the snapshot's temp file goes: creating it fails.
-    std::fs::create_dir(failing.join(".snapshot.db.zst.partial")).unwrap();
-    create_roles(&d, &admin, &["q1"]).await;
-    // The commits since the failed generation began are in no usable one:
-    // the lag gauge counts them, and keeps counting while nothing is sent
-    // to the archive (a failure 1.5 s in, the retry 3 s later).
-    let lag = "latch_wal_archive_lag_seconds";
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while metric(&d, lag).await < 3.0 {
-        assert!(std::time::Instant::now() < deadline, "{lag} {}", metric(&d, lag).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(generation_folders(&state).len(), 2, "no new generation before the retry is due");
-    wait_for("a third generation with its snapshot", || {
-        generation_folders(&state).get(2).is_some_and(|g| g.join("snapshot.db.zst").exists())
-    })
-    .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while metric(&d, lag).await >= 1.0 {
-        assert!(std::time::Instant::now() < deadline, "the new snapshot holds every commit before it");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(d.log().contains("the snapshot failed"), "{}", d.log());
-    assert!(failing.exists(), "the failed generation's folder stays, marking the stretch");
-    // From the second it began in (the next one began 1.5 s later at
-    // least) to the second the next one began in.
-    let second = |folder: &Path| {
-        let name = folder.file_name().unwrap().to_string_lossy().into_owned();
-        let started_ms: i64 = name.strip_prefix("gen-").unwrap().parse().unwrap();
-        let at = time::OffsetDateTime::from_unix_timestamp(started_ms.div_euclid(1000)).unwrap();
-        at.format(&time::format_description::well_known::Rfc3339).unwrap()
-    };
-    let (t, until) = (second(&failing), second(&generation_folders(&state)[2]));
-    // Status and the backup list name the stretch before a restore meets it.
-    let status = ok_json(ctl(&state, &["--json", "status"]));
-    assert_eq!(status["archive"]["gaps"], json!([{ "from": t, "until": until }]), "{status}");
-    let listed = String::from_utf8_lossy(&ctl(&state, &["backup", "list"]).stdout).into_owned();
-    assert!(listed.contains(&format!(", except from {t} until {until} (restore --to-time T)")), "{listed}");
-    refused_then_restored_before(&state, d.stop_keep_dir(), &t).await;
 }
 
 /// Waits until the wall clock reads `at` (Unix seconds, fractional).
