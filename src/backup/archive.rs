@@ -52,6 +52,9 @@ pub(super) const TICK: Duration = Duration::from_secs(1);
 /// going on goes on meanwhile; a broken one leaves the log unarchived
 /// meanwhile, and the lag gauge counts it.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+/// How long a new generation's TRUNCATE checkpoint waits for readers: the
+/// daemon's own finish within milliseconds.
+const TRUNCATE_WAIT: Duration = Duration::from_millis(200);
 
 struct Archiver {
     config: Arc<ArcSwap<Config>>,
@@ -205,8 +208,7 @@ impl Archiver {
     /// thread snapshot the file: compressing it here would stall every
     /// write for as long as that takes (seconds for a large database).
     fn start_generation(&mut self, conn: &Connection, cfg: &Config) -> Result<(), BackupError> {
-        let busy: i64 = conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        let busy = truncate_checkpoint(conn)
             .map_err(|source| BackupError::Sqlite { path: self.wal.display().to_string(), source })?;
         if busy != 0 {
             let source = std::io::Error::other("readers kept the log from being checkpointed");
@@ -321,6 +323,19 @@ fn read_live(file: &File, h: &WalHeader, offset: u64, len: u64, body: &mut Vec<u
         at += want;
         window *= 2;
     }
+}
+
+/// A TRUNCATE checkpoint that waits at most `TRUNCATE_WAIT` for readers:
+/// it runs on the writer, so a reader holding a transaction open (an
+/// operator's sqlite3 session) would otherwise hold up every write for the
+/// whole busy timeout at each try. Returns SQLite's busy flag (1: a reader
+/// kept it from finishing).
+fn truncate_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    let usual: i64 = conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?;
+    conn.busy_timeout(TRUNCATE_WAIT)?;
+    let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0));
+    conn.busy_timeout(Duration::from_millis(u64::try_from(usual).unwrap_or(0)))?;
+    busy
 }
 
 /// A read transaction on the database file, begun while the log is empty.

@@ -14,7 +14,7 @@ use rusqlite::Connection;
 use super::archive::TICK;
 use super::segment;
 use crate::store::archive_layout::{SNAPSHOT, generations};
-use crate::store::backup::{self as copies};
+use crate::store::backup as copies;
 
 /// While archiving fails, the archive thread holds up to this many bytes of
 /// frames before it gives them up (and the log may be checkpointed): the
@@ -96,8 +96,9 @@ pub(super) struct Snapshot {
 
 /// The archive thread: writes what the hook sends as segments, several
 /// batches to a segment when they queue up, retrying once a second while
-/// the archive cannot be written, and sets the lag gauge. It gives frames up (and marks the
-/// generation broken, so a new one starts) only past `GIVE_UP_AFTER`.
+/// the archive cannot be written, and keeps the lag gauge. It gives frames
+/// up (and marks the generation broken, so a new one starts) only past
+/// `GIVE_UP_AFTER`.
 pub(super) fn write_segments(work: &mpsc::Receiver<Work>, progress: &Progress) {
     let (mut pending, mut next_seq): (Vec<Chunk>, (PathBuf, u64)) = (Vec::new(), (PathBuf::new(), 0));
     let (mut failing, mut last_write) = (false, Instant::now());
@@ -173,7 +174,7 @@ fn write_snapshot(s: Snapshot, progress: &Progress) {
 
 /// Whether the folder of a generation whose snapshot failed is worth
 /// keeping: only when the generation before it was finished. A run of
-/// failures (a full disk, retried every second) marks the same stretch
+/// failures (a full disk, retried every 10 s) marks the same stretch
 /// with its first folder and adds none; a failure before any finished
 /// generation is outside what a restore can reach anyway.
 fn marks_a_gap(root: &Path, failed: &Path) -> bool {

@@ -157,7 +157,15 @@ async fn a_generation_that_cannot_start_leaves_the_one_going_on_archiving() {
     d.log_with("could not start a generation").await;
     let before =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    create_roles(&d, &admin, &["h1"]).await;
+    // The tries (every 300 ms here) wait for the reader briefly, not for
+    // the writer's whole 5 s busy timeout: writes go on meanwhile.
+    let started = std::time::Instant::now();
+    for name in ["h1", "h2", "h3", "h4", "h5"] {
+        create_roles(&d, &admin, &[name]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // 1.5 s of pauses: a try waiting the whole busy timeout would add 5 s.
+    assert!(started.elapsed() < Duration::from_secs(4), "writes held up: {:?}", started.elapsed());
     wait_for("the commit archived in the generation going on", || newest_segment_ms(&going) >= before).await;
     assert_eq!(generation_folders(&state).len(), 1, "{:?}", generation_folders(&state));
     drop(reader);
