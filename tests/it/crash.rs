@@ -15,7 +15,7 @@ use latch::sessions::refresh_token::Presented;
 use serde_json::{Value, json};
 
 use crate::harness::{Latchd, base_config, write_config};
-use crate::reliability::{Table, percentile};
+use crate::reliability::{Dice, Table, percentile};
 
 const PASSWORD: &str = "correct horse battery staple";
 /// Cheap hashes: the test is about commits, not argon2.
@@ -31,18 +31,6 @@ struct Ledger {
     /// Refresh tokens of sessions whose logout was acknowledged.
     logged_out: Vec<String>,
     acknowledged: usize,
-}
-
-/// A small xorshift: the kill moments vary per run; the seed is printed.
-struct Dice(u64);
-
-impl Dice {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 async fn post(d: &Latchd, path: &str, token: Option<&str>, body: Value) -> Option<(u16, Value)> {
@@ -163,9 +151,8 @@ async fn lost_writes(d: &Latchd, ledger: &mut Ledger) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_sigkills_under_write_load_lose_no_acknowledged_write() {
     let cycles: usize = std::env::var("LATCH_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
-    let seed =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    let mut dice = Dice(seed);
+    let mut dice = Dice::seeded(None);
+    let seed = dice.seed();
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &base_config(CONFIG));
     let mut ledger = Ledger::default();

@@ -27,6 +27,7 @@ mod lifecycle;
 mod lifetimes;
 mod live_view;
 mod mail;
+mod malformed;
 mod mfa;
 mod openapi;
 mod ops;
