@@ -7,7 +7,8 @@
 //! the audit chain pass, and a bystander's account row is unchanged and
 //! their password and refresh token still work. Prints (and writes to
 //! `target/reliability/malformed.md`) the requests, their statuses and the
-//! seed; `LATCH_FUZZ_SEED` replays a run, `LATCH_FUZZ_REQUESTS` sizes it.
+//! seed; `LATCH_FUZZ_SEED` sends a run's requests again (four callers at
+//! once, so not in the same order), `LATCH_FUZZ_REQUESTS` sizes it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -354,9 +355,28 @@ impl Fuzzed {
     }
 }
 
+/// Callers sending at once, so the requests also race each other (a user
+/// deleted while their session is used, a role removed while granted).
+const WORKERS: u64 = 4;
+
+/// Sends `requests` fuzzed requests from `WORKERS` callers at once, each
+/// with its own dice from `seed`.
+async fn run(d: &Latchd, seed: u64, routes: &[Route], api_key: &str, requests: u64) -> Tally {
+    let workers = (0..WORKERS).map(|i| {
+        let dice = Dice::seeded(Some(seed.wrapping_add(2 * i)));
+        worker(d, dice, routes, api_key, requests / WORKERS)
+    });
+    let mut all = Tally::default();
+    for tally in futures_util::future::join_all(workers).await {
+        tally.statuses.into_iter().for_each(|(s, n)| *all.statuses.entry(s).or_default() += n);
+        all.faults.extend(tally.faults);
+    }
+    all
+}
+
 /// Sends `requests` fuzzed requests one after another, signing the
 /// callers in again every 250.
-async fn run(d: &Latchd, dice: &mut Dice, routes: &[Route], api_key: &str, requests: u64) -> Tally {
+async fn worker(d: &Latchd, mut dice: Dice, routes: &[Route], api_key: &str, requests: u64) -> Tally {
     let tls = crate::harness::client_tls(&d.cert_path(), &[&rustls::version::TLS13, &rustls::version::TLS12]);
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10));
     let client = client.use_preconfigured_tls((*tls).clone()).build().unwrap();
@@ -366,7 +386,7 @@ async fn run(d: &Latchd, dice: &mut Dice, routes: &[Route], api_key: &str, reque
             callers = Callers::signed_in(d, api_key).await;
         }
         let route = dice.pick(routes);
-        let f = fuzz(dice, route, &callers);
+        let f = fuzz(&mut dice, route, &callers);
         let api = f.path.starts_with("/v1/") || f.path.starts_with("/.well-known/");
         match f.request(&client, d).send().await {
             Ok(res) => {
@@ -400,8 +420,8 @@ fn publish(tally: &Tally, routes: usize, requests: u64, harm: usize, seed: u64) 
 #[tokio::test]
 async fn malformed_requests_to_every_route_get_problems_and_harm_nothing() {
     let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-    let (mut dice, requests) =
-        (Dice::seeded(env("LATCH_FUZZ_SEED")), env("LATCH_FUZZ_REQUESTS").unwrap_or(8000));
+    let seed = Dice::seeded(env("LATCH_FUZZ_SEED")).seed();
+    let requests = env("LATCH_FUZZ_REQUESTS").unwrap_or(8000);
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &base_config(CONFIG));
     let d = Latchd::start_in(dir).await;
@@ -414,9 +434,8 @@ async fn malformed_requests_to_every_route_get_problems_and_harm_nothing() {
     let doc: Value = d.get("/v1/openapi.json").await.json().await.unwrap();
     let routes = routes(&doc);
 
-    let tally = run(&d, &mut dice, &routes, &key, requests).await;
+    let tally = run(&d, seed, &routes, &key, requests).await;
     let harm = harm_done(&d, &row_before, &bystander).await;
-    let seed = dice.seed();
     publish(&tally, routes.len(), requests, harm.len(), seed);
     let faults = &tally.faults;
     let shown = &faults[..faults.len().min(15)];
