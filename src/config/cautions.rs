@@ -1,13 +1,13 @@
 //! Settings the rules accept that are almost surely a mistake given the
-//! rest of the file: mail leaving this machine with links only this machine
-//! can open, or from a sender no relay takes; plain HTTP open beyond this
-//! machine. Each may be meant (a sandbox relay, a browser on the same host,
+//! rest of the file: mail leaving this machine in clear, with links only
+//! this machine can open, or from a sender no relay takes; plain HTTP open
+//! beyond this machine. Each may be meant (a sandbox relay, a browser on the same host,
 //! a TLS proxy on a private network), so they are said — by
 //! `check-config`, at start and at each reload, on the key's line — and
 //! never refused.
 
 use super::rules::{is_loopback, url_host};
-use super::{Config, ConfigError, ListenAddr, ListenerKind};
+use super::{Config, ConfigError, ListenAddr, ListenerKind, SmtpSecurity};
 
 impl Config {
     /// Each caution as `PATH:LINE: key: reason`.
@@ -67,6 +67,14 @@ impl Config {
     fn mail_for_other_machines(&self) -> Vec<ConfigError> {
         let Some(smtp) = self.smtp.as_ref().filter(|s| !is_loopback(&s.host)) else { return Vec::new() };
         let mut said = Vec::new();
+        if smtp.security == SmtpSecurity::None {
+            let reason = format!(
+                "mail to {} crosses the network in clear, and its reset and confirmation links let \
+                 whoever reads them into the account; set security = \"starttls\" or \"tls\"",
+                smtp.host
+            );
+            said.push(self.problem_at("smtp.security", reason));
+        }
         let links =
             [("email.verify_url", &self.email.verify_url), ("email.reset_url", &self.email.reset_url)];
         let local_link = links.into_iter().find_map(|(key, url)| {

@@ -217,6 +217,10 @@ pub struct SmtpSection {
     pub username: String,
     #[serde(deserialize_with = "optional_path")]
     pub password_file: Option<PathBuf>,
+    /// PEM certificates of the CAs that may vouch for the relay, besides
+    /// the public roots: a relay with a private CA or its own certificate.
+    #[serde(deserialize_with = "optional_path")]
+    pub ca_file: Option<PathBuf>,
     pub max_attempts: u32,
 }
 
@@ -228,6 +232,7 @@ impl Default for SmtpSection {
             security: SmtpSecurity::None,
             username: String::new(),
             password_file: None,
+            ca_file: None,
             max_attempts: 8,
         }
     }

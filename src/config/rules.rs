@@ -95,6 +95,7 @@ pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Confi
     }
     if let Some(smtp) = &mut raw.smtp {
         paths.resolve_opt(&mut smtp.password_file);
+        paths.resolve_opt(&mut smtp.ca_file);
     }
     Ok(Config {
         // The file's own path is relative to the working directory, not to
@@ -287,6 +288,12 @@ fn check_smtp(smtp: &SmtpSection) -> Result<(), ConfigError> {
         return Err(invalid(
             "smtp.username",
             "would send the SMTP password in clear: set security = \"starttls\" or \"tls\" (or use a loopback host)",
+        ));
+    }
+    if smtp.ca_file.is_some() && smtp.security == SmtpSecurity::None {
+        return Err(invalid(
+            "smtp.ca_file",
+            "is used only to check the relay's certificate: set security = \"starttls\" or \"tls\"",
         ));
     }
     if !smtp.username.is_empty() && smtp.password_file.is_none() {

@@ -1,8 +1,8 @@
 //! What `latchd check-config` and `latchctl config check` look at beyond
 //! the file's syntax and rules, and what `latchd serve` checks before
 //! anything else: the files the config names — certificate and key, HS256
-//! secret, pepper, breached list, SMTP password, master key — are opened
-//! and checked as a start would, argon2's workspaces must fit in the
+//! secret, pepper, breached list, SMTP password and CAs, master key — are
+//! opened and checked as a start would, argon2's workspaces must fit in the
 //! memory latchd may use, and each problem is put on its key's line. Run
 //! as root, the check commands read them as the state directory's
 //! owner (the user latchd runs as, with that user's groups): a key that
@@ -92,6 +92,7 @@ fn named_files(cfg: &Config) -> Vec<(&'static str, PathBuf)> {
         ("passwords.pepper_file", cfg.passwords.pepper_file.clone()),
         ("passwords.breached_list", cfg.passwords.breached_list.clone()),
         ("smtp.password_file", cfg.smtp.as_ref().and_then(|s| s.password_file.clone())),
+        ("smtp.ca_file", cfg.smtp.as_ref().and_then(|s| s.ca_file.clone())),
     ];
     files.extend(optional.into_iter().filter_map(|(key, path)| Some((key, path?))));
     let master = cfg.state.key_file();
@@ -131,7 +132,8 @@ fn file_problems(cfg: &Config, reader: &str) -> Vec<(&'static str, String)> {
         problems.push((key, e.to_string()));
     }
     let smtp = SmtpSettings::check(cfg).map_err(|reason| {
-        let key = ["smtp.password_file", "smtp.username"].into_iter().find(|k| reason.starts_with(k));
+        let keys = ["smtp.password_file", "smtp.ca_file", "smtp.username"];
+        let key = keys.into_iter().find(|k| reason.starts_with(k));
         (key.unwrap_or("smtp.host"), reason)
     });
     let checks = [

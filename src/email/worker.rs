@@ -12,8 +12,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use rusqlite::params;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -263,8 +266,8 @@ async fn record_outcome(
 }
 
 /// The SMTP settings as a reloadable service: a password file that cannot
-/// be read (or is empty) fails the start or rejects the reload, naming the
-/// file, instead of turning every message into a retry and then a dead
+/// be read (or is empty), or a CA file without a certificate, fails the
+/// start or rejects the reload, naming the file, instead of turning every message into a retry and then a dead
 /// letter while the daemon looks healthy.
 pub struct SmtpSettings;
 
@@ -281,13 +284,12 @@ impl Reloadable for SmtpSettings {
 }
 
 fn smtp_transport(smtp: &SmtpSection) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-    let builder = match smtp.security {
-        SmtpSecurity::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)),
-        SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host),
-        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host),
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+        .port(smtp.port)
+        .timeout(Some(Duration::from_secs(15)));
+    if let Some(tls) = relay_tls(smtp)? {
+        builder = builder.tls(tls);
     }
-    .map_err(|e| format!("smtp {}: {e}", smtp.host))?;
-    let mut builder = builder.port(smtp.port).timeout(Some(Duration::from_secs(15)));
     if !smtp.username.is_empty() {
         let file =
             smtp.password_file.as_deref().ok_or("smtp.username is set but smtp.password_file is not")?;
@@ -300,6 +302,40 @@ fn smtp_transport(smtp: &SmtpSection) -> Result<AsyncSmtpTransport<Tokio1Executo
         builder = builder.credentials(Credentials::new(smtp.username.clone(), password.to_string()));
     }
     Ok(builder.build())
+}
+
+/// How the connection to the relay is protected: STARTTLS before anything
+/// is sent (never a fallback to plaintext), or TLS from the first byte;
+/// the relay's certificate must name `host` and chain to a public root or
+/// to a CA of `ca_file`.
+fn relay_tls(smtp: &SmtpSection) -> Result<Option<Tls>, String> {
+    let protect = match smtp.security {
+        SmtpSecurity::None => return Ok(None),
+        SmtpSecurity::Starttls => Tls::Required,
+        SmtpSecurity::Tls => Tls::Wrapper,
+    };
+    let mut params = TlsParameters::builder(smtp.host.clone());
+    if let Some(file) = &smtp.ca_file {
+        params = params.add_root_certificate(ca_certificates(file)?);
+    }
+    let params = params.build().map_err(|e| match &smtp.ca_file {
+        Some(file) => format!("smtp.ca_file {}: {e}", file.display()),
+        None => format!("smtp.host {}: {e}", smtp.host),
+    })?;
+    Ok(Some(protect(params)))
+}
+
+/// The CA certificates of `ca_file`; a file without one is an error, not
+/// a relay no certificate can satisfy.
+fn ca_certificates(file: &Path) -> Result<Certificate, String> {
+    let fail = |why: String| format!("smtp.ca_file {}: {why}", file.display());
+    let pem = std::fs::read(file).map_err(|e| fail(e.to_string()))?;
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+    match certs {
+        Err(e) => Err(fail(format!("not PEM certificates: {e}"))),
+        Ok(certs) if certs.is_empty() => Err(fail("holds no PEM certificate".into())),
+        Ok(_) => Certificate::from_pem(&pem).map_err(|e| fail(e.to_string())),
+    }
 }
 
 async fn send_smtp(

@@ -247,6 +247,29 @@ fn smtp_auth_over_plaintext_to_another_host_is_refused() {
     }
 }
 
+/// `[smtp].ca_file` checks the relay's certificate, so it needs TLS, and a
+/// file without a certificate would let no relay pass: both get its line.
+#[test]
+fn an_smtp_ca_file_needs_tls_and_a_certificate() {
+    let smtp = "\n[smtp]\nhost = \"127.0.0.1\"\nport = 2525\nsecurity = \"none\"\nca_file = \"ca.pem\"\n";
+    let text = base_config(smtp);
+    let line = text.lines().position(|l| l.starts_with("ca_file")).unwrap() + 1;
+    assert!(assert_rejected(&text, line, "smtp.ca_file").contains("starttls"));
+    let text = base_config(&smtp.replace("\"none\"", "\"starttls\""));
+    assert!(assert_rejected(&text, line, "smtp.ca_file").contains("No such file"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ca.pem"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let path = write_config(dir.path(), &text).display().to_string();
+    let out = run_latchd(&["check-config", &path], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with(&format!("{path}:{line}: smtp.ca_file: ")), "{stderr}");
+    assert!(stderr.contains("holds no PEM certificate"), "{stderr}");
+}
+
 /// check-config opens the files the config names, as latchd would: a key
 /// only root can read (when run as root, it reads as the state directory's
 /// owner, the user latchd runs as), a missing breached list and a pepper
@@ -382,6 +405,11 @@ async fn likely_mistakes_are_cautioned_not_refused() {
     assert!(
         said.contains("email.from: mail goes out through smtp.example.test from an address at \"localhost\"")
     );
+    let line = text.lines().position(|l| l == "[smtp]").unwrap() + 1;
+    let clear = format!(
+        "warning: {shown}:{line}: smtp.security: mail to smtp.example.test crosses the network in clear"
+    );
+    assert!(said.contains(&clear), "{said}");
     let line = text.lines().position(|l| l == "addr = \"0.0.0.0:0\"").unwrap() + 1;
     let open =
         format!("warning: {shown}:{line}: listener[1].addr: plain http on 0.0.0.0:0 carries passwords");
@@ -392,6 +420,7 @@ async fn likely_mistakes_are_cautioned_not_refused() {
     let fixed = text
         .replace("https://localhost:8443", "https://auth.example.test")
         .replace("0.0.0.0:0", "127.0.0.1:0")
+        .replace("port = 2525\n", "port = 2525\nsecurity = \"starttls\"\n")
         + "\n[email]\nfrom = \"latch <noreply@example.test>\"\n";
     let dir = tempfile::tempdir().unwrap();
     let shown = write_config(dir.path(), &fixed).display().to_string();

@@ -19,12 +19,19 @@ impl SmtpSink {
 
     /// Starts on `port` (0: any free port).
     pub fn start_on(port: u16) -> SmtpSink {
+        Self::start_with(port, &[])
+    }
+
+    /// Starts on `port` with `options` (see `smtp_sink.py`: `--starttls` or
+    /// `--tls` CERT KEY, `--login` USER PASSWORD).
+    pub fn start_with(port: u16, options: &[&str]) -> SmtpSink {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
         let mut child = Command::new("python3")
             .arg(script)
             .arg(dir.path())
             .arg(port.to_string())
+            .args(options)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

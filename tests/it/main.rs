@@ -35,6 +35,7 @@ mod origins;
 mod pages;
 mod probes;
 mod races;
+mod relay_tls;
 mod reliability;
 mod reload;
 mod secrets;

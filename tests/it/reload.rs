@@ -246,9 +246,12 @@ async fn a_reload_whose_files_cannot_be_read_is_refused_whole() {
     let before = ctl_json(&d, &["config", "show"]);
     let missing = d.dir.path().join("no-such-file").display().to_string();
     let smtp = "[smtp]\nhost = \"127.0.0.1\"\nport = 2525\nusername = \"latch\"\npassword_file";
-    for (key, section) in
-        [("passwords.pepper_file", "[passwords]\npepper_file"), ("smtp.password_file", smtp)]
-    {
+    let ca = "[smtp]\nhost = \"127.0.0.1\"\nport = 2525\nsecurity = \"starttls\"\nca_file";
+    for (key, section) in [
+        ("passwords.pepper_file", "[passwords]\npepper_file"),
+        ("smtp.password_file", smtp),
+        ("smtp.ca_file", ca),
+    ] {
         let extra = format!("\n{section} = {missing:?}\n[tokens]\naccess_ttl = \"20m\"\n");
         write_config(d.dir.path(), &base_config(&extra));
         let out = Command::new(LATCHCTL)
