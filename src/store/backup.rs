@@ -7,7 +7,7 @@
 //! from the database, so no backup ever holds it.
 
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -37,6 +37,10 @@ pub enum BackupError {
     Incomplete { path: String, step: String },
     #[error("{path}: integrity check failed: {findings}")]
     Corrupt { path: String, findings: String },
+    #[error("{path}: not a latch backup (latch writes zstd-compressed SQLite files: *.db.zst)")]
+    NotABackup { path: String },
+    #[error("{path}: damaged, it does not decompress: {source}")]
+    Damaged { path: String, source: std::io::Error },
 }
 
 fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> BackupError + '_ {
@@ -249,10 +253,21 @@ pub fn write_bytes(data: &[u8], dest: &Path) -> Result<u64, BackupError> {
 /// Unpacks the zstd stream `input` (opened from `shown`) into `dest`
 /// (0600, fsynced).
 pub fn decompress(input: File, shown: &Path, dest: &Path) -> Result<(), BackupError> {
+    let mut input = BufReader::new(input);
+    // A file that does not start as zstd does (its magic number) was never
+    // a backup: say so rather than pass on the decoder's own words.
+    let head = input.fill_buf().map_err(io_err(shown))?;
+    if !head.starts_with(&ZSTD_MAGIC) {
+        return Err(BackupError::NotABackup { path: shown.display().to_string() });
+    }
     let mut out = create_private(dest)?;
-    zstd::stream::copy_decode(BufReader::new(input), &mut out).map_err(io_err(shown))?;
+    zstd::stream::copy_decode(input, &mut out)
+        .map_err(|source| BackupError::Damaged { path: shown.display().to_string(), source })?;
     out.sync_all().map_err(io_err(dest))
 }
+
+/// The four bytes every zstd frame starts with (RFC 8878 §3.1.1).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
 /// Writes `source` zstd-compressed into `dest` (see `write_atomically`).
 fn write_zstd(mut source: impl std::io::Read, dest: &Path, level: i32) -> Result<u64, BackupError> {

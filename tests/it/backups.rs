@@ -104,6 +104,14 @@ async fn a_backup_taken_during_writes_holds_every_acknowledged_row_and_is_pruned
     std::fs::write(&bad, damaged).unwrap();
     let refused = ctl(&d.state_dir(), &["backup", "verify", bad.to_str().unwrap()]);
     assert!(!refused.status.success(), "a flipped byte fails verification");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("damaged, it does not decompress"), "{said}");
+    // A file that never was a backup (the live database, say) is called so.
+    let live = d.state_dir().join("latch.db");
+    let refused = ctl(&d.state_dir(), &["backup", "verify", live.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && said.contains("latch.db: not a latch backup"), "{said}");
+    assert_eq!(said.trim_end().lines().count(), 1, "{said}");
 
     // Scheduled every second, kept to three. A loaded CI machine (a debug
     // build, the whole suite beside it) may take over a second per backup,
@@ -221,6 +229,7 @@ async fn a_damaged_backup_is_refused_before_anything_changes() {
     assert!(!out.status.success());
     let why = String::from_utf8_lossy(&out.stderr);
     assert_eq!(why.trim().lines().count(), 1, "one line: {why}");
+    assert!(why.contains("damaged, it does not decompress"), "{why}");
     assert_eq!(std::fs::read(state.join("latch.db")).unwrap(), before, "the live database is untouched");
     let leftovers: Vec<_> = std::fs::read_dir(&state).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(!leftovers.iter().any(|n| n.to_string_lossy().contains("restoring")), "{leftovers:?}");
