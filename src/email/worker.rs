@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use rusqlite::params;
 use rustls_pki_types::CertificateDer;
@@ -161,7 +162,8 @@ async fn deliver_due(store: &Store, cfg: &Config, key: &MasterKey) -> Result<(),
         })
         .await?;
     // Built only when there is mail: it reads the password file.
-    let transport = if due.is_empty() { None } else { cfg.smtp.as_ref().map(smtp_transport) };
+    let transport =
+        if due.is_empty() { None } else { cfg.smtp.as_ref().map(|smtp| smtp_transport(cfg, smtp)) };
     for msg in due {
         if msg.link_dead {
             drop_dead_link(store, &msg).await?;
@@ -273,7 +275,7 @@ pub struct SmtpSettings;
 
 impl SmtpSettings {
     pub fn check(cfg: &Config) -> Result<(), String> {
-        cfg.smtp.as_ref().map_or(Ok(()), |smtp| smtp_transport(smtp).map(drop))
+        cfg.smtp.as_ref().map_or(Ok(()), |smtp| smtp_transport(cfg, smtp).map(drop))
     }
 }
 
@@ -283,10 +285,13 @@ impl Reloadable for SmtpSettings {
     }
 }
 
-fn smtp_transport(smtp: &SmtpSection) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+fn smtp_transport(cfg: &Config, smtp: &SmtpSection) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
         .port(smtp.port)
         .timeout(Some(Duration::from_secs(15)));
+    if let Some(name) = hello_name(&cfg.public_host) {
+        builder = builder.hello_name(name);
+    }
     if let Some(tls) = relay_tls(smtp)? {
         builder = builder.tls(tls);
     }
@@ -302,6 +307,15 @@ fn smtp_transport(smtp: &SmtpSection) -> Result<AsyncSmtpTransport<Tokio1Executo
         builder = builder.credentials(Credentials::new(smtp.username.clone(), password.to_string()));
     }
     Ok(builder.build())
+}
+
+/// The name latch gives the relay in EHLO: `public_url`'s host when it is
+/// a domain name (RFC 5321 §4.1.4 asks for the client's own name), else
+/// lettre's address literal `[127.0.0.1]`, which spam filters score when
+/// it comes from another machine.
+fn hello_name(public_host: &str) -> Option<ClientId> {
+    let domain = public_host.contains('.') && public_host.parse::<std::net::IpAddr>().is_err();
+    domain.then(|| ClientId::Domain(public_host.to_ascii_lowercase()))
 }
 
 /// How the connection to the relay is protected: STARTTLS before anything

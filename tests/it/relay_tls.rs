@@ -53,8 +53,13 @@ fn smtp_section(sink: &SmtpSink, security: &str, ca: Option<&Path>, password_fil
 
 /// A daemon with `smtp`, and a registration that mails `email`.
 async fn registered(smtp: &str, email: &str) -> Latchd {
+    registered_as(smtp, "https://localhost:8443", email).await
+}
+
+/// As `registered`, with `public_url`.
+async fn registered_as(smtp: &str, public_url: &str, email: &str) -> Latchd {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &base_config(smtp));
+    write_config(dir.path(), &base_config(smtp).replace("https://localhost:8443", public_url));
     let d = Latchd::start_in(dir).await;
     let res = d.post("/v1/auth/register", json!({"email": email, "password": PASSWORD})).await;
     assert_eq!(res.status(), 202);
@@ -88,6 +93,7 @@ async fn mail_goes_through_starttls_and_auth_to_a_relay_of_a_private_ca() {
     let mail = sink.wait_for_mail_to("ann@example.test").await;
     assert!(header_of(&mail, "X-Sink-TLS").starts_with("TLSv1."), "{mail}");
     assert_eq!(header_of(&mail, "X-Sink-Login"), RELAY_USER);
+    assert_eq!(header_of(&mail, "X-Sink-Helo"), "[127.0.0.1]", "public_url names localhost: no name to give");
 }
 
 #[tokio::test]
@@ -95,9 +101,12 @@ async fn mail_goes_through_tls_from_the_first_byte() {
     let certs = tempfile::tempdir().unwrap();
     let (ca, cert, key) = private_ca(certs.path());
     let sink = SmtpSink::start_with(0, &["--tls", cert.to_str().unwrap(), key.to_str().unwrap()]);
-    let _d = registered(&smtp_section(&sink, "tls", Some(&ca), None), "bob@example.test").await;
+    // The EHLO name is public_url's host, latch's own name.
+    let smtp = smtp_section(&sink, "tls", Some(&ca), None);
+    let _d = registered_as(&smtp, "https://Auth.Example.test", "bob@example.test").await;
     let mail = sink.wait_for_mail_to("bob@example.test").await;
     assert!(header_of(&mail, "X-Sink-TLS").starts_with("TLSv1."), "{mail}");
+    assert_eq!(header_of(&mail, "X-Sink-Helo"), "auth.example.test");
 }
 
 #[tokio::test]

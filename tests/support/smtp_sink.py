@@ -6,8 +6,8 @@ prints the port on stdout, refuses the mailboxes `no-such-mailbox*@`
 (550 5.1.1, unknown) and `mailbox-full*@` (552 5.2.2), and stores every
 message it accepts as DIR/NNNN.eml (written to a temporary name, then
 renamed, so readers never see half a message), headed by the envelope's
-recipients, the TLS version it came over (`none` in clear) and the login
-it came with.
+recipients, the TLS version it came over (`none` in clear), the login it
+came with and the name the client gave in EHLO.
 
 `--starttls` requires STARTTLS before MAIL (as a submission port does),
 `--tls` speaks TLS from the first byte (as port 465 does); `--login` then
@@ -46,6 +46,7 @@ class Store:
             f.write(b"X-Envelope-To: " + ",".join(envelope.rcpt_tos).encode() + b"\r\n")
             f.write(f"X-Sink-TLS: {tls.version() if tls else 'none'}\r\n".encode())
             f.write(f"X-Sink-Login: {login}\r\n".encode())
+            f.write(f"X-Sink-Helo: {session.host_name}\r\n".encode())
             f.write(envelope.original_content or envelope.content)
         os.rename(path + ".tmp", path)
         return "250 OK"
