@@ -1,8 +1,8 @@
 //! A certificate renewed the way certbot renews one — new files in an
 //! archive folder, then the `live/` symlinks swapped by rename — is served
 //! to the next handshake without a signal or a restart, and the expiry
-//! metric follows it; a generated certificate near its expiry is renewed
-//! by the running daemon.
+//! metric follows it; a chain (leaf and intermediate) is served whole; a
+//! generated certificate near its expiry is renewed by the running daemon.
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -139,4 +139,54 @@ async fn renewed_near_expiry(by_reload: bool) {
     assert!((360.0..366.0).contains(&days_left), "a year-long certificate: {days_left} days");
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     d.log_with("expires soon").await; // the renewal is logged
+}
+
+/// A CA certificate named `name`, signed by `issuer` (self-signed without one).
+fn ca(
+    name: &str,
+    issuer: Option<&rcgen::Issuer<'_, rcgen::KeyPair>>,
+) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = match issuer {
+        Some(issuer) => params.signed_by(&key, issuer).unwrap(),
+        None => params.self_signed(&key).unwrap(),
+    };
+    (cert.pem(), rcgen::Issuer::new(params, key))
+}
+
+/// A certificate from a CA that signs through an intermediate, as Let's
+/// Encrypt's do: latch serves the whole chain of `fullchain.pem`, so a
+/// client that trusts only the root connects.
+#[tokio::test]
+async fn a_full_chain_is_served_whole() {
+    let (root_pem, root) = ca("Example Root CA", None);
+    let (intermediate_pem, intermediate) = ca("Example Intermediate R1", Some(&root));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let leaf = leaf.signed_by(&key, &intermediate).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    std::fs::write(path.join("fullchain.pem"), format!("{}{intermediate_pem}", leaf.pem())).unwrap();
+    std::fs::write(path.join("privkey.pem"), key.serialize_pem()).unwrap();
+    // The harness's client trusts `state/tls/cert.pem`: there, the root alone.
+    std::fs::create_dir_all(path.join("state/tls")).unwrap();
+    std::fs::write(path.join("state/tls/cert.pem"), &root_pem).unwrap();
+    let tls =
+        format!("\n[tls]\ncert = {:?}\nkey = {:?}\n", path.join("fullchain.pem"), path.join("privkey.pem"));
+    write_config(path, &base_config(&tls));
+    let d = Latchd::start_in(dir).await;
+    let trust = d.dir.path().join("state/tls/cert.pem");
+    assert_eq!(served(&d, &trust), der(&leaf.pem()));
+    let config: Arc<rustls::ClientConfig> = client_tls(&trust, &[&rustls::version::TLS12]);
+    let mut conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut sock = TcpStream::connect(d.addr("https")).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    let chain: Vec<Vec<u8>> = conn.peer_certificates().unwrap().iter().map(|c| c.to_vec()).collect();
+    assert_eq!(chain, [der(&leaf.pem()), der(&intermediate_pem)], "leaf and intermediate, over TLS 1.2 too");
 }
