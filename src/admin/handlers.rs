@@ -16,7 +16,7 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
     who.require_admin()?;
     let cfg = state.config.load();
     let schema = state.store.read(queries::schema_version).await;
-    let mail = state.store.read(queries::outbox_counts).await.ok();
+    let mail = state.store.read(|c| Ok((queries::outbox_counts(c)?, queries::outbox_failing(c)?))).await.ok();
     // What an operator checks first after "is it up": is mail stuck, and
     // when was the last backup written.
     let backups = backups_status(cfg.backup_dir()).await;
@@ -38,7 +38,9 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
             "ok": schema.is_ok(),
             "schema_version": schema.ok(),
         },
-        "mail": mail.map(|(queued, dead)| json!({ "queued": queued, "dead": dead, "delivery": delivery(&cfg) })),
+        "mail": mail.map(|((queued, dead), failing)| json!({
+            "queued": queued, "dead": dead, "failing": failing, "delivery": delivery(&cfg),
+        })),
         "backups": backups,
         "archive": archive,
         "tls": tls_status(cert_expiry, &cfg),
@@ -59,7 +61,9 @@ fn tls_status(expiry: Option<f64>, cfg: &crate::config::Config) -> serde_json::V
 /// must pick up — which an admin who just invited someone needs to know.
 fn delivery(cfg: &crate::config::Config) -> serde_json::Value {
     match &cfg.smtp {
-        Some(smtp) => json!({ "via": "smtp", "host": smtp.host, "port": smtp.port }),
+        Some(smtp) => {
+            json!({ "via": "smtp", "host": smtp.host, "port": smtp.port, "security": smtp.security })
+        }
         None => json!({ "via": "files", "dir": cfg.state.mail() }),
     }
 }

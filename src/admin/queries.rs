@@ -14,6 +14,22 @@ pub fn schema_version(c: &Connection) -> Result<i64, StoreError> {
 
 /// Mail still being tried, and mail given up on (kept for
 /// `[email].file_retention`).
+/// Why queued mail is not going out: the last error of the queued message
+/// tried most often (in an outage they all fail alike), if any failed.
+pub fn outbox_failing(c: &Connection) -> Result<Option<String>, StoreError> {
+    let failing = c.query_row(
+        "SELECT last_error FROM outbox WHERE status = 'queued' AND last_error IS NOT NULL
+         ORDER BY attempts DESC, next_attempt_at DESC LIMIT 1",
+        [],
+        |r| r.get(0),
+    );
+    match failing {
+        Ok(error) => Ok(Some(error)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn outbox_counts(c: &Connection) -> Result<(i64, i64), StoreError> {
     Ok(c.query_row(
         "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'dead'), 0) FROM outbox",

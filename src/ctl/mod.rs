@@ -322,8 +322,12 @@ fn human_mail(mail: &Value) -> String {
         }
         _ => return "unknown".to_string(),
     };
-    match human_delivery(&mail["delivery"]) {
+    let counts = match human_delivery(&mail["delivery"]) {
         Some(how) => format!("{counts}; {how}"),
+        None => counts,
+    };
+    match mail["failing"].as_str() {
+        Some(error) => format!("{counts}; failing: {error} (latchctl outbox list)"),
         None => counts,
     }
 }
@@ -331,7 +335,16 @@ fn human_mail(mail: &Value) -> String {
 /// Where mail goes, from `mail.delivery` of `/v1/admin/status`.
 fn human_delivery(delivery: &Value) -> Option<String> {
     match delivery["via"].as_str()? {
-        "smtp" => Some(format!("sent by SMTP to {}:{}", delivery["host"].as_str()?, delivery["port"])),
+        "smtp" => {
+            let (host, port) = (delivery["host"].as_str()?, &delivery["port"]);
+            let over = match delivery["security"].as_str() {
+                Some("starttls") => " (STARTTLS)",
+                Some("tls") => " (TLS)",
+                Some("none") => " (in clear)",
+                _ => "",
+            };
+            Some(format!("sent by SMTP to {host}:{port}{over}"))
+        }
         _ => Some(format!("written as files to {} (no [smtp])", delivery["dir"].as_str()?)),
     }
 }

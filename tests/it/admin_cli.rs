@@ -67,7 +67,7 @@ async fn status_reports_the_running_daemon() {
     let mail_dir = d.state_dir().join("mail");
     assert_eq!(
         status["mail"],
-        serde_json::json!({"queued": 0, "dead": 0, "delivery": {"via": "files", "dir": mail_dir}})
+        serde_json::json!({"queued": 0, "dead": 0, "failing": null, "delivery": {"via": "files", "dir": mail_dir}})
     );
     let mail_line = format!("0 queued, 0 dead; written as files to {} (no [smtp])", mail_dir.display());
     assert!(human.contains(&mail_line) && human.contains("backups      none yet in "), "{human}");

@@ -121,6 +121,14 @@ async fn nothing_is_sent_to_a_relay_not_vouched_for_or_without_starttls() {
     let d = registered(&smtp_section(&sink, "starttls", None, Some(&password_file)), "cy@example.test").await;
     let error = last_error(&d).await;
     assert!(error.contains("certificate"), "{error}");
+    // latchctl status says mail is stuck, and why.
+    let status = String::from_utf8(crate::admin_api::ctl(&d, &["status"], "").stdout).unwrap();
+    let mail = status.lines().find(|l| l.starts_with("mail")).unwrap_or_default();
+    let expected = format!("(STARTTLS); failing: {error} (latchctl outbox list)");
+    assert!(
+        mail.contains("1 queued, 0 dead; sent by SMTP to 127.0.0.1:") && mail.ends_with(&expected),
+        "{status}"
+    );
     // A relay in clear (or a path that strips STARTTLS from its answer).
     let clear = SmtpSink::start();
     let d = registered(&smtp_section(&clear, "starttls", Some(&ca), Some(&password_file)), "di@example.test")
