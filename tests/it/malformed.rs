@@ -1,9 +1,9 @@
 //! Malformed input: a seeded run of requests to every route the daemon's
 //! OpenAPI document names — bodies of the wrong shape, type, encoding or
 //! size, odd path and query values, wrong content types, with and without
-//! credentials — gets no 5xx and no stalled answer, every API error is an
-//! RFC 9457 problem whose `status` is the answer's, the log holds no ERROR
-//! line, and nothing stored is harmed: the database's integrity check and
+//! credentials, over HTTP/1.1 and HTTP/2 — gets no 5xx and no stalled
+//! answer, every API error is an RFC 9457 problem whose `status` is the
+//! answer's, the log holds no ERROR line, and nothing stored is harmed: the database's integrity check and
 //! the audit chain pass, and a bystander's account row is unchanged and
 //! their password and refresh token still work. Prints (and writes to
 //! `target/reliability/malformed.md`) the requests, their statuses and the
@@ -79,8 +79,8 @@ const NASTY: &[&str] = &[
     "AAAA-BBBB-CCCC",
 ];
 
-/// Path segments for `{id}`, `{name}`, `{kid}`: junk, and the fuzzing
-/// account's own ids (filled in at start) so some calls reach real rows.
+/// Path segments for `{id}`, `{name}`, `{kid}`: junk (`Callers` adds the
+/// admin's and the fuzzing account's ids, so some calls reach real rows).
 const SEGMENTS: &[&str] =
     &["x", "0", "%2e%2e", "%ff", "%00", "admin", "01a2450a-18df-759d-b617-9ac6aaab19e1"];
 
@@ -333,6 +333,8 @@ async fn harm_done(d: &Latchd, row_before: &str, bystander: &Value) -> Vec<Strin
 #[derive(Default)]
 struct Tally {
     statuses: BTreeMap<u16, u64>,
+    /// Answers by HTTP version.
+    versions: BTreeMap<String, u64>,
     faults: Vec<String>,
 }
 
@@ -360,26 +362,46 @@ impl Fuzzed {
 const WORKERS: u64 = 4;
 
 /// Sends `requests` fuzzed requests from `WORKERS` callers at once, each
-/// with its own dice from `seed`.
+/// with its own dice from `seed`, half of them over HTTP/2 (its framing
+/// and its early refusals take other paths through actix).
 async fn run(d: &Latchd, seed: u64, routes: &[Route], api_key: &str, requests: u64) -> Tally {
     let workers = (0..WORKERS).map(|i| {
         let dice = Dice::seeded(Some(seed.wrapping_add(2 * i)));
-        worker(d, dice, routes, api_key, requests / WORKERS)
+        worker(d, client(d, i % 2 == 1), dice, routes, api_key, requests / WORKERS)
     });
     let mut all = Tally::default();
     for tally in futures_util::future::join_all(workers).await {
         tally.statuses.into_iter().for_each(|(s, n)| *all.statuses.entry(s).or_default() += n);
+        tally.versions.into_iter().for_each(|(v, n)| *all.versions.entry(v).or_default() += n);
         all.faults.extend(tally.faults);
     }
     all
 }
 
+/// An HTTPS client of `d`, speaking HTTP/2 (by ALPN) or HTTP/1.1.
+fn client(d: &Latchd, http2: bool) -> reqwest::Client {
+    let tls = crate::harness::client_tls(&d.cert_path(), &[&rustls::version::TLS13, &rustls::version::TLS12]);
+    let mut tls = (*tls).clone();
+    let builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    let builder = if http2 {
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        builder.http2_prior_knowledge()
+    } else {
+        builder
+    };
+    builder.use_preconfigured_tls(tls).build().unwrap()
+}
+
 /// Sends `requests` fuzzed requests one after another, signing the
 /// callers in again every 250.
-async fn worker(d: &Latchd, mut dice: Dice, routes: &[Route], api_key: &str, requests: u64) -> Tally {
-    let tls = crate::harness::client_tls(&d.cert_path(), &[&rustls::version::TLS13, &rustls::version::TLS12]);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10));
-    let client = client.use_preconfigured_tls((*tls).clone()).build().unwrap();
+async fn worker(
+    d: &Latchd,
+    client: reqwest::Client,
+    mut dice: Dice,
+    routes: &[Route],
+    api_key: &str,
+    requests: u64,
+) -> Tally {
     let (mut tally, mut callers) = (Tally::default(), Callers::signed_in(d, api_key).await);
     for n in 1..=requests {
         if n % 250 == 0 {
@@ -390,6 +412,7 @@ async fn worker(d: &Latchd, mut dice: Dice, routes: &[Route], api_key: &str, req
         let api = f.path.starts_with("/v1/") || f.path.starts_with("/.well-known/");
         match f.request(&client, d).send().await {
             Ok(res) => {
+                *tally.versions.entry(format!("{:?}", res.version())).or_default() += 1;
                 *tally.statuses.entry(res.status().as_u16()).or_default() += 1;
                 if let Some(wrong) = fault(res, api).await {
                     tally.faults.push(format!("{}: {wrong}", f.describe()));
@@ -411,6 +434,8 @@ fn publish(tally: &Tally, routes: usize, requests: u64, harm: usize, seed: u64) 
     table.row(&["2xx / 3xx / 4xx / 5xx", &classes.join(" / ")]);
     let each: Vec<String> = tally.statuses.iter().map(|(s, n)| format!("{s}×{n}")).collect();
     table.row(&["statuses", &each.join(" ")]);
+    let versions: Vec<String> = tally.versions.iter().map(|(v, n)| format!("{v}×{n}")).collect();
+    table.row(&["answered over", &versions.join(" ")]);
     table.row(&["answers not as promised", &tally.faults.len().to_string()]);
     table.row(&["harm to what was stored", &harm.to_string()]);
     table.row(&["seed", &seed.to_string()]);
