@@ -4,7 +4,7 @@
 //! the CA that `[smtp].ca_file` names. Without that CA, or from a relay
 //! that does not offer STARTTLS, nothing is sent — no fallback to clear
 //! text, so the SMTP password never crosses in clear — and the outbox
-//! says why.
+//! says why. A relay password fixed in its file is used at the next retry.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -137,4 +137,24 @@ async fn nothing_is_sent_to_a_relay_not_vouched_for_or_without_starttls() {
     assert!(error.to_lowercase().contains("starttls"), "{error}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(sink.wait_for(0).await.is_empty() && clear.wait_for(0).await.is_empty(), "nothing delivered");
+}
+
+/// A wrong relay password fails the delivery with the relay's answer, and
+/// the right one written over the file is used at the next retry: no
+/// reload, no restart.
+#[tokio::test]
+async fn a_relay_password_fixed_in_place_delivers_at_the_next_retry() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(certs.path());
+    let password_file = certs.path().join("smtp-password");
+    std::fs::write(&password_file, "not the relay password\n").unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let sink = SmtpSink::start_with(0, &["--starttls", cert, key, "--login", RELAY_USER, RELAY_PASSWORD]);
+    let smtp = smtp_section(&sink, "starttls", Some(&ca), Some(&password_file));
+    let d = registered(&smtp, "ed@example.test").await;
+    let error = last_error(&d).await;
+    assert!(error.contains("535"), "the relay's refusal: {error}");
+    std::fs::write(&password_file, format!("{RELAY_PASSWORD}\n")).unwrap();
+    let mail = sink.wait_for_mail_to("ed@example.test").await;
+    assert_eq!(header_of(&mail, "X-Sink-Login"), RELAY_USER);
 }

@@ -75,7 +75,8 @@ async def main():
         def authenticator(server, session, envelope, mechanism, auth_data):
             ok = isinstance(auth_data, LoginPassword) and (
                 auth_data.login.decode(), auth_data.password.decode()) == tuple(login)
-            return AuthResult(success=ok, auth_data=auth_data)
+            # handled=False: aiosmtpd answers a refusal with its 535 itself.
+            return AuthResult(success=ok, handled=False, auth_data=auth_data)
         # aiosmtpd sees TLS only once STARTTLS ran: over --tls it is there from the start.
         smtp.update(authenticator=authenticator, auth_required=True, auth_require_tls=not implicit)
     server = await loop.create_server(
