@@ -1,10 +1,10 @@
 //! Settings the rules accept that are almost surely a mistake given the
 //! rest of the file: mail leaving this machine in clear, with links only
 //! this machine can open, or from a sender no relay takes; plain HTTP open
-//! beyond this machine. Each may be meant (a sandbox relay, a browser on the same host,
-//! a TLS proxy on a private network), so they are said — by
-//! `check-config`, at start and at each reload, on the key's line — and
-//! never refused.
+//! beyond this machine. Each may be meant (a sandbox relay, a relay on a
+//! trusted network, a browser on the same host, a TLS proxy on a private
+//! network), so they are said — by `check-config`, at start and at each
+//! reload, on the key's line — and never refused.
 
 use super::rules::{is_loopback, url_host};
 use super::{Config, ConfigError, ListenAddr, ListenerKind, SmtpSecurity};

@@ -269,8 +269,9 @@ async fn record_outcome(
 
 /// The SMTP settings as a reloadable service: a password file that cannot
 /// be read (or is empty), or a CA file without a certificate, fails the
-/// start or rejects the reload, naming the file, instead of turning every message into a retry and then a dead
-/// letter while the daemon looks healthy.
+/// start or rejects the reload, naming the file, instead of turning every
+/// message into a retry and then a dead letter while the daemon looks
+/// healthy.
 pub struct SmtpSettings;
 
 impl SmtpSettings {
