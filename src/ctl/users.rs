@@ -411,7 +411,13 @@ pub fn sessions(client: &AdminClient, cmd: &SessionsCmd, json: bool) -> anyhow::
     match cmd {
         SessionsCmd::List { user } => {
             let path = match user {
-                Some(u) => format!("/v1/admin/sessions?user_id={}", encode(&user_id(client, u)?)),
+                Some(u) => {
+                    let id = encode(&user_id(client, u)?);
+                    // An id that names no account is a mistake to say, not
+                    // an account without sessions.
+                    client.get(&format!("/v1/admin/users/{id}"))?;
+                    format!("/v1/admin/sessions?user_id={id}")
+                }
                 None => "/v1/admin/sessions".to_string(),
             };
             let list = client.get(&path)?;
