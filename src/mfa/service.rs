@@ -54,18 +54,27 @@ pub async fn enrol(
     let secret = second_factor::new_secret(&d.key, &cfg.pages.product_name, &email)?;
     let qr_svg = qr_svg(&secret.otpauth_uri)?;
     let (uid, sealed, client) = (user.user_id.clone(), secret.sealed, client.clone());
+    crate::pause::at("totp_enrol_write").await;
     let stored = d
         .store
         .write(move |c| {
+            // The account may have been deleted since its token was
+            // checked: the insert would then break the foreign key (a 500).
+            let exists = c.query_row("SELECT 1 FROM users WHERE id = ?1", [&uid], |_| Ok(())).optional()?;
+            if exists.is_none() {
+                return Ok(None);
+            }
             if !second_factor::store_pending(c, &uid, &sealed, crate::clock::now_unix())? {
-                return Ok(false);
+                return Ok(Some(false));
             }
             audit::record(c, &Entry::by_user("totp_enrolment_started", &uid, &client))?;
-            Ok(true)
+            Ok(Some(true))
         })
         .await?;
-    if !stored {
-        return Err(MfaError::AlreadyEnabled);
+    match stored {
+        None => return Err(MfaError::InvalidCredentials),
+        Some(false) => return Err(MfaError::AlreadyEnabled),
+        Some(true) => {}
     }
     count("totp_enroll", "started");
     Ok(NewEnrolment { secret: secret.base32, otpauth_uri: secret.otpauth_uri, qr_svg })

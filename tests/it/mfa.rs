@@ -460,3 +460,24 @@ async fn mails_titled(smtp: &crate::mail::SmtpSink, subject: &str, at_least: usi
     }
     panic!("no {at_least} mails titled {subject:?}");
 }
+
+/// An enrolment whose account is deleted while it runs (after its token
+/// was checked, before its write) answers 401, not a 500 from the
+/// foreign key the insert would break.
+#[tokio::test]
+async fn an_enrolment_for_an_account_deleted_meanwhile_is_refused_not_a_500() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::harness::write_config(dir.path(), &crate::harness::base_config(""));
+    let d = Latchd::start_in_with_env(dir, &[("LATCH_TEST_PAUSE", "totp_enrol_write:800")]).await;
+    let args = ["users", "add", "gone@example.test", "--password-stdin", "--verified"];
+    assert!(crate::admin_api::ctl(&d, &args, PASSWORD).status.success());
+    let access = login(&d, "gone@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    let enrol = d.post_auth("/v1/auth/mfa/totp", &access, json!({}));
+    let delete = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        crate::admin_api::ctl(&d, &["users", "delete", "gone@example.test"], "")
+    };
+    let (res, deleted) = tokio::join!(enrol, delete);
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    assert_eq!(res.status(), 401, "{}", res.text().await.unwrap_or_default());
+}
