@@ -18,7 +18,7 @@ use serde_json::json;
 use super::queries;
 use super::{AccountError, Deps};
 use crate::audit::{self, Entry};
-use crate::auth::queries::{set_email, void_email_change};
+use crate::auth::queries::{password_hash, set_email, void_email_change};
 use crate::auth::{UserSession, normalize_email, validate_email};
 use crate::config::Config;
 use crate::email::{self, Template};
@@ -45,25 +45,19 @@ pub async fn request_change(
     if norm == normalize_email(&user.facts.email) {
         return Err(AccountError::AddressUnchanged);
     }
-    super::passwords::check_current(d, cfg, user, password, client, "email_change").await?;
-    let lookup = norm.clone();
-    let holder = d.store.read(move |c| queries::holder_of(c, &lookup)).await?;
-    let token = random_token()?;
-    let hash = token_hash(&token);
-    let link_sent = holder.is_none();
-    let to_new = match holder {
-        None => email::prepare(cfg, &d.key, &new_email, &Template::ConfirmAddressChange { token })?,
-        Some(h) => email::prepare(cfg, &d.key, &h.email, &Template::AlreadyRegistered)?,
-    };
-    let asked = Template::AddressChangeAsked {
-        new_address: new_email.clone(),
-        ip: client.ip.clone(),
-        at: crate::clock::now_rfc3339(),
-    };
-    let to_old = email::prepare(cfg, &d.key, &user.facts.email, &asked)?;
+    let checked = super::passwords::check_current(d, cfg, user, password, client, "email_change").await?;
+    let Mails { to_new, to_old, hash, link_sent } = mails(d, cfg, user, &new_email, client).await?;
     let (uid, cap, client) = (user.user_id.clone(), cfg.email.max_per_recipient, client.clone());
-    d.store
+    crate::pause::at("email_change_write").await;
+    let kept = d
+        .store
         .write(move |c| {
+            // The account may have been deleted (the insert would break its
+            // foreign key: a 500) or its password reset since the check
+            // above; either voids what the check allowed.
+            if password_hash(c, &uid)?.as_deref() != Some(checked.as_str()) {
+                return Ok(false);
+            }
             let now = crate::clock::now_unix();
             void_email_change(c, &uid, now)?;
             email::enqueue(c, cap, to_old)?;
@@ -80,12 +74,52 @@ pub async fn request_change(
                 )?;
             }
             let entry = Entry::by_user("email_change_requested", &uid, &client);
-            audit::record(c, &entry.with(json!({ "new_email": new_email })))
+            audit::record(c, &entry.with(json!({ "new_email": new_email })))?;
+            Ok(true)
         })
         .await?;
+    if !kept {
+        count("email_change", "failure");
+        return Err(AccountError::InvalidCredentials);
+    }
     d.outbox.wake.notify_one();
     count("email_change", "success");
     Ok(())
+}
+
+/// The two messages of a change request, and its link's hash.
+struct Mails {
+    to_new: email::Prepared,
+    to_old: email::Prepared,
+    hash: Vec<u8>,
+    /// False when the new address is another account's (it is told so
+    /// instead, and the link goes nowhere).
+    link_sent: bool,
+}
+
+async fn mails(
+    d: &Deps,
+    cfg: &Config,
+    user: &UserSession,
+    new_email: &str,
+    client: &ClientInfo,
+) -> Result<Mails, AccountError> {
+    let lookup = normalize_email(new_email);
+    let holder = d.store.read(move |c| queries::holder_of(c, &lookup)).await?;
+    let token = random_token()?;
+    let hash = token_hash(&token);
+    let link_sent = holder.is_none();
+    let to_new = match holder {
+        None => email::prepare(cfg, &d.key, new_email, &Template::ConfirmAddressChange { token })?,
+        Some(h) => email::prepare(cfg, &d.key, &h.email, &Template::AlreadyRegistered)?,
+    };
+    let asked = Template::AddressChangeAsked {
+        new_address: new_email.to_string(),
+        ip: client.ip.clone(),
+        at: crate::clock::now_rfc3339(),
+    };
+    let to_old = email::prepare(cfg, &d.key, &user.facts.email, &asked)?;
+    Ok(Mails { to_new, to_old, hash, link_sent })
 }
 
 /// Whether `hash` is a live change link (for the page before the click).

@@ -108,9 +108,11 @@ async fn send(w: &MailWork, job: Job) -> Result<(), super::AccountError> {
     };
     let msg = email::prepare(&cfg, &w.key, &holder.email, &template)?;
     let (hash, cap, user_id) = (token_hash(&token), cfg.email.max_per_recipient, holder.id);
+    crate::pause::at("account_email_write").await;
     w.store
         .write(move |c| {
-            if !email::enqueue(c, cap, msg)? {
+            // Deleted since the lookup: nothing to mail, nothing to keep.
+            if !crate::auth::queries::user_exists(c, &user_id)? || !email::enqueue(c, cap, msg)? {
                 return Ok(());
             }
             let now = crate::clock::now_unix();

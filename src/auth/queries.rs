@@ -164,6 +164,13 @@ pub fn active_admins(c: &Connection) -> Result<i64, StoreError> {
     )?)
 }
 
+/// Whether account `user_id` still exists: a write that inserts a row
+/// keyed to an account read earlier asks first (the foreign key would
+/// otherwise fail the write with a 500 after a deletion meanwhile).
+pub fn user_exists(c: &Connection, user_id: &str) -> Result<bool, StoreError> {
+    Ok(c.query_row("SELECT 1 FROM users WHERE id = ?1", params![user_id], |_| Ok(())).optional()?.is_some())
+}
+
 /// The user's stored password hash (PHC string).
 pub fn password_hash(c: &Connection, user_id: &str) -> Result<Option<String>, StoreError> {
     Ok(c.query_row("SELECT password_hash FROM users WHERE id = ?1", params![user_id], |r| r.get(0))

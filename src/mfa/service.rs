@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{Deps, MfaError};
 use crate::audit::{self, Entry};
-use crate::auth::queries::{password_hash, revoke_user_sessions};
+use crate::auth::queries::{password_hash, revoke_user_sessions, user_exists};
 use crate::auth::second_factor::{self, Checked, Enrolment, Proof};
 use crate::auth::{Reauth, UserSession};
 use crate::config::Config;
@@ -58,10 +58,8 @@ pub async fn enrol(
     let stored = d
         .store
         .write(move |c| {
-            // The account may have been deleted since its token was
-            // checked: the insert would then break the foreign key (a 500).
-            let exists = c.query_row("SELECT 1 FROM users WHERE id = ?1", [&uid], |_| Ok(())).optional()?;
-            if exists.is_none() {
+            // The account may have been deleted since its token was checked.
+            if !user_exists(c, &uid)? {
                 return Ok(None);
             }
             if !second_factor::store_pending(c, &uid, &sealed, crate::clock::now_unix())? {

@@ -55,7 +55,9 @@ pub async fn login_page(d: D, cfg: LiveConfig, req: HttpRequest) -> Result<HttpR
 async fn signed_in(d: &Deps, page: &Page, outcome: SignIn) -> Result<HttpResponse, ApiError> {
     match outcome {
         SignIn::Session { session_id, .. } => {
-            let cookie = browser::start(&d.store, session_id).await?;
+            let Some(cookie) = browser::start(&d.store, session_id).await? else {
+                return Ok(see_other("/account/login"));
+            };
             let mut resp = see_other("/account");
             resp.add_cookie(&cookie)
                 .map_err(|_| ApiError::from(crate::http::Problem::new(Kind::Internal)))?;

@@ -26,15 +26,19 @@ fn cookie(value: String, max_age: i64) -> Cookie<'static> {
 }
 
 /// Binds a new browser cookie to latch session `session_id` (until that
-/// session's own end); the cookie to set.
-pub async fn start(store: &Store, session_id: String) -> Result<Cookie<'static>, ApiError> {
+/// session's own end); the cookie to set, or none when the session is
+/// already gone (its account deleted since the sign-in).
+pub async fn start(store: &Store, session_id: String) -> Result<Option<Cookie<'static>>, ApiError> {
     let token = random_token().map_err(|_| ApiError::from(Problem::new(Kind::Internal)))?;
     let hash = token_hash(&token);
+    crate::pause::at("browser_start").await;
     let expires = store
         .write(move |c| {
             let now = crate::clock::now_unix();
-            let ends: i64 =
-                c.query_row("SELECT expires_at FROM sessions WHERE id = ?1", params![session_id], |r| r.get(0))?;
+            let ends: Option<i64> = c
+                .query_row("SELECT expires_at FROM sessions WHERE id = ?1", params![session_id], |r| r.get(0))
+                .optional()?;
+            let Some(ends) = ends else { return Ok(None) };
             exec(
                 c,
                 "INSERT INTO browser_sessions (token_hash, session_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
@@ -43,10 +47,10 @@ pub async fn start(store: &Store, session_id: String) -> Result<Cookie<'static>,
             // Sessions ended long ago take their browser rows with them
             // (foreign key); expired rows of live sessions go here.
             exec(c, "DELETE FROM browser_sessions WHERE expires_at <= ?1", params![now])?;
-            Ok(ends - now)
+            Ok(Some(ends - now))
         })
         .await?;
-    Ok(cookie(token, expires))
+    Ok(expires.map(|age| cookie(token, age)))
 }
 
 /// The signed-in user of this request, if its cookie names a live session

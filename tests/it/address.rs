@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::flows::{PASSWORD, login, metric, register_verified, with_smtp};
+use crate::flows::{PASSWORD, login, metric, register_verified, with_smtp, with_smtp_env};
 use crate::harness::{Latchd, assert_problem};
 use crate::mail::{SmtpSink, header_of, subject_of, text_of, token_in};
 
@@ -134,6 +134,45 @@ async fn a_taken_address_is_not_told_and_a_password_change_voids_the_link() {
     let taken = assert_problem(res, 409, "conflict").await;
     assert!(taken["detail"].as_str().unwrap().contains("Another account has taken"), "{taken}");
     assert_eq!(email_of(&d, access).await, json!(["bob@example.test", true]));
+}
+
+/// A request whose password was checked, and then changed or its account
+/// deleted before the change is written, keeps nothing: 401, not the 500
+/// a deleted account's foreign key once gave.
+#[tokio::test]
+async fn a_change_checked_before_a_password_change_or_deletion_keeps_nothing() {
+    let (d, smtp) = with_smtp_env("", &[("LATCH_TEST_PAUSE", "email_change_write:800")]).await;
+    let seen = register_verified(&d, &smtp, "dee@example.test", 0).await;
+    let access = login(&d, "dee@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    let ask = d.post_auth(CHANGE, &access, json!({"password": PASSWORD, "new_email": "dee@new.example"}));
+    let meanwhile = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let change = json!({"current_password": PASSWORD, "new_password": "another long passphrase"});
+        d.post_auth("/v1/auth/password/change", &access, change).await.status()
+    };
+    let (res, changed) = tokio::join!(ask, meanwhile);
+    assert_eq!(changed, 200);
+    assert_problem(res, 401, "invalid-credentials").await;
+    let pending = "SELECT count(*) FROM email_changes";
+    assert_eq!(d.db().query_row(pending, [], |r| r.get::<_, i64>(0)).unwrap(), 0);
+
+    let body = json!({"password": "another long passphrase", "new_email": "dee@new.example"});
+    let ask = d.post_auth(CHANGE, &access, body);
+    let delete = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        crate::admin_api::ctl(&d, &["users", "delete", "dee@example.test"], "")
+    };
+    let (res, deleted) = tokio::join!(ask, delete);
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    assert_problem(res, 401, "invalid-credentials").await;
+    assert!(!d.log().contains("ERROR"), "{}", d.log());
+    // Neither request mailed anything: the password change's notice is
+    // the one message since the registration.
+    smtp.wait_for(seen + 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let mails = smtp.wait_for(0).await;
+    let sent: Vec<_> = mails[seen..].iter().map(|m| (header_of(m, "X-Envelope-To"), subject_of(m))).collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
 }
 
 /// On the account page: the form mails the link (the page says where it

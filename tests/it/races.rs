@@ -180,6 +180,53 @@ async fn address_only_work_waits_in_a_bounded_queue() {
     assert!(dropped >= 150.0, "a full queue drops the surplus and counts it: {dropped}");
 }
 
+/// An account deleted between the reset request's lookup and its write
+/// gets no link: no token row, no mail, no failure in the log (the
+/// token's foreign key once failed the write).
+#[tokio::test]
+async fn a_reset_asked_for_an_account_deleted_meanwhile_leaves_nothing() {
+    let (d, smtp) = with_smtp_env("", &[("LATCH_TEST_PAUSE", "account_email_write:800")]).await;
+    let seen = register_verified(&d, &smtp, "lee@example.test", 0).await;
+    assert_eq!(d.post("/v1/auth/password/forgot", json!({"email": "lee@example.test"})).await.status(), 202);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deleted = crate::admin_api::ctl(&d, &["users", "delete", "lee@example.test"], "");
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    // Past the pause: the write has run (or would have) by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!d.log().contains("queued account email failed"), "{}", d.log());
+    assert_eq!(count(&d, "SELECT count(*) FROM one_time_tokens"), 0);
+    assert_eq!(smtp.wait_for(0).await.len(), seen, "no reset mail");
+}
+
+/// A sign-in on the page whose account is deleted before its browser
+/// session is written goes back to the sign-in form, not to a 500.
+#[tokio::test]
+async fn a_page_sign_in_for_an_account_deleted_meanwhile_goes_back_to_the_form() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &base_config(""));
+    let d = Latchd::start_in_with_env(dir, &[("LATCH_TEST_PAUSE", "browser_start:800")]).await;
+    let args = ["users", "add", "max@example.test", "--password-stdin", "--verified"];
+    assert!(crate::admin_api::ctl(&d, &args, PASSWORD).status.success());
+    let (cookie, csrf) = crate::pages::csrf_of(d.get("/account/login").await).await;
+    let form = [("csrf", csrf.as_str()), ("email", "max@example.test"), ("password", PASSWORD)];
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    let tls = crate::harness::client_tls(&d.cert_path(), &[&rustls::version::TLS13]);
+    let browser = browser.use_preconfigured_tls((*tls).clone()).build().unwrap();
+    let sign_in = browser.post(d.https_url("/account/login")).header("cookie", cookie).form(&form).send();
+    let delete = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        crate::admin_api::ctl(&d, &["users", "delete", "max@example.test"], "")
+    };
+    let (res, deleted) = tokio::join!(sign_in, delete);
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    let res = res.unwrap();
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap_or_default());
+    assert_eq!(res.headers()["location"], "/account/login");
+    let cookies: Vec<_> = res.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(!cookies.iter().any(|c| c.starts_with("__Host-latch=")), "no browser session: {cookies:?}");
+    assert!(!d.log().contains("ERROR"), "{}", d.log());
+}
+
 #[tokio::test]
 async fn reset_mail_goes_to_the_stored_address_and_non_ascii_addresses_are_refused() {
     let (d, smtp) = with_smtp("").await;
