@@ -46,6 +46,44 @@ pub mod state_dir;
 pub mod store;
 pub mod telemetry;
 
+/// clap's answer to a command line it cannot parse, on one line: the
+/// reason, then the usage of the command meant (clap's own is 4 to 7
+/// lines). None for help and version output, which clap prints as is.
+pub fn usage_error(e: &clap::Error) -> Option<String> {
+    use clap::error::ErrorKind::{DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand, DisplayVersion};
+    if matches!(e.kind(), DisplayHelp | DisplayHelpOnMissingArgumentOrSubcommand | DisplayVersion) {
+        return None;
+    }
+    let text = e.to_string();
+    let mut lines = text.lines();
+    let mut line = lines.next().unwrap_or_default().trim_start_matches("error: ").to_string();
+    // A reason ending in ':' is followed by its list ("not provided:").
+    let listing = line.ends_with(':');
+    let (mut usage, mut tips) = (None, Vec::new());
+    for next in lines.map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("For more information")) {
+        if let Some(rest) = next.strip_prefix("Usage: ") {
+            usage = Some(rest);
+        } else if let Some(tip) = next.strip_prefix("tip: ") {
+            tips.push(tip);
+        } else if next.starts_with('[') {
+            // "[possible values: jsonl, csv]" after an invalid value.
+            line.push(' ');
+            line.push_str(next);
+        } else if listing {
+            line.push_str(if line.ends_with(':') { " " } else { ", " });
+            line.push_str(next);
+        }
+    }
+    for tip in tips {
+        line.push_str("; ");
+        line.push_str(tip);
+    }
+    if let Some(usage) = usage {
+        line.push_str(&format!(" (usage: {usage})"));
+    }
+    Some(line)
+}
+
 /// An error and its causes on one line for a CLI, skipping a cause whose
 /// text the line already holds (many messages embed their source).
 pub fn one_line(e: &anyhow::Error) -> String {

@@ -10,7 +10,16 @@ fn main() -> ExitCode {
     // whatever umask the calling shell has, as with latchd.
     // SAFETY: umask only changes this process's file-creation mask.
     unsafe { libc::umask(0o077) };
-    let cli = latch::ctl::Cli::parse();
+    let cli = match latch::ctl::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match latch::usage_error(&e) {
+            Some(line) => {
+                eprintln!("latchctl: {line}");
+                return ExitCode::from(2);
+            }
+            None => e.exit(),
+        },
+    };
     match latch::ctl::run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -20,8 +20,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// clap's answer to a line it cannot parse, except for `latchd --config
-/// PATH` (how many daemons start): said plainly, with the command meant.
+/// A line clap cannot parse, on one line (help and version as clap prints
+/// them); `latchd --config PATH` (how many daemons start) is told the
+/// command meant.
 fn misused(e: clap::Error) -> ExitCode {
     // args_os: a word that is not UTF-8 is clap's to report, not a panic.
     let first = std::env::args_os().nth(1).unwrap_or_default();
@@ -34,7 +35,13 @@ fn misused(e: clap::Error) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    e.exit()
+    match latch::usage_error(&e) {
+        Some(line) => {
+            eprintln!("latchd: {line}");
+            ExitCode::from(2)
+        }
+        None => e.exit(),
+    }
 }
 
 /// `serve`'s options, as someone might give them without the command.

@@ -447,6 +447,43 @@ fn group_summaries_name_every_subcommand() {
     }
 }
 
+/// A command line latchctl cannot parse is told on one line (the reason,
+/// clap's tip, the usage of the command meant), exit 2; help still prints
+/// whole, exit 0.
+#[test]
+fn a_mistyped_command_line_is_told_in_one_line() {
+    let cases = [
+        (
+            "users add",
+            "the following required arguments were not provided: <EMAIL> (usage: latchctl users add <EMAIL>)",
+        ),
+        (
+            "users lst",
+            "unrecognized subcommand 'lst'; a similar subcommand exists: 'list' (usage: latchctl users [OPTIONS] <COMMAND>)",
+        ),
+        (
+            "sessions list --for 1h",
+            "unexpected argument '--for' found (usage: latchctl sessions list [OPTIONS])",
+        ),
+        (
+            "audit export --format xml",
+            "invalid value 'xml' for '--format <FORMAT>' [possible values: jsonl, csv]",
+        ),
+        (
+            "backup list --json --json",
+            "the argument '--json' cannot be used multiple times (usage: latchctl backup list [OPTIONS])",
+        ),
+    ];
+    for (args, said) in cases {
+        let out = Command::new(LATCHCTL).args(args.split(' ')).output().expect("run latchctl");
+        assert_eq!(out.status.code(), Some(2), "{args}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), format!("latchctl: {said}\n"), "{args}");
+    }
+    let help = Command::new(LATCHCTL).args(["users", "add", "--help"]).output().expect("run latchctl");
+    assert_eq!(help.status.code(), Some(0));
+    assert!(stdout(&help).lines().count() > 5 && stdout(&help).contains("Usage: latchctl users add"));
+}
+
 /// A self-chosen name or device name holding an escape sequence is refused
 /// at the API; one already stored (from before, or written behind latch's
 /// back) is shown escaped by latchctl, never sent raw to the terminal,
