@@ -38,6 +38,7 @@ mod races;
 mod relay_tls;
 mod reliability;
 mod reload;
+mod reload_load;
 mod secrets;
 mod slow_clients;
 mod tidy;
