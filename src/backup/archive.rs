@@ -52,6 +52,12 @@ pub(super) const TICK: Duration = Duration::from_secs(1);
 /// going on goes on meanwhile; a broken one leaves the log unarchived
 /// meanwhile, and the lag gauge counts it.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+/// Each failure in a row doubles the wait, up to this: every try of a
+/// failing snapshot reads the whole database, which on a disk full for
+/// hours is that much I/O for nothing. A reload tries again at once (the
+/// operator who made room says so), and the lag gauge and its alert go on
+/// counting meanwhile.
+const RETRY_AT_MOST: Duration = Duration::from_secs(300);
 /// How long a new generation's TRUNCATE checkpoint waits for readers: the
 /// daemon's own finish within milliseconds.
 const TRUNCATE_WAIT: Duration = Duration::from_millis(200);
@@ -76,6 +82,10 @@ struct Archiver {
     archiving: Option<bool>,
     to_thread: mpsc::Sender<Work>,
     progress: Arc<Progress>,
+    /// Generations that failed in a row since the last healthy one.
+    failures: u32,
+    /// The config of the last run: another one means a reload.
+    config_seen: Option<Arc<Config>>,
 }
 
 /// Held by the daemon's stop, which calls it last before closing the store:
@@ -133,6 +143,8 @@ pub async fn install(
         archiving: None,
         to_thread,
         progress,
+        failures: 0,
+        config_seen: None,
     };
     store.between_batches(Box::new(move |c| archiver.run(c))).await?;
     let store = store.clone();
@@ -151,22 +163,32 @@ pub async fn install(
 impl Archiver {
     fn run(&mut self, conn: &Connection) {
         let cfg = self.config.load_full();
+        self.after_reload(&cfg);
         self.set_archiving(conn, cfg.backup.wal_archive);
         if !cfg.backup.wal_archive {
             return;
         }
         if self.progress.broken.swap(false, Ordering::AcqRel) {
             self.generation = None;
-            self.retry_later();
+            let wait = self.retry_later();
+            tracing::info!(
+                retry_in_s = wait.as_secs_f64(),
+                "WAL archive: a new generation follows the broken one"
+            );
+        }
+        let snapshotting = self.progress.snapshotting.load(Ordering::Acquire);
+        if self.generation.is_some() && !snapshotting && self.progress.owes_nothing() {
+            self.failures = 0;
         }
         let due = Instant::now() >= self.next_generation;
-        if due && !self.progress.snapshotting.load(Ordering::Acquire) {
+        if due && !snapshotting {
             // The old generation takes its last frames before the new one starts.
             self.collect();
             if let Err(e) = self.start_generation(conn, &cfg) {
-                tracing::warn!(error = %e, "WAL archive: could not start a generation; will retry");
                 // One going on goes on: its frames still replay onto its snapshot.
-                self.retry_later();
+                let wait = self.retry_later();
+                let retry_in_s = wait.as_secs_f64();
+                tracing::warn!(error = %e, retry_in_s, "WAL archive: could not start a generation");
             }
         }
         self.collect();
@@ -179,10 +201,25 @@ impl Archiver {
         }
     }
 
-    /// Puts the next generation off by `RETRY_AFTER_FAILURE`.
-    fn retry_later(&mut self) {
-        let wait = crate::pause::duration("archive_retry").unwrap_or(RETRY_AFTER_FAILURE);
+    /// Puts the next generation off by `RETRY_AFTER_FAILURE`, doubled for
+    /// each failure before it in a row, up to `RETRY_AT_MOST`; the wait.
+    fn retry_later(&mut self) -> Duration {
+        let first = crate::pause::duration("archive_retry").unwrap_or(RETRY_AFTER_FAILURE);
+        let wait = first.saturating_mul(1 << self.failures.min(16)).min(RETRY_AT_MOST.max(first));
+        self.failures = self.failures.saturating_add(1);
         self.next_generation = Instant::now() + wait;
+        wait
+    }
+
+    /// After a reload a failing archive is tried at once: the operator who
+    /// freed the disk or mended the folder need not wait out the backoff.
+    fn after_reload(&mut self, cfg: &Arc<Config>) {
+        let reloaded = self.config_seen.as_ref().is_some_and(|seen| !Arc::ptr_eq(seen, cfg));
+        self.config_seen = Some(Arc::clone(cfg));
+        if reloaded && self.failures > 0 {
+            self.failures = 0;
+            self.next_generation = Instant::now();
+        }
     }
 
     /// Hands checkpoints to this hook while archiving, back to SQLite when not.

@@ -47,6 +47,12 @@ impl Progress {
         let _ = self.unarchived_since_ms.compare_exchange(0, ms.max(1), Ordering::AcqRel, Ordering::Acquire);
     }
 
+    /// Whether every commit so far is in a usable generation or on its way
+    /// there (none lost to a failure since the last finished snapshot).
+    pub(super) fn owes_nothing(&self) -> bool {
+        self.unarchived_since_ms.load(Ordering::Acquire) == 0
+    }
+
     /// Archiving was turned off: nothing is owed to the archive any more.
     pub(super) fn forget_lost(&self) {
         self.unarchived_since_ms.store(0, Ordering::Release);
@@ -157,7 +163,7 @@ fn write_snapshot(s: Snapshot, progress: &Progress) {
             prune(&s.root, s.keep);
         }
         Err(e) => {
-            tracing::warn!(error = %e, "WAL archive: the snapshot failed; a new generation will start");
+            tracing::warn!(error = %e, "WAL archive: the snapshot failed; a new generation will follow");
             if !marks_a_gap(&s.root, &s.dir) {
                 let _ = std::fs::remove_dir_all(&s.dir);
             }
@@ -174,7 +180,7 @@ fn write_snapshot(s: Snapshot, progress: &Progress) {
 
 /// Whether the folder of a generation whose snapshot failed is worth
 /// keeping: only when the generation before it was finished. A run of
-/// failures (a full disk, retried every 10 s) marks the same stretch
+/// failures (a full disk, retried ever less often) marks the same stretch
 /// with its first folder and adds none; a failure before any finished
 /// generation is outside what a restore can reach anyway.
 fn marks_a_gap(root: &Path, failed: &Path) -> bool {

@@ -96,3 +96,47 @@ async fn a_full_disk_answers_503_keeps_reads_and_recovers_by_itself_as_root() {
         .unwrap();
     assert_eq!(roles, 2, "what was stored before the disk filled is still there");
 }
+
+/// A full archive disk: every try of a failing snapshot reads the whole
+/// database, so the tries come ever further apart (the first after
+/// `archive_retry`, 400 ms here, then 800 ms, 1.6 s, …, at most 5 min)
+/// rather than at a fixed pace for as long as the disk stays full; the
+/// reload an operator sends once there is room tries again at once.
+#[tokio::test]
+async fn a_full_archive_disk_is_tried_ever_less_often_and_at_once_after_a_reload_as_root() {
+    assert!(nix::unistd::Uid::effective().is_root(), "needs root to mount a small filesystem");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive-disk");
+    let _disk = SmallDisk::mount(&archive, "4m");
+    let backup =
+        format!("\n[backup]\ninterval = \"1s\"\narchive_dir = {:?}\n", archive.display().to_string());
+    write_config(dir.path(), &base_config(&backup));
+    let d = Latchd::start_in_with_env(dir, &[("LATCH_TEST_PAUSE", "archive_retry:400")]).await;
+    let snapshots = || {
+        let folders = std::fs::read_dir(&archive).unwrap().flatten();
+        folders.filter(|g| g.path().join("snapshot.db.zst").exists()).count()
+    };
+    let failures = || d.log().matches("the snapshot failed").count();
+    let until = |what: &str, within: Duration, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + within;
+        while !done() {
+            assert!(Instant::now() < deadline, "still not {what} after {within:?}:\n{}", d.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    until("a first snapshot", Duration::from_secs(10), &|| snapshots() >= 1);
+
+    fill(&archive.join("filler"));
+    until("a failed snapshot", Duration::from_secs(10), &|| failures() >= 1);
+    let first = Instant::now();
+    until("five failed snapshots", Duration::from_secs(20), &|| failures() >= 5);
+    // At a fixed 400 ms the fifth would come about 1.6 s after the first.
+    assert!(first.elapsed() >= Duration::from_secs(3), "tries did not back off: {:?}", first.elapsed());
+    assert!(d.log().contains("retry_in_s"), "{}", d.log());
+
+    // The next try is 6.4 s off; room and a reload bring it now.
+    let before = snapshots();
+    std::fs::remove_file(archive.join("filler")).unwrap();
+    d.signal(libc::SIGHUP);
+    until("a snapshot soon after the reload", Duration::from_secs(4), &|| snapshots() > before);
+}
