@@ -39,6 +39,11 @@ pub enum ConfigError {
     Invalid { path: String, line: usize, key: String, reason: String },
     #[error("{path}:{line}: {reason}")]
     Syntax { path: String, line: usize, reason: String },
+    #[error(
+        "{path}: the file is empty (caught while being rewritten?); write a new config beside it \
+         and rename it over this one"
+    )]
+    EmptyOnReload { path: String },
 }
 
 /// How a reload went: `error` set means nothing changed.
@@ -170,6 +175,21 @@ impl Config {
                 Self::parse(&text, path)
             }
         }
+    }
+
+    /// The config file read again for a reload. An empty file is refused:
+    /// it is what a reload sees between the truncation and the write of a
+    /// file rewritten in place (the file watch, a SIGHUP at that moment),
+    /// and applied it would put every setting back to its default: the
+    /// configured certificate dropped for a generated one, the limits and
+    /// defenses reset. A file of comments alone still means the defaults.
+    pub fn reload_from(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        if text.trim().is_empty() {
+            return Err(ConfigError::EmptyOnReload { path: path.display().to_string() });
+        }
+        Self::parse(&text, path)
     }
 
     /// Validates config `text` as if read from `path` (used in error

@@ -76,7 +76,11 @@ async fn prepare(
     old: &Config,
     services: &[Arc<dyn Reloadable>],
 ) -> Result<(Config, Vec<&'static str>, Vec<Commit>), String> {
-    let new = Config::load(old.source.as_deref()).map_err(|e| e.to_string())?;
+    let new = match old.source.as_deref() {
+        Some(path) => Config::reload_from(path),
+        None => Config::load(None),
+    };
+    let new = new.map_err(|e| e.to_string())?;
     let needs_restart = old.restart_only_changes(&new);
     let merged = new.keep_restart_only(old);
     let mut commits = Vec::with_capacity(services.len());

@@ -267,6 +267,33 @@ async fn a_reload_whose_files_cannot_be_read_is_refused_whole() {
     }
 }
 
+/// A config file rewritten in place is empty for a moment (truncated, not
+/// yet written): a reload then (the file watch, a SIGHUP) must not put
+/// every setting back to its default. It is refused, and the file once
+/// written whole applies.
+#[tokio::test]
+async fn an_empty_config_file_is_refused_at_reload_and_the_settings_stay() {
+    let d = Latchd::start_with(&base_config("\n[tokens]\naccess_ttl = \"20m\"\n")).await;
+    let before = ctl_json(&d, &["config", "show"]);
+    let path = d.dir.path().join("latch.toml");
+    let whole = std::fs::read_to_string(&path).unwrap();
+    let reload =
+        || Command::new(LATCHCTL).arg("--state-dir").arg(d.state_dir()).args(["config", "reload"]).output();
+    std::fs::write(&path, "\n  \n").unwrap();
+    let out = reload().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("latch.toml: the file is empty") && err.contains("the running config stays"),
+        "{err}"
+    );
+    assert_eq!(ctl_json(&d, &["config", "show"]), before, "no default came back");
+
+    std::fs::write(&path, whole.replace("20m", "25m")).unwrap();
+    assert!(reload().unwrap().status.success());
+    assert_eq!(at(&ctl_json(&d, &["config", "show"]), "tokens.access_ttl"), "25m");
+}
+
 /// A reload asking argon2 for more memory than the daemon may use (here
 /// its address-space limit, set on the running process as `LimitAS=`
 /// would) is refused: applied, it would abort latchd at a login burst.

@@ -127,8 +127,14 @@ async fn caller(base: String, trust: PathBuf, email: String, fresh: bool, stop: 
 }
 
 /// Reload `round`'s config; waits until the daemon counted it applied.
+/// The file is replaced by rename, as editors and deploy tools do: latchd
+/// also reloads on its own when the file changes, and a reload reading a
+/// file halfway through an in-place rewrite would apply what it read.
 async fn reload(d: &Latchd, round: usize) {
-    write_config(d.dir.path(), &config(d.dir.path(), round));
+    let text = config(d.dir.path(), round).replace("STATE", &d.state_dir().display().to_string());
+    let (new, path) = (d.dir.path().join("latch.toml.new"), d.dir.path().join("latch.toml"));
+    std::fs::write(&new, text).unwrap();
+    std::fs::rename(&new, &path).unwrap();
     d.signal(libc::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(10);
     while metric(d, r#"latch_config_reloads_total{result="success"}"#).await < round as f64 {
