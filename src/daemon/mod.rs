@@ -67,6 +67,8 @@ struct Running {
     sockets: Vec<std::path::PathBuf>,
     /// Every server's stop handle, the admin socket's included.
     handles: Vec<actix_web::dev::ServerHandle>,
+    /// Ends the HTTPS connections before actix is told to stop.
+    drain: crate::http::drain::Drain,
     tracker: TaskTracker,
     cancel: CancellationToken,
     archive: crate::backup::archive::Finisher,
@@ -157,6 +159,7 @@ async fn start(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<(Runnin
         certs: servers.certs,
         sockets,
         handles,
+        drain: servers.drain,
         tracker,
         cancel,
         archive: features.archive,
@@ -247,7 +250,10 @@ async fn stop(d: Running, running: AllServers, ended_early: bool) -> anyhow::Res
     tracing::info!("stopping: draining in-flight requests");
     if !ended_early {
         // The server futures must keep being polled while they stop.
-        let stops = futures_util::future::join_all(d.handles.iter().map(|h| h.stop(true)));
+        let stops = async {
+            let graceful = drain_https(&d).await;
+            futures_util::future::join_all(d.handles.iter().map(|h| h.stop(graceful))).await
+        };
         futures_util::future::join(stops, running).await;
     }
     d.cancel.cancel();
@@ -273,6 +279,20 @@ async fn stop(d: Running, running: AllServers, ended_early: bool) -> anyhow::Res
         anyhow::bail!("a listener stopped unexpectedly");
     }
     Ok(())
+}
+
+/// Stops accepting, then lets the HTTPS connections end once each has
+/// answered what it was asked (see `http::drain`), within the drain time;
+/// whether they did (if not, the servers stop at once: the time is spent).
+async fn drain_https(d: &Running) -> bool {
+    futures_util::future::join_all(d.handles.iter().map(|h| h.pause())).await;
+    d.drain.begin();
+    let within = Duration::from_secs(crate::http::server::DRAIN_SECS);
+    let settled = d.drain.settled(within).await;
+    if !settled {
+        tracing::warn!("HTTPS connections still open after the drain time; closing them");
+    }
+    settled
 }
 
 /// Tasks that run for the daemon's whole life: the systemd watchdog (pinged

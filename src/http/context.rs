@@ -5,8 +5,11 @@
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use actix_http::ConnectionType;
 use actix_web::HttpMessage;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
@@ -87,6 +90,11 @@ where
         let tls = self.tls;
         let id = request_id(req.headers());
         let config = req.app_data::<Data<AppState>>().map(|s| s.config.load_full());
+        // Once a stop has begun, an HTTP/1.1 client is told not to send
+        // another request on this connection (see `drain.rs`); the stop may
+        // come while the request is being answered.
+        let draining = req.app_data::<Data<AppState>>().map(|s| Arc::clone(&s.draining));
+        let closing = move || draining.as_ref().is_some_and(|d| d.load(Ordering::Relaxed));
         let timeout = config.as_ref().map_or(Duration::from_secs(30), |c| c.http.request_timeout.0);
         let timeout = if unbounded(&req) { None } else { Some(timeout) };
         let peer = req.peer_addr().map(|a| a.ip());
@@ -115,6 +123,9 @@ where
         if let Some(refusal) = refusal {
             let mut res = REQUEST_ID.sync_scope(id.clone(), || refusal.into_response());
             secure_headers(res.headers_mut(), &id, tls);
+            if closing() {
+                res.head_mut().set_connection_type(ConnectionType::Close);
+            }
             seen.record(res.status().as_u16(), &id);
             let res = req.into_response(res).map_into_right_body();
             return Box::pin(async move { Ok(res) });
@@ -129,6 +140,9 @@ where
                 Ok(Ok(res)) => {
                     let mut res = as_problem_if_error(res);
                     secure_headers(res.headers_mut(), &id, tls);
+                    if closing() {
+                        res.response_mut().head_mut().set_connection_type(ConnectionType::Close);
+                    }
                     seen.record(res.status().as_u16(), &id);
                     return Ok(res);
                 }

@@ -7,6 +7,7 @@ mod admin_socket;
 mod client;
 mod context;
 pub mod device;
+pub mod drain;
 pub mod gate;
 mod json;
 mod ops;

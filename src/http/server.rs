@@ -79,6 +79,8 @@ pub struct Servers {
     pub servers: Vec<Server>,
     /// Present when an HTTPS listener exists; swapped on certificate reload.
     pub certs: Option<Arc<CertStore>>,
+    /// The HTTPS listeners' own drain, begun by the daemon's stop.
+    pub drain: super::drain::Drain,
 }
 
 fn kind_name(kind: ListenerKind) -> &'static str {
@@ -106,7 +108,13 @@ pub fn bind_all(
         );
     }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut out = Servers { bound: Vec::new(), handles: Vec::new(), servers: Vec::new(), certs: None };
+    let mut out = Servers {
+        bound: Vec::new(),
+        handles: Vec::new(),
+        servers: Vec::new(),
+        certs: None,
+        drain: super::drain::Drain::default(),
+    };
     for listener in &cfg.listeners {
         let is_tls = listener.kind == ListenerKind::Https;
         let is_unix = listener.kind == ListenerKind::Unix;
@@ -124,7 +132,7 @@ pub fn bind_all(
                 .configure(|c| api(c))
         };
         let tls_config = tls.as_ref().map(|(config, _)| Arc::clone(config));
-        let (running, bound) = bind_one(listener, factory, tls_config, cfg, workers)?;
+        let (running, bound) = bind_one(listener, factory, tls_config, cfg, (workers, &out.drain))?;
         let shown = bound
             .addr
             .map_or_else(|| bound.path.clone().unwrap_or_default().display().to_string(), |a| a.to_string());
@@ -143,7 +151,7 @@ fn bind_one<F, I, S, B>(
     factory: F,
     tls: Option<Arc<rustls::ServerConfig>>,
     cfg: &Config,
-    workers: usize,
+    (workers, drain): (usize, &super::drain::Drain),
 ) -> Result<(Server, BoundListener), HttpError>
 where
     F: Fn() -> I + Send + Clone + 'static,
@@ -189,6 +197,7 @@ where
                 workers,
                 header_timeout: cfg.http.header_timeout.0,
                 keep_alive: KEEP_ALIVE,
+                drain: drain.clone(),
             };
             let server = super::tls_listener::https_server(lst, tls, factory, &settings).map_err(bind_err)?;
             Ok((server, BoundListener { kind, addr: Some(local), path: None }))

@@ -29,6 +29,7 @@ use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::drain::{Begun, Drain, OpenConnection};
 use super::problem::{Kind, PROBLEM_JSON, Problem};
 use super::server::{ConnSocket, DRAIN_SECS};
 
@@ -40,6 +41,7 @@ pub struct Settings {
     pub workers: usize,
     pub header_timeout: Duration,
     pub keep_alive: Duration,
+    pub drain: Drain,
 }
 
 /// Builds the server of one HTTPS listener around `factory` (the App).
@@ -64,12 +66,13 @@ where
     let builder = Server::build();
     let shutdown = builder.graceful_shutdown_signal();
     let (header_timeout, keep_alive) = (settings.header_timeout, settings.keep_alive);
+    let ours = settings.drain.clone();
     builder
         .workers(settings.workers)
         .disable_signals()
         .shutdown_timeout(DRAIN_SECS)
         .listen(format!("latch-https-{addr}"), lst, move || {
-            let (shutdown, drain) = (shutdown.clone(), shutdown.clone());
+            let (shutdown, theirs, ours) = (shutdown.clone(), shutdown.clone(), ours.clone());
             let app = factory().into_factory().map_err(|e| e.into().error_response());
             let http = HttpService::build()
                 .keep_alive(keep_alive)
@@ -94,7 +97,7 @@ where
                         .map_err(|e| tracing::debug!(error = ?e, "TLS handshake failed")),
                 )
                 .and_then(fn_service(move |io: TlsStream<TcpStream>| {
-                    let drain = drain.clone();
+                    let (theirs, ours) = (theirs.clone(), ours.clone());
                     async move {
                         let (tcp, tls) = io.get_ref();
                         // Before the first response is written (see the module doc).
@@ -103,9 +106,15 @@ where
                         let conn = ConnSocket::new(std::os::fd::AsRawFd::as_raw_fd(tcp));
                         let h2 = tls.alpn_protocol() == Some(b"h2");
                         let proto = if h2 { Protocol::Http2 } else { Protocol::Http1 };
-                        let draining =
-                            h2.then(|| -> Draining { Box::pin(async move { drain.notified().await }) });
-                        Ok::<_, ()>((FrameDeadline::new(io, conn, draining, header_timeout), proto, peer))
+                        // Ours begins first (the daemon's stop); actix's, should
+                        // anything else stop the server, still ends HTTP/2.
+                        let begun = ours.signal();
+                        let draining: Begun = Box::pin(async move {
+                            tokio::select! { () = begun => {}, () = theirs.notified() => {} }
+                        });
+                        let conn = (conn, ours.opened());
+                        let io = FrameDeadline::new(io, conn, h2, draining, header_timeout);
+                        Ok::<_, ()>((io, proto, peer))
                     }
                 }))
                 .and_then(http.map_err(|e| tracing::debug!(error = ?e, "connection ended with an error")))
@@ -227,29 +236,27 @@ impl Unit {
     }
 }
 
-/// Resolves when the server begins a graceful stop.
-type Draining = Pin<Box<dyn Future<Output = ()>>>;
-
-/// How often a draining HTTP/2 connection looks whether its last request
-/// has been answered.
+/// How often a draining connection looks whether its last request has
+/// been answered.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
-/// An HTTP/2 connection's stream with a deadline per frame: a frame (or
-/// the connection preface) that has begun must be whole within `limit`, or
-/// reading fails and the connection closes. It also ends the connection at
-/// a graceful stop once no request on it is being answered (actix drains
-/// HTTP/1.1 connections itself but not HTTP/2 ones, which would hold the
-/// stop for the whole drain time). HTTP/1.1 streams pass through.
+/// An HTTPS connection's stream. Over HTTP/2 it sets a deadline per frame:
+/// a frame (or the connection preface) that has begun must be whole within
+/// `limit`, or reading fails and the connection closes. Over both it ends
+/// the connection at a graceful stop once no request on it is being
+/// answered (see `drain.rs`; actix would not end HTTP/2 connections at all
+/// before the drain time), and counts it open meanwhile.
 pub struct FrameDeadline<IO> {
     inner: IO,
     conn: ConnSocket,
+    _open: OpenConnection,
     /// `None` for HTTP/1.1: actix times its request heads itself.
     unit: Option<Unit>,
     limit: Duration,
     deadline: Pin<Box<Sleep>>,
     armed: bool,
-    /// HTTP/2 only: the server's graceful stop, then a re-check timer.
-    draining: Option<Draining>,
+    /// The graceful stop's beginning, then a re-check timer.
+    draining: Option<Begun>,
     stopping: bool,
     /// When bytes were last written (responses still going out).
     last_write: Option<Instant>,
@@ -259,17 +266,24 @@ pub struct FrameDeadline<IO> {
 }
 
 impl<IO> FrameDeadline<IO> {
-    fn new(inner: IO, conn: ConnSocket, draining: Option<Draining>, limit: Duration) -> Self {
-        let unit = draining.is_some().then_some(Unit::Preface { got: 0 });
+    fn new(
+        inner: IO,
+        (conn, open): (ConnSocket, OpenConnection),
+        h2: bool,
+        draining: Begun,
+        limit: Duration,
+    ) -> Self {
+        let unit = h2.then_some(Unit::Preface { got: 0 });
         let deadline = Box::pin(tokio::time::sleep(limit));
         FrameDeadline {
             inner,
             conn,
+            _open: open,
             unit,
             limit,
             deadline,
             armed: false,
-            draining,
+            draining: Some(draining),
             stopping: false,
             last_write: None,
             idle_since: None,
@@ -278,9 +292,7 @@ impl<IO> FrameDeadline<IO> {
 
     /// Notes a write: a drain waits until responses have gone out.
     fn wrote(&mut self) {
-        if self.draining.is_some() {
-            self.last_write = Some(Instant::now());
-        }
+        self.last_write = Some(Instant::now());
     }
 
     /// True once the server is stopping and no request on this
@@ -307,7 +319,7 @@ impl<IO> FrameDeadline<IO> {
                 return true;
             }
         }
-        let mut recheck: Draining = Box::pin(tokio::time::sleep(DRAIN_POLL));
+        let mut recheck: Begun = Box::pin(tokio::time::sleep(DRAIN_POLL));
         let _ = recheck.as_mut().poll(cx);
         self.draining = Some(recheck);
         false

@@ -177,13 +177,25 @@ async fn an_http2_frame_left_unfinished_is_cut_after_the_header_timeout() {
 /// closes it, and idle HTTP/2 connections do not hold the stop back.
 #[tokio::test]
 async fn a_stop_answers_http2_requests_in_flight_and_does_not_wait_for_idle_ones() {
+    stop_with_a_request_in_flight(true).await;
+}
+
+/// The same over HTTP/1.1; the answer also tells the client not to send
+/// another request on that connection (`Connection: close`).
+#[tokio::test]
+async fn a_stop_answers_http11_requests_in_flight_with_connection_close() {
+    stop_with_a_request_in_flight(false).await;
+}
+
+async fn stop_with_a_request_in_flight(h2: bool) {
     let pause = [("LATCH_TEST_PAUSE", "login_commit:1500")];
     let (mut d, smtp) = crate::flows::with_smtp_env("", &pause).await;
-    crate::flows::register_verified(&d, &smtp, "h2stop@example.test", 0).await;
+    crate::flows::register_verified(&d, &smtp, "stop@example.test", 0).await;
     let mut tls = (*client_tls(&d.cert_path(), &[&rustls::version::TLS13])).clone();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
+    tls.alpn_protocols = vec![if h2 { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
+    let version = if h2 { reqwest::Version::HTTP_2 } else { reqwest::Version::HTTP_11 };
     let idle = reqwest::Client::builder().use_preconfigured_tls(tls.clone()).build().unwrap();
-    assert_eq!(idle.get(d.https_url("/health")).send().await.unwrap().version(), reqwest::Version::HTTP_2);
+    assert_eq!(idle.get(d.https_url("/health")).send().await.unwrap().version(), version);
     let busy = reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap();
     let url = d.https_url("/v1/auth/login");
     // The dummy hash made at start counts a verification too: let it be
@@ -196,9 +208,10 @@ async fn a_stop_answers_http2_requests_in_flight_and_does_not_wait_for_idle_ones
     }
     let before = crate::flows::metric(&d, verifies).await;
     let login = tokio::spawn(async move {
-        let body = json!({"email": "h2stop@example.test", "password": crate::flows::PASSWORD});
+        let body = json!({"email": "stop@example.test", "password": crate::flows::PASSWORD});
         let res = busy.post(url).json(&body).send().await.unwrap();
-        (res.version(), res.status().as_u16())
+        let connection = res.headers().get("connection").map(|v| v.to_str().unwrap().to_string());
+        (res.version(), res.status().as_u16(), connection)
     });
     // The stop must come while the login is in flight: once its password
     // is checked it waits 1.5 s before its write (a fixed sleep here lost
@@ -209,10 +222,11 @@ async fn a_stop_answers_http2_requests_in_flight_and_does_not_wait_for_idle_ones
     }
     let stopping = Instant::now();
     d.signal(libc::SIGTERM);
-    assert_eq!(login.await.unwrap(), (reqwest::Version::HTTP_2, 200), "answered before the stop");
+    let close = (!h2).then(|| "close".to_string());
+    assert_eq!(login.await.unwrap(), (version, 200, close), "answered before the stop");
     let status = d.stop_within(Duration::from_secs(10));
     assert!(status.success(), "exit {status}");
     let took = stopping.elapsed();
-    assert!(took < Duration::from_secs(5), "idle HTTP/2 connections held the stop for {took:?}");
+    assert!(took < Duration::from_secs(5), "idle connections held the stop for {took:?}");
     drop(idle);
 }
