@@ -315,8 +315,12 @@ fn smtp_transport(cfg: &Config, smtp: &SmtpSection) -> Result<AsyncSmtpTransport
 /// lettre's address literal `[127.0.0.1]`, which spam filters score when
 /// it comes from another machine.
 fn hello_name(public_host: &str) -> Option<ClientId> {
-    let domain = public_host.contains('.') && public_host.parse::<std::net::IpAddr>().is_err();
-    domain.then(|| ClientId::Domain(public_host.to_ascii_lowercase()))
+    // An absolute name's trailing dot is not part of SMTP's domain syntax;
+    // an IPv6 host comes bracketed; the url crate already made a
+    // non-ASCII name its ASCII (punycode) form.
+    let name = public_host.trim_end_matches('.');
+    let literal = name.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok();
+    (name.contains('.') && !literal).then(|| ClientId::Domain(name.to_ascii_lowercase()))
 }
 
 /// How the connection to the relay is protected: STARTTLS before anything
@@ -400,7 +404,18 @@ fn write_file(dir: &Path, id: &str, raw: &[u8]) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::retry_delay;
+    use super::{hello_name, retry_delay};
+
+    #[test]
+    fn the_hello_name_is_a_bare_domain_or_none() {
+        let named = |host: &str| hello_name(host).map(|id| id.to_string());
+        assert_eq!(named("Auth.Example.com"), Some("auth.example.com".into()));
+        assert_eq!(named("auth.example.com."), Some("auth.example.com".into()), "no trailing dot");
+        assert_eq!(named("xn--bcher-kva.example"), Some("xn--bcher-kva.example".into()));
+        for literal in ["localhost", "192.0.2.7", "[::1]", "[::ffff:192.0.2.7]"] {
+            assert_eq!(named(literal), None, "{literal}: lettre's address literal");
+        }
+    }
 
     #[test]
     fn the_default_attempts_span_about_two_hours_and_start_quickly() {
