@@ -1,8 +1,8 @@
 //! Reloads under load, a reliability check: while callers sign in, refresh
-//! and read `/v1/auth/me` over kept-alive and fresh connections, the config
-//! is rewritten and SIGHUP sent again and again (access-token lifetime and
-//! CORS origins each time, the TLS certificate every other time) and the
-//! signing key is rotated twice. Operators reload a running daemon in
+//! and read `/v1/auth/me` over kept-alive and fresh connections (HTTP/1.1
+//! and HTTP/2), the config is rewritten and SIGHUP sent again and again
+//! (access-token lifetime and CORS origins each time, the TLS certificate
+//! every other time) and the signing key is rotated twice. Operators reload a running daemon in
 //! business hours (certbot's hook, an edited limit): no caller may see a
 //! failure, a stall or a dropped connection for it, and the last reload's
 //! settings must be the ones in force. Table: `target/reliability/reload.md`.
@@ -90,12 +90,19 @@ impl Seen {
 
 /// One caller: signs in, then refreshes and reads `/me` until `stop`,
 /// signing in again (and reading `/me` with its first access token) every
-/// tenth round. A `fresh` caller opens a new connection (and handshake)
-/// for every request, so it meets each certificate; the others keep
-/// theirs alive across reloads.
-async fn caller(base: String, trust: PathBuf, email: String, fresh: bool, stop: Arc<AtomicBool>) -> Seen {
-    let tls = client_tls(&trust, &[&rustls::version::TLS13, &rustls::version::TLS12]);
-    let client = reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).timeout(STALL * 2);
+/// tenth round, over HTTP/2 or HTTP/1.1. A `fresh` caller opens a new
+/// connection (and handshake) for every request, so it meets each
+/// certificate; the others keep theirs alive across reloads.
+async fn caller(
+    base: String,
+    trust: PathBuf,
+    email: String,
+    (fresh, h2): (bool, bool),
+    stop: Arc<AtomicBool>,
+) -> Seen {
+    let mut tls = (*client_tls(&trust, &[&rustls::version::TLS13, &rustls::version::TLS12])).clone();
+    tls.alpn_protocols = vec![if h2 { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
+    let client = reqwest::Client::builder().use_preconfigured_tls(tls).timeout(STALL * 2);
     let client = if fresh { client.pool_max_idle_per_host(0) } else { client }.build().unwrap();
     let me = |access: &str| client.get(format!("{base}/v1/auth/me")).bearer_auth(access.to_string());
     let mut seen = Seen::default();
@@ -168,7 +175,7 @@ async fn reloads_and_key_rotations_under_load_fail_no_caller() {
         .enumerate()
         .map(|(i, email)| {
             let (base, trust) = (d.https_url(""), d.cert_path());
-            tokio::spawn(caller(base, trust, email.clone(), i % 2 == 1, stop.clone()))
+            tokio::spawn(caller(base, trust, email.clone(), (i % 2 == 1, i >= 2), stop.clone()))
         })
         .collect();
     let started = Instant::now();
@@ -225,7 +232,7 @@ fn report(seen: &Seen, took: Duration) {
     let mut ms = seen.latencies_ms.clone();
     ms.sort_by(f64::total_cmp);
     let mut table = Table::new(
-        "Reloads under load (HTTPS, 2 kept-alive and 2 new-connection callers)",
+        "Reloads under load (HTTPS: kept-alive and new-connection callers over HTTP/1.1 and HTTP/2)",
         &["reloads", "key rotations", "requests", "failed", "p50 ms", "p99 ms", "max ms", "seconds"],
     );
     table.row(&[
