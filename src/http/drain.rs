@@ -10,9 +10,12 @@
 //! (`tls_listener::FrameDeadline`). Once `settled`, actix's workers hold
 //! no HTTPS connection and stop at once.
 //!
-//! (Shutting the listening sockets at `begin` would refuse new clients at
-//! once, but actix's accept thread may still be polling them when a pause
-//! returns, and logs each failed accept as an error.)
+//! An HTTP/2 connection whose client keeps streams going back to back is
+//! never idle, and actix-http's HTTP/2 side has no graceful shutdown (no
+//! GOAWAY) to call: it holds the stop until the drain time. (Shutting the
+//! listening sockets at `begin` would refuse new clients at once, but
+//! actix's accept thread may still be polling them when a pause returns,
+//! and logs each failed accept as an error.)
 
 use std::future::Future;
 use std::pin::Pin;
