@@ -141,7 +141,7 @@ async fn a_taken_address_is_not_told_and_a_password_change_voids_the_link() {
 /// a deleted account's foreign key once gave.
 #[tokio::test]
 async fn a_change_checked_before_a_password_change_or_deletion_keeps_nothing() {
-    let (d, smtp) = with_smtp_env("", &[("LATCH_TEST_PAUSE", "email_change_write:800")]).await;
+    let (d, smtp) = with_smtp_env("", &[("LATCH_TEST_PAUSE", "email_change_write:2000")]).await;
     let seen = register_verified(&d, &smtp, "dee@example.test", 0).await;
     let access = login(&d, "dee@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
     let ask = d.post_auth(CHANGE, &access, json!({"password": PASSWORD, "new_email": "dee@new.example"}));
