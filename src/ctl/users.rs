@@ -414,8 +414,11 @@ pub fn sessions(client: &AdminClient, cmd: &SessionsCmd, json: bool) -> anyhow::
                 Some(u) => {
                     let id = encode(&user_id(client, u)?);
                     // An id that names no account is a mistake to say, not
-                    // an account without sessions.
-                    client.get(&format!("/v1/admin/users/{id}"))?;
+                    // an account without sessions (an address was looked
+                    // up already).
+                    if !u.contains('@') {
+                        client.get(&format!("/v1/admin/users/{id}"))?;
+                    }
                     format!("/v1/admin/sessions?user_id={id}")
                 }
                 None => "/v1/admin/sessions".to_string(),
