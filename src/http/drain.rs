@@ -11,8 +11,9 @@
 //! no HTTPS connection and stop at once.
 //!
 //! An HTTP/2 connection whose client keeps streams going back to back is
-//! never idle, and actix-http's HTTP/2 side has no graceful shutdown (no
-//! GOAWAY) to call: it holds the stop until the drain time. (Shutting the
+//! never idle, and actix-http's HTTP/2 side has no graceful shutdown to
+//! call: `FrameDeadline` writes the GOAWAY itself, between two frames, so
+//! the client opens no more streams there. (Shutting the
 //! listening sockets at `begin` would refuse new clients at once, but
 //! actix's accept thread may still be polling them when a pause returns,
 //! and logs each failed accept as an error.)

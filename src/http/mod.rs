@@ -9,6 +9,7 @@ mod context;
 pub mod device;
 pub mod drain;
 pub mod gate;
+mod h2_frames;
 mod json;
 mod ops;
 mod origin;

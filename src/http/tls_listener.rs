@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::drain::{Begun, Drain, OpenConnection};
+use super::h2_frames::{GOAWAY, SERVER_START, Unit};
 use super::problem::{Kind, PROBLEM_JSON, Problem};
 use super::server::{ConnSocket, DRAIN_SECS};
 
@@ -163,79 +164,6 @@ async fn answer_plain_http(mut tcp: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
 }
 
-/// Where an HTTP/2 connection's bytes stand: in the preface, in a frame
-/// header, or in a frame's payload. Only what was *begun* is timed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Unit {
-    Preface { got: usize },
-    Header { got: usize, len: [u8; 3] },
-    Payload { left: usize },
-}
-
-const PREFACE_LEN: usize = 24;
-const FRAME_HEADER_LEN: usize = 9;
-
-impl Unit {
-    fn begun(self) -> bool {
-        match self {
-            Unit::Preface { got } | Unit::Header { got, .. } => got > 0,
-            Unit::Payload { left } => left > 0,
-        }
-    }
-
-    /// Consumes `bytes`; returns the new position and whether a unit
-    /// completed on the way.
-    fn advance(mut self, mut bytes: &[u8]) -> (Unit, bool) {
-        let mut completed = false;
-        while !bytes.is_empty() {
-            let (next, used) = match self {
-                Unit::Preface { got } => {
-                    let used = bytes.len().min(PREFACE_LEN - got);
-                    let next = if got + used == PREFACE_LEN {
-                        Unit::Header { got: 0, len: [0; 3] }
-                    } else {
-                        Unit::Preface { got: got + used }
-                    };
-                    (next, used)
-                }
-                Unit::Header { got, mut len } => {
-                    let used = bytes.len().min(FRAME_HEADER_LEN - got);
-                    for (i, b) in bytes[..used].iter().enumerate() {
-                        if got + i < 3 {
-                            len[got + i] = *b;
-                        }
-                    }
-                    let next = if got + used < FRAME_HEADER_LEN {
-                        Unit::Header { got: got + used, len }
-                    } else {
-                        let payload =
-                            usize::from(len[0]) << 16 | usize::from(len[1]) << 8 | usize::from(len[2]);
-                        if payload == 0 {
-                            Unit::Header { got: 0, len: [0; 3] }
-                        } else {
-                            Unit::Payload { left: payload }
-                        }
-                    };
-                    (next, used)
-                }
-                Unit::Payload { left } => {
-                    let used = bytes.len().min(left);
-                    let next = if used == left {
-                        Unit::Header { got: 0, len: [0; 3] }
-                    } else {
-                        Unit::Payload { left: left - used }
-                    };
-                    (next, used)
-                }
-            };
-            completed |= !next.begun() || matches!((self, next), (Unit::Header { .. }, Unit::Payload { .. }));
-            self = next;
-            bytes = &bytes[used..];
-        }
-        (self, completed)
-    }
-}
-
 /// How often a draining connection looks whether its last request has
 /// been answered.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
@@ -245,13 +173,20 @@ const DRAIN_POLL: Duration = Duration::from_millis(50);
 /// `limit`, or reading fails and the connection closes. Over both it ends
 /// the connection at a graceful stop once no request on it is being
 /// answered (see `drain.rs`; actix would not end HTTP/2 connections at all
-/// before the drain time), and counts it open meanwhile.
+/// before the drain time), and counts it open meanwhile; over HTTP/2 it
+/// first tells the client to open no more streams (GOAWAY), which actix-http
+/// cannot send, so that a client with streams back to back lets go too.
 pub struct FrameDeadline<IO> {
     inner: IO,
     conn: ConnSocket,
     _open: OpenConnection,
     /// `None` for HTTP/1.1: actix times its request heads itself.
     unit: Option<Unit>,
+    /// Where the bytes written stand (`None` for HTTP/1.1), so that the
+    /// GOAWAY goes between two frames.
+    sent: Option<Unit>,
+    /// How much of the GOAWAY has been written.
+    goaway_written: usize,
     limit: Duration,
     deadline: Pin<Box<Sleep>>,
     armed: bool,
@@ -274,12 +209,15 @@ impl<IO> FrameDeadline<IO> {
         limit: Duration,
     ) -> Self {
         let unit = h2.then_some(Unit::Preface { got: 0 });
+        let sent = h2.then_some(SERVER_START);
         let deadline = Box::pin(tokio::time::sleep(limit));
         FrameDeadline {
             inner,
             conn,
             _open: open,
             unit,
+            sent,
+            goaway_written: 0,
             limit,
             deadline,
             armed: false,
@@ -340,6 +278,52 @@ impl<IO> FrameDeadline<IO> {
     }
 }
 
+impl<IO: AsyncWrite + Unpin> FrameDeadline<IO> {
+    /// Whether a GOAWAY is owed: an HTTP/2 connection, stopping.
+    fn goaway_due(&self) -> bool {
+        self.stopping && self.sent.is_some() && self.goaway_written < GOAWAY.len()
+    }
+
+    /// Writes some of `buf`. Once a GOAWAY is owed, a write that begins
+    /// inside a frame goes only up to its end, and the GOAWAY goes before
+    /// the next.
+    fn write_some(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let mut may = buf.len();
+        if self.goaway_due() {
+            let at = self.sent.unwrap_or(SERVER_START);
+            if at.begun() {
+                may = may.min(at.to_boundary());
+            } else {
+                std::task::ready!(self.write_goaway(cx))?;
+            }
+        }
+        let written = Pin::new(&mut self.inner).poll_write(cx, &buf[..may]);
+        if let Poll::Ready(Ok(n)) = written {
+            self.follow_sent(&buf[..n]);
+        }
+        written
+    }
+
+    fn write_goaway(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.goaway_written < GOAWAY.len() {
+            let n =
+                std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &GOAWAY[self.goaway_written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.goaway_written += n;
+        }
+        tracing::debug!("stopping: asked an HTTP/2 client to open no more streams (GOAWAY)");
+        Poll::Ready(Ok(()))
+    }
+
+    fn follow_sent(&mut self, bytes: &[u8]) {
+        if let Some(at) = self.sent {
+            self.sent = Some(at.advance(bytes).0);
+        }
+    }
+}
+
 impl<IO: AsyncRead + Unpin> AsyncRead for FrameDeadline<IO> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
@@ -364,7 +348,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FrameDeadline<IO> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.wrote();
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        this.write_some(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -384,43 +368,24 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FrameDeadline<IO> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.wrote();
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        if this.goaway_due() {
+            // Rarely, and once: one slice at a time is simpler to cut.
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+            return this.write_some(cx, first);
+        }
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let (Poll::Ready(Ok(n)), Some(_)) = (&written, this.sent) {
+            let mut left = *n;
+            for slice in bufs {
+                let part = left.min(slice.len());
+                this.follow_sent(&slice[..part]);
+                left -= part;
+            }
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(len: usize) -> Vec<u8> {
-        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, 1, 4, 0, 0, 0, 1];
-        f.extend(std::iter::repeat_n(0u8, len));
-        f
-    }
-
-    #[test]
-    fn frames_are_followed_across_reads() {
-        let start = Unit::Preface { got: 0 };
-        assert!(!start.begun());
-        let (u, _) = start.advance(b"PRI * HTTP/2.0\r\n");
-        assert_eq!(u, Unit::Preface { got: 16 });
-        let (u, done) = u.advance(b"\r\nSM\r\n\r\n");
-        assert!(done && !u.begun(), "the preface is complete: {u:?}");
-        let whole = frame(5);
-        let (u, _) = u.advance(&whole[..4]);
-        assert!(u.begun());
-        let (u, _) = u.advance(&whole[4..12]);
-        assert_eq!(u, Unit::Payload { left: 2 });
-        let (u, done) = u.advance(&whole[12..]);
-        assert!(done && !u.begun());
-        // Two frames, one of them empty, in one read.
-        let mut two = frame(0);
-        two.extend(frame(3));
-        let (u, _) = u.advance(&two);
-        assert!(!u.begun());
     }
 }

@@ -1,7 +1,8 @@
 //! Connections: every accepted TCP connection has TCP_NODELAY (no 40 ms
 //! Nagle stall after a TLS 1.3 handshake), the HTTPS listeners speak HTTP/2
-//! as they speak HTTP/1.1, and an HTTP/2 frame left unfinished is cut after
-//! `[http].header_timeout`.
+//! as they speak HTTP/1.1, an HTTP/2 frame left unfinished is cut after
+//! `[http].header_timeout`, and a graceful stop ends HTTPS connections
+//! once they have answered.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -185,6 +186,53 @@ async fn a_stop_answers_http2_requests_in_flight_and_does_not_wait_for_idle_ones
 #[tokio::test]
 async fn a_stop_answers_http11_requests_in_flight_with_connection_close() {
     stop_with_a_request_in_flight(false).await;
+}
+
+/// A client that keeps its HTTP/2 connection busy (streams back to back)
+/// is told at a stop to open no more streams there (GOAWAY, which
+/// actix-http does not send): it lets the connection go once its streams
+/// are answered, and the stop does not wait out the drain time for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_tells_a_busy_http2_client_to_go_and_does_not_wait_for_it() {
+    // Each login waits 200 ms before its write: four callers keep a
+    // request in flight on the connection all the time.
+    let pause = [("LATCH_TEST_PAUSE", "login_commit:200")];
+    let (mut d, smtp) = crate::flows::with_smtp_env("", &pause).await;
+    crate::flows::register_verified(&d, &smtp, "busy@example.test", 0).await;
+    let mut tls = (*client_tls(&d.cert_path(), &[&rustls::version::TLS13])).clone();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let client = reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap();
+    let url = d.https_url("/v1/auth/login");
+    let body = json!({"email": "busy@example.test", "password": crate::flows::PASSWORD});
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                // Until the stop ends what the client still tries.
+                while let Ok(res) = client.post(&url).json(&body).send().await {
+                    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+                    statuses.push(res.status().as_u16());
+                }
+                statuses
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stopping = Instant::now();
+    let status = d.stop_within(Duration::from_secs(15));
+    let took = stopping.elapsed();
+    assert!(status.success(), "exit {status}");
+    let mut answered = Vec::new();
+    for caller in callers {
+        answered.extend(caller.await.unwrap());
+    }
+    assert!(answered.len() >= 8, "the connection was busy: {} answers", answered.len());
+    assert!(answered.iter().all(|s| *s == 200), "every login sent was answered: {answered:?}");
+    let sessions: i64 = d.db().query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0)).unwrap();
+    assert_eq!(sessions as usize, answered.len(), "a login that signed in was answered");
+    assert!(!d.log().contains("still open after the drain time"), "{}", d.log());
+    assert!(took < Duration::from_secs(5), "a busy HTTP/2 connection held the stop for {took:?}");
 }
 
 async fn stop_with_a_request_in_flight(h2: bool) {

@@ -167,6 +167,13 @@ impl Latchd {
         reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().expect("client")
     }
 
+    /// As `client`, speaking HTTP/2 (ALPN `h2` alone).
+    pub fn client_h2(&self) -> reqwest::Client {
+        let mut tls = (*client_tls(&self.cert_path(), &[&rustls::version::TLS13])).clone();
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        reqwest::Client::builder().use_preconfigured_tls(tls).build().expect("client")
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client().get(self.https_url(path)).send().await.expect("GET")
     }
