@@ -29,13 +29,18 @@ use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::drain::{Begun, Drain, OpenConnection};
+use super::drain::{Accepted, Begun, Drain};
 use super::h2_frames::{GOAWAY, SERVER_START, Unit};
 use super::problem::{Kind, PROBLEM_JSON, Problem};
 use super::server::{ConnSocket, DRAIN_SECS};
 
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a handshake may still take once a stop has begun: a client's
+/// takes a round trip or two, and one that finishes is answered (with
+/// `Connection: close`); one stalled is not waited for.
+const HANDSHAKE_AT_STOP: Duration = Duration::from_millis(200);
 
 /// What every HTTPS server shares with the others (see `server_defaults!`).
 pub struct Settings {
@@ -85,35 +90,39 @@ where
                     let signal = shutdown.clone();
                     async move { signal.notified().await }
                 })
-                .on_connect_ext(|io: &FrameDeadline<TlsStream<TcpStream>>, ext| {
+                .on_connect_ext(|io: &FrameDeadline<TlsStream<Accepted>>, ext| {
                     ext.insert(io.conn.clone());
                 })
                 .finish(map_config(app, move |_| AppConfig::__priv_test_new(true, addr.to_string(), addr)));
             let mut acceptor = Acceptor::new((*tls).clone());
             acceptor.set_handshake_timeout(HANDSHAKE_TIMEOUT);
-            fn_service(refuse_plain_http)
+            let stopping = stop_signal(ours.clone(), theirs);
+            let arrived = stopping.clone();
+            let handshake_cut = move || -> Begun {
+                let stop = arrived();
+                Box::pin(async move {
+                    stop.await;
+                    tokio::time::sleep(HANDSHAKE_AT_STOP).await;
+                })
+            };
+            fn_service(move |tcp| refuse_plain_http(tcp, ours.clone(), handshake_cut()))
                 .and_then(
                     acceptor
                         .map_init_err(|_| ())
                         .map_err(|e| tracing::debug!(error = ?e, "TLS handshake failed")),
                 )
-                .and_then(fn_service(move |io: TlsStream<TcpStream>| {
-                    let (theirs, ours) = (theirs.clone(), ours.clone());
+                .and_then(fn_service(move |mut io: TlsStream<Accepted>| {
+                    let draining = stopping();
                     async move {
-                        let (tcp, tls) = io.get_ref();
+                        io.get_mut().0.handshake_done();
+                        let (accepted, tls) = io.get_ref();
+                        let tcp = accepted.tcp();
                         // Before the first response is written (see the module doc).
                         let _ = tcp.set_nodelay(true);
                         let peer = tcp.peer_addr().ok();
                         let conn = ConnSocket::new(std::os::fd::AsRawFd::as_raw_fd(tcp));
                         let h2 = tls.alpn_protocol() == Some(b"h2");
                         let proto = if h2 { Protocol::Http2 } else { Protocol::Http1 };
-                        // Ours begins first (the daemon's stop); actix's, should
-                        // anything else stop the server, still ends HTTP/2.
-                        let begun = ours.signal();
-                        let draining: Begun = Box::pin(async move {
-                            tokio::select! { () = begun => {}, () = theirs.notified() => {} }
-                        });
-                        let conn = (conn, ours.opened());
                         let io = FrameDeadline::new(io, conn, h2, draining, header_timeout);
                         Ok::<_, ()>((io, proto, peer))
                     }
@@ -123,16 +132,35 @@ where
         .map(|b| b.run())
 }
 
+/// What tells one connection that the server is stopping: ours begins
+/// first (the daemon's stop); actix's, should anything else stop the
+/// server, still ends connections.
+fn stop_signal(ours: Drain, theirs: actix_server::GracefulShutdownSignal) -> impl Fn() -> Begun + Clone {
+    move || {
+        let (begun, theirs) = (ours.signal(), theirs.clone());
+        Box::pin(async move {
+            tokio::select! { () = begun => {}, () = theirs.notified() => {} }
+        })
+    }
+}
+
 /// A client speaking plain HTTP to an HTTPS port (`curl http://…:8443`)
 /// gets a plain 400 that says so, where a TLS alert would reach it as
 /// garbage ("Received HTTP/0.9"). A TLS handshake begins with the byte
 /// 0x16, a request line with an uppercase method; all but the latter goes
 /// on to the handshake, which has as long again to finish.
-async fn refuse_plain_http(tcp: TcpStream) -> Result<TcpStream, ()> {
+/// From here on the connection is counted open by the drain, and ended
+/// when `cut` resolves before its handshake is done.
+async fn refuse_plain_http(tcp: TcpStream, drain: Drain, mut cut: Begun) -> Result<Accepted, ()> {
+    let open = drain.opened();
     let mut first = [0u8; 1];
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+    let peeked = tokio::select! {
+        peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)) => peeked,
+        () = &mut cut => return Err(()),
+    };
+    match peeked {
         Ok(Ok(1)) if first[0].is_ascii_uppercase() => {}
-        Ok(Ok(1)) => return Ok(tcp),
+        Ok(Ok(1)) => return Ok(Accepted::new(tcp, open, cut)),
         _ => return Err(()),
     }
     answer_plain_http(tcp).await;
@@ -173,13 +201,12 @@ const DRAIN_POLL: Duration = Duration::from_millis(50);
 /// `limit`, or reading fails and the connection closes. Over both it ends
 /// the connection at a graceful stop once no request on it is being
 /// answered (see `drain.rs`; actix would not end HTTP/2 connections at all
-/// before the drain time), and counts it open meanwhile; over HTTP/2 it
+/// before the drain time); over HTTP/2 it
 /// first tells the client to open no more streams (GOAWAY), which actix-http
 /// cannot send, so that a client with streams back to back lets go too.
 pub struct FrameDeadline<IO> {
     inner: IO,
     conn: ConnSocket,
-    _open: OpenConnection,
     /// `None` for HTTP/1.1: actix times its request heads itself.
     unit: Option<Unit>,
     /// Where the bytes written stand (`None` for HTTP/1.1), so that the
@@ -201,20 +228,13 @@ pub struct FrameDeadline<IO> {
 }
 
 impl<IO> FrameDeadline<IO> {
-    fn new(
-        inner: IO,
-        (conn, open): (ConnSocket, OpenConnection),
-        h2: bool,
-        draining: Begun,
-        limit: Duration,
-    ) -> Self {
+    fn new(inner: IO, conn: ConnSocket, h2: bool, draining: Begun, limit: Duration) -> Self {
         let unit = h2.then_some(Unit::Preface { got: 0 });
         let sent = h2.then_some(SERVER_START);
         let deadline = Box::pin(tokio::time::sleep(limit));
         FrameDeadline {
             inner,
             conn,
-            _open: open,
             unit,
             sent,
             goaway_written: 0,

@@ -188,6 +188,26 @@ async fn a_stop_answers_http11_requests_in_flight_with_connection_close() {
     stop_with_a_request_in_flight(false).await;
 }
 
+/// A stop does not wait for connections still before or in their TLS
+/// handshake: a port check that connects and says nothing and a client
+/// stalled halfway through its hello are cut 0.2 s into the stop (each
+/// held every stop for the handshake's 5 s time limit).
+#[tokio::test]
+async fn a_stop_does_not_wait_for_connections_still_in_their_handshake() {
+    let mut d = Latchd::start().await;
+    let silent = TcpStream::connect(d.addr("https")).unwrap();
+    let mut stalled = TcpStream::connect(d.addr("https")).unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01]).unwrap(); // a TLS record begun
+    // A connection made after them is answered: they have been accepted.
+    assert_eq!(fresh_client(&d).get(d.https_url("/health")).send().await.unwrap().status(), 200);
+    let stopping = Instant::now();
+    let status = d.stop_within(Duration::from_secs(10));
+    let took = stopping.elapsed();
+    assert!(status.success(), "exit {status}");
+    assert!(took < Duration::from_secs(2), "connections in their handshake held the stop for {took:?}");
+    drop((silent, stalled));
+}
+
 /// A client that keeps its HTTP/2 connection busy (streams back to back)
 /// is told at a stop to open no more streams there (GOAWAY, which
 /// actix-http does not send): it lets the connection go once its streams
