@@ -149,8 +149,10 @@ fn stop_signal(ours: Drain, theirs: actix_server::GracefulShutdownSignal) -> imp
 /// garbage ("Received HTTP/0.9"). A TLS handshake begins with the byte
 /// 0x16, a request line with an uppercase method; all but the latter goes
 /// on to the handshake, which has as long again to finish.
+///
 /// From here on the connection is counted open by the drain, and ended
-/// when `cut` resolves before its handshake is done.
+/// when `cut` resolves before its handshake is done (or its plain answer
+/// has been waited out).
 async fn refuse_plain_http(tcp: TcpStream, drain: Drain, mut cut: Begun) -> Result<Accepted, ()> {
     let open = drain.opened();
     let mut first = [0u8; 1];
@@ -163,11 +165,11 @@ async fn refuse_plain_http(tcp: TcpStream, drain: Drain, mut cut: Begun) -> Resu
         Ok(Ok(1)) => return Ok(Accepted::new(tcp, open, cut)),
         _ => return Err(()),
     }
-    answer_plain_http(tcp).await;
+    answer_plain_http(tcp, cut).await;
     Err(())
 }
 
-async fn answer_plain_http(mut tcp: TcpStream) {
+async fn answer_plain_http(mut tcp: TcpStream, cut: Begun) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = Problem::new(Kind::InvalidRequest)
         .with_detail("This port speaks HTTPS: call it with https://, not http://.")
@@ -189,7 +191,10 @@ async fn answer_plain_http(mut tcp: TcpStream) {
     }
     let _ = tcp.shutdown().await;
     let drained = async { while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {} };
-    let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
+    tokio::select! {
+        _ = tokio::time::timeout(Duration::from_secs(1), drained) => {}
+        () = cut => {}
+    }
 }
 
 /// How often a draining connection looks whether its last request has
