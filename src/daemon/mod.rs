@@ -22,7 +22,7 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sd_notify::NotifyState;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -77,13 +77,14 @@ struct Running {
 /// Runs the daemon until SIGTERM or SIGINT. Errors during start-up are
 /// returned (the caller prints them and exits 1).
 pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
+    let mut signals = Signals::listen().context("listening for signals")?;
     let _lock = cfg.state.lock()?;
     cfg.state.remove_ready();
     for caution in cfg.cautions() {
         tracing::warn!("{caution}");
     }
     let (mut d, mut running) = start(cfg, metrics).await?;
-    let ended_early = serve_until_stopped(&mut d, &mut running).await?;
+    let ended_early = serve_until_stopped(&mut d, &mut running, &mut signals).await?;
     stop(d, running, ended_early).await
 }
 
@@ -116,6 +117,7 @@ async fn start(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<(Runnin
     .with_context(|| format!("opening database {}", db_path.display()))?;
     let master = crate::keys::load_or_create(&store, cfg.state.key_file()).await?;
     link_audit_chain(&store, &master).await?;
+    crate::pause::at("starting").await;
 
     let shared = Arc::new(ArcSwap::from_pointee(cfg.clone()));
     let draining = Arc::new(AtomicBool::new(false));
@@ -198,12 +200,34 @@ const CERT_CHECK_EVERY: Duration = Duration::from_secs(3600);
 /// after the last change, so a burst of writes reloads once.
 const WATCH_SETTLE: Duration = Duration::from_millis(250);
 
+/// The signals latchd acts on, listened for from its first moment: each
+/// one's default action ends the process (SIGHUP's too), and systemd may
+/// send one as soon as it hears READY=1 (`systemctl reload` right after a
+/// start killed the daemon) or while the daemon still starts. One that
+/// comes during start-up is acted on once started.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Self> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// The signal loop: SIGHUP, `latchctl config reload` and file changes
 /// reload; SIGTERM/SIGINT stop. Returns true when a server ended by itself.
-async fn serve_until_stopped(d: &mut Running, running: &mut AllServers) -> anyhow::Result<bool> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
+async fn serve_until_stopped(
+    d: &mut Running,
+    running: &mut AllServers,
+    signals: &mut Signals,
+) -> anyhow::Result<bool> {
     let mut watch = watch::start(&d.cfg);
     let mut settle_until: Option<tokio::time::Instant> = None;
     // A test shortens the period: LATCH_TEST_PAUSE="cert_check_every:300".
@@ -229,9 +253,9 @@ async fn serve_until_stopped(d: &mut Running, running: &mut AllServers) -> anyho
                 tracing::info!("config or certificate file changed");
                 d.reload().await;
             }
-            _ = term.recv() => return Ok(false),
-            _ = int.recv() => return Ok(false),
-            _ = hup.recv() => { d.reload().await; }
+            _ = signals.term.recv() => return Ok(false),
+            _ = signals.int.recv() => return Ok(false),
+            _ = signals.hup.recv() => { d.reload().await; }
             _ = cert_check.tick() => d.renew_generated_certificate(),
             Some(reply) = d.reload_rx.recv() => { let _ = reply.send(d.reload().await); }
             _ = &mut *running => return Ok(true),

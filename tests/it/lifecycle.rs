@@ -294,6 +294,68 @@ async fn systemd_hears_reloading_ready_and_stopping() {
     assert!(stopping.first().is_some_and(|m| m.contains("STOPPING=1")), "{stopping:?}");
 }
 
+/// A `systemctl reload` right after a start sends SIGHUP the moment systemd
+/// hears READY=1: latchd must already be listening for it (its default
+/// action ends the process, and once did, about one start in three).
+#[tokio::test]
+async fn a_sighup_as_soon_as_systemd_hears_ready_reloads_and_kills_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &base_config(""));
+    let notify_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    let env = [("NOTIFY_SOCKET", notify_path.to_str().unwrap())];
+    for round in 0..12 {
+        let mut child = crate::harness::spawn_with_env(dir.path(), &env);
+        sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = sock.recv(&mut buf).expect("READY=1 within 20 s");
+            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+                break;
+            }
+        }
+        // SAFETY: signalling the daemon this test started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut reload = Vec::new();
+        while !reload.last().is_some_and(|m: &String| m.contains("READY=1")) {
+            let Ok(n) = sock.recv(&mut buf) else { break };
+            reload.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        let log = std::fs::read_to_string(dir.path().join("latchd.log")).unwrap_or_default();
+        assert!(child.try_wait().unwrap().is_none(), "round {round}: SIGHUP ended latchd:\n{log}");
+        assert!(reload.first().is_some_and(|m| m.contains("RELOADING=1")), "round {round}: {reload:?}");
+        // SAFETY: as above.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        assert!(status.success(), "round {round}: exit {status}");
+        notifications(&sock, Duration::from_millis(100)); // STOPPING=1
+    }
+}
+
+/// SIGTERM while latchd still starts (here held after its migrations) is
+/// a clean stop once started: exit 0, no `ready.json` left, where the
+/// signal's default action used to end the process on the spot.
+#[tokio::test]
+async fn a_sigterm_during_start_up_is_a_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &base_config(""));
+    let mut child = crate::harness::spawn_with_env(dir.path(), &[("LATCH_TEST_PAUSE", "starting:1500")]);
+    let log = dir.path().join("latchd.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("database created") {
+        assert!(std::time::Instant::now() < deadline, "no database created");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // SAFETY: signalling the daemon this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "exit {status}:\n{log}");
+    assert!(log.contains("\"stopped\""), "a clean stop:\n{log}");
+    assert!(!dir.path().join("state/ready.json").exists());
+}
+
 /// Relative paths in the config mean "next to the config file", whatever
 /// the working directory — also after `--daemon` changed it to `/`.
 #[tokio::test]
