@@ -10,6 +10,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::client::encode;
+use super::stdout::{Failure, Stream};
 use super::{AdminClient, Target, offline, print};
 
 #[derive(Subcommand)]
@@ -65,11 +66,14 @@ pub fn run(client: &AdminClient, target: &Target, cmd: &AuditCmd, json: bool) ->
                     path.push_str(&format!("&{name}={}", encode(v)));
                 }
             }
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            client.download(&path, &mut out)?;
-            out.flush().context("writing the export")?;
-            Ok(true)
+            let mut out = Stream::new();
+            let downloaded = client.download(&path, &mut out).map_err(anyhow::Error::from);
+            let done = downloaded.and_then(|()| Ok(out.flush()?));
+            match (done, out.failure()) {
+                (_, Some(Failure::ReaderGone)) => Ok(true),
+                (_, Some(Failure::Write(e))) => Err(e).context("writing the export"),
+                (done, None) => done.map(|()| true),
+            }
         }
         AuditCmd::Verify => verify(target, json),
     }

@@ -11,6 +11,7 @@ mod client;
 mod keys;
 mod offline;
 mod outbox;
+mod stdout;
 mod users;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use crate::auth::is_unshowable;
 use crate::config::Config;
 use crate::state_dir::StateDir;
 pub use client::{AdminClient, ClientError};
+use stdout::say;
 
 #[derive(Parser)]
 #[command(
@@ -189,8 +191,14 @@ impl Cli {
 }
 
 /// Runs one command; `Ok(false)` means "ran, but the answer is a failure"
-/// (exit 1 without an extra message).
+/// (exit 1 without an extra message), or what it printed could not be
+/// written (said on stderr).
 pub fn run(cli: Cli) -> anyhow::Result<bool> {
+    let ran = run_command(cli)?;
+    Ok(ran && stdout::all_written())
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<bool> {
     if let Command::Config(ConfigCmd::Check { path }) = &cli.command {
         let path = Config::locate(path.clone().or_else(|| cli.config.clone()));
         match crate::daemon::preflight::check(path.as_deref()) {
@@ -203,7 +211,7 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
             }
         }
         let shown = path.map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
-        println!("{shown}: ok");
+        say!("{shown}: ok");
         return Ok(true);
     }
     let mut target = cli.target()?;
@@ -229,7 +237,7 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::Config(ConfigCmd::Show) => {
-            println!("{}", serde_json::to_string_pretty(&client.get("/v1/admin/config")?)?);
+            say!("{}", serde_json::to_string_pretty(&client.get("/v1/admin/config")?)?);
             Ok(true)
         }
         Command::BlockedIps(cmd) => blocks::run(&client, cmd, cli.json),
@@ -307,9 +315,9 @@ fn cell(row: &Value, key: &str, missing: &str) -> String {
 
 fn print(json: bool, value: &Value, human: impl Fn(&Value) -> String) {
     if json {
-        println!("{value}");
+        say!("{value}");
     } else {
-        println!("{}", printable(&human(value), true));
+        say!("{}", printable(&human(value), true));
     }
 }
 

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
 
 use super::Target;
+use super::stdout::say;
 use crate::store::offline;
 
 fn refuse_if_running(t: &Target) -> anyhow::Result<()> {
@@ -57,13 +58,13 @@ pub fn db_check(t: &Target, json: bool) -> anyhow::Result<bool> {
     act_as_owner(t)?;
     let report = offline::check(&database(t)?)?;
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        say!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("integrity     {}", report.integrity.join("; "));
-        println!("foreign keys  {} violation(s)", report.foreign_key_violations);
-        println!("schema        {} (this latchctl knows {})", report.schema_version, report.known_version);
+        say!("integrity     {}", report.integrity.join("; "));
+        say!("foreign keys  {} violation(s)", report.foreign_key_violations);
+        say!("schema        {} (this latchctl knows {})", report.schema_version, report.known_version);
         if let Some(e) = &report.migration_error {
-            println!("migrations    {e}");
+            say!("migrations    {e}");
         }
     }
     Ok(report.is_healthy())
@@ -82,9 +83,9 @@ pub fn db_migrate(t: &Target, json: bool) -> anyhow::Result<bool> {
     let _lock = lock_as_owner(t)?;
     let applied = offline::migrate(&database(t)?, &t.backup_dir)?;
     if json {
-        println!("{}", serde_json::json!({ "applied": applied }));
+        say!("{}", serde_json::json!({ "applied": applied }));
     } else {
-        println!("{applied} migration(s) applied");
+        say!("{applied} migration(s) applied");
     }
     Ok(true)
 }
@@ -92,6 +93,6 @@ pub fn db_migrate(t: &Target, json: bool) -> anyhow::Result<bool> {
 pub fn export_master(t: &Target) -> anyhow::Result<bool> {
     let key_file = t.state.key_file();
     let text = std::fs::read_to_string(key_file).with_context(|| format!("{}", key_file.display()))?;
-    println!("{}", text.trim());
+    say!("{}", text.trim());
     Ok(true)
 }

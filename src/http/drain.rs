@@ -8,16 +8,16 @@
 //! `Connection: close` (`context.rs`), and after `begin` every HTTPS
 //! connection ends as soon as it has answered what it was asked
 //! (`tls_listener::FrameDeadline`), and one still before or in its TLS
-//! handshake 0.2 s after `begin` (`Accepted`). Once `settled`, actix's workers hold
-//! no HTTPS connection and stop at once.
+//! handshake 0.2 s after `begin` (`Accepted`). Once `settled`, actix's
+//! workers hold no HTTPS connection and stop at once.
 //!
 //! An HTTP/2 connection whose client keeps streams going back to back is
 //! never idle, and actix-http's HTTP/2 side has no graceful shutdown to
 //! call: `FrameDeadline` writes the GOAWAY itself, between two frames, so
-//! the client opens no more streams there. (Shutting the
-//! listening sockets at `begin` would refuse new clients at once, but
-//! actix's accept thread may still be polling them when a pause returns,
-//! and logs each failed accept as an error.)
+//! the client opens no more streams there. (Shutting the listening
+//! sockets at `begin` would refuse new clients at once, but actix's accept
+//! thread may still be polling them when a pause returns, and logs each
+//! failed accept as an error.)
 
 use std::future::Future;
 use std::io;

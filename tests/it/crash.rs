@@ -8,8 +8,8 @@
 //! acknowledged writes, lost writes and restart times. The same load under
 //! ten SIGTERMs (`stop.md`): each drains without a 5xx, a logged error or
 //! a connection left for the drain time to cut, exits 0 and loses nothing.
-//! Half the clients speak HTTP/1.1, half HTTP/2. And an operator's `sqlite3` reading the live
-//! database takes no later commit with it.
+//! Half the clients speak HTTP/1.1, half HTTP/2. And an operator's
+//! `sqlite3` reading the live database takes no later commit with it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -181,6 +181,27 @@ fn only_http_names_status_codes() {
     assert!(found.is_empty(), "map the error to a problem Kind instead: {found:?}");
 }
 
+/// latchctl prints through `ctl::stdout` (`say!`): `println!` panics with a
+/// backtrace when the reader has gone (`latchctl users list | head`).
+#[test]
+fn latchctl_prints_only_through_its_stdout_module() {
+    let mut files = Vec::new();
+    rust_files(&Path::new(ROOT).join("src/ctl"), &mut files);
+    let found: Vec<String> = files
+        .iter()
+        .filter(|f| !f.ends_with("stdout.rs"))
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.lines().filter(|l| !l.trim_start().starts_with("//")).any(|l| {
+                l.contains("io::stdout()")
+                    || l.match_indices("println!").any(|(at, _)| !l[..at].ends_with('e'))
+            })
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(found.is_empty(), "print with say! or stdout::Stream: {found:?}");
+}
+
 /// The live view (src/auth/live.rs) tracks rows by rowid, and a plain
 /// VACUUM may renumber the rowids of tables without an INTEGER PRIMARY KEY
 /// (sessions, users): the running daemon must never VACUUM its own
