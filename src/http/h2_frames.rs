@@ -8,13 +8,31 @@
 /// header, or in a frame's payload. Only what was *begun* is timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Unit {
-    Preface { got: usize },
-    Header { got: usize, len: [u8; 3] },
-    Payload { left: usize },
+    Preface {
+        got: usize,
+    },
+    /// `head`: the frame header's length, type and flags as far as read;
+    /// `open`: a header block is still open (only a CONTINUATION may come).
+    Header {
+        got: usize,
+        head: [u8; 5],
+        open: bool,
+    },
+    Payload {
+        left: usize,
+        open: bool,
+    },
 }
 
 const PREFACE_LEN: usize = 24;
 const FRAME_HEADER_LEN: usize = 9;
+
+/// The frame types that carry a header block, and the flag that ends one
+/// (RFC 9113 4.3: nothing but its CONTINUATION frames may come between).
+const HEADERS: u8 = 0x1;
+const PUSH_PROMISE: u8 = 0x5;
+const CONTINUATION: u8 = 0x9;
+const END_HEADERS: u8 = 0x4;
 
 /// A GOAWAY frame (RFC 9113 6.8) with NO_ERROR and the largest stream id:
 /// the client is to open no more streams, and every stream it has opened
@@ -23,15 +41,25 @@ const FRAME_HEADER_LEN: usize = 9;
 pub(super) const GOAWAY: [u8; 17] = [0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0];
 
 /// What a server writes first: frames (the preface is the client's).
-pub(super) const SERVER_START: Unit = Unit::Header { got: 0, len: [0; 3] };
+pub(super) const SERVER_START: Unit = Unit::frame(false);
 
 impl Unit {
+    const fn frame(open: bool) -> Unit {
+        Unit::Header { got: 0, head: [0; 5], open }
+    }
+
     /// Whether a unit is partly through.
     pub(super) fn begun(self) -> bool {
         match self {
             Unit::Preface { got } | Unit::Header { got, .. } => got > 0,
-            Unit::Payload { left } => left > 0,
+            Unit::Payload { left, .. } => left > 0,
         }
+    }
+
+    /// Whether a frame of another's may go here: no frame begun, no header
+    /// block open.
+    pub(super) fn between_frames(self) -> bool {
+        matches!(self, Unit::Header { got: 0, open: false, .. })
     }
 
     /// How many bytes are left before the next unit could begin (before
@@ -40,7 +68,7 @@ impl Unit {
         match self {
             Unit::Preface { got } => PREFACE_LEN - got,
             Unit::Header { got, .. } => FRAME_HEADER_LEN - got,
-            Unit::Payload { left } => left,
+            Unit::Payload { left, .. } => left,
         }
     }
 
@@ -49,51 +77,40 @@ impl Unit {
     pub(super) fn advance(mut self, mut bytes: &[u8]) -> (Unit, bool) {
         let mut completed = false;
         while !bytes.is_empty() {
-            let (next, used) = match self {
-                Unit::Preface { got } => {
-                    let used = bytes.len().min(PREFACE_LEN - got);
-                    let next = if got + used == PREFACE_LEN {
-                        Unit::Header { got: 0, len: [0; 3] }
-                    } else {
-                        Unit::Preface { got: got + used }
-                    };
-                    (next, used)
-                }
-                Unit::Header { got, mut len } => {
-                    let used = bytes.len().min(FRAME_HEADER_LEN - got);
-                    for (i, b) in bytes[..used].iter().enumerate() {
-                        if got + i < 3 {
-                            len[got + i] = *b;
-                        }
+            let used = bytes.len().min(self.to_boundary());
+            let next = match self {
+                Unit::Preface { got } if got + used == PREFACE_LEN => Unit::frame(false),
+                Unit::Preface { got } => Unit::Preface { got: got + used },
+                Unit::Header { got, mut head, open } => {
+                    // The length, type and flags: the header's first five bytes.
+                    for (at, b) in (got..head.len()).zip(&bytes[..used]) {
+                        head[at] = *b;
                     }
-                    let next = if got + used < FRAME_HEADER_LEN {
-                        Unit::Header { got: got + used, len }
+                    if got + used < FRAME_HEADER_LEN {
+                        Unit::Header { got: got + used, head, open }
                     } else {
-                        let payload =
-                            usize::from(len[0]) << 16 | usize::from(len[1]) << 8 | usize::from(len[2]);
-                        if payload == 0 {
-                            Unit::Header { got: 0, len: [0; 3] }
-                        } else {
-                            Unit::Payload { left: payload }
-                        }
-                    };
-                    (next, used)
+                        Unit::after_header(head, open)
+                    }
                 }
-                Unit::Payload { left } => {
-                    let used = bytes.len().min(left);
-                    let next = if used == left {
-                        Unit::Header { got: 0, len: [0; 3] }
-                    } else {
-                        Unit::Payload { left: left - used }
-                    };
-                    (next, used)
-                }
+                Unit::Payload { left, open } if used == left => Unit::frame(open),
+                Unit::Payload { left, open } => Unit::Payload { left: left - used, open },
             };
             completed |= !next.begun() || matches!((self, next), (Unit::Header { .. }, Unit::Payload { .. }));
             self = next;
             bytes = &bytes[used..];
         }
         (self, completed)
+    }
+
+    /// Where a frame whose header is `head` goes on: into its payload, or
+    /// (empty) to the next frame; a header block opens or closes with it.
+    fn after_header(head: [u8; 5], open: bool) -> Unit {
+        let payload = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let open = match head[3] {
+            HEADERS | PUSH_PROMISE | CONTINUATION => head[4] & END_HEADERS == 0,
+            _ => open,
+        };
+        if payload == 0 { Unit::frame(open) } else { Unit::Payload { left: payload, open } }
     }
 }
 
@@ -119,7 +136,7 @@ mod tests {
         let (u, _) = u.advance(&whole[..4]);
         assert!(u.begun());
         let (u, _) = u.advance(&whole[4..12]);
-        assert_eq!(u, Unit::Payload { left: 2 });
+        assert_eq!(u, Unit::Payload { left: 2, open: false });
         let (u, done) = u.advance(&whole[12..]);
         assert!(done && !u.begun());
         // Two frames, one of them empty, in one read.
@@ -140,5 +157,25 @@ mod tests {
         assert_eq!(u.to_boundary(), 40, "then the payload");
         let (u, _) = u.advance(&data[9..]);
         assert!(!u.begun());
+    }
+
+    #[test]
+    fn a_header_block_left_open_is_not_between_frames_until_it_ends() {
+        let frame_of = |kind: u8, flags: u8, len: usize| {
+            let mut f = vec![0, 0, len as u8, kind, flags, 0, 0, 0, 1];
+            f.extend(std::iter::repeat_n(0u8, len));
+            f
+        };
+        // HEADERS without END_HEADERS: its CONTINUATIONs must follow at once.
+        let (u, _) = SERVER_START.advance(&frame_of(HEADERS, 0, 10));
+        assert!(!u.begun() && !u.between_frames(), "{u:?}");
+        assert_eq!(u.to_boundary(), FRAME_HEADER_LEN, "up to the next frame's header");
+        let (u, _) = u.advance(&frame_of(CONTINUATION, 0, 0));
+        assert!(!u.between_frames(), "still open: {u:?}");
+        let (u, _) = u.advance(&frame_of(CONTINUATION, END_HEADERS, 4));
+        assert!(u.between_frames(), "closed: {u:?}");
+        // DATA leaves no block open, whatever its flags.
+        let (u, _) = u.advance(&frame_of(0x0, 0x1, 3));
+        assert!(u.between_frames());
     }
 }

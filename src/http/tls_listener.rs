@@ -310,16 +310,16 @@ impl<IO: AsyncWrite + Unpin> FrameDeadline<IO> {
     }
 
     /// Writes some of `buf`. Once a GOAWAY is owed, a write that begins
-    /// inside a frame goes only up to its end, and the GOAWAY goes before
-    /// the next.
+    /// inside a frame (or a header block) goes only up to that frame's
+    /// end, and the GOAWAY goes before the next frame that may follow.
     fn write_some(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let mut may = buf.len();
         if self.goaway_due() {
             let at = self.sent.unwrap_or(SERVER_START);
-            if at.begun() {
-                may = may.min(at.to_boundary());
-            } else {
+            if at.between_frames() {
                 std::task::ready!(self.write_goaway(cx))?;
+            } else {
+                may = may.min(at.to_boundary());
             }
         }
         let written = Pin::new(&mut self.inner).poll_write(cx, &buf[..may]);
