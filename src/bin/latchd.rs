@@ -1,6 +1,7 @@
 //! `latchd`: the daemon. Parses argv, resolves and validates the config,
 //! sets up logging and metrics, then hands over to `latch::daemon::run`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -55,7 +56,8 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
                 eprintln!("warning: {caution}");
             }
             let shown = path.map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
-            println!("{shown}: ok");
+            // As latchctl's output: a reader that has gone is no failure.
+            let _ = writeln!(std::io::stdout(), "{shown}: ok");
             ExitCode::SUCCESS
         }
         Err(problems) => {
