@@ -71,7 +71,7 @@ pub fn run(client: &AdminClient, cmd: &ApiKeysCmd, json: bool) -> anyhow::Result
             });
         }
         ApiKeysCmd::Revoke { id } => {
-            client.delete(&format!("/v1/admin/api-keys/{id}"))?;
+            client.delete(&format!("/v1/admin/api-keys/{}", super::client::encode(id)))?;
             print(json, &json!({ "revoked": id }), |_| format!("revoked {id}"));
         }
     }

@@ -54,7 +54,7 @@ pub fn run(client: &AdminClient, cmd: &BlockedIpsCmd, json: bool) -> anyhow::Res
         BlockedIpsCmd::Remove { target } => match target.parse::<Cidr>() {
             Ok(net) => remove_all_on(client, net, json)?,
             Err(_) => {
-                client.delete(&format!("/v1/admin/blocked-ips/{target}"))?;
+                client.delete(&format!("/v1/admin/blocked-ips/{}", super::client::encode(target)))?;
                 print(json, &json!({ "removed": [target] }), |_| format!("removed {target}"));
             }
         },
@@ -70,7 +70,7 @@ fn remove_all_on(client: &AdminClient, net: Cidr, json: bool) -> anyhow::Result<
     crate::pause::blocking("ctl_block_delete");
     let (mut removed, mut ended) = (Vec::new(), Vec::new());
     for id in ids {
-        match client.delete(&format!("/v1/admin/blocked-ips/{id}")) {
+        match client.delete(&format!("/v1/admin/blocked-ips/{}", super::client::encode(&id))) {
             Ok(_) => removed.push(id),
             Err(ClientError::Problem { status: 404, .. }) => ended.push(id),
             Err(e) => return Err(e.into()),

@@ -18,6 +18,10 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("latchd sent a malformed answer: {0}")]
     Malformed(String),
+    /// A path with a byte a request line cannot hold (a latchctl bug: what
+    /// users type is encoded).
+    #[error("not a request path latchctl may send: {0:?}")]
+    BadPath(String),
     /// An RFC 9457 problem answer; `detail` is shown to the user.
     #[error("{detail}")]
     Problem { status: u16, slug: String, detail: String },
@@ -88,6 +92,11 @@ impl AdminClient {
     }
 
     fn send(&self, method: &str, path: &str, body: &str) -> Result<UnixStream, ClientError> {
+        // What a user typed goes into paths `encode`d; this is the backstop:
+        // a space or line break would end the request line early.
+        if !path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ClientError::BadPath(path.to_string()));
+        }
         let mut sock = UnixStream::connect(&self.socket).map_err(|source| {
             let path = self.socket.clone();
             match source.kind() {

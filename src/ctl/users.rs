@@ -150,6 +150,12 @@ pub enum SessionsCmd {
     },
 }
 
+/// The admin API's path of the account `id` (as typed: encoded, so that
+/// no id can name another path or smuggle a second request).
+fn user_path(id: &str) -> String {
+    format!("/v1/admin/users/{}", encode(id))
+}
+
 /// The id of `user` (an id, or an email looked up).
 ///
 /// The search matches parts of addresses, so on a large install a short
@@ -242,7 +248,7 @@ fn user_line(u: &Value) -> String {
 /// replaces the set (API.md); the answer is the user after the change.
 fn change_role(client: &AdminClient, user: &str, role: &str, add: bool) -> anyhow::Result<Value> {
     let id = user_id(client, user)?;
-    let path = format!("/v1/admin/users/{}", encode(&id));
+    let path = user_path(&id);
     let current = client.get(&path)?;
     let mut roles: Vec<String> = current["roles"]
         .as_array()
@@ -273,7 +279,7 @@ fn read_password() -> anyhow::Result<String> {
 pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result<bool> {
     let patch = |user: &str, body: Value| -> anyhow::Result<Value> {
         let id = user_id(client, user)?;
-        Ok(client.request("PATCH", &format!("/v1/admin/users/{id}"), Some(&body))?)
+        Ok(client.request("PATCH", &user_path(&id), Some(&body))?)
     };
     // The user after the command, and what the table alone would not say.
     let (answer, said): (Value, Option<String>) = match cmd {
@@ -288,7 +294,7 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
             return list(client, json, query.as_deref(), status.as_deref(), *page, *page_size);
         }
         UsersCmd::Show { user } => {
-            let shown = client.get(&format!("/v1/admin/users/{}", user_id(client, user)?))?;
+            let shown = client.get(&user_path(&user_id(client, user)?))?;
             print(json, &shown, user_detail);
             return Ok(true);
         }
@@ -298,7 +304,7 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
         UsersCmd::ResetMfa { user } => {
             // The table has no two-step column: say what the reset did.
             let id = user_id(client, user)?;
-            let before = client.get(&format!("/v1/admin/users/{id}"))?;
+            let before = client.get(&user_path(&id))?;
             let said = if before["mfa"]["totp"] == json!(true) { MFA_TURNED_OFF } else { MFA_WAS_OFF };
             (patch(&id, json!({ "mfa": { "totp": false } }))?, Some(said.into()))
         }
@@ -316,7 +322,7 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
         UsersCmd::RemoveRole { user, role } => (change_role(client, user, role, false)?, None),
         UsersCmd::Delete { user } => {
             let id = user_id(client, user)?;
-            client.delete(&format!("/v1/admin/users/{id}"))?;
+            client.delete(&user_path(&id))?;
             print(json, &json!({ "deleted": id }), |_| format!("deleted {id}"));
             return Ok(true);
         }

@@ -17,6 +17,7 @@ mod certs;
 mod config;
 mod connections;
 mod crash;
+mod ctl_input;
 mod ctl_stdout;
 mod defense;
 mod disk;

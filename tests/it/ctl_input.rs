@@ -1,0 +1,37 @@
+//! What an operator (or a script of theirs) hands latchctl reaches latchd
+//! as what it is: an id with a space or a line break in it names no
+//! account, and never ends the request line early to smuggle a second
+//! request onto the admin socket (that once deleted another account).
+
+use serde_json::Value;
+
+use crate::admin_cli::latchctl_on;
+use crate::harness::Latchd;
+
+fn id_of(d: &Latchd, email: &str) -> String {
+    let out = latchctl_on(&d.state_dir(), &["--json", "users", "add", email]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let user: Value = serde_json::from_slice(&out.stdout).unwrap();
+    user["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_id_cannot_smuggle_a_second_request_onto_the_admin_socket() {
+    let d = Latchd::start().await;
+    let (typed, victim) = (id_of(&d, "typed@example.test"), id_of(&d, "victim@example.test"));
+    let smuggled = format!("{typed} HTTP/1.1\r\nHost: x\r\n\r\nDELETE /v1/admin/users/{victim}");
+    for args in
+        [&["users", "show", &smuggled][..], &["users", "disable", &smuggled], &["users", "delete", &smuggled]]
+    {
+        let out = latchctl_on(&d.state_dir(), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!((out.status.code(), stderr.trim()), (Some(1), "latchctl: no such user"), "{:?}", args[1]);
+    }
+    for id in [&typed, &victim] {
+        let out = latchctl_on(&d.state_dir(), &["--json", "users", "show", id]);
+        let user: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(user["status"], "active", "untouched: {user}");
+    }
+    let out = latchctl_on(&d.state_dir(), &["blocked-ips", "remove", "x HTTP/1.1\r\n\r\nGET /"]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "latchctl: no block with that id");
+}
