@@ -1,6 +1,6 @@
 //! The HTTPS listeners: HTTP/2 and HTTP/1.1 over TLS (ALPN), assembled from
 //! actix-web's own parts — the rustls acceptor, then `HttpService` — rather
-//! than `HttpServer::listen_rustls`, for two things that one cannot do:
+//! than `HttpServer::listen_rustls`, for what that one cannot do:
 //!
 //! - `TCP_NODELAY` on every connection before the first response: after a
 //!   TLS 1.3 handshake the session ticket and the response are separate
@@ -10,6 +10,9 @@
 //!   begun, it must be complete within `[http].header_timeout`, as a request
 //!   head must over HTTP/1.1; otherwise a client could hold a connection by
 //!   trickling a frame forever (slow loris over h2).
+//! - latch's own graceful stop (`drain.rs`): every connection counted from
+//!   its accept, one not through its handshake cut, an HTTP/2 client sent
+//!   a GOAWAY, each connection ended once it has answered.
 
 use std::future::Future;
 use std::io;
@@ -206,9 +209,9 @@ const DRAIN_POLL: Duration = Duration::from_millis(50);
 /// `limit`, or reading fails and the connection closes. Over both it ends
 /// the connection at a graceful stop once no request on it is being
 /// answered (see `drain.rs`; actix would not end HTTP/2 connections at all
-/// before the drain time); over HTTP/2 it
-/// first tells the client to open no more streams (GOAWAY), which actix-http
-/// cannot send, so that a client with streams back to back lets go too.
+/// before the drain time); over HTTP/2 it first tells the client to open
+/// no more streams (GOAWAY, which actix-http cannot send), so that a client
+/// with streams back to back lets go too.
 pub struct FrameDeadline<IO> {
     inner: IO,
     conn: ConnSocket,
