@@ -177,10 +177,18 @@ fn parse_response(raw: &[u8], socket: &Path) -> Result<Value, ClientError> {
         return Err(ClientError::Problem {
             status,
             slug: value["type"].as_str().unwrap_or("").rsplit(':').next().unwrap_or("").to_string(),
-            detail: value["detail"].as_str().unwrap_or("request failed").to_string(),
+            // actix-http answers a head too big to read with a bare 400.
+            detail: value["detail"].as_str().map_or_else(|| refused_without_reason(status), str::to_string),
         });
     }
     Ok(value)
+}
+
+fn refused_without_reason(status: u16) -> String {
+    match status {
+        400 => "latchd refused the request as malformed (400; an argument far too long?)".to_string(),
+        _ => format!("latchd answered {status} without saying why"),
+    }
 }
 
 fn dechunk(mut body: &str) -> String {

@@ -1,7 +1,8 @@
 //! What an operator (or a script of theirs) hands latchctl reaches latchd
 //! as what it is: an id with a space or a line break in it names no
 //! account, and never ends the request line early to smuggle a second
-//! request onto the admin socket (that once deleted another account).
+//! request onto the admin socket (that once deleted another account); one
+//! too long for latchd to read is told as such.
 
 use serde_json::Value;
 
@@ -34,4 +35,11 @@ async fn an_id_cannot_smuggle_a_second_request_onto_the_admin_socket() {
     }
     let out = latchctl_on(&d.state_dir(), &["blocked-ips", "remove", "x HTTP/1.1\r\n\r\nGET /"]);
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "latchctl: no block with that id");
+
+    // More of a head than actix-http reads at all: a bare 400, no problem JSON.
+    let long = "a".repeat(70_000);
+    let out = latchctl_on(&d.state_dir(), &["users", "show", &long]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let said = "latchctl: latchd refused the request as malformed (400; an argument far too long?)";
+    assert_eq!((out.status.code(), stderr.trim()), (Some(1), said));
 }
