@@ -219,9 +219,7 @@ async fn a_stop_tells_a_busy_http2_client_to_go_and_does_not_wait_for_it() {
     let pause = [("LATCH_TEST_PAUSE", "login_commit:200")];
     let (mut d, smtp) = crate::flows::with_smtp_env("", &pause).await;
     crate::flows::register_verified(&d, &smtp, "busy@example.test", 0).await;
-    let mut tls = (*client_tls(&d.cert_path(), &[&rustls::version::TLS13])).clone();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    let client = reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap();
+    let client = d.client_h2();
     let url = d.https_url("/v1/auth/login");
     let body = json!({"email": "busy@example.test", "password": crate::flows::PASSWORD});
     let callers: Vec<_> = (0..4)
