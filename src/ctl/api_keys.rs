@@ -10,7 +10,7 @@ pub enum ApiKeysCmd {
     /// Make a key; it is printed once and never again.
     Create {
         /// What the key is for, as `list` shows it (e.g. the app's name).
-        #[arg(long)]
+        #[arg(long, value_parser = super::named)]
         name: String,
         /// A scope (repeatable): admin, introspect, or your app's own.
         #[arg(long = "scope", value_name = "SCOPE", required = true)]
@@ -19,7 +19,7 @@ pub enum ApiKeysCmd {
         #[arg(long, value_name = "TIME")]
         expires_at: Option<String>,
         /// The user it acts for (id or email).
-        #[arg(long, value_name = "USER")]
+        #[arg(long, value_name = "USER", value_parser = super::named)]
         owner: Option<String>,
     },
     /// List keys (never their secrets).
@@ -27,6 +27,7 @@ pub enum ApiKeysCmd {
     /// Revoke a key by id: refused from the next request on.
     Revoke {
         /// The key's id (see `list`), not its secret.
+        #[arg(value_parser = super::named)]
         id: String,
     },
 }

@@ -25,10 +25,10 @@ pub enum AuditCmd {
         action: Option<String>,
         /// Only rows of what this user did (id, or the email of an account
         /// that still exists).
-        #[arg(long, value_name = "USER")]
+        #[arg(long, value_name = "USER", value_parser = super::named)]
         actor_id: Option<String>,
         /// Only rows about this user (what was done to the account).
-        #[arg(long, value_name = "USER")]
+        #[arg(long, value_name = "USER", value_parser = super::named)]
         subject_id: Option<String>,
         /// Only rows from this client address.
         #[arg(long)]

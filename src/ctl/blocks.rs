@@ -14,6 +14,7 @@ pub enum BlockedIpsCmd {
     /// Block an address or network.
     Add {
         /// An address or a network in CIDR notation.
+        #[arg(value_parser = super::named)]
         cidr: String,
         /// How long, like "1h" or "7d" (default: until removed).
         #[arg(long = "for", value_name = "DURATION")]
@@ -26,6 +27,7 @@ pub enum BlockedIpsCmd {
     /// that address or network.
     Remove {
         /// The block's id, or the address or network it blocks.
+        #[arg(value_parser = super::named)]
         target: String,
     },
 }

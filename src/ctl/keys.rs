@@ -23,7 +23,7 @@ pub enum KeysCmd {
     Revoke {
         /// A kid is a base64url thumbprint, so about one in 64 starts with
         /// `-`: it must still be read as the kid, not as an option.
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, value_parser = super::named)]
         kid: String,
     },
     /// Print the master key (hex) for safekeeping; it is not in backups.

@@ -255,6 +255,14 @@ fn run_command(cli: Cli) -> anyhow::Result<bool> {
     }
 }
 
+/// Clap's parser for an argument that names one thing (an account, a
+/// key, a role, a block): a blank one names nothing, and sent as it is it
+/// would reach another route (`users/` is the list) and come back as "No
+/// such resource." rather than what is wrong with the command.
+fn named(arg: &str) -> Result<String, String> {
+    if arg.trim().is_empty() { Err("must not be empty".into()) } else { Ok(arg.to_string()) }
+}
+
 /// A human table: a header row in capitals, each column as wide as its
 /// widest cell (the last one unpadded), or `empty` when there are no rows,
 /// so an empty list says so instead of printing a blank line.

@@ -16,6 +16,7 @@ pub enum UsersCmd {
     /// Create an account (the first admin: `users add EMAIL --role admin --password-stdin --verified`).
     Add {
         /// The address the person signs in with.
+        #[arg(value_parser = super::named)]
         email: String,
         /// A role to give (repeatable).
         #[arg(long = "role", value_name = "ROLE")]
@@ -49,21 +50,25 @@ pub enum UsersCmd {
     /// Show one account (by id or email).
     Show {
         /// The account's id or email.
+        #[arg(value_parser = super::named)]
         user: String,
     },
     /// Disable an account: it cannot log in, its sessions end at once.
     Disable {
         /// The account's id or email.
+        #[arg(value_parser = super::named)]
         user: String,
     },
     /// Enable a disabled account.
     Enable {
         /// The account's id or email.
+        #[arg(value_parser = super::named)]
         user: String,
     },
     /// Lift the login lock and throttling of an account's email.
     Unlock {
         /// The account's id or email.
+        #[arg(value_parser = super::named)]
         user: String,
     },
     /// Turn off an account's two-step verification (its person lost the
@@ -71,6 +76,7 @@ pub enum UsersCmd {
     /// mails the person; they enroll again themselves.
     ResetMfa {
         /// The account's id or email.
+        #[arg(value_parser = super::named)]
         user: String,
     },
     /// Give an account another address to sign in with: the new one is
@@ -78,8 +84,10 @@ pub enum UsersCmd {
     /// and links mailed to the old one stop working.
     SetEmail {
         /// The account's id or its current email.
+        #[arg(value_parser = super::named)]
         user: String,
         /// The new address.
+        #[arg(value_parser = super::named)]
         email: String,
         /// The new address is known to be the person's: no confirmation.
         #[arg(long)]
@@ -89,6 +97,7 @@ pub enum UsersCmd {
     /// the person can on their account page.
     SetName {
         /// The account's id or email.
+        #[arg(value_parser = super::named)]
         user: String,
         /// The new name; leave it out to remove the name.
         name: Option<String>,
@@ -98,20 +107,25 @@ pub enum UsersCmd {
     /// carry their old `roles` claim to apps until they expire.
     AddRole {
         /// The account's id or email.
+        #[arg(value_parser = super::named)]
         user: String,
         /// The role's name.
+        #[arg(value_parser = super::named)]
         role: String,
     },
     /// Take a role from an account (as add-role, the other way).
     RemoveRole {
         /// The account's id or email.
+        #[arg(value_parser = super::named)]
         user: String,
         /// The role's name.
+        #[arg(value_parser = super::named)]
         role: String,
     },
     /// Delete an account with its sessions (audit rows stay).
     Delete {
         /// The account's id or email.
+        #[arg(value_parser = super::named)]
         user: String,
     },
 }
@@ -123,6 +137,7 @@ pub enum RolesCmd {
     /// Define a role that admins can then give to accounts.
     Add {
         /// The role's name, as access tokens carry it in `roles`.
+        #[arg(value_parser = super::named)]
         name: String,
         /// What the role is for.
         #[arg(long, default_value = "")]
@@ -131,6 +146,7 @@ pub enum RolesCmd {
     /// Delete a role: every account holding it loses it (`admin` stays).
     Remove {
         /// The role's name.
+        #[arg(value_parser = super::named)]
         name: String,
     },
 }
@@ -140,12 +156,13 @@ pub enum SessionsCmd {
     /// Live sessions, of one user or of all.
     List {
         /// The user's id or email.
-        #[arg(long)]
+        #[arg(long, value_parser = super::named)]
         user: Option<String>,
     },
     /// End a session at once.
     Revoke {
         /// The session's id (see `list`).
+        #[arg(value_parser = super::named)]
         id: String,
     },
 }
@@ -418,14 +435,14 @@ pub fn sessions(client: &AdminClient, cmd: &SessionsCmd, json: bool) -> anyhow::
         SessionsCmd::List { user } => {
             let path = match user {
                 Some(u) => {
-                    let id = encode(&user_id(client, u)?);
+                    let id = user_id(client, u)?;
                     // An id that names no account is a mistake to say, not
                     // an account without sessions (an address was looked
                     // up already).
                     if !u.contains('@') {
-                        client.get(&format!("/v1/admin/users/{id}"))?;
+                        client.get(&user_path(&id))?;
                     }
-                    format!("/v1/admin/sessions?user_id={id}")
+                    format!("/v1/admin/sessions?user_id={}", encode(&id))
                 }
                 None => "/v1/admin/sessions".to_string(),
             };

@@ -2,7 +2,8 @@
 //! as what it is: an id with a space or a line break in it names no
 //! account, and never ends the request line early to smuggle a second
 //! request onto the admin socket (that once deleted another account); one
-//! too long for latchd to read is told as such.
+//! too long for latchd to read is told as such; a blank one is refused
+//! before anything is sent.
 
 use serde_json::Value;
 
@@ -42,4 +43,30 @@ async fn an_id_cannot_smuggle_a_second_request_onto_the_admin_socket() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let said = "latchctl: latchd refused the request as malformed (400; an argument far too long?)";
     assert_eq!((out.status.code(), stderr.trim()), (Some(1), said));
+}
+
+#[tokio::test]
+async fn a_blank_id_is_refused_as_such_before_anything_is_sent() {
+    let d = Latchd::start().await;
+    let kept = id_of(&d, "kept@example.test");
+    // Sent as typed, these reached a listing route and said "No such resource.".
+    let blank: [&[&str]; 7] = [
+        &["users", "show", ""],
+        &["users", "delete", " "],
+        &["users", "set-email", &kept, ""],
+        &["sessions", "list", "--user", ""],
+        &["api-keys", "revoke", ""],
+        &["blocked-ips", "remove", ""],
+        &["keys", "revoke", ""],
+    ];
+    for args in blank {
+        let out = latchctl_on(&d.state_dir(), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.trim().ends_with("must not be empty"), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+    let out = latchctl_on(&d.state_dir(), &["--json", "users", "show", &kept]);
+    let user: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(user["email"], "kept@example.test", "untouched: {user}");
 }
