@@ -239,6 +239,12 @@ async fn retention_shortens_the_chain_from_the_old_end_and_says_so() {
     assert!(checkpoints["total"].as_i64() >= Some(1), "{checkpoints}");
     assert!(metric_becomes(&d, "latch_audit_chain_ok", 1.0).await, "still intact");
     let dir = d.stop_keep_dir();
+    // From here the chain is checked as it stands: an upkeep cutting rows
+    // past a 2 s retention under the tampering below (a slow machine takes
+    // that long to restart and add two roles) would mend what it broke.
+    let config = dir.path().join("latch.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("retention = \"2s\"", "retention = \"1h\"")).unwrap();
     let d = Latchd::start_in(dir).await;
     for role in ["billing", "support"] {
         make_role(&d, &admin, role).await;
