@@ -8,9 +8,12 @@ pub fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Milliseconds since the Unix epoch (WAL archive commit times).
+/// Milliseconds since the Unix epoch (WAL archive commit times). A test
+/// sets this clock ahead, as a host's clock is before it is corrected:
+/// `LATCH_TEST_PAUSE="clock_ahead:7200000"` (debug builds only).
 pub fn now_unix_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    let ahead = crate::pause::duration("clock_ahead").map_or(0, |d| d.as_millis() as i64);
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64 + ahead
 }
 
 /// Current time as RFC 3339 UTC with whole seconds, e.g. `2026-11-22T10:00:00Z`.

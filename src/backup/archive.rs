@@ -16,6 +16,8 @@
 //! the whole database) and holds every frame written after it; a restore
 //! replays one generation's frames onto its snapshot (`replay.rs`). A new
 //! generation starts every `[backup].interval`; `keep` of them are kept.
+//! Its times (generation names, commit times) never go back, whatever the
+//! clock does, so that their order is the order things happened in.
 //! The archive thread's side is `archive_thread.rs`.
 
 use std::fs::File;
@@ -86,6 +88,9 @@ struct Archiver {
     failures: u32,
     /// The config of the last run: another one means a reload.
     config_seen: Option<Arc<Config>>,
+    /// The newest time given to a generation or a commit (Unix ms): the
+    /// archive's times never go back, see `stamp`.
+    newest_stamp_ms: i64,
 }
 
 /// Held by the daemon's stop, which calls it last before closing the store:
@@ -145,6 +150,7 @@ pub async fn install(
         progress,
         failures: 0,
         config_seen: None,
+        newest_stamp_ms: 0,
     };
     store.between_batches(Box::new(move |c| archiver.run(c))).await?;
     let store = store.clone();
@@ -254,7 +260,7 @@ impl Archiver {
         let pin = pin_database_file(&self.db)
             .map_err(|source| BackupError::Sqlite { path: self.db.display().to_string(), source })?;
         let root = cfg.archive_dir();
-        let started_ms = crate::clock::now_unix_ms();
+        let started_ms = self.stamp_generation(&root);
         let dir = root.join(format!("{GENERATION_PREFIX}{started_ms:013}"));
         copies::make_private_dir(&dir)?;
         let (db, keep) = (Box::new(self.file.reader()), cfg.backup.keep as usize);
@@ -271,13 +277,40 @@ impl Archiver {
         Ok(())
     }
 
+    /// The time a generation begun now is named by: now, unless the archive
+    /// already holds a later time (this host's clock was set back, or
+    /// another host wrote the archive with its clock ahead); then just
+    /// after that, so that generations sort in the order they began. Pruning
+    /// keeps the newest by that order, and a keep of 1 deleted the
+    /// generation being written when a clock set back named it first.
+    fn stamp_generation(&mut self, root: &Path) -> i64 {
+        let newest = self.newest_stamp_ms.max(super::replay::newest_stamp(root));
+        let now = crate::clock::now_unix_ms();
+        if now < newest {
+            tracing::warn!(
+                behind_ms = newest - now,
+                "WAL archive: the clock is behind the archive's newest time; commits are stamped with that \
+                 time until the clock passes it (a restore --to-time counts by those stamps)"
+            );
+        }
+        self.newest_stamp_ms = now.max(newest + 1);
+        self.newest_stamp_ms
+    }
+
+    /// A commit's time for the archive: never before one already given,
+    /// so a restore to a time replays a prefix of what was committed.
+    fn stamp(&mut self, commit_ms: i64) -> i64 {
+        self.newest_stamp_ms = self.newest_stamp_ms.max(commit_ms);
+        self.newest_stamp_ms
+    }
+
     /// Reads the frames committed since the last call and sends them to the
     /// archive thread.
     fn collect(&mut self) {
         let Some(generation) = self.generation.clone() else { return };
         match self.read_committed() {
             Ok(Some((page_size, frames))) => {
-                let commit_ms = last_commit_unix_ms();
+                let commit_ms = self.stamp(last_commit_unix_ms());
                 if self
                     .to_thread
                     .send(Work::Chunk(Chunk { generation, page_size, commit_ms, frames }))

@@ -5,7 +5,8 @@
 //! checkpoint does with a log. Segments end on commits, so the result is
 //! the database exactly as of its last commit at or before the target. A
 //! target past the start of a generation whose snapshot was never finished
-//! is refused: the archive holds none of that generation's commits.
+//! is refused: the archive holds none of that generation's commits. A
+//! target this host's clock has not reached yet means every commit.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -50,6 +51,13 @@ struct Segment {
     path: PathBuf,
 }
 
+/// The newest time the archive under `root` holds: its newest generation's
+/// start or that generation's last commit, whichever is later; 0 for none.
+pub(super) fn newest_stamp(root: &Path) -> i64 {
+    let Some((started, dir)) = generations(root).pop() else { return 0 };
+    segments(&dir).iter().map(|s| s.commit_ms).fold(started, i64::max)
+}
+
 fn segments(dir: &Path) -> Vec<Segment> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut found: Vec<Segment> = entries
@@ -66,11 +74,16 @@ fn segments(dir: &Path) -> Vec<Segment> {
 /// Writes into `dest` the database as of its last commit at or before
 /// `to_ms` (Unix milliseconds), from the archive under `root`.
 pub fn rebuild(root: &Path, to_ms: i64, dest: &Path) -> Result<Rebuilt, ReplayError> {
+    // A time this host's clock has not reached yet asks for every commit
+    // there is: the archive's times can be ahead of it (another host's
+    // clock, for a standby; this one's before it was set back, see
+    // `archive.rs`), and those commits were made before now all the same.
+    let upto = if to_ms >= crate::clock::now_unix_ms() { i64::MAX } else { to_ms };
     // A generation whose snapshot was never finished (the daemon died while
     // writing it, or the write failed) cannot be replayed; the one before it
     // can, up to that one's start.
     let all = generations(root);
-    let usable = |(ms, dir): &&(i64, PathBuf)| *ms <= to_ms && dir.join(SNAPSHOT).exists();
+    let usable = |(ms, dir): &&(i64, PathBuf)| *ms <= upto && dir.join(SNAPSHOT).exists();
     let Some((start, generation)) = all.iter().rfind(usable).cloned() else {
         let to = crate::clock::rfc3339(to_ms.div_euclid(1000));
         // Where it does reach, so the operator's next try is not a guess.
@@ -84,7 +97,7 @@ pub fn rebuild(root: &Path, to_ms: i64, dest: &Path) -> Result<Rebuilt, ReplayEr
     // Any generation begun after that one and by the target is unfinished:
     // replaying the one before would end at its last commit, silently short
     // of the moment asked for.
-    if let Some((began, unfinished)) = all.iter().find(|(ms, _)| *ms > start && *ms <= to_ms) {
+    if let Some((began, unfinished)) = all.iter().find(|(ms, _)| *ms > start && *ms <= upto) {
         return Err(ReplayError::Unfinished {
             to: crate::clock::rfc3339(to_ms.div_euclid(1000)),
             generation: unfinished.display().to_string(),
@@ -98,7 +111,7 @@ pub fn rebuild(root: &Path, to_ms: i64, dest: &Path) -> Result<Rebuilt, ReplayEr
     copies::decompress(input, &snapshot, dest)?;
     let db = OpenOptions::new().read(true).write(true).open(dest).map_err(|source| io(dest, source))?;
     let (mut applied, mut through, mut size) = (0, start, None);
-    for seg in segments(&generation).into_iter().take_while(|s| s.commit_ms <= to_ms) {
+    for seg in segments(&generation).into_iter().take_while(|s| s.commit_ms <= upto) {
         if seg.seq != applied {
             let generation = generation.display().to_string();
             return Err(ReplayError::Gap { generation, missing: applied });

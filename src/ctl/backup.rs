@@ -36,7 +36,9 @@ pub enum BackupCmd {
         #[arg(required_unless_present = "to_time")]
         file: Option<PathBuf>,
         /// Restore the database as of this time (RFC 3339, e.g.
-        /// 2026-12-02T10:15:00Z): its last commit at or before it.
+        /// 2026-12-02T10:15:00Z): its last commit at or before it, by the
+        /// archive's times; a time this host's clock has not reached yet
+        /// restores every commit the archive holds.
         #[arg(long, value_name = "T")]
         to_time: Option<String>,
         /// Restore even though the live database has security changes

@@ -10,6 +10,7 @@ mod admin_api;
 mod admin_cli;
 mod anomalies;
 mod apps;
+mod archive_clock;
 mod archive_gaps;
 mod audit;
 mod backups;

@@ -1,0 +1,84 @@
+//! The WAL archive when clocks disagree: a host whose clock was ahead and
+//! is then set back (a clock kept in local time, put right by NTP after
+//! the start), or a standby whose clock is behind its primary's. The
+//! archive's times never go back, so its generations sort in the order they
+//! began (a keep of 1 once deleted the generation being written), and a
+//! restore to a time this clock has not reached brings back every commit
+//! (the failover's `--to-time now+1s` once missed the primary's last ones).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::admin_api::{admin_daemon, ok_json};
+use crate::backups::{create_roles, ctl, pq_roles};
+use crate::harness::Latchd;
+
+/// The archive's generation folders whose snapshot is written.
+fn finished_generations(state: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(state.join("archive"))
+        .map_or_else(|_| Vec::new(), |e| e.flatten().map(|e| e.path()).collect());
+    found.retain(|g| g.join("snapshot.db.zst").exists());
+    found.sort();
+    found
+}
+
+/// This host's time, `ahead_ms` from now, as `--to-time` takes it.
+fn time_from_now(ahead_ms: i64) -> String {
+    let at = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(ahead_ms);
+    at.replace_nanosecond(0).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+#[tokio::test]
+async fn a_clock_set_back_keeps_the_generation_being_written() {
+    let keep_one = "\n[backup]\nkeep = 1\n";
+    let two_hours_ahead = [("LATCH_TEST_PAUSE", "clock_ahead:7200000")];
+    let (d, admin) = admin_daemon(keep_one, &two_hours_ahead).await;
+    create_roles(&d, &admin, &["p1", "p2"]).await;
+    let state = d.state_dir();
+    let dir = d.stop_keep_dir();
+    let first = finished_generations(&state);
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    // The clock set right: the new generation must outlast the old one.
+    let d = Latchd::start_in(dir).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while finished_generations(&state) == first || finished_generations(&state).is_empty() {
+        let left = finished_generations(&state);
+        assert!(std::time::Instant::now() < deadline, "the restart's generation is gone: {left:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.log_with("the clock is behind the archive's newest time").await;
+    create_roles(&d, &admin, &["p3", "p4"]).await;
+    let dir = d.stop_keep_dir();
+    let kept = finished_generations(&state);
+    assert_eq!(kept.len(), 1, "keep = 1: {kept:?}");
+    assert!(kept[0] > first[0], "named after the first, though begun at an earlier clock: {kept:?}");
+
+    let restored = ok_json(ctl(&state, &["--json", "backup", "restore", "--to-time", &time_from_now(1000)]));
+    assert!(restored["replayed"]["segments"].as_u64() > Some(0), "{restored}");
+    let d = Latchd::start_in(dir).await;
+    assert_eq!(pq_roles(&d), ["p1", "p2", "p3", "p4"], "every commit, those of both runs");
+}
+
+#[tokio::test]
+async fn a_restore_to_a_time_not_yet_reached_here_brings_back_every_commit() {
+    // A primary whose clock runs a minute ahead of the standby's.
+    let (d, admin) = admin_daemon("", &[("LATCH_TEST_PAUSE", "clock_ahead:60000")]).await;
+    create_roles(&d, &admin, &["p1", "p2"]).await;
+    let state = d.state_dir();
+    let dir = d.stop_keep_dir();
+
+    // README's failover: `--to-time` one second from now, by this clock.
+    let restored = ok_json(ctl(&state, &["--json", "backup", "restore", "--to-time", &time_from_now(1000)]));
+    assert!(restored["replayed"].is_object(), "{restored}");
+    let d = Latchd::start_in(dir).await;
+    assert_eq!(pq_roles(&d), ["p1", "p2"], "the primary's last commits too");
+
+    // A time this clock has passed still counts by the archive's times.
+    let state = d.state_dir();
+    let dir = d.stop_keep_dir();
+    let before = ctl(&state, &["backup", "restore", "--to-time", &time_from_now(-1000)]);
+    let why = String::from_utf8_lossy(&before.stderr);
+    assert!(!before.status.success() && why.contains("starts at or before"), "{why}");
+    drop(dir);
+}
