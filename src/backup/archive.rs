@@ -260,8 +260,9 @@ impl Archiver {
         let pin = pin_database_file(&self.db)
             .map_err(|source| BackupError::Sqlite { path: self.db.display().to_string(), source })?;
         let root = cfg.archive_dir();
-        let started_ms = self.stamp_generation(&root);
-        let dir = root.join(format!("{GENERATION_PREFIX}{started_ms:013}"));
+        let started_ms = crate::clock::now_unix_ms();
+        let name_ms = self.stamp_generation(&root, started_ms);
+        let dir = root.join(format!("{GENERATION_PREFIX}{name_ms:013}"));
         copies::make_private_dir(&dir)?;
         let (db, keep) = (Box::new(self.file.reader()), cfg.backup.keep as usize);
         let snapshot = Snapshot { dir: dir.clone(), started_ms, db, pin, root, keep };
@@ -283,9 +284,8 @@ impl Archiver {
     /// after that, so that generations sort in the order they began. Pruning
     /// keeps the newest by that order, and a keep of 1 deleted the
     /// generation being written when a clock set back named it first.
-    fn stamp_generation(&mut self, root: &Path) -> i64 {
+    fn stamp_generation(&mut self, root: &Path, now: i64) -> i64 {
         let newest = self.newest_stamp_ms.max(super::replay::newest_stamp(root));
-        let now = crate::clock::now_unix_ms();
         if now < newest {
             tracing::warn!(
                 behind_ms = newest - now,
@@ -310,10 +310,11 @@ impl Archiver {
         let Some(generation) = self.generation.clone() else { return };
         match self.read_committed() {
             Ok(Some((page_size, frames))) => {
-                let commit_ms = self.stamp(last_commit_unix_ms());
+                let commit_ms = last_commit_unix_ms();
+                let stamp_ms = self.stamp(commit_ms);
                 if self
                     .to_thread
-                    .send(Work::Chunk(Chunk { generation, page_size, commit_ms, frames }))
+                    .send(Work::Chunk(Chunk { generation, page_size, commit_ms, stamp_ms, frames }))
                     .is_err()
                 {
                     tracing::error!("WAL archive: the archive thread is gone");

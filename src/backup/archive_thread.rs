@@ -79,7 +79,11 @@ pub(super) enum Work {
 pub(super) struct Chunk {
     pub(super) generation: PathBuf,
     pub(super) page_size: usize,
+    /// When the last of its commits was made, by the clock (the lag gauge
+    /// counts from it), and the archive's time for it (the segment's name;
+    /// later when the clock is behind the archive, see `archive.rs`).
     pub(super) commit_ms: i64,
+    pub(super) stamp_ms: i64,
     pub(super) frames: Vec<u8>,
 }
 
@@ -91,7 +95,8 @@ pub(super) struct Chunk {
 /// and even if the daemon stops meanwhile.
 pub(super) struct Snapshot {
     pub(super) dir: PathBuf,
-    /// When the generation began (Unix ms, its folder's name).
+    /// When the generation began (Unix ms), by the clock: its folder's
+    /// name unless the clock was behind the archive.
     pub(super) started_ms: i64,
     /// The database file (`store::FileReader`), read from its start.
     pub(super) db: Box<dyn std::io::Read + Send>,
@@ -225,7 +230,7 @@ fn write_pending(
         }
         let runs = pending[..run].iter().map(|c| c.frames.as_slice()).collect::<Vec<_>>();
         let bytes = segment::encode(&runs, page_size);
-        let name = segment::file_name(next_seq.1, pending[run - 1].commit_ms);
+        let name = segment::file_name(next_seq.1, pending[run - 1].stamp_ms);
         match copies::write_bytes(&bytes, &generation.join(name)) {
             Ok(_) => {
                 *last_write = Instant::now();
