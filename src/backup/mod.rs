@@ -55,7 +55,8 @@ impl Deps {
         metrics::gauge!("latch_backup_last_success_timestamp_seconds").set(taken.taken_at as f64);
         metrics::gauge!("latch_backup_duration_seconds").set(elapsed);
         metrics::gauge!("latch_backup_size_bytes").set(taken.size_bytes as f64);
-        let pruned = tokio::task::spawn_blocking(move || backup::prune(&dir, keep)).await?;
+        let just_taken = taken.path.clone();
+        let pruned = tokio::task::spawn_blocking(move || backup::prune(&dir, keep, &just_taken)).await?;
         let pruned = pruned.inspect_err(|e| tracing::warn!(error = %e, "pruning old backups failed"));
         tracing::info!(
             path = %taken.path.display(),

@@ -183,12 +183,19 @@ pub fn list(dir: &Path) -> Result<Vec<Listed>, BackupError> {
     Ok(found)
 }
 
-/// Deletes the oldest scheduled backups beyond the newest `keep`; the
-/// pre-migration ones are left for the operator. Returns how many went.
-pub fn prune(dir: &Path, keep: usize) -> Result<usize, BackupError> {
-    let scheduled: Vec<Listed> =
-        list(dir)?.into_iter().filter(|l| file_name(&l.path).starts_with(SCHEDULED_PREFIX)).collect();
-    let excess = scheduled.len().saturating_sub(keep);
+/// Deletes the oldest scheduled backups beyond the newest `keep`, the one
+/// just `taken` counted first; the pre-migration ones are left for the
+/// operator. Returns how many went.
+///
+/// "Oldest" is by the files' times, which follow the clock: after the
+/// clock is set back (it ran ahead, NTP put it right) the file just taken
+/// is older than those written meanwhile, and a keep of 1 deleted it.
+pub fn prune(dir: &Path, keep: usize, taken: &Path) -> Result<usize, BackupError> {
+    let scheduled: Vec<Listed> = list(dir)?
+        .into_iter()
+        .filter(|l| file_name(&l.path).starts_with(SCHEDULED_PREFIX) && l.path != taken)
+        .collect();
+    let excess = scheduled.len().saturating_sub(keep.saturating_sub(1));
     for old in &scheduled[..excess] {
         fs::remove_file(&old.path).map_err(io_err(&old.path))?;
     }
@@ -355,11 +362,28 @@ mod tests {
         let backups = dir.path().join("backups");
         take(&conn, &backups, "pre-migrate-v1-").unwrap();
         let taken: Vec<Taken> = (0..4).map(|_| take(&conn, &backups, SCHEDULED_PREFIX).unwrap()).collect();
-        assert_eq!(prune(&backups, 2).unwrap(), 2);
+        assert_eq!(prune(&backups, 2, &taken[3].path).unwrap(), 2);
         let left: Vec<PathBuf> = list(&backups).unwrap().into_iter().map(|l| l.path).collect();
         assert_eq!(left.len(), 3);
         assert!(left.contains(&taken[2].path) && left.contains(&taken[3].path));
         assert!(left.iter().any(|p| file_name(p).starts_with("pre-migrate-v1-")));
+    }
+
+    #[test]
+    fn the_backup_just_taken_stays_though_the_clock_was_set_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = live(dir.path());
+        let backups = dir.path().join("backups");
+        // Two written while the clock ran two hours ahead.
+        let ahead = std::time::SystemTime::now() + std::time::Duration::from_secs(7200);
+        for _ in 0..2 {
+            let written = take(&conn, &backups, SCHEDULED_PREFIX).unwrap();
+            File::options().write(true).open(&written.path).unwrap().set_modified(ahead).unwrap();
+        }
+        let now = take(&conn, &backups, SCHEDULED_PREFIX).unwrap();
+        assert_eq!(prune(&backups, 1, &now.path).unwrap(), 2);
+        let left: Vec<PathBuf> = list(&backups).unwrap().into_iter().map(|l| l.path).collect();
+        assert_eq!(left, [now.path]);
     }
 
     #[test]
