@@ -88,9 +88,15 @@ impl Ring {
         states(&at, now, self.retain)
     }
 
+    /// The key that signs now. When none has activated by this clock, the
+    /// one due first: the clock was set back under keys made while it ran
+    /// ahead (a first start before NTP set it right), and without a key
+    /// every login and refresh failed until the clock caught up. That key
+    /// is published already, so apps verify what it signs.
     pub fn signing(&self, now: i64) -> Option<&RingKey> {
         let states = self.states(now);
-        self.keys.iter().zip(states).find(|(_, s)| *s == KeyState::Signing).map(|(k, _)| k)
+        let signing = self.keys.iter().zip(states).find(|(_, s)| *s == KeyState::Signing).map(|(k, _)| k);
+        signing.or_else(|| self.keys.iter().filter(|k| k.signing.is_some()).min_by_key(|k| k.activates_at))
     }
 
     /// The keys a verifier may meet: all but the expired.

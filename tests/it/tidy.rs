@@ -90,7 +90,7 @@ fn allowed_imports(module: &str) -> Option<Vec<&'static str>> {
     let layers = |names: &[&'static str]| Some(names.to_vec());
     match module {
         "state_dir" | "pause" => layers(&[]),
-        // A test sets the archive's clock ahead through a debug knob.
+        // A test sets the clock ahead (and back) through a debug knob.
         "clock" => layers(&["pause"]),
         "config" => layers(&["state_dir"]),
         "store" => layers(&["clock", "state_dir"]),

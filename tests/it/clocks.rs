@@ -1,16 +1,19 @@
-//! The WAL archive when clocks disagree: a host whose clock was ahead and
-//! is then set back (a clock kept in local time, put right by NTP after
-//! the start), or a standby whose clock is behind its primary's. The
-//! archive's times never go back, so its generations sort in the order they
-//! began (a keep of 1 once deleted the generation being written), and a
-//! restore to a time this clock has not reached brings back every commit
-//! (the failover's `--to-time now+1s` once missed the primary's last ones).
+//! latchd when clocks disagree: a host whose clock ran ahead and is set
+//! back (a clock kept in local time, put right by NTP after the start), or
+//! a standby whose clock is behind its primary's. The WAL archive's times
+//! never go back, so its generations sort in the order they began (a keep
+//! of 1 once deleted the generation being written), and a restore to a
+//! time this clock has not reached brings back every commit (the
+//! failover's `--to-time now+1s` once missed the primary's last ones). A
+//! signing key made while the clock ran ahead still signs once it is set
+//! back (every login failed until the clock caught up).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::admin_api::{admin_daemon, ok_json};
 use crate::backups::{create_roles, ctl, pq_roles};
+use crate::flows::{PASSWORD, login};
 use crate::harness::Latchd;
 
 /// The archive's generation folders whose snapshot is written.
@@ -48,6 +51,8 @@ async fn a_clock_set_back_keeps_the_generation_being_written() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     d.log_with("the clock is behind the archive's newest time").await;
+    // The first run's token was issued "in the future": sign in again.
+    let admin = login(&d, "root@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
     create_roles(&d, &admin, &["p3", "p4"]).await;
     let dir = d.stop_keep_dir();
     let kept = finished_generations(&state);
@@ -81,4 +86,26 @@ async fn a_restore_to_a_time_not_yet_reached_here_brings_back_every_commit() {
     let why = String::from_utf8_lossy(&before.stderr);
     assert!(!before.status.success() && why.contains("starts at or before"), "{why}");
     drop(dir);
+}
+
+#[tokio::test]
+async fn a_signing_key_made_while_the_clock_ran_ahead_signs_once_it_is_set_back() {
+    // The first start makes the signing key, two hours ahead; the clock is
+    // set right a few seconds later, with latchd running.
+    let real_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let set_back_at = real_ms + 5_000;
+    let pauses = format!("clock_ahead:7200000,clock_set_back_at:{set_back_at}");
+    let (d, _) = admin_daemon("", &[("LATCH_TEST_PAUSE", &pauses)]).await;
+    let before = login(&d, "root@example.test", PASSWORD).await;
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    assert!(now_ms < set_back_at, "the first login came after the clock was set back");
+    tokio::time::sleep(Duration::from_millis((set_back_at - now_ms + 300) as u64)).await;
+
+    let after = login(&d, "root@example.test", PASSWORD).await;
+    let token = after["access_token"].as_str().unwrap();
+    let me = d.get_auth("/v1/auth/me", token).await;
+    assert_eq!(me.status(), 200, "the new token verifies: {}", me.text().await.unwrap_or_default());
+    let refresh = before["refresh_token"].as_str().unwrap();
+    let res = d.post("/v1/auth/refresh", serde_json::json!({ "refresh_token": refresh })).await;
+    assert_eq!(res.status(), 200, "a refresh token from before: {}", res.text().await.unwrap_or_default());
 }
