@@ -94,7 +94,7 @@ pub fn spawn_schedule(
         // The staleness alert reads this gauge; a restart should not make
         // the last backup look older than it is, nor hide that it is old.
         let dir = config.load().backup_dir();
-        if let Ok(Some(at)) = tokio::task::spawn_blocking(move || newest_scheduled(&dir)).await {
+        if let Ok(Some(at)) = tokio::task::spawn_blocking(move || newest_scheduled(&dir, started)).await {
             metrics::gauge!("latch_backup_last_success_timestamp_seconds").set(at as f64);
         }
         loop {
@@ -122,20 +122,27 @@ pub fn spawn_schedule(
 /// How long until the next scheduled backup is due.
 async fn until_due(dir: &std::path::Path, interval: Duration, started: i64) -> Duration {
     let dir: PathBuf = dir.to_path_buf();
-    let newest = tokio::task::spawn_blocking(move || newest_scheduled(&dir)).await.ok().flatten();
+    let now = crate::clock::now_unix();
+    let newest = tokio::task::spawn_blocking(move || newest_scheduled(&dir, now)).await.ok().flatten();
     let first = started + FIRST_AFTER.min(interval).as_secs() as i64;
     let due = match newest {
         Some(at) => (at + interval.as_secs() as i64).max(first),
         None => first,
     };
-    Duration::from_secs(due.saturating_sub(crate::clock::now_unix()).max(0) as u64)
+    Duration::from_secs(due.saturating_sub(now).max(0) as u64)
 }
 
-fn newest_scheduled(dir: &std::path::Path) -> Option<i64> {
+/// When the newest scheduled backup was written, of those not dated after
+/// `now`. One dated later was written while the clock ran ahead and has
+/// since been set back: counting from it held every backup until the clock
+/// caught up (hours, or a year after a bad clock), and its time in the
+/// gauge kept the staleness alert quiet all along.
+fn newest_scheduled(dir: &std::path::Path, now: i64) -> Option<i64> {
     let listed = backup::list(dir).ok()?;
     listed
         .iter()
         .filter(|l| l.path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(SCHEDULED_PREFIX)))
         .map(|l| l.written_at)
+        .filter(|at| *at <= now)
         .max()
 }

@@ -6,7 +6,8 @@
 //! time this clock has not reached brings back every commit (the
 //! failover's `--to-time now+1s` once missed the primary's last ones). A
 //! signing key made while the clock ran ahead still signs once it is set
-//! back (every login failed until the clock caught up).
+//! back (every login failed until the clock caught up), and backups dated
+//! ahead of the clock neither hold the schedule nor the staleness gauge.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -108,4 +109,40 @@ async fn a_signing_key_made_while_the_clock_ran_ahead_signs_once_it_is_set_back(
     let refresh = before["refresh_token"].as_str().unwrap();
     let res = d.post("/v1/auth/refresh", serde_json::json!({ "refresh_token": refresh })).await;
     assert_eq!(res.status(), 200, "a refresh token from before: {}", res.text().await.unwrap_or_default());
+}
+
+#[tokio::test]
+async fn backups_written_while_the_clock_ran_ahead_do_not_hold_the_schedule() {
+    let (d, _) = admin_daemon("\n[backup]\ninterval = \"2s\"\n", &[]).await;
+    let state = d.state_dir();
+    assert!(ctl(&state, &["backup", "now"]).status.success());
+    let dir = d.stop_keep_dir();
+    // As if written two hours ahead of the clock, which was then set back.
+    let ahead = std::time::SystemTime::now() + Duration::from_secs(7200);
+    for file in std::fs::read_dir(state.join("backups")).unwrap().flatten() {
+        std::fs::File::options().write(true).open(file.path()).unwrap().set_modified(ahead).unwrap();
+    }
+
+    let d = Latchd::start_in(dir).await;
+    let now = || time::OffsetDateTime::now_utc().unix_timestamp();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let listed = ok_json(ctl(&state, &["--json", "backup", "list"]));
+        let by_this_clock =
+            listed.as_array().unwrap().iter().filter(|b| b["written_at"].as_i64() <= Some(now()));
+        if by_this_clock.count() > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no backup on schedule: it waits for the clock");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut gauge = 0.0;
+    while gauge == 0.0 && std::time::Instant::now() < deadline {
+        gauge = crate::flows::metric(&d, "latch_backup_last_success_timestamp_seconds").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        gauge > 0.0 && gauge <= now() as f64 + 1.0,
+        "the staleness gauge holds no time from ahead: {gauge}"
+    );
 }
