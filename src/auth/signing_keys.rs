@@ -44,7 +44,23 @@ pub enum KeyState {
 /// The states of keys listed newest activation first: the newest key that
 /// has activated signs; each older one retired when its successor
 /// activated and stays for `retain` seconds after that.
+///
+/// When none has activated by this clock, the one due first signs: the
+/// clock was set back under keys made while it ran ahead (a first start
+/// before NTP set it right), and with no key signing every login and
+/// refresh failed until the clock caught up. It is published already, so
+/// apps verify what it signs.
 pub fn states(activations: &[i64], now: i64, retain: i64) -> Vec<KeyState> {
+    let mut found = by_activation(activations, now, retain);
+    if !found.contains(&KeyState::Signing)
+        && let Some(due_first) = found.last_mut()
+    {
+        *due_first = KeyState::Signing;
+    }
+    found
+}
+
+fn by_activation(activations: &[i64], now: i64, retain: i64) -> Vec<KeyState> {
     let mut successor: Option<i64> = None;
     activations
         .iter()
@@ -88,15 +104,9 @@ impl Ring {
         states(&at, now, self.retain)
     }
 
-    /// The key that signs now. When none has activated by this clock, the
-    /// one due first: the clock was set back under keys made while it ran
-    /// ahead (a first start before NTP set it right), and without a key
-    /// every login and refresh failed until the clock caught up. That key
-    /// is published already, so apps verify what it signs.
     pub fn signing(&self, now: i64) -> Option<&RingKey> {
         let states = self.states(now);
-        let signing = self.keys.iter().zip(states).find(|(_, s)| *s == KeyState::Signing).map(|(k, _)| k);
-        signing.or_else(|| self.keys.iter().filter(|k| k.signing.is_some()).min_by_key(|k| k.activates_at))
+        self.keys.iter().zip(states).find(|(_, s)| *s == KeyState::Signing).map(|(k, _)| k)
     }
 
     /// The keys a verifier may meet: all but the expired.
@@ -165,7 +175,9 @@ pub fn insert(c: &Connection, k: &NewKey) -> Result<(), StoreError> {
 /// Keys published but not yet signing: (kid, activates_at).
 pub fn pending(c: &Connection, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
     let rows = live_rows(c)?;
-    Ok(rows.into_iter().filter(|r| r.activates_at > now).map(|r| (r.kid, r.activates_at)).collect())
+    let activations: Vec<i64> = rows.iter().map(|r| r.activates_at).collect();
+    let found = rows.into_iter().zip(states(&activations, now, 0));
+    Ok(found.filter(|(_, s)| *s == KeyState::Pending).map(|(r, _)| (r.kid, r.activates_at)).collect())
 }
 
 /// Revokes a key that never signed (one still pending).
@@ -186,13 +198,14 @@ pub fn revoke(
 ) -> Result<Option<Option<String>>, StoreError> {
     let rows = live_rows(c)?;
     let activations: Vec<i64> = rows.iter().map(|r| r.activates_at).collect();
-    let state = rows.iter().zip(states(&activations, now, 0)).find(|(r, _)| r.kid == kid).map(|(_, s)| s);
-    let Some(state) = state else { return Ok(None) };
+    let found: Vec<(&KeyRow, KeyState)> = rows.iter().zip(states(&activations, now, 0)).collect();
+    let Some(&(_, state)) = found.iter().find(|(r, _)| r.kid == kid) else { return Ok(None) };
     exec(c, "UPDATE signing_keys SET revoked_at = ?1 WHERE kid = ?2", params![now, kid])?;
     if state != KeyState::Signing {
         return Ok(Some(None));
     }
-    let next_pending = rows.iter().filter(|r| r.activates_at > now).min_by_key(|r| r.activates_at);
+    let pending = found.iter().filter(|(_, s)| *s == KeyState::Pending).map(|(r, _)| r);
+    let next_pending = pending.min_by_key(|r| r.activates_at);
     let successor = match next_pending {
         Some(p) => {
             exec(c, "UPDATE signing_keys SET activates_at = ?1 WHERE kid = ?2", params![now, p.kid])?;
@@ -263,6 +276,10 @@ mod tests {
     fn the_newest_activated_key_signs_and_the_one_before_stays_for_retain() {
         // Rotated at 1000 to activate at 1300; the old key activated at 0.
         assert_eq!(states(&[1300, 0], 1000, 905), vec![Pending, Signing]);
+        // None activated yet (made while the clock ran ahead): the one due
+        // first signs, the later one still waits.
+        assert_eq!(states(&[2000, 1300], 1000, 905), vec![Pending, Signing]);
+        assert_eq!(states(&[], 1000, 905), vec![]);
         assert_eq!(states(&[1300, 0], 1300, 905), vec![Signing, Retired { leaves_jwks_at: 2205 }]);
         assert_eq!(states(&[1300, 0], 2205, 905), vec![Signing, Expired]);
         // Three generations: the oldest retired when the middle one started

@@ -109,6 +109,14 @@ async fn a_signing_key_made_while_the_clock_ran_ahead_signs_once_it_is_set_back(
     let refresh = before["refresh_token"].as_str().unwrap();
     let res = d.post("/v1/auth/refresh", serde_json::json!({ "refresh_token": refresh })).await;
     assert_eq!(res.status(), 200, "a refresh token from before: {}", res.text().await.unwrap_or_default());
+
+    // The operator sees it signing, and a rotation retires it (a pending
+    // key would have been revoked, and every token it signed with it).
+    let keys = ok_json(ctl(&d.state_dir(), &["--json", "keys", "list"]));
+    assert_eq!(keys["items"][0]["state"], "signing", "{keys}");
+    ok_json(ctl(&d.state_dir(), &["--json", "keys", "rotate", "--now"]));
+    let me = d.get_auth("/v1/auth/me", token).await;
+    assert_eq!(me.status(), 200, "still verifies after a rotation: {}", me.text().await.unwrap_or_default());
 }
 
 #[tokio::test]
