@@ -191,9 +191,10 @@ pub fn list(dir: &Path) -> Result<Vec<Listed>, BackupError> {
 /// clock is set back (it ran ahead, NTP put it right) the file just taken
 /// is older than those written meanwhile, and a keep of 1 deleted it.
 pub fn prune(dir: &Path, keep: usize, taken: &Path) -> Result<usize, BackupError> {
+    let taken = file_name(taken);
     let scheduled: Vec<Listed> = list(dir)?
         .into_iter()
-        .filter(|l| file_name(&l.path).starts_with(SCHEDULED_PREFIX) && l.path != taken)
+        .filter(|l| file_name(&l.path).starts_with(SCHEDULED_PREFIX) && file_name(&l.path) != taken)
         .collect();
     let excess = scheduled.len().saturating_sub(keep.saturating_sub(1));
     for old in &scheduled[..excess] {
