@@ -413,7 +413,9 @@ fn within_grace(
     used_at: i64,
     grace: i64,
 ) -> Result<Option<(String, i64)>, crate::store::StoreError> {
-    if grace <= 0 || now - used_at > grace {
+    // Spent "later" than now: the clock was set back since, and how long
+    // ago it really was is unknown; a reuse, not a retry, to be safe.
+    if grace <= 0 || !(0..=grace).contains(&(now - used_at)) {
         return Ok(None);
     }
     let Some((id, sealed, expires_at)) = queries::successor_of(c, spent)? else { return Ok(None) };

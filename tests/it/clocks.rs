@@ -6,8 +6,10 @@
 //! time this clock has not reached brings back every commit (the
 //! failover's `--to-time now+1s` once missed the primary's last ones). A
 //! signing key made while the clock ran ahead still signs once it is set
-//! back (every login failed until the clock caught up), and backups dated
-//! ahead of the clock neither hold the schedule nor the staleness gauge.
+//! back (every login failed until the clock caught up), backups dated
+//! ahead of the clock neither hold the schedule nor the staleness gauge,
+//! and a refresh token spent "later" than now is a reuse, never a retry
+//! within the grace window.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -153,4 +155,26 @@ async fn backups_written_while_the_clock_ran_ahead_do_not_hold_the_schedule() {
         gauge > 0.0 && gauge <= now() as f64 + 1.0,
         "the staleness gauge holds no time from ahead: {gauge}"
     );
+}
+
+#[tokio::test]
+async fn a_refresh_token_spent_before_the_clock_was_set_back_is_a_reuse_not_a_retry() {
+    let real_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let set_back_at = real_ms + 5_000;
+    let pauses = format!("clock_ahead:7200000,clock_set_back_at:{set_back_at}");
+    let grace = "\n[tokens]\nrefresh_reuse_grace = \"30s\"\n";
+    let (d, _) = admin_daemon(grace, &[("LATCH_TEST_PAUSE", &pauses)]).await;
+    let first = login(&d, "root@example.test", PASSWORD).await;
+    let spent = first["refresh_token"].as_str().unwrap();
+    let res = d.post("/v1/auth/refresh", serde_json::json!({ "refresh_token": spent })).await;
+    assert_eq!(res.status(), 200);
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    assert!(now_ms < set_back_at, "spent after the clock was set back");
+    tokio::time::sleep(Duration::from_millis((set_back_at - now_ms + 300) as u64)).await;
+
+    // Two hours "before" it was spent, by the clock now: not within 30 s.
+    let res = d.post("/v1/auth/refresh", serde_json::json!({ "refresh_token": spent })).await;
+    assert_eq!(res.status(), 401);
+    let problem: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:latch:problem:refresh-token-reused", "{problem}");
 }
