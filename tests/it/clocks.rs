@@ -28,6 +28,26 @@ fn finished_generations(state: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The Unix ms now, by the real clock.
+fn real_ms() -> i128 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000
+}
+
+/// `LATCH_TEST_PAUSE` for latchd's clock two hours ahead until 8 s from
+/// now (room for a start and a login on a loaded machine), when it is set
+/// right as NTP would; and that moment.
+fn two_hours_ahead_for_a_while() -> (String, i128) {
+    let set_back_at = real_ms() + 8_000;
+    (format!("clock_ahead:7200000,clock_set_back_at:{set_back_at}"), set_back_at)
+}
+
+/// Waits until latchd's clock has been set back; `done` must come before.
+async fn wait_for_set_back(set_back_at: i128, done: &str) {
+    let left = set_back_at - real_ms();
+    assert!(left > 0, "{done} only after the clock was set back");
+    tokio::time::sleep(Duration::from_millis(left as u64 + 300)).await;
+}
+
 /// This host's time, `ahead_ms` from now, as `--to-time` takes it.
 fn time_from_now(ahead_ms: i64) -> String {
     let at = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(ahead_ms);
@@ -94,15 +114,11 @@ async fn a_restore_to_a_time_not_yet_reached_here_brings_back_every_commit() {
 #[tokio::test]
 async fn a_signing_key_made_while_the_clock_ran_ahead_signs_once_it_is_set_back() {
     // The first start makes the signing key, two hours ahead; the clock is
-    // set right a few seconds later, with latchd running.
-    let real_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let set_back_at = real_ms + 5_000;
-    let pauses = format!("clock_ahead:7200000,clock_set_back_at:{set_back_at}");
+    // set right seconds later, with latchd running.
+    let (pauses, set_back_at) = two_hours_ahead_for_a_while();
     let (d, _) = admin_daemon("", &[("LATCH_TEST_PAUSE", &pauses)]).await;
     let before = login(&d, "root@example.test", PASSWORD).await;
-    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    assert!(now_ms < set_back_at, "the first login came after the clock was set back");
-    tokio::time::sleep(Duration::from_millis((set_back_at - now_ms + 300) as u64)).await;
+    wait_for_set_back(set_back_at, "the first login came").await;
 
     let after = login(&d, "root@example.test", PASSWORD).await;
     let token = after["access_token"].as_str().unwrap();
@@ -159,18 +175,14 @@ async fn backups_written_while_the_clock_ran_ahead_do_not_hold_the_schedule() {
 
 #[tokio::test]
 async fn a_refresh_token_spent_before_the_clock_was_set_back_is_a_reuse_not_a_retry() {
-    let real_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let set_back_at = real_ms + 5_000;
-    let pauses = format!("clock_ahead:7200000,clock_set_back_at:{set_back_at}");
+    let (pauses, set_back_at) = two_hours_ahead_for_a_while();
     let grace = "\n[tokens]\nrefresh_reuse_grace = \"30s\"\n";
     let (d, _) = admin_daemon(grace, &[("LATCH_TEST_PAUSE", &pauses)]).await;
     let first = login(&d, "root@example.test", PASSWORD).await;
     let spent = first["refresh_token"].as_str().unwrap();
     let res = d.post("/v1/auth/refresh", serde_json::json!({ "refresh_token": spent })).await;
     assert_eq!(res.status(), 200);
-    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    assert!(now_ms < set_back_at, "spent after the clock was set back");
-    tokio::time::sleep(Duration::from_millis((set_back_at - now_ms + 300) as u64)).await;
+    wait_for_set_back(set_back_at, "the token was spent").await;
 
     // Two hours "before" it was spent, by the clock now: not within 30 s.
     let res = d.post("/v1/auth/refresh", serde_json::json!({ "refresh_token": spent })).await;
