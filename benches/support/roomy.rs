@@ -10,7 +10,8 @@ pub const CONFIG: &str = "[server]\nstate_dir = \"STATE\"\n[[listener]]\nkind = 
      credential = \"10000000/1m\"\naccount = \"10000000/1m\"\n\
      [defense]\nip_block = { failures = 10000000, window = \"5m\", duration = \"1h\" }\n\
      account_lock = { failures = 10000000, base_delay = \"1s\", max_delay = \"1s\", max_failures_per_hour = 10000000 }\n\
-     [defense.anomaly]\nbot = { requests = 10000000, window = \"1m\", action = \"flag\", block_for = \"1m\" }\n";
+     [defense.anomaly]\nbot = { requests = 10000000, window = \"1m\", action = \"flag\", block_for = \"1m\" }\n\
+     [http]\nmax_connections_per_ip = 0\n";
 
 /// The daemon, its HTTPS base URL and a TLS 1.3 client for it.
 pub async fn start() -> (super::harness::Latchd, String, reqwest::Client) {

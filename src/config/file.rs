@@ -272,6 +272,8 @@ pub struct HttpSection {
     pub request_timeout: HumanDuration,
     pub header_timeout: HumanDuration,
     pub max_body: ByteSize,
+    /// HTTPS connections open at once from one client address; 0: no limit.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for HttpSection {
@@ -282,6 +284,7 @@ impl Default for HttpSection {
             request_timeout: HumanDuration::secs(30),
             header_timeout: HumanDuration::secs(5),
             max_body: ByteSize(64 * 1024),
+            max_connections_per_ip: 128,
         }
     }
 }

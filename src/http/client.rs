@@ -21,7 +21,7 @@ pub struct ClientInfo {
 }
 
 /// IPv4-mapped IPv6 addresses are read as IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(super) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

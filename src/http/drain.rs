@@ -31,6 +31,8 @@ use actix_web::rt::net::{ActixStream, TcpStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, Ready};
 use tokio_util::sync::CancellationToken;
 
+use super::conn_limits::CountedConnection;
+
 /// How often `settled` looks at the count of open connections.
 const SETTLE_POLL: Duration = Duration::from_millis(5);
 
@@ -92,14 +94,14 @@ impl Drop for OpenConnection {
 /// handshake's 5 s time limit.)
 pub struct Accepted {
     tcp: TcpStream,
-    _open: OpenConnection,
+    _open: (OpenConnection, CountedConnection),
     /// Resolves when a handshake still going is to be cut; `None` once
     /// it is done.
     cut_at_stop: Option<Begun>,
 }
 
 impl Accepted {
-    pub(super) fn new(tcp: TcpStream, open: OpenConnection, cut: Begun) -> Self {
+    pub(super) fn new(tcp: TcpStream, open: (OpenConnection, CountedConnection), cut: Begun) -> Self {
         Accepted { tcp, _open: open, cut_at_stop: Some(cut) }
     }
 

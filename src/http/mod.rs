@@ -5,6 +5,7 @@
 
 mod admin_socket;
 mod client;
+mod conn_limits;
 mod context;
 pub mod device;
 pub mod drain;

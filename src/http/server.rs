@@ -14,6 +14,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use serde::Serialize;
 
+use super::conn_limits::ConnectionLimits;
 use super::context::RequestContext;
 use super::gate::GateMiddleware;
 use super::origin;
@@ -108,6 +109,7 @@ pub fn bind_all(
         );
     }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let limits = needs_tls.then(|| ConnectionLimits::new(state.config.clone(), workers));
     let mut out = Servers {
         bound: Vec::new(),
         handles: Vec::new(),
@@ -131,8 +133,9 @@ pub fn bind_all(
                 .configure(|c| routes(c, metrics))
                 .configure(|c| api(c))
         };
-        let tls_config = tls.as_ref().map(|(config, _)| Arc::clone(config));
-        let (running, bound) = bind_one(listener, factory, tls_config, cfg, (workers, &out.drain))?;
+        let https =
+            tls.as_ref().zip(limits.as_ref()).map(|((config, _), l)| (Arc::clone(config), Arc::clone(l)));
+        let (running, bound) = bind_one(listener, factory, https, cfg, (workers, &out.drain))?;
         let shown = bound
             .addr
             .map_or_else(|| bound.path.clone().unwrap_or_default().display().to_string(), |a| a.to_string());
@@ -149,7 +152,7 @@ pub fn bind_all(
 fn bind_one<F, I, S, B>(
     listener: &crate::config::Listener,
     factory: F,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    https: Option<(Arc<rustls::ServerConfig>, Arc<ConnectionLimits>)>,
     cfg: &Config,
     (workers, drain): (usize, &super::drain::Drain),
 ) -> Result<(Server, BoundListener), HttpError>
@@ -171,7 +174,7 @@ where
     };
     let bind_err = |source| HttpError::Bind { what: what.clone(), source };
     let http_server = || server_defaults!(HttpServer::new(factory.clone()), cfg).workers(workers);
-    match (&listener.addr, listener.kind, tls) {
+    match (&listener.addr, listener.kind, https) {
         (ListenAddr::Unix(path), _, _) => {
             let lst = bind_unix(path).map_err(bind_err)?;
             let server = http_server().listen_uds(lst).map_err(bind_err)?.run();
@@ -190,7 +193,7 @@ where
             let server = http_server().on_connect(remember_socket).listen(lst).map_err(bind_err)?.run();
             Ok((server, BoundListener { kind, addr: Some(local), path: None }))
         }
-        (ListenAddr::Tcp(addr), _, Some(tls)) => {
+        (ListenAddr::Tcp(addr), _, Some((tls, limits))) => {
             let lst = TcpListener::bind(addr).map_err(bind_err)?;
             let local = lst.local_addr().map_err(bind_err)?;
             let settings = super::tls_listener::Settings {
@@ -198,6 +201,7 @@ where
                 header_timeout: cfg.http.header_timeout.0,
                 keep_alive: KEEP_ALIVE,
                 drain: drain.clone(),
+                limits,
             };
             let server = super::tls_listener::https_server(lst, tls, factory, &settings).map_err(bind_err)?;
             Ok((server, BoundListener { kind, addr: Some(local), path: None }))

@@ -59,6 +59,16 @@ pub fn describe() {
         "latch_rate_limited_total",
         "Requests refused by a rate limit (scope global, ip, ip_hourly, credential, account) or an IP block (scope ip_block)."
     );
+    describe_gauge!("latch_http_connections_open", "HTTPS connections open now, from their accept on.");
+    describe_gauge!(
+        "latch_http_connections_max",
+        "HTTPS connections latchd holds at most: its open-file limit less what it keeps for its own files."
+    );
+    describe_counter!(
+        "latch_http_connections_refused_total",
+        "New HTTPS connections closed at their accept, by reason: per_address (max_connections_per_ip) or \
+         ceiling (latch_http_connections_max)."
+    );
     describe_gauge!("latch_blocked_ips", "IP blocks in force (automatic and by an admin).");
     describe_gauge!(
         "latch_locked_accounts",

@@ -276,14 +276,19 @@ pub fn spawn(dir: &Path) -> Child {
 }
 
 /// As `spawn`, with extra environment variables (they may override
-/// `RUST_LOG`).
+/// `RUST_LOG`). `LATCH_TEST_NOFILE` is the harness's own: latchd starts
+/// under that open-file limit.
 pub fn spawn_with_env(dir: &Path, env: &[(&str, &str)]) -> Child {
     let log = std::fs::File::create(dir.join("latchd.log")).expect("log file");
-    // systemd names the watched process in WATCHDOG_PID; a shell that execs
-    // latchd knows that pid before latchd starts.
-    let mut cmd = if env.iter().any(|(k, _)| *k == "WATCHDOG_USEC") {
+    let nofile = env.iter().find(|(k, _)| *k == "LATCH_TEST_NOFILE").map(|(_, v)| v);
+    let watchdog = env.iter().any(|(k, _)| *k == "WATCHDOG_USEC");
+    let mut cmd = if nofile.is_some() || watchdog {
+        // systemd names the watched process in WATCHDOG_PID; a shell that
+        // execs latchd knows that pid before latchd starts.
+        let limit = nofile.map(|n| format!("ulimit -n {n} && ")).unwrap_or_default();
+        let pid = if watchdog { "WATCHDOG_PID=$$ " } else { "" };
         let mut sh = Command::new("sh");
-        sh.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", LATCHD]);
+        sh.args(["-c", &format!("{limit}{pid}exec \"$0\" \"$@\""), LATCHD]);
         sh
     } else {
         Command::new(LATCHD)

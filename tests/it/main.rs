@@ -16,6 +16,7 @@ mod backups;
 mod certs;
 mod clocks;
 mod config;
+mod conn_limits;
 mod connections;
 mod crash;
 mod ctl_input;

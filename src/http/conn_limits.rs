@@ -1,0 +1,228 @@
+//! How many HTTPS connections latchd holds at once. Every connection holds
+//! a file descriptor until it ends, and a process out of them can open
+//! neither its database nor a backup file nor a connection on its admin
+//! socket (actix logs "Too many open files" and stops accepting for half a
+//! second at a time). A client needs no password to cost one: a TCP
+//! connection that never begins its handshake is held 5 s, so one address
+//! opening 200 a second took every descriptor under systemd's default
+//! limit of 1024.
+//!
+//! So the HTTPS listeners count their connections from the accept on, in
+//! all and per client network, and close a new one at once, before any
+//! TLS work:
+//! - beyond `[http].max_connections_per_ip` open from one address (IPv6:
+//!   one `[defense].ipv6_prefix` network), unless it is in
+//!   `[defense].allowlist` or `trusted_proxies` (a proxy carries many
+//!   people's connections) or the limit is 0;
+//! - beyond the ceiling: the process's open-file limit less what latchd
+//!   keeps for its own files (`reserved_descriptors`).
+//!
+//! The limits are read at each accept, so a reload applies to the next
+//! connection; connections already open stay.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
+
+use super::client::canonical;
+use crate::config::{Cidr, Config};
+
+/// Refusals are logged at most this often (with a count of those since).
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The counts of open HTTPS connections, shared by every HTTPS listener.
+pub struct ConnectionLimits {
+    config: Arc<ArcSwap<Config>>,
+    ceiling: usize,
+    open: Mutex<OpenCounts>,
+    warned: Mutex<Warned>,
+}
+
+#[derive(Default)]
+struct OpenCounts {
+    total: usize,
+    /// Only the networks under a per-address limit.
+    per_network: HashMap<IpAddr, usize>,
+}
+
+#[derive(Default)]
+struct Warned {
+    at: Option<Instant>,
+    since: u64,
+}
+
+/// Why a connection was closed at its accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    PerAddress { network: IpAddr, limit: usize },
+    Ceiling,
+}
+
+/// One admitted connection: counted open until dropped.
+pub struct CountedConnection {
+    limits: Arc<ConnectionLimits>,
+    network: Option<IpAddr>,
+}
+
+impl Drop for CountedConnection {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.total = open.total.saturating_sub(1);
+        if let Some(network) = self.network
+            && let Some(count) = open.per_network.get_mut(&network)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.per_network.remove(&network);
+            }
+        }
+        metrics::gauge!("latch_http_connections_open").set(open.total as f64);
+    }
+}
+
+/// Descriptors latchd keeps for itself beyond its HTTPS connections: its
+/// database pool (two or three per connection, two connections per core),
+/// each worker's event loop, backups, the WAL archive, mail files, the
+/// admin socket and its callers, a plain-HTTP listener's proxy.
+fn reserved_descriptors(cores: usize) -> usize {
+    256 + 8 * cores
+}
+
+/// How many HTTPS connections fit under an open-file limit of `soft`:
+/// what the reserve leaves, but never less than a quarter of the limit.
+fn ceiling_under(soft: u64, cores: usize) -> usize {
+    let soft = usize::try_from(soft).unwrap_or(usize::MAX);
+    soft.saturating_sub(reserved_descriptors(cores)).max(soft / 4)
+}
+
+/// The network a per-address limit counts: the address itself for IPv4
+/// (an IPv4-mapped IPv6 address is read as IPv4), the `v6_prefix` network
+/// for IPv6.
+pub fn client_network(ip: IpAddr, v6_prefix: u8) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => ipnet::Ipv6Net::new(v6, v6_prefix.min(128)).map_or(ip, |n| IpAddr::V6(n.network())),
+        v4 => v4,
+    }
+}
+
+fn listed(ip: IpAddr, lists: [&[Cidr]; 2]) -> bool {
+    lists.iter().flat_map(|l| l.iter()).any(|c| c.0.contains(&ip))
+}
+
+impl ConnectionLimits {
+    /// The limits for this process: its ceiling from its open-file limit
+    /// now, the per-address limit from `config` at each accept.
+    pub fn new(config: Arc<ArcSwap<Config>>, cores: usize) -> Arc<Self> {
+        let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
+            Ok((soft, _)) if soft != RLIM_INFINITY => soft,
+            _ => u64::MAX,
+        };
+        let ceiling = ceiling_under(soft, cores);
+        metrics::gauge!("latch_http_connections_max").set(ceiling as f64);
+        metrics::gauge!("latch_http_connections_open").set(0.0);
+        let per_ip = config.load().http.max_connections_per_ip;
+        tracing::info!(
+            ceiling,
+            open_file_limit = soft,
+            per_address = per_ip,
+            "HTTPS connections: at most {ceiling} at once (the open-file limit {soft} less what latchd keeps \
+             for its own files), {per_ip} per client address (0: no limit)"
+        );
+        Arc::new(ConnectionLimits { config, ceiling, open: Mutex::default(), warned: Mutex::default() })
+    }
+
+    /// Counts a connection from `peer` open, or says no (and the caller
+    /// closes it).
+    pub fn admit(self: &Arc<Self>, peer: Option<IpAddr>) -> Option<CountedConnection> {
+        let cfg = self.config.load();
+        let limit = cfg.http.max_connections_per_ip;
+        let limited = peer.filter(|ip| {
+            limit > 0 && !listed(canonical(*ip), [&cfg.defense.allowlist, &cfg.defense.trusted_proxies])
+        });
+        let network = limited.map(|ip| client_network(ip, cfg.defense.ipv6_prefix));
+        let refused = {
+            let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            let from_network = network.map_or(0, |n| open.per_network.get(&n).copied().unwrap_or(0));
+            let refused = match network {
+                _ if open.total >= self.ceiling => Some(Refusal::Ceiling),
+                Some(network) if from_network >= limit => Some(Refusal::PerAddress { network, limit }),
+                _ => None,
+            };
+            if refused.is_none() {
+                open.total += 1;
+                if let Some(network) = network {
+                    *open.per_network.entry(network).or_default() += 1;
+                }
+                metrics::gauge!("latch_http_connections_open").set(open.total as f64);
+            }
+            refused
+        };
+        match refused {
+            Some(refusal) => {
+                self.refused(refusal);
+                None
+            }
+            None => Some(CountedConnection { limits: Arc::clone(self), network }),
+        }
+    }
+
+    /// Counts a refusal and logs it, at most once per `WARN_EVERY`.
+    fn refused(&self, refusal: Refusal) {
+        let reason = match refusal {
+            Refusal::PerAddress { .. } => "per_address",
+            Refusal::Ceiling => "ceiling",
+        };
+        metrics::counter!("latch_http_connections_refused_total", "reason" => reason).increment(1);
+        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        warned.since += 1;
+        if warned.at.is_some_and(|at| at.elapsed() < WARN_EVERY) {
+            return;
+        }
+        let refused = std::mem::take(&mut warned.since);
+        warned.at = Some(Instant::now());
+        drop(warned);
+        match refusal {
+            Refusal::PerAddress { network, limit } => tracing::warn!(
+                refused,
+                client = %network,
+                "closed new HTTPS connections at once: {network} already holds {limit} \
+                 ([http].max_connections_per_ip; an address in [defense].allowlist or trusted_proxies is exempt)"
+            ),
+            Refusal::Ceiling => tracing::warn!(
+                refused,
+                ceiling = self.ceiling,
+                "closed new HTTPS connections at once: {} are open, as many as the open-file limit leaves room \
+                 for (raise LimitNOFILE= to hold more)",
+                self.ceiling
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ceiling_keeps_descriptors_for_latchd_itself() {
+        assert_eq!(ceiling_under(1024, 2), 1024 - 272);
+        assert_eq!(ceiling_under(8192, 2), 8192 - 272);
+        // A small limit still lets a quarter of it serve.
+        assert_eq!(ceiling_under(300, 2), 75);
+        assert_eq!(ceiling_under(1024, 128), 256);
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_network_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(client_network(a, 64), client_network(b, 64));
+        assert_ne!(client_network(a, 128), client_network(b, 128));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_network(mapped, 64), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+}
