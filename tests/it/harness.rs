@@ -52,19 +52,25 @@ pub fn write_config(dir: &Path, body: &str) -> PathBuf {
 
 /// Limits no test trips unless it is about them: tests that hammer the
 /// daemon for other reasons (overload, queues, races) stay deterministic.
-/// A test about a defense writes its own `[rate_limits]` or `[defense]`.
+/// A test about a defense writes its own `[rate_limits]`, `[defense]` or
+/// `[http]`.
 const ROOMY_RATE_LIMITS: &str = "\n[rate_limits]\nglobal = \"1000000/1m\"\nip = \"1000000/1m\"\n\
     ip_hourly = \"1000000/1h\"\ncredential = \"1000000/1m\"\naccount = \"1000000/1m\"\n";
 const ROOMY_DEFENSE: &str = "\n[defense]\nip_block = { failures = 100000, window = \"5m\", duration = \"1h\" }\n\
     account_lock = { failures = 100000, base_delay = \"2s\", max_delay = \"15m\", max_failures_per_hour = 100000 }\n\
     [defense.anomaly]\nbot = { requests = 1000000, window = \"1m\", action = \"block\", block_for = \"30m\" }\n";
 
+/// Bursts of concurrent requests from 127.0.0.1 (a queue filled, a race)
+/// take a connection each.
+const ROOMY_HTTP: &str = "\n[http]\nmax_connections_per_ip = 0\n";
+
 /// The config every test starts from; `extra` is appended (other sections).
 pub fn base_config(extra: &str) -> String {
     let limits = if extra.contains("[rate_limits]") { "" } else { ROOMY_RATE_LIMITS };
     let defense = if extra.contains("[defense") { "" } else { ROOMY_DEFENSE };
+    let http = if extra.contains("[http]") { "" } else { ROOMY_HTTP };
     format!(
-        "[server]\nstate_dir = \"STATE\"\npublic_url = \"https://localhost:8443\"\n{LISTENERS}\n[log]\nformat = \"json\"\n{extra}{limits}{defense}"
+        "[server]\nstate_dir = \"STATE\"\npublic_url = \"https://localhost:8443\"\n{LISTENERS}\n[log]\nformat = \"json\"\n{extra}{limits}{defense}{http}"
     )
 }
 
