@@ -33,10 +33,13 @@ const BATCH: i64 = 20;
 /// hours after the first, so a relay restarted or a password fixed within
 /// the hour still delivers (doubling from 1 s gave up after two minutes).
 fn retry_delay(attempts: i64) -> i64 {
-    const DELAYS: [i64; 7] = [1, 10, 60, 300, 900, 1800, 3600];
+    const DELAYS: [i64; 7] = [1, 10, 60, 300, 900, 1800, LONGEST_RETRY_DELAY];
     let i = usize::try_from(attempts.max(1) - 1).unwrap_or(usize::MAX);
-    DELAYS.get(i).copied().unwrap_or(3600)
+    DELAYS.get(i).copied().unwrap_or(LONGEST_RETRY_DELAY)
 }
+
+/// The longest wait between two attempts, in seconds.
+const LONGEST_RETRY_DELAY: i64 = 3600;
 
 /// A delivery that failed: why, and whether the relay refused the
 /// recipient's mailbox for good, so that trying again cannot help.
@@ -146,15 +149,19 @@ async fn prune_finished(store: &Store, retention: Duration) {
     }
 }
 
+/// Mail due now: its next attempt has come, or lies further ahead than any
+/// retry delay, as it does once a clock that ran ahead is set back (such
+/// mail would otherwise wait out the skew).
 async fn deliver_due(store: &Store, cfg: &Config, key: &MasterKey) -> Result<(), StoreError> {
     let now = crate::clock::now_unix();
     let due: Vec<Due> = store
         .read(move |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT id, recipient, body, attempts, {LINK_DEAD} FROM outbox
-                 WHERE status = 'queued' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
+                 WHERE status = 'queued' AND (next_attempt_at <= ?1 OR next_attempt_at > ?1 + ?3)
+                 ORDER BY next_attempt_at LIMIT ?2",
             ))?;
-            let rows = stmt.query_map(params![now, BATCH], |r| {
+            let rows = stmt.query_map(params![now, BATCH, LONGEST_RETRY_DELAY], |r| {
                 let (id, recipient, body, attempts) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
                 Ok(Due { id, recipient, body, attempts, link_dead: r.get(4)? })
             })?;

@@ -8,8 +8,9 @@
 //! signing key made while the clock ran ahead still signs once it is set
 //! back (every login failed until the clock caught up), backups dated
 //! ahead of the clock neither hold the schedule nor the staleness gauge,
-//! and a refresh token spent "later" than now is a reuse, never a retry
-//! within the grace window.
+//! a refresh token spent "later" than now is a reuse, never a retry
+//! within the grace window, and mail whose retry was set while the clock
+//! ran ahead does not wait out the skew.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -189,4 +190,27 @@ async fn a_refresh_token_spent_before_the_clock_was_set_back_is_a_reuse_not_a_re
     assert_eq!(res.status(), 401);
     let problem: serde_json::Value = res.json().await.unwrap();
     assert_eq!(problem["type"], "urn:latch:problem:refresh-token-reused", "{problem}");
+}
+
+/// Mail queued while the clock ran ahead, whose first attempts failed (the
+/// relay was down), goes out after the set back as soon as the relay is
+/// back; it waited out the skew (two hours here) before.
+#[tokio::test]
+async fn mail_retried_while_the_clock_ran_ahead_goes_out_after_the_set_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let relay_down = format!("\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\n");
+    let (pauses, set_back_at) = two_hours_ahead_for_a_while();
+    let dir = tempfile::tempdir().unwrap();
+    crate::harness::write_config(dir.path(), &crate::harness::base_config(&relay_down));
+    let d = Latchd::start_in_with_env(dir, &[("LATCH_TEST_PAUSE", &pauses)]).await;
+    let ann = serde_json::json!({ "email": "ann@example.test", "password": PASSWORD });
+    assert_eq!(d.post("/v1/auth/register", ann).await.status(), 202);
+    // The second attempt fails too; the third is due 10 s later by the
+    // clock ahead, after the set back.
+    d.log_with("\"attempts\":2").await;
+    let relay = crate::mail::SmtpSink::start_on(port);
+    wait_for_set_back(set_back_at, "the second attempt").await;
+
+    let mail = relay.wait_for_mail_to("ann@example.test").await;
+    assert!(mail.contains("Confirm your email address"));
 }
