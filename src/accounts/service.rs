@@ -187,6 +187,7 @@ pub async fn delete_me(
     let gone = Template::AccountDeleted { ip: client.ip.clone(), at: crate::clock::now_rfc3339() };
     let notice = email::prepare(cfg, &d.key, &user.facts.email, &gone)?;
     let (uid, cap, client) = (user.user_id.clone(), cfg.email.max_per_recipient, client.clone());
+    let email = crate::auth::normalize_email(&user.facts.email);
     let deletion = d
         .store
         .write(move |c| {
@@ -198,7 +199,8 @@ pub async fn delete_me(
             if !queries::delete_user(c, &uid, &phc)? {
                 return Ok(Deletion::PasswordChanged);
             }
-            audit::record(c, &Entry::by_user("account_deleted", &uid, &client))?;
+            let tag = serde_json::json!({ "email_tag": audit::email_tag(&email)? });
+            audit::record(c, &Entry::by_user("account_deleted", &uid, &client).with(tag))?;
             email::enqueue(c, cap, notice)?;
             Ok(Deletion::Done)
         })

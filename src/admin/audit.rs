@@ -7,13 +7,15 @@
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::stream::{self, Stream};
+use rusqlite::{Connection, params};
 use serde::Deserialize;
 
+use super::errors::{refusal, refuse};
 use super::{AdminError, Deps};
 use crate::audit::{self, AuditEntry, AuditRow, Filter};
-use crate::auth::Principal;
+use crate::auth::{Principal, normalize_email};
 use crate::http::{ApiError, ApiQuery, Page, head_only};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Rows per database read while streaming.
 const EXPORT_STEP: i64 = 2_000;
@@ -35,7 +37,10 @@ const CSV_COLUMNS: [&str; 11] = [
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     action: Option<String>,
+    /// A user id, or an email address: the ids of every account that had
+    /// it, live or deleted (404 when none did).
     actor_id: Option<String>,
+    /// As `actor_id`.
     subject_id: Option<String>,
     ip: Option<String>,
     /// From this time on: RFC 3339 or Unix seconds.
@@ -82,8 +87,8 @@ fn filter(q: &ListQuery) -> Result<Filter, AdminError> {
     let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     Ok(Filter {
         action: given(&q.action),
-        actor_id: given(&q.actor_id),
-        subject_id: given(&q.subject_id),
+        actor_id: given(&q.actor_id).map(|id| vec![id]),
+        subject_id: given(&q.subject_id).map(|id| vec![id]),
         ip: given(&q.ip).map(|ip| address_as_stored(&ip)),
         since: instant("since", &q.since)?,
         until: instant("until", &q.until)?,
@@ -100,7 +105,10 @@ pub async fn list(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    let filter = filter(&q)?;
+    let mut filter = filter(&q)?;
+    if [&filter.actor_id, &filter.subject_id].iter().any(|f| f.iter().flatten().any(|v| v.contains('@'))) {
+        filter = d.store.read(move |c| by_address(c, filter)).await.map_err(refusal)?;
+    }
     // Checked for every format: an export ignores them, but a bad value is
     // still a bad request.
     let (page, size) = (q.page.unwrap_or(1), q.page_size.unwrap_or(50));
@@ -123,6 +131,32 @@ pub async fn list(
     let (rows, total) = d.store.read(move |c| audit::read::page(c, &filter, offset, size)).await?;
     let items: Vec<AuditEntry> = rows.into_iter().map(AuditEntry::from).collect();
     Ok(HttpResponse::Ok().json(Page { items, page, page_size: size, total }))
+}
+
+/// The filter with each actor or subject given as an email address in
+/// place of the ids of the accounts that had it: the live one, and every
+/// deleted one (found by the address's tag in its deletion row). An
+/// address no account ever had is refused, so a mistyped one says so
+/// instead of exporting nothing.
+fn by_address(c: &Connection, mut filter: Filter) -> Result<Filter, StoreError> {
+    for ids in [&mut filter.actor_id, &mut filter.subject_id].into_iter().flatten() {
+        let Some(email) = ids.first().filter(|v| v.contains('@')).map(|v| normalize_email(v)) else {
+            continue;
+        };
+        let mut stmt = c.prepare_cached(
+            "SELECT id FROM users WHERE email_norm = ?1
+             UNION SELECT subject_id FROM audit_log
+              WHERE action IN (SELECT value FROM json_each(?2)) AND json_extract(details, '$.email_tag') = ?3
+                AND subject_id IS NOT NULL",
+        )?;
+        let deletions = serde_json::Value::from(audit::DELETIONS.to_vec()).to_string();
+        let found = stmt.query_map(params![email, deletions, audit::email_tag(&email)?], |r| r.get(0))?;
+        *ids = found.collect::<Result<Vec<String>, _>>()?;
+        if ids.is_empty() {
+            return Err(refuse(AdminError::NotFound("account, live or deleted, with this address")));
+        }
+    }
+    Ok(filter)
 }
 
 /// The export as a stream of chunks; without a store (HEAD), an empty one.

@@ -175,8 +175,11 @@ pub fn set_roles(c: &Connection, id: &str, roles: &[String]) -> Result<(), Store
     Ok(())
 }
 
-pub fn delete_user(c: &Connection, id: &str) -> Result<bool, StoreError> {
-    Ok(exec(c, "DELETE FROM users WHERE id = ?1", params![id])? == 1)
+/// Deletes the account; its normalized address, or `None` when no account
+/// has this id.
+pub fn delete_user(c: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    let mut stmt = c.prepare_cached("DELETE FROM users WHERE id = ?1 RETURNING email_norm")?;
+    Ok(stmt.query_row(params![id], |r| r.get(0)).optional()?)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

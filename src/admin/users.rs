@@ -418,16 +418,16 @@ pub async fn delete(
     d.store
         .write(move |c| {
             let admins = active_admins(c)?;
-            if !queries::delete_user(c, &uid)? {
+            let Some(email) = queries::delete_user(c, &uid)? else {
                 return Err(refuse(AdminError::NotFound("user")));
-            }
+            };
             keep_an_admin(c, admins)?;
             let entry = Entry {
                 action: "user_deleted",
                 actor_id: Some(&actor),
                 subject_id: Some(&uid),
                 client: Some(&client),
-                details: json!({}),
+                details: json!({ "email_tag": audit::email_tag(&email)? }),
             };
             audit::record(c, &entry)
         })

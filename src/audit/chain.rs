@@ -50,11 +50,23 @@ fn canonical(r: &AuditRow) -> Vec<u8> {
 }
 
 static KEY: OnceLock<ChainKey> = OnceLock::new();
+static EMAIL_TAG_KEY: OnceLock<hmac::Key> = OnceLock::new();
 
-/// Sets the process's chain key; latchd does this once the master key is
-/// loaded and before anything writes an audit row.
+/// Sets the process's chain key (and the email tags' key); latchd does
+/// this once the master key is loaded and before anything writes an audit
+/// row.
 pub fn install_key(master: &MasterKey) {
     let _ = KEY.set(ChainKey::new(master));
+    let _ = EMAIL_TAG_KEY.set(master.hmac_key(b"audit email tag v1"));
+}
+
+/// A keyed tag of an account's (normalized) email address, kept in the
+/// audit row of the account's deletion: an admin who knows the address
+/// still finds a deleted account's rows, while the row holds no address
+/// anyone could read or guess without the master key.
+pub fn email_tag(email: &str) -> Result<String, StoreError> {
+    let key = EMAIL_TAG_KEY.get().ok_or_else(|| StoreError::Refused(Box::new(NoKey)))?;
+    Ok(hex::encode(hmac::sign(key, email.as_bytes()).as_ref()))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,9 +15,13 @@ mod chain;
 mod rows;
 mod upkeep;
 
-pub use chain::{Break, CHECKPOINT_ACTION, ChainKey, Walk, install_key, seal_legacy};
+pub use chain::{Break, CHECKPOINT_ACTION, ChainKey, Walk, email_tag, install_key, seal_legacy};
 pub use rows::{AuditEntry, AuditRow, Filter};
 pub use upkeep::spawn as spawn_upkeep;
+
+/// The actions whose rows record an account's deletion (with the
+/// account's `email_tag` in `details`).
+pub const DELETIONS: [&str; 2] = ["account_deleted", "user_deleted"];
 
 /// Reads for the admin listing and exports.
 pub mod read {

@@ -61,11 +61,13 @@ impl From<AuditRow> for AuditEntry {
 }
 
 /// Exact-match filters; `since` and `until` are Unix seconds, inclusive.
+/// An actor or subject filter matches any of its ids (one account's
+/// successive ids when an address was deleted and registered again).
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub action: Option<String>,
-    pub actor_id: Option<String>,
-    pub subject_id: Option<String>,
+    pub actor_id: Option<Vec<String>>,
+    pub subject_id: Option<Vec<String>>,
     pub ip: Option<String>,
     pub since: Option<i64>,
     pub until: Option<i64>,
@@ -73,8 +75,9 @@ pub struct Filter {
 
 const COLUMNS: &str =
     "id, at, action, actor_id, subject_id, ip, user_agent, request_id, details, prev_hash, hash";
-const WHERE: &str = "(?1 IS NULL OR action = ?1) AND (?2 IS NULL OR actor_id = ?2)
-    AND (?3 IS NULL OR subject_id = ?3) AND (?4 IS NULL OR ip = ?4)
+const WHERE: &str = "(?1 IS NULL OR action = ?1)
+    AND (?2 IS NULL OR actor_id IN (SELECT value FROM json_each(?2)))
+    AND (?3 IS NULL OR subject_id IN (SELECT value FROM json_each(?3))) AND (?4 IS NULL OR ip = ?4)
     AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at <= ?6)";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
@@ -93,14 +96,20 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
     })
 }
 
+/// A list of ids as the JSON array `json_each` reads.
+fn ids(list: &Option<Vec<String>>) -> Option<String> {
+    list.as_ref().map(|l| serde_json::Value::from(l.clone()).to_string())
+}
+
 /// One page, newest first, and how many rows match in all.
 pub fn page(c: &Connection, f: &Filter, offset: i64, limit: i64) -> Result<(Vec<AuditRow>, i64), StoreError> {
-    let p = params![f.action, f.actor_id, f.subject_id, f.ip, f.since, f.until];
+    let (actors, subjects) = (ids(&f.actor_id), ids(&f.subject_id));
+    let p = params![f.action, actors, subjects, f.ip, f.since, f.until];
     let total: i64 =
         c.query_row(&format!("SELECT count(*) FROM audit_log WHERE {WHERE}"), p, |r| r.get(0))?;
     let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE {WHERE} ORDER BY id DESC LIMIT ?7 OFFSET ?8");
     let mut stmt = c.prepare_cached(&sql)?;
-    let p = params![f.action, f.actor_id, f.subject_id, f.ip, f.since, f.until, limit, offset];
+    let p = params![f.action, actors, subjects, f.ip, f.since, f.until, limit, offset];
     let rows = stmt.query_map(p, row)?.collect::<Result<Vec<_>, _>>()?;
     Ok((rows, total))
 }
@@ -110,6 +119,6 @@ pub fn page(c: &Connection, f: &Filter, offset: i64, limit: i64) -> Result<(Vec<
 pub fn after(c: &Connection, f: &Filter, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE id > ?7 AND {WHERE} ORDER BY id LIMIT ?8");
     let mut stmt = c.prepare_cached(&sql)?;
-    let p = params![f.action, f.actor_id, f.subject_id, f.ip, f.since, f.until, after, limit];
+    let p = params![f.action, ids(&f.actor_id), ids(&f.subject_id), f.ip, f.since, f.until, after, limit];
     Ok(stmt.query_map(p, row)?.collect::<Result<Vec<_>, _>>()?)
 }

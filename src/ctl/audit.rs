@@ -23,11 +23,12 @@ pub enum AuditCmd {
         /// Only this action (e.g. login_failed).
         #[arg(long)]
         action: Option<String>,
-        /// Only rows of what this user did (id, or the email of an account
-        /// that still exists).
+        /// Only rows of what this user did (id or email; an email also
+        /// finds the rows of deleted accounts that had it).
         #[arg(long, value_name = "USER", value_parser = super::named)]
         actor_id: Option<String>,
-        /// Only rows about this user (what was done to the account).
+        /// Only rows about this user (what was done to the account; id or
+        /// email, as for --actor-id).
         #[arg(long, value_name = "USER", value_parser = super::named)]
         subject_id: Option<String>,
         /// Only rows from this client address.
@@ -48,11 +49,9 @@ pub fn run(client: &AdminClient, target: &Target, cmd: &AuditCmd, json: bool) ->
     match cmd {
         AuditCmd::Export { format, action, actor_id, subject_id, ip, since, until } => {
             let mut path = format!("/v1/admin/audit-logs?format={format}");
-            // Rows name users by id; an address is looked up, so one that
-            // names no account says so instead of exporting nothing.
-            let id_of =
-                |user: &Option<String>| user.as_deref().map(|u| super::users::user_id(client, u)).transpose();
-            let (actor_id, subject_id) = (&id_of(actor_id)?, &id_of(subject_id)?);
+            // Rows name users by id; the daemon reads an address as the
+            // ids of every account that had it, live or deleted, and
+            // refuses one that none had rather than export nothing.
             let filters = [
                 ("action", action),
                 ("actor_id", actor_id),

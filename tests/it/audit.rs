@@ -281,3 +281,52 @@ async fn rows_from_before_the_chain_are_linked_on_upgrade() {
     assert!(ok && report["checked"].as_u64() >= Some(3), "{report}");
     d.log_with("linked into it").await;
 }
+
+/// A deleted account's rows are still found by its address: its deletion
+/// row keeps a keyed tag of the address (never the address itself), and an
+/// export by email covers every account that had it, live or deleted.
+#[tokio::test]
+async fn a_deleted_accounts_rows_are_found_by_its_address() {
+    let (d, admin) = with_admin("").await;
+    let add = |email: &str| {
+        let args = ["--json", "users", "add", email, "--password-stdin", "--verified"];
+        crate::admin_api::ok_json(ctl(&d, &args, crate::flows::PASSWORD))["id"].as_str().unwrap().to_string()
+    };
+    // Ann deletes her account herself and registers again; the admin
+    // deletes Bob's.
+    let first_ann = add("ann@example.test");
+    let ann = crate::flows::login(&d, "ann@example.test", crate::flows::PASSWORD).await;
+    let token = ann["access_token"].as_str().unwrap();
+    let gone = d.client().delete(d.https_url("/v1/auth/me")).bearer_auth(token);
+    let gone = gone.json(&json!({ "password": crate::flows::PASSWORD })).send().await.unwrap();
+    assert_eq!(gone.status(), 204);
+    let second_ann = add("ann@example.test");
+    let bob = add("bob@example.test");
+    let url = d.https_url(&format!("/v1/admin/users/{bob}"));
+    assert_eq!(d.client().delete(url).bearer_auth(&admin).send().await.unwrap().status(), 204);
+
+    let rows_about = |email: &str| -> Vec<Value> {
+        let export = ok_text(ctl(&d, &["audit", "export", "--subject-id", email], ""));
+        export.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let anns = rows_about("ann@example.test");
+    let subjects: std::collections::BTreeSet<&str> =
+        anns.iter().map(|r| r["subject_id"].as_str().unwrap()).collect();
+    assert_eq!(subjects, [first_ann.as_str(), second_ann.as_str()].into(), "both of Ann's accounts");
+    assert!(anns.iter().any(|r| r["action"] == "account_deleted"), "{anns:?}");
+    let bobs = rows_about(" Bob@Example.TEST");
+    assert!(
+        bobs.iter().any(|r| r["action"] == "user_deleted" && r["subject_id"] == bob.as_str()),
+        "{bobs:?}"
+    );
+
+    for row in anns.iter().chain(&bobs).filter(|r| r["action"].as_str().unwrap().ends_with("_deleted")) {
+        let tag = row["details"]["email_tag"].as_str().unwrap_or_default();
+        assert!(tag.len() == 64 && tag.bytes().all(|b| b.is_ascii_hexdigit()), "a tag: {row}");
+        assert!(!row.to_string().contains("@example.test"), "no address in clear: {row}");
+    }
+    let none = ctl(&d, &["audit", "export", "--subject-id", "nobody@example.test"], "");
+    assert_eq!(none.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&none.stderr);
+    assert!(said.contains("no such account, live or deleted, with this address"), "{said}");
+}
