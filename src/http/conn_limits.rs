@@ -102,7 +102,7 @@ fn ceiling_under(soft: u64, cores: usize) -> usize {
 /// The network a per-address limit counts: the address itself for IPv4
 /// (an IPv4-mapped IPv6 address is read as IPv4), the `v6_prefix` network
 /// for IPv6.
-pub fn client_network(ip: IpAddr, v6_prefix: u8) -> IpAddr {
+fn client_network(ip: IpAddr, v6_prefix: u8) -> IpAddr {
     match canonical(ip) {
         IpAddr::V6(v6) => ipnet::Ipv6Net::new(v6, v6_prefix.min(128)).map_or(ip, |n| IpAddr::V6(n.network())),
         v4 => v4,
