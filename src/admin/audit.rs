@@ -38,7 +38,7 @@ const CSV_COLUMNS: [&str; 11] = [
 pub struct ListQuery {
     action: Option<String>,
     /// A user id, or an email address: the ids of every account that had
-    /// it, live or deleted (404 when none did).
+    /// it, live, deleted or moved since (404 when none did).
     actor_id: Option<String>,
     /// As `actor_id`.
     subject_id: Option<String>,
@@ -134,10 +134,11 @@ pub async fn list(
 }
 
 /// The filter with each actor or subject given as an email address in
-/// place of the ids of the accounts that had it: the live one, and every
-/// deleted one (found by the address's tag in its deletion row). An
-/// address no account ever had is refused, so a mistyped one says so
-/// instead of exporting nothing.
+/// place of the ids of the accounts that had it: the live one, every
+/// deleted one (found by the address's tag in its deletion row) and every
+/// one that moved away from it (the rows of an address change name both
+/// addresses). An address no account ever had is refused, so a mistyped
+/// one says so instead of exporting nothing.
 fn by_address(c: &Connection, mut filter: Filter) -> Result<Filter, StoreError> {
     for ids in [&mut filter.actor_id, &mut filter.subject_id].into_iter().flatten() {
         let Some(email) = ids.first().filter(|v| v.contains('@')).map(|v| normalize_email(v)) else {
@@ -147,6 +148,12 @@ fn by_address(c: &Connection, mut filter: Filter) -> Result<Filter, StoreError> 
             "SELECT id FROM users WHERE email_norm = ?1
              UNION SELECT subject_id FROM audit_log
               WHERE action IN (SELECT value FROM json_each(?2)) AND json_extract(details, '$.email_tag') = ?3
+                AND subject_id IS NOT NULL
+             UNION SELECT subject_id FROM audit_log
+              WHERE action = 'email_changed' AND lower(trim(json_extract(details, '$.from'))) = ?1
+                AND subject_id IS NOT NULL
+             UNION SELECT subject_id FROM audit_log
+              WHERE action = 'user_updated' AND lower(trim(json_extract(details, '$.email.from'))) = ?1
                 AND subject_id IS NOT NULL",
         )?;
         let deletions = serde_json::Value::from(audit::DELETIONS.to_vec()).to_string();

@@ -24,7 +24,8 @@ pub enum AuditCmd {
         #[arg(long)]
         action: Option<String>,
         /// Only rows of what this user did (id or email; an email also
-        /// finds the rows of deleted accounts that had it).
+        /// finds the rows of accounts that had it and were deleted or moved
+        /// to another address since).
         #[arg(long, value_name = "USER", value_parser = super::named)]
         actor_id: Option<String>,
         /// Only rows about this user (what was done to the account; id or

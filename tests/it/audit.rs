@@ -303,6 +303,9 @@ async fn a_deleted_accounts_rows_are_found_by_its_address() {
     let second_ann = add("ann@example.test");
     let bob = add("bob@example.test");
     let url = d.https_url(&format!("/v1/admin/users/{bob}"));
+    let moved = json!({ "email": "robert@example.test", "email_verified": true });
+    let moved = d.client().patch(&url).bearer_auth(&admin).json(&moved).send().await.unwrap();
+    assert_eq!(moved.status(), 200, "the admin moves Bob to robert@ first");
     assert_eq!(d.client().delete(url).bearer_auth(&admin).send().await.unwrap().status(), 204);
 
     let rows_about = |email: &str| -> Vec<Value> {
@@ -314,7 +317,10 @@ async fn a_deleted_accounts_rows_are_found_by_its_address() {
         anns.iter().map(|r| r["subject_id"].as_str().unwrap()).collect();
     assert_eq!(subjects, [first_ann.as_str(), second_ann.as_str()].into(), "both of Ann's accounts");
     assert!(anns.iter().any(|r| r["action"] == "account_deleted"), "{anns:?}");
-    let bobs = rows_about(" Bob@Example.TEST");
+    // By the address Bob had when deleted, and by the one he moved from.
+    let before_the_move = rows_about(" Bob@Example.TEST");
+    assert!(before_the_move.iter().any(|r| r["action"] == "user_deleted"), "{before_the_move:?}");
+    let bobs = rows_about("robert@example.test");
     assert!(
         bobs.iter().any(|r| r["action"] == "user_deleted" && r["subject_id"] == bob.as_str()),
         "{bobs:?}"
