@@ -51,8 +51,9 @@ pub fn run(client: &AdminClient, target: &Target, cmd: &AuditCmd, json: bool) ->
         AuditCmd::Export { format, action, actor_id, subject_id, ip, since, until } => {
             let mut path = format!("/v1/admin/audit-logs?format={format}");
             // Rows name users by id; the daemon reads an address as the
-            // ids of every account that had it, live or deleted, and
-            // refuses one that none had rather than export nothing.
+            // ids of every account that had it (live, deleted or moved
+            // since) and refuses one that none had rather than export
+            // nothing.
             let filters = [
                 ("action", action),
                 ("actor_id", actor_id),
