@@ -67,7 +67,7 @@ pub async fn list(d: D, who: Principal, q: ApiQuery<ListQuery>) -> Result<HttpRe
     }
     let filter = UserFilter {
         // A pasted address often carries a space at either end.
-        query: q.query.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(String::from),
+        query: q.query.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(searched_for),
         status: q.status.clone(),
         offset: (page - 1).saturating_mul(size),
         limit: size,
@@ -75,6 +75,16 @@ pub async fn list(d: D, who: Principal, q: ApiQuery<ListQuery>) -> Result<HttpRe
     let (items, total) = d.store.read(move |c| queries::users(c, &filter)).await?;
     let items: Vec<AdminUser> = items.into_iter().map(|u| with_lock(&d, u)).collect();
     Ok(HttpResponse::Ok().json(Page { items, page, page_size: size, total }))
+}
+
+/// What a search looks for: an address at an internationalized domain in
+/// the ASCII form it is stored in (`ana@bücher.example` finds
+/// `ana@xn--bcher-kva.example`); anything else as typed.
+fn searched_for(query: &str) -> String {
+    match query.contains('@') && !query.is_ascii() {
+        true => Some(normalize_email(query)).filter(|ascii| ascii.is_ascii()).unwrap_or(query.to_string()),
+        false => query.to_string(),
+    }
 }
 
 async fn load(d: &Deps, id: String) -> Result<AdminUser, AdminError> {
@@ -435,4 +445,14 @@ pub async fn delete(
         .map_err(refusal)?;
     d.api_keys.drop_owner(&id);
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_search_for_an_internationalized_address_looks_for_its_stored_form() {
+        assert_eq!(super::searched_for("Ana@Bücher.example"), "ana@xn--bcher-kva.example");
+        assert_eq!(super::searched_for("Bücher"), "Bücher", "a name or part of one: as typed");
+        assert_eq!(super::searched_for("ANA@example"), "ANA@example");
+    }
 }

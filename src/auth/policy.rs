@@ -21,6 +21,8 @@ pub enum PolicyError {
     WeakPassword { field: &'static str, reason: String },
     #[error("email: not a valid address")]
     InvalidEmail,
+    #[error("email: {NON_ASCII_LOCAL}")]
+    NonAsciiLocalPart,
     #[error("{field}: longer than 1 KiB")]
     TooLong { field: &'static str },
     #[error("{field}: {UNSHOWABLE}")]
@@ -28,14 +30,17 @@ pub enum PolicyError {
 }
 
 const UNSHOWABLE: &str = "must not contain control characters or bidirectional overrides";
+const NON_ASCII_LOCAL: &str =
+    "letters beyond ASCII before the @ are not supported (many mail servers cannot deliver to them)";
 
 impl ToProblem for PolicyError {
     fn kind(&self) -> Kind {
         match self {
             PolicyError::WeakPassword { .. } => Kind::WeakPassword,
-            PolicyError::InvalidEmail | PolicyError::TooLong { .. } | PolicyError::Unshowable { .. } => {
-                Kind::InvalidRequest
-            }
+            PolicyError::InvalidEmail
+            | PolicyError::NonAsciiLocalPart
+            | PolicyError::TooLong { .. }
+            | PolicyError::Unshowable { .. } => Kind::InvalidRequest,
         }
     }
 
@@ -47,6 +52,7 @@ impl ToProblem for PolicyError {
         match self {
             PolicyError::WeakPassword { field, reason } => FieldError::one(field, reason),
             PolicyError::InvalidEmail => FieldError::one("email", "not a valid address"),
+            PolicyError::NonAsciiLocalPart => FieldError::one("email", NON_ASCII_LOCAL),
             PolicyError::TooLong { field } => FieldError::one(field, "longer than 1 KiB"),
             PolicyError::Unshowable { field } => FieldError::one(field, UNSHOWABLE),
         }
@@ -78,15 +84,35 @@ pub fn is_unshowable(c: char) -> bool {
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// The one key for an address everywhere: lookup, uniqueness, the mail cap
-/// and the limits. Trimmed, ASCII letters lower-cased, nothing else changed.
+/// and the limits. Trimmed, an internationalized domain in its ASCII form
+/// (`ascii_address`), ASCII letters lower-cased, nothing else changed.
 ///
 /// Security: Unicode case folding maps other characters onto ASCII ones
 /// (KELVIN SIGN lower-cases to `k`), so two different addresses would share
-/// one account key while mail went to whichever was typed. Addresses must
-/// therefore be ASCII (`validate_email`), and a lookup with anything else
-/// finds nothing.
+/// one account key while mail went to whichever was typed. So the key is
+/// always the very address mail goes to: stored addresses are ASCII
+/// (`validate_email`), and a lookup with anything else finds nothing.
 pub fn normalize_email(email: &str) -> String {
-    email.trim().to_ascii_lowercase()
+    let email = email.trim();
+    ascii_address(email).unwrap_or_else(|| email.to_string()).to_ascii_lowercase()
+}
+
+/// `email` with a domain of non-ASCII letters turned into its ASCII form
+/// by UTS #46 (`ana@Bücher.example` → `ana@xn--bcher-kva.example`), which
+/// also maps its look-alike spellings (upper case, decomposed accents,
+/// full-width letters) onto one; an ASCII domain is left as it is. `None`
+/// when there is no `@`, the part before it is not ASCII, or the domain is
+/// no valid host name.
+fn ascii_address(email: &str) -> Option<String> {
+    let (local, domain) = email.rsplit_once('@')?;
+    if !local.is_ascii() {
+        return None;
+    }
+    if domain.is_ascii() {
+        return Some(email.to_string());
+    }
+    let domain = idna::domain_to_ascii_strict(domain).ok()?;
+    Some(format!("{local}@{domain}"))
 }
 
 /// The form a password is measured and hashed in: Unicode NFKC, as NIST SP
@@ -102,10 +128,16 @@ pub fn password_form(password: &str) -> Cow<'_, str> {
     }
 }
 
-/// A syntactically valid ASCII address (as the mailer will accept it),
-/// trimmed. Internationalized addresses are refused: see `normalize_email`.
+/// A syntactically valid address as the mailer will accept it, trimmed, in
+/// ASCII: an internationalized domain becomes its ASCII form, and letters
+/// beyond ASCII before the @ (which need SMTPUTF8 of every mail server on
+/// the way) are refused. See `normalize_email`.
 pub fn validate_email(email: &str) -> Result<String, PolicyError> {
     let email = email.trim();
+    if email.rsplit_once('@').is_some_and(|(local, _)| !local.is_ascii()) {
+        return Err(PolicyError::NonAsciiLocalPart);
+    }
+    let email = ascii_address(email).ok_or(PolicyError::InvalidEmail)?;
     // Both of lettre's parsers: a bare address (no `Name <…>`) that a
     // message can also be addressed to — the mailbox parser refuses some
     // the address parser takes (`a@[127.0.0.1]`), and mail is built later.
@@ -114,7 +146,7 @@ pub fn validate_email(email: &str) -> Result<String, PolicyError> {
     if email.len() > 254 || !email.is_ascii() || !mailable {
         return Err(PolicyError::InvalidEmail);
     }
-    Ok(email.to_string())
+    Ok(email)
 }
 
 pub fn reject_oversized(field: &'static str, value: &str) -> Result<(), PolicyError> {
@@ -232,6 +264,21 @@ mod tests {
         assert!(validate_email(&format!("{}@x.test", "a".repeat(250))).is_err());
         assert!(validate_email("\u{212A}ate@example.test").is_err(), "KELVIN SIGN is not k");
         assert_eq!(normalize_email("\u{212A}ATE@x.test"), "\u{212A}ate@x.test", "never folded onto ASCII");
+    }
+
+    #[test]
+    fn an_internationalized_domain_is_kept_in_its_ascii_form() {
+        let ascii = "Ana@xn--bcher-kva.example";
+        assert_eq!(validate_email(" Ana@Bücher.example ").unwrap(), ascii);
+        assert_eq!(validate_email(ascii).unwrap(), ascii, "already ASCII: as typed");
+        // Decomposed ü, full-width letters and upper case are one domain.
+        for typed in ["ana@bu\u{308}cher.example", "ana@ＢÜＣＨＥＲ.example", "ANA@xn--bcher-kva.EXAMPLE"]
+        {
+            assert_eq!(normalize_email(typed), "ana@xn--bcher-kva.example", "{typed}");
+        }
+        assert!(matches!(validate_email("jos\u{e9}@example.test"), Err(PolicyError::NonAsciiLocalPart)));
+        assert!(matches!(validate_email("ana@b\u{fc}cher_x.example"), Err(PolicyError::InvalidEmail)));
+        assert!(matches!(validate_email("ana@\u{202E}cher.example"), Err(PolicyError::InvalidEmail)));
     }
 
     #[test]

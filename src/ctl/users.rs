@@ -182,13 +182,16 @@ pub(super) fn user_id(client: &AdminClient, user: &str) -> anyhow::Result<String
     if !user.contains('@') {
         return Ok(user.to_string());
     }
-    let wanted = user.trim().to_ascii_lowercase();
+    // Stored addresses are ASCII: `ana@Bücher.example` is searched for as
+    // `ana@xn--bcher-kva.example`.
+    let wanted = crate::auth::normalize_email(user);
     for page in 1.. {
-        let path = format!("/v1/admin/users?query={}&page={page}&page_size=500", encode(user.trim()));
+        let path = format!("/v1/admin/users?query={}&page={page}&page_size=500", encode(&wanted));
         let found = client.get(&path)?;
         let items = found["items"].as_array().cloned().unwrap_or_default();
-        let exact =
-            items.iter().find(|u| u["email"].as_str().is_some_and(|e| e.to_ascii_lowercase() == wanted));
+        let exact = items
+            .iter()
+            .find(|u| u["email"].as_str().is_some_and(|e| crate::auth::normalize_email(e) == wanted));
         if let Some(u) = exact {
             return Ok(u["id"].as_str().unwrap_or_default().to_string());
         }

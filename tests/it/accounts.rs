@@ -231,6 +231,44 @@ async fn a_password_signs_in_whichever_unicode_form_it_is_typed_in() {
     login(&d, email, COMPOSED).await;
 }
 
+/// An address at an internationalized domain works however it is typed:
+/// kept, mailed to and found in its ASCII form. Before, it was refused.
+#[tokio::test]
+async fn an_address_at_an_internationalized_domain_registers_and_signs_in() {
+    let (d, smtp) = with_smtp("").await;
+    let res = d.post("/v1/auth/register", json!({"email": "Ana@Bücher.example", "password": PASSWORD})).await;
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap_or_default());
+    let mail = &smtp.wait_for(1).await[0];
+    assert_eq!(header_of(mail, "X-Envelope-To"), "ana@xn--bcher-kva.example");
+    let res = d.post("/v1/auth/verify-email", json!({"token": token_in(mail)})).await;
+    assert_eq!(res.status(), 200);
+
+    // Decomposed ü and upper case, or the ASCII form: one account.
+    let tokens = login(&d, "ana@BU\u{308}CHER.example", PASSWORD).await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let me: Value = d.get_auth("/v1/auth/me", at).await.json().await.unwrap();
+    assert_eq!(me["email"], "Ana@xn--bcher-kva.example");
+    login(&d, "ana@xn--bcher-kva.example", PASSWORD).await;
+    let res = d
+        .post("/v1/auth/register", json!({"email": "ana@xn--bcher-kva.EXAMPLE", "password": PASSWORD}))
+        .await;
+    assert_eq!(res.status(), 202);
+    let again = &smtp.wait_for(2).await[1];
+    assert_eq!(subject_of(again), "Someone tried to sign up with your address", "{again}");
+    let users: i64 = d.db().query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
+    assert_eq!(users, 1);
+
+    let shown =
+        crate::admin_cli::latchctl_on(&d.state_dir(), &["--json", "users", "show", "ANA@bücher.example"]);
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&shown.stdout).unwrap()["id"], me["id"]);
+
+    // Letters beyond ASCII before the @ need SMTPUTF8 all the way: refused, saying so.
+    let res = d.post("/v1/auth/register", json!({"email": "josé@example.test", "password": PASSWORD})).await;
+    let body = assert_problem(res, 400, "invalid-request").await;
+    assert!(body["detail"].as_str().unwrap().contains("before the @"), "{body}");
+}
+
 #[tokio::test]
 async fn change_password_keeps_this_session_and_delete_removes_the_account() {
     let (d, smtp) = with_smtp("").await;
