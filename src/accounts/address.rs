@@ -5,7 +5,8 @@
 //! registration's link) makes the change. So a typo cannot strand the
 //! account where no reset link reaches it, and a stolen session alone
 //! cannot move it: the password is asked, the old address is told at once,
-//! and a password change or reset voids the pending change.
+//! and a password change or reset voids the pending change, as does an
+//! administrator disabling the account.
 //!
 //! An address another account holds gets the same answer, the same shape
 //! of work (one mail to it, the "already has an account" notice) and the
@@ -53,9 +54,9 @@ pub async fn request_change(
         .store
         .write(move |c| {
             // The account may have been deleted (the insert would break its
-            // foreign key: a 500) or its password reset since the check
-            // above; either voids what the check allowed.
-            if password_hash(c, &uid)?.as_deref() != Some(checked.as_str()) {
+            // foreign key: a 500), disabled or its password reset since the
+            // check above; each voids what the check allowed.
+            if password_hash(c, &uid)?.as_deref() != Some(checked.as_str()) || !is_active(c, &uid)? {
                 return Ok(false);
             }
             let now = crate::clock::now_unix();
@@ -127,15 +128,23 @@ pub fn is_live(c: &Connection, hash: &[u8], now: i64) -> Result<bool, StoreError
     Ok(live_change(c, hash, now)?.is_some())
 }
 
-/// The user and new address of the live change link `hash`, if it is one.
+/// The user and new address of the live change link `hash`, if it is one:
+/// a disabled account's link moves nothing (disabling voids it too).
 fn live_change(c: &Connection, hash: &[u8], now: i64) -> Result<Option<(String, String)>, StoreError> {
     Ok(row(
         c,
-        "SELECT user_id, new_email FROM email_changes WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+        "SELECT e.user_id, e.new_email FROM email_changes e JOIN users u ON u.id = e.user_id
+         WHERE e.hash = ?1 AND e.used_at IS NULL AND e.expires_at > ?2 AND u.status = 'active'",
         params![hash, now],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
     .optional()?)
+}
+
+fn is_active(c: &Connection, user_id: &str) -> Result<bool, StoreError> {
+    let status =
+        row(c, "SELECT status FROM users WHERE id = ?1", params![user_id], |r| r.get::<_, String>(0));
+    Ok(status.optional()?.as_deref() == Some("active"))
 }
 
 /// Whether `hash` is a change link that made its change (a second click).

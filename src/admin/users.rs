@@ -14,7 +14,7 @@ use super::queries::{self, AdminUser, UserFilter};
 use super::{AdminError, Deps};
 use crate::audit::{self, Entry};
 use crate::auth::queries::{
-    NewUser, active_admins, insert_one_time, insert_user, revoke_user_sessions, set_name,
+    NewUser, active_admins, insert_one_time, insert_user, revoke_user_sessions, set_name, void_email_change,
 };
 use crate::auth::second_factor::{self, Enrolment};
 use crate::auth::{Principal, check_password, display_text, normalize_email, validate_email};
@@ -343,6 +343,10 @@ fn apply_patch(
             queries::set_status(c, id, status, now)?;
             if status == "disabled" {
                 revoke_user_sessions(c, id, None, "disabled_by_admin", now)?;
+                // An account is disabled when it was taken over, say: a
+                // change of address its holder asked for must not move it
+                // (there, or once enabled again) out of its owner's reach.
+                void_email_change(c, id, now)?;
             }
         }
         Some(_) => return Err(refuse(AdminError::invalid("status", "must be active or disabled"))),

@@ -175,6 +175,43 @@ async fn a_change_checked_before_a_password_change_or_deletion_keeps_nothing() {
     assert_eq!(sent.len(), 1, "{sent:?}");
 }
 
+/// An administrator who disables an account (taken over, say) stops the
+/// change of address asked for from it: its link moves nothing, then or
+/// once the account is enabled again; and a change asked for just as the
+/// account is disabled is not kept.
+#[tokio::test]
+async fn disabling_an_account_voids_its_pending_address_change() {
+    let (d, smtp) = with_smtp_env("", &[("LATCH_TEST_PAUSE", "email_change_write:1500")]).await;
+    let seen = register_verified(&d, &smtp, "eve@example.test", 0).await;
+    let ctl = |args: &[&str]| {
+        let out = crate::admin_api::ctl(&d, args, "");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let access = login(&d, "eve@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    let body = json!({"password": PASSWORD, "new_email": "eve@elsewhere.example"});
+    assert_eq!(d.post_auth(CHANGE, &access, body).await.status(), 202);
+    let token = token_in(mail_for(&mails_to(&smtp, seen, 2).await, "eve@elsewhere.example"));
+    ctl(&["users", "disable", "eve@example.test"]);
+    let confirm = || d.post("/v1/auth/verify-email", json!({"token": token}));
+    assert_problem(confirm().await, 400, "invalid-token").await;
+    ctl(&["users", "enable", "eve@example.test"]);
+    assert_problem(confirm().await, 400, "invalid-token").await;
+    let email: String = d.db().query_row("SELECT email FROM users", [], |r| r.get(0)).unwrap();
+    assert_eq!(email, "eve@example.test");
+
+    // Checked before the account is disabled, written after.
+    let access = login(&d, "eve@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    let ask = d.post_auth(CHANGE, &access, json!({"password": PASSWORD, "new_email": "eve@later.example"}));
+    let disable = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        ctl(&["users", "disable", "eve@example.test"]);
+    };
+    let (res, ()) = tokio::join!(ask, disable);
+    assert_problem(res, 401, "invalid-credentials").await;
+    let live = "SELECT count(*) FROM email_changes WHERE used_at IS NULL";
+    assert_eq!(d.db().query_row(live, [], |r| r.get::<_, i64>(0)).unwrap(), 0);
+}
+
 /// On the account page: the form mails the link (the page says where it
 /// waits), the link's page makes the move and says so (pressed twice:
 /// "already confirmed"), and the page shows the new address.
