@@ -78,14 +78,14 @@ where
     let shutdown = builder.graceful_shutdown_signal();
     let (header_timeout, keep_alive) = (settings.header_timeout, settings.keep_alive);
     let ours = settings.drain.clone();
-    let limits = Arc::clone(&settings.limits);
+    let admission = Admission { drain: ours.clone(), limits: Arc::clone(&settings.limits) };
     builder
         .workers(settings.workers)
         .disable_signals()
         .shutdown_timeout(DRAIN_SECS)
         .listen(format!("latch-https-{addr}"), lst, move || {
             let (shutdown, theirs, ours) = (shutdown.clone(), shutdown.clone(), ours.clone());
-            let limits = Arc::clone(&limits);
+            let admission = admission.clone();
             let app = factory().into_factory().map_err(|e| e.into().error_response());
             let http = HttpService::build()
                 .keep_alive(keep_alive)
@@ -112,31 +112,29 @@ where
                     tokio::time::sleep(HANDSHAKE_AT_STOP).await;
                 })
             };
-            fn_service(move |tcp| {
-                refuse_plain_http(tcp, (ours.clone(), Arc::clone(&limits)), handshake_cut())
-            })
-            .and_then(
-                acceptor
-                    .map_init_err(|_| ())
-                    .map_err(|e| tracing::debug!(error = ?e, "TLS handshake failed")),
-            )
-            .and_then(fn_service(move |mut io: TlsStream<Accepted>| {
-                let draining = stopping();
-                async move {
-                    io.get_mut().0.handshake_done();
-                    let (accepted, tls) = io.get_ref();
-                    let tcp = accepted.tcp();
-                    // Before the first response is written (see the module doc).
-                    let _ = tcp.set_nodelay(true);
-                    let peer = tcp.peer_addr().ok();
-                    let conn = ConnSocket::new(std::os::fd::AsRawFd::as_raw_fd(tcp));
-                    let h2 = tls.alpn_protocol() == Some(b"h2");
-                    let proto = if h2 { Protocol::Http2 } else { Protocol::Http1 };
-                    let io = FrameDeadline::new(io, conn, h2, draining, header_timeout);
-                    Ok::<_, ()>((io, proto, peer))
-                }
-            }))
-            .and_then(http.map_err(|e| tracing::debug!(error = ?e, "connection ended with an error")))
+            fn_service(move |tcp| refuse_plain_http(tcp, admission.clone(), handshake_cut()))
+                .and_then(
+                    acceptor
+                        .map_init_err(|_| ())
+                        .map_err(|e| tracing::debug!(error = ?e, "TLS handshake failed")),
+                )
+                .and_then(fn_service(move |mut io: TlsStream<Accepted>| {
+                    let draining = stopping();
+                    async move {
+                        io.get_mut().0.handshake_done();
+                        let (accepted, tls) = io.get_ref();
+                        let tcp = accepted.tcp();
+                        // Before the first response is written (see the module doc).
+                        let _ = tcp.set_nodelay(true);
+                        let peer = tcp.peer_addr().ok();
+                        let conn = ConnSocket::new(std::os::fd::AsRawFd::as_raw_fd(tcp));
+                        let h2 = tls.alpn_protocol() == Some(b"h2");
+                        let proto = if h2 { Protocol::Http2 } else { Protocol::Http1 };
+                        let io = FrameDeadline::new(io, conn, h2, draining, header_timeout);
+                        Ok::<_, ()>((io, proto, peer))
+                    }
+                }))
+                .and_then(http.map_err(|e| tracing::debug!(error = ?e, "connection ended with an error")))
         })
         .map(|b| b.run())
 }
@@ -153,6 +151,14 @@ fn stop_signal(ours: Drain, theirs: actix_server::GracefulShutdownSignal) -> imp
     }
 }
 
+/// What a new connection goes through before its handshake: the limits
+/// (`conn_limits.rs`), then the drain's count.
+#[derive(Clone)]
+struct Admission {
+    drain: Drain,
+    limits: Arc<ConnectionLimits>,
+}
+
 /// A client speaking plain HTTP to an HTTPS port (`curl http://…:8443`)
 /// gets a plain 400 that says so, where a TLS alert would reach it as
 /// garbage ("Received HTTP/0.9"). A TLS handshake begins with the byte
@@ -163,13 +169,9 @@ fn stop_signal(ours: Drain, theirs: actix_server::GracefulShutdownSignal) -> imp
 /// From here on it is counted open by the drain, and ended when `cut`
 /// resolves before its handshake is done (or its plain answer has been
 /// waited out).
-async fn refuse_plain_http(
-    tcp: TcpStream,
-    (drain, limits): (Drain, Arc<ConnectionLimits>),
-    mut cut: Begun,
-) -> Result<Accepted, ()> {
-    let Some(counted) = limits.admit(tcp.peer_addr().ok().map(|a| a.ip())) else { return Err(()) };
-    let open = (drain.opened(), counted);
+async fn refuse_plain_http(tcp: TcpStream, admission: Admission, mut cut: Begun) -> Result<Accepted, ()> {
+    let Some(counted) = admission.limits.admit(tcp.peer_addr().ok().map(|a| a.ip())) else { return Err(()) };
+    let open = (admission.drain.opened(), counted);
     let mut first = [0u8; 1];
     let peeked = tokio::select! {
         peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)) => peeked,

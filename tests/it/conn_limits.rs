@@ -51,10 +51,7 @@ fn hold(d: &Latchd) -> Option<Held> {
 /// A series' value on the plain-HTTP metrics listener.
 async fn metric(d: &Latchd, series: &str) -> f64 {
     let text = d.client().get(d.http_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter_map(|l| l.strip_prefix(series))
-        .find_map(|rest| rest.strip_prefix(' ').and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
+    crate::flows::series_value(&text, series)
 }
 
 /// Waits until latchd counts `open` HTTPS connections.

@@ -24,8 +24,12 @@ pub async fn with_smtp_env(extra: &str, env: &[(&str, &str)]) -> (Latchd, SmtpSi
 
 /// The value of one Prometheus series on `/metrics`, 0 when absent.
 pub async fn metric(d: &Latchd, series: &str) -> f64 {
-    let text = d.get("/metrics").await.text().await.expect("metrics");
-    text.lines()
+    series_value(&d.get("/metrics").await.text().await.expect("metrics"), series)
+}
+
+/// The value of `series` in a Prometheus text page, 0 when absent.
+pub fn series_value(page: &str, series: &str) -> f64 {
+    page.lines()
         .filter_map(|l| l.strip_prefix(series))
         .find_map(|rest| rest.strip_prefix(' ').and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0.0)
