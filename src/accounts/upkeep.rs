@@ -25,6 +25,10 @@ pub fn spawn(tracker: &TaskTracker, cancel: CancellationToken, store: Store) {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {},
             }
+            // Not by a clock that has just jumped (`clock::steady`).
+            if !crate::clock::steady() {
+                continue;
+            }
             // A full step means there may be more; the next tick goes on.
             let now = crate::clock::now_unix();
             let step = store

@@ -4,8 +4,10 @@
 //! of deleting by session, the sweeper walks the table by rowid, a bounded
 //! step at a time, and wraps around at the end. Also deletes sessions that
 //! ended more than `[tokens].ended_session_retention` ago (their tokens go
-//! with the next pass) and second steps past their five minutes, keeps the `latch_sessions_active` gauge, and
-//! recounts the parameters of stored password hashes for the dummy hash.
+//! with the next pass) and second steps past their five minutes — neither
+//! for an hour after the clock jumped (`clock::steady`) —, keeps the
+//! `latch_sessions_active` gauge, and recounts the parameters of stored
+//! password hashes for the dummy hash.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +71,13 @@ pub fn spawn(tracker: &TaskTracker, cancel: CancellationToken, upkeep: Upkeep) {
                     Ok(n) => metrics::gauge!("latch_sessions_active").set(n as f64),
                     Err(e) => tracing::warn!(error = %e, "counting live sessions failed"),
                 }
-                prune_ended(&store, config.load().tokens.ended_session_retention.0).await;
+                if crate::clock::steady() {
+                    prune_ended(&store, config.load().tokens.ended_session_retention.0).await;
+                }
+            }
+            // A session ended by a clock jumped ahead keeps its tokens.
+            if !crate::clock::steady() {
+                continue;
             }
             let after = cursor;
             let step = store

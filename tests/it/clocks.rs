@@ -214,3 +214,34 @@ async fn mail_retried_while_the_clock_ran_ahead_goes_out_after_the_set_back() {
     let mail = relay.wait_for_mail_to("ann@example.test").await;
     assert!(mail.contains("Confirm your email address"));
 }
+
+/// A clock that jumps ten weeks ahead while latchd runs, and is set right
+/// twenty seconds later, deletes nothing by its time: the session it
+/// "ended" still refreshes afterwards, and `[audit].retention` (30 days)
+/// took no row. Before, the sweeper deleted the session's refresh tokens
+/// and the session, and the audit upkeep every row.
+#[tokio::test]
+async fn a_clock_that_jumps_ahead_while_running_deletes_nothing_by_its_time() {
+    let (jump_at, set_back_at) = (real_ms() + 8_000, real_ms() + 28_000);
+    let pauses = format!(
+        "clock_ahead:{},clock_jump_at:{jump_at},clock_set_back_at:{set_back_at},audit_check_every:1000",
+        70 * 86_400_000_i64
+    );
+    let (d, _) = admin_daemon("\n[audit]\nretention = \"30d\"\n", &[("LATCH_TEST_PAUSE", &pauses)]).await;
+    let tokens = login(&d, "root@example.test", PASSWORD).await;
+    let audit_rows =
+        || d.db().query_row("SELECT count(*) FROM audit_log", [], |r| r.get::<_, i64>(0)).unwrap();
+    let rows = audit_rows();
+    assert!(real_ms() < jump_at, "logged in only after the jump: the machine is too slow for this test");
+    // Ten weeks ahead for 20 s: the sweeper prunes every 15 s and sweeps
+    // every 2 s, the audit upkeep looks every second.
+    d.log_with("the wall clock jumped").await;
+    wait_for_set_back(set_back_at, "the jump").await;
+
+    let refresh = serde_json::json!({ "refresh_token": tokens["refresh_token"] });
+    let res = d.post("/v1/auth/refresh", refresh).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap_or_default());
+    assert!(audit_rows() >= rows, "audit rows deleted by the jumped clock");
+    let pruned = "SELECT count(*) FROM audit_log WHERE action = 'audit_checkpoint'";
+    assert_eq!(d.db().query_row(pruned, [], |r| r.get::<_, i64>(0)).unwrap(), 0);
+}
