@@ -41,7 +41,8 @@ pub async fn request_change(
     new_email: &str,
     client: &ClientInfo,
 ) -> Result<(), AccountError> {
-    let new_email = validate_email(new_email).map_err(|_| AccountError::InvalidNewAddress)?;
+    let new_email =
+        validate_email(new_email).map_err(|e| AccountError::InvalidNewAddress(e.email_reason()))?;
     let norm = normalize_email(&new_email);
     if norm == normalize_email(&user.facts.email) {
         return Err(AccountError::AddressUnchanged);

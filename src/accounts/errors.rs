@@ -11,8 +11,9 @@ pub enum AccountError {
     RegistrationClosed,
     #[error("invalid credentials")]
     InvalidCredentials,
-    #[error("new_email: not a valid address")]
-    InvalidNewAddress,
+    /// Why, as `validate_email` says it of an `email` field.
+    #[error("new_email: {0}")]
+    InvalidNewAddress(&'static str),
     #[error("new_email: is already the account's address")]
     AddressUnchanged,
     #[error("Another account has taken this address since the link was sent.")]
@@ -53,7 +54,7 @@ impl ToProblem for AccountError {
             AccountError::InvalidToken => Kind::InvalidToken,
             AccountError::RegistrationClosed => Kind::RegistrationClosed,
             AccountError::InvalidCredentials => Kind::InvalidCredentials,
-            AccountError::InvalidNewAddress | AccountError::AddressUnchanged => Kind::InvalidRequest,
+            AccountError::InvalidNewAddress(_) | AccountError::AddressUnchanged => Kind::InvalidRequest,
             AccountError::AddressTaken | AccountError::LastAdmin => Kind::Conflict,
             AccountError::Refused(e) => e.kind(),
             AccountError::Policy(e) => e.kind(),
@@ -68,7 +69,7 @@ impl ToProblem for AccountError {
             AccountError::Policy(e) => e.detail(),
             // Only a password asked again is wrong here (login is sessions').
             AccountError::InvalidCredentials => Some(WRONG_PASSWORD.to_string()),
-            AccountError::InvalidNewAddress
+            AccountError::InvalidNewAddress(_)
             | AccountError::AddressUnchanged
             | AccountError::AddressTaken
             | AccountError::LastAdmin => Some(self.to_string()),
@@ -79,7 +80,7 @@ impl ToProblem for AccountError {
     fn field_errors(&self) -> Vec<FieldError> {
         match self {
             AccountError::Policy(e) => e.field_errors(),
-            AccountError::InvalidNewAddress => FieldError::one("new_email", "not a valid address"),
+            AccountError::InvalidNewAddress(why) => FieldError::one("new_email", why),
             AccountError::AddressUnchanged => {
                 FieldError::one("new_email", "is already the account's address")
             }

@@ -33,6 +33,16 @@ const UNSHOWABLE: &str = "must not contain control characters or bidirectional o
 const NON_ASCII_LOCAL: &str =
     "letters beyond ASCII before the @ are not supported (many mail servers cannot deliver to them)";
 
+impl PolicyError {
+    /// Why an address was refused, for a form whose field has another name.
+    pub fn email_reason(&self) -> &'static str {
+        match self {
+            PolicyError::NonAsciiLocalPart => NON_ASCII_LOCAL,
+            _ => "not a valid address",
+        }
+    }
+}
+
 impl ToProblem for PolicyError {
     fn kind(&self) -> Kind {
         match self {
@@ -51,8 +61,9 @@ impl ToProblem for PolicyError {
     fn field_errors(&self) -> Vec<FieldError> {
         match self {
             PolicyError::WeakPassword { field, reason } => FieldError::one(field, reason),
-            PolicyError::InvalidEmail => FieldError::one("email", "not a valid address"),
-            PolicyError::NonAsciiLocalPart => FieldError::one("email", NON_ASCII_LOCAL),
+            PolicyError::InvalidEmail | PolicyError::NonAsciiLocalPart => {
+                FieldError::one("email", self.email_reason())
+            }
             PolicyError::TooLong { field } => FieldError::one(field, "longer than 1 KiB"),
             PolicyError::Unshowable { field } => FieldError::one(field, UNSHOWABLE),
         }

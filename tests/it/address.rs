@@ -40,6 +40,8 @@ async fn a_new_address_takes_effect_only_when_its_link_is_opened() {
     assert_eq!(same["errors"][0]["field"], "new_email", "{same}");
     let bad = assert_problem(ask(PASSWORD, "ada at new").await, 400, "invalid-request").await;
     assert_eq!(bad["errors"][0]["field"], "new_email", "{bad}");
+    let beyond = assert_problem(ask(PASSWORD, "adà@new.example").await, 400, "invalid-request").await;
+    assert!(beyond["errors"][0]["message"].as_str().unwrap().contains("before the @"), "{beyond}");
 
     let res = ask(PASSWORD, "ada@new.example").await;
     assert_eq!(res.status(), 202);
