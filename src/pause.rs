@@ -10,6 +10,7 @@
 pub async fn at(name: &str) {
     #[cfg(debug_assertions)]
     if let Some(ms) = configured(name) {
+        announce(name, ms);
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
     #[cfg(not(debug_assertions))]
@@ -20,6 +21,7 @@ pub async fn at(name: &str) {
 pub fn blocking(name: &str) {
     #[cfg(debug_assertions)]
     if let Some(ms) = configured(name) {
+        announce(name, ms);
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     #[cfg(not(debug_assertions))]
@@ -36,6 +38,13 @@ pub fn duration(name: &str) -> Option<std::time::Duration> {
         let _ = name;
         None
     }
+}
+
+/// Says that a request reached a pause, so a test can race it from then
+/// on rather than after a guessed delay (a loaded machine took longer).
+#[cfg(debug_assertions)]
+fn announce(name: &str, ms: u64) {
+    tracing::info!("test pause at {name} for {ms} ms");
 }
 
 #[cfg(debug_assertions)]

@@ -213,8 +213,11 @@ async fn a_page_sign_in_for_an_account_deleted_meanwhile_goes_back_to_the_form()
     let tls = crate::harness::client_tls(&d.cert_path(), &[&rustls::version::TLS13]);
     let browser = browser.use_preconfigured_tls((*tls).clone()).build().unwrap();
     let sign_in = browser.post(d.https_url("/account/login")).header("cookie", cookie).form(&form).send();
+    // Once the password was checked and the sign-in waits before its
+    // browser session is written (a fixed delay was too short for a hash
+    // on a loaded machine).
     let delete = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        d.log_with("test pause at browser_start").await;
         crate::admin_api::ctl(&d, &["users", "delete", "max@example.test"], "")
     };
     let (res, deleted) = tokio::join!(sign_in, delete);
