@@ -17,7 +17,7 @@ use crate::auth::queries::{
     NewUser, active_admins, insert_one_time, insert_user, revoke_user_sessions, set_name, void_email_change,
 };
 use crate::auth::second_factor::{self, Enrolment};
-use crate::auth::{Principal, check_password, display_text, normalize_email, validate_email};
+use crate::auth::{Principal, check_password, display_text, imported, normalize_email, validate_email};
 use crate::config::Config;
 use crate::email::{self, Prepared, Template};
 use crate::http::{ApiError, ApiJson, ApiQuery, ClientInfo, LiveConfig, Page};
@@ -103,8 +103,13 @@ pub async fn show(d: D, who: Principal, id: web::Path<String>) -> Result<HttpRes
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     email: String,
-    /// Absent: the user is mailed a link to choose one.
+    /// Absent (and no `password_hash`): the user is mailed a link to
+    /// choose one.
     password: Option<String>,
+    /// Beyond API.md: a hash made by another system (bcrypt, PBKDF2-SHA256
+    /// as Django or Werkzeug write it, argon2), kept until the person's
+    /// first sign-in replaces it with latch's own; instead of `password`.
+    password_hash: Option<String>,
     name: Option<String>,
     #[serde(default)]
     roles: Vec<String>,
@@ -124,6 +129,35 @@ pub struct CreatedUser {
     invitation: Option<&'static str>,
 }
 
+/// The new account's password hash: of the password given, the hash taken
+/// in from another system as it is, or of a random password nobody knows
+/// (the invitation's reset link sets the real one).
+async fn first_hash(
+    d: &Deps,
+    cfg: &Config,
+    password: Option<String>,
+    imported: Option<String>,
+) -> Result<String, ApiError> {
+    let password = match (password, imported) {
+        (Some(_), Some(_)) => {
+            return Err(
+                AdminError::invalid("password_hash", "give password or password_hash, not both").into()
+            );
+        }
+        (None, Some(hash)) => {
+            let peppered = cfg.passwords.pepper_file.is_some();
+            imported::check(&hash, peppered).map_err(|why| AdminError::invalid("password_hash", why))?;
+            return Ok(hash);
+        }
+        (Some(p), None) => {
+            check_password(cfg, &d.breached, "password", &p)?;
+            p
+        }
+        (None, None) => random_token().map_err(AdminError::from)?,
+    };
+    Ok(d.hasher.hash(cfg.passwords.argon2, password).await?)
+}
+
 /// Creates an account, with a password or an emailed invitation.
 #[utoipa::path(post, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])), request_body = CreateUser,
     responses((status = 201, description = "Created", body = CreatedUser)))]
@@ -138,16 +172,9 @@ pub async fn create(
     let mut req = body.0;
     let email = validate_email(&req.email)?;
     let name = display_text("name", req.name.take())?;
-    let invite = req.password.is_none();
-    let password = match req.password {
-        Some(p) => {
-            check_password(&cfg, &d.breached, "password", &p)?;
-            p
-        }
-        // Nobody knows this one; the invitation's reset link sets the real one.
-        None => random_token().map_err(AdminError::from)?,
-    };
-    let phc = d.hasher.hash(cfg.passwords.argon2, password).await?;
+    let (invite, imported) =
+        (req.password.is_none() && req.password_hash.is_none(), req.password_hash.is_some());
+    let phc = first_hash(&d, &cfg, req.password.take(), req.password_hash.take()).await?;
     let token = random_token().map_err(AdminError::from)?;
     let mail = invite.then(|| {
         email::prepare(
@@ -179,7 +206,7 @@ pub async fn create(
             if queued {
                 insert_one_time(c, &hash, &uid, "password_reset", now, INVITE_TTL_SECS)?;
             }
-            let details = json!({ "roles": req.roles, "invited": invite });
+            let details = json!({ "roles": req.roles, "invited": invite, "imported_hash": imported });
             let entry = Entry {
                 action: "user_created",
                 actor_id: Some(&actor),

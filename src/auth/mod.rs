@@ -12,6 +12,7 @@ pub mod api_keys;
 mod dummy;
 mod guard;
 mod hash_memory;
+pub mod imported;
 pub mod live;
 mod password;
 mod policy;

@@ -157,7 +157,13 @@ pub fn hash_now(params: Argon2Params, pepper: Option<&[u8]>, password: &str) -> 
 /// not match, the text as typed is tried too, and a match asks for a
 /// rehash (into the normal form). That second hash runs for such text
 /// whether or not the account exists (the dummy hash goes through here).
+///
+/// A hash taken in from another system (`imported`) is checked against
+/// the text as typed, without the pepper, and always asks for a rehash.
 pub fn verify_now(params: Argon2Params, pepper: Option<&[u8]>, password: &str, phc: &str) -> Verified {
+    if let Some(ok) = super::imported::verify(password, phc) {
+        return Verified { ok, needs_rehash: true };
+    }
     let Ok(stored) = decode_phc(phc) else { return Verified { ok: false, needs_rehash: true } };
     let argon2 = Argon2::new(stored.algorithm, stored.version, stored.params);
     let fits = |typed: &str| {

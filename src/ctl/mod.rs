@@ -8,6 +8,7 @@ mod audit;
 mod backup;
 mod blocks;
 mod client;
+mod import;
 mod keys;
 mod offline;
 mod outbox;
@@ -68,7 +69,7 @@ enum Command {
     /// IP blocks: list, add, remove.
     #[command(subcommand, name = "blocked-ips")]
     BlockedIps(blocks::BlockedIpsCmd),
-    /// Accounts: add, list, show, disable, enable, unlock, reset-mfa, set-email, set-name, add-role, remove-role, delete.
+    /// Accounts: add, import, list, show, disable, enable, unlock, reset-mfa, set-email, set-name, add-role, remove-role, delete.
     #[command(subcommand)]
     Users(users::UsersCmd),
     /// Roles: list, add, remove.

@@ -32,6 +32,16 @@ pub enum UsersCmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Bring accounts over from another system: one JSON object a line
+    /// (`-`: standard input), as `{"email", "password_hash"?, "name"?,
+    /// "roles"?, "email_verified"?}`. A `password_hash` (bcrypt, Django or
+    /// Werkzeug PBKDF2-SHA256, argon2) is kept until the person's first
+    /// sign-in; a line without one mails an invitation. Addresses already
+    /// registered are counted and left as they are.
+    Import {
+        /// The file of accounts (JSON Lines).
+        file: std::path::PathBuf,
+    },
     /// List accounts (newest first).
     List {
         /// A part of the email or name.
@@ -310,6 +320,7 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
             let said = if json { None } else { invitation_said(client, &user, email) };
             (user, said)
         }
+        UsersCmd::Import { file } => return super::import::run(client, file, json),
         UsersCmd::List { query, status, page, page_size } => {
             return list(client, json, query.as_deref(), status.as_deref(), *page, *page_size);
         }

@@ -25,6 +25,7 @@ mod defense;
 mod disk;
 mod flows;
 mod harness;
+mod import;
 mod jwt_attacks;
 mod keys;
 mod lifecycle;

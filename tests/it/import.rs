@@ -1,0 +1,103 @@
+//! `latchctl users import`: accounts brought over from another system keep
+//! their passwords. The hashes come from other implementations than
+//! latch's: Python's hashlib (PBKDF2, as Django and Werkzeug store it) and
+//! libxcrypt (bcrypt `$2y$`, as PHP writes it).
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::admin_api::{admin_daemon, ctl};
+
+/// PBKDF2-HMAC-SHA256 of `password` by Python's hashlib: the derived key
+/// as base64 (Django) or hex (Werkzeug).
+fn pbkdf2(password: &str, salt: &str, iterations: u32, as_hex: bool) -> String {
+    let script = format!(
+        "import hashlib, base64, sys; k = hashlib.pbkdf2_hmac('sha256', sys.argv[1].encode(), \
+         sys.argv[2].encode(), {iterations}); print(k.hex() if {} else base64.b64encode(k).decode())",
+        if as_hex { "True" } else { "False" }
+    );
+    let out = Command::new("python3").args(["-c", &script, password, salt]).output().expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// "Imported-pass-42" under bcrypt cost 10, made by libxcrypt's crypt(3)
+/// (through Python's `crypt` module) with PHP's `$2y$` prefix.
+const BCRYPT_2Y: &str = "$2y$10$abcdefghijklmnopqrstuuFyvnHWYrHcY.BXCc5qIL7ZTpBbbq6ci";
+
+async fn login_status(d: &crate::harness::Latchd, email: &str, password: &str) -> u16 {
+    let res = d.post("/v1/auth/login", json!({ "email": email, "password": password })).await;
+    res.status().as_u16()
+}
+
+fn stored_hash(d: &crate::harness::Latchd, email: &str) -> String {
+    d.db().query_row("SELECT password_hash FROM users WHERE email = ?1", [email], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test]
+async fn imported_accounts_sign_in_with_their_old_passwords_and_are_rehashed() {
+    let (d, _) = admin_daemon("", &[]).await;
+    let django =
+        format!("pbkdf2_sha256$600000$seasalt12${}", pbkdf2("Django-pass-123", "seasalt12", 600_000, false));
+    let werkzeug =
+        format!("pbkdf2:sha256:260000$saltsalt${}", pbkdf2("Flask-pass-1234", "saltsalt", 260_000, true));
+    let lines: Vec<Value> = vec![
+        json!({ "email": "dj@example.test", "password_hash": django, "email_verified": true }),
+        json!({ "email": "php@example.test", "password_hash": BCRYPT_2Y, "email_verified": true, "roles": ["admin"] }),
+        json!({ "email": "flask@example.test", "password_hash": werkzeug, "email_verified": true, "name": "Flo" }),
+        json!({ "email": "md5@example.test", "password_hash": "md5$salt$0123456789abcdef" }),
+        json!({ "email": "root@example.test", "password_hash": BCRYPT_2Y }),
+    ];
+    let file = d.dir.path().join("accounts.jsonl");
+    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+    std::fs::write(&file, text.join("\n") + "\n\n").unwrap();
+
+    let out = ctl(&d, &["users", "import", file.to_str().unwrap()], "");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "one line was refused: {stdout} {stderr}");
+    assert_eq!(stdout.trim(), "imported 3 account(s); 1 already there; 1 refused");
+    assert!(
+        stderr.contains("accounts.jsonl:4: password_hash: not a hash latch takes in"),
+        "the refused line is named with its reason: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    for (email, password) in [
+        ("dj@example.test", "Django-pass-123"),
+        ("php@example.test", "Imported-pass-42"),
+        ("flask@example.test", "Flask-pass-1234"),
+    ] {
+        assert!(!stored_hash(&d, email).starts_with("$argon2"), "kept as imported until a sign-in");
+        assert_eq!(login_status(&d, email, "Wrong-pass-9999").await, 401, "{email}");
+        assert_eq!(login_status(&d, email, password).await, 200, "{email} signs in with the old password");
+        assert!(stored_hash(&d, email).starts_with("$argon2id$"), "{email}: replaced by latch's own hash");
+        assert_eq!(login_status(&d, email, password).await, 200, "{email} again, against the new hash");
+    }
+    assert_eq!(
+        login_status(&d, "md5@example.test", "anything-at-all").await,
+        401,
+        "the refused line made no account"
+    );
+    assert_eq!(
+        login_status(&d, "root@example.test", "Imported-pass-42").await,
+        401,
+        "an existing account is left as it was"
+    );
+
+    let roles: String = d
+        .db()
+        .query_row("SELECT group_concat(role) FROM user_roles r JOIN users u ON u.id = r.user_id WHERE u.email = 'php@example.test'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(roles, "admin", "the rest of a line is taken as `users add` takes it");
+    let imported: i64 = d
+        .db()
+        .query_row("SELECT count(*) FROM audit_log WHERE action = 'user_created' AND json_extract(details, '$.imported_hash')", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(imported, 3, "the audit log tells imported hashes apart");
+
+    // Run again: nothing new, nothing refused but the bad line.
+    let again = ctl(&d, &["--json", "users", "import", file.to_str().unwrap()], "");
+    let tally: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(tally, json!({ "imported": 0, "already_there": 4, "refused": 1 }));
+}
