@@ -129,8 +129,6 @@ pub trait Actions: Send + Sync {
         email: &'a str,
         client: &'a ClientInfo,
     ) -> Answer<'a, ()>;
-    /// What the password link `token` is while it works; `None` once it
-    /// is spent, expired or unknown. Spends nothing.
     /// What the password link `token` is now. Spends nothing.
     fn reset_link<'a>(&'a self, token: &'a str) -> Answer<'a, PasswordLink>;
     fn reset_password<'a>(
