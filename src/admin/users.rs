@@ -107,8 +107,9 @@ pub struct CreateUser {
     /// choose one.
     password: Option<String>,
     /// Beyond API.md: a hash made by another system (bcrypt, PBKDF2-SHA256
-    /// as Django or Werkzeug write it, argon2), kept until the person's
-    /// first sign-in replaces it with latch's own; instead of `password`.
+    /// or scrypt as Django or Werkzeug write them, argon2), kept until the
+    /// person's first sign-in replaces it with latch's own; instead of
+    /// `password`.
     password_hash: Option<String>,
     name: Option<String>,
     #[serde(default)]
@@ -146,8 +147,9 @@ async fn first_hash(
         }
         (None, Some(hash)) => {
             let peppered = cfg.passwords.pepper_file.is_some();
-            imported::check(&hash, peppered).map_err(|why| AdminError::invalid("password_hash", why))?;
-            return Ok(hash);
+            let stored =
+                imported::check(&hash, peppered).map_err(|why| AdminError::invalid("password_hash", why))?;
+            return Ok(stored);
         }
         (Some(p), None) => {
             check_password(cfg, &d.breached, "password", &p)?;
@@ -172,7 +174,7 @@ pub async fn create(
     let mut req = body.0;
     let email = validate_email(&req.email)?;
     let name = display_text("name", req.name.take())?;
-    let (invite, imported) =
+    let (invite, hash_taken_in) =
         (req.password.is_none() && req.password_hash.is_none(), req.password_hash.is_some());
     let phc = first_hash(&d, &cfg, req.password.take(), req.password_hash.take()).await?;
     let token = random_token().map_err(AdminError::from)?;
@@ -206,7 +208,7 @@ pub async fn create(
             if queued {
                 insert_one_time(c, &hash, &uid, "password_reset", now, INVITE_TTL_SECS)?;
             }
-            let details = json!({ "roles": req.roles, "invited": invite, "imported_hash": imported });
+            let details = json!({ "roles": req.roles, "invited": invite, "imported_hash": hash_taken_in });
             let entry = Entry {
                 action: "user_created",
                 actor_id: Some(&actor),

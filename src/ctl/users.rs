@@ -35,9 +35,9 @@ pub enum UsersCmd {
     /// Bring accounts over from another system: one JSON object a line
     /// (`-`: standard input), as `{"email", "password_hash"?, "name"?,
     /// "roles"?, "email_verified"?}`. A `password_hash` (bcrypt, Django or
-    /// Werkzeug PBKDF2-SHA256, argon2) is kept until the person's first
-    /// sign-in; a line without one mails an invitation. Addresses already
-    /// registered are counted and left as they are.
+    /// Werkzeug PBKDF2-SHA256, Werkzeug scrypt, argon2) is kept until the
+    /// person's first sign-in; a line without one mails an invitation.
+    /// Addresses already registered are counted and left as they are.
     Import {
         /// The file of accounts (JSON Lines).
         file: std::path::PathBuf,

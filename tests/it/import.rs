@@ -1,6 +1,7 @@
 //! `latchctl users import`: accounts brought over from another system keep
 //! their passwords. The hashes come from other implementations than
-//! latch's: Python's hashlib (PBKDF2, as Django and Werkzeug store it) and
+//! latch's: Python's hashlib (PBKDF2 and scrypt, as Django and Werkzeug
+//! store them) and
 //! libxcrypt (bcrypt `$2y$`, as PHP writes it).
 
 use std::process::Command;
@@ -20,6 +21,16 @@ fn pbkdf2(password: &str, salt: &str, iterations: u32, as_hex: bool) -> String {
     let out = Command::new("python3").args(["-c", &script, password, salt]).output().expect("python3");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Werkzeug 3's default: scrypt N=2^15, r=8, p=1, a 64-byte key, by
+/// Python's hashlib.
+fn werkzeug_scrypt(password: &str, salt: &str) -> String {
+    let script = "import hashlib, sys; print(hashlib.scrypt(sys.argv[1].encode(), salt=sys.argv[2].encode(), \
+                  n=32768, r=8, p=1, maxmem=132*32768*8, dklen=64).hex())";
+    let out = Command::new("python3").args(["-c", script, password, salt]).output().expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    format!("scrypt:32768:8:1${salt}${}", String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// "Imported-pass-42" under bcrypt cost 10, made by libxcrypt's crypt(3)
@@ -47,6 +58,11 @@ async fn imported_accounts_sign_in_with_their_old_passwords_and_are_rehashed() {
         json!({ "email": "php@example.test", "password_hash": BCRYPT_2Y, "email_verified": true, "roles": ["admin"] }),
         json!({ "email": "flask@example.test", "password_hash": werkzeug, "email_verified": true, "name": "Flo" }),
         json!({ "email": "md5@example.test", "password_hash": "md5$salt$0123456789abcdef" }),
+        json!({
+            "email": "flask3@example.test",
+            "password_hash": werkzeug_scrypt("Scrypt-pass-321", "Zq3salt9"),
+            "email_verified": true,
+        }),
         json!({ "email": "root@example.test", "password_hash": BCRYPT_2Y }),
     ];
     let file = d.dir.path().join("accounts.jsonl");
@@ -56,7 +72,7 @@ async fn imported_accounts_sign_in_with_their_old_passwords_and_are_rehashed() {
     let out = ctl(&d, &["users", "import", file.to_str().unwrap()], "");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "one line was refused: {stdout} {stderr}");
-    assert_eq!(stdout.trim(), "imported 3 account(s); 1 already there; 1 refused");
+    assert_eq!(stdout.trim(), "imported 4 account(s); 1 already there; 1 refused");
     assert!(
         stderr.contains("accounts.jsonl:4: password_hash: not a hash latch takes in"),
         "the refused line is named with its reason: {stderr}"
@@ -67,6 +83,7 @@ async fn imported_accounts_sign_in_with_their_old_passwords_and_are_rehashed() {
         ("dj@example.test", "Django-pass-123"),
         ("php@example.test", "Imported-pass-42"),
         ("flask@example.test", "Flask-pass-1234"),
+        ("flask3@example.test", "Scrypt-pass-321"),
     ] {
         assert!(!stored_hash(&d, email).starts_with("$argon2"), "kept as imported until a sign-in");
         assert_eq!(login_status(&d, email, "Wrong-pass-9999").await, 401, "{email}");
@@ -94,10 +111,10 @@ async fn imported_accounts_sign_in_with_their_old_passwords_and_are_rehashed() {
         .db()
         .query_row("SELECT count(*) FROM audit_log WHERE action = 'user_created' AND json_extract(details, '$.imported_hash')", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(imported, 3, "the audit log tells imported hashes apart");
+    assert_eq!(imported, 4, "the audit log tells imported hashes apart");
 
     // Run again: nothing new, nothing refused but the bad line.
     let again = ctl(&d, &["--json", "users", "import", file.to_str().unwrap()], "");
     let tally: Value = serde_json::from_slice(&again.stdout).unwrap();
-    assert_eq!(tally, json!({ "imported": 0, "already_there": 4, "refused": 1 }));
+    assert_eq!(tally, json!({ "imported": 0, "already_there": 5, "refused": 1 }));
 }
