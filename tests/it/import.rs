@@ -118,3 +118,36 @@ async fn imported_accounts_sign_in_with_their_old_passwords_and_are_rehashed() {
     let tally: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(tally, json!({ "imported": 0, "already_there": 5, "refused": 1 }));
 }
+
+/// With a pepper, latch's own hashes carry it: an argon2 hash from
+/// elsewhere (RustCrypto's argon2 here) would never match, so it is
+/// refused with the reason, while a bcrypt one is taken and rehashed with
+/// the pepper. Lines come from standard input (`-`).
+#[tokio::test]
+async fn a_peppered_daemon_takes_bcrypt_from_standard_input_and_refuses_argon2() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let secrets = tempfile::tempdir().unwrap();
+    let pepper = secrets.path().join("pepper");
+    std::fs::write(&pepper, "a pepper of at least sixteen bytes\n").unwrap();
+    let extra = format!("[passwords]\npepper_file = \"{}\"\n", pepper.display());
+    let (d, _) = admin_daemon(&extra, &[]).await;
+    let salt = SaltString::encode_b64(&[9u8; 16]).unwrap();
+    let argon2 = argon2::Argon2::default().hash_password(b"Argon2-pass-1234", &salt).unwrap().to_string();
+    let lines = [
+        json!({ "email": "argon@example.test", "password_hash": argon2, "email_verified": true }),
+        json!({ "email": "php@example.test", "password_hash": BCRYPT_2Y, "email_verified": true }),
+    ];
+    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+    let out = ctl(&d, &["users", "import", "-"], &text.join("\n"));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout} {stderr}");
+    assert_eq!(stdout.trim(), "imported 1 account(s); 0 already there; 1 refused");
+    assert!(stderr.contains("-:1: password_hash: [passwords].pepper_file is set"), "{stderr}");
+    assert_eq!(login_status(&d, "php@example.test", "Imported-pass-42").await, 200);
+    assert!(stored_hash(&d, "php@example.test").starts_with("$argon2id$"));
+    assert_eq!(
+        login_status(&d, "php@example.test", "Imported-pass-42").await,
+        200,
+        "the new hash has the pepper"
+    );
+}
