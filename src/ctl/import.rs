@@ -2,8 +2,8 @@
 //! one JSON object a line (`POST /v1/admin/users` each), so a team moving
 //! to latch keeps its people and their passwords: a line's
 //! `password_hash` (bcrypt, PBKDF2-SHA256 or scrypt as Django or Werkzeug
-//! write them, argon2) is kept until that person's first sign-in replaces it with
-//! latch's own. A line without one invites its person by mail, as
+//! write them, argon2) is kept until that person's first sign-in replaces
+//! it with latch's own. A line without one invites its person by mail, as
 //! `users add` does. An address already registered is counted, not
 //! refused, so an import that stopped half-way can be run again.
 

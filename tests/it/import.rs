@@ -37,6 +37,10 @@ fn werkzeug_scrypt(password: &str, salt: &str) -> String {
 /// (through Python's `crypt` module) with PHP's `$2y$` prefix.
 const BCRYPT_2Y: &str = "$2y$10$abcdefghijklmnopqrstuuFyvnHWYrHcY.BXCc5qIL7ZTpBbbq6ci";
 
+const ROLES_OF_PHP: &str = "SELECT group_concat(role) FROM user_roles r JOIN users u ON u.id = r.user_id \
+                            WHERE u.email = 'php@example.test'";
+const IMPORTED_ROWS: &str = "SELECT count(*) FROM audit_log WHERE action = 'user_created' AND json_extract(details, '$.imported_hash')";
+
 async fn login_status(d: &crate::harness::Latchd, email: &str, password: &str) -> u16 {
     let res = d.post("/v1/auth/login", json!({ "email": email, "password": password })).await;
     res.status().as_u16()
@@ -102,15 +106,9 @@ async fn imported_accounts_sign_in_with_their_old_passwords_and_are_rehashed() {
         "an existing account is left as it was"
     );
 
-    let roles: String = d
-        .db()
-        .query_row("SELECT group_concat(role) FROM user_roles r JOIN users u ON u.id = r.user_id WHERE u.email = 'php@example.test'", [], |r| r.get(0))
-        .unwrap();
+    let roles: String = d.db().query_row(ROLES_OF_PHP, [], |r| r.get(0)).unwrap();
     assert_eq!(roles, "admin", "the rest of a line is taken as `users add` takes it");
-    let imported: i64 = d
-        .db()
-        .query_row("SELECT count(*) FROM audit_log WHERE action = 'user_created' AND json_extract(details, '$.imported_hash')", [], |r| r.get(0))
-        .unwrap();
+    let imported: i64 = d.db().query_row(IMPORTED_ROWS, [], |r| r.get(0)).unwrap();
     assert_eq!(imported, 4, "the audit log tells imported hashes apart");
 
     // Run again: nothing new, nothing refused but the bad line.
