@@ -96,6 +96,12 @@ pub async fn create(
                 },
                 None => None,
             };
+            if let Some(scope) = owner.as_ref().and_then(|u| api_keys::beyond_owner(&row.scopes, &u.roles)) {
+                let why = format!(
+                    "its owner does not hold role {scope}, and a person's key does no more than they may"
+                );
+                return Err(refuse(AdminError::invalid("scopes", why)));
+            }
             api_keys::insert(c, &row)?;
             let details = json!({ "key_id": row.id, "name": row.name, "scopes": row.scopes });
             let entry = Entry {

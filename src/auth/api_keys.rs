@@ -24,6 +24,19 @@ const SECRET_LEN: usize = 43;
 const CHECK_LEN: usize = 6;
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
+/// Scopes a person's key holds only while its owner holds the role of the
+/// same name: a key made for someone does no more than they may.
+const OWNER_ROLE_SCOPES: &[&str] = &["admin"];
+
+fn held(scope: &str, owner_roles: &[String]) -> bool {
+    !OWNER_ROLE_SCOPES.contains(&scope) || owner_roles.iter().any(|r| r == scope)
+}
+
+/// The first of `scopes` an owner with `owner_roles` may not give a key.
+pub fn beyond_owner<'a>(scopes: &'a [String], owner_roles: &[String]) -> Option<&'a str> {
+    scopes.iter().map(String::as_str).find(|s| !held(s, owner_roles))
+}
+
 /// One key as admins see it (never the secret).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
@@ -147,6 +160,20 @@ impl ApiKeys {
         // Security: constant-time compare of the hashes, as for every secret.
         let matches = constant_time::verify_slices_are_equal(&sha256(key), &found.secret_hash).is_ok();
         (matches && found.live(crate::clock::now_unix())).then_some(found)
+    }
+
+    /// `key` with its scopes narrowed to what its owner may do now. A
+    /// person's key keeps `admin` only while they hold role `admin`, read
+    /// at the call (one read, and only for such a key: admin calls are
+    /// rare), so a role taken away holds from the very next request.
+    pub async fn narrowed(&self, mut key: ApiKey) -> Result<ApiKey, StoreError> {
+        let Some(owner) = key.owner_id.clone() else { return Ok(key) };
+        if !key.scopes.iter().any(|s| OWNER_ROLE_SCOPES.contains(&s.as_str())) {
+            return Ok(key);
+        }
+        let roles = self.store.read(move |c| super::queries::roles_of(c, &owner)).await?;
+        key.scopes.retain(|s| held(s, &roles));
+        Ok(key)
     }
 
     /// Makes a key (not yet stored: `insert` does that in the caller's write).

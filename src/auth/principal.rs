@@ -156,9 +156,10 @@ impl FromRequest for Principal {
         }
         if let Some(token) = bearer(req).filter(|t| t.starts_with("latch_")) {
             let auth = req.app_data::<web::Data<Authenticator>>().cloned();
-            let key = auth.and_then(|a| a.api_keys.check(&token));
             return Box::pin(async move {
-                let key = key.ok_or(AuthError::Unauthorized)?;
+                let auth = auth.ok_or(AuthError::Unauthorized)?;
+                let key = auth.api_keys.check(&token).ok_or(AuthError::Unauthorized)?;
+                let key = auth.api_keys.narrowed(key).await.map_err(AuthError::from)?;
                 Ok(Principal::ApiKey { id: key.id, scopes: key.scopes })
             });
         }

@@ -18,7 +18,8 @@ pub enum ApiKeysCmd {
         /// When it stops working (RFC 3339), default never.
         #[arg(long, value_name = "TIME")]
         expires_at: Option<String>,
-        /// The user it acts for (id or email).
+        /// The user it acts for (id or email); it works only while they do,
+        /// and scope admin only while they hold role admin.
         #[arg(long, value_name = "USER", value_parser = super::named)]
         owner: Option<String>,
     },

@@ -72,7 +72,9 @@ async fn examine(
         return Ok(inactive());
     }
     if token.starts_with("latch_") {
-        return Ok(auth.api_keys.peek(token).map_or_else(inactive, |k| Introspection {
+        let Some(key) = auth.api_keys.peek(token) else { return Ok(inactive()) };
+        let k = auth.api_keys.narrowed(key).await?;
+        return Ok(Introspection {
             active: true,
             token_type: Some("api_key"),
             sub: k.owner_id,
@@ -80,7 +82,7 @@ async fn examine(
             exp: k.expires_at,
             iat: Some(k.created_at),
             ..inactive()
-        }));
+        });
     }
     if token.matches('.').count() == 2 {
         let Some(claims) = auth.signer.validate(token, cfg) else { return Ok(inactive()) };

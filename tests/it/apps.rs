@@ -133,7 +133,7 @@ async fn a_persons_keys_stop_when_they_are_disabled_or_deleted() {
     let (d, admin) = with_admin().await;
     let probe = make_key(&d, "probe", &["introspect"], &[])["key"].as_str().unwrap().to_string();
     for (email, by_self) in [("kai@example.test", false), ("lou@example.test", true)] {
-        let body = json!({"email": email, "password": PASSWORD, "roles": [], "email_verified": true});
+        let body = json!({"email": email, "password": PASSWORD, "roles": ["admin"], "email_verified": true});
         let user: Value = d.post_auth("/v1/admin/users", &admin, body).await.json().await.unwrap();
         let owner = user["id"].as_str().unwrap();
         let key =
@@ -160,4 +160,42 @@ async fn a_persons_keys_stop_when_they_are_disabled_or_deleted() {
         assert_eq!(works(&d, &key).await, 401, "gone with its owner");
         assert_eq!(introspect(&d, &probe, &key).await.json::<Value>().await.unwrap()["active"], false);
     }
+}
+
+/// A key made for a person does no more than they may: scope `admin` only
+/// for an owner who holds role `admin`, and only while they hold it (a
+/// person's key kept administering after their role was taken away).
+#[tokio::test]
+async fn a_persons_key_administers_only_while_they_hold_role_admin() {
+    let (d, admin) = with_admin().await;
+    let probe = make_key(&d, "probe", &["introspect"], &[])["key"].as_str().unwrap().to_string();
+    let body = json!({"email": "mo@example.test", "password": PASSWORD, "roles": [], "email_verified": true});
+    let mo: Value = d.post_auth("/v1/admin/users", &admin, body).await.json().await.unwrap();
+    let wanted = json!({"name": "mo's", "scopes": ["admin"], "owner_id": mo["id"]});
+    let refused =
+        assert_problem(d.post_auth("/v1/admin/api-keys", &admin, wanted).await, 400, "invalid-request").await;
+    assert_eq!(refused["errors"][0]["field"], "scopes", "{refused}");
+    let by_ctl = ctl(
+        &d,
+        &["api-keys", "create", "--name", "mo's", "--scope", "admin", "--owner", "mo@example.test"],
+        "",
+    );
+    let said = String::from_utf8_lossy(&by_ctl.stderr);
+    assert!(!by_ctl.status.success() && said.contains("does not hold role admin"), "{said}");
+    let count: i64 = d.db().query_row("SELECT count(*) FROM api_keys", [], |r| r.get(0)).unwrap();
+    assert_eq!(count, 1, "only the probe was made");
+
+    let roles = |verb: &'static str| ctl(&d, &["users", verb, "mo@example.test", "admin"], "");
+    assert!(roles("add-role").status.success());
+    let key = make_key(&d, "mo's", &["admin", "introspect"], &["--owner", "mo@example.test"]);
+    let key = key["key"].as_str().unwrap().to_string();
+    let scope = |k: Value| k["scope"].clone();
+    assert_eq!(works(&d, &key).await, 200);
+    assert_eq!(scope(introspect(&d, &probe, &key).await.json().await.unwrap()), "admin introspect");
+    assert!(roles("remove-role").status.success());
+    assert_eq!(works(&d, &key).await, 403, "the very next request");
+    assert_eq!(scope(introspect(&d, &probe, &key).await.json().await.unwrap()), "introspect");
+    assert_eq!(introspect(&d, &key, &probe).await.status(), 200, "what the person may do, it still does");
+    assert!(roles("add-role").status.success());
+    assert_eq!(works(&d, &key).await, 200, "back with the role");
 }
