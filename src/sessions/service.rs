@@ -16,7 +16,7 @@ use crate::auth::{
 use crate::config::Config;
 use crate::http::ClientInfo;
 use crate::keys::MasterKey;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::telemetry::auth_event as count;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -268,7 +268,7 @@ impl NewLogin {
     /// inserts the session and its first refresh token and audits the
     /// login. `None` if the password changed (a reset) or the account was
     /// disabled since the check: the old password no longer counts.
-    pub fn insert(self, c: &rusqlite::Connection) -> Result<Option<Issued>, crate::store::StoreError> {
+    pub fn insert(self, c: &rusqlite::Connection) -> Result<Option<Issued>, StoreError> {
         let uid = &self.user_id;
         if !queries::may_still_log_in(c, uid, &self.checked_hash)? {
             return Ok(None);
@@ -329,61 +329,21 @@ pub async fn refresh(
     token: &str,
     client: &ClientInfo,
 ) -> Result<TokenResponse, SessionError> {
-    let (store, key) = (&d.store, &d.key);
-    let presented = Presented::parse(token);
     let successor = Secret::new()?;
-    let refresh_ttl = secs(cfg.tokens.refresh_ttl.0);
     let grace = secs(cfg.tokens.refresh_reuse_grace.0);
     // With a grace window the successor is kept (sealed) so a retry of the
     // spent token can be answered with the same successor.
-    let sealed = if grace > 0 { Some(key.seal(SUCCESSOR_PURPOSE, successor.bytes())?) } else { None };
-    let (caller, key) = (client.clone(), key.clone());
-    let rotation = store
-        .write(move |c| {
-            let now = crate::clock::now_unix();
-            let Some(row) = queries::find_refresh(c, &presented, now)? else { return Ok(Rotation::Invalid) };
-            if !row.session_live || !row.user_active {
-                return Ok(Rotation::Invalid);
-            }
-            if let Some(used_at) = row.used_at {
-                if let Some(retry) = within_grace(c, &key, row.id, now, used_at, grace)? {
-                    let roles = roles_of(c, &row.user_id)?;
-                    return Ok(Rotation::Rotated(Issued {
-                        user: UserBrief { id: row.user_id, email: row.email, roles },
-                        session_id: row.session_id,
-                        amr: row.amr.split(' ').map(str::to_string).collect(),
-                        refresh_token: retry.0,
-                        refresh_expires_in: retry.1 - now,
-                    }));
-                }
-                revoke_session(c, &row.session_id, "refresh_token_reused", now)?;
-                let details = json!({ "session_id": row.session_id });
-                audit::record(
-                    c,
-                    &Entry::by_user("refresh_token_reused", &row.user_id, &caller).with(details),
-                )?;
-                return Ok(Rotation::Reused);
-            }
-            if row.expires_at <= now {
-                return Ok(Rotation::Invalid);
-            }
-            let expires = (now + refresh_ttl).min(row.session_expires_at);
-            let successor_id = queries::insert_refresh(c, &successor.hash(), &row.session_id, now, expires)?;
-            queries::spend_refresh(c, row.id, now, successor_id, sealed.as_deref())?;
-            if queries::worth_touching(&row, now, &caller.ip) {
-                queries::touch_session(c, &row.session_id, now, &caller.ip)?;
-            }
-            let roles = roles_of(c, &row.user_id)?;
-            Ok(Rotation::Rotated(Issued {
-                user: UserBrief { id: row.user_id, email: row.email, roles },
-                session_id: row.session_id,
-                amr: row.amr.split(' ').map(str::to_string).collect(),
-                refresh_token: successor.token(successor_id),
-                refresh_expires_in: expires - now,
-            }))
-        })
-        .await?;
-    match rotation {
+    let sealed = if grace > 0 { Some(d.key.seal(SUCCESSOR_PURPOSE, successor.bytes())?) } else { None };
+    let spend = Spend {
+        presented: Presented::parse(token),
+        successor,
+        sealed,
+        key: d.key.clone(),
+        refresh_ttl: secs(cfg.tokens.refresh_ttl.0),
+        grace,
+        caller: client.clone(),
+    };
+    match d.store.write(move |c| rotate(c, &spend)).await? {
         Rotation::Invalid => {
             count("refresh", "failure");
             Err(SessionError::InvalidToken)
@@ -400,6 +360,62 @@ pub async fn refresh(
     }
 }
 
+/// What a refresh's write transaction needs, made before it starts.
+struct Spend {
+    presented: Presented,
+    successor: Secret,
+    sealed: Option<Vec<u8>>,
+    key: MasterKey,
+    refresh_ttl: i64,
+    grace: i64,
+    caller: ClientInfo,
+}
+
+/// The refresh's write: decides and records what the presented token gets.
+fn rotate(c: &rusqlite::Connection, s: &Spend) -> Result<Rotation, StoreError> {
+    let now = crate::clock::now_unix();
+    let Some(row) = queries::find_refresh(c, &s.presented, now)? else { return Ok(Rotation::Invalid) };
+    if !row.session_live || !row.user_active {
+        return Ok(Rotation::Invalid);
+    }
+    if let Some(used_at) = row.used_at {
+        if let Some((retry, expires)) = within_grace(c, &s.key, row.id, now, used_at, s.grace)? {
+            return issue(c, row, retry, expires - now);
+        }
+        revoke_session(c, &row.session_id, "refresh_token_reused", now)?;
+        let details = json!({ "session_id": row.session_id });
+        audit::record(c, &Entry::by_user("refresh_token_reused", &row.user_id, &s.caller).with(details))?;
+        return Ok(Rotation::Reused);
+    }
+    if row.expires_at <= now {
+        return Ok(Rotation::Invalid);
+    }
+    let expires = (now + s.refresh_ttl).min(row.session_expires_at);
+    let successor_id = queries::insert_refresh(c, &s.successor.hash(), &row.session_id, now, expires)?;
+    queries::spend_refresh(c, row.id, now, successor_id, s.sealed.as_deref())?;
+    if queries::worth_touching(&row, now, &s.caller.ip) {
+        queries::touch_session(c, &row.session_id, now, &s.caller.ip)?;
+    }
+    issue(c, row, s.successor.token(successor_id), expires - now)
+}
+
+/// The session of `row` answered with `refresh_token`, its roles as of now.
+fn issue(
+    c: &rusqlite::Connection,
+    row: queries::RefreshRow,
+    refresh_token: String,
+    refresh_expires_in: i64,
+) -> Result<Rotation, StoreError> {
+    let roles = roles_of(c, &row.user_id)?;
+    Ok(Rotation::Rotated(Issued {
+        user: UserBrief { id: row.user_id, email: row.email, roles },
+        session_id: row.session_id,
+        amr: row.amr.split(' ').map(str::to_string).collect(),
+        refresh_token,
+        refresh_expires_in,
+    }))
+}
+
 const SUCCESSOR_PURPOSE: &[u8] = b"refresh successor";
 
 /// The still-unused successor of a token spent less than `grace` seconds
@@ -412,7 +428,7 @@ fn within_grace(
     now: i64,
     used_at: i64,
     grace: i64,
-) -> Result<Option<(String, i64)>, crate::store::StoreError> {
+) -> Result<Option<(String, i64)>, StoreError> {
     // Spent "later" than now: the clock was set back since, and how long
     // ago it really was is unknown; a reuse, not a retry, to be safe.
     if grace <= 0 || !(0..=grace).contains(&(now - used_at)) {
