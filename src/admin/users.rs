@@ -418,7 +418,7 @@ pub async fn patch(
     let (uid, mut p) = (id.clone(), body.0);
     p.name = p.name.take().map(|name| display_text("name", name)).transpose()?;
     let unlock = p.unlock == Some(true);
-    let status_set = p.status.is_some();
+    let new_status = p.status.clone();
     let address = p.email.as_deref().map(NewAddress::parse).transpose()?;
     let mails = PatchMails::build(&d, &cfg, &id, &p, address.as_ref()).await?;
     let cap = cfg.email.max_per_recipient;
@@ -436,11 +436,12 @@ pub async fn patch(
         })
         .await
         .map_err(refusal)?;
+    // Their keys follow at once: not after the read below, nor never if it fails.
+    if let Some(status) = new_status {
+        d.api_keys.suspend_owner(&id, status == "disabled");
+    }
     d.outbox.wake.notify_one();
     let user = load(&d, id).await?;
-    if status_set {
-        d.api_keys.suspend_owner(&user.id, user.status == "disabled");
-    }
     if unlock {
         d.defense.clear_login_failures(&user.email_norm).await.map_err(AdminError::from)?;
     }
