@@ -50,6 +50,20 @@ pub fn write_config(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
+/// A file holding `contents` alone in a new directory, as an operator
+/// keeps a secret beside the config; the directory goes with the guard.
+pub fn secret_file(name: &str, contents: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).expect("write secret file");
+    (dir, path)
+}
+
+/// `[tokens]` signing HS256 with the shared secret in file `secret`.
+pub fn hs256_tokens(secret: &Path) -> String {
+    format!("\n[tokens]\nalgorithm = \"HS256\"\nsecret_file = {:?}\n", secret.display().to_string())
+}
+
 /// Limits no test trips unless it is about them: tests that hammer the
 /// daemon for other reasons (overload, queues, races) stay deterministic.
 /// A test about a defense writes its own `[rate_limits]`, `[defense]` or

@@ -9,6 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::admin_api::{admin_daemon, ctl};
+use crate::harness::secret_file;
 
 /// PBKDF2-HMAC-SHA256 of `password` by Python's hashlib: the derived key
 /// as base64 (Django) or hex (Werkzeug).
@@ -124,9 +125,7 @@ async fn imported_accounts_sign_in_with_their_old_passwords_and_are_rehashed() {
 #[tokio::test]
 async fn a_peppered_daemon_takes_bcrypt_from_standard_input_and_refuses_argon2() {
     use argon2::password_hash::{PasswordHasher, SaltString};
-    let secrets = tempfile::tempdir().unwrap();
-    let pepper = secrets.path().join("pepper");
-    std::fs::write(&pepper, "a pepper of at least sixteen bytes\n").unwrap();
+    let (_secrets, pepper) = secret_file("pepper", "a pepper of at least sixteen bytes\n");
     let extra = format!("[passwords]\npepper_file = \"{}\"\n", pepper.display());
     let (d, _) = admin_daemon(&extra, &[]).await;
     let salt = SaltString::encode_b64(&[9u8; 16]).unwrap();

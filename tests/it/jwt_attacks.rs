@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 
-use crate::harness::{Latchd, base_config, write_config};
+use crate::harness::{Latchd, base_config, hs256_tokens, secret_file, write_config};
 use crate::reliability::Table;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -120,11 +120,8 @@ async fn signature_and_header_attacks_on_eddsa_tokens_are_refused() {
 
 #[tokio::test]
 async fn claim_attacks_with_valid_signatures_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("hs256.key");
-    std::fs::write(&secret, SECRET).unwrap();
-    let extra =
-        format!("[tokens]\nalgorithm = \"HS256\"\nsecret_file = {:?}\n", secret.display().to_string());
+    let (_dir, secret) = secret_file("hs256.key", SECRET);
+    let extra = hs256_tokens(&secret);
     let (d, real) = signed_in(&extra).await;
     let (header, claims) = (part(&real, 0), part(&real, 1));
     let sign = |h: &Value, c: &Value| hs256(SECRET.as_bytes(), h, c);

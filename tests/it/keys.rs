@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::admin_api::{admin_daemon, ctl, ok_json};
 use crate::flows::{PASSWORD, login};
-use crate::harness::{Latchd, assert_problem};
+use crate::harness::{Latchd, assert_problem, hs256_tokens, secret_file};
 use crate::tokens::{header_of, pyjwt_verify};
 
 const ISSUER: &str = "https://localhost:8443";
@@ -122,10 +122,8 @@ async fn rotate_now_switches_at_once_and_revoke_ends_a_keys_tokens() {
 
 #[tokio::test]
 async fn hs256_has_no_keys_to_rotate() {
-    let secret_dir = tempfile::tempdir().unwrap();
-    let secret = secret_dir.path().join("hs256.key");
-    std::fs::write(&secret, "0123456789abcdef0123456789abcdef-shared\n").unwrap();
-    let extra = format!("\n[tokens]\nalgorithm = \"HS256\"\nsecret_file = \"{}\"\n", secret.display());
+    let (_secret_dir, secret) = secret_file("hs256.key", "0123456789abcdef0123456789abcdef-shared\n");
+    let extra = hs256_tokens(&secret);
     let d = with_admin(&extra, &[]).await;
     let out = ctl(&d, &["keys", "rotate"], "");
     assert!(!out.status.success());

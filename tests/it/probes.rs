@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 
 use crate::flows::{PASSWORD, login, register_verified, with_smtp};
-use crate::harness::{Latchd, assert_problem, base_config, spawn, write_config};
+use crate::harness::{Latchd, assert_problem, base_config, hs256_tokens, secret_file, spawn, write_config};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-probe";
 
@@ -27,11 +27,8 @@ fn claims_of(jwt: &str) -> Value {
 
 #[tokio::test]
 async fn forged_tokens_with_a_future_nbf_a_crit_header_or_an_oversized_body_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("hs256.key");
-    std::fs::write(&secret, SECRET).unwrap();
-    let extra =
-        format!("\n[tokens]\nalgorithm = \"HS256\"\nsecret_file = {:?}\n", secret.display().to_string());
+    let (_dir, secret) = secret_file("hs256.key", SECRET);
+    let extra = hs256_tokens(&secret);
     let (d, smtp) = with_smtp(&extra).await;
     register_verified(&d, &smtp, "forge@example.test", 0).await;
     let real = login(&d, "forge@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::flows::{PASSWORD, login, register_verified, with_smtp};
-use crate::harness::{Latchd, assert_problem};
+use crate::harness::{Latchd, assert_problem, hs256_tokens, secret_file};
 
 /// Verifies `token` with PyJWT (`tests/support/verify_jwt.py`).
 pub fn pyjwt_verify(
@@ -72,10 +72,8 @@ async fn access_tokens_verify_with_pyjwt_against_the_jwks() {
 
 #[tokio::test]
 async fn hs256_mode_signs_with_the_shared_secret() {
-    let secret_dir = tempfile::tempdir().unwrap();
-    let secret = secret_dir.path().join("hs256.key");
-    std::fs::write(&secret, "0123456789abcdef0123456789abcdef-shared\n").unwrap();
-    let extra = format!("\n[tokens]\nalgorithm = \"HS256\"\nsecret_file = \"{}\"\n", secret.display());
+    let (_secret_dir, secret) = secret_file("hs256.key", "0123456789abcdef0123456789abcdef-shared\n");
+    let extra = hs256_tokens(&secret);
     let (d, smtp) = with_smtp(&extra).await;
     register_verified(&d, &smtp, "judy@example.test", 0).await;
     let at = login(&d, "judy@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
