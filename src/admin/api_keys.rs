@@ -19,7 +19,8 @@ type D = web::Data<Deps>;
     responses((status = 200, description = "Every key (never a secret)", body = Items<ApiKey>)))]
 pub async fn list(d: D, who: Principal) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    Ok(HttpResponse::Ok().json(Items { items: d.api_keys.list() }))
+    let items = d.api_keys.list_with_idle_scopes().await.map_err(AdminError::from)?;
+    Ok(HttpResponse::Ok().json(Items { items }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

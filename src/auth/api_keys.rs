@@ -59,6 +59,9 @@ pub struct ApiKey {
     /// Beyond API.md: its owner is disabled, so it does not work until
     /// they are enabled again (as their sessions ended with the disabling).
     pub suspended: bool,
+    /// Beyond API.md: scopes not in force now, as the owner does not hold
+    /// the role of the same name (filled in for listings only).
+    pub idle_scopes: Vec<String>,
     #[serde(skip)]
     secret_hash: Vec<u8>,
 }
@@ -196,6 +199,7 @@ impl ApiKeys {
             revoked_at: None,
             last_used_at: None,
             suspended: false,
+            idle_scopes: Vec::new(),
             secret_hash: sha256(&secret),
         };
         Ok(Minted { key, secret })
@@ -236,7 +240,18 @@ impl ApiKeys {
         }
     }
 
-    pub fn list(&self) -> Vec<ApiKey> {
+    /// Every key as `list` has it, each with the scopes its owner's roles
+    /// leave idle now (a read for each person's key with such a scope).
+    pub async fn list_with_idle_scopes(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let mut all = self.list();
+        for k in &mut all {
+            let held = self.narrowed(k.clone()).await?.scopes;
+            k.idle_scopes = k.scopes.iter().filter(|s| !held.contains(s)).cloned().collect();
+        }
+        Ok(all)
+    }
+
+    fn list(&self) -> Vec<ApiKey> {
         let used = self.used.lock().map(|u| u.clone()).unwrap_or_default();
         let mut all: Vec<ApiKey> =
             self.keys.read().map(|k| k.values().cloned().collect()).unwrap_or_default();
@@ -296,6 +311,7 @@ fn all_keys(c: &Connection) -> Result<Vec<ApiKey>, StoreError> {
             revoked_at: r.get(7)?,
             last_used_at: r.get(8)?,
             suspended: r.get(9)?,
+            idle_scopes: Vec::new(),
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)

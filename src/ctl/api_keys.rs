@@ -35,15 +35,18 @@ pub enum ApiKeysCmd {
 
 fn cells(k: &Value) -> Vec<String> {
     let scopes: Vec<&str> = k["scopes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let idle: Vec<&str> =
+        k["idle_scopes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let state = match (k["revoked_at"].is_string(), k["suspended"] == true) {
-        (true, _) => "revoked",
-        (false, true) => "suspended (owner disabled)",
-        (false, false) => "active",
+        (true, _) => "revoked".to_string(),
+        (false, true) => "suspended (owner disabled)".to_string(),
+        (false, false) if idle.is_empty() => "active".to_string(),
+        (false, false) => format!("active; {} idle (owner lacks the role)", idle.join(",")),
     };
     vec![
         cell(k, "id", "?"),
         cell(k, "name", "?"),
-        state.into(),
+        state,
         scopes.join(","),
         cell(k, "expires_at", "never"),
         cell(k, "last_used_at", "never"),

@@ -196,6 +196,15 @@ async fn a_persons_key_administers_only_while_they_hold_role_admin() {
     assert_eq!(works(&d, &key).await, 403, "the very next request");
     assert_eq!(scope(introspect(&d, &probe, &key).await.json().await.unwrap()), "introspect");
     assert_eq!(introspect(&d, &key, &probe).await.status(), 200, "what the person may do, it still does");
+    let idle = |d: &Latchd| {
+        let listed = ok_json(ctl(d, &["--json", "api-keys", "list"], ""));
+        listed["items"].as_array().unwrap().iter().find(|k| k["name"] == "mo's").unwrap()["idle_scopes"]
+            .clone()
+    };
+    assert_eq!(idle(&d), json!(["admin"]), "the listing says why it is refused");
+    let table = String::from_utf8_lossy(&ctl(&d, &["api-keys", "list"], "").stdout).into_owned();
+    assert!(table.contains("active; admin idle (owner lacks the role)"), "{table}");
     assert!(roles("add-role").status.success());
     assert_eq!(works(&d, &key).await, 200, "back with the role");
+    assert_eq!(idle(&d), json!([]));
 }
