@@ -178,15 +178,7 @@ pub async fn create(
         (req.password.is_none() && req.password_hash.is_none(), req.password_hash.is_some());
     let phc = first_hash(&d, &cfg, req.password.take(), req.password_hash.take()).await?;
     let token = random_token().map_err(AdminError::from)?;
-    let mail = invite.then(|| {
-        email::prepare(
-            &cfg,
-            &d.key,
-            &email,
-            &Template::Invitation { token: token.clone(), hours: INVITE_TTL_SECS / 3600 },
-        )
-    });
-    let mail = mail.transpose().map_err(AdminError::from)?;
+    let mail = if invite { Some(invitation_mail(&d, &cfg, &email, &token)?) } else { None };
     let (id, actor, cap) = (uuid::Uuid::now_v7().to_string(), who.actor(), cfg.email.max_per_recipient);
     let (uid, hash) = (id.clone(), token_hash(&token));
     let queued = d
@@ -224,6 +216,12 @@ pub async fn create(
     d.outbox.wake.notify_one();
     let invitation = invite.then_some(if queued { "queued" } else { "not_sent" });
     Ok(HttpResponse::Created().json(CreatedUser { user: load(&d, id).await?, invitation }))
+}
+
+/// The mail inviting `email` to choose a password with `token`.
+fn invitation_mail(d: &Deps, cfg: &Config, email: &str, token: &str) -> Result<Prepared, AdminError> {
+    let template = Template::Invitation { token: token.to_string(), hours: INVITE_TTL_SECS / 3600 };
+    Ok(email::prepare(cfg, &d.key, email, &template)?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
