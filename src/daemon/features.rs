@@ -66,18 +66,7 @@ async fn services(
     cancel: &CancellationToken,
 ) -> anyhow::Result<(Services, backup::archive::Finisher)> {
     let cfg = shared.load_full();
-    let pepper = read_pepper(cfg.passwords.pepper_file.as_deref()).map_err(anyhow::Error::msg)?;
-    let hasher = Hasher::start(pepper, cfg.passwords.max_queue_wait.0);
-    let dummy = Arc::new(DummyParams::default());
-    dummy.recount(store).await;
-    // Security: make the dummy hash now, off the request path; otherwise the
-    // first unknown-email login would pay for it and stand out by ~20 ms.
-    let (primer, params) = (hasher.clone(), dummy.get(cfg.passwords.argon2));
-    tracker.spawn(async move {
-        if let Err(e) = primer.verify_dummy(params, String::new()).await {
-            tracing::warn!(error = %e, "could not prepare the dummy password hash");
-        }
-    });
+    let (hasher, dummy) = password_hashing(&cfg, store, tracker).await?;
     let signer = Arc::new(Signer::load(store, &key, &cfg).await?);
     let live = LiveView::watching(store).await?;
     let list = cfg.passwords.breached_list.as_deref();
@@ -130,6 +119,28 @@ async fn services(
         backups,
     };
     Ok((services, archive))
+}
+
+/// The hashing pool, and the dummy hash an unknown address's login checks
+/// (made now, in the background).
+async fn password_hashing(
+    cfg: &Config,
+    store: &Store,
+    tracker: &TaskTracker,
+) -> anyhow::Result<(Hasher, Arc<DummyParams>)> {
+    let pepper = read_pepper(cfg.passwords.pepper_file.as_deref()).map_err(anyhow::Error::msg)?;
+    let hasher = Hasher::start(pepper, cfg.passwords.max_queue_wait.0);
+    let dummy = Arc::new(DummyParams::default());
+    dummy.recount(store).await;
+    // Security: make the dummy hash now, off the request path; otherwise the
+    // first unknown-email login would pay for it and stand out by ~20 ms.
+    let (primer, params) = (hasher.clone(), dummy.get(cfg.passwords.argon2));
+    tracker.spawn(async move {
+        if let Err(e) = primer.verify_dummy(params, String::new()).await {
+            tracing::warn!(error = %e, "could not prepare the dummy password hash");
+        }
+    });
+    Ok((hasher, dummy))
 }
 
 pub async fn start(
