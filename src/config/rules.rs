@@ -53,26 +53,9 @@ pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Confi
     let state_dir = paths.resolve(raw.server.state_dir.as_deref().unwrap_or(Path::new(default_state)));
     let key_file = raw.server.key_file.as_deref().filter(|p| !p.as_os_str().is_empty());
     let state = StateDir::new(state_dir, key_file.map(|p| paths.resolve(p)));
-    let public_url = raw.server.public_url.clone().unwrap_or_else(|| "https://localhost:8443".into());
-    let public_host = url_host(&public_url).ok_or_else(|| {
-        invalid(
-            "server.public_url",
-            "expected an absolute http(s) URL like \"https://auth.example.lan:8443\"",
-        )
-    })?;
-    if let Some(part) = url_extra(&public_url) {
-        // Links are built by appending paths to it, and it is the tokens' `iss`.
-        let reason =
-            format!("must not have {part}: mail links are built by appending to it, and it is the `iss`");
-        return Err(invalid("server.public_url", reason));
-    }
+    let (public_url, public_host) = public_url(&raw)?;
     let listeners = listeners(&raw, &paths)?;
-    let tls = match (&raw.tls.cert, &raw.tls.key) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert: paths.resolve(cert), key: paths.resolve(key) }),
-        (None, None) => None,
-        (Some(_), None) => return Err(invalid("tls.cert", "tls.key must be set together with tls.cert")),
-        (None, Some(_)) => return Err(invalid("tls.key", "tls.cert must be set together with tls.key")),
-    };
+    let tls = tls_files(&raw, &paths)?;
     let admin_socket = raw.admin.socket.as_deref().map_or_else(|| state.admin_socket(), |p| paths.resolve(p));
     // The email links default to latch's own pages at `public_url`.
     let base = public_url.trim_end_matches('/');
@@ -83,20 +66,7 @@ pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Confi
     check_passwords(&raw)?;
     check_misc(&raw)?;
     check_defense(&raw)?;
-    for p in [
-        &mut raw.tokens.secret_file,
-        &mut raw.passwords.pepper_file,
-        &mut raw.passwords.breached_list,
-        &mut raw.log.file,
-        &mut raw.backup.dir,
-        &mut raw.backup.archive_dir,
-    ] {
-        paths.resolve_opt(p);
-    }
-    if let Some(smtp) = &mut raw.smtp {
-        paths.resolve_opt(&mut smtp.password_file);
-        paths.resolve_opt(&mut smtp.ca_file);
-    }
+    resolve_files(&mut raw, &paths);
     Ok(Config {
         // The file's own path is relative to the working directory, not to
         // its folder (that is for the paths inside it).
@@ -121,6 +91,52 @@ pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Confi
         backup: raw.backup,
         pages: raw.pages,
     })
+}
+
+/// `server.public_url` (default `https://localhost:8443`) and its host.
+fn public_url(raw: &RawConfig) -> Result<(String, String), ConfigError> {
+    let public_url = raw.server.public_url.clone().unwrap_or_else(|| "https://localhost:8443".into());
+    let public_host = url_host(&public_url).ok_or_else(|| {
+        invalid(
+            "server.public_url",
+            "expected an absolute http(s) URL like \"https://auth.example.lan:8443\"",
+        )
+    })?;
+    if let Some(part) = url_extra(&public_url) {
+        // Links are built by appending paths to it, and it is the tokens' `iss`.
+        let reason =
+            format!("must not have {part}: mail links are built by appending to it, and it is the `iss`");
+        return Err(invalid("server.public_url", reason));
+    }
+    Ok((public_url, public_host))
+}
+
+/// `[tls]`: both files or neither (then a generated certificate).
+fn tls_files(raw: &RawConfig, paths: &Paths) -> Result<Option<TlsFiles>, ConfigError> {
+    match (&raw.tls.cert, &raw.tls.key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert: paths.resolve(cert), key: paths.resolve(key) })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(invalid("tls.cert", "tls.key must be set together with tls.cert")),
+        (None, Some(_)) => Err(invalid("tls.key", "tls.cert must be set together with tls.key")),
+    }
+}
+
+/// Every other file named in the config, relative to the config's folder.
+fn resolve_files(raw: &mut RawConfig, paths: &Paths) {
+    for p in [
+        &mut raw.tokens.secret_file,
+        &mut raw.passwords.pepper_file,
+        &mut raw.passwords.breached_list,
+        &mut raw.log.file,
+        &mut raw.backup.dir,
+        &mut raw.backup.archive_dir,
+    ] {
+        paths.resolve_opt(p);
+    }
+    if let Some(smtp) = &mut raw.smtp {
+        paths.resolve_opt(&mut smtp.password_file);
+        paths.resolve_opt(&mut smtp.ca_file);
+    }
 }
 
 /// `localhost` or a loopback address.
