@@ -9,6 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::admin_api::{admin_daemon, ctl};
+use crate::flows::metric;
 use crate::harness::secret_file;
 
 /// PBKDF2-HMAC-SHA256 of `password` by Python's hashlib: the derived key
@@ -147,4 +148,42 @@ async fn a_peppered_daemon_takes_bcrypt_from_standard_input_and_refuses_argon2()
         200,
         "the new hash has the pepper"
     );
+}
+
+/// Several lines go at once, so the daemon commits their accounts together
+/// (not one at a time, each waiting for its own fsync), and refused lines are
+/// still told in the file's order.
+#[tokio::test]
+async fn a_large_import_commits_lines_together_and_tells_refusals_in_order() {
+    let (d, _) = admin_daemon("", &[]).await;
+    let bad = [3, 150, 399];
+    let lines: Vec<String> = (1..=400)
+        .map(|n| match n {
+            _ if bad.contains(&n) => {
+                json!({ "email": format!("bad{n}@example.test"), "password_hash": "md5$x$y" })
+            }
+            _ => json!({ "email": format!("p{n}@example.test"), "password_hash": BCRYPT_2Y }),
+        })
+        .map(|line| line.to_string())
+        .collect();
+    let file = d.dir.path().join("many.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let commits = "latch_db_commit_batch_size_count";
+    let (jobs_before, commits_before) =
+        (metric(&d, "latch_db_commit_batch_size_sum").await, metric(&d, commits).await);
+    let started = std::time::Instant::now();
+    let out = ctl(&d, &["users", "import", file.to_str().unwrap()], "");
+    let took = started.elapsed();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim(), "imported 397 account(s); 0 already there; 3 refused", "{stderr}");
+    // `latchctl: …/many.jsonl:150: password_hash: not a hash …`
+    let told = stderr.lines().filter_map(|l| l.split(": password_hash:").next()?.rsplit(':').next());
+    assert_eq!(told.collect::<Vec<_>>(), ["3", "150", "399"], "{stderr}");
+    let users: i64 =
+        d.db().query_row("SELECT count(*) FROM users WHERE email LIKE 'p%'", [], |r| r.get(0)).unwrap();
+    assert_eq!(users, 397);
+    let jobs = metric(&d, "latch_db_commit_batch_size_sum").await - jobs_before;
+    let commits = metric(&d, commits).await - commits_before;
+    println!("400 lines in {took:?}: {jobs} write jobs in {commits} commits");
+    assert!(commits < jobs, "lines in flight together share commits: {jobs} jobs, {commits} commits");
 }
