@@ -125,7 +125,8 @@ impl Latchd {
 
     /// The log once it holds `needle`; fails the test after 10 s.
     pub async fn log_with(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: beside a release build a debug daemon's timers run late.
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let log = self.log();
             if log.contains(needle) {
