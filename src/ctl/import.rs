@@ -107,7 +107,9 @@ fn send_all(client: &AdminClient, lines: &[(usize, String)]) -> Vec<Outcome> {
     };
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..IN_FLIGHT.min(lines.len())).map(|_| scope.spawn(worker)).collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+        // A worker that panicked takes latchctl down with it rather than
+        // leave its lines out of the tally unsaid.
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     })
 }
 
