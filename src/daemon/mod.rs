@@ -104,17 +104,7 @@ async fn link_audit_chain(store: &Store, master: &crate::keys::MasterKey) -> any
 /// Start-up in order: store and migrations, master key, features, bind,
 /// `ready.json`, READY=1.
 async fn start(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<(Running, AllServers)> {
-    let no_fsync = std::env::var(BENCH_NO_FSYNC_ENV).is_ok_and(|v| v == "1");
-    if no_fsync {
-        tracing::warn!("{BENCH_NO_FSYNC_ENV}=1: commits are not durable (benchmark mode)");
-    }
-    let db_path = cfg.database_path();
-    let store = Store::open(&StoreOptions {
-        path: &db_path,
-        backup_dir: &cfg.backup_dir(),
-        unsafe_no_fsync: no_fsync,
-    })
-    .with_context(|| format!("opening database {}", db_path.display()))?;
+    let store = open_store(&cfg)?;
     let master = crate::keys::load_or_create(&store, cfg.state.key_file()).await?;
     link_audit_chain(&store, &master).await?;
     crate::pause::at("starting").await;
@@ -167,6 +157,17 @@ async fn start(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<(Runnin
         archive: features.archive,
     };
     Ok((running, futures_util::future::join_all(all)))
+}
+
+/// The database, migrated (after a verified backup) if it is older.
+fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let no_fsync = std::env::var(BENCH_NO_FSYNC_ENV).is_ok_and(|v| v == "1");
+    if no_fsync {
+        tracing::warn!("{BENCH_NO_FSYNC_ENV}=1: commits are not durable (benchmark mode)");
+    }
+    let db_path = cfg.database_path();
+    let options = StoreOptions { path: &db_path, backup_dir: &cfg.backup_dir(), unsafe_no_fsync: no_fsync };
+    Store::open(&options).with_context(|| format!("opening database {}", db_path.display()))
 }
 
 type AllServers = futures_util::future::JoinAll<actix_web::dev::Server>;
