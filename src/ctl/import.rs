@@ -80,6 +80,8 @@ fn read_lines(file: &Path, shown: &str) -> anyhow::Result<Vec<(usize, String)>> 
     let mut lines = Vec::new();
     for (i, line) in input.lines().enumerate() {
         let line = line.map_err(|e| anyhow::anyhow!("{shown}:{}: {e}", i + 1))?;
+        // A byte-order mark, as spreadsheet programs and PowerShell write.
+        let line = if i == 0 { line.trim_start_matches('\u{feff}').to_string() } else { line };
         if !line.trim().is_empty() {
             lines.push((i + 1, line));
         }
@@ -145,6 +147,18 @@ fn import_line(client: &AdminClient, line: &str) -> Result<(), LineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blank_lines_and_a_byte_order_mark_are_passed_over_and_numbers_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("accounts.jsonl");
+        std::fs::write(&file, "\u{feff}{\"email\": \"a@b.example\"}\r\n\r\n  \n{\"email\": \"c@d.example\"}")
+            .unwrap();
+        let lines = read_lines(&file, "accounts.jsonl").unwrap();
+        let numbers: Vec<usize> = lines.iter().map(|(n, _)| *n).collect();
+        assert_eq!(numbers, [1, 4]);
+        assert!(lines.iter().all(|(_, l)| serde_json::from_str::<Value>(l).is_ok()), "{lines:?}");
+    }
 
     #[test]
     fn a_line_that_is_no_account_is_refused_before_it_is_sent() {
