@@ -123,7 +123,7 @@ impl Latchd {
         std::fs::read_to_string(self.dir.path().join("latchd.log")).unwrap_or_default()
     }
 
-    /// The log once it holds `needle`; fails the test after 10 s.
+    /// The log once it holds `needle`; fails the test after 20 s.
     pub async fn log_with(&self, needle: &str) -> String {
         // Generous: beside a release build a debug daemon's timers run late.
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -158,11 +158,9 @@ async fn a_large_import_commits_lines_together_and_tells_refusals_in_order() {
     let (d, _) = admin_daemon("", &[]).await;
     let bad = [3, 150, 399];
     let lines: Vec<String> = (1..=400)
-        .map(|n| match n {
-            _ if bad.contains(&n) => {
-                json!({ "email": format!("bad{n}@example.test"), "password_hash": "md5$x$y" })
-            }
-            _ => json!({ "email": format!("p{n}@example.test"), "password_hash": BCRYPT_2Y }),
+        .map(|n| match bad.contains(&n) {
+            true => json!({ "email": format!("bad{n}@example.test"), "password_hash": "md5$x$y" }),
+            false => json!({ "email": format!("p{n}@example.test"), "password_hash": BCRYPT_2Y }),
         })
         .map(|line| line.to_string())
         .collect();
