@@ -147,7 +147,9 @@ pub(super) fn write_segments(work: &mpsc::Receiver<Work>, progress: &Progress) {
                 tracing::error!(batches = pending.len(), "WAL archive: stopping with frames not archived");
             }
             let _ = done.send(());
-            return;
+            // No return: a commit the stop did not foresee (a request its
+            // drain cut, still finishing on a worker) may follow; it is
+            // written too, and the thread ends once the hook is dropped.
         }
     }
 }
