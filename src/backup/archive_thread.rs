@@ -144,7 +144,12 @@ pub(super) fn write_segments(work: &mpsc::Receiver<Work>, progress: &Progress) {
         metrics::gauge!("latch_wal_archive_lag_seconds").set(lag);
         if let Some(done) = finish.take() {
             if !pending.is_empty() {
-                tracing::error!(batches = pending.len(), "WAL archive: stopping with frames not archived");
+                // The stop goes on without them; the retries go on until
+                // the process exits, which may come first.
+                tracing::error!(
+                    batches = pending.len(),
+                    "WAL archive: the stop goes on with frames not yet archived; they may be missing from it"
+                );
             }
             let _ = done.send(());
             // No return: a commit the stop did not foresee (a request its

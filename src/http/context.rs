@@ -97,18 +97,7 @@ where
         let closing = move || draining.as_ref().is_some_and(|d| d.load(Ordering::Relaxed));
         let timeout = config.as_ref().map_or(Duration::from_secs(30), |c| c.http.request_timeout.0);
         let timeout = if unbounded(&req) { None } else { Some(timeout) };
-        let peer = req.peer_addr().map(|a| a.ip());
-        let proxied_tls = || {
-            config.as_ref().is_some_and(|c| forwarded_https(req.headers(), peer, &c.defense.trusted_proxies))
-        };
-        if tls || proxied_tls() {
-            req.extensions_mut().insert(OverTls);
-        }
-        if let Some(config) = &config {
-            req.extensions_mut().insert(LiveConfig(std::sync::Arc::clone(config)));
-            let client = ClientInfo::read(req.headers(), peer, &config.defense.trusted_proxies, &id);
-            req.extensions_mut().insert(client);
-        }
+        annotate(&req, tls, config.as_ref(), &id);
         let refusal = refusal(&req, config.as_deref(), self.check_host);
         let _in_flight = req.conn_data::<ConnSocket>().map(InFlight::start);
         // Captured up front: the request itself moves into the inner service,
@@ -122,10 +111,7 @@ where
         answer_head_as_get(&mut req);
         if let Some(refusal) = refusal {
             let mut res = REQUEST_ID.sync_scope(id.clone(), || refusal.into_response());
-            secure_headers(res.headers_mut(), &id, tls);
-            if closing() {
-                res.head_mut().set_connection_type(ConnectionType::Close);
-            }
+            finish(&mut res, &id, tls, closing());
             seen.record(res.status().as_u16(), &id);
             let res = req.into_response(res).map_into_right_body();
             return Box::pin(async move { Ok(res) });
@@ -139,10 +125,7 @@ where
             let error_response = match outcome {
                 Ok(Ok(res)) => {
                     let mut res = as_problem_if_error(res);
-                    secure_headers(res.headers_mut(), &id, tls);
-                    if closing() {
-                        res.response_mut().head_mut().set_connection_type(ConnectionType::Close);
-                    }
+                    finish(res.response_mut(), &id, tls, closing());
                     seen.record(res.status().as_u16(), &id);
                     return Ok(res);
                 }
@@ -152,15 +135,13 @@ where
             // Without the request we cannot build a ServiceResponse; hand
             // actix the finished answer to send as is.
             let mut res = error_response;
-            secure_headers(res.headers_mut(), &id, tls);
+            finish(&mut res, &id, tls, closing());
             seen.record(res.status().as_u16(), &id);
             Err(InternalError::from_response("request failed", res).into())
         }))
     }
 }
 
-/// Longest request line or header line served, and longest head in all
-/// (the customary 8 KiB / 16 KiB); beyond them: 431.
 /// Calls that `[http].request_timeout` does not cut: taking a backup of a
 /// large database (compress, then `integrity_check`) can take minutes, and
 /// an answer cut off at 30 s would leave the admin with an error while the
@@ -171,6 +152,8 @@ fn unbounded(req: &ServiceRequest) -> bool {
     UNBOUNDED.iter().any(|(method, path)| req.method() == method && req.path() == *path)
 }
 
+/// Longest request line or header line served, and longest head in all
+/// (the customary 8 KiB / 16 KiB); beyond them: 431.
 const MAX_HEAD_LINE: usize = 8 * 1024;
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -187,6 +170,33 @@ fn head_too_large(req: &ServiceRequest) -> bool {
         total += len;
     }
     line > MAX_HEAD_LINE || total > MAX_HEAD
+}
+
+/// What handlers find in the request's extensions: whether it came over
+/// TLS (here or at a trusted proxy), the config snapshot it runs under,
+/// and who sent it.
+fn annotate(req: &ServiceRequest, tls: bool, config: Option<&Arc<crate::config::Config>>, id: &str) {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let proxied_tls =
+        || config.is_some_and(|c| forwarded_https(req.headers(), peer, &c.defense.trusted_proxies));
+    if tls || proxied_tls() {
+        req.extensions_mut().insert(OverTls);
+    }
+    if let Some(config) = config {
+        req.extensions_mut().insert(LiveConfig(Arc::clone(config)));
+        let client = ClientInfo::read(req.headers(), peer, &config.defense.trusted_proxies, id);
+        req.extensions_mut().insert(client);
+    }
+}
+
+/// What every answer carries, whichever way it was made: the secure
+/// headers with the request id and, once a stop has begun,
+/// `Connection: close`.
+fn finish<B>(res: &mut actix_web::HttpResponse<B>, id: &str, tls: bool, closing: bool) {
+    secure_headers(res.headers_mut(), id, tls);
+    if closing {
+        res.head_mut().set_connection_type(ConnectionType::Close);
+    }
 }
 
 /// An answer given before any handler runs: a request head over the

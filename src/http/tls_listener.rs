@@ -104,36 +104,14 @@ where
             let mut acceptor = Acceptor::new((*tls).clone());
             acceptor.set_handshake_timeout(HANDSHAKE_TIMEOUT);
             let stopping = stop_signal(ours.clone(), theirs);
-            let arrived = stopping.clone();
-            let handshake_cut = move || -> Begun {
-                let stop = arrived();
-                Box::pin(async move {
-                    stop.await;
-                    tokio::time::sleep(HANDSHAKE_AT_STOP).await;
-                })
-            };
+            let handshake_cut = handshake_cut(stopping.clone());
             fn_service(move |tcp| refuse_plain_http(tcp, admission.clone(), handshake_cut()))
                 .and_then(
                     acceptor
                         .map_init_err(|_| ())
                         .map_err(|e| tracing::debug!(error = ?e, "TLS handshake failed")),
                 )
-                .and_then(fn_service(move |mut io: TlsStream<Accepted>| {
-                    let draining = stopping();
-                    async move {
-                        io.get_mut().0.handshake_done();
-                        let (accepted, tls) = io.get_ref();
-                        let tcp = accepted.tcp();
-                        // Before the first response is written (see the module doc).
-                        let _ = tcp.set_nodelay(true);
-                        let peer = tcp.peer_addr().ok();
-                        let conn = ConnSocket::new(std::os::fd::AsRawFd::as_raw_fd(tcp));
-                        let h2 = tls.alpn_protocol() == Some(b"h2");
-                        let proto = if h2 { Protocol::Http2 } else { Protocol::Http1 };
-                        let io = FrameDeadline::new(io, conn, h2, draining, header_timeout);
-                        Ok::<_, ()>((io, proto, peer))
-                    }
-                }))
+                .and_then(fn_service(move |io| after_handshake(io, stopping(), header_timeout)))
                 .and_then(http.map_err(|e| tracing::debug!(error = ?e, "connection ended with an error")))
         })
         .map(|b| b.run())
@@ -149,6 +127,37 @@ fn stop_signal(ours: Drain, theirs: actix_server::GracefulShutdownSignal) -> imp
             tokio::select! { () = begun => {}, () = theirs.notified() => {} }
         })
     }
+}
+
+/// When a connection still in its handshake is cut: a moment after the
+/// stop begins (`HANDSHAKE_AT_STOP`).
+fn handshake_cut(stopping: impl Fn() -> Begun + Clone) -> impl Fn() -> Begun + Clone {
+    move || -> Begun {
+        let stop = stopping();
+        Box::pin(async move {
+            stop.await;
+            tokio::time::sleep(HANDSHAKE_AT_STOP).await;
+        })
+    }
+}
+
+/// A connection through its handshake, made ready for `HttpService`: the
+/// drain told, Nagle off, the protocol ALPN chose, frames under deadline.
+async fn after_handshake(
+    mut io: TlsStream<Accepted>,
+    draining: Begun,
+    header_timeout: Duration,
+) -> Result<(FrameDeadline<TlsStream<Accepted>>, Protocol, Option<std::net::SocketAddr>), ()> {
+    io.get_mut().0.handshake_done();
+    let (accepted, tls) = io.get_ref();
+    let tcp = accepted.tcp();
+    // Before the first response is written (see the module doc).
+    let _ = tcp.set_nodelay(true);
+    let peer = tcp.peer_addr().ok();
+    let conn = ConnSocket::new(std::os::fd::AsRawFd::as_raw_fd(tcp));
+    let h2 = tls.alpn_protocol() == Some(b"h2");
+    let proto = if h2 { Protocol::Http2 } else { Protocol::Http1 };
+    Ok((FrameDeadline::new(io, conn, h2, draining, header_timeout), proto, peer))
 }
 
 /// What a new connection goes through before its handshake: the limits
