@@ -56,6 +56,15 @@ struct Services {
     backups: Arc<backup::Deps>,
 }
 
+/// `[passwords].breached_list`, read whole at the start (a reload reads
+/// it again); an unreadable file names itself.
+fn breached_list(cfg: &Config) -> anyhow::Result<BreachedList> {
+    let list = cfg.passwords.breached_list.as_deref();
+    BreachedList::load(list).with_context(|| {
+        format!("passwords.breached_list {}", list.map_or_else(String::new, |p| p.display().to_string()))
+    })
+}
+
 /// Builds the shared services and starts every background worker; the
 /// WAL archive's finisher goes to the stop.
 async fn services(
@@ -69,10 +78,7 @@ async fn services(
     let (hasher, dummy) = password_hashing(&cfg, store, tracker).await?;
     let signer = Arc::new(Signer::load(store, &key, &cfg).await?);
     let live = LiveView::watching(store).await?;
-    let list = cfg.passwords.breached_list.as_deref();
-    let breached = Arc::new(BreachedList::load(list).with_context(|| {
-        format!("passwords.breached_list {}", list.map_or_else(String::new, |p| p.display().to_string()))
-    })?);
+    let breached = Arc::new(breached_list(&cfg)?);
     email::SmtpSettings::check(&cfg).map_err(anyhow::Error::msg)?;
     let outbox = Outbox::default();
     let api_keys = Arc::new(ApiKeys::load(store).await?);

@@ -293,7 +293,12 @@ fn as_problem_if_error<B: MessageBody + 'static>(res: ServiceResponse<B>) -> Ser
         return res.map_into_left_body();
     }
     let (req, old) = res.into_parts();
-    let mut new = Problem::for_status(status).into_response();
+    let preflight = (status.as_u16() == 400).then(|| cors_refusal(&req)).flatten();
+    let problem = match preflight {
+        Some(detail) => Problem::new(Kind::InvalidRequest).with_detail(detail),
+        None => Problem::for_status(status),
+    };
+    let mut new = problem.into_response();
     if let Some(v) = old.headers().get(header::ALLOW) {
         new.headers_mut().insert(header::ALLOW, allow_with_head(v));
     }
@@ -301,6 +306,12 @@ fn as_problem_if_error<B: MessageBody + 'static>(res: ServiceResponse<B>) -> Ser
         new.headers_mut().insert(header::RETRY_AFTER, v.clone());
     }
     ServiceResponse::new(req, new).map_into_right_body()
+}
+
+/// What a refused CORS preflight gets told (see `origin::preflight_refusal`).
+fn cors_refusal(req: &actix_web::HttpRequest) -> Option<String> {
+    let config = req.extensions().get::<LiveConfig>().map(|c| Arc::clone(&c.0))?;
+    origin::preflight_refusal(req.method(), req.headers(), &config.http.cors_origins)
 }
 
 fn secure_headers(h: &mut HeaderMap, id: &str, tls: bool) {

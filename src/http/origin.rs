@@ -53,9 +53,68 @@ pub fn cors(config: Arc<ArcSwap<Config>>) -> Cors {
         .allowed_origin_fn(move |origin, _| {
             origin_allowed(&config.load().http.cors_origins, origin.as_bytes())
         })
-        .allowed_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, name("x-request-id")])
+        .allowed_methods(CORS_METHODS)
+        .allowed_headers(CORS_HEADERS.map(name))
         .max_age(600)
+}
+
+/// What a cross-origin page may use (in the preflight's lower case).
+const CORS_METHODS: [Method; 5] = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+const CORS_HEADERS: [&str; 4] = ["authorization", "content-type", "accept", "x-request-id"];
+
+/// Why a CORS preflight was refused, in the config's terms: actix-cors
+/// answers a bare 400, and the developer of a browser app, whose console
+/// shows only "blocked by CORS policy", tries it again with curl to learn
+/// why. `None` when the request is not a preflight or nothing below fits.
+pub fn preflight_refusal(method: &Method, headers: &HeaderMap, allowed: &[String]) -> Option<String> {
+    let asked = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    if method != Method::OPTIONS {
+        return None;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Some("A CORS preflight needs an Origin header.".into());
+    };
+    if !origin_allowed(allowed, origin.as_bytes()) {
+        let shown = shown(origin).map_or_else(String::new, |o| format!(" {o}"));
+        return Some(if allowed.is_empty() {
+            format!(
+                "Cross-origin calls are off: the origin{shown} is not in [http].cors_origins, which is empty."
+            )
+        } else {
+            format!("The origin{shown} is not in [http].cors_origins.")
+        });
+    }
+    if !CORS_METHODS.iter().any(|m| m.as_str().as_bytes() == asked.as_bytes()) {
+        let methods: Vec<&str> = CORS_METHODS.iter().map(Method::as_str).collect();
+        return Some(format!("Cross-origin calls may use {}.", methods.join(", ")));
+    }
+    let names = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).and_then(|v| v.to_str().ok());
+    let unknown: Vec<String> = (names.unwrap_or_default().split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty() && !CORS_HEADERS.contains(&n.as_str()))
+        .collect();
+    (!unknown.is_empty()).then(|| {
+        format!(
+            "Cross-origin calls may send only the headers {}; the preflight asked for {}.",
+            CORS_HEADERS.join(", "),
+            shown_list(&unknown)
+        )
+    })
+}
+
+/// An origin as the client sent it, if it is short printable ASCII (it
+/// goes back into the answer).
+fn shown(value: &HeaderValue) -> Option<&str> {
+    value.to_str().ok().filter(|v| v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
+}
+
+fn shown_list(names: &[String]) -> String {
+    let joined = names.join(", ");
+    if joined.len() <= 200 && joined.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        joined
+    } else {
+        "others".into()
+    }
 }
 
 /// Response headers a cross-origin page may read. Set here rather than with
@@ -101,6 +160,22 @@ mod tests {
         assert!(!host_allowed(&trusted, "/v1/auth/login", None), "no Host at all");
         assert!(host_allowed(&trusted, "/health", Some("10.0.0.7")), "probes answer any Host");
         assert!(host_allowed(&[], "/v1/auth/login", Some("anything")), "empty list: any host");
+    }
+
+    #[test]
+    fn only_a_refused_preflight_is_explained() {
+        let mut h = HeaderMap::new();
+        let listed = list(&["https://app.example.com"]);
+        assert_eq!(preflight_refusal(&Method::OPTIONS, &h, &listed), None, "no preflight: no method asked");
+        h.insert(header::ACCESS_CONTROL_REQUEST_METHOD, HeaderValue::from_static("POST"));
+        assert_eq!(preflight_refusal(&Method::POST, &h, &listed), None, "not OPTIONS");
+        let said = preflight_refusal(&Method::OPTIONS, &h, &listed).unwrap();
+        assert!(said.contains("needs an Origin"), "{said}");
+        h.insert(header::ORIGIN, HeaderValue::from_static("https://app.example.com"));
+        assert_eq!(preflight_refusal(&Method::OPTIONS, &h, &listed), None, "nothing refused");
+        h.insert(header::ORIGIN, HeaderValue::from_bytes(b"https://\xff.test").unwrap());
+        let said = preflight_refusal(&Method::OPTIONS, &h, &listed).unwrap();
+        assert_eq!(said, "The origin is not in [http].cors_origins.", "not echoed");
     }
 
     #[test]

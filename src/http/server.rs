@@ -148,6 +148,18 @@ pub fn bind_all(
     Ok(out)
 }
 
+/// Passwords and tokens cross a plain listener in clear: fine on loopback
+/// behind a proxy on the same host, worth a warning anywhere else.
+fn warn_if_plain_off_loopback(addr: &std::net::SocketAddr) {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            addr = %addr,
+            "a plain http listener on a non-loopback address: passwords and tokens cross the network \
+             in clear (use kind = \"https\", or keep plain http on 127.0.0.1 behind a proxy on this host)"
+        );
+    }
+}
+
 /// Binds one listener and builds (but does not await) its server.
 fn bind_one<F, I, S, B>(
     listener: &crate::config::Listener,
@@ -181,13 +193,7 @@ where
             Ok((server, BoundListener { kind, addr: None, path: Some(path.clone()) }))
         }
         (ListenAddr::Tcp(addr), ListenerKind::Http, _) => {
-            if !addr.ip().is_loopback() {
-                tracing::warn!(
-                    addr = %addr,
-                    "a plain http listener on a non-loopback address: passwords and tokens cross the network \
-                     in clear (use kind = \"https\", or keep plain http on 127.0.0.1 behind a proxy on this host)"
-                );
-            }
+            warn_if_plain_off_loopback(addr);
             let lst = TcpListener::bind(addr).map_err(bind_err)?;
             let local = lst.local_addr().map_err(bind_err)?;
             let server = http_server().on_connect(remember_socket).listen(lst).map_err(bind_err)?.run();

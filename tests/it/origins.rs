@@ -76,3 +76,31 @@ async fn listed_origins_get_cors_answers_and_a_reload_changes_the_list() {
     let old = preflight(&d, "https://app.example.test").send().await.unwrap();
     assert_eq!(old.status(), 400, "the old origin is gone after the reload");
 }
+
+/// A refused preflight says which part of it the config does not allow,
+/// since the browser's console shows only that CORS blocked the call.
+#[tokio::test]
+async fn a_refused_preflight_says_why() {
+    let d = Latchd::start_with(&base_config(HTTP)).await;
+    let asking = |d: &Latchd, origin: &str, method: &str, headers: &str| {
+        let req = d.client().request(Method::OPTIONS, d.https_url("/v1/auth/login"));
+        let req = req.header("origin", origin).header("access-control-request-method", method);
+        req.header("access-control-request-headers", headers).send()
+    };
+    let detail = |res: reqwest::Response| async {
+        let body = assert_problem(res, 400, "invalid-request").await;
+        body["detail"].as_str().unwrap().to_string()
+    };
+    let (listed, other) = ("https://app.example.test", "https://app.example.test:8443");
+    let origin = detail(asking(&d, other, "POST", "content-type").await.unwrap()).await;
+    assert_eq!(origin, "The origin https://app.example.test:8443 is not in [http].cors_origins.");
+    let method = detail(asking(&d, listed, "TRACE", "content-type").await.unwrap()).await;
+    assert_eq!(method, "Cross-origin calls may use GET, POST, PUT, PATCH, DELETE.");
+    let headers = detail(asking(&d, listed, "POST", "Content-Type, X-Tenant").await.unwrap()).await;
+    assert!(headers.contains("authorization, content-type, accept, x-request-id"), "{headers}");
+    assert!(headers.ends_with("the preflight asked for x-tenant."), "{headers}");
+
+    let closed = Latchd::start().await;
+    let off = detail(asking(&closed, listed, "POST", "content-type").await.unwrap()).await;
+    assert!(off.starts_with("Cross-origin calls are off") && off.contains("which is empty"), "{off}");
+}
