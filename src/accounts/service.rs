@@ -11,7 +11,7 @@ use super::queries::{self, Me};
 use super::{AccountError, Deps};
 use crate::audit::{self, Entry};
 use crate::auth::queries::{NewUser, active_admins, insert_one_time, insert_user, roles_of, set_name};
-use crate::auth::{UserSession, check_password, display_text, normalize_email, validate_email};
+use crate::auth::{PolicyError, UserSession, check_password, display_text, normalize_email, validate_email};
 use crate::config::{Config, Registration};
 use crate::email::{self, Template};
 use crate::http::ClientInfo;
@@ -40,9 +40,7 @@ pub async fn register(
     if cfg.accounts.registration == Registration::Closed {
         return Err(AccountError::RegistrationClosed);
     }
-    let email = validate_email(&req.email)?;
-    check_password(cfg, &d.breached, "password", &req.password)?;
-    let name = display_text("name", req.name)?;
+    let (email, name) = valid_fields(cfg, d, &req.email, &req.password, req.name)?;
     let norm = normalize_email(&email);
     let lookup = norm.clone();
     let holder = d.store.read(move |c| queries::holder_of(c, &lookup)).await?;
@@ -78,6 +76,21 @@ pub async fn register(
     // or the counter would tell which addresses are registered.
     count("register", "success");
     Ok(())
+}
+
+/// A registration's fields, each checked, every refusal told at once.
+fn valid_fields(
+    cfg: &Config,
+    d: &Deps,
+    email: &str,
+    password: &str,
+    name: Option<String>,
+) -> Result<(String, Option<String>), PolicyError> {
+    let strong = check_password(cfg, &d.breached, "password", password);
+    match (validate_email(email), strong, display_text("name", name)) {
+        (Ok(email), Ok(()), Ok(name)) => Ok((email, name)),
+        (email, strong, name) => Err(PolicyError::of_fields([email.err(), strong.err(), name.err()])),
+    }
 }
 
 /// What a confirmation link is now.

@@ -27,6 +27,14 @@ pub enum PolicyError {
     TooLong { field: &'static str },
     #[error("{field}: {UNSHOWABLE}")]
     Unshowable { field: &'static str },
+    /// Several fields of one form refused, told in one answer so that a
+    /// person mends them all before sending it again.
+    #[error("{}", joined(.0))]
+    Several(Vec<PolicyError>),
+}
+
+fn joined(all: &[PolicyError]) -> String {
+    all.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 const UNSHOWABLE: &str = "must not contain control characters or bidirectional overrides";
@@ -34,6 +42,13 @@ const NON_ASCII_LOCAL: &str =
     "letters beyond ASCII before the @ are not supported (many mail servers cannot deliver to them)";
 
 impl PolicyError {
+    /// The refusals among a form's fields, as one error: `Several` when
+    /// more than one (call it with at least one).
+    pub fn of_fields(found: impl IntoIterator<Item = Option<PolicyError>>) -> PolicyError {
+        let mut all: Vec<PolicyError> = found.into_iter().flatten().collect();
+        if all.len() == 1 { all.remove(0) } else { PolicyError::Several(all) }
+    }
+
     /// Why an address was refused, for a form whose field has another name.
     pub fn email_reason(&self) -> &'static str {
         match self {
@@ -47,7 +62,10 @@ impl ToProblem for PolicyError {
     fn kind(&self) -> Kind {
         match self {
             PolicyError::WeakPassword { .. } => Kind::WeakPassword,
-            PolicyError::InvalidEmail
+            // 422 is for a password alone at fault; with others, the
+            // request as a whole is invalid.
+            PolicyError::Several(_)
+            | PolicyError::InvalidEmail
             | PolicyError::NonAsciiLocalPart
             | PolicyError::TooLong { .. }
             | PolicyError::Unshowable { .. } => Kind::InvalidRequest,
@@ -66,6 +84,7 @@ impl ToProblem for PolicyError {
             }
             PolicyError::TooLong { field } => FieldError::one(field, "longer than 1 KiB"),
             PolicyError::Unshowable { field } => FieldError::one(field, UNSHOWABLE),
+            PolicyError::Several(all) => all.iter().flat_map(PolicyError::field_errors).collect(),
         }
     }
 }

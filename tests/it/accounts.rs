@@ -371,6 +371,15 @@ async fn bad_bodies_get_specific_problems() {
     );
     let res = d.post("/v1/auth/register", json!({"email": "x@example.test", "password": "too short"})).await;
     assert_problem(res, 422, "weak-password").await;
+    // Every field at fault is told in one answer (422 is for a password
+    // alone at fault), so a sign-up form is mended in one go.
+    let all = json!({"email": "no-at-sign", "password": "too short", "name": "Eve\u{1b}[31m"});
+    let body = assert_problem(d.post("/v1/auth/register", all).await, 400, "invalid-request").await;
+    let fields: Vec<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["email", "password", "name"], "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.starts_with("email: not a valid address; password: must be at least 12"), "{detail}");
 }
 
 #[tokio::test]
