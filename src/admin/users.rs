@@ -17,7 +17,9 @@ use crate::auth::queries::{
     NewUser, active_admins, insert_one_time, insert_user, revoke_user_sessions, set_name, void_email_change,
 };
 use crate::auth::second_factor::{self, Enrolment};
-use crate::auth::{Principal, check_password, display_text, imported, normalize_email, validate_email};
+use crate::auth::{
+    PolicyError, Principal, check_password, display_text, imported, normalize_email, validate_email,
+};
 use crate::config::Config;
 use crate::email::{self, Prepared, Template};
 use crate::http::{ApiError, ApiJson, ApiQuery, ClientInfo, LiveConfig, Page};
@@ -172,8 +174,10 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let mut req = body.0;
-    let email = validate_email(&req.email)?;
-    let name = display_text("name", req.name.take())?;
+    let (email, name) = match (validate_email(&req.email), display_text("name", req.name.take())) {
+        (Ok(email), Ok(name)) => (email, name),
+        (email, name) => return Err(PolicyError::of_fields([email.err(), name.err()]).into()),
+    };
     let (invite, hash_taken_in) =
         (req.password.is_none() && req.password_hash.is_none(), req.password_hash.is_some());
     let phc = first_hash(&d, &cfg, req.password.take(), req.password_hash.take()).await?;

@@ -3,7 +3,8 @@
 //! account, and never ends the request line early to smuggle a second
 //! request onto the admin socket (that once deleted another account); one
 //! too long for latchd to read is told as such; a blank one is refused
-//! before anything is sent.
+//! before anything is sent; an account refused for several fields names
+//! them all.
 
 use serde_json::Value;
 
@@ -69,4 +70,17 @@ async fn a_blank_id_is_refused_as_such_before_anything_is_sent() {
     let out = latchctl_on(&d.state_dir(), &["--json", "users", "show", &kept]);
     let user: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(user["email"], "kept@example.test", "untouched: {user}");
+}
+
+/// An account refused for more than one field says all of them at once.
+#[tokio::test]
+async fn users_add_names_every_field_at_fault() {
+    let d = Latchd::start().await;
+    let out = latchctl_on(&d.state_dir(), &["users", "add", "no-at-sign", "--name", "Eve\u{1b}[31m"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("email: not a valid address; name: must not contain control characters"),
+        "{stderr}"
+    );
 }
