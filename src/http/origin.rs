@@ -58,7 +58,8 @@ pub fn cors(config: Arc<ArcSwap<Config>>) -> Cors {
         .max_age(600)
 }
 
-/// What a cross-origin page may use (in the preflight's lower case).
+/// What a cross-origin page may use: methods, and headers in lower case
+/// (a preflight's `Access-Control-Request-Headers` is compared lowered).
 const CORS_METHODS: [Method; 5] = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
 const CORS_HEADERS: [&str; 4] = ["authorization", "content-type", "accept", "x-request-id"];
 
