@@ -1,6 +1,7 @@
 //! `[http].trusted_hosts` and `[http].cors_origins`: a Host outside the list
 //! is refused (probes and the Unix socket excepted), browser origins on the
-//! list get CORS answers, others get none, and a reload changes both.
+//! list get CORS answers, others get none (a refused preflight says why),
+//! and a reload changes both.
 
 use reqwest::Method;
 
