@@ -103,19 +103,20 @@ pub fn preflight_refusal(method: &Method, headers: &HeaderMap, allowed: &[String
     })
 }
 
-/// An origin as the client sent it, if it is short printable ASCII (it
-/// goes back into the answer).
+/// An origin as the client sent it, if it may go back into the answer.
 fn shown(value: &HeaderValue) -> Option<&str> {
-    value.to_str().ok().filter(|v| v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
+    value.to_str().ok().filter(|v| echoable(v))
 }
 
 fn shown_list(names: &[String]) -> String {
     let joined = names.join(", ");
-    if joined.len() <= 200 && joined.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-        joined
-    } else {
-        "others".into()
-    }
+    if echoable(&joined) { joined } else { "others".into() }
+}
+
+/// Whether text the client sent may be echoed in a problem's detail: short
+/// printable ASCII (spaces allowed, as between listed names).
+fn echoable(text: &str) -> bool {
+    text.len() <= 200 && text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
 }
 
 /// Response headers a cross-origin page may read. Set here rather than with
