@@ -40,19 +40,26 @@ fn valid_scope(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b))
 }
 
+/// A new key's fields, each checked, every refusal told at once; the
+/// expiry as Unix seconds.
 fn checked(req: &NewKey) -> Result<Option<i64>, AdminError> {
-    if req.name.trim().is_empty() || req.name.len() > 128 {
-        return Err(AdminError::invalid("name", "1 to 128 characters"));
+    let name = if req.name.trim().is_empty() || req.name.len() > 128 {
+        Err(AdminError::invalid("name", "1 to 128 characters"))
+    } else {
+        // Shown in latchctl's table: no escape sequence reaches a terminal.
+        display_text("name", Some(req.name.clone())).map_err(AdminError::from)
+    };
+    let scopes = (req.scopes.is_empty() || !req.scopes.iter().all(|s| valid_scope(s))).then(|| {
+        AdminError::invalid("scopes", "one or more of a-z, 0-9, '_', '.', ':', '-' (like \"introspect\")")
+    });
+    match (name, scopes, expiry(req.expires_at.as_deref())) {
+        (Ok(_), None, Ok(at)) => Ok(at),
+        (name, scopes, at) => Err(AdminError::of_fields([name.err(), scopes, at.err()])),
     }
-    // Shown in latchctl's table: no escape sequence reaches a terminal.
-    display_text("name", Some(req.name.clone()))?;
-    if req.scopes.is_empty() || !req.scopes.iter().all(|s| valid_scope(s)) {
-        return Err(AdminError::invalid(
-            "scopes",
-            "one or more of a-z, 0-9, '_', '.', ':', '-' (like \"introspect\")",
-        ));
-    }
-    let Some(text) = &req.expires_at else { return Ok(None) };
+}
+
+fn expiry(text: Option<&str>) -> Result<Option<i64>, AdminError> {
+    let Some(text) = text else { return Ok(None) };
     let at = OffsetDateTime::parse(text, &Rfc3339)
         .map_err(|_| AdminError::invalid("expires_at", "an RFC 3339 time like 2027-01-31T00:00:00Z"))?
         .unix_timestamp();

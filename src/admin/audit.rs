@@ -10,7 +10,7 @@ use futures_util::stream::{self, Stream};
 use rusqlite::{Connection, params};
 use serde::Deserialize;
 
-use super::errors::{refusal, refuse};
+use super::errors::{paging, refusal, refuse};
 use super::{AdminError, Deps};
 use crate::audit::{self, AuditEntry, AuditRow, Filter};
 use crate::auth::{Principal, normalize_email};
@@ -83,16 +83,44 @@ fn address_as_stored(ip: &str) -> String {
     ip.trim().parse::<std::net::IpAddr>().map_or_else(|_| ip.to_string(), |a| a.to_canonical().to_string())
 }
 
-fn filter(q: &ListQuery) -> Result<Filter, AdminError> {
+/// What a list call asks for, every value checked.
+struct Asked {
+    filter: Filter,
+    page: i64,
+    size: i64,
+    /// `None`: pages of JSON.
+    export: Option<Format>,
+}
+
+/// Every refusal among a list call's values is told at once.
+fn asked(q: &ListQuery) -> Result<Asked, AdminError> {
     let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-    Ok(Filter {
-        action: given(&q.action),
-        actor_id: given(&q.actor_id).map(|id| vec![id]),
-        subject_id: given(&q.subject_id).map(|id| vec![id]),
-        ip: given(&q.ip).map(|ip| address_as_stored(&ip)),
-        since: instant("since", &q.since)?,
-        until: instant("until", &q.until)?,
-    })
+    let (since, until) = (instant("since", &q.since), instant("until", &q.until));
+    // Checked for every format: an export ignores them, but a bad value is
+    // still a bad request.
+    let ((page, size), [bad_page, bad_size]) = paging(q.page, q.page_size);
+    let format = match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(None),
+        "jsonl" => Ok(Some(Format::Jsonl)),
+        "csv" => Ok(Some(Format::Csv)),
+        _ => Err(AdminError::invalid("format", "must be json, jsonl or csv")),
+    };
+    match (since, until, bad_page, bad_size, format) {
+        (Ok(since), Ok(until), None, None, Ok(export)) => {
+            let filter = Filter {
+                action: given(&q.action),
+                actor_id: given(&q.actor_id).map(|id| vec![id]),
+                subject_id: given(&q.subject_id).map(|id| vec![id]),
+                ip: given(&q.ip).map(|ip| address_as_stored(&ip)),
+                since,
+                until,
+            };
+            Ok(Asked { filter, page, size, export })
+        }
+        (since, until, bad_page, bad_size, format) => {
+            Err(AdminError::of_fields([since.err(), until.err(), bad_page, bad_size, format.err()]))
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/v1/admin/audit-logs", tag = "admin", security(("bearer" = [])), params(ListQuery),
@@ -105,27 +133,15 @@ pub async fn list(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    let mut filter = filter(&q)?;
+    let Asked { mut filter, page, size, export } = asked(&q)?;
     if [&filter.actor_id, &filter.subject_id].iter().any(|f| f.iter().flatten().any(|v| v.contains('@'))) {
         filter = d.store.read(move |c| by_address(c, filter)).await.map_err(refusal)?;
     }
-    // Checked for every format: an export ignores them, but a bad value is
-    // still a bad request.
-    let (page, size) = (q.page.unwrap_or(1), q.page_size.unwrap_or(50));
-    if page < 1 {
-        return Err(AdminError::invalid("page", "must be 1 or more").into());
-    }
-    if !(1..=500).contains(&size) {
-        return Err(AdminError::invalid("page_size", "must be between 1 and 500").into());
-    }
-    // HEAD gets the export's head without reading the log for a body
-    // actix would drop.
-    let store = (!head_only(&req)).then(|| d.store.clone());
-    match q.format.as_deref().unwrap_or("json") {
-        "json" => {}
-        "jsonl" => return Ok(streamed(store, filter, Format::Jsonl)),
-        "csv" => return Ok(streamed(store, filter, Format::Csv)),
-        _ => return Err(AdminError::invalid("format", "must be json, jsonl or csv").into()),
+    if let Some(format) = export {
+        // HEAD gets the export's head without reading the log for a body
+        // actix would drop.
+        let store = (!head_only(&req)).then(|| d.store.clone());
+        return Ok(streamed(store, filter, format));
     }
     let offset = (page - 1).saturating_mul(size);
     let (rows, total) = d.store.read(move |c| audit::read::page(c, &filter, offset, size)).await?;

@@ -30,11 +30,25 @@ pub enum AdminError {
     Signing(#[from] crate::auth::SigningError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// Several fields of one body refused, told in one answer.
+    #[error("{}", joined(.0))]
+    Several(Vec<AdminError>),
+}
+
+fn joined(all: &[AdminError]) -> String {
+    all.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 impl AdminError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> AdminError {
         AdminError::Invalid { field, message: message.into() }
+    }
+
+    /// The refusals among a body's fields, as one error: `Several` when
+    /// more than one (call it with at least one; each a 400 refusal).
+    pub fn of_fields(found: impl IntoIterator<Item = Option<AdminError>>) -> AdminError {
+        let mut all: Vec<AdminError> = found.into_iter().flatten().collect();
+        if all.len() == 1 { all.remove(0) } else { AdminError::Several(all) }
     }
 }
 
@@ -43,7 +57,7 @@ impl ToProblem for AdminError {
         match self {
             AdminError::DaemonBusy => Kind::Unavailable,
             AdminError::ConfigRejected(_) => Kind::ConfigInvalid,
-            AdminError::Invalid { .. } => Kind::InvalidRequest,
+            AdminError::Invalid { .. } | AdminError::Several(_) => Kind::InvalidRequest,
             AdminError::NotFound(_) => Kind::NotFound,
             AdminError::Conflict(_) => Kind::Conflict,
             AdminError::Auth(e) => e.kind(),
@@ -59,7 +73,8 @@ impl ToProblem for AdminError {
             AdminError::ConfigRejected(_)
             | AdminError::Invalid { .. }
             | AdminError::NotFound(_)
-            | AdminError::Conflict(_) => Some(self.to_string()),
+            | AdminError::Conflict(_)
+            | AdminError::Several(_) => Some(self.to_string()),
             AdminError::Policy(e) => e.detail(),
             _ => None,
         }
@@ -69,9 +84,21 @@ impl ToProblem for AdminError {
         match self {
             AdminError::Invalid { field, message } => FieldError::one(field, message),
             AdminError::Policy(e) => e.field_errors(),
+            AdminError::Several(all) => all.iter().flat_map(ToProblem::field_errors).collect(),
             _ => Vec::new(),
         }
     }
+}
+
+/// The page a list call asks for (`page` from 1, default 1; `page_size`
+/// 1 to 500, default 50), with the refusal of each that is out of range.
+pub(super) fn paging(page: Option<i64>, size: Option<i64>) -> ((i64, i64), [Option<AdminError>; 2]) {
+    let (page, size) = (page.unwrap_or(1), size.unwrap_or(50));
+    let refusals = [
+        (page < 1).then(|| AdminError::invalid("page", "must be 1 or more")),
+        (!(1..=500).contains(&size)).then(|| AdminError::invalid("page_size", "must be between 1 and 500")),
+    ];
+    ((page, size), refusals)
 }
 
 /// Inside a write: refuses (and so rolls back) the change with `e`.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::address::{AddressMails, NewAddress};
-use super::errors::{refusal, refuse};
+use super::errors::{paging, refusal, refuse};
 use super::queries::{self, AdminUser, UserFilter};
 use super::{AdminError, Deps};
 use crate::audit::{self, Entry};
@@ -56,16 +56,11 @@ pub struct ListQuery {
     responses((status = 200, description = "One page of users, newest first", body = Page<AdminUser>)))]
 pub async fn list(d: D, who: Principal, q: ApiQuery<ListQuery>) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    let page = q.page.unwrap_or(1);
-    let size = q.page_size.unwrap_or(50);
-    if page < 1 {
-        return Err(AdminError::invalid("page", "must be 1 or more").into());
-    }
-    if !(1..=500).contains(&size) {
-        return Err(AdminError::invalid("page_size", "must be between 1 and 500").into());
-    }
-    if q.status.as_deref().is_some_and(|s| s != "active" && s != "disabled") {
-        return Err(AdminError::invalid("status", "must be active or disabled").into());
+    let ((page, size), [bad_page, bad_size]) = paging(q.page, q.page_size);
+    let bad_status = (q.status.as_deref().is_some_and(|s| s != "active" && s != "disabled"))
+        .then(|| AdminError::invalid("status", "must be active or disabled"));
+    if bad_page.is_some() || bad_size.is_some() || bad_status.is_some() {
+        return Err(AdminError::of_fields([bad_page, bad_size, bad_status]).into());
     }
     let filter = UserFilter {
         // A pasted address often carries a space at either end.
@@ -351,6 +346,27 @@ impl PatchMails {
     }
 }
 
+/// A PATCH's values that need no read, each checked and every refusal
+/// told at once; its name cleaned, and its new address if it asks for one.
+fn checked_patch(p: &mut PatchUser) -> Result<Option<NewAddress>, AdminError> {
+    let name = p.name.take().map(|name| display_text("name", name)).transpose();
+    let address = p.email.as_deref().map(NewAddress::parse).transpose();
+    let status = p.status.as_deref().is_some_and(|s| s != "active" && s != "disabled");
+    let status = status.then(|| AdminError::invalid("status", "must be active or disabled"));
+    let mfa = matches!(p.mfa, Some(PatchMfa { totp: true })).then(|| {
+        AdminError::invalid("mfa.totp", "can only be false: the person enrolls a second factor themselves")
+    });
+    match (name, address, status, mfa) {
+        (Ok(name), Ok(address), None, None) => {
+            p.name = name;
+            Ok(address)
+        }
+        (name, address, status, mfa) => {
+            Err(AdminError::of_fields([status, address.err(), name.err().map(AdminError::from), mfa]))
+        }
+    }
+}
+
 /// Applies a PATCH inside one write; refused whole if it would leave no
 /// active admin or the new address is taken.
 fn apply_patch(
@@ -368,19 +384,16 @@ fn apply_patch(
         check_roles(c, roles)?;
         queries::set_roles(c, id, roles)?;
     }
-    match p.status.as_deref() {
-        None => {}
-        Some(status @ ("active" | "disabled")) => {
-            queries::set_status(c, id, status, now)?;
-            if status == "disabled" {
-                revoke_user_sessions(c, id, None, "disabled_by_admin", now)?;
-                // An account is disabled when it was taken over, say: a
-                // change of address its holder asked for must not move it
-                // (there, or once enabled again) out of its owner's reach.
-                void_email_change(c, id, now)?;
-            }
+    // `status` and `mfa` hold only what `checked_patch` let through.
+    if let Some(status) = p.status.as_deref() {
+        queries::set_status(c, id, status, now)?;
+        if status == "disabled" {
+            revoke_user_sessions(c, id, None, "disabled_by_admin", now)?;
+            // An account is disabled when it was taken over, say: a
+            // change of address its holder asked for must not move it
+            // (there, or once enabled again) out of its owner's reach.
+            void_email_change(c, id, now)?;
         }
-        Some(_) => return Err(refuse(AdminError::invalid("status", "must be active or disabled"))),
     }
     let old_address = match address {
         Some(new) => super::address::change(c, id, new, p.email_verified == Some(true), now)?,
@@ -393,12 +406,8 @@ fn apply_patch(
         set_name(c, id, name.as_deref(), now)?;
     }
     let second_factor_off = match &p.mfa {
-        None => false,
-        Some(PatchMfa { totp: true }) => {
-            let why = "can only be false: the person enrolls a second factor themselves";
-            return Err(refuse(AdminError::invalid("mfa.totp", why)));
-        }
         Some(PatchMfa { totp: false }) => turn_off_second_factor(c, id, now)?,
+        _ => false,
     };
     keep_an_admin(c, admins)?;
     Ok(Applied { second_factor_off, old_address })
@@ -418,10 +427,9 @@ pub async fn patch(
     who.require_admin()?;
     let (id, actor) = (id.into_inner(), who.actor());
     let (uid, mut p) = (id.clone(), body.0);
-    p.name = p.name.take().map(|name| display_text("name", name)).transpose()?;
+    let address = checked_patch(&mut p)?;
     let unlock = p.unlock == Some(true);
     let new_status = p.status.clone();
-    let address = p.email.as_deref().map(NewAddress::parse).transpose()?;
     let mails = PatchMails::build(&d, &cfg, &id, &p, address.as_ref()).await?;
     let cap = cfg.email.max_per_recipient;
     d.store

@@ -50,7 +50,13 @@ pub async fn admin_daemon(extra: &str, env: &[(&str, &str)]) -> (Latchd, String)
     (d, token)
 }
 
-async fn send(d: &Latchd, method: &str, path: &str, token: &str, body: Option<Value>) -> reqwest::Response {
+pub async fn send(
+    d: &Latchd,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
     let mut req = d.client().request(method.parse().unwrap(), d.https_url(path)).bearer_auth(token);
     if let Some(b) = body {
         req = req.json(&b);

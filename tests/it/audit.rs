@@ -122,7 +122,11 @@ async fn pages_filter_and_exports_stream_in_chain_order() {
     );
     let bad = d.get_auth("/v1/admin/audit-logs?since=yesterday", &admin).await;
     assert_eq!(assert_problem(bad, 400, "invalid-request").await["errors"][0]["field"], "since");
-    assert_problem(d.get_auth("/v1/admin/audit-logs?format=xml", &admin).await, 400, "invalid-request").await;
+    let several = d.get_auth("/v1/admin/audit-logs?until=soon&page_size=0&format=xml", &admin).await;
+    let said = assert_problem(several, 400, "invalid-request").await;
+    let fields: Vec<&str> =
+        said["errors"].as_array().unwrap().iter().filter_map(|e| e["field"].as_str()).collect();
+    assert_eq!(fields, ["until", "page_size", "format"], "every one at fault, at once: {said}");
     assert_problem(d.get("/v1/admin/audit-logs").await, 401, "unauthorized").await;
 
     let jsonl = ok_text(ctl(&d, &["audit", "export"], ""));

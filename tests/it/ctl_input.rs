@@ -3,13 +3,14 @@
 //! account, and never ends the request line early to smuggle a second
 //! request onto the admin socket (that once deleted another account); one
 //! too long for latchd to read is told as such; a blank one is refused
-//! before anything is sent; an account refused for several fields names
-//! them all.
+//! before anything is sent; an account, a key, a change or a page of
+//! accounts refused for several fields names them all.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use crate::admin_api::{send, with_admin};
 use crate::admin_cli::latchctl_on;
-use crate::harness::Latchd;
+use crate::harness::{Latchd, assert_problem};
 
 fn id_of(d: &Latchd, email: &str) -> String {
     let out = latchctl_on(&d.state_dir(), &["--json", "users", "add", email]);
@@ -82,5 +83,43 @@ async fn users_add_names_every_field_at_fault() {
     assert!(
         stderr.contains("email: not a valid address; name: must not contain control characters"),
         "{stderr}"
+    );
+}
+
+/// A key, a change to an account or a page of accounts asked for with
+/// several things wrong says all of them at once, in the order the fields
+/// are read, and changes nothing.
+#[tokio::test]
+async fn a_key_a_change_and_a_page_of_users_name_every_field_at_fault() {
+    let (d, admin) = with_admin().await;
+    let key = ["api-keys", "create", "--name", "ci\u{1b}[2J", "--scope", "Read Users"];
+    let out = latchctl_on(&d.state_dir(), &[&key[..], &["--expires-at", "2001-01-01T00:00:00Z"]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for part in [
+        "name: must not contain control characters",
+        "; scopes: one or more of",
+        "; expires_at: is in the past",
+    ] {
+        assert!(stderr.contains(part), "{part} in {stderr}");
+    }
+    let id = id_of(&d, "kept@example.test");
+    let change =
+        json!({"status": "gone", "email": "no-at-sign", "name": "Eve\u{1b}[31m", "mfa": {"totp": true}});
+    let said = send(&d, "PATCH", &format!("/v1/admin/users/{id}"), &admin, Some(change)).await;
+    let said = assert_problem(said, 400, "invalid-request").await;
+    let fields: Vec<&str> =
+        said["errors"].as_array().unwrap().iter().filter_map(|e| e["field"].as_str()).collect();
+    assert_eq!(fields, ["status", "email", "name", "mfa.totp"], "{said}");
+    let user: Value = d.get_auth(&format!("/v1/admin/users/{id}"), &admin).await.json().await.unwrap();
+    assert_eq!((&user["status"], &user["email"]), (&json!("active"), &json!("kept@example.test")), "{user}");
+    let page = d.get_auth("/v1/admin/users?page=0&page_size=501&status=gone", &admin).await;
+    let said = assert_problem(page, 400, "invalid-request").await;
+    let fields: Vec<&str> =
+        said["errors"].as_array().unwrap().iter().filter_map(|e| e["field"].as_str()).collect();
+    assert_eq!(fields, ["page", "page_size", "status"], "{said}");
+    assert_eq!(
+        said["detail"],
+        "page: must be 1 or more; page_size: must be between 1 and 500; status: must be active or disabled"
     );
 }
