@@ -12,13 +12,15 @@ use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, Schema};
 
 use super::config_of;
-use super::problem::{ApiError, Kind, Problem};
+use super::problem::{ApiError, FieldError, Kind, Problem};
 
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
+impl<T: DeserializeOwned + ToSchema + 'static> FromRequest for ApiJson<T> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
@@ -67,21 +69,22 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     }
 }
 
-/// Deserializes `bytes`, naming the failing field in `errors`. Every body
-/// is a JSON object: serde would also read an array as a struct's fields
-/// in order, so `["a@b.example", "pw", null]` registered an account.
-pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// Deserializes `bytes`, naming the failing field in `errors` (every
+/// required field missing, not only the first serde met). Every body is a
+/// JSON object: serde would also read an array as a struct's fields in
+/// order, so `["a@b.example", "pw", null]` registered an account.
+pub fn parse<T: DeserializeOwned + ToSchema>(bytes: &[u8]) -> Result<T, ApiError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(Problem::invalid_field("body", "must be a JSON object").into());
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    serde_path_to_error::deserialize(&mut de).map_err(|e| -> ApiError {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let text = inner.to_string();
         let (field, message) = match (missing_field(&text), unknown_field(&text)) {
-            (Some(f), _) if path == "." => (f.to_string(), "is required".to_string()),
+            (Some(f), _) if path == "." => return missing::<T>(bytes, f).into(),
             // The path already ends with the unknown key.
             (_, Some(expected)) => {
                 (path.trim_start_matches('.').to_string(), format!("is not a field here ({expected})"))
@@ -99,6 +102,27 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let field = if field.is_empty() { "body".to_string() } else { field };
         Problem::invalid_field(field, message).into()
     })
+}
+
+/// A body without `first`, a required field: every required field it
+/// lacks is told, so a client sending `{}` learns them all in one answer.
+/// The list comes from the body's schema (the one `/v1/openapi.json`
+/// shows), in its order, which is serde's.
+fn missing<T: ToSchema>(bytes: &[u8], first: &str) -> Problem {
+    let given =
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(bytes).unwrap_or_default();
+    let required = match T::schema() {
+        RefOr::T(Schema::Object(object)) => object.required,
+        _ => Vec::new(),
+    };
+    let mut absent: Vec<String> = required.into_iter().filter(|f| !given.contains_key(f)).collect();
+    // Should the schema ever disagree with serde, serde's word stands.
+    if !absent.iter().any(|f| f == first) {
+        absent = vec![first.to_string()];
+    }
+    let detail = absent.iter().map(|f| format!("{f}: is required")).collect::<Vec<_>>().join("; ");
+    let errors = absent.into_iter().map(|field| FieldError { field, message: "is required".into() });
+    Problem::new(Kind::InvalidRequest).with_detail(detail).with_errors(errors.collect())
 }
 
 /// Where the body stops being JSON, and why in serde_json's words (which
@@ -143,7 +167,7 @@ fn strip_position(msg: &str) -> String {
 mod tests {
     use super::*;
 
-    #[derive(serde::Deserialize, Debug)]
+    #[derive(serde::Deserialize, Debug, utoipa::ToSchema)]
     #[allow(dead_code)]
     struct Login {
         email: String,
@@ -157,7 +181,7 @@ mod tests {
         }
     }
 
-    #[derive(serde::Deserialize, Debug)]
+    #[derive(serde::Deserialize, Debug, utoipa::ToSchema)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Patch {
@@ -165,7 +189,7 @@ mod tests {
         mfa: Option<Mfa>,
     }
 
-    #[derive(serde::Deserialize, Debug)]
+    #[derive(serde::Deserialize, Debug, utoipa::ToSchema)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Mfa {
@@ -194,6 +218,22 @@ mod tests {
         let top = problem(r#"{"status":"active","status":"disabled"}"#);
         assert_eq!((top.field.as_str(), top.message.as_str()), ("status", "is given twice"));
         assert_eq!(problem(r#"{"mfa":{"totp":false,"totp":true}}"#).field, "mfa.totp");
+    }
+
+    #[test]
+    fn every_required_field_missing_is_named_at_once() {
+        let missing = |body: &str| match parse::<Login>(body.as_bytes()) {
+            Err(e) => {
+                let p = e.problem();
+                (p.errors.iter().map(|e| e.field.clone()).collect::<Vec<_>>(), p.detail.clone())
+            }
+            Ok(other) => panic!("{other:?}"),
+        };
+        let (fields, detail) = missing("{}");
+        assert_eq!(fields, ["email", "password"]);
+        assert_eq!(detail, "email: is required; password: is required");
+        assert_eq!(missing(r#"{"password":"x"}"#).0, ["email"]);
+        assert_eq!(missing(r#"{"email":"a@b","other":1}"#).0, ["password"]);
     }
 
     #[test]

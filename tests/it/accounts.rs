@@ -336,7 +336,12 @@ async fn bad_bodies_get_specific_problems() {
     assert_eq!(body["errors"][0]["field"], "body");
     let res = d.post("/v1/auth/register", json!({"email": "x@example.test"})).await;
     let body = assert_problem(res, 400, "invalid-request").await;
-    assert_eq!(body["errors"][0], json!({"field": "password", "message": "is required"}));
+    assert_eq!(body["errors"], json!([{"field": "password", "message": "is required"}]));
+    // Every required field missing, not only the first.
+    let body =
+        assert_problem(d.post("/v1/auth/register", json!({"name": "Ann"})).await, 400, "invalid-request")
+            .await;
+    assert_eq!(body["detail"], "email: is required; password: is required", "{body}");
     let res = d.post("/v1/auth/register", json!({"email": "x@example.test", "password": 12})).await;
     assert_eq!(assert_problem(res, 400, "invalid-request").await["errors"][0]["field"], "password");
     // An array is no body, though serde would read it as the fields in order.
