@@ -4,6 +4,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::{AdminClient, cell, print, table};
+use crate::config::HumanDuration;
 
 #[derive(Subcommand)]
 pub enum ApiKeysCmd {
@@ -18,6 +19,9 @@ pub enum ApiKeysCmd {
         /// When it stops working (RFC 3339), default never.
         #[arg(long, value_name = "TIME")]
         expires_at: Option<String>,
+        /// Or how long it works from now, like "90d" or "12h".
+        #[arg(long = "for", value_name = "DURATION", conflicts_with = "expires_at", value_parser = lifetime)]
+        lifetime: Option<i64>,
         /// The user it acts for (id or email); it works only while they do,
         /// and scope admin only while they hold role admin.
         #[arg(long, value_name = "USER", value_parser = super::named)]
@@ -31,6 +35,16 @@ pub enum ApiKeysCmd {
         #[arg(value_parser = super::named)]
         id: String,
     },
+}
+
+/// `--for`: whole seconds from now, at least one (a key dead on arrival
+/// is a typo), at most ten years as every duration latch reads.
+fn lifetime(arg: &str) -> Result<i64, String> {
+    let secs = arg.parse::<HumanDuration>()?.0.as_secs();
+    if secs == 0 {
+        return Err("a key must work for 1s or more".into());
+    }
+    i64::try_from(secs).map_err(|e| e.to_string())
 }
 
 fn cells(k: &Value) -> Vec<String> {
@@ -55,8 +69,11 @@ fn cells(k: &Value) -> Vec<String> {
 
 pub fn run(client: &AdminClient, cmd: &ApiKeysCmd, json: bool) -> anyhow::Result<bool> {
     match cmd {
-        ApiKeysCmd::Create { name, scopes, expires_at, owner } => {
+        ApiKeysCmd::Create { name, scopes, expires_at, lifetime, owner } => {
             let owner_id = owner.as_deref().map(|o| super::users::user_id(client, o)).transpose()?;
+            let expires_at = expires_at.clone().or_else(|| {
+                lifetime.map(|secs| crate::clock::rfc3339(crate::clock::now_unix().saturating_add(secs)))
+            });
             let body =
                 json!({ "name": name, "scopes": scopes, "expires_at": expires_at, "owner_id": owner_id });
             let key = client.post("/v1/admin/api-keys", Some(&body))?;

@@ -208,3 +208,31 @@ async fn a_persons_key_administers_only_while_they_hold_role_admin() {
     assert_eq!(works(&d, &key).await, 200, "back with the role");
     assert_eq!(idle(&d), json!([]));
 }
+
+/// `--for 90d` makes a key that works for that long from now, as
+/// `blocked-ips add --for` does; a zero lifetime or both ways at once are
+/// refused by latchctl before anything is made.
+#[tokio::test]
+async fn a_key_can_be_made_for_a_while() {
+    let d = Latchd::start().await;
+    let made = make_key(&d, "ci", &["introspect"], &["--for", "90d"]);
+    let expires = time::OffsetDateTime::parse(
+        made["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let from_now = (expires - time::OffsetDateTime::now_utc()).whole_seconds();
+    assert!((90 * 86_400 - 120..=90 * 86_400).contains(&from_now), "{made}");
+    let key = ["api-keys", "create", "--name", "x", "--scope", "introspect"];
+    for (extra, said) in [
+        (&["--for", "0s"][..], "a key must work for 1s or more"),
+        (&["--for", "3d", "--expires-at", "2030-01-01T00:00:00Z"][..], "cannot be used with"),
+        (&["--for", "soon"][..], "expected a duration like"),
+    ] {
+        let out = ctl(&d, &[&key[..], extra].concat(), "");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(2) && stderr.contains(said), "{extra:?}: {stderr}");
+    }
+    let count: i64 = d.db().query_row("SELECT count(*) FROM api_keys", [], |r| r.get(0)).unwrap();
+    assert_eq!(count, 1, "only the first was made");
+}
