@@ -35,15 +35,22 @@ pub enum AuditCmd {
         /// Only rows from this client address.
         #[arg(long)]
         ip: Option<String>,
-        /// From this time on (RFC 3339 or Unix seconds).
-        #[arg(long, value_name = "TIME")]
+        /// From this time on: RFC 3339, Unix seconds, or a while ago
+        /// (like "24h" or "7d").
+        #[arg(long, value_name = "TIME", value_parser = time_or_ago)]
         since: Option<String>,
-        /// Up to this time (RFC 3339 or Unix seconds).
-        #[arg(long, value_name = "TIME")]
+        /// Up to this time, written as for --since.
+        #[arg(long, value_name = "TIME", value_parser = time_or_ago)]
         until: Option<String>,
     },
     /// Check the HMAC chain of every row; exit 1 at the first broken one.
     Verify,
+}
+
+/// A time as the daemon reads it (RFC 3339 or Unix seconds, passed on),
+/// or a while ago, sent as Unix seconds.
+fn time_or_ago(arg: &str) -> Result<String, String> {
+    Ok(super::ago(arg).map_or_else(|| arg.to_string(), |at| at.to_string()))
 }
 
 pub fn run(client: &AdminClient, target: &Target, cmd: &AuditCmd, json: bool) -> anyhow::Result<bool> {

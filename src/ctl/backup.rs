@@ -36,9 +36,10 @@ pub enum BackupCmd {
         #[arg(required_unless_present = "to_time")]
         file: Option<PathBuf>,
         /// Restore the database as of this time (RFC 3339, e.g.
-        /// 2026-12-02T10:15:00Z): its last commit at or before it, by the
-        /// archive's times; a time this host's clock has not reached yet
-        /// restores every commit the archive holds.
+        /// 2026-12-02T10:15:00Z, or a while ago, e.g. 15m): its last
+        /// commit at or before it, by the archive's times; a time this
+        /// host's clock has not reached yet restores every commit the
+        /// archive holds.
         #[arg(long, value_name = "T")]
         to_time: Option<String>,
         /// Restore even though the live database has security changes
@@ -121,6 +122,19 @@ fn verify(file: &Path, json: bool) -> anyhow::Result<bool> {
     Ok(found.is_ok())
 }
 
+/// `--to-time`, in Unix seconds.
+fn restore_point(at: &str) -> anyhow::Result<i64> {
+    if let Some(secs) = super::ago(at) {
+        return Ok(secs);
+    }
+    let parsed = OffsetDateTime::parse(at, &Rfc3339).map_err(|e| {
+        anyhow::anyhow!(
+            "--to-time {at}: expected RFC 3339 like 2026-12-02T10:15:00Z, or a while ago like 15m ({e})"
+        )
+    })?;
+    Ok(parsed.unix_timestamp())
+}
+
 fn run_restore(
     t: &Target,
     file: Option<&Path>,
@@ -131,11 +145,8 @@ fn run_restore(
     let (input, archive, to_ms);
     let source = match (to_time, file) {
         (Some(at), _) => {
-            let at = OffsetDateTime::parse(at, &Rfc3339).map_err(|e| {
-                anyhow::anyhow!("--to-time {at}: expected RFC 3339 like 2026-12-02T10:15:00Z ({e})")
-            })?;
             // 1 s granularity: every commit within the named second counts.
-            to_ms = at.unix_timestamp() * 1000 + 999;
+            to_ms = restore_point(at)? * 1000 + 999;
             archive = file.map_or_else(|| t.archive_dir.clone(), Path::to_path_buf);
             Source::PointInTime { archive: &archive, to_ms }
         }

@@ -136,6 +136,10 @@ async fn pages_filter_and_exports_stream_in_chain_order() {
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first: {ids:?}");
     let by_address = ["audit", "export", "--actor-id", "root@example.test", "--action", "role_created"];
     assert_eq!(ok_text(ctl(&d, &by_address, "")).lines().count(), 2, "users are named by id or email");
+    // A while ago: every row was written within the last hour, none before.
+    let last_hour = ok_text(ctl(&d, &["audit", "export", "--since", "1h"], ""));
+    assert_eq!(last_hour.lines().count() as i64, total);
+    assert_eq!(ok_text(ctl(&d, &["audit", "export", "--until", "1h"], "")).lines().count(), 0);
     let csv = ok_text(ctl(&d, &["audit", "export", "--format", "csv", "--action", "login_failed"], ""));
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "id,at,action,actor_id,subject_id,ip,user_agent,request_id,details,prev_hash,hash");

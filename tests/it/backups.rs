@@ -281,6 +281,10 @@ async fn a_restore_to_a_time_brings_back_exactly_the_rows_committed_by_then() {
     let reach = time::OffsetDateTime::from_unix_timestamp((started_ms + 999).div_euclid(1000)).unwrap();
     let reach = reach.format(&time::format_description::well_known::Rfc3339).unwrap();
     assert!(why.contains(&format!("; it reaches back to {reach}")), "{why}");
+    // A while ago: an hour back is before this archive began.
+    let an_hour_ago = ctl(&state, &["backup", "restore", "--to-time", "1h"]);
+    let why = String::from_utf8_lossy(&an_hour_ago.stderr);
+    assert!(!an_hour_ago.status.success() && why.contains("no WAL archive generation"), "{why}");
     let d = Latchd::start_in(dir).await;
     assert_eq!(pq_roles(&d), ["p1", "p2", "p3"], "exactly the rows committed by {t}");
     let ok: String = d.db().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
