@@ -105,24 +105,42 @@ pub fn parse<T: DeserializeOwned + ToSchema>(bytes: &[u8]) -> Result<T, ApiError
 }
 
 /// A body without `first`, a required field: every required field it
-/// lacks is told, so a client sending `{}` learns them all in one answer.
-/// The list comes from the body's schema (the one `/v1/openapi.json`
-/// shows), in its order, which is serde's.
+/// lacks is told, so a client sending `{}` learns them all in one answer,
+/// and so is every key it has that is no field, the likeliest reason
+/// (`emial`; bodies that do not refuse unknown keys would pass over it in
+/// silence). The fields come from the body's schema (the one
+/// `/v1/openapi.json` shows), in its order, which is serde's.
 fn missing<T: ToSchema>(bytes: &[u8], first: &str) -> Problem {
     let given =
         serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(bytes).unwrap_or_default();
-    let required = match T::schema() {
-        RefOr::T(Schema::Object(object)) => object.required,
-        _ => Vec::new(),
+    let (required, fields) = match T::schema() {
+        RefOr::T(Schema::Object(object)) => (object.required, object.properties.into_keys().collect()),
+        _ => (Vec::new(), Vec::new()),
     };
     let mut absent: Vec<String> = required.into_iter().filter(|f| !given.contains_key(f)).collect();
     // Should the schema ever disagree with serde, serde's word stands.
     if !absent.iter().any(|f| f == first) {
         absent = vec![first.to_string()];
     }
-    let detail = absent.iter().map(|f| format!("{f}: is required")).collect::<Vec<_>>().join("; ");
-    let errors = absent.into_iter().map(|field| FieldError { field, message: "is required".into() });
-    Problem::new(Kind::InvalidRequest).with_detail(detail).with_errors(errors.collect())
+    let required = absent.into_iter().map(|field| FieldError { field, message: "is required".into() });
+    let errors: Vec<FieldError> = required.chain(strays(&given, &fields)).collect();
+    let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+    Problem::new(Kind::InvalidRequest).with_detail(detail).with_errors(errors)
+}
+
+/// The keys of `given` that are none of `fields` (at most five, each told
+/// back only if short printable ASCII).
+fn strays(given: &serde_json::Map<String, serde_json::Value>, fields: &[String]) -> Vec<FieldError> {
+    if fields.is_empty() {
+        return Vec::new();
+    }
+    let message = format!("is not a field here (the fields are {})", fields.join(", "));
+    given
+        .keys()
+        .filter(|k| !fields.contains(k) && k.len() <= 64 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .take(5)
+        .map(|k| FieldError { field: k.clone(), message: message.clone() })
+        .collect()
 }
 
 /// Where the body stops being JSON, and why in serde_json's words (which
@@ -233,7 +251,10 @@ mod tests {
         assert_eq!(fields, ["email", "password"]);
         assert_eq!(detail, "email: is required; password: is required");
         assert_eq!(missing(r#"{"password":"x"}"#).0, ["email"]);
-        assert_eq!(missing(r#"{"email":"a@b","other":1}"#).0, ["password"]);
+        // A misspelt key is the likeliest reason, so it is named too.
+        let (fields, detail) = missing(r#"{"emial":"a@b","password":"x"}"#);
+        assert_eq!(fields, ["email", "emial"]);
+        assert_eq!(detail, "email: is required; emial: is not a field here (the fields are email, password)");
     }
 
     #[test]

@@ -342,6 +342,12 @@ async fn bad_bodies_get_specific_problems() {
         assert_problem(d.post("/v1/auth/register", json!({"name": "Ann"})).await, 400, "invalid-request")
             .await;
     assert_eq!(body["detail"], "email: is required; password: is required", "{body}");
+    // ... and a key that is no field, the likeliest reason one is missing.
+    let misspelt =
+        d.post("/v1/auth/register", json!({"emial": "x@example.test", "password": PASSWORD})).await;
+    let body = assert_problem(misspelt, 400, "invalid-request").await;
+    let why = "is not a field here (the fields are email, password, name)";
+    assert_eq!(body["errors"][1], json!({"field": "emial", "message": why}), "{body}");
     let res = d.post("/v1/auth/register", json!({"email": "x@example.test", "password": 12})).await;
     assert_eq!(assert_problem(res, 400, "invalid-request").await["errors"][0]["field"], "password");
     // An array is no body, though serde would read it as the fields in order.
