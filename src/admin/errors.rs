@@ -1,7 +1,7 @@
 //! What can go wrong in an admin call, and which problem each failure is.
 
 use crate::auth::{AuthError, HashError, PolicyError};
-use crate::http::problem::{FieldError, Kind, ToProblem};
+use crate::http::problem::{self, FieldError, Kind, ToProblem};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,12 +31,8 @@ pub enum AdminError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     /// Several fields of one body refused, told in one answer.
-    #[error("{}", joined(.0))]
+    #[error("{}", problem::joined(.0))]
     Several(Vec<AdminError>),
-}
-
-fn joined(all: &[AdminError]) -> String {
-    all.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 impl AdminError {
@@ -47,8 +43,7 @@ impl AdminError {
     /// The refusals among a body's fields, as one error: `Several` when
     /// more than one (call it with at least one; each a 400 refusal).
     pub fn of_fields(found: impl IntoIterator<Item = Option<AdminError>>) -> AdminError {
-        let mut all: Vec<AdminError> = found.into_iter().flatten().collect();
-        if all.len() == 1 { all.remove(0) } else { AdminError::Several(all) }
+        problem::of_fields(found, AdminError::Several)
     }
 }
 

@@ -12,7 +12,7 @@ use aws_lc_rs::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::config::{Commit, Config, Preparing, Reloadable};
-use crate::http::problem::{FieldError, Kind, ToProblem};
+use crate::http::problem::{self, FieldError, Kind, ToProblem};
 
 /// An input that breaks the rules, named by its field.
 #[derive(Debug, thiserror::Error)]
@@ -29,12 +29,8 @@ pub enum PolicyError {
     Unshowable { field: &'static str },
     /// Several fields of one form refused, told in one answer so that a
     /// person mends them all before sending it again.
-    #[error("{}", joined(.0))]
+    #[error("{}", problem::joined(.0))]
     Several(Vec<PolicyError>),
-}
-
-fn joined(all: &[PolicyError]) -> String {
-    all.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 const UNSHOWABLE: &str = "must not contain control characters or bidirectional overrides";
@@ -45,8 +41,7 @@ impl PolicyError {
     /// The refusals among a form's fields, as one error: `Several` when
     /// more than one (call it with at least one).
     pub fn of_fields(found: impl IntoIterator<Item = Option<PolicyError>>) -> PolicyError {
-        let mut all: Vec<PolicyError> = found.into_iter().flatten().collect();
-        if all.len() == 1 { all.remove(0) } else { PolicyError::Several(all) }
+        problem::of_fields(found, PolicyError::Several)
     }
 
     /// Why an address was refused, for a form whose field has another name.

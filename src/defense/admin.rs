@@ -6,17 +6,17 @@ use super::blocks::{Block, Source};
 use super::{Defense, queries};
 use crate::audit::{self, Entry};
 use crate::auth::{PolicyError, display_text};
-use crate::config::Cidr;
+use crate::config::{Cidr, HumanDuration};
 use crate::http::ClientInfo;
-use crate::http::problem::{FieldError, Kind, ToProblem};
+use crate::http::problem::{self, FieldError, Kind, ToProblem};
 use crate::store::StoreError;
 
 /// `POST /v1/admin/blocked-ips`.
 pub struct BlockRequest {
     pub cidr: String,
     pub reason: String,
-    /// `None`: until removed.
-    pub duration: Option<Duration>,
+    /// Like "7d"; `None`: until removed.
+    pub duration: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,14 +31,18 @@ pub enum BlockError {
     Reason(#[from] PolicyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Several fields refused, told in one answer.
+    #[error("{}", problem::joined(.0))]
+    Several(Vec<BlockError>),
 }
 
 impl ToProblem for BlockError {
     fn kind(&self) -> Kind {
         match self {
-            BlockError::InvalidCidr(_) | BlockError::InvalidDuration(_) | BlockError::Reason(_) => {
-                Kind::InvalidRequest
-            }
+            BlockError::InvalidCidr(_)
+            | BlockError::InvalidDuration(_)
+            | BlockError::Reason(_)
+            | BlockError::Several(_) => Kind::InvalidRequest,
             BlockError::NotFound => Kind::NotFound,
             BlockError::Store(e) => e.kind(),
         }
@@ -53,6 +57,7 @@ impl ToProblem for BlockError {
             BlockError::InvalidCidr(e) => FieldError::one("cidr", e),
             BlockError::InvalidDuration(e) => FieldError::one("duration", e),
             BlockError::Reason(e) => e.field_errors(),
+            BlockError::Several(all) => all.iter().flat_map(ToProblem::field_errors).collect(),
             _ => Vec::new(),
         }
     }
@@ -75,29 +80,28 @@ impl Defense {
         by: &ClientInfo,
         actor: Option<&str>,
     ) -> Result<Block, BlockError> {
-        let cidr: Cidr = req.cidr.parse().map_err(BlockError::InvalidCidr)?;
-        refuse_self_lockout(cidr.0, by)?;
-        if let Some(allowed) = allowlist.iter().find(|a| a.0.contains(&cidr.0)) {
-            return Err(BlockError::InvalidCidr(format!(
-                "{} is inside [defense].allowlist entry {}, which blocks never apply to; \
-                 take it out of the allowlist first",
-                cidr.0, allowed.0
-            )));
-        }
-        if req.duration.is_some_and(|d| d.is_zero()) {
-            return Err(BlockError::InvalidDuration(
-                "must be at least 1s; leave it out to block until removed".into(),
-            ));
-        }
-        let reason = display_text("reason", Some(req.reason))?.unwrap_or_default();
+        let checked = (
+            blockable(&req.cidr, allowlist, by),
+            lasting(req.duration.as_deref()),
+            display_text("reason", Some(req.reason)).map_err(BlockError::from),
+        );
+        let (cidr, duration, reason) = match checked {
+            (Ok(cidr), Ok(duration), Ok(reason)) => (cidr, duration, reason.unwrap_or_default()),
+            (cidr, duration, reason) => {
+                return Err(problem::of_fields(
+                    [cidr.err(), duration.err(), reason.err()],
+                    BlockError::Several,
+                ));
+            }
+        };
         let now = crate::clock::now_unix();
         let block = Block {
             id: uuid::Uuid::now_v7().to_string(),
-            cidr: cidr.0,
+            cidr,
             reason,
             source: Source::Admin,
             created_at: now,
-            expires_at: req.duration.map(|d| now + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)),
+            expires_at: duration.map(|d| now + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)),
         };
         let (row, by, actor) = (block.clone(), by.clone(), actor.map(str::to_string));
         self.store
@@ -126,6 +130,33 @@ impl Defense {
         metrics::gauge!("latch_blocked_ips").set(self.blocks.list(now).len() as f64);
         Ok(block)
     }
+}
+
+/// The network an admin asked to block, if blocking it would do what they
+/// mean: not everything, not their own address, not one blocks skip.
+fn blockable(cidr: &str, allowlist: &[Cidr], by: &ClientInfo) -> Result<ipnet::IpNet, BlockError> {
+    let cidr: Cidr = cidr.parse().map_err(BlockError::InvalidCidr)?;
+    refuse_self_lockout(cidr.0, by)?;
+    if let Some(allowed) = allowlist.iter().find(|a| a.0.contains(&cidr.0)) {
+        return Err(BlockError::InvalidCidr(format!(
+            "{} is inside [defense].allowlist entry {}, which blocks never apply to; \
+             take it out of the allowlist first",
+            cidr.0, allowed.0
+        )));
+    }
+    Ok(cidr.0)
+}
+
+/// How long a block lasts (`None`: until removed), at least a second.
+fn lasting(duration: Option<&str>) -> Result<Option<Duration>, BlockError> {
+    let Some(text) = duration else { return Ok(None) };
+    let lasts = text.parse::<HumanDuration>().map_err(BlockError::InvalidDuration)?.0;
+    if lasts.is_zero() {
+        return Err(BlockError::InvalidDuration(
+            "must be at least 1s; leave it out to block until removed".into(),
+        ));
+    }
+    Ok(Some(lasts))
 }
 
 /// A block the caller would regret at once: one on every address (`/0`

@@ -5,9 +5,8 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::{Block, BlockError, BlockRequest, Defense};
+use super::{Block, BlockRequest, Defense};
 use crate::auth::Principal;
-use crate::config::HumanDuration;
 use crate::http::{ApiError, ApiJson, ClientInfo, Items, LiveConfig, Routes};
 
 type D = web::Data<Defense>;
@@ -43,10 +42,6 @@ pub async fn add(
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let NewBlock { cidr, reason, duration } = body.0;
-    let duration = match duration {
-        Some(text) => Some(text.parse::<HumanDuration>().map_err(BlockError::InvalidDuration)?.0),
-        None => None,
-    };
     let req = BlockRequest { cidr, reason, duration };
     let block = d.block(req, &cfg.defense.allowlist, &client, Some(&who.actor())).await?;
     Ok(HttpResponse::Created().json(block))

@@ -298,6 +298,21 @@ impl FieldError {
     }
 }
 
+/// The refusals among a request's fields as one error, so that every
+/// field at fault is told in one answer: the refusal itself when there is
+/// one, else `several` of them (call it with at least one). Each feature's
+/// error keeps its own `Several` variant, whose detail is `joined` and
+/// whose `errors` are those of each refusal.
+pub fn of_fields<E>(found: impl IntoIterator<Item = Option<E>>, several: impl FnOnce(Vec<E>) -> E) -> E {
+    let mut all: Vec<E> = found.into_iter().flatten().collect();
+    if all.len() == 1 { all.remove(0) } else { several(all) }
+}
+
+/// Several refusals' words, as a `Several` error's detail.
+pub fn joined<E: std::fmt::Display>(all: &[E]) -> String {
+    all.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
 /// One problem document.
 #[derive(Debug, Clone)]
 pub struct Problem {

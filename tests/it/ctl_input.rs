@@ -3,8 +3,8 @@
 //! account, and never ends the request line early to smuggle a second
 //! request onto the admin socket (that once deleted another account); one
 //! too long for latchd to read is told as such; a blank one is refused
-//! before anything is sent; an account, a key, a change or a page of
-//! accounts refused for several fields names them all.
+//! before anything is sent; an account, a key, a block, a change or a
+//! page of accounts refused for several fields names them all.
 
 use serde_json::{Value, json};
 
@@ -86,11 +86,11 @@ async fn users_add_names_every_field_at_fault() {
     );
 }
 
-/// A key, a change to an account or a page of accounts asked for with
-/// several things wrong says all of them at once, in the order the fields
-/// are read, and changes nothing.
+/// A key, a block, a change to an account or a page of accounts asked for
+/// with several things wrong says all of them at once, in the order the
+/// fields are read, and changes nothing.
 #[tokio::test]
-async fn a_key_a_change_and_a_page_of_users_name_every_field_at_fault() {
+async fn every_field_at_fault_is_named_at_once() {
     let (d, admin) = with_admin().await;
     let key = ["api-keys", "create", "--name", "ci\u{1b}[2J", "--scope", "Read Users"];
     let out = latchctl_on(&d.state_dir(), &[&key[..], &["--expires-at", "2001-01-01T00:00:00Z"]].concat());
@@ -102,6 +102,12 @@ async fn a_key_a_change_and_a_page_of_users_name_every_field_at_fault() {
         "; expires_at: is in the past",
     ] {
         assert!(stderr.contains(part), "{part} in {stderr}");
+    }
+    let block = ["blocked-ips", "add", "203.0.113.0/33", "--for", "soon", "--reason", "x\u{1b}[2J"];
+    let out = latchctl_on(&d.state_dir(), &block);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for part in ["cidr: ", "; duration: expected a duration like", "; reason: must not contain control"] {
+        assert!(out.status.code() == Some(1) && stderr.contains(part), "{part} in {stderr}");
     }
     let id = id_of(&d, "kept@example.test");
     let change =
