@@ -19,7 +19,8 @@ pub enum ApiKeysCmd {
         /// When it stops working (RFC 3339), default never.
         #[arg(long, value_name = "TIME")]
         expires_at: Option<String>,
-        /// Or how long it works from now, like "90d" or "12h".
+        /// How long it works from now, like "90d" or "12h" (instead of
+        /// --expires-at).
         #[arg(long = "for", value_name = "DURATION", conflicts_with = "expires_at", value_parser = lifetime)]
         lifetime: Option<i64>,
         /// The user it acts for (id or email); it works only while they do,
