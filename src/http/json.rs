@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use utoipa::openapi::{RefOr, Schema};
 
 use super::config_of;
-use super::problem::{ApiError, FieldError, Kind, Problem};
+use super::problem::{ApiError, FieldError, Kind, Problem, echoable};
 
 pub struct ApiJson<T>(pub T);
 
@@ -129,7 +129,7 @@ fn missing<T: ToSchema>(bytes: &[u8], first: &str) -> Problem {
 }
 
 /// The keys of `given` that are none of `fields` (at most five, each told
-/// back only if short printable ASCII).
+/// back only if `echoable`).
 fn strays(given: &serde_json::Map<String, serde_json::Value>, fields: &[String]) -> Vec<FieldError> {
     if fields.is_empty() {
         return Vec::new();
@@ -137,7 +137,7 @@ fn strays(given: &serde_json::Map<String, serde_json::Value>, fields: &[String])
     let message = format!("is not a field here (the fields are {})", fields.join(", "));
     given
         .keys()
-        .filter(|k| !fields.contains(k) && k.len() <= 64 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|k| !fields.contains(k) && echoable(k))
         .take(5)
         .map(|k| FieldError { field: k.clone(), message: message.clone() })
         .collect()

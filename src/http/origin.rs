@@ -11,6 +11,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, Uri};
 use arc_swap::ArcSwap;
 
+use super::problem::echoable;
 use crate::config::{Config, authority_host};
 
 /// Paths a load balancer or monitor probes by IP address; they answer
@@ -111,12 +112,6 @@ fn shown(value: &HeaderValue) -> Option<&str> {
 fn shown_list(names: &[String]) -> String {
     let joined = names.join(", ");
     if echoable(&joined) { joined } else { "others".into() }
-}
-
-/// Whether text the client sent may be echoed in a problem's detail: short
-/// printable ASCII (spaces allowed, as between listed names).
-fn echoable(text: &str) -> bool {
-    text.len() <= 200 && text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
 }
 
 /// Response headers a cross-origin page may read. Set here rather than with

@@ -308,6 +308,13 @@ pub fn of_fields<E>(found: impl IntoIterator<Item = Option<E>>, several: impl Fn
     if all.len() == 1 { all.remove(0) } else { several(all) }
 }
 
+/// Whether text the client sent may be told back in a problem (a CORS
+/// origin, a key that is no field): short printable ASCII, spaces allowed
+/// as between listed names.
+pub fn echoable(text: &str) -> bool {
+    text.len() <= 200 && text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+}
+
 /// Several refusals' words, as a `Several` error's detail.
 pub fn joined<E: std::fmt::Display>(all: &[E]) -> String {
     all.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
