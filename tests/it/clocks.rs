@@ -197,7 +197,7 @@ async fn a_refresh_token_spent_before_the_clock_was_set_back_is_a_reuse_not_a_re
 /// back; it waited out the skew (two hours here) before.
 #[tokio::test]
 async fn mail_retried_while_the_clock_ran_ahead_goes_out_after_the_set_back() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::mail::SmtpSink::port_for_later();
     let relay_down = format!("\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\n");
     let (pauses, set_back_at) = two_hours_ahead_for_a_while();
     let dir = tempfile::tempdir().unwrap();

@@ -214,7 +214,7 @@ async fn reuse_grace_answers_a_retry_with_the_same_successor() {
 
 #[tokio::test]
 async fn smtp_outages_are_retried_and_requests_never_wait() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::mail::SmtpSink::port_for_later();
     let smtp_cfg = format!("\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\n");
     let d = Latchd::start_with(&base_config(&smtp_cfg)).await;
     let res = d.post("/v1/auth/register", json!({"email": "pia@example.test", "password": PASSWORD})).await;
@@ -235,7 +235,7 @@ async fn smtp_outages_are_retried_and_requests_never_wait() {
 /// would open a dead link. Mail whose link still works goes as usual.
 #[tokio::test]
 async fn a_link_that_stopped_working_while_its_mail_waited_is_not_sent() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::mail::SmtpSink::port_for_later();
     let d =
         Latchd::start_with(&base_config(&format!("\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\n"))).await;
     for email in ["pia@example.test", "quin@example.test"] {
@@ -278,7 +278,7 @@ async fn a_link_that_stopped_working_while_its_mail_waited_is_not_sent() {
 
 #[tokio::test]
 async fn undeliverable_mail_becomes_a_dead_letter() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::mail::SmtpSink::port_for_later();
     let smtp_cfg = format!("\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nmax_attempts = 2\n");
     let d = Latchd::start_with(&base_config(&smtp_cfg)).await;
     d.post("/v1/auth/register", json!({"email": "quinn@example.test", "password": PASSWORD})).await;

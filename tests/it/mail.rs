@@ -17,6 +17,24 @@ impl SmtpSink {
         Self::start_on(0)
     }
 
+    /// A port for a relay that starts later (latch is pointed at it while
+    /// it is down): free now, and below the kernel's ephemeral range, where
+    /// every port-0 listener and outgoing connection of the tests running
+    /// alongside gets its own, so none can take it meanwhile (one did: the
+    /// sink then failed to bind).
+    pub fn port_for_later() -> u16 {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+        let ephemeral: u16 = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32_768);
+        let floor = ephemeral.saturating_sub(12_000).max(1024);
+        let span = u32::from(ephemeral - floor);
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let first = (seed ^ std::process::id()) % span;
+        (0..1000)
+            .map(|i| floor + ((first + i) % span) as u16)
+            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            .expect("a free port below the ephemeral range")
+    }
+
     /// Starts on `port` (0: any free port).
     pub fn start_on(port: u16) -> SmtpSink {
         Self::start_with(port, &[])
