@@ -24,7 +24,10 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("latchctl: {}", latch::one_line(&e));
+            // Several faults (a config file's) are one line each.
+            for line in latch::one_line(&e).lines() {
+                eprintln!("latchctl: {line}");
+            }
             ExitCode::FAILURE
         }
     }

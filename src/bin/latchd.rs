@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Err(e) => return misused(e),
     };
     match cli.command {
-        Command::CheckConfig { path } => check_config(path),
+        Command::CheckConfig { path, config } => check_config(path.or(config)),
         Command::Serve { config, daemon: _, pid_file } => serve(config, pid_file),
     }
 }

@@ -90,9 +90,6 @@ pub fn span_of(doc: &Spanned<DeTable<'_>>, path: &[&str]) -> Option<Range<usize>
 /// sets, and where; else the first key and the span of its nearest
 /// ancestor. So the error names the key the person wrote, on its line.
 pub fn first_set(doc: &Spanned<DeTable<'_>>, keys: &str) -> (String, Option<Range<usize>>) {
-    let segments = |key: &str| -> Vec<String> {
-        key.split(['.', '[', ']']).filter(|s| !s.is_empty()).map(str::to_string).collect()
-    };
     for key in keys.split('|') {
         let path = segments(key);
         let refs: Vec<&str> = path.iter().map(String::as_str).collect();
@@ -104,6 +101,12 @@ pub fn first_set(doc: &Spanned<DeTable<'_>>, keys: &str) -> (String, Option<Rang
     let path = segments(first);
     let refs: Vec<&str> = path.iter().map(String::as_str).collect();
     (first.to_string(), span_of(doc, &refs))
+}
+
+/// The segments of a dotted key: `listener[1].addr` is `listener`, `1`,
+/// `addr`.
+pub fn segments(key: &str) -> Vec<String> {
+    key.split(['.', '[', ']']).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// Whether every segment of `path` is in the file.

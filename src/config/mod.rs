@@ -7,6 +7,7 @@ mod defense;
 mod file;
 mod locate;
 mod rules;
+mod sift;
 mod values;
 
 use std::future::Future;
@@ -44,6 +45,40 @@ pub enum ConfigError {
          and rename it over this one"
     )]
     EmptyOnReload { path: String },
+    /// Every key at fault in one file, in the file's order: one line each.
+    #[error("{}", lines(.0))]
+    Several(Vec<ConfigError>),
+}
+
+fn lines(faults: &[ConfigError]) -> String {
+    faults.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+impl ConfigError {
+    /// One fault as itself, several as `Several`.
+    pub fn of(mut faults: Vec<ConfigError>) -> ConfigError {
+        match faults.len() {
+            1 => faults.remove(0),
+            _ => ConfigError::Several(faults),
+        }
+    }
+
+    /// The line a fault is on (0 when it has none), to tell faults in
+    /// the file's order.
+    fn line(&self) -> usize {
+        match self {
+            ConfigError::Invalid { line, .. } | ConfigError::Syntax { line, .. } => *line,
+            _ => 0,
+        }
+    }
+
+    /// Each fault on its own, for a caller that prints or prefixes them.
+    pub fn into_list(self) -> Vec<ConfigError> {
+        match self {
+            ConfigError::Several(faults) => faults,
+            one => vec![one],
+        }
+    }
 }
 
 /// How a reload went: `error` set means nothing changed.
@@ -201,28 +236,35 @@ impl Config {
             line: e.span().map_or(1, |s| locate::line_of(text, s.start)),
             reason: e.message().to_string(),
         })?;
-        let raw: RawConfig = serde::Deserialize::deserialize(toml::de::Deserializer::from(doc.clone()))
-            .map_err(|e| {
-                let offset = e.span().map_or(0, |s| s.start);
-                ConfigError::Invalid {
-                    path: shown.clone(),
-                    line: locate::line_of(text, offset),
-                    key: locate::key_at(&doc, offset).unwrap_or_else(|| "(top level)".into()),
-                    reason: e.message().to_string(),
-                }
-            })?;
-        rules::resolve(raw, Some(path)).map_err(|e| match e {
-            ConfigError::Invalid { key, reason, .. } => {
-                let (key, span) = locate::first_set(&doc, &key);
-                ConfigError::Invalid {
-                    path: shown.clone(),
-                    line: span.map_or(1, |s| locate::line_of(text, s.start)),
-                    key,
-                    reason,
-                }
+        let mut sifted = sift::sift(&doc);
+        let mut faults: Vec<ConfigError> = (sifted.refused.iter())
+            .map(|r| ConfigError::Invalid {
+                path: shown.clone(),
+                line: locate::line_of(text, r.offset),
+                key: r.key.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect();
+        // The rules run on what read, so a file is told its broken rules
+        // beside its refused keys.
+        let ruled = sifted.raw.take().map(|raw| rules::resolve(raw, Some(path)));
+        match ruled {
+            Some(Ok(cfg)) if faults.is_empty() => return Ok(cfg),
+            Some(Err(broken)) => {
+                faults.extend(broken.into_list().into_iter().filter_map(|fault| match fault {
+                    ConfigError::Invalid { key, .. } if sifted.stood_in(&key) => None,
+                    ConfigError::Invalid { key, reason, .. } => {
+                        let (key, span) = locate::first_set(&doc, &key);
+                        let line = span.map_or(1, |s| locate::line_of(text, s.start));
+                        Some(ConfigError::Invalid { path: shown.clone(), line, key, reason })
+                    }
+                    other => Some(other),
+                }))
             }
-            other => other,
-        })
+            _ => {}
+        }
+        faults.sort_by_key(ConfigError::line);
+        Err(ConfigError::of(faults))
     }
 
     /// A problem with `key` found after the file was read (a file it names

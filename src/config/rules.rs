@@ -18,6 +18,28 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { path: String::new(), line: 0, key: key.into(), reason: reason.into() }
 }
 
+/// Every rule a file breaks, not the first: one `check-config` names them
+/// all, so a file with three mistakes takes one edit, not three tries.
+#[derive(Default)]
+struct Faults(Vec<ConfigError>);
+
+impl Faults {
+    fn when(&mut self, at_fault: bool, key: impl Into<String>, reason: impl Into<String>) {
+        if at_fault {
+            self.0.push(invalid(key, reason));
+        }
+    }
+
+    /// The value a rule produced, or its default with the fault noted, so
+    /// the checks after it still run.
+    fn value<T: Default>(&mut self, result: Result<T, ConfigError>) -> T {
+        result.unwrap_or_else(|fault| {
+            self.0.push(fault);
+            T::default()
+        })
+    }
+}
+
 /// Resolves the paths a config names: absolute as written, else against
 /// the directory of the config file (against the working directory for the
 /// built-in defaults), so neither the directory latchd was started from nor
@@ -48,24 +70,31 @@ impl Paths {
 }
 
 pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut faults = Faults::default();
     let paths = Paths::new(source);
     let default_state = if source.is_some() { PACKAGED_STATE_DIR } else { DEFAULT_STATE_DIR };
     let state_dir = paths.resolve(raw.server.state_dir.as_deref().unwrap_or(Path::new(default_state)));
     let key_file = raw.server.key_file.as_deref().filter(|p| !p.as_os_str().is_empty());
     let state = StateDir::new(state_dir, key_file.map(|p| paths.resolve(p)));
-    let (public_url, public_host) = public_url(&raw)?;
-    let listeners = listeners(&raw, &paths)?;
-    let tls = tls_files(&raw, &paths)?;
+    let (public_url, public_host) = faults.value(public_url(&raw));
+    let listeners = listeners(&raw, &paths, &mut faults);
+    let tls = faults.value(tls_files(&raw, &paths));
     let admin_socket = raw.admin.socket.as_deref().map_or_else(|| state.admin_socket(), |p| paths.resolve(p));
-    // The email links default to latch's own pages at `public_url`.
-    let base = public_url.trim_end_matches('/');
+    // The email links default to latch's own pages at `public_url`; a
+    // refused one stands in as its default, so its fault is told once,
+    // not again for each link built on it.
+    let base = if public_url.is_empty() { DEFAULT_PUBLIC_URL } else { public_url.trim_end_matches('/') };
     for url in [&mut raw.email.verify_url, &mut raw.email.reset_url] {
         *url = url.replace("{public_url}", base);
     }
-    check_tokens(&raw)?;
-    check_passwords(&raw)?;
-    check_misc(&raw)?;
-    check_defense(&raw)?;
+    check_tokens(&raw, &mut faults);
+    check_passwords(&raw, &mut faults);
+    check_misc(&raw, &mut faults);
+    check_defense(&raw, &mut faults);
+    let http = http_names(std::mem::take(&mut raw.http), &mut faults);
+    if !faults.0.is_empty() {
+        return Err(ConfigError::of(faults.0));
+    }
     resolve_files(&mut raw, &paths);
     Ok(Config {
         // The file's own path is relative to the working directory, not to
@@ -85,7 +114,7 @@ pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Confi
         smtp: raw.smtp,
         rate_limits: raw.rate_limits,
         defense: raw.defense,
-        http: http_names(raw.http)?,
+        http,
         log: raw.log,
         audit: raw.audit,
         backup: raw.backup,
@@ -93,9 +122,11 @@ pub(super) fn resolve(mut raw: RawConfig, source: Option<&Path>) -> Result<Confi
     })
 }
 
-/// `server.public_url` (default `https://localhost:8443`) and its host.
+const DEFAULT_PUBLIC_URL: &str = "https://localhost:8443";
+
+/// `server.public_url` (default `DEFAULT_PUBLIC_URL`) and its host.
 fn public_url(raw: &RawConfig) -> Result<(String, String), ConfigError> {
-    let public_url = raw.server.public_url.clone().unwrap_or_else(|| "https://localhost:8443".into());
+    let public_url = raw.server.public_url.clone().unwrap_or_else(|| DEFAULT_PUBLIC_URL.into());
     let public_host = url_host(&public_url).ok_or_else(|| {
         invalid(
             "server.public_url",
@@ -179,172 +210,148 @@ pub fn authority_host(authority: &str) -> Option<&str> {
     Some(host).filter(|h| !h.is_empty())
 }
 
-fn listeners(raw: &RawConfig, paths: &Paths) -> Result<Vec<Listener>, ConfigError> {
+/// The listeners, each checked: one at fault is noted and left out.
+fn listeners(raw: &RawConfig, paths: &Paths, faults: &mut Faults) -> Vec<Listener> {
     let Some(list) = &raw.listeners else {
         let addr = SocketAddr::from(([127, 0, 0, 1], 8443));
-        return Ok(vec![Listener { kind: ListenerKind::Https, addr: ListenAddr::Tcp(addr), metrics: false }]);
+        return vec![Listener { kind: ListenerKind::Https, addr: ListenAddr::Tcp(addr), metrics: false }];
     };
-    if list.is_empty() {
-        return Err(invalid("listener", "at least one [[listener]] is needed"));
-    }
-    let mut out = Vec::with_capacity(list.len());
+    faults.when(list.is_empty(), "listener", "at least one [[listener]] is needed");
+    let mut out: Vec<(usize, Listener)> = Vec::with_capacity(list.len());
     for (i, l) in list.iter().enumerate() {
         let key = |k: &str| format!("listener[{i}].{k}");
         let addr = match (l.kind, &l.addr, &l.path) {
-            (ListenerKind::Unix, None, Some(path)) => ListenAddr::Unix(paths.resolve(path)),
+            (ListenerKind::Unix, None, Some(path)) => Ok(ListenAddr::Unix(paths.resolve(path))),
             (ListenerKind::Unix, _, _) => {
-                return Err(invalid(key("kind"), "a unix listener takes `path` (and no `addr`)"));
+                Err(invalid(key("kind"), "a unix listener takes `path` (and no `addr`)"))
             }
-            (_, Some(addr), None) => ListenAddr::Tcp(addr.parse().map_err(|_| {
+            (_, Some(addr), None) => addr.parse().map(ListenAddr::Tcp).map_err(|_| {
                 invalid(key("addr"), format!("expected IP:PORT like \"127.0.0.1:8443\", got {addr:?}"))
-            })?),
-            (_, _, _) => {
-                return Err(invalid(key("kind"), "an http/https listener takes `addr` (and no `path`)"));
-            }
+            }),
+            (_, _, _) => Err(invalid(key("kind"), "an http/https listener takes `addr` (and no `path`)")),
         };
+        let Some(addr) = addr.map_err(|fault| faults.0.push(fault)).ok() else { continue };
         // Port 0 asks the system for a free port each time, so it may repeat.
         let fixed = !matches!(addr, ListenAddr::Tcp(a) if a.port() == 0);
-        if let Some(j) = out.iter().position(|o: &Listener| fixed && o.addr == addr) {
-            return Err(invalid(
-                key(if l.kind == ListenerKind::Unix { "path" } else { "addr" }),
-                format!("listener[{j}] is there already"),
-            ));
+        if let Some((j, _)) = out.iter().find(|(_, o)| fixed && o.addr == addr) {
+            let at = key(if l.kind == ListenerKind::Unix { "path" } else { "addr" });
+            faults.when(true, at, format!("listener[{j}] is there already"));
+            continue;
         }
-        out.push(Listener { kind: l.kind, addr, metrics: l.metrics });
+        out.push((i, Listener { kind: l.kind, addr, metrics: l.metrics }));
     }
-    Ok(out)
+    out.into_iter().map(|(_, l)| l).collect()
 }
 
-fn check_tokens(raw: &RawConfig) -> Result<(), ConfigError> {
+fn check_tokens(raw: &RawConfig, faults: &mut Faults) {
     let t = &raw.tokens;
-    if t.algorithm == TokenAlgorithm::HS256 && t.secret_file.is_none() {
-        return Err(invalid(
-            "tokens.algorithm",
-            "HS256 needs tokens.secret_file (a file of at least 32 bytes)",
-        ));
-    }
-    if t.access_ttl.0 < Duration::from_secs(1) {
-        return Err(invalid("tokens.access_ttl", "must be at least 1s"));
-    }
-    if t.refresh_ttl.0 < t.access_ttl.0 {
-        return Err(invalid(
-            "tokens.refresh_ttl|tokens.access_ttl",
-            "refresh_ttl must not be shorter than access_ttl",
-        ));
-    }
-    if t.session_max_age.0 < t.refresh_ttl.0 {
-        return Err(invalid(
-            "tokens.session_max_age|tokens.refresh_ttl",
-            "session_max_age must not be shorter than refresh_ttl",
-        ));
-    }
-    if t.leeway.0 > Duration::from_secs(300) {
-        return Err(invalid("tokens.leeway", "must be at most 5m"));
-    }
+    let needs_secret = t.algorithm == TokenAlgorithm::HS256 && t.secret_file.is_none();
+    faults.when(
+        needs_secret,
+        "tokens.algorithm",
+        "HS256 needs tokens.secret_file (a file of at least 32 bytes)",
+    );
+    faults.when(t.access_ttl.0 < Duration::from_secs(1), "tokens.access_ttl", "must be at least 1s");
+    faults.when(
+        t.refresh_ttl.0 < t.access_ttl.0,
+        "tokens.refresh_ttl|tokens.access_ttl",
+        "refresh_ttl must not be shorter than access_ttl",
+    );
+    faults.when(
+        t.session_max_age.0 < t.refresh_ttl.0,
+        "tokens.session_max_age|tokens.refresh_ttl",
+        "session_max_age must not be shorter than refresh_ttl",
+    );
+    faults.when(t.leeway.0 > Duration::from_secs(300), "tokens.leeway", "must be at most 5m");
     // Security: the grace is for a client retrying a refresh whose answer
     // it lost; a spent token that still works for minutes is a stolen one
     // that reuse detection no longer catches.
-    if t.refresh_reuse_grace.0 > Duration::from_secs(60) {
-        return Err(invalid(
-            "tokens.refresh_reuse_grace",
-            "must be at most 1m (it covers a retried request; longer lets a stolen spent token keep working)",
-        ));
-    }
-    if t.audience.trim().is_empty() {
-        return Err(invalid("tokens.audience", "must not be empty"));
-    }
-    Ok(())
+    faults.when(
+        t.refresh_reuse_grace.0 > Duration::from_secs(60),
+        "tokens.refresh_reuse_grace",
+        "must be at most 1m (it covers a retried request; longer lets a stolen spent token keep working)",
+    );
+    faults.when(t.audience.trim().is_empty(), "tokens.audience", "must not be empty");
 }
 
-fn check_passwords(raw: &RawConfig) -> Result<(), ConfigError> {
+fn check_passwords(raw: &RawConfig, faults: &mut Faults) {
     let p = &raw.passwords;
-    if p.min_length < 8 {
-        return Err(invalid("passwords.min_length", "must be at least 8 (NIST SP 800-63B)"));
-    }
-    if p.max_length > 1024 {
-        return Err(invalid("passwords.max_length", "must be at most 1024"));
-    }
-    if p.max_length < p.min_length {
-        let why = format!("min_length ({}) must not exceed max_length ({})", p.min_length, p.max_length);
-        return Err(invalid("passwords.min_length|passwords.max_length", why));
-    }
+    faults.when(p.min_length < 8, "passwords.min_length", "must be at least 8 (NIST SP 800-63B)");
+    faults.when(p.max_length > 1024, "passwords.max_length", "must be at most 1024");
+    faults.when(
+        p.max_length < p.min_length,
+        "passwords.min_length|passwords.max_length",
+        format!("min_length ({}) must not exceed max_length ({})", p.min_length, p.max_length),
+    );
     let a = &p.argon2;
-    if !(1..=16).contains(&a.parallelism) {
-        return Err(invalid(
-            "passwords.argon2.parallelism|passwords.argon2",
-            "parallelism must be between 1 and 16",
-        ));
-    }
-    if a.iterations == 0 || a.memory_kib < 8 * a.parallelism || a.memory_kib > 4 * 1024 * 1024 {
-        return Err(invalid(
-            "passwords.argon2.memory_kib|passwords.argon2.iterations|passwords.argon2",
-            "needs iterations >= 1 and 8*parallelism <= memory_kib <= 4 GiB",
-        ));
-    }
-    if p.max_queue_wait.0 > Duration::from_secs(60) {
-        return Err(invalid("passwords.max_queue_wait", "must be at most 60s"));
-    }
-    Ok(())
+    faults.when(
+        !(1..=16).contains(&a.parallelism),
+        "passwords.argon2.parallelism|passwords.argon2",
+        "parallelism must be between 1 and 16",
+    );
+    faults.when(
+        a.iterations == 0 || a.memory_kib < 8 * a.parallelism || a.memory_kib > 4 * 1024 * 1024,
+        "passwords.argon2.memory_kib|passwords.argon2.iterations|passwords.argon2",
+        "needs iterations >= 1 and 8*parallelism <= memory_kib <= 4 GiB",
+    );
+    faults.when(
+        p.max_queue_wait.0 > Duration::from_secs(60),
+        "passwords.max_queue_wait",
+        "must be at most 60s",
+    );
 }
 
 /// The `[smtp]` section, when there is one.
-fn check_smtp(smtp: &SmtpSection) -> Result<(), ConfigError> {
-    if smtp.max_attempts == 0 {
-        return Err(invalid("smtp.max_attempts", "must be at least 1"));
-    }
-    if smtp.host.trim().is_empty() {
-        return Err(invalid("smtp.host", "must not be empty"));
-    }
-    if smtp.port == 0 {
-        return Err(invalid("smtp.port", "must be above 0"));
-    }
+fn check_smtp(smtp: &SmtpSection, faults: &mut Faults) {
+    faults.when(smtp.max_attempts == 0, "smtp.max_attempts", "must be at least 1");
+    faults.when(smtp.host.trim().is_empty(), "smtp.host", "must not be empty");
+    faults.when(smtp.port == 0, "smtp.port", "must be above 0");
     // Security: AUTH over a plaintext connection sends the password in
     // clear to anyone on the path; only the same host is exempt.
-    if !smtp.username.is_empty() && smtp.security == SmtpSecurity::None && !is_loopback(&smtp.host) {
-        return Err(invalid(
-            "smtp.username",
-            "would send the SMTP password in clear: set security = \"starttls\" or \"tls\" (or use a loopback host)",
-        ));
-    }
-    if smtp.ca_file.is_some() && smtp.security == SmtpSecurity::None {
-        return Err(invalid(
-            "smtp.ca_file",
-            "is used only to check the relay's certificate: set security = \"starttls\" or \"tls\"",
-        ));
-    }
-    if !smtp.username.is_empty() && smtp.password_file.is_none() {
-        return Err(invalid(
-            "smtp.password_file",
-            "must be set when smtp.username is (a file holding the password)",
-        ));
-    }
-    Ok(())
+    faults.when(
+        !smtp.username.is_empty() && smtp.security == SmtpSecurity::None && !is_loopback(&smtp.host),
+        "smtp.username",
+        "would send the SMTP password in clear: set security = \"starttls\" or \"tls\" (or use a loopback host)",
+    );
+    faults.when(
+        smtp.ca_file.is_some() && smtp.security == SmtpSecurity::None,
+        "smtp.ca_file",
+        "is used only to check the relay's certificate: set security = \"starttls\" or \"tls\"",
+    );
+    faults.when(
+        !smtp.username.is_empty() && smtp.password_file.is_none(),
+        "smtp.password_file",
+        "must be set when smtp.username is (a file holding the password)",
+    );
 }
 
-fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
+fn check_misc(raw: &RawConfig, faults: &mut Faults) {
     for (key, url) in [("email.verify_url", &raw.email.verify_url), ("email.reset_url", &raw.email.reset_url)]
     {
-        if !url.contains("{token}") || url_host(url).is_none() {
-            return Err(invalid(key, "expected an http(s) URL containing {token}"));
-        }
+        let usable = url.contains("{token}") && url_host(url).is_some();
+        faults.when(!usable, key, "expected an http(s) URL containing {token}");
     }
     // Every message is built from it: a bad one would fail each request
     // that sends mail (register, forgot) instead of the start.
-    if raw.email.from.parse::<lettre::message::Mailbox>().is_err() {
-        let why =
-            format!("expected an address like \"latch <noreply@example.com>\", got {:?}", raw.email.from);
-        return Err(invalid("email.from", why));
-    }
+    faults.when(
+        raw.email.from.parse::<lettre::message::Mailbox>().is_err(),
+        "email.from",
+        format!("expected an address like \"latch <noreply@example.com>\", got {:?}", raw.email.from),
+    );
     if let Some(smtp) = &raw.smtp {
-        check_smtp(smtp)?;
+        check_smtp(smtp, faults);
     }
-    if !(1..=128).contains(&raw.defense.ipv6_prefix) {
-        return Err(invalid("defense.ipv6_prefix", "must be between 1 and 128"));
-    }
+    faults.when(
+        !(1..=128).contains(&raw.defense.ipv6_prefix),
+        "defense.ipv6_prefix",
+        "must be between 1 and 128",
+    );
     let name = &raw.pages.product_name;
-    if name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(invalid("pages.product_name", "must be 1 to 64 printable characters"));
-    }
+    faults.when(
+        name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control),
+        "pages.product_name",
+        "must be 1 to 64 printable characters",
+    );
     let h = &raw.http;
     for (key, zero) in [
         ("backup.keep", raw.backup.keep == 0),
@@ -358,11 +365,8 @@ fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
         // notice that the password or second factor changed.
         ("email.max_per_recipient", raw.email.max_per_recipient == 0),
     ] {
-        if zero {
-            return Err(invalid(key, "must be above zero"));
-        }
+        faults.when(zero, key, "must be above zero");
     }
-    Ok(())
 }
 
 /// The brute-force and anomaly thresholds. A zero count would fire on the
@@ -370,7 +374,7 @@ fn check_misc(raw: &RawConfig) -> Result<(), ConfigError> {
 /// `duration`; `bot.requests = 0` would block every client at its second
 /// request), though an operator writing 0 more likely meant "off"; a zero
 /// time would make the rule do nothing. Both are refused, named.
-fn check_defense(raw: &RawConfig) -> Result<(), ConfigError> {
+fn check_defense(raw: &RawConfig, faults: &mut Faults) {
     let (block, lock, anomaly) = (&raw.defense.ip_block, &raw.defense.account_lock, &raw.defense.anomaly);
     let counts = [
         ("defense.ip_block.failures|defense.ip_block", block.failures),
@@ -380,9 +384,9 @@ fn check_defense(raw: &RawConfig) -> Result<(), ConfigError> {
         ("defense.anomaly.new_devices.count|defense.anomaly.new_devices", anomaly.new_devices.count),
         ("defense.anomaly.rapid_refresh.count|defense.anomaly.rapid_refresh", anomaly.rapid_refresh.count),
     ];
-    if let Some((key, _)) = counts.iter().find(|(_, n)| *n == 0) {
+    for (key, count) in counts {
         let why = "must be at least 1 (0 would act on the very first one; to soften an anomaly rule, set its action to \"flag\")";
-        return Err(invalid(*key, why));
+        faults.when(count == 0, key, why);
     }
     let times = [
         ("defense.ip_block.window|defense.ip_block", block.window.0),
@@ -400,42 +404,38 @@ fn check_defense(raw: &RawConfig) -> Result<(), ConfigError> {
             anomaly.rapid_refresh.window.0,
         ),
     ];
-    if let Some((key, _)) = times.iter().find(|(_, t)| t.is_zero()) {
-        return Err(invalid(*key, "must be above zero"));
+    for (key, time) in times {
+        faults.when(time.is_zero(), key, "must be above zero");
     }
     // Security: a proxy is believed about the client's address; trusting
     // every address lets any client pick the address its limits, blocks
     // and audit rows count against.
-    if raw.defense.trusted_proxies.iter().any(|p| p.0.prefix_len() == 0) {
-        let why = "must not contain a /0 network: every client could then choose its own address with X-Forwarded-For; list your proxies' addresses";
-        return Err(invalid("defense.trusted_proxies", why));
-    }
-    if lock.max_delay.0 < lock.base_delay.0 {
-        let why = format!(
-            "max_delay ({}) must not be shorter than base_delay ({})",
-            lock.max_delay, lock.base_delay
-        );
-        return Err(invalid("defense.account_lock.max_delay|defense.account_lock", why));
-    }
-    Ok(())
+    let why = "must not contain a /0 network: every client could then choose its own address with X-Forwarded-For; list your proxies' addresses";
+    faults.when(
+        raw.defense.trusted_proxies.iter().any(|p| p.0.prefix_len() == 0),
+        "defense.trusted_proxies",
+        why,
+    );
+    faults.when(
+        lock.max_delay.0 < lock.base_delay.0,
+        "defense.account_lock.max_delay|defense.account_lock",
+        format!("max_delay ({}) must not be shorter than base_delay ({})", lock.max_delay, lock.base_delay),
+    );
 }
 
 /// Checks `[http].cors_origins` (`*` or `scheme://host[:port]`, nothing
 /// after) and `trusted_hosts` (a host name, `*.` + a domain, or an IP
 /// address, no port), and lower-cases both for matching.
-fn http_names(mut h: super::HttpSection) -> Result<super::HttpSection, ConfigError> {
+fn http_names(mut h: super::HttpSection, faults: &mut Faults) -> super::HttpSection {
     for (i, origin) in h.cors_origins.iter_mut().enumerate() {
         *origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
         let rest = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
         let bare = rest.is_some_and(|r| !r.contains(['/', '?', '#', '@'])) && url_host(origin).is_some();
-        if origin != "*" && !bare {
-            return Err(invalid(
-                format!("http.cors_origins[{i}]"),
-                format!(
-                    "expected \"*\" or an origin like \"https://app.example.com\" (no path), got {origin:?}"
-                ),
-            ));
-        }
+        faults.when(
+            origin != "*" && !bare,
+            format!("http.cors_origins[{i}]"),
+            format!("expected \"*\" or an origin like \"https://app.example.com\" (no path), got {origin:?}"),
+        );
     }
     for (i, host) in h.trusted_hosts.iter_mut().enumerate() {
         *host = host.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -444,16 +444,13 @@ fn http_names(mut h: super::HttpSection) -> Result<super::HttpSection, ConfigErr
             && name
                 .split('.')
                 .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-        if !is_name && host.parse::<std::net::IpAddr>().is_err() {
-            return Err(invalid(
-                format!("http.trusted_hosts[{i}]"),
-                format!(
-                    "expected a host name, \"*.\" and a domain, or an IP address (no port), got {host:?}"
-                ),
-            ));
-        }
+        faults.when(
+            !is_name && host.parse::<std::net::IpAddr>().is_err(),
+            format!("http.trusted_hosts[{i}]"),
+            format!("expected a host name, \"*.\" and a domain, or an IP address (no port), got {host:?}"),
+        );
     }
-    Ok(h)
+    h
 }
 
 #[cfg(test)]

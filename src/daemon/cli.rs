@@ -46,5 +46,8 @@ pub enum Command {
         /// The file to check (default: the one `serve` would read).
         #[arg(value_name = "PATH")]
         path: Option<PathBuf>,
+        /// The file to check, named as `serve` takes it.
+        #[arg(long, value_name = "PATH", conflicts_with = "path")]
+        config: Option<PathBuf>,
     },
 }

@@ -21,7 +21,7 @@ use crate::http::tls::{TlsError, load_certified_key};
 /// Loads the config at `path` and checks every file it names; each
 /// problem is one `PATH:LINE: key: reason`.
 pub fn check(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
-    let cfg = Config::load(path).map_err(|e| vec![e])?;
+    let cfg = Config::load(path).map_err(ConfigError::into_list)?;
     let reader = match read_as_state_owner(&cfg) {
         Ok(name) => name,
         Err(e) => return Err(vec![cfg.problem_at("server.state_dir", crate::one_line(&e))]),

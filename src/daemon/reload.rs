@@ -80,7 +80,10 @@ async fn prepare(
         Some(path) => Config::reload_from(path),
         None => Config::load(None),
     };
-    let new = new.map_err(|e| e.to_string())?;
+    // One line for the log and the admin answer, each fault in the file's
+    // order.
+    let new =
+        new.map_err(|e| e.into_list().iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
     let needs_restart = old.restart_only_changes(&new);
     let merged = new.keep_restart_only(old);
     let mut commits = Vec::with_capacity(services.len());

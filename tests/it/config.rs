@@ -499,3 +499,62 @@ fn serve_options_without_the_command_say_which_command_was_meant() {
     assert_eq!(stderr, said);
     assert!(!dir.path().join("state").exists(), "nothing started");
 }
+
+/// serde stops at the first key it refuses and the rules stopped at the
+/// first they found broken, so a file with five mistakes took five tries
+/// of check-config. All five are told at once, one line each in the
+/// file's order, by check-config (the file named as `serve` takes it
+/// too), latchctl and serve (which creates nothing); a reload refuses
+/// them all on one line and keeps what runs.
+#[tokio::test]
+async fn every_key_at_fault_is_named_at_once() {
+    let extra = "\n[http]\nmax_bodyy = \"1KiB\"\nheader_timeout = \"0s\"\n\n[tokens]\naccess_ttl = 900\nrefresh_ttl = \"1s\"\nleeway = \"10m\"\n\n[passwords]\nmin_length = 4\n";
+    let text = base_config(extra);
+    let line = |start: &str| text.lines().position(|l| l.starts_with(start)).unwrap() + 1;
+    // refresh_ttl breaks no rule of its own: its rule compares it with
+    // the refused access_ttl, whose default stood in, so it is not told.
+    let told = [
+        (line("max_bodyy"), "http.max_bodyy", "unknown field"),
+        (line("header_timeout"), "http.header_timeout", "must be above zero"),
+        (line("access_ttl"), "tokens.access_ttl", "invalid type: integer `900`"),
+        (line("leeway"), "tokens.leeway", "must be at most 5m"),
+        (line("min_length"), "passwords.min_length", "must be at least 8"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &text);
+    let shown = path.display().to_string();
+    let ctl = std::process::Command::new(crate::admin_cli::LATCHCTL)
+        .args(["config", "check", &shown])
+        .env_remove("LATCH_CONFIG")
+        .output()
+        .unwrap();
+    for (out, prefix) in [
+        (run_latchd(&["check-config", &shown], dir.path()), ""),
+        (run_latchd(&["check-config", "--config", &shown], dir.path()), ""),
+        (run_latchd(&["serve", "--config", &shown], dir.path()), ""),
+        (ctl, "latchctl: "),
+    ] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), told.len(), "one line a fault: {stderr}");
+        for (got, (n, key, said)) in lines.iter().zip(told) {
+            assert!(got.starts_with(&format!("{prefix}{shown}:{n}: {key}: ")) && got.contains(said), "{got}");
+        }
+    }
+    assert!(!dir.path().join("state").exists(), "a refused config creates nothing");
+
+    let d = crate::harness::Latchd::start().await;
+    write_config(d.dir.path(), &text);
+    let out = std::process::Command::new(crate::admin_cli::LATCHCTL)
+        .arg("--state-dir")
+        .arg(d.state_dir())
+        .args(["config", "reload"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!((out.status.code(), stderr.trim_end().lines().count()), (Some(1), 1), "{stderr}");
+    let keys = told.map(|(_, key, _)| format!("{key}: "));
+    assert!(keys.iter().all(|k| stderr.contains(k.as_str())) && stderr.contains("; "), "{stderr}");
+    assert!(stderr.contains("the running config stays"), "{stderr}");
+}
