@@ -35,22 +35,16 @@ pub enum AuditCmd {
         /// Only rows from this client address.
         #[arg(long)]
         ip: Option<String>,
-        /// From this time on: RFC 3339, Unix seconds, or a while ago
-        /// (like "24h" or "7d").
-        #[arg(long, value_name = "TIME", value_parser = time_or_ago)]
-        since: Option<String>,
+        /// From this time on: RFC 3339, a date (from its 00:00 UTC), Unix
+        /// seconds, or a while ago (like "24h" or "7d").
+        #[arg(long, value_name = "TIME", value_parser = super::when::moment)]
+        since: Option<i64>,
         /// Up to this time, written as for --since.
-        #[arg(long, value_name = "TIME", value_parser = time_or_ago)]
-        until: Option<String>,
+        #[arg(long, value_name = "TIME", value_parser = super::when::moment)]
+        until: Option<i64>,
     },
     /// Check the HMAC chain of every row; exit 1 at the first broken one.
     Verify,
-}
-
-/// A time as the daemon reads it (RFC 3339 or Unix seconds, passed on),
-/// or a while ago, sent as Unix seconds.
-fn time_or_ago(arg: &str) -> Result<String, String> {
-    Ok(super::ago(arg).map_or_else(|| arg.to_string(), |at| at.to_string()))
 }
 
 pub fn run(client: &AdminClient, target: &Target, cmd: &AuditCmd, json: bool) -> anyhow::Result<bool> {
@@ -66,8 +60,8 @@ pub fn run(client: &AdminClient, target: &Target, cmd: &AuditCmd, json: bool) ->
                 ("actor_id", actor_id),
                 ("subject_id", subject_id),
                 ("ip", ip),
-                ("since", since),
-                ("until", until),
+                ("since", &since.map(|at| at.to_string())),
+                ("until", &until.map(|at| at.to_string())),
             ];
             for (name, value) in filters {
                 if let Some(v) = value {

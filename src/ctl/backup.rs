@@ -10,8 +10,6 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::{AdminClient, Target, offline, print, table};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::backup::restore::{self, RestoreError, Source};
 use crate::store::{archive_layout, backup};
@@ -36,12 +34,13 @@ pub enum BackupCmd {
         #[arg(required_unless_present = "to_time")]
         file: Option<PathBuf>,
         /// Restore the database as of this time (RFC 3339, e.g.
-        /// 2026-12-02T10:15:00Z, or a while ago, e.g. 15m): its last
-        /// commit at or before it, by the archive's times; a time this
-        /// host's clock has not reached yet restores every commit the
+        /// 2026-12-02T10:15:00Z, a date (its 00:00 UTC), Unix seconds, or
+        /// a while ago, e.g. 15m):
+        /// its last commit at or before it, by the archive's times; a time
+        /// this host's clock has not reached yet restores every commit the
         /// archive holds.
-        #[arg(long, value_name = "T")]
-        to_time: Option<String>,
+        #[arg(long, value_name = "T", value_parser = super::when::moment)]
+        to_time: Option<i64>,
         /// Restore even though the live database has security changes
         /// (password changes, disables, revocations, blocks) made after
         /// the backup, which the restore undoes.
@@ -60,7 +59,7 @@ pub fn run(client: &AdminClient, t: &Target, cmd: &BackupCmd, json: bool) -> any
         BackupCmd::List => list(t, json),
         BackupCmd::Verify { file } => verify(file, json),
         BackupCmd::Restore { file, to_time, accept_rollback } => {
-            run_restore(t, file.as_deref(), to_time.as_deref(), *accept_rollback, json)
+            run_restore(t, file.as_deref(), *to_time, *accept_rollback, json)
         }
     }
 }
@@ -122,23 +121,10 @@ fn verify(file: &Path, json: bool) -> anyhow::Result<bool> {
     Ok(found.is_ok())
 }
 
-/// `--to-time`, in Unix seconds.
-fn restore_point(at: &str) -> anyhow::Result<i64> {
-    if let Some(secs) = super::ago(at) {
-        return Ok(secs);
-    }
-    let parsed = OffsetDateTime::parse(at, &Rfc3339).map_err(|e| {
-        anyhow::anyhow!(
-            "--to-time {at}: expected RFC 3339 like 2026-12-02T10:15:00Z, or a while ago like 15m ({e})"
-        )
-    })?;
-    Ok(parsed.unix_timestamp())
-}
-
 fn run_restore(
     t: &Target,
     file: Option<&Path>,
-    to_time: Option<&str>,
+    to_time: Option<i64>,
     accept_rollback: bool,
     json: bool,
 ) -> anyhow::Result<bool> {
@@ -146,7 +132,7 @@ fn run_restore(
     let source = match (to_time, file) {
         (Some(at), _) => {
             // 1 s granularity: every commit within the named second counts.
-            to_ms = restore_point(at)? * 1000 + 999;
+            to_ms = at.saturating_mul(1000).saturating_add(999);
             archive = file.map_or_else(|| t.archive_dir.clone(), Path::to_path_buf);
             Source::PointInTime { archive: &archive, to_ms }
         }

@@ -14,6 +14,7 @@ mod offline;
 mod outbox;
 mod stdout;
 mod users;
+mod when;
 
 use std::path::PathBuf;
 
@@ -262,15 +263,6 @@ fn run_command(cli: Cli) -> anyhow::Result<bool> {
 /// such resource." rather than what is wrong with the command.
 fn named(arg: &str) -> Result<String, String> {
     if arg.trim().is_empty() { Err("must not be empty".into()) } else { Ok(arg.to_string()) }
-}
-
-/// A duration like "15m" or "7d" read as that long before now, in Unix
-/// seconds: "the last day" without working out a date. `None` when `arg`
-/// is not one (a bare number has no unit), for the caller to read as a
-/// time.
-fn ago(arg: &str) -> Option<i64> {
-    let ago = arg.parse::<crate::config::HumanDuration>().ok()?;
-    Some(crate::clock::now_unix().saturating_sub(i64::try_from(ago.0.as_secs()).ok()?))
 }
 
 /// A human table: a header row in capitals, each column as wide as its

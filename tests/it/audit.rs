@@ -140,6 +140,20 @@ async fn pages_filter_and_exports_stream_in_chain_order() {
     let last_hour = ok_text(ctl(&d, &["audit", "export", "--since", "1h"], ""));
     assert_eq!(last_hour.lines().count() as i64, total);
     assert_eq!(ok_text(ctl(&d, &["audit", "export", "--until", "1h"], "")).lines().count(), 0);
+    // A date alone is its 00:00 UTC: every row is before tomorrow's.
+    let tomorrow = (time::OffsetDateTime::now_utc().date() + time::Duration::DAY).to_string();
+    let until_tomorrow = ok_text(ctl(&d, &["audit", "export", "--until", &tomorrow], ""));
+    assert_eq!(until_tomorrow.lines().count() as i64, total);
+    assert_eq!(ok_text(ctl(&d, &["audit", "export", "--since", &tomorrow], "")).lines().count(), 0);
+    // A mistake is told for what it was meant as, before anything is asked.
+    for (since, told) in
+        [("3651d", "longer than the longest duration"), ("yesterday", "a date like 2026-12-02")]
+    {
+        let out = ctl(&d, &["audit", "export", "--since", since], "");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.starts_with("latchctl: ") && err.contains(told) && err.lines().count() == 1, "{err}");
+    }
     let csv = ok_text(ctl(&d, &["audit", "export", "--format", "csv", "--action", "login_failed"], ""));
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "id,at,action,actor_id,subject_id,ip,user_agent,request_id,details,prev_hash,hash");
