@@ -18,15 +18,21 @@ impl SmtpSink {
     }
 
     /// A port for a relay that starts later (latch is pointed at it while
-    /// it is down): free now, and below the kernel's ephemeral range, where
-    /// every port-0 listener and outgoing connection of the tests running
-    /// alongside gets its own, so none can take it meanwhile (one did: the
-    /// sink then failed to bind).
+    /// it is down): free now, and outside the kernel's ephemeral range,
+    /// where every port-0 listener and outgoing connection of the tests
+    /// running alongside gets its own, so none can take it meanwhile (one
+    /// did: the sink then failed to bind). Below the range, or above it on
+    /// a host whose range starts too low to leave room.
     pub fn port_for_later() -> u16 {
         let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-        let ephemeral: u16 = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32_768);
-        let floor = ephemeral.saturating_sub(12_000).max(1024);
-        let span = u32::from(ephemeral - floor);
+        let mut bounds = range.split_whitespace().map(|p| p.parse::<u16>().ok());
+        let start = bounds.next().flatten().unwrap_or(32_768);
+        let end = bounds.next().flatten().unwrap_or(60_999);
+        let (floor, ceiling) = match start > 2048 {
+            true => (start.saturating_sub(12_000).max(1024), start),
+            false => (end.saturating_add(1), u16::MAX),
+        };
+        let span = u32::from(ceiling.saturating_sub(floor)).max(1);
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let first = (seed ^ std::process::id()) % span;
         (0..1000)
