@@ -546,12 +546,7 @@ async fn every_key_at_fault_is_named_at_once() {
 
     let d = crate::harness::Latchd::start().await;
     write_config(d.dir.path(), &text);
-    let out = std::process::Command::new(crate::admin_cli::LATCHCTL)
-        .arg("--state-dir")
-        .arg(d.state_dir())
-        .args(["config", "reload"])
-        .output()
-        .unwrap();
+    let out = crate::admin_cli::latchctl_on(&d.state_dir(), &["config", "reload"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!((out.status.code(), stderr.trim_end().lines().count()), (Some(1), 1), "{stderr}");
     let keys = told.map(|(_, key, _)| format!("{key}: "));
