@@ -235,7 +235,7 @@ fn listeners(raw: &RawConfig, paths: &Paths, faults: &mut Faults) -> Vec<Listene
         let fixed = !matches!(addr, ListenAddr::Tcp(a) if a.port() == 0);
         if let Some((j, _)) = out.iter().find(|(_, o)| fixed && o.addr == addr) {
             let at = key(if l.kind == ListenerKind::Unix { "path" } else { "addr" });
-            faults.when(true, at, format!("listener[{j}] is there already"));
+            faults.0.push(invalid(at, format!("listener[{j}] is there already")));
             continue;
         }
         out.push((i, Listener { kind: l.kind, addr, metrics: l.metrics }));

@@ -61,10 +61,10 @@ pub fn sift(doc: &Spanned<DeTable<'_>>) -> Sifted {
             let shown = key.clone().unwrap_or_else(|| "(top level)".into());
             sifted.refused.push(Refusal { key: shown, offset, reason: error.message().to_string() });
         }
-        let removable = error.span().is_some() && key.as_deref().is_some_and(|k| take_out(work.get_mut(), k));
-        match key {
-            Some(key) if removable => sifted.taken_out.push(key),
-            _ => return sifted,
+        let taken = key.filter(|_| error.span().is_some()).and_then(|k| take_out(work.get_mut(), &k));
+        match taken {
+            Some(taken) => sifted.taken_out.push(taken),
+            None => return sifted,
         }
     }
     sifted
@@ -76,35 +76,45 @@ fn is_inside(inner: &str, outer: &str) -> bool {
     inner.strip_prefix(outer).is_some_and(|rest| rest.starts_with(['.', '[']))
 }
 
-/// Takes `key` out of `table`. An element of an array cannot be taken
-/// out alone (toml's array is a fixed slice here), so the whole array
-/// goes; so does a table whose part named is not there.
-fn take_out(table: &mut DeTable<'_>, key: &str) -> bool {
+/// Takes `key` out of `table`, and says what went: an element of an
+/// array cannot be taken out alone (toml's array is a fixed slice here),
+/// so the whole array goes; so does a table whose part named is not there.
+fn take_out(table: &mut DeTable<'_>, key: &str) -> Option<String> {
     let path = segments(key);
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
-    take_out_of_table(table, &path)
+    let depth = take_out_of_table(table, &path)?;
+    Some(path[..depth].iter().enumerate().fold(String::new(), |mut taken, (i, segment)| {
+        match (i, segment.parse::<usize>()) {
+            (0, _) => taken.push_str(segment),
+            (_, Ok(index)) => taken.push_str(&format!("[{index}]")),
+            (_, Err(_)) => taken.push_str(&format!(".{segment}")),
+        }
+        taken
+    }))
 }
 
-fn take_out_of_table(table: &mut DeTable<'_>, path: &[&str]) -> bool {
+/// How many segments of `path` name what was taken out.
+fn take_out_of_table(table: &mut DeTable<'_>, path: &[&str]) -> Option<usize> {
     match path {
-        [] => false,
-        [last] => table.remove(*last).is_some(),
+        [] => None,
+        [last] => table.remove(*last).map(|_| 1),
         [first, rest @ ..] => {
-            let inside = table.get_mut(*first).is_some_and(|value| take_out_of_value(value.get_mut(), rest));
-            inside || table.remove(*first).is_some()
+            match table.get_mut(*first).and_then(|value| take_out_of_value(value.get_mut(), rest)) {
+                Some(depth) => Some(depth + 1),
+                None => table.remove(*first).map(|_| 1),
+            }
         }
     }
 }
 
-fn take_out_of_value(value: &mut DeValue<'_>, path: &[&str]) -> bool {
+fn take_out_of_value(value: &mut DeValue<'_>, path: &[&str]) -> Option<usize> {
     match (value, path) {
         (DeValue::Table(table), _) => take_out_of_table(table, path),
-        (DeValue::Array(items), [index, rest @ ..]) if !rest.is_empty() => index
-            .parse::<usize>()
-            .ok()
-            .and_then(|i| items.get_mut(i))
-            .is_some_and(|item| take_out_of_value(item.get_mut(), rest)),
-        _ => false,
+        (DeValue::Array(items), [index, rest @ ..]) if !rest.is_empty() => {
+            let item = index.parse::<usize>().ok().and_then(|i| items.get_mut(i))?;
+            take_out_of_value(item.get_mut(), rest).map(|depth| depth + 1)
+        }
+        _ => None,
     }
 }
 
@@ -137,6 +147,17 @@ mod tests {
         let sifted = sift(&doc);
         assert!(sifted.refused.is_empty());
         assert_eq!(sifted.raw.map(|r| r.http.max_body.0), Some(1024 * 1024));
+    }
+
+    #[test]
+    fn what_is_taken_out_is_named_as_it_went() {
+        let text = "[http]\nfoo = 1\n[[listener]]\nkind = \"http\"\naddr = \"127.0.0.1:1\"\n";
+        let mut doc = DeTable::parse(text).unwrap();
+        assert_eq!(take_out(doc.get_mut(), "http.foo").as_deref(), Some("http.foo"));
+        assert_eq!(take_out(doc.get_mut(), "listener[0].kind").as_deref(), Some("listener[0].kind"));
+        // An element alone cannot go: its whole array does.
+        assert_eq!(take_out(doc.get_mut(), "listener[0]").as_deref(), Some("listener"));
+        assert_eq!(take_out(doc.get_mut(), "listener[0]"), None, "nothing left to take");
     }
 
     #[test]
