@@ -79,7 +79,7 @@ fn list(t: &Target, json: bool) -> anyhow::Result<bool> {
                 format!(
                     "WAL archive in {shown}: restorable to any moment since {}{} (restore --to-time T)",
                     crate::clock::rfc3339(reach.from),
-                    super::except_gaps(gaps)
+                    super::status::except_gaps(gaps)
                 )
             }
             Ok(None) => format!("no WAL archive in {shown}"),

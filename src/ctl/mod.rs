@@ -12,6 +12,7 @@ mod import;
 mod keys;
 mod offline;
 mod outbox;
+mod status;
 mod stdout;
 mod users;
 mod when;
@@ -221,8 +222,17 @@ fn run_command(cli: Cli) -> anyhow::Result<bool> {
     cli.state_from_daemon(&mut target, &client)?;
     match &cli.command {
         Command::Status => {
-            let status = client.get("/v1/admin/status")?;
-            print(cli.json, &status, human_status);
+            let answer = match client.get("/v1/admin/status") {
+                Ok(answer) => answer,
+                // None answers: what can be told without it, and exit 1
+                // with the reason, as before.
+                Err(e @ client::ClientError::Connect { .. }) => {
+                    print(cli.json, &status::without_daemon(&target), status::human_without_daemon);
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            print(cli.json, &answer, status::human_status);
             Ok(true)
         }
         Command::Config(ConfigCmd::Reload) => {
@@ -331,42 +341,6 @@ fn print(json: bool, value: &Value, human: impl Fn(&Value) -> String) {
     }
 }
 
-/// "unknown" when the daemon did not say (an older latchd, or a failed read).
-fn human_mail(mail: &Value) -> String {
-    let counts = match (mail["queued"].as_i64(), mail["dead"].as_i64()) {
-        (Some(queued), Some(0)) => format!("{queued} queued, 0 dead"),
-        (Some(queued), Some(dead)) => {
-            format!("{queued} queued, {dead} dead (latchctl outbox list --status dead)")
-        }
-        _ => return "unknown".to_string(),
-    };
-    let counts = match human_delivery(&mail["delivery"]) {
-        Some(how) => format!("{counts}; {how}"),
-        None => counts,
-    };
-    match mail["failing"].as_str() {
-        Some(error) => format!("{counts}; failing: {error} (latchctl outbox list)"),
-        None => counts,
-    }
-}
-
-/// Where mail goes, from `mail.delivery` of `/v1/admin/status`.
-fn human_delivery(delivery: &Value) -> Option<String> {
-    match delivery["via"].as_str()? {
-        "smtp" => {
-            let (host, port) = (delivery["host"].as_str()?, &delivery["port"]);
-            let over = match delivery["security"].as_str() {
-                Some("starttls") => " (STARTTLS)",
-                Some("tls") => " (TLS)",
-                Some("none") => " (in clear)",
-                _ => "",
-            };
-            Some(format!("sent by SMTP to {host}:{port}{over}"))
-        }
-        _ => Some(format!("written as files to {} (no [smtp])", delivery["dir"].as_str()?)),
-    }
-}
-
 /// Where a message just queued will end up, for a line after a command
 /// that sent one ("queued" when the daemon does not say).
 fn mail_destination(client: &AdminClient) -> String {
@@ -376,107 +350,4 @@ fn mail_destination(client: &AdminClient) -> String {
         Some(_) => format!("written to {} (no [smtp])", cell(&status["mail"]["delivery"], "dir", "mail/")),
         None => "queued".to_string(),
     }
-}
-
-fn human_backups(b: &Value) -> String {
-    if let Some(error) = b["error"].as_str() {
-        return format!("cannot list: {error}");
-    }
-    match (b["dir"].as_str(), b["newest"].as_str()) {
-        (Some(dir), Some(at)) => format!("newest {at} in {dir}"),
-        (Some(dir), None) => format!("none yet in {dir}"),
-        _ => "unknown".to_string(),
-    }
-}
-
-/// Where a point-in-time restore can reach, beside the backup files: with
-/// the archive on, "no backups yet" does not mean nothing can be restored.
-fn human_archive(a: &Value) -> String {
-    let dir = cell(a, "dir", "?");
-    match a["enabled"].as_bool() {
-        None => return "unknown".to_string(),
-        Some(false) => return "off ([backup].wal_archive): no restore to a chosen moment".to_string(),
-        Some(true) => {}
-    }
-    if let Some(error) = a["error"].as_str() {
-        return format!("cannot list {dir}: {error}");
-    }
-    let Some(from) = a["restorable_from"].as_str() else {
-        return format!("on, first snapshot not written yet, in {dir}");
-    };
-    let lag = a["lag_seconds"].as_f64().unwrap_or(0.0);
-    // A segment is written at most every 100 ms: under a second is current.
-    let through =
-        if lag >= 1.0 { format!("{lag:.0} s behind the last commit") } else { "the last commit".into() };
-    let gaps =
-        a["gaps"].as_array().into_iter().flatten().map(|g| (cell(g, "from", "?"), cell(g, "until", "?")));
-    format!("restorable from {from} to {through}{}, in {dir}", except_gaps(gaps))
-}
-
-/// The stretches a restore cannot reach, as a clause: ", except from A
-/// until B" (`--to-time` A is refused, B works).
-pub(crate) fn except_gaps<T: std::fmt::Display>(gaps: impl IntoIterator<Item = (T, T)>) -> String {
-    let each: Vec<String> =
-        gaps.into_iter().map(|(from, until)| format!("from {from} until {until}")).collect();
-    if each.is_empty() { String::new() } else { format!(", except {}", each.join(" and ")) }
-}
-
-/// The served certificate's expiry, days left first: a certificate of
-/// one's own that nobody renews stops every client at once.
-fn human_certificate(tls: &Value) -> String {
-    let Some(expires) = tls["expires"].as_str() else { return "none (no HTTPS listener)".into() };
-    let days = tls["days_left"].as_i64();
-    let made = if tls["generated"].as_bool() == Some(true) { "; self-signed, renewed by latch" } else { "" };
-    match days {
-        Some(d) if d < 0 => format!("EXPIRED {expires}{made}"),
-        Some(d) => format!("expires {expires} (in {d} days){made}"),
-        None => format!("expires {expires}{made}"),
-    }
-}
-
-fn human_audit(ok: &Value) -> String {
-    match ok.as_bool() {
-        Some(true) => "intact at the last check (every 10 minutes)".into(),
-        Some(false) => "BROKEN: run `latchctl audit verify` to find the first altered row".into(),
-        None => "not checked yet (first check within 10 minutes of start)".into(),
-    }
-}
-
-fn human_status(s: &Value) -> String {
-    let listeners: Vec<String> = s["listeners"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| {
-            let at = l["addr"].as_str().or_else(|| l["path"].as_str()).unwrap_or("?");
-            format!("{} {at}", l["kind"].as_str().unwrap_or("?"))
-        })
-        .collect();
-    let db = &s["database"];
-    let db_state = if db["ok"].as_bool() == Some(true) {
-        format!("ok (schema {})", db["schema_version"])
-    } else {
-        "NOT ANSWERING".to_string()
-    };
-    let rows = [
-        (
-            "daemon",
-            format!(
-                "latchd {} (pid {}), up {}s",
-                s["version"].as_str().unwrap_or("?"),
-                s["pid"],
-                s["uptime_seconds"]
-            ),
-        ),
-        ("state dir", s["state_dir"].as_str().unwrap_or("?").to_string()),
-        ("database", db_state),
-        ("listeners", listeners.join("; ")),
-        ("admin socket", s["admin_socket"].as_str().unwrap_or("?").to_string()),
-        ("mail", human_mail(&s["mail"])),
-        ("backups", human_backups(&s["backups"])),
-        ("WAL archive", human_archive(&s["archive"])),
-        ("certificate", human_certificate(&s["tls"])),
-        ("audit chain", human_audit(&s["audit"]["chain_ok"])),
-    ];
-    rows.iter().map(|(k, v)| format!("{k:<13}{v}")).collect::<Vec<_>>().join("\n")
 }

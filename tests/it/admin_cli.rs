@@ -233,6 +233,11 @@ async fn offline_commands_refuse_while_the_daemon_runs() {
     let out = run(&["status"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot reach latchd at"), "{}", stderr(&out));
+    let said = stdout(&out); // and what a restore could reach, told without it
+    assert!(
+        said.starts_with("daemon       NOT RUNNING") && said.contains("WAL archive  restorable from"),
+        "{said}"
+    );
     drop(dir);
 }
 
