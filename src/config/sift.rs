@@ -55,8 +55,11 @@ pub fn sift(doc: &Spanned<DeTable<'_>>) -> Sifted {
         let offset = error.span().map_or(0, |s| s.start);
         let key = key_at(&work, offset);
         // A table missing a field that was taken out of it (`kind` of a
-        // listener whose kind was refused) is that refusal again.
-        let follows = key.as_deref().is_some_and(|k| sifted.taken_out.iter().any(|out| is_inside(out, k)));
+        // listener whose kind was refused) is that refusal again; missing
+        // another (`host` beside a refused `hots`) is a fault of its own.
+        let follows = key.as_deref().zip(missing_field(error.message())).is_some_and(|(k, field)| {
+            sifted.taken_out.iter().any(|out| out.strip_prefix(k) == Some(&format!(".{field}")))
+        });
         if !follows {
             let shown = key.clone().unwrap_or_else(|| "(top level)".into());
             sifted.refused.push(Refusal { key: shown, offset, reason: error.message().to_string() });
@@ -68,6 +71,11 @@ pub fn sift(doc: &Spanned<DeTable<'_>>) -> Sifted {
         }
     }
     sifted
+}
+
+/// The field serde's "missing field `kind`" names.
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.strip_suffix('`')
 }
 
 /// Whether dotted key `inner` lies inside `outer` (`listener[0].kind`
@@ -139,6 +147,14 @@ mod tests {
             !found.iter().any(|f| f.contains("missing field")),
             "a refused kind is not missing too: {found:#?}"
         );
+    }
+
+    #[test]
+    fn a_missing_field_is_told_unless_it_was_taken_out() {
+        let found = refused("[[listener]]\nknd = \"http\"\naddr = \"127.0.0.1:1\"\n");
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found[0].starts_with("listener[0].knd: unknown field"), "{found:#?}");
+        assert!(found[1].starts_with("listener[0]: missing field `kind`"), "{found:#?}");
     }
 
     #[test]
