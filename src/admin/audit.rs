@@ -35,6 +35,7 @@ const CSV_COLUMNS: [&str; 11] = [
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     action: Option<String>,
     /// A user id, or an email address: the ids of every account that had

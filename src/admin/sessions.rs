@@ -17,6 +17,7 @@ type D = web::Data<Deps>;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct SessionQuery {
     user_id: Option<String>,
 }
@@ -80,6 +81,7 @@ pub async fn revoke(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct OutboxQuery {
     /// queued (default) or dead.
     #[param(pattern = "^(queued|dead)$")]

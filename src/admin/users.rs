@@ -41,6 +41,7 @@ fn with_lock(d: &Deps, mut user: AdminUser) -> AdminUser {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// A substring of the email or name.
     query: Option<String>,

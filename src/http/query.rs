@@ -1,7 +1,9 @@
 //! `ApiQuery<T>`: the query-string extractor for API calls. actix's own
 //! answers a parameter of the wrong type (`?page=abc`) with a bare 400
 //! that names nothing; this one names the parameter and what it must be,
-//! as `ApiJson` does for bodies.
+//! as `ApiJson` does for bodies. A query type that denies unknown fields
+//! gets a misspelt parameter (`?stauts=disabled`) named with the ones it
+//! takes, rather than an answer that quietly ignored the filter.
 
 use std::future::{Ready, ready};
 use std::ops::Deref;
@@ -10,7 +12,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, Problem, echoable};
 
 pub struct ApiQuery<T>(pub T);
 
@@ -37,13 +39,28 @@ fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let text = e.into_inner().to_string();
-        let (field, message) = match text.strip_prefix("duplicate field `") {
-            Some(rest) => (rest.split('`').next().unwrap_or_default().to_string(), "is given twice".into()),
-            None => (field, plain(&text)),
+        let (field, message) = match (text.strip_prefix("duplicate field `"), unknown(&text)) {
+            (Some(rest), _) => {
+                (rest.split('`').next().unwrap_or_default().to_string(), "is given twice".into())
+            }
+            (_, Some((name, known))) => (name, format!("is not a parameter here ({known})")),
+            _ => (field, plain(&text)),
         };
         let field = if field.is_empty() || field == "." { "query".to_string() } else { field };
         Problem::invalid_field(field, message).into()
     })
+}
+
+/// The parameter serde did not know, if it may be told back (else the
+/// answer names the query as a whole), and what serde expected instead.
+fn unknown(message: &str) -> Option<(String, String)> {
+    let (name, expected) = message.strip_prefix("unknown field `")?.split_once('`')?;
+    let name = if echoable(name) && !name.is_empty() { name.to_string() } else { String::new() };
+    // serde: "expected `a`", "expected `a` or `b`", "expected one of `a`, `b`, `c`".
+    let listed = expected.trim_start_matches(", expected ").trim_start_matches("one of ");
+    let names: Vec<&str> = listed.split([',', ' ']).filter(|w| w.starts_with('`')).collect();
+    let names = names.iter().map(|w| w.trim_matches('`')).collect::<Vec<_>>().join(", ");
+    Some((name, format!("the parameters are {names}")))
 }
 
 /// serde speaks of Rust's number parsing; a caller sent text.
@@ -84,5 +101,25 @@ mod tests {
         let fine = parse::<List>("query=a%40b&page=2&other=1").unwrap();
         assert_eq!((fine.query.as_deref(), fine.page), (Some("a@b"), Some(2)));
         assert!(parse::<List>("").is_ok());
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Strict {
+        status: Option<String>,
+        page: Option<i64>,
+    }
+
+    #[test]
+    fn a_parameter_a_strict_query_does_not_take_is_named_with_those_it_does() {
+        let refused = |query: &str| match parse::<Strict>(query) {
+            Err(e) => (e.problem().errors[0].field.clone(), e.problem().errors[0].message.clone()),
+            Ok(other) => panic!("{other:?}"),
+        };
+        let expected = "is not a parameter here (the parameters are status, page)".to_string();
+        assert_eq!(refused("stauts=disabled"), ("stauts".into(), expected.clone()));
+        assert_eq!(refused("page=1&%1b%5B31m=x"), ("query".into(), expected));
+        assert!(parse::<Strict>("status=active&page=2").is_ok());
     }
 }

@@ -127,6 +127,15 @@ async fn pages_filter_and_exports_stream_in_chain_order() {
     let fields: Vec<&str> =
         said["errors"].as_array().unwrap().iter().filter_map(|e| e["field"].as_str()).collect();
     assert_eq!(fields, ["until", "page_size", "format"], "every one at fault, at once: {said}");
+    // A misspelt filter is refused, not ignored into an answer of every row.
+    for path in ["/v1/admin/audit-logs?acton=role_created", "/v1/admin/users?stauts=disabled&page=1"] {
+        let said = assert_problem(d.get_auth(path, &admin).await, 400, "invalid-request").await;
+        let (field, told) = (&said["errors"][0]["field"], said["errors"][0]["message"].as_str().unwrap());
+        assert!(["acton", "stauts"].contains(&field.as_str().unwrap()), "{said}");
+        assert!(
+            told.starts_with("is not a parameter here (the parameters are ") && told.contains("page_size")
+        );
+    }
     assert_problem(d.get("/v1/admin/audit-logs").await, 401, "unauthorized").await;
 
     let jsonl = ok_text(ctl(&d, &["audit", "export"], ""));
