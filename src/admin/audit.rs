@@ -44,9 +44,10 @@ pub struct ListQuery {
     /// As `actor_id`.
     subject_id: Option<String>,
     ip: Option<String>,
-    /// From this time on: RFC 3339 or Unix seconds.
+    /// From this time on: RFC 3339, a date (from its 00:00 UTC) or Unix
+    /// seconds.
     since: Option<String>,
-    /// Up to this time: RFC 3339 or Unix seconds.
+    /// Up to this time, as `since`.
     until: Option<String>,
     #[param(minimum = 1)]
     page: Option<i64>,
@@ -65,15 +66,21 @@ enum Format {
     Csv,
 }
 
-/// `since`/`until`: RFC 3339 or Unix seconds.
+/// `since`/`until`: RFC 3339, a date alone (its 00:00 UTC, as latchctl
+/// reads one) or Unix seconds.
 fn instant(field: &'static str, value: &Option<String>) -> Result<Option<i64>, AdminError> {
     let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
     if let Ok(secs) = v.parse::<i64>() {
         return Ok(Some(secs));
     }
-    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-        .map(|t| Some(t.unix_timestamp()))
-        .map_err(|_| AdminError::invalid(field, "expected an RFC 3339 time or Unix seconds"))
+    if let Ok(at) = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339) {
+        return Ok(Some(at.unix_timestamp()));
+    }
+    time::Date::parse(v, time::macros::format_description!("[year]-[month]-[day]"))
+        .map(|day| Some(day.midnight().assume_utc().unix_timestamp()))
+        .map_err(|_| {
+            AdminError::invalid(field, "expected an RFC 3339 time, a date like 2026-12-02, or Unix seconds")
+        })
 }
 
 /// An address in the form rows keep it (`2001:db8::1`, an IPv4-mapped one

@@ -107,6 +107,9 @@ async fn pages_filter_and_exports_stream_in_chain_order() {
     assert_eq!(logs(&d, &admin, &format!("?actor_id={actor}&action=role_created")).await["total"], 2);
     assert_eq!(logs(&d, &admin, "?since=2999-01-01T00:00:00Z").await["total"], 0);
     assert_eq!(logs(&d, &admin, "?until=1000").await["total"], 0);
+    // A date alone is its 00:00 UTC, as latchctl reads one.
+    assert_eq!(logs(&d, &admin, "?until=2000-01-01").await["total"], 0);
+    assert_eq!(logs(&d, &admin, "?since=2000-01-01").await["total"], logs(&d, &admin, "").await["total"]);
     // An address copied in another spelling finds the same rows.
     let here = logs(&d, &admin, "?ip=127.0.0.1").await["total"].clone();
     assert!(here.as_i64() > Some(0), "{here}");
