@@ -15,7 +15,9 @@
 //!   `[defense].allowlist` or `trusted_proxies` (a proxy carries many
 //!   people's connections) or the limit is 0;
 //! - beyond the ceiling: the process's open-file limit less what latchd
-//!   keeps for its own files (`reserved_descriptors`).
+//!   keeps for its own files (`reserved_descriptors`), and less the share
+//!   of the plain-HTTP and Unix listeners (`Budget`), which actix caps by
+//!   pausing its accepts instead.
 //!
 //! The limits are read at each accept, so a reload applies to the next
 //! connection; connections already open stay.
@@ -92,11 +94,51 @@ fn reserved_descriptors(cores: usize) -> usize {
     256 + 8 * cores
 }
 
-/// How many HTTPS connections fit under an open-file limit of `soft`:
-/// what the reserve leaves, but never less than a quarter of the limit.
+/// How many connections fit under an open-file limit of `soft`: what the
+/// reserve leaves, but never less than a quarter of the limit.
 fn ceiling_under(soft: u64, cores: usize) -> usize {
     let soft = usize::try_from(soft).unwrap_or(usize::MAX);
     soft.saturating_sub(reserved_descriptors(cores)).max(soft / 4)
+}
+
+/// The connections that fit under the open-file limit, shared between the
+/// HTTPS listeners (counted here, a connection past `https` closed at its
+/// accept) and the plain-HTTP and Unix listeners: actix counts those per
+/// worker and stops accepting at `per_worker` (the kernel queues what
+/// comes meanwhile, holding no descriptor of ours), so a flood on a plain
+/// listener cannot take the descriptors the database and backups need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// The process's open-file limit (`u64::MAX`: none).
+    pub soft: u64,
+    pub https: usize,
+    /// For each plain-HTTP or Unix listener, on each of its workers.
+    pub per_worker: usize,
+}
+
+impl Budget {
+    /// This process's budget, for `plain` plain-HTTP and Unix listeners
+    /// (and HTTPS ones, if `https`) served by `workers` workers each.
+    pub fn now(https: bool, plain: usize, workers: usize) -> Budget {
+        let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
+            Ok((soft, _)) if soft != RLIM_INFINITY => soft,
+            _ => u64::MAX,
+        };
+        Budget::split(soft, https, plain, workers)
+    }
+
+    /// Beside HTTPS the plain listeners take a quarter: they are meant for
+    /// loopback (a proxy on this host, a metrics scraper, local apps).
+    fn split(soft: u64, https: bool, plain: usize, workers: usize) -> Budget {
+        let total = ceiling_under(soft, workers);
+        let plain_total = match (https, plain) {
+            (_, 0) => 0,
+            (true, _) => total / 4,
+            (false, _) => total,
+        };
+        let per_worker = (plain_total / plain.max(1) / workers.max(1)).max(1);
+        Budget { soft, https: total - plain_total, per_worker }
+    }
 }
 
 /// The network a per-address limit counts: the address itself for IPv4
@@ -114,14 +156,10 @@ fn listed(ip: IpAddr, lists: [&[Cidr]; 2]) -> bool {
 }
 
 impl ConnectionLimits {
-    /// The limits for this process: its ceiling from its open-file limit
-    /// now, the per-address limit from `config` at each accept.
-    pub fn new(config: Arc<ArcSwap<Config>>, cores: usize) -> Arc<Self> {
-        let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
-            Ok((soft, _)) if soft != RLIM_INFINITY => soft,
-            _ => u64::MAX,
-        };
-        let ceiling = ceiling_under(soft, cores);
+    /// The limits for this process: its ceiling from its budget, the
+    /// per-address limit from `config` at each accept.
+    pub fn new(config: Arc<ArcSwap<Config>>, budget: &Budget) -> Arc<Self> {
+        let (soft, ceiling) = (budget.soft, budget.https);
         metrics::gauge!("latch_http_connections_max").set(ceiling as f64);
         metrics::gauge!("latch_http_connections_open").set(0.0);
         let per_ip = config.load().http.max_connections_per_ip;
@@ -214,6 +252,17 @@ mod tests {
         // A small limit still lets a quarter of it serve.
         assert_eq!(ceiling_under(300, 2), 75);
         assert_eq!(ceiling_under(1024, 128), 256);
+    }
+
+    #[test]
+    fn plain_listeners_take_a_quarter_beside_https_and_all_without() {
+        let alone = Budget::split(1024, true, 0, 2);
+        assert_eq!((alone.https, alone.per_worker), (752, 1));
+        // Two plain listeners of two workers each share 188 beside HTTPS.
+        assert_eq!(Budget::split(1024, true, 2, 2), Budget { soft: 1024, https: 564, per_worker: 47 });
+        assert_eq!(Budget::split(1024, false, 1, 2), Budget { soft: 1024, https: 0, per_worker: 376 });
+        let unlimited = Budget::split(u64::MAX, true, 1, 2);
+        assert!(unlimited.per_worker > 1 << 40 && unlimited.https > unlimited.per_worker, "{unlimited:?}");
     }
 
     #[test]

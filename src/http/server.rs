@@ -14,7 +14,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use serde::Serialize;
 
-use super::conn_limits::ConnectionLimits;
+use super::conn_limits::{Budget, ConnectionLimits};
 use super::context::RequestContext;
 use super::gate::GateMiddleware;
 use super::origin;
@@ -109,7 +109,16 @@ pub fn bind_all(
         );
     }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let limits = needs_tls.then(|| ConnectionLimits::new(state.config.clone(), workers));
+    let plain = cfg.listeners.iter().filter(|l| l.kind != ListenerKind::Https).count();
+    let budget = Budget::now(needs_tls, plain, workers);
+    let limits = needs_tls.then(|| ConnectionLimits::new(state.config.clone(), &budget));
+    if plain > 0 {
+        let each = budget.per_worker.saturating_mul(workers);
+        tracing::info!(
+            each,
+            "plain HTTP and Unix listeners: at most {each} connections each at once; beyond it they stop              accepting until one ends"
+        );
+    }
     let mut out = Servers {
         bound: Vec::new(),
         handles: Vec::new(),
@@ -135,7 +144,8 @@ pub fn bind_all(
         };
         let https =
             tls.as_ref().zip(limits.as_ref()).map(|((config, _), l)| (Arc::clone(config), Arc::clone(l)));
-        let (running, bound) = bind_one(listener, factory, https, cfg, (workers, &out.drain))?;
+        let (running, bound) =
+            bind_one(listener, factory, https, cfg, (workers, budget.per_worker, &out.drain))?;
         let shown = bound
             .addr
             .map_or_else(|| bound.path.clone().unwrap_or_default().display().to_string(), |a| a.to_string());
@@ -166,7 +176,7 @@ fn bind_one<F, I, S, B>(
     factory: F,
     https: Option<(Arc<rustls::ServerConfig>, Arc<ConnectionLimits>)>,
     cfg: &Config,
-    (workers, drain): (usize, &super::drain::Drain),
+    (workers, per_worker, drain): (usize, usize, &super::drain::Drain),
 ) -> Result<(Server, BoundListener), HttpError>
 where
     F: Fn() -> I + Send + Clone + 'static,
@@ -185,7 +195,10 @@ where
         ListenAddr::Unix(path) => path.display().to_string(),
     };
     let bind_err = |source| HttpError::Bind { what: what.clone(), source };
-    let http_server = || server_defaults!(HttpServer::new(factory.clone()), cfg).workers(workers);
+    // Used by the plain-HTTP and Unix listeners only (`Budget`).
+    let http_server = || {
+        server_defaults!(HttpServer::new(factory.clone()), cfg).workers(workers).max_connections(per_worker)
+    };
     match (&listener.addr, listener.kind, https) {
         (ListenAddr::Unix(path), _, _) => {
             let lst = bind_unix(path).map_err(bind_err)?;
