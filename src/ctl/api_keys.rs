@@ -16,8 +16,9 @@ pub enum ApiKeysCmd {
         /// A scope (repeatable): admin, introspect, or your app's own.
         #[arg(long = "scope", value_name = "SCOPE", required = true)]
         scopes: Vec<String>,
-        /// When it stops working (RFC 3339), default never.
-        #[arg(long, value_name = "TIME")]
+        /// When it stops working (RFC 3339, or a date: its 00:00 UTC),
+        /// default never.
+        #[arg(long, value_name = "TIME", value_parser = super::when::deadline)]
         expires_at: Option<String>,
         /// How long it works from now, like "90d" or "12h" (instead of
         /// --expires-at).

@@ -210,8 +210,9 @@ async fn a_persons_key_administers_only_while_they_hold_role_admin() {
 }
 
 /// `--for 90d` makes a key that works for that long from now, as
-/// `blocked-ips add --for` does; a zero lifetime or both ways at once are
-/// refused by latchctl before anything is made.
+/// `blocked-ips add --for` does, and `--expires-at` takes a date; a zero
+/// lifetime, both ways at once or a while as a time are refused by
+/// latchctl before anything is made.
 #[tokio::test]
 async fn a_key_can_be_made_for_a_while() {
     let d = Latchd::start().await;
@@ -223,16 +224,20 @@ async fn a_key_can_be_made_for_a_while() {
     .unwrap();
     let from_now = (expires - time::OffsetDateTime::now_utc()).whole_seconds();
     assert!((90 * 86_400 - 120..=90 * 86_400).contains(&from_now), "{made}");
+    // A date alone is its 00:00 UTC.
+    let dated = make_key(&d, "dated", &["introspect"], &["--expires-at", "2030-01-31"]);
+    assert_eq!(dated["expires_at"], "2030-01-31T00:00:00Z", "{dated}");
     let key = ["api-keys", "create", "--name", "x", "--scope", "introspect"];
     for (extra, said) in [
         (&["--for", "0s"][..], "a key must work for 1s or more"),
         (&["--for", "3d", "--expires-at", "2030-01-01T00:00:00Z"][..], "cannot be used with"),
         (&["--for", "soon"][..], "expected a duration like"),
+        (&["--expires-at", "90d"][..], "a while from now is given as --for 90d"),
     ] {
         let out = ctl(&d, &[&key[..], extra].concat(), "");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.code() == Some(2) && stderr.contains(said), "{extra:?}: {stderr}");
     }
     let count: i64 = d.db().query_row("SELECT count(*) FROM api_keys", [], |r| r.get(0)).unwrap();
-    assert_eq!(count, 1, "only the first was made");
+    assert_eq!(count, 2, "only the first two were made");
 }
