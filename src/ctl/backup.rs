@@ -35,10 +35,9 @@ pub enum BackupCmd {
         file: Option<PathBuf>,
         /// Restore the database as of this time (RFC 3339, e.g.
         /// 2026-12-02T10:15:00Z, a date (its 00:00 UTC), Unix seconds, or
-        /// a while ago, e.g. 15m):
-        /// its last commit at or before it, by the archive's times; a time
-        /// this host's clock has not reached yet restores every commit the
-        /// archive holds.
+        /// a while ago, e.g. 15m): its last commit at or before it, by the
+        /// archive's times; a time this host's clock has not reached yet
+        /// restores every commit the archive holds.
         #[arg(long, value_name = "T", value_parser = super::when::moment)]
         to_time: Option<i64>,
         /// Restore even though the live database has security changes

@@ -38,7 +38,7 @@ impl SmtpSink {
         (0..1000)
             .map(|i| floor + ((first + i) % span) as u16)
             .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-            .expect("a free port below the ephemeral range")
+            .expect("a free port outside the ephemeral range")
     }
 
     /// Starts on `port` (0: any free port).
