@@ -123,6 +123,8 @@ pub struct Target {
     pub state: StateDir,
     pub backup_dir: PathBuf,
     pub archive_dir: PathBuf,
+    /// `[backup].wal_archive` in the config read.
+    pub wal_archive: bool,
 }
 
 impl Cli {
@@ -133,6 +135,7 @@ impl Cli {
             backup_dir: cfg.backup_dir(),
             archive_dir: cfg.archive_dir(),
             state: cfg.state.clone(),
+            wal_archive: cfg.backup.wal_archive,
         };
         if let Some(dir) = &self.state_dir {
             let state = StateDir::new(std::path::absolute(dir)?, None);
@@ -141,6 +144,7 @@ impl Cli {
                 backup_dir: state.backups(),
                 archive_dir: state.archive(),
                 state,
+                ..t
             };
         }
         if let Some(socket) = &self.socket {

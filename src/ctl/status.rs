@@ -156,7 +156,7 @@ pub(super) fn without_daemon(t: &Target) -> Value {
         }
         Err(e) => json!({ "dir": t.backup_dir, "error": e.to_string() }),
     };
-    let archive = match archive_layout::reach(&t.archive_dir) {
+    let mut archive = match archive_layout::reach(&t.archive_dir) {
         Ok(Some(reach)) => {
             let gaps: Vec<Value> = (reach.gaps.iter())
                 .map(|(from, until)| {
@@ -169,6 +169,7 @@ pub(super) fn without_daemon(t: &Target) -> Value {
         Ok(None) => json!({ "dir": t.archive_dir }),
         Err(e) => json!({ "dir": t.archive_dir, "error": e.to_string() }),
     };
+    archive["enabled"] = t.wal_archive.into();
     json!({
         "running": false,
         "admin_socket": t.socket,
@@ -189,6 +190,11 @@ pub(super) fn human_without_daemon(s: &Value) -> String {
             format!("restorable from {from} to its newest segment{}, in {dir}", except_gaps(gaps))
         }
         (None, None) => format!("none in {dir}"),
+    };
+    // Segments left from when it was on still restore; say it is off.
+    let reach = match archive["enabled"].as_bool() {
+        Some(false) => format!("off ([backup].wal_archive = false); {reach}"),
+        _ => reach,
     };
     let rows = [
         ("daemon", format!("NOT RUNNING: nothing answers at {}", cell(s, "admin_socket", "?"))),

@@ -485,3 +485,22 @@ async fn a_standby_takes_over_from_the_archive_of_a_primary_killed_under_load() 
     let token = login(&d, "root@example.test", PASSWORD).await["access_token"].as_str().unwrap().to_string();
     assert_eq!(header_of(&token)["kid"], signing_kid, "the primary's signing key");
 }
+
+/// With the WAL archive off, `status` without a daemon says so, not only
+/// that the archive folder holds nothing.
+#[tokio::test]
+async fn status_without_a_daemon_tells_an_archive_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &base_config("\n[backup]\nwal_archive = false\n"));
+    let d = Latchd::start_in(dir).await;
+    let state = d.state_dir();
+    let _dir = d.stop_keep_dir();
+    let config = config.display().to_string();
+    let out = ctl(&state, &["--config", &config, "status"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("WAL archive  off ([backup].wal_archive = false); none in"), "{said}");
+    let out = ctl(&state, &["--config", &config, "--json", "status"]);
+    let said: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((said["running"].clone(), said["archive"]["enabled"].clone()), (json!(false), json!(false)));
+}
