@@ -1,10 +1,11 @@
 //! Malformed input: a seeded run of requests to every route the daemon's
 //! OpenAPI document names — bodies of the wrong shape, type, encoding or
-//! size, odd path and query values, wrong content types, with and without
-//! credentials, over HTTP/1.1 and HTTP/2 — gets no 5xx and no stalled
-//! answer, every API error is an RFC 9457 problem whose `status` is the
-//! answer's, the log holds no ERROR line, and nothing stored is harmed: the database's integrity check and
-//! the audit chain pass, and a bystander's account row is unchanged and
+//! size, odd path and query values, query parameters no route takes, wrong
+//! content types, with and without credentials, over HTTP/1.1 and HTTP/2 —
+//! gets no 5xx and no stalled answer, every API error is an RFC 9457
+//! problem whose `status` is the answer's, the log holds no ERROR line,
+//! and nothing stored is harmed: the database's integrity check and the
+//! audit chain pass, and a bystander's account row is unchanged and
 //! their password and refresh token still work. Prints (and writes to
 //! `target/reliability/malformed.md`) the requests, their statuses and the
 //! seed; `LATCH_FUZZ_SEED` sends a run's requests again (four callers at
@@ -193,6 +194,10 @@ fn fuzz(dice: &mut Dice, route: &Route, callers: &Callers) -> Fuzzed {
         if dice.chance(50) {
             query.push((name.clone(), text(dice)));
         }
+    }
+    // Now and then a parameter no route takes (admin lists refuse one).
+    if dice.chance(5) {
+        query.push((dice.pick(&["stauts", "utm_source", "page[size]", "\u{1b}[2J"]).to_string(), text(dice)));
     }
     let (mut content_type, mut body) = (None, Vec::new());
     if let Some((media, props)) = &route.body {
