@@ -89,19 +89,15 @@ fn serve(config: Option<PathBuf>, pid_file: Option<PathBuf>) -> ExitCode {
     // SAFETY: umask only changes this process's file-creation mask.
     unsafe { libc::umask(0o077) };
     let path = Config::locate(config);
-    let cfg = match Config::load(path.as_deref()) {
+    let cfg = match latch::daemon::preflight::load_checked(path.as_deref()) {
         Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("{e}");
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
             return ExitCode::FAILURE;
         }
     };
-    if let Err(problems) = latch::daemon::preflight::check_files(&cfg) {
-        for problem in problems {
-            eprintln!("{problem}");
-        }
-        return ExitCode::FAILURE;
-    }
     let pid_file = pid_file.map(|p| std::path::absolute(&p).unwrap_or(p));
     if let Some(pid_file) = &pid_file
         && let Err(e) = detach(pid_file, &cfg)

@@ -65,7 +65,7 @@ impl ConfigError {
 
     /// The line a fault is on (0 when it has none), to tell faults in
     /// the file's order.
-    fn line(&self) -> usize {
+    pub(crate) fn line(&self) -> usize {
         match self {
             ConfigError::Invalid { line, .. } | ConfigError::Syntax { line, .. } => *line,
             _ => 0,
@@ -79,6 +79,57 @@ impl ConfigError {
             one => vec![one],
         }
     }
+}
+
+/// A file that did not pass: every fault, in the file's order, and the
+/// config its other keys make (each key at fault left at its default), so
+/// the files those name are checked in the same run.
+pub struct Faulted {
+    pub faults: Vec<ConfigError>,
+    /// Boxed: a `Result` carries it.
+    pub stand_in: Option<Box<Config>>,
+    /// The keys whose default stands in for what the file says.
+    pub stood_in: Vec<String>,
+}
+
+impl Faulted {
+    fn alone(fault: ConfigError) -> Faulted {
+        Faulted { faults: fault.into_list(), stand_in: None, stood_in: Vec::new() }
+    }
+}
+
+/// The keys a rule's faults name (`a|b`: both).
+fn rule_keys(broken: &[ConfigError]) -> Vec<String> {
+    let keys = broken.iter().filter_map(|fault| match fault {
+        ConfigError::Invalid { key, .. } => Some(key.split('|').map(str::to_string)),
+        _ => None,
+    });
+    keys.flatten().collect()
+}
+
+/// The config `doc` makes with `keys` taken out (their defaults standing
+/// in), taking out the keys of each rule still broken for a few rounds;
+/// `None` when none is made. `keys` grows by what else was taken.
+fn without(
+    doc: &toml::Spanned<toml::de::DeTable<'_>>,
+    keys: &mut Vec<String>,
+    path: &Path,
+) -> Option<Config> {
+    for _ in 0..4 {
+        let mut sifted = sift::sift_without(doc, keys);
+        let taken = sifted.taken_out().iter().filter(|k| !keys.contains(k)).cloned().collect::<Vec<_>>();
+        keys.extend(taken);
+        let broken = match rules::resolve(sifted.raw.take()?, Some(path)) {
+            Ok(cfg) => return Some(cfg),
+            Err(broken) => broken.into_list(),
+        };
+        let more: Vec<String> = rule_keys(&broken).into_iter().filter(|k| !keys.contains(k)).collect();
+        if more.is_empty() {
+            return None;
+        }
+        keys.extend(more);
+    }
+    None
 }
 
 /// How a reload went: `error` set means nothing changed.
@@ -202,12 +253,19 @@ impl Config {
 
     /// Reads and validates `path`, or returns the built-in defaults for `None`.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_all(path).map_err(|faulted| ConfigError::of(faulted.faults))
+    }
+
+    /// As `load`, with what the file's other keys make when it has faults
+    /// (for the checks of the files they name).
+    pub fn load_all(path: Option<&Path>) -> Result<Config, Faulted> {
         match path {
-            None => rules::resolve(RawConfig::default(), None),
+            None => rules::resolve(RawConfig::default(), None).map_err(Faulted::alone),
             Some(path) => {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-                Self::parse(&text, path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })
+                    .map_err(Faulted::alone)?;
+                Self::parse_all(&text, path)
             }
         }
     }
@@ -230,12 +288,18 @@ impl Config {
     /// Validates config `text` as if read from `path` (used in error
     /// messages, and as the base of relative paths in the file).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Self::parse_all(text, path).map_err(|faulted| ConfigError::of(faulted.faults))
+    }
+
+    fn parse_all(text: &str, path: &Path) -> Result<Config, Faulted> {
         let shown = path.display().to_string();
-        let doc = toml::de::DeTable::parse(text).map_err(|e| ConfigError::Syntax {
-            path: shown.clone(),
-            line: e.span().map_or(1, |s| locate::line_of(text, s.start)),
-            reason: e.message().to_string(),
-        })?;
+        let doc = toml::de::DeTable::parse(text)
+            .map_err(|e| ConfigError::Syntax {
+                path: shown.clone(),
+                line: e.span().map_or(1, |s| locate::line_of(text, s.start)),
+                reason: e.message().to_string(),
+            })
+            .map_err(Faulted::alone)?;
         let mut sifted = sift::sift(&doc);
         let mut faults: Vec<ConfigError> = (sifted.refused.iter())
             .map(|r| ConfigError::Invalid {
@@ -245,13 +309,16 @@ impl Config {
                 reason: r.reason.clone(),
             })
             .collect();
+        let mut stood_in = sifted.taken_out().to_vec();
         // The rules run on what read, so a file is told its broken rules
         // beside its refused keys.
-        let ruled = sifted.raw.take().map(|raw| rules::resolve(raw, Some(path)));
-        match ruled {
+        let stand_in = match sifted.raw.take().map(|raw| rules::resolve(raw, Some(path))) {
             Some(Ok(cfg)) if faults.is_empty() => return Ok(cfg),
+            Some(Ok(cfg)) => Some(Box::new(cfg)),
             Some(Err(broken)) => {
-                faults.extend(broken.into_list().into_iter().filter_map(|fault| match fault {
+                let broken = broken.into_list();
+                stood_in.extend(rule_keys(&broken));
+                let placed = broken.into_iter().filter_map(|fault| match fault {
                     ConfigError::Invalid { key, .. } if sifted.stood_in(&key) => None,
                     ConfigError::Invalid { key, reason, .. } => {
                         let (key, span) = locate::first_set(&doc, &key);
@@ -259,12 +326,14 @@ impl Config {
                         Some(ConfigError::Invalid { path: shown.clone(), line, key, reason })
                     }
                     other => Some(other),
-                }))
+                });
+                faults.extend(placed);
+                without(&doc, &mut stood_in, path).map(Box::new)
             }
-            _ => {}
-        }
+            None => None,
+        };
         faults.sort_by_key(ConfigError::line);
-        Err(ConfigError::of(faults))
+        Err(Faulted { faults, stand_in, stood_in })
     }
 
     /// A problem with `key` found after the file was read (a file it names

@@ -38,12 +38,23 @@ impl Sifted {
     pub fn stood_in(&self, keys: &str) -> bool {
         keys.split('|').any(|key| self.taken_out.iter().any(|out| key == out || is_inside(key, out)))
     }
+
+    pub fn taken_out(&self) -> &[String] {
+        &self.taken_out
+    }
 }
 
 /// Deserializes `doc`, taking out each refused key and trying again.
 pub fn sift(doc: &Spanned<DeTable<'_>>) -> Sifted {
+    sift_without(doc, &[])
+}
+
+/// As `sift`, with `keys` taken out first (the keys a rule refused, so
+/// the files the rest of the file names can still be checked).
+pub fn sift_without(doc: &Spanned<DeTable<'_>>, keys: &[String]) -> Sifted {
     let mut work = doc.clone();
-    let mut sifted = Sifted { raw: None, refused: Vec::new(), taken_out: Vec::new() };
+    let taken_out = keys.iter().filter_map(|k| take_out(work.get_mut(), k)).collect();
+    let mut sifted = Sifted { raw: None, refused: Vec::new(), taken_out };
     for _ in 0..MOST_REFUSALS {
         let error = match RawConfig::deserialize(Deserializer::from(work.clone())) {
             Ok(raw) => {

@@ -14,42 +14,72 @@ use anyhow::Context;
 use nix::unistd::{Uid, User, getgrouplist, setgid, setgroups, setuid};
 
 use crate::auth::{check_secret_file, read_pepper, workspaces_fit};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Faulted};
 use crate::email::SmtpSettings;
 use crate::http::tls::{TlsError, load_certified_key};
 
 /// Loads the config at `path` and checks every file it names; each
-/// problem is one `PATH:LINE: key: reason`.
+/// problem is one `PATH:LINE: key: reason`, in the file's order. Run as
+/// root, the files are read as the state directory's owner.
 pub fn check(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
-    let cfg = Config::load(path).map_err(ConfigError::into_list)?;
+    let (cfg, mut faults, stood_in) = loaded(path)?;
     let reader = match read_as_state_owner(&cfg) {
         Ok(name) => name,
-        Err(e) => return Err(vec![cfg.problem_at("server.state_dir", crate::one_line(&e))]),
+        Err(e) => {
+            faults.push(cfg.problem_at("server.state_dir", crate::one_line(&e)));
+            return Err(faults);
+        }
     };
     // Read as root, the file itself may be closed to the user latchd is.
     if let Some(file) = &cfg.source
         && let Err(e) = std::fs::File::open(file)
     {
         let source = std::io::Error::new(e.kind(), format!("{e} (checked as {reader})"));
-        return Err(vec![ConfigError::Read { path: file.display().to_string(), source }]);
+        faults.insert(0, ConfigError::Read { path: file.display().to_string(), source });
+        return Err(faults);
     }
-    files_checked(&cfg, &reader).map(|()| cfg)
+    with_files(cfg, faults, &stood_in, &reader)
 }
 
-/// `latchd serve`'s first step: every file `cfg` names, opened and checked
-/// as this process, so a start that cannot read its certificate stops
-/// before it touches the database, saying which key and line.
-pub fn check_files(cfg: &Config) -> Result<(), Vec<ConfigError>> {
-    files_checked(cfg, &current_user())
+/// `latchd serve`'s first step: the config, and every file it names opened
+/// and checked as this process, so a start that cannot read its
+/// certificate stops before it touches the database, saying which key and
+/// line.
+pub fn load_checked(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
+    let (cfg, faults, stood_in) = loaded(path)?;
+    with_files(cfg, faults, &stood_in, &current_user())
 }
 
-fn files_checked(cfg: &Config, reader: &str) -> Result<(), Vec<ConfigError>> {
-    let problems = file_problems(cfg, reader);
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.into_iter().map(|(key, reason)| cfg.problem_at(key, reason)).collect())
+/// The config, or what the rest of a file with faults makes (its faults
+/// beside it, and the keys whose defaults stand in), so the files its
+/// other keys name are checked in the same run and both kinds are told at
+/// once — unless a `[server]` key is at fault: then whose state directory
+/// (and so as whom to read) is not known.
+fn loaded(path: Option<&Path>) -> Result<(Config, Vec<ConfigError>, Vec<String>), Vec<ConfigError>> {
+    match Config::load_all(path) {
+        Ok(cfg) => Ok((cfg, Vec::new(), Vec::new())),
+        Err(Faulted { faults, stand_in: Some(cfg), stood_in })
+            if !stood_in.iter().any(|k| k.starts_with("server")) =>
+        {
+            Ok((*cfg, faults, stood_in))
+        }
+        Err(faulted) => Err(faulted.faults),
     }
+}
+
+/// `faults` and each problem of a file `cfg` names, in the file's order.
+/// A default standing in for a key at fault names no file of the file's.
+fn with_files(
+    cfg: Config,
+    mut faults: Vec<ConfigError>,
+    stood_in: &[String],
+    reader: &str,
+) -> Result<Config, Vec<ConfigError>> {
+    let judged = |key: &str| !stood_in.iter().any(|out| key == out || key.starts_with(&format!("{out}.")));
+    let problems = file_problems(&cfg, reader).into_iter().filter(|(key, _)| judged(key));
+    faults.extend(problems.map(|(key, reason)| cfg.problem_at(key, reason)));
+    faults.sort_by_key(ConfigError::line);
+    if faults.is_empty() { Ok(cfg) } else { Err(faults) }
 }
 
 fn current_user() -> String {

@@ -232,15 +232,19 @@ fn two_listeners_on_one_address_are_refused() {
 
 #[test]
 fn smtp_auth_over_plaintext_to_another_host_is_refused() {
-    let smtp = "\n[smtp]\nhost = \"mail.example.test\"\nport = 25\nsecurity = \"none\"\nusername = \"latch\"\npassword_file = \"pw\"\n";
-    let text = base_config(smtp);
+    // The password file is there: a missing one would be told beside.
+    let (_kept, pw) = crate::harness::secret_file("pw", "an smtp password\n");
+    let smtp = format!(
+        "\n[smtp]\nhost = \"mail.example.test\"\nport = 25\nsecurity = \"none\"\nusername = \"latch\"\n\
+         password_file = {pw:?}\n"
+    );
+    let text = base_config(&smtp);
     let line = text.lines().position(|l| l.starts_with("username")).unwrap() + 1;
     let err = assert_rejected(&text, line, "smtp.username");
     assert!(err.contains("starttls"), "{err}");
     // Loopback, or a protected connection, is fine.
     for ok in [smtp.replace("mail.example.test", "127.0.0.1"), smtp.replace("\"none\"", "\"starttls\"")] {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pw"), "an smtp password\n").unwrap();
         let path = write_config(dir.path(), &base_config(&ok));
         let out = run_latchd(&["check-config", &path.display().to_string()], dir.path());
         assert!(out.status.success(), "{ok}: {}", String::from_utf8_lossy(&out.stderr));
@@ -508,7 +512,7 @@ fn serve_options_without_the_command_say_which_command_was_meant() {
 /// them all on one line and keeps what runs.
 #[tokio::test]
 async fn every_key_at_fault_is_named_at_once() {
-    let extra = "\n[http]\nmax_bodyy = \"1KiB\"\nheader_timeout = \"0s\"\n\n[tokens]\naccess_ttl = 900\nrefresh_ttl = \"1s\"\nleeway = \"10m\"\n\n[passwords]\nmin_length = 4\n";
+    let extra = "\n[http]\nmax_bodyy = \"1KiB\"\nheader_timeout = \"0s\"\n\n[tokens]\naccess_ttl = 900\nrefresh_ttl = \"1s\"\nleeway = \"10m\"\n\n[passwords]\nmin_length = 4\npepper_file = \"absent-pepper\"\n";
     let text = base_config(extra);
     let line = |start: &str| text.lines().position(|l| l.starts_with(start)).unwrap() + 1;
     // refresh_ttl breaks no rule of its own: its rule compares it with
@@ -519,6 +523,8 @@ async fn every_key_at_fault_is_named_at_once() {
         (line("access_ttl"), "tokens.access_ttl", "invalid type: integer `900`"),
         (line("leeway"), "tokens.leeway", "must be at most 5m"),
         (line("min_length"), "passwords.min_length", "must be at least 8"),
+        // A file it names is opened beside the rules, not on the next try.
+        (line("pepper_file"), "passwords.pepper_file", "absent-pepper: No such file"),
     ];
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &text);
@@ -549,7 +555,23 @@ async fn every_key_at_fault_is_named_at_once() {
     let out = crate::admin_cli::latchctl_on(&d.state_dir(), &["config", "reload"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!((out.status.code(), stderr.trim_end().lines().count()), (Some(1), 1), "{stderr}");
-    let keys = told.map(|(_, key, _)| format!("{key}: "));
+    // A reload opens the files a config names once its rules pass.
+    let keys = told[..5].iter().map(|(_, key, _)| format!("{key}: ")).collect::<Vec<_>>();
     assert!(keys.iter().all(|k| stderr.contains(k.as_str())) && stderr.contains("; "), "{stderr}");
     assert!(stderr.contains("the running config stays"), "{stderr}");
+}
+
+/// With a `[server]` key at fault whose files the others name (read as
+/// the state directory's owner) is unknown: only the faults are told.
+#[test]
+fn a_server_key_at_fault_leaves_the_files_unopened() {
+    let extra = "\n[passwords]\npepper_file = \"absent-pepper\"\n";
+    let text = base_config(extra).replacen("state_dir = ", "state_dirr = ", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &text);
+    let out = run_latchd(&["check-config", &path.display().to_string()], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("server.state_dirr: unknown field"), "{stderr}");
+    assert!(!stderr.contains("pepper"), "{stderr}");
 }
