@@ -2,8 +2,9 @@
 //! `backup restore --to-time`, `api-keys create --expires-at`), read here
 //! in one way: RFC 3339, a date alone (its 00:00 UTC, as journalctl reads
 //! one), Unix seconds, or — where a past moment is meant — a while ago
-//! ("24h": that long before now, read as the config's durations are). Read here rather than passed on, so a mistake is told in
-//! latchctl's terms: "3651d" is too long a while, not a malformed time.
+//! ("24h": that long before now, read as the config's durations are).
+//! Read here rather than passed on, so a mistake is told in latchctl's
+//! terms: "3651d" is too long a while, not a malformed time.
 
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
