@@ -17,6 +17,7 @@ use utoipa::openapi::{RefOr, Schema};
 
 use super::config_of;
 use super::problem::{ApiError, FieldError, Kind, Problem, echoable};
+use super::serde_text::{duplicate_key, unknown_key};
 
 pub struct ApiJson<T>(pub T);
 
@@ -81,17 +82,21 @@ pub fn parse<T: DeserializeOwned + ToSchema>(bytes: &[u8]) -> Result<T, ApiError
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| -> ApiError {
         let path = e.path().to_string();
+        let segments: Vec<String> = e.path().iter().map(ToString::to_string).collect();
         let inner = e.into_inner();
         let text = inner.to_string();
-        let (field, message) = match (missing_field(&text), unknown_field(&text)) {
+        let (field, message) = match (missing_field(&text), unknown_key(&text)) {
             (Some(f), _) if path == "." => return missing::<T>(bytes, f).into(),
-            // The path already ends with the unknown key.
-            (_, Some(expected)) => {
-                (path.trim_start_matches('.').to_string(), format!("is not a field here ({expected})"))
+            // The path ends with the unknown key; one that may not be told
+            // back leaves the object holding it named instead.
+            (_, Some(unknown)) => {
+                let at = &segments[..segments.len().saturating_sub(1)];
+                let field = if unknown.key.is_empty() { at.join(".") } else { segments.join(".") };
+                (field, unknown.message("field"))
             }
             // A key twice in one object: which value was meant is unknown.
-            _ if duplicate_field(&text).is_some() => {
-                let key = duplicate_field(&text).unwrap_or_default();
+            _ if duplicate_key(&text).is_some() => {
+                let key = duplicate_key(&text).unwrap_or_default();
                 let at = path.trim_start_matches('.').trim_end_matches(key).trim_end_matches('.');
                 let field = if at.is_empty() { key.to_string() } else { format!("{at}.{key}") };
                 (field, "is given twice".to_string())
@@ -151,20 +156,8 @@ fn not_json(e: &serde_json::Error) -> String {
     format!("is not valid JSON at line {}, column {}: {why}", e.line(), e.column())
 }
 
-fn duplicate_field(msg: &str) -> Option<&str> {
-    msg.strip_prefix("duplicate field `")?.split('`').next()
-}
-
 fn missing_field(msg: &str) -> Option<&str> {
     msg.strip_prefix("missing field `")?.split('`').next()
-}
-
-/// What serde expected instead of an unknown field ("unknown field `x`,
-/// expected one of `a`, `b`"), from bodies that deny unknown fields so a
-/// misspelt key is never silently ignored.
-fn unknown_field(msg: &str) -> Option<String> {
-    let (_, rest) = msg.strip_prefix("unknown field `")?.split_once('`')?;
-    Some(strip_position(rest.trim_start_matches(", ")))
 }
 
 /// serde names our Rust types ("expected struct Mfa"); a caller knows
@@ -222,8 +215,17 @@ mod tests {
         };
         let top = problem(r#"{"statuss":"disabled"}"#);
         assert_eq!(top.field, "statuss");
-        assert_eq!(top.message, "is not a field here (expected `status` or `mfa`)");
+        assert_eq!(top.message, "is not a field here (the fields are status, mfa)");
         assert_eq!(problem(r#"{"mfa":{"totp":false,"topt":1}}"#).field, "mfa.topt");
+        // A key that may not be told back (a control character, a page of
+        // text) leaves the object holding it named.
+        let hidden = problem("{\"mfa\":{\"totp\":false,\"\\u001b[2J\":1}}");
+        assert_eq!(
+            (hidden.field.as_str(), hidden.message.as_str()),
+            ("mfa", "is not a field here (the fields are totp)")
+        );
+        let long = format!(r#"{{"{}":1}}"#, "k".repeat(300));
+        assert_eq!(problem(&long).field, "body");
         assert!(parse::<Patch>(br#"{"mfa":{"totp":false}}"#).is_ok());
     }
 

@@ -17,6 +17,7 @@ mod origin;
 pub mod problem;
 mod query;
 mod routes;
+mod serde_text;
 pub(crate) mod server;
 pub mod tls;
 mod tls_listener;

@@ -12,7 +12,8 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 
-use super::problem::{ApiError, Problem, echoable};
+use super::problem::{ApiError, Problem};
+use super::serde_text::{duplicate_key, unknown_key};
 
 pub struct ApiQuery<T>(pub T);
 
@@ -39,28 +40,14 @@ fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let text = e.into_inner().to_string();
-        let (field, message) = match (text.strip_prefix("duplicate field `"), unknown(&text)) {
-            (Some(rest), _) => {
-                (rest.split('`').next().unwrap_or_default().to_string(), "is given twice".into())
-            }
-            (_, Some((name, known))) => (name, format!("is not a parameter here ({known})")),
+        let (field, message) = match (duplicate_key(&text), unknown_key(&text)) {
+            (Some(key), _) => (key.to_string(), "is given twice".into()),
+            (_, Some(unknown)) => (unknown.key.clone(), unknown.message("parameter")),
             _ => (field, plain(&text)),
         };
         let field = if field.is_empty() || field == "." { "query".to_string() } else { field };
         Problem::invalid_field(field, message).into()
     })
-}
-
-/// The parameter serde did not know, if it may be told back (else the
-/// answer names the query as a whole), and what serde expected instead.
-fn unknown(message: &str) -> Option<(String, String)> {
-    let (name, expected) = message.strip_prefix("unknown field `")?.split_once('`')?;
-    let name = if echoable(name) && !name.is_empty() { name.to_string() } else { String::new() };
-    // serde: "expected `a`", "expected `a` or `b`", "expected one of `a`, `b`, `c`".
-    let listed = expected.trim_start_matches(", expected ").trim_start_matches("one of ");
-    let names: Vec<&str> = listed.split([',', ' ']).filter(|w| w.starts_with('`')).collect();
-    let names = names.iter().map(|w| w.trim_matches('`')).collect::<Vec<_>>().join(", ");
-    Some((name, format!("the parameters are {names}")))
 }
 
 /// serde speaks of Rust's number parsing; a caller sent text.
