@@ -219,18 +219,7 @@ fn api_routes(
         live: Arc::clone(&s.live),
         api_keys: Arc::clone(&s.api_keys),
     });
-    let work = accounts::MailWork { store: s.store.clone(), key: s.key.clone(), outbox: s.outbox.clone() };
-    let accounts = web::Data::new(accounts::Deps {
-        store: s.store.clone(),
-        hasher: s.hasher.clone(),
-        key: s.key.clone(),
-        outbox: s.outbox.clone(),
-        breached: Arc::clone(&s.breached),
-        mailer: accounts::start_mailer(tracker, cancel.child_token(), work),
-        defense: Arc::clone(&s.defense) as Arc<dyn LoginGuard>,
-        api_keys: Arc::clone(&s.api_keys),
-        recent_changes: Default::default(),
-    });
+    let accounts = web::Data::new(accounts_deps(s, tracker, cancel));
     let sessions = web::Data::new(sessions::Deps {
         store: s.store.clone(),
         hasher: s.hasher.clone(),
@@ -268,6 +257,23 @@ fn api_routes(
         r.register(c);
         admin(c);
     })
+}
+
+/// The accounts feature's dependencies; building them starts its mail
+/// worker on `tracker`, stopped when `cancel` fires.
+fn accounts_deps(s: &Services, tracker: &TaskTracker, cancel: &CancellationToken) -> accounts::Deps {
+    let work = accounts::MailWork { store: s.store.clone(), key: s.key.clone(), outbox: s.outbox.clone() };
+    accounts::Deps {
+        store: s.store.clone(),
+        hasher: s.hasher.clone(),
+        key: s.key.clone(),
+        outbox: s.outbox.clone(),
+        breached: Arc::clone(&s.breached),
+        mailer: accounts::start_mailer(tracker, cancel.child_token(), work),
+        defense: Arc::clone(&s.defense) as Arc<dyn LoginGuard>,
+        api_keys: Arc::clone(&s.api_keys),
+        recent_changes: Default::default(),
+    }
 }
 
 /// The features' routes on the API listeners (the admin API is added
