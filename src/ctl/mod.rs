@@ -305,6 +305,13 @@ fn table(head: &[&str], rows: &[Vec<String>], empty: &str) -> String {
     out.join("\n")
 }
 
+/// An answer a field a line, the names in one column: each value is
+/// escaped as a table's cell is, so none can run onto a line of its own.
+fn fields(rows: &[(&str, String)]) -> String {
+    let line = |(name, value): &(&str, String)| format!("{name:<13}{}", printable(value, false));
+    rows.iter().map(line).collect::<Vec<_>>().join("\n")
+}
+
 /// Text from the daemon as a terminal may be given it: control characters
 /// and bidirectional overrides written out as `\u{1b}`, never sent, so a
 /// name chosen by whoever registered (before latch refused such names, or

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Target, cell};
+use super::{Target, cell, fields};
 use crate::store::{archive_layout, backup};
 
 /// "unknown" when the daemon did not say (an older latchd, or a failed read).
@@ -142,7 +142,7 @@ pub(super) fn human_status(s: &Value) -> String {
         ("certificate", human_certificate(&s["tls"])),
         ("audit chain", human_audit(&s["audit"]["chain_ok"])),
     ];
-    rows.iter().map(|(k, v)| format!("{k:<13}{v}")).collect::<Vec<_>>().join("\n")
+    fields(&rows)
 }
 
 /// What `status` can tell when no daemon answers: that none does, and
@@ -202,5 +202,5 @@ pub(super) fn human_without_daemon(s: &Value) -> String {
         ("backups", human_backups(&s["backups"])),
         ("WAL archive", reach),
     ];
-    rows.iter().map(|(k, v)| format!("{k:<13}{v}")).collect::<Vec<_>>().join("\n")
+    fields(&rows)
 }

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::client::encode;
-use super::{AdminClient, cell, mail_destination, print, table, with_total};
+use super::{AdminClient, cell, fields, mail_destination, print, table, with_total};
 
 #[derive(Subcommand)]
 pub enum UsersCmd {
@@ -237,7 +237,7 @@ const USER_HEAD: [&str; 6] = ["ID", "EMAIL", "NAME", "STATUS", "VERIFIED", "ROLE
 fn user_detail(u: &Value) -> String {
     let roles: Vec<&str> = u["roles"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let yes_no = |v: &Value| if v == &Value::Bool(true) { "yes" } else { "no" };
-    let rows = [
+    let mut rows = vec![
         ("id", cell(u, "id", "?")),
         ("email", cell(u, "email", "?")),
         ("verified", yes_no(&u["email_verified"]).to_string()),
@@ -249,20 +249,20 @@ fn user_detail(u: &Value) -> String {
         ("created", cell(u, "created_at", "?")),
         ("last sign-in", cell(u, "last_login_at", "never")),
     ];
-    let mut lines: Vec<String> = rows.iter().map(|(k, v)| format!("{k:<13}{v}")).collect();
     let change = &u["email_change"];
     if change.is_object() {
         let (to, until) = (cell(change, "to", "?"), cell(change, "expires_at", "?"));
-        lines.push(if change["link_sent"] == false {
-            format!(
-                "{:<13}nowhere: they asked for {to}, which another account holds, so no link was sent",
-                "moving to"
-            )
-        } else {
-            format!("{:<13}{to}, once its link is opened (it works until {until})", "moving to")
-        });
+        rows.push((
+            "moving to",
+            match change["link_sent"] == false {
+                true => {
+                    format!("nowhere: they asked for {to}, which another account holds, so no link was sent")
+                }
+                false => format!("{to}, once its link is opened (it works until {until})"),
+            },
+        ));
     }
-    lines.join("\n")
+    fields(&rows)
 }
 
 const UNLOCKED: &str = "unlocked: failed sign-ins on this address are forgotten; they can sign in at once";
