@@ -277,13 +277,27 @@ pub(super) fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
         fs::remove_file(path)?;
     }
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
+        create_socket_dirs(dir)?;
     }
     let lst = UnixListener::bind(path)?;
     // Apps on the host connect as other users; the directory's permissions
     // (or the group) decide who may.
     fs::set_permissions(path, fs::Permissions::from_mode(0o660))?;
     Ok(lst)
+}
+
+/// Makes the directories a socket's path lacks, each 0750: latchd's
+/// umask (0077) would make them its own alone, and the socket's group —
+/// the apps it is for — could not reach the socket whatever its mode.
+/// Directories already there keep theirs.
+fn create_socket_dirs(dir: &Path) -> std::io::Result<()> {
+    let missing: Vec<&Path> =
+        dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
+    for dir in missing.iter().rev() {
+        fs::create_dir(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o750))?;
+    }
+    Ok(())
 }
 
 fn routes(cfg: &mut web::ServiceConfig, metrics: bool) {

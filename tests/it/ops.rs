@@ -1,7 +1,7 @@
 //! The ops surface and the HTTP conventions every answer follows: request
 //! ids, problem+json errors, security headers, metrics.
 
-use crate::harness::{Latchd, assert_problem, unix_request};
+use crate::harness::{Latchd, assert_problem, base_config, unix_request};
 
 #[tokio::test]
 async fn health_and_ready_answer_json_with_request_ids() {
@@ -128,6 +128,24 @@ async fn unix_socket_listener_serves_the_api() {
     let mode =
         std::fs::metadata(&path).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions())).unwrap();
     assert_eq!(mode & 0o777, 0o660);
+}
+
+/// A socket in a directory not made yet: latchd makes it one the
+/// socket's group may enter, or the apps in that group (README: `usermod
+/// -aG latch`) could not reach a socket whose own mode lets them in.
+#[tokio::test]
+async fn a_unix_socket_in_a_new_directory_is_reachable_by_its_group() {
+    let d = Latchd::start_with(&base_config("").replace("STATE/api.sock", "STATE/run/app/api.sock")).await;
+    let path = std::path::PathBuf::from(d.listener("unix")["path"].as_str().unwrap());
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+            .unwrap()
+    };
+    let app = path.parent().unwrap();
+    assert_eq!((mode(app.parent().unwrap()), mode(app), mode(&path)), (0o750, 0o750, 0o660));
+    assert_eq!(mode(&d.state_dir()), 0o700, "a directory already there keeps its mode");
+    assert_eq!(unix_request(&path, "GET /health").0, 200);
 }
 
 /// Parses Prometheus text format strictly enough to catch a broken line:
