@@ -12,6 +12,7 @@ use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+use serde_path_to_error::Segment;
 use utoipa::ToSchema;
 use utoipa::openapi::{RefOr, Schema};
 
@@ -82,7 +83,8 @@ pub fn parse<T: DeserializeOwned + ToSchema>(bytes: &[u8]) -> Result<T, ApiError
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| -> ApiError {
         let path = e.path().to_string();
-        let segments: Vec<String> = e.path().iter().map(ToString::to_string).collect();
+        let segments: Vec<&Segment> = e.path().iter().collect();
+        let parent = dotted(&segments[..segments.len().saturating_sub(1)]);
         let inner = e.into_inner();
         let text = inner.to_string();
         let (field, message) = match (missing_field(&text), unknown_key(&text)) {
@@ -90,8 +92,7 @@ pub fn parse<T: DeserializeOwned + ToSchema>(bytes: &[u8]) -> Result<T, ApiError
             // The path ends with the unknown key; one that may not be told
             // back leaves the object holding it named instead.
             (_, Some(unknown)) => {
-                let at = &segments[..segments.len().saturating_sub(1)];
-                let field = if unknown.key.is_empty() { at.join(".") } else { segments.join(".") };
+                let field = if unknown.key.is_empty() { parent } else { path.trim_start_matches('.').into() };
                 (field, unknown.message("field"))
             }
             // A key twice in one object: which value was meant is unknown.
@@ -160,6 +161,18 @@ fn missing_field(msg: &str) -> Option<&str> {
     msg.strip_prefix("missing field `")?.split('`').next()
 }
 
+/// Segments of a path written as serde_path_to_error writes a whole one
+/// (`items[0].name`).
+fn dotted(segments: &[&Segment]) -> String {
+    segments.iter().enumerate().fold(String::new(), |mut out, (i, segment)| {
+        if i > 0 && !matches!(segment, Segment::Seq { .. }) {
+            out.push('.');
+        }
+        out.push_str(&segment.to_string());
+        out
+    })
+}
+
 /// serde names our Rust types ("expected struct Mfa"); a caller knows
 /// JSON, not them.
 fn plain(msg: &str) -> String {
@@ -198,6 +211,7 @@ mod tests {
     struct Patch {
         status: Option<String>,
         mfa: Option<Mfa>,
+        items: Option<Vec<Mfa>>,
     }
 
     #[derive(serde::Deserialize, Debug, utoipa::ToSchema)]
@@ -215,7 +229,7 @@ mod tests {
         };
         let top = problem(r#"{"statuss":"disabled"}"#);
         assert_eq!(top.field, "statuss");
-        assert_eq!(top.message, "is not a field here (the fields are status, mfa)");
+        assert_eq!(top.message, "is not a field here (the fields are status, mfa, items)");
         assert_eq!(problem(r#"{"mfa":{"totp":false,"topt":1}}"#).field, "mfa.topt");
         // A key that may not be told back (a control character, a page of
         // text) leaves the object holding it named.
@@ -224,6 +238,8 @@ mod tests {
             (hidden.field.as_str(), hidden.message.as_str()),
             ("mfa", "is not a field here (the fields are totp)")
         );
+        assert_eq!(problem("{\"items\":[{\"totp\":true,\"\\u0007\":1}]}").field, "items[0]");
+        assert_eq!(problem(r#"{"items":[{"totp":true},{"topt":1}]}"#).field, "items[1].topt");
         let long = format!(r#"{{"{}":1}}"#, "k".repeat(300));
         assert_eq!(problem(&long).field, "body");
         assert!(parse::<Patch>(br#"{"mfa":{"totp":false}}"#).is_ok());
