@@ -102,23 +102,11 @@ pub fn bind_all(
 ) -> Result<Servers, HttpError> {
     let needs_tls = cfg.listeners.iter().any(|l| l.kind == ListenerKind::Https);
     let tls = if needs_tls { Some(tls::server_config(cfg)?) } else { None };
-    if cfg.pages.enabled && !needs_tls {
-        tracing::warn!(
-            "[pages] is enabled but no listener is https: the pages are served only through a trusted proxy \
-             that terminates HTTPS (X-Forwarded-Proto: https)"
-        );
-    }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let plain = cfg.listeners.iter().filter(|l| l.kind != ListenerKind::Https).count();
     let budget = Budget::now(needs_tls, plain, workers);
     let limits = needs_tls.then(|| ConnectionLimits::new(state.config.clone(), &budget));
-    if plain > 0 {
-        let each = budget.per_worker.saturating_mul(workers);
-        tracing::info!(
-            each,
-            "plain HTTP and Unix listeners: at most {each} connections each at once; beyond it they stop              accepting until one ends"
-        );
-    }
+    tell_before_binding(cfg, needs_tls, (plain > 0).then(|| budget.per_worker.saturating_mul(workers)));
     let mut out = Servers {
         bound: Vec::new(),
         handles: Vec::new(),
@@ -156,6 +144,25 @@ pub fn bind_all(
     }
     out.certs = tls.map(|(_, certs)| certs);
     Ok(out)
+}
+
+/// What an operator should know of the listeners about to be bound: pages
+/// without an HTTPS listener, and how many connections each plain one
+/// takes (`plain_each`, when there is one).
+fn tell_before_binding(cfg: &Config, needs_tls: bool, plain_each: Option<usize>) {
+    if cfg.pages.enabled && !needs_tls {
+        tracing::warn!(
+            "[pages] is enabled but no listener is https: the pages are served only through a trusted proxy \
+             that terminates HTTPS (X-Forwarded-Proto: https)"
+        );
+    }
+    if let Some(each) = plain_each {
+        tracing::info!(
+            each,
+            "plain HTTP and Unix listeners: at most {each} connections each at once; beyond it they stop \
+             accepting until one ends"
+        );
+    }
 }
 
 /// Passwords and tokens cross a plain listener in clear: fine on loopback

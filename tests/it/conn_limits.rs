@@ -146,7 +146,7 @@ async fn a_flood_on_a_plain_listener_leaves_descriptors_for_latchd_itself() {
     write_config(dir.path(), &config(""));
     let d = Latchd::start_in_with_env(dir, &[("LATCH_TEST_NOFILE", "400")]).await;
     let log = d.log_with("plain HTTP and Unix listeners: at most").await;
-    assert!(log.contains("\"each\":"), "the share is logged:\n{log}");
+    assert!(log.contains("\"each\":") && log.contains("they stop accepting"), "the share is logged:\n{log}");
     let before = open_descriptors(&d);
 
     // Opened at once: past the share and the listen backlog a connect waits
