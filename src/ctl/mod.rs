@@ -207,47 +207,21 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
 
 fn run_command(cli: Cli) -> anyhow::Result<bool> {
     if let Command::Config(ConfigCmd::Check { path }) = &cli.command {
-        let path = Config::locate(path.clone().or_else(|| cli.config.clone()));
-        match crate::daemon::preflight::check(path.as_deref()) {
-            Ok(cfg) => cfg.cautions().iter().for_each(|caution| eprintln!("latchctl: warning: {caution}")),
-            Err(problems) => {
-                for problem in problems {
-                    eprintln!("latchctl: {problem}");
-                }
-                return Ok(false);
-            }
-        }
-        let shown = path.map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
-        say!("{shown}: ok");
-        return Ok(true);
+        return Ok(check_config(path.clone().or_else(|| cli.config.clone())));
     }
     let mut target = cli.target()?;
     let client = AdminClient { socket: target.socket.clone() };
     cli.state_from_daemon(&mut target, &client)?;
     match &cli.command {
-        Command::Status => {
-            let answer = match client.get("/v1/admin/status") {
-                Ok(answer) => answer,
-                // None answers: what can be told without it, and exit 1
-                // with the reason, as before.
-                Err(e @ client::ClientError::Connect { .. }) => {
-                    print(cli.json, &status::without_daemon(&target), status::human_without_daemon);
-                    return Err(e.into());
-                }
-                Err(e) => return Err(e.into()),
-            };
-            print(cli.json, &answer, status::human_status);
-            Ok(true)
-        }
+        Command::Status => status::run(&client, &target, cli.json),
         Command::Config(ConfigCmd::Reload) => {
             let answer = client.post("/v1/admin/config/reload", None)?;
             print(cli.json, &answer, |a| {
                 let restart: Vec<&str> =
                     a["needs_restart"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-                if restart.is_empty() {
-                    "reloaded".to_string()
-                } else {
-                    format!("reloaded; needs restart for: {}", restart.join(", "))
+                match restart.is_empty() {
+                    true => "reloaded".to_string(),
+                    false => format!("reloaded; needs restart for: {}", restart.join(", ")),
                 }
             });
             Ok(true)
@@ -269,6 +243,24 @@ fn run_command(cli: Cli) -> anyhow::Result<bool> {
         Command::Keys(cmd) => keys::run(&client, &target, cmd, cli.json),
         Command::Config(ConfigCmd::Check { .. }) => Ok(true),
     }
+}
+
+/// `config check`: the file latchd would read (or `path`), checked as a
+/// start would check it, every fault told; whether it passed.
+fn check_config(path: Option<PathBuf>) -> bool {
+    let path = Config::locate(path);
+    match crate::daemon::preflight::check(path.as_deref()) {
+        Ok(cfg) => cfg.cautions().iter().for_each(|caution| eprintln!("latchctl: warning: {caution}")),
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("latchctl: {problem}");
+            }
+            return false;
+        }
+    }
+    let shown = path.map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
+    say!("{shown}: ok");
+    true
 }
 
 /// Clap's parser for an argument that names one thing (an account, a

@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::{Target, cell, fields};
+use super::client::ClientError;
+use super::{AdminClient, Target, cell, fields, print};
 use crate::store::{archive_layout, backup};
 
 /// "unknown" when the daemon did not say (an older latchd, or a failed read).
@@ -104,6 +105,21 @@ fn human_audit(ok: &Value) -> String {
         Some(false) => "BROKEN: run `latchctl audit verify` to find the first altered row".into(),
         None => "not checked yet (first check within 10 minutes of start)".into(),
     }
+}
+
+/// `status`: the daemon's own account of itself, or, when none answers,
+/// what can be told without it and exit 1 with the reason.
+pub(super) fn run(client: &AdminClient, target: &Target, json: bool) -> anyhow::Result<bool> {
+    let answer = match client.get("/v1/admin/status") {
+        Ok(answer) => answer,
+        Err(e @ ClientError::Connect { .. }) => {
+            print(json, &without_daemon(target), human_without_daemon);
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    print(json, &answer, human_status);
+    Ok(true)
 }
 
 pub(super) fn human_status(s: &Value) -> String {
