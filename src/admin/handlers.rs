@@ -1,14 +1,23 @@
 //! Admin handlers: `GET /v1/admin/status`, `GET /v1/admin/config` (the
-//! config in force) and `POST /v1/admin/config/reload`.
+//! config in force) and `POST /v1/admin/config/reload`; and the refusal
+//! of a parameter an admin call does not take.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::{AdminError, queries};
 use crate::auth::Principal;
-use crate::http::{ApiError, AppState, LiveConfig};
+use crate::http::{ApiError, AppState, LiveConfig, parameters_refused};
 use crate::telemetry::gauges_now;
+
+/// The answer of an admin call given a query parameter it does not take
+/// (see `Routes::refusing_parameters`): who asks is checked first, as the
+/// call itself would, so only an admin learns of the parameter.
+pub async fn no_parameters(who: Principal, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    Err(parameters_refused(&req))
+}
 
 #[utoipa::path(get, path = "/v1/admin/status", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "Version, pid, uptime, listeners, database, mail queue, newest backup, WAL archive reach, certificate expiry, audit chain", body = Object)))]

@@ -22,6 +22,7 @@ use crate::keys::MasterKey;
 use crate::store::Store;
 
 pub use errors::AdminError;
+pub use handlers::no_parameters;
 
 /// What the admin API works with besides `AppState`.
 pub struct Deps {

@@ -192,6 +192,7 @@ fn admin_routes(s: &Services) -> ApiRoutes {
     Arc::new(move |c: &mut web::ServiceConfig| {
         c.app_data(deps.clone()).app_data(backups.clone()).app_data(defense.clone());
         let mut r = Routes::new();
+        r.refusing_parameters(admin::no_parameters);
         admin_feature_routes(&mut r);
         r.register(c);
     })

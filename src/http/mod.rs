@@ -42,7 +42,7 @@ pub use gate::{Admission, Gate};
 pub use json::ApiJson;
 pub use ops::ApiDocument;
 pub use problem::{ApiError, FieldError, Kind, Problem, RateLimitInfo, ToProblem, html_page};
-pub use query::ApiQuery;
+pub use query::{ApiQuery, parameters_refused};
 pub use routes::Routes;
 
 /// Adds `/v1/openapi.json` (the document must be in the app data as

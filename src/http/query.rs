@@ -34,6 +34,18 @@ impl<T: DeserializeOwned> FromRequest for ApiQuery<T> {
     }
 }
 
+/// The refusal of a query sent to a call that takes no parameters (see
+/// `Routes::refusing_parameters`), naming the first parameter given.
+pub fn parameters_refused(req: &HttpRequest) -> ApiError {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoParameters {}
+    match parse::<NoParameters>(req.query_string()) {
+        Err(refused) => refused,
+        Ok(NoParameters {}) => Problem::invalid_field("query", "this call takes no parameters").into(),
+    }
+}
+
 /// Deserializes a query string, naming the failing parameter.
 fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));

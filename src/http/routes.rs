@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use actix_web::dev::HttpServiceFactory;
 use actix_web::http::Method;
-use actix_web::{FromRequest, Handler, Responder, web};
-use utoipa::openapi::path::{HttpMethod, Operation};
+use actix_web::{FromRequest, Handler, Responder, guard, web};
+use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Components, ContentBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Schema};
@@ -26,6 +26,9 @@ pub struct Routes {
     resources: BTreeMap<String, Vec<actix_web::Route>>,
     paths: Paths,
     schemas: Schemas,
+    /// Answers a query parameter sent to an operation that documents none;
+    /// unset, such parameters are ignored (`refusing_parameters`).
+    refusal: Option<Box<dyn Fn() -> actix_web::Route>>,
 }
 
 fn actix_method(m: &HttpMethod) -> Method {
@@ -56,9 +59,20 @@ impl Routes {
         H::Output: Responder + 'static,
     {
         let (path, methods) = (P::path(), P::methods());
+        let takes_query =
+            P::operation().parameters.iter().flatten().any(|p| p.parameter_in == ParameterIn::Query);
         for m in &methods {
             let route = web::route().method(actix_method(m)).to(handler.clone());
-            self.resources.entry(path.clone()).or_default().push(route);
+            let routes = self.resources.entry(path.clone()).or_default();
+            match self.refusal.as_ref().filter(|_| !takes_query) {
+                // Actix tries a resource's routes in order: with no
+                // parameter the handler answers, with any the refusal.
+                Some(refusal) => {
+                    routes.push(route.guard(guard::fn_guard(without_parameters)));
+                    routes.push(refusal().method(actix_method(m)));
+                }
+                None => routes.push(route),
+            }
             let mut op = with_problems(P::operation());
             op.operation_id = Some(operation_id(m, &path));
             self.paths.add_path_operation(&path, vec![m.clone()], op);
@@ -69,6 +83,23 @@ impl Routes {
 
     /// Registers every route: one resource per path with a route per
     /// method, so a known path asked with another method is a 405.
+    /// From now on, an operation added that documents no query parameter
+    /// answers one with `refusal` (which may first check who asks), rather
+    /// than ignoring it: an admin's `DELETE …?dry_run=1` or `?owner=` on a
+    /// list must not read as honoured. Operations that take parameters
+    /// refuse unknown ones themselves (`ApiQuery` over a type that denies
+    /// unknown fields). Not for public routes: apps and mail scanners add
+    /// cache-busting and tracking parameters.
+    pub fn refusing_parameters<H, Args>(&mut self, refusal: H) -> &mut Self
+    where
+        H: Handler<Args> + Clone,
+        Args: FromRequest + 'static,
+        H::Output: Responder + 'static,
+    {
+        self.refusal = Some(Box::new(move || web::route().to(refusal.clone())));
+        self
+    }
+
     pub fn register(self, cfg: &mut web::ServiceConfig) {
         for (path, routes) in self.resources {
             cfg.service(resource(&path, routes));
@@ -107,6 +138,11 @@ fn operation_id(method: &HttpMethod, path: &str) -> String {
     let words: Vec<&str> =
         path.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
     format!("{}_{}", actix_method(method).as_str().to_ascii_lowercase(), words.join("_"))
+}
+
+/// A request whose query holds no parameter (none, or only `?`/`&`).
+fn without_parameters(ctx: &guard::GuardContext) -> bool {
+    ctx.head().uri.query().is_none_or(|q| form_urlencoded::parse(q.as_bytes()).next().is_none())
 }
 
 fn resource(path: &str, routes: Vec<actix_web::Route>) -> impl HttpServiceFactory + use<> {

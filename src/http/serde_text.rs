@@ -19,7 +19,7 @@ impl UnknownKey {
     /// for a body, "parameter" for a query.
     pub fn message(&self, noun: &str) -> String {
         match self.expected.is_empty() {
-            true => format!("is not a {noun} here (there are no {noun}s)"),
+            true => format!("is not a {noun} here (this call takes no {noun}s)"),
             false => format!("is not a {noun} here (the {noun}s are {})", self.expected.join(", ")),
         }
     }

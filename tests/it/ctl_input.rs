@@ -4,7 +4,8 @@
 //! request onto the admin socket (that once deleted another account); one
 //! too long for latchd to read is told as such; a blank one is refused
 //! before anything is sent; an account, a key, a block, a change or a
-//! page of accounts refused for several fields names them all.
+//! page of accounts refused for several fields names them all; and a
+//! query parameter an admin call does not take is refused, not ignored.
 
 use serde_json::{Value, json};
 
@@ -128,4 +129,31 @@ async fn every_field_at_fault_is_named_at_once() {
         said["detail"],
         "page: must be 1 or more; page_size: must be between 1 and 500; status: must be active or disabled"
     );
+}
+
+/// `DELETE /v1/admin/users/{id}?dry_run=1` deleted the account: an admin
+/// call that takes no parameters ignored any, so a script's option that
+/// does not exist read as honoured. Now it is refused and names it, once
+/// the caller is known to be an admin; public routes still ignore theirs.
+#[tokio::test]
+async fn an_admin_call_refuses_a_parameter_it_does_not_take() {
+    let (d, admin) = with_admin().await;
+    let bob = id_of(&d, "bob@example.test");
+    let res = send(&d, "DELETE", &format!("/v1/admin/users/{bob}?dry_run=1"), &admin, None).await;
+    let said = assert_problem(res, 400, "invalid-request").await;
+    let told = (said["errors"][0]["field"].as_str(), said["errors"][0]["message"].as_str());
+    assert_eq!(told, (Some("dry_run"), Some("is not a parameter here (this call takes no parameters)")));
+    assert_eq!(send(&d, "GET", &format!("/v1/admin/users/{bob}"), &admin, None).await.status(), 200);
+    // Every feature's admin calls, whatever the method.
+    for (method, path) in [("GET", "/v1/admin/roles?all"), ("GET", "/v1/admin/blocked-ips?page=2")]
+        .into_iter()
+        .chain([("GET", "/v1/admin/backups?x=1"), ("POST", "/v1/admin/signing-keys?force=true")])
+    {
+        let res = send(&d, method, path, &admin, None).await;
+        assert_problem(res, 400, "invalid-request").await;
+    }
+    assert_eq!(send(&d, "GET", "/v1/admin/roles?", &admin, None).await.status(), 200, "no parameter in it");
+    assert_problem(d.get("/v1/admin/roles?all").await, 401, "unauthorized").await;
+    assert_eq!(d.get("/.well-known/jwks.json?v=2").await.status(), 200);
+    assert_eq!(send(&d, "DELETE", &format!("/v1/admin/users/{bob}"), &admin, None).await.status(), 204);
 }
