@@ -81,8 +81,6 @@ impl Routes {
         self
     }
 
-    /// Registers every route: one resource per path with a route per
-    /// method, so a known path asked with another method is a 405.
     /// From now on, an operation added that documents no query parameter
     /// answers one with `refusal` (which may first check who asks), rather
     /// than ignoring it: an admin's `DELETE …?dry_run=1` or `?owner=` on a
@@ -100,6 +98,8 @@ impl Routes {
         self
     }
 
+    /// Registers every route: one resource per path holding its methods'
+    /// routes, so a known path asked with another method is a 405.
     pub fn register(self, cfg: &mut web::ServiceConfig) {
         for (path, routes) in self.resources {
             cfg.service(resource(&path, routes));
