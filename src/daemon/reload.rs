@@ -6,12 +6,13 @@
 //! connections (a generated one is renewed first when it expires soon);
 //! `[log].file` is opened anew (after logrotate).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use sd_notify::NotifyState;
 
-use crate::config::{Commit, Config, ReloadOutcome, Reloadable};
+use crate::config::{Commit, Config, ConfigError, ReloadOutcome, Reloadable};
 use crate::http::tls::{self, CertStore};
 
 fn count(result: &'static str) {
@@ -77,13 +78,12 @@ async fn prepare(
     services: &[Arc<dyn Reloadable>],
 ) -> Result<(Config, Vec<&'static str>, Vec<Commit>), String> {
     let new = match old.source.as_deref() {
-        Some(path) => Config::reload_from(path),
-        None => Config::load(None),
+        Some(path) => Config::reload_from(path).map_err(|refused| every_fault(refused, path)),
+        None => Config::load(None).map_err(ConfigError::into_list),
     };
     // One line for the log and the admin answer, each fault in the file's
     // order.
-    let new =
-        new.map_err(|e| e.into_list().iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+    let new = new.map_err(|faults| faults.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
     let needs_restart = old.restart_only_changes(&new);
     let merged = new.keep_restart_only(old);
     let mut commits = Vec::with_capacity(services.len());
@@ -91,4 +91,16 @@ async fn prepare(
         commits.push(service.prepare(&merged).await?);
     }
     Ok((merged, needs_restart, commits))
+}
+
+/// A refused file's faults, with the files its other keys name checked
+/// beside them as a start and `check-config` check them (as this process,
+/// opening only): a fix of the rules is then not met by a missing pepper
+/// file at the next reload. An empty file (refused on reload alone), and
+/// one that cannot be read or parsed, are told as they were.
+fn every_fault(refused: ConfigError, path: &Path) -> Vec<ConfigError> {
+    match super::preflight::load_checked(Some(path)) {
+        Err(every) if !every.is_empty() => every,
+        _ => refused.into_list(),
+    }
 }
