@@ -4,6 +4,8 @@
 //! refusal the document is read again without the refused key (its
 //! default stands in), until it reads or nothing more can be taken out.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, Deserializer};
@@ -97,10 +99,17 @@ fn is_inside(inner: &str, outer: &str) -> bool {
 
 /// Takes `key` out of `table`, and says what went: an element of an
 /// array cannot be taken out alone (toml's array is a fixed slice here),
-/// so the whole array goes; so does a table whose part named is not there.
+/// so the whole array goes — except a `[[listener]]`, which a neutral one
+/// stands in for, so the others' faults are still told in the same run;
+/// a table whose part named is not there goes whole too.
 fn take_out(table: &mut DeTable<'_>, key: &str) -> Option<String> {
     let path = segments(key);
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    if let ["listener", index] = path[..]
+        && stand_in_for_listener(table, index)
+    {
+        return Some(format!("listener[{index}]"));
+    }
     let depth = take_out_of_table(table, &path)?;
     Some(path[..depth].iter().enumerate().fold(String::new(), |mut taken, (i, segment)| {
         match (i, segment.parse::<usize>()) {
@@ -110,6 +119,26 @@ fn take_out(table: &mut DeTable<'_>, key: &str) -> Option<String> {
         }
         taken
     }))
+}
+
+/// Puts a listener no rule refuses (plain HTTP on loopback, port 0, so
+/// never "there already") in the place of `listener[index]`. It only ever
+/// stands in a config that was refused: the rules about it are not told
+/// (`stood_in`), and only the files the rest names are checked on it.
+fn stand_in_for_listener(table: &mut DeTable<'_>, index: &str) -> bool {
+    let item = table.get_mut("listener").map(|v| v.get_mut()).and_then(|listeners| match listeners {
+        DeValue::Array(items) => index.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+        _ => None,
+    });
+    let Some(item) = item else { return false };
+    let at = item.span().start..item.span().start;
+    let mut neutral = DeTable::new();
+    for (key, value) in [("kind", "http"), ("addr", "127.0.0.1:0")] {
+        let value = DeValue::String(Cow::Borrowed(value));
+        neutral.insert(Spanned::new(at.clone(), Cow::Borrowed(key)), Spanned::new(at.clone(), value));
+    }
+    *item = Spanned::new(item.span(), DeValue::Table(neutral));
+    true
 }
 
 /// How many segments of `path` name what was taken out.
@@ -182,8 +211,10 @@ mod tests {
         let mut doc = DeTable::parse(text).unwrap();
         assert_eq!(take_out(doc.get_mut(), "http.foo").as_deref(), Some("http.foo"));
         assert_eq!(take_out(doc.get_mut(), "listener[0].kind").as_deref(), Some("listener[0].kind"));
-        // An element alone cannot go: its whole array does.
-        assert_eq!(take_out(doc.get_mut(), "listener[0]").as_deref(), Some("listener"));
+        // An element alone cannot go: its whole array does; a listener
+        // has a neutral one stand in for it.
+        assert_eq!(take_out(doc.get_mut(), "listener[0]").as_deref(), Some("listener[0]"));
+        assert_eq!(take_out(doc.get_mut(), "listener[1]").as_deref(), Some("listener"), "no such element");
         assert_eq!(take_out(doc.get_mut(), "listener[0]"), None, "nothing left to take");
     }
 
@@ -194,5 +225,18 @@ mod tests {
         assert!(sifted.stood_in("tokens.refresh_ttl|tokens.access_ttl"));
         assert!(!sifted.stood_in("tokens.refresh_ttl"));
         assert!(!sifted.stood_in("tokens"));
+    }
+
+    #[test]
+    fn a_refused_listener_leaves_the_others_judged() {
+        let text = "[[listener]]\nkind = \"https\"\naddr = \"127.0.0.1:1\"\n\
+            [[listener]]\nkind = \"htps\"\naddr = \"127.0.0.1:2\"\n\
+            [[listener]]\nkind = \"http\"\naddr = \"127.0.0.1:3\"\nmetrics = \"yes\"\n";
+        let sifted = sift(&DeTable::parse(text).unwrap());
+        let keys: Vec<&str> = sifted.refused.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["listener[1].kind", "listener[2].metrics"]);
+        assert!(sifted.stood_in("listener[1].addr") && !sifted.stood_in("listener[0].addr"));
+        let listeners = sifted.raw.and_then(|raw| raw.listeners).map(|l| l.len());
+        assert_eq!(listeners, Some(3), "the good one is still there to be judged");
     }
 }

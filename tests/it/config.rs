@@ -513,7 +513,10 @@ fn serve_options_without_the_command_say_which_command_was_meant() {
 #[tokio::test]
 async fn every_key_at_fault_is_named_at_once() {
     let extra = "\n[http]\nmax_bodyy = \"1KiB\"\nheader_timeout = \"0s\"\n\n[tokens]\naccess_ttl = 900\nrefresh_ttl = \"1s\"\nleeway = \"10m\"\n\n[passwords]\nmin_length = 4\npepper_file = \"absent-pepper\"\n";
-    let text = base_config(extra);
+    // Two listeners at fault beside the three good ones: one refused whole
+    // (its kind) leaves the next still judged.
+    let listeners = "\n[[listener]]\nkind = \"htps\"\naddr = \"127.0.0.1:0\"\n\n[[listener]]\nkind = \"http\"\naddr = \"nowhere\"\n";
+    let text = base_config(&format!("{extra}{listeners}"));
     let line = |start: &str| text.lines().position(|l| l.starts_with(start)).unwrap() + 1;
     // refresh_ttl breaks no rule of its own: its rule compares it with
     // the refused access_ttl, whose default stood in, so it is not told.
@@ -525,6 +528,8 @@ async fn every_key_at_fault_is_named_at_once() {
         (line("min_length"), "passwords.min_length", "must be at least 8"),
         // A file it names is opened beside the rules, not on the next try.
         (line("pepper_file"), "passwords.pepper_file", "absent-pepper: No such file"),
+        (line("kind = \"htps\""), "listener[3].kind", "unknown variant `htps`"),
+        (line("addr = \"nowhere\""), "listener[4].addr", "expected IP:PORT"),
     ];
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &text);
