@@ -8,8 +8,9 @@ use crate::store::StoreError;
 pub enum AdminError {
     #[error("the daemon is not taking reload requests (stopping?)")]
     DaemonBusy,
-    #[error("{0}; the running config stays")]
-    ConfigRejected(String),
+    /// A reload's refusal: each fault a line, as check-config tells them.
+    #[error("{}\nreload refused: the running config stays", .0.join("\n"))]
+    ConfigRejected(Vec<String>),
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },
     #[error("no such {0}")]

@@ -144,10 +144,10 @@ pub async fn reload(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
     let (tx, rx) = oneshot::channel();
     state.reload.send(tx).await.map_err(|_| AdminError::DaemonBusy)?;
     let outcome = rx.await.map_err(|_| AdminError::DaemonBusy)?;
-    match outcome.error {
-        None => {
+    match outcome.applied {
+        true => {
             Ok(HttpResponse::Ok().json(Reloaded { status: "reloaded", needs_restart: outcome.needs_restart }))
         }
-        Some(error) => Err(AdminError::ConfigRejected(error).into()),
+        false => Err(AdminError::ConfigRejected(outcome.faults).into()),
     }
 }

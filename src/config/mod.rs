@@ -132,11 +132,13 @@ fn without(
     None
 }
 
-/// How a reload went: `error` set means nothing changed.
+/// How a reload went: any `faults` mean nothing changed.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ReloadOutcome {
     pub applied: bool,
-    pub error: Option<String>,
+    /// Why the file was refused, one fault each in the file's order
+    /// (`PATH:LINE: key: reason`, as check-config tells them).
+    pub faults: Vec<String>,
     /// Restart-only settings that changed in the file and still run with
     /// their old values.
     pub needs_restart: Vec<&'static str>,

@@ -59,12 +59,14 @@ pub async fn apply(
             shared.store(Arc::new(merged));
             count("success");
             tracing::info!(source = ?old.source, "config reloaded");
-            ReloadOutcome { applied: true, error: None, needs_restart }
+            ReloadOutcome { applied: true, faults: Vec::new(), needs_restart }
         }
-        Err(error) => {
+        Err(faults) => {
             count("error");
+            // One log line, each fault in the file's order.
+            let error = faults.join("; ");
             tracing::error!(error, "config reload rejected; keeping the running config");
-            ReloadOutcome { applied: false, error: Some(error), needs_restart: Vec::new() }
+            ReloadOutcome { applied: false, faults, needs_restart: Vec::new() }
         }
     };
     let _ = sd_notify::notify(false, &[NotifyState::Ready]);
@@ -72,23 +74,22 @@ pub async fn apply(
 }
 
 /// The new config (with the running restart-only values), the restart-only
-/// keys that changed, and every service's prepared part; or why not.
+/// keys that changed, and every service's prepared part; or each fault
+/// that refused it.
 async fn prepare(
     old: &Config,
     services: &[Arc<dyn Reloadable>],
-) -> Result<(Config, Vec<&'static str>, Vec<Commit>), String> {
+) -> Result<(Config, Vec<&'static str>, Vec<Commit>), Vec<String>> {
     let new = match old.source.as_deref() {
         Some(path) => Config::reload_from(path).map_err(|refused| every_fault(refused, path)),
         None => Config::load(None).map_err(ConfigError::into_list),
     };
-    // One line for the log and the admin answer, each fault in the file's
-    // order.
-    let new = new.map_err(|faults| faults.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+    let new = new.map_err(|faults| faults.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let needs_restart = old.restart_only_changes(&new);
     let merged = new.keep_restart_only(old);
     let mut commits = Vec::with_capacity(services.len());
     for service in services {
-        commits.push(service.prepare(&merged).await?);
+        commits.push(service.prepare(&merged).await.map_err(|fault| vec![fault])?);
     }
     Ok((merged, needs_restart, commits))
 }

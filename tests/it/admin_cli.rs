@@ -177,7 +177,8 @@ async fn reload_applies_a_valid_file_and_keeps_the_old_one_otherwise() {
         err.starts_with(&format!("latchctl: {}:{line}: rate_limits.ip: ", dir.join("latch.toml").display())),
         "{err}"
     );
-    assert!(err.contains("the running config stays"), "{err}");
+    assert!(err.ends_with("\nlatchctl: reload refused: the running config stays\n"), "{err}");
+    assert_eq!(err.lines().count(), 2, "{err}");
     assert_eq!(d.get("/ready").await.status(), 200, "still serving");
 
     let moved = base_config("").replacen("127.0.0.1:0", "127.0.0.1:1", 1);
