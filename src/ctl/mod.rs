@@ -28,6 +28,10 @@ use crate::state_dir::StateDir;
 pub use client::{AdminClient, ClientError};
 use stdout::say;
 
+/// Where `--help` lists the options every command takes, apart from the
+/// command's own (clap otherwise interleaves the two lists).
+const GLOBAL: &str = "Global options";
+
 #[derive(Parser)]
 #[command(
     name = "latchctl",
@@ -40,16 +44,16 @@ use stdout::say;
 pub struct Cli {
     /// Admin socket of the daemon (default: from the config). Given alone,
     /// commands that read the state directory ask that daemon where it is.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     socket: Option<PathBuf>,
     /// Config file to find the socket and state dir in (default as latchd).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     config: Option<PathBuf>,
     /// State directory (its admin.sock, database and keys).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     state_dir: Option<PathBuf>,
     /// Print JSON instead of tables.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     json: bool,
     #[command(subcommand)]
     command: Command,

@@ -19,6 +19,7 @@ mod config;
 mod conn_limits;
 mod connections;
 mod crash;
+mod ctl_help;
 mod ctl_input;
 mod ctl_stdout;
 mod defense;
