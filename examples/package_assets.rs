@@ -80,7 +80,11 @@ Only root and members of the group
 .B latch\-admin
 may use it.
 .SH EXIT STATUS
-0 on success; non-zero with a one-line reason on stderr.
+0 on success; non-zero with a one-line reason on stderr: 2 for a command
+line latchctl cannot parse,
+.B status
+3 when no daemon answers (as an init script's status),
+1 otherwise.
 .SH SEE ALSO
 .BR latchd (8),
 .BR latch.toml (5)

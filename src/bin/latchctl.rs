@@ -28,7 +28,10 @@ fn main() -> ExitCode {
             for line in latch::one_line(&e).lines() {
                 eprintln!("latchctl: {line}");
             }
-            ExitCode::FAILURE
+            match e.downcast_ref::<latch::ctl::NotRunning>() {
+                Some(_) => ExitCode::from(3),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

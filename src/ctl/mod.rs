@@ -26,6 +26,7 @@ use crate::auth::is_unshowable;
 use crate::config::Config;
 use crate::state_dir::StateDir;
 pub use client::{AdminClient, ClientError};
+pub use status::NotRunning;
 use stdout::say;
 
 /// Where `--help` lists the options every command takes, apart from the

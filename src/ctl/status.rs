@@ -107,14 +107,21 @@ fn human_audit(ok: &Value) -> String {
     }
 }
 
+/// No daemon answered `status`: latchctl exits 3, as an init script's
+/// `status` does for "not running" (LSB), so a check can tell a stopped
+/// daemon from a refused or failed call (exit 1).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct NotRunning(ClientError);
+
 /// `status`: the daemon's own account of itself, or, when none answers,
-/// what can be told without it and exit 1 with the reason.
+/// what can be told without it and `NotRunning` with the reason.
 pub(super) fn run(client: &AdminClient, target: &Target, json: bool) -> anyhow::Result<bool> {
     let answer = match client.get("/v1/admin/status") {
         Ok(answer) => answer,
         Err(e @ ClientError::Connect { .. }) => {
             print(json, &without_daemon(target), human_without_daemon);
-            return Err(e.into());
+            return Err(NotRunning(e).into());
         }
         Err(e) => return Err(e.into()),
     };

@@ -232,7 +232,7 @@ async fn offline_commands_refuse_while_the_daemon_runs() {
     let out = run(&["db", "migrate"]);
     assert_eq!(stdout(&out).trim(), "0 migration(s) applied");
     let out = run(&["status"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "not running, as LSB's status says it");
     assert!(stderr(&out).contains("cannot reach latchd at"), "{}", stderr(&out));
     let said = stdout(&out); // and what a restore could reach, told without it
     assert!(

@@ -498,7 +498,7 @@ async fn status_without_a_daemon_tells_an_archive_turned_off() {
     let config = config.display().to_string();
     let out = ctl(&state, &["--config", &config, "status"]);
     let said = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert_eq!(out.status.code(), Some(3), "{said}");
     assert!(said.contains("WAL archive  off ([backup].wal_archive = false); none in"), "{said}");
     let out = ctl(&state, &["--config", &config, "--json", "status"]);
     let said: Value = serde_json::from_slice(&out.stdout).unwrap();
