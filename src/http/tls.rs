@@ -76,7 +76,10 @@ pub fn server_config(cfg: &Config) -> Result<(Arc<ServerConfig>, Arc<CertStore>)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(store.clone());
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // A client that names only http/1.0 (`curl --http1.0`, health
+    // checkers) is otherwise refused the handshake ("no application
+    // protocol"); actix's HTTP/1 side serves it.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     // Resumption: one TLS 1.3 ticket per handshake (rustls sends two by
     // default), backed by an in-memory cache of 1,024 sessions. A client
     // that reconnects with it skips the certificate signature; one ticket is

@@ -16,16 +16,39 @@ fn handshake(
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> (rustls::ProtocolVersion, String) {
     let config = client_tls(&d.cert_path(), versions);
+    let request = "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let (version, status) = health_over(d, config, request);
+    (version.expect("handshake done"), status)
+}
+
+/// Sends `request` over a connection made with `config`; the negotiated
+/// version (none without a handshake) and the answer's status line.
+fn health_over(
+    d: &Latchd,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    request: &str,
+) -> (Option<rustls::ProtocolVersion>, String) {
     let name = ServerName::try_from("localhost").unwrap();
     let mut conn = rustls::ClientConnection::new(config, name).unwrap();
     let mut sock = TcpStream::connect(d.addr("https")).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-    tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let _ = tls.write_all(request.as_bytes());
     let mut out = String::new();
     let _ = tls.read_to_string(&mut out);
-    let version = conn.protocol_version().expect("handshake done");
-    (version, out.lines().next().unwrap_or("").to_string())
+    (conn.protocol_version(), out.lines().next().unwrap_or("").to_string())
+}
+
+/// A client that asks for HTTP/1.0 by ALPN (`curl --http1.0`, health
+/// checkers set to it) was refused the handshake with "no application
+/// protocol" while latch offered only h2 and http/1.1.
+#[tokio::test]
+async fn a_client_asking_for_http10_is_served() {
+    let d = Latchd::start().await;
+    let mut config = (*client_tls(&d.cert_path(), &[&rustls::version::TLS13])).clone();
+    config.alpn_protocols = vec![b"http/1.0".to_vec()];
+    let (_, status) = health_over(&d, std::sync::Arc::new(config), "GET /health HTTP/1.0\r\n\r\n");
+    assert!(status.starts_with("HTTP/1.") && status.ends_with(" 200 OK"), "{status:?}");
 }
 
 #[tokio::test]
