@@ -54,7 +54,11 @@ def text(d):
 
 
 def fill(d, field_id, value):
-    el = d.find_element(By.ID, field_id)
+    els = d.find_elements(By.ID, field_id)
+    if not els:
+        # Say which page came instead (a refusal, another step).
+        raise AssertionError(f"no field {field_id!r} at {d.current_url}: {text(d)[:400]!r}")
+    el = els[0]
     el.clear()
     el.send_keys(value)
 
