@@ -9,8 +9,13 @@ use toml::de::{DeTable, DeValue};
 
 /// The 1-based line holding byte `offset` of `text`.
 pub fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    line_of_bytes(text.as_bytes(), offset)
+}
+
+/// As `line_of`, for a file that is not text yet (not UTF-8).
+pub fn line_of_bytes(bytes: &[u8], offset: usize) -> usize {
+    let end = offset.min(bytes.len());
+    bytes[..end].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// The dotted path of the deepest key whose key or value covers `offset`

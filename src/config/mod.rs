@@ -132,6 +132,23 @@ fn without(
     None
 }
 
+/// The config file's text. A file that is not UTF-8 (TOML must be) is
+/// told on the line of its first stray byte, as a syntax error is: an
+/// editor's Latin-1 "é" in a comment is then found at once.
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let shown = || path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: shown(), source })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        ConfigError::Syntax {
+            path: shown(),
+            line: locate::line_of_bytes(bytes, at),
+            reason: format!("not UTF-8 text (byte 0x{:02X}); save the file as UTF-8", bytes[at]),
+        }
+    })
+}
+
 /// How a reload went: any `faults` mean nothing changed.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ReloadOutcome {
@@ -264,9 +281,7 @@ impl Config {
         match path {
             None => rules::resolve(RawConfig::default(), None).map_err(Faulted::alone),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })
-                    .map_err(Faulted::alone)?;
+                let text = read_text(path).map_err(Faulted::alone)?;
                 Self::parse_all(&text, path)
             }
         }
@@ -279,8 +294,7 @@ impl Config {
     /// configured certificate dropped for a generated one, the limits and
     /// defenses reset. A file of comments alone still means the defaults.
     pub fn reload_from(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = read_text(path)?;
         if text.trim().is_empty() {
             return Err(ConfigError::EmptyOnReload { path: path.display().to_string() });
         }

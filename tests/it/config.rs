@@ -71,6 +71,25 @@ fn syntax_errors_name_the_line() {
     assert!(stderr.starts_with(&format!("{}:{line}: ", path.display())), "{stderr}");
 }
 
+/// TOML is UTF-8; a file saved as Latin-1 (an "é" in a comment) was told
+/// as "stream did not contain valid UTF-8", with no line to look at.
+#[test]
+fn a_file_that_is_not_utf8_is_told_at_its_line() {
+    let text = base_config("\n# caf\u{e9}\n");
+    let latin1: Vec<u8> = text.chars().map(|c| u8::try_from(u32::from(c)).unwrap()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latch.toml");
+    std::fs::write(&path, latin1).unwrap();
+    let out = run_latchd(&["check-config", &path.display().to_string()], dir.path());
+    let line = text.lines().position(|l| l.starts_with("# caf")).unwrap() + 1;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr.trim_end(),
+        format!("{}:{line}: not UTF-8 text (byte 0xE9); save the file as UTF-8", path.display())
+    );
+}
+
 #[test]
 fn shipped_default_file_is_valid_and_matches_built_in_defaults() {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/latch.toml");
@@ -475,33 +494,6 @@ async fn a_relative_config_path_is_the_file_read_again() {
     latchd.kill().unwrap();
     latchd.wait().unwrap();
     assert!(reload.status.success(), "{}", String::from_utf8_lossy(&reload.stderr));
-}
-
-/// `latchd --config PATH`, as many daemons start, names no command: the
-/// answer says which command was meant instead of clap's bare "unexpected
-/// argument", and starts nothing.
-#[test]
-fn serve_options_without_the_command_say_which_command_was_meant() {
-    let dir = tempfile::tempdir().unwrap();
-    let shown = write_config(dir.path(), &base_config("")).display().to_string();
-    let joined = format!("--config={shown}");
-    for args in [vec!["--config", shown.as_str()], vec![joined.as_str()], vec!["--daemon"]] {
-        let out = run_latchd(&args, dir.path());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        let option = args[0].split('=').next().unwrap();
-        let meant =
-            format!("latchd: {option} belongs to a command: `latchd serve {option} …` runs the daemon");
-        assert!(stderr.starts_with(&meant), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    }
-    // Any other mistake: clap's reason, on one line.
-    let out = run_latchd(&["--frobnicate"], dir.path());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    let said = "latchd: unexpected argument '--frobnicate' found (usage: latchd <COMMAND>)\n";
-    assert_eq!(stderr, said);
-    assert!(!dir.path().join("state").exists(), "nothing started");
 }
 
 /// serde stops at the first key it refuses and the rules stopped at the

@@ -1,9 +1,10 @@
-//! `latchctl`'s help and its refusal of a command line it cannot parse:
-//! what an operator reads before any daemon is involved.
+//! latchctl's help, and both binaries' refusal of a command line they
+//! cannot parse: what an operator reads before any daemon is involved.
 
 use std::process::{Command, Output};
 
 use crate::admin_cli::LATCHCTL;
+use crate::harness::{base_config, run_latchd, write_config};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -109,4 +110,31 @@ fn a_mistyped_command_line_is_told_in_one_line() {
     let help = Command::new(LATCHCTL).args(["users", "add", "--help"]).output().expect("run latchctl");
     assert_eq!(help.status.code(), Some(0));
     assert!(stdout(&help).lines().count() > 5 && stdout(&help).contains("Usage: latchctl users add"));
+}
+
+/// `latchd --config PATH`, as many daemons start, names no command: the
+/// answer says which command was meant instead of clap's bare "unexpected
+/// argument", and starts nothing.
+#[test]
+fn serve_options_without_the_command_say_which_command_was_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let shown = write_config(dir.path(), &base_config("")).display().to_string();
+    let joined = format!("--config={shown}");
+    for args in [vec!["--config", shown.as_str()], vec![joined.as_str()], vec!["--daemon"]] {
+        let out = run_latchd(&args, dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let option = args[0].split('=').next().unwrap();
+        let meant =
+            format!("latchd: {option} belongs to a command: `latchd serve {option} …` runs the daemon");
+        assert!(stderr.starts_with(&meant), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    }
+    // Any other mistake: clap's reason, on one line.
+    let out = run_latchd(&["--frobnicate"], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let said = "latchd: unexpected argument '--frobnicate' found (usage: latchd <COMMAND>)\n";
+    assert_eq!(stderr, said);
+    assert!(!dir.path().join("state").exists(), "nothing started");
 }
