@@ -161,6 +161,8 @@ def phase_totp(d):
     fill(d, "code", code)
     submit(d, "/account/totp/confirm")
     found["recovery_codes"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, ".codes code")]
+    if not found["recovery_codes"]:
+        raise AssertionError(f"the code was not taken: {text(d)[:400]!r}")
     check(d, "recovery-codes")
     d.get(BASE + "/account")
     submit(d, "/account/logout")

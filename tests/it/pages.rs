@@ -115,7 +115,12 @@ async fn a_person_confirms_resets_signs_in_and_looks_after_their_account_in_a_br
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stdin = child.stdin.take().unwrap();
     let mut rest = Vec::new();
-    for steps in [-1, 0] {
+    // Each code is made a moment before latch checks it (a python start, a
+    // form filled): a step boundary may pass between the two. A code of
+    // the current step (enrolment) or the next (sign-in, which must be
+    // later than the enrolment's) still works a step later; one of the
+    // step before did not (the page then had no second step).
+    for steps in [0, 1] {
         let Some(Ok(line)) = lines.next() else {
             let out = child.wait_with_output().unwrap();
             panic!("the browser stopped before asking for a code: {}", String::from_utf8_lossy(&out.stderr));
