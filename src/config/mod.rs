@@ -149,16 +149,15 @@ fn read_text(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-/// How a reload went: any `faults` mean nothing changed.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ReloadOutcome {
-    pub applied: bool,
-    /// Why the file was refused, one fault each in the file's order
-    /// (`PATH:LINE: key: reason`, as check-config tells them).
-    pub faults: Vec<String>,
-    /// Restart-only settings that changed in the file and still run with
-    /// their old values.
-    pub needs_restart: Vec<&'static str>,
+/// How a reload went.
+#[derive(Debug, Clone)]
+pub enum ReloadOutcome {
+    /// The new config runs, except `needs_restart`: restart-only settings
+    /// that changed in the file and still run with their old values.
+    Applied { needs_restart: Vec<&'static str> },
+    /// Nothing changed. `faults`: why the file was refused, one each in the
+    /// file's order (`PATH:LINE: key: reason`, as check-config tells them).
+    Refused { faults: Vec<String> },
 }
 
 /// Puts a prepared reload in force. Runs only after every service has
@@ -266,8 +265,13 @@ impl Config {
     /// The config file to use: `--config`, else `$LATCH_CONFIG`, else the
     /// system file if it exists, else none (built-in defaults).
     pub fn locate(flag: Option<PathBuf>) -> Option<PathBuf> {
+        Self::named(flag).or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.exists()))
+    }
+
+    /// The config file someone asked for: `--config`, else `$LATCH_CONFIG`
+    /// (not the system file, which is only there).
+    pub fn named(flag: Option<PathBuf>) -> Option<PathBuf> {
         flag.or_else(|| std::env::var_os("LATCH_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
-            .or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.exists()))
     }
 
     /// Reads and validates `path`, or returns the built-in defaults for `None`.

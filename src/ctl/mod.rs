@@ -172,14 +172,15 @@ impl Cli {
         }
     }
 
-    /// With `--socket` alone and no config file to read, the state
-    /// directory is the daemon's on that socket, not `./latch-data`: ask it
-    /// which config (or, if that file is closed to us, which folder) it
-    /// uses. Without that, `backup list` said "no backups" of a folder that
-    /// was never the daemon's.
+    /// With `--socket` alone and no config file named, the state directory
+    /// is the daemon's on that socket, not `./latch-data`, nor the one
+    /// `/etc/latch/latch.toml` names (that file is another daemon's when the
+    /// socket is not its own): ask it which config (or, if that file is
+    /// closed to us, which folder) it uses. Without that, `backup list` said
+    /// "no backups" of a folder that was never the daemon's.
     fn state_from_daemon(&self, t: &mut Target, client: &AdminClient) -> anyhow::Result<()> {
-        let located = Config::locate(self.config.clone());
-        if self.socket.is_none() || self.state_dir.is_some() || located.is_some() || !self.reads_state() {
+        let named = Config::named(self.config.clone());
+        if self.socket.is_none() || self.state_dir.is_some() || named.is_some() || !self.reads_state() {
             return Ok(());
         }
         let status = client.get("/v1/admin/status").map_err(|e| {
