@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::{AdminError, queries};
 use crate::auth::Principal;
+use crate::config::ReloadOutcome;
 use crate::http::{ApiError, AppState, LiveConfig, parameters_refused};
 use crate::telemetry::gauges_now;
 
@@ -143,11 +144,10 @@ pub async fn reload(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
     who.require_admin()?;
     let (tx, rx) = oneshot::channel();
     state.reload.send(tx).await.map_err(|_| AdminError::DaemonBusy)?;
-    let outcome = rx.await.map_err(|_| AdminError::DaemonBusy)?;
-    match outcome.applied {
-        true => {
-            Ok(HttpResponse::Ok().json(Reloaded { status: "reloaded", needs_restart: outcome.needs_restart }))
+    match rx.await.map_err(|_| AdminError::DaemonBusy)? {
+        ReloadOutcome::Applied { needs_restart } => {
+            Ok(HttpResponse::Ok().json(Reloaded { status: "reloaded", needs_restart }))
         }
-        false => Err(AdminError::ConfigRejected(outcome.faults).into()),
+        ReloadOutcome::Refused { faults } => Err(AdminError::ConfigRejected(faults).into()),
     }
 }

@@ -59,14 +59,14 @@ pub async fn apply(
             shared.store(Arc::new(merged));
             count("success");
             tracing::info!(source = ?old.source, "config reloaded");
-            ReloadOutcome { applied: true, faults: Vec::new(), needs_restart }
+            ReloadOutcome::Applied { needs_restart }
         }
         Err(faults) => {
             count("error");
             // One log line, each fault in the file's order.
             let error = faults.join("; ");
             tracing::error!(error, "config reload rejected; keeping the running config");
-            ReloadOutcome { applied: false, faults, needs_restart: Vec::new() }
+            ReloadOutcome::Refused { faults }
         }
     };
     let _ = sd_notify::notify(false, &[NotifyState::Ready]);
