@@ -54,7 +54,7 @@ pub async fn enrol(
                 title: text::SET_UP_APP,
                 notice: None,
                 qr_base64: base64::engine::general_purpose::STANDARD.encode(e.qr_svg),
-                secret: e.secret,
+                secret: in_fours(&e.secret),
                 csrf: page.csrf(),
             };
             Ok(page.answer(None, &view))
@@ -64,6 +64,15 @@ pub async fn enrol(
             account_page(&d, &cfg, &page, &user, status, Some(text)).await
         }
     }
+}
+
+/// The key in groups of four ("ABCD EFGH …"), as authenticator apps show
+/// and take it: 32 letters in one run are easy to lose one's place in when
+/// typed by hand.
+fn in_fours(secret: &str) -> String {
+    let groups: Vec<String> =
+        secret.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    groups.join(" ")
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

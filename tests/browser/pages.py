@@ -155,7 +155,8 @@ def phase_totp(d):
     sign_in(d, email, password)
     submit(d, "/account/totp")
     check(d, "totp-setup")
-    found["totp_secret"] = d.find_element(By.CSS_SELECTOR, "main code").text
+    # Shown in groups of four; the app takes it with or without the spaces.
+    found["totp_secret"] = d.find_element(By.CSS_SELECTOR, "main code").text.replace(" ", "")
     print(json.dumps({"need_code_for": found["totp_secret"]}), flush=True)
     code = sys.stdin.readline().strip()
     fill(d, "code", code)

@@ -324,7 +324,11 @@ async fn totp_confirm_pressed_twice_says_it_is_on_and_codes_are_counted() {
     };
     let enrol = post("/account/totp", vec![("csrf", csrf.clone())]).await.unwrap().text().await.unwrap();
     let at = enrol.find("<code>").unwrap_or_else(|| panic!("{enrol}")) + "<code>".len();
-    let secret: String = enrol[at..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let shown: String = enrol[at..].chars().take_while(|c| *c != '<').collect();
+    // In groups of four, as an authenticator app takes it.
+    let groups: Vec<&str> = shown.split(' ').collect();
+    assert!(groups.len() > 4 && groups.iter().all(|g| g.len() == 4), "{shown}");
+    let secret = shown.replace(' ', "");
     let confirm = vec![("csrf", csrf.clone()), ("code", code_at(&secret, 0))];
     let first = post("/account/totp/confirm", confirm.clone()).await.unwrap().text().await.unwrap();
     assert!(first.contains("Your recovery codes"), "{first}");
