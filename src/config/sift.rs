@@ -74,8 +74,12 @@ pub fn sift_without(doc: &Spanned<DeTable<'_>>, keys: &[String]) -> Sifted {
             sifted.taken_out.iter().any(|out| out.strip_prefix(k) == Some(&format!(".{field}")))
         });
         if !follows {
-            let shown = key.clone().unwrap_or_else(|| "(top level)".into());
-            sifted.refused.push(Refusal { key: shown, offset, reason: error.message().to_string() });
+            let each = key.as_deref().map(|k| refused_elements(&work, k)).unwrap_or_default();
+            if each.is_empty() {
+                let shown = key.clone().unwrap_or_else(|| "(top level)".into());
+                sifted.refused.push(Refusal { key: shown, offset, reason: error.message().to_string() });
+            }
+            sifted.refused.extend(each);
         }
         let taken = key.filter(|_| error.span().is_some()).and_then(|k| take_out(work.get_mut(), &k));
         match taken {
@@ -84,6 +88,48 @@ pub fn sift_without(doc: &Spanned<DeTable<'_>>, keys: &[String]) -> Sifted {
         }
     }
     sifted
+}
+
+/// Each element of the list of values at `key` that is refused on its
+/// own, at its own place: serde stops at a list's first bad element, and
+/// an operator's list (`allowlist`, `trusted_hosts`) may hold several.
+/// Empty when `key` is no such list, or none is refused alone.
+fn refused_elements(work: &Spanned<DeTable<'_>>, key: &str) -> Vec<Refusal> {
+    let mut probe = work.clone();
+    let items: Vec<_> = match value_at_mut(probe.get_mut(), key) {
+        Some(DeValue::Array(items)) if items.len() > 1 && items.iter().all(|i| is_scalar(i.get_ref())) => {
+            items.iter().cloned().collect()
+        }
+        _ => return Vec::new(),
+    };
+    let refused = items.into_iter().filter_map(|item| {
+        let offset = item.span().start;
+        *value_at_mut(probe.get_mut(), key)? = DeValue::Array(std::iter::once(item).collect());
+        let error = RawConfig::deserialize(Deserializer::from(probe.clone())).err()?;
+        let at = key_at(&probe, error.span()?.start)?;
+        let reason = error.message().to_string();
+        (at == key || is_inside(&at, key)).then(|| Refusal { key: key.to_string(), offset, reason })
+    });
+    refused.collect()
+}
+
+fn is_scalar(value: &DeValue<'_>) -> bool {
+    !matches!(value, DeValue::Table(_) | DeValue::Array(_))
+}
+
+/// The value at dotted `key` (`defense.allowlist`, `listener[0].addr`).
+fn value_at_mut<'a, 'i>(table: &'a mut DeTable<'i>, key: &str) -> Option<&'a mut DeValue<'i>> {
+    let path = segments(key);
+    let (first, rest) = path.split_first()?;
+    let mut value = table.get_mut(first.as_str())?.get_mut();
+    for segment in rest {
+        value = match value {
+            DeValue::Table(t) => t.get_mut(segment.as_str())?.get_mut(),
+            DeValue::Array(items) => items.get_mut(segment.parse::<usize>().ok()?)?.get_mut(),
+            _ => return None,
+        };
+    }
+    Some(value)
 }
 
 /// The field serde's "missing field `kind`" names.
@@ -97,11 +143,12 @@ fn is_inside(inner: &str, outer: &str) -> bool {
     inner.strip_prefix(outer).is_some_and(|rest| rest.starts_with(['.', '[']))
 }
 
-/// Takes `key` out of `table`, and says what went: an element of an
-/// array cannot be taken out alone (toml's array is a fixed slice here),
-/// so the whole array goes — except a `[[listener]]`, which a neutral one
-/// stands in for, so the others' faults are still told in the same run;
-/// a table whose part named is not there goes whole too.
+/// Takes `key` out of `table`, and says what went: for an element of an
+/// array the whole array goes, so no rule judges a list cut short (its
+/// bad elements were each told already: `refused_elements`) — except a
+/// `[[listener]]`, which a neutral one stands in for, so the others'
+/// faults are still told in the same run; a table whose part named is
+/// not there goes whole too.
 fn take_out(table: &mut DeTable<'_>, key: &str) -> Option<String> {
     let path = segments(key);
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
@@ -187,6 +234,25 @@ mod tests {
             !found.iter().any(|f| f.contains("missing field")),
             "a refused kind is not missing too: {found:#?}"
         );
+    }
+
+    #[test]
+    fn every_refused_element_of_a_list_is_told_at_its_line() {
+        let text = "[defense]\nallowlist = [\n  \"10.0.0.0/8\",\n  \"nope\",\n  \"1.2.3.4/99\",\n]\n\
+            trusted_proxies = [\"x\"]\n";
+        let sifted = sift(&DeTable::parse(text).unwrap());
+        let told: Vec<(&str, usize)> = sifted
+            .refused
+            .iter()
+            .map(|r| (r.key.as_str(), super::super::locate::line_of(text, r.offset)))
+            .collect();
+        assert_eq!(
+            told,
+            [("defense.allowlist", 4), ("defense.allowlist", 5), ("defense.trusted_proxies", 7)]
+        );
+        assert!(sifted.refused[0].reason.contains("\"nope\""), "{}", sifted.refused[0].reason);
+        assert!(sifted.refused[1].reason.contains("1.2.3.4/99"), "{}", sifted.refused[1].reason);
+        assert!(sifted.stood_in("defense.allowlist"), "the list's rules judge no list cut short");
     }
 
     #[test]

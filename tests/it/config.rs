@@ -504,7 +504,7 @@ async fn a_relative_config_path_is_the_file_read_again() {
 /// them all as one line each too, and keeps what runs.
 #[tokio::test]
 async fn every_key_at_fault_is_named_at_once() {
-    let extra = "\n[http]\nmax_bodyy = \"1KiB\"\nheader_timeout = \"0s\"\n\n[tokens]\naccess_ttl = 900\nrefresh_ttl = \"1s\"\nleeway = \"10m\"\n\n[passwords]\nmin_length = 4\npepper_file = \"absent-pepper\"\n";
+    let extra = "\n[http]\nmax_bodyy = \"1KiB\"\nheader_timeout = \"0s\"\n\n[tokens]\naccess_ttl = 900\nrefresh_ttl = \"1s\"\nleeway = \"10m\"\n\n[passwords]\nmin_length = 4\npepper_file = \"absent-pepper\"\n\n[defense]\nallowlist = [\n  \"10.0.0.0/8\",\n  \"nope\",\n  \"::1/200\",\n]\n";
     // Two listeners at fault beside the three good ones: one refused whole
     // (its kind) leaves the next still judged.
     let listeners = "\n[[listener]]\nkind = \"htps\"\naddr = \"127.0.0.1:0\"\n\n[[listener]]\nkind = \"http\"\naddr = \"nowhere\"\n";
@@ -520,6 +520,9 @@ async fn every_key_at_fault_is_named_at_once() {
         (line("min_length"), "passwords.min_length", "must be at least 8"),
         // A file it names is opened beside the rules, not on the next try.
         (line("pepper_file"), "passwords.pepper_file", "absent-pepper: No such file"),
+        // Each bad element of a list, at its own line.
+        (line("  \"nope\""), "defense.allowlist", "got \"nope\""),
+        (line("  \"::1/200\""), "defense.allowlist", "got \"::1/200\""),
         (line("kind = \"htps\""), "listener[3].kind", "unknown variant `htps`"),
         (line("addr = \"nowhere\""), "listener[4].addr", "expected IP:PORT"),
     ];
