@@ -260,13 +260,19 @@ pub struct PatchMfa {
     totp: bool,
 }
 
+/// Refuses the roles that do not exist, every one of them named.
 fn check_roles(c: &rusqlite::Connection, roles: &[String]) -> Result<(), StoreError> {
+    let mut missing = Vec::new();
     for role in roles {
         if !queries::role_exists(c, role)? {
-            return Err(refuse(AdminError::invalid("roles", format!("no role named {role:?}"))));
+            missing.push(format!("{role:?}"));
         }
     }
-    Ok(())
+    match missing.len() {
+        0 => Ok(()),
+        1 => Err(refuse(AdminError::invalid("roles", format!("no role named {}", missing[0])))),
+        _ => Err(refuse(AdminError::invalid("roles", format!("no roles named {}", missing.join(", "))))),
+    }
 }
 
 /// Removing the last active admin is refused (API.md), checked after the

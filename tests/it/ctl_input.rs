@@ -85,6 +85,14 @@ async fn users_add_names_every_field_at_fault() {
         stderr.contains("email: not a valid address; name: must not contain control characters"),
         "{stderr}"
     );
+    // Every missing role is named, not only the first; nothing is made.
+    let roles = ["--role", "auditr", "--role", "admin", "--role", "ops"];
+    let out = latchctl_on(&d.state_dir(), &[&["users", "add", "ida@example.test"][..], &roles].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim(), "latchctl: roles: no roles named \"auditr\", \"ops\"");
+    let listed = latchctl_on(&d.state_dir(), &["users", "list"]);
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("ida@"), "{listed:?}");
 }
 
 /// A key, a block, a change to an account or a page of accounts asked for
