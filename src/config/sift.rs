@@ -93,7 +93,8 @@ pub fn sift_without(doc: &Spanned<DeTable<'_>>, keys: &[String]) -> Sifted {
 /// Each element of the list of values at `key` that is refused on its
 /// own, at its own place: serde stops at a list's first bad element, and
 /// an operator's list (`allowlist`, `trusted_hosts`) may hold several.
-/// Empty when `key` is no such list, or none is refused alone.
+/// Empty when `key` is no such list, when the list itself is refused (an
+/// empty one too: `http = [1, 2]`), or when none is refused alone.
 fn refused_elements(work: &Spanned<DeTable<'_>>, key: &str) -> Vec<Refusal> {
     let mut probe = work.clone();
     let items: Vec<_> = match value_at_mut(probe.get_mut(), key) {
@@ -102,15 +103,27 @@ fn refused_elements(work: &Spanned<DeTable<'_>>, key: &str) -> Vec<Refusal> {
         }
         _ => return Vec::new(),
     };
+    if refused_as(&mut probe, key, None).is_some() {
+        return Vec::new();
+    }
     let refused = items.into_iter().filter_map(|item| {
         let offset = item.span().start;
-        *value_at_mut(probe.get_mut(), key)? = DeValue::Array(std::iter::once(item).collect());
-        let error = RawConfig::deserialize(Deserializer::from(probe.clone())).err()?;
-        let at = key_at(&probe, error.span()?.start)?;
-        let reason = error.message().to_string();
-        (at == key || is_inside(&at, key)).then(|| Refusal { key: key.to_string(), offset, reason })
+        let reason = refused_as(&mut probe, key, Some(item))?;
+        Some(Refusal { key: key.to_string(), offset, reason })
     });
     refused.collect()
+}
+
+/// Why the list at `key` is refused when it holds `only` (or nothing).
+fn refused_as<'i>(
+    probe: &mut Spanned<DeTable<'i>>,
+    key: &str,
+    only: Option<Spanned<DeValue<'i>>>,
+) -> Option<String> {
+    *value_at_mut(probe.get_mut(), key)? = DeValue::Array(only.into_iter().collect());
+    let error = RawConfig::deserialize(Deserializer::from(probe.clone())).err()?;
+    let at = key_at(probe, error.span()?.start)?;
+    (at == key || is_inside(&at, key)).then(|| error.message().to_string())
 }
 
 fn is_scalar(value: &DeValue<'_>) -> bool {
@@ -253,6 +266,8 @@ mod tests {
         assert!(sifted.refused[0].reason.contains("\"nope\""), "{}", sifted.refused[0].reason);
         assert!(sifted.refused[1].reason.contains("1.2.3.4/99"), "{}", sifted.refused[1].reason);
         assert!(sifted.stood_in("defense.allowlist"), "the list's rules judge no list cut short");
+        // A list where none may stand is told once, not once an element.
+        assert_eq!(refused("[[listener]]\nkind = \"http\"\naddr = \"127.0.0.1:1\"\n[http]\ntrusted_hosts = [\"a\"]\nmax_body = [1, 2]\n").len(), 1);
     }
 
     #[test]
