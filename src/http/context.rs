@@ -19,6 +19,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::web::Data;
 use futures_util::future::LocalBoxFuture;
 
+use super::answering::CountedBody;
 use super::client::forwarded_https;
 use super::origin;
 use super::problem::{Kind, PROBLEM_JSON, Problem, REQUEST_ID};
@@ -38,9 +39,9 @@ pub struct RequestContext {
 impl<S, B> Transform<S, ServiceRequest> for RequestContext
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: MessageBody + 'static,
+    B: MessageBody + Unpin + 'static,
 {
-    type Response = ServiceResponse<EitherBody<B>>;
+    type Response = ServiceResponse<CountedBody<EitherBody<B>>>;
     type Error = actix_web::Error;
     type Transform = RequestContextService<S>;
     type InitError = ();
@@ -77,9 +78,9 @@ fn request_id(headers: &HeaderMap) -> String {
 impl<S, B> Service<ServiceRequest> for RequestContextService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: MessageBody + 'static,
+    B: MessageBody + Unpin + 'static,
 {
-    type Response = ServiceResponse<EitherBody<B>>;
+    type Response = ServiceResponse<CountedBody<EitherBody<B>>>;
     type Error = actix_web::Error;
     type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
 
@@ -99,7 +100,9 @@ where
         let timeout = if unbounded(&req) { None } else { Some(timeout) };
         annotate(&req, tls, config.as_ref(), &id);
         let refusal = refusal(&req, config.as_deref(), self.check_host);
-        let _in_flight = req.conn_data::<ConnSocket>().map(InFlight::start);
+        // Counted until the answer's body has been handed over (see
+        // `answering.rs`); a connection without a count is a Unix socket's.
+        let answering = req.conn_data::<ConnSocket>().map(|conn| conn.requests.begin());
         // Captured up front: the request itself moves into the inner service,
         // and holding a clone of it would break actix's routing.
         let seen = Seen {
@@ -114,10 +117,10 @@ where
             finish(&mut res, &id, tls, closing());
             seen.record(res.status().as_u16(), &id);
             let res = req.into_response(res).map_into_right_body();
+            let res = res.map_body(|_, body| CountedBody::new(body, answering));
             return Box::pin(async move { Ok(res) });
         }
         Box::pin(REQUEST_ID.scope(id.clone(), async move {
-            let _in_flight = _in_flight;
             let outcome = match timeout {
                 Some(timeout) => tokio::time::timeout(timeout, service.call(req)).await,
                 None => Ok(service.call(req).await),
@@ -127,7 +130,7 @@ where
                     let mut res = as_problem_if_error(res);
                     finish(res.response_mut(), &id, tls, closing());
                     seen.record(res.status().as_u16(), &id);
-                    return Ok(res);
+                    return Ok(res.map_body(|_, body| CountedBody::new(body, answering)));
                 }
                 Ok(Err(e)) => e.error_response(),
                 Err(_) => Problem::new(Kind::RequestTimeout).into_response(),
@@ -137,6 +140,7 @@ where
             let mut res = error_response;
             finish(&mut res, &id, tls, closing());
             seen.record(res.status().as_u16(), &id);
+            let res = res.map_body(|_, body| CountedBody::new(body, answering).boxed());
             Err(InternalError::from_response("request failed", res).into())
         }))
     }
@@ -223,22 +227,6 @@ fn refusal(
         Problem::new(Kind::InvalidRequest)
             .with_detail("The Host header names a host this server does not serve ([http].trusted_hosts).")
     })
-}
-
-/// Counts a request as being answered on its connection until dropped.
-struct InFlight(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-
-impl InFlight {
-    fn start(conn: &ConnSocket) -> InFlight {
-        conn.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        InFlight(std::sync::Arc::clone(&conn.in_flight))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 /// What the access log and metrics need, taken before the request moves.

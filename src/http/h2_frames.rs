@@ -1,8 +1,8 @@
 //! HTTP/2 frames as bytes pass by: where a connection's bytes stand (in
 //! the preface, a frame's header or its payload), so that the HTTPS
-//! stream can time a frame a client has begun (`tls_listener`) and put a
+//! stream can time a frame a client has begun (`tls_listener`), put a
 //! frame of its own between two of the server's (the GOAWAY of a graceful
-//! stop).
+//! stop) and add a setting to the server's first SETTINGS frame.
 
 /// Where an HTTP/2 connection's bytes stand: in the preface, in a frame
 /// header, or in a frame's payload. Only what was *begun* is timed.
@@ -39,6 +39,32 @@ const END_HEADERS: u8 = 0x4;
 /// will still be answered (so none is retried elsewhere after running
 /// here), as the RFC advises for the first notice of a graceful shutdown.
 pub(super) const GOAWAY: [u8; 17] = [0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+
+const SETTINGS: u8 = 0x4;
+const ACK: u8 = 0x1;
+/// SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 6.5.2).
+const MAX_CONCURRENT_STREAMS: [u8; 2] = [0, 3];
+
+/// The server's first SETTINGS frame, whole at the start of `bytes`, with
+/// SETTINGS_MAX_CONCURRENT_STREAMS = `limit` added (actix-http gives no
+/// way to set it); with how many bytes of `bytes` it stands for. `None`
+/// when `bytes` does not begin with a whole SETTINGS frame that is not an
+/// acknowledgement.
+pub(super) fn settings_with_stream_limit(bytes: &[u8], limit: u32) -> Option<(Vec<u8>, usize)> {
+    let head = bytes.get(..FRAME_HEADER_LEN)?;
+    if head[3] != SETTINGS || head[4] & ACK != 0 {
+        return None;
+    }
+    let payload = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let frame = bytes.get(..FRAME_HEADER_LEN + payload)?;
+    let grown = u32::try_from(payload + 6).ok()?.to_be_bytes();
+    let mut patched = Vec::with_capacity(frame.len() + 6);
+    patched.extend_from_slice(&grown[1..]);
+    patched.extend_from_slice(&frame[3..]);
+    patched.extend_from_slice(&MAX_CONCURRENT_STREAMS);
+    patched.extend_from_slice(&limit.to_be_bytes());
+    Some((patched, frame.len()))
+}
 
 /// What a server writes first: frames (the preface is the client's).
 pub(super) const SERVER_START: Unit = Unit::frame(false);
@@ -157,6 +183,22 @@ mod tests {
         assert_eq!(u.to_boundary(), 40, "then the payload");
         let (u, _) = u.advance(&data[9..]);
         assert!(!u.begun());
+    }
+
+    #[test]
+    fn the_first_settings_frame_gains_a_stream_limit() {
+        // INITIAL_WINDOW_SIZE = 1 MiB, then a WINDOW_UPDATE after it.
+        let mut written = vec![0, 0, 6, SETTINGS, 0, 0, 0, 0, 0, 0, 4, 0, 0x10, 0, 0];
+        written.extend([0, 0, 4, 0x8, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        let (patched, stands_for) = settings_with_stream_limit(&written, 128).unwrap();
+        assert_eq!(stands_for, 15, "the SETTINGS frame alone");
+        assert_eq!(patched, [0, 0, 12, SETTINGS, 0, 0, 0, 0, 0, 0, 4, 0, 0x10, 0, 0, 0, 3, 0, 0, 0, 128]);
+        let (u, done) = SERVER_START.advance(&patched);
+        assert!(done && u.between_frames(), "still one whole frame: {u:?}");
+        // Not whole yet, an acknowledgement, or another frame: left alone.
+        assert_eq!(settings_with_stream_limit(&written[..12], 128), None);
+        assert_eq!(settings_with_stream_limit(&[0, 0, 0, SETTINGS, ACK, 0, 0, 0, 0], 128), None);
+        assert_eq!(settings_with_stream_limit(&written[15..], 128), None);
     }
 
     #[test]

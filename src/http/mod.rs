@@ -4,6 +4,7 @@
 //! `ApiRoutes` and map their errors with `problem::ToProblem`.
 
 mod admin_socket;
+mod answering;
 mod client;
 mod conn_limits;
 mod context;

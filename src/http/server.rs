@@ -241,18 +241,19 @@ where
 /// What latch keeps of a connection, recorded when it is accepted: its raw
 /// socket (a debug-build route reports its options, `/debug/tcp`) and how
 /// many of its requests are being answered (an HTTP/2 connection closes at
-/// a graceful stop only once that is zero).
+/// a graceful stop only once that is zero, and at once if it is far above
+/// the streams its client was told it may open).
 #[derive(Clone, Debug)]
 pub struct ConnSocket {
     /// Read only by the debug-build route.
     #[cfg_attr(not(debug_assertions), allow(dead_code))]
     pub fd: std::os::fd::RawFd,
-    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    pub requests: Arc<super::answering::Requests>,
 }
 
 impl ConnSocket {
     pub fn new(fd: std::os::fd::RawFd) -> ConnSocket {
-        ConnSocket { fd, in_flight: Arc::default() }
+        ConnSocket { fd, requests: Arc::default() }
     }
 }
 

@@ -10,6 +10,9 @@
 //!   begun, it must be complete within `[http].header_timeout`, as a request
 //!   head must over HTTP/1.1; otherwise a client could hold a connection by
 //!   trickling a frame forever (slow loris over h2).
+//! - A limit on the streams an HTTP/2 client may open at once, told in
+//!   the server's first SETTINGS (actix-http sets none), and the
+//!   connection closed when a client goes far beyond it.
 //! - latch's own graceful stop (`drain.rs`): every connection counted from
 //!   its accept, one not through its handshake cut, an HTTP/2 client sent
 //!   a GOAWAY, each connection ended once it has answered.
@@ -34,7 +37,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::conn_limits::ConnectionLimits;
 use super::drain::{Accepted, Begun, Drain};
-use super::h2_frames::{GOAWAY, SERVER_START, Unit};
+use super::h2_frames::{GOAWAY, SERVER_START, Unit, settings_with_stream_limit};
 use super::problem::{Kind, PROBLEM_JSON, Problem};
 use super::server::{ConnSocket, DRAIN_SECS};
 
@@ -223,6 +226,32 @@ async fn answer_plain_http(mut tcp: TcpStream, cut: Begun) {
     }
 }
 
+/// The most streams an HTTP/2 client may have open at once (as nginx
+/// allows by default), told in SETTINGS_MAX_CONCURRENT_STREAMS. actix-http
+/// tells none, and starts the request of every stream h2 accepts: one
+/// connection sending 20,000 HEADERS without reading an answer held 20,000
+/// answers waiting for its flow-control window and took latchd from 32 to
+/// 136 MB (debug build).
+const H2_STREAMS: usize = 128;
+
+/// Requests being answered on one HTTP/2 connection past which it is
+/// closed. Twice the limit: a client may cancel a stream (RST_STREAM)
+/// whose request is still being answered and open another in its place;
+/// one keeping to the limit never comes near it.
+const H2_IN_FLIGHT_MAX: usize = 2 * H2_STREAMS;
+
+/// Where the stream limit an HTTP/2 client is told stands.
+enum StreamLimit {
+    Owed,
+    Writing {
+        frame: Vec<u8>,
+        written: usize,
+        stands_for: usize,
+    },
+    /// Told, or an HTTP/1.1 connection.
+    Told,
+}
+
 /// How often a draining connection looks whether its last request has
 /// been answered.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
@@ -245,6 +274,8 @@ pub struct FrameDeadline<IO> {
     sent: Option<Unit>,
     /// How much of the GOAWAY has been written.
     goaway_written: usize,
+    /// The stream limit told to an HTTP/2 client in the first SETTINGS.
+    stream_limit: StreamLimit,
     limit: Duration,
     deadline: Pin<Box<Sleep>>,
     armed: bool,
@@ -269,6 +300,7 @@ impl<IO> FrameDeadline<IO> {
             unit,
             sent,
             goaway_written: 0,
+            stream_limit: if h2 { StreamLimit::Owed } else { StreamLimit::Told },
             limit,
             deadline,
             armed: false,
@@ -299,7 +331,7 @@ impl<IO> FrameDeadline<IO> {
         // no request has been in flight for a moment and nothing has been
         // written for a moment. (Ending it at the first sight of none in
         // flight cut a response that had not gone out yet.)
-        if self.conn.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if self.conn.requests.in_flight() > 0 {
             self.idle_since = None;
         } else {
             let idle_since = *self.idle_since.get_or_insert_with(Instant::now);
@@ -312,6 +344,13 @@ impl<IO> FrameDeadline<IO> {
         let _ = recheck.as_mut().poll(cx);
         self.draining = Some(recheck);
         false
+    }
+
+    /// Whether an HTTP/2 client has far more requests being answered than
+    /// the streams it was told it may open (`H2_STREAMS`): it is ignoring
+    /// the limit, and each request it adds holds memory until answered.
+    fn over_stream_limit(&self) -> bool {
+        self.unit.is_some() && self.conn.requests.in_flight() > H2_IN_FLIGHT_MAX
     }
 
     /// Follows the bytes just read; (re)arms the deadline when a unit
@@ -339,6 +378,9 @@ impl<IO: AsyncWrite + Unpin> FrameDeadline<IO> {
     /// inside a frame (or a header block) goes only up to that frame's
     /// end, and the GOAWAY goes before the next frame that may follow.
     fn write_some(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if let Some(n) = std::task::ready!(self.write_stream_limit(cx, buf))? {
+            return Poll::Ready(Ok(n));
+        }
         let mut may = buf.len();
         if self.goaway_due() {
             let at = self.sent.unwrap_or(SERVER_START);
@@ -353,6 +395,37 @@ impl<IO: AsyncWrite + Unpin> FrameDeadline<IO> {
             self.follow_sent(&buf[..n]);
         }
         written
+    }
+
+    /// Writes the server's first SETTINGS frame (the start of the first
+    /// `buf` h2 writes) with `H2_STREAMS` added as the most streams a
+    /// client may have open. `Some(n)`: the frame went out in place of the
+    /// first `n` bytes of `buf`.
+    fn write_stream_limit(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<Option<usize>>> {
+        if let StreamLimit::Owed = self.stream_limit {
+            let limit = u32::try_from(H2_STREAMS).unwrap_or(u32::MAX);
+            self.stream_limit = match settings_with_stream_limit(buf, limit) {
+                Some((frame, stands_for)) => StreamLimit::Writing { frame, written: 0, stands_for },
+                None => {
+                    tracing::warn!("HTTP/2: the first bytes written were not a whole SETTINGS frame");
+                    StreamLimit::Told
+                }
+            };
+        }
+        let StreamLimit::Writing { frame, written, stands_for } = &mut self.stream_limit else {
+            return Poll::Ready(Ok(None));
+        };
+        while *written < frame.len() {
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &frame[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        let stands_for = *stands_for;
+        self.stream_limit = StreamLimit::Told;
+        self.follow_sent(&buf[..stands_for]);
+        Poll::Ready(Ok(Some(stands_for)))
     }
 
     fn write_goaway(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -378,6 +451,13 @@ impl<IO: AsyncWrite + Unpin> FrameDeadline<IO> {
 impl<IO: AsyncRead + Unpin> AsyncRead for FrameDeadline<IO> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.over_stream_limit() {
+            tracing::info!(
+                limit = H2_STREAMS,
+                "HTTP/2 client opened streams far beyond the limit it was told; closing the connection"
+            );
+            return Poll::Ready(Err(io::Error::other("HTTP/2 stream limit ignored")));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -419,7 +499,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FrameDeadline<IO> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.wrote();
-        if this.goaway_due() {
+        if this.goaway_due() || !matches!(this.stream_limit, StreamLimit::Told) {
             // Rarely, and once: one slice at a time is simpler to cut.
             let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
             return this.write_some(cx, first);

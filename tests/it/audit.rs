@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::admin_api::{admin_daemon, ctl};
 use crate::flows::metric;
-use crate::harness::{Latchd, assert_problem};
+use crate::harness::{Latchd, assert_problem, rss_kib};
 
 /// The daemon checks its chain every 300 ms instead of every 10 minutes.
 const FAST_CHECK: (&str, &str) = ("LATCH_TEST_PAUSE", "audit_check_every:300");
@@ -179,12 +179,6 @@ async fn pages_filter_and_exports_stream_in_chain_order() {
 fn ok_text(out: std::process::Output) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
-    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 #[tokio::test]

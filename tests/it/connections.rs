@@ -1,8 +1,9 @@
 //! Connections: every accepted TCP connection has TCP_NODELAY (no 40 ms
 //! Nagle stall after a TLS 1.3 handshake), the HTTPS listeners speak HTTP/2
 //! as they speak HTTP/1.1, an HTTP/2 frame left unfinished is cut after
-//! `[http].header_timeout`, and a graceful stop ends HTTPS connections
-//! once they have answered.
+//! `[http].header_timeout`, an HTTP/2 client is told how many streams it
+//! may open, and a graceful stop ends HTTPS connections once they have
+//! answered.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -122,7 +123,7 @@ async fn http2_answers_exactly_as_http11_does() {
 }
 
 /// A TLS connection to `d` that negotiated h2, for writing frames by hand.
-fn raw_h2(d: &Latchd) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+pub(crate) fn raw_h2(d: &Latchd) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let mut config = (*client_tls(&d.cert_path(), &[&rustls::version::TLS13])).clone();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let conn =
@@ -139,7 +140,7 @@ fn raw_h2(d: &Latchd) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream
 
 /// Reads until the server closes the connection or `within` passes;
 /// returns when it closed, if it did.
-fn closed_within(
+pub(crate) fn closed_within(
     tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
     within: Duration,
 ) -> Option<Duration> {
@@ -154,6 +155,52 @@ fn closed_within(
         }
     }
     None
+}
+
+/// The server's first frame over HTTP/2, its SETTINGS, as (id, value).
+fn server_settings(tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> Vec<(u16, u32)> {
+    let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let whole =
+        |got: &[u8]| got.len() >= 9 && got.len() >= 9 + (usize::from(got[1]) << 8 | usize::from(got[2]));
+    while !whole(&got) {
+        assert!(Instant::now() < deadline, "no whole frame from the server: {got:?}");
+        match tls.read(&mut buf) {
+            Ok(0) => panic!("closed before its SETTINGS"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((got[0], got[3], got[4]), (0, 4, 0), "the server's first frame is SETTINGS: {got:?}");
+    let len = usize::from(got[2]);
+    let pair = |c: &[u8]| (u16::from_be_bytes([c[0], c[1]]), u32::from_be_bytes([c[2], c[3], c[4], c[5]]));
+    got[9..9 + len].chunks(6).map(pair).collect()
+}
+
+/// actix-http sets no SETTINGS_MAX_CONCURRENT_STREAMS: latch tells 128,
+/// and a client that keeps to it is served in full, however many requests
+/// it has to make at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_is_told_how_many_streams_it_may_open() {
+    let d = Latchd::start().await;
+    let settings = server_settings(&mut raw_h2(&d));
+    assert!(settings.contains(&(3, 128)), "SETTINGS_MAX_CONCURRENT_STREAMS 128 in {settings:?}");
+
+    let client = d.client_h2();
+    let calls = (0..400).map(|_| {
+        let (client, url) = (client.clone(), d.https_url("/health"));
+        async move { client.get(url).send().await.map(|r| (r.version(), r.status().as_u16())) }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let served = answers.iter().filter(|a| matches!(a, Ok((reqwest::Version::HTTP_2, 200)))).count();
+    assert_eq!(
+        served,
+        400,
+        "400 requests at once over one connection: {:?}",
+        answers.iter().find(|a| { !matches!(a, Ok((reqwest::Version::HTTP_2, 200))) })
+    );
+    assert!(!d.log().contains("far beyond the limit"), "a client keeping to the limit was cut off");
 }
 
 #[tokio::test]

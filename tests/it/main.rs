@@ -47,6 +47,7 @@ mod reload;
 mod reload_load;
 mod secrets;
 mod slow_clients;
+mod stream_flood;
 mod tidy;
 mod tls;
 mod tokens;
