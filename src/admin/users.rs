@@ -17,9 +17,7 @@ use crate::auth::queries::{
     NewUser, active_admins, insert_one_time, insert_user, revoke_user_sessions, set_name, void_email_change,
 };
 use crate::auth::second_factor::{self, Enrolment};
-use crate::auth::{
-    PolicyError, Principal, check_password, display_text, imported, normalize_email, validate_email,
-};
+use crate::auth::{Principal, check_password, display_text, imported, normalize_email, validate_email};
 use crate::config::Config;
 use crate::email::{self, Prepared, Template};
 use crate::http::{ApiError, ApiJson, ApiQuery, ClientInfo, LiveConfig, Page};
@@ -128,32 +126,43 @@ pub struct CreatedUser {
     invitation: Option<&'static str>,
 }
 
-/// The new account's password hash: of the password given, the hash taken
-/// in from another system as it is, or of a random password nobody knows
-/// (the invitation's reset link sets the real one).
-async fn first_hash(
+/// What the new account's password hash is made from: the password
+/// given, a hash taken in from another system as it is, or (an invitation)
+/// a random password nobody knows, which the emailed link replaces.
+enum FirstSecret {
+    Password(String),
+    Imported(String),
+    Invitation,
+}
+
+/// Checks the password or the imported hash, before anything is hashed.
+fn first_secret(
     d: &Deps,
     cfg: &Config,
     password: Option<String>,
     imported: Option<String>,
-) -> Result<String, ApiError> {
-    let password = match (password, imported) {
+) -> Result<FirstSecret, AdminError> {
+    match (password, imported) {
         (Some(_), Some(_)) => {
-            return Err(
-                AdminError::invalid("password_hash", "give password or password_hash, not both").into()
-            );
+            Err(AdminError::invalid("password_hash", "give password or password_hash, not both"))
         }
-        (None, Some(hash)) => {
-            let peppered = cfg.passwords.pepper_file.is_some();
-            let stored =
-                imported::check(&hash, peppered).map_err(|why| AdminError::invalid("password_hash", why))?;
-            return Ok(stored);
-        }
+        (None, Some(hash)) => imported::check(&hash, cfg.passwords.pepper_file.is_some())
+            .map(FirstSecret::Imported)
+            .map_err(|why| AdminError::invalid("password_hash", why)),
         (Some(p), None) => {
             check_password(cfg, &d.breached, "password", &p)?;
-            p
+            Ok(FirstSecret::Password(p))
         }
-        (None, None) => random_token().map_err(AdminError::from)?,
+        (None, None) => Ok(FirstSecret::Invitation),
+    }
+}
+
+/// The new account's password hash (see `FirstSecret`).
+async fn first_hash(d: &Deps, cfg: &Config, secret: FirstSecret) -> Result<String, ApiError> {
+    let password = match secret {
+        FirstSecret::Imported(stored) => return Ok(stored),
+        FirstSecret::Password(p) => p,
+        FirstSecret::Invitation => random_token().map_err(AdminError::from)?,
     };
     Ok(d.hasher.hash(cfg.passwords.argon2, password).await?)
 }
@@ -170,13 +179,22 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let mut req = body.0;
-    let (email, name) = match (validate_email(&req.email), display_text("name", req.name.take())) {
-        (Ok(email), Ok(name)) => (email, name),
-        (email, name) => return Err(PolicyError::of_fields([email.err(), name.err()]).into()),
-    };
+    let missing = roles_at_fault(&d, &req.roles).await?;
     let (invite, hash_taken_in) =
         (req.password.is_none() && req.password_hash.is_none(), req.password_hash.is_some());
-    let phc = first_hash(&d, &cfg, req.password.take(), req.password_hash.take()).await?;
+    let fields = (
+        validate_email(&req.email),
+        display_text("name", req.name.take()),
+        first_secret(&d, &cfg, req.password.take(), req.password_hash.take()),
+    );
+    let (email, name, secret) = match (fields, missing) {
+        ((Ok(email), Ok(name), Ok(secret)), None) => (email, name, secret),
+        ((email, name, secret), missing) => {
+            let (email, name) = (email.err().map(AdminError::from), name.err().map(AdminError::from));
+            return Err(AdminError::of_fields([email, name, secret.err(), missing]).into());
+        }
+    };
+    let phc = first_hash(&d, &cfg, secret).await?;
     let token = random_token().map_err(AdminError::from)?;
     let mail = if invite { Some(invitation_mail(&d, &cfg, &email, &token)?) } else { None };
     let (id, actor, cap) = (uuid::Uuid::now_v7().to_string(), who.actor(), cfg.email.max_per_recipient);
@@ -260,18 +278,37 @@ pub struct PatchMfa {
     totp: bool,
 }
 
-/// Refuses the roles that do not exist, every one of them named.
-fn check_roles(c: &rusqlite::Connection, roles: &[String]) -> Result<(), StoreError> {
+/// The refusal naming every one of `roles` that does not exist, if any.
+fn missing_roles(c: &rusqlite::Connection, roles: &[String]) -> Result<Option<AdminError>, StoreError> {
     let mut missing = Vec::new();
     for role in roles {
         if !queries::role_exists(c, role)? {
             missing.push(format!("{role:?}"));
         }
     }
-    match missing.len() {
-        0 => Ok(()),
-        1 => Err(refuse(AdminError::invalid("roles", format!("no role named {}", missing[0])))),
-        _ => Err(refuse(AdminError::invalid("roles", format!("no roles named {}", missing.join(", "))))),
+    Ok(match missing.len() {
+        0 => None,
+        1 => Some(AdminError::invalid("roles", format!("no role named {}", missing[0]))),
+        _ => Some(AdminError::invalid("roles", format!("no roles named {}", missing.join(", ")))),
+    })
+}
+
+/// Looked up before a body's other fields are judged, so that a missing
+/// role is told with them; the write checks again (`check_roles`).
+async fn roles_at_fault(d: &Deps, roles: &[String]) -> Result<Option<AdminError>, AdminError> {
+    if roles.is_empty() {
+        return Ok(None);
+    }
+    let roles = roles.to_vec();
+    Ok(d.store.read(move |c| missing_roles(c, &roles)).await?)
+}
+
+/// Refuses the roles that do not exist (one may go between the look
+/// before and the write).
+fn check_roles(c: &rusqlite::Connection, roles: &[String]) -> Result<(), StoreError> {
+    match missing_roles(c, roles)? {
+        None => Ok(()),
+        Some(missing) => Err(refuse(missing)),
     }
 }
 
@@ -353,9 +390,10 @@ impl PatchMails {
     }
 }
 
-/// A PATCH's values that need no read, each checked and every refusal
-/// told at once; its name cleaned, and its new address if it asks for one.
-fn checked_patch(p: &mut PatchUser) -> Result<Option<NewAddress>, AdminError> {
+/// A PATCH's values, each checked and every refusal told at once (with
+/// `missing`, its roles that do not exist); its name cleaned, and its new
+/// address if it asks for one.
+fn checked_patch(p: &mut PatchUser, missing: Option<AdminError>) -> Result<Option<NewAddress>, AdminError> {
     let name = p.name.take().map(|name| display_text("name", name)).transpose();
     let address = p.email.as_deref().map(NewAddress::parse).transpose();
     let status = p.status.as_deref().is_some_and(|s| s != "active" && s != "disabled");
@@ -363,13 +401,14 @@ fn checked_patch(p: &mut PatchUser) -> Result<Option<NewAddress>, AdminError> {
     let mfa = matches!(p.mfa, Some(PatchMfa { totp: true })).then(|| {
         AdminError::invalid("mfa.totp", "can only be false: the person enrolls a second factor themselves")
     });
-    match (name, address, status, mfa) {
-        (Ok(name), Ok(address), None, None) => {
+    match (name, address, status, missing, mfa) {
+        (Ok(name), Ok(address), None, None, None) => {
             p.name = name;
             Ok(address)
         }
-        (name, address, status, mfa) => {
-            Err(AdminError::of_fields([status, address.err(), name.err().map(AdminError::from), mfa]))
+        (name, address, status, missing, mfa) => {
+            let name = name.err().map(AdminError::from);
+            Err(AdminError::of_fields([status, missing, address.err(), name, mfa]))
         }
     }
 }
@@ -434,7 +473,8 @@ pub async fn patch(
     who.require_admin()?;
     let (id, actor) = (id.into_inner(), who.actor());
     let (uid, mut p) = (id.clone(), body.0);
-    let address = checked_patch(&mut p)?;
+    let missing = roles_at_fault(&d, p.roles.as_deref().unwrap_or_default()).await?;
+    let address = checked_patch(&mut p, missing)?;
     let unlock = p.unlock == Some(true);
     let new_status = p.status.clone();
     let mails = PatchMails::build(&d, &cfg, &id, &p, address.as_ref()).await?;

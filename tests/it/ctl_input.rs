@@ -85,12 +85,16 @@ async fn users_add_names_every_field_at_fault() {
         stderr.contains("email: not a valid address; name: must not contain control characters"),
         "{stderr}"
     );
-    // Every missing role is named, not only the first; nothing is made.
+    // Every missing role is named, not only the first, and with the
+    // other fields at fault; nothing is made.
     let roles = ["--role", "auditr", "--role", "admin", "--role", "ops"];
     let out = latchctl_on(&d.state_dir(), &[&["users", "add", "ida@example.test"][..], &roles].concat());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.trim(), "latchctl: roles: no roles named \"auditr\", \"ops\"");
+    let out = latchctl_on(&d.state_dir(), &["users", "add", "ida@", "--role", "auditr"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim(), "latchctl: email: not a valid address; roles: no role named \"auditr\"");
     let listed = latchctl_on(&d.state_dir(), &["users", "list"]);
     assert!(!String::from_utf8_lossy(&listed.stdout).contains("ida@"), "{listed:?}");
 }
@@ -119,13 +123,20 @@ async fn every_field_at_fault_is_named_at_once() {
         assert!(out.status.code() == Some(1) && stderr.contains(part), "{part} in {stderr}");
     }
     let id = id_of(&d, "kept@example.test");
-    let change =
-        json!({"status": "gone", "email": "no-at-sign", "name": "Eve\u{1b}[31m", "mfa": {"totp": true}});
+    let change = json!({"status": "gone", "roles": ["auditr"], "email": "no-at-sign", "name": "Eve\u{1b}[31m",
+        "mfa": {"totp": true}});
     let said = send(&d, "PATCH", &format!("/v1/admin/users/{id}"), &admin, Some(change)).await;
     let said = assert_problem(said, 400, "invalid-request").await;
     let fields: Vec<&str> =
         said["errors"].as_array().unwrap().iter().filter_map(|e| e["field"].as_str()).collect();
-    assert_eq!(fields, ["status", "email", "name", "mfa.totp"], "{said}");
+    assert_eq!(fields, ["status", "roles", "email", "name", "mfa.totp"], "{said}");
+    // A new account's password and roles are told with its address.
+    let create = json!({"email": "no-at-sign", "password": "short", "roles": ["auditr"]});
+    let said = send(&d, "POST", "/v1/admin/users", &admin, Some(create)).await;
+    let said = assert_problem(said, 400, "invalid-request").await;
+    let fields: Vec<&str> =
+        said["errors"].as_array().unwrap().iter().filter_map(|e| e["field"].as_str()).collect();
+    assert_eq!(fields, ["email", "password", "roles"], "{said}");
     let user: Value = d.get_auth(&format!("/v1/admin/users/{id}"), &admin).await.json().await.unwrap();
     assert_eq!((&user["status"], &user["email"]), (&json!("active"), &json!("kept@example.test")), "{user}");
     let page = d.get_auth("/v1/admin/users?page=0&page_size=501&status=gone", &admin).await;
