@@ -456,6 +456,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FrameDeadline<IO> {
                 limit = H2_STREAMS,
                 "HTTP/2 client opened streams far beyond the limit it was told; closing the connection"
             );
+            metrics::counter!("latch_http_connections_cut_total", "reason" => "stream_limit").increment(1);
             return Poll::Ready(Err(io::Error::other("HTTP/2 stream limit ignored")));
         }
         let before = buf.filled().len();
@@ -466,6 +467,8 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FrameDeadline<IO> {
             }
             Poll::Pending if this.armed && this.deadline.as_mut().poll(cx).is_ready() => {
                 tracing::info!("HTTP/2 frame not completed within header_timeout; closing the connection");
+                metrics::counter!("latch_http_connections_cut_total", "reason" => "frame_timeout")
+                    .increment(1);
                 Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "HTTP/2 frame too slow")))
             }
             // End of stream: the client sees the connection close.

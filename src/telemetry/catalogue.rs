@@ -69,6 +69,12 @@ pub fn describe() {
         "New HTTPS connections closed at their accept, by reason: per_address (max_connections_per_ip) or \
          ceiling (latch_http_connections_max)."
     );
+    describe_counter!(
+        "latch_http_connections_cut_total",
+        "HTTPS connections closed for what their client did, by reason: frame_timeout (an HTTP/2 frame \
+         not finished within [http].header_timeout) or stream_limit (an HTTP/2 client far past the 128 \
+         streams it may open)."
+    );
     describe_gauge!("latch_blocked_ips", "IP blocks in force (automatic and by an admin).");
     describe_gauge!(
         "latch_locked_accounts",

@@ -219,6 +219,8 @@ async fn an_http2_frame_left_unfinished_is_cut_after_the_header_timeout() {
         closed_within(&mut loris, Duration::from_secs(6)).expect("the trickled frame's connection is closed");
     assert!(cut >= Duration::from_millis(700) && cut < Duration::from_millis(2500), "cut after {cut:?}");
     d.log_with("HTTP/2 frame not completed within header_timeout").await;
+    let cut = crate::flows::metric(&d, "latch_http_connections_cut_total{reason=\"frame_timeout\"}").await;
+    assert_eq!(cut, 1.0, "the idle connection is not counted");
 }
 
 /// A graceful stop answers what an HTTP/2 connection has in flight, then

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::connections::{closed_within, raw_h2};
+use crate::flows::metric;
 use crate::harness::{Latchd, rss_kib};
 use crate::reliability::Table;
 
@@ -81,6 +82,7 @@ async fn a_client_flooding_http2_streams_is_cut_off_and_memory_holds() {
 
     assert!(cut.is_some(), "the flooding connection was not cut");
     d.log_with("HTTP/2 client opened streams far beyond the limit").await;
+    assert_eq!(metric(&d, "latch_http_connections_cut_total{reason=\"stream_limit\"}").await, 1.0);
     assert!(peak < before + 24 * 1024, "RSS {} → {} MiB under the flood", mib(before), mib(peak));
     let after = d.client_h2().get(d.https_url("/health")).send().await.unwrap();
     assert_eq!(after.status(), 200, "another connection is served after the cut");
