@@ -165,7 +165,10 @@ pub enum RolesCmd {
 pub enum SessionsCmd {
     /// Live sessions, of one user or of all.
     List {
-        /// The user's id or email.
+        /// The user's id or email (as `users show` takes it).
+        #[arg(value_parser = super::named, value_name = "USER", conflicts_with = "user")]
+        person: Option<String>,
+        /// The same, as an option.
         #[arg(long, value_parser = super::named)]
         user: Option<String>,
     },
@@ -446,8 +449,8 @@ fn session_cells(s: &Value) -> Vec<String> {
 
 pub fn sessions(client: &AdminClient, cmd: &SessionsCmd, json: bool) -> anyhow::Result<bool> {
     match cmd {
-        SessionsCmd::List { user } => {
-            let path = match user {
+        SessionsCmd::List { person, user } => {
+            let path = match person.as_ref().or(user.as_ref()) {
                 Some(u) => {
                     let id = user_id(client, u)?;
                     // An id that names no account is a mistake to say, not

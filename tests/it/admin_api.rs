@@ -516,7 +516,7 @@ async fn lists_cut_at_a_thousand_say_how_many_there_are() {
     .unwrap();
     let list = ok_json(ctl(&d, &["--json", "sessions", "list"], ""));
     assert_eq!((list["items"].as_array().unwrap().len(), list["total"].as_u64()), (1000, Some(1201)));
-    let out = ctl(&d, &["sessions", "list", "--user", "root@example.test"], "");
+    let out = ctl(&d, &["sessions", "list", "root@example.test"], "");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.trim_end().ends_with("(the newest 1000 of 1201 live sessions)"),

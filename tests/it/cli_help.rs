@@ -89,10 +89,7 @@ fn a_mistyped_command_line_is_told_in_one_line() {
             "users lst",
             "unrecognized subcommand 'lst'; a similar subcommand exists: 'list' (usage: latchctl users [OPTIONS] <COMMAND>)",
         ),
-        (
-            "sessions list --for 1h",
-            "unexpected argument '--for' found (usage: latchctl sessions list [OPTIONS])",
-        ),
+        ("keys list --for 1h", "unexpected argument '--for' found (usage: latchctl keys list [OPTIONS])"),
         (
             "audit export --format xml",
             "invalid value 'xml' for '--format <FORMAT>' [possible values: jsonl, csv]",
