@@ -70,9 +70,14 @@ pub async fn enrol(
 /// and take it: 32 letters in one run are easy to lose one's place in when
 /// typed by hand.
 fn in_fours(secret: &str) -> String {
-    let groups: Vec<String> =
-        secret.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
-    groups.join(" ")
+    let mut spaced = String::with_capacity(secret.len() + secret.len() / 4);
+    for (at, letter) in secret.chars().enumerate() {
+        if at > 0 && at % 4 == 0 {
+            spaced.push(' ');
+        }
+        spaced.push(letter);
+    }
+    spaced
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
