@@ -198,7 +198,7 @@ async fn an_http2_client_is_told_how_many_streams_it_may_open() {
         served,
         400,
         "400 requests at once over one connection: {:?}",
-        answers.iter().find(|a| { !matches!(a, Ok((reqwest::Version::HTTP_2, 200))) })
+        answers.iter().find(|a| !matches!(a, Ok((reqwest::Version::HTTP_2, 200))))
     );
     assert!(!d.log().contains("far beyond the limit"), "a client keeping to the limit was cut off");
 }

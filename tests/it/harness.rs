@@ -78,7 +78,6 @@ const ROOMY_DEFENSE: &str = "\n[defense]\nip_block = { failures = 100000, window
 /// take a connection each.
 const ROOMY_HTTP: &str = "\n[http]\nmax_connections_per_ip = 0\n";
 
-/// The config every test starts from; `extra` is appended (other sections).
 /// The resident memory of process `pid` in KiB (0 once it is gone).
 pub fn rss_kib(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -86,6 +85,7 @@ pub fn rss_kib(pid: i32) -> u64 {
     line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// The config every test starts from; `extra` is appended (other sections).
 pub fn base_config(extra: &str) -> String {
     let limits = if extra.contains("[rate_limits]") { "" } else { ROOMY_RATE_LIMITS };
     let defense = if extra.contains("[defense") { "" } else { ROOMY_DEFENSE };
