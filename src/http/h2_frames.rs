@@ -38,7 +38,17 @@ const END_HEADERS: u8 = 0x4;
 /// the client is to open no more streams, and every stream it has opened
 /// will still be answered (so none is retried elsewhere after running
 /// here), as the RFC advises for the first notice of a graceful shutdown.
-pub(super) const GOAWAY: [u8; 17] = [0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+pub(super) const GOAWAY: [u8; 17] = goaway(0x0);
+
+/// A GOAWAY frame with ENHANCE_YOUR_CALM (RFC 9113 7): the connection is
+/// being closed for what its client did. It too names the largest stream
+/// id, so a client retries none of its requests on its own: any may have
+/// run (a login, a refresh) before the connection closed.
+pub(super) const GOAWAY_CALM: [u8; 17] = goaway(0xb);
+
+const fn goaway(error: u8) -> [u8; 17] {
+    [0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, error]
+}
 
 const SETTINGS: u8 = 0x4;
 const ACK: u8 = 0x1;

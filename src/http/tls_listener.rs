@@ -12,7 +12,8 @@
 //!   trickling a frame forever (slow loris over h2).
 //! - A limit on the streams an HTTP/2 client may open at once, told in
 //!   the server's first SETTINGS (actix-http sets none), and the
-//!   connection closed when a client goes far beyond it.
+//!   connection closed when a client goes far beyond it (after a GOAWAY
+//!   with ENHANCE_YOUR_CALM, when it can be written at once).
 //! - latch's own graceful stop (`drain.rs`): every connection counted from
 //!   its accept, one not through its handshake cut, an HTTP/2 client sent
 //!   a GOAWAY, each connection ended once it has answered.
@@ -37,7 +38,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::conn_limits::ConnectionLimits;
 use super::drain::{Accepted, Begun, Drain};
-use super::h2_frames::{GOAWAY, SERVER_START, Unit, settings_with_stream_limit};
+use super::h2_frames::{GOAWAY, GOAWAY_CALM, SERVER_START, Unit, settings_with_stream_limit};
 use super::problem::{Kind, PROBLEM_JSON, Problem};
 use super::server::{ConnSocket, DRAIN_SECS};
 
@@ -441,6 +442,22 @@ impl<IO: AsyncWrite + Unpin> FrameDeadline<IO> {
         Poll::Ready(Ok(()))
     }
 
+    /// Tells a client cut off for ignoring the stream limit why (GOAWAY
+    /// ENHANCE_YOUR_CALM), if that can be done at once: between two of the
+    /// server's frames, not inside the stop's GOAWAY, and with room to
+    /// write. A client reading nothing may have filled its window and the
+    /// socket; it then sees only the close.
+    fn tell_why_cut(&mut self, cx: &mut Context<'_>) {
+        let begun_goaway = self.goaway_written > 0 && self.goaway_written < GOAWAY.len();
+        if begun_goaway || !self.sent.is_some_and(Unit::between_frames) {
+            return;
+        }
+        if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, &GOAWAY_CALM) {
+            self.follow_sent(&GOAWAY_CALM[..n]);
+            let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        }
+    }
+
     fn follow_sent(&mut self, bytes: &[u8]) {
         if let Some(at) = self.sent {
             self.sent = Some(at.advance(bytes).0);
@@ -448,7 +465,7 @@ impl<IO: AsyncWrite + Unpin> FrameDeadline<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for FrameDeadline<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for FrameDeadline<IO> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.over_stream_limit() {
@@ -456,6 +473,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FrameDeadline<IO> {
                 limit = H2_STREAMS,
                 "HTTP/2 client opened streams far beyond the limit it was told; closing the connection"
             );
+            this.tell_why_cut(cx);
             metrics::counter!("latch_http_connections_cut_total", "reason" => "stream_limit").increment(1);
             return Poll::Ready(Err(io::Error::other("HTTP/2 stream limit ignored")));
         }

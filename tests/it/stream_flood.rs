@@ -4,9 +4,10 @@
 //! and each answer waits in memory for the client's flow-control window
 //! (20,000 streams took latchd from 32 to 136 MB). The connection is cut
 //! once far more than 128 are being answered, and latchd's memory stays
-//! where it was.
+//! where it was; the client is told why (GOAWAY ENHANCE_YOUR_CALM) when
+//! its connection has room for it.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -86,4 +87,48 @@ async fn a_client_flooding_http2_streams_is_cut_off_and_memory_holds() {
     assert!(peak < before + 24 * 1024, "RSS {} → {} MiB under the flood", mib(before), mib(peak));
     let after = d.client_h2().get(d.https_url("/health")).send().await.unwrap();
     assert_eq!(after.status(), 200, "another connection is served after the cut");
+}
+
+/// The frames the server sends until it closes the connection (or 10 s
+/// pass), as (type, payload).
+fn frames_until_closed(
+    tls: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+) -> Vec<(u8, Vec<u8>)> {
+    let (mut got, mut buf, deadline) = (Vec::new(), [0u8; 16384], Instant::now() + Duration::from_secs(10));
+    while Instant::now() < deadline {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let mut frames = Vec::new();
+    let mut rest = &got[..];
+    while rest.len() >= 9 {
+        let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        let Some(payload) = rest.get(9..9 + len) else { break };
+        frames.push((rest[3], payload.to_vec()));
+        rest = &rest[9 + len..];
+    }
+    frames
+}
+
+/// A client that lets no answer's body out (a zero stream window, so every
+/// request stays being answered) and opens 300 streams is cut, and the
+/// last thing it reads says why: GOAWAY with ENHANCE_YOUR_CALM,
+/// naming the largest stream id so that it retries nothing on its own.
+#[tokio::test]
+async fn a_client_cut_for_its_streams_is_told_why() {
+    let d = Latchd::start().await;
+    let mut flood = raw_h2(&d);
+    flood.write_all(&[0, 0, 6, 0x4, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap(); // INITIAL_WINDOW_SIZE 0
+    let streams: Vec<u8> = (0..300).flat_map(|n| get_health(2 * n + 1)).collect();
+    flood.write_all(&streams).and_then(|()| flood.flush()).unwrap();
+
+    let frames = frames_until_closed(&mut flood);
+    let last = frames.last().expect("frames from the server");
+    assert_eq!(last.0, 0x7, "the last frame is a GOAWAY: {:?}", &frames[frames.len().saturating_sub(3)..]);
+    assert_eq!(last.1, [0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0xb], "ENHANCE_YOUR_CALM, largest stream id");
+    d.log_with("HTTP/2 client opened streams far beyond the limit").await;
 }
