@@ -297,13 +297,18 @@ pub(super) fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
 /// Makes the directories a socket's path lacks, each 0750: latchd's
 /// umask (0077) would make them its own alone, and the socket's group —
 /// the apps it is for — could not reach the socket whatever its mode.
-/// Directories already there keep theirs.
+/// Directories already there keep theirs, also one made by another
+/// process between the look and the mkdir (systemd's tmpfiles, a second
+/// latchd's start): its mode is its maker's.
 fn create_socket_dirs(dir: &Path) -> std::io::Result<()> {
     let missing: Vec<&Path> =
         dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
     for dir in missing.iter().rev() {
-        fs::create_dir(dir)?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o750))?;
+        match fs::create_dir(dir) {
+            Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(0o750))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
@@ -316,4 +321,35 @@ fn routes(cfg: &mut web::ServiceConfig, metrics: bool) {
     // Debug builds only, so not in the OpenAPI document.
     #[cfg(debug_assertions)]
     cfg.service(web::resource("/debug/tcp").route(web::get().to(ops::debug_tcp)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Threads making the same socket directories at once (as two
+    /// processes could) all succeed: the one that loses the race to a
+    /// mkdir takes the directory the other made.
+    #[test]
+    fn socket_directories_made_at_once_by_two_makers_both_succeed() {
+        let root = tempfile::tempdir().unwrap();
+        for round in 0..200 {
+            let dir = root.path().join(format!("r{round}/run/latch/apps"));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let makers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (dir, start) = (dir.clone(), std::sync::Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        start.wait();
+                        create_socket_dirs(&dir)
+                    })
+                })
+                .collect();
+            for maker in makers {
+                maker.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+            }
+            let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o750, "round {round}");
+        }
+    }
 }
