@@ -157,6 +157,28 @@ fn first_secret(
     }
 }
 
+/// A create's address, display name and first secret, checked with its
+/// roles: every field at fault is told in one refusal.
+async fn checked_fields(
+    d: &Deps,
+    cfg: &Config,
+    req: &mut CreateUser,
+) -> Result<(String, Option<String>, FirstSecret), ApiError> {
+    let missing = roles_at_fault(d, &req.roles).await?;
+    let fields = (
+        validate_email(&req.email),
+        display_text("name", req.name.take()),
+        first_secret(d, cfg, req.password.take(), req.password_hash.take()),
+    );
+    match (fields, missing) {
+        ((Ok(email), Ok(name), Ok(secret)), None) => Ok((email, name, secret)),
+        ((email, name, secret), missing) => {
+            let (email, name) = (email.err().map(AdminError::from), name.err().map(AdminError::from));
+            Err(AdminError::of_fields([email, name, secret.err(), missing]).into())
+        }
+    }
+}
+
 /// The new account's password hash (see `FirstSecret`).
 async fn first_hash(d: &Deps, cfg: &Config, secret: FirstSecret) -> Result<String, ApiError> {
     let password = match secret {
@@ -179,21 +201,9 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let mut req = body.0;
-    let missing = roles_at_fault(&d, &req.roles).await?;
-    let (invite, hash_taken_in) =
-        (req.password.is_none() && req.password_hash.is_none(), req.password_hash.is_some());
-    let fields = (
-        validate_email(&req.email),
-        display_text("name", req.name.take()),
-        first_secret(&d, &cfg, req.password.take(), req.password_hash.take()),
-    );
-    let (email, name, secret) = match (fields, missing) {
-        ((Ok(email), Ok(name), Ok(secret)), None) => (email, name, secret),
-        ((email, name, secret), missing) => {
-            let (email, name) = (email.err().map(AdminError::from), name.err().map(AdminError::from));
-            return Err(AdminError::of_fields([email, name, secret.err(), missing]).into());
-        }
-    };
+    let (email, name, secret) = checked_fields(&d, &cfg, &mut req).await?;
+    let invite = matches!(secret, FirstSecret::Invitation);
+    let hash_taken_in = matches!(secret, FirstSecret::Imported(_));
     let phc = first_hash(&d, &cfg, secret).await?;
     let token = random_token().map_err(AdminError::from)?;
     let mail = if invite { Some(invitation_mail(&d, &cfg, &email, &token)?) } else { None };
