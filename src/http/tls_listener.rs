@@ -444,12 +444,14 @@ impl<IO: AsyncWrite + Unpin> FrameDeadline<IO> {
 
     /// Tells a client cut off for ignoring the stream limit why (GOAWAY
     /// ENHANCE_YOUR_CALM), if that can be done at once: between two of the
-    /// server's frames, not inside the stop's GOAWAY, and with room to
-    /// write. A client reading nothing may have filled its window and the
-    /// socket; it then sees only the close.
+    /// server's frames, after its first SETTINGS (which must come first),
+    /// not inside the stop's GOAWAY, and with room to write. A client
+    /// reading nothing may have filled its window and the socket; it then
+    /// sees only the close.
     fn tell_why_cut(&mut self, cx: &mut Context<'_>) {
         let begun_goaway = self.goaway_written > 0 && self.goaway_written < GOAWAY.len();
-        if begun_goaway || !self.sent.is_some_and(Unit::between_frames) {
+        let settings_out = matches!(self.stream_limit, StreamLimit::Told);
+        if begun_goaway || !settings_out || !self.sent.is_some_and(Unit::between_frames) {
             return;
         }
         if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, &GOAWAY_CALM) {
