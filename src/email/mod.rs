@@ -105,6 +105,12 @@ fn readable_body(text: String) -> Body {
 /// (`[email]`) messages in the past hour (then it is dropped silently and
 /// counted). Returns whether it was queued.
 ///
+/// Messages dated after now were queued while the clock ran ahead: they
+/// are not counted, since counted they would hold the recipient's mail
+/// for as long as the clock was ahead, not for an hour (a clock set back
+/// by a day silenced an address for a day). At worst an address gets one
+/// more hour's allowance once.
+///
 /// Security: mails anyone can ask for (verification, reset, "already
 /// registered") stop one short of the cap, so a flood of "forgot
 /// password" requests cannot use up the hour's last message and silence
@@ -116,8 +122,8 @@ pub fn enqueue(c: &Connection, max_per_recipient: u32, msg: Prepared) -> Result<
     };
     let now = crate::clock::now_unix();
     let recent: i64 = c.query_row(
-        "SELECT COUNT(*) FROM outbox WHERE recipient = ?1 AND created_at > ?2",
-        params![msg.recipient, now - 3600],
+        "SELECT COUNT(*) FROM outbox WHERE recipient = ?1 AND created_at > ?2 AND created_at <= ?3",
+        params![msg.recipient, now - 3600, now],
         |r| r.get(0),
     )?;
     if recent >= i64::from(cap) {

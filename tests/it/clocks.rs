@@ -10,7 +10,8 @@
 //! ahead of the clock neither hold the schedule nor the staleness gauge,
 //! a refresh token spent "later" than now is a reuse, never a retry
 //! within the grace window, and mail whose retry was set while the clock
-//! ran ahead does not wait out the skew.
+//! ran ahead does not wait out the skew, nor does mail queued then hold
+//! the recipient's hourly allowance for as long.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -213,6 +214,42 @@ async fn mail_retried_while_the_clock_ran_ahead_goes_out_after_the_set_back() {
 
     let mail = relay.wait_for_mail_to("ann@example.test").await;
     assert!(mail.contains("Confirm your email address"));
+}
+
+/// Mail queued while the clock ran ahead does not count against its
+/// recipient's hourly allowance once the clock is set back: counted, it
+/// held every message anyone may ask for to that address (a password
+/// reset link among them) for as long as the clock had been ahead, two
+/// hours here, not one.
+#[tokio::test]
+async fn mail_queued_while_the_clock_ran_ahead_does_not_hold_the_next_after_the_set_back() {
+    let (pauses, set_back_at) = two_hours_ahead_for_a_while();
+    let (d, _) = admin_daemon("", &[("LATCH_TEST_PAUSE", &pauses)]).await;
+    let reset_links = || {
+        let sql = "SELECT count(*) FROM outbox WHERE recipient = 'root@example.test'";
+        d.db().query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    let forgot = || d.post("/v1/auth/password/forgot", serde_json::json!({ "email": "root@example.test" }));
+    // Five asked for while ahead: four queued (the allowance for mail
+    // anyone can ask for is one short of max_per_recipient), one dropped.
+    for _ in 0..5 {
+        assert_eq!(forgot().await.status(), 202);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while crate::flows::metric(&d, "latch_emails_total{result=\"dropped\"}").await < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the fifth was not dropped: {} queued", reset_links());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reset_links(), 4);
+    wait_for_set_back(set_back_at, "the five requests").await;
+
+    assert_eq!(forgot().await.status(), 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while reset_links() < 5 {
+        let dropped = crate::flows::metric(&d, "latch_emails_total{result=\"dropped\"}").await;
+        assert!(std::time::Instant::now() < deadline, "not queued after the set back ({dropped} dropped)");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A clock that jumps ten weeks ahead while latchd runs, and is set right
