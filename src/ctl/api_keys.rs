@@ -78,7 +78,13 @@ pub fn run(client: &AdminClient, cmd: &ApiKeysCmd, json: bool) -> anyhow::Result
             });
             let body =
                 json!({ "name": name, "scopes": scopes, "expires_at": expires_at, "owner_id": owner_id });
-            let key = client.post("/v1/admin/api-keys", Some(&body))?;
+            let named = [
+                ("name", "--name"),
+                ("scopes", "--scope"),
+                ("expires_at", "--expires-at"),
+                ("owner_id", "--owner"),
+            ];
+            let key = client.post("/v1/admin/api-keys", Some(&body)).map_err(|e| e.as_typed(&named))?;
             print(json, &key, |k| {
                 format!(
                     "{}\n(id {}; this is the only time the key is shown)",

@@ -48,7 +48,8 @@ pub fn run(client: &AdminClient, cmd: &BlockedIpsCmd, json: bool) -> anyhow::Res
         }
         BlockedIpsCmd::Add { cidr, duration, reason } => {
             let body = json!({ "cidr": cidr, "reason": reason, "duration": duration });
-            let block = client.post("/v1/admin/blocked-ips", Some(&body))?;
+            let named = [("duration", "--for"), ("reason", "--reason")];
+            let block = client.post("/v1/admin/blocked-ips", Some(&body)).map_err(|e| e.as_typed(&named))?;
             print(json, &block, |b| {
                 format!("blocked {} ({})", b["cidr"].as_str().unwrap_or("?"), b["id"].as_str().unwrap_or("?"))
             });

@@ -23,8 +23,25 @@ pub enum ClientError {
     #[error("not a request path latchctl may send: {0:?}")]
     BadPath(String),
     /// An RFC 9457 problem answer; `detail` is shown to the user.
+    /// `errors`: the fields it names, with what is wrong with each.
     #[error("{detail}")]
-    Problem { status: u16, slug: String, detail: String },
+    Problem { status: u16, slug: String, detail: String, errors: Vec<(String, String)> },
+}
+
+impl ClientError {
+    /// A refusal that names fields, each told by the name the operator
+    /// typed (`--page-size` where the API says `page_size`): `typed` pairs
+    /// an API field with its command-line name. Other errors, and fields
+    /// not in `typed`, are left as they are.
+    pub fn as_typed(self, typed: &[(&str, &str)]) -> ClientError {
+        let ClientError::Problem { status, slug, mut detail, errors } = self else { return self };
+        for (field, message) in &errors {
+            if let Some((_, name)) = typed.iter().find(|(api, _)| api == field) {
+                detail = detail.replacen(&format!("{field}: {message}"), &format!("{name}: {message}"), 1);
+            }
+        }
+        ClientError::Problem { status, slug, detail, errors }
+    }
 }
 
 pub struct AdminClient {
@@ -179,9 +196,17 @@ fn parse_response(raw: &[u8], socket: &Path) -> Result<Value, ClientError> {
             slug: value["type"].as_str().unwrap_or("").rsplit(':').next().unwrap_or("").to_string(),
             // actix-http answers a head too big to read with a bare 400.
             detail: value["detail"].as_str().map_or_else(|| refused_without_reason(status), str::to_string),
+            errors: field_errors(&value),
         });
     }
     Ok(value)
+}
+
+/// A problem's `errors`, as (field, message).
+fn field_errors(problem: &Value) -> Vec<(String, String)> {
+    let each = problem["errors"].as_array().into_iter().flatten();
+    let told = |e: &Value| Some((e["field"].as_str()?.to_string(), e["message"].as_str()?.to_string()));
+    each.filter_map(told).collect()
 }
 
 fn refused_without_reason(status: u16) -> String {
@@ -224,11 +249,24 @@ mod tests {
     fn problems_become_errors_with_their_detail() {
         let raw = b"HTTP/1.1 422 Unprocessable Entity\r\ncontent-type: application/problem+json\r\n\r\n{\"type\":\"urn:latch:problem:config-invalid\",\"detail\":\"bad\"}";
         match parse_response(raw, Path::new("s")) {
-            Err(ClientError::Problem { status: 422, slug, detail }) => {
+            Err(ClientError::Problem { status: 422, slug, detail, .. }) => {
                 assert_eq!((slug.as_str(), detail.as_str()), ("config-invalid", "bad"));
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_refusal_names_fields_as_they_were_typed() {
+        let raw = "HTTP/1.1 400 Bad Request\r\n\r\n{\"type\":\"urn:latch:problem:invalid-request\",\
+            \"detail\":\"page: must be 1 or more; page_size: must be between 1 and 500\",\"errors\":[\
+            {\"field\":\"page\",\"message\":\"must be 1 or more\"},\
+            {\"field\":\"page_size\",\"message\":\"must be between 1 and 500\"}]}";
+        let refused = parse_response(raw.as_bytes(), Path::new("s")).unwrap_err();
+        let told = refused.as_typed(&[("page_size", "--page-size")]).to_string();
+        assert_eq!(told, "page: must be 1 or more; --page-size: must be between 1 and 500");
+        let other = ClientError::Malformed("x".into()).as_typed(&[("x", "--x")]).to_string();
+        assert_eq!(other, "latchd sent a malformed answer: x");
     }
 
     #[test]

@@ -319,7 +319,8 @@ pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result
         UsersCmd::Add { email, roles, password_stdin, verified, name } => {
             let password = if *password_stdin { Some(read_password()?) } else { None };
             let body = json!({ "email": email, "password": password, "roles": roles, "email_verified": verified, "name": name });
-            let user = client.post("/v1/admin/users", Some(&body))?;
+            let named = [("roles", "--role"), ("name", "--name")];
+            let user = client.post("/v1/admin/users", Some(&body)).map_err(|e| e.as_typed(&named))?;
             let said = if json { None } else { invitation_said(client, &user, email) };
             (user, said)
         }
@@ -396,7 +397,9 @@ fn list(
     if let Some(s) = status {
         path.push_str(&format!("&status={}", encode(s)));
     }
-    let list = client.get(&path)?;
+    let named =
+        [("page", "--page"), ("page_size", "--page-size"), ("status", "--status"), ("query", "--query")];
+    let list = client.get(&path).map_err(|e| e.as_typed(&named))?;
     print(json, &list, |l| {
         let items = l["items"].as_array().cloned().unwrap_or_default();
         let rows: Vec<Vec<String>> = items.iter().map(user_cells).collect();

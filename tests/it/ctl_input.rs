@@ -4,7 +4,8 @@
 //! request onto the admin socket (that once deleted another account); one
 //! too long for latchd to read is told as such; a blank one is refused
 //! before anything is sent; an account, a key, a block, a change or a
-//! page of accounts refused for several fields names them all; and a
+//! page of accounts refused for several fields names them all (latchctl
+//! by the names its options have: `--page-size`, not `page_size`); and a
 //! query parameter an admin call does not take is refused, not ignored.
 
 use serde_json::{Value, json};
@@ -82,7 +83,7 @@ async fn users_add_names_every_field_at_fault() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("email: not a valid address; name: must not contain control characters"),
+        stderr.contains("email: not a valid address; --name: must not contain control characters"),
         "{stderr}"
     );
     // Every missing role is named, not only the first, and with the
@@ -91,10 +92,10 @@ async fn users_add_names_every_field_at_fault() {
     let out = latchctl_on(&d.state_dir(), &[&["users", "add", "ida@example.test"][..], &roles].concat());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.trim(), "latchctl: roles: no roles named \"auditr\", \"ops\"");
+    assert_eq!(stderr.trim(), "latchctl: --role: no roles named \"auditr\", \"ops\"");
     let out = latchctl_on(&d.state_dir(), &["users", "add", "ida@", "--role", "auditr"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.trim(), "latchctl: email: not a valid address; roles: no role named \"auditr\"");
+    assert_eq!(stderr.trim(), "latchctl: email: not a valid address; --role: no role named \"auditr\"");
     let listed = latchctl_on(&d.state_dir(), &["users", "list"]);
     assert!(!String::from_utf8_lossy(&listed.stdout).contains("ida@"), "{listed:?}");
 }
@@ -110,16 +111,16 @@ async fn every_field_at_fault_is_named_at_once() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     for part in [
-        "name: must not contain control characters",
-        "; scopes: one or more of",
-        "; expires_at: is in the past",
+        "--name: must not contain control characters",
+        "; --scope: one or more of",
+        "; --expires-at: is in the past",
     ] {
         assert!(stderr.contains(part), "{part} in {stderr}");
     }
     let block = ["blocked-ips", "add", "203.0.113.0/33", "--for", "soon", "--reason", "x\u{1b}[2J"];
     let out = latchctl_on(&d.state_dir(), &block);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for part in ["cidr: ", "; duration: expected a duration like", "; reason: must not contain control"] {
+    for part in ["cidr: ", "; --for: expected a duration like", "; --reason: must not contain control"] {
         assert!(out.status.code() == Some(1) && stderr.contains(part), "{part} in {stderr}");
     }
     let id = id_of(&d, "kept@example.test");
@@ -148,6 +149,12 @@ async fn every_field_at_fault_is_named_at_once() {
         said["detail"],
         "page: must be 1 or more; page_size: must be between 1 and 500; status: must be active or disabled"
     );
+    // latchctl tells them by the names typed.
+    let list = ["users", "list", "--page", "0", "--page-size", "501", "--status", "gone"];
+    let out = latchctl_on(&d.state_dir(), &list);
+    let told = "latchctl: --page: must be 1 or more; --page-size: must be between 1 and 500; \
+                --status: must be active or disabled";
+    assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stderr).trim()), (Some(1), told));
 }
 
 /// `DELETE /v1/admin/users/{id}?dry_run=1` deleted the account: an admin
