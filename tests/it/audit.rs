@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::admin_api::{admin_daemon, ctl};
 use crate::flows::metric;
-use crate::harness::{Latchd, assert_problem, rss_kib};
+use crate::harness::{Latchd, assert_problem, fields_of, rss_kib};
 
 /// The daemon checks its chain every 300 ms instead of every 10 minutes.
 const FAST_CHECK: (&str, &str) = ("LATCH_TEST_PAUSE", "audit_check_every:300");
@@ -127,8 +127,7 @@ async fn pages_filter_and_exports_stream_in_chain_order() {
     assert_eq!(assert_problem(bad, 400, "invalid-request").await["errors"][0]["field"], "since");
     let several = d.get_auth("/v1/admin/audit-logs?until=soon&page_size=0&format=xml", &admin).await;
     let said = assert_problem(several, 400, "invalid-request").await;
-    let fields: Vec<&str> =
-        said["errors"].as_array().unwrap().iter().filter_map(|e| e["field"].as_str()).collect();
+    let fields = fields_of(&said);
     assert_eq!(fields, ["until", "page_size", "format"], "every one at fault, at once: {said}");
     // A misspelt filter is refused, not ignored into an answer of every row.
     for path in ["/v1/admin/audit-logs?acton=role_created", "/v1/admin/users?stauts=disabled&page=1"] {

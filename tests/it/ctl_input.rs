@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::admin_api::{send, with_admin};
 use crate::admin_cli::latchctl_on;
-use crate::harness::{Latchd, assert_problem};
+use crate::harness::{Latchd, assert_problem, fields_of};
 
 fn id_of(d: &Latchd, email: &str) -> String {
     let out = latchctl_on(&d.state_dir(), &["--json", "users", "add", email]);
@@ -128,22 +128,19 @@ async fn every_field_at_fault_is_named_at_once() {
         "mfa": {"totp": true}});
     let said = send(&d, "PATCH", &format!("/v1/admin/users/{id}"), &admin, Some(change)).await;
     let said = assert_problem(said, 400, "invalid-request").await;
-    let fields: Vec<&str> =
-        said["errors"].as_array().unwrap().iter().filter_map(|e| e["field"].as_str()).collect();
+    let fields = fields_of(&said);
     assert_eq!(fields, ["status", "roles", "email", "name", "mfa.totp"], "{said}");
     // A new account's password and roles are told with its address.
     let create = json!({"email": "no-at-sign", "password": "short", "roles": ["auditr"]});
     let said = send(&d, "POST", "/v1/admin/users", &admin, Some(create)).await;
     let said = assert_problem(said, 400, "invalid-request").await;
-    let fields: Vec<&str> =
-        said["errors"].as_array().unwrap().iter().filter_map(|e| e["field"].as_str()).collect();
+    let fields = fields_of(&said);
     assert_eq!(fields, ["email", "password", "roles"], "{said}");
     let user: Value = d.get_auth(&format!("/v1/admin/users/{id}"), &admin).await.json().await.unwrap();
     assert_eq!((&user["status"], &user["email"]), (&json!("active"), &json!("kept@example.test")), "{user}");
     let page = d.get_auth("/v1/admin/users?page=0&page_size=501&status=gone", &admin).await;
     let said = assert_problem(page, 400, "invalid-request").await;
-    let fields: Vec<&str> =
-        said["errors"].as_array().unwrap().iter().filter_map(|e| e["field"].as_str()).collect();
+    let fields = fields_of(&said);
     assert_eq!(fields, ["page", "page_size", "status"], "{said}");
     assert_eq!(
         said["detail"],

@@ -400,3 +400,8 @@ pub async fn assert_problem(res: reqwest::Response, status: u16, slug: &str) -> 
     assert_eq!(body["instance"], request_id, "instance is the request id");
     body
 }
+
+/// The fields a problem's `errors` name, in its order.
+pub fn fields_of(problem: &Value) -> Vec<&str> {
+    problem["errors"].as_array().into_iter().flatten().filter_map(|e| e["field"].as_str()).collect()
+}
