@@ -144,17 +144,25 @@ pub(crate) fn closed_within(
     tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
     within: Duration,
 ) -> Option<Duration> {
-    let started = Instant::now();
-    let mut buf = [0u8; 4096];
+    read_until_closed(tls, within).1
+}
+
+/// Reads until the server closes the connection or `within` passes: the
+/// bytes it sent, and when it closed, if it did.
+pub(crate) fn read_until_closed(
+    tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    within: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let (started, mut got, mut buf) = (Instant::now(), Vec::new(), [0u8; 16384]);
     while started.elapsed() < within {
         match tls.read(&mut buf) {
-            Ok(0) => return Some(started.elapsed()),
-            Ok(_) => {}
+            Ok(0) => return (got, Some(started.elapsed())),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => return Some(started.elapsed()),
+            Err(_) => return (got, Some(started.elapsed())),
         }
     }
-    None
+    (got, None)
 }
 
 /// The server's first frame over HTTP/2, its SETTINGS, as (id, value).

@@ -7,12 +7,12 @@
 //! where it was; the client is told why (GOAWAY ENHANCE_YOUR_CALM) when
 //! its connection has room for it.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::connections::{closed_within, raw_h2};
+use crate::connections::{closed_within, raw_h2, read_until_closed};
 use crate::flows::metric;
 use crate::harness::{Latchd, rss_kib};
 use crate::reliability::Table;
@@ -89,22 +89,9 @@ async fn a_client_flooding_http2_streams_is_cut_off_and_memory_holds() {
     assert_eq!(after.status(), 200, "another connection is served after the cut");
 }
 
-/// The frames the server sends until it closes the connection (or 10 s
-/// pass), as (type, payload).
-fn frames_until_closed(
-    tls: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
-) -> Vec<(u8, Vec<u8>)> {
-    let (mut got, mut buf, deadline) = (Vec::new(), [0u8; 16384], Instant::now() + Duration::from_secs(10));
-    while Instant::now() < deadline {
-        match tls.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => break,
-        }
-    }
-    let mut frames = Vec::new();
-    let mut rest = &got[..];
+/// The whole HTTP/2 frames in `bytes`, as (type, payload).
+fn frames(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let (mut frames, mut rest) = (Vec::new(), bytes);
     while rest.len() >= 9 {
         let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
         let Some(payload) = rest.get(9..9 + len) else { break };
@@ -126,7 +113,7 @@ async fn a_client_cut_for_its_streams_is_told_why() {
     let streams: Vec<u8> = (0..300).flat_map(|n| get_health(2 * n + 1)).collect();
     flood.write_all(&streams).and_then(|()| flood.flush()).unwrap();
 
-    let frames = frames_until_closed(&mut flood);
+    let frames = frames(&read_until_closed(&mut flood, Duration::from_secs(10)).0);
     let last = frames.last().expect("frames from the server");
     assert_eq!(last.0, 0x7, "the last frame is a GOAWAY: {:?}", &frames[frames.len().saturating_sub(3)..]);
     assert_eq!(last.1, [0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0xb], "ENHANCE_YOUR_CALM, largest stream id");
