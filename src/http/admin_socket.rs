@@ -20,6 +20,13 @@ use super::server::{BoundAdmin, HttpError, bind_unix, server_defaults};
 use super::{AppState, ops};
 use crate::config::Config;
 
+/// Connections the admin socket serves at once; past them actix pauses its
+/// accepts and the kernel queues the rest (holding none of latchd's file
+/// descriptors). Operators' calls are one at a time, but a script looping
+/// on `latchctl` without waiting, or a stuck monitor, would otherwise take
+/// descriptors until the database and the HTTPS listeners had none.
+pub(super) const ADMIN_CONNECTIONS: usize = 32;
+
 /// The connecting process's credentials, recorded per connection of the
 /// admin socket (and only there: its presence marks an admin-socket call).
 #[derive(Clone, Copy, Debug)]
@@ -83,6 +90,7 @@ pub fn bind_admin(
     };
     let server = server_defaults!(HttpServer::new(factory), cfg)
         .workers(1)
+        .max_connections(ADMIN_CONNECTIONS)
         .on_connect(|conn, ext| {
             if let Some(sock) = conn.downcast_ref::<actix_web::rt::net::UnixStream>()
                 && let Ok(cred) = sock.peer_cred()

@@ -89,7 +89,8 @@ impl Drop for CountedConnection {
 /// Descriptors latchd keeps for itself beyond its HTTPS connections: its
 /// database pool (two or three per connection, two connections per core),
 /// each worker's event loop, backups, the WAL archive, mail files, the
-/// admin socket and its callers, a plain-HTTP listener's proxy.
+/// admin socket and its callers (`ADMIN_CONNECTIONS` at most), a plain-HTTP
+/// listener's proxy.
 fn reserved_descriptors(cores: usize) -> usize {
     256 + 8 * cores
 }

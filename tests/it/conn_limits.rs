@@ -176,3 +176,37 @@ async fn a_flood_on_a_plain_listener_leaves_descriptors_for_latchd_itself() {
     let log = d.log();
     assert!(!log.contains("Too many open files"), "no descriptor ran out:\n{log}");
 }
+
+/// The same flood on the admin socket (its callers are operators, but a
+/// script looping on `latchctl` without waiting is one too many): latchd
+/// accepts at most its share there too, answers HTTPS meanwhile, and the
+/// socket serves again once the flood ends. (Before, the admin socket took
+/// connections until no descriptor was left.)
+#[tokio::test]
+async fn a_flood_on_the_admin_socket_leaves_descriptors_for_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &config(""));
+    let d = Latchd::start_in_with_env(dir, &[("LATCH_TEST_NOFILE", "400")]).await;
+    let before = open_descriptors(&d);
+
+    let socket = d.state_dir().join("admin.sock");
+    let flood: Vec<std::os::unix::net::UnixStream> =
+        (0..600).filter_map(|_| std::os::unix::net::UnixStream::connect(&socket).ok()).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = open_descriptors(&d);
+    assert!(
+        held.saturating_sub(before) <= 64,
+        "{before} descriptors before, {held} with {} open",
+        flood.len()
+    );
+    let health = d.client().get(d.https_url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "HTTPS still answers");
+    let (status, _) = crate::harness::unix_request(&d.state_dir().join("api.sock"), "GET /ready");
+    assert_eq!(status, 200, "the Unix API listener still answers");
+
+    drop(flood);
+    let status = latchctl_on(&d.state_dir(), &["status"]);
+    assert!(status.status.success(), "status: {}", String::from_utf8_lossy(&status.stderr));
+    let log = d.log();
+    assert!(!log.contains("Too many open files"), "no descriptor ran out:\n{log}");
+}
