@@ -96,6 +96,17 @@ check_running_install() {
     fi
     grep -q 'permission denied' "$work/refused" || fail "refusal does not say why: $(cat "$work/refused")"
     echo "refused as expected: $(cat "$work/refused")"
+    # A conffile closed to the admin (it may hold the SMTP password): the
+    # socket named, latchctl works without it and says it passed it over.
+    local ran=0
+    chmod 600 /etc/latch/latch.toml
+    runuser -u "$admin_user" -- latchctl --socket /run/latch/admin.sock status >"$work/status" 2>"$work/closed" ||
+        ran=$?
+    chmod 644 /etc/latch/latch.toml
+    [ "$ran" = 0 ] || fail "latchctl --socket with the config closed: $(cat "$work/closed")"
+    grep -q '0.1.0' "$work/status" || fail "latchctl --socket printed no version"
+    grep -q 'going by --socket' "$work/closed" || fail "the closed config is not told: $(cat "$work/closed")"
+    echo "config closed, socket named: $(cat "$work/closed")"
 }
 
 say "start from a clean slate"

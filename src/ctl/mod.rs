@@ -134,7 +134,7 @@ pub struct Target {
 
 impl Cli {
     fn target(&self) -> anyhow::Result<Target> {
-        let cfg = Config::load(Config::locate(self.config.clone()).as_deref())?;
+        let cfg = self.config_read()?;
         let mut t = Target {
             socket: cfg.admin_socket.clone(),
             backup_dir: cfg.backup_dir(),
@@ -156,6 +156,29 @@ impl Cli {
             t.socket = socket.clone();
         }
         Ok(t)
+    }
+
+    /// The config the flags point at. With `--socket` or `--state-dir` and
+    /// no file named, the system file only lends defaults: one this user
+    /// may not read (0640 for latchd's group) or with a fault (an edit
+    /// under way, which the running daemon refused) is passed over with a
+    /// warning instead of stopping a command the flags already aim.
+    fn config_read(&self) -> anyhow::Result<Config> {
+        let located = Config::locate(self.config.clone());
+        match Config::load(located.as_deref()) {
+            Ok(cfg) => Ok(cfg),
+            Err(e) if Config::named(self.config.clone()).is_none() => {
+                let flag = match (&self.socket, &self.state_dir) {
+                    (Some(_), _) => "--socket",
+                    (None, Some(_)) => "--state-dir",
+                    (None, None) => return Err(e.into()),
+                };
+                let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                eprintln!("latchctl: warning: {first}; going by {flag}");
+                Ok(Config::load(None)?)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether the command reads the state directory itself (its database,

@@ -466,15 +466,7 @@ async fn the_socket_alone_finds_the_daemons_state() {
     let d = Latchd::start().await;
     let elsewhere = tempfile::tempdir().unwrap();
     let socket = d.ready["admin_socket"].as_str().unwrap().to_string();
-    let run = |args: &[&str]| {
-        Command::new(LATCHCTL)
-            .args(["--socket", &socket])
-            .args(args)
-            .env_remove("LATCH_CONFIG")
-            .current_dir(elsewhere.path())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| by_socket_alone(&socket, elsewhere.path(), args);
     let made = run(&["backup", "now"]);
     assert!(made.status.success(), "{}", stderr(&made));
     let archive =
@@ -498,4 +490,53 @@ async fn the_socket_alone_finds_the_daemons_state() {
     let out = run(&["backup", "list"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("give --config or --state-dir"), "{}", stderr(&out));
+}
+
+/// latchctl given only `--socket`, run in `cwd`, with no config in sight.
+fn by_socket_alone(socket: &str, cwd: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(LATCHCTL)
+        .args(["--socket", socket])
+        .args(args)
+        .env_remove("LATCH_CONFIG")
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+/// The same when the daemon's config file cannot be read by latchctl (here:
+/// moved away after the start; for an operator, a file only latchd's user
+/// may read): the daemon names its state directory and its backup and
+/// archive folders itself, and latchctl works on those, not on the
+/// defaults beside the state directory.
+#[tokio::test]
+async fn the_socket_alone_finds_folders_the_config_moved_when_the_config_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &base_config("[backup]\ndir = \"STATE-backups\"\narchive_dir = \"STATE-archive\"\n"),
+    );
+    let d = Latchd::start_in(dir).await;
+    std::fs::rename(&config, config.with_extension("moved")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let socket = d.ready["admin_socket"].as_str().unwrap().to_string();
+    let run = |args: &[&str]| by_socket_alone(&socket, elsewhere.path(), args);
+
+    let made = run(&["backup", "now"]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert!(stdout(&made).contains("state-backups/latch-"), "{}", stdout(&made));
+    let archive = format!("WAL archive in {}-archive: restorable", d.state_dir().display());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let listed = loop {
+        let listed = run(&["backup", "list"]);
+        assert!(listed.status.success(), "{}", stderr(&listed));
+        if stdout(&listed).contains(&archive) || std::time::Instant::now() > deadline {
+            break listed;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let name = stdout(&made).trim().rsplit('/').next().unwrap().to_string();
+    assert!(stdout(&listed).contains(&name), "the backup {name} is listed: {}", stdout(&listed));
+    assert!(stdout(&listed).contains(&archive), "{}", stdout(&listed));
+    assert!(run(&["audit", "verify"]).status.success());
+    assert!(!d.state_dir().join("backups").exists(), "nothing in the default folder");
 }
