@@ -38,7 +38,7 @@ use super::wal::{self, HEADER, WalHeader};
 use crate::config::Config;
 use crate::store::archive_layout::GENERATION_PREFIX;
 use crate::store::backup::{self as copies, BackupError};
-use crate::store::{DatabaseFile, Store, StoreError, last_commit_unix_ms};
+use crate::store::{DatabaseFile, Store, StoreError, last_commit_unix_ms, truncate_checkpoint};
 
 /// Bytes into the current pass through the log after which every batch
 /// checkpoints (PASSIVE) until a complete one lets the next write start
@@ -251,9 +251,12 @@ impl Archiver {
     /// thread snapshot the file: compressing it here would stall every
     /// write for as long as that takes (seconds for a large database).
     fn start_generation(&mut self, conn: &Connection, cfg: &Config) -> Result<(), BackupError> {
-        let busy = truncate_checkpoint(conn)
+        // On the writer: a reader holding a transaction open (an operator's
+        // sqlite3 session) would otherwise hold up every write for the
+        // whole busy timeout at each try.
+        let done = truncate_checkpoint(conn, TRUNCATE_WAIT)
             .map_err(|source| BackupError::Sqlite { path: self.wal.display().to_string(), source })?;
-        if busy != 0 {
+        if done.busy {
             let source = std::io::Error::other("readers kept the log from being checkpointed");
             return Err(BackupError::Io { path: self.wal.display().to_string(), source });
         }
@@ -394,19 +397,6 @@ fn read_live(file: &File, h: &WalHeader, offset: u64, len: u64, body: &mut Vec<u
         at += want;
         window *= 2;
     }
-}
-
-/// A TRUNCATE checkpoint that waits at most `TRUNCATE_WAIT` for readers:
-/// it runs on the writer, so a reader holding a transaction open (an
-/// operator's sqlite3 session) would otherwise hold up every write for the
-/// whole busy timeout at each try. Returns SQLite's busy flag (1: a reader
-/// kept it from finishing).
-fn truncate_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
-    let usual: i64 = conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?;
-    conn.busy_timeout(TRUNCATE_WAIT)?;
-    let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0));
-    conn.busy_timeout(Duration::from_millis(u64::try_from(usual).unwrap_or(0)))?;
-    busy
 }
 
 /// A read transaction on the database file, begun while the log is empty.

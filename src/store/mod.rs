@@ -25,7 +25,7 @@ pub use backup::BackupError;
 pub use changes::{Listener, RowAction, RowChange};
 pub use file::{DatabaseFile, FileReader};
 pub use migrations::MigrationError;
-pub use writer::{BetweenBatches, last_commit_unix_ms};
+pub use writer::{BetweenBatches, Checkpointed, last_commit_unix_ms, truncate_checkpoint};
 
 /// How long a caller waits for a pooled read connection or the busy lock.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);

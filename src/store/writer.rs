@@ -142,11 +142,54 @@ pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, feed: Arc<Feed>
             }
         }
     }
-    // Security/durability: fold the WAL back into the main file so a copy of
-    // `latch.db` alone is complete after a clean stop.
-    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA optimize;") {
-        tracing::warn!(error = %e, "final checkpoint failed");
+    fold_log_at_stop(&conn);
+}
+
+/// How long the stop's checkpoint waits for outside readers: the daemon's
+/// own are done by then.
+const STOP_CHECKPOINT_WAIT: Duration = Duration::from_millis(500);
+
+/// Folds the WAL back into the main file, so that a copy of `latch.db`
+/// alone is complete after a clean stop. An outside reader with a
+/// transaction open keeps the newest commits in the log: then say so
+/// (they are safe there, and the next start folds them in), rather than
+/// wait out the busy timeout and let a copy of the file alone lack them.
+fn fold_log_at_stop(conn: &Connection) {
+    match truncate_checkpoint(conn, STOP_CHECKPOINT_WAIT) {
+        Ok(done) if done.folded_frames < done.log_frames => tracing::warn!(
+            "a reader outside latchd (a sqlite3 session?) has a transaction open: latch.db alone lacks \
+             the last commits; they are in latch.db-wal beside it, which the next start folds in \
+             (copy both, or stop that reader and start and stop latchd again)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "final checkpoint failed"),
     }
+    if let Err(e) = conn.execute_batch("PRAGMA optimize;") {
+        tracing::warn!(error = %e, "PRAGMA optimize failed");
+    }
+}
+
+/// What a checkpoint did, as SQLite reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpointed {
+    /// A reader kept it from finishing: the log was not emptied.
+    pub busy: bool,
+    /// Frames in the log, and how many of them the database file now holds
+    /// (fewer: the file alone lacks the newest commits). -1 when unknown.
+    pub log_frames: i64,
+    pub folded_frames: i64,
+}
+
+/// A TRUNCATE checkpoint that waits at most `wait` for readers (then
+/// restores the connection's busy timeout).
+pub fn truncate_checkpoint(conn: &Connection, wait: Duration) -> rusqlite::Result<Checkpointed> {
+    let usual: i64 = conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?;
+    conn.busy_timeout(wait)?;
+    let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        Ok(Checkpointed { busy: r.get::<_, i64>(0)? != 0, log_frames: r.get(1)?, folded_frames: r.get(2)? })
+    });
+    conn.busy_timeout(Duration::from_millis(u64::try_from(usual).unwrap_or(0)))?;
+    done
 }
 
 /// What one turn of the loop collected.

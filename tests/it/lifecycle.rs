@@ -24,6 +24,34 @@ async fn state_files_are_private() {
     assert!(!d.log().contains(key.trim()), "the master key never reaches the log");
 }
 
+/// An operator's sqlite3 session with a transaction open keeps the stop's
+/// checkpoint from folding the last commits into latch.db: the stop says
+/// so (a copy of latch.db alone would lack them) instead of waiting out
+/// the writer's 5 s busy timeout in silence, and nothing is lost: the log
+/// left beside the file holds them for the next start.
+#[tokio::test]
+async fn a_stop_with_an_outside_reader_open_says_the_log_is_still_needed() {
+    let mut d = Latchd::start().await;
+    let reader = d.db();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader.query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
+    let body = serde_json::json!({"email": "after@example.test", "password": "a long enough passphrase"});
+    assert_eq!(d.post("/v1/auth/register", body).await.status(), 202);
+    let asked = std::time::Instant::now();
+    let status = d.stop_within(Duration::from_secs(10));
+    let took = asked.elapsed();
+    assert!(status.success(), "exit {status}:\n{}", d.log());
+    assert!(took < Duration::from_secs(3), "the stop waited {took:?} for the reader");
+    let log = d.log();
+    assert!(log.contains("latch.db alone lacks"), "the stop says the log is still needed:\n{log}");
+    let state = d.state_dir();
+    drop(reader);
+    assert!(state.join("latch.db-wal").exists(), "the log stays beside the file");
+    let d = Latchd::start_in(std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap())).await;
+    let users: i64 = d.db().query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
+    assert_eq!(users, 1, "the registration made after the reader began is there");
+}
+
 #[tokio::test]
 async fn sigterm_exits_zero_and_removes_ready_file_and_sockets() {
     let mut d = Latchd::start().await;
