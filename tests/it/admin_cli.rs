@@ -471,17 +471,7 @@ async fn the_socket_alone_finds_the_daemons_state() {
     assert!(made.status.success(), "{}", stderr(&made));
     let archive =
         format!("WAL archive in {}/archive: restorable to any moment since 20", d.state_dir().display());
-    // The archive's first snapshot is written beside the start (a busy
-    // machine once listed before it).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let listed = loop {
-        let listed = run(&["backup", "list"]);
-        assert!(listed.status.success(), "{}", stderr(&listed));
-        if stdout(&listed).contains(&archive) || std::time::Instant::now() > deadline {
-            break listed;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let listed = listed_once_archived(&run, &archive);
     assert!(stdout(&listed).contains(stdout(&made).trim()), "{}", stdout(&listed));
     assert!(stdout(&listed).contains(&archive), "{}", stdout(&listed));
     assert!(run(&["audit", "verify"]).status.success());
@@ -490,6 +480,21 @@ async fn the_socket_alone_finds_the_daemons_state() {
     let out = run(&["backup", "list"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("give --config or --state-dir"), "{}", stderr(&out));
+}
+
+/// `backup list` once it names the WAL archive as `archive` (or after 10 s):
+/// the archive's first snapshot is written beside the start, and a busy
+/// machine once listed before it.
+fn listed_once_archived(run: &impl Fn(&[&str]) -> Output, archive: &str) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let listed = run(&["backup", "list"]);
+        assert!(listed.status.success(), "{}", stderr(&listed));
+        if stdout(&listed).contains(archive) || std::time::Instant::now() > deadline {
+            return listed;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// latchctl given only `--socket`, run in `cwd`, with no config in sight.
@@ -525,15 +530,7 @@ async fn the_socket_alone_finds_folders_the_config_moved_when_the_config_is_clos
     assert!(made.status.success(), "{}", stderr(&made));
     assert!(stdout(&made).contains("state-backups/latch-"), "{}", stdout(&made));
     let archive = format!("WAL archive in {}-archive: restorable", d.state_dir().display());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let listed = loop {
-        let listed = run(&["backup", "list"]);
-        assert!(listed.status.success(), "{}", stderr(&listed));
-        if stdout(&listed).contains(&archive) || std::time::Instant::now() > deadline {
-            break listed;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let listed = listed_once_archived(&run, &archive);
     let name = stdout(&made).trim().rsplit('/').next().unwrap().to_string();
     assert!(stdout(&listed).contains(&name), "the backup {name} is listed: {}", stdout(&listed));
     assert!(stdout(&listed).contains(&archive), "{}", stdout(&listed));
