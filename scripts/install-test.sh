@@ -98,12 +98,16 @@ check_running_install() {
     echo "refused as expected: $(cat "$work/refused")"
     # A conffile closed to the admin (it may hold the SMTP password): the
     # socket named, latchctl works without it and says it passed it over.
-    local ran=0
+    local ran=0 unaimed=0
     chmod 600 /etc/latch/latch.toml
     runuser -u "$admin_user" -- latchctl --socket /run/latch/admin.sock status >"$work/status" 2>"$work/closed" ||
         ran=$?
+    runuser -u "$admin_user" -- latchctl status >/dev/null 2>"$work/unaimed" || unaimed=$?
     chmod 644 /etc/latch/latch.toml
     [ "$ran" = 0 ] || fail "latchctl --socket with the config closed: $(cat "$work/closed")"
+    [ "$unaimed" != 0 ] && grep -q 'Permission denied.*give --socket or --state-dir to go without it' "$work/unaimed" ||
+        fail "latchctl without --socket, the config closed: $(cat "$work/unaimed")"
+    echo "config closed, no socket named: $(cat "$work/unaimed")"
     grep -q '0.1.0' "$work/status" || fail "latchctl --socket printed no version"
     grep -q 'going by --socket' "$work/closed" || fail "the closed config is not told: $(cat "$work/closed")"
     echo "config closed, socket named: $(cat "$work/closed")"

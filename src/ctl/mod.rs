@@ -162,7 +162,8 @@ impl Cli {
     /// no file named, the system file only lends defaults: one this user
     /// may not read (0640 for latchd's group) or with a fault (an edit
     /// under way, which the running daemon refused) is passed over with a
-    /// warning instead of stopping a command the flags already aim.
+    /// warning instead of stopping a command the flags already aim; without
+    /// them, the refusal says they exist.
     fn config_read(&self) -> anyhow::Result<Config> {
         let located = Config::locate(self.config.clone());
         match Config::load(located.as_deref()) {
@@ -171,7 +172,9 @@ impl Cli {
                 let flag = match (&self.socket, &self.state_dir) {
                     (Some(_), _) => "--socket",
                     (None, Some(_)) => "--state-dir",
-                    (None, None) => return Err(e.into()),
+                    (None, None) => {
+                        return Err(anyhow::anyhow!("{e}; give --socket or --state-dir to go without it"));
+                    }
                 };
                 let first = e.to_string().lines().next().unwrap_or_default().to_string();
                 eprintln!("latchctl: warning: {first}; going by {flag}");
