@@ -48,8 +48,10 @@ pub mod telemetry;
 
 /// clap's answer to a command line it cannot parse, on one line: the
 /// reason, then the usage of the command meant (clap's own is 4 to 7
-/// lines). None for help and version output, which clap prints as is.
-pub fn usage_error(e: &clap::Error) -> Option<String> {
+/// lines), or for a word that is no subcommand, the subcommands there are
+/// (the usage would only say `<COMMAND>`). None for help and version
+/// output, which clap prints as is. `cli` is the command that was parsed.
+pub fn usage_error(e: &clap::Error, cli: &clap::Command) -> Option<String> {
     use clap::error::ErrorKind::{DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand, DisplayVersion};
     if matches!(e.kind(), DisplayHelp | DisplayHelpOnMissingArgumentOrSubcommand | DisplayVersion) {
         return None;
@@ -78,10 +80,31 @@ pub fn usage_error(e: &clap::Error) -> Option<String> {
         line.push_str("; ");
         line.push_str(tip);
     }
-    if let Some(usage) = usage {
-        line.push_str(&format!(" (usage: {usage})"));
+    let offered = usage.filter(|_| e.kind() == clap::error::ErrorKind::InvalidSubcommand).and_then(|u| {
+        let path: Vec<&str> = u.split(' ').take_while(|w| !w.starts_with(['[', '<'])).collect();
+        subcommands_of(cli, &path[1..]).map(|names| format!(" ({} takes: {names})", path.join(" ")))
+    });
+    match (offered, usage) {
+        (Some(offered), _) => line.push_str(&offered),
+        (None, Some(usage)) => line.push_str(&format!(" (usage: {usage})")),
+        (None, None) => {}
     }
     Some(line)
+}
+
+/// The subcommands of `cli`'s subcommand at `path`, comma-separated
+/// (`help` and hidden ones left out); None if `path` names none.
+fn subcommands_of(cli: &clap::Command, path: &[&str]) -> Option<String> {
+    let mut cmd = cli;
+    for word in path {
+        cmd = cmd.find_subcommand(word)?;
+    }
+    let names: Vec<&str> = cmd
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+        .map(|c| c.get_name())
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }
 
 /// An error and its causes on one line for a CLI, skipping a cause whose

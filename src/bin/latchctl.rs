@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
     // Security: files latchctl creates (a pre-migration backup, the WAL
@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     unsafe { libc::umask(0o077) };
     let cli = match latch::ctl::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => match latch::usage_error(&e) {
+        Err(e) => match latch::usage_error(&e, &latch::ctl::Cli::command()) {
             Some(line) => {
                 eprintln!("latchctl: {line}");
                 return ExitCode::from(2);

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use latch::config::Config;
 use latch::daemon::cli::{Cli, Command};
 
@@ -36,7 +36,7 @@ fn misused(e: clap::Error) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    match latch::usage_error(&e) {
+    match latch::usage_error(&e, &Cli::command()) {
         Some(line) => {
             eprintln!("latchd: {line}");
             ExitCode::from(2)

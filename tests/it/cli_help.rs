@@ -76,8 +76,8 @@ fn group_summaries_name_every_subcommand() {
 }
 
 /// A command line latchctl cannot parse is told on one line (the reason,
-/// clap's tip, the usage of the command meant), exit 2; help still prints
-/// whole, exit 0.
+/// clap's tip, the usage of the command meant or the subcommands it
+/// takes), exit 2; help still prints whole, exit 0.
 #[test]
 fn a_mistyped_command_line_is_told_in_one_line() {
     let cases = [
@@ -87,8 +87,12 @@ fn a_mistyped_command_line_is_told_in_one_line() {
         ),
         (
             "users lst",
-            "unrecognized subcommand 'lst'; a similar subcommand exists: 'list' (usage: latchctl users [OPTIONS] <COMMAND>)",
+            "unrecognized subcommand 'lst'; a similar subcommand exists: 'list' (latchctl users takes: add, \
+             import, list, show, disable, enable, unlock, reset-mfa, set-email, set-name, add-role, \
+             remove-role, delete)",
         ),
+        // No similar word: the words there are, not a bare `<COMMAND>`.
+        ("audit list", "unrecognized subcommand 'list' (latchctl audit takes: export, verify)"),
         ("keys list --for 1h", "unexpected argument '--for' found (usage: latchctl keys list [OPTIONS])"),
         (
             "audit export --format xml",
