@@ -498,6 +498,11 @@ pub async fn patch(
             let mfa = p.mfa.as_ref().map(|m| json!({ "totp": m.totp, "turned_off": applied.second_factor_off }));
             mails.enqueue(c, cap, &uid, &applied, now)?;
             let details = json!({ "status": p.status, "roles": p.roles, "unlock": p.unlock, "email_verified": p.email_verified, "email": email, "mfa": mfa, "name": p.name.is_some().then_some("changed") });
+            // A PATCH that asked for nothing, or only for the address the
+            // account has, changed nothing: a row saying so would be noise.
+            if details.as_object().is_some_and(|fields| fields.values().all(serde_json::Value::is_null)) {
+                return Ok(());
+            }
             let entry = Entry { action: "user_updated", actor_id: Some(&actor), subject_id: Some(&uid), client: Some(&client), details };
             audit::record(c, &entry)
         })

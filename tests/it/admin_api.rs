@@ -64,7 +64,7 @@ pub async fn send(
     req.send().await.unwrap()
 }
 
-async fn create_user(d: &Latchd, admin: &str, email: &str, roles: &[&str]) -> Value {
+pub async fn create_user(d: &Latchd, admin: &str, email: &str, roles: &[&str]) -> Value {
     let body = json!({"email": email, "password": PASSWORD, "roles": roles, "email_verified": true});
     let res = send(d, "POST", "/v1/admin/users", admin, Some(body)).await;
     assert_eq!(res.status(), 201);

@@ -2,7 +2,8 @@
 //! HMAC chain, a row edited with the `sqlite3` CLI named by `latchctl audit
 //! verify` and flagged by the daemon's periodic check, retention that
 //! shortens the chain without breaking it, rows from before the chain linked
-//! on upgrade, filtered pages, and exports streamed without buffering.
+//! on upgrade, filtered pages, exports streamed without buffering, and no
+//! row for a change that changed nothing.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::admin_api::{admin_daemon, ctl};
+use crate::admin_api::{admin_daemon, create_user, ctl, send};
 use crate::flows::metric;
 use crate::harness::{Latchd, assert_problem, fields_of, rss_kib};
 
@@ -362,4 +363,30 @@ async fn a_deleted_accounts_rows_are_found_by_its_address() {
     assert_eq!(none.status.code(), Some(1));
     let said = String::from_utf8_lossy(&none.stderr);
     assert!(said.contains("no such account, live or deleted, with this address"), "{said}");
+}
+
+/// A change that changes nothing (an empty PATCH, the address the account
+/// has, in any case) is answered as usual and leaves no `user_updated` row
+/// with nothing in it; a change beside it is audited as ever.
+#[tokio::test]
+async fn a_change_that_changes_nothing_leaves_no_audit_row() {
+    let (d, admin) = with_admin("").await;
+    let user = create_user(&d, &admin, "lee@example.test", &[]).await;
+    let path = format!("/v1/admin/users/{}", user["id"].as_str().unwrap());
+    let updates = || -> i64 {
+        let sql = "SELECT count(*) FROM audit_log WHERE action = 'user_updated'";
+        d.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    };
+    for body in [json!({}), json!({"email": "lee@example.test"}), json!({"email": "LEE@Example.test"})] {
+        let res = send(&d, "PATCH", &path, &admin, Some(body.clone())).await;
+        assert_eq!(res.status(), 200, "{body}");
+        assert_eq!(res.json::<Value>().await.unwrap()["email"], "lee@example.test", "{body}");
+    }
+    let out = ctl(&d, &["users", "set-email", "lee@example.test", "lee@example.test"], "");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(updates(), 0, "nothing changed, nothing audited");
+    let res =
+        send(&d, "PATCH", &path, &admin, Some(json!({"email": "lee@example.test", "name": "Lee"}))).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(updates(), 1, "the name changed");
 }
