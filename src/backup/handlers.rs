@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 
 use super::Deps;
 use crate::auth::Principal;
-use crate::http::{ApiError, Items, LiveConfig};
+use crate::http::{ApiError, Items, Kind, LiveConfig, ToProblem};
 use crate::store::StoreError;
 use crate::store::backup::{self, Listed, Taken};
 
@@ -15,8 +15,25 @@ type D = web::Data<Deps>;
     responses((status = 201, description = "Taken, checked and written; its path", body = TakenBody)))]
 pub async fn now(d: D, who: Principal, cfg: LiveConfig) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    let taken = d.take(&cfg).await?;
+    let taken = d.take(&cfg).await.map_err(BackupFailed)?;
     Ok(HttpResponse::Created().json(TakenBody::from(taken)))
+}
+
+/// A backup an admin asked for did not complete: they are told why (a
+/// full disk, a folder latchd may not write, a damaged database), as the
+/// log says, rather than "something went wrong".
+#[derive(Debug, thiserror::Error)]
+#[error("the backup failed: {0}")]
+struct BackupFailed(StoreError);
+
+impl ToProblem for BackupFailed {
+    fn kind(&self) -> Kind {
+        self.0.kind()
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(self.to_string())
+    }
 }
 
 #[utoipa::path(get, path = "/v1/admin/backups", tag = "admin", security(("bearer" = [])),

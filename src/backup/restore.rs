@@ -108,6 +108,9 @@ pub struct Restored {
     pub voided: Voided,
     /// Changes undone, listed because `--accept-rollback` was given.
     pub rolled_back: Vec<Tightening>,
+    /// The replaced database was there but could not be read (damaged, or
+    /// no database): the changes it holds after the backup are unknown.
+    pub replaced_unreadable: bool,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -148,15 +151,12 @@ pub fn restore(
         let mut conn = Connection::open(&staging)?;
         let key = crate::keys::load_existing(&conn, state.key_file())?;
         migrations::apply(&mut conn, backup_dir)?;
-        let replaced = open_replaced(&live);
-        let rolled_back = match &replaced {
-            Some(old) => tightenings_since(old, last_audit_id(&conn)?)?,
-            None => Vec::new(),
-        };
+        let later = later_changes(&live, last_audit_id(&conn)?);
+        let replaced_unreadable = later.is_none();
+        let rolled_back = later.unwrap_or_default();
         if !rolled_back.is_empty() && !accept_rollback {
             return Err(RestoreError::Rollback(rolled_back));
         }
-        drop(replaced);
         let voided = seal_restored(&conn, &live, &key, &inspected, rolled_back.len())?;
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
         drop(conn);
@@ -168,6 +168,7 @@ pub fn restore(
             replayed,
             voided,
             rolled_back,
+            replaced_unreadable,
         })
     })();
     if result.is_err() {
@@ -176,19 +177,20 @@ pub fn restore(
     result
 }
 
-/// The live database, its WAL folded in so the file alone is complete;
-/// `None` when there is none or it cannot be read (then nothing can be
-/// compared, and the operator is restoring because of exactly that).
-fn open_replaced(live: &Path) -> Option<Connection> {
+/// The tightening changes the live database logged after row `after`, its
+/// WAL folded in first so the file alone is complete; `None` when it is
+/// there but cannot be read (damaged, or no database at all: nothing can
+/// be compared, and the operator is restoring because of exactly that).
+fn later_changes(live: &Path, after: i64) -> Option<Vec<Tightening>> {
     if !live.exists() {
-        return None;
+        return Some(Vec::new());
     }
-    let conn = Connection::open(live).ok()?;
-    let readable = conn
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-        .and_then(|()| conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get::<_, i64>(0)));
-    match readable {
-        Ok(_) => Some(conn),
+    let read = Connection::open(live).map_err(RestoreError::from).and_then(|conn| {
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        tightenings_since(&conn, after)
+    });
+    match read {
+        Ok(found) => Some(found),
         Err(e) => {
             tracing::warn!(error = %e, "the replaced database cannot be read; nothing to compare");
             None

@@ -163,10 +163,18 @@ fn human_restored(from: &str, r: &Value) -> String {
     let kept = r["replaced_kept_at"]
         .as_str()
         .map_or_else(String::new, |p| format!("; replaced database kept at {p}"));
-    let undone = r["rolled_back"].as_array().map_or(0, Vec::len);
+    let undone = match r["replaced_unreadable"] == true {
+        // Not "0 undone": whatever it held after the backup is unknown.
+        true => "the replaced database could not be read, so changes it held after the backup are not \
+                 listed"
+            .to_string(),
+        false => {
+            format!("{} later security change(s) undone", r["rolled_back"].as_array().map_or(0, Vec::len))
+        }
+    };
     let through = r["replayed"]["through"].as_str().map_or_else(String::new, |t| format!(" as of {t}"));
     format!(
-        "restored {from}{through} ({} users) into {}{kept}\nvoided {} sessions, {} refresh tokens, {} one-time tokens, {} queued emails; {undone} later security change(s) undone",
+        "restored {from}{through} ({} users) into {}{kept}\nvoided {} sessions, {} refresh tokens, {} one-time tokens, {} queued emails; {undone}",
         r["backup"]["users"],
         r["database"].as_str().unwrap_or("?"),
         v["sessions"],

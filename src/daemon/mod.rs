@@ -83,9 +83,30 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     for caution in cfg.cautions() {
         tracing::warn!("{caution}");
     }
-    let (mut d, mut running) = start(cfg, metrics).await?;
+    let (db, archived) = (cfg.database_path(), cfg.backup.wal_archive);
+    let (mut d, mut running) = start(cfg, metrics).await.map_err(|e| with_the_way_out(e, &db, archived))?;
     let ended_early = serve_until_stopped(&mut d, &mut running, &mut signals).await?;
     stop(d, running, ended_early).await
+}
+
+/// A database SQLite finds damaged is not served: the start ends naming
+/// the file and the restore that mends it (which keeps the damaged file
+/// beside it as `latch.db.replaced-<time>`).
+fn with_the_way_out(e: anyhow::Error, db: &std::path::Path, archived: bool) -> anyhow::Error {
+    if !crate::store::is_damaged(&e) {
+        return e;
+    }
+    let restore = match archived {
+        true => {
+            "`latchctl backup restore --to-time 0s` rebuilds it from the WAL archive up to its last \
+                 commit, or `latchctl backup restore FILE` from a backup"
+        }
+        false => "`latchctl backup restore FILE` puts a backup in its place",
+    };
+    let db = db.display();
+    e.context(format!(
+        "{db} is damaged; `latchctl db check` shows where; {restore} (the damaged file is kept)"
+    ))
 }
 
 /// Loads the audit chain's key before anything can write an audit row, and

@@ -35,8 +35,14 @@ pub enum BackupError {
     Io { path: String, source: std::io::Error },
     #[error("{path}: the copy did not complete ({step})")]
     Incomplete { path: String, step: String },
-    #[error("{path}: integrity check failed: {findings}")]
-    Corrupt { path: String, findings: String },
+    /// A copy holds the live file's pages as they are: the live database
+    /// itself is damaged, and every backup from now on would be too.
+    #[error(
+        "{live} is damaged: this backup's copy of it fails SQLite's integrity check ({findings}); the \
+         backups before it are kept: stop latchd and restore (`latchctl backup list`, `latchctl backup \
+         restore`)"
+    )]
+    LiveDamaged { live: String, findings: String },
     #[error("{path}: not a latch backup (latch writes zstd-compressed SQLite files: *.db.zst)")]
     NotABackup { path: String },
     #[error("{path}: damaged, it does not decompress: {source}")]
@@ -45,6 +51,17 @@ pub enum BackupError {
 
 fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> BackupError + '_ {
     move |source| BackupError::Sqlite { path: path.display().to_string(), source }
+}
+
+/// An error in the fresh copy of `live` at `raw`: SQLite finding the copy
+/// damaged finds the live file damaged, whose pages it holds as they are.
+fn in_copy_of<'a>(live: &'a str, raw: &'a Path) -> impl Fn(rusqlite::Error) -> BackupError + 'a {
+    move |source| match source.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            BackupError::LiveDamaged { live: live.to_string(), findings: source.to_string() }
+        }
+        _ => sqlite_err(raw)(source),
+    }
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BackupError + '_ {
@@ -84,20 +101,19 @@ pub fn take(src: &Connection, dir: &Path, prefix: &str) -> Result<Taken, BackupE
     let now = OffsetDateTime::now_utc();
     let dest = dir.join(format!("{prefix}{}{SUFFIX}", stamp(now)));
     let raw = dest.with_file_name(format!(".{}.raw", file_name(&dest)));
+    let live = src.path().map_or_else(|| "the database".to_string(), str::to_string);
     let taken = (|| {
         copy_raw(src, &raw)?;
-        let conn = Connection::open(&raw).map_err(sqlite_err(&raw))?;
+        let in_copy = in_copy_of(&live, &raw);
+        let conn = Connection::open(&raw).map_err(&in_copy)?;
         conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
             (TAKEN_AT_KEY, now.unix_timestamp().to_string()),
         )
-        .map_err(sqlite_err(&raw))?;
-        let findings = integrity(&conn).map_err(sqlite_err(&raw))?;
+        .map_err(&in_copy)?;
+        let findings = integrity(&conn).map_err(&in_copy)?;
         if findings != ["ok"] {
-            return Err(BackupError::Corrupt {
-                path: raw.display().to_string(),
-                findings: findings.join("; "),
-            });
+            return Err(BackupError::LiveDamaged { live: live.clone(), findings: findings.join("; ") });
         }
         drop(conn);
         let size_bytes = compress(&raw, &dest)?;

@@ -78,6 +78,19 @@ impl StoreError {
     }
 }
 
+/// True when `e` or one of its causes is SQLite finding the database file
+/// damaged, or no database at all: no retry mends that, a restore does.
+pub fn is_damaged(e: &anyhow::Error) -> bool {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    e.chain().any(|cause| {
+        let code = match cause.downcast_ref::<StoreError>() {
+            Some(StoreError::Commit(e)) => e.sqlite_error_code(),
+            _ => cause.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code),
+        };
+        matches!(code, Some(DatabaseCorrupt | NotADatabase))
+    })
+}
+
 /// `Connection::execute` through the statement cache: hot-path writes run
 /// the same few statements thousands of times a second, and preparing one
 /// costs more than running it.

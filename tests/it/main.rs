@@ -22,6 +22,7 @@ mod connections;
 mod crash;
 mod ctl_input;
 mod ctl_stdout;
+mod damage;
 mod defense;
 mod disk;
 mod flows;

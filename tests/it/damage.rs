@@ -1,0 +1,111 @@
+//! A damaged database file as an operator meets it (a failing disk, a
+//! file written over by something else): latchd will not start on it and
+//! says which file and which restore mends it; a backup of it fails saying
+//! the live file is damaged; the restore it names brings every account
+//! back and says what it could not compare.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::admin_api::admin_daemon;
+use crate::admin_cli::latchctl_on;
+use crate::flows::{PASSWORD, login};
+use crate::harness::Latchd;
+
+/// A database SQLite finds damaged is not served: latchd's start ends
+/// naming the file and the restore that mends it, and that restore (the
+/// WAL archive up to its last commit) brings every account back, saying
+/// it could not list what the damaged file held rather than "0 changes
+/// undone". Both kinds: a damaged schema page, and no database at all.
+#[tokio::test]
+async fn a_damaged_database_is_refused_at_start_and_mended_by_the_restore_it_names() {
+    let (d, _) = admin_daemon("", &[]).await;
+    let (state, db) = (d.state_dir(), d.state_dir().join("latch.db"));
+    let page: i64 = d.db().query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    let mut dir = d.stop_keep_dir();
+    // The schema's page past the file header, then the header itself.
+    let damages =
+        [(100, vec![0xff; page as usize - 100]), (0, b"no SQLite database, a note saved over it".to_vec())];
+    for (at, bytes) in damages {
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+            file.seek(SeekFrom::Start(at)).unwrap();
+            file.write_all(&bytes).unwrap();
+        }
+        let said = failed_start(dir.path());
+        let way_out = format!(
+            "latchd: {} is damaged; `latchctl db check` shows where; `latchctl backup restore --to-time \
+             0s` rebuilds it from the WAL archive up to its last commit",
+            db.display()
+        );
+        assert!(said.lines().last().unwrap_or_default().starts_with(&way_out), "at {at}: {said}");
+        assert!(!latchctl_on(&state, &["db", "check"]).status.success(), "db check finds it");
+        let restored = latchctl_on(&state, &["backup", "restore", "--to-time", "0s"]);
+        let told = String::from_utf8_lossy(&restored.stdout);
+        let unknown =
+            "the replaced database could not be read, so changes it held after the backup are not listed";
+        assert!(restored.status.success() && told.trim_end().ends_with(unknown), "at {at}: {restored:?}");
+        let d = Latchd::start_in(dir).await;
+        login(&d, "root@example.test", PASSWORD).await;
+        dir = d.stop_keep_dir();
+    }
+}
+
+/// `latchd serve` in `dir`, which must end (within 20 s) with exit 1: its
+/// standard error.
+fn failed_start(dir: &Path) -> String {
+    let config = dir.join("latch.toml");
+    let mut child = std::process::Command::new(crate::harness::LATCHD)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("latchd started on the damaged database");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    said
+}
+
+/// Damage the start does not touch (a table's page) is found by the next
+/// backup, whose copy holds the same pages: it fails naming the live
+/// database as damaged, not its own temporary copy, and the backups
+/// before it stay.
+#[tokio::test]
+async fn a_backup_of_a_damaged_database_says_the_live_file_is_damaged() {
+    let (d, _) = admin_daemon("", &[]).await;
+    let (state, db) = (d.state_dir(), d.state_dir().join("latch.db"));
+    assert!(latchctl_on(&state, &["backup", "now"]).status.success());
+    let sql =
+        "SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master WHERE name = 'users'";
+    let (root, page): (i64, i64) = d.db().query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let dir = d.stop_keep_dir();
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        file.seek(SeekFrom::Start(((root - 1) * page) as u64)).unwrap();
+        file.write_all(&vec![0xff; page as usize]).unwrap();
+    }
+    let _d = Latchd::start_in(dir).await;
+    let out = latchctl_on(&state, &["backup", "now"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    let damaged =
+        format!("{} is damaged: this backup's copy of it fails SQLite's integrity check", db.display());
+    assert!(!out.status.success() && said.contains(&damaged), "{said}");
+    let listed = latchctl_on(&state, &["--json", "backup", "list"]);
+    let backups: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(backups.as_array().map(Vec::len), Some(1), "the earlier one stays: {backups}");
+}
