@@ -76,6 +76,9 @@ impl<T: DeserializeOwned + ToSchema + 'static> FromRequest for ApiJson<T> {
 /// JSON object: serde would also read an array as a struct's fields in
 /// order, so `["a@b.example", "pw", null]` registered an account.
 pub fn parse<T: DeserializeOwned + ToSchema>(bytes: &[u8]) -> Result<T, ApiError> {
+    // A byte-order mark, which Windows PowerShell 5.1 and .NET writers
+    // put before UTF-8 text; RFC 8259 §8.1 lets a parser pass over it.
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(Problem::invalid_field("body", "must be a JSON object").into());
@@ -281,6 +284,8 @@ mod tests {
         assert_eq!(field_of(r#"{"email":5,"password":"x"}"#), "email");
         assert_eq!(field_of(r#"{"email":"#), "body");
         assert!(parse::<Login>(br#"{"email":"a","password":"b"}"#).is_ok());
+        assert!(parse::<Login>(b"\xef\xbb\xbf{\"email\":\"a\",\"password\":\"b\"}").is_ok(), "after a BOM");
+        assert_eq!(field_of("\u{feff}\u{feff}{}"), "body", "one BOM, not any number");
     }
 
     #[test]
