@@ -171,7 +171,10 @@ grep -q '^access_ttl = "10m"' /etc/latch/latch.toml || fail "the edited conffile
 start_daemon
 check_running_install
 stop_daemon
-warned=$(grep -c 'the pages are off' "$work/latchd.log" || true)
+# Counted at the start only: check_running_install closes and reopens the
+# conffile, and the daemon's watch may answer that with a reload, which
+# rightly warns again.
+warned=$(grep 'the pages are off' "$work/latchd.log" | grep -vc 'latch::daemon::reload' || true)
 [ "$warned" = 1 ] || { cat "$work/latchd.log"; fail "the config's warning was logged $warned times, not once"; }
 echo "the edited config's warning: logged once"
 
