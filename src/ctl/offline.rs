@@ -61,8 +61,12 @@ pub fn db_check(t: &Target, json: bool) -> anyhow::Result<bool> {
         say!("{}", serde_json::to_string(&report)?);
     } else {
         say!("integrity     {}", report.integrity.join("; "));
-        say!("foreign keys  {} violation(s)", report.foreign_key_violations);
-        say!("schema        {} (this latchctl knows {})", report.schema_version, report.known_version);
+        let (Some(violations), Some(schema)) = (report.foreign_key_violations, report.schema_version) else {
+            say!("(SQLite could check nothing else: restore the database, see `latchctl backup list`)");
+            return Ok(false);
+        };
+        say!("foreign keys  {violations} violation(s)");
+        say!("schema        {schema} (this latchctl knows {})", report.known_version);
         if let Some(e) = &report.migration_error {
             say!("migrations    {e}");
         }

@@ -56,11 +56,9 @@ fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> BackupError + '_ {
 /// An error in the fresh copy of `live` at `raw`: SQLite finding the copy
 /// damaged finds the live file damaged, whose pages it holds as they are.
 fn in_copy_of<'a>(live: &'a str, raw: &'a Path) -> impl Fn(rusqlite::Error) -> BackupError + 'a {
-    move |source| match source.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
-            BackupError::LiveDamaged { live: live.to_string(), findings: source.to_string() }
-        }
-        _ => sqlite_err(raw)(source),
+    move |source| match super::is_damage(&source) {
+        true => BackupError::LiveDamaged { live: live.to_string(), findings: source.to_string() },
+        false => sqlite_err(raw)(source),
     }
 }
 

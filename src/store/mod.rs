@@ -78,16 +78,18 @@ impl StoreError {
     }
 }
 
-/// True when `e` or one of its causes is SQLite finding the database file
-/// damaged, or no database at all: no retry mends that, a restore does.
-pub fn is_damaged(e: &anyhow::Error) -> bool {
+/// True when `e` is SQLite finding the database file damaged, or no
+/// database at all: no retry mends that, a restore does.
+pub fn is_damage(e: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
-    e.chain().any(|cause| {
-        let code = match cause.downcast_ref::<StoreError>() {
-            Some(StoreError::Commit(e)) => e.sqlite_error_code(),
-            _ => cause.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code),
-        };
-        matches!(code, Some(DatabaseCorrupt | NotADatabase))
+    matches!(e.sqlite_error_code(), Some(DatabaseCorrupt | NotADatabase))
+}
+
+/// `is_damage` of `e` or any of its causes.
+pub fn is_damaged(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| match cause.downcast_ref::<StoreError>() {
+        Some(StoreError::Commit(e)) => is_damage(e),
+        _ => cause.downcast_ref::<rusqlite::Error>().is_some_and(is_damage),
     })
 }
 

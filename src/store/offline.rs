@@ -13,8 +13,10 @@ use super::migrations::{self, MIGRATIONS};
 pub struct CheckReport {
     /// `["ok"]` when SQLite's integrity check passes, else its findings.
     pub integrity: Vec<String>,
-    pub foreign_key_violations: usize,
-    pub schema_version: i64,
+    /// `None` (like `schema_version`) when the damage kept SQLite from
+    /// checking at all (the file's header, the schema's page).
+    pub foreign_key_violations: Option<usize>,
+    pub schema_version: Option<i64>,
     /// The newest schema this binary knows.
     pub known_version: i64,
     /// `None` when every applied migration matches this binary.
@@ -23,16 +25,30 @@ pub struct CheckReport {
 
 impl CheckReport {
     pub fn is_healthy(&self) -> bool {
-        self.integrity == ["ok"] && self.foreign_key_violations == 0 && self.migration_error.is_none()
+        self.integrity == ["ok"] && self.foreign_key_violations == Some(0) && self.migration_error.is_none()
     }
 }
 
 /// Checks integrity, foreign keys and migration checksums, read-only.
 pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
+    let known_version = MIGRATIONS.last().map_or(0, |m| m.version);
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let integrity: Vec<String> = {
-        let mut stmt = conn.prepare("PRAGMA integrity_check")?;
-        stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+    let integrity = match super::backup::integrity(&conn) {
+        Ok(found) => found,
+        // Damage met before any check could run is the finding, not a
+        // failure of the check.
+        Err(e) if super::is_damage(&e) => {
+            let (integrity, migration_error) = (vec![e.to_string()], None);
+            let (foreign_key_violations, schema_version) = (None, None);
+            return Ok(CheckReport {
+                integrity,
+                foreign_key_violations,
+                schema_version,
+                known_version,
+                migration_error,
+            });
+        }
+        Err(e) => return Err(e.into()),
     };
     let foreign_key_violations = {
         let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
@@ -44,9 +60,9 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
     };
     Ok(CheckReport {
         integrity,
-        foreign_key_violations,
-        schema_version,
-        known_version: MIGRATIONS.last().map_or(0, |m| m.version),
+        foreign_key_violations: Some(foreign_key_violations),
+        schema_version: Some(schema_version),
+        known_version,
         migration_error,
     })
 }
