@@ -29,12 +29,7 @@ async fn a_damaged_database_is_refused_at_start_and_mended_by_the_restore_it_nam
     let damages =
         [(100, vec![0xff; page as usize - 100]), (0, b"no SQLite database, a note saved over it".to_vec())];
     for (at, bytes) in damages {
-        {
-            use std::io::{Seek, SeekFrom, Write};
-            let mut file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
-            file.seek(SeekFrom::Start(at)).unwrap();
-            file.write_all(&bytes).unwrap();
-        }
+        write_over(&db, at, &bytes);
         let said = failed_start(dir.path());
         let way_out = format!(
             "latchd: {} is damaged; `latchctl db check` shows where; `latchctl backup restore --to-time \
@@ -55,6 +50,15 @@ async fn a_damaged_database_is_refused_at_start_and_mended_by_the_restore_it_nam
         login(&d, "root@example.test", PASSWORD).await;
         dir = d.stop_keep_dir();
     }
+}
+
+/// Writes `bytes` over the file at `db` from byte `at`, as a failing disk
+/// or a stray program would.
+fn write_over(db: &Path, at: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.write_all(bytes).unwrap();
 }
 
 /// `latchd serve` in `dir`, which must end (within 20 s) with exit 1: its
@@ -96,12 +100,7 @@ async fn a_backup_of_a_damaged_database_says_the_live_file_is_damaged() {
         "SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master WHERE name = 'users'";
     let (root, page): (i64, i64) = d.db().query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     let dir = d.stop_keep_dir();
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
-        file.seek(SeekFrom::Start(((root - 1) * page) as u64)).unwrap();
-        file.write_all(&vec![0xff; page as usize]).unwrap();
-    }
+    write_over(&db, ((root - 1) * page) as u64, &vec![0xff; page as usize]);
     let _d = Latchd::start_in(dir).await;
     let out = latchctl_on(&state, &["backup", "now"]);
     let said = String::from_utf8_lossy(&out.stderr);
