@@ -46,8 +46,8 @@ const TIGHTENING: &[&str] = &[
 pub enum RestoreError {
     #[error(transparent)]
     Backup(#[from] BackupError),
-    #[error("{file} is damaged: {findings}; nothing was changed")]
-    Damaged { file: String, findings: String },
+    #[error("{file} is damaged: {findings}; nothing was changed{instead}")]
+    Damaged { file: String, findings: String, instead: &'static str },
     #[error("{0}; nothing was changed")]
     Key(#[from] crate::keys::KeyError),
     #[error(
@@ -146,7 +146,15 @@ pub fn restore(
         let inspected = backup::inspect(&staging)?;
         if !inspected.is_ok() {
             let findings = inspected.integrity.join("; ");
-            return Err(RestoreError::Damaged { file: shown, findings });
+            // A generation copies the database as it is when it begins,
+            // damage and all: an older one, or a backup, may be whole.
+            let instead = match replayed {
+                Some(_) => {
+                    " (a restore to an earlier --to-time, in an older generation, or from a backup may be whole)"
+                }
+                None => "",
+            };
+            return Err(RestoreError::Damaged { file: shown, findings, instead });
         }
         let mut conn = Connection::open(&staging)?;
         let key = crate::keys::load_existing(&conn, state.key_file())?;

@@ -136,7 +136,12 @@ pub fn verify(file: &Path, scratch: &Path) -> Result<Inspected, BackupError> {
 pub fn inspect(path: &Path) -> Result<Inspected, BackupError> {
     let conn =
         Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite_err(path))?;
-    let integrity = integrity(&conn).map_err(sqlite_err(path))?;
+    let integrity = match integrity(&conn) {
+        Ok(found) => found,
+        // Damage met before the check could run is its finding.
+        Err(e) if super::is_damage(&e) => vec![e.to_string()],
+        Err(e) => return Err(sqlite_err(path)(e)),
+    };
     if integrity != ["ok"] {
         return Ok(Inspected { integrity, schema_version: 0, users: 0, taken_at: None });
     }

@@ -90,7 +90,8 @@ fn failed_start(dir: &Path) -> String {
 /// Damage the start does not touch (a table's page) is found by the next
 /// backup, whose copy holds the same pages: it fails naming the live
 /// database as damaged, not its own temporary copy, and the backups
-/// before it stay.
+/// before it stay. A restore into the WAL archive's generation that began
+/// on the damaged file says what may be whole instead.
 #[tokio::test]
 async fn a_backup_of_a_damaged_database_says_the_live_file_is_damaged() {
     let (d, _) = admin_daemon("", &[]).await;
@@ -101,7 +102,7 @@ async fn a_backup_of_a_damaged_database_says_the_live_file_is_damaged() {
     let (root, page): (i64, i64) = d.db().query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     let dir = d.stop_keep_dir();
     write_over(&db, ((root - 1) * page) as u64, &vec![0xff; page as usize]);
-    let _d = Latchd::start_in(dir).await;
+    let d = Latchd::start_in(dir).await;
     let out = latchctl_on(&state, &["backup", "now"]);
     let said = String::from_utf8_lossy(&out.stderr);
     let damaged =
@@ -110,4 +111,12 @@ async fn a_backup_of_a_damaged_database_says_the_live_file_is_damaged() {
     let listed = latchctl_on(&state, &["--json", "backup", "list"]);
     let backups: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(backups.as_array().map(Vec::len), Some(1), "the earlier one stays: {backups}");
+    // The WAL archive's generation begun at that start copied the damage:
+    // restoring into it is refused, pointing to what may be whole.
+    let _dir = d.stop_keep_dir();
+    let refused = latchctl_on(&state, &["backup", "restore", "--to-time", "0s"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    let instead = "; nothing was changed (a restore to an earlier --to-time, in an older generation, or from a \
+                   backup may be whole)";
+    assert!(!refused.status.success() && said.trim_end().ends_with(instead), "{said}");
 }
