@@ -109,9 +109,12 @@ pub fn take(src: &Connection, dir: &Path, prefix: &str) -> Result<Taken, BackupE
             (TAKEN_AT_KEY, now.unix_timestamp().to_string()),
         )
         .map_err(&in_copy)?;
-        let findings = integrity(&conn).map_err(&in_copy)?;
-        if findings != ["ok"] {
-            return Err(BackupError::LiveDamaged { live: live.clone(), findings: findings.join("; ") });
+        let checked = integrity(&conn).map_err(&in_copy)?;
+        if checked.findings != ["ok"] {
+            return Err(BackupError::LiveDamaged {
+                live: live.clone(),
+                findings: checked.findings.join("; "),
+            });
         }
         drop(conn);
         let size_bytes = compress(&raw, &dest)?;
@@ -136,12 +139,7 @@ pub fn verify(file: &Path, scratch: &Path) -> Result<Inspected, BackupError> {
 pub fn inspect(path: &Path) -> Result<Inspected, BackupError> {
     let conn =
         Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite_err(path))?;
-    let integrity = match integrity(&conn) {
-        Ok(found) => found,
-        // Damage met before the check could run is its finding.
-        Err(e) if super::is_damage(&e) => vec![e.to_string()],
-        Err(e) => return Err(sqlite_err(path)(e)),
-    };
+    let integrity = integrity(&conn).map_err(sqlite_err(path))?.findings;
     if integrity != ["ok"] {
         return Ok(Inspected { integrity, schema_version: 0, users: 0, taken_at: None });
     }
@@ -160,10 +158,28 @@ pub fn inspect(path: &Path) -> Result<Inspected, BackupError> {
     })
 }
 
-/// SQLite's own check of every page and index: `["ok"]` or its findings.
-pub fn integrity(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare("PRAGMA integrity_check")?;
-    stmt.query_map([], |r| r.get(0))?.collect()
+/// What SQLite's own check of every page and index found.
+pub struct Integrity {
+    /// `["ok"]` when the file is whole, else the findings.
+    pub findings: Vec<String>,
+    /// False when damage (the file's header, the schema's page) kept the
+    /// check from running; `findings` then holds what SQLite met instead.
+    pub ran: bool,
+}
+
+/// Runs `PRAGMA integrity_check`. Damage met before the check can run is
+/// its finding, not a failure: every caller is asking whether the file is
+/// whole, and that is the answer.
+pub fn integrity(conn: &Connection) -> rusqlite::Result<Integrity> {
+    let check = || -> rusqlite::Result<Vec<String>> {
+        let mut stmt = conn.prepare("PRAGMA integrity_check")?;
+        stmt.query_map([], |r| r.get(0))?.collect()
+    };
+    match check() {
+        Ok(findings) => Ok(Integrity { findings, ran: true }),
+        Err(e) if super::is_damage(&e) => Ok(Integrity { findings: vec![e.to_string()], ran: false }),
+        Err(e) => Err(e),
+    }
 }
 
 /// One entry of `backup list`.

@@ -33,23 +33,18 @@ impl CheckReport {
 pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
     let known_version = MIGRATIONS.last().map_or(0, |m| m.version);
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let integrity = match super::backup::integrity(&conn) {
-        Ok(found) => found,
-        // Damage met before any check could run is the finding, not a
-        // failure of the check.
-        Err(e) if super::is_damage(&e) => {
-            let (integrity, migration_error) = (vec![e.to_string()], None);
-            let (foreign_key_violations, schema_version) = (None, None);
-            return Ok(CheckReport {
-                integrity,
-                foreign_key_violations,
-                schema_version,
-                known_version,
-                migration_error,
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let super::backup::Integrity { findings: integrity, ran } = super::backup::integrity(&conn)?;
+    if !ran {
+        // What lies past the damage is unknown, not zero.
+        let (foreign_key_violations, schema_version, migration_error) = (None, None, None);
+        return Ok(CheckReport {
+            integrity,
+            foreign_key_violations,
+            schema_version,
+            known_version,
+            migration_error,
+        });
+    }
     let foreign_key_violations = {
         let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
         stmt.query_map([], |_| Ok(()))?.count()
