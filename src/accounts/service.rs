@@ -179,8 +179,11 @@ pub async fn rename(
     let (uid, stored, client) = (user.user_id.clone(), name.clone(), client.clone());
     store
         .write(move |c| {
-            set_name(c, &uid, stored.as_deref(), crate::clock::now_unix())?;
-            audit::record(c, &Entry::by_user("name_changed", &uid, &client))
+            // The same name again changes nothing, so it is no event.
+            match set_name(c, &uid, stored.as_deref(), crate::clock::now_unix())? {
+                true => audit::record(c, &Entry::by_user("name_changed", &uid, &client)),
+                false => Ok(()),
+            }
         })
         .await?;
     Ok(Me { name, ..Me::of(&user.facts) })

@@ -123,10 +123,11 @@ pub fn void_email_change(c: &Connection, user_id: &str, now: i64) -> Result<usiz
 }
 
 /// Gives the user another display name (`None`: none), already cleaned
-/// by `display_text`.
-pub fn set_name(c: &Connection, user_id: &str, name: Option<&str>, now: i64) -> Result<(), StoreError> {
-    exec(c, "UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1", params![user_id, name, now])?;
-    Ok(())
+/// by `display_text`; returns whether it was another one (only then does
+/// `updated_at` move).
+pub fn set_name(c: &Connection, user_id: &str, name: Option<&str>, now: i64) -> Result<bool, StoreError> {
+    let sql = "UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1 AND name IS NOT ?2";
+    Ok(exec(c, sql, params![user_id, name, now])? > 0)
 }
 
 /// The user's live pending change of address: where a confirmed link

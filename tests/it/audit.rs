@@ -389,4 +389,23 @@ async fn a_change_that_changes_nothing_leaves_no_audit_row() {
         send(&d, "PATCH", &path, &admin, Some(json!({"email": "lee@example.test", "name": "Lee"}))).await;
     assert_eq!(res.status(), 200);
     assert_eq!(updates(), 1, "the name changed");
+
+    // The person's own PATCH of the name they already have, spaces and all.
+    let access = crate::flows::login(&d, "lee@example.test", crate::flows::PASSWORD).await;
+    let rename = |name: &str| {
+        let url = d.https_url("/v1/auth/me");
+        d.client()
+            .patch(url)
+            .bearer_auth(access["access_token"].as_str().unwrap())
+            .json(&json!({"name": name}))
+    };
+    let renames = || -> i64 {
+        let sql = "SELECT count(*) FROM audit_log WHERE action = 'name_changed'";
+        d.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    };
+    for (name, audited) in [(" Lee ", 0), ("Lee Park", 1), ("Lee Park", 1)] {
+        let res = rename(name).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{name}");
+        assert_eq!(renames(), audited, "after renaming to {name:?}");
+    }
 }
