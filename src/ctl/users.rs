@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -138,6 +138,36 @@ pub enum UsersCmd {
         #[arg(value_parser = super::named)]
         user: String,
     },
+}
+
+impl UsersCmd {
+    /// The account the command names, as typed (an id or an address).
+    fn account(&self) -> Option<&str> {
+        match self {
+            Self::Show { user }
+            | Self::Disable { user }
+            | Self::Enable { user }
+            | Self::Unlock { user }
+            | Self::ResetMfa { user }
+            | Self::Delete { user }
+            | Self::SetEmail { user, .. }
+            | Self::SetName { user, .. }
+            | Self::AddRole { user, .. }
+            | Self::RemoveRole { user, .. } => Some(user),
+            Self::Add { .. } | Self::Import { .. } | Self::List { .. } => None,
+        }
+    }
+}
+
+/// The API's "no such user" for an id the operator typed, said with that
+/// id (as an address that names nobody is).
+fn naming_the_id(user: &str, e: anyhow::Error) -> anyhow::Error {
+    let no_such = matches!(e.downcast_ref::<super::client::ClientError>(),
+        Some(super::client::ClientError::Problem { status: 404, detail, .. }) if detail == "no such user");
+    match no_such && !user.contains('@') {
+        true => anyhow!("no user with id {}", super::printable(user, false)),
+        false => e,
+    }
 }
 
 #[derive(Subcommand)]
@@ -310,6 +340,13 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 pub fn users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result<bool> {
+    run_users(client, cmd, json).map_err(|e| match cmd.account() {
+        Some(user) => naming_the_id(user, e),
+        None => e,
+    })
+}
+
+fn run_users(client: &AdminClient, cmd: &UsersCmd, json: bool) -> anyhow::Result<bool> {
     let patch = |user: &str, body: Value| -> anyhow::Result<Value> {
         let id = user_id(client, user)?;
         Ok(client.request("PATCH", &user_path(&id), Some(&body))?)
@@ -460,7 +497,7 @@ pub fn sessions(client: &AdminClient, cmd: &SessionsCmd, json: bool) -> anyhow::
                     // an account without sessions (an address was looked
                     // up already).
                     if !u.contains('@') {
-                        client.get(&user_path(&id))?;
+                        client.get(&user_path(&id)).map_err(|e| naming_the_id(u, e.into()))?;
                     }
                     format!("/v1/admin/sessions?user_id={}", encode(&id))
                 }

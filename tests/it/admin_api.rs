@@ -525,7 +525,7 @@ async fn lists_cut_at_a_thousand_say_how_many_there_are() {
     );
     let out = ctl(&d, &["sessions", "list", "--user", "no-such-id"], "");
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && said.trim_end() == "latchctl: no such user", "{said}");
+    assert!(!out.status.success() && said.trim_end() == "latchctl: no user with id no-such-id", "{said}");
     // A day of mail to an address whose server refuses it, given up on.
     db.execute(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1001)
