@@ -6,6 +6,7 @@
 pub mod archive_layout;
 pub mod backup;
 mod changes;
+mod damage;
 mod file;
 pub mod fold;
 pub(crate) mod migrations;
@@ -23,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use backup::BackupError;
 pub use changes::{Listener, RowAction, RowChange};
+pub use damage::{is_damage, is_damaged};
 pub use file::{DatabaseFile, FileReader};
 pub use migrations::MigrationError;
 pub use writer::{BetweenBatches, Checkpointed, last_commit_unix_ms, truncate_checkpoint};
@@ -78,21 +80,6 @@ impl StoreError {
     }
 }
 
-/// True when `e` is SQLite finding the database file damaged, or no
-/// database at all: no retry mends that, a restore does.
-pub fn is_damage(e: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
-    matches!(e.sqlite_error_code(), Some(DatabaseCorrupt | NotADatabase))
-}
-
-/// `is_damage` of `e` or any of its causes.
-pub fn is_damaged(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| match cause.downcast_ref::<StoreError>() {
-        Some(StoreError::Commit(e)) => is_damage(e),
-        _ => cause.downcast_ref::<rusqlite::Error>().is_some_and(is_damage),
-    })
-}
-
 /// `Connection::execute` through the statement cache: hot-path writes run
 /// the same few statements thousands of times a second, and preparing one
 /// costs more than running it.
@@ -124,6 +111,7 @@ struct Inner {
     readers: Readers,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     feed: Arc<changes::Feed>,
+    damage: damage::DamageWatch,
     /// Last: closed after the connections (see `file.rs`).
     file: DatabaseFile,
 }
@@ -187,6 +175,7 @@ impl Store {
                 readers,
                 writer_thread: Mutex::new(Some(thread)),
                 feed,
+                damage: damage::DamageWatch::new(),
                 file,
             }),
         })
@@ -222,7 +211,9 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn writer::WriteJob> = Box::new(writer::Job { f, reply, company_wait: wait });
         self.inner.writer.send(writer::Msg::Job(job)).await.map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+        let out = answer.await.unwrap_or(Err(StoreError::WriterGone));
+        self.inner.damage.notice(&self.inner.path, &out);
+        out
     }
 
     /// Runs `f` on a pooled read-only connection, in one read transaction so
@@ -256,6 +247,7 @@ impl Store {
         }
         metrics::histogram!("latch_db_query_duration_seconds", "op" => "read")
             .record(started.elapsed().as_secs_f64());
+        self.inner.damage.notice(&self.inner.path, &out);
         out
     }
 

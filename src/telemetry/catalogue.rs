@@ -53,6 +53,10 @@ pub fn describe() {
         "latch_audit_chain_ok",
         "1 when the last walk of the audit log's HMAC chain found it intact, 0 when a row was changed outside latch."
     );
+    describe_gauge!(
+        "latch_db_damaged",
+        "1 once SQLite met damage in the database file while serving (until a start on a whole file), else 0."
+    );
     describe_gauge!("latch_build_info", "Always 1; the version label names the running latchd.");
     describe_gauge!("latch_sessions_active", "Sessions neither revoked nor past their maximum age.");
     describe_counter!(

@@ -1,13 +1,14 @@
 //! A damaged database file as an operator meets it (a failing disk, a
 //! file written over by something else): latchd will not start on it and
-//! says which file and which restore mends it; a backup of it fails saying
-//! the live file is damaged; the restore it names brings every account
+//! says which file and which restore mends it; damage it can serve
+//! around is told once when read, and in a gauge; a backup of it fails
+//! saying the live file is damaged; the restore it names brings every account
 //! back and says what it could not compare.
 
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::admin_api::admin_daemon;
 use crate::admin_cli::latchctl_on;
@@ -87,15 +88,21 @@ fn failed_start(dir: &Path) -> String {
     said
 }
 
-/// Damage the start does not touch (a table's page) is found by the next
-/// backup, whose copy holds the same pages: it fails naming the live
-/// database as damaged, not its own temporary copy, and the backups
-/// before it stay. A restore into the WAL archive's generation that began
-/// on the damaged file says what may be whole instead.
+/// Damage in a table's page does not stop the start (what it reads there,
+/// a count of stored hash parameters, it can do without) and is told when
+/// first read: the log says once which file is damaged and what to do,
+/// not again for each request answered 500 meanwhile, and
+/// `latch_db_damaged` turns from 0 to 1 for the alert. The next backup,
+/// whose copy holds the same pages, fails naming the live database as
+/// damaged, not its own temporary copy, and the backups before it stay. A
+/// restore into the WAL archive's generation that began on the damaged
+/// file says what may be whole instead.
 #[tokio::test]
-async fn a_backup_of_a_damaged_database_says_the_live_file_is_damaged() {
+async fn damage_in_a_table_is_told_once_when_read_and_by_the_backup() {
     let (d, _) = admin_daemon("", &[]).await;
     let (state, db) = (d.state_dir(), d.state_dir().join("latch.db"));
+    let gauge = |page: String| page.lines().find(|l| l.starts_with("latch_db_damaged ")).map(str::to_string);
+    assert_eq!(gauge(d.get("/metrics").await.text().await.unwrap()).as_deref(), Some("latch_db_damaged 0"));
     assert!(latchctl_on(&state, &["backup", "now"]).status.success());
     let sql =
         "SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master WHERE name = 'users'";
@@ -103,6 +110,14 @@ async fn a_backup_of_a_damaged_database_says_the_live_file_is_damaged() {
     let dir = d.stop_keep_dir();
     write_over(&db, ((root - 1) * page) as u64, &vec![0xff; page as usize]);
     let d = Latchd::start_in(dir).await;
+    for _ in 0..3 {
+        let res = d.post("/v1/auth/login", json!({"email": "root@example.test", "password": PASSWORD})).await;
+        crate::harness::assert_problem(res, 500, "internal").await;
+    }
+    let page = d.get("/metrics").await.text().await.unwrap();
+    assert_eq!(gauge(page).as_deref(), Some("latch_db_damaged 1"), "the gauge the alert watches");
+    let told = format!("{} is damaged: requests and backups that read its damaged pages fail", db.display());
+    assert_eq!(d.log().matches(&told).count(), 1, "told once, not a line a request: {}", d.log());
     let out = latchctl_on(&state, &["backup", "now"]);
     let said = String::from_utf8_lossy(&out.stderr);
     let damaged =

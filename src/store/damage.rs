@@ -1,0 +1,78 @@
+//! Damage SQLite finds in the database file (a failing disk, a file written
+//! over by something else): no retry mends it, a restore does. The start
+//! refuses a file whose schema or header is damaged (`daemon`); damage in
+//! pages the start did not read shows later, in whichever request or
+//! backup reads them. Each of those answers its caller 500, and the
+//! operator is told here, when it is first met, rather than by the backup
+//! that stops succeeding (`LatchBackupStale`, half an hour later).
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{BackupError, StoreError};
+
+/// The error line is repeated at most this often while requests keep
+/// meeting the damage: one line is the news, a line per request is noise.
+const TELL_EVERY: Duration = Duration::from_secs(60);
+
+/// True when `e` is SQLite finding the database file damaged, or no
+/// database at all.
+pub fn is_damage(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    matches!(e.sqlite_error_code(), Some(DatabaseCorrupt | NotADatabase))
+}
+
+/// `is_damage` of `e` or any of its causes.
+pub fn is_damaged(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| match cause.downcast_ref::<StoreError>() {
+        Some(e) => e.is_damage(),
+        _ => cause.downcast_ref::<rusqlite::Error>().is_some_and(is_damage),
+    })
+}
+
+impl StoreError {
+    /// Whether this failure is damage in the database file.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => is_damage(e),
+            StoreError::Commit(e) => is_damage(e),
+            StoreError::Backup(BackupError::LiveDamaged { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
+/// What the store has told of damage: `latch_db_damaged` is 0 from the
+/// start and turns 1 at the first damage met (damage does not mend
+/// itself; a restore and a new start do).
+pub(super) struct DamageWatch {
+    told_at: Mutex<Option<Instant>>,
+}
+
+impl DamageWatch {
+    pub(super) fn new() -> DamageWatch {
+        metrics::gauge!("latch_db_damaged").set(0.0);
+        DamageWatch { told_at: Mutex::new(None) }
+    }
+
+    /// Tells of `out`'s error if it is damage in the file at `db`.
+    pub(super) fn notice<T>(&self, db: &Path, out: &Result<T, StoreError>) {
+        let Err(e) = out else { return };
+        if !e.is_damage() {
+            return;
+        }
+        metrics::gauge!("latch_db_damaged").set(1.0);
+        let mut told_at = self.told_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if told_at.is_some_and(|at| at.elapsed() < TELL_EVERY) {
+            return;
+        }
+        *told_at = Some(Instant::now());
+        tracing::error!(
+            error = %e,
+            "{} is damaged: requests and backups that read its damaged pages fail; stop latchd, then `latchctl db \
+             check` shows where and `latchctl backup restore` mends it (README: \"A damaged database\")",
+            db.display()
+        );
+    }
+}
