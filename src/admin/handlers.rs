@@ -30,9 +30,14 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
     // What an operator checks first after "is it up": is mail stuck, and
     // when was the last backup written.
     let backups = backups_status(cfg.backup_dir()).await;
-    let [cert_expiry, chain_ok, archive_lag] = gauges_now(
+    let [cert_expiry, chain_ok, archive_lag, damaged] = gauges_now(
         &state.metrics,
-        ["latch_tls_cert_expiry_timestamp_seconds", "latch_audit_chain_ok", "latch_wal_archive_lag_seconds"],
+        [
+            "latch_tls_cert_expiry_timestamp_seconds",
+            "latch_audit_chain_ok",
+            "latch_wal_archive_lag_seconds",
+            "latch_db_damaged",
+        ],
     );
     let archive = archive_status(&cfg, archive_lag).await;
     Ok(HttpResponse::Ok().json(json!({
@@ -47,6 +52,8 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
             "path": state.store.path(),
             "ok": schema.is_ok(),
             "schema_version": schema.ok(),
+            // SQLite met damage in the file since the start (`store::damage`).
+            "damaged": damaged == Some(1.0),
         },
         "mail": mail.map(|((queued, dead), failing)| json!({
             "queued": queued, "dead": dead, "failing": failing, "delivery": delivery(&cfg),

@@ -346,9 +346,12 @@ fn swap_in(staging: &Path, live: &Path) -> Result<Option<PathBuf>, RestoreError>
     let kept = if live.exists() {
         let aside = live.with_file_name(format!("latch.db.replaced-{}", crate::clock::now_unix()));
         std::fs::rename(live, &aside).map_err(io(live))?;
-        for sidecar in ["-wal", "-shm"] {
-            let _ = std::fs::remove_file(with_suffix(live, sidecar));
-        }
+        // Its WAL goes with it: when the file could not be checkpointed
+        // (damaged), its last commits are only there, and SQLite (or
+        // `.recover`) opening the kept file reads them from beside it. The
+        // index is rebuilt from the WAL by whoever opens it next.
+        let _ = std::fs::rename(with_suffix(live, "-wal"), with_suffix(&aside, "-wal"));
+        let _ = std::fs::remove_file(with_suffix(live, "-shm"));
         Some(aside)
     } else {
         None

@@ -140,10 +140,12 @@ pub(super) fn human_status(s: &Value) -> String {
         })
         .collect();
     let db = &s["database"];
-    let db_state = if db["ok"].as_bool() == Some(true) {
-        format!("ok (schema {})", db["schema_version"])
-    } else {
-        "NOT ANSWERING".to_string()
+    let db_state = match (db["ok"].as_bool() == Some(true), db["damaged"].as_bool() == Some(true)) {
+        (_, true) => "DAMAGED: requests that read its damaged pages fail; stop latchd, then `latchctl db \
+                      check` shows where (README: \"A damaged database\")"
+            .to_string(),
+        (true, false) => format!("ok (schema {})", db["schema_version"]),
+        (false, false) => "NOT ANSWERING".to_string(),
     };
     let rows = [
         (

@@ -53,6 +53,35 @@ async fn a_damaged_database_is_refused_at_start_and_mended_by_the_restore_it_nam
     }
 }
 
+/// The restore keeps the damaged file it replaces for whoever would read
+/// what they can of it, and keeps it with its WAL: when SQLite cannot fold
+/// the WAL into a file whose first page is damaged, commits since the last
+/// checkpoint are only there.
+#[tokio::test]
+async fn the_damaged_file_a_restore_replaces_is_kept_with_its_wal() {
+    let (d, _) = admin_daemon("", &[]).await;
+    let (state, db) = (d.state_dir(), d.state_dir().join("latch.db"));
+    let _dir = d.kill_keep_dir();
+    // A commit after a checkpoint that touches no first page, its
+    // connection never closed (a crash): the WAL holds it alone.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); UPDATE users SET name = 'Root'").unwrap();
+    std::mem::forget(conn);
+    let wal = std::fs::read(state.join("latch.db-wal")).unwrap();
+    assert!(!wal.is_empty(), "the last commit is in the WAL");
+    write_over(&db, 0, b"no SQLite database, a note saved over it");
+    let restored = latchctl_on(&state, &["backup", "restore", "--to-time", "0s"]);
+    assert!(restored.status.success(), "{restored:?}");
+    let kept: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("latch.db.replaced-"))
+        .collect();
+    assert_eq!(kept.len(), 2, "the file and its WAL: {kept:?}");
+    let kept_wal = kept.iter().find(|name| name.ends_with("-wal")).expect("the WAL kept");
+    assert_eq!(std::fs::read(state.join(kept_wal)).unwrap(), wal, "the WAL as the crash left it");
+}
+
 /// Writes `bytes` over the file at `db` from byte `at`, as a failing disk
 /// or a stray program would.
 fn write_over(db: &Path, at: u64, bytes: &[u8]) {
@@ -91,18 +120,20 @@ fn failed_start(dir: &Path) -> String {
 /// Damage in a table's page does not stop the start (what it reads there,
 /// a count of stored hash parameters, it can do without) and is told when
 /// first read: the log says once which file is damaged and what to do,
-/// not again for each request answered 500 meanwhile, and
-/// `latch_db_damaged` turns from 0 to 1 for the alert. The next backup,
-/// whose copy holds the same pages, fails naming the live database as
-/// damaged, not its own temporary copy, and the backups before it stay. A
-/// restore into the WAL archive's generation that began on the damaged
-/// file says what may be whole instead.
+/// not again for each request answered 500 meanwhile, `latch_db_damaged`
+/// turns from 0 to 1 for the alert, and `latchctl status` says DAMAGED.
+/// The next backup, whose copy holds the same pages, fails naming the
+/// live database as damaged, not its own temporary copy, and the backups
+/// before it stay. A restore into the WAL archive's generation that began
+/// on the damaged file says what may be whole instead.
 #[tokio::test]
 async fn damage_in_a_table_is_told_once_when_read_and_by_the_backup() {
     let (d, _) = admin_daemon("", &[]).await;
     let (state, db) = (d.state_dir(), d.state_dir().join("latch.db"));
     let gauge = |page: String| page.lines().find(|l| l.starts_with("latch_db_damaged ")).map(str::to_string);
     assert_eq!(gauge(d.get("/metrics").await.text().await.unwrap()).as_deref(), Some("latch_db_damaged 0"));
+    let status: Value = serde_json::from_slice(&latchctl_on(&state, &["--json", "status"]).stdout).unwrap();
+    assert_eq!(status["database"]["damaged"], false, "{status}");
     assert!(latchctl_on(&state, &["backup", "now"]).status.success());
     let sql =
         "SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master WHERE name = 'users'";
@@ -118,6 +149,12 @@ async fn damage_in_a_table_is_told_once_when_read_and_by_the_backup() {
     assert_eq!(gauge(page).as_deref(), Some("latch_db_damaged 1"), "the gauge the alert watches");
     let told = format!("{} is damaged: requests and backups that read its damaged pages fail", db.display());
     assert_eq!(d.log().matches(&told).count(), 1, "told once, not a line a request: {}", d.log());
+    let status = latchctl_on(&state, &["status"]);
+    let shown = String::from_utf8_lossy(&status.stdout);
+    let line = shown.lines().find(|l| l.starts_with("database ")).unwrap_or_default();
+    let said = "DAMAGED: requests that read its damaged pages fail; stop latchd, then `latchctl db check` \
+                shows where (README: \"A damaged database\")";
+    assert!(line.ends_with(said), "{shown}");
     let out = latchctl_on(&state, &["backup", "now"]);
     let said = String::from_utf8_lossy(&out.stderr);
     let damaged =
