@@ -7,7 +7,7 @@
 //! to accept the rollback); in the restored copy every session, refresh
 //! token, one-time token, `mfa_token` and queued email is voided, and the
 //! newest signing keys of both databases are kept. Only then is the live
-//! file moved aside (never deleted) and the copy renamed into its place.
+//! file kept aside (never deleted) and the copy renamed over it.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -336,32 +336,66 @@ fn carry_signing_keys(c: &Connection) -> Result<(), RestoreError> {
     Ok(())
 }
 
-/// Moves the live database aside (with a time in its name) and renames the
-/// restored copy into its place; returns where the old one went.
+/// Keeps the live database aside (with a time in its name) and renames
+/// the restored copy over it; returns where the old one is kept.
+///
+/// The old file is linked aside, not moved: until the one rename replaces
+/// it, `latch.db` is the old database, so a restore cut short (a kill, a
+/// power cut) leaves latchd a database to start on, never none, from
+/// which it would make a new empty one.
 fn swap_in(staging: &Path, live: &Path) -> Result<Option<PathBuf>, RestoreError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| RestoreError::Backup(BackupError::Io { path, source })
     };
     let kept = if live.exists() {
-        let aside = live.with_file_name(format!("latch.db.replaced-{}", crate::clock::now_unix()));
-        std::fs::rename(live, &aside).map_err(io(live))?;
-        // Its WAL goes with it: when the file could not be checkpointed
-        // (damaged), its last commits are only there, and SQLite (or
-        // `.recover`) opening the kept file reads them from beside it. The
-        // index is rebuilt from the WAL by whoever opens it next.
-        let _ = std::fs::rename(with_suffix(live, "-wal"), with_suffix(&aside, "-wal"));
-        let _ = std::fs::remove_file(with_suffix(live, "-shm"));
+        let aside = free_aside_name(live);
+        keep_aside(live, &aside).map_err(io(live))?;
         Some(aside)
     } else {
         None
     };
+    crate::pause::blocking("restore_swap");
     std::fs::rename(staging, live).map_err(io(staging))?;
     remove_with_sidecars(staging);
     if let Some(dir) = live.parent() {
         File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
     }
     Ok(kept)
+}
+
+/// `latch.db.replaced-<time>`, or with `-2`, `-3`… after it when an
+/// earlier restore that second took the name: a kept file is never
+/// replaced.
+fn free_aside_name(live: &Path) -> PathBuf {
+    let at = crate::clock::now_unix();
+    let mut path = live.with_file_name(format!("latch.db.replaced-{at}"));
+    let mut n = 1;
+    while path.exists() {
+        n += 1;
+        path = live.with_file_name(format!("latch.db.replaced-{at}-{n}"));
+    }
+    path
+}
+
+/// Gives `live` and its WAL the name `aside` as well, and takes the WAL's
+/// own name away (with the index beside it), so that the restored file
+/// put in place never meets it: SQLite would replay the old file's
+/// commits onto the new one. The WAL goes with its file because when the
+/// file could not be checkpointed (damaged), its last commits are only
+/// there. A file system without hard links gets the file moved instead.
+fn keep_aside(live: &Path, aside: &Path) -> std::io::Result<()> {
+    std::fs::hard_link(live, aside).or_else(|_| std::fs::rename(live, aside))?;
+    let wal = with_suffix(live, "-wal");
+    if wal.exists() {
+        let kept_wal = with_suffix(aside, "-wal");
+        match std::fs::hard_link(&wal, &kept_wal) {
+            Ok(()) => std::fs::remove_file(&wal)?,
+            Err(_) => std::fs::rename(&wal, &kept_wal)?,
+        }
+    }
+    let _ = std::fs::remove_file(with_suffix(live, "-shm"));
+    Ok(())
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -2,7 +2,8 @@
 //! online backups taken while writes go on, checked, compressed, listed and
 //! pruned; a restore that refuses while latchd runs, refuses to undo a
 //! later security change unless told to, voids every session, keeps the
-//! replaced database, and leaves a database latchd starts on.
+//! replaced database, and leaves a database latchd starts on, even when
+//! killed before its last step.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -236,6 +237,50 @@ async fn a_damaged_backup_is_refused_before_anything_changes() {
 }
 
 /// Creates roles named `names` as the admin.
+/// A restore cut short just before it puts the restored copy in place (a
+/// kill, a power cut) leaves `latch.db` the database it was, not a gap
+/// that latchd would fill with a new, empty database; run again, the
+/// restore completes and the first attempt's kept copy stays.
+#[tokio::test]
+async fn a_restore_killed_before_its_last_step_leaves_the_database_it_was() {
+    let (d, admin) = admin_daemon("", &[]).await;
+    let state = d.state_dir();
+    let file = String::from_utf8(ctl(&state, &["backup", "now"]).stdout).unwrap().trim().to_string();
+    create_roles(&d, &admin, &["p1"]).await;
+    let dir = d.stop_keep_dir();
+    let mut restore = std::process::Command::new(crate::admin_cli::LATCHCTL)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["backup", "restore", &file, "--accept-rollback"])
+        .env_remove("LATCH_CONFIG")
+        .env("LATCH_TEST_PAUSE", "restore_swap:10000")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let kept = || {
+        std::fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("latch.db.replaced-") && !name.ends_with("-wal"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while kept() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the restore never reached its last step");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    restore.kill().unwrap();
+    restore.wait().unwrap();
+    let d = Latchd::start_in(dir).await;
+    assert_eq!(pq_roles(&d), ["p1"], "the database as it was before the restore");
+    login(&d, "root@example.test", PASSWORD).await;
+    let dir = d.stop_keep_dir();
+    ok_json(ctl(&state, &["--json", "backup", "restore", &file, "--accept-rollback"]));
+    assert_eq!(kept(), 2, "each attempt's copy kept");
+    let d = Latchd::start_in(dir).await;
+    assert!(pq_roles(&d).is_empty(), "restored to before the role");
+}
+
 pub(crate) async fn create_roles(d: &Latchd, admin: &str, names: &[&str]) {
     for name in names {
         let res = d.post_auth("/v1/admin/roles", admin, json!({ "name": name })).await;
