@@ -38,7 +38,7 @@ use super::wal::{self, HEADER, WalHeader};
 use crate::config::Config;
 use crate::store::archive_layout::GENERATION_PREFIX;
 use crate::store::backup::{self as copies, BackupError};
-use crate::store::{DatabaseFile, Store, StoreError, last_commit_unix_ms, truncate_checkpoint};
+use crate::store::{DamageSeen, DatabaseFile, Store, StoreError, last_commit_unix_ms, truncate_checkpoint};
 
 /// Bytes into the current pass through the log after which every batch
 /// checkpoints (PASSIVE) until a complete one lets the next write start
@@ -91,6 +91,9 @@ struct Archiver {
     /// The newest time given to a generation or a commit (Unix ms): the
     /// archive's times never go back, see `stamp`.
     newest_stamp_ms: i64,
+    /// Damage met in the database: see `hold_generation`.
+    damage: DamageSeen,
+    damage_told: bool,
 }
 
 /// Held by the daemon's stop, which calls it last before closing the store:
@@ -151,6 +154,8 @@ pub async fn install(
         failures: 0,
         config_seen: None,
         newest_stamp_ms: 0,
+        damage: store.damage_seen(),
+        damage_told: false,
     };
     store.between_batches(Box::new(move |c| archiver.run(c))).await?;
     let store = store.clone();
@@ -187,7 +192,7 @@ impl Archiver {
             self.failures = 0;
         }
         let due = Instant::now() >= self.next_generation;
-        if due && !snapshotting {
+        if due && !snapshotting && !self.hold_generation(&cfg) {
             // The old generation takes its last frames before the new one starts.
             self.collect();
             if let Err(e) = self.start_generation(conn, &cfg) {
@@ -205,6 +210,27 @@ impl Archiver {
         if self.offset > CHECKPOINT_AFTER {
             checkpoint(conn, "PASSIVE");
         }
+    }
+
+    /// Whether to go on in the current generation instead of beginning
+    /// one on a database known to be damaged: its snapshot would copy the
+    /// damage, and each new one prunes the oldest, until no generation
+    /// whole from before the damage would be left to restore from. The
+    /// current one's snapshot came before the damage was met, and its
+    /// segments replay every later commit onto it. Without a current one
+    /// (a start on the damaged file) one begins, and none is pruned.
+    fn hold_generation(&mut self, cfg: &Config) -> bool {
+        if !self.damage.is_seen() || self.generation.is_none() {
+            return false;
+        }
+        if !std::mem::replace(&mut self.damage_told, true) {
+            tracing::warn!(
+                "WAL archive: the database is damaged; no new generation begins on it, and the older ones \
+                 are kept for a restore to reach back before the damage"
+            );
+        }
+        self.next_generation = Instant::now() + cfg.backup.interval.0;
+        true
     }
 
     /// Puts the next generation off by `RETRY_AFTER_FAILURE`, doubled for
@@ -267,7 +293,9 @@ impl Archiver {
         let name_ms = self.stamp_generation(&root, started_ms);
         let dir = root.join(format!("{GENERATION_PREFIX}{name_ms:013}"));
         copies::make_private_dir(&dir)?;
-        let (db, keep) = (Box::new(self.file.reader()), cfg.backup.keep as usize);
+        // On a damaged database no generation is pruned (`hold_generation`).
+        let keep = if self.damage.is_seen() { usize::MAX } else { cfg.backup.keep as usize };
+        let db = Box::new(self.file.reader());
         let snapshot = Snapshot { dir: dir.clone(), started_ms, db, pin, root, keep };
         self.progress.snapshotting.store(true, Ordering::Release);
         if self.to_thread.send(Work::Snapshot(Box::new(snapshot))).is_err() {

@@ -1,13 +1,14 @@
 //! Damage SQLite finds in the database file (a failing disk, a file written
 //! over by something else): no retry mends it, a restore does. The start
 //! refuses a file whose schema or header is damaged (`daemon`); damage in
-//! pages the start did not read shows later, in whichever request or
-//! backup reads them. Each of those answers its caller 500, and the
+//! a table's pages it can serve around shows in whichever request or
+//! backup reads them. Each of those fails (a request answers 500), and the
 //! operator is told here, when it is first met, rather than by the backup
 //! that stops succeeding (`LatchBackupStale`, half an hour later).
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{BackupError, StoreError};
@@ -43,17 +44,29 @@ impl StoreError {
     }
 }
 
+/// Whether the store has met damage since it opened, for the work that
+/// must act on it (the WAL archive keeps what came before).
+#[derive(Clone, Default)]
+pub struct DamageSeen(Arc<AtomicBool>);
+
+impl DamageSeen {
+    pub fn is_seen(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// What the store has told of damage: `latch_db_damaged` is 0 from the
 /// start and turns 1 at the first damage met (damage does not mend
 /// itself; a restore and a new start do).
 pub(super) struct DamageWatch {
+    pub(super) seen: DamageSeen,
     told_at: Mutex<Option<Instant>>,
 }
 
 impl DamageWatch {
     pub(super) fn new() -> DamageWatch {
         metrics::gauge!("latch_db_damaged").set(0.0);
-        DamageWatch { told_at: Mutex::new(None) }
+        DamageWatch { seen: DamageSeen::default(), told_at: Mutex::new(None) }
     }
 
     /// Tells of `out`'s error if it is damage in the file at `db`.
@@ -62,6 +75,7 @@ impl DamageWatch {
         if !e.is_damage() {
             return;
         }
+        self.seen.0.store(true, Ordering::Release);
         metrics::gauge!("latch_db_damaged").set(1.0);
         let mut told_at = self.told_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if told_at.is_some_and(|at| at.elapsed() < TELL_EVERY) {

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use backup::BackupError;
 pub use changes::{Listener, RowAction, RowChange};
-pub use damage::{is_damage, is_damaged};
+pub use damage::{DamageSeen, is_damage, is_damaged};
 pub use file::{DatabaseFile, FileReader};
 pub use migrations::MigrationError;
 pub use writer::{BetweenBatches, Checkpointed, last_commit_unix_ms, truncate_checkpoint};
@@ -183,6 +183,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Whether damage has been met in the database file since it opened.
+    pub fn damage_seen(&self) -> DamageSeen {
+        self.inner.damage.seen.clone()
     }
 
     /// The database file, to read as bytes: never open and close it

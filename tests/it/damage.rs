@@ -82,6 +82,46 @@ async fn the_damaged_file_a_restore_replaces_is_kept_with_its_wal() {
     assert_eq!(std::fs::read(state.join(kept_wal)).unwrap(), wal, "the WAL as the crash left it");
 }
 
+/// A WAL-archive generation begun on a damaged file copies the damage,
+/// and each new one prunes the oldest: with the damage known, none is
+/// pruned and none begins beside the current one, so the generation from
+/// before the damage stays for the restore that mends it (here `keep` is
+/// 1, and a generation is due every second).
+#[tokio::test]
+async fn the_archive_keeps_its_generation_from_before_the_damage() {
+    let (d, _) = admin_daemon("\n[backup]\ninterval = \"1s\"\nkeep = 1\n", &[]).await;
+    let (state, db) = (d.state_dir(), d.state_dir().join("latch.db"));
+    let generations = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(state.join("archive"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let sql =
+        "SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master WHERE name = 'users'";
+    let (root, page): (i64, i64) = d.db().query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let dir = d.stop_keep_dir();
+    let whole = generations();
+    assert_eq!(whole.len(), 1, "pruned to keep = 1 while whole: {whole:?}");
+    let stopped = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let stopped = stopped.format(&time::format_description::well_known::Rfc3339).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    write_over(&db, ((root - 1) * page) as u64, &vec![0xff; page as usize]);
+    let d = Latchd::start_in(dir).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let after = generations();
+    assert_eq!((after.len(), &after[0]), (2, &whole[0]), "the start's generation beside the whole one");
+    assert!(d.log().contains("WAL archive: the database is damaged; no new generation begins on it"));
+    let dir = d.stop_keep_dir();
+    let restored = latchctl_on(&state, &["backup", "restore", "--to-time", &stopped]);
+    assert!(restored.status.success(), "{restored:?}");
+    let d = Latchd::start_in(dir).await;
+    login(&d, "root@example.test", PASSWORD).await;
+}
+
 /// Writes `bytes` over the file at `db` from byte `at`, as a failing disk
 /// or a stray program would.
 fn write_over(db: &Path, at: u64, bytes: &[u8]) {
