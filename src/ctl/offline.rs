@@ -53,6 +53,10 @@ pub fn open_read_only(t: &Target) -> anyhow::Result<rusqlite::Connection> {
     rusqlite::Connection::open_with_flags(&db, flags).with_context(|| format!("opening {}", db.display()))
 }
 
+/// The way out `db check` names for a damaged database.
+const RESTORE_DAMAGED: &str = "damaged: `latchctl backup restore --to-time 0s` rebuilds it from the WAL archive, \
+     or `latchctl backup restore FILE` from a backup (`latchctl backup list` shows both)";
+
 pub fn db_check(t: &Target, json: bool) -> anyhow::Result<bool> {
     refuse_if_running(t)?;
     act_as_owner(t)?;
@@ -61,14 +65,17 @@ pub fn db_check(t: &Target, json: bool) -> anyhow::Result<bool> {
         say!("{}", serde_json::to_string(&report)?);
     } else {
         say!("integrity     {}", report.integrity.join("; "));
-        let (Some(violations), Some(schema)) = (report.foreign_key_violations, report.schema_version) else {
-            say!("(SQLite could check nothing else: restore the database, see `latchctl backup list`)");
-            return Ok(false);
-        };
-        say!("foreign keys  {violations} violation(s)");
-        say!("schema        {schema} (this latchctl knows {})", report.known_version);
+        if let (Some(violations), Some(schema)) = (report.foreign_key_violations, report.schema_version) {
+            say!("foreign keys  {violations} violation(s)");
+            say!("schema        {schema} (this latchctl knows {})", report.known_version);
+        } else {
+            say!("(SQLite could check nothing else)");
+        }
         if let Some(e) = &report.migration_error {
             say!("migrations    {e}");
+        }
+        if report.integrity != ["ok"] {
+            say!("{RESTORE_DAMAGED}");
         }
     }
     Ok(report.is_healthy())

@@ -42,6 +42,7 @@ async fn a_damaged_database_is_refused_at_start_and_mended_by_the_restore_it_nam
         let checked = latchctl_on(&state, &["db", "check"]);
         let found = String::from_utf8_lossy(&checked.stdout);
         assert!(!checked.status.success() && found.starts_with("integrity "), "at {at}: {checked:?}");
+        assert!(found.trim_end().ends_with(RESTORE_TOLD), "at {at}: {found}");
         let restored = latchctl_on(&state, &["backup", "restore", "--to-time", "0s"]);
         let told = String::from_utf8_lossy(&restored.stdout);
         let unknown =
@@ -121,6 +122,10 @@ async fn the_archive_keeps_its_generation_from_before_the_damage() {
     let d = Latchd::start_in(dir).await;
     login(&d, "root@example.test", PASSWORD).await;
 }
+
+/// The last line of `db check` on a damaged database.
+const RESTORE_TOLD: &str = "damaged: `latchctl backup restore --to-time 0s` rebuilds it from the WAL archive, or \
+                            `latchctl backup restore FILE` from a backup (`latchctl backup list` shows both)";
 
 /// Writes `bytes` over the file at `db` from byte `at`, as a failing disk
 /// or a stray program would.
@@ -206,6 +211,9 @@ async fn damage_in_a_table_is_told_once_when_read_and_by_the_backup() {
     // The WAL archive's generation begun at that start copied the damage:
     // restoring into it is refused, pointing to what may be whole.
     let _dir = d.stop_keep_dir();
+    let checked = latchctl_on(&state, &["db", "check"]);
+    let found = String::from_utf8_lossy(&checked.stdout);
+    assert!(!checked.status.success() && found.trim_end().ends_with(RESTORE_TOLD), "{found}");
     let refused = latchctl_on(&state, &["backup", "restore", "--to-time", "0s"]);
     let said = String::from_utf8_lossy(&refused.stderr);
     let instead = "; nothing was changed (a restore to an earlier --to-time, in an older generation, or from a \
