@@ -236,7 +236,6 @@ async fn a_damaged_backup_is_refused_before_anything_changes() {
     assert!(!leftovers.iter().any(|n| n.to_string_lossy().contains("restoring")), "{leftovers:?}");
 }
 
-/// Creates roles named `names` as the admin.
 /// A restore cut short just before it puts the restored copy in place (a
 /// kill, a power cut) leaves `latch.db` the database it was, not a gap
 /// that latchd would fill with a new, empty database; run again, the
@@ -281,6 +280,7 @@ async fn a_restore_killed_before_its_last_step_leaves_the_database_it_was() {
     assert!(pq_roles(&d).is_empty(), "restored to before the role");
 }
 
+/// Creates roles named `names` as the admin.
 pub(crate) async fn create_roles(d: &Latchd, admin: &str, names: &[&str]) {
     for name in names {
         let res = d.post_auth("/v1/admin/roles", admin, json!({ "name": name })).await;

@@ -1,9 +1,11 @@
 //! A damaged database file as an operator meets it (a failing disk, a
 //! file written over by something else): latchd will not start on it and
-//! says which file and which restore mends it; damage it can serve
-//! around is told once when read, and in a gauge; a backup of it fails
-//! saying the live file is damaged; the restore it names brings every account
-//! back and says what it could not compare.
+//! says which file and which restore mends it; damage it can serve around
+//! is told once when read, in a gauge and by `status`, and the WAL archive
+//! keeps its generation from before it; a backup of it fails saying the
+//! live file is damaged; `db check` names the restore; the restore brings
+//! every account back, says what it could not compare, and keeps the
+//! replaced file with its WAL.
 
 use std::path::Path;
 use std::time::Duration;
