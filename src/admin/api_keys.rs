@@ -43,11 +43,11 @@ fn valid_scope(s: &str) -> bool {
 /// A new key's fields, each checked, every refusal told at once; the
 /// expiry as Unix seconds.
 fn checked(req: &NewKey) -> Result<Option<i64>, AdminError> {
-    let name = if req.name.trim().is_empty() || req.name.len() > 128 {
-        Err(AdminError::invalid("name", "1 to 128 characters"))
-    } else {
-        // Shown in latchctl's table: no escape sequence reaches a terminal.
-        display_text("name", Some(req.name.clone())).map_err(AdminError::from)
+    // Shown in latchctl's table: no escape sequence reaches a terminal.
+    let name = match display_text("name", Some(req.name.clone())) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(AdminError::invalid("name", "1 to 128 characters")),
+        Err(e) => Err(AdminError::from(e)),
     };
     let scopes = (req.scopes.is_empty() || !req.scopes.iter().all(|s| valid_scope(s))).then(|| {
         AdminError::invalid("scopes", "one or more of a-z, 0-9, '_', '.', ':', '-' (like \"introspect\")")

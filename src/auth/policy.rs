@@ -25,6 +25,8 @@ pub enum PolicyError {
     NonAsciiLocalPart,
     #[error("{field}: longer than 1 KiB")]
     TooLong { field: &'static str },
+    #[error("{field}: {LONG_TEXT}")]
+    LongText { field: &'static str },
     #[error("{field}: {UNSHOWABLE}")]
     Unshowable { field: &'static str },
     /// Several fields of one form refused, told in one answer so that a
@@ -33,6 +35,9 @@ pub enum PolicyError {
     Several(Vec<PolicyError>),
 }
 
+/// The most characters a name, device name or description may have.
+pub const MAX_DISPLAY_CHARS: usize = 128;
+const LONG_TEXT: &str = "longer than 128 characters";
 const UNSHOWABLE: &str = "must not contain control characters or bidirectional overrides";
 const NON_ASCII_LOCAL: &str =
     "letters beyond ASCII before the @ are not supported (many mail servers cannot deliver to them)";
@@ -63,6 +68,7 @@ impl ToProblem for PolicyError {
             | PolicyError::InvalidEmail
             | PolicyError::NonAsciiLocalPart
             | PolicyError::TooLong { .. }
+            | PolicyError::LongText { .. }
             | PolicyError::Unshowable { .. } => Kind::InvalidRequest,
         }
     }
@@ -78,6 +84,7 @@ impl ToProblem for PolicyError {
                 FieldError::one("email", self.email_reason())
             }
             PolicyError::TooLong { field } => FieldError::one(field, "longer than 1 KiB"),
+            PolicyError::LongText { field } => FieldError::one(field, LONG_TEXT),
             PolicyError::Unshowable { field } => FieldError::one(field, UNSHOWABLE),
             PolicyError::Several(all) => all.iter().flat_map(PolicyError::field_errors).collect(),
         }
@@ -85,8 +92,9 @@ impl ToProblem for PolicyError {
 }
 
 /// Free text a person or an app gives about itself (a name, a device
-/// name), cleaned the one way: trimmed, cut to 128 characters, empty as
-/// none. Control characters and bidirectional overrides are refused: the
+/// name), cleaned the one way: trimmed, empty as none. Longer than 128
+/// characters is refused, not cut: a cut name is one its owner never typed.
+/// Control characters and bidirectional overrides are refused too: the
 /// text is shown in latchctl's tables and on pages, where an escape
 /// sequence in a self-chosen name would run in an administrator's terminal.
 pub fn display_text(field: &'static str, text: Option<String>) -> Result<Option<String>, PolicyError> {
@@ -95,7 +103,10 @@ pub fn display_text(field: &'static str, text: Option<String>) -> Result<Option<
     if text.chars().any(is_unshowable) {
         return Err(PolicyError::Unshowable { field });
     }
-    Ok(Some(text.chars().take(128).collect()).filter(|t: &String| !t.is_empty()))
+    if text.chars().count() > MAX_DISPLAY_CHARS {
+        return Err(PolicyError::LongText { field });
+    }
+    Ok(Some(text.to_string()).filter(|t| !t.is_empty()))
 }
 
 /// C0 and C1 controls (ESC starts a terminal's escape sequences), and the
@@ -328,12 +339,13 @@ mod tests {
     }
 
     #[test]
-    fn display_text_is_trimmed_cut_and_free_of_controls() {
+    fn display_text_is_trimmed_bounded_and_free_of_controls() {
         let shown = |t: &str| display_text("name", Some(t.into()));
         assert_eq!(shown("  Ann Lee \n").unwrap().as_deref(), Some("Ann Lee"));
         assert_eq!(shown("   ").unwrap(), None);
         assert_eq!(display_text("name", None).unwrap(), None);
-        assert_eq!(shown(&"é".repeat(200)).unwrap().unwrap().chars().count(), 128);
+        assert_eq!(shown(&format!(" {} ", "é".repeat(128))).unwrap().unwrap().chars().count(), 128);
+        assert!(matches!(shown(&"é".repeat(129)), Err(PolicyError::LongText { field: "name" })));
         for bad in ["a\u{1b}[2J", "a\tb", "a\u{85}b", "a\u{202e}b", "a\u{2066}b"] {
             assert!(matches!(shown(bad), Err(PolicyError::Unshowable { field: "name" })), "{bad:?}");
         }

@@ -120,6 +120,16 @@ async fn every_field_at_fault_is_named_at_once() {
     ] {
         assert!(stderr.contains(part), "{part} in {stderr}");
     }
+    // A name is measured in characters: 100 Cyrillic letters (200 bytes)
+    // make a key, 129 are refused by name.
+    for (letters, made) in [(100, true), (129, false)] {
+        let name = "ж".repeat(letters);
+        let out =
+            latchctl_on(&d.state_dir(), &["api-keys", "create", "--name", &name, "--scope", "introspect"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), made, "{letters}: {stderr}");
+        assert_eq!(stderr.contains("--name: longer than 128 characters"), !made, "{stderr}");
+    }
     let block = ["blocked-ips", "add", "203.0.113.0/33", "--for", "soon", "--reason", "x\u{1b}[2J"];
     let out = latchctl_on(&d.state_dir(), &block);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -507,6 +507,16 @@ async fn a_person_changes_their_name() {
     let bad = patch(json!({"name": "Wren\u{1b}[2J"})).await.unwrap();
     let bad = crate::harness::assert_problem(bad, 400, "invalid-request").await;
     assert_eq!(bad["errors"][0]["field"], "name", "{bad}");
+    // A name longer than 128 characters is refused, not cut to one its
+    // owner never typed; 128 (counted as characters, not bytes) is kept.
+    let long = patch(json!({"name": "é".repeat(129)})).await.unwrap();
+    let long = crate::harness::assert_problem(long, 400, "invalid-request").await;
+    assert_eq!(long["errors"][0], json!({"field": "name", "message": "longer than 128 characters"}));
+    let on_page =
+        browser.post(&d, "/account/name", &[("name", &"w".repeat(200))]).await.text().await.unwrap();
+    assert!(on_page.contains("longer than 128 characters") && on_page.contains("value=\"Wren Ash\""));
+    let kept: Value = patch(json!({"name": "é".repeat(128)})).await.unwrap().json().await.unwrap();
+    assert_eq!(kept["name"], "é".repeat(128));
     let renamed: Value = patch(json!({"name": "W. Ash"})).await.unwrap().json().await.unwrap();
     assert_eq!((&renamed["name"], &renamed["email"]), (&json!("W. Ash"), &json!(email)));
     // Only `null` removes the name: a body without `name`, or with a
