@@ -110,7 +110,9 @@ fn serve(config: Option<PathBuf>, pid_file: Option<PathBuf>) -> ExitCode {
         eprintln!("latchd: log.file {file}: {e}");
         return ExitCode::FAILURE;
     }
-    match &path {
+    // The absolute path, as reloads name it: a relative one means nothing
+    // to whoever reads the journal.
+    match &cfg.source {
         Some(p) => tracing::info!(config = %p.display(), "config loaded"),
         None => tracing::info!("no config file: using built-in defaults"),
     }

@@ -58,7 +58,9 @@ pub async fn apply(
             }
             shared.store(Arc::new(merged));
             count("success");
-            tracing::info!(source = ?old.source, "config reloaded");
+            let source =
+                old.source.as_deref().map_or("(built-in defaults)".into(), |p| p.display().to_string());
+            tracing::info!(source, "config reloaded");
             ReloadOutcome::Applied { needs_restart }
         }
         Err(faults) => {

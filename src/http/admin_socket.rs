@@ -106,7 +106,8 @@ pub fn bind_admin(
 }
 
 /// Gives the socket to the admin group with mode 0660, or keeps it 0600
-/// (owner and root only) when the group does not exist on this host.
+/// (owner and root only) when the group does not exist on this host or
+/// none is configured.
 fn restrict_to_group(path: &Path, group: &str) -> std::io::Result<()> {
     match Group::from_name(group).ok().flatten() {
         Some(g) => {
@@ -114,7 +115,11 @@ fn restrict_to_group(path: &Path, group: &str) -> std::io::Result<()> {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         }
         None => {
-            tracing::info!(group, "admin group not found: admin socket is owner-only (0600)");
+            if group.is_empty() {
+                tracing::info!("no admin group configured: admin socket is owner-only (0600)");
+            } else {
+                tracing::info!(group, "admin group not found: admin socket is owner-only (0600)");
+            }
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         }
     }

@@ -246,7 +246,9 @@ async fn offline_commands_refuse_while_the_daemon_runs() {
 async fn editing_the_config_file_reloads_it_without_a_signal() {
     let d = Latchd::start().await;
     write_config(d.dir.path(), &base_config("\n[rate_limits]\nip = \"60/1m\"\n"));
-    d.log_with("config reloaded").await;
+    let log = d.log_with("config reloaded").await;
+    let named = format!("\"source\":\"{}\"", d.dir.path().join("latch.toml").display());
+    assert!(log.lines().any(|l| l.contains("config reloaded") && l.contains(&named)), "{named} in {log}");
     write_config(d.dir.path(), &base_config("\n[rate_limits]\nip = \"sixty\"\n"));
     let log = d.log_with("config reload rejected").await;
     assert!(log.contains("config or certificate file changed"));
@@ -393,6 +395,17 @@ async fn group_membership_is_read_at_every_request_as_root() {
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// With no admin group configured the socket is its owner's alone, and the
+/// log says so (not that a group named "" was not found).
+#[tokio::test]
+async fn no_admin_group_keeps_the_socket_owner_only() {
+    let d = Latchd::start_with(&base_config("\n[admin]\ngroup = \"\"\n")).await;
+    let socket = d.ready["admin_socket"].as_str().unwrap();
+    assert_eq!(std::fs::metadata(socket).unwrap().permissions().mode() & 0o777, 0o600);
+    let log = d.log();
+    assert!(log.contains("no admin group configured: admin socket is owner-only (0600)"), "{log}");
 }
 
 /// A self-chosen name or device name holding an escape sequence is refused
