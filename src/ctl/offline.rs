@@ -53,10 +53,6 @@ pub fn open_read_only(t: &Target) -> anyhow::Result<rusqlite::Connection> {
     rusqlite::Connection::open_with_flags(&db, flags).with_context(|| format!("opening {}", db.display()))
 }
 
-/// The way out `db check` names for a damaged database.
-const RESTORE_DAMAGED: &str = "damaged: `latchctl backup restore --to-time 0s` rebuilds it from the WAL archive, \
-     or `latchctl backup restore FILE` from a backup (`latchctl backup list` shows both)";
-
 pub fn db_check(t: &Target, json: bool) -> anyhow::Result<bool> {
     refuse_if_running(t)?;
     act_as_owner(t)?;
@@ -75,7 +71,7 @@ pub fn db_check(t: &Target, json: bool) -> anyhow::Result<bool> {
             say!("migrations    {e}");
         }
         if report.integrity != ["ok"] {
-            say!("{RESTORE_DAMAGED}");
+            say!("damaged: {}", crate::store::way_out(t.wal_archive));
         }
     }
     Ok(report.is_healthy())

@@ -96,16 +96,11 @@ fn with_the_way_out(e: anyhow::Error, db: &std::path::Path, archived: bool) -> a
     if !crate::store::is_damaged(&e) {
         return e;
     }
-    let restore = match archived {
-        true => {
-            "`latchctl backup restore --to-time 0s` rebuilds it from the WAL archive up to its last \
-                 commit, or `latchctl backup restore FILE` from a backup"
-        }
-        false => "`latchctl backup restore FILE` puts a backup in its place",
-    };
+    let restore = crate::store::way_out(archived);
     let db = db.display();
     e.context(format!(
-        "{db} is damaged; `latchctl db check` shows where; {restore} (the damaged file is kept)"
+        "{db} is damaged; `latchctl db check` shows where; {restore}; a restore keeps the damaged file as \
+         latch.db.replaced-<time>"
     ))
 }
 

@@ -44,6 +44,18 @@ impl StoreError {
     }
 }
 
+/// How a damaged database is mended, as latchd's refused start and
+/// `latchctl db check` name it: from the WAL archive when
+/// `[backup].wal_archive` is on, else from a backup.
+pub fn way_out(archived: bool) -> &'static str {
+    if archived {
+        "`latchctl backup restore --to-time 0s` rebuilds it from the WAL archive up to its last commit, or \
+         `latchctl backup restore FILE` from a backup (`latchctl backup list` shows both)"
+    } else {
+        "`latchctl backup restore FILE` puts a backup in its place (`latchctl backup list` shows them)"
+    }
+}
+
 /// Whether the store has met damage since it opened, for the work that
 /// must act on it (the WAL archive keeps what came before).
 #[derive(Clone, Default)]

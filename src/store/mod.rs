@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use backup::BackupError;
 pub use changes::{Listener, RowAction, RowChange};
-pub use damage::{DamageSeen, is_damage, is_damaged};
+pub use damage::{DamageSeen, is_damage, is_damaged, way_out};
 pub use file::{DatabaseFile, FileReader};
 pub use migrations::MigrationError;
 pub use writer::{BetweenBatches, Checkpointed, last_commit_unix_ms, truncate_checkpoint};

@@ -56,6 +56,30 @@ async fn a_damaged_database_is_refused_at_start_and_mended_by_the_restore_it_nam
     }
 }
 
+/// Without the WAL archive the way out named, at the start and by `db
+/// check`, is a backup: there is no archive to rebuild from.
+#[tokio::test]
+async fn without_the_archive_the_way_out_named_is_a_backup() {
+    let (d, _) = admin_daemon("\n[backup]\nwal_archive = false\n", &[]).await;
+    let db = d.state_dir().join("latch.db");
+    let dir = d.stop_keep_dir();
+    write_over(&db, 0, b"no SQLite database, a note saved over it");
+    let from_a_backup = "`latchctl backup restore FILE` puts a backup in its place (`latchctl backup list` \
+                         shows them)";
+    let said = failed_start(dir.path());
+    assert!(said.contains(from_a_backup) && !said.contains("--to-time"), "{said}");
+    // As an operator runs it: the config tells that the archive is off.
+    let config = dir.path().join("latch.toml");
+    let checked = std::process::Command::new(crate::admin_cli::LATCHCTL)
+        .arg("--config")
+        .arg(&config)
+        .args(["db", "check"])
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&checked.stdout);
+    assert!(found.trim_end().ends_with(&format!("damaged: {from_a_backup}")), "{found}");
+}
+
 /// The restore keeps the damaged file it replaces for whoever would read
 /// what they can of it, and keeps it with its WAL: when SQLite cannot fold
 /// the WAL into a file whose first page is damaged, commits since the last
@@ -126,8 +150,9 @@ async fn the_archive_keeps_its_generation_from_before_the_damage() {
 }
 
 /// The last line of `db check` on a damaged database.
-const RESTORE_TOLD: &str = "damaged: `latchctl backup restore --to-time 0s` rebuilds it from the WAL archive, or \
-                            `latchctl backup restore FILE` from a backup (`latchctl backup list` shows both)";
+const RESTORE_TOLD: &str = "damaged: `latchctl backup restore --to-time 0s` rebuilds it from the WAL archive up \
+                            to its last commit, or `latchctl backup restore FILE` from a backup (`latchctl backup \
+                            list` shows both)";
 
 /// Writes `bytes` over the file at `db` from byte `at`, as a failing disk
 /// or a stray program would.
