@@ -26,7 +26,7 @@ pub enum PolicyError {
     #[error("{field}: longer than 1 KiB")]
     TooLong { field: &'static str },
     #[error("{field}: {LONG_TEXT}")]
-    LongText { field: &'static str },
+    TooManyCharacters { field: &'static str },
     #[error("{field}: {UNSHOWABLE}")]
     Unshowable { field: &'static str },
     /// Several fields of one form refused, told in one answer so that a
@@ -36,7 +36,7 @@ pub enum PolicyError {
 }
 
 /// The most characters a name, device name or description may have.
-pub const MAX_DISPLAY_CHARS: usize = 128;
+const MAX_DISPLAY_CHARS: usize = 128;
 const LONG_TEXT: &str = "longer than 128 characters";
 const UNSHOWABLE: &str = "must not contain control characters or bidirectional overrides";
 const NON_ASCII_LOCAL: &str =
@@ -68,7 +68,7 @@ impl ToProblem for PolicyError {
             | PolicyError::InvalidEmail
             | PolicyError::NonAsciiLocalPart
             | PolicyError::TooLong { .. }
-            | PolicyError::LongText { .. }
+            | PolicyError::TooManyCharacters { .. }
             | PolicyError::Unshowable { .. } => Kind::InvalidRequest,
         }
     }
@@ -84,7 +84,7 @@ impl ToProblem for PolicyError {
                 FieldError::one("email", self.email_reason())
             }
             PolicyError::TooLong { field } => FieldError::one(field, "longer than 1 KiB"),
-            PolicyError::LongText { field } => FieldError::one(field, LONG_TEXT),
+            PolicyError::TooManyCharacters { field } => FieldError::one(field, LONG_TEXT),
             PolicyError::Unshowable { field } => FieldError::one(field, UNSHOWABLE),
             PolicyError::Several(all) => all.iter().flat_map(PolicyError::field_errors).collect(),
         }
@@ -104,7 +104,7 @@ pub fn display_text(field: &'static str, text: Option<String>) -> Result<Option<
         return Err(PolicyError::Unshowable { field });
     }
     if text.chars().count() > MAX_DISPLAY_CHARS {
-        return Err(PolicyError::LongText { field });
+        return Err(PolicyError::TooManyCharacters { field });
     }
     Ok(Some(text.to_string()).filter(|t| !t.is_empty()))
 }
@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(shown("   ").unwrap(), None);
         assert_eq!(display_text("name", None).unwrap(), None);
         assert_eq!(shown(&format!(" {} ", "é".repeat(128))).unwrap().unwrap().chars().count(), 128);
-        assert!(matches!(shown(&"é".repeat(129)), Err(PolicyError::LongText { field: "name" })));
+        assert!(matches!(shown(&"é".repeat(129)), Err(PolicyError::TooManyCharacters { field: "name" })));
         for bad in ["a\u{1b}[2J", "a\tb", "a\u{85}b", "a\u{202e}b", "a\u{2066}b"] {
             assert!(matches!(shown(bad), Err(PolicyError::Unshowable { field: "name" })), "{bad:?}");
         }

@@ -465,8 +465,9 @@ pub fn roles(client: &AdminClient, cmd: &RolesCmd, json: bool) -> anyhow::Result
             });
         }
         RolesCmd::Add { name, description } => {
-            let role =
-                client.post("/v1/admin/roles", Some(&json!({ "name": name, "description": description })))?;
+            let body = json!({ "name": name, "description": description });
+            let named = [("description", "--description")];
+            let role = client.post("/v1/admin/roles", Some(&body)).map_err(|e| e.as_typed(&named))?;
             print(json, &role, |r| format!("added role {}", r["name"].as_str().unwrap_or("?")));
         }
         RolesCmd::Remove { name } => {

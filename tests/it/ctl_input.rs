@@ -130,6 +130,9 @@ async fn every_field_at_fault_is_named_at_once() {
         assert_eq!(out.status.success(), made, "{letters}: {stderr}");
         assert_eq!(stderr.contains("--name: longer than 128 characters"), !made, "{stderr}");
     }
+    let role = latchctl_on(&d.state_dir(), &["roles", "add", "ops", "--description", &"d".repeat(129)]);
+    let stderr = String::from_utf8_lossy(&role.stderr);
+    assert!(stderr.contains("--description: longer than 128 characters"), "{stderr}");
     let block = ["blocked-ips", "add", "203.0.113.0/33", "--for", "soon", "--reason", "x\u{1b}[2J"];
     let out = latchctl_on(&d.state_dir(), &block);
     let stderr = String::from_utf8_lossy(&out.stderr);
