@@ -121,9 +121,16 @@ enum LineError {
     Unreachable(ClientError),
 }
 
+/// Why a line is no JSON, placed by its column: serde's own "at line 1"
+/// would contradict the file's line number told beside it.
+fn not_json(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let reason = text.rfind(" at line ").map_or(text.as_str(), |at| &text[..at]);
+    format!("not a JSON object: {reason} (column {})", e.column())
+}
+
 fn import_line(client: &AdminClient, line: &str) -> Result<(), LineError> {
-    let body: Value =
-        serde_json::from_str(line).map_err(|e| LineError::Refused(format!("not a JSON object: {e}")))?;
+    let body: Value = serde_json::from_str(line).map_err(|e| LineError::Refused(not_json(&e)))?;
     if !body.get("email").is_some_and(Value::is_string) {
         return Err(LineError::Refused("a line needs \"email\" (a string)".into()));
     }
@@ -166,6 +173,10 @@ mod tests {
         let client = AdminClient { socket: "/nonexistent/latch.sock".into() };
         let refused = |line: &str| matches!(import_line(&client, line), Err(LineError::Refused(_)));
         assert!(refused("not json"));
+        let Err(LineError::Refused(why)) = import_line(&client, r#"{"email": "a@b.example",}"#) else {
+            panic!("a trailing comma is no JSON")
+        };
+        assert_eq!(why, "not a JSON object: trailing comma (column 25)");
         assert!(refused("[1, 2]"));
         assert!(refused(r#"{"password_hash": "$2b$10$x"}"#));
         assert!(matches!(
