@@ -38,7 +38,7 @@ use super::wal::{self, HEADER, WalHeader};
 use crate::config::Config;
 use crate::store::archive_layout::GENERATION_PREFIX;
 use crate::store::backup::{self as copies, BackupError};
-use crate::store::{DamageSeen, DatabaseFile, Store, StoreError, last_commit_unix_ms, truncate_checkpoint};
+use crate::store::{DamageWatch, DatabaseFile, Store, StoreError, last_commit_unix_ms, truncate_checkpoint};
 
 /// Bytes into the current pass through the log after which every batch
 /// checkpoints (PASSIVE) until a complete one lets the next write start
@@ -92,7 +92,7 @@ struct Archiver {
     /// archive's times never go back, see `stamp`.
     newest_stamp_ms: i64,
     /// Damage met in the database: see `hold_generation`.
-    damage: DamageSeen,
+    damage: DamageWatch,
     damage_told: bool,
 }
 
@@ -154,7 +154,7 @@ pub async fn install(
         failures: 0,
         config_seen: None,
         newest_stamp_ms: 0,
-        damage: store.damage_seen(),
+        damage: store.damage_watch(),
         damage_told: false,
     };
     store.between_batches(Box::new(move |c| archiver.run(c))).await?;
@@ -216,9 +216,10 @@ impl Archiver {
     /// one on a database known to be damaged: its snapshot would copy the
     /// damage, and each new one prunes the oldest, until no generation
     /// whole from before the damage would be left to restore from. The
-    /// current one's snapshot came before the damage was met, and its
-    /// segments replay every later commit onto it. Without a current one
-    /// (a start on the damaged file) one begins, and none is pruned.
+    /// current one's segments replay every later commit onto its
+    /// snapshot, which came before the damage was met unless its own check
+    /// met it (then it pruned none). Without a current one (a start on the
+    /// damaged file) one begins, and none is pruned.
     fn hold_generation(&mut self, cfg: &Config) -> bool {
         if !self.damage.is_seen() || self.generation.is_none() {
             return false;
@@ -296,7 +297,8 @@ impl Archiver {
         // On a damaged database no generation is pruned (`hold_generation`).
         let keep = if self.damage.is_seen() { usize::MAX } else { cfg.backup.keep as usize };
         let db = Box::new(self.file.reader());
-        let snapshot = Snapshot { dir: dir.clone(), started_ms, db, pin, root, keep };
+        let damage = self.damage.clone();
+        let snapshot = Snapshot { dir: dir.clone(), started_ms, db, pin, root, keep, damage };
         self.progress.snapshotting.store(true, Ordering::Release);
         if self.to_thread.send(Work::Snapshot(Box::new(snapshot))).is_err() {
             self.progress.snapshotting.store(false, Ordering::Release);

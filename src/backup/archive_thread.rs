@@ -13,6 +13,7 @@ use rusqlite::Connection;
 
 use super::archive::TICK;
 use super::segment;
+use crate::store::DamageWatch;
 use crate::store::archive_layout::{SNAPSHOT, generations};
 use crate::store::backup as copies;
 
@@ -103,6 +104,8 @@ pub(super) struct Snapshot {
     pub(super) pin: Connection,
     pub(super) root: PathBuf,
     pub(super) keep: usize,
+    /// Told when the snapshot's check finds the database damaged.
+    pub(super) damage: DamageWatch,
 }
 
 /// The archive thread: writes what the hook sends as segments, several
@@ -172,7 +175,9 @@ fn write_snapshot(s: Snapshot, progress: &Progress) {
         Ok(_) => {
             tracing::info!(generation = %s.dir.display(), "WAL archive: new generation");
             progress.unarchived_since_ms.store(0, Ordering::Release);
-            prune(&s.root, s.keep);
+            if is_whole(&s.pin, &s.dir, &s.damage) {
+                prune(&s.root, s.keep);
+            }
         }
         Err(e) => {
             tracing::warn!(error = %e, "WAL archive: the snapshot failed; a new generation will follow");
@@ -188,6 +193,34 @@ fn write_snapshot(s: Snapshot, progress: &Progress) {
     progress.snapshotting.store(false, Ordering::Release);
     // Compressing the database took zstd's window and buffers.
     crate::telemetry::memory::return_free_memory();
+}
+
+/// Whether the database the snapshot copied passes SQLite's integrity
+/// check, as a backup's copy must. Damage nothing has read yet (a page
+/// the start does not touch) is copied as it is, and a generation that
+/// pruned the older ones on it would delete, at a `keep` of 1, the only
+/// one a restore could mend it from: such a generation prunes none, and
+/// the store tells of the damage (`latch_db_damaged`), so that no new
+/// generation begins on it either (`archive.rs`, `hold_generation`).
+fn is_whole(pin: &Connection, generation: &Path, damage: &DamageWatch) -> bool {
+    match copies::integrity(pin) {
+        Ok(checked) if checked.findings == ["ok"] => true,
+        Ok(checked) => {
+            let findings = checked.findings.join("; ");
+            damage.found(&format_args!("the WAL archive's new generation copied it ({findings})"));
+            tracing::error!(
+                generation = %generation.display(),
+                "WAL archive: the new generation's snapshot fails SQLite's integrity check; no generation is \
+                 pruned, and none begins on the damaged database"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "WAL archive: the new generation's snapshot could not be checked; no \
+                 generation is pruned until one is");
+            false
+        }
+    }
 }
 
 /// Whether the folder of a generation whose snapshot failed is worth
@@ -293,7 +326,8 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         let (db, pin) =
             (Box::new(std::io::Cursor::new(vec![7u8; 4096])), Connection::open_in_memory().unwrap());
-        Snapshot { dir, started_ms, db, pin, root: root.to_path_buf(), keep: 10 }
+        let damage = DamageWatch::new(&root.join("latch.db"));
+        Snapshot { dir, started_ms, db, pin, root: root.to_path_buf(), keep: 10, damage }
     }
 
     /// Where the snapshot's temp file goes, a folder: writing it fails.

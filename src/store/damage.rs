@@ -56,38 +56,40 @@ pub fn way_out(archived: bool) -> &'static str {
     }
 }
 
-/// Whether the store has met damage since it opened, for the work that
-/// must act on it (the WAL archive keeps what came before).
-#[derive(Clone, Default)]
-pub struct DamageSeen(Arc<AtomicBool>);
-
-impl DamageSeen {
-    pub fn is_seen(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
 /// What the store has told of damage: `latch_db_damaged` is 0 from the
 /// start and turns 1 at the first damage met (damage does not mend
-/// itself; a restore and a new start do).
-pub(super) struct DamageWatch {
-    pub(super) seen: DamageSeen,
-    told_at: Mutex<Option<Instant>>,
+/// itself; a restore and a new start do). Cheap to clone: the WAL
+/// archive's thread tells through it what its snapshot's check found.
+#[derive(Clone)]
+pub struct DamageWatch {
+    db: Arc<Path>,
+    seen: Arc<AtomicBool>,
+    told_at: Arc<Mutex<Option<Instant>>>,
 }
 
 impl DamageWatch {
-    pub(super) fn new() -> DamageWatch {
+    pub fn new(db: &Path) -> DamageWatch {
         metrics::gauge!("latch_db_damaged").set(0.0);
-        DamageWatch { seen: DamageSeen::default(), told_at: Mutex::new(None) }
+        DamageWatch { db: db.into(), seen: Arc::default(), told_at: Arc::default() }
     }
 
-    /// Tells of `out`'s error if it is damage in the file at `db`.
-    pub(super) fn notice<T>(&self, db: &Path, out: &Result<T, StoreError>) {
-        let Err(e) = out else { return };
-        if !e.is_damage() {
-            return;
+    /// Whether damage has been met since the store opened, for the work
+    /// that must act on it (the WAL archive keeps what came before).
+    pub fn is_seen(&self) -> bool {
+        self.seen.load(Ordering::Acquire)
+    }
+
+    /// Tells of `out`'s error if it is damage in the database file.
+    pub(super) fn notice<T>(&self, out: &Result<T, StoreError>) {
+        match out {
+            Err(e) if e.is_damage() => self.found(e),
+            _ => {}
         }
-        self.seen.0.store(true, Ordering::Release);
+    }
+
+    /// Tells that the database file is damaged, as `what` found.
+    pub fn found(&self, what: &dyn std::fmt::Display) {
+        self.seen.store(true, Ordering::Release);
         metrics::gauge!("latch_db_damaged").set(1.0);
         let mut told_at = self.told_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if told_at.is_some_and(|at| at.elapsed() < TELL_EVERY) {
@@ -95,10 +97,10 @@ impl DamageWatch {
         }
         *told_at = Some(Instant::now());
         tracing::error!(
-            error = %e,
+            error = %what,
             "{} is damaged: requests and backups that read its damaged pages fail; stop latchd, then `latchctl db \
              check` shows where and `latchctl backup restore` mends it (README: \"A damaged database\")",
-            db.display()
+            self.db.display()
         );
     }
 }

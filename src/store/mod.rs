@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use backup::BackupError;
 pub use changes::{Listener, RowAction, RowChange};
-pub use damage::{DamageSeen, is_damage, is_damaged, way_out};
+pub use damage::{DamageWatch, is_damage, is_damaged, way_out};
 pub use file::{DatabaseFile, FileReader};
 pub use migrations::MigrationError;
 pub use writer::{BetweenBatches, Checkpointed, last_commit_unix_ms, truncate_checkpoint};
@@ -175,7 +175,7 @@ impl Store {
                 readers,
                 writer_thread: Mutex::new(Some(thread)),
                 feed,
-                damage: damage::DamageWatch::new(),
+                damage: damage::DamageWatch::new(opts.path),
                 file,
             }),
         })
@@ -185,9 +185,10 @@ impl Store {
         &self.inner.path
     }
 
-    /// Whether damage has been met in the database file since it opened.
-    pub fn damage_seen(&self) -> DamageSeen {
-        self.inner.damage.seen.clone()
+    /// What tells of damage in the database file and knows whether any has
+    /// been met since it opened, for work that reads the file by itself.
+    pub fn damage_watch(&self) -> DamageWatch {
+        self.inner.damage.clone()
     }
 
     /// The database file, to read as bytes: never open and close it
@@ -217,7 +218,7 @@ impl Store {
         let job: Box<dyn writer::WriteJob> = Box::new(writer::Job { f, reply, company_wait: wait });
         self.inner.writer.send(writer::Msg::Job(job)).await.map_err(|_| StoreError::WriterGone)?;
         let out = answer.await.unwrap_or(Err(StoreError::WriterGone));
-        self.inner.damage.notice(&self.inner.path, &out);
+        self.inner.damage.notice(&out);
         out
     }
 
@@ -252,7 +253,7 @@ impl Store {
         }
         metrics::histogram!("latch_db_query_duration_seconds", "op" => "read")
             .record(started.elapsed().as_secs_f64());
-        self.inner.damage.notice(&self.inner.path, &out);
+        self.inner.damage.notice(&out);
         out
     }
 

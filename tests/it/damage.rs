@@ -117,21 +117,56 @@ async fn the_damaged_file_a_restore_replaces_is_kept_with_its_wal() {
 #[tokio::test]
 async fn the_archive_keeps_its_generation_from_before_the_damage() {
     let (d, _) = admin_daemon("\n[backup]\ninterval = \"1s\"\nkeep = 1\n", &[]).await;
+    let (d, stopped) = damaged_under_the_archive(d, "users").await;
+    let told = "WAL archive: the database is damaged; no new generation begins on it";
+    assert!(d.log().contains(told), "{}", d.log());
+    mended_from_the_archive(d, &stopped).await;
+}
+
+/// Damage no request has read yet (a table the start does not touch) is
+/// met by the check of the snapshot that copies it: that generation
+/// prunes none, so the whole one stays, and the gauge the alert watches
+/// turns 1 without waiting for a request or a backup to meet it.
+#[tokio::test]
+async fn a_generation_that_copies_unread_damage_prunes_none() {
+    let (d, _) = admin_daemon("\n[backup]\ninterval = \"1s\"\nkeep = 1\n", &[]).await;
+    let (d, stopped) = damaged_under_the_archive(d, "recovery_codes").await;
+    let log = d.log();
+    let told =
+        "WAL archive: the new generation's snapshot fails SQLite's integrity check; no generation is pruned";
+    assert!(log.contains(told), "{log}");
+    let copied = "is damaged: requests and backups that read its damaged pages fail";
+    assert!(
+        log.lines().any(|l| l.contains(copied) && l.contains("the WAL archive's new generation copied it"))
+    );
+    let page = d.get("/metrics").await.text().await.unwrap();
+    assert!(page.lines().any(|l| l == "latch_db_damaged 1"), "the gauge the alert watches");
+    mended_from_the_archive(d, &stopped).await;
+}
+
+/// The names of the WAL archive's generations under `state`, oldest first.
+fn generations(state: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(state.join("archive"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Stops `d` (archiving with `keep = 1` and a generation due each second)
+/// once its archive holds one whole generation, writes over the root page
+/// of `table`, and starts it again: the started daemon (after 3 s, in
+/// which generations were due) and when the first stopped, as a
+/// `--to-time`. The whole generation must still be there beside the one
+/// the start began.
+async fn damaged_under_the_archive(d: Latchd, table: &str) -> (Latchd, String) {
     let (state, db) = (d.state_dir(), d.state_dir().join("latch.db"));
-    let generations = || -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(state.join("archive"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let sql =
-        "SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master WHERE name = 'users'";
-    let (root, page): (i64, i64) = d.db().query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let sql = "SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master WHERE name = ?1";
+    let (root, page): (i64, i64) = d.db().query_row(sql, [table], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     let dir = d.stop_keep_dir();
-    let whole = generations();
+    let whole = generations(&state);
     assert_eq!(whole.len(), 1, "pruned to keep = 1 while whole: {whole:?}");
     let stopped = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let stopped = stopped.format(&time::format_description::well_known::Rfc3339).unwrap();
@@ -139,11 +174,17 @@ async fn the_archive_keeps_its_generation_from_before_the_damage() {
     write_over(&db, ((root - 1) * page) as u64, &vec![0xff; page as usize]);
     let d = Latchd::start_in(dir).await;
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    let after = generations();
+    let after = generations(&state);
     assert_eq!((after.len(), &after[0]), (2, &whole[0]), "the start's generation beside the whole one");
-    assert!(d.log().contains("WAL archive: the database is damaged; no new generation begins on it"));
+    (d, stopped)
+}
+
+/// Stops `d` and restores its database from the WAL archive as it was at
+/// `to_time`: the account made before comes back, and logs in.
+async fn mended_from_the_archive(d: Latchd, to_time: &str) {
+    let state = d.state_dir();
     let dir = d.stop_keep_dir();
-    let restored = latchctl_on(&state, &["backup", "restore", "--to-time", &stopped]);
+    let restored = latchctl_on(&state, &["backup", "restore", "--to-time", to_time]);
     assert!(restored.status.success(), "{restored:?}");
     let d = Latchd::start_in(dir).await;
     login(&d, "root@example.test", PASSWORD).await;
