@@ -18,9 +18,9 @@ use serde_json::json;
 use crate::audit::{self, Entry};
 use crate::keys::MasterKey;
 use crate::state_dir::StateDir;
-use crate::store::StoreError;
 use crate::store::backup::{self, BackupError, Inspected};
 use crate::store::migrations;
+use crate::store::{StoreError, archive_layout};
 
 /// Audit actions that make an account or the install safer; a restore to
 /// before one of them undoes it.
@@ -47,7 +47,7 @@ pub enum RestoreError {
     #[error(transparent)]
     Backup(#[from] BackupError),
     #[error("{file} is damaged: {findings}; nothing was changed{instead}")]
-    Damaged { file: String, findings: String, instead: &'static str },
+    Damaged { file: String, findings: String, instead: String },
     #[error("{0}; nothing was changed")]
     Key(#[from] crate::keys::KeyError),
     #[error(
@@ -133,26 +133,22 @@ pub fn restore(
     let live = state.database();
     let staging = live.with_file_name(".latch.db.restoring");
     let result = (|| {
-        let (shown, replayed) = match source {
+        let (shown, replayed, archive) = match source {
             Source::File { file, shown } => {
                 backup::decompress(file, shown, &staging)?;
-                (shown.display().to_string(), None)
+                (shown.display().to_string(), None, None)
             }
             Source::PointInTime { archive, to_ms } => {
                 let rebuilt = super::replay::rebuild(archive, to_ms, &staging)?;
-                (rebuilt.generation.display().to_string(), Some(rebuilt))
+                (rebuilt.generation.display().to_string(), Some(rebuilt), Some(archive))
             }
         };
         let inspected = backup::inspect(&staging)?;
         if !inspected.is_ok() {
             let findings = inspected.integrity.join("; ");
-            // A generation copies the database as it is when it begins,
-            // damage and all: an older one, or a backup, may be whole.
-            let instead = match replayed {
-                Some(_) => {
-                    " (a restore to an earlier --to-time, in an older generation, or from a backup may be whole)"
-                }
-                None => "",
+            let instead = match (archive, &replayed) {
+                (Some(archive), Some(rebuilt)) => before_damage(archive, &rebuilt.generation),
+                _ => String::new(),
             };
             return Err(RestoreError::Damaged { file: shown, findings, instead });
         }
@@ -183,6 +179,29 @@ pub fn restore(
         remove_with_sidecars(&staging);
     }
     result
+}
+
+/// What may be whole instead of a rebuild from `generation` that is
+/// damaged. A generation copies the database as it is when it begins,
+/// damage and all, and its check then keeps the older ones (see
+/// `archive_thread.rs`): the moment before it began is restored from one
+/// of those, so that moment is named, ready to pass. An earlier time in
+/// the same generation may be whole too, when the damage came later.
+fn before_damage(archive: &Path, generation: &Path) -> String {
+    let began = archive_layout::generation_start(generation).unwrap_or(i64::MIN);
+    let older = archive_layout::generations(archive)
+        .into_iter()
+        .any(|(ms, dir)| ms < began && dir.join(archive_layout::SNAPSHOT).exists());
+    if !older {
+        return " (an earlier --to-time, or a backup, may be whole)".to_string();
+    }
+    // `--to-time` counts every commit within its second.
+    let before = crate::clock::rfc3339((began - 1000).div_euclid(1000));
+    format!(
+        " (an earlier --to-time may be whole: this generation began at {}, and --to-time {before}, the \
+         moment before, restores from an older one; or a backup may be whole)",
+        crate::clock::rfc3339(began.div_euclid(1000))
+    )
 }
 
 /// The tightening changes the live database logged after row `after`, its

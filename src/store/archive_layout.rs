@@ -16,14 +16,15 @@ pub fn generations(root: &Path) -> Vec<(i64, PathBuf)> {
     listed(root).unwrap_or_default()
 }
 
+/// When the generation in folder `dir` began (Unix ms), by its name.
+pub fn generation_start(dir: &Path) -> Option<i64> {
+    dir.file_name()?.to_str()?.strip_prefix(GENERATION_PREFIX)?.parse().ok()
+}
+
 fn listed(root: &Path) -> std::io::Result<Vec<(i64, PathBuf)>> {
     let mut found: Vec<(i64, PathBuf)> = std::fs::read_dir(root)?
         .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let ms = name.strip_prefix(GENERATION_PREFIX)?.parse().ok()?;
-            Some((ms, e.path()))
-        })
+        .filter_map(|e| Some((generation_start(&e.path())?, e.path())))
         .collect();
     found.sort();
     Ok(found)

@@ -120,7 +120,7 @@ async fn the_archive_keeps_its_generation_from_before_the_damage() {
     let (d, stopped) = damaged_under_the_archive(d, "users").await;
     let told = "WAL archive: the database is damaged; no new generation begins on it";
     assert!(d.log().contains(told), "{}", d.log());
-    mended_from_the_archive(d, &stopped).await;
+    mended_from_the_archive(d.stop_keep_dir(), &stopped).await;
 }
 
 /// Damage no request has read yet (a table the start does not touch) is
@@ -141,7 +141,11 @@ async fn a_generation_that_copies_unread_damage_prunes_none() {
     );
     let page = d.get("/metrics").await.text().await.unwrap();
     assert!(page.lines().any(|l| l == "latch_db_damaged 1"), "the gauge the alert watches");
-    mended_from_the_archive(d, &stopped).await;
+    let state = d.state_dir();
+    let dir = d.stop_keep_dir();
+    let before = moment_before_the_damaged_generation(&state);
+    assert!(before >= stopped, "{before} reaches the last stop at {stopped}");
+    mended_from_the_archive(dir, &before).await;
 }
 
 /// The names of the WAL archive's generations under `state`, oldest first.
@@ -179,11 +183,11 @@ async fn damaged_under_the_archive(d: Latchd, table: &str) -> (Latchd, String) {
     (d, stopped)
 }
 
-/// Stops `d` and restores its database from the WAL archive as it was at
-/// `to_time`: the account made before comes back, and logs in.
-async fn mended_from_the_archive(d: Latchd, to_time: &str) {
-    let state = d.state_dir();
-    let dir = d.stop_keep_dir();
+/// Restores the database of the stopped daemon in `dir` from its WAL
+/// archive as it was at `to_time`: the account made before comes back,
+/// and logs in.
+async fn mended_from_the_archive(dir: tempfile::TempDir, to_time: &str) {
+    let state = dir.path().join("state");
     let restored = latchctl_on(&state, &["backup", "restore", "--to-time", to_time]);
     assert!(restored.status.success(), "{restored:?}");
     let d = Latchd::start_in(dir).await;
@@ -238,7 +242,8 @@ fn failed_start(dir: &Path) -> String {
 /// The next backup, whose copy holds the same pages, fails naming the
 /// live database as damaged, not its own temporary copy, and the backups
 /// before it stay. A restore into the WAL archive's generation that began
-/// on the damaged file says what may be whole instead.
+/// on the damaged file is refused, naming the moment before it began,
+/// which restores whole from the generation before.
 #[tokio::test]
 async fn damage_in_a_table_is_told_once_when_read_and_by_the_backup() {
     let (d, _) = admin_daemon("", &[]).await;
@@ -252,6 +257,9 @@ async fn damage_in_a_table_is_told_once_when_read_and_by_the_backup() {
         "SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master WHERE name = 'users'";
     let (root, page): (i64, i64) = d.db().query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     let dir = d.stop_keep_dir();
+    // The next start's generation begins in a later second than the
+    // first's: the moment before it is then one the first one restores.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     write_over(&db, ((root - 1) * page) as u64, &vec![0xff; page as usize]);
     let d = Latchd::start_in(dir).await;
     for _ in 0..3 {
@@ -277,14 +285,27 @@ async fn damage_in_a_table_is_told_once_when_read_and_by_the_backup() {
     let backups: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(backups.as_array().map(Vec::len), Some(1), "the earlier one stays: {backups}");
     // The WAL archive's generation begun at that start copied the damage:
-    // restoring into it is refused, pointing to what may be whole.
-    let _dir = d.stop_keep_dir();
+    // restoring into it is refused, naming the moment before it began,
+    // which the first start's generation restores whole.
+    let dir = d.stop_keep_dir();
     let checked = latchctl_on(&state, &["db", "check"]);
     let found = String::from_utf8_lossy(&checked.stdout);
     assert!(!checked.status.success() && found.trim_end().ends_with(RESTORE_TOLD), "{found}");
-    let refused = latchctl_on(&state, &["backup", "restore", "--to-time", "0s"]);
+    let before = moment_before_the_damaged_generation(&state);
+    mended_from_the_archive(dir, &before).await;
+}
+
+/// `backup restore --to-time 0s`, which must be refused since the newest
+/// generation copied the damage: the moment it names instead, before that
+/// generation began, for a restore from an older one.
+fn moment_before_the_damaged_generation(state: &Path) -> String {
+    let refused = latchctl_on(state, &["backup", "restore", "--to-time", "0s"]);
     let said = String::from_utf8_lossy(&refused.stderr);
-    let instead = "; nothing was changed (a restore to an earlier --to-time, in an older generation, or from a \
-                   backup may be whole)";
-    assert!(!refused.status.success() && said.trim_end().ends_with(instead), "{said}");
+    assert!(!refused.status.success(), "{said}");
+    let instead = "; nothing was changed (an earlier --to-time may be whole: this generation began at ";
+    let (_, rest) = said.split_once(instead).unwrap_or_else(|| panic!("{said}"));
+    let (_, rest) = rest.split_once(", and --to-time ").unwrap_or_else(|| panic!("{said}"));
+    let ending = ", the moment before, restores from an older one; or a backup may be whole)";
+    let (before, _) = rest.split_once(ending).unwrap_or_else(|| panic!("{said}"));
+    before.to_string()
 }
