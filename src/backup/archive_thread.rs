@@ -171,11 +171,15 @@ pub(super) fn write_segments(work: &mpsc::Receiver<Work>, progress: &Progress) {
 fn write_snapshot(s: Snapshot, progress: &Progress) {
     // Tests stop the daemon here, as a crash or a stop's timeout would.
     crate::pause::blocking("archive_snapshot");
+    let started = Instant::now();
     match copies::compress_from(s.db, &s.dir.join(SNAPSHOT)) {
         Ok(_) => {
-            tracing::info!(generation = %s.dir.display(), "WAL archive: new generation");
             progress.unarchived_since_ms.store(0, Ordering::Release);
-            if is_whole(&s.pin, &s.dir, &s.damage) {
+            let copied_s = started.elapsed().as_secs_f64();
+            let whole = is_whole(&s.pin, &s.dir, &s.damage);
+            let checked_s = started.elapsed().as_secs_f64() - copied_s;
+            tracing::info!(generation = %s.dir.display(), copied_s, checked_s, whole, "WAL archive: new generation");
+            if whole {
                 prune(&s.root, s.keep);
             }
         }
