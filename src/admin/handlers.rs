@@ -100,7 +100,8 @@ async fn backups_status(dir: std::path::PathBuf) -> serde_json::Value {
 
 /// Whether the WAL archive is on, where, from when a restore can reach
 /// (and the stretches since that it cannot: `gaps`, each from a second up
-/// to another) and how far it trails the last commit: with it on, "no
+/// to another; `restorable_until`, when its newest generation copied a
+/// damaged database) and how far it trails the last commit: with it on, "no
 /// backups yet" does not mean nothing could be restored. Listed off the
 /// worker.
 async fn archive_status(cfg: &crate::config::Config, lag: Option<f64>) -> serde_json::Value {
@@ -115,8 +116,9 @@ async fn archive_status(cfg: &crate::config::Config, lag: Option<f64>) -> serde_
             let gaps: Vec<_> = reach.iter().flat_map(|r| &r.gaps).map(|(from, until)| {
                 json!({ "from": crate::clock::rfc3339(*from), "until": crate::clock::rfc3339(*until) })
             }).collect();
+            let until = reach.as_ref().and_then(|r| r.until).map(crate::clock::rfc3339);
             json!({ "enabled": true, "dir": root, "restorable_from": from, "gaps": gaps,
-                "lag_seconds": lag.unwrap_or(0.0) })
+                "restorable_until": until, "lag_seconds": lag.unwrap_or(0.0) })
         }
         Err(error) => json!({ "enabled": true, "dir": root, "restorable_from": null, "error": error }),
     }

@@ -14,7 +14,7 @@ use rusqlite::Connection;
 use super::archive::TICK;
 use super::segment;
 use crate::store::DamageWatch;
-use crate::store::archive_layout::{SNAPSHOT, generations};
+use crate::store::archive_layout::{DAMAGED, SNAPSHOT, generations, restorable};
 use crate::store::backup as copies;
 
 /// While archiving fails, the archive thread holds up to this many bytes of
@@ -212,6 +212,11 @@ fn is_whole(pin: &Connection, generation: &Path, damage: &DamageWatch) -> bool {
         Ok(checked) => {
             let findings = checked.findings.join("; ");
             damage.found(&format_args!("the WAL archive's new generation copied it ({findings})"));
+            // Restores reach around it (`archive_layout::restorable`).
+            if let Err(e) = copies::write_bytes(format!("{findings}\n").as_bytes(), &generation.join(DAMAGED))
+            {
+                tracing::warn!(error = %e, "WAL archive: marking the generation as damaged failed");
+            }
             tracing::error!(
                 generation = %generation.display(),
                 "WAL archive: the new generation's snapshot fails SQLite's integrity check; no generation is \
@@ -235,7 +240,7 @@ fn is_whole(pin: &Connection, generation: &Path, damage: &DamageWatch) -> bool {
 fn marks_a_gap(root: &Path, failed: &Path) -> bool {
     let before =
         generations(root).into_iter().map(|(_, dir)| dir).take_while(|dir| dir.as_path() != failed).last();
-    before.is_some_and(|dir| dir.join(SNAPSHOT).exists())
+    before.is_some_and(|dir| restorable(&dir))
 }
 
 fn take(

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::segment;
 use super::wal;
-use crate::store::archive_layout::{SNAPSHOT, generations, reach};
+use crate::store::archive_layout::{SNAPSHOT, copied_damage, generations, reach, restorable};
 use crate::store::backup::{self as copies, BackupError};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,13 @@ pub enum ReplayError {
          the archive restores is --to-time {before}"
     )]
     Unfinished { to: String, generation: String, began: String, before: String },
+    #[error(
+        "the WAL archive cannot restore {to}: generation {generation} began at {began} on a damaged \
+         database (its snapshot failed SQLite's integrity check), so nothing from then until a later \
+         generation began is restored whole; the latest moment before it that the archive restores is \
+         --to-time {before}"
+    )]
+    CopiedDamage { to: String, generation: String, began: String, before: String },
     #[error("{0}: not a whole latch WAL archive segment (damaged or cut short)")]
     NotASegment(String),
     #[error("{generation}: segment {missing} is missing; the archive ends before the time asked for")]
@@ -83,7 +90,7 @@ pub fn rebuild(root: &Path, to_ms: i64, dest: &Path) -> Result<Rebuilt, ReplayEr
     // writing it, or the write failed) cannot be replayed; the one before it
     // can, up to that one's start.
     let all = generations(root);
-    let usable = |(ms, dir): &&(i64, PathBuf)| *ms <= upto && dir.join(SNAPSHOT).exists();
+    let usable = |(ms, dir): &&(i64, PathBuf)| *ms <= upto && restorable(dir);
     let Some((start, generation)) = all.iter().rfind(usable).cloned() else {
         let to = crate::clock::rfc3339(to_ms.div_euclid(1000));
         // Where it does reach, so the operator's next try is not a guess.
@@ -94,16 +101,17 @@ pub fn rebuild(root: &Path, to_ms: i64, dest: &Path) -> Result<Rebuilt, ReplayEr
         };
         return Err(ReplayError::NoGeneration { root: root.display().to_string(), to, reach });
     };
-    // Any generation begun after that one and by the target is unfinished:
-    // replaying the one before would end at its last commit, silently short
-    // of the moment asked for.
-    if let Some((began, unfinished)) = all.iter().find(|(ms, _)| *ms > start && *ms <= upto) {
-        return Err(ReplayError::Unfinished {
-            to: crate::clock::rfc3339(to_ms.div_euclid(1000)),
-            generation: unfinished.display().to_string(),
-            began: rfc3339_ms(*began),
-            // `--to-time` counts every commit within its second.
-            before: crate::clock::rfc3339((began - 1000).div_euclid(1000)),
+    // Any generation begun after that one and by the target is unfinished
+    // or copied damage: replaying the one before would end at its last
+    // commit, silently short of the moment asked for.
+    if let Some((began, unusable)) = all.iter().find(|(ms, _)| *ms > start && *ms <= upto) {
+        let (to, generation) =
+            (crate::clock::rfc3339(to_ms.div_euclid(1000)), unusable.display().to_string());
+        // `--to-time` counts every commit within its second.
+        let (began, before) = (rfc3339_ms(*began), crate::clock::rfc3339((began - 1000).div_euclid(1000)));
+        return Err(match copied_damage(unusable) {
+            true => ReplayError::CopiedDamage { to, generation, began, before },
+            false => ReplayError::Unfinished { to, generation, began, before },
         });
     }
     let snapshot = generation.join(SNAPSHOT);

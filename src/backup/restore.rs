@@ -191,7 +191,7 @@ fn before_damage(archive: &Path, generation: &Path) -> String {
     let began = archive_layout::generation_start(generation).unwrap_or(i64::MIN);
     let older = archive_layout::generations(archive)
         .into_iter()
-        .any(|(ms, dir)| ms < began && dir.join(archive_layout::SNAPSHOT).exists());
+        .any(|(ms, dir)| ms < began && archive_layout::restorable(&dir));
     if !older {
         return " (an earlier --to-time, or a backup, may be whole)".to_string();
     }

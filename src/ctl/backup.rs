@@ -75,9 +75,12 @@ fn list(t: &Target, json: bool) -> anyhow::Result<bool> {
             Ok(Some(reach)) => {
                 let gaps =
                     reach.gaps.iter().map(|(a, b)| (crate::clock::rfc3339(*a), crate::clock::rfc3339(*b)));
+                let until = (reach.until.map(crate::clock::rfc3339))
+                    .map(|until| format!(" until {until}{}", super::status::COPIED_DAMAGE));
                 format!(
-                    "WAL archive in {shown}: restorable to any moment since {}{} (restore --to-time T)",
+                    "WAL archive in {shown}: restorable to any moment since {}{}{} (restore --to-time T)",
                     crate::clock::rfc3339(reach.from),
+                    until.unwrap_or_default(),
                     super::status::except_gaps(gaps)
                 )
             }

@@ -71,12 +71,19 @@ fn human_archive(a: &Value) -> String {
     };
     let lag = a["lag_seconds"].as_f64().unwrap_or(0.0);
     // A segment is written at most every 100 ms: under a second is current.
-    let through =
-        if lag >= 1.0 { format!("{lag:.0} s behind the last commit") } else { "the last commit".into() };
+    let through = match a["restorable_until"].as_str() {
+        Some(until) => format!("{until}{COPIED_DAMAGE}"),
+        None if lag >= 1.0 => format!("{lag:.0} s behind the last commit"),
+        None => "the last commit".into(),
+    };
     let gaps =
         a["gaps"].as_array().into_iter().flatten().map(|g| (cell(g, "from", "?"), cell(g, "until", "?")));
     format!("restorable from {from} to {through}{}, in {dir}", except_gaps(gaps))
 }
+
+/// Said after the last moment a restore reaches when the archive's newest
+/// generation copied a damaged database.
+pub(super) const COPIED_DAMAGE: &str = " (the newest generation copied a damaged database)";
 
 /// The stretches a restore cannot reach, as a clause: ", except from A
 /// until B" (`--to-time` A is refused, B works).
@@ -188,8 +195,8 @@ pub(super) fn without_daemon(t: &Target) -> Value {
                     json!({ "from": crate::clock::rfc3339(*from), "until": crate::clock::rfc3339(*until) })
                 })
                 .collect();
-            let from = crate::clock::rfc3339(reach.from);
-            json!({ "dir": t.archive_dir, "restorable_from": from, "gaps": gaps })
+            let (from, until) = (crate::clock::rfc3339(reach.from), reach.until.map(crate::clock::rfc3339));
+            json!({ "dir": t.archive_dir, "restorable_from": from, "gaps": gaps, "restorable_until": until })
         }
         Ok(None) => json!({ "dir": t.archive_dir }),
         Err(e) => json!({ "dir": t.archive_dir, "error": e.to_string() }),
@@ -212,7 +219,11 @@ pub(super) fn human_without_daemon(s: &Value) -> String {
     let reach = match (archive["error"].as_str(), archive["restorable_from"].as_str()) {
         (Some(error), _) => format!("cannot list {dir}: {error}"),
         (None, Some(from)) => {
-            format!("restorable from {from} to its newest segment{}, in {dir}", except_gaps(gaps))
+            let through = match archive["restorable_until"].as_str() {
+                Some(until) => format!("{until}{COPIED_DAMAGE}"),
+                None => "its newest segment".into(),
+            };
+            format!("restorable from {from} to {through}{}, in {dir}", except_gaps(gaps))
         }
         (None, None) => format!("none in {dir}"),
     };

@@ -10,6 +10,24 @@ pub const GENERATION_PREFIX: &str = "gen-";
 /// The generation's snapshot: the database file right after a checkpoint.
 pub const SNAPSHOT: &str = "snapshot.db.zst";
 
+/// Written into a generation whose snapshot failed SQLite's integrity
+/// check, holding the findings: it copied a damaged database, so nothing
+/// replayed onto it is whole. The snapshot stays, for whoever would read
+/// what they can of it; a restore reaches around the generation as around
+/// one whose snapshot was never finished.
+pub const DAMAGED: &str = "damaged.txt";
+
+/// Whether a restore can start from the generation in `dir`: its snapshot
+/// was finished and passed its check.
+pub fn restorable(dir: &Path) -> bool {
+    dir.join(SNAPSHOT).exists() && !copied_damage(dir)
+}
+
+/// Whether the generation in `dir` copied a damaged database (`DAMAGED`).
+pub fn copied_damage(dir: &Path) -> bool {
+    dir.join(DAMAGED).exists()
+}
+
 /// The generations under `root`, oldest first: (start Unix ms, folder);
 /// none when the folder cannot be read.
 pub fn generations(root: &Path) -> Vec<(i64, PathBuf)> {
@@ -43,6 +61,10 @@ pub struct Reach {
     /// finished one began. The newest generation is not counted: its
     /// snapshot may be the one a running daemon is writing.
     pub gaps: Vec<(i64, i64)>,
+    /// The last second a restore reaches when the newest generation copied
+    /// a damaged database (from the start of the stretch that runs into
+    /// it, nothing is whole); None: every commit archived.
+    pub until: Option<i64>,
 }
 
 /// The reach of the archive under `root`: None while it has no finished
@@ -55,11 +77,16 @@ pub fn reach(root: &Path) -> std::io::Result<Option<Reach>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let finished: Vec<bool> = all.iter().map(|(_, dir)| dir.join(SNAPSHOT).exists()).collect();
+    let finished: Vec<bool> = all.iter().map(|(_, dir)| restorable(dir)).collect();
     let Some(first) = finished.iter().position(|f| *f) else { return Ok(None) };
-    let (mut gaps, mut unfinished_since) = (Vec::new(), None);
-    for (i, (ms, _)) in all.iter().enumerate().skip(first + 1) {
+    let (mut gaps, mut unfinished_since, mut until) = (Vec::new(), None, None);
+    for (i, (ms, dir)) in all.iter().enumerate().skip(first + 1) {
         let newest = i + 1 == all.len();
+        if newest && copied_damage(dir) {
+            // `--to-time` counts every commit within its second.
+            until = Some((unfinished_since.unwrap_or(*ms) - 1000).div_euclid(1000));
+            break;
+        }
         if let Some(since) = unfinished_since.filter(|_| finished[i] || newest) {
             // `--to-time S` counts every commit within S: the second a
             // generation began in already reaches it.
@@ -72,7 +99,7 @@ pub fn reach(root: &Path) -> std::io::Result<Option<Reach>> {
             unfinished_since = unfinished_since.or(Some(*ms));
         }
     }
-    Ok(Some(Reach { from: (all[first].0 + 999).div_euclid(1000), gaps }))
+    Ok(Some(Reach { from: (all[first].0 + 999).div_euclid(1000), gaps, until }))
 }
 
 #[cfg(test)]
@@ -99,7 +126,7 @@ mod tests {
         let starts: Vec<i64> = generations(root.path()).into_iter().map(|(ms, _)| ms).collect();
         assert_eq!(starts, [1_000, 3_000, 2_000_001]);
         // 1,000's snapshot was never finished; 3,000 ms is second 3 exactly.
-        assert_eq!(reach(root.path()).unwrap(), Some(Reach { from: 3, gaps: vec![] }));
+        assert_eq!(reach(root.path()).unwrap(), Some(Reach { from: 3, gaps: vec![], until: None }));
         std::fs::remove_dir_all(root.path().join(format!("{GENERATION_PREFIX}{:013}", 3_000))).unwrap();
         let from = reach(root.path()).unwrap().map(|r| r.from);
         assert_eq!(from, Some(2_001), "rounded up to a whole second");
@@ -117,7 +144,7 @@ mod tests {
         }
         // 20.4 s and 25 s: one gap, from the second 20.4 s is in to the one
         // the next finished generation began in.
-        assert_eq!(reach(root.path()).unwrap(), Some(Reach { from: 11, gaps: vec![(20, 30)] }));
+        assert_eq!(reach(root.path()).unwrap(), Some(Reach { from: 11, gaps: vec![(20, 30)], until: None }));
         // The newest unfinished one may be a running daemon's: no gap yet,
         // but it ends one that is open.
         generation(root.path(), 50_000, false);
@@ -127,5 +154,30 @@ mod tests {
         generation(root.path(), 60_000, false);
         generation(root.path(), 70_000, false);
         assert_eq!(reach(root.path()).unwrap().unwrap().gaps, [(20, 30), (60, 70)]);
+    }
+
+    #[test]
+    fn a_generation_that_copied_damage_is_reached_around_and_as_the_newest_ends_the_reach() {
+        let root = tempfile::tempdir().unwrap();
+        let damaged = |ms: i64| {
+            generation(root.path(), ms, true);
+            std::fs::write(root.path().join(format!("{GENERATION_PREFIX}{ms:013}")).join(DAMAGED), "x")
+                .unwrap();
+        };
+        generation(root.path(), 10_500, true);
+        damaged(20_400);
+        let reached = reach(root.path()).unwrap().unwrap();
+        assert_eq!((reached.gaps, reached.until), (vec![], Some(19)), "up to the second before it");
+        // After a restore the next start's generation is whole again: the
+        // damaged one is a gap like an unfinished one.
+        generation(root.path(), 30_700, true);
+        let reached = reach(root.path()).unwrap().unwrap();
+        assert_eq!((reached.gaps, reached.until), (vec![(20, 30)], None));
+        // A stretch of unfinished generations running into a damaged newest
+        // ends the reach where it began.
+        generation(root.path(), 40_000, false);
+        damaged(50_000);
+        assert_eq!(reach(root.path()).unwrap().unwrap().until, Some(39));
+        assert!(!restorable(&root.path().join(format!("{GENERATION_PREFIX}{:013}", 50_000))));
     }
 }

@@ -125,8 +125,10 @@ async fn the_archive_keeps_its_generation_from_before_the_damage() {
 
 /// Damage no request has read yet (a table the start does not touch) is
 /// met by the check of the snapshot that copies it: that generation
-/// prunes none, so the whole one stays, and the gauge the alert watches
-/// turns 1 without waiting for a request or a backup to meet it.
+/// prunes none, so the whole one stays, the gauge the alert watches turns
+/// 1 without waiting for a request or a backup to meet it, and `status`
+/// and `backup list` say the archive restores up to the moment before
+/// that generation, which is what a restore to its last commit names.
 #[tokio::test]
 async fn a_generation_that_copies_unread_damage_prunes_none() {
     let (d, _) = admin_daemon("\n[backup]\ninterval = \"1s\"\nkeep = 1\n", &[]).await;
@@ -142,10 +144,25 @@ async fn a_generation_that_copies_unread_damage_prunes_none() {
     let page = d.get("/metrics").await.text().await.unwrap();
     assert!(page.lines().any(|l| l == "latch_db_damaged 1"), "the gauge the alert watches");
     let state = d.state_dir();
+    let status: Value = serde_json::from_slice(&latchctl_on(&state, &["--json", "status"]).stdout).unwrap();
+    let until =
+        status["archive"]["restorable_until"].as_str().unwrap_or_else(|| panic!("{status}")).to_string();
+    assert!(until >= stopped, "{until} reaches the last stop at {stopped}");
+    let shown = String::from_utf8_lossy(&latchctl_on(&state, &["status"]).stdout).into_owned();
+    let said = format!("to {until} (the newest generation copied a damaged database)");
+    assert!(shown.lines().any(|l| l.starts_with("WAL archive") && l.contains(&said)), "{shown}");
     let dir = d.stop_keep_dir();
-    let before = moment_before_the_damaged_generation(&state);
-    assert!(before >= stopped, "{before} reaches the last stop at {stopped}");
-    mended_from_the_archive(dir, &before).await;
+    let listed = String::from_utf8_lossy(&latchctl_on(&state, &["backup", "list"]).stdout).into_owned();
+    let said = format!("until {until} (the newest generation copied a damaged database)");
+    assert!(listed.contains(&said), "{listed}");
+    let refused = refused_restore_to_the_last_commit(&state);
+    let said = format!(
+        "on a damaged database (its snapshot failed SQLite's integrity check), so nothing from \
+                        then until a later generation began is restored whole; the latest moment before it \
+                        that the archive restores is --to-time {until}; nothing was changed"
+    );
+    assert!(refused.trim_end().ends_with(&said), "{refused}");
+    mended_from_the_archive(dir, &until).await;
 }
 
 /// The names of the WAL archive's generations under `state`, oldest first.
@@ -291,21 +308,28 @@ async fn damage_in_a_table_is_told_once_when_read_and_by_the_backup() {
     let checked = latchctl_on(&state, &["db", "check"]);
     let found = String::from_utf8_lossy(&checked.stdout);
     assert!(!checked.status.success() && found.trim_end().ends_with(RESTORE_TOLD), "{found}");
-    let before = moment_before_the_damaged_generation(&state);
-    mended_from_the_archive(dir, &before).await;
+    let refused = refused_restore_to_the_last_commit(&state);
+    let before = refused.split_once("restores is --to-time ").and_then(|(_, rest)| rest.split_once(';'));
+    let (before, _) = before.unwrap_or_else(|| panic!("{refused}"));
+    // Without its mark (an archive from before marks, or a stop between
+    // the snapshot and the mark) the rebuild itself is found damaged, and
+    // the refusal names the same moment.
+    let newest = generations(&state).pop().unwrap();
+    std::fs::remove_file(state.join("archive").join(newest).join("damaged.txt")).unwrap();
+    let refused = refused_restore_to_the_last_commit(&state);
+    let said = format!(
+        "and --to-time {before}, the moment before, restores from an older one; or a backup may be \
+                        whole)"
+    );
+    assert!(refused.trim_end().ends_with(&said), "{refused}");
+    mended_from_the_archive(dir, before).await;
 }
 
-/// `backup restore --to-time 0s`, which must be refused since the newest
-/// generation copied the damage: the moment it names instead, before that
-/// generation began, for a restore from an older one.
-fn moment_before_the_damaged_generation(state: &Path) -> String {
+/// What `backup restore --to-time 0s` says, which must refuse: the
+/// archive's newest generation copied the damage.
+fn refused_restore_to_the_last_commit(state: &Path) -> String {
     let refused = latchctl_on(state, &["backup", "restore", "--to-time", "0s"]);
-    let said = String::from_utf8_lossy(&refused.stderr);
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
     assert!(!refused.status.success(), "{said}");
-    let instead = "; nothing was changed (an earlier --to-time may be whole: this generation began at ";
-    let (_, rest) = said.split_once(instead).unwrap_or_else(|| panic!("{said}"));
-    let (_, rest) = rest.split_once(", and --to-time ").unwrap_or_else(|| panic!("{said}"));
-    let ending = ", the moment before, restores from an older one; or a backup may be whole)";
-    let (before, _) = rest.split_once(ending).unwrap_or_else(|| panic!("{said}"));
-    before.to_string()
+    said
 }

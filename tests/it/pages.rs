@@ -514,7 +514,10 @@ async fn a_person_changes_their_name() {
     assert_eq!(long["errors"][0], json!({"field": "name", "message": "longer than 128 characters"}));
     let on_page =
         browser.post(&d, "/account/name", &[("name", &"w".repeat(200))]).await.text().await.unwrap();
-    assert!(on_page.contains("longer than 128 characters") && on_page.contains("value=\"Wren Ash\""));
+    assert!(
+        on_page.contains("longer than 128 characters") && on_page.contains("value=\"Wren Ash\""),
+        "{on_page}"
+    );
     let kept: Value = patch(json!({"name": "é".repeat(128)})).await.unwrap().json().await.unwrap();
     assert_eq!(kept["name"], "é".repeat(128));
     let renamed: Value = patch(json!({"name": "W. Ash"})).await.unwrap().json().await.unwrap();
