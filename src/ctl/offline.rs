@@ -71,7 +71,7 @@ pub fn db_check(t: &Target, json: bool) -> anyhow::Result<bool> {
             say!("migrations    {e}");
         }
         if report.integrity != ["ok"] {
-            say!("damaged: {}", crate::store::way_out(t.wal_archive));
+            say!("damaged: {}", crate::store::way_out(t.wal_archive.then_some(t.archive_dir.as_path())));
         }
     }
     Ok(report.is_healthy())

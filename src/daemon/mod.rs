@@ -83,8 +83,9 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     for caution in cfg.cautions() {
         tracing::warn!("{caution}");
     }
-    let (db, archived) = (cfg.database_path(), cfg.backup.wal_archive);
-    let (mut d, mut running) = start(cfg, metrics).await.map_err(|e| with_the_way_out(e, &db, archived))?;
+    let (db, archive) = (cfg.database_path(), cfg.backup.wal_archive.then(|| cfg.archive_dir()));
+    let (mut d, mut running) =
+        start(cfg, metrics).await.map_err(|e| with_the_way_out(e, &db, archive.as_deref()))?;
     let ended_early = serve_until_stopped(&mut d, &mut running, &mut signals).await?;
     stop(d, running, ended_early).await
 }
@@ -92,11 +93,15 @@ pub async fn run(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
 /// A database SQLite finds damaged is not served: the start ends naming
 /// the file and the restore that mends it (which keeps the damaged file
 /// beside it as `latch.db.replaced-<time>`).
-fn with_the_way_out(e: anyhow::Error, db: &std::path::Path, archived: bool) -> anyhow::Error {
+fn with_the_way_out(
+    e: anyhow::Error,
+    db: &std::path::Path,
+    archive: Option<&std::path::Path>,
+) -> anyhow::Error {
     if !crate::store::is_damaged(&e) {
         return e;
     }
-    let restore = crate::store::way_out(archived);
+    let restore = crate::store::way_out(archive);
     let db = db.display();
     e.context(format!(
         "{db} is damaged; `latchctl db check` shows where; {restore}; a restore keeps the damaged file as \

@@ -45,14 +45,27 @@ impl StoreError {
 }
 
 /// How a damaged database is mended, as latchd's refused start and
-/// `latchctl db check` name it: from the WAL archive when
-/// `[backup].wal_archive` is on, else from a backup.
-pub fn way_out(archived: bool) -> &'static str {
-    if archived {
-        "`latchctl backup restore --to-time 0s` rebuilds it from the WAL archive up to its last commit, or \
-         `latchctl backup restore FILE` from a backup (`latchctl backup list` shows both)"
-    } else {
-        "`latchctl backup restore FILE` puts a backup in its place (`latchctl backup list` shows them)"
+/// `latchctl db check` name it: from the WAL archive under `archive` when
+/// `[backup].wal_archive` is on, else from a backup. When the archive's
+/// newest generation copied the damage, the archive's way is to the last
+/// moment before it, named ready to pass.
+pub fn way_out(archive: Option<&Path>) -> String {
+    const FROM_A_BACKUP: &str =
+        "`latchctl backup restore FILE` from a backup (`latchctl backup list` shows both)";
+    let Some(archive) = archive else {
+        return "`latchctl backup restore FILE` puts a backup in its place (`latchctl backup list` shows them)"
+            .to_string();
+    };
+    match super::archive_layout::reach(archive).ok().flatten().and_then(|r| r.until) {
+        Some(until) => format!(
+            "`latchctl backup restore --to-time {}` rebuilds it from the WAL archive as it was then, before \
+             the archive's newest generation copied the damage, or {FROM_A_BACKUP}",
+            crate::clock::rfc3339(until)
+        ),
+        None => format!(
+            "`latchctl backup restore --to-time 0s` rebuilds it from the WAL archive up to its last commit, or \
+             {FROM_A_BACKUP}"
+        ),
     }
 }
 
@@ -68,6 +81,7 @@ pub struct DamageWatch {
 }
 
 impl DamageWatch {
+    /// One per opened store (`Store::open`): it sets the gauge to 0.
     pub fn new(db: &Path) -> DamageWatch {
         metrics::gauge!("latch_db_damaged").set(0.0);
         DamageWatch { db: db.into(), seen: Arc::default(), told_at: Arc::default() }

@@ -126,9 +126,10 @@ async fn the_archive_keeps_its_generation_from_before_the_damage() {
 /// Damage no request has read yet (a table the start does not touch) is
 /// met by the check of the snapshot that copies it: that generation
 /// prunes none, so the whole one stays, the gauge the alert watches turns
-/// 1 without waiting for a request or a backup to meet it, and `status`
-/// and `backup list` say the archive restores up to the moment before
-/// that generation, which is what a restore to its last commit names.
+/// 1 without waiting for a request or a backup to meet it, and `status`,
+/// `backup list` and `db check` say the archive restores up to the moment
+/// before that generation, which is what a restore to its last commit
+/// names.
 #[tokio::test]
 async fn a_generation_that_copies_unread_damage_prunes_none() {
     let (d, _) = admin_daemon("\n[backup]\ninterval = \"1s\"\nkeep = 1\n", &[]).await;
@@ -155,6 +156,13 @@ async fn a_generation_that_copies_unread_damage_prunes_none() {
     let listed = String::from_utf8_lossy(&latchctl_on(&state, &["backup", "list"]).stdout).into_owned();
     let said = format!("until {until} (the newest generation copied a damaged database)");
     assert!(listed.contains(&said), "{listed}");
+    let checked = latchctl_on(&state, &["db", "check"]);
+    let found = String::from_utf8_lossy(&checked.stdout);
+    let said = format!(
+        "damaged: `latchctl backup restore --to-time {until}` rebuilds it from the WAL archive as \
+                        it was then, before the archive's newest generation copied the damage"
+    );
+    assert!(!checked.status.success() && found.contains(&said), "{found}");
     let refused = refused_restore_to_the_last_commit(&state);
     let said = format!(
         "on a damaged database (its snapshot failed SQLite's integrity check), so nothing from \
@@ -305,17 +313,26 @@ async fn damage_in_a_table_is_told_once_when_read_and_by_the_backup() {
     // restoring into it is refused, naming the moment before it began,
     // which the first start's generation restores whole.
     let dir = d.stop_keep_dir();
-    let checked = latchctl_on(&state, &["db", "check"]);
-    let found = String::from_utf8_lossy(&checked.stdout);
-    assert!(!checked.status.success() && found.trim_end().ends_with(RESTORE_TOLD), "{found}");
+    let db_check = || {
+        let checked = latchctl_on(&state, &["db", "check"]);
+        assert!(!checked.status.success(), "{checked:?}");
+        String::from_utf8_lossy(&checked.stdout).trim_end().to_string()
+    };
     let refused = refused_restore_to_the_last_commit(&state);
     let before = refused.split_once("restores is --to-time ").and_then(|(_, rest)| rest.split_once(';'));
     let (before, _) = before.unwrap_or_else(|| panic!("{refused}"));
+    let found = db_check();
+    assert!(
+        found.contains(&format!("damaged: `latchctl backup restore --to-time {before}` rebuilds")),
+        "{found}"
+    );
     // Without its mark (an archive from before marks, or a stop between
     // the snapshot and the mark) the rebuild itself is found damaged, and
     // the refusal names the same moment.
     let newest = generations(&state).pop().unwrap();
     std::fs::remove_file(state.join("archive").join(newest).join("damaged.txt")).unwrap();
+    let found = db_check();
+    assert!(found.ends_with(RESTORE_TOLD), "{found}");
     let refused = refused_restore_to_the_last_commit(&state);
     let said = format!(
         "and --to-time {before}, the moment before, restores from an older one; or a backup may be \
