@@ -163,7 +163,8 @@ pub(super) fn write_segments(work: &mpsc::Receiver<Work>, progress: &Progress) {
 }
 
 /// Writes a generation's snapshot (before any of its segments: they come
-/// after it on the channel), then prunes old generations. A failed one
+/// after it on the channel), then, once SQLite's check of it passes
+/// (`is_whole`), prunes old generations. A failed one
 /// has the hook start a new generation, and its segments are dropped; its
 /// folder stays, empty, when it is the first failure after a finished
 /// generation: it tells a restore that the archive holds none of the

@@ -87,8 +87,8 @@ pub fn rebuild(root: &Path, to_ms: i64, dest: &Path) -> Result<Rebuilt, ReplayEr
     // `archive.rs`), and those commits were made before now all the same.
     let upto = if to_ms >= crate::clock::now_unix_ms() { i64::MAX } else { to_ms };
     // A generation whose snapshot was never finished (the daemon died while
-    // writing it, or the write failed) cannot be replayed; the one before it
-    // can, up to that one's start.
+    // writing it, or the write failed) or copied a damaged database cannot
+    // be replayed; the one before it can, up to that one's start.
     let all = generations(root);
     let usable = |(ms, dir): &&(i64, PathBuf)| *ms <= upto && restorable(dir);
     let Some((start, generation)) = all.iter().rfind(usable).cloned() else {
