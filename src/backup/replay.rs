@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::segment;
 use super::wal;
-use crate::store::archive_layout::{SNAPSHOT, copied_damage, generations, reach, restorable};
+use crate::store::archive_layout::{SNAPSHOT, copied_damage, generations, reach, restorable, second_before};
 use crate::store::backup::{self as copies, BackupError};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,17 +24,15 @@ pub enum ReplayError {
     #[error(
         "the WAL archive cannot restore {to}: generation {generation} began at {began} and its snapshot \
          was never finished (the daemon stopped, or the write failed), so the archive holds none of the \
-         commits made from then until a later generation began; the latest moment before it that \
-         the archive restores is --to-time {before}"
+         commits made from then until a later generation began; {way_back}"
     )]
-    Unfinished { to: String, generation: String, began: String, before: String },
+    Unfinished { to: String, generation: String, began: String, way_back: String },
     #[error(
         "the WAL archive cannot restore {to}: generation {generation} began at {began} on a damaged \
          database (its snapshot failed SQLite's integrity check), so nothing from then until a later \
-         generation began is restored whole; the latest moment before it that the archive restores is \
-         --to-time {before}"
+         generation began is restored whole; {way_back}"
     )]
-    CopiedDamage { to: String, generation: String, began: String, before: String },
+    CopiedDamage { to: String, generation: String, began: String, way_back: String },
     #[error("{0}: not a whole latch WAL archive segment (damaged or cut short)")]
     NotASegment(String),
     #[error("{generation}: segment {missing} is missing; the archive ends before the time asked for")]
@@ -107,11 +105,10 @@ pub fn rebuild(root: &Path, to_ms: i64, dest: &Path) -> Result<Rebuilt, ReplayEr
     if let Some((began, unusable)) = all.iter().find(|(ms, _)| *ms > start && *ms <= upto) {
         let (to, generation) =
             (crate::clock::rfc3339(to_ms.div_euclid(1000)), unusable.display().to_string());
-        // `--to-time` counts every commit within its second.
-        let (began, before) = (rfc3339_ms(*began), crate::clock::rfc3339((began - 1000).div_euclid(1000)));
+        let (began, way_back) = (rfc3339_ms(*began), way_back(*began));
         return Err(match copied_damage(unusable) {
-            true => ReplayError::CopiedDamage { to, generation, began, before },
-            false => ReplayError::Unfinished { to, generation, began, before },
+            true => ReplayError::CopiedDamage { to, generation, began, way_back },
+            false => ReplayError::Unfinished { to, generation, began, way_back },
         });
     }
     let snapshot = generation.join(SNAPSHOT);
@@ -152,6 +149,13 @@ fn apply(db: &File, path: &Path) -> Result<Option<(u32, usize)>, ReplayError> {
 
 fn io(path: &Path, source: std::io::Error) -> ReplayError {
     ReplayError::Copy(BackupError::Io { path: path.display().to_string(), source })
+}
+
+/// The way back past a generation begun at `began_ms` that no restore can
+/// start from or replay through, as every refusal words it.
+pub(super) fn way_back(began_ms: i64) -> String {
+    let before = crate::clock::rfc3339(second_before(began_ms));
+    format!("the latest moment before it that the archive restores is --to-time {before}")
 }
 
 fn rfc3339_ms(ms: i64) -> String {

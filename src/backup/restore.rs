@@ -195,12 +195,10 @@ fn before_damage(archive: &Path, generation: &Path) -> String {
     if !older {
         return " (an earlier --to-time, or a backup, may be whole)".to_string();
     }
-    // `--to-time` counts every commit within its second.
-    let before = crate::clock::rfc3339((began - 1000).div_euclid(1000));
+    let began_at = crate::clock::rfc3339(began.div_euclid(1000));
+    let way_back = super::replay::way_back(began);
     format!(
-        " (an earlier --to-time may be whole: this generation began at {}, and --to-time {before}, the \
-         moment before, restores from an older one; or a backup may be whole)",
-        crate::clock::rfc3339(began.div_euclid(1000))
+        " (an earlier --to-time may be whole: this generation began at {began_at}; {way_back}; or a backup may be whole)"
     )
 }
 

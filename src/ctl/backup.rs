@@ -76,7 +76,7 @@ fn list(t: &Target, json: bool) -> anyhow::Result<bool> {
                 let gaps =
                     reach.gaps.iter().map(|(a, b)| (crate::clock::rfc3339(*a), crate::clock::rfc3339(*b)));
                 let until = (reach.until.map(crate::clock::rfc3339))
-                    .map(|until| format!(" until {until}{}", super::status::COPIED_DAMAGE));
+                    .map(|until| format!(" until {}", super::status::until_damage(&until)));
                 format!(
                     "WAL archive in {shown}: restorable to any moment since {}{}{} (restore --to-time T)",
                     crate::clock::rfc3339(reach.from),

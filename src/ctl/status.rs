@@ -72,7 +72,7 @@ fn human_archive(a: &Value) -> String {
     let lag = a["lag_seconds"].as_f64().unwrap_or(0.0);
     // A segment is written at most every 100 ms: under a second is current.
     let through = match a["restorable_until"].as_str() {
-        Some(until) => format!("{until}{COPIED_DAMAGE}"),
+        Some(until) => until_damage(until),
         None if lag >= 1.0 => format!("{lag:.0} s behind the last commit"),
         None => "the last commit".into(),
     };
@@ -81,9 +81,11 @@ fn human_archive(a: &Value) -> String {
     format!("restorable from {from} to {through}{}, in {dir}", except_gaps(gaps))
 }
 
-/// Said after the last moment a restore reaches when the archive's newest
-/// generation copied a damaged database.
-pub(super) const COPIED_DAMAGE: &str = " (the newest generation copied a damaged database)";
+/// The last moment a restore reaches when the archive's newest generation
+/// copied a damaged database, and why it ends there.
+pub(super) fn until_damage(until: &str) -> String {
+    format!("{until} (the newest generation copied a damaged database)")
+}
 
 /// The stretches a restore cannot reach, as a clause: ", except from A
 /// until B" (`--to-time` A is refused, B works).
@@ -220,7 +222,7 @@ pub(super) fn human_without_daemon(s: &Value) -> String {
         (Some(error), _) => format!("cannot list {dir}: {error}"),
         (None, Some(from)) => {
             let through = match archive["restorable_until"].as_str() {
-                Some(until) => format!("{until}{COPIED_DAMAGE}"),
+                Some(until) => until_damage(until),
                 None => "its newest segment".into(),
             };
             format!("restorable from {from} to {through}{}, in {dir}", except_gaps(gaps))

@@ -48,12 +48,20 @@ fn listed(root: &Path) -> std::io::Result<Vec<(i64, PathBuf)>> {
     Ok(found)
 }
 
+/// The last whole second (Unix) a `restore --to-time` can name and still
+/// reach no commit made at or after `ms`: `--to-time S` counts every commit
+/// within S, up to S.999.
+pub fn second_before(ms: i64) -> i64 {
+    (ms - 1000).div_euclid(1000)
+}
+
 /// How far a restore from the archive reaches, in the whole seconds (Unix)
 /// `restore --to-time` names.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reach {
-    /// The first second: the start of the oldest generation whose snapshot
-    /// was finished, rounded up.
+    /// The first second: the one the oldest generation whose snapshot was
+    /// finished began in (its snapshot holds nothing later than its start,
+    /// and `--to-time S` reaches every commit within S).
     pub from: i64,
     /// Seconds refused since then, each `[from, until)`: a generation whose
     /// snapshot was never finished (the daemon died while writing it, or
@@ -83,8 +91,7 @@ pub fn reach(root: &Path) -> std::io::Result<Option<Reach>> {
     for (i, (ms, dir)) in all.iter().enumerate().skip(first + 1) {
         let newest = i + 1 == all.len();
         if newest && copied_damage(dir) {
-            // `--to-time` counts every commit within its second.
-            until = Some((unfinished_since.unwrap_or(*ms) - 1000).div_euclid(1000));
+            until = Some(second_before(unfinished_since.unwrap_or(*ms)));
             break;
         }
         if let Some(since) = unfinished_since.filter(|_| finished[i] || newest) {
@@ -99,7 +106,7 @@ pub fn reach(root: &Path) -> std::io::Result<Option<Reach>> {
             unfinished_since = unfinished_since.or(Some(*ms));
         }
     }
-    Ok(Some(Reach { from: (all[first].0 + 999).div_euclid(1000), gaps, until }))
+    Ok(Some(Reach { from: all[first].0.div_euclid(1000), gaps, until }))
 }
 
 #[cfg(test)]
@@ -129,7 +136,7 @@ mod tests {
         assert_eq!(reach(root.path()).unwrap(), Some(Reach { from: 3, gaps: vec![], until: None }));
         std::fs::remove_dir_all(root.path().join(format!("{GENERATION_PREFIX}{:013}", 3_000))).unwrap();
         let from = reach(root.path()).unwrap().map(|r| r.from);
-        assert_eq!(from, Some(2_001), "rounded up to a whole second");
+        assert_eq!(from, Some(2_000), "the second it began in: --to-time 2000 reaches 2,000.001 s");
         let not_a_folder = root.path().join("file");
         std::fs::write(&not_a_folder, b"").unwrap();
         assert!(reach(&not_a_folder).is_err());
@@ -144,7 +151,7 @@ mod tests {
         }
         // 20.4 s and 25 s: one gap, from the second 20.4 s is in to the one
         // the next finished generation began in.
-        assert_eq!(reach(root.path()).unwrap(), Some(Reach { from: 11, gaps: vec![(20, 30)], until: None }));
+        assert_eq!(reach(root.path()).unwrap(), Some(Reach { from: 10, gaps: vec![(20, 30)], until: None }));
         // The newest unfinished one may be a running daemon's: no gap yet,
         // but it ends one that is open.
         generation(root.path(), 50_000, false);
@@ -179,5 +186,23 @@ mod tests {
         damaged(50_000);
         assert_eq!(reach(root.path()).unwrap().unwrap().until, Some(39));
         assert!(!restorable(&root.path().join(format!("{GENERATION_PREFIX}{:013}", 50_000))));
+    }
+
+    #[test]
+    fn a_damaged_generation_a_second_after_the_only_whole_one_leaves_that_second() {
+        let root = tempfile::tempdir().unwrap();
+        generation(root.path(), 10_500, true);
+        generation(root.path(), 11_400, true);
+        let dir = root.path().join(format!("{GENERATION_PREFIX}{:013}", 11_400));
+        std::fs::write(dir.join(DAMAGED), "x").unwrap();
+        // `--to-time 10` reaches 10.999 s: the whole snapshot of 10.5 s and
+        // nothing of the damaged one, begun at 11.4 s. The range must not
+        // read backwards (from 11 until 10).
+        let reached = reach(root.path()).unwrap().unwrap();
+        assert_eq!((reached.from, reached.until), (10, Some(10)));
+        assert_eq!(second_before(11_400), 10);
+        assert_eq!(second_before(11_000), 10, "--to-time 10 ends at 10.999 s, before 11.0 s");
+        assert_eq!(second_before(10_999), 9, "--to-time 10 would reach 10.999 s itself");
+        assert_eq!(second_before(500), -1, "whole seconds before 1970 stay below");
     }
 }

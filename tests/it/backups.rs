@@ -314,18 +314,20 @@ async fn a_restore_to_a_time_brings_back_exactly_the_rows_committed_by_then() {
 
     let state = d.state_dir();
     let dir = d.stop_keep_dir();
-    let restored = ok_json(ctl(&state, &["--json", "backup", "restore", "--to-time", &t]));
-    assert!(restored["replayed"]["segments"].as_u64() > Some(0), "{restored}");
-    assert!(restored["replayed"]["through"].as_str().unwrap() <= t.as_str(), "{restored}");
     let too_early = ctl(&state, &["backup", "restore", "--to-time", "2001-01-01T00:00:00Z"]);
     let why = String::from_utf8_lossy(&too_early.stderr);
     assert!(!too_early.status.success() && why.contains("no WAL archive generation"), "{why}");
-    // The refusal says how far back the archive does reach.
+    // The refusal says how far back the archive does reach: the second its
+    // generation began in, which restores (`--to-time` counts all of it).
     let name = generations[0].file_name().unwrap().to_string_lossy().into_owned();
     let started_ms: i64 = name.strip_prefix("gen-").unwrap().parse().unwrap();
-    let reach = time::OffsetDateTime::from_unix_timestamp((started_ms + 999).div_euclid(1000)).unwrap();
+    let reach = time::OffsetDateTime::from_unix_timestamp(started_ms.div_euclid(1000)).unwrap();
     let reach = reach.format(&time::format_description::well_known::Rfc3339).unwrap();
     assert!(why.contains(&format!("; it reaches back to {reach}")), "{why}");
+    ok_json(ctl(&state, &["--json", "backup", "restore", "--to-time", &reach]));
+    let restored = ok_json(ctl(&state, &["--json", "backup", "restore", "--to-time", &t]));
+    assert!(restored["replayed"]["segments"].as_u64() > Some(0), "{restored}");
+    assert!(restored["replayed"]["through"].as_str().unwrap() <= t.as_str(), "{restored}");
     // A while ago: an hour back is before this archive began.
     let an_hour_ago = ctl(&state, &["backup", "restore", "--to-time", "1h"]);
     let why = String::from_utf8_lossy(&an_hour_ago.stderr);

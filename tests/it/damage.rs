@@ -335,8 +335,8 @@ async fn damage_in_a_table_is_told_once_when_read_and_by_the_backup() {
     assert!(found.ends_with(RESTORE_TOLD), "{found}");
     let refused = refused_restore_to_the_last_commit(&state);
     let said = format!(
-        "and --to-time {before}, the moment before, restores from an older one; or a backup may be \
-                        whole)"
+        "; the latest moment before it that the archive restores is --to-time {before}; or a backup \
+                        may be whole)"
     );
     assert!(refused.trim_end().ends_with(&said), "{refused}");
     mended_from_the_archive(dir, before).await;
