@@ -97,9 +97,17 @@ pub fn spawn_schedule(
         if let Ok(Some(at)) = tokio::task::spawn_blocking(move || newest_scheduled(&dir, started)).await {
             metrics::gauge!("latch_backup_last_success_timestamp_seconds").set(at as f64);
         }
+        let mut held = false;
         loop {
             let cfg = config.load_full();
             let wait = until_due(&cfg.backup_dir(), cfg.backup.interval.0, started).await;
+            if wait.is_zero() && held_for_damage(&deps.store, &mut held) {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(RECHECK) => {}
+                }
+                continue;
+            }
             if wait.is_zero() {
                 if let Err(e) = deps.take(&cfg).await {
                     // Logged by `take`; try again after a pause, not at once.
@@ -117,6 +125,26 @@ pub fn spawn_schedule(
             }
         }
     });
+}
+
+/// Whether the schedule holds its backups because the database is damaged:
+/// each would copy and check the whole file to fail as the first did
+/// (a minute apart, at every try), while the backups from before stay.
+/// Damage does not mend itself, and the restore that mends it needs a
+/// stop: the next start schedules again. `backup now` still tries. Says
+/// so once (`held`).
+fn held_for_damage(store: &Store, held: &mut bool) -> bool {
+    if !store.damage_watch().is_seen() {
+        return false;
+    }
+    if !*held {
+        tracing::warn!(
+            "scheduled backups are held: the database is damaged, and a backup copies its damage and fails \
+             its check (the backups from before stay; `latchctl backup now` still tries)"
+        );
+        *held = true;
+    }
+    true
 }
 
 /// How long until the next scheduled backup is due.

@@ -120,6 +120,13 @@ async fn the_archive_keeps_its_generation_from_before_the_damage() {
     let (d, stopped) = damaged_under_the_archive(d, "users").await;
     let told = "WAL archive: the database is damaged; no new generation begins on it";
     assert!(d.log().contains(told), "{}", d.log());
+    // A backup is due every second too: each would copy the whole damaged
+    // file to fail its check again. At most the one that met the damage
+    // first fails; the rest are held, said once.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let log = d.log();
+    assert!(log.matches("backup failed").count() <= 1, "{log}");
+    assert_eq!(log.matches("scheduled backups are held: the database is damaged").count(), 1, "{log}");
     mended_from_the_archive(d.stop_keep_dir(), &stopped).await;
 }
 
