@@ -142,6 +142,42 @@ impl Budget {
     }
 }
 
+/// The connections open on one plain-HTTP or Unix listener. Actix caps
+/// them (`Budget::per_worker` on each worker) by pausing its accepts, so a
+/// listener at its cap (an app that never closes its connections) makes
+/// new requests wait, not fail: `latch_http_plain_connections_open` beside
+/// `latch_http_plain_connections_max` is what shows it.
+#[derive(Clone)]
+pub struct PlainCount(metrics::Gauge);
+
+impl PlainCount {
+    /// The count for `listener` (its address or socket path), which holds
+    /// at most `max` connections.
+    pub fn new(listener: &str, max: usize) -> PlainCount {
+        let label = [("listener", listener.to_string())];
+        metrics::gauge!("latch_http_plain_connections_max", &label).set(max as f64);
+        let open = metrics::gauge!("latch_http_plain_connections_open", &label);
+        open.set(0.0);
+        PlainCount(open)
+    }
+
+    /// Counts a connection open until what this returns is dropped: kept
+    /// in the connection's data, it is dropped when the connection ends.
+    pub fn opened(&self) -> PlainConnection {
+        self.0.increment(1.0);
+        PlainConnection(self.0.clone())
+    }
+}
+
+/// One open plain-HTTP or Unix connection, counted until dropped.
+pub struct PlainConnection(metrics::Gauge);
+
+impl Drop for PlainConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 /// The network a per-address limit counts: the address itself for IPv4
 /// (an IPv4-mapped IPv6 address is read as IPv4), the `v6_prefix` network
 /// for IPv6.

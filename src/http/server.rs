@@ -14,7 +14,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use serde::Serialize;
 
-use super::conn_limits::{Budget, ConnectionLimits};
+use super::conn_limits::{Budget, ConnectionLimits, PlainCount};
 use super::context::RequestContext;
 use super::gate::GateMiddleware;
 use super::origin;
@@ -202,21 +202,29 @@ where
         ListenAddr::Unix(path) => path.display().to_string(),
     };
     let bind_err = |source| HttpError::Bind { what: what.clone(), source };
-    // Used by the plain-HTTP and Unix listeners only (`Budget`).
-    let http_server = || {
-        server_defaults!(HttpServer::new(factory.clone()), cfg).workers(workers).max_connections(per_worker)
+    // Used by the plain-HTTP and Unix listeners only (`Budget`), each
+    // connection counted for the operator, since at the cap it waits.
+    let http_server = |shown: &str| {
+        let count = PlainCount::new(shown, per_worker.saturating_mul(workers));
+        server_defaults!(HttpServer::new(factory.clone()), cfg)
+            .workers(workers)
+            .max_connections(per_worker)
+            .on_connect(move |conn, ext| {
+                remember_socket(conn, ext);
+                ext.insert(count.opened());
+            })
     };
     match (&listener.addr, listener.kind, https) {
         (ListenAddr::Unix(path), _, _) => {
             let lst = bind_unix(path).map_err(bind_err)?;
-            let server = http_server().listen_uds(lst).map_err(bind_err)?.run();
+            let server = http_server(&what).listen_uds(lst).map_err(bind_err)?.run();
             Ok((server, BoundListener { kind, addr: None, path: Some(path.clone()) }))
         }
         (ListenAddr::Tcp(addr), ListenerKind::Http, _) => {
             warn_if_plain_off_loopback(addr);
             let lst = TcpListener::bind(addr).map_err(bind_err)?;
             let local = lst.local_addr().map_err(bind_err)?;
-            let server = http_server().on_connect(remember_socket).listen(lst).map_err(bind_err)?.run();
+            let server = http_server(&local.to_string()).listen(lst).map_err(bind_err)?.run();
             Ok((server, BoundListener { kind, addr: Some(local), path: None }))
         }
         (ListenAddr::Tcp(addr), _, Some((tls, limits))) => {

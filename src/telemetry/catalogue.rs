@@ -68,6 +68,15 @@ pub fn describe() {
         "latch_http_connections_max",
         "HTTPS connections latchd holds at most: its open-file limit less what it keeps for its own files."
     );
+    describe_gauge!(
+        "latch_http_plain_connections_open",
+        "Connections open now on a plain-HTTP or Unix listener (label listener: its address or path)."
+    );
+    describe_gauge!(
+        "latch_http_plain_connections_max",
+        "Connections a plain-HTTP or Unix listener holds at most; at it, it stops accepting until one ends, \
+         and new requests wait."
+    );
     describe_counter!(
         "latch_http_connections_refused_total",
         "New HTTPS connections closed at their accept, by reason: per_address (max_connections_per_ip) or \

@@ -18,13 +18,13 @@ use crate::harness::{Latchd, client_tls, write_config};
 type Held = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// HTTPS without metrics (so that scraping takes no HTTPS connection), and
-/// a plain-HTTP listener with them.
+/// plain-HTTP and Unix listeners with them.
 fn config(extra: &str) -> String {
     format!(
         "[server]\nstate_dir = \"STATE\"\npublic_url = \"https://localhost:8443\"\n\
          [[listener]]\nkind = \"https\"\naddr = \"127.0.0.1:0\"\n\
          [[listener]]\nkind = \"http\"\naddr = \"127.0.0.1:0\"\nmetrics = true\n\
-         [[listener]]\nkind = \"unix\"\npath = \"STATE/api.sock\"\n\
+         [[listener]]\nkind = \"unix\"\npath = \"STATE/api.sock\"\nmetrics = true\n\
          [log]\nformat = \"json\"\n{extra}"
     )
 }
@@ -53,6 +53,15 @@ fn hold(d: &Latchd) -> Option<Held> {
 async fn metric(d: &Latchd, series: &str) -> f64 {
     let text = d.client().get(d.http_url("/metrics")).send().await.unwrap().text().await.unwrap();
     crate::flows::series_value(&text, series)
+}
+
+/// `latch_http_plain_connections_open` and `_max` for the listener
+/// `labels` names, read over the Unix listener.
+async fn plain_gauges(d: &Latchd, labels: &str) -> (f64, f64) {
+    let (status, page) = crate::harness::unix_request(&d.state_dir().join("api.sock"), "GET /metrics");
+    assert_eq!(status, 200, "{page}");
+    let read = |name: &str| crate::flows::series_value(&page, &format!("{name}{labels}"));
+    (read("latch_http_plain_connections_open"), read("latch_http_plain_connections_max"))
 }
 
 /// Waits until latchd counts `open` HTTPS connections.
@@ -169,10 +178,22 @@ async fn a_flood_on_a_plain_listener_leaves_descriptors_for_latchd_itself() {
     assert!(backup.status.success(), "backup now: {}", String::from_utf8_lossy(&backup.stderr));
     let (status, _) = crate::harness::unix_request(&d.state_dir().join("api.sock"), "GET /ready");
     assert_eq!(status, 200, "the Unix listener still answers");
+    // Requests to the plain listener now wait: its gauges (read over the
+    // Unix listener) show it at its cap.
+    let plain = format!("{{listener=\"{}\"}}", d.addr("http"));
+    let (open, max) = plain_gauges(&d, &plain).await;
+    assert!(max >= 1.0 && open == max, "open {open} of {max}, with {} connections open", flood.len());
+    let unix = format!("{{listener=\"{}\"}}", d.state_dir().join("api.sock").display());
+    assert_eq!(plain_gauges(&d, &unix).await, (1.0, max), "the Unix listener: this scrape, of the same cap");
 
     drop(flood);
     let health = d.client().get(d.http_url("/health")).timeout(Duration::from_secs(10)).send().await;
     assert_eq!(health.map(|r| r.status().as_u16()).ok(), Some(200), "the plain listener accepts again");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while plain_gauges(&d, &plain).await.0 > 1.0 {
+        assert!(Instant::now() < deadline, "the ended connections stay counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let log = d.log();
     assert!(!log.contains("Too many open files"), "no descriptor ran out:\n{log}");
 }
