@@ -177,8 +177,10 @@ fn write_snapshot(s: Snapshot, progress: &Progress) {
         Ok(_) => {
             progress.unarchived_since_ms.store(0, Ordering::Release);
             let copied_s = started.elapsed().as_secs_f64();
+            let checking = Instant::now();
             let whole = is_whole(&s.pin, &s.dir, &s.damage);
-            let checked_s = started.elapsed().as_secs_f64() - copied_s;
+            // Its own clock: a difference of two f64 read 0.0003670460000000002.
+            let checked_s = checking.elapsed().as_secs_f64();
             tracing::info!(generation = %s.dir.display(), copied_s, checked_s, whole, "WAL archive: new generation");
             if whole {
                 prune(&s.root, s.keep);
