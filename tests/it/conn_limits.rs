@@ -184,7 +184,9 @@ async fn a_flood_on_a_plain_listener_leaves_descriptors_for_latchd_itself() {
     let (open, max) = plain_gauges(&d, &plain).await;
     assert!(max >= 1.0 && open == max, "open {open} of {max}, with {} connections open", flood.len());
     let unix = format!("{{listener=\"{}\"}}", d.state_dir().join("api.sock").display());
-    assert_eq!(plain_gauges(&d, &unix).await, (1.0, max), "the Unix listener: this scrape, of the same cap");
+    // This scrape at least (the one before may not have ended yet).
+    let (open, unix_max) = plain_gauges(&d, &unix).await;
+    assert!(open >= 1.0 && unix_max == max, "the Unix listener: {open} of {unix_max}");
 
     drop(flood);
     let health = d.client().get(d.http_url("/health")).timeout(Duration::from_secs(10)).send().await;
