@@ -156,6 +156,11 @@ pub(super) fn human_status(s: &Value) -> String {
         (true, false) => format!("ok (schema {})", db["schema_version"]),
         (false, false) => "NOT ANSWERING".to_string(),
     };
+    let mut backups = human_backups(&s["backups"]);
+    if db["damaged"].as_bool() == Some(true) {
+        // Why the newest stops moving (`backup::held_for_damage`).
+        backups.push_str("; scheduled ones are held while the database is damaged");
+    }
     let rows = [
         (
             "daemon",
@@ -171,7 +176,7 @@ pub(super) fn human_status(s: &Value) -> String {
         ("listeners", listeners.join("; ")),
         ("admin socket", s["admin_socket"].as_str().unwrap_or("?").to_string()),
         ("mail", human_mail(&s["mail"])),
-        ("backups", human_backups(&s["backups"])),
+        ("backups", backups),
         ("WAL archive", human_archive(&s["archive"])),
         ("certificate", human_certificate(&s["tls"])),
         ("audit chain", human_audit(&s["audit"]["chain_ok"])),

@@ -308,6 +308,8 @@ async fn damage_in_a_table_is_told_once_when_read_and_by_the_backup() {
     let said = "DAMAGED: requests that read its damaged pages fail; stop latchd, then `latchctl db check` \
                 shows where (README: \"A damaged database\")";
     assert!(line.ends_with(said), "{shown}");
+    let line = shown.lines().find(|l| l.starts_with("backups ")).unwrap_or_default();
+    assert!(line.ends_with("; scheduled ones are held while the database is damaged"), "{shown}");
     let out = latchctl_on(&state, &["backup", "now"]);
     let said = String::from_utf8_lossy(&out.stderr);
     let damaged =
