@@ -12,6 +12,7 @@ use askama::Template;
 use super::{AccountView, SessionRow};
 use actix_web::ResponseError;
 
+use crate::http::problem::FieldError;
 use crate::http::{ApiError, Kind, html_page};
 
 /// No script, no frames, styles and images only from here (and the QR
@@ -146,14 +147,31 @@ pub fn html(refused: Option<Kind>, page: &impl Template) -> HttpResponse {
 }
 
 /// The kind and the sentence a page shows for a refused action: the
-/// problem's own detail (written for people).
+/// problem's own detail (written for people), each field it names called
+/// by the form's label instead of the API's name (`new_password:`).
 pub fn refusal(e: &ApiError) -> (Option<Kind>, String) {
     let p = e.problem();
-    let mut text = p.detail.clone();
+    let mut text = labelled(&p.detail, &p.errors);
     if let Some(secs) = p.retry_after {
         text.push_str(&format!(" Try again in {secs} seconds."));
     }
     (Some(p.kind), text)
+}
+
+/// `detail` with each "field: " that begins one of its parts (joined by
+/// "; ", as `problem::joined` writes them) and that `errors` names read
+/// as that field's label on the forms.
+fn labelled(detail: &str, errors: &[FieldError]) -> String {
+    let part = |part: &str| {
+        errors
+            .iter()
+            .find_map(|e| {
+                let rest = part.strip_prefix(e.field.as_str())?.strip_prefix(": ")?;
+                Some(format!("{}: {rest}", super::text::field_label(&e.field)))
+            })
+            .unwrap_or_else(|| part.to_string())
+    };
+    detail.split("; ").map(part).collect::<Vec<_>>().join("; ")
 }
 
 /// A 303 to `to`: after a POST, the browser GETs the next page.
@@ -169,4 +187,23 @@ pub async fn stylesheet() -> HttpResponse {
         .insert_header((CONTENT_TYPE, "text/css; charset=utf-8"))
         .insert_header((CACHE_CONTROL, "public, max-age=3600"))
         .body(STYLESHEET)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_fields_by_the_forms_labels() {
+        let errors = [FieldError::one("new_password", "x"), FieldError::one("name", "y")].concat();
+        let detail = "new_password: shorter than 12 characters; name: longer than 128 characters";
+        assert_eq!(
+            labelled(detail, &errors),
+            "New password: shorter than 12 characters; Your name: longer than 128 characters"
+        );
+        // Only a part's beginning, and only a field the errors name.
+        let said = "the name: is taken; email: not a valid address";
+        assert_eq!(labelled(said, &errors), said);
+        assert_eq!(labelled("named: x", &errors), "named: x");
+    }
 }

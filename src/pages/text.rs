@@ -67,3 +67,18 @@ pub fn address_change_sent(email: &str) -> String {
 pub fn link_on_its_way(email: &str) -> String {
     format!("If {email} has an account, a message with a new link is on its way. It may take a minute.")
 }
+
+/// What the forms call a field the API names (their `<label>`s), for a
+/// refusal shown on a page; a field no form has keeps its name.
+pub fn field_label(field: &str) -> &str {
+    match field {
+        "name" => "Your name",
+        "email" => "Email address",
+        "new_email" => "New email address",
+        "password" => "Password",
+        "current_password" => "Current password",
+        "new_password" => "New password",
+        "code" => "Code",
+        other => other,
+    }
+}

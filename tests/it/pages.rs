@@ -515,7 +515,7 @@ async fn a_person_changes_their_name() {
     let on_page =
         browser.post(&d, "/account/name", &[("name", &"w".repeat(200))]).await.text().await.unwrap();
     assert!(
-        on_page.contains("longer than 128 characters") && on_page.contains("value=\"Wren Ash\""),
+        on_page.contains("Your name: longer than 128 characters") && on_page.contains("value=\"Wren Ash\""),
         "{on_page}"
     );
     let kept: Value = patch(json!({"name": "é".repeat(128)})).await.unwrap().json().await.unwrap();
