@@ -129,7 +129,8 @@ pub fn spawn_schedule(
 
 /// Whether the schedule holds its backups because the database is damaged:
 /// each would copy and check the whole file to fail as the first did
-/// (a minute apart, at every try), while the backups from before stay.
+/// (retried a minute apart, or an interval when that is shorter), while
+/// the backups from before stay.
 /// Damage does not mend itself, and the restore that mends it needs a
 /// stop: the next start schedules again. `backup now` still tries. Says
 /// so once (`held`).
